@@ -1,0 +1,61 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from mesh.v1 import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WorkerHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_HEALTH_UNSPECIFIED: _ClassVar[WorkerHealth]
+    WORKER_HEALTH_ALIVE: _ClassVar[WorkerHealth]
+    WORKER_HEALTH_DEAD: _ClassVar[WorkerHealth]
+    WORKER_HEALTH_DRAINING: _ClassVar[WorkerHealth]
+WORKER_HEALTH_UNSPECIFIED: WorkerHealth
+WORKER_HEALTH_ALIVE: WorkerHealth
+WORKER_HEALTH_DEAD: WorkerHealth
+WORKER_HEALTH_DRAINING: WorkerHealth
+
+class WorkerStatus(_message.Message):
+    __slots__ = ("worker_id", "pools", "concurrency", "in_flight", "health", "last_heartbeat", "completed", "failed", "host", "pid")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    pools: _containers.RepeatedScalarFieldContainer[str]
+    concurrency: int
+    in_flight: int
+    health: WorkerHealth
+    last_heartbeat: _timestamp_pb2.Timestamp
+    completed: int
+    failed: int
+    host: str
+    pid: int
+    def __init__(self, worker_id: _Optional[str] = ..., pools: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., in_flight: _Optional[int] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class QueueStatus(_message.Message):
+    __slots__ = ("pool", "priority_class", "pending", "in_flight", "oldest_age_s")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    priority_class: _task_pb2.PriorityClass
+    pending: int
+    in_flight: int
+    oldest_age_s: float
+    def __init__(self, pool: _Optional[str] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ..., pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., oldest_age_s: _Optional[float] = ...) -> None: ...
