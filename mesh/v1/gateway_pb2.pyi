@@ -1,7 +1,9 @@
+from mesh.v1 import status_pb2 as _status_pb2
 from mesh.v1 import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -61,3 +63,15 @@ class CancelTaskResponse(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     state: _task_pb2.TaskState
     def __init__(self, state: _Optional[_Union[_task_pb2.TaskState, str]] = ...) -> None: ...
+
+class GetMeshStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetMeshStatusResponse(_message.Message):
+    __slots__ = ("queues", "workers")
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[_status_pb2.QueueStatus]
+    workers: _containers.RepeatedCompositeFieldContainer[_status_pb2.WorkerStatus]
+    def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ...) -> None: ...

@@ -55,6 +55,11 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.GetMeshStatus = channel.unary_unary(
+                '/mesh.v1.GatewayService/GetMeshStatus',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -89,6 +94,13 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMeshStatus(self, request, context):
+        """Queue depths and workers, as the scheduler sees them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +123,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'GetMeshStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMeshStatus,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +239,33 @@ class GatewayService:
             '/mesh.v1.GatewayService/CancelTask',
             mesh_dot_v1_dot_gateway__pb2.CancelTaskRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMeshStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/GetMeshStatus',
+            mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,11 +38,11 @@ class AbortTaskResponse(_message.Message):
     state: _task_pb2.TaskState
     def __init__(self, state: _Optional[_Union[_task_pb2.TaskState, str]] = ...) -> None: ...
 
-class GetMeshStatusRequest(_message.Message):
+class GetQueueStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class GetMeshStatusResponse(_message.Message):
+class GetQueueStatusResponse(_message.Message):
     __slots__ = ("queues", "workers")
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]

@@ -45,10 +45,10 @@ class SchedulerServiceStub:
                 request_serializer=mesh_dot_v1_dot_scheduler__pb2.AbortTaskRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_scheduler__pb2.AbortTaskResponse.FromString,
                 _registered_method=True)
-        self.GetMeshStatus = channel.unary_unary(
-                '/mesh.v1.SchedulerService/GetMeshStatus',
-                request_serializer=mesh_dot_v1_dot_scheduler__pb2.GetMeshStatusRequest.SerializeToString,
-                response_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetMeshStatusResponse.FromString,
+        self.GetQueueStatus = channel.unary_unary(
+                '/mesh.v1.SchedulerService/GetQueueStatus',
+                request_serializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusResponse.FromString,
                 _registered_method=True)
 
 
@@ -70,7 +70,7 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetMeshStatus(self, request, context):
+    def GetQueueStatus(self, request, context):
         """Queue depths and workers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -90,10 +90,10 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     request_deserializer=mesh_dot_v1_dot_scheduler__pb2.AbortTaskRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_scheduler__pb2.AbortTaskResponse.SerializeToString,
             ),
-            'GetMeshStatus': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetMeshStatus,
-                    request_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetMeshStatusRequest.FromString,
-                    response_serializer=mesh_dot_v1_dot_scheduler__pb2.GetMeshStatusResponse.SerializeToString,
+            'GetQueueStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueStatus,
+                    request_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -162,7 +162,7 @@ class SchedulerService:
             _registered_method=True)
 
     @staticmethod
-    def GetMeshStatus(request,
+    def GetQueueStatus(request,
             target,
             options=(),
             channel_credentials=None,
@@ -175,9 +175,9 @@ class SchedulerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/mesh.v1.SchedulerService/GetMeshStatus',
-            mesh_dot_v1_dot_scheduler__pb2.GetMeshStatusRequest.SerializeToString,
-            mesh_dot_v1_dot_scheduler__pb2.GetMeshStatusResponse.FromString,
+            '/mesh.v1.SchedulerService/GetQueueStatus',
+            mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusRequest.SerializeToString,
+            mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

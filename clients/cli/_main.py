@@ -1,0 +1,187 @@
+"""Argument parsing and dispatch for `tidemesh`. Exit codes: 0 ok / task succeeded, 1 task failed,
+2 bad input, 3 task cancelled, 4 mesh unavailable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from clients.cli._render import event_json, event_line
+from clients.cli._up import plan_from, up
+from clients.sdk import Client
+from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from mesh.v1 import status_pb2, task_pb2
+
+DEFAULT_ENDPOINT = os.environ.get("TIDEMESH_ENDPOINT", "127.0.0.1:8080")
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidemesh", description="gRPC-first mesh on NATS JetStream + Envoy")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def mesh_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+        p.add_argument("--port", type=int, default=8080, help="public Envoy port (0: pick free ports)")
+        p.add_argument("--workers", type=int, default=1, help="worker processes")
+        p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
+
+    p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
+    mesh_args(p_up)
+    p_up.add_argument("--demo", action="store_true", help="run a short demo workload once healthy")
+
+    p_plan = sub.add_parser("plan", help="print the process table `up` would start")
+    mesh_args(p_plan)
+    p_plan.add_argument("--json", action="store_true")
+
+    p_submit = sub.add_parser("submit", help="submit a task and stream its events")
+    p_submit.add_argument("kind")
+    p_submit.add_argument("--payload", default="{}", help="JSON fields of the kind's payload")
+    p_submit.add_argument("--text", default=None, help="shorthand for --payload '{\"text\": TEXT}'")
+    p_submit.add_argument("--priority", default="standard", choices=["interactive", "standard", "batch"])
+    p_submit.add_argument("--tenant", default="default")
+    p_submit.add_argument("--idempotency-key", default="")
+    p_submit.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    p_submit.add_argument("--json", action="store_true", help="one JSON event per line")
+    p_submit.add_argument("--no-wait", action="store_true", help="print the task id and return")
+
+    for name, help_text in (("watch", "stream a task's events"), ("get", "show a task"), ("cancel", "cancel a task")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("task_id")
+        p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+        p.add_argument("--json", action="store_true")
+        if name == "watch":
+            p.add_argument("--after", type=int, default=0, help="resume after this sequence number")
+
+    p_status = sub.add_parser("status", help="components, health and queue depths")
+    p_status.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    p_status.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+    p_status.add_argument("--json", action="store_true")
+    return parser
+
+
+async def _stream(client: Client, task_id: str, after: int, as_json: bool) -> int:
+    final = None
+    async for event in client.watch(task_id, after):
+        print(event_json(event) if as_json else event_line(event), flush=True)
+        final = event
+    if final is None or final.state == task_pb2.TASK_STATE_SUCCEEDED:
+        return EXIT_OK
+    return EXIT_CANCELLED if final.state == task_pb2.TASK_STATE_CANCELLED else EXIT_FAILED
+
+
+async def _submit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument("--payload", f"not JSON: {exc.msg}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidArgument("--payload", "must be a JSON object")
+    if args.text is not None:
+        payload["text"] = args.text
+    async with Client(args.endpoint, tenant=args.tenant) as client:
+        submitted = await client.submit(
+            args.kind, payload, priority=args.priority, idempotency_key=args.idempotency_key
+        )
+        if not args.json:
+            dedup = " (deduplicated)" if submitted.deduplicated else ""
+            print(f"task {submitted.task_id}{dedup}", file=sys.stderr, flush=True)
+        if args.no_wait:
+            print(submitted.task_id)
+            return EXIT_OK
+        return await _stream(client, submitted.task_id, 0, args.json)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from mesh.supervisor import Plan
+
+    report: dict[str, object] = {"components": [], "queues": [], "workers": []}
+    plan_file = Path(args.state_dir) / "plan.json"
+    if plan_file.exists():
+        plan = Plan.from_json(json.loads(plan_file.read_text()))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for spec in plan.processes:
+                try:
+                    async with session.get(spec.health.url) as response:
+                        healthy = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    healthy = False
+                report["components"].append(  # type: ignore[attr-defined]
+                    {"name": spec.name, "address": spec.address, "healthy": healthy}
+                )
+    async with Client(args.endpoint) as client:
+        mesh = await client.status()
+    from google.protobuf.json_format import MessageToDict
+
+    report["queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.queues]
+    report["workers"] = [MessageToDict(w) for w in mesh.workers]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for component in report["components"]:  # type: ignore[attr-defined]
+        mark = "healthy" if component["healthy"] else "DOWN"
+        print(f"{component['name']:<12} {mark:<8} {component['address']}")
+    print(f"\n{'pool':<16} {'class':<12} {'pending':>8} {'in-flight':>10} {'oldest(s)':>10}")
+    for q in mesh.queues:
+        name = task_pb2.PriorityClass.Name(q.priority_class).removeprefix("PRIORITY_CLASS_").lower()
+        print(f"{q.pool:<16} {name:<12} {q.pending:>8} {q.in_flight:>10} {q.oldest_age_s:>10.2f}")
+    print()
+    for w in mesh.workers:
+        health = status_pb2.WorkerHealth.Name(w.health).removeprefix("WORKER_HEALTH_").lower()
+        print(f"worker {w.worker_id:<40} {health:<6} in-flight {w.in_flight:<4} completed {w.completed}")
+    return EXIT_OK
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        return await up(args)
+    if args.command == "plan":
+        plan = plan_from(args)
+        if args.json:
+            print(json.dumps(plan.to_json(), indent=2))
+        else:
+            for spec in plan.processes:
+                print(f"{spec.name:<12} {spec.address:<28} {' '.join(spec.command)}")
+        return EXIT_OK
+    if args.command == "submit":
+        return await _submit(args)
+    if args.command == "status":
+        return await _status(args)
+    async with Client(args.endpoint) as client:
+        if args.command == "watch":
+            return await _stream(client, args.task_id, args.after, args.json)
+        if args.command == "get":
+            from google.protobuf.json_format import MessageToJson
+
+            print(MessageToJson(await client.get(args.task_id)))
+            return EXIT_OK
+        state = await client.cancel(args.task_id, reason="cancelled from the CLI")
+        print(task_pb2.TaskState.Name(state))
+        return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        code = asyncio.run(_dispatch(args))
+    except InvalidArgument as exc:
+        print(f"tidemesh: invalid argument: {exc.message}", file=sys.stderr)
+        code = EXIT_INVALID
+    except NotFound as exc:
+        print(f"tidemesh: not found: {exc.message}", file=sys.stderr)
+        code = EXIT_INVALID
+    except Unavailable as exc:
+        print(f"tidemesh: mesh unavailable: {exc.message}", file=sys.stderr)
+        code = EXIT_UNAVAILABLE
+    except MeshError as exc:
+        print(f"tidemesh: {exc.error_class}: {exc.message}", file=sys.stderr)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

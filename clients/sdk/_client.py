@@ -1,0 +1,133 @@
+"""`Client`: submit, watch with automatic resume, get, cancel, status — through Envoy or direct."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.json_format import ParseDict, ParseError
+
+from mesh.errors import InvalidArgument
+from mesh.rpc import raise_from_rpc_error
+from mesh.tasks import KINDS
+from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
+
+TERMINAL = frozenset(
+    {
+        task_pb2.TASK_STATE_SUCCEEDED,
+        task_pb2.TASK_STATE_FAILED,
+        task_pb2.TASK_STATE_CANCELLED,
+        task_pb2.TASK_STATE_DEAD_LETTERED,
+    }
+)
+
+_CLASSES = {
+    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
+    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
+    "batch": task_pb2.PRIORITY_CLASS_BATCH,
+}
+
+
+def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
+    """Build the typed payload of `kind` from plain JSON fields."""
+    if kind not in KINDS:
+        raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {', '.join(sorted(KINDS))})")
+    field = KINDS[kind].payload_field
+    try:
+        return ParseDict({field: payload}, task_pb2.TaskPayload())
+    except ParseError as exc:
+        raise InvalidArgument("payload", str(exc)) from exc
+
+
+class Client:
+    """``async with Client("localhost:8080") as client: ...``"""
+
+    def __init__(self, endpoint: str, tenant: str = "default", max_resume_attempts: int = 10) -> None:
+        self.endpoint = endpoint
+        self.tenant = tenant
+        self._max_resume_attempts = max_resume_attempts
+        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def submit(
+        self,
+        kind: str,
+        payload: dict[str, Any] | task_pb2.TaskPayload,
+        priority: str = "standard",
+        idempotency_key: str = "",
+        task_id: str = "",
+        timeout_s: float = 30.0,
+    ) -> gateway_pb2.SubmitTaskResponse:
+        if priority not in _CLASSES:
+            raise InvalidArgument("priority", f"unknown priority class {priority!r} (one of: {', '.join(_CLASSES)})")
+        typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
+        spec = task_pb2.TaskSpec(
+            task_id=task_id, tenant=self.tenant, kind=kind, priority_class=_CLASSES[priority],
+            idempotency_key=idempotency_key, payload=typed,
+        )
+        try:
+            return await self._stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+
+    async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
+        """Events until the final one. Reconnects with backoff and resumes after the last
+        sequence seen, so a dropped connection causes neither a gap nor a duplicate."""
+        last = after_sequence
+        failures = 0
+        while True:
+            call = self._stub.WatchTask(gateway_pb2.WatchTaskRequest(task_id=task_id, after_sequence=last))
+            try:
+                async for response in call:
+                    failures = 0
+                    event = response.event
+                    if event.sequence <= last:
+                        continue
+                    last = event.sequence
+                    yield event
+                    if event.final:
+                        return
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL) or (
+                    failures >= self._max_resume_attempts
+                ):
+                    raise_from_rpc_error(exc)
+                failures += 1
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures) * (0.5 + random.random() / 2))
+            finally:
+                call.cancel()
+
+    async def get(self, task_id: str) -> task_pb2.TaskInfo:
+        try:
+            return (await self._stub.GetTask(gateway_pb2.GetTaskRequest(task_id=task_id), timeout=10.0)).task
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+
+    async def cancel(self, task_id: str, reason: str = "") -> int:
+        try:
+            reply = await self._stub.CancelTask(
+                gateway_pb2.CancelTaskRequest(task_id=task_id, reason=reason), timeout=10.0
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+        return reply.state
+
+    async def status(self) -> gateway_pb2.GetMeshStatusResponse:
+        try:
+            return await self._stub.GetMeshStatus(gateway_pb2.GetMeshStatusRequest(), timeout=10.0)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)

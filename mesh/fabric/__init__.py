@@ -1,0 +1,50 @@
+"""The NATS JetStream fabric: subjects, topology, event log, connections."""
+
+from mesh.fabric._connect import connect
+from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
+from mesh.fabric._subjects import (
+    CANCEL_PREFIX,
+    EVENTS_PREFIX,
+    EVENTS_STREAM,
+    IDEMPOTENCY_BUCKET,
+    LANE_ORDER,
+    POOLS,
+    TOKEN_RE,
+    WORK_STREAM,
+    WORKERS_BUCKET,
+    cancel_subject,
+    consumer_name,
+    event_subject,
+    lane_filter,
+    lane_of,
+    task_id_of_event_subject,
+    work_subject,
+)
+from mesh.fabric._topology import Topology, ensure_topology
+
+__all__ = [
+    "CANCEL_PREFIX",
+    "EVENTS_PREFIX",
+    "EVENTS_STREAM",
+    "IDEMPOTENCY_BUCKET",
+    "LANE_ORDER",
+    "POOLS",
+    "TERMINAL_STATES",
+    "TOKEN_RE",
+    "WORKERS_BUCKET",
+    "WORK_STREAM",
+    "ChainMoved",
+    "EventLog",
+    "StoredEvent",
+    "Topology",
+    "cancel_subject",
+    "connect",
+    "consumer_name",
+    "ensure_topology",
+    "event_subject",
+    "fold",
+    "lane_filter",
+    "lane_of",
+    "task_id_of_event_subject",
+    "work_subject",
+]

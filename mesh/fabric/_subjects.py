@@ -1,0 +1,66 @@
+"""The subject layout of the fabric — the one place that spells subjects.
+
+    tm.work.<pool>.<class>.<tenant>   work items (stream TM_WORK, work-queue retention)
+    tm.evt.<task_id>                  task events (stream TM_EVENTS, replayable)
+    tm.cancel.<task_id>               cancel notices (core NATS, to interrupt a running step)
+
+Priority lanes are the <class> token; tenant partitions are the <tenant> token, so a
+consumer can filter one lane of one pool (``tm.work.inference.interactive.>``) or one
+tenant (``tm.work.*.*.acme``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from mesh.v1 import task_pb2
+
+WORK_STREAM = "TM_WORK"
+EVENTS_STREAM = "TM_EVENTS"
+IDEMPOTENCY_BUCKET = "tm_idempotency"
+WORKERS_BUCKET = "tm_workers"
+
+WORK_PREFIX = "tm.work"
+EVENTS_PREFIX = "tm.evt"
+CANCEL_PREFIX = "tm.cancel"
+
+POOLS = ("ingestion", "orchestration", "inference", "post-processing")
+
+LANES: dict[int, str] = {
+    task_pb2.PRIORITY_CLASS_INTERACTIVE: "interactive",
+    task_pb2.PRIORITY_CLASS_STANDARD: "standard",
+    task_pb2.PRIORITY_CLASS_BATCH: "batch",
+}
+LANE_ORDER = ("interactive", "standard", "batch")
+
+# Tenant ids and task ids become subject tokens: keep them to a safe alphabet.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def lane_of(priority_class: int) -> str:
+    """The lane name of a priority class; UNSPECIFIED means standard."""
+    return LANES.get(priority_class, "standard")
+
+
+def work_subject(pool: str, priority_class: int, tenant: str) -> str:
+    return f"{WORK_PREFIX}.{pool}.{lane_of(priority_class)}.{tenant}"
+
+
+def lane_filter(pool: str, lane: str) -> str:
+    return f"{WORK_PREFIX}.{pool}.{lane}.>"
+
+
+def event_subject(task_id: str) -> str:
+    return f"{EVENTS_PREFIX}.{task_id}"
+
+
+def cancel_subject(task_id: str) -> str:
+    return f"{CANCEL_PREFIX}.{task_id}"
+
+
+def task_id_of_event_subject(subject: str) -> str:
+    return subject[len(EVENTS_PREFIX) + 1 :]
+
+
+def consumer_name(pool: str, lane: str) -> str:
+    return f"work-{pool}-{lane}"

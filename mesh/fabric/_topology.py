@@ -1,0 +1,90 @@
+"""Streams, consumers and KV buckets, declared in code and created idempotently at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nats.js.api as api
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from mesh.fabric import _subjects as s
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Tunables of the fabric. `replicas` is 3 on a JetStream cluster."""
+
+    replicas: int = 1
+    duplicate_window_s: float = 120.0
+    events_max_age_s: float = 7 * 24 * 3600.0
+    idempotency_ttl_s: float = 24 * 3600.0
+    # A delivered item not acked within this window is redelivered (the worker died);
+    # live workers extend it with in-progress acks while a step runs.
+    ack_wait_s: float = 30.0
+    max_deliver: int = 10
+    max_ack_pending: int = 4096
+
+    def work_stream(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=s.WORK_STREAM,
+            subjects=[f"{s.WORK_PREFIX}.>"],
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+        )
+
+    def events_stream(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=s.EVENTS_STREAM,
+            subjects=[f"{s.EVENTS_PREFIX}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+            max_age=self.events_max_age_s,
+            allow_direct=True,
+        )
+
+    def work_consumer(self, pool: str, lane: str) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=s.consumer_name(pool, lane),
+            filter_subject=s.lane_filter(pool, lane),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+            num_replicas=self.replicas,
+        )
+
+
+async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
+    """Create or update every stream, consumer and bucket. Safe to call from every process."""
+    for config in (topology.work_stream(), topology.events_stream()):
+        await _ensure_stream(js, config)
+    for pool in s.POOLS:
+        for lane in s.LANE_ORDER:
+            await js.add_consumer(s.WORK_STREAM, topology.work_consumer(pool, lane))
+    await _ensure_bucket(js, s.IDEMPOTENCY_BUCKET, topology.idempotency_ttl_s, topology.replicas)
+    await _ensure_bucket(js, s.WORKERS_BUCKET, 0, topology.replicas)
+
+
+async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)
+        return
+    await js.update_stream(config)
+
+
+async def _ensure_bucket(js: JetStreamContext, name: str, ttl_s: float, replicas: int) -> None:
+    try:
+        await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        await js.create_key_value(
+            api.KeyValueConfig(bucket=name, ttl=ttl_s or None, replicas=replicas, history=1)
+        )

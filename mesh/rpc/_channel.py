@@ -1,0 +1,20 @@
+"""Client channels with the options every internal call uses."""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+
+from mesh.telemetry import client_interceptors
+
+_OPTIONS = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.enable_retries", 1),
+)
+
+
+def insecure_channel(target: str) -> grpc.aio.Channel:
+    """A plaintext (h2c) channel that propagates trace context."""
+    return grpc.aio.insecure_channel(target, options=_OPTIONS, interceptors=client_interceptors())

@@ -1,0 +1,123 @@
+"""ServiceHost: the gRPC server, health, reflection and ops HTTP endpoint of one service process."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mesh.telemetry import METRICS, get_logger, metrics_app, server_interceptors
+
+log = get_logger(__name__)
+
+
+class HostState(enum.Enum):
+    NEW = "new"
+    SERVING = "serving"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class ServiceHost:
+    """Owns the listening sockets of a service; `async with` starts and stops them.
+
+    The standard health service reports SERVING for "" and every registered
+    service while up, NOT_SERVING once shutdown begins (so Envoy and the
+    supervisor stop routing to it before in-flight calls are cut).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        grpc_address: str,
+        http_address: str | None = None,
+        http_app: web.Application | None = None,
+        grace_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self._grpc_address = grpc_address
+        self._http_address = http_address
+        self._grace_s = grace_s
+        self._state = HostState.NEW
+        self._service_names: list[str] = []
+        self._health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=server_interceptors(),
+            options=(("grpc.max_receive_message_length", 16 * 1024 * 1024),),
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
+        self._http_app = http_app or web.Application()
+        ops = metrics_app(METRICS, ready=self._is_serving)
+        for route in ops.router.routes():
+            self._http_app.router.add_route(route.method, route.resource.canonical, route.handler)  # type: ignore[union-attr]
+        self._runner: web.AppRunner | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
+        """Register a servicer, e.g. ``add(add_GatewayServiceServicer_to_server, svc, "mesh.v1.GatewayService")``."""
+        register(servicer, self.server)
+        self._service_names.append(full_name)
+
+    async def _is_serving(self) -> bool:
+        return self._state is HostState.SERVING
+
+    async def __aenter__(self) -> ServiceHost:
+        if self._state is not HostState.NEW:
+            raise RuntimeError(f"ServiceHost is {self._state.value}; it cannot be opened again")
+        reflection.enable_server_reflection(
+            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.grpc_port = self.server.add_insecure_port(self._grpc_address)
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC address {self._grpc_address}")
+        await self.server.start()
+        if self._http_address is not None:
+            host, _, port = self._http_address.rpartition(":")
+            self._runner = web.AppRunner(self._http_app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), shutdown_timeout=self._grace_s)
+            await site.start()
+            sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
+            self.http_port = sockets[0].getsockname()[1] if sockets else int(port)
+        for name in ("", *self._service_names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._state = HostState.SERVING
+        log.info("serving", extra={"grpc_port": self.grpc_port, "http_port": self.http_port})
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def begin_shutdown(self) -> None:
+        """Report NOT_SERVING; keep accepting in-flight calls."""
+        if self._state is HostState.SERVING:
+            self._state = HostState.STOPPING
+            await self._health.enter_graceful_shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop within the grace period; idempotent."""
+        if self._state in (HostState.STOPPED, HostState.NEW):
+            self._state = HostState.STOPPED
+            return
+        await self.begin_shutdown()
+        await self.server.stop(self._grace_s)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._state = HostState.STOPPED
+
+    def write_ready_file(self, path: Path | None) -> None:
+        """Tell a parent which ports were bound (for port 0), atomically."""
+        if path is None:
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"grpc_port": self.grpc_port, "http_port": self.http_port}))
+        tmp.replace(path)

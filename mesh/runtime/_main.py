@@ -1,0 +1,67 @@
+"""Process entry points: logging, tracing, and two-stage signal handling in one place."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from mesh.telemetry import configure_logging, configure_tracing, get_logger
+
+log = get_logger(__name__)
+
+
+def run_service(
+    name: str,
+    parser: argparse.ArgumentParser,
+    serve: Callable[[argparse.Namespace, asyncio.Event], Awaitable[None]],
+    argv: list[str] | None = None,
+) -> None:
+    """Parse args and run `serve(args, stop)` until it returns.
+
+    First SIGTERM/SIGINT sets `stop` (serve drains and returns within its grace
+    period); a second one exits at once with status 130.
+    """
+    args = parser.parse_args(argv)
+    configure_logging(name, os.environ.get("TIDEMESH_LOG_LEVEL", "INFO"))
+    configure_tracing(name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log.warning("second signal: exiting now", extra={"signal": signum})
+                os._exit(130)
+            log.info("signal received: shutting down gracefully", extra={"signal": signum})
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await serve(args, stop)
+
+    try:
+        asyncio.run(main())
+    except Exception:
+        log.exception("service failed")
+        sys.exit(1)
+    log.info("stopped")
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments every service takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--nats", default=os.environ.get("TIDEMESH_NATS", "nats://127.0.0.1:4222"))
+    parser.add_argument("--grpc", default="127.0.0.1:0", help="gRPC listen address HOST:PORT")
+    parser.add_argument("--http", default="127.0.0.1:0", help="HTTP (ops: /metrics, /healthz) HOST:PORT")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight work")
+    parser.add_argument("--replicas", type=int, default=1, help="JetStream stream replicas (3 on a cluster)")
+    parser.add_argument(
+        "--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered"
+    )
+    parser.add_argument("--ready-file", default=None, help="write bound ports here as JSON once serving")
+    return parser

@@ -1,0 +1,7 @@
+"""Local mesh supervision: the process plan, supervised children, the supervisor."""
+
+from mesh.supervisor._child import Child, ChildState
+from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan
+from mesh.supervisor._supervisor import Supervisor
+
+__all__ = ["Child", "ChildState", "Health", "Plan", "ProcessSpec", "Supervisor", "build_plan"]

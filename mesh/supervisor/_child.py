@@ -1,0 +1,143 @@
+"""One supervised child process: start, health-wait, restart with backoff, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import enum
+import os
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+
+from mesh.supervisor._plan import ProcessSpec
+from mesh.telemetry import get_logger
+
+log = get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the supervisor dies (even kill -9), the kernel kills us."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ChildState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+class Child:
+    def __init__(self, spec: ProcessSpec, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.spec = spec
+        self.state = ChildState.NEW
+        self.restarts = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self._log_path = log_dir / f"{spec.name}.log"
+        self._env = {**os.environ, **(env or {})}
+        self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
+        self._restarted = asyncio.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self) -> None:
+        if self.state is not ChildState.NEW:
+            raise RuntimeError(f"{self.spec.name} was already started")
+        await self._spawn()
+        self._watch = asyncio.create_task(self._supervise())
+
+    async def _spawn(self) -> None:
+        log_file = self._log_path.open("ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.spec.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._env,
+                # Own session: a terminal's Ctrl-C reaches only the supervisor, which then
+                # stops children in order (a second signal would make them exit at once).
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log_file.close()
+        self.state = ChildState.RUNNING
+
+    async def _supervise(self) -> None:
+        """Restart on unexpected exit: backoff 0.25 s doubling to 10 s, reset after 30 s of uptime."""
+        backoff_s = 0.25
+        while True:
+            assert self.process is not None
+            started = time.monotonic()
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            if time.monotonic() - started > 30:
+                backoff_s = 0.25
+            log.warning(
+                "child exited; restarting",
+                extra={"child": self.spec.name, "exit_code": code, "backoff_s": backoff_s},
+            )
+            self.state = ChildState.BACKOFF
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 10.0)
+            if self._stopping:
+                return
+            await self._spawn()
+            self.restarts += 1
+            self._restarted.set()
+
+    async def wait_healthy(self, timeout_s: float = 60.0) -> float:
+        """Poll the health URL until it answers 200; returns seconds waited."""
+        started = time.monotonic()
+        delay = 0.02
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(self.spec.health.url) as response:
+                        if response.status == 200:
+                            return time.monotonic() - started
+                if time.monotonic() - started > timeout_s:
+                    raise TimeoutError(
+                        f"{self.spec.name} not healthy after {timeout_s:.0f}s "
+                        f"({self.spec.health.url}); see {self._log_path}"
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.25)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`. Idempotent."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        self.state = ChildState.STOPPED
+
+    def kill_now(self) -> None:
+        """Second-signal path: no grace."""
+        self._stopping = True
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()

@@ -1,0 +1,169 @@
+"""The process table of a local mesh — what `tidemesh up` starts and Tilt runs.
+
+One source of truth: `tidemesh up` supervises exactly these processes, `tidemesh
+plan --json` prints them, and the Tiltfile turns them into local_resources.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh.edge import EdgeConfig, render_yaml
+
+
+@dataclass(frozen=True)
+class Health:
+    """An HTTP GET that answers 200 when the process is ready."""
+
+    url: str
+    host: str
+    port: int
+    path: str
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    command: list[str]
+    ports: dict[str, int]
+    health: Health
+    depends_on: list[str] = field(default_factory=list)
+    # Address a user connects to, for the `up` summary.
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    state_dir: str
+    public_port: int
+    processes: list[ProcessSpec]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Plan:
+        return Plan(
+            state_dir=data["state_dir"],
+            public_port=data["public_port"],
+            processes=[
+                ProcessSpec(**{**p, "health": Health(**p["health"])}) for p in data["processes"]
+            ],
+        )
+
+    def by_name(self, name: str) -> ProcessSpec:
+        return next(p for p in self.processes if p.name == name)
+
+
+def _binary(name: str) -> str:
+    """A binary from this interpreter's environment (pip wheels put them beside python)."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found; install the project with pip (it ships in a wheel)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Ports:
+    """Deterministic ports from the public one, or free ones when it is 0."""
+
+    def __init__(self, public_port: int) -> None:
+        self._next = public_port + 1 if public_port else 0
+
+    def take(self) -> int:
+        if not self._next:
+            return _free_port()
+        port = self._next
+        self._next += 1
+        return port
+
+
+def _http_health(port: int, path: str) -> Health:
+    return Health(url=f"http://127.0.0.1:{port}{path}", host="127.0.0.1", port=port, path=path)
+
+
+def build_plan(
+    state_dir: Path,
+    public_port: int = 8080,
+    workers: int = 1,
+    worker_concurrency: int = 32,
+    ack_wait_s: float = 30.0,
+    listen_host: str = "127.0.0.1",
+) -> Plan:
+    """The process table; also renders ``<state_dir>/envoy.yaml`` for it."""
+    state_dir = state_dir.resolve()
+    ports = _Ports(public_port)
+    public_port = public_port or _free_port()
+    envoy_admin = ports.take()
+    nats_client, nats_monitor = ports.take(), ports.take()
+    nats_url = f"nats://127.0.0.1:{nats_client}"
+    py = sys.executable
+    common = ["--nats", nats_url, "--ack-wait", str(ack_wait_s)]
+
+    def service(name: str, module: str, extra: list[str], depends_on: list[str]) -> ProcessSpec:
+        grpc_port, http_port = ports.take(), ports.take()
+        return ProcessSpec(
+            name=name,
+            command=[py, "-m", module, "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}",
+                     *common, *extra],
+            ports={"grpc": grpc_port, "http": http_port},
+            health=_http_health(http_port, "/healthz"),
+            depends_on=depends_on,
+            address=f"127.0.0.1:{grpc_port}",
+        )
+
+    nats = ProcessSpec(
+        name="nats",
+        command=[_binary("nats-server"), "-a", "127.0.0.1", "-p", str(nats_client), "-m", str(nats_monitor),
+                 "-js", "-sd", str(state_dir / "jetstream"), "-n", "tidemesh-0"],
+        ports={"client": nats_client, "monitor": nats_monitor},
+        health=_http_health(nats_monitor, "/healthz?js-enabled-only=true"),
+        address=nats_url,
+    )
+    scheduler = service("scheduler", "services.scheduler", [], ["nats"])
+    inference = service("inference", "services.inference", [], [])
+    gateway = service("gateway", "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
+    worker_specs = [
+        service(
+            f"worker-{index}", "services.worker",
+            ["--scheduler", scheduler.address, "--inference", inference.address,
+             "--concurrency", str(worker_concurrency)],
+            ["scheduler", "inference"],
+        )
+        for index in range(1, workers + 1)
+    ]
+    envoy_config = state_dir / "envoy.yaml"
+    edge = EdgeConfig(
+        listen_host=listen_host,
+        listen_port=public_port,
+        admin_port=envoy_admin,
+        grpc_upstreams=(("127.0.0.1", gateway.ports["grpc"]),),
+        http_upstreams=(("127.0.0.1", gateway.ports["http"]),),
+    )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    envoy_config.write_text(render_yaml(edge))
+    envoy = ProcessSpec(
+        name="envoy",
+        command=[_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port),
+                 "--log-level", "warn"],
+        ports={"public": public_port, "admin": envoy_admin},
+        health=_http_health(envoy_admin, "/ready"),
+        depends_on=["gateway"],
+        address=f"{listen_host}:{public_port}",
+    )
+    return Plan(
+        state_dir=str(state_dir),
+        public_port=public_port,
+        processes=[nats, scheduler, inference, *worker_specs, gateway, envoy],
+    )

@@ -1,0 +1,81 @@
+"""Supervisor: boots a Plan in dependency order, keeps it running, tears it down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from mesh.supervisor._child import Child
+from mesh.supervisor._plan import Plan
+from mesh.telemetry import get_logger
+
+log = get_logger(__name__)
+
+
+class Supervisor:
+    """`async with Supervisor(plan) as sup:` — everything is up and healthy inside the block."""
+
+    def __init__(self, plan: Plan, health_timeout_s: float = 90.0, grace_s: float = 10.0) -> None:
+        self.plan = plan
+        self.children = {spec.name: Child(spec, Path(plan.state_dir) / "logs") for spec in plan.processes}
+        self._health_timeout_s = health_timeout_s
+        self._grace_s = grace_s
+        self.boot_seconds = 0.0
+        self._closed = False
+
+    async def __aenter__(self) -> Supervisor:
+        state = Path(self.plan.state_dir)
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        (state / "plan.json").write_text(json.dumps(self.plan.to_json(), indent=2))
+        started = time.monotonic()
+        try:
+            await self._boot()
+        except BaseException:
+            await self.shutdown()
+            raise
+        self.boot_seconds = time.monotonic() - started
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def _boot(self) -> None:
+        """Start each process once its dependencies are healthy; independent ones in parallel."""
+        healthy: dict[str, asyncio.Task[float]] = {}
+
+        async def bring_up(child: Child) -> float:
+            for dependency in child.spec.depends_on:
+                await healthy[dependency]
+            await child.start()
+            return await child.wait_healthy(self._health_timeout_s)
+
+        for child in self.children.values():
+            healthy[child.spec.name] = asyncio.create_task(bring_up(child))
+        try:
+            await asyncio.gather(*healthy.values())
+        except BaseException:
+            for task in healthy.values():
+                task.cancel()
+            await asyncio.gather(*healthy.values(), return_exceptions=True)
+            raise
+
+    async def shutdown(self) -> None:
+        """Stop in reverse dependency order: the front door first, the broker last."""
+        if self._closed:
+            return
+        self._closed = True
+        order = list(self.children.values())[::-1]
+        front = [c for c in order if c.spec.name in ("envoy", "gateway")]
+        middle = [c for c in order if c not in front and c.spec.name != "nats"]
+        broker = [c for c in order if c.spec.name == "nats"]
+        for group in (front, middle, broker):
+            await asyncio.gather(*(child.stop(self._grace_s) for child in group))
+
+    def kill_all(self) -> None:
+        for child in self.children.values():
+            child.kill_now()
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: child.pid for name, child in self.children.items()}

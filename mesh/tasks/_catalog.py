@@ -1,0 +1,38 @@
+"""The task kinds the mesh knows: which payload each takes and the pipeline that runs it.
+
+A kind is a pipeline of steps; each step runs in the worker pool it names. The
+scheduler validates against this catalog, workers execute it — it is the one
+definition both share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    pool: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    # The TaskPayload oneof case this kind requires.
+    payload_field: str
+    steps: tuple[Step, ...]
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("echo", "echo", (Step("echo", "ingestion"),)),
+        Kind("embed", "embed", (Step("embed", "inference"),)),
+        Kind("stream", "stream", (Step("plan", "ingestion"), Step("emit", "post-processing"))),
+    )
+}
+
+
+def kind_of(name: str) -> Kind | None:
+    return KINDS.get(name)

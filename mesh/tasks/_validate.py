@@ -1,0 +1,77 @@
+"""Admission-time validation of a TaskSpec. Every failure names the field."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mesh.errors import InvalidArgument
+from mesh.fabric import TOKEN_RE
+from mesh.tasks._catalog import KINDS
+from mesh.v1 import task_pb2
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_payload_bytes: int = 64 * 1024
+    max_idempotency_key: int = 256
+    max_labels: int = 32
+    max_stream_chunks: int = 10_000
+    max_chunk_delay_ms: int = 10_000
+    default_ttl_s: float = 24 * 3600.0
+
+
+def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None = None) -> None:
+    """Raise InvalidArgument for the first problem found; `spec` is left untouched."""
+    now_s = time.time() if now_s is None else now_s
+    if not spec.tenant:
+        raise InvalidArgument("spec.tenant", "is required")
+    if not TOKEN_RE.match(spec.tenant):
+        raise InvalidArgument("spec.tenant", "must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if spec.task_id and not TOKEN_RE.match(spec.task_id):
+        raise InvalidArgument("spec.task_id", "must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if not spec.kind:
+        raise InvalidArgument("spec.kind", f"is required (one of: {', '.join(sorted(KINDS))})")
+    kind = KINDS.get(spec.kind)
+    if kind is None:
+        raise InvalidArgument("spec.kind", f"unknown task kind {spec.kind!r} (one of: {', '.join(sorted(KINDS))})")
+    if spec.priority > 100:
+        raise InvalidArgument("spec.priority", "must be between 0 and 100")
+    if spec.priority_class not in task_pb2.PriorityClass.values():
+        raise InvalidArgument("spec.priority_class", f"unknown priority class {spec.priority_class}")
+    if spec.qos not in task_pb2.QosTier.values():
+        raise InvalidArgument("spec.qos", f"unknown QoS tier {spec.qos}")
+    if len(spec.idempotency_key) > limits.max_idempotency_key:
+        raise InvalidArgument("spec.idempotency_key", f"longer than {limits.max_idempotency_key} characters")
+    if spec.schema_version > SCHEMA_VERSION:
+        raise InvalidArgument(
+            "spec.schema_version", f"version {spec.schema_version} is newer than supported {SCHEMA_VERSION}"
+        )
+    if spec.HasField("deadline") and spec.deadline.ToMicroseconds() / 1e6 <= now_s:
+        raise InvalidArgument("spec.deadline", "is in the past")
+    if len(spec.labels) > limits.max_labels:
+        raise InvalidArgument("spec.labels", f"more than {limits.max_labels} labels")
+    if spec.parent_task_id and not TOKEN_RE.match(spec.parent_task_id):
+        raise InvalidArgument("spec.parent_task_id", "must be 1-64 characters of A-Z a-z 0-9 _ -")
+    _validate_payload(spec, kind.payload_field, limits)
+
+
+def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> None:
+    if not spec.HasField("payload") or spec.payload.WhichOneof("body") is None:
+        raise InvalidArgument("spec.payload", f"is required: set payload.{field} for kind {spec.kind!r}")
+    case = spec.payload.WhichOneof("body")
+    if case != field:
+        raise InvalidArgument(f"spec.payload.{case}", f"kind {spec.kind!r} takes payload.{field}")
+    size = spec.payload.ByteSize()
+    if size > limits.max_payload_bytes:
+        raise InvalidArgument("spec.payload", f"is {size} bytes, over the {limits.max_payload_bytes}-byte limit")
+    if field == "embed" and not spec.payload.embed.text.strip():
+        raise InvalidArgument("spec.payload.embed.text", "is empty")
+    if field == "stream":
+        stream = spec.payload.stream
+        if not 1 <= stream.chunks <= limits.max_stream_chunks:
+            raise InvalidArgument("spec.payload.stream.chunks", f"must be 1..{limits.max_stream_chunks}")
+        if stream.chunk_delay_ms > limits.max_chunk_delay_ms:
+            raise InvalidArgument("spec.payload.stream.chunk_delay_ms", f"must be ≤ {limits.max_chunk_delay_ms}")

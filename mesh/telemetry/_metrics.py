@@ -1,0 +1,78 @@
+"""Prometheus metrics of one process, served at ``/metrics`` by an aiohttp app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Every metric tidemesh exports. Services touch only the ones they own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.tasks_admitted = Counter(
+            "tidemesh_tasks_admitted_total", "Tasks admitted", ["kind", "priority_class"], registry=r
+        )
+        self.tasks_deduplicated = Counter(
+            "tidemesh_tasks_deduplicated_total", "Submits answered from the idempotency record", registry=r
+        )
+        self.tasks_rejected = Counter(
+            "tidemesh_tasks_rejected_total", "Submits rejected", ["reason"], registry=r
+        )
+        self.tasks_finished = Counter(
+            "tidemesh_tasks_finished_total", "Tasks that reached a final state", ["kind", "state"], registry=r
+        )
+        self.step_seconds = Histogram(
+            "tidemesh_step_seconds", "Pipeline step run time", ["kind", "step", "pool"], registry=r
+        )
+        self.events_published = Counter(
+            "tidemesh_events_published_total", "Task events written to JetStream", registry=r
+        )
+        self.redeliveries = Counter(
+            "tidemesh_redeliveries_total", "Work items received more than once", ["pool"], registry=r
+        )
+        self.queue_pending = Gauge(
+            "tidemesh_queue_pending", "Work items waiting", ["pool", "priority_class"], registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "tidemesh_queue_oldest_age_seconds", "Age of the oldest waiting work item",
+            ["pool", "priority_class"], registry=r,
+        )
+        self.in_flight = Gauge("tidemesh_in_flight", "Steps running in this process", registry=r)
+        self.watchers = Gauge("tidemesh_watchers", "Open task event streams", registry=r)
+        self.inference_requests = Counter(
+            "tidemesh_inference_texts_total", "Texts embedded", ["model", "backend"], registry=r
+        )
+        self.inference_batch = Histogram(
+            "tidemesh_inference_batch_size", "Texts per model call", ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS = Metrics()
+
+
+def metrics_app(
+    metrics: Metrics = METRICS, ready: Callable[[], Awaitable[bool]] | None = None
+) -> web.Application:
+    """An aiohttp app serving ``/metrics`` and ``/healthz`` (200 when `ready()` says so)."""
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def get_health(_: web.Request) -> web.Response:
+        ok = True if ready is None else await ready()
+        return web.json_response({"status": "SERVING" if ok else "NOT_SERVING"}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", get_health)
+    return app

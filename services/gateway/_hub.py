@@ -1,0 +1,90 @@
+"""EventHub: one NATS subscription per gateway fans task events out to watchers.
+
+A watcher first replays the task's stored events after its resume point, then
+follows live events. Live delivery is core NATS (cheap, but lossy across a
+reconnect), so any gap in sequence numbers — or a quiet period — is filled from
+the JetStream store: the stream a client sees has no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from mesh.errors import NotFound
+from mesh.fabric import EVENTS_PREFIX, EventLog, task_id_of_event_subject
+from mesh.telemetry import METRICS
+from mesh.v1 import task_pb2
+
+
+class EventHub:
+    def __init__(self, nc: Client, events: EventLog, recheck_s: float = 5.0) -> None:
+        self._nc = nc
+        self._events = events
+        self._recheck_s = recheck_s
+        self._watchers: dict[str, set[asyncio.Queue[bytes]]] = {}
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(
+            f"{EVENTS_PREFIX}.>", cb=self._on_event, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
+        )
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_event(self, msg: Msg) -> None:
+        queues = self._watchers.get(task_id_of_event_subject(msg.subject))
+        if queues:
+            for queue in queues:
+                queue.put_nowait(msg.data)
+
+    async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
+        """Events of `task_id` after `after_sequence`, ending with the final one."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._watchers.setdefault(task_id, set()).add(queue)
+        METRICS.watchers.inc()
+        try:
+            last = after_sequence
+            seen_any = False
+            async for stored in self._events.read(task_id, after_sequence):
+                seen_any = True
+                yield stored.event
+                last = stored.event.sequence
+                if stored.event.final:
+                    return
+            if not seen_any and await self._events.last(task_id) is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+            while True:
+                try:
+                    data = await asyncio.wait_for(queue.get(), self._recheck_s)
+                    live = task_pb2.TaskEvent.FromString(data)
+                except TimeoutError:
+                    live = None
+                if live is not None and live.sequence <= last:
+                    continue
+                if live is not None and live.sequence == last + 1:
+                    yield live
+                    last = live.sequence
+                    if live.final:
+                        return
+                    continue
+                # A gap (events missed while reconnecting) or a quiet period: read the store.
+                async for stored in self._events.read(task_id, last):
+                    yield stored.event
+                    last = stored.event.sequence
+                    if stored.event.final:
+                        return
+        finally:
+            queues = self._watchers.get(task_id)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._watchers[task_id]
+            METRICS.watchers.dec()

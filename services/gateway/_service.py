@@ -1,0 +1,93 @@
+"""GatewayService servicer: the public API, forwarding admission to the scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc.aio
+
+from mesh.errors import InvalidArgument, MeshError, NotFound
+from mesh.fabric import EventLog, fold
+from mesh.rpc import abort_with, raise_from_rpc_error
+from mesh.v1 import gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
+from services.gateway._hub import EventHub
+
+Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
+
+
+class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
+    def __init__(self, scheduler: scheduler_pb2_grpc.SchedulerServiceStub, events: EventLog, hub: EventHub):
+        self._scheduler = scheduler
+        self._events = events
+        self._hub = hub
+
+    async def SubmitTask(
+        self, request: gateway_pb2.SubmitTaskRequest, context: Context
+    ) -> gateway_pb2.SubmitTaskResponse:
+        try:
+            if not request.HasField("spec"):
+                raise InvalidArgument("spec", "is required")
+            try:
+                admitted = await self._scheduler.AdmitTask(
+                    scheduler_pb2.AdmitTaskRequest(spec=request.spec), timeout=10.0
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise_from_rpc_error(exc)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.SubmitTaskResponse(
+            task_id=admitted.task_id, deduplicated=admitted.deduplicated, sequence=admitted.sequence
+        )
+
+    async def WatchTask(
+        self, request: gateway_pb2.WatchTaskRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
+        if not request.task_id:
+            await abort_with(context, InvalidArgument("task_id", "is required"))
+        stream = self._hub.watch(request.task_id, request.after_sequence)
+        try:
+            async for event in stream:
+                yield gateway_pb2.WatchTaskResponse(event=event)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def GetTask(self, request: gateway_pb2.GetTaskRequest, context: Context) -> gateway_pb2.GetTaskResponse:
+        try:
+            if not request.task_id:
+                raise InvalidArgument("task_id", "is required")
+            events = [stored.event async for stored in self._events.read(request.task_id)]
+            if not events:
+                raise NotFound(f"task {request.task_id!r} does not exist")
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.GetTaskResponse(task=fold(events))
+
+    async def CancelTask(
+        self, request: gateway_pb2.CancelTaskRequest, context: Context
+    ) -> gateway_pb2.CancelTaskResponse:
+        try:
+            if not request.task_id:
+                raise InvalidArgument("task_id", "is required")
+            try:
+                reply = await self._scheduler.AbortTask(
+                    scheduler_pb2.AbortTaskRequest(task_id=request.task_id, reason=request.reason), timeout=10.0
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise_from_rpc_error(exc)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.CancelTaskResponse(state=reply.state)
+
+    async def GetMeshStatus(
+        self, request: gateway_pb2.GetMeshStatusRequest, context: Context
+    ) -> gateway_pb2.GetMeshStatusResponse:
+        try:
+            try:
+                reply = await self._scheduler.GetQueueStatus(scheduler_pb2.GetQueueStatusRequest(), timeout=10.0)
+            except grpc.aio.AioRpcError as exc:
+                raise_from_rpc_error(exc)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.GetMeshStatusResponse(queues=reply.queues, workers=reply.workers)

@@ -1,0 +1,66 @@
+"""``python -m services.scheduler`` — admission, state and flow control."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from pathlib import Path
+
+from mesh.fabric import IDEMPOTENCY_BUCKET, Topology, connect, ensure_topology
+from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.tasks import Limits
+from mesh.telemetry import get_logger
+from mesh.v1 import scheduler_pb2_grpc, worker_pb2_grpc
+from services.scheduler._admission import Admitter
+from services.scheduler._queues import queue_status
+from services.scheduler._registry import WorkerRegistry
+from services.scheduler._service import Scheduler, Workers
+
+log = get_logger("services.scheduler")
+
+
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    nc = await connect(args.nats, name="tidemesh-scheduler")
+    try:
+        js = nc.jetstream(timeout=5.0)
+        await ensure_topology(js, Topology(replicas=args.replicas, ack_wait_s=args.ack_wait))
+        idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
+        registry = WorkerRegistry(heartbeat_interval_s=args.heartbeat_interval)
+        host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
+        host.add(
+            scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
+            Scheduler(nc, js, Admitter(js, idempotency, Limits()), registry),
+            "mesh.v1.SchedulerService",
+        )
+        host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry), "mesh.v1.WorkerService")
+        async with host:
+            host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
+            sampler = asyncio.create_task(_sample_queues(js, registry))
+            await stop.wait()
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+    finally:
+        await nc.drain()
+
+
+async def _sample_queues(js, registry: WorkerRegistry) -> None:  # type: ignore[no-untyped-def]
+    """Keep the queue gauges fresh for /metrics scrapes."""
+    while True:
+        try:
+            await queue_status(js)
+            registry.forget_dead()
+        except Exception as exc:  # a sampling miss must not take the scheduler down
+            log.warning("queue sampling failed: %s", exc)
+        await asyncio.sleep(2.0)
+
+
+def main() -> None:
+    parser = base_parser("tidemesh scheduler")
+    parser.add_argument("--heartbeat-interval", type=float, default=2.0)
+    run_service("scheduler", parser, serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Admission: validate, deduplicate, record the task, enqueue its first step.
+
+A submit is acknowledged only after both the task's QUEUED event (which carries
+the spec) and its first work item are stored in JetStream. Every write is
+idempotent, so a client retry after any crash finishes a half-done admission
+instead of creating a second task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import nats.errors
+import nats.js.errors
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from mesh.errors import Unavailable
+from mesh.fabric import ChainMoved, EventLog, work_subject
+from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
+from mesh.telemetry import METRICS, current_traceparent, get_logger
+from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
+
+log = get_logger(__name__)
+
+
+class Admitter:
+    def __init__(self, js: JetStreamContext, idempotency: KeyValue, limits: Limits) -> None:
+        self._js = js
+        self._events = EventLog(js)
+        self._idempotency = idempotency
+        self._limits = limits
+
+    async def admit(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
+        validate_spec(requested, self._limits)
+        spec = self._complete(requested)
+        if spec.idempotency_key:
+            original = await self._claim_idempotency_key(spec)
+            if original is not None:
+                spec.task_id = original
+                return await self._resume(spec)
+        queued = task_pb2.TaskEvent(
+            task_id=spec.task_id,
+            sequence=1,
+            state=task_pb2.TASK_STATE_QUEUED,
+            spec=spec,
+            traceparent=current_traceparent(),
+        )
+        queued.timestamp.GetCurrentTime()
+        try:
+            stream_sequence = await self._events.append(queued, after_stream_sequence=0)
+        except ChainMoved:
+            # The task id exists: a retried submit with a client-chosen id.
+            return await self._resume(spec)
+        await self._enqueue(queued, stream_sequence)
+        METRICS.tasks_admitted.labels(spec.kind, task_pb2.PriorityClass.Name(spec.priority_class)).inc()
+        return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, sequence=1)
+
+    def _complete(self, requested: task_pb2.TaskSpec) -> task_pb2.TaskSpec:
+        spec = task_pb2.TaskSpec()
+        spec.CopyFrom(requested)
+        spec.task_id = spec.task_id or new_task_id()
+        spec.priority_class = spec.priority_class or task_pb2.PRIORITY_CLASS_STANDARD
+        spec.qos = spec.qos or task_pb2.QOS_TIER_GUARANTEED
+        spec.schema_version = spec.schema_version or SCHEMA_VERSION
+        if not spec.HasField("deadline"):
+            spec.deadline.FromNanoseconds(int((time.time() + self._limits.default_ttl_s) * 1e9))
+        return spec
+
+    async def _claim_idempotency_key(self, spec: task_pb2.TaskSpec) -> str | None:
+        """Record key → task id; return the original task id if the key was used before."""
+        digest = hashlib.sha256(spec.idempotency_key.encode()).hexdigest()[:48]
+        key = f"{spec.tenant}.{digest}"
+        try:
+            await self._idempotency.create(key, spec.task_id.encode())
+            return None
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await self._idempotency.get(key)
+            return (entry.value or b"").decode() or None
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            raise Unavailable(f"idempotency store did not answer: {exc}") from exc
+
+    async def _resume(self, spec: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
+        """Answer a repeated submit; finish the admission if a crash cut it short."""
+        METRICS.tasks_deduplicated.inc()
+        last = await self._events.last(spec.task_id)
+        if last is None:
+            # Key recorded, task never stored: admit it now under the original id.
+            queued = task_pb2.TaskEvent(
+                task_id=spec.task_id, sequence=1, state=task_pb2.TASK_STATE_QUEUED, spec=spec,
+                traceparent=current_traceparent(),
+            )
+            queued.timestamp.GetCurrentTime()
+            try:
+                stream_sequence = await self._events.append(queued, after_stream_sequence=0)
+            except ChainMoved:
+                return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, deduplicated=True, sequence=1)
+            await self._enqueue(queued, stream_sequence)
+        elif last.event.sequence == 1 and last.event.state == task_pb2.TASK_STATE_QUEUED:
+            # Nothing ran yet; the first work item may never have been stored. Re-publishing is
+            # safe: inside the duplicate window JetStream drops it, after it the event chain
+            # fences a second runner out.
+            await self._enqueue(last.event, last.stream_sequence)
+        return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, deduplicated=True, sequence=1)
+
+    async def _enqueue(self, queued: task_pb2.TaskEvent, stream_sequence: int) -> None:
+        spec = queued.spec
+        first_step = KINDS[spec.kind].steps[0]
+        item = work_pb2.WorkItem(
+            spec=spec,
+            step_index=0,
+            last_event_sequence=queued.sequence,
+            last_event_stream_sequence=stream_sequence,
+            traceparent=queued.traceparent,
+            admitted=queued.timestamp,
+            enqueued=_now(),
+        )
+        headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0"}
+        try:
+            await self._js.publish(
+                work_subject(first_step.pool, spec.priority_class, spec.tenant),
+                item.SerializeToString(),
+                headers=headers,
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+            raise Unavailable(f"work queue did not store the task: {exc}") from exc
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp

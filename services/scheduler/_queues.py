@@ -1,0 +1,48 @@
+"""Queue depth and age per pool and lane, read from JetStream consumer state."""
+
+from __future__ import annotations
+
+import time
+
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from mesh.fabric import LANE_ORDER, POOLS, WORK_STREAM, consumer_name, lane_filter
+from mesh.telemetry import METRICS
+from mesh.v1 import status_pb2, task_pb2
+
+_CLASS_OF_LANE = {
+    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
+    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
+    "batch": task_pb2.PRIORITY_CLASS_BATCH,
+}
+
+
+async def queue_status(js: JetStreamContext) -> list[status_pb2.QueueStatus]:
+    """One entry per (pool, lane); also refreshes the queue gauges."""
+    result = []
+    for pool in POOLS:
+        for lane in LANE_ORDER:
+            info = await js.consumer_info(WORK_STREAM, consumer_name(pool, lane))
+            pending = info.num_pending or 0
+            oldest_age_s = 0.0
+            if pending:
+                next_seq = (info.delivered.stream_seq if info.delivered else 0) + 1
+                try:
+                    oldest = await js.get_msg(WORK_STREAM, seq=next_seq, subject=lane_filter(pool, lane), next=True)
+                    if oldest.time is not None:
+                        oldest_age_s = max(0.0, time.time() - oldest.time.timestamp())
+                except nats.js.errors.NotFoundError:
+                    pass
+            METRICS.queue_pending.labels(pool, lane).set(pending)
+            METRICS.queue_oldest_age.labels(pool, lane).set(oldest_age_s)
+            result.append(
+                status_pb2.QueueStatus(
+                    pool=pool,
+                    priority_class=_CLASS_OF_LANE[lane],
+                    pending=pending,
+                    in_flight=info.num_ack_pending or 0,
+                    oldest_age_s=oldest_age_s,
+                )
+            )
+    return result

@@ -1,0 +1,87 @@
+"""SchedulerService and WorkerService servicers: thin gRPC adapters over admission, cancel, registry."""
+
+from __future__ import annotations
+
+import grpc.aio
+from google.protobuf.duration_pb2 import Duration
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from mesh.errors import InvalidArgument, MeshError
+from mesh.fabric import EventLog
+from mesh.rpc import abort_with
+from mesh.telemetry import METRICS, bind_task
+from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
+from services.scheduler._admission import Admitter
+from services.scheduler._cancel import cancel_task
+from services.scheduler._queues import queue_status
+from services.scheduler._registry import WorkerRegistry
+
+Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
+
+
+class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(self, nc: Client, js: JetStreamContext, admitter: Admitter, registry: WorkerRegistry) -> None:
+        self._nc = nc
+        self._js = js
+        self._admitter = admitter
+        self._events = EventLog(js)
+        self._registry = registry
+
+    async def AdmitTask(
+        self, request: scheduler_pb2.AdmitTaskRequest, context: Context
+    ) -> scheduler_pb2.AdmitTaskResponse:
+        try:
+            if not request.HasField("spec"):
+                raise InvalidArgument("spec", "is required")
+            response = await self._admitter.admit(request.spec)
+        except MeshError as exc:
+            METRICS.tasks_rejected.labels(exc.error_class).inc()
+            await abort_with(context, exc)
+        return response
+
+    async def AbortTask(
+        self, request: scheduler_pb2.AbortTaskRequest, context: Context
+    ) -> scheduler_pb2.AbortTaskResponse:
+        try:
+            if not request.task_id:
+                raise InvalidArgument("task_id", "is required")
+            with bind_task(request.task_id):
+                state = await cancel_task(self._nc, self._events, request.task_id, request.reason)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return scheduler_pb2.AbortTaskResponse(state=state)  # type: ignore[arg-type]
+
+    async def GetQueueStatus(
+        self, request: scheduler_pb2.GetQueueStatusRequest, context: Context
+    ) -> scheduler_pb2.GetQueueStatusResponse:
+        queues = await queue_status(self._js)
+        return scheduler_pb2.GetQueueStatusResponse(queues=queues, workers=self._registry.snapshot())
+
+
+class Workers(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, registry: WorkerRegistry) -> None:
+        self._registry = registry
+
+    async def RegisterWorker(
+        self, request: worker_pb2.RegisterWorkerRequest, context: Context
+    ) -> worker_pb2.RegisterWorkerResponse:
+        if not request.worker.worker_id:
+            await abort_with(context, InvalidArgument("worker.worker_id", "is required"))
+        self._registry.register(request.worker)
+        interval = Duration()
+        interval.FromMilliseconds(int(self._registry.heartbeat_interval_s * 1000))
+        return worker_pb2.RegisterWorkerResponse(heartbeat_interval=interval)
+
+    async def Heartbeat(
+        self, request: worker_pb2.HeartbeatRequest, context: Context
+    ) -> worker_pb2.HeartbeatResponse:
+        if not request.worker.worker_id:
+            await abort_with(context, InvalidArgument("worker.worker_id", "is required"))
+        self._registry.heartbeat(request.worker, list(request.running_task_ids))
+        return worker_pb2.HeartbeatResponse()
+
+    async def ListWorkers(
+        self, request: worker_pb2.ListWorkersRequest, context: Context
+    ) -> worker_pb2.ListWorkersResponse:
+        return worker_pb2.ListWorkersResponse(workers=self._registry.snapshot())

@@ -1,0 +1,114 @@
+"""``python -m services.worker`` — pulls work for its pools and runs pipeline steps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+import grpc.aio
+
+from mesh.fabric import CANCEL_PREFIX, POOLS, Topology, connect, ensure_topology
+from mesh.rpc import insecure_channel
+from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.telemetry import get_logger
+from mesh.tasks import new_task_id
+from mesh.v1 import inference_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
+from services.worker._dispatch import Dispatcher
+from services.worker._runner import Runner
+
+log = get_logger("services.worker")
+
+
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}-{new_task_id()[-6:]}"
+    pools = [p for p in args.pools.split(",") if p] if args.pools != "all" else list(POOLS)
+    unknown = set(pools) - set(POOLS)
+    if unknown:
+        raise SystemExit(f"unknown pools: {', '.join(sorted(unknown))} (known: {', '.join(POOLS)})")
+    nc = await connect(args.nats, name=f"tidemesh-worker-{worker_id}")
+    inference_channel = insecure_channel(args.inference) if args.inference else None
+    scheduler_channel = insecure_channel(args.scheduler) if args.scheduler else None
+    try:
+        js = nc.jetstream(timeout=5.0)
+        topology = Topology(replicas=args.replicas, ack_wait_s=args.ack_wait)
+        await ensure_topology(js, topology)
+        inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
+        runner = Runner(js, worker_id, inference, ack_wait_s=args.ack_wait)
+        dispatcher = Dispatcher(js, runner, pools, args.concurrency)
+
+        async def on_cancel(msg):  # type: ignore[no-untyped-def]
+            dispatcher.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])
+
+        await nc.subscribe(f"{CANCEL_PREFIX}.>", cb=on_cancel)
+        host = ServiceHost("worker", args.grpc, args.http, grace_s=args.grace)
+        async with host:
+            await dispatcher.start()
+            host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
+            heartbeats = None
+            if scheduler_channel is not None:
+                stub = worker_pb2_grpc.WorkerServiceStub(scheduler_channel)
+                status = status_pb2.WorkerStatus(
+                    worker_id=worker_id, pools=pools, concurrency=args.concurrency,
+                    host=socket.gethostname(), pid=os.getpid(),
+                )
+                heartbeats = asyncio.create_task(_heartbeat(stub, status, dispatcher))
+            log.info("worker running", extra={"worker_id": worker_id, "pools": pools})
+            await stop.wait()
+            await host.begin_shutdown()
+            if heartbeats is not None:
+                heartbeats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeats
+            await dispatcher.shutdown(args.grace)
+    finally:
+        for channel in (inference_channel, scheduler_channel):
+            if channel is not None:
+                await channel.close()
+        await nc.drain()
+
+
+async def _heartbeat(
+    stub: worker_pb2_grpc.WorkerServiceStub, status: status_pb2.WorkerStatus, dispatcher: Dispatcher
+) -> None:
+    """Register, then report liveness; the scheduler declares a silent worker dead."""
+    interval_s = 2.0
+    registered = False
+    while True:
+        status.in_flight = len(dispatcher.running_task_ids)
+        status.completed = dispatcher.completed
+        try:
+            if not registered:
+                reply = await stub.RegisterWorker(worker_pb2.RegisterWorkerRequest(worker=status), timeout=5.0)
+                interval_s = reply.heartbeat_interval.ToMilliseconds() / 1000 or interval_s
+                registered = True
+            else:
+                await stub.Heartbeat(
+                    worker_pb2.HeartbeatRequest(
+                        worker=status,
+                        running_task_ids=dispatcher.running_task_ids,
+                        in_flight_ack_subjects=dispatcher.in_flight_ack_subjects,
+                    ),
+                    timeout=5.0,
+                )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("heartbeat failed: %s", exc.code().name)
+            registered = False
+        await asyncio.sleep(interval_s)
+
+
+def main() -> None:
+    parser = base_parser("tidemesh worker")
+    parser.add_argument("--pools", default="all", help=f"comma-separated: {','.join(POOLS)} (or all)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--inference", default="", help="inference service HOST:PORT")
+    parser.add_argument("--scheduler", default="", help="scheduler HOST:PORT for registration/heartbeats")
+    parser.add_argument("--worker-id", default="")
+    run_service("worker", parser, serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Pulling work by priority lane and running it with bounded concurrency.
+
+One long-poll fetch loop per (pool, lane) feeds a shared priority queue; runner
+slots always take the highest lane first, so an interactive item never waits
+behind buffered batch items. Prefetch is bounded by the free slots, so items do
+not sit in this process while another worker is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from mesh.fabric import LANE_ORDER, TERMINAL_STATES, WORK_STREAM, EventLog, consumer_name
+from mesh.telemetry import METRICS, get_logger
+from mesh.v1 import work_pb2
+from services.worker._runner import Runner
+
+log = get_logger(__name__)
+
+
+@dataclass
+class _Running:
+    task_id: str
+    msg: Msg
+    job: asyncio.Task[None]
+    cancelled_by_request: bool = False
+
+
+class Dispatcher:
+    def __init__(self, js: JetStreamContext, runner: Runner, pools: list[str], concurrency: int) -> None:
+        self._js = js
+        self._runner = runner
+        self._events = EventLog(js)
+        self._pools = pools
+        self._concurrency = concurrency
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Msg]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
+        self._running: dict[str, _Running] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._fetchers: list[asyncio.Task[None]] = []
+        self._slot_tasks: list[asyncio.Task[None]] = []
+        self.completed = 0
+
+    @property
+    def running_task_ids(self) -> list[str]:
+        return list(self._running)
+
+    @property
+    def in_flight_ack_subjects(self) -> list[str]:
+        subjects = [r.msg.reply for r in self._running.values()]
+        subjects += [m.reply for _, _, m in list(self._queue._queue)]  # type: ignore[attr-defined]
+        return [s for s in subjects if s]
+
+    async def start(self) -> None:
+        for lane_rank, lane in enumerate(LANE_ORDER):
+            for pool in self._pools:
+                sub = await self._js.pull_subscribe_bind(durable=consumer_name(pool, lane), stream=WORK_STREAM)
+                self._fetchers.append(asyncio.create_task(self._fetch_loop(sub, lane_rank)))
+        self._slot_tasks = [asyncio.create_task(self._slot_loop()) for _ in range(self._concurrency)]
+
+    async def _fetch_loop(self, sub: JetStreamContext.PullSubscription, lane_rank: int) -> None:
+        while True:
+            room = self._concurrency - self._queue.qsize() - len(self._running)
+            if room <= 0:
+                await asyncio.sleep(0.002)
+                continue
+            try:
+                msgs = await sub.fetch(batch=room, timeout=2.0)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                return
+            except Exception as exc:  # reconnecting, server restart: back off and keep pulling
+                log.warning("fetch failed: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                self._queue.put_nowait((lane_rank, next(self._order), msg))
+
+    async def _slot_loop(self) -> None:
+        while True:
+            _, _, msg = await self._queue.get()
+            task_id = work_pb2.WorkItem.FromString(msg.data).spec.task_id
+            job = asyncio.create_task(self._runner.run(msg))
+            running = _Running(task_id, msg, job)
+            self._running[task_id] = running
+            METRICS.in_flight.inc()
+            try:
+                await asyncio.shield(job)
+                self.completed += 1
+            except asyncio.CancelledError:
+                if running.cancelled_by_request:
+                    await self._settle_cancelled(msg, task_id)
+                elif job.done():
+                    pass
+                else:
+                    raise
+            except Exception:
+                log.exception("work item failed; it will be redelivered")
+            finally:
+                self._running.pop(task_id, None)
+                METRICS.in_flight.dec()
+
+    def cancel(self, task_id: str) -> bool:
+        """Interrupt the running step of `task_id` (after the scheduler wrote CANCELLED)."""
+        running = self._running.get(task_id)
+        if running is None:
+            return False
+        running.cancelled_by_request = True
+        running.job.cancel()
+        return True
+
+    async def _settle_cancelled(self, msg: Msg, task_id: str) -> None:
+        last = await self._events.last(task_id)
+        if last is not None and last.event.state in TERMINAL_STATES:
+            with contextlib.suppress(Exception):
+                await msg.ack_sync(timeout=5.0)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop pulling, let running steps finish within `grace_s`, hand the rest back."""
+        for fetcher in self._fetchers:
+            fetcher.cancel()
+        await asyncio.gather(*self._fetchers, return_exceptions=True)
+        while not self._queue.empty():
+            _, _, msg = self._queue.get_nowait()
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        jobs = [r.job for r in self._running.values()]
+        if jobs:
+            _, pending = await asyncio.wait(jobs, timeout=grace_s)
+            for running in list(self._running.values()):
+                if running.job in pending:
+                    running.job.cancel()
+                    with contextlib.suppress(Exception):
+                        await running.msg.nak()
+        for slot in self._slot_tasks:
+            slot.cancel()
+        await asyncio.gather(*self._slot_tasks, return_exceptions=True)

