@@ -14,8 +14,8 @@ import grpc.aio
 from mesh.fabric import CANCEL_PREFIX, POOLS, Topology, connect, ensure_topology
 from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
-from mesh.telemetry import get_logger
 from mesh.tasks import new_task_id
+from mesh.telemetry import get_logger
 from mesh.v1 import inference_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
 from services.worker._dispatch import Dispatcher
 from services.worker._runner import Runner

@@ -105,10 +105,7 @@ class Duration(betterproto2.Message):
 
     @classmethod
     def from_timedelta(
-        cls,
-        delta: datetime.timedelta,
-        *,
-        _1_microsecond: datetime.timedelta = datetime.timedelta(microseconds=1),
+        cls, delta: datetime.timedelta, *, _1_microsecond: datetime.timedelta = datetime.timedelta(microseconds=1)
     ) -> "Duration":
         total_ms = delta // _1_microsecond
         seconds = int(total_ms / 1e6)

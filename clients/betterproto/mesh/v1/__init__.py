@@ -748,9 +748,7 @@ class TaskOutput(betterproto2.Message):
 
     text: "str | None" = betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group="body")
 
-    embedding: "Embedding | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="body"
-    )
+    embedding: "Embedding | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
     data: "bytes | None" = betterproto2.field(3, betterproto2.TYPE_BYTES, optional=True, group="body")
 
@@ -771,9 +769,7 @@ class TaskPayload(betterproto2.Message):
 
     embed: "EmbedInput | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
-    stream: "StreamInput | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="body"
-    )
+    stream: "StreamInput | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
 
 default_message_pool.register_message("mesh.v1", "TaskPayload", TaskPayload)
@@ -838,9 +834,7 @@ class TaskSpec(betterproto2.Message):
     """
 
     labels: "dict[str, str]" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+        13, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)
     )
     """
     Free-form labels, propagated to events and logs.
@@ -885,9 +879,7 @@ class WorkerStatus(betterproto2.Message):
 
     in_flight: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
 
-    health: "WorkerHealth" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: WorkerHealth(0)
-    )
+    health: "WorkerHealth" = betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: WorkerHealth(0))
 
     last_heartbeat: "datetime.datetime | None" = betterproto2.field(
         6, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True

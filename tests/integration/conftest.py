@@ -1,0 +1,100 @@
+"""Real components on free ports: a bare nats-server, and a whole supervised mesh."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from mesh.supervisor import Plan, Supervisor, build_plan
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class NatsServer:
+    url: str
+    monitor_url: str
+    store_dir: Path
+
+
+def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
+    """nats-server on port 0 (-1 = random); the ports file tells where it listens."""
+    ports_dir = tmp / "ports"
+    ports_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [str(BIN / "nats-server"), "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd", str(tmp / "js"),
+         "--ports_file_dir", str(ports_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    ports_file = ports_dir / f"nats-server_{process.pid}.ports"
+    for _ in range(500):
+        if ports_file.exists():
+            try:
+                ports = json.loads(ports_file.read_text())
+                return process, NatsServer(ports["nats"][0], ports["monitoring"][0], tmp / "js")
+            except (json.JSONDecodeError, KeyError):
+                pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.01)  # polling the ports file, bounded by the loop
+    process.kill()
+    raise RuntimeError("nats-server did not report its ports")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    process, server = _start_nats(tmp_path_factory.mktemp("nats"))
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
+    client = await nats.connect(nats_server.url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@dataclass(frozen=True)
+class Mesh:
+    plan: Plan
+    supervisor: Supervisor
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.plan.public_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return self.plan.by_name("nats").address
+
+    def port(self, process: str, name: str) -> int:
+        return self.plan.by_name(process).ports[name]
+
+
+@pytest.fixture(scope="session")
+async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    """The whole mesh — nats, scheduler, inference, a worker, gateway, Envoy — as `tidemesh up` runs it."""
+    plan = build_plan(tmp_path_factory.mktemp("mesh"), public_port=0, workers=1, ack_wait_s=5.0)
+    async with Supervisor(plan, health_timeout_s=60) as supervisor:
+        yield Mesh(plan, supervisor)

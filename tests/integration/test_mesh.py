@@ -1,0 +1,276 @@
+"""End to end through Envoy's one public port: gRPC, gRPC-Web, grpcurl, WebSocket, REST."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import grpc
+import grpc.aio
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.sdk import Client
+from mesh.errors import InvalidArgument, NotFound
+from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
+from services.inference._minilm import MiniLM
+from tests.conftest import eventually
+from tests.integration import _grpcweb
+from tests.integration.conftest import Mesh
+
+pytestmark = pytest.mark.integration
+
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+
+
+async def _run(client: Client, kind: str, payload: dict, **kwargs) -> list[task_pb2.TaskEvent]:  # type: ignore[type-arg]
+    submitted = await client.submit(kind, payload, **kwargs)
+    return [event async for event in client.watch(submitted.task_id)]
+
+
+def _assert_contiguous(events: list[task_pb2.TaskEvent]) -> None:
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].final and not any(e.final for e in events[:-1])
+
+
+async def test_echo_over_grpc_through_envoy(mesh: Mesh) -> None:
+    """An echo task submitted via Envoy streams QUEUED → RUNNING → SUCCEEDED with its payload back."""
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        events = await _run(client, "echo", {"text": "hello mesh"}, priority="interactive")
+    _assert_contiguous(events)
+    assert [e.state for e in events] == [
+        task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_SUCCEEDED,
+    ]
+    assert events[0].spec.tenant == "e2e" and events[0].traceparent
+    assert events[-1].output.text == "hello mesh"
+
+
+async def test_stream_kind_streams_partial_chunks(mesh: Mesh) -> None:
+    """The multi-step stream kind emits one partial chunk per piece, in order, with rising confidence."""
+    text = "one two three four five six seven eight nine ten"
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        events = await _run(client, "stream", {"text": text, "chunks": 5, "chunk_delay_ms": 10})
+    _assert_contiguous(events)
+    partials = [e for e in events if e.HasField("output") and not e.final]
+    assert [p.output.text for p in partials] == ["one two", "three four", "five six", "seven eight", "nine ten"]
+    confidences = [p.partial_confidence for p in partials]
+    assert confidences == sorted(confidences) and confidences[-1] == pytest.approx(1.0)
+    assert {e.step for e in events[1:]} == {"plan", "emit"}
+    assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED and events[-1].output.text == "5 chunks, 10 words"
+
+
+async def test_embed_returns_real_minilm_vector(mesh: Mesh) -> None:
+    """The embed kind returns the 384-dim MiniLM embedding, equal to encoding the text directly."""
+    text = "NATS JetStream carries the work; Envoy is the front door."
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        events = await _run(client, "embed", {"text": text})
+    assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+    vector = np.array(events[-1].output.embedding.values, dtype=np.float32)
+    expected = MiniLM.load().encode([text])[0]
+    assert vector.shape == (384,)
+    assert float(vector @ expected) > 0.9999
+
+
+async def test_resume_after_sequence_has_no_gap_or_duplicate(mesh: Mesh) -> None:
+    """Watching from any sequence number yields exactly the events after it."""
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        submitted = await client.submit("stream", {"text": "a b c d", "chunks": 4, "chunk_delay_ms": 20})
+        full = [e async for e in client.watch(submitted.task_id)]
+        for after in range(len(full)):
+            tail = [e async for e in client.watch(submitted.task_id, after_sequence=after)]
+            assert [e.SerializeToString() for e in tail] == [e.SerializeToString() for e in full[after:]]
+
+
+async def test_idempotent_submit_through_envoy(mesh: Mesh) -> None:
+    """Two submits with one idempotency key return the same task id; the task runs once."""
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        first = await client.submit("echo", {"text": "x"}, idempotency_key="order-42")
+        second = await client.submit("echo", {"text": "x"}, idempotency_key="order-42")
+        assert second.task_id == first.task_id and second.deduplicated
+        events = [e async for e in client.watch(first.task_id)]
+    assert sum(e.state == task_pb2.TASK_STATE_RUNNING for e in events) == 1
+
+
+async def test_invalid_input_names_the_field_over_grpc(mesh: Mesh) -> None:
+    """Unknown kind, missing tenant, wrong payload and oversize payload are INVALID_ARGUMENT naming the field."""
+    async with grpc.aio.insecure_channel(mesh.endpoint) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        cases = {
+            "spec.kind": task_pb2.TaskSpec(tenant="t", kind="teleport"),
+            "spec.tenant": task_pb2.TaskSpec(kind="echo"),
+            "spec.payload": task_pb2.TaskSpec(tenant="t", kind="echo"),
+            "spec.payload.stream": task_pb2.TaskSpec(
+                tenant="t", kind="echo", payload=task_pb2.TaskPayload(stream=task_pb2.StreamInput(chunks=1))
+            ),
+        }
+        oversize = task_pb2.TaskSpec(
+            tenant="t", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="x" * 70_000))
+        )
+        for field, spec in [*cases.items(), ("spec.payload", oversize)]:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert caught.value.details().startswith(f"{field}:"), caught.value.details()
+            assert ("tidemesh-field", field) in tuple(caught.value.trailing_metadata())
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.SubmitTask(gateway_pb2.SubmitTaskRequest())
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "spec" in caught.value.details()
+    async with Client(mesh.endpoint) as client:
+        with pytest.raises(InvalidArgument) as sdk_error:
+            await client.submit("echo", {"nope": 1})
+        assert sdk_error.value.field == "payload"
+
+
+async def test_grpc_web_submit_and_watch(mesh: Mesh) -> None:
+    """A browser-style gRPC-Web request over HTTP/1.1 submits a task and server-streams its events."""
+    spec = task_pb2.TaskSpec(
+        tenant="web", kind="stream",
+        payload=task_pb2.TaskPayload(stream=task_pb2.StreamInput(text="w x y", chunks=3)),
+    )
+    reply = await _grpcweb.call(
+        mesh.endpoint, "mesh.v1.GatewayService/SubmitTask", gateway_pb2.SubmitTaskRequest(spec=spec)
+    )
+    assert reply.http_status == 200 and reply.grpc_status == 0, reply.trailers
+    task_id = gateway_pb2.SubmitTaskResponse.FromString(reply.messages[0]).task_id
+    stream = await _grpcweb.call(
+        mesh.endpoint, "mesh.v1.GatewayService/WatchTask", gateway_pb2.WatchTaskRequest(task_id=task_id)
+    )
+    assert stream.grpc_status == 0, stream.trailers
+    events = [gateway_pb2.WatchTaskResponse.FromString(m).event for m in stream.messages]
+    _assert_contiguous(events)
+    assert [e.output.text for e in events if e.HasField("output") and not e.final] == ["w", "x", "y"]
+
+
+async def test_grpc_web_invalid_input_names_the_field(mesh: Mesh) -> None:
+    """Through Envoy's gRPC-Web bridge a bad spec still gets INVALID_ARGUMENT naming the field."""
+    spec = task_pb2.TaskSpec(tenant="web", kind="teleport")
+    reply = await _grpcweb.call(
+        mesh.endpoint, "mesh.v1.GatewayService/SubmitTask", gateway_pb2.SubmitTaskRequest(spec=spec)
+    )
+    assert reply.grpc_status == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert reply.trailers.get("tidemesh-field") == "spec.kind"
+    assert "spec.kind" in reply.trailers.get("grpc-message", "")
+
+
+def _grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=20, check=False)
+
+
+async def test_grpcurl_lists_checks_health_and_calls(mesh: Mesh) -> None:
+    """grpcurl through Envoy lists the services (reflection), passes a health check and submits a task."""
+    listed = await asyncio.to_thread(_grpcurl, mesh.endpoint, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert {"mesh.v1.GatewayService", "grpc.health.v1.Health"} <= set(listed.stdout.split())
+    health = await asyncio.to_thread(_grpcurl, mesh.endpoint, "grpc.health.v1.Health/Check")
+    assert health.returncode == 0 and '"SERVING"' in health.stdout, health.stderr
+    body = json.dumps({"spec": {"tenant": "curl", "kind": "echo", "payload": {"echo": {"text": "via grpcurl"}}}})
+    submitted = await asyncio.to_thread(
+        _grpcurl, "-d", body, mesh.endpoint, "mesh.v1.GatewayService/SubmitTask"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    reply = json.loads(submitted.stdout)
+    task_id = reply.get("taskId") or reply["task_id"]
+    watched = await asyncio.to_thread(
+        _grpcurl, "-d", json.dumps({"task_id": task_id}), mesh.endpoint, "mesh.v1.GatewayService/WatchTask"
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert '"via grpcurl"' in watched.stdout and "TASK_STATE_SUCCEEDED" in watched.stdout
+    bad = await asyncio.to_thread(
+        _grpcurl, "-d", json.dumps({"spec": {"tenant": "curl", "kind": "nope"}}), mesh.endpoint,
+        "mesh.v1.GatewayService/SubmitTask",
+    )
+    assert bad.returncode != 0 and "InvalidArgument" in bad.stderr and "spec.kind" in bad.stderr
+
+
+async def test_health_of_every_service(mesh: Mesh) -> None:
+    """Each service answers the standard gRPC health check directly."""
+    for name in ("scheduler", "gateway", "inference", "worker-1"):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.port(name, 'grpc')}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+async def test_cancel_interrupts_a_running_task(mesh: Mesh) -> None:
+    """Cancelling a long stream task ends it with a final CANCELLED event and stops its chunks."""
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        submitted = await client.submit("stream", {"text": "slow", "chunks": 200, "chunk_delay_ms": 50})
+        events: list[task_pb2.TaskEvent] = []
+        async for event in client.watch(submitted.task_id):
+            events.append(event)
+            if event.HasField("output") and len(events) == 5:
+                assert await client.cancel(submitted.task_id, "test") == task_pb2.TASK_STATE_CANCELLED
+        assert events[-1].state == task_pb2.TASK_STATE_CANCELLED and events[-1].final
+        _assert_contiguous(events)
+        info = await client.get(submitted.task_id)
+        assert info.state == task_pb2.TASK_STATE_CANCELLED
+        # Cancelling a finished task keeps its state.
+        assert await client.cancel(submitted.task_id) == task_pb2.TASK_STATE_CANCELLED
+        with pytest.raises(NotFound):
+            await client.cancel("no-such-task")
+
+
+async def test_get_task_and_unknown_task(mesh: Mesh) -> None:
+    """GetTask folds the event stream; an unknown id is NOT_FOUND for get and watch."""
+    async with Client(mesh.endpoint, tenant="e2e") as client:
+        events = await _run(client, "echo", {"text": "state"})
+        info = await client.get(events[0].task_id)
+        assert info.state == task_pb2.TASK_STATE_SUCCEEDED and info.result.text == "state"
+        assert info.spec.kind == "echo" and info.last_sequence == events[-1].sequence
+        with pytest.raises(NotFound):
+            await client.get("missing")
+        with pytest.raises(NotFound):
+            [e async for e in client.watch("missing")]
+
+
+async def test_websocket_watch_through_envoy(mesh: Mesh) -> None:
+    """A WebSocket upgraded through Envoy streams a task's events as JSON; bad frames get an error."""
+    async with Client(mesh.endpoint, tenant="ws") as client:
+        submitted = await client.submit("stream", {"text": "p q", "chunks": 2})
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://{mesh.endpoint}/v1/ws") as ws:
+            await ws.send_str("{not json")
+            error = await ws.receive_json(timeout=10)
+            assert error["type"] == "error" and error["field"] == "frame"
+            await ws.send_json({"op": "watch", "task_id": submitted.task_id})
+            events = []
+            while not events or not events[-1].get("final"):
+                frame = await ws.receive_json(timeout=10)
+                assert frame["type"] == "event", frame
+                events.append(frame["event"])
+    assert [int(e["sequence"]) for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["state"] == "TASK_STATE_SUCCEEDED"
+
+
+async def test_rest_get_and_metrics(mesh: Mesh) -> None:
+    """REST GET /v1/tasks/{id} through Envoy folds the task; every service exports Prometheus metrics."""
+    async with Client(mesh.endpoint, tenant="rest") as client:
+        events = await _run(client, "echo", {"text": "rest"})
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{mesh.endpoint}/v1/tasks/{events[0].task_id}") as response:
+            assert response.status == 200
+            assert (await response.json())["state"] == "TASK_STATE_SUCCEEDED"
+        async with session.get(f"http://{mesh.endpoint}/v1/tasks/missing") as response:
+            assert response.status == 404
+        scheduler_metrics = f"http://127.0.0.1:{mesh.port('scheduler', 'http')}/metrics"
+        async with session.get(scheduler_metrics) as response:
+            assert 'tidemesh_tasks_admitted_total{kind="echo"' in await response.text()
+        async with session.get(f"http://127.0.0.1:{mesh.port('worker-1', 'http')}/metrics") as response:
+            assert "tidemesh_events_published_total" in await response.text()
+
+
+async def test_status_reports_queues_and_workers(mesh: Mesh) -> None:
+    """GetMeshStatus lists every pool × lane queue and the registered worker as alive."""
+    async with Client(mesh.endpoint) as client:
+
+        async def alive_worker() -> gateway_pb2.GetMeshStatusResponse | None:
+            status = await client.status()
+            return status if any(w.health == 1 for w in status.workers) else None
+
+        status = await eventually(alive_worker, what="worker registered via heartbeat")
+    assert len(status.queues) == 12
+    assert {q.pool for q in status.queues} == {"ingestion", "orchestration", "inference", "post-processing"}
