@@ -1,7 +1,8 @@
 """Local mesh supervision: the process plan, supervised children, the supervisor."""
 
+from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._child import Child, ChildState
 from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan
 from mesh.supervisor._supervisor import Supervisor
 
-__all__ = ["Child", "ChildState", "Health", "Plan", "ProcessSpec", "Supervisor", "build_plan"]
+__all__ = ["Child", "ChildState", "Health", "Plan", "ProcessSpec", "Supervisor", "build_plan", "find_binary"]

@@ -6,7 +6,6 @@ plan --json` prints them, and the Tiltfile turns them into local_resources.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sys
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.edge import EdgeConfig, render_yaml
+from mesh.supervisor._binaries import find_binary
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,6 @@ class Plan:
 
     def by_name(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
-
-
-def _binary(name: str) -> str:
-    """A binary from this interpreter's environment (pip wheels put them beside python)."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if not found:
-        raise FileNotFoundError(f"{name} not found; install the project with pip (it ships in a wheel)")
-    return found
 
 
 def _free_port() -> int:
@@ -125,7 +116,7 @@ def build_plan(
 
     nats = ProcessSpec(
         name="nats",
-        command=[_binary("nats-server"), "-a", "127.0.0.1", "-p", str(nats_client), "-m", str(nats_monitor),
+        command=[find_binary("nats-server"), "-a", "127.0.0.1", "-p", str(nats_client), "-m", str(nats_monitor),
                  "-js", "-sd", str(state_dir / "jetstream"), "-n", "tidemesh-0"],
         ports={"client": nats_client, "monitor": nats_monitor},
         health=_http_health(nats_monitor, "/healthz?js-enabled-only=true"),
@@ -155,7 +146,7 @@ def build_plan(
     envoy_config.write_text(render_yaml(edge))
     envoy = ProcessSpec(
         name="envoy",
-        command=[_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port),
+        command=[find_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port),
                  "--log-level", "warn"],
         ports={"public": public_port, "admin": envoy_admin},
         health=_http_health(envoy_admin, "/ready"),

@@ -63,11 +63,14 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeats
+            log.info("draining work")
             await dispatcher.shutdown(args.grace)
+            log.info("work drained")
     finally:
         for channel in (inference_channel, scheduler_channel):
             if channel is not None:
                 await channel.close()
+        log.info("closing nats")
         await nc.drain()
 
 

@@ -45,8 +45,10 @@ class Dispatcher:
         self._running: dict[str, _Running] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._fetchers: list[asyncio.Task[None]] = []
+        self._subscriptions: list[JetStreamContext.PullSubscription] = []
         self._slot_tasks: list[asyncio.Task[None]] = []
         self.completed = 0
+        self._stopping = False
 
     @property
     def running_task_ids(self) -> list[str]:
@@ -62,19 +64,20 @@ class Dispatcher:
         for lane_rank, lane in enumerate(LANE_ORDER):
             for pool in self._pools:
                 sub = await self._js.pull_subscribe_bind(durable=consumer_name(pool, lane), stream=WORK_STREAM)
+                self._subscriptions.append(sub)
                 self._fetchers.append(asyncio.create_task(self._fetch_loop(sub, lane_rank)))
         self._slot_tasks = [asyncio.create_task(self._slot_loop()) for _ in range(self._concurrency)]
 
     async def _fetch_loop(self, sub: JetStreamContext.PullSubscription, lane_rank: int) -> None:
-        while True:
+        while not self._stopping:
             room = self._concurrency - self._queue.qsize() - len(self._running)
             if room <= 0:
                 await asyncio.sleep(0.002)
                 continue
             try:
                 msgs = await sub.fetch(batch=room, timeout=2.0)
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # an idle lane: long-poll again
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
             except Exception as exc:  # reconnecting, server restart: back off and keep pulling
@@ -125,9 +128,15 @@ class Dispatcher:
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop pulling, let running steps finish within `grace_s`, hand the rest back."""
+        # The flag, not only cancel(): a fetch may swallow the cancellation and return.
+        self._stopping = True
         for fetcher in self._fetchers:
             fetcher.cancel()
         await asyncio.gather(*self._fetchers, return_exceptions=True)
+        # An outstanding pull request would make the connection's drain wait out its timeout.
+        for sub in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         while not self._queue.empty():
             _, _, msg = self._queue.get_nowait()
             with contextlib.suppress(Exception):

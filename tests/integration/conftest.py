@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,11 +13,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from mesh.supervisor import Plan, Supervisor, build_plan
+from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
 
 pytestmark = pytest.mark.integration
-
-BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
     ports_dir = tmp / "ports"
     ports_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [str(BIN / "nats-server"), "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd", str(tmp / "js"),
+        [find_binary("nats-server"), "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd", str(tmp / "js"),
          "--ports_file_dir", str(ports_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

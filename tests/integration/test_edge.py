@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from mesh.edge import EdgeConfig, read_admin_address, render_yaml, wait_for_listener_port
+from mesh.supervisor import find_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(10)]
 
@@ -32,10 +32,7 @@ UPSTREAM_IDS = ("replica-a", "replica-b")
 
 
 def _envoy() -> str:
-    path = shutil.which("envoy")
-    if path is None:
-        pytest.skip("envoy not on PATH (run with the venv's bin first on PATH)")
-    return path
+    return find_binary("envoy")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import aiohttp
 import grpc
@@ -17,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, NotFound
+from mesh.supervisor import find_binary
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
 from services.inference._minilm import MiniLM
 from tests.conftest import eventually
@@ -25,7 +24,7 @@ from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
 
-GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+GRPCURL = find_binary("grpcurl")
 
 
 async def _run(client: Client, kind: str, payload: dict, **kwargs) -> list[task_pb2.TaskEvent]:  # type: ignore[type-arg]
@@ -264,7 +263,7 @@ async def test_rest_get_and_metrics(mesh: Mesh) -> None:
 
 
 async def test_status_reports_queues_and_workers(mesh: Mesh) -> None:
-    """GetMeshStatus lists every pool × lane queue and the registered worker as alive."""
+    """GetMeshStatus lists every (pool, lane) queue and the registered worker as alive."""
     async with Client(mesh.endpoint) as client:
 
         async def alive_worker() -> gateway_pb2.GetMeshStatusResponse | None:

@@ -1,0 +1,151 @@
+"""`tidemesh up` as a user runs it, and the supervisor's recovery from crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from clients.sdk import Client
+from mesh.supervisor import Supervisor, build_plan
+from mesh.v1 import task_pb2
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+TIDEMESH = str(Path(sys.executable).parent / "tidemesh")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+async def _read_until(stream: asyncio.StreamReader, marker: str, timeout_s: float = 60) -> list[str]:
+    lines: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            raw = await stream.readline()
+            if not raw:
+                raise AssertionError("tidemesh up exited early:\n" + "".join(lines))
+            lines.append(raw.decode())
+            if marker in lines[-1]:
+                return lines
+
+
+async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
+    """`tidemesh up --port 0` gets every component healthy, runs a task via the CLI, and SIGTERM stops all."""
+    process = await asyncio.create_subprocess_exec(
+        TIDEMESH, "up", "--state-dir", str(tmp_path / "state"), "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    try:
+        lines = await _read_until(process.stdout, "Ctrl-C to stop.")
+        output = "".join(lines)
+        pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
+        assert len(pids) == 6 and all(_alive(p) for p in pids), output
+        endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
+        submit = await asyncio.create_subprocess_exec(
+            TIDEMESH, "submit", "echo", "--text", "from the cli", "--endpoint", endpoint, "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(submit.communicate(), 30)
+        assert submit.returncode == 0, err.decode()
+        events = [json.loads(line) for line in out.decode().splitlines()]
+        assert events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["output"]["text"] == "from the cli"
+        bad = await asyncio.create_subprocess_exec(
+            TIDEMESH, "submit", "teleport", "--endpoint", endpoint,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, bad_err = await asyncio.wait_for(bad.communicate(), 30)
+        assert bad.returncode == 2 and b"kind" in bad_err
+        status = await asyncio.create_subprocess_exec(
+            TIDEMESH, "status", "--endpoint", endpoint, "--state-dir", str(tmp_path / "state"), "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        status_out, _ = await asyncio.wait_for(status.communicate(), 30)
+        report = json.loads(status_out)
+        assert {c["name"] for c in report["components"] if c["healthy"]} == {
+            "nats", "scheduler", "inference", "worker-1", "gateway", "envoy",
+        }
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+        assert [p for p in pids if _alive(p)] == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_killed_worker_task_is_redelivered_and_completes(tmp_path: Path) -> None:
+    """kill -9 of the worker mid-task: the supervisor restarts it, JetStream redelivers the step,
+    and the task completes with every chunk streamed exactly once."""
+    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, ack_wait_s=2.0)
+    async with Supervisor(plan, health_timeout_s=60) as supervisor:
+        endpoint = f"127.0.0.1:{plan.public_port}"
+        worker = supervisor.children["worker-1"]
+        old_pid = worker.pid
+        assert old_pid is not None
+        words = [f"w{i}" for i in range(12)]
+        async with Client(endpoint, tenant="chaos") as client:
+            submitted = await client.submit(
+                "stream", {"text": " ".join(words), "chunks": 12, "chunk_delay_ms": 150}
+            )
+            events: list[task_pb2.TaskEvent] = []
+            killed = False
+            async for event in client.watch(submitted.task_id):
+                events.append(event)
+                if not killed and sum(e.HasField("output") for e in events) == 3:
+                    os.kill(old_pid, signal.SIGKILL)
+                    killed = True
+        assert worker.restarts >= 1 and worker.pid != old_pid
+        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        partials = [e.output.text for e in events if e.HasField("output") and not e.final]
+        assert partials == words
+        assert max(e.attempt for e in events) >= 2  # the emit step ran again, resuming after chunk 3
+
+
+async def test_jetstream_state_survives_a_restart_of_the_mesh(tmp_path: Path) -> None:
+    """A task finished before `up` stops is still readable after the mesh restarts on the same state dir."""
+    state = tmp_path / "state"
+    plan = build_plan(state, public_port=0)
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="durable") as client:
+        submitted = await client.submit("echo", {"text": "kept"})
+        [e async for e in client.watch(submitted.task_id)]
+    plan = build_plan(state, public_port=0)
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="durable") as client:
+        info = await client.get(submitted.task_id)
+    assert info.state == task_pb2.TASK_STATE_SUCCEEDED and info.result.text == "kept"
+
+
+async def test_crashed_child_is_restarted_with_backoff(tmp_path: Path) -> None:
+    """A child killed outside the supervisor comes back healthy."""
+    plan = build_plan(tmp_path / "mesh", public_port=0)
+    async with Supervisor(plan) as supervisor:
+        gateway = supervisor.children["gateway"]
+        old_pid = gateway.pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            return gateway.restarts >= 1 and gateway.pid != old_pid
+
+        await eventually(restarted, what="gateway restarted")
+        await gateway.wait_healthy(30)
+        async with Client(f"127.0.0.1:{plan.public_port}") as client:
+            submitted = await client.submit("echo", {"text": "after restart"})
+            events = [e async for e in client.watch(submitted.task_id)]
+        assert events[-1].output.text == "after restart"
