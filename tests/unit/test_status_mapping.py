@@ -1,0 +1,49 @@
+"""Errors cross the gRPC boundary deliberately, and come back as the same error."""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+import pytest
+
+from mesh import errors
+from mesh.rpc import raise_from_rpc_error, status_of
+
+
+def _rpc_error(exc: errors.MeshError) -> grpc.aio.AioRpcError:
+    code, trailers = status_of(exc)
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details=exc.message
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (errors.InvalidArgument("spec.kind", "unknown"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.NotFound("no task"), grpc.StatusCode.NOT_FOUND),
+        (errors.Conflict("busy"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.ResourceExhausted("slow down", 2.5), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.Unavailable("nats down"), grpc.StatusCode.UNAVAILABLE),
+        (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
+    ],
+)
+def test_each_error_has_its_status_and_round_trips(exc: errors.MeshError, code: grpc.StatusCode) -> None:
+    """The status code is deliberate, and translating back yields the same error class and details."""
+    assert status_of(exc)[0] == code
+    with pytest.raises(errors.MeshError) as caught:
+        raise_from_rpc_error(_rpc_error(exc))
+    assert type(caught.value) is type(exc)
+    if isinstance(exc, errors.InvalidArgument):
+        assert isinstance(caught.value, errors.InvalidArgument)
+        assert (caught.value.field, caught.value.reason) == ("spec.kind", "unknown")
+    if isinstance(exc, errors.ResourceExhausted):
+        assert isinstance(caught.value, errors.ResourceExhausted)
+        assert caught.value.retry_after_s == pytest.approx(2.5)
+
+
+def test_unexpected_status_becomes_unavailable() -> None:
+    """A status tidemesh does not use on purpose surfaces as Unavailable, never a silent success."""
+    error = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+    with pytest.raises(errors.Unavailable, match="INTERNAL: boom"):
+        raise_from_rpc_error(error)
