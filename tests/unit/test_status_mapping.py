@@ -12,9 +12,7 @@ from mesh.rpc import raise_from_rpc_error, status_of
 
 def _rpc_error(exc: errors.MeshError) -> grpc.aio.AioRpcError:
     code, trailers = status_of(exc)
-    return grpc.aio.AioRpcError(
-        code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details=exc.message
-    )
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailers), details=exc.message)
 
 
 @pytest.mark.parametrize(

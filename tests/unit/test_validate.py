@@ -15,7 +15,9 @@ from mesh.v1 import task_pb2
 
 
 def _echo(**fields: object) -> task_pb2.TaskSpec:
-    spec = task_pb2.TaskSpec(tenant="acme", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="x")))
+    spec = task_pb2.TaskSpec(
+        tenant="acme", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="x"))
+    )
     for key, value in fields.items():
         setattr(spec, key, value)
     return spec
@@ -76,7 +78,9 @@ def test_payload_problems_are_named() -> None:
         tenant="a", kind="embed", payload=task_pb2.TaskPayload(embed=task_pb2.EmbedInput(text="  "))
     )
     assert _field_of(empty_embed) == "spec.payload.embed.text"
-    no_chunks = task_pb2.TaskSpec(tenant="a", kind="stream", payload=task_pb2.TaskPayload(stream=task_pb2.StreamInput()))
+    no_chunks = task_pb2.TaskSpec(
+        tenant="a", kind="stream", payload=task_pb2.TaskPayload(stream=task_pb2.StreamInput())
+    )
     assert _field_of(no_chunks) == "spec.payload.stream.chunks"
 
 
