@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -18,13 +18,14 @@ from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
 
-_PR_SET_PDEATHSIG = 1
+# If the supervisor dies (even kill -9) the kernel must kill its children. setpriv (util-linux)
+# sets PR_SET_PDEATHSIG and execs the command, so the PID stays the child's own. A Python
+# preexec_fn would do the same but forces fork() in a threaded process (grpc), which crashes.
+_SETPRIV = shutil.which("setpriv")
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the supervisor dies (even kill -9), the kernel kills us."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _guarded(command: list[str]) -> list[str]:
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *command] if _SETPRIV else command
 
 
 class ChildState(enum.Enum):
@@ -60,7 +61,7 @@ class Child:
         log_file = self._log_path.open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *self.spec.command,
+                *_guarded(self.spec.command),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
@@ -68,7 +69,6 @@ class Child:
                 # Own session: a terminal's Ctrl-C reaches only the supervisor, which then
                 # stops children in order (a second signal would make them exit at once).
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         finally:
             log_file.close()

@@ -149,3 +149,24 @@ async def test_crashed_child_is_restarted_with_backoff(tmp_path: Path) -> None:
             submitted = await client.submit("echo", {"text": "after restart"})
             events = [e async for e in client.watch(submitted.task_id)]
         assert events[-1].output.text == "after restart"
+
+
+async def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    """kill -9 of `tidemesh up` itself leaves no orphan: the kernel kills every child (PDEATHSIG)."""
+    process = await asyncio.create_subprocess_exec(
+        TIDEMESH, "up", "--state-dir", str(tmp_path / "state"), "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    try:
+        output = "".join(await _read_until(process.stdout, "Ctrl-C to stop."))
+        pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
+        assert len(pids) == 6
+    finally:
+        process.kill()
+        await process.wait()
+
+    async def all_gone() -> bool:
+        return not any(_alive(p) for p in pids)
+
+    await eventually(all_gone, timeout_s=10, what="children of a killed supervisor exit")

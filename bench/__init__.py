@@ -1,0 +1,1 @@
+"""Benchmarks: tidemesh side by side with its anchors. `make bench` runs them all."""
