@@ -117,7 +117,7 @@ class Admitter:
             admitted=queued.timestamp,
             enqueued=_now(),
         )
-        headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0"}
+        headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}
         try:
             await self._js.publish(
                 work_subject(first_step.pool, spec.priority_class, spec.tenant),

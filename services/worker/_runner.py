@@ -157,7 +157,12 @@ class Runner:
             return
         finally:
             ticker.cancel()
-            METRICS.step_seconds.labels(spec.kind, step.name, step.pool).observe(time.perf_counter() - started)
+            elapsed_s = time.perf_counter() - started
+            METRICS.step_seconds.labels(spec.kind, step.name, step.pool).observe(elapsed_s)
+            log.info(
+                "step finished",
+                extra={"step": step.name, "pool": step.pool, "attempt": chain.attempt, "ms": round(elapsed_s * 1e3, 2)},
+            )
         try:
             if index + 1 < len(kind.steps):
                 await self._enqueue_next(item, kind, index + 1, chain, outputs)
@@ -225,7 +230,7 @@ class Runner:
             await self._js.publish(
                 work_subject(kind.steps[index].pool, spec.priority_class, spec.tenant),
                 following.SerializeToString(),
-                headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}"},
+                headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}", "traceparent": item.traceparent},
             )
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
             raise Unavailable(f"could not store the next step: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -273,3 +274,27 @@ async def test_status_reports_queues_and_workers(mesh: Mesh) -> None:
         status = await eventually(alive_worker, what="worker registered via heartbeat")
     assert len(status.queues) == 12
     assert {q.pool for q in status.queues} == {"ingestion", "orchestration", "inference", "post-processing"}
+
+
+async def test_trace_context_flows_from_client_to_worker(mesh: Mesh) -> None:
+    """A client's W3C traceparent crosses Envoy, gateway, scheduler (gRPC metadata) and the work
+    queue (NATS headers): every event and the worker's log lines carry the same trace id."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
+    async with grpc.aio.insecure_channel(mesh.endpoint) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        spec = task_pb2.TaskSpec(
+            tenant="trace", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="t"))
+        )
+        reply = await stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), metadata=metadata)
+        events = [
+            r.event async for r in stub.WatchTask(gateway_pb2.WatchTaskRequest(task_id=reply.task_id))
+        ]
+    assert events and all(e.traceparent.split("-")[1] == trace_id for e in events), [e.traceparent for e in events]
+    log_file = Path(mesh.plan.state_dir) / "logs" / "worker-1.log"
+
+    async def worker_logged_trace() -> bool:
+        lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
+        return any(line.get("trace_id") == trace_id and line.get("task_id") == reply.task_id for line in lines)
+
+    await eventually(worker_logged_trace, what="worker log line with the task's trace id")
