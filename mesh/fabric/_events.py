@@ -10,11 +10,17 @@ a retried append idempotent inside the duplicate window.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from mesh.errors import Unavailable
@@ -43,11 +49,75 @@ class StoredEvent:
     stream_sequence: int
 
 
-class EventLog:
-    """Append to and read from the TM_EVENTS stream."""
+@dataclass
+class _Batch:
+    messages: list[Msg] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    pending: int = 0
 
-    def __init__(self, js: JetStreamContext) -> None:
+
+class EventLog:
+    """Append to and read from the TM_EVENTS stream.
+
+    Reads use JetStream's batched direct get: one request returns every event of
+    a task (``next_by_subj`` + ``batch``) or the last event of many tasks
+    (``multi_last``), instead of one round trip per message.
+    """
+
+    BATCH = 1024
+    TIMEOUT_S = 5.0
+
+    def __init__(self, js: JetStreamContext, nc: Client) -> None:
         self._js = js
+        self._nc = nc
+        self._inbox_prefix = ""
+        self._inbox: Subscription | None = None
+        self._tokens = itertools.count()
+        self._batches: dict[str, _Batch] = {}
+
+    async def _direct_batch(self, request: dict[str, object]) -> _Batch:
+        """Send one batched direct get and collect its messages up to the EOB marker."""
+        if self._inbox is None:
+            self._inbox_prefix = self._nc.new_inbox()
+            self._inbox = await self._nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_batch_message)
+        token = str(next(self._tokens))
+        batch = self._batches[token] = _Batch()
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}",
+                json.dumps(request).encode(),
+                reply=f"{self._inbox_prefix}.{token}",
+            )
+            await asyncio.wait_for(batch.done.wait(), self.TIMEOUT_S)
+        except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            raise Unavailable(f"event store did not answer a batch read: {exc!r}") from exc
+        finally:
+            del self._batches[token]
+        return batch
+
+    async def _on_batch_message(self, msg: Msg) -> None:
+        batch = self._batches.get(msg.subject.rpartition(".")[2])
+        if batch is None:
+            return  # a late answer to a read that timed out
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            batch.messages.append(msg)
+            return
+        # 204 EOB ends a batch; 404 means nothing matched. Either way the read is complete.
+        batch.pending = int((msg.headers or {}).get("Nats-Num-Pending", "0") or 0)
+        batch.done.set()
+
+    async def last_many(self, task_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        """The last stored event of each task that has any, in one round trip per 256 tasks."""
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, StoredEvent] = {}
+        for start in range(0, len(ids), 256):
+            chunk = [s.event_subject(task_id) for task_id in ids[start : start + 256]]
+            batch = await self._direct_batch({"multi_last": chunk, "batch": len(chunk)})
+            for msg in batch.messages:
+                stored = _decode(msg.data, int(msg.headers["Nats-Sequence"]) if msg.headers else 0)
+                found[stored.event.task_id] = stored
+        return found
 
     async def append(self, event: task_pb2.TaskEvent, after_stream_sequence: int) -> int:
         """Store `event` if the chain's last event is at `after_stream_sequence` (0: chain empty).
@@ -94,18 +164,14 @@ class EventLog:
         subject = s.event_subject(task_id)
         next_stream_seq = 1
         while True:
-            try:
-                raw = await self._js.get_msg(
-                    s.EVENTS_STREAM, seq=next_stream_seq, subject=subject, next=True, direct=True
-                )
-            except nats.js.errors.NotFoundError:
+            batch = await self._direct_batch({"seq": next_stream_seq, "next_by_subj": subject, "batch": self.BATCH})
+            for msg in batch.messages:
+                stored = _decode(msg.data, int(msg.headers["Nats-Sequence"]) if msg.headers else 0)
+                next_stream_seq = stored.stream_sequence + 1
+                if stored.event.sequence > after_sequence:
+                    yield stored
+            if not batch.pending or not batch.messages:
                 return
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-                raise Unavailable(f"event store did not answer: {exc}") from exc
-            stored = _decode(raw.data, raw.seq)
-            next_stream_seq = raw.seq + 1
-            if stored.event.sequence > after_sequence:
-                yield stored
 
 
 def _decode(data: bytes | None, stream_sequence: int | None) -> StoredEvent:

@@ -7,6 +7,7 @@ the ids still flow through every hop and into the logs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from mesh.telemetry._grpc_context import ServerContextInterceptor, light_client_interceptors
 
 _propagator = TraceContextTextMapPropagator()
 _configured = False
@@ -50,9 +53,13 @@ def current_traceparent() -> str:
     return inject_headers({}).get("traceparent", "")
 
 
+def _full_spans() -> bool:
+    return os.environ.get("TIDEMESH_OTEL_SPANS", "0") == "1"
+
+
 def server_interceptors() -> list[Any]:
-    return [aio_server_interceptor()]
+    return [aio_server_interceptor()] if _full_spans() else [ServerContextInterceptor()]
 
 
 def client_interceptors() -> list[Any]:
-    return list(aio_client_interceptors())
+    return list(aio_client_interceptors()) if _full_spans() else light_client_interceptors()

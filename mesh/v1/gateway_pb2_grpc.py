@@ -55,6 +55,16 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.SubmitTasks = channel.unary_unary(
+                '/mesh.v1.GatewayService/SubmitTasks',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.SubmitTasksRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.SubmitTasksResponse.FromString,
+                _registered_method=True)
+        self.WatchTasks = channel.unary_stream(
+                '/mesh.v1.GatewayService/WatchTasks',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.WatchTasksRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchTasksResponse.FromString,
+                _registered_method=True)
         self.GetMeshStatus = channel.unary_unary(
                 '/mesh.v1.GatewayService/GetMeshStatus',
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
@@ -94,6 +104,21 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTasks(self, request, context):
+        """Admit many tasks in one call. Every spec is validated first: one bad spec
+        rejects the batch with INVALID_ARGUMENT naming `specs[i].<field>`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTasks(self, request, context):
+        """Stream the events of many tasks until each has sent its final event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMeshStatus(self, request, context):
         """Queue depths and workers, as the scheduler sees them.
         """
@@ -123,6 +148,16 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'SubmitTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTasks,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.SubmitTasksRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.SubmitTasksResponse.SerializeToString,
+            ),
+            'WatchTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTasks,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchTasksRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.WatchTasksResponse.SerializeToString,
             ),
             'GetMeshStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMeshStatus,
@@ -239,6 +274,60 @@ class GatewayService:
             '/mesh.v1.GatewayService/CancelTask',
             mesh_dot_v1_dot_gateway__pb2.CancelTaskRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/SubmitTasks',
+            mesh_dot_v1_dot_gateway__pb2.SubmitTasksRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.SubmitTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.GatewayService/WatchTasks',
+            mesh_dot_v1_dot_gateway__pb2.WatchTasksRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.WatchTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

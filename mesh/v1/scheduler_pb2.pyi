@@ -24,6 +24,18 @@ class AdmitTaskResponse(_message.Message):
     sequence: int
     def __init__(self, task_id: _Optional[str] = ..., deduplicated: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
 
+class AdmitTasksRequest(_message.Message):
+    __slots__ = ("specs",)
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    specs: _containers.RepeatedCompositeFieldContainer[_task_pb2.TaskSpec]
+    def __init__(self, specs: _Optional[_Iterable[_Union[_task_pb2.TaskSpec, _Mapping]]] = ...) -> None: ...
+
+class AdmitTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AdmitTaskResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[AdmitTaskResponse, _Mapping]]] = ...) -> None: ...
+
 class AbortTaskRequest(_message.Message):
     __slots__ = ("task_id", "reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

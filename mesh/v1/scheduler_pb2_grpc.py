@@ -40,6 +40,11 @@ class SchedulerServiceStub:
                 request_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTaskRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTaskResponse.FromString,
                 _registered_method=True)
+        self.AdmitTasks = channel.unary_unary(
+                '/mesh.v1.SchedulerService/AdmitTasks',
+                request_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksResponse.FromString,
+                _registered_method=True)
         self.AbortTask = channel.unary_unary(
                 '/mesh.v1.SchedulerService/AbortTask',
                 request_serializer=mesh_dot_v1_dot_scheduler__pb2.AbortTaskRequest.SerializeToString,
@@ -58,6 +63,13 @@ class SchedulerServiceServicer:
 
     def AdmitTask(self, request, context):
         """Validate, deduplicate and enqueue a task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdmitTasks(self, request, context):
+        """Validate every spec, then enqueue them all; results in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +96,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.AdmitTask,
                     request_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTaskRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTaskResponse.SerializeToString,
+            ),
+            'AdmitTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitTasks,
+                    request_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksResponse.SerializeToString,
             ),
             'AbortTask': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortTask,
@@ -124,6 +141,33 @@ class SchedulerService:
             '/mesh.v1.SchedulerService/AdmitTask',
             mesh_dot_v1_dot_scheduler__pb2.AdmitTaskRequest.SerializeToString,
             mesh_dot_v1_dot_scheduler__pb2.AdmitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.SchedulerService/AdmitTasks',
+            mesh_dot_v1_dot_scheduler__pb2.AdmitTasksRequest.SerializeToString,
+            mesh_dot_v1_dot_scheduler__pb2.AdmitTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,7 +22,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     try:
         js = nc.jetstream(timeout=5.0)
         await ensure_topology(js, Topology(replicas=args.replicas, ack_wait_s=args.ack_wait))
-        events = EventLog(js)
+        events = EventLog(js, nc)
         hub = EventHub(nc, events)
         await hub.start()
         host = ServiceHost(

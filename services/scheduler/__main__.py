@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from mesh.fabric import IDEMPOTENCY_BUCKET, Topology, connect, ensure_topology
+from mesh.fabric import IDEMPOTENCY_BUCKET, EventLog, Topology, connect, ensure_topology
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.tasks import Limits
 from mesh.telemetry import get_logger
@@ -26,11 +26,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         js = nc.jetstream(timeout=5.0)
         await ensure_topology(js, Topology(replicas=args.replicas, ack_wait_s=args.ack_wait))
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
+        events = EventLog(js, nc)
         registry = WorkerRegistry(heartbeat_interval_s=args.heartbeat_interval)
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
-            Scheduler(nc, js, Admitter(js, idempotency, Limits()), registry),
+            Scheduler(nc, js, events, Admitter(js, events, idempotency, Limits()), registry),
             "mesh.v1.SchedulerService",
         )
         host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry), "mesh.v1.WorkerService")

@@ -27,9 +27,9 @@ log = get_logger(__name__)
 
 
 class Admitter:
-    def __init__(self, js: JetStreamContext, idempotency: KeyValue, limits: Limits) -> None:
+    def __init__(self, js: JetStreamContext, events: EventLog, idempotency: KeyValue, limits: Limits) -> None:
         self._js = js
-        self._events = EventLog(js)
+        self._events = events
         self._idempotency = idempotency
         self._limits = limits
 

@@ -21,11 +21,13 @@ Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 
 class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
-    def __init__(self, nc: Client, js: JetStreamContext, admitter: Admitter, registry: WorkerRegistry) -> None:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, events: EventLog, admitter: Admitter, registry: WorkerRegistry
+    ) -> None:
         self._nc = nc
         self._js = js
         self._admitter = admitter
-        self._events = EventLog(js)
+        self._events = events
         self._registry = registry
 
     async def AdmitTask(

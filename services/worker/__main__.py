@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc.aio
 
-from mesh.fabric import CANCEL_PREFIX, POOLS, Topology, connect, ensure_topology
+from mesh.fabric import CANCEL_PREFIX, POOLS, EventLog, Topology, connect, ensure_topology
 from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.tasks import new_task_id
@@ -37,8 +37,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         topology = Topology(replicas=args.replicas, ack_wait_s=args.ack_wait)
         await ensure_topology(js, topology)
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
-        runner = Runner(js, worker_id, inference, ack_wait_s=args.ack_wait)
-        dispatcher = Dispatcher(js, runner, pools, args.concurrency)
+        events = EventLog(js, nc)
+        runner = Runner(js, events, worker_id, inference, ack_wait_s=args.ack_wait)
+        dispatcher = Dispatcher(js, events, runner, pools, args.concurrency)
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
             dispatcher.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])

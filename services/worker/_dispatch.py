@@ -34,10 +34,12 @@ class _Running:
 
 
 class Dispatcher:
-    def __init__(self, js: JetStreamContext, runner: Runner, pools: list[str], concurrency: int) -> None:
+    def __init__(
+        self, js: JetStreamContext, events: EventLog, runner: Runner, pools: list[str], concurrency: int
+    ) -> None:
         self._js = js
         self._runner = runner
-        self._events = EventLog(js)
+        self._events = events
         self._pools = pools
         self._concurrency = concurrency
         self._queue: asyncio.PriorityQueue[tuple[int, int, Msg]] = asyncio.PriorityQueue()

@@ -78,13 +78,14 @@ class Runner:
     def __init__(
         self,
         js: JetStreamContext,
+        events: EventLog,
         worker_id: str,
         inference: inference_pb2_grpc.InferenceServiceStub | None,
         ack_wait_s: float,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._js = js
-        self._events = EventLog(js)
+        self._events = events
         self._worker_id = worker_id
         self._inference = inference
         self._ack_wait_s = ack_wait_s

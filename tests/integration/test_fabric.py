@@ -49,7 +49,7 @@ async def test_event_chain_is_fenced(nc: NATS) -> None:
     """An append naming a stale predecessor is refused, so two writers cannot interleave."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    log = EventLog(js)
+    log = EventLog(js, nc)
     task_id = new_task_id()
     first = await log.append(_event(task_id, 1, task_pb2.TASK_STATE_QUEUED), after_stream_sequence=0)
     second = await log.append(_event(task_id, 2, task_pb2.TASK_STATE_RUNNING), after_stream_sequence=first)
@@ -80,13 +80,13 @@ async def test_admission_stores_event_and_work_item(nc: NATS) -> None:
     """An admitted task has its QUEUED event (with the spec) and its first work item in JetStream."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    admitter = Admitter(js, await js.key_value(IDEMPOTENCY_BUCKET), Limits())
+    admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
     spec = task_pb2.TaskSpec(
         tenant="acme", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="hi")),
         priority_class=task_pb2.PRIORITY_CLASS_INTERACTIVE,
     )
     reply = await admitter.admit(spec)
-    first = await EventLog(js).first(reply.task_id)
+    first = await EventLog(js, nc).first(reply.task_id)
     assert first is not None and first.event.state == task_pb2.TASK_STATE_QUEUED
     assert first.event.spec.payload.echo.text == "hi"
     raw = await js.get_last_msg(WORK_STREAM, "tm.work.ingestion.interactive.acme")
@@ -99,7 +99,7 @@ async def test_idempotency_key_returns_the_original_task(nc: NATS) -> None:
     """A repeated submit with the same key gets the first task id back and queues nothing new."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    admitter = Admitter(js, await js.key_value(IDEMPOTENCY_BUCKET), Limits())
+    admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
     key = new_task_id()
     spec = task_pb2.TaskSpec(
         tenant="acme", kind="echo", idempotency_key=key,
@@ -120,7 +120,7 @@ async def test_admission_rejects_bad_specs_without_storing(nc: NATS) -> None:
     """Invalid specs raise InvalidArgument naming the field and leave no event behind."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    admitter = Admitter(js, await js.key_value(IDEMPOTENCY_BUCKET), Limits(max_payload_bytes=64))
+    admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits(max_payload_bytes=64))
     task_id = new_task_id()
     cases = {
         "spec.kind": task_pb2.TaskSpec(task_id=task_id, tenant="t", kind="nope"),
@@ -134,4 +134,4 @@ async def test_admission_rejects_bad_specs_without_storing(nc: NATS) -> None:
         with pytest.raises(InvalidArgument) as caught:
             await admitter.admit(spec)
         assert caught.value.field == field
-    assert await EventLog(js).last(task_id) is None
+    assert await EventLog(js, nc).last(task_id) is None

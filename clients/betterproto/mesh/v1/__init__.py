@@ -8,6 +8,8 @@ __all__ = (
     "AbortTaskResponse",
     "AdmitTaskRequest",
     "AdmitTaskResponse",
+    "AdmitTasksRequest",
+    "AdmitTasksResponse",
     "CancelTaskRequest",
     "CancelTaskResponse",
     "EchoInput",
@@ -41,6 +43,8 @@ __all__ = (
     "StreamInput",
     "SubmitTaskRequest",
     "SubmitTaskResponse",
+    "SubmitTasksRequest",
+    "SubmitTasksResponse",
     "TaskError",
     "TaskEvent",
     "TaskInfo",
@@ -50,6 +54,8 @@ __all__ = (
     "TaskState",
     "WatchTaskRequest",
     "WatchTaskResponse",
+    "WatchTasksRequest",
+    "WatchTasksResponse",
     "WorkItem",
     "WorkerHealth",
     "WorkerServiceStub",
@@ -261,6 +267,22 @@ class AdmitTaskResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "AdmitTaskResponse", AdmitTaskResponse)
+
+
+@dataclass(eq=False, repr=False)
+class AdmitTasksRequest(betterproto2.Message):
+    specs: "list[TaskSpec]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "AdmitTasksRequest", AdmitTasksRequest)
+
+
+@dataclass(eq=False, repr=False)
+class AdmitTasksResponse(betterproto2.Message):
+    results: "list[AdmitTaskResponse]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "AdmitTasksResponse", AdmitTasksResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -620,6 +642,25 @@ default_message_pool.register_message("mesh.v1", "SubmitTaskResponse", SubmitTas
 
 
 @dataclass(eq=False, repr=False)
+class SubmitTasksRequest(betterproto2.Message):
+    specs: "list[TaskSpec]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "SubmitTasksRequest", SubmitTasksRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SubmitTasksResponse(betterproto2.Message):
+    results: "list[SubmitTaskResponse]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One per spec, in request order.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "SubmitTasksResponse", SubmitTasksResponse)
+
+
+@dataclass(eq=False, repr=False)
 class TaskError(betterproto2.Message):
     """
     Why a task failed.
@@ -866,6 +907,27 @@ default_message_pool.register_message("mesh.v1", "WatchTaskResponse", WatchTaskR
 
 
 @dataclass(eq=False, repr=False)
+class WatchTasksRequest(betterproto2.Message):
+    task_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    final_only: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Send only each task's final event.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "WatchTasksRequest", WatchTasksRequest)
+
+
+@dataclass(eq=False, repr=False)
+class WatchTasksResponse(betterproto2.Message):
+    event: "TaskEvent | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("mesh.v1", "WatchTasksResponse", WatchTasksResponse)
+
+
+@dataclass(eq=False, repr=False)
 class WorkerStatus(betterproto2.Message):
     """
     A worker process and what it is doing.
@@ -997,6 +1059,29 @@ class GatewayServiceStub:
             CancelTaskResponse.FromString,
         )(message)
 
+    def submit_tasks(self, message: "SubmitTasksRequest") -> "SubmitTasksResponse":
+        """
+        Admit many tasks in one call. Every spec is validated first: one bad spec
+        rejects the batch with INVALID_ARGUMENT naming `specs[i].<field>`.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.GatewayService/SubmitTasks",
+            SubmitTasksRequest.SerializeToString,
+            SubmitTasksResponse.FromString,
+        )(message)
+
+    def watch_tasks(self, message: "WatchTasksRequest") -> "Iterator[WatchTasksResponse]":
+        """
+        Stream the events of many tasks until each has sent its final event.
+        """
+
+        yield from self._channel.unary_stream(
+            "/mesh.v1.GatewayService/WatchTasks",
+            WatchTasksRequest.SerializeToString,
+            WatchTasksResponse.FromString,
+        )(message)
+
     def get_mesh_status(self, message: "GetMeshStatusRequest | None" = None) -> "GetMeshStatusResponse":
         """
         Queue depths and workers, as the scheduler sees them.
@@ -1074,6 +1159,17 @@ class SchedulerServiceStub:
             "/mesh.v1.SchedulerService/AdmitTask",
             AdmitTaskRequest.SerializeToString,
             AdmitTaskResponse.FromString,
+        )(message)
+
+    def admit_tasks(self, message: "AdmitTasksRequest") -> "AdmitTasksResponse":
+        """
+        Validate every spec, then enqueue them all; results in request order.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.SchedulerService/AdmitTasks",
+            AdmitTasksRequest.SerializeToString,
+            AdmitTasksResponse.FromString,
         )(message)
 
     def abort_task(self, message: "AbortTaskRequest") -> "AbortTaskResponse":
