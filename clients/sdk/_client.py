@@ -71,17 +71,49 @@ class Client:
         task_id: str = "",
         timeout_s: float = 30.0,
     ) -> gateway_pb2.SubmitTaskResponse:
-        if priority not in _CLASSES:
-            raise InvalidArgument("priority", f"unknown priority class {priority!r} (one of: {', '.join(_CLASSES)})")
-        typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
-        spec = task_pb2.TaskSpec(
-            task_id=task_id, tenant=self.tenant, kind=kind, priority_class=_CLASSES[priority],
-            idempotency_key=idempotency_key, payload=typed,
-        )
+        spec = self.spec(kind, payload, priority, idempotency_key, task_id)
         try:
             return await self._stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
+
+    def spec(
+        self,
+        kind: str,
+        payload: dict[str, Any] | task_pb2.TaskPayload,
+        priority: str = "standard",
+        idempotency_key: str = "",
+        task_id: str = "",
+    ) -> task_pb2.TaskSpec:
+        """A TaskSpec for this client's tenant, e.g. for `submit_many`."""
+        if priority not in _CLASSES:
+            raise InvalidArgument("priority", f"unknown priority class {priority!r} (one of: {', '.join(_CLASSES)})")
+        typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
+        return task_pb2.TaskSpec(
+            task_id=task_id, tenant=self.tenant, kind=kind, priority_class=_CLASSES[priority],
+            idempotency_key=idempotency_key, payload=typed,
+        )
+
+    async def submit_many(
+        self, specs: list[task_pb2.TaskSpec], timeout_s: float = 60.0
+    ) -> list[gateway_pb2.SubmitTaskResponse]:
+        """Admit many tasks in one call; results in the order of `specs`."""
+        try:
+            reply = await self._stub.SubmitTasks(gateway_pb2.SubmitTasksRequest(specs=specs), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+        return list(reply.results)
+
+    async def watch_many(self, task_ids: list[str], final_only: bool = True) -> AsyncIterator[task_pb2.TaskEvent]:
+        """Events of many tasks over one stream, until each has ended."""
+        call = self._stub.WatchTasks(gateway_pb2.WatchTasksRequest(task_ids=task_ids, final_only=final_only))
+        try:
+            async for response in call:
+                yield response.event
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+        finally:
+            call.cancel()
 
     async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events until the final one. Reconnects with backoff and resumes after the last

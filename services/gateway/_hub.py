@@ -88,3 +88,74 @@ class EventHub:
                 if not queues:
                     del self._watchers[task_id]
             METRICS.watchers.dec()
+
+    async def watch_many(self, task_ids: list[str], final_only: bool = False) -> AsyncIterator[task_pb2.TaskEvent]:
+        """Events of several tasks (interleaved, each in order) until every one has ended.
+
+        With `final_only`, just each task's final event: the current state of all of
+        them is read in one batched request, then live events fill in the rest.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for task_id in ids:
+            self._watchers.setdefault(task_id, set()).add(queue)
+        METRICS.watchers.inc()
+        last = dict.fromkeys(ids, 0)
+        remaining = set(ids)
+        try:
+            current = await self._events.last_many(ids)
+            missing = [task_id for task_id in ids if task_id not in current]
+            if missing:
+                raise NotFound(f"tasks do not exist: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+            for task_id in ids:
+                if final_only:
+                    if current[task_id].event.final:
+                        remaining.discard(task_id)
+                        yield current[task_id].event
+                    continue
+                async for stored in self._events.read(task_id):
+                    last[task_id] = stored.event.sequence
+                    if stored.event.final:
+                        remaining.discard(task_id)
+                    yield stored.event
+            while remaining:
+                try:
+                    live: task_pb2.TaskEvent | None = task_pb2.TaskEvent.FromString(
+                        await asyncio.wait_for(queue.get(), self._recheck_s)
+                    )
+                except TimeoutError:
+                    live = None
+                if live is not None and live.task_id not in remaining:
+                    continue
+                if final_only:
+                    if live is None:  # quiet period: make sure no final event was missed
+                        for stored in (await self._events.last_many(remaining)).values():
+                            if stored.event.final:
+                                remaining.discard(stored.event.task_id)
+                                yield stored.event
+                    elif live.final:
+                        remaining.discard(live.task_id)
+                        yield live
+                    continue
+                if live is not None and live.sequence <= last[live.task_id]:
+                    continue
+                if live is not None and live.sequence == last[live.task_id] + 1:
+                    last[live.task_id] = live.sequence
+                    if live.final:
+                        remaining.discard(live.task_id)
+                    yield live
+                    continue
+                for task_id in [live.task_id] if live is not None else list(remaining):
+                    async for stored in self._events.read(task_id, last[task_id]):
+                        last[task_id] = stored.event.sequence
+                        if stored.event.final:
+                            remaining.discard(task_id)
+                        yield stored.event
+        finally:
+            for task_id in ids:
+                queues = self._watchers.get(task_id)
+                if queues is not None:
+                    queues.discard(queue)
+                    if not queues:
+                        del self._watchers[task_id]
+            METRICS.watchers.dec()

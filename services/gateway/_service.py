@@ -14,6 +14,8 @@ from services.gateway._hub import EventHub
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
+MAX_WATCHED = 10_000
+
 
 class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(self, scheduler: scheduler_pb2_grpc.SchedulerServiceStub, events: EventLog, hub: EventHub):
@@ -38,6 +40,43 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.SubmitTaskResponse(
             task_id=admitted.task_id, deduplicated=admitted.deduplicated, sequence=admitted.sequence
         )
+
+    async def SubmitTasks(
+        self, request: gateway_pb2.SubmitTasksRequest, context: Context
+    ) -> gateway_pb2.SubmitTasksResponse:
+        try:
+            if not request.specs:
+                raise InvalidArgument("specs", "at least one spec is required")
+            try:
+                admitted = await self._scheduler.AdmitTasks(
+                    scheduler_pb2.AdmitTasksRequest(specs=request.specs), timeout=30.0
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise_from_rpc_error(exc)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.SubmitTasksResponse(
+            results=[
+                gateway_pb2.SubmitTaskResponse(task_id=r.task_id, deduplicated=r.deduplicated, sequence=r.sequence)
+                for r in admitted.results
+            ]
+        )
+
+    async def WatchTasks(
+        self, request: gateway_pb2.WatchTasksRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.WatchTasksResponse]:
+        if not request.task_ids:
+            await abort_with(context, InvalidArgument("task_ids", "at least one task id is required"))
+        if len(request.task_ids) > MAX_WATCHED:
+            await abort_with(context, InvalidArgument("task_ids", f"at most {MAX_WATCHED} tasks per stream"))
+        stream = self._hub.watch_many(list(request.task_ids), request.final_only)
+        try:
+            async for event in stream:
+                yield gateway_pb2.WatchTasksResponse(event=event)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
 
     async def WatchTask(
         self, request: gateway_pb2.WatchTaskRequest, context: Context

@@ -19,6 +19,8 @@ from services.scheduler._registry import WorkerRegistry
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
+MAX_BATCH = 1000
+
 
 class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     def __init__(
@@ -41,6 +43,18 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             METRICS.tasks_rejected.labels(exc.error_class).inc()
             await abort_with(context, exc)
         return response
+
+    async def AdmitTasks(
+        self, request: scheduler_pb2.AdmitTasksRequest, context: Context
+    ) -> scheduler_pb2.AdmitTasksResponse:
+        try:
+            if len(request.specs) > MAX_BATCH:
+                raise InvalidArgument("specs", f"at most {MAX_BATCH} tasks per call")
+            results = await self._admitter.admit_many(list(request.specs))
+        except MeshError as exc:
+            METRICS.tasks_rejected.labels(exc.error_class).inc()
+            await abort_with(context, exc)
+        return scheduler_pb2.AdmitTasksResponse(results=results)
 
     async def AbortTask(
         self, request: scheduler_pb2.AbortTaskRequest, context: Context

@@ -1,9 +1,15 @@
 """Pulling work by priority lane and running it with bounded concurrency.
 
-One long-poll fetch loop per (pool, lane) feeds a shared priority queue; runner
-slots always take the highest lane first, so an interactive item never waits
-behind buffered batch items. Prefetch is bounded by the free slots, so items do
-not sit in this process while another worker is idle.
+One long-poll fetch loop per (pool, lane) feeds a local queue ordered by
+dispatch deadline (see `_priority`): fresh interactive work runs first, and
+work that has aged to its class's wait bound overtakes anything fresher.
+
+Capacity: `concurrency` slots are shared by all lanes, plus `reserve` slots only
+interactive work may take, so an interactive item is pulled and started at once
+even while a batch flood fills the shared slots. Every lane may always hold at
+least one item, so a saturating interactive load cannot starve the others.
+Prefetch never exceeds free capacity, so work does not sit here while another
+worker is idle.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from dataclasses import dataclass
 
 import nats.errors
@@ -20,6 +27,7 @@ from nats.js import JetStreamContext
 from mesh.fabric import LANE_ORDER, TERMINAL_STATES, WORK_STREAM, EventLog, consumer_name
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import work_pb2
+from services.worker._priority import WaitBounds, dispatch_deadline
 from services.worker._runner import Runner
 
 log = get_logger(__name__)
@@ -35,14 +43,25 @@ class _Running:
 
 class Dispatcher:
     def __init__(
-        self, js: JetStreamContext, events: EventLog, runner: Runner, pools: list[str], concurrency: int
+        self,
+        js: JetStreamContext,
+        events: EventLog,
+        runner: Runner,
+        pools: list[str],
+        concurrency: int,
+        reserve: int | None = None,
+        bounds: WaitBounds | None = None,
     ) -> None:
         self._js = js
         self._runner = runner
         self._events = events
         self._pools = pools
         self._concurrency = concurrency
-        self._queue: asyncio.PriorityQueue[tuple[int, int, Msg]] = asyncio.PriorityQueue()
+        self._reserve = max(2, concurrency // 4) if reserve is None else reserve
+        self._bounds = bounds or WaitBounds()
+        # Items of each lane buffered here or running.
+        self._lane_load = [0] * len(LANE_ORDER)
+        self._queue: asyncio.PriorityQueue[tuple[float, int, int, str, Msg]] = asyncio.PriorityQueue()
         self._order = itertools.count()
         self._running: dict[str, _Running] = {}
         self._slots = asyncio.Semaphore(concurrency)
@@ -59,7 +78,7 @@ class Dispatcher:
     @property
     def in_flight_ack_subjects(self) -> list[str]:
         subjects = [r.msg.reply for r in self._running.values()]
-        subjects += [m.reply for _, _, m in list(self._queue._queue)]  # type: ignore[attr-defined]
+        subjects += [m.reply for *_, m in list(self._queue._queue)]  # type: ignore[attr-defined]
         return [s for s in subjects if s]
 
     async def start(self) -> None:
@@ -68,11 +87,19 @@ class Dispatcher:
                 sub = await self._js.pull_subscribe_bind(durable=consumer_name(pool, lane), stream=WORK_STREAM)
                 self._subscriptions.append(sub)
                 self._fetchers.append(asyncio.create_task(self._fetch_loop(sub, lane_rank)))
-        self._slot_tasks = [asyncio.create_task(self._slot_loop()) for _ in range(self._concurrency)]
+        self._slot_tasks = [
+            asyncio.create_task(self._slot_loop()) for _ in range(self._concurrency + self._reserve)
+        ]
+
+    def _room(self, lane_rank: int) -> int:
+        """How many items the lane may pull now."""
+        used = sum(self._lane_load)
+        capacity = self._concurrency + (self._reserve if lane_rank == 0 else 0)
+        return max(capacity - used, 1 - self._lane_load[lane_rank])
 
     async def _fetch_loop(self, sub: JetStreamContext.PullSubscription, lane_rank: int) -> None:
         while not self._stopping:
-            room = self._concurrency - self._queue.qsize() - len(self._running)
+            room = self._room(lane_rank)
             if room <= 0:
                 await asyncio.sleep(0.002)
                 continue
@@ -87,12 +114,15 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
-                self._queue.put_nowait((lane_rank, next(self._order), msg))
+                self._lane_load[lane_rank] += 1
+                item = work_pb2.WorkItem.FromString(msg.data)
+                enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
+                deadline = dispatch_deadline(item.spec.priority_class, item.spec.priority, enqueued_s, self._bounds)
+                self._queue.put_nowait((deadline, next(self._order), lane_rank, item.spec.task_id, msg))
 
     async def _slot_loop(self) -> None:
         while True:
-            _, _, msg = await self._queue.get()
-            task_id = work_pb2.WorkItem.FromString(msg.data).spec.task_id
+            _, _, lane_rank, task_id, msg = await self._queue.get()
             job = asyncio.create_task(self._runner.run(msg))
             running = _Running(task_id, msg, job)
             self._running[task_id] = running
@@ -111,6 +141,7 @@ class Dispatcher:
                 log.exception("work item failed; it will be redelivered")
             finally:
                 self._running.pop(task_id, None)
+                self._lane_load[lane_rank] -= 1
                 METRICS.in_flight.dec()
 
     def cancel(self, task_id: str) -> bool:
@@ -140,7 +171,7 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         while not self._queue.empty():
-            _, _, msg = self._queue.get_nowait()
+            *_, msg = self._queue.get_nowait()
             with contextlib.suppress(Exception):
                 await msg.nak()
         jobs = [r.job for r in self._running.values()]

@@ -298,3 +298,25 @@ async def test_trace_context_flows_from_client_to_worker(mesh: Mesh) -> None:
         return any(line.get("trace_id") == trace_id and line.get("task_id") == reply.task_id for line in lines)
 
     await eventually(worker_logged_trace, what="worker log line with the task's trace id")
+
+
+async def test_batch_submit_and_watch_many(mesh: Mesh) -> None:
+    """SubmitTasks admits a batch in order; WatchTasks streams each task's final event exactly once."""
+    async with Client(mesh.endpoint, tenant="batch") as client:
+        specs = [client.spec("echo", {"text": f"item {i}"}) for i in range(50)]
+        results = await client.submit_many(specs)
+        ids = [r.task_id for r in results]
+        assert len(set(ids)) == 50
+        finals = [e async for e in client.watch_many(ids, final_only=True)]
+        assert sorted(e.task_id for e in finals) == sorted(ids)
+        assert {e.task_id: e.output.text for e in finals} == {ids[i]: f"item {i}" for i in range(50)}
+        full = [e async for e in client.watch_many(ids[:5], final_only=False)]
+        for task_id in ids[:5]:
+            sequences = [e.sequence for e in full if e.task_id == task_id]
+            assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) == 3
+        bad = [client.spec("echo", {"text": "ok"}), task_pb2.TaskSpec(tenant="batch", kind="teleport")]
+        with pytest.raises(InvalidArgument) as caught:
+            await client.submit_many(bad)
+        assert caught.value.field == "specs[1].kind"
+        with pytest.raises(NotFound):
+            [e async for e in client.watch_many([ids[0], "missing-task"])]
