@@ -91,6 +91,7 @@ def build_plan(
     worker_concurrency: int = 32,
     ack_wait_s: float = 30.0,
     listen_host: str = "127.0.0.1",
+    scheduler_args: tuple[str, ...] = (),
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it."""
     state_dir = state_dir.resolve()
@@ -122,7 +123,7 @@ def build_plan(
         health=_http_health(nats_monitor, "/healthz?js-enabled-only=true"),
         address=nats_url,
     )
-    scheduler = service("scheduler", "services.scheduler", [], ["nats"])
+    scheduler = service("scheduler", "services.scheduler", list(scheduler_args), ["nats"])
     inference = service("inference", "services.inference", [], [])
     gateway = service("gateway", "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
     worker_specs = [

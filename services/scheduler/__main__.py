@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from pathlib import Path
 
-from mesh.fabric import IDEMPOTENCY_BUCKET, EventLog, Topology, connect, ensure_topology
+from mesh.fabric import IDEMPOTENCY_BUCKET, WORK_PREFIX, WORK_STREAM, EventLog, Topology, connect, ensure_topology
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.tasks import Limits
 from mesh.telemetry import get_logger
 from mesh.v1 import scheduler_pb2_grpc, worker_pb2_grpc
 from services.scheduler._admission import Admitter
+from services.scheduler._flow import FlowControl, FlowLimits
 from services.scheduler._queues import queue_status
 from services.scheduler._registry import WorkerRegistry
 from services.scheduler._service import Scheduler, Workers
@@ -28,20 +28,24 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
         events = EventLog(js, nc)
         registry = WorkerRegistry(heartbeat_interval_s=args.heartbeat_interval)
+        flow = FlowControl(_flow_limits(args))
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
-            Scheduler(nc, js, events, Admitter(js, events, idempotency, Limits()), registry),
+            Scheduler(nc, js, events, Admitter(js, events, idempotency, Limits(), flow), registry),
             "mesh.v1.SchedulerService",
         )
         host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry), "mesh.v1.WorkerService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
-            sampler = asyncio.create_task(_sample_queues(js, registry))
+            samplers = [
+                asyncio.create_task(_sample_queues(js, registry)),
+                asyncio.create_task(_sample_flow(js, flow)),
+            ]
             await stop.wait()
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            for sampler in samplers:
+                sampler.cancel()
+            await asyncio.gather(*samplers, return_exceptions=True)
     finally:
         await nc.drain()
 
@@ -57,9 +61,34 @@ async def _sample_queues(js, registry: WorkerRegistry) -> None:  # type: ignore[
         await asyncio.sleep(2.0)
 
 
+async def _sample_flow(js, flow: FlowControl, every_s: float = 0.25) -> None:  # type: ignore[no-untyped-def]
+    """Feed admission control: items per work subject, and how many ever completed."""
+    while True:
+        try:
+            info = await js.stream_info(WORK_STREAM, subjects_filter=f"{WORK_PREFIX}.>")
+            flow.observe(info.state.subjects or {}, info.state.last_seq - info.state.messages)
+        except Exception as exc:  # keep the last sample; admission stays on it
+            log.warning("flow sampling failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+def _flow_limits(args: argparse.Namespace) -> FlowLimits:
+    lanes = dict(FlowLimits().lane_max_depth)
+    for entry in filter(None, args.lane_max_depth.split(",")):
+        lane, _, value = entry.partition("=")
+        if lane not in lanes or not value.isdigit():
+            raise SystemExit(f"--lane-max-depth: expected LANE=N with LANE in {', '.join(lanes)}, got {entry!r}")
+        lanes[lane] = int(value)
+    return FlowLimits(lane_max_depth=lanes, tenant_max_depth=args.tenant_max_depth)
+
+
 def main() -> None:
     parser = base_parser("tidemesh scheduler")
     parser.add_argument("--heartbeat-interval", type=float, default=2.0)
+    parser.add_argument(
+        "--lane-max-depth", default="", help="queued+running items per lane, e.g. interactive=5000,batch=500000"
+    )
+    parser.add_argument("--tenant-max-depth", type=int, default=FlowLimits().tenant_max_depth)
     run_service("scheduler", parser, serve)
 
 

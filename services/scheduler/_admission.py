@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter
 
 import nats.errors
 import nats.js.errors
@@ -23,19 +24,29 @@ from mesh.fabric import ChainMoved, EventLog, work_subject
 from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
+from services.scheduler._flow import FlowControl, FlowLimits
 
 log = get_logger(__name__)
 
 
 class Admitter:
-    def __init__(self, js: JetStreamContext, events: EventLog, idempotency: KeyValue, limits: Limits) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        events: EventLog,
+        idempotency: KeyValue,
+        limits: Limits,
+        flow: FlowControl | None = None,
+    ) -> None:
         self._js = js
         self._events = events
+        self._flow = flow or FlowControl(FlowLimits())
         self._idempotency = idempotency
         self._limits = limits
 
     async def admit(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
         validate_spec(requested, self._limits)
+        self._flow.admit(requested.tenant, requested.priority_class)
         return await self._admit_valid(requested)
 
     async def admit_many(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse]:
@@ -45,6 +56,9 @@ class Admitter:
                 validate_spec(spec, self._limits)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"specs[{index}].{exc.field.removeprefix('spec.')}", exc.reason) from exc
+        demand = Counter((spec.tenant, spec.priority_class) for spec in specs)
+        for (tenant, priority_class), count in demand.items():
+            self._flow.admit(tenant, priority_class, count)
         return list(await asyncio.gather(*(self._admit_valid(spec) for spec in specs)))
 
     async def _admit_valid(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
