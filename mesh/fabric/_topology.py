@@ -24,6 +24,8 @@ class Topology:
     ack_wait_s: float = 30.0
     max_deliver: int = 10
     max_ack_pending: int = 4096
+    # How long a worker's pull request stays open at the server.
+    fetch_expiry_s: float = 2.0
 
     def work_stream(self) -> api.StreamConfig:
         return api.StreamConfig(

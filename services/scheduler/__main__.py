@@ -24,10 +24,13 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     nc = await connect(args.nats, name="tidemesh-scheduler")
     try:
         js = nc.jetstream(timeout=5.0)
-        await ensure_topology(js, Topology(replicas=args.replicas, ack_wait_s=args.ack_wait))
+        topology = Topology(replicas=args.replicas, ack_wait_s=args.ack_wait)
+        await ensure_topology(js, topology)
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
         events = EventLog(js, nc)
-        registry = WorkerRegistry(heartbeat_interval_s=args.heartbeat_interval)
+        registry = WorkerRegistry(
+            heartbeat_interval_s=args.heartbeat_interval, dead_after_s=3 * args.heartbeat_interval
+        )
         flow = FlowControl(_flow_limits(args))
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
         host.add(
@@ -41,6 +44,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             samplers = [
                 asyncio.create_task(_sample_queues(js, registry)),
                 asyncio.create_task(_sample_flow(js, flow)),
+                asyncio.create_task(
+                    _reap_dead_workers(nc, registry, args.heartbeat_interval / 2, topology.fetch_expiry_s)
+                ),
             ]
             await stop.wait()
             for sampler in samplers:
@@ -69,6 +75,24 @@ async def _sample_flow(js, flow: FlowControl, every_s: float = 0.25) -> None:  #
             flow.observe(info.state.subjects or {}, info.state.last_seq - info.state.messages)
         except Exception as exc:  # keep the last sample; admission stays on it
             log.warning("flow sampling failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+async def _reap_dead_workers(  # type: ignore[no-untyped-def]
+    nc, registry: WorkerRegistry, every_s: float, fetch_expiry_s: float
+) -> None:
+    """Nak the items of workers that stopped heartbeating, so JetStream redelivers them soon.
+
+    The nak is delayed past the pull-request expiry: a paused worker's open pull requests
+    would otherwise receive the redelivery and sit on it until the ack-wait lapses.
+    """
+    nak = b'-NAK {"delay": %d}' % int((fetch_expiry_s + 0.5) * 1e9)
+    while True:
+        subjects = registry.reap()
+        for subject in subjects:
+            await nc.publish(subject, nak)
+        if subjects:
+            log.warning("dead worker: handed back its in-flight work", extra={"items": len(subjects)})
         await asyncio.sleep(every_s)
 
 

@@ -13,13 +13,17 @@ class _Entry:
     status: status_pb2.WorkerStatus
     last_seen: float
     running: list[str] = field(default_factory=list)
+    ack_subjects: list[str] = field(default_factory=list)
+    reaped: bool = False
 
 
 class WorkerRegistry:
     """Workers that miss heartbeats for `dead_after_s` are reported DEAD.
 
-    Their in-flight work needs no action here: JetStream redelivers every item a
-    dead worker did not ack once its ack-wait lapses (live workers keep extending it).
+    A dead worker's in-flight items are handed back at once: `reap` returns their
+    ack subjects, and the scheduler naks them so JetStream redelivers now rather than
+    when the ack-wait lapses. The event chain's fencing makes a wrongly-presumed-dead
+    worker (paused, partitioned) harmless: its next write is refused.
     """
 
     def __init__(self, heartbeat_interval_s: float = 2.0, dead_after_s: float = 6.0) -> None:
@@ -30,11 +34,27 @@ class WorkerRegistry:
     def register(self, status: status_pb2.WorkerStatus, now: float | None = None) -> None:
         self.heartbeat(status, [], now)
 
-    def heartbeat(self, status: status_pb2.WorkerStatus, running: list[str], now: float | None = None) -> None:
+    def heartbeat(
+        self,
+        status: status_pb2.WorkerStatus,
+        running: list[str],
+        now: float | None = None,
+        ack_subjects: list[str] | None = None,
+    ) -> None:
         now = time.time() if now is None else now
         copy = status_pb2.WorkerStatus()
         copy.CopyFrom(status)
-        self._workers[status.worker_id] = _Entry(copy, now, list(running))
+        self._workers[status.worker_id] = _Entry(copy, now, list(running), list(ack_subjects or ()))
+
+    def reap(self, now: float | None = None) -> list[str]:
+        """Ack subjects held by workers that just crossed into DEAD (each reported once)."""
+        now = time.time() if now is None else now
+        subjects: list[str] = []
+        for entry in self._workers.values():
+            if not entry.reaped and now - entry.last_seen > self.dead_after_s:
+                entry.reaped = True
+                subjects += entry.ack_subjects
+        return subjects
 
     def snapshot(self, now: float | None = None) -> list[status_pb2.WorkerStatus]:
         now = time.time() if now is None else now

@@ -94,7 +94,9 @@ class Workers(worker_pb2_grpc.WorkerServiceServicer):
     ) -> worker_pb2.HeartbeatResponse:
         if not request.worker.worker_id:
             await abort_with(context, InvalidArgument("worker.worker_id", "is required"))
-        self._registry.heartbeat(request.worker, list(request.running_task_ids))
+        self._registry.heartbeat(
+            request.worker, list(request.running_task_ids), ack_subjects=list(request.in_flight_ack_subjects)
+        )
         return worker_pb2.HeartbeatResponse()
 
     async def ListWorkers(

@@ -39,7 +39,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
         runner = Runner(js, events, worker_id, inference, ack_wait_s=args.ack_wait)
-        dispatcher = Dispatcher(js, events, runner, pools, args.concurrency)
+        dispatcher = Dispatcher(
+            js, events, runner, pools, args.concurrency, fetch_expiry_s=topology.fetch_expiry_s
+        )
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
             dispatcher.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])

@@ -51,7 +51,9 @@ class Dispatcher:
         concurrency: int,
         reserve: int | None = None,
         bounds: WaitBounds | None = None,
+        fetch_expiry_s: float = 2.0,
     ) -> None:
+        self._fetch_expiry_s = fetch_expiry_s
         self._js = js
         self._runner = runner
         self._events = events
@@ -104,7 +106,7 @@ class Dispatcher:
                 await asyncio.sleep(0.002)
                 continue
             try:
-                msgs = await sub.fetch(batch=room, timeout=2.0)
+                msgs = await sub.fetch(batch=room, timeout=self._fetch_expiry_s)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue  # an idle lane: long-poll again
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
@@ -140,7 +142,9 @@ class Dispatcher:
             except Exception:
                 log.exception("work item failed; it will be redelivered")
             finally:
-                self._running.pop(task_id, None)
+                # The next step of the same task may already run in another slot: remove only ours.
+                if self._running.get(task_id) is running:
+                    del self._running[task_id]
                 self._lane_load[lane_rank] -= 1
                 METRICS.in_flight.dec()
 

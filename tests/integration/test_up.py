@@ -170,3 +170,36 @@ async def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         return not any(_alive(p) for p in pids)
 
     await eventually(all_gone, timeout_s=10, what="children of a killed supervisor exit")
+
+
+async def test_paused_worker_is_declared_dead_and_its_task_moves(tmp_path: Path) -> None:
+    """SIGSTOP the worker running a task: the scheduler declares it dead from missed heartbeats and
+    naks its items, so another worker finishes the task long before the 60 s ack-wait; when the
+    paused worker wakes, fencing keeps it from writing into the task's stream."""
+    plan = build_plan(
+        tmp_path / "mesh", public_port=0, workers=2, ack_wait_s=60.0,
+        scheduler_args=("--heartbeat-interval", "0.5"),
+    )
+    async with Supervisor(plan, health_timeout_s=60) as supervisor:
+        pids = {name: child.pid for name, child in supervisor.children.items() if name.startswith("worker")}
+        words = [f"v{i}" for i in range(10)]
+        paused: int | None = None
+        async with Client(f"127.0.0.1:{plan.public_port}", tenant="pause") as client:
+            submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 10, "chunk_delay_ms": 200})
+            events: list[task_pb2.TaskEvent] = []
+            try:
+                async with asyncio.timeout(30):
+                    async for event in client.watch(submitted.task_id):
+                        events.append(event)
+                        # After 5 chunks (1 s) the worker has heartbeated at least once with the item.
+                        if paused is None and sum(e.HasField("output") for e in events) == 5:
+                            paused = int(event.worker_id.split("-")[-2])
+                            assert paused in pids.values()
+                            os.kill(paused, signal.SIGSTOP)
+            finally:
+                if paused is not None:
+                    os.kill(paused, signal.SIGCONT)
+        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        assert len({e.worker_id for e in events if e.worker_id}) == 2  # the task moved to the other worker
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        assert [e.output.text for e in events if e.HasField("output") and not e.final] == words

@@ -79,3 +79,19 @@ def test_retry_after_is_always_bounded(limit: int, rate: float, depth: int) -> N
         assert flow.limits.min_retry_after_s <= exc.retry_after_s <= flow.limits.max_retry_after_s
     else:
         assert depth + 1 <= limit
+
+
+def test_registry_reaps_a_silent_worker_once() -> None:
+    """A worker past its heartbeat deadline is DEAD and its ack subjects are returned exactly once."""
+    from mesh.v1 import status_pb2
+    from services.scheduler._registry import WorkerRegistry
+
+    registry = WorkerRegistry(heartbeat_interval_s=1, dead_after_s=3)
+    worker = status_pb2.WorkerStatus(worker_id="w1")
+    registry.heartbeat(worker, ["t1"], now=100.0, ack_subjects=["$JS.ACK.a", "$JS.ACK.b"])
+    registry.heartbeat(status_pb2.WorkerStatus(worker_id="w2"), [], now=102.5)
+    assert registry.reap(now=102.0) == []
+    assert registry.reap(now=104.0) == ["$JS.ACK.a", "$JS.ACK.b"]
+    assert registry.reap(now=105.0) == []
+    health = {w.worker_id: w.health for w in registry.snapshot(now=104.0)}
+    assert health == {"w1": status_pb2.WORKER_HEALTH_DEAD, "w2": status_pb2.WORKER_HEALTH_ALIVE}
