@@ -92,6 +92,7 @@ def build_plan(
     ack_wait_s: float = 30.0,
     listen_host: str = "127.0.0.1",
     scheduler_args: tuple[str, ...] = (),
+    worker_args: tuple[str, ...] = (),
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it."""
     state_dir = state_dir.resolve()
@@ -130,7 +131,7 @@ def build_plan(
         service(
             f"worker-{index}", "services.worker",
             ["--scheduler", scheduler.address, "--inference", inference.address,
-             "--concurrency", str(worker_concurrency)],
+             "--concurrency", str(worker_concurrency), *worker_args],
             ["scheduler", "inference"],
         )
         for index in range(1, workers + 1)

@@ -71,6 +71,7 @@ async def _sample_flow(js, flow: FlowControl, every_s: float = 0.25) -> None:  #
     """Feed admission control: items per work subject, and how many ever completed."""
     while True:
         try:
+            flow.sample_requested()
             info = await js.stream_info(WORK_STREAM, subjects_filter=f"{WORK_PREFIX}.>")
             flow.observe(info.state.subjects or {}, info.state.last_seq - info.state.messages)
         except Exception as exc:  # keep the last sample; admission stays on it

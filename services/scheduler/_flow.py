@@ -48,6 +48,14 @@ class FlowControl:
         self._sampled_at = 0.0
         # Completions per second, smoothed.
         self.drain_rate = 0.0
+        # Admissions so far, and their count when the sample in flight was requested: a sample
+        # cannot see what was admitted after it was taken, so those are added back.
+        self._admitted: _Depths = _Depths()
+        self._admitted_at_request: _Depths = _Depths()
+
+    def sample_requested(self) -> None:
+        """Call right before asking JetStream for the counts that `observe` will receive."""
+        self._admitted_at_request = _Depths(dict(self._admitted.by_lane), defaultdict(int, self._admitted.by_tenant))
 
     def observe(self, subject_counts: dict[str, int], completed_total: int) -> None:
         """Feed one sample: item counts per work subject (tm.work.<pool>.<lane>.<tenant>) and
@@ -63,6 +71,10 @@ class FlowControl:
             self.drain_rate = rate if self.drain_rate == 0 else 0.7 * self.drain_rate + 0.3 * rate
         self._completed_total = completed_total
         self._sampled_at = now
+        for lane, count in self._admitted.by_lane.items():
+            depths.by_lane[lane] = depths.by_lane.get(lane, 0) + count - self._admitted_at_request.by_lane.get(lane, 0)
+        for tenant, count in self._admitted.by_tenant.items():
+            depths.by_tenant[tenant] += count - self._admitted_at_request.by_tenant.get(tenant, 0)
         self._depths = depths
 
     def depth(self, lane: str | None = None, tenant: str | None = None) -> int:
@@ -89,6 +101,8 @@ class FlowControl:
         # Count admissions between samples so a burst cannot overshoot the limit.
         self._depths.by_lane[lane] = lane_depth + count
         self._depths.by_tenant[tenant] = tenant_depth + count
+        self._admitted.by_lane[lane] = self._admitted.by_lane.get(lane, 0) + count
+        self._admitted.by_tenant[tenant] += count
 
     def _retry_after(self, depth: int, limit: int) -> float:
         excess = depth - self.limits.low_water * limit

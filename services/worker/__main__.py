@@ -18,6 +18,7 @@ from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
 from mesh.v1 import inference_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
 from services.worker._dispatch import Dispatcher
+from services.worker._priority import WaitBounds
 from services.worker._runner import Runner
 
 log = get_logger("services.worker")
@@ -40,7 +41,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         events = EventLog(js, nc)
         runner = Runner(js, events, worker_id, inference, ack_wait_s=args.ack_wait)
         dispatcher = Dispatcher(
-            js, events, runner, pools, args.concurrency, fetch_expiry_s=topology.fetch_expiry_s
+            js, events, runner, pools, args.concurrency, reserve=args.reserve,
+            bounds=_wait_bounds(args.wait_bounds), fetch_expiry_s=topology.fetch_expiry_s, ack_wait_s=args.ack_wait,
         )
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
@@ -106,6 +108,20 @@ async def _heartbeat(
         await asyncio.sleep(interval_s)
 
 
+def _wait_bounds(text: str) -> WaitBounds:
+    """Parse ``interactive=0.25,standard=5,batch=60`` (seconds) over the defaults."""
+    values = {}
+    for entry in filter(None, text.split(",")):
+        lane, _, seconds = entry.partition("=")
+        if lane not in ("interactive", "standard", "batch"):
+            raise SystemExit(f"--wait-bounds: unknown class {lane!r}")
+        try:
+            values[f"{lane}_s"] = float(seconds)
+        except ValueError:
+            raise SystemExit(f"--wait-bounds: {entry!r} is not CLASS=SECONDS") from None
+    return WaitBounds(**values)
+
+
 def main() -> None:
     parser = base_parser("tidemesh worker")
     parser.add_argument("--pools", default="all", help=f"comma-separated: {','.join(POOLS)} (or all)")
@@ -113,6 +129,10 @@ def main() -> None:
     parser.add_argument("--inference", default="", help="inference service HOST:PORT")
     parser.add_argument("--scheduler", default="", help="scheduler HOST:PORT for registration/heartbeats")
     parser.add_argument("--worker-id", default="")
+    parser.add_argument("--reserve", type=int, default=None, help="extra slots only interactive work may use")
+    parser.add_argument(
+        "--wait-bounds", default="", help="max queue wait per class in seconds, e.g. interactive=0.25,batch=60"
+    )
     run_service("worker", parser, serve)
 
 

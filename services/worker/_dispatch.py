@@ -1,24 +1,25 @@
 """Pulling work by priority lane and running it with bounded concurrency.
 
-One long-poll fetch loop per (pool, lane) feeds a local queue ordered by
-dispatch deadline (see `_priority`): fresh interactive work runs first, and
-work that has aged to its class's wait bound overtakes anything fresher.
+One long-poll fetch loop per (pool, lane) keeps a small per-lane buffer of
+waiting items. A single dispatch loop starts the waiting item with the earliest
+dispatch deadline (see `_priority`) whenever a slot is free: fresh interactive
+work goes first, and work that has aged to its class's wait bound overtakes
+anything fresher — so a saturating interactive load cannot starve batch work.
 
-Capacity: `concurrency` slots are shared by all lanes, plus `reserve` slots only
-interactive work may take, so an interactive item is pulled and started at once
-even while a batch flood fills the shared slots. Every lane may always hold at
-least one item, so a saturating interactive load cannot starve the others.
-Prefetch never exceeds free capacity, so work does not sit here while another
-worker is idle.
+Slots: `concurrency` shared by every lane, plus `reserve` that only interactive
+items may take, so an interactive item starts at once even while batch work
+fills the shared slots. Buffers are bounded per lane, so items do not pile up
+here while another worker is idle; buffered items keep their ack-wait extended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -32,11 +33,23 @@ from services.worker._runner import Runner
 
 log = get_logger(__name__)
 
+INTERACTIVE = 0  # rank of the interactive lane in LANE_ORDER
+
+
+@dataclass(order=True)
+class _Waiting:
+    deadline: float
+    order: int
+    lane: int = field(compare=False)
+    task_id: str = field(compare=False)
+    msg: Msg = field(compare=False)
+
 
 @dataclass
 class _Running:
     task_id: str
     msg: Msg
+    lane: int
     job: asyncio.Task[None]
     cancelled_by_request: bool = False
 
@@ -52,24 +65,27 @@ class Dispatcher:
         reserve: int | None = None,
         bounds: WaitBounds | None = None,
         fetch_expiry_s: float = 2.0,
+        ack_wait_s: float = 30.0,
     ) -> None:
-        self._fetch_expiry_s = fetch_expiry_s
         self._js = js
-        self._runner = runner
         self._events = events
+        self._runner = runner
         self._pools = pools
         self._concurrency = concurrency
         self._reserve = max(2, concurrency // 4) if reserve is None else reserve
         self._bounds = bounds or WaitBounds()
-        # Items of each lane buffered here or running.
-        self._lane_load = [0] * len(LANE_ORDER)
-        self._queue: asyncio.PriorityQueue[tuple[float, int, int, str, Msg]] = asyncio.PriorityQueue()
+        self._fetch_expiry_s = fetch_expiry_s
+        self._ack_wait_s = ack_wait_s
+        self._buffer_per_lane = max(1, concurrency)
+        self._waiting: list[_Waiting] = []
+        self._waiting_per_lane = [0] * len(LANE_ORDER)
         self._order = itertools.count()
         self._running: dict[str, _Running] = {}
-        self._slots = asyncio.Semaphore(concurrency)
+        self._changed = asyncio.Event()
+        self._room = [asyncio.Event() for _ in LANE_ORDER]
+        self._tasks: list[asyncio.Task[None]] = []
         self._fetchers: list[asyncio.Task[None]] = []
         self._subscriptions: list[JetStreamContext.PullSubscription] = []
-        self._slot_tasks: list[asyncio.Task[None]] = []
         self.completed = 0
         self._stopping = False
 
@@ -79,8 +95,7 @@ class Dispatcher:
 
     @property
     def in_flight_ack_subjects(self) -> list[str]:
-        subjects = [r.msg.reply for r in self._running.values()]
-        subjects += [m.reply for *_, m in list(self._queue._queue)]  # type: ignore[attr-defined]
+        subjects = [r.msg.reply for r in self._running.values()] + [w.msg.reply for w in self._waiting]
         return [s for s in subjects if s]
 
     async def start(self) -> None:
@@ -89,21 +104,14 @@ class Dispatcher:
                 sub = await self._js.pull_subscribe_bind(durable=consumer_name(pool, lane), stream=WORK_STREAM)
                 self._subscriptions.append(sub)
                 self._fetchers.append(asyncio.create_task(self._fetch_loop(sub, lane_rank)))
-        self._slot_tasks = [
-            asyncio.create_task(self._slot_loop()) for _ in range(self._concurrency + self._reserve)
-        ]
-
-    def _room(self, lane_rank: int) -> int:
-        """How many items the lane may pull now."""
-        used = sum(self._lane_load)
-        capacity = self._concurrency + (self._reserve if lane_rank == 0 else 0)
-        return max(capacity - used, 1 - self._lane_load[lane_rank])
+        self._tasks = [asyncio.create_task(self._dispatch_loop()), asyncio.create_task(self._keep_buffer_alive())]
 
     async def _fetch_loop(self, sub: JetStreamContext.PullSubscription, lane_rank: int) -> None:
         while not self._stopping:
-            room = self._room(lane_rank)
+            room = self._buffer_per_lane - self._waiting_per_lane[lane_rank]
             if room <= 0:
-                await asyncio.sleep(0.002)
+                self._room[lane_rank].clear()
+                await self._room[lane_rank].wait()
                 continue
             try:
                 msgs = await sub.fetch(batch=room, timeout=self._fetch_expiry_s)
@@ -116,37 +124,68 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
-                self._lane_load[lane_rank] += 1
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
                 deadline = dispatch_deadline(item.spec.priority_class, item.spec.priority, enqueued_s, self._bounds)
-                self._queue.put_nowait((deadline, next(self._order), lane_rank, item.spec.task_id, msg))
+                heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane_rank, item.spec.task_id, msg))
+                self._waiting_per_lane[lane_rank] += 1
+            self._changed.set()
 
-    async def _slot_loop(self) -> None:
-        while True:
-            _, _, lane_rank, task_id, msg = await self._queue.get()
-            job = asyncio.create_task(self._runner.run(msg))
-            running = _Running(task_id, msg, job)
-            self._running[task_id] = running
+    def _next_startable(self) -> _Waiting | None:
+        """The earliest-deadline item that a free slot may take, removed from the heap."""
+        if not self._waiting:
+            return None
+        running = len(self._running)
+        if running < self._concurrency:
+            return heapq.heappop(self._waiting)
+        if running < self._concurrency + self._reserve:
+            # Only reserve slots are free: the earliest interactive item may take one.
+            candidates = [w for w in self._waiting if w.lane == INTERACTIVE]
+            if candidates:
+                chosen = min(candidates)
+                self._waiting.remove(chosen)
+                heapq.heapify(self._waiting)
+                return chosen
+        return None
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            waiting = self._next_startable()
+            if waiting is None:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            self._waiting_per_lane[waiting.lane] -= 1
+            self._room[waiting.lane].set()
+            job = asyncio.create_task(self._runner.run(waiting.msg))
+            running = _Running(waiting.task_id, waiting.msg, waiting.lane, job)
+            self._running[waiting.task_id] = running
             METRICS.in_flight.inc()
-            try:
-                await asyncio.shield(job)
-                self.completed += 1
-            except asyncio.CancelledError:
-                if running.cancelled_by_request:
-                    await self._settle_cancelled(msg, task_id)
-                elif job.done():
-                    pass
-                else:
-                    raise
-            except Exception:
-                log.exception("work item failed; it will be redelivered")
-            finally:
-                # The next step of the same task may already run in another slot: remove only ours.
-                if self._running.get(task_id) is running:
-                    del self._running[task_id]
-                self._lane_load[lane_rank] -= 1
-                METRICS.in_flight.dec()
+            job.add_done_callback(lambda _, r=running: self._finished(r))
+
+    def _finished(self, running: _Running) -> None:
+        # The next step of the same task may already run under the same id: remove only ours.
+        if self._running.get(running.task_id) is running:
+            del self._running[running.task_id]
+        METRICS.in_flight.dec()
+        self._changed.set()
+        job = running.job
+        if job.cancelled():
+            if running.cancelled_by_request:
+                self._tasks.append(asyncio.create_task(self._settle_cancelled(running.msg, running.task_id)))
+            return
+        if job.exception() is not None:
+            log.error("work item failed; it will be redelivered", exc_info=job.exception())
+            return
+        self.completed += 1
+
+    async def _keep_buffer_alive(self) -> None:
+        """Extend the ack-wait of buffered items so a long wait here is not taken for a dead worker."""
+        while True:
+            await asyncio.sleep(self._ack_wait_s / 3)
+            for waiting in list(self._waiting):
+                with contextlib.suppress(Exception):
+                    await waiting.msg.in_progress()
 
     def cancel(self, task_id: str) -> bool:
         """Interrupt the running step of `task_id` (after the scheduler wrote CANCELLED)."""
@@ -167,6 +206,8 @@ class Dispatcher:
         """Stop pulling, let running steps finish within `grace_s`, hand the rest back."""
         # The flag, not only cancel(): a fetch may swallow the cancellation and return.
         self._stopping = True
+        for event in (*self._room, self._changed):
+            event.set()
         for fetcher in self._fetchers:
             fetcher.cancel()
         await asyncio.gather(*self._fetchers, return_exceptions=True)
@@ -174,10 +215,10 @@ class Dispatcher:
         for sub in self._subscriptions:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        while not self._queue.empty():
-            *_, msg = self._queue.get_nowait()
+        for waiting in self._waiting:
             with contextlib.suppress(Exception):
-                await msg.nak()
+                await waiting.msg.nak()
+        self._waiting.clear()
         jobs = [r.job for r in self._running.values()]
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=grace_s)
@@ -186,6 +227,6 @@ class Dispatcher:
                     running.job.cancel()
                     with contextlib.suppress(Exception):
                         await running.msg.nak()
-        for slot in self._slot_tasks:
-            slot.cancel()
-        await asyncio.gather(*self._slot_tasks, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -21,7 +21,9 @@ async def test_full_lane_is_throttled_with_retry_after(tmp_path: Path) -> None:
     """With no worker draining, the batch lane fills to its limit; the next submit gets
     RESOURCE_EXHAUSTED with a retry-after, while the interactive lane still admits."""
     plan = build_plan(
-        tmp_path / "mesh", public_port=0, workers=0,
+        tmp_path / "mesh",
+        public_port=0,
+        workers=0,
         scheduler_args=("--lane-max-depth", "batch=20", "--tenant-max-depth", "1000"),
     )
     async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="flood") as client:
@@ -46,9 +48,7 @@ async def test_full_lane_is_throttled_with_retry_after(tmp_path: Path) -> None:
 
         async def depth_visible() -> bool:
             status = await client.status()
-            return any(
-                q.pending >= 20 for q in status.queues if q.priority_class == task_pb2.PRIORITY_CLASS_BATCH
-            )
+            return any(q.pending >= 20 for q in status.queues if q.priority_class == task_pb2.PRIORITY_CLASS_BATCH)
 
         await eventually(depth_visible, what="queue status shows the 20 waiting batch tasks")
 
@@ -57,9 +57,11 @@ async def test_tenant_quota_throttles_only_that_tenant(tmp_path: Path) -> None:
     """A tenant over its quota is refused while another tenant is admitted."""
     plan = build_plan(tmp_path / "mesh", public_port=0, workers=0, scheduler_args=("--tenant-max-depth", "5"))
     endpoint = f"127.0.0.1:{plan.public_port}"
-    async with Supervisor(plan) as _, Client(endpoint, tenant="greedy") as greedy, Client(
-        endpoint, tenant="polite"
-    ) as polite:
+    async with (
+        Supervisor(plan) as _,
+        Client(endpoint, tenant="greedy") as greedy,
+        Client(endpoint, tenant="polite") as polite,
+    ):
         results = await greedy.submit_many([greedy.spec("echo", {"text": str(i)}) for i in range(5)])
         assert len(results) == 5
         with pytest.raises(ResourceExhausted, match="greedy"):

@@ -47,8 +47,14 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, timeout_s: floa
 async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
     """`tidemesh up --port 0` gets every component healthy, runs a task via the CLI, and SIGTERM stops all."""
     process = await asyncio.create_subprocess_exec(
-        TIDEMESH, "up", "--state-dir", str(tmp_path / "state"), "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        TIDEMESH,
+        "up",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None
     try:
@@ -58,27 +64,52 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         assert len(pids) == 6 and all(_alive(p) for p in pids), output
         endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
         submit = await asyncio.create_subprocess_exec(
-            TIDEMESH, "submit", "echo", "--text", "from the cli", "--endpoint", endpoint, "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            TIDEMESH,
+            "submit",
+            "echo",
+            "--text",
+            "from the cli",
+            "--endpoint",
+            endpoint,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(submit.communicate(), 30)
         assert submit.returncode == 0, err.decode()
         events = [json.loads(line) for line in out.decode().splitlines()]
         assert events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["output"]["text"] == "from the cli"
         bad = await asyncio.create_subprocess_exec(
-            TIDEMESH, "submit", "teleport", "--endpoint", endpoint,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            TIDEMESH,
+            "submit",
+            "teleport",
+            "--endpoint",
+            endpoint,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, bad_err = await asyncio.wait_for(bad.communicate(), 30)
         assert bad.returncode == 2 and b"kind" in bad_err
         status = await asyncio.create_subprocess_exec(
-            TIDEMESH, "status", "--endpoint", endpoint, "--state-dir", str(tmp_path / "state"), "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            TIDEMESH,
+            "status",
+            "--endpoint",
+            endpoint,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         status_out, _ = await asyncio.wait_for(status.communicate(), 30)
         report = json.loads(status_out)
         assert {c["name"] for c in report["components"] if c["healthy"]} == {
-            "nats", "scheduler", "inference", "worker-1", "gateway", "envoy",
+            "nats",
+            "scheduler",
+            "inference",
+            "worker-1",
+            "gateway",
+            "envoy",
         }
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
@@ -100,9 +131,7 @@ async def test_killed_worker_task_is_redelivered_and_completes(tmp_path: Path) -
         assert old_pid is not None
         words = [f"w{i}" for i in range(12)]
         async with Client(endpoint, tenant="chaos") as client:
-            submitted = await client.submit(
-                "stream", {"text": " ".join(words), "chunks": 12, "chunk_delay_ms": 150}
-            )
+            submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 12, "chunk_delay_ms": 150})
             events: list[task_pb2.TaskEvent] = []
             killed = False
             async for event in client.watch(submitted.task_id):
@@ -154,8 +183,14 @@ async def test_crashed_child_is_restarted_with_backoff(tmp_path: Path) -> None:
 async def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     """kill -9 of `tidemesh up` itself leaves no orphan: the kernel kills every child (PDEATHSIG)."""
     process = await asyncio.create_subprocess_exec(
-        TIDEMESH, "up", "--state-dir", str(tmp_path / "state"), "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        TIDEMESH,
+        "up",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None
     try:
@@ -177,7 +212,10 @@ async def test_paused_worker_is_declared_dead_and_its_task_moves(tmp_path: Path)
     naks its items, so another worker finishes the task long before the 60 s ack-wait; when the
     paused worker wakes, fencing keeps it from writing into the task's stream."""
     plan = build_plan(
-        tmp_path / "mesh", public_port=0, workers=2, ack_wait_s=60.0,
+        tmp_path / "mesh",
+        public_port=0,
+        workers=2,
+        ack_wait_s=60.0,
         scheduler_args=("--heartbeat-interval", "0.5"),
     )
     async with Supervisor(plan, health_timeout_s=60) as supervisor:

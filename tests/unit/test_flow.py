@@ -95,3 +95,15 @@ def test_registry_reaps_a_silent_worker_once() -> None:
     assert registry.reap(now=105.0) == []
     health = {w.worker_id: w.health for w in registry.snapshot(now=104.0)}
     assert health == {"w1": status_pb2.WORKER_HEALTH_DEAD, "w2": status_pb2.WORKER_HEALTH_ALIVE}
+
+
+def test_a_stale_sample_does_not_forget_later_admissions() -> None:
+    """Admissions made after a sample was requested still count when that sample lands."""
+    flow, _ = _flow(lane_batch=3)
+    flow.sample_requested()
+    flow.admit("acme", BATCH)
+    flow.admit("acme", BATCH)
+    flow.observe({}, completed_total=0)  # taken before either admission was stored
+    flow.admit("acme", BATCH)
+    with pytest.raises(ResourceExhausted):
+        flow.admit("acme", BATCH)
