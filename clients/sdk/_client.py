@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -70,8 +71,11 @@ class Client:
         idempotency_key: str = "",
         task_id: str = "",
         timeout_s: float = 30.0,
+        ordering_key: str = "",
+        deadline_s: float | None = None,
     ) -> gateway_pb2.SubmitTaskResponse:
-        spec = self.spec(kind, payload, priority, idempotency_key, task_id)
+        """Admit one task; returns once it is durably stored. `deadline_s` is relative to now."""
+        spec = self.spec(kind, payload, priority, idempotency_key, task_id, ordering_key, deadline_s)
         try:
             return await self._stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -84,15 +88,20 @@ class Client:
         priority: str = "standard",
         idempotency_key: str = "",
         task_id: str = "",
+        ordering_key: str = "",
+        deadline_s: float | None = None,
     ) -> task_pb2.TaskSpec:
         """A TaskSpec for this client's tenant, e.g. for `submit_many`."""
         if priority not in _CLASSES:
             raise InvalidArgument("priority", f"unknown priority class {priority!r} (one of: {', '.join(_CLASSES)})")
         typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
-        return task_pb2.TaskSpec(
+        spec = task_pb2.TaskSpec(
             task_id=task_id, tenant=self.tenant, kind=kind, priority_class=_CLASSES[priority],
-            idempotency_key=idempotency_key, payload=typed,
+            idempotency_key=idempotency_key, payload=typed, ordering_key=ordering_key,
         )
+        if deadline_s is not None:
+            spec.deadline.FromNanoseconds(int((time.time() + deadline_s) * 1e9))
+        return spec
 
     async def submit_many(
         self, specs: list[task_pb2.TaskSpec], timeout_s: float = 60.0

@@ -2,6 +2,7 @@
 
 from mesh.fabric._connect import connect
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
+from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
     EVENTS_PREFIX,
@@ -29,6 +30,8 @@ __all__ = [
     "EVENTS_STREAM",
     "IDEMPOTENCY_BUCKET",
     "LANE_ORDER",
+    "ORDERED_STREAM",
+    "ORDER_KEYS_BUCKET",
     "POOLS",
     "TERMINAL_STATES",
     "TOKEN_RE",
@@ -37,6 +40,7 @@ __all__ = [
     "WORK_STREAM",
     "ChainMoved",
     "EventLog",
+    "KeySequencer",
     "StoredEvent",
     "Topology",
     "cancel_subject",
@@ -45,6 +49,7 @@ __all__ = [
     "ensure_topology",
     "event_subject",
     "fold",
+    "key_token",
     "lane_filter",
     "lane_of",
     "task_id_of_event_subject",

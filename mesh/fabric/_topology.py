@@ -9,6 +9,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from mesh.fabric import _subjects as s
+from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,17 @@ class Topology:
             allow_direct=True,
         )
 
+    def ordered_stream(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=ORDERED_STREAM,
+            subjects=[f"{ORDERED_PREFIX}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+            max_age=self.events_max_age_s,
+        )
+
     def work_consumer(self, pool: str, lane: str) -> api.ConsumerConfig:
         return api.ConsumerConfig(
             durable_name=s.consumer_name(pool, lane),
@@ -64,13 +76,14 @@ class Topology:
 
 async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     """Create or update every stream, consumer and bucket. Safe to call from every process."""
-    for config in (topology.work_stream(), topology.events_stream()):
+    for config in (topology.work_stream(), topology.events_stream(), topology.ordered_stream()):
         await _ensure_stream(js, config)
     for pool in s.POOLS:
         for lane in s.LANE_ORDER:
             await js.add_consumer(s.WORK_STREAM, topology.work_consumer(pool, lane))
     await _ensure_bucket(js, s.IDEMPOTENCY_BUCKET, topology.idempotency_ttl_s, topology.replicas)
     await _ensure_bucket(js, s.WORKERS_BUCKET, 0, topology.replicas)
+    await _ensure_bucket(js, ORDER_KEYS_BUCKET, 0, topology.replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:

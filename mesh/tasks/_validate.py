@@ -51,6 +51,8 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
         )
     if spec.HasField("deadline") and spec.deadline.ToMicroseconds() / 1e6 <= now_s:
         raise InvalidArgument("spec.deadline", "is in the past")
+    if len(spec.ordering_key) > limits.max_idempotency_key:
+        raise InvalidArgument("spec.ordering_key", f"longer than {limits.max_idempotency_key} characters")
     if len(spec.labels) > limits.max_labels:
         raise InvalidArgument("spec.labels", f"more than {limits.max_labels} labels")
     if spec.parent_task_id and not TOKEN_RE.match(spec.parent_task_id):

@@ -6,7 +6,17 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import IDEMPOTENCY_BUCKET, WORK_PREFIX, WORK_STREAM, EventLog, Topology, connect, ensure_topology
+from mesh.fabric import (
+    IDEMPOTENCY_BUCKET,
+    ORDER_KEYS_BUCKET,
+    WORK_PREFIX,
+    WORK_STREAM,
+    EventLog,
+    KeySequencer,
+    Topology,
+    connect,
+    ensure_topology,
+)
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.tasks import Limits
 from mesh.telemetry import get_logger
@@ -28,6 +38,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await ensure_topology(js, topology)
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
         events = EventLog(js, nc)
+        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET))
         registry = WorkerRegistry(
             heartbeat_interval_s=args.heartbeat_interval, dead_after_s=3 * args.heartbeat_interval
         )
@@ -35,7 +46,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
-            Scheduler(nc, js, events, Admitter(js, events, idempotency, Limits(), flow), registry),
+            Scheduler(
+                nc, js, events, Admitter(js, events, idempotency, Limits(), flow, sequencer), registry, sequencer
+            ),
             "mesh.v1.SchedulerService",
         )
         host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry), "mesh.v1.WorkerService")

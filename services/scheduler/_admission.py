@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, Unavailable
-from mesh.fabric import ChainMoved, EventLog, work_subject
+from mesh.fabric import ChainMoved, EventLog, KeySequencer, work_subject
 from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
@@ -37,8 +37,10 @@ class Admitter:
         idempotency: KeyValue,
         limits: Limits,
         flow: FlowControl | None = None,
+        sequencer: KeySequencer | None = None,
     ) -> None:
         self._js = js
+        self._sequencer = sequencer
         self._events = events
         self._flow = flow or FlowControl(FlowLimits())
         self._idempotency = idempotency
@@ -144,13 +146,13 @@ class Admitter:
             admitted=queued.timestamp,
             enqueued=_now(),
         )
+        subject = work_subject(first_step.pool, spec.priority_class, spec.tenant)
+        if spec.ordering_key and self._sequencer is not None:
+            await self._sequencer.park(item, subject)
+            return
         headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}
         try:
-            await self._js.publish(
-                work_subject(first_step.pool, spec.priority_class, spec.tenant),
-                item.SerializeToString(),
-                headers=headers,
-            )
+            await self._js.publish(subject, item.SerializeToString(), headers=headers)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
             raise Unavailable(f"work queue did not store the task: {exc}") from exc
 

@@ -8,7 +8,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.errors import InvalidArgument, MeshError
-from mesh.fabric import EventLog
+from mesh.fabric import EventLog, KeySequencer
 from mesh.rpc import abort_with
 from mesh.telemetry import METRICS, bind_task
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
@@ -24,8 +24,15 @@ MAX_BATCH = 1000
 
 class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     def __init__(
-        self, nc: Client, js: JetStreamContext, events: EventLog, admitter: Admitter, registry: WorkerRegistry
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        events: EventLog,
+        admitter: Admitter,
+        registry: WorkerRegistry,
+        sequencer: KeySequencer | None = None,
     ) -> None:
+        self._sequencer = sequencer
         self._nc = nc
         self._js = js
         self._admitter = admitter
@@ -64,6 +71,10 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
                 raise InvalidArgument("task_id", "is required")
             with bind_task(request.task_id):
                 state = await cancel_task(self._nc, self._events, request.task_id, request.reason)
+                if self._sequencer is not None:
+                    first = await self._events.first(request.task_id)
+                    if first is not None and first.event.spec.ordering_key:
+                        await self._sequencer.release(first.event.spec, state)
         except MeshError as exc:
             await abort_with(context, exc)
         return scheduler_pb2.AbortTaskResponse(state=state)  # type: ignore[arg-type]

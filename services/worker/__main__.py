@@ -11,7 +11,16 @@ from pathlib import Path
 
 import grpc.aio
 
-from mesh.fabric import CANCEL_PREFIX, POOLS, EventLog, Topology, connect, ensure_topology
+from mesh.fabric import (
+    CANCEL_PREFIX,
+    ORDER_KEYS_BUCKET,
+    POOLS,
+    EventLog,
+    KeySequencer,
+    Topology,
+    connect,
+    ensure_topology,
+)
 from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.tasks import new_task_id
@@ -39,7 +48,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await ensure_topology(js, topology)
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
-        runner = Runner(js, events, worker_id, inference, ack_wait_s=args.ack_wait)
+        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET))
+        runner = Runner(js, events, worker_id, inference, ack_wait_s=args.ack_wait, sequencer=sequencer)
         dispatcher = Dispatcher(
             js, events, runner, pools, args.concurrency, reserve=args.reserve,
             bounds=_wait_bounds(args.wait_bounds), fetch_expiry_s=topology.fetch_expiry_s, ack_wait_s=args.ack_wait,

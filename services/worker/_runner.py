@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
 
 from mesh.errors import Unavailable
-from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, work_subject
+from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, KeySequencer, StoredEvent, work_subject
 from mesh.tasks import KINDS, Kind
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, tracer
 from mesh.v1 import inference_pb2_grpc, task_pb2, work_pb2
@@ -42,6 +42,10 @@ class RetryPolicy:
 
 class Superseded(Exception):
     """The task's chain shows this item is stale (finished, cancelled, or taken over)."""
+
+    def __init__(self, task_id: str, state: int = task_pb2.TASK_STATE_UNSPECIFIED) -> None:
+        super().__init__(task_id)
+        self.state = state
 
 
 @dataclass
@@ -83,7 +87,9 @@ class Runner:
         inference: inference_pb2_grpc.InferenceServiceStub | None,
         ack_wait_s: float,
         retry: RetryPolicy | None = None,
+        sequencer: KeySequencer | None = None,
     ) -> None:
+        self._sequencer = sequencer
         self._js = js
         self._events = events
         self._worker_id = worker_id
@@ -120,7 +126,9 @@ class Runner:
         spec = item.spec
         try:
             await self._start(chain, kind, index)
-        except Superseded:
+        except Superseded as superseded:
+            # A parked ordered task cancelled before its turn still hands its key on.
+            await self._release_key(spec, superseded.state)
             await _ack(msg)
             return
         if spec.HasField("deadline") and spec.deadline.ToMicroseconds() / 1e6 < time.time():
@@ -176,10 +184,15 @@ class Runner:
                     final=True,
                 )
                 METRICS.tasks_finished.labels(spec.kind, "SUCCEEDED").inc()
+                await self._release_key(spec, task_pb2.TASK_STATE_SUCCEEDED)
         except ChainMoved:
             await self._on_chain_moved(msg, chain)
             return
         await _ack(msg)
+
+    async def _release_key(self, spec: task_pb2.TaskSpec, state: int) -> None:
+        if spec.ordering_key and self._sequencer is not None:
+            await self._sequencer.release(spec, state)
 
     async def _start(self, chain: Chain, kind: Kind, index: int) -> None:
         """Write RUNNING; on a moved chain, decide whether this item is still ours to run."""
@@ -190,7 +203,7 @@ class Runner:
             pass
         last = await self._events.last(chain.task_id)
         if last is None or last.event.state in TERMINAL_STATES:
-            raise Superseded(chain.task_id)
+            raise Superseded(chain.task_id, last.event.state if last else task_pb2.TASK_STATE_UNSPECIFIED)
         step_names = [s.name for s in kind.steps]
         last_index = step_names.index(last.event.step) if last.event.step in step_names else -1
         if last_index > index:
