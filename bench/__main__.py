@@ -8,28 +8,38 @@ import platform
 import time
 from pathlib import Path
 
-from bench import _foundation
+from bench import _foundation, _scheduling
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suite", nargs="?", default="foundation", choices=["foundation"])
+    parser.add_argument("suite", nargs="?", default="all", choices=["all", "foundation", "scheduling"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--flood", type=int, default=20000)
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    figures = asyncio.run(_foundation.run(args.sequential, args.concurrent, args.concurrency))
-    body = _foundation.table(figures, args.sequential, args.concurrent, args.concurrency)
-    header = (
-        f"# Foundation — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-        f"Machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-        f"{_cores()} cores. One run; these machines are noisy — compare ratios within one run.\n\n"
-    )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "foundation.md").write_text(header + body + "\n")
-    print(header + body)
+    if args.suite in ("all", "foundation"):
+        figures = asyncio.run(_foundation.run(args.sequential, args.concurrent, args.concurrency))
+        _write(
+            "foundation", "Foundation", _foundation.table(figures, args.sequential, args.concurrent, args.concurrency)
+        )
+    if args.suite in ("all", "scheduling"):
+        _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
+
+
+def _write(name: str, title: str, body: str) -> None:
+    header = (
+        f"# {title} — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+        f"Machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"{_cores()} cores. These machines are noisy — compare ratios within one run.\n\n"
+    )
+    (RESULTS / f"{name}.md").write_text(header + body + "\n")
+    print(header + body, flush=True)
 
 
 def _cores() -> int:

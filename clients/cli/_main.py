@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
     mesh_args(p_up)
     p_up.add_argument("--demo", action="store_true", help="run a short demo workload once healthy")
+    p_up.add_argument(
+        "--autoscale", default="", help="act on scale recommendations for these pools, e.g. inference=1:4"
+    )
 
     p_plan = sub.add_parser("plan", help="print the process table `up` would start")
     mesh_args(p_plan)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from clients.cli._render import event_line
 from clients.sdk import Client
-from mesh.supervisor import Supervisor, build_plan
+from mesh.fabric import POOLS
+from mesh.supervisor import LocalAutoscaler, Supervisor, build_plan
 
 DEMO = [
     ("echo", {"text": "hello from tidemesh"}, "interactive"),
@@ -21,9 +22,21 @@ DEMO = [
 ]
 
 
+def _autoscale_bounds(text: str) -> dict[str, tuple[int, int]]:
+    bounds = {}
+    for entry in filter(None, text.split(",")):
+        pool, _, span = entry.partition("=")
+        low, _, high = span.partition(":")
+        if pool not in POOLS or not (low.isdigit() and high.isdigit()) or int(low) > int(high):
+            raise SystemExit(f"--autoscale: expected POOL=MIN:MAX with POOL in {', '.join(POOLS)}, got {entry!r}")
+        bounds[pool] = (int(low), int(high))
+    return bounds
+
+
 def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return build_plan(
         Path(args.state_dir), public_port=args.port, workers=args.workers, ack_wait_s=args.ack_wait,
+        scheduler_args=("--scale", args.autoscale) if getattr(args, "autoscale", "") else (),
     )
 
 
@@ -55,7 +68,10 @@ async def up(args: argparse.Namespace) -> int:
     if boot.exception() is not None:
         print(f"tidemesh up failed: {boot.exception()}", file=sys.stderr)
         return 1
+    autoscaler = LocalAutoscaler(supervisor, _autoscale_bounds(args.autoscale)) if args.autoscale else None
     try:
+        if autoscaler is not None:
+            await autoscaler.__aenter__()
         endpoint = f"127.0.0.1:{plan.public_port}"
         print(f"tidemesh is up in {supervisor.boot_seconds:.2f}s — state in {plan.state_dir}")
         for spec in plan.processes:
@@ -69,6 +85,8 @@ async def up(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         print("stopping…", flush=True)
+        if autoscaler is not None:
+            await autoscaler.__aexit__(None, None, None)
         await supervisor.shutdown()
         print("stopped: no child process left.", flush=True)
     return 0

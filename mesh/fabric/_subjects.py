@@ -3,6 +3,7 @@
     tm.work.<pool>.<class>.<tenant>   work items (stream TM_WORK, work-queue retention)
     tm.evt.<task_id>                  task events (stream TM_EVENTS, replayable)
     tm.cancel.<task_id>               cancel notices (core NATS, to interrupt a running step)
+    tm.scale.<pool>                   scale recommendations (core NATS, ScaleRecommendation)
 
 Priority lanes are the <class> token; tenant partitions are the <tenant> token, so a
 consumer can filter one lane of one pool (``tm.work.inference.interactive.>``) or one
@@ -23,6 +24,7 @@ WORKERS_BUCKET = "tm_workers"
 WORK_PREFIX = "tm.work"
 EVENTS_PREFIX = "tm.evt"
 CANCEL_PREFIX = "tm.cancel"
+SCALE_PREFIX = "tm.scale"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 

@@ -1,8 +1,20 @@
 """Local mesh supervision: the process plan, supervised children, the supervisor."""
 
+from mesh.supervisor._autoscaler import LocalAutoscaler
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._child import Child, ChildState
-from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan
+from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan, pool_worker_spec
 from mesh.supervisor._supervisor import Supervisor
 
-__all__ = ["Child", "ChildState", "Health", "Plan", "ProcessSpec", "Supervisor", "build_plan", "find_binary"]
+__all__ = [
+    "Child",
+    "ChildState",
+    "Health",
+    "LocalAutoscaler",
+    "Plan",
+    "ProcessSpec",
+    "Supervisor",
+    "build_plan",
+    "find_binary",
+    "pool_worker_spec",
+]

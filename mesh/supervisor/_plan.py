@@ -42,6 +42,8 @@ class Plan:
     state_dir: str
     public_port: int
     processes: list[ProcessSpec]
+    # A worker's command without its listen addresses: extra workers (autoscaling) start from it.
+    worker_command: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +56,7 @@ class Plan:
             processes=[
                 ProcessSpec(**{**p, "health": Health(**p["health"])}) for p in data["processes"]
             ],
+            worker_command=data.get("worker_command", []),
         )
 
     def by_name(self, name: str) -> ProcessSpec:
@@ -84,6 +87,27 @@ def _http_health(port: int, path: str) -> Health:
     return Health(url=f"http://127.0.0.1:{port}{path}", host="127.0.0.1", port=port, path=path)
 
 
+def _service(
+    name: str, base: list[str], grpc_port: int, http_port: int, depends_on: list[str]
+) -> ProcessSpec:
+    return ProcessSpec(
+        name=name,
+        command=[*base, "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"],
+        ports={"grpc": grpc_port, "http": http_port},
+        health=_http_health(http_port, "/healthz"),
+        depends_on=depends_on,
+        address=f"127.0.0.1:{grpc_port}",
+    )
+
+
+def pool_worker_spec(plan: Plan, pool: str, index: int) -> ProcessSpec:
+    """An extra worker serving only `pool`, on free ports (used when scaling a pool out)."""
+    return _service(
+        f"worker-{pool}-{index}", [*plan.worker_command, "--pools", pool], _free_port(), _free_port(),
+        ["scheduler", "inference"],
+    )
+
+
 def build_plan(
     state_dir: Path,
     public_port: int = 8080,
@@ -106,15 +130,7 @@ def build_plan(
 
     def service(name: str, module: str, extra: list[str], depends_on: list[str]) -> ProcessSpec:
         grpc_port, http_port = ports.take(), ports.take()
-        return ProcessSpec(
-            name=name,
-            command=[py, "-m", module, "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}",
-                     *common, *extra],
-            ports={"grpc": grpc_port, "http": http_port},
-            health=_http_health(http_port, "/healthz"),
-            depends_on=depends_on,
-            address=f"127.0.0.1:{grpc_port}",
-        )
+        return _service(name, [py, "-m", module, *common, *extra], grpc_port, http_port, depends_on)
 
     nats = ProcessSpec(
         name="nats",
@@ -127,13 +143,10 @@ def build_plan(
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), ["nats"])
     inference = service("inference", "services.inference", [], [])
     gateway = service("gateway", "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
+    worker_extra = ["--scheduler", scheduler.address, "--inference", inference.address,
+                    "--concurrency", str(worker_concurrency), *worker_args]
     worker_specs = [
-        service(
-            f"worker-{index}", "services.worker",
-            ["--scheduler", scheduler.address, "--inference", inference.address,
-             "--concurrency", str(worker_concurrency), *worker_args],
-            ["scheduler", "inference"],
-        )
+        service(f"worker-{index}", "services.worker", worker_extra, ["scheduler", "inference"])
         for index in range(1, workers + 1)
     ]
     envoy_config = state_dir / "envoy.yaml"
@@ -159,4 +172,5 @@ def build_plan(
         state_dir=str(state_dir),
         public_port=public_port,
         processes=[nats, scheduler, inference, *worker_specs, gateway, envoy],
+        worker_command=[py, "-m", "services.worker", *common, *worker_extra],
     )

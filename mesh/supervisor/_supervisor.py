@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from mesh.supervisor._child import Child
-from mesh.supervisor._plan import Plan
+from mesh.supervisor._plan import Plan, ProcessSpec
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -72,6 +72,21 @@ class Supervisor:
         broker = [c for c in order if c.spec.name == "nats"]
         for group in (front, middle, broker):
             await asyncio.gather(*(child.stop(self._grace_s) for child in group))
+
+    async def add(self, spec: ProcessSpec) -> Child:
+        """Start one more supervised child (e.g. a worker when scaling out) and wait until healthy."""
+        if spec.name in self.children:
+            raise ValueError(f"a child named {spec.name!r} exists")
+        child = Child(spec, Path(self.plan.state_dir) / "logs")
+        self.children[spec.name] = child
+        await child.start()
+        await child.wait_healthy(self._health_timeout_s)
+        return child
+
+    async def remove(self, name: str) -> None:
+        """Stop a child gracefully (its in-flight work finishes or is handed back) and forget it."""
+        child = self.children.pop(name)
+        await child.stop(self._grace_s)
 
     def kill_all(self) -> None:
         for child in self.children.values():

@@ -26,7 +26,7 @@ from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/gateway.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"4\n\x11SubmitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"M\n\x12SubmitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\";\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"6\n\x11WatchTaskResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskInfo\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x43\x61ncelTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x16\n\x14GetMeshStatusRequest\"e\n\x15GetMeshStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\"6\n\x12SubmitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"C\n\x13SubmitTasksResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.mesh.v1.SubmitTaskResponse\"9\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x12\n\nfinal_only\x18\x02 \x01(\x08\"7\n\x12WatchTasksResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent2\x85\x04\n\x0eGatewayService\x12\x45\n\nSubmitTask\x12\x1a.mesh.v1.SubmitTaskRequest\x1a\x1b.mesh.v1.SubmitTaskResponse\x12\x44\n\tWatchTask\x12\x19.mesh.v1.WatchTaskRequest\x1a\x1a.mesh.v1.WatchTaskResponse0\x01\x12<\n\x07GetTask\x12\x17.mesh.v1.GetTaskRequest\x1a\x18.mesh.v1.GetTaskResponse\x12\x45\n\nCancelTask\x12\x1a.mesh.v1.CancelTaskRequest\x1a\x1b.mesh.v1.CancelTaskResponse\x12H\n\x0bSubmitTasks\x12\x1b.mesh.v1.SubmitTasksRequest\x1a\x1c.mesh.v1.SubmitTasksResponse\x12G\n\nWatchTasks\x12\x1a.mesh.v1.WatchTasksRequest\x1a\x1b.mesh.v1.WatchTasksResponse0\x01\x12N\n\rGetMeshStatus\x12\x1d.mesh.v1.GetMeshStatusRequest\x1a\x1e.mesh.v1.GetMeshStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/gateway.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"4\n\x11SubmitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"M\n\x12SubmitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\";\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"6\n\x11WatchTaskResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskInfo\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x43\x61ncelTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x16\n\x14GetMeshStatusRequest\"\x94\x01\n\x15GetMeshStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\"6\n\x12SubmitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"C\n\x13SubmitTasksResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.mesh.v1.SubmitTaskResponse\"9\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x12\n\nfinal_only\x18\x02 \x01(\x08\"7\n\x12WatchTasksResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent2\x85\x04\n\x0eGatewayService\x12\x45\n\nSubmitTask\x12\x1a.mesh.v1.SubmitTaskRequest\x1a\x1b.mesh.v1.SubmitTaskResponse\x12\x44\n\tWatchTask\x12\x19.mesh.v1.WatchTaskRequest\x1a\x1a.mesh.v1.WatchTaskResponse0\x01\x12<\n\x07GetTask\x12\x17.mesh.v1.GetTaskRequest\x1a\x18.mesh.v1.GetTaskResponse\x12\x45\n\nCancelTask\x12\x1a.mesh.v1.CancelTaskRequest\x1a\x1b.mesh.v1.CancelTaskResponse\x12H\n\x0bSubmitTasks\x12\x1b.mesh.v1.SubmitTasksRequest\x1a\x1c.mesh.v1.SubmitTasksResponse\x12G\n\nWatchTasks\x12\x1a.mesh.v1.WatchTasksRequest\x1a\x1b.mesh.v1.WatchTasksResponse0\x01\x12N\n\rGetMeshStatus\x12\x1d.mesh.v1.GetMeshStatusRequest\x1a\x1e.mesh.v1.GetMeshStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,16 +51,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELTASKRESPONSE']._serialized_end=522
   _globals['_GETMESHSTATUSREQUEST']._serialized_start=524
   _globals['_GETMESHSTATUSREQUEST']._serialized_end=546
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=548
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=649
-  _globals['_SUBMITTASKSREQUEST']._serialized_start=651
-  _globals['_SUBMITTASKSREQUEST']._serialized_end=705
-  _globals['_SUBMITTASKSRESPONSE']._serialized_start=707
-  _globals['_SUBMITTASKSRESPONSE']._serialized_end=774
-  _globals['_WATCHTASKSREQUEST']._serialized_start=776
-  _globals['_WATCHTASKSREQUEST']._serialized_end=833
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=835
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=890
-  _globals['_GATEWAYSERVICE']._serialized_start=893
-  _globals['_GATEWAYSERVICE']._serialized_end=1410
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=549
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=697
+  _globals['_SUBMITTASKSREQUEST']._serialized_start=699
+  _globals['_SUBMITTASKSREQUEST']._serialized_end=753
+  _globals['_SUBMITTASKSRESPONSE']._serialized_start=755
+  _globals['_SUBMITTASKSRESPONSE']._serialized_end=822
+  _globals['_WATCHTASKSREQUEST']._serialized_start=824
+  _globals['_WATCHTASKSREQUEST']._serialized_end=881
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=883
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=938
+  _globals['_GATEWAYSERVICE']._serialized_start=941
+  _globals['_GATEWAYSERVICE']._serialized_end=1458
 # @@protoc_insertion_point(module_scope)

@@ -55,9 +55,11 @@ class GetQueueStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetQueueStatusResponse(_message.Message):
-    __slots__ = ("queues", "workers")
+    __slots__ = ("queues", "workers", "scaling")
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SCALING_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[_status_pb2.QueueStatus]
     workers: _containers.RepeatedCompositeFieldContainer[_status_pb2.WorkerStatus]
-    def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ...) -> None: ...
+    scaling: _containers.RepeatedCompositeFieldContainer[_status_pb2.ScaleRecommendation]
+    def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ..., scaling: _Optional[_Iterable[_Union[_status_pb2.ScaleRecommendation, _Mapping]]] = ...) -> None: ...

@@ -59,3 +59,21 @@ class QueueStatus(_message.Message):
     in_flight: int
     oldest_age_s: float
     def __init__(self, pool: _Optional[str] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ..., pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., oldest_age_s: _Optional[float] = ...) -> None: ...
+
+class ScaleRecommendation(_message.Message):
+    __slots__ = ("pool", "current_replicas", "desired_replicas", "depth", "oldest_age_s", "drain_per_s", "reason")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_PER_S_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    current_replicas: int
+    desired_replicas: int
+    depth: int
+    oldest_age_s: float
+    drain_per_s: float
+    reason: str
+    def __init__(self, pool: _Optional[str] = ..., current_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., depth: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., drain_per_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -129,4 +129,4 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 raise_from_rpc_error(exc)
         except MeshError as exc:
             await abort_with(context, exc)
-        return gateway_pb2.GetMeshStatusResponse(queues=reply.queues, workers=reply.workers)
+        return gateway_pb2.GetMeshStatusResponse(queues=reply.queues, workers=reply.workers, scaling=reply.scaling)

@@ -9,6 +9,8 @@ from pathlib import Path
 from mesh.fabric import (
     IDEMPOTENCY_BUCKET,
     ORDER_KEYS_BUCKET,
+    POOLS,
+    SCALE_PREFIX,
     WORK_PREFIX,
     WORK_STREAM,
     EventLog,
@@ -22,6 +24,7 @@ from mesh.tasks import Limits
 from mesh.telemetry import get_logger
 from mesh.v1 import scheduler_pb2_grpc, worker_pb2_grpc
 from services.scheduler._admission import Admitter
+from services.scheduler._autoscale import ScaleHooks, ScalePolicy, Scaler
 from services.scheduler._flow import FlowControl, FlowLimits
 from services.scheduler._queues import queue_status
 from services.scheduler._registry import WorkerRegistry
@@ -43,11 +46,14 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             heartbeat_interval_s=args.heartbeat_interval, dead_after_s=3 * args.heartbeat_interval
         )
         flow = FlowControl(_flow_limits(args))
+        scaler = Scaler(_scale_policies(args))
+        hooks = ScaleHooks(command=args.scale_hook_command, webhook=args.scale_webhook)
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
             Scheduler(
-                nc, js, events, Admitter(js, events, idempotency, Limits(), flow, sequencer), registry, sequencer
+                nc, js, events, Admitter(js, events, idempotency, Limits(), flow, sequencer), registry, sequencer,
+                scaler,
             ),
             "mesh.v1.SchedulerService",
         )
@@ -55,7 +61,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             samplers = [
-                asyncio.create_task(_sample_queues(js, registry)),
+                asyncio.create_task(_sample_queues(nc, js, registry, scaler, hooks)),
                 asyncio.create_task(_sample_flow(js, flow)),
                 asyncio.create_task(
                     _reap_dead_workers(nc, registry, args.heartbeat_interval / 2, topology.fetch_expiry_s)
@@ -69,12 +75,18 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await nc.drain()
 
 
-async def _sample_queues(js, registry: WorkerRegistry) -> None:  # type: ignore[no-untyped-def]
-    """Keep the queue gauges fresh for /metrics scrapes."""
+async def _sample_queues(  # type: ignore[no-untyped-def]
+    nc, js, registry: WorkerRegistry, scaler: Scaler, hooks: ScaleHooks
+) -> None:
+    """Keep the queue gauges fresh, and publish scale recommendations (tm.scale.<pool>)."""
     while True:
         try:
-            await queue_status(js)
+            acked: dict[str, int] = {}
+            queues = await queue_status(js, acked)
             registry.forget_dead()
+            for recommendation in scaler.update(queues, acked, registry.snapshot()):
+                await nc.publish(f"{SCALE_PREFIX}.{recommendation.pool}", recommendation.SerializeToString())
+                await hooks.deliver(recommendation)
         except Exception as exc:  # a sampling miss must not take the scheduler down
             log.warning("queue sampling failed: %s", exc)
         await asyncio.sleep(2.0)
@@ -110,6 +122,20 @@ async def _reap_dead_workers(  # type: ignore[no-untyped-def]
         await asyncio.sleep(every_s)
 
 
+def _scale_policies(args: argparse.Namespace) -> dict[str, ScalePolicy]:
+    """``POOL=MIN:MAX`` entries over a default of 1:8 for every pool."""
+    policies = {pool: ScalePolicy(target_drain_s=args.scale_target_drain) for pool in POOLS}
+    for entry in filter(None, args.scale.split(",")):
+        pool, _, bounds = entry.partition("=")
+        low, _, high = bounds.partition(":")
+        if pool not in policies or not (low.isdigit() and high.isdigit()) or int(low) > int(high):
+            raise SystemExit(f"--scale: expected POOL=MIN:MAX with POOL in {', '.join(POOLS)}, got {entry!r}")
+        policies[pool] = ScalePolicy(
+            target_drain_s=args.scale_target_drain, min_replicas=int(low), max_replicas=int(high)
+        )
+    return policies
+
+
 def _flow_limits(args: argparse.Namespace) -> FlowLimits:
     lanes = dict(FlowLimits().lane_max_depth)
     for entry in filter(None, args.lane_max_depth.split(",")):
@@ -127,6 +153,10 @@ def main() -> None:
         "--lane-max-depth", default="", help="queued+running items per lane, e.g. interactive=5000,batch=500000"
     )
     parser.add_argument("--tenant-max-depth", type=int, default=FlowLimits().tenant_max_depth)
+    parser.add_argument("--scale", default="", help="replica bounds per pool, e.g. inference=1:4,ingestion=1:2")
+    parser.add_argument("--scale-target-drain", type=float, default=10.0, help="seconds to drain a backlog")
+    parser.add_argument("--scale-hook-command", default="", help="run on a change; recommendation JSON on stdin")
+    parser.add_argument("--scale-webhook", default="", help="POST the recommendation JSON here on a change")
     run_service("scheduler", parser, serve)
 
 

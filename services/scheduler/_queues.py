@@ -18,12 +18,15 @@ _CLASS_OF_LANE = {
 }
 
 
-async def queue_status(js: JetStreamContext) -> list[status_pb2.QueueStatus]:
-    """One entry per (pool, lane); also refreshes the queue gauges."""
+async def queue_status(js: JetStreamContext, acked: dict[str, int] | None = None) -> list[status_pb2.QueueStatus]:
+    """One entry per (pool, lane); also refreshes the queue gauges. If `acked` is given it is
+    filled with the number of deliveries each pool has had acknowledged so far."""
     result = []
     for pool in POOLS:
         for lane in LANE_ORDER:
             info = await js.consumer_info(WORK_STREAM, consumer_name(pool, lane))
+            if acked is not None:
+                acked[pool] = acked.get(pool, 0) + (info.ack_floor.consumer_seq if info.ack_floor else 0)
             pending = info.num_pending or 0
             oldest_age_s = 0.0
             if pending:

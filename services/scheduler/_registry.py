@@ -51,6 +51,8 @@ class WorkerRegistry:
         now = time.time() if now is None else now
         subjects: list[str] = []
         for entry in self._workers.values():
+            if entry.status.health == status_pb2.WORKER_HEALTH_DRAINING:
+                continue  # left on purpose, holding nothing
             if not entry.reaped and now - entry.last_seen > self.dead_after_s:
                 entry.reaped = True
                 subjects += entry.ack_subjects
@@ -63,7 +65,10 @@ class WorkerRegistry:
             status = status_pb2.WorkerStatus()
             status.CopyFrom(entry.status)
             status.last_heartbeat.FromNanoseconds(int(entry.last_seen * 1e9))
-            if now - entry.last_seen > self.dead_after_s:
+            if status.health == status_pb2.WORKER_HEALTH_DRAINING:
+                if now - entry.last_seen > self.dead_after_s:
+                    continue  # it stopped cleanly: no longer listed
+            elif now - entry.last_seen > self.dead_after_s:
                 status.health = status_pb2.WORKER_HEALTH_DEAD
             elif status.health == status_pb2.WORKER_HEALTH_UNSPECIFIED:
                 status.health = status_pb2.WORKER_HEALTH_ALIVE

@@ -13,6 +13,7 @@ from mesh.rpc import abort_with
 from mesh.telemetry import METRICS, bind_task
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
 from services.scheduler._admission import Admitter
+from services.scheduler._autoscale import Scaler
 from services.scheduler._cancel import cancel_task
 from services.scheduler._queues import queue_status
 from services.scheduler._registry import WorkerRegistry
@@ -31,8 +32,10 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         admitter: Admitter,
         registry: WorkerRegistry,
         sequencer: KeySequencer | None = None,
+        scaler: Scaler | None = None,
     ) -> None:
         self._sequencer = sequencer
+        self._scaler = scaler
         self._nc = nc
         self._js = js
         self._admitter = admitter
@@ -83,7 +86,9 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, request: scheduler_pb2.GetQueueStatusRequest, context: Context
     ) -> scheduler_pb2.GetQueueStatusResponse:
         queues = await queue_status(self._js)
-        return scheduler_pb2.GetQueueStatusResponse(queues=queues, workers=self._registry.snapshot())
+        return scheduler_pb2.GetQueueStatusResponse(
+            queues=queues, workers=self._registry.snapshot(), scaling=self._scaler.latest if self._scaler else []
+        )
 
 
 class Workers(worker_pb2_grpc.WorkerServiceServicer):

@@ -64,20 +64,24 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await dispatcher.start()
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             heartbeats = None
-            if scheduler_channel is not None:
-                stub = worker_pb2_grpc.WorkerServiceStub(scheduler_channel)
-                status = status_pb2.WorkerStatus(
-                    worker_id=worker_id, pools=pools, concurrency=args.concurrency,
-                    host=socket.gethostname(), pid=os.getpid(),
-                )
+            stub = worker_pb2_grpc.WorkerServiceStub(scheduler_channel) if scheduler_channel else None
+            status = status_pb2.WorkerStatus(
+                worker_id=worker_id, pools=pools, concurrency=args.concurrency,
+                host=socket.gethostname(), pid=os.getpid(),
+            )
+            if stub is not None:
                 heartbeats = asyncio.create_task(_heartbeat(stub, status, dispatcher))
             log.info("worker running", extra={"worker_id": worker_id, "pools": pools})
             await stop.wait()
             await host.begin_shutdown()
-            if heartbeats is not None:
+            if heartbeats is not None and stub is not None:
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeats
+                # Leave the registry cleanly: a draining worker is not mistaken for a dead one.
+                status.health = status_pb2.WORKER_HEALTH_DRAINING
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await stub.Heartbeat(worker_pb2.HeartbeatRequest(worker=status), timeout=2.0)
             log.info("draining work")
             await dispatcher.shutdown(args.grace)
             log.info("work drained")

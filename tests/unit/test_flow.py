@@ -107,3 +107,15 @@ def test_a_stale_sample_does_not_forget_later_admissions() -> None:
     flow.admit("acme", BATCH)
     with pytest.raises(ResourceExhausted):
         flow.admit("acme", BATCH)
+
+
+def test_scale_recommendation() -> None:
+    """Backlog sizes replicas by measured drain; slow queues add one; idle pools shrink to min."""
+    from services.scheduler._autoscale import ScalePolicy, recommend
+
+    policy = ScalePolicy(target_drain_s=10, max_wait_s=5, min_replicas=1, max_replicas=4)
+    assert recommend("p", 0, 0, 0, 3, policy).desired_replicas == 1
+    assert recommend("p", 100, 1, 5, 1, policy).desired_replicas == 2  # 100 / (5/s * 10 s)
+    assert recommend("p", 10_000, 1, 5, 1, policy).desired_replicas == 4  # clamped to max
+    assert recommend("p", 10, 9, 100, 2, policy).desired_replicas == 3  # old item: one more
+    assert recommend("p", 10, 0, 0, 0, policy).desired_replicas == 1  # nothing measured yet

@@ -39,6 +39,7 @@ __all__ = (
     "QueueStatus",
     "RegisterWorkerRequest",
     "RegisterWorkerResponse",
+    "ScaleRecommendation",
     "SchedulerServiceStub",
     "StreamInput",
     "SubmitTaskRequest",
@@ -360,6 +361,8 @@ class GetMeshStatusResponse(betterproto2.Message):
 
     workers: "list[WorkerStatus]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    scaling: "list[ScaleRecommendation]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
 
 default_message_pool.register_message("mesh.v1", "GetMeshStatusResponse", GetMeshStatusResponse)
 
@@ -377,6 +380,8 @@ class GetQueueStatusResponse(betterproto2.Message):
     queues: "list[QueueStatus]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     workers: "list[WorkerStatus]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    scaling: "list[ScaleRecommendation]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("mesh.v1", "GetQueueStatusResponse", GetQueueStatusResponse)
@@ -593,6 +598,38 @@ class RegisterWorkerResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "RegisterWorkerResponse", RegisterWorkerResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ScaleRecommendation(betterproto2.Message):
+    """
+    The scheduler's replica recommendation for one worker pool, from its depth,
+    oldest waiting age and drain rate. `tidemesh up` acts on it within its
+    configured bounds; external autoscalers receive it through a hook.
+    """
+
+    pool: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    current_replicas: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    desired_replicas: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    depth: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    """
+    Items queued or running in the pool, all classes.
+    """
+
+    oldest_age_s: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+
+    drain_per_s: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    Items the pool completes per second, measured.
+    """
+
+    reason: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("mesh.v1", "ScaleRecommendation", ScaleRecommendation)
 
 
 @dataclass(eq=False, repr=False)

@@ -1,0 +1,49 @@
+"""Autoscaling on a real mesh: a backlog scales a pool out through `tidemesh up`'s local
+autoscaler, the hook command receives the same recommendation, and an idle pool scales back in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.sdk import Client
+from mesh.supervisor import LocalAutoscaler, Supervisor, build_plan
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_backlog_scales_a_pool_out_and_idle_scales_it_in(tmp_path: Path) -> None:
+    """80 slow tasks in post-processing → recommendation 3 replicas → 2 extra workers start;
+    once drained the extra workers are stopped; the hook saw every change."""
+    hook_log = tmp_path / "hook.jsonl"
+    plan = build_plan(
+        tmp_path / "mesh", public_port=0, workers=1, worker_concurrency=2,
+        scheduler_args=(
+            "--scale", "post-processing=1:3", "--scale-target-drain", "2",
+            "--scale-hook-command", f"cat >> {hook_log}; echo >> {hook_log}",
+        ),
+    )
+    async with Supervisor(plan) as supervisor, LocalAutoscaler(
+        supervisor, {"post-processing": (1, 3)}
+    ) as autoscaler, Client(f"127.0.0.1:{plan.public_port}", tenant="scale") as client:
+        work = {"text": "slow", "chunks": 1, "chunk_delay_ms": 500}
+        results = await client.submit_many([client.spec("stream", work, priority="batch") for _ in range(80)])
+
+        async def scaled_out() -> bool:
+            return len(autoscaler.extra_workers("post-processing")) == 2
+
+        await eventually(scaled_out, timeout_s=30, what="two extra post-processing workers")
+        status = await client.status()
+        assert sum("post-processing" in w.pools for w in status.workers) >= 2
+        assert any(r.pool == "post-processing" and r.desired_replicas == 3 for r in status.scaling)
+        finals = [e async for e in client.watch_many([r.task_id for r in results])]
+        assert len(finals) == 80
+
+        async def scaled_in() -> bool:
+            return not autoscaler.extra_workers("post-processing")
+
+        await eventually(scaled_in, timeout_s=30, what="extra workers stopped once idle")
+    hooks = hook_log.read_text()
+    assert '"pool": "post-processing"' in hooks and '"desired_replicas": 3' in hooks
