@@ -9,6 +9,7 @@ from mesh.telemetry._tracing import (
     extract_context,
     inject_headers,
     server_interceptors,
+    step_span,
     tracer,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "inject_headers",
     "metrics_app",
     "server_interceptors",
+    "step_span",
     "tracer",
 ]

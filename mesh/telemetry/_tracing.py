@@ -7,6 +7,7 @@ the ids still flow through every hop and into the logs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -51,6 +52,13 @@ def extract_context(carrier: Mapping[str, str] | None) -> otel_context.Context:
 
 def current_traceparent() -> str:
     return inject_headers({}).get("traceparent", "")
+
+
+def step_span(name: str) -> contextlib.AbstractContextManager[object]:
+    """A recorded span when full spans are on; otherwise the propagated context alone (free)."""
+    if _full_spans():
+        return tracer().start_as_current_span(name)
+    return contextlib.nullcontext()
 
 
 def _full_spans() -> bool:

@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from mesh.errors import Unavailable
 from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, KeySequencer, StoredEvent, work_subject
 from mesh.tasks import KINDS, Kind
-from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, tracer
+from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
 from mesh.v1 import inference_pb2_grpc, task_pb2, work_pb2
 from services.worker._steps import STEPS, StepContext, StepFailed
 
@@ -97,8 +97,9 @@ class Runner:
         self._ack_wait_s = ack_wait_s
         self._retry = retry or RetryPolicy()
 
-    async def run(self, msg: Msg) -> None:
-        item = work_pb2.WorkItem.FromString(msg.data)
+    async def run(self, msg: Msg, item: work_pb2.WorkItem | None = None) -> None:
+        """Run the work item in `msg` (`item` is its parsed form, if the caller has it)."""
+        item = item or work_pb2.WorkItem.FromString(msg.data)
         spec = item.spec
         kind = KINDS[spec.kind]
         step = kind.steps[item.step_index]
@@ -117,7 +118,7 @@ class Runner:
         parent = extract_context({"traceparent": item.traceparent} if item.traceparent else None)
         token = otel_context.attach(parent)
         try:
-            with bind_task(spec.task_id), tracer().start_as_current_span(f"step {step.name}"):
+            with bind_task(spec.task_id), step_span(f"step {step.name}"):
                 await self._run(msg, item, kind, item.step_index, chain)
         finally:
             otel_context.detach(token)
