@@ -41,7 +41,7 @@ class _Waiting:
     deadline: float
     order: int
     lane: int = field(compare=False)
-    task_id: str = field(compare=False)
+    item: work_pb2.WorkItem = field(compare=False)
     msg: Msg = field(compare=False)
 
 
@@ -127,7 +127,7 @@ class Dispatcher:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
                 deadline = dispatch_deadline(item.spec.priority_class, item.spec.priority, enqueued_s, self._bounds)
-                heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane_rank, item.spec.task_id, msg))
+                heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane_rank, item, msg))
                 self._waiting_per_lane[lane_rank] += 1
             self._changed.set()
 
@@ -157,9 +157,9 @@ class Dispatcher:
                 continue
             self._waiting_per_lane[waiting.lane] -= 1
             self._room[waiting.lane].set()
-            job = asyncio.create_task(self._runner.run(waiting.msg))
-            running = _Running(waiting.task_id, waiting.msg, waiting.lane, job)
-            self._running[waiting.task_id] = running
+            job = asyncio.create_task(self._runner.run(waiting.msg, waiting.item))
+            running = _Running(waiting.item.spec.task_id, waiting.msg, waiting.lane, job)
+            self._running[running.task_id] = running
             METRICS.in_flight.inc()
             job.add_done_callback(lambda _, r=running: self._finished(r))
 
