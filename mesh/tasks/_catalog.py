@@ -30,6 +30,7 @@ KINDS: dict[str, Kind] = {
         Kind("echo", "echo", (Step("echo", "ingestion"),)),
         Kind("embed", "embed", (Step("embed", "inference"),)),
         Kind("stream", "stream", (Step("plan", "ingestion"), Step("emit", "post-processing"))),
+        Kind("fan_out", "fan_out", (Step("fan-out", "orchestration"),)),
     )
 }
 

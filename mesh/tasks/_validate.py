@@ -11,6 +11,7 @@ from mesh.tasks._catalog import KINDS
 from mesh.v1 import task_pb2
 
 SCHEMA_VERSION = 1
+FAN_OUT_CHILD_KINDS = frozenset({"echo", "embed"})
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Limits:
     max_stream_chunks: int = 10_000
     max_chunk_delay_ms: int = 10_000
     default_ttl_s: float = 24 * 3600.0
+    max_fan_out: int = 1000
 
 
 def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None = None) -> None:
@@ -71,6 +73,17 @@ def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> No
         raise InvalidArgument("spec.payload", f"is {size} bytes, over the {limits.max_payload_bytes}-byte limit")
     if field == "embed" and not spec.payload.embed.text.strip():
         raise InvalidArgument("spec.payload.embed.text", "is empty")
+    if field == "fan_out":
+        fan_out = spec.payload.fan_out
+        if fan_out.child_kind not in FAN_OUT_CHILD_KINDS:
+            raise InvalidArgument(
+                "spec.payload.fan_out.child_kind", f"must be one of: {', '.join(sorted(FAN_OUT_CHILD_KINDS))}"
+            )
+        if not 1 <= len(fan_out.texts) <= limits.max_fan_out:
+            raise InvalidArgument("spec.payload.fan_out.texts", f"must hold 1..{limits.max_fan_out} texts")
+        for index, text in enumerate(fan_out.texts):
+            if not text.strip():
+                raise InvalidArgument(f"spec.payload.fan_out.texts[{index}]", "is empty")
     if field == "stream":
         stream = spec.payload.stream
         if not 1 <= stream.chunks <= limits.max_stream_chunks:

@@ -74,15 +74,25 @@ class StreamInput(_message.Message):
     chunk_delay_ms: int
     def __init__(self, text: _Optional[str] = ..., chunks: _Optional[int] = ..., chunk_delay_ms: _Optional[int] = ...) -> None: ...
 
+class FanOutInput(_message.Message):
+    __slots__ = ("child_kind", "texts")
+    CHILD_KIND_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    child_kind: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, child_kind: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class TaskPayload(_message.Message):
-    __slots__ = ("echo", "embed", "stream")
+    __slots__ = ("echo", "embed", "stream", "fan_out")
     ECHO_FIELD_NUMBER: _ClassVar[int]
     EMBED_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    FAN_OUT_FIELD_NUMBER: _ClassVar[int]
     echo: EchoInput
     embed: EmbedInput
     stream: StreamInput
-    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ...) -> None: ...
+    fan_out: FanOutInput
+    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_id", "tenant", "kind", "priority_class", "priority", "qos", "idempotency_key", "deadline", "payload", "schema_version", "ordering_key", "parent_task_id", "labels")
@@ -150,7 +160,7 @@ class TaskError(_message.Message):
     def __init__(self, error_class: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "sequence", "timestamp", "state", "output", "partial_confidence", "final", "attempt", "error", "step", "spec", "worker_id", "traceparent", "dropped", "retry_after")
+    __slots__ = ("task_id", "sequence", "timestamp", "state", "output", "partial_confidence", "final", "attempt", "error", "step", "spec", "worker_id", "traceparent", "dropped", "retry_after", "child_task_ids")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +176,7 @@ class TaskEvent(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CHILD_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     sequence: int
     timestamp: _timestamp_pb2.Timestamp
@@ -181,7 +192,8 @@ class TaskEvent(_message.Message):
     traceparent: str
     dropped: int
     retry_after: _duration_pb2.Duration
-    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., output: _Optional[_Union[TaskOutput, _Mapping]] = ..., partial_confidence: _Optional[float] = ..., final: _Optional[bool] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., step: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., dropped: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    child_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., output: _Optional[_Union[TaskOutput, _Mapping]] = ..., partial_confidence: _Optional[float] = ..., final: _Optional[bool] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., step: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., dropped: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., child_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
     __slots__ = ("spec", "state", "created", "updated", "last_sequence", "attempt", "result", "error")

@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from mesh.errors import InvalidArgument, MeshError
 from mesh.fabric import EventLog, KeySequencer
 from mesh.rpc import abort_with
-from mesh.telemetry import METRICS, bind_task
+from mesh.telemetry import METRICS, bind_task, get_logger
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
 from services.scheduler._admission import Admitter
 from services.scheduler._autoscale import Scaler
@@ -21,6 +21,7 @@ from services.scheduler._registry import WorkerRegistry
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 MAX_BATCH = 1000
+log = get_logger(__name__)
 
 
 class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -73,14 +74,23 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             if not request.task_id:
                 raise InvalidArgument("task_id", "is required")
             with bind_task(request.task_id):
-                state = await cancel_task(self._nc, self._events, request.task_id, request.reason)
-                if self._sequencer is not None:
-                    first = await self._events.first(request.task_id)
-                    if first is not None and first.event.spec.ordering_key:
-                        await self._sequencer.release(first.event.spec, state)
+                state = await self._cancel_tree(request.task_id, request.reason)
         except MeshError as exc:
             await abort_with(context, exc)
         return scheduler_pb2.AbortTaskResponse(state=state)  # type: ignore[arg-type]
+
+    async def _cancel_tree(self, task_id: str, reason: str) -> int:
+        """Cancel a task, hand its ordering key on, and cancel the children it spawned, recursively."""
+        state = await cancel_task(self._nc, self._events, task_id, reason)
+        events = [stored.event async for stored in self._events.read(task_id)]
+        if self._sequencer is not None and events and events[0].spec.ordering_key:
+            await self._sequencer.release(events[0].spec, state)
+        for child in [c for event in events for c in event.child_task_ids]:
+            try:
+                await self._cancel_tree(child, f"parent {task_id} cancelled")
+            except MeshError as exc:  # one child that cannot be cancelled must not stop the rest
+                log.warning("could not cancel child", extra={"child": child, "error": exc.message})
+        return state
 
     async def GetQueueStatus(
         self, request: scheduler_pb2.GetQueueStatusRequest, context: Context

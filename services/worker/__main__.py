@@ -25,7 +25,8 @@ from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
-from mesh.v1 import inference_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
+from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
+from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._priority import WaitBounds
 from services.worker._runner import Runner
@@ -49,7 +50,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET))
-        runner = Runner(js, events, worker_id, inference, ack_wait_s=args.ack_wait, sequencer=sequencer)
+        scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
+        children = ChildTasks(nc, js, events, scheduler)
+        runner = Runner(
+            js, events, worker_id, inference, ack_wait_s=args.ack_wait, sequencer=sequencer, children=children
+        )
         dispatcher = Dispatcher(
             js, events, runner, pools, args.concurrency, reserve=args.reserve,
             bounds=_wait_bounds(args.wait_bounds), fetch_expiry_s=topology.fetch_expiry_s, ack_wait_s=args.ack_wait,

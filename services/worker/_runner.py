@@ -23,6 +23,7 @@ from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, KeySequencer, Sto
 from mesh.tasks import KINDS, Kind
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
 from mesh.v1 import inference_pb2_grpc, task_pb2, work_pb2
+from services.worker._children import ChildTasks
 from services.worker._steps import STEPS, StepContext, StepFailed
 
 log = get_logger(__name__)
@@ -88,8 +89,10 @@ class Runner:
         ack_wait_s: float,
         retry: RetryPolicy | None = None,
         sequencer: KeySequencer | None = None,
+        children: ChildTasks | None = None,
     ) -> None:
         self._sequencer = sequencer
+        self._children = children
         self._js = js
         self._events = events
         self._worker_id = worker_id
@@ -149,6 +152,10 @@ class Runner:
                         self._events, task_pb2.TASK_STATE_RUNNING, output=output, partial_confidence=confidence
                     ),
                     inference=self._inference,
+                    children=self._children,
+                    emit_children=lambda ids: chain.emit(
+                        self._events, task_pb2.TASK_STATE_RUNNING, child_task_ids=ids
+                    ),
                 )
             )
         except StepFailed as exc:
@@ -210,7 +217,11 @@ class Runner:
         if last_index > index:
             raise Superseded(chain.task_id)  # a later step already started: this item is a stale copy
         if last_index == index:
-            # An earlier attempt of this step died mid-way: count the partials it streamed.
+            if chain.attempt == 1:
+                # First delivery, yet the step already runs: this is a second copy of the item (a
+                # priority boost, or a re-published admission), and the other copy owns the task.
+                raise Superseded(chain.task_id)
+            # A redelivery: an earlier attempt of this step died mid-way. Count what it streamed.
             chain.partials = await self._count_partials(chain.task_id, index, kind)
         chain.sequence, chain.stream_sequence = last.event.sequence, last.stream_sequence
         try:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
+import numpy as np
 
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
+
+if TYPE_CHECKING:
+    from services.worker._children import ChildTasks
 
 
 class StepFailed(Exception):
@@ -31,6 +36,9 @@ class StepContext:
     resume_from: int
     emit_partial: Callable[[task_pb2.TaskOutput, float], Awaitable[None]]
     inference: inference_pb2_grpc.InferenceServiceStub | None
+    # Orchestration: spawning and following child tasks, and recording their ids in the stream.
+    children: ChildTasks | None = None
+    emit_children: Callable[[list[str]], Awaitable[None]] | None = None
 
 
 Step = Callable[[StepContext], Awaitable[list[task_pb2.TaskOutput]]]
@@ -85,4 +93,38 @@ async def emit(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(text=f"{total} chunks, {words} words")]
 
 
-STEPS: dict[str, Step] = {"echo": echo, "embed": embed, "plan": plan, "emit": emit}
+async def fan_out(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    """Spawn one child per text, stream each child's result as it lands, then aggregate (fan-in)."""
+    if ctx.children is None or ctx.emit_children is None:
+        raise StepFailed("dependency_down", "this worker cannot run orchestration steps", retryable=True)
+    payload = ctx.spec.payload.fan_out
+    specs = [task_pb2.TaskSpec(kind=payload.child_kind, payload=_child_payload(payload.child_kind, text))
+             for text in payload.texts]
+    child_ids = await ctx.children.spawn(ctx.spec, specs)
+    await ctx.emit_children(child_ids)
+    await ctx.children.boost(ctx.spec, child_ids)
+    outputs: dict[str, task_pb2.TaskOutput] = {}
+    async for event in ctx.children.finals(child_ids):
+        if event.state != task_pb2.TASK_STATE_SUCCEEDED:
+            state = task_pb2.TaskState.Name(event.state)
+            raise StepFailed("child_failed", f"child {event.task_id} ended {state}: {event.error.message}", False)
+        outputs[event.task_id] = event.output
+        if len(outputs) > ctx.resume_from:
+            await ctx.emit_partial(event.output, len(outputs) / len(child_ids))
+    ordered = [outputs[child_id] for child_id in child_ids]
+    if payload.child_kind == "embed":
+        vectors = np.array([list(o.embedding.values) for o in ordered], dtype=np.float32)
+        mean = vectors.mean(axis=0)
+        mean /= float(np.linalg.norm(mean)) or 1.0
+        vector = task_pb2.Embedding(model=ordered[0].embedding.model, values=mean.tolist())
+        return [task_pb2.TaskOutput(embedding=vector)]
+    return [task_pb2.TaskOutput(text="\n".join(o.text for o in ordered))]
+
+
+def _child_payload(kind: str, text: str) -> task_pb2.TaskPayload:
+    if kind == "embed":
+        return task_pb2.TaskPayload(embed=task_pb2.EmbedInput(text=text))
+    return task_pb2.TaskPayload(echo=task_pb2.EchoInput(text=text))
+
+
+STEPS: dict[str, Step] = {"echo": echo, "embed": embed, "plan": plan, "emit": emit, "fan-out": fan_out}

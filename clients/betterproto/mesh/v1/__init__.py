@@ -15,6 +15,7 @@ __all__ = (
     "EchoInput",
     "EmbedInput",
     "Embedding",
+    "FanOutInput",
     "GatewayServiceStub",
     "GetMeshStatusRequest",
     "GetMeshStatusResponse",
@@ -345,6 +346,25 @@ class EmbedInput(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "EmbedInput", EmbedInput)
+
+
+@dataclass(eq=False, repr=False)
+class FanOutInput(betterproto2.Message):
+    """
+    Input of the `fan_out` kind: an orchestration step spawns one child task of
+    `child_kind` per text, streams each child's result as it finishes, and
+    aggregates them (joined text for echo, the mean vector for embed).
+    """
+
+    child_kind: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    echo or embed.
+    """
+
+    texts: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "FanOutInput", FanOutInput)
 
 
 @dataclass(eq=False, repr=False)
@@ -781,6 +801,11 @@ class TaskEvent(betterproto2.Message):
     When the next attempt is due, for RETRYING events.
     """
 
+    child_task_ids: "list[str]" = betterproto2.field(16, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Child tasks this task spawned (set on the event that reports spawning them).
+    """
+
 
 default_message_pool.register_message("mesh.v1", "TaskEvent", TaskEvent)
 
@@ -848,6 +873,8 @@ class TaskPayload(betterproto2.Message):
     embed: "EmbedInput | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
     stream: "StreamInput | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="body")
+
+    fan_out: "FanOutInput | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
 
 default_message_pool.register_message("mesh.v1", "TaskPayload", TaskPayload)
