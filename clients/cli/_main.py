@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     def mesh_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
         p.add_argument("--port", type=int, default=8080, help="public Envoy port (0: pick free ports)")
-        p.add_argument("--workers", type=int, default=1, help="worker processes")
+        p.add_argument("--workers", type=int, default=1, help="worker processes serving every pool")
+        p.add_argument("--pool-workers", default="", help="dedicated workers per pool, e.g. inference=2,ingestion=1")
+        p.add_argument("--pool-concurrency", default="", help="concurrency of dedicated workers, e.g. inference=4")
         p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
 
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")

@@ -37,7 +37,20 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return build_plan(
         Path(args.state_dir), public_port=args.port, workers=args.workers, ack_wait_s=args.ack_wait,
         scheduler_args=("--scale", args.autoscale) if getattr(args, "autoscale", "") else (),
+        pool_workers={pool: int(n) for pool, n in _pairs(args.pool_workers, "--pool-workers")},
+        pool_concurrency={pool: int(n) for pool, n in _pairs(args.pool_concurrency, "--pool-concurrency")},
     )
+
+
+def _pairs(text: str, flag: str) -> list[tuple[str, str]]:
+    """``POOL=N,…`` entries, checked."""
+    pairs = []
+    for entry in filter(None, text.split(",")):
+        pool, _, value = entry.partition("=")
+        if pool not in POOLS or not value.isdigit():
+            raise SystemExit(f"{flag}: expected POOL=N with POOL in {', '.join(POOLS)}, got {entry!r}")
+        pairs.append((pool, value))
+    return pairs
 
 
 async def up(args: argparse.Namespace) -> int:

@@ -25,12 +25,12 @@ class LocalAutoscaler:
     def __init__(self, supervisor: Supervisor, bounds: dict[str, tuple[int, int]]) -> None:
         self._supervisor = supervisor
         self._bounds = bounds
-        self._base = sum(1 for p in supervisor.plan.processes if p.name.startswith("worker-"))
+        self._base = {pool: sum(pool in p.pools for p in supervisor.plan.processes) for pool in bounds}
         self._lock = asyncio.Lock()
         self.decisions: list[tuple[str, int]] = []
 
     def extra_workers(self, pool: str) -> list[str]:
-        prefix = f"worker-{pool}-"
+        prefix = f"worker-{pool}-auto-"
         return sorted(name for name in self._supervisor.children if name.startswith(prefix))
 
     async def __aenter__(self) -> LocalAutoscaler:
@@ -50,7 +50,7 @@ class LocalAutoscaler:
             low, high = self._bounds[recommendation.pool]
             target = min(high, max(low, recommendation.desired_replicas))
             extra = self.extra_workers(recommendation.pool)
-            wanted_extra = max(0, target - self._base)
+            wanted_extra = max(0, target - self._base[recommendation.pool])
             if wanted_extra == len(extra):
                 return
             self.decisions.append((recommendation.pool, target))

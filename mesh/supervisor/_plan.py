@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import socket
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mesh.edge import EdgeConfig, render_yaml
+from mesh.fabric import POOLS
 from mesh.supervisor._binaries import find_binary
 
 
@@ -35,6 +36,8 @@ class ProcessSpec:
     depends_on: list[str] = field(default_factory=list)
     # Address a user connects to, for the `up` summary.
     address: str = ""
+    # Worker pools this process serves (workers only).
+    pools: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def _http_health(port: int, path: str) -> Health:
 
 
 def _service(
-    name: str, base: list[str], grpc_port: int, http_port: int, depends_on: list[str]
+    name: str, base: list[str], grpc_port: int, http_port: int, depends_on: list[str], pools: list[str] | None = None
 ) -> ProcessSpec:
     return ProcessSpec(
         name=name,
@@ -97,14 +100,16 @@ def _service(
         health=_http_health(http_port, "/healthz"),
         depends_on=depends_on,
         address=f"127.0.0.1:{grpc_port}",
+        pools=pools or [],
     )
 
 
-def pool_worker_spec(plan: Plan, pool: str, index: int) -> ProcessSpec:
-    """An extra worker serving only `pool`, on free ports (used when scaling a pool out)."""
+def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None = None) -> ProcessSpec:
+    """An extra worker serving only `pool`, on free ports (started when scaling a pool out)."""
+    extra = ["--concurrency", str(concurrency)] if concurrency else []
     return _service(
-        f"worker-{pool}-{index}", [*plan.worker_command, "--pools", pool], _free_port(), _free_port(),
-        ["scheduler", "inference"],
+        f"worker-{pool}-auto-{index}", [*plan.worker_command, "--pools", pool, *extra], _free_port(), _free_port(),
+        ["scheduler", "inference"], [pool],
     )
 
 
@@ -117,7 +122,11 @@ def build_plan(
     listen_host: str = "127.0.0.1",
     scheduler_args: tuple[str, ...] = (),
     worker_args: tuple[str, ...] = (),
+    pool_workers: dict[str, int] | None = None,
+    pool_concurrency: dict[str, int] | None = None,
 ) -> Plan:
+    """`workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
+    pool's own concurrency from `pool_concurrency` (default `worker_concurrency`)."""
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it."""
     state_dir = state_dir.resolve()
     ports = _Ports(public_port)
@@ -146,9 +155,18 @@ def build_plan(
     worker_extra = ["--scheduler", scheduler.address, "--inference", inference.address,
                     "--concurrency", str(worker_concurrency), *worker_args]
     worker_specs = [
-        service(f"worker-{index}", "services.worker", worker_extra, ["scheduler", "inference"])
+        replace(service(f"worker-{index}", "services.worker", worker_extra, ["scheduler", "inference"]),
+                pools=list(POOLS))
         for index in range(1, workers + 1)
     ]
+    for pool, count in (pool_workers or {}).items():
+        concurrency = (pool_concurrency or {}).get(pool, worker_concurrency)
+        for index in range(1, count + 1):
+            dedicated = service(
+                f"worker-{pool}-{index}", "services.worker",
+                [*worker_extra, "--pools", pool, "--concurrency", str(concurrency)], ["scheduler", "inference"],
+            )
+            worker_specs.append(replace(dedicated, pools=[pool]))
     envoy_config = state_dir / "envoy.yaml"
     edge = EdgeConfig(
         listen_host=listen_host,

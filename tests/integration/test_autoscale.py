@@ -19,7 +19,10 @@ async def test_backlog_scales_a_pool_out_and_idle_scales_it_in(tmp_path: Path) -
     once drained the extra workers are stopped; the hook saw every change."""
     hook_log = tmp_path / "hook.jsonl"
     plan = build_plan(
-        tmp_path / "mesh", public_port=0, workers=1, worker_concurrency=2,
+        tmp_path / "mesh", public_port=0, workers=0,
+        # Plan steps (ingestion) are quick; the post-processing pool is the bottleneck to scale.
+        pool_workers={"ingestion": 1, "post-processing": 1},
+        pool_concurrency={"ingestion": 16, "post-processing": 2},
         scheduler_args=(
             "--scale", "post-processing=1:3", "--scale-target-drain", "2",
             "--scale-hook-command", f"cat >> {hook_log}; echo >> {hook_log}",

@@ -241,3 +241,21 @@ async def test_paused_worker_is_declared_dead_and_its_task_moves(tmp_path: Path)
         assert len({e.worker_id for e in events if e.worker_id}) == 2  # the task moved to the other worker
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
         assert [e.output.text for e in events if e.HasField("output") and not e.final] == words
+
+
+async def test_dedicated_pool_workers_run_a_multi_pool_pipeline(tmp_path: Path) -> None:
+    """With one dedicated worker per pool (no all-pool worker), a stream task crosses from the
+    ingestion worker to the post-processing worker, and each worker reports only its pool."""
+    pools = {"ingestion": 1, "orchestration": 1, "inference": 1, "post-processing": 1}
+    plan = build_plan(
+        tmp_path / "mesh", public_port=0, workers=0, pool_workers=pools, pool_concurrency={"inference": 2}
+    )
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="pools") as client:
+        submitted = await client.submit("stream", {"text": "a b", "chunks": 2})
+        events = [e async for e in client.watch(submitted.task_id)]
+        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        workers_by_step = {e.step: e.worker_id for e in events if e.worker_id}
+        assert workers_by_step["plan"] != workers_by_step["emit"]
+        status = await client.status()
+        assert sorted(tuple(w.pools) for w in status.workers) == sorted((pool,) for pool in pools)
+        assert {w.pools[0]: w.concurrency for w in status.workers}["inference"] == 2
