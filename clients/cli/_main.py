@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         if name == "watch":
             p.add_argument("--after", type=int, default=0, help="resume after this sequence number")
 
+    p_dlq = sub.add_parser("dlq", help="dead-lettered tasks: list, show, replay, purge")
+    p_dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
+    p_dlq.add_argument("task_id", nargs="?", default="")
+    p_dlq.add_argument("--tenant", default="")
+    p_dlq.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    p_dlq.add_argument("--json", action="store_true")
+
     p_status = sub.add_parser("status", help="components, health and queue depths")
     p_status.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     p_status.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
@@ -143,6 +150,35 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _dlq(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from mesh.v1 import deadletter_pb2
+
+    if args.action in ("show", "replay") and not args.task_id:
+        raise InvalidArgument("task_id", f"dlq {args.action} needs a task id")
+    async with Client(args.endpoint) as client:
+        if args.action == "list":
+            letters = await client.dead_letters(args.tenant)
+            if args.json:
+                print(json.dumps([MessageToDict(letter) for letter in letters], indent=2))
+            for letter in [] if args.json else letters:
+                klass = deadletter_pb2.FailureClass.Name(letter.classification).removeprefix("FAILURE_CLASS_")
+                when = letter.dead_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+                replays = f"  replayed as {', '.join(letter.replayed_as)}" if letter.replayed_as else ""
+                print(f"{when}  {letter.task_id}  {letter.spec.kind:<8} {klass:<20} {letter.message[:60]}{replays}")
+        elif args.action == "show":
+            print(json.dumps(MessageToDict(await client.dead_letter(args.task_id)), indent=2))
+        elif args.action == "replay":
+            replay = await client.replay(args.task_id)
+            print(replay.task_id + (" (already replayed)" if replay.deduplicated else ""))
+        else:
+            if not args.task_id and not args.tenant:
+                raise InvalidArgument("task_id", "dlq purge needs a task id or --tenant")
+            print(f"purged {await client.purge_dead_letters(args.task_id, args.tenant)}")
+    return EXIT_OK
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         return await up(args)
@@ -158,6 +194,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _submit(args)
     if args.command == "status":
         return await _status(args)
+    if args.command == "dlq":
+        return await _dlq(args)
     async with Client(args.endpoint) as client:
         if args.command == "watch":
             return await _stream(client, args.task_id, args.after, args.json)

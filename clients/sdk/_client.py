@@ -15,7 +15,7 @@ from google.protobuf.json_format import ParseDict, ParseError
 from mesh.errors import InvalidArgument
 from mesh.rpc import raise_from_rpc_error
 from mesh.tasks import KINDS
-from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
+from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, task_pb2
 
 TERMINAL = frozenset(
     {
@@ -96,8 +96,13 @@ class Client:
             raise InvalidArgument("priority", f"unknown priority class {priority!r} (one of: {', '.join(_CLASSES)})")
         typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
         spec = task_pb2.TaskSpec(
-            task_id=task_id, tenant=self.tenant, kind=kind, priority_class=_CLASSES[priority],
-            idempotency_key=idempotency_key, payload=typed, ordering_key=ordering_key,
+            task_id=task_id,
+            tenant=self.tenant,
+            kind=kind,
+            priority_class=_CLASSES[priority],
+            idempotency_key=idempotency_key,
+            payload=typed,
+            ordering_key=ordering_key,
         )
         if deadline_s is not None:
             spec.deadline.FromNanoseconds(int((time.time() + deadline_s) * 1e9))
@@ -166,6 +171,31 @@ class Client:
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
         return reply.state
+
+    async def dead_letters(self, tenant: str = "", limit: int = 100) -> list[deadletter_pb2.DeadLetter]:
+        reply = await self._call(
+            self._stub.ListDeadLetters, gateway_pb2.ListDeadLettersRequest(tenant=tenant, limit=limit)
+        )
+        return list(reply.dead_letters)
+
+    async def dead_letter(self, task_id: str) -> deadletter_pb2.DeadLetter:
+        return (
+            await self._call(self._stub.GetDeadLetter, gateway_pb2.GetDeadLetterRequest(task_id=task_id))
+        ).dead_letter
+
+    async def replay(self, task_id: str) -> gateway_pb2.ReplayDeadLetterResponse:
+        """Run a dead-lettered task again (as `<task_id>-r`); repeating the call is harmless."""
+        return await self._call(self._stub.ReplayDeadLetter, gateway_pb2.ReplayDeadLetterRequest(task_id=task_id))
+
+    async def purge_dead_letters(self, task_id: str = "", tenant: str = "") -> int:
+        request = gateway_pb2.PurgeDeadLettersRequest(task_id=task_id, tenant=tenant)
+        return (await self._call(self._stub.PurgeDeadLetters, request)).purged
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=10.0)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
 
     async def status(self) -> gateway_pb2.GetMeshStatusResponse:
         try:

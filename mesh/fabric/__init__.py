@@ -1,6 +1,15 @@
 """The NATS JetStream fabric: subjects, topology, event log, connections."""
 
 from mesh.fabric._connect import connect
+from mesh.fabric._deadletters import (
+    ALERT_SUBJECT,
+    DLQ_STREAM,
+    REPLAY_OF_LABEL,
+    DeadLetterStore,
+    classify,
+    fingerprint,
+    runbook_for,
+)
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._subjects import (
@@ -26,7 +35,9 @@ from mesh.fabric._subjects import (
 from mesh.fabric._topology import Topology, ensure_topology
 
 __all__ = [
+    "ALERT_SUBJECT",
     "CANCEL_PREFIX",
+    "DLQ_STREAM",
     "EVENTS_PREFIX",
     "EVENTS_STREAM",
     "IDEMPOTENCY_BUCKET",
@@ -34,6 +45,7 @@ __all__ = [
     "ORDERED_STREAM",
     "ORDER_KEYS_BUCKET",
     "POOLS",
+    "REPLAY_OF_LABEL",
     "SCALE_PREFIX",
     "TERMINAL_STATES",
     "TOKEN_RE",
@@ -41,19 +53,23 @@ __all__ = [
     "WORK_PREFIX",
     "WORK_STREAM",
     "ChainMoved",
+    "DeadLetterStore",
     "EventLog",
     "KeySequencer",
     "StoredEvent",
     "Topology",
     "cancel_subject",
+    "classify",
     "connect",
     "consumer_name",
     "ensure_topology",
     "event_subject",
+    "fingerprint",
     "fold",
     "key_token",
     "lane_filter",
     "lane_of",
+    "runbook_for",
     "task_id_of_event_subject",
     "work_subject",
 ]

@@ -70,6 +70,7 @@ class EventLog:
     def __init__(self, js: JetStreamContext, nc: Client) -> None:
         self._js = js
         self._nc = nc
+        self.nc = nc
         self._inbox_prefix = ""
         self._inbox: Subscription | None = None
         self._tokens = itertools.count()

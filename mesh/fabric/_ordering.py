@@ -77,6 +77,24 @@ class KeySequencer:
                 break
         await self.advance(token)
 
+    async def take_over(self, holder_task_id: str, item: work_pb2.WorkItem, work_subject: str) -> bool:
+        """Give the key held by `holder_task_id` (a dead-lettered task) to its replay and start the
+        replay at once, so it keeps the original's place in the key's order."""
+        spec = item.spec
+        token = key_token(spec.tenant, spec.ordering_key)
+        for _ in range(_RACES):
+            current, revision = await self._read(token)
+            if not (current.busy and current.task_id == holder_task_id):
+                return False
+            if await self._write(token, _KeyState(current.cursor, True, spec.task_id), revision):
+                await self._js.publish(
+                    work_subject,
+                    item.SerializeToString(),
+                    headers={"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": item.traceparent},
+                )
+                return True
+        return False
+
     async def advance(self, token: str) -> None:
         """Release the next parked task of the key if the key is free."""
         subject = f"{ORDERED_PREFIX}.{token}"

@@ -9,6 +9,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from mesh.fabric import _subjects as s
+from mesh.fabric._deadletters import DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
 
 
@@ -25,6 +26,7 @@ class Topology:
     ack_wait_s: float = 30.0
     max_deliver: int = 10
     max_ack_pending: int = 4096
+    dlq_max_age_s: float = 30 * 24 * 3600.0
     # How long a worker's pull request stays open at the server.
     fetch_expiry_s: float = 2.0
 
@@ -61,6 +63,18 @@ class Topology:
             max_age=self.events_max_age_s,
         )
 
+    def dlq_stream(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=DLQ_STREAM,
+            subjects=[f"{DLQ_PREFIX}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+            max_age=self.dlq_max_age_s,
+            max_msgs_per_subject=16,
+        )
+
     def work_consumer(self, pool: str, lane: str) -> api.ConsumerConfig:
         return api.ConsumerConfig(
             durable_name=s.consumer_name(pool, lane),
@@ -76,7 +90,9 @@ class Topology:
 
 async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     """Create or update every stream, consumer and bucket. Safe to call from every process."""
-    for config in (topology.work_stream(), topology.events_stream(), topology.ordered_stream()):
+    for config in (
+        topology.work_stream(), topology.events_stream(), topology.ordered_stream(), topology.dlq_stream()
+    ):
         await _ensure_stream(js, config)
     for pool in s.POOLS:
         for lane in s.LANE_ORDER:

@@ -22,13 +22,16 @@ class Kind:
     # The TaskPayload oneof case this kind requires.
     payload_field: str
     steps: tuple[Step, ...]
+    # Attempts per step before a retryable failure is dead-lettered.
+    max_attempts: int = 3
 
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind("echo", "echo", (Step("echo", "ingestion"),)),
-        Kind("embed", "embed", (Step("embed", "inference"),)),
+        # Inference can be briefly unavailable (restart, Triton failover): retry longer.
+        Kind("embed", "embed", (Step("embed", "inference"),), max_attempts=5),
         Kind("stream", "stream", (Step("plan", "ingestion"), Step("emit", "post-processing"))),
         Kind("fan_out", "fan_out", (Step("fan-out", "orchestration"),)),
     )

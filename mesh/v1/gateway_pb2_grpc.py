@@ -70,6 +70,26 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/mesh.v1.GatewayService/ListDeadLetters',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.GetDeadLetter = channel.unary_unary(
+                '/mesh.v1.GatewayService/GetDeadLetter',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.GetDeadLetterRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.GetDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetter = channel.unary_unary(
+                '/mesh.v1.GatewayService/ReplayDeadLetter',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.ReplayDeadLetterRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.ReplayDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetters = channel.unary_unary(
+                '/mesh.v1.GatewayService/PurgeDeadLetters',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -126,6 +146,35 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Dead-lettered tasks, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeadLetter(self, request, context):
+        """One dead-letter record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetter(self, request, context):
+        """Run a dead-lettered task again as a new task chained to the original. Idempotent per
+        (task, replay number): repeating a replay call returns the same new task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetters(self, request, context):
+        """Delete dead-letter records (one task's, or all of a tenant's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +212,26 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetMeshStatus,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'GetDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeadLetter,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.GetDeadLetterRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.GetDeadLetterResponse.SerializeToString,
+            ),
+            'ReplayDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetter,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.ReplayDeadLetterRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.ReplayDeadLetterResponse.SerializeToString,
+            ),
+            'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetters,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +424,114 @@ class GatewayService:
             '/mesh.v1.GatewayService/GetMeshStatus',
             mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/ListDeadLetters',
+            mesh_dot_v1_dot_gateway__pb2.ListDeadLettersRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/GetDeadLetter',
+            mesh_dot_v1_dot_gateway__pb2.GetDeadLetterRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.GetDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/ReplayDeadLetter',
+            mesh_dot_v1_dot_gateway__pb2.ReplayDeadLetterRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.ReplayDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/PurgeDeadLetters',
+            mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

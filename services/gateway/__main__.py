@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import EventLog, Topology, connect, ensure_topology
+from mesh.fabric import DeadLetterStore, EventLog, Topology, connect, ensure_topology
 from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.v1 import gateway_pb2_grpc, scheduler_pb2_grpc
@@ -30,7 +30,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         )
         host.add(
             gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
-            Gateway(scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub),
+            Gateway(scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc)),
             "mesh.v1.GatewayService",
         )
         async with host:

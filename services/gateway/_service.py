@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 
-from mesh.errors import InvalidArgument, MeshError, NotFound
-from mesh.fabric import EventLog, fold
+from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
+from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, fold
 from mesh.rpc import abort_with, raise_from_rpc_error
-from mesh.v1 import gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
+from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from services.gateway._hub import EventHub
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
@@ -18,10 +18,17 @@ MAX_WATCHED = 10_000
 
 
 class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
-    def __init__(self, scheduler: scheduler_pb2_grpc.SchedulerServiceStub, events: EventLog, hub: EventHub):
+    def __init__(
+        self,
+        scheduler: scheduler_pb2_grpc.SchedulerServiceStub,
+        events: EventLog,
+        hub: EventHub,
+        dead_letters: DeadLetterStore,
+    ) -> None:
         self._scheduler = scheduler
         self._events = events
         self._hub = hub
+        self._dead_letters = dead_letters
 
     async def SubmitTask(
         self, request: gateway_pb2.SubmitTaskRequest, context: Context
@@ -77,6 +84,65 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             await abort_with(context, exc)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+    async def ListDeadLetters(
+        self, request: gateway_pb2.ListDeadLettersRequest, context: Context
+    ) -> gateway_pb2.ListDeadLettersResponse:
+        letters = await self._dead_letters.list(request.tenant, request.limit or 100)
+        return gateway_pb2.ListDeadLettersResponse(dead_letters=letters)
+
+    async def GetDeadLetter(
+        self, request: gateway_pb2.GetDeadLetterRequest, context: Context
+    ) -> gateway_pb2.GetDeadLetterResponse:
+        try:
+            letter = await self._dead_letter(request.task_id)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.GetDeadLetterResponse(dead_letter=letter)
+
+    async def ReplayDeadLetter(
+        self, request: gateway_pb2.ReplayDeadLetterRequest, context: Context
+    ) -> gateway_pb2.ReplayDeadLetterResponse:
+        """Admit the dead-lettered task again as `<task_id>-r`, labelled with the task it replays.
+
+        The replay id is derived from the original, so repeating the call finds the same task.
+        """
+        try:
+            letter = await self._dead_letter(request.task_id)
+            spec = task_pb2.TaskSpec()
+            spec.CopyFrom(letter.spec)
+            spec.task_id = f"{letter.task_id}-r"
+            spec.labels[REPLAY_OF_LABEL] = letter.task_id
+            spec.ClearField("deadline")  # the original's deadline has usually passed: a fresh default
+            spec.idempotency_key = ""  # the original's key would resolve to the original task
+            if len(spec.task_id) > 64:
+                raise Conflict(f"task {letter.task_id!r} has been replayed too many times")
+            try:
+                admitted = await self._scheduler.AdmitTask(scheduler_pb2.AdmitTaskRequest(spec=spec), timeout=10.0)
+            except grpc.aio.AioRpcError as exc:
+                raise_from_rpc_error(exc)
+            if admitted.task_id not in letter.replayed_as:
+                letter.replayed_as.append(admitted.task_id)
+                await self._dead_letters.record(letter)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.ReplayDeadLetterResponse(task_id=admitted.task_id, deduplicated=admitted.deduplicated)
+
+    async def PurgeDeadLetters(
+        self, request: gateway_pb2.PurgeDeadLettersRequest, context: Context
+    ) -> gateway_pb2.PurgeDeadLettersResponse:
+        if not request.task_id and not request.tenant:
+            await abort_with(context, InvalidArgument("task_id", "name a task_id or a tenant to purge"))
+        purged = await self._dead_letters.purge(request.task_id, request.tenant)
+        return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
+
+    async def _dead_letter(self, task_id: str) -> deadletter_pb2.DeadLetter:
+        if not task_id:
+            raise InvalidArgument("task_id", "is required")
+        letter = await self._dead_letters.get(task_id)
+        if letter is None:
+            raise NotFound(f"task {task_id!r} has no dead-letter record")
+        return letter
 
     async def WatchTask(
         self, request: gateway_pb2.WatchTaskRequest, context: Context

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, Unavailable
-from mesh.fabric import ChainMoved, EventLog, KeySequencer, work_subject
+from mesh.fabric import REPLAY_OF_LABEL, ChainMoved, EventLog, KeySequencer, work_subject
 from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
@@ -148,6 +148,9 @@ class Admitter:
         )
         subject = work_subject(first_step.pool, spec.priority_class, spec.tenant)
         if spec.ordering_key and self._sequencer is not None:
+            replay_of = spec.labels.get(REPLAY_OF_LABEL, "")
+            if replay_of and await self._sequencer.take_over(replay_of, item, subject):
+                return
             await self._sequencer.park(item, subject)
             return
         headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}

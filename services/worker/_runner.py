@@ -19,10 +19,22 @@ from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
 
 from mesh.errors import Unavailable
-from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, KeySequencer, StoredEvent, work_subject
+from mesh.fabric import (
+    REPLAY_OF_LABEL,
+    TERMINAL_STATES,
+    ChainMoved,
+    DeadLetterStore,
+    EventLog,
+    KeySequencer,
+    StoredEvent,
+    classify,
+    fingerprint,
+    runbook_for,
+    work_subject,
+)
 from mesh.tasks import KINDS, Kind
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
-from mesh.v1 import inference_pb2_grpc, task_pb2, work_pb2
+from mesh.v1 import deadletter_pb2, inference_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
 from services.worker._steps import STEPS, StepContext, StepFailed
 
@@ -90,7 +102,9 @@ class Runner:
         retry: RetryPolicy | None = None,
         sequencer: KeySequencer | None = None,
         children: ChildTasks | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
+        self._dead_letters = dead_letters or DeadLetterStore(js, events.nc)
         self._sequencer = sequencer
         self._children = children
         self._js = js
@@ -136,7 +150,9 @@ class Runner:
             await _ack(msg)
             return
         if spec.HasField("deadline") and spec.deadline.ToMicroseconds() / 1e6 < time.time():
-            await self._finish_failed(msg, chain, kind, "timeout", "deadline passed before the task ran")
+            await self._dead_letter(
+                msg, chain, kind, StepFailed("timeout", "deadline passed before the task ran", retryable=False)
+            )
             return
         step = kind.steps[index]
         ticker = asyncio.create_task(_keep_in_progress(msg, self._ack_wait_s / 3))
@@ -170,7 +186,9 @@ class Runner:
             raise
         except Exception as exc:  # a bug in a step: retry, then fail
             log.exception("step raised")
-            await self._fail(msg, chain, kind, StepFailed("bug", f"{type(exc).__name__}: {exc}", True))
+            failure = StepFailed("bug", f"{type(exc).__name__}: {exc}", True)
+            failure.__cause__ = exc
+            await self._fail(msg, chain, kind, failure)
             return
         finally:
             ticker.cancel()
@@ -264,20 +282,44 @@ class Runner:
     async def _fail(self, msg: Msg, chain: Chain, kind: Kind, exc: StepFailed) -> None:
         error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
         try:
-            if exc.retryable and chain.attempt < self._retry.max_attempts:
+            if exc.retryable and chain.attempt < kind.max_attempts:
                 delay_s = self._retry.delay_s(chain.attempt)
                 retry_after = {"retry_after": _duration(delay_s)}
                 await chain.emit(self._events, task_pb2.TASK_STATE_RETRYING, error=error, **retry_after)
                 await msg.nak(delay=delay_s)
                 return
-            await self._finish_failed(msg, chain, kind, exc.error_class, exc.message)
+            await self._dead_letter(msg, chain, kind, exc)
         except ChainMoved:
             await self._on_chain_moved(msg, chain)
 
-    async def _finish_failed(self, msg: Msg, chain: Chain, kind: Kind, error_class: str, message: str) -> None:
-        error = task_pb2.TaskError(error_class=error_class, message=message)
-        await chain.emit(self._events, task_pb2.TASK_STATE_FAILED, error=error, final=True)
-        METRICS.tasks_finished.labels(kind.name, "FAILED").inc()
+    async def _dead_letter(self, msg: Msg, chain: Chain, kind: Kind, exc: StepFailed) -> None:
+        """Retries exhausted or a fatal error: store the diagnosis, end the chain, then ack."""
+        spec = work_pb2.WorkItem.FromString(msg.data).spec
+        history = [stored.event async for stored in self._events.read(chain.task_id)]
+        classification = classify(exc.error_class)
+        letter = deadletter_pb2.DeadLetter(
+            task_id=chain.task_id,
+            spec=spec,
+            step=chain.step,
+            error_class=exc.error_class,
+            message=exc.message,
+            fingerprint=fingerprint(exc.error_class, exc.message, exc.__cause__),
+            attempts=chain.attempt,
+            worker_ids=sorted({e.worker_id for e in history if e.worker_id} | {self._worker_id}),
+            trace_id=chain.traceparent.split("-")[1] if chain.traceparent.count("-") == 3 else "",
+            classification=classification,
+            runbook=runbook_for(classification),
+            replay_of=spec.labels.get(REPLAY_OF_LABEL, ""),
+        )
+        letter.dead_at.GetCurrentTime()
+        await self._dead_letters.record(letter)
+        log.error(
+            "task dead-lettered",
+            extra={"error_class": exc.error_class, "classification": classification, "runbook": letter.runbook},
+        )
+        error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
+        await chain.emit(self._events, task_pb2.TASK_STATE_DEAD_LETTERED, error=error, final=True)
+        METRICS.tasks_finished.labels(kind.name, "DEAD_LETTERED").inc()
         await _ack(msg)
 
     async def _on_chain_moved(self, msg: Msg, chain: Chain) -> None:

@@ -50,8 +50,8 @@ async def test_same_key_runs_in_order_and_keys_run_in_parallel(endpoint: str) ->
 
 
 async def test_failed_task_holds_its_key(endpoint: str) -> None:
-    """A task that fails (its deadline passes while it waits its turn) keeps later tasks of its key
-    queued, while another key proceeds."""
+    """A task that fails (its deadline passes while it waits its turn) is dead-lettered and keeps later
+    tasks of its key queued, while another key proceeds; its replay takes its place on the key."""
     async with Client(endpoint, tenant="orders") as client:
         slow = await client.submit("stream", {"text": "x", "chunks": 1, "chunk_delay_ms": 800}, ordering_key="K")
         doomed = await client.submit("echo", {"text": "late"}, ordering_key="K", deadline_s=0.3)
@@ -60,7 +60,7 @@ async def test_failed_task_holds_its_key(endpoint: str) -> None:
         assert (await _span(client, other.task_id))[2] == task_pb2.TASK_STATE_SUCCEEDED
         assert (await _span(client, slow.task_id))[2] == task_pb2.TASK_STATE_SUCCEEDED
         doomed_events = [e async for e in client.watch(doomed.task_id)]
-        assert doomed_events[-1].state == task_pb2.TASK_STATE_FAILED
+        assert doomed_events[-1].state == task_pb2.TASK_STATE_DEAD_LETTERED
         assert doomed_events[-1].error.error_class == "timeout"
 
         # Nothing may release the key: the next task stays queued while we keep looking for a second.
@@ -69,5 +69,11 @@ async def test_failed_task_holds_its_key(endpoint: str) -> None:
         while loop.time() < until:
             assert (await client.get(held.task_id)).state == task_pb2.TASK_STATE_QUEUED
             await asyncio.sleep(0.1)
-        # Cancelling the held task ends it without running it.
-        assert await client.cancel(held.task_id) == task_pb2.TASK_STATE_CANCELLED
+        # Replaying the dead-lettered task gives it a fresh deadline and its place on the key:
+        # the replay runs first, then the held task.
+        replay = await client.replay(doomed.task_id)
+        assert replay.task_id == f"{doomed.task_id}-r"
+        replay_start, replay_end, replay_state = await _span(client, replay.task_id)
+        held_start, _, held_state = await _span(client, held.task_id)
+        assert (replay_state, held_state) == (task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_SUCCEEDED)
+        assert held_start >= replay_end

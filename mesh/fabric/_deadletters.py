@@ -1,0 +1,123 @@
+"""Dead letters: the diagnosis record of every task that exhausted its retries or failed fatally.
+
+Records live in the TM_DLQ stream, one subject per task (``tm.dlq.<task_id>``); the
+last message on a subject is the record's current version (a replay appends a
+new version naming the replay). Each new dead letter is also announced on
+``tm.alert.dead_letter`` for alerting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import traceback
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from mesh.errors import Unavailable
+from mesh.v1 import deadletter_pb2
+
+DLQ_STREAM = "TM_DLQ"
+DLQ_PREFIX = "tm.dlq"
+ALERT_SUBJECT = "tm.alert.dead_letter"
+# Label on a replayed task's spec naming the task it replays (the id chain).
+REPLAY_OF_LABEL = "tidemesh.replay_of"
+
+_CLASSES = {
+    "invalid_input": deadletter_pb2.FAILURE_CLASS_POISON_INPUT,
+    "schema_mismatch": deadletter_pb2.FAILURE_CLASS_SCHEMA_MISMATCH,
+    "timeout": deadletter_pb2.FAILURE_CLASS_TIMEOUT,
+    "resource_exhausted": deadletter_pb2.FAILURE_CLASS_RESOURCE_EXHAUSTION,
+    "dependency_down": deadletter_pb2.FAILURE_CLASS_DEPENDENCY_DOWN,
+    "child_failed": deadletter_pb2.FAILURE_CLASS_DEPENDENCY_DOWN,
+    "bug": deadletter_pb2.FAILURE_CLASS_BUG,
+}
+
+
+def classify(error_class: str) -> int:
+    """The failure class of a step error class; anything unrecognised is treated as a bug."""
+    return _CLASSES.get(error_class, deadletter_pb2.FAILURE_CLASS_BUG)
+
+
+def runbook_for(classification: int) -> str:
+    slug = deadletter_pb2.FailureClass.Name(classification).removeprefix("FAILURE_CLASS_").lower().replace("_", "-")
+    return f"docs/runbooks/{slug}.md"
+
+
+def fingerprint(error_class: str, message: str, exc: BaseException | None = None) -> str:
+    """Same shape of failure → same fingerprint: the exception type and the functions it passed
+    through, or else the error class and the message with its numbers and ids masked."""
+    if exc is not None:
+        frames = [
+            f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_code.co_name}"
+            for f, _ in traceback.walk_tb(exc.__traceback__)
+        ]
+        parts = [type(exc).__qualname__, *frames]
+    else:
+        parts = [error_class, re.sub(r"[0-9a-z]{20,}|\d+", "#", message)[:200]]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _subject(task_id: str) -> str:
+    return f"{DLQ_PREFIX}.{task_id}"
+
+
+class DeadLetterStore:
+    def __init__(self, js: JetStreamContext, nc: Client) -> None:
+        self._js = js
+        self._nc = nc
+
+    async def record(self, letter: deadletter_pb2.DeadLetter) -> None:
+        """Store the record (idempotent per task and version) and raise the alert."""
+        version = len(letter.replayed_as)
+        try:
+            ack = await self._js.publish(
+                _subject(letter.task_id),
+                letter.SerializeToString(),
+                headers={"Nats-Msg-Id": f"{letter.task_id}:dlq:{version}"},
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+            raise Unavailable(f"dead-letter store refused the record: {exc}") from exc
+        if version == 0 and not ack.duplicate:
+            alert = {
+                "task_id": letter.task_id,
+                "tenant": letter.spec.tenant,
+                "kind": letter.spec.kind,
+                "classification": deadletter_pb2.FailureClass.Name(letter.classification),
+                "error_class": letter.error_class,
+                "message": letter.message,
+                "runbook": letter.runbook,
+                "trace_id": letter.trace_id,
+            }
+            await self._nc.publish(ALERT_SUBJECT, json.dumps(alert).encode())
+
+    async def get(self, task_id: str) -> deadletter_pb2.DeadLetter | None:
+        try:
+            raw = await self._js.get_last_msg(DLQ_STREAM, _subject(task_id))
+        except nats.js.errors.NotFoundError:
+            return None
+        return deadletter_pb2.DeadLetter.FromString(raw.data or b"")
+
+    async def list(self, tenant: str = "", limit: int = 100) -> list[deadletter_pb2.DeadLetter]:
+        """Current records, newest first, optionally for one tenant."""
+        info = await self._js.stream_info(DLQ_STREAM, subjects_filter=f"{DLQ_PREFIX}.>")
+        letters = []
+        for subject in info.state.subjects or {}:
+            letter = await self.get(subject[len(DLQ_PREFIX) + 1 :])
+            if letter is not None and (not tenant or letter.spec.tenant == tenant):
+                letters.append(letter)
+        letters.sort(key=lambda letter: letter.dead_at.ToNanoseconds(), reverse=True)
+        return letters[: limit or None]
+
+    async def purge(self, task_id: str = "", tenant: str = "") -> int:
+        targets = [task_id] if task_id else [letter.task_id for letter in await self.list(tenant, limit=0)]
+        purged = 0
+        for target in targets:
+            if await self.get(target) is not None:
+                await self._js.purge_stream(DLQ_STREAM, subject=_subject(target))
+                purged += 1
+        return purged
