@@ -73,7 +73,7 @@ async def test_failed_task_holds_its_key(endpoint: str) -> None:
         # the replay runs first, then the held task.
         replay = await client.replay(doomed.task_id)
         assert replay.task_id == f"{doomed.task_id}-r"
-        replay_start, replay_end, replay_state = await _span(client, replay.task_id)
+        _, replay_end, replay_state = await _span(client, replay.task_id)
         held_start, _, held_state = await _span(client, held.task_id)
         assert (replay_state, held_state) == (task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_SUCCEEDED)
         assert held_start >= replay_end
