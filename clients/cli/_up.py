@@ -39,6 +39,8 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         scheduler_args=("--scale", args.autoscale) if getattr(args, "autoscale", "") else (),
         pool_workers={pool: int(n) for pool, n in _pairs(args.pool_workers, "--pool-workers")},
         pool_concurrency={pool: int(n) for pool, n in _pairs(args.pool_concurrency, "--pool-concurrency")},
+        cluster=args.cluster,
+        fsync=args.fsync,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,12 +75,27 @@ class Client:
         ordering_key: str = "",
         deadline_s: float | None = None,
     ) -> gateway_pb2.SubmitTaskResponse:
-        """Admit one task; returns once it is durably stored. `deadline_s` is relative to now."""
-        spec = self.spec(kind, payload, priority, idempotency_key, task_id, ordering_key, deadline_s)
-        try:
-            return await self._stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise_from_rpc_error(exc)
+        """Admit one task; returns once it is durably stored. `deadline_s` is relative to now.
+
+        Transient failures (UNAVAILABLE: a broker node failing over, a service restarting) are
+        retried with backoff for up to `timeout_s`. Every try carries the same idempotency key
+        (one is generated when none is given), so a retried submit never creates a second task.
+        """
+        spec = self.spec(
+            kind, payload, priority, idempotency_key or f"sdk-{uuid.uuid4().hex}", task_id, ordering_key, deadline_s
+        )
+        deadline = time.monotonic() + timeout_s
+        delay_s = 0.1
+        while True:
+            try:
+                return await self._stub.SubmitTask(
+                    gateway_pb2.SubmitTaskRequest(spec=spec), timeout=max(0.5, deadline - time.monotonic())
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay_s > deadline:
+                    raise_from_rpc_error(exc)
+            await asyncio.sleep(delay_s * (0.5 + random.random() / 2))
+            delay_s = min(delay_s * 2, 2.0)
 
     def spec(
         self,

@@ -80,7 +80,7 @@ class DeadLetterStore:
                 letter.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{letter.task_id}:dlq:{version}"},
             )
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"dead-letter store refused the record: {exc}") from exc
         if version == 0 and not ack.duplicate:
             alert = {

@@ -139,7 +139,7 @@ class EventLog:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ChainMoved(event.task_id) from exc
             raise Unavailable(f"event store refused an append: {exc}") from exc
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"event store did not answer: {exc}") from exc
         if ack.duplicate:
             # Our own retry inside the dedup window, or another writer got this sequence first.
@@ -151,7 +151,7 @@ class EventLog:
             raw = await self._js.get_last_msg(s.EVENTS_STREAM, s.event_subject(task_id), direct=True)
         except nats.js.errors.NotFoundError:
             return None
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"event store did not answer: {exc}") from exc
         return _decode(raw.data, raw.seq)
 

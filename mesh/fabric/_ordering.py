@@ -60,7 +60,7 @@ class KeySequencer:
                 item.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{spec.task_id}:ordered", _WORK_SUBJECT: work_subject},
             )
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"ordered queue did not store the task: {exc}") from exc
         await self.advance(token)
 

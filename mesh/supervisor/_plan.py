@@ -15,6 +15,7 @@ from typing import Any
 from mesh.edge import EdgeConfig, render_yaml
 from mesh.fabric import POOLS
 from mesh.supervisor._binaries import find_binary
+from mesh.supervisor._nats import nats_command, nats_config
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,7 @@ class Plan:
         return Plan(
             state_dir=data["state_dir"],
             public_port=data["public_port"],
-            processes=[
-                ProcessSpec(**{**p, "health": Health(**p["health"])}) for p in data["processes"]
-            ],
+            processes=[ProcessSpec(**{**p, "health": Health(**p["health"])}) for p in data["processes"]],
             worker_command=data.get("worker_command", []),
         )
 
@@ -108,8 +107,12 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
     """An extra worker serving only `pool`, on free ports (started when scaling a pool out)."""
     extra = ["--concurrency", str(concurrency)] if concurrency else []
     return _service(
-        f"worker-{pool}-auto-{index}", [*plan.worker_command, "--pools", pool, *extra], _free_port(), _free_port(),
-        ["scheduler", "inference"], [pool],
+        f"worker-{pool}-auto-{index}",
+        [*plan.worker_command, "--pools", pool, *extra],
+        _free_port(),
+        _free_port(),
+        ["scheduler", "inference"],
+        [pool],
     )
 
 
@@ -124,6 +127,8 @@ def build_plan(
     worker_args: tuple[str, ...] = (),
     pool_workers: dict[str, int] | None = None,
     pool_concurrency: dict[str, int] | None = None,
+    cluster: int = 1,
+    fsync: str = "always",
 ) -> Plan:
     """`workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`)."""
@@ -132,39 +137,74 @@ def build_plan(
     ports = _Ports(public_port)
     public_port = public_port or _free_port()
     envoy_admin = ports.take()
-    nats_client, nats_monitor = ports.take(), ports.take()
-    nats_url = f"nats://127.0.0.1:{nats_client}"
+    if cluster not in (1, 3, 5):
+        raise ValueError("cluster must be 1, 3 or 5 nodes (JetStream needs a quorum)")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    node_ports = [(ports.take(), ports.take(), ports.take() if cluster > 1 else 0) for _ in range(cluster)]
+    nats_specs = []
+    for index, (client_port, monitor_port, cluster_port) in enumerate(node_ports, start=1):
+        name = "nats" if cluster == 1 else f"nats-{index}"
+        store = state_dir / ("jetstream" if cluster == 1 else f"jetstream-{index}")
+        config = state_dir / f"{name}.conf"
+        config.write_text(
+            nats_config(
+                f"tidemesh-{index - 1}",
+                store,
+                client_port,
+                monitor_port,
+                fsync,
+                cluster_port,
+                tuple(p for _, _, p in node_ports if p != cluster_port),
+            )
+        )
+        nats_specs.append(
+            ProcessSpec(
+                name=name,
+                command=nats_command(config),
+                ports={
+                    "client": client_port,
+                    "monitor": monitor_port,
+                    **({"cluster": cluster_port} if cluster_port else {}),
+                },
+                health=_http_health(monitor_port, "/healthz?js-enabled-only=true"),
+                address=f"nats://127.0.0.1:{client_port}",
+            )
+        )
+    nats_names = [spec.name for spec in nats_specs]
+    nats_url = ",".join(spec.address for spec in nats_specs)
     py = sys.executable
-    common = ["--nats", nats_url, "--ack-wait", str(ack_wait_s)]
+    common = ["--nats", nats_url, "--ack-wait", str(ack_wait_s), "--replicas", str(min(cluster, 3))]
 
     def service(name: str, module: str, extra: list[str], depends_on: list[str]) -> ProcessSpec:
         grpc_port, http_port = ports.take(), ports.take()
         return _service(name, [py, "-m", module, *common, *extra], grpc_port, http_port, depends_on)
 
-    nats = ProcessSpec(
-        name="nats",
-        command=[find_binary("nats-server"), "-a", "127.0.0.1", "-p", str(nats_client), "-m", str(nats_monitor),
-                 "-js", "-sd", str(state_dir / "jetstream"), "-n", "tidemesh-0"],
-        ports={"client": nats_client, "monitor": nats_monitor},
-        health=_http_health(nats_monitor, "/healthz?js-enabled-only=true"),
-        address=nats_url,
-    )
-    scheduler = service("scheduler", "services.scheduler", list(scheduler_args), ["nats"])
+    scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
     inference = service("inference", "services.inference", [], [])
     gateway = service("gateway", "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
-    worker_extra = ["--scheduler", scheduler.address, "--inference", inference.address,
-                    "--concurrency", str(worker_concurrency), *worker_args]
+    worker_extra = [
+        "--scheduler",
+        scheduler.address,
+        "--inference",
+        inference.address,
+        "--concurrency",
+        str(worker_concurrency),
+        *worker_args,
+    ]
     worker_specs = [
-        replace(service(f"worker-{index}", "services.worker", worker_extra, ["scheduler", "inference"]),
-                pools=list(POOLS))
+        replace(
+            service(f"worker-{index}", "services.worker", worker_extra, ["scheduler", "inference"]), pools=list(POOLS)
+        )
         for index in range(1, workers + 1)
     ]
     for pool, count in (pool_workers or {}).items():
         concurrency = (pool_concurrency or {}).get(pool, worker_concurrency)
         for index in range(1, count + 1):
             dedicated = service(
-                f"worker-{pool}-{index}", "services.worker",
-                [*worker_extra, "--pools", pool, "--concurrency", str(concurrency)], ["scheduler", "inference"],
+                f"worker-{pool}-{index}",
+                "services.worker",
+                [*worker_extra, "--pools", pool, "--concurrency", str(concurrency)],
+                ["scheduler", "inference"],
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
     envoy_config = state_dir / "envoy.yaml"
@@ -175,12 +215,10 @@ def build_plan(
         grpc_upstreams=(("127.0.0.1", gateway.ports["grpc"]),),
         http_upstreams=(("127.0.0.1", gateway.ports["http"]),),
     )
-    state_dir.mkdir(parents=True, exist_ok=True)
     envoy_config.write_text(render_yaml(edge))
     envoy = ProcessSpec(
         name="envoy",
-        command=[find_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port),
-                 "--log-level", "warn"],
+        command=[find_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port), "--log-level", "warn"],
         ports={"public": public_port, "admin": envoy_admin},
         health=_http_health(envoy_admin, "/ready"),
         depends_on=["gateway"],
@@ -189,6 +227,6 @@ def build_plan(
     return Plan(
         state_dir=str(state_dir),
         public_port=public_port,
-        processes=[nats, scheduler, inference, *worker_specs, gateway, envoy],
+        processes=[*nats_specs, scheduler, inference, *worker_specs, gateway, envoy],
         worker_command=[py, "-m", "services.worker", *common, *worker_extra],
     )

@@ -68,8 +68,8 @@ class Supervisor:
         self._closed = True
         order = list(self.children.values())[::-1]
         front = [c for c in order if c.spec.name in ("envoy", "gateway")]
-        middle = [c for c in order if c not in front and c.spec.name != "nats"]
-        broker = [c for c in order if c.spec.name == "nats"]
+        broker = [c for c in order if c.spec.name == "nats" or c.spec.name.startswith("nats-")]
+        middle = [c for c in order if c not in front and c not in broker]
         for group in (front, middle, broker):
             await asyncio.gather(*(child.stop(self._grace_s) for child in group))
 

@@ -108,7 +108,7 @@ class Admitter:
         except nats.js.errors.KeyWrongLastSequenceError:
             entry = await self._idempotency.get(key)
             return (entry.value or b"").decode() or None
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"idempotency store did not answer: {exc}") from exc
 
     async def _resume(self, spec: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
@@ -156,7 +156,7 @@ class Admitter:
         headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}
         try:
             await self._js.publish(subject, item.SerializeToString(), headers=headers)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"work queue did not store the task: {exc}") from exc
 
 

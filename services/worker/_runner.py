@@ -276,7 +276,7 @@ class Runner:
                 following.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}", "traceparent": item.traceparent},
             )
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError) as exc:
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"could not store the next step: {exc}") from exc
 
     async def _fail(self, msg: Msg, chain: Chain, kind: Kind, exc: StepFailed) -> None:
