@@ -36,9 +36,9 @@ async def _submit_all(client: Client, specs: list[task_pb2.TaskSpec], chunk: int
     return [task_id for part in parts for task_id in part]
 
 
-async def tidemesh_throughput(n: int, workers: int = 1, concurrency: int = 64) -> float:
+async def tidemesh_throughput(n: int, workers: int = 1, concurrency: int = 64, fsync: str = "always") -> float:
     with tempfile.TemporaryDirectory(prefix="tidemesh-bench-") as state:
-        plan = build_plan(Path(state), public_port=0, workers=workers, worker_concurrency=concurrency)
+        plan = build_plan(Path(state), public_port=0, workers=workers, worker_concurrency=concurrency, fsync=fsync)
         async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="bench") as client:
             warm = await _submit_all(client, [client.spec("echo", {"text": "w"}) for _ in range(200)])
             [e async for e in client.watch_many(warm)]
@@ -125,6 +125,7 @@ async def run(runs: int = 3, n: int = 5000, flood: int = 20000, probes: int = 20
 
     for _ in range(runs):
         add("tm_tps", await tidemesh_throughput(n))
+        add("tm_tps_lazy", await tidemesh_throughput(n, fsync="interval"))
         with _celery.RedisServer() as redis, _celery.CeleryWorkers(redis.url):
             add("celery_tps", await asyncio.to_thread(_celery.celery_throughput, min(n, 2000), url=redis.url))
             latency = await asyncio.to_thread(_celery.celery_interactive_latency, flood, probes, url=redis.url)
@@ -141,16 +142,20 @@ async def run(runs: int = 3, n: int = 5000, flood: int = 20000, probes: int = 20
         add("tm_batch_wait", longest)
         add("tm_batch_bound", bound)
     ratio = [t / c for t, c in zip(rows["tm_tps"], rows["celery_tps"], strict=True)]
-    of_bare = [t / b for t, b in zip(rows["tm_tps"], rows["nats_tps"], strict=True)]
+    ratio_lazy = [t / c for t, c in zip(rows["tm_tps_lazy"], rows["celery_tps"], strict=True)]
+    of_bare = [t / b for t, b in zip(rows["tm_tps_lazy"], rows["nats_tps"], strict=True)]
     return "\n".join(
         [
             f"Runs: {runs}; each cell is min / median / max over runs.",
             "",
             "| measure | tidemesh | Celery 5.7 + Redis | bare nats-py | ratio |",
             "|---|---|---|---|---|",
-            f"| end-to-end no-op tasks/s (submit → final seen) | {_spread(rows['tm_tps'])} "
+            f"| end-to-end no-op tasks/s, tidemesh with fsync always (default) | {_spread(rows['tm_tps'])} "
             f"| {_spread(rows['celery_tps'])} | {_spread(rows['nats_tps'])} "
-            f"| tidemesh/Celery {_spread(ratio, '{:.2f}')}x; tidemesh/bare {_spread(of_bare, '{:.2f}')} |",
+            f"| tidemesh/Celery {_spread(ratio, '{:.2f}')}x |",
+            f"| same, tidemesh with the server's lazy fsync (`--fsync interval`) | {_spread(rows['tm_tps_lazy'])} "
+            f"| (Redis without persistence) | (lazy fsync) "
+            f"| tidemesh/Celery {_spread(ratio_lazy, '{:.2f}')}x; tidemesh/bare {_spread(of_bare, '{:.2f}')} |",
             f"| interactive p50 under a {flood}-task batch flood, ms | {_spread(rows['tm_p50'], '{:.1f}')} "
             f"| {_spread(rows['celery_p50'], '{:.1f}')} | — | |",
             f"| interactive p99 under the flood, ms ({probes} probes) | {_spread(rows['tm_p99'], '{:.1f}')} "
