@@ -49,7 +49,10 @@ bench: venv ## benchmarks side by side with the anchors (Celery + Redis, bare na
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q redis-server >/dev/null; }
 	$(BIN)/python -m bench
 
+soak: venv ## the chaos suite under a longer load (TIDEMESH_SOAK_S seconds per fault, default 60)
+	TIDEMESH_SOAK_S=$${TIDEMESH_SOAK_S:-60} $(BIN)/pytest tests/chaos -s
+
 clean: ## remove the venv and local state
 	rm -rf $(VENV) state .tilt-state
 
-.PHONY: help venv run test check proto bench clean
+.PHONY: help venv run test check proto bench soak clean

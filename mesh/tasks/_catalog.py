@@ -34,6 +34,8 @@ KINDS: dict[str, Kind] = {
         Kind("embed", "embed", (Step("embed", "inference"),), max_attempts=5),
         Kind("stream", "stream", (Step("plan", "ingestion"), Step("emit", "post-processing"))),
         Kind("fan_out", "fan_out", (Step("fan-out", "orchestration"),)),
+        # An effect outside the mesh: retried longer, always with the same idempotency key.
+        Kind("webhook", "webhook", (Step("call", "post-processing"),), max_attempts=6),
     )
 }
 

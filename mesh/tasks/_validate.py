@@ -73,6 +73,10 @@ def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> No
         raise InvalidArgument("spec.payload", f"is {size} bytes, over the {limits.max_payload_bytes}-byte limit")
     if field == "embed" and not spec.payload.embed.text.strip():
         raise InvalidArgument("spec.payload.embed.text", "is empty")
+    if field == "webhook":
+        url = spec.payload.webhook.url
+        if not url.startswith(("http://", "https://")) or len(url) > 2048:
+            raise InvalidArgument("spec.payload.webhook.url", "must be an http(s) URL of at most 2048 characters")
     if field == "fan_out":
         fan_out = spec.payload.fan_out
         if fan_out.child_kind not in FAN_OUT_CHILD_KINDS:

@@ -82,17 +82,27 @@ class FanOutInput(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, child_kind: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class WebhookInput(_message.Message):
+    __slots__ = ("url", "body")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    body: str
+    def __init__(self, url: _Optional[str] = ..., body: _Optional[str] = ...) -> None: ...
+
 class TaskPayload(_message.Message):
-    __slots__ = ("echo", "embed", "stream", "fan_out")
+    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook")
     ECHO_FIELD_NUMBER: _ClassVar[int]
     EMBED_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     FAN_OUT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     echo: EchoInput
     embed: EmbedInput
     stream: StreamInput
     fan_out: FanOutInput
-    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ...) -> None: ...
+    webhook: WebhookInput
+    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_id", "tenant", "kind", "priority_class", "priority", "qos", "idempotency_key", "deadline", "payload", "schema_version", "ordering_key", "parent_task_id", "labels")

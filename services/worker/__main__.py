@@ -30,6 +30,7 @@ from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._priority import WaitBounds
 from services.worker._runner import Runner
+from services.worker._webhook import WebhookClient
 
 log = get_logger("services.worker")
 
@@ -52,8 +53,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET))
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
         children = ChildTasks(nc, js, events, scheduler)
+        webhooks = WebhookClient(tuple(p for p in args.webhook_allow.split(",") if p))
         runner = Runner(
-            js, events, worker_id, inference, ack_wait_s=args.ack_wait, sequencer=sequencer, children=children
+            js, events, worker_id, inference, ack_wait_s=args.ack_wait, sequencer=sequencer, children=children,
+            webhooks=webhooks,
         )
         dispatcher = Dispatcher(
             js, events, runner, pools, args.concurrency, reserve=args.reserve,
@@ -89,6 +92,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                     await stub.Heartbeat(worker_pb2.HeartbeatRequest(worker=status), timeout=2.0)
             log.info("draining work")
             await dispatcher.shutdown(args.grace)
+            await webhooks.close()
             log.info("work drained")
     finally:
         for channel in (inference_channel, scheduler_channel):
@@ -148,6 +152,10 @@ def main() -> None:
     parser.add_argument("--inference", default="", help="inference service HOST:PORT")
     parser.add_argument("--scheduler", default="", help="scheduler HOST:PORT for registration/heartbeats")
     parser.add_argument("--worker-id", default="")
+    parser.add_argument(
+        "--webhook-allow", default="http://127.0.0.1:,http://localhost:",
+        help="comma-separated URL prefixes webhook tasks may call",
+    )
     parser.add_argument("--reserve", type=int, default=None, help="extra slots only interactive work may use")
     parser.add_argument(
         "--wait-bounds", default="", help="max queue wait per class in seconds, e.g. interactive=0.25,batch=60"

@@ -37,6 +37,7 @@ from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step
 from mesh.v1 import deadletter_pb2, inference_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
 from services.worker._steps import STEPS, StepContext, StepFailed
+from services.worker._webhook import WebhookClient
 
 log = get_logger(__name__)
 
@@ -103,7 +104,9 @@ class Runner:
         sequencer: KeySequencer | None = None,
         children: ChildTasks | None = None,
         dead_letters: DeadLetterStore | None = None,
+        webhooks: WebhookClient | None = None,
     ) -> None:
+        self._webhooks = webhooks
         self._dead_letters = dead_letters or DeadLetterStore(js, events.nc)
         self._sequencer = sequencer
         self._children = children
@@ -169,6 +172,8 @@ class Runner:
                     ),
                     inference=self._inference,
                     children=self._children,
+                    webhooks=self._webhooks,
+                    traceparent=chain.traceparent,
                     emit_children=lambda ids: chain.emit(
                         self._events, task_pb2.TASK_STATE_RUNNING, child_task_ids=ids
                     ),

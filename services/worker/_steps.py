@@ -15,6 +15,7 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 
 if TYPE_CHECKING:
     from services.worker._children import ChildTasks
+    from services.worker._webhook import WebhookClient
 
 
 class StepFailed(Exception):
@@ -39,6 +40,8 @@ class StepContext:
     # Orchestration: spawning and following child tasks, and recording their ids in the stream.
     children: ChildTasks | None = None
     emit_children: Callable[[list[str]], Awaitable[None]] | None = None
+    webhooks: WebhookClient | None = None
+    traceparent: str = ""
 
 
 Step = Callable[[StepContext], Awaitable[list[task_pb2.TaskOutput]]]
@@ -127,4 +130,22 @@ def _child_payload(kind: str, text: str) -> task_pb2.TaskPayload:
     return task_pb2.TaskPayload(echo=task_pb2.EchoInput(text=text))
 
 
-STEPS: dict[str, Step] = {"echo": echo, "embed": embed, "plan": plan, "emit": emit, "fan-out": fan_out}
+async def call(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    """POST the body; the idempotency key is the same on every attempt of this task's step."""
+    if ctx.webhooks is None:
+        raise StepFailed("dependency_down", "this worker does not make webhook calls", retryable=True)
+    payload = ctx.spec.payload.webhook
+    text = await ctx.webhooks.post(
+        payload.url, payload.body, f"{ctx.spec.task_id}:call", ctx.spec.task_id, ctx.traceparent
+    )
+    return [task_pb2.TaskOutput(text=text)]
+
+
+STEPS: dict[str, Step] = {
+    "echo": echo,
+    "embed": embed,
+    "plan": plan,
+    "emit": emit,
+    "fan-out": fan_out,
+    "call": call,
+}

@@ -68,6 +68,7 @@ __all__ = (
     "WatchTaskResponse",
     "WatchTasksRequest",
     "WatchTasksResponse",
+    "WebhookInput",
     "WorkItem",
     "WorkerHealth",
     "WorkerServiceStub",
@@ -1081,6 +1082,8 @@ class TaskPayload(betterproto2.Message):
 
     fan_out: "FanOutInput | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
+    webhook: "WebhookInput | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group="body")
+
 
 default_message_pool.register_message("mesh.v1", "TaskPayload", TaskPayload)
 
@@ -1194,6 +1197,22 @@ class WatchTasksResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "WatchTasksResponse", WatchTasksResponse)
+
+
+@dataclass(eq=False, repr=False)
+class WebhookInput(betterproto2.Message):
+    """
+    Input of the `webhook` kind: POST `body` to `url` (which the worker's allow-list must
+    permit). Every attempt sends the same Idempotency-Key header (`<task_id>:<step>`), so a
+    receiver that honours it applies the effect once however often the mesh retries.
+    """
+
+    url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    body: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("mesh.v1", "WebhookInput", WebhookInput)
 
 
 @dataclass(eq=False, repr=False)

@@ -1,0 +1,170 @@
+"""The chaos harness: a ledger outside the mesh, a steady load, faults, and the accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from clients.sdk import Client
+from mesh.errors import MeshError
+from mesh.supervisor import Supervisor
+from mesh.v1 import task_pb2
+
+
+@dataclass
+class Ledger:
+    """An external system that records effects. It honours Idempotency-Key (as a payment API
+    would) and counts effects per task independently, so a task that reached it under two
+    different keys shows up as a duplicated effect."""
+
+    effects_by_task: Counter[str] = field(default_factory=Counter)
+    deliveries: Counter[str] = field(default_factory=Counter)
+    _applied: set[str] = field(default_factory=set)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        key = request.headers.get("Idempotency-Key", "")
+        task_id = request.headers.get("Tidemesh-Task-Id", "")
+        await request.read()
+        self.deliveries[key] += 1
+        if key not in self._applied:
+            self._applied.add(key)
+            self.effects_by_task[task_id] += 1
+        return web.Response(text=f"applied {task_id}")
+
+
+@contextlib.asynccontextmanager
+async def running_ledger():  # type: ignore[no-untyped-def]
+    ledger = Ledger()
+    app = web.Application()
+    app.router.add_post("/apply", ledger.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ledger.url = f"http://127.0.0.1:{port}/apply"
+    try:
+        yield ledger
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Row:
+    fault: str
+    acknowledged: int
+    completed: int
+    lost: int
+    duplicated: int
+    recovery_s: float
+
+
+async def _steady_load(client: Client, ledger: Ledger, stop: asyncio.Event, acked: list[tuple[str, str]]) -> None:
+    """Submit a webhook task (an external effect) every 20 ms, every fifth an embed task instead."""
+    index = 0
+    while not stop.is_set():
+        index += 1
+        kind, payload = (
+            ("embed", {"text": f"chaos {index}"})
+            if index % 5 == 0
+            else ("webhook", {"url": ledger.url, "body": f"effect {index}"})
+        )
+        try:
+            submitted = await client.submit(kind, payload, timeout_s=30)
+        except MeshError:
+            continue  # never acknowledged: not counted
+        acked.append((submitted.task_id, kind))
+        await asyncio.sleep(0.02)
+
+
+async def _recovered(client: Client, since: float, probe_kind: str, timeout_s: float = 60) -> float:
+    """Seconds from `since` until a probe task (one that needs the faulted part) completes again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            async with asyncio.timeout(5):
+                submitted = await client.submit(probe_kind, {"text": "probe"}, priority="interactive", timeout_s=5)
+                async for event in client.watch(submitted.task_id):
+                    if event.final and event.state == task_pb2.TASK_STATE_SUCCEEDED:
+                        return time.monotonic() - since
+        except (MeshError, TimeoutError):
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the mesh did not recover within {timeout_s}s")
+
+
+def kill(supervisor: Supervisor, name: str) -> Callable[[], Awaitable[None]]:
+    async def fault() -> None:
+        pid = supervisor.children[name].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+    return fault
+
+
+def pause(supervisor: Supervisor, name: str, seconds: float) -> Callable[[], Awaitable[None]]:
+    async def fault() -> None:
+        pid = supervisor.children[name].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)  # the fault itself: a worker frozen past its deadline
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    return fault
+
+
+async def run_fault(
+    name: str,
+    fault: Callable[[], Awaitable[None]],
+    client: Client,
+    ledger: Ledger,
+    load_s: float,
+    probe_kind: str = "echo",
+) -> Row:
+    """Load for `load_s` seconds with the fault injected after the first second; then account."""
+    acked: list[tuple[str, str]] = []
+    stop = asyncio.Event()
+    load = asyncio.create_task(_steady_load(client, ledger, stop, acked))
+    await asyncio.sleep(1.0)  # steady state before the fault
+    injected = time.monotonic()
+    fault_task = asyncio.create_task(fault())
+    recovery_s = await _recovered(client, injected, probe_kind)
+    await fault_task
+    remaining = load_s - (time.monotonic() - injected) - 1.0
+    if remaining > 0:
+        await asyncio.sleep(remaining)  # keep the load running for the planned duration
+    stop.set()
+    await load
+    finals: dict[str, task_pb2.TaskEvent] = {}
+    async with asyncio.timeout(120):
+        for start in range(0, len(acked), 1000):
+            async for event in client.watch_many([task_id for task_id, _ in acked[start : start + 1000]]):
+                finals[event.task_id] = event
+    completed = sum(1 for e in finals.values() if e.state == task_pb2.TASK_STATE_SUCCEEDED)
+    webhook_ids = [task_id for task_id, kind in acked if kind == "webhook"]
+    duplicated = sum(1 for task_id in webhook_ids if ledger.effects_by_task[task_id] > 1)
+    missing_effects = sum(1 for task_id in webhook_ids if ledger.effects_by_task[task_id] == 0)
+    lost = len(acked) - completed + missing_effects
+    return Row(name, len(acked), completed, lost, duplicated, recovery_s)
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| fault | tasks acknowledged | completed | lost | duplicated effects | recovery time |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.fault} | {r.acknowledged} | {r.completed} | {r.lost} | {r.duplicated} | {r.recovery_s:.2f} s |"
+        for r in rows
+    ]
+    return "\n".join(lines)
