@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--pool-concurrency", default="", help="concurrency of dedicated workers, e.g. inference=4")
         p.add_argument("--cluster", type=int, default=1, choices=[1, 3, 5], help="nats-server nodes (R3 streams)")
         p.add_argument(
-            "--fsync", default="always", choices=["always", "interval"],
+            "--fsync",
+            default="always",
+            choices=["always", "interval"],
             help="JetStream sync_interval: always (no acknowledged write lost) or the server's 2-min default",
         )
         p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")

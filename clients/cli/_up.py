@@ -17,8 +17,15 @@ from mesh.supervisor import LocalAutoscaler, Supervisor, build_plan
 DEMO = [
     ("echo", {"text": "hello from tidemesh"}, "interactive"),
     ("embed", {"text": "Envoy fronts a NATS JetStream mesh."}, "standard"),
-    ("stream", {"text": "tidemesh streams partial results as each chunk of work completes",
-                "chunks": 4, "chunk_delay_ms": 150}, "standard"),
+    (
+        "stream",
+        {
+            "text": "tidemesh streams partial results as each chunk of work completes",
+            "chunks": 4,
+            "chunk_delay_ms": 150,
+        },
+        "standard",
+    ),
 ]
 
 
@@ -35,7 +42,10 @@ def _autoscale_bounds(text: str) -> dict[str, tuple[int, int]]:
 
 def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return build_plan(
-        Path(args.state_dir), public_port=args.port, workers=args.workers, ack_wait_s=args.ack_wait,
+        Path(args.state_dir),
+        public_port=args.port,
+        workers=args.workers,
+        ack_wait_s=args.ack_wait,
         scheduler_args=("--scale", args.autoscale) if getattr(args, "autoscale", "") else (),
         pool_workers={pool: int(n) for pool, n in _pairs(args.pool_workers, "--pool-workers")},
         pool_concurrency={pool: int(n) for pool, n in _pairs(args.pool_concurrency, "--pool-concurrency")},

@@ -111,9 +111,7 @@ class EdgeConfig:
 
     def __post_init__(self) -> None:
         if not _is_ip(self.listen_host):
-            raise ValueError(
-                f"listen_host must be an IP literal (Envoy does not resolve it): {self.listen_host!r}"
-            )
+            raise ValueError(f"listen_host must be an IP literal (Envoy does not resolve it): {self.listen_host!r}")
         # The admin API can stop the server and dump config: it must never face the network.
         if not (_is_ip(self.admin_host) and ipaddress.ip_address(self.admin_host).is_loopback):
             raise ValueError(f"admin_host must be a loopback IP address, got {self.admin_host!r}")
@@ -259,9 +257,7 @@ def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> clus
             cluster_name=name,
             endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=endpoints)],
         ),
-        typed_extension_protocol_options={
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(options)
-        },
+        typed_extension_protocol_options={"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(options)},
         circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
             thresholds=[
                 circuit_breaker_pb2.CircuitBreakers.Thresholds(
@@ -352,9 +348,7 @@ async def read_admin_address(path: str | Path, timeout_s: float = 10.0) -> tuple
             return parsed
         last = text
         if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"Envoy admin address not written to {path} within {timeout_s}s (last: {text!r})"
-            )
+            raise TimeoutError(f"Envoy admin address not written to {path} within {timeout_s}s (last: {text!r})")
         # Once a value is seen, confirm it quickly instead of waiting out the backoff.
         delay = await _backoff(_POLL_START_S if parsed is not None else delay, deadline)
 

@@ -132,9 +132,7 @@ class EventLog:
         if event.traceparent:
             headers["traceparent"] = event.traceparent
         try:
-            ack = await self._js.publish(
-                s.event_subject(event.task_id), event.SerializeToString(), headers=headers
-            )
+            ack = await self._js.publish(s.event_subject(event.task_id), event.SerializeToString(), headers=headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ChainMoved(event.task_id) from exc

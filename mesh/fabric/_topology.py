@@ -90,9 +90,7 @@ class Topology:
 
 async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     """Create or update every stream, consumer and bucket. Safe to call from every process."""
-    for config in (
-        topology.work_stream(), topology.events_stream(), topology.ordered_stream(), topology.dlq_stream()
-    ):
+    for config in (topology.work_stream(), topology.events_stream(), topology.ordered_stream(), topology.dlq_stream()):
         await _ensure_stream(js, config)
     for pool in s.POOLS:
         for lane in s.LANE_ORDER:
@@ -116,6 +114,4 @@ async def _ensure_bucket(js: JetStreamContext, name: str, ttl_s: float, replicas
     try:
         await js.key_value(name)
     except nats.js.errors.BucketNotFoundError:
-        await js.create_key_value(
-            api.KeyValueConfig(bucket=name, ttl=ttl_s or None, replicas=replicas, history=1)
-        )
+        await js.create_key_value(api.KeyValueConfig(bucket=name, ttl=ttl_s or None, replicas=replicas, history=1))

@@ -60,8 +60,6 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--http", default="127.0.0.1:0", help="HTTP (ops: /metrics, /healthz) HOST:PORT")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds to finish in-flight work")
     parser.add_argument("--replicas", type=int, default=1, help="JetStream stream replicas (3 on a cluster)")
-    parser.add_argument(
-        "--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered"
-    )
+    parser.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
     parser.add_argument("--ready-file", default=None, help="write bound ports here as JSON once serving")
     return parser

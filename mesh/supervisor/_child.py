@@ -45,6 +45,8 @@ class Child:
         self._env = {**os.environ, **(env or {})}
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
+        self._liveness: asyncio.Task[None] | None = None
+        self.unresponsive_kills = 0
         self._restarted = asyncio.Event()
 
     @property
@@ -116,13 +118,43 @@ class Child:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.25)
 
+    def watch_liveness(self, every_s: float = 1.0, failures: int = 5) -> None:
+        """Auto-heal: once healthy, a child that stops answering its health check `failures`
+        times in a row while its process is alive (a hung event loop, SIGSTOP, a deadlock) is
+        killed, and the supervision loop restarts it."""
+        self._liveness = asyncio.create_task(self._check_liveness(every_s, failures))
+
+    async def _check_liveness(self, every_s: float, failures: int) -> None:
+        missed = 0
+        armed = True  # count only after a success, so a restarting child gets its start-up time
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=every_s)) as session:
+            while not self._stopping:
+                await asyncio.sleep(every_s)
+                try:
+                    async with session.get(self.spec.health.url) as response:
+                        healthy = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    healthy = False
+                if healthy:
+                    missed, armed = 0, True
+                    continue
+                missed += 1
+                process = self.process
+                if armed and missed >= failures and process is not None and process.returncode is None:
+                    log.warning("child unresponsive: killing it for a restart", extra={"child": self.spec.name})
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    self.unresponsive_kills += 1
+                    missed, armed = 0, False
+
     async def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace_s`. Idempotent."""
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for task in (self._watch, self._liveness):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         process = self.process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):

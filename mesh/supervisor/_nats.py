@@ -16,8 +16,13 @@ FSYNC_MODES = ("always", "interval")
 
 
 def nats_config(
-    name: str, store_dir: Path, client_port: int, monitor_port: int, fsync: str,
-    cluster_port: int = 0, routes: tuple[int, ...] = (),
+    name: str,
+    store_dir: Path,
+    client_port: int,
+    monitor_port: int,
+    fsync: str,
+    cluster_port: int = 0,
+    routes: tuple[int, ...] = (),
 ) -> str:
     if fsync not in FSYNC_MODES:
         raise ValueError(f"fsync must be one of {FSYNC_MODES}, got {fsync!r}")

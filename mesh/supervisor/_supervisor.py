@@ -49,7 +49,9 @@ class Supervisor:
             for dependency in child.spec.depends_on:
                 await healthy[dependency]
             await child.start()
-            return await child.wait_healthy(self._health_timeout_s)
+            waited = await child.wait_healthy(self._health_timeout_s)
+            child.watch_liveness()
+            return waited
 
         for child in self.children.values():
             healthy[child.spec.name] = asyncio.create_task(bring_up(child))
@@ -81,6 +83,7 @@ class Supervisor:
         self.children[spec.name] = child
         await child.start()
         await child.wait_healthy(self._health_timeout_s)
+        child.watch_liveness()
         return child
 
     async def remove(self, name: str) -> None:

@@ -24,6 +24,9 @@ class Kind:
     steps: tuple[Step, ...]
     # Attempts per step before a retryable failure is dead-lettered.
     max_attempts: int = 3
+    # A step running longer than this is abandoned and retried (0: no limit, e.g. a step that
+    # waits on children or streams for as long as its input asks).
+    step_timeout_s: float = 300.0
 
 
 KINDS: dict[str, Kind] = {
@@ -31,11 +34,11 @@ KINDS: dict[str, Kind] = {
     for kind in (
         Kind("echo", "echo", (Step("echo", "ingestion"),)),
         # Inference can be briefly unavailable (restart, Triton failover): retry longer.
-        Kind("embed", "embed", (Step("embed", "inference"),), max_attempts=5),
-        Kind("stream", "stream", (Step("plan", "ingestion"), Step("emit", "post-processing"))),
-        Kind("fan_out", "fan_out", (Step("fan-out", "orchestration"),)),
+        Kind("embed", "embed", (Step("embed", "inference"),), max_attempts=5, step_timeout_s=120.0),
+        Kind("stream", "stream", (Step("plan", "ingestion"), Step("emit", "post-processing")), step_timeout_s=0),
+        Kind("fan_out", "fan_out", (Step("fan-out", "orchestration"),), step_timeout_s=0),
         # An effect outside the mesh: retried longer, always with the same idempotency key.
-        Kind("webhook", "webhook", (Step("call", "post-processing"),), max_attempts=6),
+        Kind("webhook", "webhook", (Step("call", "post-processing"),), max_attempts=6, step_timeout_s=60.0),
     )
 }
 

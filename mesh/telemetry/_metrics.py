@@ -20,9 +20,7 @@ class Metrics:
         self.tasks_deduplicated = Counter(
             "tidemesh_tasks_deduplicated_total", "Submits answered from the idempotency record", registry=r
         )
-        self.tasks_rejected = Counter(
-            "tidemesh_tasks_rejected_total", "Submits rejected", ["reason"], registry=r
-        )
+        self.tasks_rejected = Counter("tidemesh_tasks_rejected_total", "Submits rejected", ["reason"], registry=r)
         self.tasks_finished = Counter(
             "tidemesh_tasks_finished_total", "Tasks that reached a final state", ["kind", "state"], registry=r
         )
@@ -39,8 +37,10 @@ class Metrics:
             "tidemesh_queue_pending", "Work items waiting", ["pool", "priority_class"], registry=r
         )
         self.queue_oldest_age = Gauge(
-            "tidemesh_queue_oldest_age_seconds", "Age of the oldest waiting work item",
-            ["pool", "priority_class"], registry=r,
+            "tidemesh_queue_oldest_age_seconds",
+            "Age of the oldest waiting work item",
+            ["pool", "priority_class"],
+            registry=r,
         )
         self.in_flight = Gauge("tidemesh_in_flight", "Steps running in this process", registry=r)
         self.watchers = Gauge("tidemesh_watchers", "Open task event streams", registry=r)
@@ -48,8 +48,11 @@ class Metrics:
             "tidemesh_inference_texts_total", "Texts embedded", ["model", "backend"], registry=r
         )
         self.inference_batch = Histogram(
-            "tidemesh_inference_batch_size", "Texts per model call", ["model"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+            "tidemesh_inference_batch_size",
+            "Texts per model call",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
         )
 
     def render(self) -> bytes:
@@ -59,9 +62,7 @@ class Metrics:
 METRICS = Metrics()
 
 
-def metrics_app(
-    metrics: Metrics = METRICS, ready: Callable[[], Awaitable[bool]] | None = None
-) -> web.Application:
+def metrics_app(metrics: Metrics = METRICS, ready: Callable[[], Awaitable[bool]] | None = None) -> web.Application:
     """An aiohttp app serving ``/metrics`` and ``/healthz`` (200 when `ready()` says so)."""
 
     async def get_metrics(_: web.Request) -> web.Response:

@@ -25,9 +25,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         events = EventLog(js, nc)
         hub = EventHub(nc, events)
         await hub.start()
-        host = ServiceHost(
-            "gateway", args.grpc, args.http, http_app=http_app(events, hub), grace_s=args.grace
-        )
+        host = ServiceHost("gateway", args.grpc, args.http, http_app=http_app(events, hub), grace_s=args.grace)
         host.add(
             gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
             Gateway(scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc)),

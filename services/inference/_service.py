@@ -94,8 +94,11 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         return inference_pb2.ListModelsResponse(
             models=[
                 inference_pb2.ModelInfo(
-                    name=m.name, dimensions=m.dimensions, max_sequence_length=m.max_sequence_length,
-                    backend=self._backend.name, ready=True,
+                    name=m.name,
+                    dimensions=m.dimensions,
+                    max_sequence_length=m.max_sequence_length,
+                    backend=self._backend.name,
+                    ready=True,
                 )
                 for m in self._models.values()
             ]

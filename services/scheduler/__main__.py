@@ -52,7 +52,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
             Scheduler(
-                nc, js, events, Admitter(js, events, idempotency, Limits(), flow, sequencer), registry, sequencer,
+                nc,
+                js,
+                events,
+                Admitter(js, events, idempotency, Limits(), flow, sequencer),
+                registry,
+                sequencer,
                 scaler,
             ),
             "mesh.v1.SchedulerService",

@@ -118,7 +118,10 @@ class Admitter:
         if last is None:
             # Key recorded, task never stored: admit it now under the original id.
             queued = task_pb2.TaskEvent(
-                task_id=spec.task_id, sequence=1, state=task_pb2.TASK_STATE_QUEUED, spec=spec,
+                task_id=spec.task_id,
+                sequence=1,
+                state=task_pb2.TASK_STATE_QUEUED,
+                spec=spec,
                 traceparent=current_traceparent(),
             )
             queued.timestamp.GetCurrentTime()

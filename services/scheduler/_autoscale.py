@@ -46,8 +46,13 @@ def recommend(
         desired, reason = current + 1, f"oldest item waited {oldest_age_s:.1f}s (> {policy.max_wait_s:.0f}s)"
     desired = min(policy.max_replicas, max(policy.min_replicas, desired))
     return status_pb2.ScaleRecommendation(
-        pool=pool, current_replicas=current, desired_replicas=desired, depth=depth,
-        oldest_age_s=oldest_age_s, drain_per_s=drain_per_s, reason=reason,
+        pool=pool,
+        current_replicas=current,
+        desired_replicas=desired,
+        depth=depth,
+        oldest_age_s=oldest_age_s,
+        drain_per_s=drain_per_s,
+        reason=reason,
     )
 
 
@@ -114,7 +119,9 @@ class ScaleHooks:
     async def _run_command(self, body: bytes) -> None:
         """Run the hook command with the recommendation as JSON on stdin."""
         process = await asyncio.create_subprocess_shell(
-            self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            self._command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
         try:

@@ -115,9 +115,7 @@ class Workers(worker_pb2_grpc.WorkerServiceServicer):
         interval.FromMilliseconds(int(self._registry.heartbeat_interval_s * 1000))
         return worker_pb2.RegisterWorkerResponse(heartbeat_interval=interval)
 
-    async def Heartbeat(
-        self, request: worker_pb2.HeartbeatRequest, context: Context
-    ) -> worker_pb2.HeartbeatResponse:
+    async def Heartbeat(self, request: worker_pb2.HeartbeatRequest, context: Context) -> worker_pb2.HeartbeatResponse:
         if not request.worker.worker_id:
             await abort_with(context, InvalidArgument("worker.worker_id", "is required"))
         self._registry.heartbeat(

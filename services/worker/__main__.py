@@ -55,12 +55,25 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         children = ChildTasks(nc, js, events, scheduler)
         webhooks = WebhookClient(tuple(p for p in args.webhook_allow.split(",") if p))
         runner = Runner(
-            js, events, worker_id, inference, ack_wait_s=args.ack_wait, sequencer=sequencer, children=children,
+            js,
+            events,
+            worker_id,
+            inference,
+            ack_wait_s=args.ack_wait,
+            sequencer=sequencer,
+            children=children,
             webhooks=webhooks,
         )
         dispatcher = Dispatcher(
-            js, events, runner, pools, args.concurrency, reserve=args.reserve,
-            bounds=_wait_bounds(args.wait_bounds), fetch_expiry_s=topology.fetch_expiry_s, ack_wait_s=args.ack_wait,
+            js,
+            events,
+            runner,
+            pools,
+            args.concurrency,
+            reserve=args.reserve,
+            bounds=_wait_bounds(args.wait_bounds),
+            fetch_expiry_s=topology.fetch_expiry_s,
+            ack_wait_s=args.ack_wait,
         )
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
@@ -74,8 +87,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             heartbeats = None
             stub = worker_pb2_grpc.WorkerServiceStub(scheduler_channel) if scheduler_channel else None
             status = status_pb2.WorkerStatus(
-                worker_id=worker_id, pools=pools, concurrency=args.concurrency,
-                host=socket.gethostname(), pid=os.getpid(),
+                worker_id=worker_id,
+                pools=pools,
+                concurrency=args.concurrency,
+                host=socket.gethostname(),
+                pid=os.getpid(),
             )
             if stub is not None:
                 heartbeats = asyncio.create_task(_heartbeat(stub, status, dispatcher))
@@ -153,7 +169,8 @@ def main() -> None:
     parser.add_argument("--scheduler", default="", help="scheduler HOST:PORT for registration/heartbeats")
     parser.add_argument("--worker-id", default="")
     parser.add_argument(
-        "--webhook-allow", default="http://127.0.0.1:,http://localhost:",
+        "--webhook-allow",
+        default="http://127.0.0.1:,http://localhost:",
         help="comma-separated URL prefixes webhook tasks may call",
     )
     parser.add_argument("--reserve", type=int, default=None, help="extra slots only interactive work may use")

@@ -82,8 +82,11 @@ class ChildTasks:
             spec.CopyFrom(event.spec)
             spec.priority_class = parent.priority_class
             item = work_pb2.WorkItem(
-                spec=spec, step_index=0, last_event_sequence=event.sequence,
-                last_event_stream_sequence=stored.stream_sequence, traceparent=event.traceparent,
+                spec=spec,
+                step_index=0,
+                last_event_sequence=event.sequence,
+                last_event_stream_sequence=stored.stream_sequence,
+                traceparent=event.traceparent,
             )
             item.enqueued.GetCurrentTime()
             pool = KINDS[spec.kind].steps[0].pool

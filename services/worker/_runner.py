@@ -161,24 +161,27 @@ class Runner:
         ticker = asyncio.create_task(_keep_in_progress(msg, self._ack_wait_s / 3))
         started = time.perf_counter()
         try:
-            outputs = await STEPS[step.name](
-                StepContext(
-                    spec=spec,
-                    carry=list(item.carry),
-                    attempt=chain.attempt,
-                    resume_from=chain.partials,
-                    emit_partial=lambda output, confidence: chain.emit(
-                        self._events, task_pb2.TASK_STATE_RUNNING, output=output, partial_confidence=confidence
-                    ),
-                    inference=self._inference,
-                    children=self._children,
-                    webhooks=self._webhooks,
-                    traceparent=chain.traceparent,
-                    emit_children=lambda ids: chain.emit(
-                        self._events, task_pb2.TASK_STATE_RUNNING, child_task_ids=ids
-                    ),
-                )
+            context = StepContext(
+                spec=spec,
+                carry=list(item.carry),
+                attempt=chain.attempt,
+                resume_from=chain.partials,
+                emit_partial=lambda output, confidence: chain.emit(
+                    self._events, task_pb2.TASK_STATE_RUNNING, output=output, partial_confidence=confidence
+                ),
+                inference=self._inference,
+                children=self._children,
+                webhooks=self._webhooks,
+                traceparent=chain.traceparent,
+                emit_children=lambda ids: chain.emit(self._events, task_pb2.TASK_STATE_RUNNING, child_task_ids=ids),
             )
+            async with asyncio.timeout(kind.step_timeout_s or None):
+                outputs = await STEPS[step.name](context)
+        except TimeoutError:
+            # A hung call (a dependency that never answers): abandon this attempt and retry.
+            message = f"step {step.name} ran past its {kind.step_timeout_s:.0f}s limit"
+            await self._fail(msg, chain, kind, StepFailed("timeout", message, retryable=True))
+            return
         except StepFailed as exc:
             await self._fail(msg, chain, kind, exc)
             return

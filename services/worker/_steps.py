@@ -101,8 +101,10 @@ async def fan_out(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     if ctx.children is None or ctx.emit_children is None:
         raise StepFailed("dependency_down", "this worker cannot run orchestration steps", retryable=True)
     payload = ctx.spec.payload.fan_out
-    specs = [task_pb2.TaskSpec(kind=payload.child_kind, payload=_child_payload(payload.child_kind, text))
-             for text in payload.texts]
+    specs = [
+        task_pb2.TaskSpec(kind=payload.child_kind, payload=_child_payload(payload.child_kind, text))
+        for text in payload.texts
+    ]
     child_ids = await ctx.children.spawn(ctx.spec, specs)
     await ctx.emit_children(child_ids)
     await ctx.children.boost(ctx.spec, child_ids)

@@ -118,7 +118,8 @@ def pause(supervisor: Supervisor, name: str, seconds: float) -> Callable[[], Awa
         try:
             await asyncio.sleep(seconds)  # the fault itself: a worker frozen past its deadline
         finally:
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # the supervisor may have replaced it
+                os.kill(pid, signal.SIGCONT)
 
     return fault
 

@@ -22,9 +22,7 @@ from sentence_transformers import SentenceTransformer
 
 # Deterministic ~400-word paragraph: well over the model's 256-token limit, so truncation is exercised.
 _WORDS = "mesh service envoy sidecar latency retry budget circuit breaker stream queue worker".split()
-LONG = " ".join(
-    f"{_WORDS[i % len(_WORDS)]}{i % 7}" if i % 5 == 0 else _WORDS[i % len(_WORDS)] for i in range(400)
-)
+LONG = " ".join(f"{_WORDS[i % len(_WORDS)]}{i % 7}" if i % 5 == 0 else _WORDS[i % len(_WORDS)] for i in range(400))
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

@@ -30,9 +30,22 @@ def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
     ports_dir = tmp / "ports"
     ports_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [find_binary("nats-server"), "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd", str(tmp / "js"),
-         "--ports_file_dir", str(ports_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            find_binary("nats-server"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "-m",
+            "-1",
+            "-js",
+            "-sd",
+            str(tmp / "js"),
+            "--ports_file_dir",
+            str(ports_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     ports_file = ports_dir / f"nats-server_{process.pid}.ports"
     for _ in range(500):

@@ -20,18 +20,26 @@ async def test_backlog_scales_a_pool_out_and_idle_scales_it_in(tmp_path: Path) -
     autoscaler starts extra workers for that pool; once drained they are stopped; the hook saw it."""
     hook_log = tmp_path / "hook.jsonl"
     plan = build_plan(
-        tmp_path / "mesh", public_port=0, workers=0,
+        tmp_path / "mesh",
+        public_port=0,
+        workers=0,
         # Plan steps (ingestion) are quick; the post-processing pool is the bottleneck to scale.
         pool_workers={"ingestion": 1, "post-processing": 1},
         pool_concurrency={"ingestion": 16, "post-processing": 2},
         scheduler_args=(
-            "--scale", "post-processing=1:3", "--scale-target-drain", "2",
-            "--scale-hook-command", f"cat >> {hook_log}; echo >> {hook_log}",
+            "--scale",
+            "post-processing=1:3",
+            "--scale-target-drain",
+            "2",
+            "--scale-hook-command",
+            f"cat >> {hook_log}; echo >> {hook_log}",
         ),
     )
-    async with Supervisor(plan) as supervisor, LocalAutoscaler(
-        supervisor, {"post-processing": (1, 3)}
-    ) as autoscaler, Client(f"127.0.0.1:{plan.public_port}", tenant="scale") as client:
+    async with (
+        Supervisor(plan) as supervisor,
+        LocalAutoscaler(supervisor, {"post-processing": (1, 3)}) as autoscaler,
+        Client(f"127.0.0.1:{plan.public_port}", tenant="scale") as client,
+    ):
         work = {"text": "slow", "chunks": 1, "chunk_delay_ms": 600}
         results = await client.submit_many([client.spec("stream", work, priority="batch") for _ in range(100)])
 

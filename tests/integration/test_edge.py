@@ -261,9 +261,7 @@ async def test_grpc_web_binary_over_http1(edge: Edge) -> None:
     body = _grpc_web_frame(health_pb2.HealthCheckRequest().SerializeToString())
     headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": origin}
     async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{edge.url}/grpc.health.v1.Health/Check", data=body, headers=headers
-        ) as resp:
+        async with session.post(f"{edge.url}/grpc.health.v1.Health/Check", data=body, headers=headers) as resp:
             assert resp.status == 200
             assert resp.version == aiohttp.HttpVersion11
             assert resp.headers["content-type"].startswith("application/grpc-web")
@@ -273,10 +271,7 @@ async def test_grpc_web_binary_over_http1(edge: Edge) -> None:
     messages, trailers = _parse_grpc_web(raw)
     assert len(messages) == 1
     assert trailers.get("grpc-status") == "0"
-    assert (
-        health_pb2.HealthCheckResponse.FromString(messages[0]).status
-        == health_pb2.HealthCheckResponse.SERVING
-    )
+    assert health_pb2.HealthCheckResponse.FromString(messages[0]).status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_grpc_web_text_over_http1(edge: Edge) -> None:

@@ -57,9 +57,7 @@ async def test_event_chain_is_fenced(nc: NATS) -> None:
         await log.append(_event(task_id, 2, task_pb2.TASK_STATE_RUNNING), after_stream_sequence=first)
     with pytest.raises(ChainMoved):  # a second QUEUED for an existing id
         await log.append(_event(task_id, 1, task_pb2.TASK_STATE_QUEUED), after_stream_sequence=0)
-    final = _event(
-        task_id, 3, task_pb2.TASK_STATE_SUCCEEDED, final=True, output=task_pb2.TaskOutput(text="done")
-    )
+    final = _event(task_id, 3, task_pb2.TASK_STATE_SUCCEEDED, final=True, output=task_pb2.TaskOutput(text="done"))
     await log.append(final, after_stream_sequence=second)
     stored = [s.event async for s in log.read(task_id)]
     assert [e.sequence for e in stored] == [1, 2, 3]
@@ -82,7 +80,9 @@ async def test_admission_stores_event_and_work_item(nc: NATS) -> None:
     await ensure_topology(js, Topology())
     admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
     spec = task_pb2.TaskSpec(
-        tenant="acme", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="hi")),
+        tenant="acme",
+        kind="echo",
+        payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="hi")),
         priority_class=task_pb2.PRIORITY_CLASS_INTERACTIVE,
     )
     reply = await admitter.admit(spec)
@@ -102,7 +102,9 @@ async def test_idempotency_key_returns_the_original_task(nc: NATS) -> None:
     admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
     key = new_task_id()
     spec = task_pb2.TaskSpec(
-        tenant="acme", kind="echo", idempotency_key=key,
+        tenant="acme",
+        kind="echo",
+        idempotency_key=key,
         payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="once")),
     )
     first = await admitter.admit(spec)
@@ -126,7 +128,9 @@ async def test_admission_rejects_bad_specs_without_storing(nc: NATS) -> None:
         "spec.kind": task_pb2.TaskSpec(task_id=task_id, tenant="t", kind="nope"),
         "spec.tenant": task_pb2.TaskSpec(task_id=task_id, kind="echo"),
         "spec.payload": task_pb2.TaskSpec(
-            task_id=task_id, tenant="t", kind="echo",
+            task_id=task_id,
+            tenant="t",
+            kind="echo",
             payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="x" * 100)),
         ),
     }

@@ -44,7 +44,9 @@ async def test_echo_over_grpc_through_envoy(mesh: Mesh) -> None:
         events = await _run(client, "echo", {"text": "hello mesh"}, priority="interactive")
     _assert_contiguous(events)
     assert [e.state for e in events] == [
-        task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_SUCCEEDED,
+        task_pb2.TASK_STATE_QUEUED,
+        task_pb2.TASK_STATE_RUNNING,
+        task_pb2.TASK_STATE_SUCCEEDED,
     ]
     assert events[0].spec.tenant == "e2e" and events[0].traceparent
     assert events[-1].output.text == "hello mesh"
@@ -129,7 +131,8 @@ async def test_invalid_input_names_the_field_over_grpc(mesh: Mesh) -> None:
 async def test_grpc_web_submit_and_watch(mesh: Mesh) -> None:
     """A browser-style gRPC-Web request over HTTP/1.1 submits a task and server-streams its events."""
     spec = task_pb2.TaskSpec(
-        tenant="web", kind="stream",
+        tenant="web",
+        kind="stream",
         payload=task_pb2.TaskPayload(stream=task_pb2.StreamInput(text="w x y", chunks=3)),
     )
     reply = await _grpcweb.call(
@@ -169,9 +172,7 @@ async def test_grpcurl_lists_checks_health_and_calls(mesh: Mesh) -> None:
     health = await asyncio.to_thread(_grpcurl, mesh.endpoint, "grpc.health.v1.Health/Check")
     assert health.returncode == 0 and '"SERVING"' in health.stdout, health.stderr
     body = json.dumps({"spec": {"tenant": "curl", "kind": "echo", "payload": {"echo": {"text": "via grpcurl"}}}})
-    submitted = await asyncio.to_thread(
-        _grpcurl, "-d", body, mesh.endpoint, "mesh.v1.GatewayService/SubmitTask"
-    )
+    submitted = await asyncio.to_thread(_grpcurl, "-d", body, mesh.endpoint, "mesh.v1.GatewayService/SubmitTask")
     assert submitted.returncode == 0, submitted.stderr
     reply = json.loads(submitted.stdout)
     task_id = reply.get("taskId") or reply["task_id"]
@@ -181,7 +182,10 @@ async def test_grpcurl_lists_checks_health_and_calls(mesh: Mesh) -> None:
     assert watched.returncode == 0, watched.stderr
     assert '"via grpcurl"' in watched.stdout and "TASK_STATE_SUCCEEDED" in watched.stdout
     bad = await asyncio.to_thread(
-        _grpcurl, "-d", json.dumps({"spec": {"tenant": "curl", "kind": "nope"}}), mesh.endpoint,
+        _grpcurl,
+        "-d",
+        json.dumps({"spec": {"tenant": "curl", "kind": "nope"}}),
+        mesh.endpoint,
         "mesh.v1.GatewayService/SubmitTask",
     )
     assert bad.returncode != 0 and "InvalidArgument" in bad.stderr and "spec.kind" in bad.stderr
@@ -287,9 +291,7 @@ async def test_trace_context_flows_from_client_to_worker(mesh: Mesh) -> None:
             tenant="trace", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="t"))
         )
         reply = await stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), metadata=metadata)
-        events = [
-            r.event async for r in stub.WatchTask(gateway_pb2.WatchTaskRequest(task_id=reply.task_id))
-        ]
+        events = [r.event async for r in stub.WatchTask(gateway_pb2.WatchTaskRequest(task_id=reply.task_id))]
     assert events and all(e.traceparent.split("-")[1] == trace_id for e in events), [e.traceparent for e in events]
     log_file = Path(mesh.plan.state_dir) / "logs" / "worker-1.log"
 

@@ -259,3 +259,46 @@ async def test_dedicated_pool_workers_run_a_multi_pool_pipeline(tmp_path: Path) 
         status = await client.status()
         assert sorted(tuple(w.pools) for w in status.workers) == sorted((pool,) for pool in pools)
         assert {w.pools[0]: w.concurrency for w in status.workers}["inference"] == 2
+
+
+async def test_unresponsive_child_is_killed_and_restarted(tmp_path: Path) -> None:
+    """Auto-healing: a worker that is alive but stops answering (SIGSTOP) is killed by the
+    supervisor's liveness check and replaced; the replacement runs tasks."""
+    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1)
+    async with Supervisor(plan) as supervisor:
+        worker = supervisor.children["worker-1"]
+        frozen = worker.pid
+        assert frozen is not None
+        os.kill(frozen, signal.SIGSTOP)
+
+        async def replaced() -> bool:
+            return worker.unresponsive_kills >= 1 and worker.pid != frozen
+
+        await eventually(replaced, timeout_s=20, what="the frozen worker replaced")
+        await worker.wait_healthy(30)
+        assert not _alive(frozen)
+        async with Client(f"127.0.0.1:{plan.public_port}") as client:
+            submitted = await client.submit("echo", {"text": "healed"})
+            events = [e async for e in client.watch(submitted.task_id)]
+        assert events[-1].output.text == "healed"
+
+
+async def test_task_resumes_after_the_whole_mesh_restarts(tmp_path: Path) -> None:
+    """Checkpointing: stop the whole mesh in the middle of a streaming task, start it again on the
+    same state dir, re-attach from the last sequence seen: the task finishes with every chunk once."""
+    state = tmp_path / "state"
+    words = [f"c{i}" for i in range(16)]
+    seen: list[task_pb2.TaskEvent] = []
+    plan = build_plan(state, public_port=0, ack_wait_s=5.0)
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="restart") as client:
+        submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 16, "chunk_delay_ms": 150})
+        async for event in client.watch(submitted.task_id):
+            seen.append(event)
+            if sum(e.HasField("output") for e in seen) == 4:
+                break
+    plan = build_plan(state, public_port=0, ack_wait_s=5.0)
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="restart") as client:
+        seen += [e async for e in client.watch(submitted.task_id, after_sequence=seen[-1].sequence)]
+    assert seen[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+    assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
+    assert [e.output.text for e in seen if e.HasField("output") and not e.final] == words
