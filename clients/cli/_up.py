@@ -93,10 +93,11 @@ async def up(args: argparse.Namespace) -> int:
     if boot.exception() is not None:
         print(f"tidemesh up failed: {boot.exception()}", file=sys.stderr)
         return 1
-    autoscaler = LocalAutoscaler(supervisor, _autoscale_bounds(args.autoscale)) if args.autoscale else None
+    # Pools without --autoscale bounds get 1:1: a standby worker whenever the pool has none alive.
+    bounds = {pool: (1, 1) for pool in POOLS} | _autoscale_bounds(args.autoscale)
+    autoscaler = LocalAutoscaler(supervisor, bounds)
     try:
-        if autoscaler is not None:
-            await autoscaler.__aenter__()
+        await autoscaler.__aenter__()
         endpoint = f"127.0.0.1:{plan.public_port}"
         print(f"tidemesh is up in {supervisor.boot_seconds:.2f}s — state in {plan.state_dir}")
         for spec in plan.processes:
@@ -110,8 +111,7 @@ async def up(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         print("stopping…", flush=True)
-        if autoscaler is not None:
-            await autoscaler.__aexit__(None, None, None)
+        await autoscaler.__aexit__(None, None, None)
         await supervisor.shutdown()
         print("stopped: no child process left.", flush=True)
     return 0

@@ -1,15 +1,18 @@
-"""Local autoscaling: `tidemesh up --autoscale POOL=MIN:MAX` acts on the scheduler's recommendations.
+"""Local autoscaling and standby: `tidemesh up` acts on the scheduler's recommendations.
 
 The scheduler publishes a ScaleRecommendation per pool on ``tm.scale.<pool>``. For
 each pool configured here, extra workers serving only that pool are started or
 stopped so that the pool's replicas (the plan's all-pool workers plus these)
-track the recommendation within [MIN, MAX].
+track the recommendation within [MIN, MAX] (`--autoscale POOL=MIN:MAX`). Every other pool
+gets bounds 1:1, which makes the extras a standby: when a pool has no live worker (its
+planned ones crashed or hang) a dedicated worker takes over until they are back.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from mesh.fabric import SCALE_PREFIX, connect
@@ -21,12 +24,24 @@ from mesh.v1 import status_pb2
 log = get_logger(__name__)
 
 
+def extra_wanted(target: int, planned: int, alive: int, extra: int) -> int:
+    """Extra workers to run for a pool so that `target` replicas are alive.
+
+    `planned` workers come from the plan (the supervisor restarts them); `alive` is what the
+    scheduler sees heartbeating, extras included. Planned workers that are not alive — crashed,
+    hung, restarting — are covered by standby extras until they are back.
+    """
+    planned_alive = min(planned, max(0, alive - extra))
+    return max(0, target - planned_alive)
+
+
 class LocalAutoscaler:
     def __init__(self, supervisor: Supervisor, bounds: dict[str, tuple[int, int]]) -> None:
         self._supervisor = supervisor
         self._bounds = bounds
         self._base = {pool: sum(pool in p.pools for p in supervisor.plan.processes) for pool in bounds}
         self._lock = asyncio.Lock()
+        self._nc: Client | None = None
         self.decisions: list[tuple[str, int]] = []
 
     def extra_workers(self, pool: str) -> list[str]:
@@ -40,7 +55,8 @@ class LocalAutoscaler:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._nc.close()
+        if self._nc is not None:
+            await self._nc.close()
 
     async def _on_recommendation(self, msg: Msg) -> None:
         recommendation = status_pb2.ScaleRecommendation.FromString(msg.data)
@@ -50,7 +66,9 @@ class LocalAutoscaler:
             low, high = self._bounds[recommendation.pool]
             target = min(high, max(low, recommendation.desired_replicas))
             extra = self.extra_workers(recommendation.pool)
-            wanted_extra = max(0, target - self._base[recommendation.pool])
+            wanted_extra = extra_wanted(
+                target, self._base[recommendation.pool], recommendation.current_replicas, len(extra)
+            )
             if wanted_extra == len(extra):
                 return
             self.decisions.append((recommendation.pool, target))

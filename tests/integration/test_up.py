@@ -90,6 +90,18 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         )
         _, bad_err = await asyncio.wait_for(bad.communicate(), 30)
         assert bad.returncode == 2 and b"kind" in bad_err
+        dlq = await asyncio.create_subprocess_exec(
+            TIDEMESH,
+            "dlq",
+            "list",
+            "--endpoint",
+            endpoint,
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        dlq_out, dlq_err = await asyncio.wait_for(dlq.communicate(), 30)
+        assert dlq.returncode == 0 and json.loads(dlq_out) == [], dlq_err.decode()
         status = await asyncio.create_subprocess_exec(
             TIDEMESH,
             "status",

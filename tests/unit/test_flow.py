@@ -119,3 +119,14 @@ def test_scale_recommendation() -> None:
     assert recommend("p", 10_000, 1, 5, 1, policy).desired_replicas == 4  # clamped to max
     assert recommend("p", 10, 9, 100, 2, policy).desired_replicas == 3  # old item: one more
     assert recommend("p", 10, 0, 0, 0, policy).desired_replicas == 1  # nothing measured yet
+
+
+def test_standby_covers_a_pool_with_no_live_worker() -> None:
+    """Extras make up for planned workers that are not alive, and go away when they are back."""
+    from mesh.supervisor._autoscaler import extra_wanted
+
+    assert extra_wanted(target=1, planned=1, alive=1, extra=0) == 0  # healthy: nothing extra
+    assert extra_wanted(target=1, planned=1, alive=0, extra=0) == 1  # planned worker down: standby
+    assert extra_wanted(target=1, planned=1, alive=1, extra=1) == 1  # standby carries the pool
+    assert extra_wanted(target=1, planned=1, alive=2, extra=1) == 0  # planned one back: drop standby
+    assert extra_wanted(target=3, planned=1, alive=1, extra=0) == 2  # scale-out on top of the plan
