@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc.aio
 
@@ -36,12 +37,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             if not request.HasField("spec"):
                 raise InvalidArgument("spec", "is required")
-            try:
-                admitted = await self._scheduler.AdmitTask(
-                    scheduler_pb2.AdmitTaskRequest(spec=request.spec), timeout=10.0
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise_from_rpc_error(exc)
+            admitted = await self._ask(
+                self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=request.spec), 10.0
+            )
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.SubmitTaskResponse(
@@ -54,12 +52,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             if not request.specs:
                 raise InvalidArgument("specs", "at least one spec is required")
-            try:
-                admitted = await self._scheduler.AdmitTasks(
-                    scheduler_pb2.AdmitTasksRequest(specs=request.specs), timeout=30.0
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise_from_rpc_error(exc)
+            admitted = await self._ask(
+                self._scheduler.AdmitTasks, scheduler_pb2.AdmitTasksRequest(specs=request.specs), 30.0
+            )
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.SubmitTasksResponse(
@@ -117,10 +112,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             spec.idempotency_key = ""  # the original's key would resolve to the original task
             if len(spec.task_id) > 64:
                 raise Conflict(f"task {letter.task_id!r} has been replayed too many times")
-            try:
-                admitted = await self._scheduler.AdmitTask(scheduler_pb2.AdmitTaskRequest(spec=spec), timeout=10.0)
-            except grpc.aio.AioRpcError as exc:
-                raise_from_rpc_error(exc)
+            admitted = await self._ask(self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0)
             if admitted.task_id not in letter.replayed_as:
                 letter.replayed_as.append(admitted.task_id)
                 await self._dead_letters.record(letter)
@@ -135,6 +127,14 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             await abort_with(context, InvalidArgument("task_id", "name a task_id or a tenant to purge"))
         purged = await self._dead_letters.purge(request.task_id, request.tenant)
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
+
+    @staticmethod
+    async def _ask(method: Any, request: Any, timeout_s: float) -> Any:
+        """Call the scheduler; its failures come back as the matching MeshError."""
+        try:
+            return await method(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
 
     async def _dead_letter(self, task_id: str) -> deadletter_pb2.DeadLetter:
         if not task_id:
@@ -175,12 +175,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             if not request.task_id:
                 raise InvalidArgument("task_id", "is required")
-            try:
-                reply = await self._scheduler.AbortTask(
-                    scheduler_pb2.AbortTaskRequest(task_id=request.task_id, reason=request.reason), timeout=10.0
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise_from_rpc_error(exc)
+            reply = await self._ask(
+                self._scheduler.AbortTask,
+                scheduler_pb2.AbortTaskRequest(task_id=request.task_id, reason=request.reason),
+                10.0,
+            )
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.CancelTaskResponse(state=reply.state)
@@ -189,10 +188,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetMeshStatusRequest, context: Context
     ) -> gateway_pb2.GetMeshStatusResponse:
         try:
-            try:
-                reply = await self._scheduler.GetQueueStatus(scheduler_pb2.GetQueueStatusRequest(), timeout=10.0)
-            except grpc.aio.AioRpcError as exc:
-                raise_from_rpc_error(exc)
+            reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetMeshStatusResponse(queues=reply.queues, workers=reply.workers, scaling=reply.scaling)

@@ -70,6 +70,15 @@ class Admitter:
             if original is not None:
                 spec.task_id = original
                 return await self._resume(spec)
+        if not await self._store(spec):
+            # The task id exists: a retried submit with a client-chosen id.
+            return await self._resume(spec)
+        METRICS.tasks_admitted.labels(spec.kind, task_pb2.PriorityClass.Name(spec.priority_class)).inc()
+        return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, sequence=1)
+
+    async def _store(self, spec: task_pb2.TaskSpec) -> bool:
+        """Write the QUEUED event (it carries the spec), then the first work item. False if the
+        task id already has a chain (nothing is written then)."""
         queued = task_pb2.TaskEvent(
             task_id=spec.task_id,
             sequence=1,
@@ -81,11 +90,9 @@ class Admitter:
         try:
             stream_sequence = await self._events.append(queued, after_stream_sequence=0)
         except ChainMoved:
-            # The task id exists: a retried submit with a client-chosen id.
-            return await self._resume(spec)
+            return False
         await self._enqueue(queued, stream_sequence)
-        METRICS.tasks_admitted.labels(spec.kind, task_pb2.PriorityClass.Name(spec.priority_class)).inc()
-        return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, sequence=1)
+        return True
 
     def _complete(self, requested: task_pb2.TaskSpec) -> task_pb2.TaskSpec:
         spec = task_pb2.TaskSpec()
@@ -117,19 +124,7 @@ class Admitter:
         last = await self._events.last(spec.task_id)
         if last is None:
             # Key recorded, task never stored: admit it now under the original id.
-            queued = task_pb2.TaskEvent(
-                task_id=spec.task_id,
-                sequence=1,
-                state=task_pb2.TASK_STATE_QUEUED,
-                spec=spec,
-                traceparent=current_traceparent(),
-            )
-            queued.timestamp.GetCurrentTime()
-            try:
-                stream_sequence = await self._events.append(queued, after_stream_sequence=0)
-            except ChainMoved:
-                return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, deduplicated=True, sequence=1)
-            await self._enqueue(queued, stream_sequence)
+            await self._store(spec)
         elif last.event.sequence == 1 and last.event.state == task_pb2.TASK_STATE_QUEUED:
             # Nothing ran yet; the first work item may never have been stored. Re-publishing is
             # safe: inside the duplicate window JetStream drops it, after it the event chain
