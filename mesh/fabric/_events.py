@@ -25,9 +25,11 @@ from nats.js import JetStreamContext
 
 from mesh.errors import Unavailable
 from mesh.fabric import _subjects as s
+from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 
 WRONG_LAST_SEQUENCE = 10071
+log = get_logger(__name__)
 
 TERMINAL_STATES = frozenset(
     {
@@ -65,36 +67,47 @@ class EventLog:
     """
 
     BATCH = 1024
-    TIMEOUT_S = 5.0
+    TIMEOUT_S = 1.0
+    ATTEMPTS = 4
 
     def __init__(self, js: JetStreamContext, nc: Client) -> None:
         self._js = js
         self._nc = nc
-        self.nc = nc
         self._inbox_prefix = ""
         self._inbox: Subscription | None = None
         self._tokens = itertools.count()
         self._batches: dict[str, _Batch] = {}
+
+    @property
+    def nc(self) -> Client:
+        """The NATS connection this log reads and writes through."""
+        return self._nc
 
     async def _direct_batch(self, request: dict[str, object]) -> _Batch:
         """Send one batched direct get and collect its messages up to the EOB marker."""
         if self._inbox is None:
             self._inbox_prefix = self._nc.new_inbox()
             self._inbox = await self._nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_batch_message)
-        token = str(next(self._tokens))
-        batch = self._batches[token] = _Batch()
-        try:
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}",
-                json.dumps(request).encode(),
-                reply=f"{self._inbox_prefix}.{token}",
-            )
-            await asyncio.wait_for(batch.done.wait(), self.TIMEOUT_S)
-        except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-            raise Unavailable(f"event store did not answer a batch read: {exc!r}") from exc
-        finally:
-            del self._batches[token]
-        return batch
+        payload = json.dumps(request).encode()
+        for attempt in range(1, self.ATTEMPTS + 1):
+            token = str(next(self._tokens))
+            batch = self._batches[token] = _Batch()
+            try:
+                await self._nc.publish(
+                    f"$JS.API.DIRECT.GET.{s.EVENTS_STREAM}", payload, reply=f"{self._inbox_prefix}.{token}"
+                )
+                await asyncio.wait_for(batch.done.wait(), self.TIMEOUT_S)
+                return batch
+            except TimeoutError as exc:
+                # Reads are idempotent: a request the server dropped under load is simply asked again.
+                if attempt == self.ATTEMPTS:
+                    raise Unavailable(f"event store did not answer a batch read {attempt} times") from exc
+                log.warning("batch read timed out; asking again", extra={"attempt": attempt})
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                raise Unavailable(f"event store unreachable: {exc!r}") from exc
+            finally:
+                del self._batches[token]
+        raise AssertionError("unreachable")
 
     async def _on_batch_message(self, msg: Msg) -> None:
         batch = self._batches.get(msg.subject.rpartition(".")[2])

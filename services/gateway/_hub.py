@@ -1,9 +1,12 @@
 """EventHub: one NATS subscription per gateway fans task events out to watchers.
 
 A watcher first replays the task's stored events after its resume point, then
-follows live events. Live delivery is core NATS (cheap, but lossy across a
-reconnect), so any gap in sequence numbers — or a quiet period — is filled from
-the JetStream store: the stream a client sees has no gap and no duplicate.
+follows live events. Live delivery is core NATS: cheap, but it can lose a message
+across a reconnect or lag behind a flood of other tasks' events. So any gap in
+sequence numbers is filled from the JetStream store, and a quiet watcher re-reads
+the store on a short timer that backs off (50 ms doubling to 2 s): the stream a
+client sees has no gap and no duplicate, and a missed live message costs tens of
+milliseconds, not seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from mesh.v1 import task_pb2
 
 
 class EventHub:
-    def __init__(self, nc: Client, events: EventLog, recheck_s: float = 5.0) -> None:
+    def __init__(self, nc: Client, events: EventLog, recheck_s: float = 2.0) -> None:
         self._nc = nc
         self._events = events
         self._recheck_s = recheck_s
@@ -45,6 +48,11 @@ class EventHub:
             for queue in queues:
                 queue.put_nowait(msg.data)
 
+    def _quiet_wait(self, quiet_periods: int) -> float:
+        """How long to wait for a live event before re-reading the store: short at first (live
+        delivery can miss or lag an event), backing off to `recheck_s`."""
+        return min(self._recheck_s, 0.05 * 2**quiet_periods)
+
     async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of `task_id` after `after_sequence`, ending with the final one."""
         queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -61,12 +69,15 @@ class EventHub:
                     return
             if not seen_any and await self._events.last(task_id) is None:
                 raise NotFound(f"task {task_id!r} does not exist")
+            quiet = 0
             while True:
                 try:
-                    data = await asyncio.wait_for(queue.get(), self._recheck_s)
+                    async with asyncio.timeout(self._quiet_wait(quiet)):
+                        data = await queue.get()
                     live = task_pb2.TaskEvent.FromString(data)
+                    quiet = 0
                 except TimeoutError:
-                    live = None
+                    live, quiet = None, quiet + 1
                 if live is not None and live.sequence <= last:
                     continue
                 if live is not None and live.sequence == last + 1:
@@ -80,6 +91,12 @@ class EventHub:
                     yield stored.event
                     last = stored.event.sequence
                     if stored.event.final:
+                        return
+                # A live event can arrive a moment before the store shows it: it is authoritative.
+                if live is not None and live.sequence == last + 1:
+                    yield live
+                    last = live.sequence
+                    if live.final:
                         return
         finally:
             queues = self._watchers.get(task_id)
@@ -118,13 +135,15 @@ class EventHub:
                     if stored.event.final:
                         remaining.discard(task_id)
                     yield stored.event
+            quiet = 0
             while remaining:
                 try:
-                    live: task_pb2.TaskEvent | None = task_pb2.TaskEvent.FromString(
-                        await asyncio.wait_for(queue.get(), self._recheck_s)
-                    )
+                    async with asyncio.timeout(self._quiet_wait(quiet)):
+                        data = await queue.get()
+                    live: task_pb2.TaskEvent | None = task_pb2.TaskEvent.FromString(data)
+                    quiet = 0
                 except TimeoutError:
-                    live = None
+                    live, quiet = None, quiet + 1
                 if live is not None and live.task_id not in remaining:
                     continue
                 if final_only:
@@ -151,6 +170,11 @@ class EventHub:
                         if stored.event.final:
                             remaining.discard(task_id)
                         yield stored.event
+                if live is not None and live.sequence == last[live.task_id] + 1:
+                    last[live.task_id] = live.sequence
+                    if live.final:
+                        remaining.discard(live.task_id)
+                    yield live
         finally:
             for task_id in ids:
                 queues = self._watchers.get(task_id)

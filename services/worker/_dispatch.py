@@ -34,6 +34,7 @@ from services.worker._runner import Runner
 log = get_logger(__name__)
 
 INTERACTIVE = 0  # rank of the interactive lane in LANE_ORDER
+_READY_S = 0.005  # how long a batch pull waits for items that are not there yet
 
 
 @dataclass(order=True)
@@ -107,6 +108,7 @@ class Dispatcher:
         self._tasks = [asyncio.create_task(self._dispatch_loop()), asyncio.create_task(self._keep_buffer_alive())]
 
     async def _fetch_loop(self, sub: JetStreamContext.PullSubscription, lane_rank: int) -> None:
+        idle = True
         while not self._stopping:
             room = self._buffer_per_lane - self._waiting_per_lane[lane_rank]
             if room <= 0:
@@ -114,15 +116,17 @@ class Dispatcher:
                 await self._room[lane_rank].wait()
                 continue
             try:
-                msgs = await sub.fetch(batch=room, timeout=self._fetch_expiry_s)
+                msgs = await self._pull(sub, room, idle)
             except (nats.errors.TimeoutError, TimeoutError):
-                continue  # an idle lane: long-poll again
+                idle = True  # nothing there: long-poll for the next arrival
+                continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
             except Exception as exc:  # reconnecting, server restart: back off and keep pulling
                 log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
+            idle = False
             for msg in msgs:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
@@ -130,6 +134,17 @@ class Dispatcher:
                 heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane_rank, item, msg))
                 self._waiting_per_lane[lane_rank] += 1
             self._changed.set()
+
+    async def _pull(self, sub: JetStreamContext.PullSubscription, room: int, idle: bool) -> list[Msg]:
+        """Up to `room` items: on a busy lane what is ready now; on an idle lane the first to arrive.
+
+        A multi-message pull that has to wait returns only when it is full or expires, so a
+        lone item arriving on an idle lane would wait out the expiry. Hence an idle lane
+        long-polls for a single item, and a busy one takes what is ready with a short pull.
+        """
+        if idle:
+            return await sub.fetch(batch=1, timeout=self._fetch_expiry_s)
+        return await sub.fetch(batch=room, timeout=_READY_S)
 
     def _next_startable(self) -> _Waiting | None:
         """The earliest-deadline item that a free slot may take, removed from the heap."""

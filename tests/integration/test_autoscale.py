@@ -60,6 +60,13 @@ async def test_backlog_scales_a_pool_out_and_idle_scales_it_in(tmp_path: Path) -
             return not autoscaler.extra_workers("post-processing")
 
         await eventually(scaled_in, timeout_s=30, what="extra workers stopped once idle")
-    recommendations = [json.loads(line) for line in hook_log.read_text().splitlines() if line.strip()]
-    desired = [r["desired_replicas"] for r in recommendations if r["pool"] == "post-processing"]
-    assert max(desired) >= 2 and desired[-1] == 1, desired
+
+        def desired() -> list[int]:
+            lines = [json.loads(line) for line in hook_log.read_text().splitlines() if line.strip()]
+            return [r["desired_replicas"] for r in lines if r["pool"] == "post-processing"]
+
+        async def hook_saw_scale_in() -> bool:  # the hook command runs after the publish: poll for it
+            return desired()[-1:] == [1]
+
+        await eventually(hook_saw_scale_in, what="the hook received the scale-in recommendation")
+        assert max(desired()) >= 2, desired()
