@@ -25,12 +25,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         events = EventLog(js, nc)
         hub = EventHub(nc, events)
         await hub.start()
-        host = ServiceHost("gateway", args.grpc, args.http, http_app=http_app(events, hub), grace_s=args.grace)
-        host.add(
-            gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
-            Gateway(scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc)),
-            "mesh.v1.GatewayService",
-        )
+        gateway = Gateway(scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc))
+        app = http_app(events, hub, admit=gateway.admit)
+        host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace)
+        host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             await stop.wait()

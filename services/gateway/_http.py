@@ -1,4 +1,8 @@
-"""The gateway's HTTP side (behind Envoy on the same public port): REST reads and a WebSocket.
+"""The gateway's HTTP side (behind Envoy on the same public port): REST, SSE and a WebSocket.
+
+    POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, idempotency_key)
+    GET  /v1/tasks/{id}             the task's current state
+    GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
 
 The WebSocket speaks JSON frames; every event frame is the task event in
 protobuf's canonical JSON, with the same sequence numbers as gRPC:
@@ -10,14 +14,20 @@ protobuf's canonical JSON, with the same sequence numbers as gRPC:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
-from mesh.errors import InvalidArgument, MeshError, NotFound
+from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
 from mesh.fabric import EventLog, fold
+from mesh.tasks import KINDS
+from mesh.v1 import task_pb2
 from services.gateway._hub import EventHub
 
 _HTTP_STATUS = {
@@ -30,7 +40,71 @@ _HTTP_STATUS = {
 }
 
 
-def http_app(events: EventLog, hub: EventHub) -> web.Application:
+_CLASSES = {
+    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
+    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
+    "batch": task_pb2.PRIORITY_CLASS_BATCH,
+}
+SSE_PING_S = 15.0
+
+
+def http_app(
+    events: EventLog, hub: EventHub, admit: Callable[[task_pb2.TaskSpec], Awaitable[Any]] | None = None
+) -> web.Application:
+    async def submit_task(request: web.Request) -> web.Response:
+        try:
+            if admit is None:
+                raise NotFound("this gateway does not accept submissions over HTTP")
+            body = _parse(await request.text(), "body")
+            spec = _spec_from_json(body)
+            admitted = await admit(spec)
+        except MeshError as exc:
+            return _error(exc)
+        return web.json_response(
+            {"task_id": admitted.task_id, "deduplicated": admitted.deduplicated, "sequence": admitted.sequence},
+            status=200 if admitted.deduplicated else 201,
+        )
+
+    async def task_events(request: web.Request) -> web.StreamResponse:
+        """SSE: one `task` event per task event, `id:` = its sequence number, pings while quiet."""
+        task_id = request.match_info["task_id"]
+        resume = request.headers.get("Last-Event-ID", request.query.get("after", "0"))
+        if not resume.isdigit():
+            return _error(InvalidArgument("Last-Event-ID", f"must be a sequence number, got {resume!r}"))
+        if await events.last(task_id) is None:
+            return _error(NotFound(f"task {task_id!r} does not exist"))
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        pending: asyncio.Queue[task_pb2.TaskEvent | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for event in hub.watch(task_id, int(resume)):
+                    pending.put_nowait(event)
+            finally:
+                pending.put_nowait(None)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(SSE_PING_S):
+                        event = await pending.get()
+                except TimeoutError:
+                    await response.write(b": ping\n\n")
+                    continue
+                if event is None:
+                    break
+                data = json.dumps(MessageToDict(event), separators=(",", ":"))
+                await response.write(f"id: {event.sequence}\nevent: task\ndata: {data}\n\n".encode())
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MeshError):
+                await pumping
+        return response
+
     async def get_task(request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
         stored = [s.event async for s in events.read(task_id)]
@@ -61,19 +135,45 @@ def http_app(events: EventLog, hub: EventHub) -> web.Application:
         return ws
 
     app = web.Application()
+    app.router.add_post("/v1/tasks", submit_task)
+    app.router.add_get("/v1/tasks/{task_id}/events", task_events)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/ws", websocket)
     return app
 
 
-def _parse(data: str) -> dict[str, Any]:
+def _parse(data: str, what: str = "frame") -> dict[str, Any]:
     try:
         value = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InvalidArgument("frame", f"not JSON: {exc.msg} at position {exc.pos}") from exc
+        raise InvalidArgument(what, f"not JSON: {exc.msg} at position {exc.pos}") from exc
     if not isinstance(value, dict):
-        raise InvalidArgument("frame", "must be a JSON object")
+        raise InvalidArgument(what, "must be a JSON object")
     return value
+
+
+def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
+    """A TaskSpec from the REST body; the payload's fields go under the kind's payload case."""
+    kind = body.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {', '.join(sorted(KINDS))})")
+    priority = body.get("priority", "standard")
+    if priority not in _CLASSES:
+        raise InvalidArgument("priority", f"one of: {', '.join(_CLASSES)}")
+    payload = body.get("payload", {})
+    if not isinstance(payload, dict):
+        raise InvalidArgument("payload", "must be a JSON object")
+    spec = task_pb2.TaskSpec(kind=kind, priority_class=_CLASSES[priority])
+    for field in ("tenant", "idempotency_key", "ordering_key", "task_id"):
+        value = body.get(field, "")
+        if not isinstance(value, str):
+            raise InvalidArgument(field, "must be a string")
+        setattr(spec, field, value)
+    try:
+        ParseDict({KINDS[kind].payload_field: payload}, spec.payload)
+    except ParseError as exc:
+        raise InvalidArgument("payload", str(exc)) from exc
+    return spec
 
 
 def _error_body(exc: MeshError) -> dict[str, Any]:
@@ -84,4 +184,6 @@ def _error_body(exc: MeshError) -> dict[str, Any]:
 
 
 def _error(exc: MeshError) -> web.Response:
-    return web.json_response(_error_body(exc), status=_HTTP_STATUS.get(exc.error_class, 500))
+    # HTTP's Retry-After is whole seconds: round up so a client never comes back early.
+    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(exc, ResourceExhausted) else None
+    return web.json_response(_error_body(exc), status=_HTTP_STATUS.get(exc.error_class, 500), headers=headers)

@@ -37,9 +37,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             if not request.HasField("spec"):
                 raise InvalidArgument("spec", "is required")
-            admitted = await self._ask(
-                self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=request.spec), 10.0
-            )
+            admitted = await self.admit(request.spec)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.SubmitTaskResponse(
@@ -127,6 +125,13 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             await abort_with(context, InvalidArgument("task_id", "name a task_id or a tenant to purge"))
         purged = await self._dead_letters.purge(request.task_id, request.tenant)
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
+
+    async def admit(self, spec: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
+        """Admission through the scheduler, for gRPC and HTTP submits alike."""
+        response: scheduler_pb2.AdmitTaskResponse = await self._ask(
+            self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0
+        )
+        return response
 
     @staticmethod
     async def _ask(method: Any, request: Any, timeout_s: float) -> Any:

@@ -322,3 +322,50 @@ async def test_batch_submit_and_watch_many(mesh: Mesh) -> None:
         assert caught.value.field == "specs[1].kind"
         with pytest.raises(NotFound):
             [e async for e in client.watch_many([ids[0], "missing-task"])]
+
+
+async def _sse(session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """Read a task's SSE stream until its final event; returns the events with their SSE ids."""
+    events = []
+    async with session.get(url, headers=headers or {}) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+        block: dict[str, str] = {}
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in block:
+                    events.append({"id": int(block["id"]), **json.loads(block["data"])})
+                    if events[-1].get("final"):
+                        return events
+                block = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                block[key] = value
+    return events
+
+
+async def test_rest_submit_and_sse_stream_with_resume(mesh: Mesh) -> None:
+    """POST /v1/tasks through Envoy admits a task; its SSE stream carries every event with
+    `id:` = sequence; Last-Event-ID resumes exactly after it; bad input gets a clear 4xx."""
+    base = f"http://{mesh.endpoint}/v1/tasks"
+    body = {"kind": "stream", "tenant": "sse", "payload": {"text": "s1 s2 s3", "chunks": 3}}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base, json=body) as response:
+            assert response.status == 201
+            task_id = (await response.json())["task_id"]
+        full = await _sse(session, f"{base}/{task_id}/events")
+        assert [e["id"] for e in full] == list(range(1, len(full) + 1))
+        assert [int(e["sequence"]) for e in full] == [e["id"] for e in full]
+        assert full[-1]["state"] == "TASK_STATE_SUCCEEDED"
+        resumed = await _sse(session, f"{base}/{task_id}/events", {"Last-Event-ID": "3"})
+        assert resumed == full[3:]
+        async with session.get(f"{base}/{task_id}/events", headers={"Last-Event-ID": "x"}) as response:
+            assert response.status == 400 and (await response.json())["field"] == "Last-Event-ID"
+        async with session.post(base, data="{not json") as response:
+            assert response.status == 400 and (await response.json())["field"] == "body"
+        async with session.post(base, json={"kind": "teleport", "tenant": "sse"}) as response:
+            assert response.status == 400 and (await response.json())["field"] == "kind"
+        async with session.post(base, json={"kind": "echo", "payload": {"text": "x"}}) as response:
+            assert response.status == 400 and (await response.json())["field"] == "spec.tenant"
+        async with session.get(f"{base}/missing/events") as response:
+            assert response.status == 404
