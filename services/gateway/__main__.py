@@ -26,7 +26,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         hub = EventHub(nc, events)
         await hub.start()
         gateway = Gateway(scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc))
-        app = http_app(events, hub, admit=gateway.admit)
+        app = http_app(events, hub, admit=gateway.admit, cancel=gateway.cancel)
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         async with host:

@@ -1,15 +1,10 @@
 """The gateway's HTTP side (behind Envoy on the same public port): REST, SSE and a WebSocket.
 
-    POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, idempotency_key)
-    GET  /v1/tasks/{id}             the task's current state
-    GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
+POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, idempotency_key)
+GET  /v1/tasks/{id}             the task's current state
+GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
 
-The WebSocket speaks JSON frames; every event frame is the task event in
-protobuf's canonical JSON, with the same sequence numbers as gRPC:
-
-    → {"op": "watch", "task_id": "...", "after_sequence": 0}
-    ← {"type": "event", "event": {...}}   … until the final event
-    ← {"type": "error", "code": "INVALID_ARGUMENT", "field": "task_id", "message": "..."}
+GET  /v1/ws                     the bidirectional WebSocket protocol (see `_websocket`)
 """
 
 from __future__ import annotations
@@ -21,7 +16,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
@@ -29,6 +24,7 @@ from mesh.fabric import EventLog, fold
 from mesh.tasks import KINDS
 from mesh.v1 import task_pb2
 from services.gateway._hub import EventHub
+from services.gateway._websocket import WebSocketSession
 
 _HTTP_STATUS = {
     "invalid_input": 400,
@@ -49,7 +45,10 @@ SSE_PING_S = 15.0
 
 
 def http_app(
-    events: EventLog, hub: EventHub, admit: Callable[[task_pb2.TaskSpec], Awaitable[Any]] | None = None
+    events: EventLog,
+    hub: EventHub,
+    admit: Callable[[task_pb2.TaskSpec], Awaitable[Any]] | None = None,
+    cancel: Callable[[str, str], Awaitable[int]] | None = None,
 ) -> web.Application:
     async def submit_task(request: web.Request) -> web.Response:
         try:
@@ -113,25 +112,9 @@ def http_app(
         return web.json_response(MessageToDict(fold(stored)))
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=15.0)
+        ws = web.WebSocketResponse(heartbeat=SSE_PING_S)
         await ws.prepare(request)
-        async for frame in ws:
-            if frame.type != WSMsgType.TEXT:
-                continue
-            try:
-                command = _parse(frame.data)
-                if command.get("op") != "watch":
-                    raise InvalidArgument("op", f"unknown op {command.get('op')!r} (supported: watch)")
-                task_id = command.get("task_id")
-                if not isinstance(task_id, str) or not task_id:
-                    raise InvalidArgument("task_id", "is required")
-                after = command.get("after_sequence", 0)
-                if not isinstance(after, int) or after < 0:
-                    raise InvalidArgument("after_sequence", "must be a non-negative integer")
-                async for event in hub.watch(task_id, after):
-                    await ws.send_json({"type": "event", "event": MessageToDict(event)})
-            except MeshError as exc:
-                await ws.send_json(_error_body(exc))
+        await WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body).run()
         return ws
 
     app = web.Application()

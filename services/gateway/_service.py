@@ -133,6 +133,13 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         )
         return response
 
+    async def cancel(self, task_id: str, reason: str) -> int:
+        """Cancellation through the scheduler, for gRPC and WebSocket alike; returns the task's state."""
+        reply = await self._ask(
+            self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=task_id, reason=reason), 10.0
+        )
+        return int(reply.state)
+
     @staticmethod
     async def _ask(method: Any, request: Any, timeout_s: float) -> Any:
         """Call the scheduler; its failures come back as the matching MeshError."""
@@ -180,14 +187,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             if not request.task_id:
                 raise InvalidArgument("task_id", "is required")
-            reply = await self._ask(
-                self._scheduler.AbortTask,
-                scheduler_pb2.AbortTaskRequest(task_id=request.task_id, reason=request.reason),
-                10.0,
-            )
+            state = await self.cancel(request.task_id, request.reason)
         except MeshError as exc:
             await abort_with(context, exc)
-        return gateway_pb2.CancelTaskResponse(state=reply.state)
+        return gateway_pb2.CancelTaskResponse(state=state)  # type: ignore[arg-type]
 
     async def GetMeshStatus(
         self, request: gateway_pb2.GetMeshStatusRequest, context: Context

@@ -369,3 +369,48 @@ async def test_rest_submit_and_sse_stream_with_resume(mesh: Mesh) -> None:
             assert response.status == 400 and (await response.json())["field"] == "spec.tenant"
         async with session.get(f"{base}/missing/events") as response:
             assert response.status == 404
+
+
+async def test_websocket_is_bidirectional(mesh: Mesh) -> None:
+    """Over one WebSocket through Envoy: submit, subscribe, ping, cancel; malformed frames get an
+    error frame and the connection stays usable."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"http://{mesh.endpoint}/v1/ws") as ws:
+        await ws.send_bytes(b"\x00\x01")
+        assert (await ws.receive_json(timeout=10))["field"] == "frame"
+        await ws.send_str("[1, 2]")
+        assert (await ws.receive_json(timeout=10))["field"] == "frame"
+        await ws.send_json({"op": "teleport", "id": "x"})
+        unknown = await ws.receive_json(timeout=10)
+        assert (unknown["field"], unknown["id"]) == ("op", "x")
+        await ws.send_json({"op": "subscribe", "task_id": "t", "after_sequence": -1})
+        assert (await ws.receive_json(timeout=10))["field"] == "after_sequence"
+        await ws.send_json({"op": "submit", "id": "bad", "task": {"kind": "echo", "payload": {"text": "no tenant"}}})
+        assert (await ws.receive_json(timeout=10))["field"] == "spec.tenant"
+
+        await ws.send_json({"op": "ping", "id": "p1"})
+        assert await ws.receive_json(timeout=10) == {"type": "pong", "id": "p1"}
+        await ws.send_json(
+            {"op": "submit", "id": "s1", "task": {"kind": "echo", "tenant": "ws", "payload": {"text": "hi"}}}
+        )
+        submitted = await ws.receive_json(timeout=10)
+        assert submitted["type"] == "submitted" and submitted["id"] == "s1"
+        slow = {"kind": "stream", "tenant": "ws", "payload": {"text": "z", "chunks": 100, "chunk_delay_ms": 100}}
+        await ws.send_json({"op": "submit", "id": "s2", "task": slow})
+        long_task = (await ws.receive_json(timeout=10))["task_id"]
+        await ws.send_json({"op": "subscribe", "task_id": submitted["task_id"]})
+        await ws.send_json({"op": "subscribe", "task_id": long_task})
+        finals: dict[str, str] = {}
+        cancelled_reply = None
+        while len(finals) < 2 or cancelled_reply is None:
+            frame = await ws.receive_json(timeout=20)
+            if frame["type"] == "event":
+                event = frame["event"]
+                if event["taskId"] == long_task and event.get("output") and cancelled_reply is None:
+                    await ws.send_json({"op": "cancel", "id": "c1", "task_id": long_task})
+                    cancelled_reply = "sent"
+                if event.get("final"):
+                    finals[event["taskId"]] = event["state"]
+            elif frame["type"] == "cancelled":
+                assert frame["id"] == "c1" and frame["state"] == "TASK_STATE_CANCELLED"
+                cancelled_reply = frame["state"]
+        assert finals == {submitted["task_id"]: "TASK_STATE_SUCCEEDED", long_task: "TASK_STATE_CANCELLED"}
