@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--pool-workers", default="", help="dedicated workers per pool, e.g. inference=2,ingestion=1")
         p.add_argument("--pool-concurrency", default="", help="concurrency of dedicated workers, e.g. inference=4")
         p.add_argument("--cluster", type=int, default=1, choices=[1, 3, 5], help="nats-server nodes (R3 streams)")
+        p.add_argument("--gateways", type=int, default=1, help="gateway replicas behind Envoy (sticky sessions)")
         p.add_argument(
             "--fsync",
             default="always",

@@ -50,6 +50,7 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         pool_workers={pool: int(n) for pool, n in _pairs(args.pool_workers, "--pool-workers")},
         pool_concurrency={pool: int(n) for pool, n in _pairs(args.pool_concurrency, "--pool-concurrency")},
         cluster=args.cluster,
+        gateways=args.gateways,
         fsync=args.fsync,
     )
 

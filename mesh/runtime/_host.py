@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,13 @@ class ServiceHost:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         self._http_app = http_app or web.Application()
+        self.replica = f"{name}@{socket.gethostname()}:{os.getpid()}"
+        replica = self.replica
+
+        async def tag_replica(_: web.Request, response: web.StreamResponse) -> None:
+            response.headers["x-tidemesh-replica"] = replica  # which replica answered (stickiness)
+
+        self._http_app.on_response_prepare.append(tag_replica)
         ops = metrics_app(METRICS, ready=self._is_serving)
         for route in ops.router.routes():
             self._http_app.router.add_route(route.method, route.resource.canonical, route.handler)  # type: ignore[union-attr]

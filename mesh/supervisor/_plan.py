@@ -129,6 +129,7 @@ def build_plan(
     pool_concurrency: dict[str, int] | None = None,
     cluster: int = 1,
     fsync: str = "always",
+    gateways: int = 1,
 ) -> Plan:
     """`workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`)."""
@@ -181,7 +182,10 @@ def build_plan(
 
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
     inference = service("inference", "services.inference", [], [])
-    gateway = service("gateway", "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
+    gateway_specs = [
+        service(name, "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
+        for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
+    ]
     worker_extra = [
         "--scheduler",
         scheduler.address,
@@ -212,8 +216,9 @@ def build_plan(
         listen_host=listen_host,
         listen_port=public_port,
         admin_port=envoy_admin,
-        grpc_upstreams=(("127.0.0.1", gateway.ports["grpc"]),),
-        http_upstreams=(("127.0.0.1", gateway.ports["http"]),),
+        # Envoy hashes x-tidemesh-session over the replicas: a session sticks to one gateway.
+        grpc_upstreams=tuple(("127.0.0.1", g.ports["grpc"]) for g in gateway_specs),
+        http_upstreams=tuple(("127.0.0.1", g.ports["http"]) for g in gateway_specs),
     )
     envoy_config.write_text(render_yaml(edge))
     envoy = ProcessSpec(
@@ -221,12 +226,12 @@ def build_plan(
         command=[find_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port), "--log-level", "warn"],
         ports={"public": public_port, "admin": envoy_admin},
         health=_http_health(envoy_admin, "/ready"),
-        depends_on=["gateway"],
+        depends_on=[g.name for g in gateway_specs],
         address=f"{listen_host}:{public_port}",
     )
     return Plan(
         state_dir=str(state_dir),
         public_port=public_port,
-        processes=[*nats_specs, scheduler, inference, *worker_specs, gateway, envoy],
+        processes=[*nats_specs, scheduler, inference, *worker_specs, *gateway_specs, envoy],
         worker_command=[py, "-m", "services.worker", *common, *worker_extra],
     )

@@ -69,7 +69,7 @@ class Supervisor:
             return
         self._closed = True
         order = list(self.children.values())[::-1]
-        front = [c for c in order if c.spec.name in ("envoy", "gateway")]
+        front = [c for c in order if c.spec.name == "envoy" or c.spec.name.startswith("gateway")]
         broker = [c for c in order if c.spec.name == "nats" or c.spec.name.startswith("nats-")]
         middle = [c for c in order if c not in front and c not in broker]
         for group in (front, middle, broker):

@@ -314,3 +314,26 @@ async def test_task_resumes_after_the_whole_mesh_restarts(tmp_path: Path) -> Non
     assert seen[-1].state == task_pb2.TASK_STATE_SUCCEEDED
     assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
     assert [e.output.text for e in seen if e.HasField("output") and not e.final] == words
+
+
+async def test_sessions_stick_to_one_of_two_gateway_replicas(tmp_path: Path) -> None:
+    """`--gateways 2`: Envoy hashes x-tidemesh-session, so one session always reaches the same
+    gateway replica while different sessions spread over both."""
+    import aiohttp
+
+    plan = build_plan(tmp_path / "mesh", public_port=0, gateways=2)
+    assert [p.name for p in plan.processes if p.name.startswith("gateway")] == ["gateway-1", "gateway-2"]
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="sticky") as client:
+        submitted = await client.submit("echo", {"text": "sticky"})
+        url = f"http://127.0.0.1:{plan.public_port}/v1/tasks/{submitted.task_id}"
+        async with aiohttp.ClientSession() as session:
+
+            async def replica(session_id: str) -> str:
+                async with session.get(url, headers={"x-tidemesh-session": session_id}) as response:
+                    assert response.status == 200
+                    return response.headers["x-tidemesh-replica"]
+
+            same = {await replica("user-42") for _ in range(20)}
+            spread = {await replica(f"user-{i}") for i in range(40)}
+    assert len(same) == 1
+    assert len(spread) == 2
