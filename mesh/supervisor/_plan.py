@@ -130,6 +130,7 @@ def build_plan(
     cluster: int = 1,
     fsync: str = "always",
     gateways: int = 1,
+    gateway_args: tuple[str, ...] = (),
 ) -> Plan:
     """`workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`)."""
@@ -183,7 +184,7 @@ def build_plan(
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
     inference = service("inference", "services.inference", [], [])
     gateway_specs = [
-        service(name, "services.gateway", ["--scheduler", scheduler.address], ["scheduler"])
+        service(name, "services.gateway", ["--scheduler", scheduler.address, *gateway_args], ["scheduler"])
         for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
     ]
     worker_extra = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, fold
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from services.gateway._hub import EventHub
+from services.gateway._ratelimit import TenantRateLimiter
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
@@ -25,7 +27,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         events: EventLog,
         hub: EventHub,
         dead_letters: DeadLetterStore,
+        limiter: TenantRateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter
         self._scheduler = scheduler
         self._events = events
         self._hub = hub
@@ -50,6 +54,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             if not request.specs:
                 raise InvalidArgument("specs", "at least one spec is required")
+            if self._limiter is not None:
+                for tenant, count in Counter(spec.tenant for spec in request.specs).items():
+                    self._limiter.take(tenant, count)
             admitted = await self._ask(
                 self._scheduler.AdmitTasks, scheduler_pb2.AdmitTasksRequest(specs=request.specs), 30.0
             )
@@ -127,7 +134,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
 
     async def admit(self, spec: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
-        """Admission through the scheduler, for gRPC and HTTP submits alike."""
+        """Admission through the scheduler, for gRPC, REST and WebSocket submits alike."""
+        if self._limiter is not None:
+            self._limiter.take(spec.tenant)
         response: scheduler_pb2.AdmitTaskResponse = await self._ask(
             self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0
         )

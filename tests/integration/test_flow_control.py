@@ -67,3 +67,29 @@ async def test_tenant_quota_throttles_only_that_tenant(tmp_path: Path) -> None:
         with pytest.raises(ResourceExhausted, match="greedy"):
             await greedy.submit("echo", {"text": "one more"})
         await polite.submit("echo", {"text": "fine"})
+
+
+async def test_tenant_rate_limit_at_the_gateway(tmp_path: Path) -> None:
+    """With 2 submits/s and a burst of 3 per tenant, the 4th quick submit is RESOURCE_EXHAUSTED with
+    a retry-after (HTTP 429 + Retry-After over REST); another tenant is unaffected."""
+    import aiohttp
+
+    plan = build_plan(
+        tmp_path / "mesh", public_port=0, workers=0, gateway_args=("--tenant-rate", "2", "--tenant-burst", "3")
+    )
+    endpoint = f"127.0.0.1:{plan.public_port}"
+    async with (
+        Supervisor(plan) as _,
+        Client(endpoint, tenant="eager") as eager,
+        Client(endpoint, tenant="calm") as calm,
+    ):
+        for i in range(3):
+            await eager.submit("echo", {"text": str(i)})
+        with pytest.raises(ResourceExhausted, match="rate") as caught:
+            await eager.submit("echo", {"text": "one too many"})
+        assert 0 < caught.value.retry_after_s <= 0.5 + 0.05
+        await calm.submit("echo", {"text": "fine"})
+        async with aiohttp.ClientSession() as session:
+            body = {"kind": "echo", "tenant": "eager", "payload": {"text": "rest"}}
+            async with session.post(f"http://{endpoint}/v1/tasks", json=body) as response:
+                assert response.status == 429 and int(response.headers["Retry-After"]) >= 1

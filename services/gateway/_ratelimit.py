@@ -1,0 +1,50 @@
+"""Per-tenant rate limiting at the gateway: a token bucket per tenant.
+
+Each tenant may submit `rate` tasks per second on average with bursts of `burst`;
+a submit beyond that is refused with RESOURCE_EXHAUSTED (HTTP 429) and a retry-after
+equal to the time until enough tokens refill. Buckets live in each gateway replica;
+with `--gateways N` and session stickiness a tenant's sessions spread over replicas,
+so the effective limit is up to N times the rate — admission control in the scheduler
+(depth and quotas) stays the global backstop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mesh.errors import ResourceExhausted
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TenantRateLimiter:
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst ≥ 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, tenant: str, count: int = 1) -> None:
+        """Spend `count` tokens of `tenant`'s bucket, or raise ResourceExhausted with a retry-after."""
+        now = self._clock()
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if count > self.burst:
+            raise ResourceExhausted(f"tenant {tenant!r}: a batch of {count} exceeds the burst of {self.burst:.0f}", 1.0)
+        if bucket.tokens < count:
+            retry_after_s = (count - bucket.tokens) / self.rate
+            raise ResourceExhausted(
+                f"tenant {tenant!r} is over its rate of {self.rate:g} tasks/s", max(retry_after_s, 0.001)
+            )
+        bucket.tokens -= count
