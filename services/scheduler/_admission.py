@@ -49,7 +49,10 @@ class Admitter:
     async def admit(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
         validate_spec(requested, self._limits)
         self._flow.admit(requested.tenant, requested.priority_class)
-        return await self._admit_valid(requested)
+        try:
+            return await self._admit_valid(requested)
+        finally:
+            self._flow.settled(requested.tenant, requested.priority_class)
 
     async def admit_many(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse]:
         """Validate all, then admit all concurrently (their JetStream writes pipeline)."""
@@ -59,9 +62,15 @@ class Admitter:
             except InvalidArgument as exc:
                 raise InvalidArgument(f"specs[{index}].{exc.field.removeprefix('spec.')}", exc.reason) from exc
         demand = Counter((spec.tenant, spec.priority_class) for spec in specs)
-        for (tenant, priority_class), count in demand.items():
-            self._flow.admit(tenant, priority_class, count)
-        return list(await asyncio.gather(*(self._admit_valid(spec) for spec in specs)))
+        counted: list[tuple[tuple[str, int], int]] = []
+        try:
+            for (tenant, priority_class), count in demand.items():
+                self._flow.admit(tenant, priority_class, count)
+                counted.append(((tenant, priority_class), count))
+            return list(await asyncio.gather(*(self._admit_valid(spec) for spec in specs)))
+        finally:
+            for (tenant, priority_class), count in counted:
+                self._flow.settled(tenant, priority_class, count)
 
     async def _admit_valid(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
         spec = self._complete(requested)

@@ -52,10 +52,21 @@ class FlowControl:
         # cannot see what was admitted after it was taken, so those are added back.
         self._admitted: _Depths = _Depths()
         self._admitted_at_request: _Depths = _Depths()
+        # Admitted but not yet confirmed stored: a sample may or may not include them, so they
+        # are added to it (at worst counted twice: throttling a little early, never late).
+        self._inflight: _Depths = _Depths()
+        self._inflight_at_request: _Depths = _Depths()
 
     def sample_requested(self) -> None:
         """Call right before asking JetStream for the counts that `observe` will receive."""
-        self._admitted_at_request = _Depths(dict(self._admitted.by_lane), defaultdict(int, self._admitted.by_tenant))
+        self._admitted_at_request = _copy(self._admitted)
+        self._inflight_at_request = _copy(self._inflight)
+
+    def settled(self, tenant: str, priority_class: int, count: int = 1) -> None:
+        """The admission of `count` items finished (stored, or failed and never stored)."""
+        lane = lane_of(priority_class)
+        self._inflight.by_lane[lane] = self._inflight.by_lane.get(lane, 0) - count
+        self._inflight.by_tenant[tenant] -= count
 
     def observe(self, subject_counts: dict[str, int], completed_total: int) -> None:
         """Feed one sample: item counts per work subject (tm.work.<pool>.<lane>.<tenant>) and
@@ -72,9 +83,11 @@ class FlowControl:
         self._completed_total = completed_total
         self._sampled_at = now
         for lane, count in self._admitted.by_lane.items():
-            depths.by_lane[lane] = depths.by_lane.get(lane, 0) + count - self._admitted_at_request.by_lane.get(lane, 0)
+            since = count - self._admitted_at_request.by_lane.get(lane, 0)
+            depths.by_lane[lane] = depths.by_lane.get(lane, 0) + since + self._inflight_at_request.by_lane.get(lane, 0)
         for tenant, count in self._admitted.by_tenant.items():
-            depths.by_tenant[tenant] += count - self._admitted_at_request.by_tenant.get(tenant, 0)
+            since = count - self._admitted_at_request.by_tenant.get(tenant, 0)
+            depths.by_tenant[tenant] += since + self._inflight_at_request.by_tenant.get(tenant, 0)
         self._depths = depths
 
     def depth(self, lane: str | None = None, tenant: str | None = None) -> int:
@@ -103,6 +116,8 @@ class FlowControl:
         self._depths.by_tenant[tenant] = tenant_depth + count
         self._admitted.by_lane[lane] = self._admitted.by_lane.get(lane, 0) + count
         self._admitted.by_tenant[tenant] += count
+        self._inflight.by_lane[lane] = self._inflight.by_lane.get(lane, 0) + count
+        self._inflight.by_tenant[tenant] += count
 
     def _retry_after(self, depth: int, limit: int) -> float:
         excess = depth - self.limits.low_water * limit
@@ -110,3 +125,7 @@ class FlowControl:
             return self.limits.max_retry_after_s / 12  # nothing is draining yet: check back in a few seconds
         seconds = excess / self.drain_rate
         return min(self.limits.max_retry_after_s, max(self.limits.min_retry_after_s, seconds))
+
+
+def _copy(depths: _Depths) -> _Depths:
+    return _Depths(dict(depths.by_lane), defaultdict(int, depths.by_tenant))
