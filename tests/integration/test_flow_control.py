@@ -49,9 +49,11 @@ async def test_full_lane_is_throttled_with_retry_after(tmp_path: Path) -> None:
 
         async def depth_visible() -> bool:
             status = await client.status()
-            return any(q.pending >= 20 for q in status.queues if q.priority_class == task_pb2.PRIORITY_CLASS_BATCH)
+            return any(
+                q.pending >= accepted for q in status.queues if q.priority_class == task_pb2.PRIORITY_CLASS_BATCH
+            )
 
-        await eventually(depth_visible, what="queue status shows the 20 waiting batch tasks")
+        await eventually(depth_visible, what="queue status shows the waiting batch tasks")
 
 
 async def test_tenant_quota_throttles_only_that_tenant(tmp_path: Path) -> None:
