@@ -11,11 +11,11 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf.json_format import ParseDict, ParseError
 
 from mesh.errors import InvalidArgument
+from mesh.fabric import CLASS_OF_LANE
 from mesh.rpc import raise_from_rpc_error
-from mesh.tasks import KINDS
+from mesh.tasks import payload_from_json
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, task_pb2
 
 TERMINAL = frozenset(
@@ -27,22 +27,10 @@ TERMINAL = frozenset(
     }
 )
 
-_CLASSES = {
-    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
-    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
-    "batch": task_pb2.PRIORITY_CLASS_BATCH,
-}
-
 
 def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
     """Build the typed payload of `kind` from plain JSON fields."""
-    if kind not in KINDS:
-        raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {', '.join(sorted(KINDS))})")
-    field = KINDS[kind].payload_field
-    try:
-        return ParseDict({field: payload}, task_pb2.TaskPayload())
-    except ParseError as exc:
-        raise InvalidArgument("payload", str(exc)) from exc
+    return payload_from_json(kind, payload)
 
 
 class Client:
@@ -108,14 +96,16 @@ class Client:
         deadline_s: float | None = None,
     ) -> task_pb2.TaskSpec:
         """A TaskSpec for this client's tenant, e.g. for `submit_many`."""
-        if priority not in _CLASSES:
-            raise InvalidArgument("priority", f"unknown priority class {priority!r} (one of: {', '.join(_CLASSES)})")
+        if priority not in CLASS_OF_LANE:
+            raise InvalidArgument(
+                "priority", f"unknown priority class {priority!r} (one of: {', '.join(CLASS_OF_LANE)})"
+            )
         typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
         spec = task_pb2.TaskSpec(
             task_id=task_id,
             tenant=self.tenant,
             kind=kind,
-            priority_class=_CLASSES[priority],
+            priority_class=CLASS_OF_LANE[priority],
             idempotency_key=idempotency_key,
             payload=typed,
             ordering_key=ordering_key,

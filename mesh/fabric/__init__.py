@@ -14,6 +14,7 @@ from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEve
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
+    CLASS_OF_LANE,
     EVENTS_PREFIX,
     EVENTS_STREAM,
     IDEMPOTENCY_BUCKET,
@@ -37,6 +38,7 @@ from mesh.fabric._topology import Topology, ensure_topology
 __all__ = [
     "ALERT_SUBJECT",
     "CANCEL_PREFIX",
+    "CLASS_OF_LANE",
     "DLQ_STREAM",
     "EVENTS_PREFIX",
     "EVENTS_STREAM",

@@ -30,47 +30,39 @@ class Topology:
     # How long a worker's pull request stays open at the server.
     fetch_expiry_s: float = 2.0
 
-    def work_stream(self) -> api.StreamConfig:
+    def _stream(self, name: str, prefix: str, **options: object) -> api.StreamConfig:
+        """Every stream: file storage, the cluster's replicas, the shared duplicate window."""
         return api.StreamConfig(
-            name=s.WORK_STREAM,
-            subjects=[f"{s.WORK_PREFIX}.>"],
-            retention=api.RetentionPolicy.WORK_QUEUE,
+            name=name,
+            subjects=[f"{prefix}.>"],
             storage=api.StorageType.FILE,
             num_replicas=self.replicas,
             duplicate_window=self.duplicate_window_s,
+            **options,  # type: ignore[arg-type]
         )
 
+    def work_stream(self) -> api.StreamConfig:
+        return self._stream(s.WORK_STREAM, s.WORK_PREFIX, retention=api.RetentionPolicy.WORK_QUEUE)
+
     def events_stream(self) -> api.StreamConfig:
-        return api.StreamConfig(
-            name=s.EVENTS_STREAM,
-            subjects=[f"{s.EVENTS_PREFIX}.>"],
+        return self._stream(
+            s.EVENTS_STREAM,
+            s.EVENTS_PREFIX,
             retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=self.duplicate_window_s,
             max_age=self.events_max_age_s,
             allow_direct=True,
         )
 
     def ordered_stream(self) -> api.StreamConfig:
-        return api.StreamConfig(
-            name=ORDERED_STREAM,
-            subjects=[f"{ORDERED_PREFIX}.>"],
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=self.duplicate_window_s,
-            max_age=self.events_max_age_s,
+        return self._stream(
+            ORDERED_STREAM, ORDERED_PREFIX, retention=api.RetentionPolicy.LIMITS, max_age=self.events_max_age_s
         )
 
     def dlq_stream(self) -> api.StreamConfig:
-        return api.StreamConfig(
-            name=DLQ_STREAM,
-            subjects=[f"{DLQ_PREFIX}.>"],
+        return self._stream(
+            DLQ_STREAM,
+            DLQ_PREFIX,
             retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=self.duplicate_window_s,
             max_age=self.dlq_max_age_s,
             max_msgs_per_subject=16,
         )

@@ -2,6 +2,17 @@
 
 from mesh.tasks._catalog import KINDS, Kind, Step, kind_of
 from mesh.tasks._ids import new_task_id
+from mesh.tasks._payload import payload_from_json
 from mesh.tasks._validate import SCHEMA_VERSION, Limits, validate_spec
 
-__all__ = ["KINDS", "SCHEMA_VERSION", "Kind", "Limits", "Step", "kind_of", "new_task_id", "validate_spec"]
+__all__ = [
+    "KINDS",
+    "SCHEMA_VERSION",
+    "Kind",
+    "Limits",
+    "Step",
+    "kind_of",
+    "new_task_id",
+    "payload_from_json",
+    "validate_spec",
+]

@@ -80,19 +80,14 @@ class EventHub:
                     live, quiet = None, quiet + 1
                 if live is not None and live.sequence <= last:
                     continue
-                if live is not None and live.sequence == last + 1:
-                    yield live
-                    last = live.sequence
-                    if live.final:
-                        return
-                    continue
-                # A gap (events missed while reconnecting) or a quiet period: read the store.
-                async for stored in self._events.read(task_id, last):
-                    yield stored.event
-                    last = stored.event.sequence
-                    if stored.event.final:
-                        return
-                # A live event can arrive a moment before the store shows it: it is authoritative.
+                if live is None or live.sequence > last + 1:
+                    # A gap (events missed while reconnecting) or a quiet period: read the store.
+                    async for stored in self._events.read(task_id, last):
+                        yield stored.event
+                        last = stored.event.sequence
+                        if stored.event.final:
+                            return
+                # The live event is next (it can arrive a moment before the store shows it).
                 if live is not None and live.sequence == last + 1:
                     yield live
                     last = live.sequence
@@ -158,18 +153,14 @@ class EventHub:
                     continue
                 if live is not None and live.sequence <= last[live.task_id]:
                     continue
-                if live is not None and live.sequence == last[live.task_id] + 1:
-                    last[live.task_id] = live.sequence
-                    if live.final:
-                        remaining.discard(live.task_id)
-                    yield live
-                    continue
-                for task_id in [live.task_id] if live is not None else list(remaining):
-                    async for stored in self._events.read(task_id, last[task_id]):
-                        last[task_id] = stored.event.sequence
-                        if stored.event.final:
-                            remaining.discard(task_id)
-                        yield stored.event
+                if live is None or live.sequence > last[live.task_id] + 1:
+                    # A gap or a quiet period: read the store.
+                    for task_id in [live.task_id] if live is not None else list(remaining):
+                        async for stored in self._events.read(task_id, last[task_id]):
+                            last[task_id] = stored.event.sequence
+                            if stored.event.final:
+                                remaining.discard(task_id)
+                            yield stored.event
                 if live is not None and live.sequence == last[live.task_id] + 1:
                     last[live.task_id] = live.sequence
                     if live.final:

@@ -7,15 +7,9 @@ import time
 import nats.js.errors
 from nats.js import JetStreamContext
 
-from mesh.fabric import LANE_ORDER, POOLS, WORK_STREAM, consumer_name, lane_filter
+from mesh.fabric import CLASS_OF_LANE, LANE_ORDER, POOLS, WORK_STREAM, consumer_name, lane_filter
 from mesh.telemetry import METRICS
-from mesh.v1 import status_pb2, task_pb2
-
-_CLASS_OF_LANE = {
-    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
-    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
-    "batch": task_pb2.PRIORITY_CLASS_BATCH,
-}
+from mesh.v1 import status_pb2
 
 
 async def queue_status(js: JetStreamContext, acked: dict[str, int] | None = None) -> list[status_pb2.QueueStatus]:
@@ -36,13 +30,13 @@ async def queue_status(js: JetStreamContext, acked: dict[str, int] | None = None
                     if oldest.time is not None:
                         oldest_age_s = max(0.0, time.time() - oldest.time.timestamp())
                 except nats.js.errors.NotFoundError:
-                    pass
+                    pass  # drained between the two reads: age stays 0
             METRICS.queue_pending.labels(pool, lane).set(pending)
             METRICS.queue_oldest_age.labels(pool, lane).set(oldest_age_s)
             result.append(
                 status_pb2.QueueStatus(
                     pool=pool,
-                    priority_class=_CLASS_OF_LANE[lane],
+                    priority_class=CLASS_OF_LANE[lane],
                     pending=pending,
                     in_flight=info.num_ack_pending or 0,
                     oldest_age_s=oldest_age_s,

@@ -234,7 +234,7 @@ class Runner:
             await chain.emit(self._events, task_pb2.TASK_STATE_RUNNING)
             return
         except ChainMoved:
-            pass
+            pass  # someone wrote since this item was queued: look at the chain below
         last = await self._events.last(chain.task_id)
         if last is None or last.event.state in TERMINAL_STATES:
             raise Superseded(chain.task_id, last.event.state if last else task_pb2.TASK_STATE_UNSPECIFIED)
@@ -343,7 +343,7 @@ async def _ack(msg: Msg) -> None:
     try:
         await msg.ack_sync(timeout=5.0)
     except nats.errors.MsgAlreadyAckdError:
-        pass
+        pass  # acked earlier on this path (e.g. a cancelled step): nothing left to confirm
     except nats.errors.TimeoutError as exc:
         raise Unavailable("ack was not confirmed") from exc
 

@@ -54,7 +54,7 @@ def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
                 ports = json.loads(ports_file.read_text())
                 return process, NatsServer(ports["nats"][0], ports["monitoring"][0], tmp / "js")
             except (json.JSONDecodeError, KeyError):
-                pass
+                pass  # the server is still writing the file: read it again
         if process.poll() is not None:
             break
         time.sleep(0.01)  # polling the ports file, bounded by the loop

@@ -44,9 +44,9 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, timeout_s: floa
                 return lines
 
 
-async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
-    """`tidemesh up --port 0` gets every component healthy, runs a task via the CLI, and SIGTERM stops all."""
-    process = await asyncio.create_subprocess_exec(
+async def _start_up(tmp_path: Path) -> asyncio.subprocess.Process:
+    """`tidemesh up --port 0` as a user starts it, its output piped for the test to read."""
+    return await asyncio.create_subprocess_exec(
         TIDEMESH,
         "up",
         "--state-dir",
@@ -56,6 +56,11 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
+    """`tidemesh up --port 0` gets every component healthy, runs a task via the CLI, and SIGTERM stops all."""
+    process = await _start_up(tmp_path)
     assert process.stdout is not None
     try:
         lines = await _read_until(process.stdout, "Ctrl-C to stop.")
@@ -194,16 +199,7 @@ async def test_crashed_child_is_restarted_with_backoff(tmp_path: Path) -> None:
 
 async def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     """kill -9 of `tidemesh up` itself leaves no orphan: the kernel kills every child (PDEATHSIG)."""
-    process = await asyncio.create_subprocess_exec(
-        TIDEMESH,
-        "up",
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await _start_up(tmp_path)
     assert process.stdout is not None
     try:
         output = "".join(await _read_until(process.stdout, "Ctrl-C to stop."))
