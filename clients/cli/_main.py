@@ -14,6 +14,7 @@ from clients.cli._render import event_json, event_line
 from clients.cli._up import plan_from, up
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from mesh.fabric import lane_of
 from mesh.v1 import status_pb2, task_pb2
 
 DEFAULT_ENDPOINT = os.environ.get("TIDEMESH_ENDPOINT", "127.0.0.1:8080")
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
             help="JetStream sync_interval: always (no acknowledged write lost) or the server's 2-min default",
         )
         p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
+        p.add_argument("--tenant-weights", default="", help="fair-share weights, e.g. acme=3,globex=1 (others 1)")
 
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
     mesh_args(p_up)
@@ -121,7 +123,7 @@ async def _status(args: argparse.Namespace) -> int:
 
     from mesh.supervisor import Plan
 
-    report: dict[str, object] = {"components": [], "queues": [], "workers": []}
+    report: dict[str, object] = {"components": [], "queues": [], "tenant_queues": [], "workers": []}
     plan_file = Path(args.state_dir) / "plan.json"
     if plan_file.exists():
         plan = Plan.from_json(json.loads(plan_file.read_text()))
@@ -140,6 +142,7 @@ async def _status(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     report["queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.queues]
+    report["tenant_queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.tenant_queues]
     report["workers"] = [MessageToDict(w) for w in mesh.workers]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -147,10 +150,12 @@ async def _status(args: argparse.Namespace) -> int:
     for component in report["components"]:  # type: ignore[attr-defined]
         mark = "healthy" if component["healthy"] else "DOWN"
         print(f"{component['name']:<12} {mark:<8} {component['address']}")
-    print(f"\n{'pool':<16} {'class':<12} {'pending':>8} {'in-flight':>10} {'oldest(s)':>10}")
+    print(f"\n{'pool':<16} {'class':<12} {'tenant':<16} {'pending':>8} {'in-flight':>10} {'oldest(s)':>10}")
     for q in mesh.queues:
-        name = task_pb2.PriorityClass.Name(q.priority_class).removeprefix("PRIORITY_CLASS_").lower()
-        print(f"{q.pool:<16} {name:<12} {q.pending:>8} {q.in_flight:>10} {q.oldest_age_s:>10.2f}")
+        name = lane_of(q.priority_class)
+        print(f"{q.pool:<16} {name:<12} {'(all)':<16} {q.pending:>8} {q.in_flight:>10} {q.oldest_age_s:>10.2f}")
+        for t in (t for t in mesh.tenant_queues if t.pool == q.pool and t.priority_class == q.priority_class):
+            print(f"{'':<16} {'':<12} {t.tenant:<16} {t.pending:>8} {t.in_flight:>10} {t.oldest_age_s:>10.2f}")
     print()
     for w in mesh.workers:
         health = status_pb2.WorkerHealth.Name(w.health).removeprefix("WORKER_HEALTH_").lower()

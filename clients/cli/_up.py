@@ -52,6 +52,7 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         cluster=args.cluster,
         gateways=args.gateways,
         fsync=args.fsync,
+        worker_args=("--tenant-weights", args.tenant_weights) if args.tenant_weights else (),
     )
 
 

@@ -25,15 +25,19 @@ from mesh.fabric._subjects import (
     WORK_PREFIX,
     WORK_STREAM,
     WORKERS_BUCKET,
+    bell_filter,
     cancel_subject,
     consumer_name,
     event_subject,
     lane_filter,
     lane_of,
+    parse_work_subject,
     task_id_of_event_subject,
+    tenant_filter,
     work_subject,
 )
-from mesh.fabric._topology import Topology, ensure_topology
+from mesh.fabric._topology import Topology, ensure_topology, ensure_work_consumer
+from mesh.fabric._work import WorkQueue
 
 __all__ = [
     "ALERT_SUBJECT",
@@ -60,18 +64,23 @@ __all__ = [
     "KeySequencer",
     "StoredEvent",
     "Topology",
+    "WorkQueue",
+    "bell_filter",
     "cancel_subject",
     "classify",
     "connect",
     "consumer_name",
     "ensure_topology",
+    "ensure_work_consumer",
     "event_subject",
     "fingerprint",
     "fold",
     "key_token",
     "lane_filter",
     "lane_of",
+    "parse_work_subject",
     "runbook_for",
     "task_id_of_event_subject",
+    "tenant_filter",
     "work_subject",
 ]

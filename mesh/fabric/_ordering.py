@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from mesh.errors import Unavailable
+from mesh.fabric._work import WorkQueue
 from mesh.v1 import task_pb2, work_pb2
 
 ORDERED_STREAM = "TM_ORDERED"
@@ -46,8 +47,9 @@ class _KeyState:
 
 
 class KeySequencer:
-    def __init__(self, js: JetStreamContext, keys: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, keys: KeyValue, work: WorkQueue) -> None:
         self._js = js
+        self._work = work
         self._keys = keys
 
     async def park(self, item: work_pb2.WorkItem, work_subject: str) -> None:
@@ -87,7 +89,7 @@ class KeySequencer:
             if not (current.busy and current.task_id == holder_task_id):
                 return False
             if await self._write(token, _KeyState(current.cursor, True, spec.task_id), revision):
-                await self._js.publish(
+                await self._work.put(
                     work_subject,
                     item.SerializeToString(),
                     headers={"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": item.traceparent},
@@ -109,7 +111,7 @@ class KeySequencer:
             item = work_pb2.WorkItem.FromString(raw.data or b"")
             if not await self._write(token, _KeyState(raw.seq or 0, True, item.spec.task_id), revision):
                 continue
-            await self._js.publish(
+            await self._work.put(
                 (raw.headers or {})[_WORK_SUBJECT],
                 item.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{item.spec.task_id}:step:0", "traceparent": item.traceparent},

@@ -4,10 +4,11 @@
     tm.evt.<task_id>                  task events (stream TM_EVENTS, replayable)
     tm.cancel.<task_id>               cancel notices (core NATS, to interrupt a running step)
     tm.scale.<pool>                   scale recommendations (core NATS, ScaleRecommendation)
+    tm.bell.<pool>.<class>.<tenant>   doorbell rung after a work item is stored (core NATS)
 
-Priority lanes are the <class> token; tenant partitions are the <tenant> token, so a
-consumer can filter one lane of one pool (``tm.work.inference.interactive.>``) or one
-tenant (``tm.work.*.*.acme``).
+Priority lanes are the <class> token; tenant partitions are the <tenant> token. Each
+(pool, lane, tenant) partition has its own durable consumer, so workers can pull from
+tenants in weighted turn (fair share) rather than in one first-come line per lane.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ WORK_PREFIX = "tm.work"
 EVENTS_PREFIX = "tm.evt"
 CANCEL_PREFIX = "tm.cancel"
 SCALE_PREFIX = "tm.scale"
+BELL_PREFIX = "tm.bell"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 
@@ -51,7 +53,27 @@ def work_subject(pool: str, priority_class: int, tenant: str) -> str:
 
 
 def lane_filter(pool: str, lane: str) -> str:
-    return f"{WORK_PREFIX}.{pool}.{lane}.>"
+    return f"{WORK_PREFIX}.{pool}.{lane}.*"
+
+
+def tenant_filter(pool: str, lane: str, tenant: str) -> str:
+    return f"{WORK_PREFIX}.{pool}.{lane}.{tenant}"
+
+
+def bell_subject(work_subject: str) -> str:
+    return BELL_PREFIX + work_subject[len(WORK_PREFIX) :]
+
+
+def bell_filter(pool: str) -> str:
+    return f"{BELL_PREFIX}.{pool}.*.*"
+
+
+def parse_work_subject(subject: str) -> tuple[str, str, str] | None:
+    """(pool, lane, tenant) of a work or doorbell subject, or None for anything else."""
+    parts = subject.split(".")
+    if len(parts) != 5 or f"{parts[0]}.{parts[1]}" not in (WORK_PREFIX, BELL_PREFIX):
+        return None
+    return parts[2], parts[3], parts[4]
 
 
 def event_subject(task_id: str) -> str:
@@ -66,5 +88,6 @@ def task_id_of_event_subject(subject: str) -> str:
     return subject[len(EVENTS_PREFIX) + 1 :]
 
 
-def consumer_name(pool: str, lane: str) -> str:
-    return f"work-{pool}-{lane}"
+def consumer_name(pool: str, lane: str, tenant: str) -> str:
+    """The durable consumer of one tenant's partition of one lane."""
+    return f"work-{pool}-{lane}-{tenant}"

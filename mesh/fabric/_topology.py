@@ -29,6 +29,9 @@ class Topology:
     dlq_max_age_s: float = 30 * 24 * 3600.0
     # How long a worker's pull request stays open at the server.
     fetch_expiry_s: float = 2.0
+    # A tenant partition's consumer that nobody pulled from for this long is removed by
+    # the server (its queued items stay in the stream); workers re-create it on demand.
+    tenant_consumer_idle_s: float = 3600.0
 
     def _stream(self, name: str, prefix: str, **options: object) -> api.StreamConfig:
         """Every stream: file storage, the cluster's replicas, the shared duplicate window."""
@@ -67,10 +70,11 @@ class Topology:
             max_msgs_per_subject=16,
         )
 
-    def work_consumer(self, pool: str, lane: str) -> api.ConsumerConfig:
+    def work_consumer(self, pool: str, lane: str, tenant: str) -> api.ConsumerConfig:
         return api.ConsumerConfig(
-            durable_name=s.consumer_name(pool, lane),
-            filter_subject=s.lane_filter(pool, lane),
+            durable_name=s.consumer_name(pool, lane, tenant),
+            filter_subject=s.tenant_filter(pool, lane, tenant),
+            inactive_threshold=self.tenant_consumer_idle_s,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self.ack_wait_s,
@@ -84,12 +88,26 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     """Create or update every stream, consumer and bucket. Safe to call from every process."""
     for config in (topology.work_stream(), topology.events_stream(), topology.ordered_stream(), topology.dlq_stream()):
         await _ensure_stream(js, config)
-    for pool in s.POOLS:
-        for lane in s.LANE_ORDER:
-            await js.add_consumer(s.WORK_STREAM, topology.work_consumer(pool, lane))
+    await _drop_lane_consumers(js)
     await _ensure_bucket(js, s.IDEMPOTENCY_BUCKET, topology.idempotency_ttl_s, topology.replicas)
     await _ensure_bucket(js, s.WORKERS_BUCKET, 0, topology.replicas)
     await _ensure_bucket(js, ORDER_KEYS_BUCKET, 0, topology.replicas)
+
+
+async def ensure_work_consumer(js: JetStreamContext, topology: Topology, pool: str, lane: str, tenant: str) -> None:
+    """Create (or keep) the consumer of one tenant partition. Idempotent."""
+    await js.add_consumer(s.WORK_STREAM, topology.work_consumer(pool, lane, tenant))
+
+
+async def _drop_lane_consumers(js: JetStreamContext) -> None:
+    """Remove whole-lane consumers left by an older tidemesh: in a work-queue stream they
+    would overlap the tenant partitions' consumers. Their undelivered items stay queued."""
+    for pool in s.POOLS:
+        for lane in s.LANE_ORDER:
+            try:
+                await js.delete_consumer(s.WORK_STREAM, f"work-{pool}-{lane}")
+            except nats.js.errors.NotFoundError:
+                pass
 
 
 async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:

@@ -42,6 +42,18 @@ class Metrics:
             ["pool", "priority_class"],
             registry=r,
         )
+        self.tenant_queue_pending = Gauge(
+            "tidemesh_tenant_queue_pending",
+            "Work items waiting in one tenant's partition of a lane",
+            ["pool", "priority_class", "tenant"],
+            registry=r,
+        )
+        self.tenant_queue_oldest_age = Gauge(
+            "tidemesh_tenant_queue_oldest_age_seconds",
+            "Age of the oldest waiting work item of one tenant's partition of a lane",
+            ["pool", "priority_class", "tenant"],
+            registry=r,
+        )
         self.in_flight = Gauge("tidemesh_in_flight", "Steps running in this process", registry=r)
         self.watchers = Gauge("tidemesh_watchers", "Open task event streams", registry=r)
         self.inference_requests = Counter(

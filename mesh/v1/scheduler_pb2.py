@@ -26,7 +26,7 @@ from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/scheduler.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"3\n\x10\x41\x64mitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"L\n\x11\x41\x64mitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"5\n\x11\x41\x64mitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"A\n\x12\x41\x64mitTasksResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mesh.v1.AdmitTaskResponse\"3\n\x10\x41\x62ortTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11\x41\x62ortTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x17\n\x15GetQueueStatusRequest\"\x95\x01\n\x16GetQueueStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation2\xb4\x02\n\x10SchedulerService\x12\x42\n\tAdmitTask\x12\x19.mesh.v1.AdmitTaskRequest\x1a\x1a.mesh.v1.AdmitTaskResponse\x12\x45\n\nAdmitTasks\x12\x1a.mesh.v1.AdmitTasksRequest\x1a\x1b.mesh.v1.AdmitTasksResponse\x12\x42\n\tAbortTask\x12\x19.mesh.v1.AbortTaskRequest\x1a\x1a.mesh.v1.AbortTaskResponse\x12Q\n\x0eGetQueueStatus\x12\x1e.mesh.v1.GetQueueStatusRequest\x1a\x1f.mesh.v1.GetQueueStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/scheduler.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"3\n\x10\x41\x64mitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"L\n\x11\x41\x64mitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"5\n\x11\x41\x64mitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"A\n\x12\x41\x64mitTasksResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mesh.v1.AdmitTaskResponse\"3\n\x10\x41\x62ortTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11\x41\x62ortTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x17\n\x15GetQueueStatusRequest\"\xc2\x01\n\x16GetQueueStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus2\xb4\x02\n\x10SchedulerService\x12\x42\n\tAdmitTask\x12\x19.mesh.v1.AdmitTaskRequest\x1a\x1a.mesh.v1.AdmitTaskResponse\x12\x45\n\nAdmitTasks\x12\x1a.mesh.v1.AdmitTasksRequest\x1a\x1b.mesh.v1.AdmitTasksResponse\x12\x42\n\tAbortTask\x12\x19.mesh.v1.AbortTaskRequest\x1a\x1a.mesh.v1.AbortTaskResponse\x12Q\n\x0eGetQueueStatus\x12\x1e.mesh.v1.GetQueueStatusRequest\x1a\x1f.mesh.v1.GetQueueStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,7 +48,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETQUEUESTATUSREQUEST']._serialized_start=440
   _globals['_GETQUEUESTATUSREQUEST']._serialized_end=463
   _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=466
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=615
-  _globals['_SCHEDULERSERVICE']._serialized_start=618
-  _globals['_SCHEDULERSERVICE']._serialized_end=926
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=660
+  _globals['_SCHEDULERSERVICE']._serialized_start=663
+  _globals['_SCHEDULERSERVICE']._serialized_end=971
 # @@protoc_insertion_point(module_scope)

@@ -26,19 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/status.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mesh/v1/task.proto\"\xf1\x01\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05pools\x18\x02 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12%\n\x06health\x18\x05 \x01(\x0e\x32\x15.mesh.v1.WorkerHealth\x12\x32\n\x0elast_heartbeat\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcompleted\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0c\n\x04host\x18\t \x01(\t\x12\x0b\n\x03pid\x18\n \x01(\r\"\x85\x01\n\x0bQueueStatus\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12.\n\x0epriority_class\x18\x02 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\x0f\n\x07pending\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12\x14\n\x0coldest_age_s\x18\x05 \x01(\x01\"\xa1\x01\n\x13ScaleRecommendation\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_replicas\x18\x02 \x01(\r\x12\x18\n\x10\x64\x65sired_replicas\x18\x03 \x01(\r\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\x04\x12\x14\n\x0coldest_age_s\x18\x05 \x01(\x01\x12\x13\n\x0b\x64rain_per_s\x18\x06 \x01(\x01\x12\x0e\n\x06reason\x18\x07 \x01(\t*z\n\x0cWorkerHealth\x12\x1d\n\x19WORKER_HEALTH_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_HEALTH_ALIVE\x10\x01\x12\x16\n\x12WORKER_HEALTH_DEAD\x10\x02\x12\x1a\n\x16WORKER_HEALTH_DRAINING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/status.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mesh/v1/task.proto\"\xf1\x01\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05pools\x18\x02 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12%\n\x06health\x18\x05 \x01(\x0e\x32\x15.mesh.v1.WorkerHealth\x12\x32\n\x0elast_heartbeat\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcompleted\x18\x07 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x08 \x01(\x04\x12\x0c\n\x04host\x18\t \x01(\t\x12\x0b\n\x03pid\x18\n \x01(\r\"\x95\x01\n\x0bQueueStatus\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12.\n\x0epriority_class\x18\x02 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\x0f\n\x07pending\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12\x14\n\x0coldest_age_s\x18\x05 \x01(\x01\x12\x0e\n\x06tenant\x18\x06 \x01(\t\"\xa1\x01\n\x13ScaleRecommendation\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_replicas\x18\x02 \x01(\r\x12\x18\n\x10\x64\x65sired_replicas\x18\x03 \x01(\r\x12\r\n\x05\x64\x65pth\x18\x04 \x01(\x04\x12\x14\n\x0coldest_age_s\x18\x05 \x01(\x01\x12\x13\n\x0b\x64rain_per_s\x18\x06 \x01(\x01\x12\x0e\n\x06reason\x18\x07 \x01(\t*z\n\x0cWorkerHealth\x12\x1d\n\x19WORKER_HEALTH_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_HEALTH_ALIVE\x10\x01\x12\x16\n\x12WORKER_HEALTH_DEAD\x10\x02\x12\x1a\n\x16WORKER_HEALTH_DRAINING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.status_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKERHEALTH']._serialized_start=630
-  _globals['_WORKERHEALTH']._serialized_end=752
+  _globals['_WORKERHEALTH']._serialized_start=646
+  _globals['_WORKERHEALTH']._serialized_end=768
   _globals['_WORKERSTATUS']._serialized_start=87
   _globals['_WORKERSTATUS']._serialized_end=328
   _globals['_QUEUESTATUS']._serialized_start=331
-  _globals['_QUEUESTATUS']._serialized_end=464
-  _globals['_SCALERECOMMENDATION']._serialized_start=467
-  _globals['_SCALERECOMMENDATION']._serialized_end=628
+  _globals['_QUEUESTATUS']._serialized_end=480
+  _globals['_SCALERECOMMENDATION']._serialized_start=483
+  _globals['_SCALERECOMMENDATION']._serialized_end=644
 # @@protoc_insertion_point(module_scope)

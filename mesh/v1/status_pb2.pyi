@@ -47,18 +47,20 @@ class WorkerStatus(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., pools: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., in_flight: _Optional[int] = ..., health: _Optional[_Union[WorkerHealth, str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class QueueStatus(_message.Message):
-    __slots__ = ("pool", "priority_class", "pending", "in_flight", "oldest_age_s")
+    __slots__ = ("pool", "priority_class", "pending", "in_flight", "oldest_age_s", "tenant")
     POOL_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     pool: str
     priority_class: _task_pb2.PriorityClass
     pending: int
     in_flight: int
     oldest_age_s: float
-    def __init__(self, pool: _Optional[str] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ..., pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., oldest_age_s: _Optional[float] = ...) -> None: ...
+    tenant: str
+    def __init__(self, pool: _Optional[str] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ..., pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ScaleRecommendation(_message.Message):
     __slots__ = ("pool", "current_replicas", "desired_replicas", "depth", "oldest_age_s", "drain_per_s", "reason")

@@ -208,4 +208,6 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         except MeshError as exc:
             await abort_with(context, exc)
-        return gateway_pb2.GetMeshStatusResponse(queues=reply.queues, workers=reply.workers, scaling=reply.scaling)
+        return gateway_pb2.GetMeshStatusResponse(
+            queues=reply.queues, tenant_queues=reply.tenant_queues, workers=reply.workers, scaling=reply.scaling
+        )

@@ -16,6 +16,7 @@ from mesh.fabric import (
     EventLog,
     KeySequencer,
     Topology,
+    WorkQueue,
     connect,
     ensure_topology,
 )
@@ -41,7 +42,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await ensure_topology(js, topology)
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
         events = EventLog(js, nc)
-        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET))
+        work = WorkQueue(nc, js)
+        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), work)
         registry = WorkerRegistry(
             heartbeat_interval_s=args.heartbeat_interval, dead_after_s=3 * args.heartbeat_interval
         )
@@ -55,7 +57,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 nc,
                 js,
                 events,
-                Admitter(js, events, idempotency, Limits(), flow, sequencer),
+                Admitter(work, events, idempotency, Limits(), flow, sequencer),
                 registry,
                 sequencer,
                 scaler,
@@ -86,10 +88,9 @@ async def _sample_queues(  # type: ignore[no-untyped-def]
     """Keep the queue gauges fresh, and publish scale recommendations (tm.scale.<pool>)."""
     while True:
         try:
-            acked: dict[str, int] = {}
-            queues = await queue_status(js, acked)
+            sample = await queue_status(js)
             registry.forget_dead()
-            for recommendation in scaler.update(queues, acked, registry.snapshot()):
+            for recommendation in scaler.update(sample.lanes, sample.acked, registry.snapshot()):
                 await nc.publish(f"{SCALE_PREFIX}.{recommendation.pool}", recommendation.SerializeToString())
                 await hooks.deliver(recommendation)
         except Exception as exc:  # a sampling miss must not take the scheduler down

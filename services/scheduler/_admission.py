@@ -16,11 +16,10 @@ from collections import Counter
 import nats.errors
 import nats.js.errors
 from google.protobuf.timestamp_pb2 import Timestamp
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, Unavailable
-from mesh.fabric import REPLAY_OF_LABEL, ChainMoved, EventLog, KeySequencer, work_subject
+from mesh.fabric import REPLAY_OF_LABEL, ChainMoved, EventLog, KeySequencer, WorkQueue, work_subject
 from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
@@ -32,14 +31,14 @@ log = get_logger(__name__)
 class Admitter:
     def __init__(
         self,
-        js: JetStreamContext,
+        work: WorkQueue,
         events: EventLog,
         idempotency: KeyValue,
         limits: Limits,
         flow: FlowControl | None = None,
         sequencer: KeySequencer | None = None,
     ) -> None:
-        self._js = js
+        self._work = work
         self._sequencer = sequencer
         self._events = events
         self._flow = flow or FlowControl(FlowLimits())
@@ -162,7 +161,7 @@ class Admitter:
             return
         headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}
         try:
-            await self._js.publish(subject, item.SerializeToString(), headers=headers)
+            await self._work.put(subject, item.SerializeToString(), headers=headers)
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"work queue did not store the task: {exc}") from exc
 

@@ -95,9 +95,12 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetQueueStatus(
         self, request: scheduler_pb2.GetQueueStatusRequest, context: Context
     ) -> scheduler_pb2.GetQueueStatusResponse:
-        queues = await queue_status(self._js)
+        sample = await queue_status(self._js)
         return scheduler_pb2.GetQueueStatusResponse(
-            queues=queues, workers=self._registry.snapshot(), scaling=self._scaler.latest if self._scaler else []
+            queues=sample.lanes,
+            tenant_queues=sample.tenants,
+            workers=self._registry.snapshot(),
+            scaling=self._scaler.latest if self._scaler else [],
         )
 
 

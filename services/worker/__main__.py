@@ -18,6 +18,7 @@ from mesh.fabric import (
     EventLog,
     KeySequencer,
     Topology,
+    WorkQueue,
     connect,
     ensure_topology,
 )
@@ -28,6 +29,7 @@ from mesh.telemetry import get_logger
 from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
+from services.worker._fairshare import parse_weights
 from services.worker._priority import WaitBounds
 from services.worker._runner import Runner
 from services.worker._webhook import WebhookClient
@@ -50,7 +52,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await ensure_topology(js, topology)
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
-        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET))
+        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js))
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
         children = ChildTasks(nc, js, events, scheduler)
         webhooks = WebhookClient(tuple(p for p in args.webhook_allow.split(",") if p))
@@ -65,6 +67,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             webhooks=webhooks,
         )
         dispatcher = Dispatcher(
+            nc,
             js,
             events,
             runner,
@@ -72,8 +75,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             args.concurrency,
             reserve=args.reserve,
             bounds=_wait_bounds(args.wait_bounds),
-            fetch_expiry_s=topology.fetch_expiry_s,
-            ack_wait_s=args.ack_wait,
+            topology=topology,
+            tenant_weights=_tenant_weights(args.tenant_weights),
         )
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
@@ -147,6 +150,13 @@ async def _heartbeat(
         await asyncio.sleep(interval_s)
 
 
+def _tenant_weights(text: str) -> dict[str, float]:
+    try:
+        return parse_weights(text)
+    except ValueError as exc:
+        raise SystemExit(f"--tenant-weights: {exc}") from None
+
+
 def _wait_bounds(text: str) -> WaitBounds:
     """Parse ``interactive=0.25,standard=5,batch=60`` (seconds) over the defaults."""
     values = {}
@@ -176,6 +186,11 @@ def main() -> None:
     parser.add_argument("--reserve", type=int, default=None, help="extra slots only interactive work may use")
     parser.add_argument(
         "--wait-bounds", default="", help="max queue wait per class in seconds, e.g. interactive=0.25,batch=60"
+    )
+    parser.add_argument(
+        "--tenant-weights",
+        default="",
+        help="fair-share weights per tenant, e.g. acme=3,globex=1 (others weigh 1)",
     )
     run_service("worker", parser, serve)
 

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from mesh.fabric import EventLog, event_subject, work_subject
+from mesh.fabric import EventLog, WorkQueue, event_subject, work_subject
 from mesh.tasks import KINDS
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, work_pb2
 from services.worker._steps import StepFailed
@@ -44,6 +44,7 @@ class ChildTasks:
     ) -> None:
         self._nc = nc
         self._js = js
+        self._work = WorkQueue(nc, js)
         self._events = events
         self._scheduler = scheduler
         self._recheck_s = recheck_s
@@ -90,7 +91,7 @@ class ChildTasks:
             )
             item.enqueued.GetCurrentTime()
             pool = KINDS[spec.kind].steps[0].pool
-            await self._js.publish(
+            await self._work.put(
                 work_subject(pool, spec.priority_class, spec.tenant),
                 item.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{spec.task_id}:step:0:boost:{spec.priority_class}"},

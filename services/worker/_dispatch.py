@@ -1,10 +1,17 @@
-"""Pulling work by priority lane and running it with bounded concurrency.
+"""Pulling work by priority lane and tenant, and running it with bounded concurrency.
 
-One long-poll fetch loop per (pool, lane) keeps a small per-lane buffer of
-waiting items. A single dispatch loop starts the waiting item with the earliest
-dispatch deadline (see `_priority`) whenever a slot is free: fresh interactive
-work goes first, and work that has aged to its class's wait bound overtakes
-anything fresher — so a saturating interactive load cannot starve batch work.
+Each (pool, lane) has one fetch loop that keeps a small per-lane buffer of waiting
+items filled. Within a lane, tenants take turns by weight (`_fairshare`): each
+tenant partition has its own consumer, and the loop pulls from the tenant whose
+turn it is, so one tenant's flood cannot starve another. The loop learns of new
+items from doorbells rung after they are stored, and re-reads the partitions'
+counts from the stream every `refresh_s` (for redeliveries and retries, which ring
+no bell).
+
+A single dispatch loop starts the waiting item with the earliest dispatch deadline
+(see `_priority`) whenever a slot is free: fresh interactive work goes first, and
+work that has aged to its class's wait bound overtakes anything fresher — so a
+saturating interactive load cannot starve batch work.
 
 Slots: `concurrency` shared by every lane, plus `reserve` that only interactive
 items may take, so an interactive item starts at once even while batch work
@@ -19,22 +26,37 @@ import contextlib
 import heapq
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from mesh.fabric import LANE_ORDER, TERMINAL_STATES, WORK_STREAM, EventLog, consumer_name
+from mesh.fabric import (
+    LANE_ORDER,
+    TERMINAL_STATES,
+    WORK_STREAM,
+    EventLog,
+    Topology,
+    bell_filter,
+    consumer_name,
+    ensure_work_consumer,
+    lane_filter,
+    parse_work_subject,
+)
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import work_pb2
+from services.worker._fairshare import FairShare
 from services.worker._priority import WaitBounds, dispatch_deadline
 from services.worker._runner import Runner
 
 log = get_logger(__name__)
 
 INTERACTIVE = 0  # rank of the interactive lane in LANE_ORDER
-_READY_S = 0.005  # how long a batch pull waits for items that are not there yet
+_READY_S = 0.005  # how long a pull waits for items that are not there yet
 
 
 @dataclass(order=True)
@@ -55,9 +77,24 @@ class _Running:
     cancelled_by_request: bool = False
 
 
+@dataclass
+class _Lane:
+    """One lane of one pool: its tenants' turns, its doorbell, its partition subscriptions."""
+
+    pool: str
+    name: str
+    rank: int
+    share: FairShare
+    bell: asyncio.Event = field(default_factory=asyncio.Event)
+    # tenant → (pull subscription, when its consumer was last declared)
+    partitions: dict[str, tuple[JetStreamContext.PullSubscription, float]] = field(default_factory=dict)
+    refreshed_at: float = float("-inf")
+
+
 class Dispatcher:
     def __init__(
         self,
+        nc: Client,
         js: JetStreamContext,
         events: EventLog,
         runner: Runner,
@@ -65,9 +102,11 @@ class Dispatcher:
         concurrency: int,
         reserve: int | None = None,
         bounds: WaitBounds | None = None,
-        fetch_expiry_s: float = 2.0,
-        ack_wait_s: float = 30.0,
+        topology: Topology | None = None,
+        tenant_weights: Mapping[str, float] | None = None,
+        refresh_s: float = 1.0,
     ) -> None:
+        self._nc = nc
         self._js = js
         self._events = events
         self._runner = runner
@@ -75,8 +114,9 @@ class Dispatcher:
         self._concurrency = concurrency
         self._reserve = max(2, concurrency // 4) if reserve is None else reserve
         self._bounds = bounds or WaitBounds()
-        self._fetch_expiry_s = fetch_expiry_s
-        self._ack_wait_s = ack_wait_s
+        self._topology = topology or Topology()
+        self._weights = dict(tenant_weights or {})
+        self._refresh_s = refresh_s
         self._buffer_per_lane = max(1, concurrency)
         self._waiting: list[_Waiting] = []
         self._waiting_per_lane = [0] * len(LANE_ORDER)
@@ -84,9 +124,10 @@ class Dispatcher:
         self._running: dict[str, _Running] = {}
         self._changed = asyncio.Event()
         self._room = [asyncio.Event() for _ in LANE_ORDER]
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._bells: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._fetchers: list[asyncio.Task[None]] = []
-        self._subscriptions: list[JetStreamContext.PullSubscription] = []
         self.completed = 0
         self._stopping = False
 
@@ -100,51 +141,86 @@ class Dispatcher:
         return [s for s in subjects if s]
 
     async def start(self) -> None:
-        for lane_rank, lane in enumerate(LANE_ORDER):
-            for pool in self._pools:
-                sub = await self._js.pull_subscribe_bind(durable=consumer_name(pool, lane), stream=WORK_STREAM)
-                self._subscriptions.append(sub)
-                self._fetchers.append(asyncio.create_task(self._fetch_loop(sub, lane_rank)))
+        for pool in self._pools:
+            for rank, name in enumerate(LANE_ORDER):
+                self._lanes[(pool, name)] = _Lane(pool, name, rank, FairShare(self._weights))
+            self._bells.append(await self._nc.subscribe(bell_filter(pool), cb=self._on_bell))
+        self._fetchers = [asyncio.create_task(self._fetch_loop(lane)) for lane in self._lanes.values()]
         self._tasks = [asyncio.create_task(self._dispatch_loop()), asyncio.create_task(self._keep_buffer_alive())]
 
-    async def _fetch_loop(self, sub: JetStreamContext.PullSubscription, lane_rank: int) -> None:
-        idle = True
+    async def _on_bell(self, msg: Msg) -> None:
+        parsed = parse_work_subject(msg.subject)
+        lane = self._lanes.get(parsed[:2]) if parsed else None
+        if parsed and lane:
+            lane.share.mark(parsed[2])
+            lane.bell.set()
+
+    async def _fetch_loop(self, lane: _Lane) -> None:
         while not self._stopping:
-            room = self._buffer_per_lane - self._waiting_per_lane[lane_rank]
+            room = self._buffer_per_lane - self._waiting_per_lane[lane.rank]
             if room <= 0:
-                self._room[lane_rank].clear()
-                await self._room[lane_rank].wait()
+                self._room[lane.rank].clear()
+                await self._room[lane.rank].wait()
                 continue
             try:
-                msgs = await self._pull(sub, room, idle)
-            except (nats.errors.TimeoutError, TimeoutError):
-                idle = True  # nothing there: long-poll for the next arrival
-                continue
+                if time.monotonic() - lane.refreshed_at >= self._refresh_s:
+                    await self._refresh(lane)
+                tenant = lane.share.pick()
+                if tenant is None:
+                    lane.bell.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lane.bell.wait(), self._refresh_s)
+                    continue
+                token = lane.share.begin(tenant)
+                msgs = await self._pull(lane, tenant, room)
+                lane.share.settle(tenant, token, asked=room, got=len(msgs))
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
             except Exception as exc:  # reconnecting, server restart: back off and keep pulling
                 log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
-            idle = False
             for msg in msgs:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
                 deadline = dispatch_deadline(item.spec.priority_class, item.spec.priority, enqueued_s, self._bounds)
-                heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane_rank, item, msg))
-                self._waiting_per_lane[lane_rank] += 1
-            self._changed.set()
+                heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane.rank, item, msg))
+                self._waiting_per_lane[lane.rank] += 1
+            if msgs:
+                self._changed.set()
 
-    async def _pull(self, sub: JetStreamContext.PullSubscription, room: int, idle: bool) -> list[Msg]:
-        """Up to `room` items: on a busy lane what is ready now; on an idle lane the first to arrive.
+    async def _refresh(self, lane: _Lane) -> None:
+        """Re-read how many items each tenant partition of the lane holds."""
+        info = await self._js.stream_info(WORK_STREAM, subjects_filter=lane_filter(lane.pool, lane.name))
+        counts = {}
+        for subject, count in (info.state.subjects or {}).items():
+            parsed = parse_work_subject(subject)
+            if parsed:
+                counts[parsed[2]] = count
+        lane.share.observe(counts)
+        lane.refreshed_at = time.monotonic()
 
-        A multi-message pull that has to wait returns only when it is full or expires, so a
-        lone item arriving on an idle lane would wait out the expiry. Hence an idle lane
-        long-polls for a single item, and a busy one takes what is ready with a short pull.
-        """
-        if idle:
-            return await sub.fetch(batch=1, timeout=self._fetch_expiry_s)
-        return await sub.fetch(batch=room, timeout=_READY_S)
+    async def _pull(self, lane: _Lane, tenant: str, room: int) -> list[Msg]:
+        """What the tenant's partition has ready now, up to `room` items."""
+        partition = lane.partitions.get(tenant)
+        now = time.monotonic()
+        # The server removes a consumer nobody used for tenant_consumer_idle_s: declare it
+        # again well before that could have happened since we last did.
+        if partition is None or now - partition[1] > self._topology.tenant_consumer_idle_s / 2:
+            await ensure_work_consumer(self._js, self._topology, lane.pool, lane.name, tenant)
+            sub = partition[0] if partition else None
+            if sub is None:
+                sub = await self._js.pull_subscribe_bind(
+                    durable=consumer_name(lane.pool, lane.name, tenant), stream=WORK_STREAM
+                )
+            partition = lane.partitions[tenant] = (sub, now)
+        try:
+            return await partition[0].fetch(batch=room, timeout=_READY_S)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except Exception:
+            lane.partitions.pop(tenant, None)  # declare and bind afresh next time
+            raise
 
     def _next_startable(self) -> _Waiting | None:
         """The earliest-deadline item that a free slot may take, removed from the heap."""
@@ -197,7 +273,7 @@ class Dispatcher:
     async def _keep_buffer_alive(self) -> None:
         """Extend the ack-wait of buffered items so a long wait here is not taken for a dead worker."""
         while True:
-            await asyncio.sleep(self._ack_wait_s / 3)
+            await asyncio.sleep(self._topology.ack_wait_s / 3)
             for waiting in list(self._waiting):
                 with contextlib.suppress(Exception):
                     await waiting.msg.in_progress()
@@ -221,13 +297,14 @@ class Dispatcher:
         """Stop pulling, let running steps finish within `grace_s`, hand the rest back."""
         # The flag, not only cancel(): a fetch may swallow the cancellation and return.
         self._stopping = True
-        for event in (*self._room, self._changed):
+        for event in (*self._room, self._changed, *(lane.bell for lane in self._lanes.values())):
             event.set()
         for fetcher in self._fetchers:
             fetcher.cancel()
         await asyncio.gather(*self._fetchers, return_exceptions=True)
         # An outstanding pull request would make the connection's drain wait out its timeout.
-        for sub in self._subscriptions:
+        subscriptions = [p[0] for lane in self._lanes.values() for p in lane.partitions.values()]
+        for sub in [*subscriptions, *self._bells]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         for waiting in self._waiting:

@@ -27,6 +27,7 @@ from mesh.fabric import (
     EventLog,
     KeySequencer,
     StoredEvent,
+    WorkQueue,
     classify,
     fingerprint,
     runbook_for,
@@ -110,7 +111,7 @@ class Runner:
         self._dead_letters = dead_letters or DeadLetterStore(js, events.nc)
         self._sequencer = sequencer
         self._children = children
-        self._js = js
+        self._work = WorkQueue(events.nc, js)
         self._events = events
         self._worker_id = worker_id
         self._inference = inference
@@ -279,7 +280,7 @@ class Runner:
         )
         following.enqueued.GetCurrentTime()
         try:
-            await self._js.publish(
+            await self._work.put(
                 work_subject(kind.steps[index].pool, spec.priority_class, spec.tenant),
                 following.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}", "traceparent": item.traceparent},

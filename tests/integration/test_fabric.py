@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nats.js.api as api
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -9,13 +10,13 @@ from mesh.errors import InvalidArgument
 from mesh.fabric import (
     EVENTS_STREAM,
     IDEMPOTENCY_BUCKET,
-    LANE_ORDER,
-    POOLS,
     WORK_STREAM,
     ChainMoved,
     EventLog,
     Topology,
+    WorkQueue,
     ensure_topology,
+    ensure_work_consumer,
     fold,
 )
 from mesh.tasks import Limits, new_task_id
@@ -32,16 +33,30 @@ def _event(task_id: str, sequence: int, state: int, **fields: object) -> task_pb
 
 
 async def test_topology_is_created_idempotently(nc: NATS) -> None:
-    """Declaring the topology twice leaves one work stream, one event stream and every lane consumer."""
+    """Declaring the topology twice leaves one work stream and one event stream; a whole-lane
+    consumer left by an older version is removed (it would overlap the tenant partitions), and
+    tenant-partition consumers are declared idempotently side by side."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
+    legacy = api.ConsumerConfig(
+        durable_name="work-inference-batch",
+        filter_subject="tm.work.inference.batch.>",
+        ack_policy=api.AckPolicy.EXPLICIT,
+    )
+    await js.add_consumer(WORK_STREAM, legacy)
     await ensure_topology(js, Topology())
     work = await js.stream_info(WORK_STREAM)
     events = await js.stream_info(EVENTS_STREAM)
     assert work.config.subjects == ["tm.work.>"]
     assert events.config.allow_direct is True
-    names = {c.name for c in await js.consumers_info(WORK_STREAM)}
-    assert names == {f"work-{pool}-{lane}" for pool in POOLS for lane in LANE_ORDER}
+    for _ in range(2):
+        for tenant in ("acme", "globex"):
+            await ensure_work_consumer(js, Topology(), "inference", "batch", tenant)
+    consumers = {c.name: c.config.filter_subject for c in await js.consumers_info(WORK_STREAM)}
+    assert consumers == {
+        "work-inference-batch-acme": "tm.work.inference.batch.acme",
+        "work-inference-batch-globex": "tm.work.inference.batch.globex",
+    }
     await js.key_value(IDEMPOTENCY_BUCKET)
 
 
@@ -78,7 +93,7 @@ async def test_admission_stores_event_and_work_item(nc: NATS) -> None:
     """An admitted task has its QUEUED event (with the spec) and its first work item in JetStream."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
+    admitter = Admitter(WorkQueue(nc, js), EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
     spec = task_pb2.TaskSpec(
         tenant="acme",
         kind="echo",
@@ -99,7 +114,7 @@ async def test_idempotency_key_returns_the_original_task(nc: NATS) -> None:
     """A repeated submit with the same key gets the first task id back and queues nothing new."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
+    admitter = Admitter(WorkQueue(nc, js), EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits())
     key = new_task_id()
     spec = task_pb2.TaskSpec(
         tenant="acme",
@@ -122,7 +137,9 @@ async def test_admission_rejects_bad_specs_without_storing(nc: NATS) -> None:
     """Invalid specs raise InvalidArgument naming the field and leave no event behind."""
     js = nc.jetstream()
     await ensure_topology(js, Topology())
-    admitter = Admitter(js, EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits(max_payload_bytes=64))
+    admitter = Admitter(
+        WorkQueue(nc, js), EventLog(js, nc), await js.key_value(IDEMPOTENCY_BUCKET), Limits(max_payload_bytes=64)
+    )
     task_id = new_task_id()
     cases = {
         "spec.kind": task_pb2.TaskSpec(task_id=task_id, tenant="t", kind="nope"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import grpc
 import grpc.aio
 import pytest
@@ -70,6 +71,25 @@ async def test_tenant_quota_throttles_only_that_tenant(tmp_path: Path) -> None:
         with pytest.raises(ResourceExhausted, match="greedy"):
             await greedy.submit("echo", {"text": "one more"})
         await polite.submit("echo", {"text": "fine"})
+
+        async def per_tenant_depth() -> dict[str, tuple[int, float]] | None:
+            status = await polite.status()
+            depth = {q.tenant: (q.pending, q.oldest_age_s) for q in status.tenant_queues}
+            return depth if depth.keys() == {"greedy", "polite"} and depth["greedy"][0] == 5 else None
+
+        depth = await eventually(per_tenant_depth, what="status shows each tenant's partition")
+        assert depth["polite"][0] == 1
+        assert depth["greedy"][1] >= depth["polite"][1] > 0  # greedy's oldest waited longer
+        metrics_url = f"http://127.0.0.1:{plan.by_name('scheduler').ports['http']}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+            exported = await response.text()
+        assert (
+            'tidemesh_tenant_queue_pending{pool="ingestion",priority_class="standard",tenant="greedy"} 5.0' in exported
+        )
+        assert (
+            'tidemesh_tenant_queue_oldest_age_seconds{pool="ingestion",priority_class="standard",tenant="polite"}'
+            in (exported)
+        )
 
 
 async def test_tenant_rate_limit_at_the_gateway(tmp_path: Path) -> None:

@@ -526,6 +526,11 @@ class GetMeshStatusResponse(betterproto2.Message):
 
     scaling: "list[ScaleRecommendation]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    tenant_queues: "list[QueueStatus]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One entry per tenant partition that holds items (tenant set).
+    """
+
 
 default_message_pool.register_message("mesh.v1", "GetMeshStatusResponse", GetMeshStatusResponse)
 
@@ -545,6 +550,11 @@ class GetQueueStatusResponse(betterproto2.Message):
     workers: "list[WorkerStatus]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     scaling: "list[ScaleRecommendation]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    tenant_queues: "list[QueueStatus]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One entry per tenant partition that holds items (tenant set).
+    """
 
 
 default_message_pool.register_message("mesh.v1", "GetQueueStatusResponse", GetQueueStatusResponse)
@@ -762,7 +772,8 @@ default_message_pool.register_message("mesh.v1", "PurgeDeadLettersResponse", Pur
 @dataclass(eq=False, repr=False)
 class QueueStatus(betterproto2.Message):
     """
-    Depth of one priority lane of one pool, read from JetStream consumer state.
+    Depth of one priority lane of one pool — or of one tenant's partition of it when
+    `tenant` is set — read from JetStream stream and consumer state.
     """
 
     pool: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -784,6 +795,11 @@ class QueueStatus(betterproto2.Message):
     oldest_age_s: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
     """
     Age of the oldest waiting message, seconds.
+    """
+
+    tenant: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Empty for a whole lane; the tenant for one partition.
     """
 
 
