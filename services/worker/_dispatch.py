@@ -50,7 +50,7 @@ from mesh.fabric import (
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import work_pb2
 from services.worker._fairshare import FairShare
-from services.worker._priority import WaitBounds, dispatch_deadline
+from services.worker._priority import WaitBounds, dispatch_deadline, due_time
 from services.worker._runner import Runner
 
 log = get_logger(__name__)
@@ -63,6 +63,8 @@ _READY_S = 0.005  # how long a pull waits for items that are not there yet
 class _Waiting:
     deadline: float
     order: int
+    due: float = field(compare=False)
+    bound: float = field(compare=False)
     lane: int = field(compare=False)
     item: work_pb2.WorkItem = field(compare=False)
     msg: Msg = field(compare=False)
@@ -75,6 +77,7 @@ class _Running:
     lane: int
     job: asyncio.Task[None]
     cancelled_by_request: bool = False
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -129,6 +132,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._fetchers: list[asyncio.Task[None]] = []
         self.completed = 0
+        self._step_s = 0.0  # moving average of how long a step holds a slot
         self._stopping = False
 
     @property
@@ -183,8 +187,12 @@ class Dispatcher:
             for msg in msgs:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
-                deadline = dispatch_deadline(item.spec.priority_class, item.spec.priority, enqueued_s, self._bounds)
-                heapq.heappush(self._waiting, _Waiting(deadline, next(self._order), lane.rank, item, msg))
+                spec = item.spec
+                deadline = dispatch_deadline(spec.priority_class, spec.priority, enqueued_s, self._bounds)
+                due = due_time(spec.priority_class, enqueued_s, self._bounds)
+                bound = self._bounds.bound_s(spec.priority_class)
+                waiting = _Waiting(deadline, next(self._order), due, bound, lane.rank, item, msg)
+                heapq.heappush(self._waiting, waiting)
                 self._waiting_per_lane[lane.rank] += 1
             if msgs:
                 self._changed.set()
@@ -228,7 +236,7 @@ class Dispatcher:
             return None
         running = len(self._running)
         if running < self._concurrency:
-            return heapq.heappop(self._waiting)
+            return self._take_due() or heapq.heappop(self._waiting)
         if running < self._concurrency + self._reserve:
             # Only reserve slots are free: the earliest interactive item may take one.
             candidates = [w for w in self._waiting if w.lane == INTERACTIVE]
@@ -238,6 +246,20 @@ class Dispatcher:
                 heapq.heapify(self._waiting)
                 return chosen
         return None
+
+    def _take_due(self) -> _Waiting | None:
+        """The most overdue standard/batch item, if any is due (see `_priority`), removed.
+
+        An item is taken one typical step early: the slot it would otherwise wait for is
+        held by a step of about that length."""
+        now = time.time()
+        due = [w for w in self._waiting if w.due - min(self._step_s, w.bound / 2) <= now]
+        if not due:
+            return None
+        chosen = min(due, key=lambda w: w.due)
+        self._waiting.remove(chosen)
+        heapq.heapify(self._waiting)
+        return chosen
 
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
@@ -259,6 +281,7 @@ class Dispatcher:
         if self._running.get(running.task_id) is running:
             del self._running[running.task_id]
         METRICS.in_flight.dec()
+        self._step_s = 0.8 * self._step_s + 0.2 * (time.monotonic() - running.started)
         self._changed.set()
         job = running.job
         if job.cancelled():

@@ -9,10 +9,18 @@ over forever, and each class's wait stays within its bound while capacity lasts.
 
 The numeric priority (0..100) inside a class buys up to `priority_span` of that
 class's bound, so it reorders within a class without breaking another's bound.
+
+Deadline order alone is not enough under overload: when interactive work arrives
+faster than it drains, interactive items are themselves past their (tight) bound,
+and their deadlines stay ahead of a waiting batch item's. So a standard or batch
+item becomes *due* at ``enqueued + bound * (1 - aging_margin)``, and a due item
+starts before anything else: its class's bound is a guarantee, the interactive
+bound a target. The margin leaves time for a slot to free up.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mesh.v1 import task_pb2
@@ -25,6 +33,8 @@ class WaitBounds:
     batch_s: float = 60.0
     # Fraction of a class's bound that priority 100 can buy.
     priority_span: float = 0.5
+    # A standard/batch item is due this fraction of its bound before the bound.
+    aging_margin: float = 0.1
 
     def bound_s(self, priority_class: int) -> float:
         if priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE:
@@ -32,6 +42,13 @@ class WaitBounds:
         if priority_class == task_pb2.PRIORITY_CLASS_BATCH:
             return self.batch_s
         return self.standard_s
+
+
+def due_time(priority_class: int, enqueued_s: float, bounds: WaitBounds) -> float:
+    """When a standard or batch item must start ahead of everything else; never for interactive."""
+    if priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE:
+        return math.inf
+    return enqueued_s + bounds.bound_s(priority_class) * (1 - bounds.aging_margin)
 
 
 def dispatch_deadline(priority_class: int, priority: int, enqueued_s: float, bounds: WaitBounds) -> float:

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesh.v1 import task_pb2
-from services.worker._priority import WaitBounds, dispatch_deadline
+from services.worker._priority import WaitBounds, dispatch_deadline, due_time
 
 INTERACTIVE, STANDARD, BATCH = (
     task_pb2.PRIORITY_CLASS_INTERACTIVE,
@@ -46,3 +46,18 @@ def test_earlier_enqueue_never_loses_within_class_and_priority(cls: int, priorit
     """Same class and priority: first in, first out."""
     first, second = min(a, b), max(a, b)
     assert dispatch_deadline(cls, priority, first, BOUNDS) <= dispatch_deadline(cls, priority, second, BOUNDS)
+
+
+@given(st.sampled_from([STANDARD, BATCH]), times)
+def test_lower_classes_fall_due_before_their_bound(cls: int, enqueued: float) -> None:
+    """A standard or batch item is due (goes ahead of everything, even late interactive work)
+    before its bound runs out, leaving the margin for a slot to free up."""
+    due = due_time(cls, enqueued, BOUNDS)
+    assert enqueued < due < enqueued + BOUNDS.bound_s(cls)
+    assert due <= enqueued + BOUNDS.bound_s(cls) * (1 - BOUNDS.aging_margin) + 1e-6
+
+
+@given(times)
+def test_interactive_work_is_never_forced_ahead(enqueued: float) -> None:
+    """Interactive items keep deadline order among themselves; only lower classes age into a forced start."""
+    assert due_time(INTERACTIVE, enqueued, BOUNDS) == float("inf")
