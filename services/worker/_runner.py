@@ -75,6 +75,7 @@ class Chain:
     step: str
     traceparent: str
     partials: int = field(default=0)
+    work_item_sequence: int = 0
 
     async def emit(self, events: EventLog, state: int, **fields: object) -> None:
         event = task_pb2.TaskEvent(
@@ -85,6 +86,7 @@ class Chain:
             step=self.step,
             worker_id=self.worker_id,
             traceparent=self.traceparent,
+            work_item_sequence=self.work_item_sequence,
             **fields,  # type: ignore[arg-type]
         )
         event.timestamp.GetCurrentTime()
@@ -135,6 +137,7 @@ class Runner:
             worker_id=self._worker_id,
             step=step.name,
             traceparent=item.traceparent,
+            work_item_sequence=msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else 0,
         )
         parent = extract_context({"traceparent": item.traceparent} if item.traceparent else None)
         token = otel_context.attach(parent)
@@ -244,9 +247,12 @@ class Runner:
         if last_index > index:
             raise Superseded(chain.task_id)  # a later step already started: this item is a stale copy
         if last_index == index:
-            if chain.attempt == 1:
-                # First delivery, yet the step already runs: this is a second copy of the item (a
-                # priority boost, or a re-published admission), and the other copy owns the task.
+            same_item = chain.work_item_sequence != 0 and last.event.work_item_sequence == chain.work_item_sequence
+            if chain.attempt == 1 and not same_item:
+                # First delivery of another copy of the item (a priority boost, or a re-published
+                # admission) while the step already runs: the other copy owns the task. The same
+                # item seen again is a redelivery, whatever its count says (a broker restart can
+                # lose the count).
                 raise Superseded(chain.task_id)
             # A redelivery: an earlier attempt of this step died mid-way. Count what it streamed.
             chain.partials = await self._count_partials(chain.task_id, index, kind)

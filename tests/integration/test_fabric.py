@@ -22,6 +22,7 @@ from mesh.fabric import (
 from mesh.tasks import Limits, new_task_id
 from mesh.v1 import task_pb2, work_pb2
 from services.scheduler._admission import Admitter
+from services.worker._runner import Chain, Runner
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +157,40 @@ async def test_admission_rejects_bad_specs_without_storing(nc: NATS) -> None:
             await admitter.admit(spec)
         assert caught.value.field == field
     assert await EventLog(js, nc).last(task_id) is None
+
+
+async def test_a_redelivery_whose_count_was_lost_still_finishes_the_task(nc: NATS) -> None:
+    """The broker can lose a delivery count in a crash, so a redelivered item arrives as
+    delivery 1 after its first run wrote RUNNING. The runner recognises the same item by its
+    stream sequence and runs the step again, instead of taking it for a second copy and
+    dropping it (which left the task RUNNING forever)."""
+    js = nc.jetstream()
+    topology = Topology()
+    await ensure_topology(js, topology)
+    events = EventLog(js, nc)
+    admitter = Admitter(WorkQueue(nc, js), events, await js.key_value(IDEMPOTENCY_BUCKET), Limits())
+    tenant = f"lost-{new_task_id()[-8:]}"
+    spec = task_pb2.TaskSpec(
+        tenant=tenant, kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="x"))
+    )
+    task_id = (await admitter.admit(spec)).task_id
+    await ensure_work_consumer(js, topology, "ingestion", "standard", tenant)
+    sub = await js.pull_subscribe_bind(durable=f"work-ingestion-standard-{tenant}", stream=WORK_STREAM)
+    [msg] = await sub.fetch(batch=1, timeout=5)
+    assert msg.metadata.num_delivered == 1
+    item = work_pb2.WorkItem.FromString(msg.data)
+    # The first run wrote RUNNING, then the broker died before it could finish.
+    first_run = Chain(
+        task_id=task_id,
+        sequence=item.last_event_sequence,
+        stream_sequence=item.last_event_stream_sequence,
+        attempt=1,
+        worker_id="crashed",
+        step="echo",
+        traceparent="",
+        work_item_sequence=msg.metadata.sequence.stream,
+    )
+    await first_run.emit(events, task_pb2.TASK_STATE_RUNNING)
+    await Runner(js, events, "survivor", None, ack_wait_s=5.0).run(msg)
+    last = await events.last(task_id)
+    assert last is not None and last.event.state == task_pb2.TASK_STATE_SUCCEEDED

@@ -1028,6 +1028,13 @@ class TaskEvent(betterproto2.Message):
     Child tasks this task spawned (set on the event that reports spawning them).
     """
 
+    work_item_sequence: "int" = betterproto2.field(17, betterproto2.TYPE_UINT64)
+    """
+    Stream sequence of the work item whose run wrote this event (worker events only):
+    a redelivered item recognises its own earlier start by it, even when the broker
+    lost count of deliveries in a crash.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "TaskEvent", TaskEvent)
 
