@@ -60,3 +60,15 @@ class Unavailable(MeshError):
 
 class DeadlineExceeded(MeshError):
     error_class = "timeout"
+
+
+class Unauthenticated(MeshError):
+    """No credential, or one that is malformed, expired or revoked."""
+
+    error_class = "unauthenticated"
+
+
+class PermissionDenied(MeshError):
+    """A valid credential that does not allow this operation or this tenant."""
+
+    error_class = "permission_denied"

@@ -24,6 +24,8 @@ _CODES: dict[type[errors.MeshError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -62,4 +64,8 @@ def raise_from_rpc_error(exc: grpc.aio.AioRpcError) -> NoReturn:
         raise errors.Conflict(details) from exc
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         raise errors.DeadlineExceeded(details) from exc
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        raise errors.Unauthenticated(details) from exc
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        raise errors.PermissionDenied(details) from exc
     raise errors.Unavailable(f"{code.name}: {details}") from exc

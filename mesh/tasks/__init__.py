@@ -3,7 +3,7 @@
 from mesh.tasks._catalog import KINDS, Kind, Step, kind_of
 from mesh.tasks._ids import new_task_id
 from mesh.tasks._payload import payload_from_json
-from mesh.tasks._validate import SCHEMA_VERSION, Limits, validate_spec
+from mesh.tasks._validate import SCHEMA_VERSION, Limits, check_task_id, validate_spec
 
 __all__ = [
     "KINDS",
@@ -11,6 +11,7 @@ __all__ = [
     "Kind",
     "Limits",
     "Step",
+    "check_task_id",
     "kind_of",
     "new_task_id",
     "payload_from_json",

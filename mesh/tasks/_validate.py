@@ -25,15 +25,27 @@ class Limits:
     max_fan_out: int = 1000
 
 
+_TOKEN_RULE = "must be 1-64 characters of A-Z a-z 0-9 _ -"
+
+
+def check_task_id(task_id: str, field: str = "task_id") -> str:
+    """`task_id` if it is a well-formed task id (it becomes a subject token), else InvalidArgument."""
+    if not task_id:
+        raise InvalidArgument(field, "is required")
+    if not TOKEN_RE.match(task_id):
+        raise InvalidArgument(field, _TOKEN_RULE)
+    return task_id
+
+
 def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None = None) -> None:
     """Raise InvalidArgument for the first problem found; `spec` is left untouched."""
     now_s = time.time() if now_s is None else now_s
     if not spec.tenant:
         raise InvalidArgument("spec.tenant", "is required")
     if not TOKEN_RE.match(spec.tenant):
-        raise InvalidArgument("spec.tenant", "must be 1-64 characters of A-Z a-z 0-9 _ -")
-    if spec.task_id and not TOKEN_RE.match(spec.task_id):
-        raise InvalidArgument("spec.task_id", "must be 1-64 characters of A-Z a-z 0-9 _ -")
+        raise InvalidArgument("spec.tenant", _TOKEN_RULE)
+    if spec.task_id:
+        check_task_id(spec.task_id, "spec.task_id")
     if not spec.kind:
         raise InvalidArgument("spec.kind", f"is required (one of: {', '.join(sorted(KINDS))})")
     kind = KINDS.get(spec.kind)
@@ -57,8 +69,8 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
         raise InvalidArgument("spec.ordering_key", f"longer than {limits.max_idempotency_key} characters")
     if len(spec.labels) > limits.max_labels:
         raise InvalidArgument("spec.labels", f"more than {limits.max_labels} labels")
-    if spec.parent_task_id and not TOKEN_RE.match(spec.parent_task_id):
-        raise InvalidArgument("spec.parent_task_id", "must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if spec.parent_task_id:
+        check_task_id(spec.parent_task_id, "spec.parent_task_id")
     _validate_payload(spec, kind.payload_field, limits)
 
 

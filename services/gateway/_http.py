@@ -3,6 +3,8 @@
 POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, idempotency_key)
 GET  /v1/tasks/{id}             the task's current state
 GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
+POST /v1/tasks/{id}/cancel      cancel (JSON, optional: reason)
+GET  /v1/openapi.json           the OpenAPI document of the above
 
 GET  /v1/ws                     the bidirectional WebSocket protocol (see `_websocket`)
 """
@@ -21,9 +23,10 @@ from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
 from mesh.fabric import CLASS_OF_LANE, EventLog, fold
-from mesh.tasks import payload_from_json
+from mesh.tasks import check_task_id, payload_from_json
 from mesh.v1 import task_pb2
 from services.gateway._hub import EventHub
+from services.gateway._openapi import openapi_document
 from services.gateway._websocket import WebSocketSession
 
 _HTTP_STATUS = {
@@ -31,6 +34,8 @@ _HTTP_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "resource_exhausted": 429,
+    "unauthenticated": 401,
+    "permission_denied": 403,
     "dependency_down": 503,
     "timeout": 504,
 }
@@ -49,7 +54,7 @@ def http_app(
         try:
             if admit is None:
                 raise NotFound("this gateway does not accept submissions over HTTP")
-            body = _parse(await request.text(), "body")
+            body = _parse(await request.read(), "body")
             spec = _spec_from_json(body)
             admitted = await admit(spec)
         except MeshError as exc:
@@ -63,10 +68,14 @@ def http_app(
         """SSE: one `task` event per task event, `id:` = its sequence number, pings while quiet."""
         task_id = request.match_info["task_id"]
         resume = request.headers.get("Last-Event-ID", request.query.get("after", "0"))
-        if not resume.isdigit():
-            return _error(InvalidArgument("Last-Event-ID", f"must be a sequence number, got {resume!r}"))
-        if await events.last(task_id) is None:
-            return _error(NotFound(f"task {task_id!r} does not exist"))
+        try:
+            check_task_id(task_id)
+            if not (resume.isascii() and resume.isdigit()):
+                raise InvalidArgument("Last-Event-ID", f"must be a sequence number, got {resume!r}")
+            if await events.last(task_id) is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+        except MeshError as exc:
+            return _error(exc)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
@@ -101,10 +110,32 @@ def http_app(
 
     async def get_task(request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
-        stored = [s.event async for s in events.read(task_id)]
-        if not stored:
-            return _error(NotFound(f"task {task_id!r} does not exist"))
+        try:
+            stored = [s.event async for s in events.read(check_task_id(task_id))]
+            if not stored:
+                raise NotFound(f"task {task_id!r} does not exist")
+        except MeshError as exc:
+            return _error(exc)
         return web.json_response(MessageToDict(fold(stored)))
+
+    async def cancel_task(request: web.Request) -> web.Response:
+        task_id = request.match_info["task_id"]
+        try:
+            if cancel is None:
+                raise NotFound("this gateway does not cancel over HTTP")
+            check_task_id(task_id)
+            raw = await request.read()
+            body = _parse(raw, "body") if raw.strip() else {}
+            reason = body.get("reason", "")
+            if not isinstance(reason, str):
+                raise InvalidArgument("reason", "must be a string")
+            state = await cancel(task_id, reason)
+        except MeshError as exc:
+            return _error(exc)
+        return web.json_response({"task_id": task_id, "state": task_pb2.TaskState.Name(state)})
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=SSE_PING_S)
@@ -112,19 +143,24 @@ def http_app(
         await WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body).run()
         return ws
 
+    document = openapi_document()
     app = web.Application()
+    app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/tasks", submit_task)
+    app.router.add_post("/v1/tasks/{task_id}/cancel", cancel_task)
     app.router.add_get("/v1/tasks/{task_id}/events", task_events)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/ws", websocket)
     return app
 
 
-def _parse(data: str, what: str = "frame") -> dict[str, Any]:
+def _parse(data: str | bytes, what: str = "frame") -> dict[str, Any]:
     try:
         value = json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(what, f"not JSON: {exc.msg} at position {exc.pos}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(what, f"not UTF-8 text: byte {exc.start}") from exc
     if not isinstance(value, dict):
         raise InvalidArgument(what, "must be a JSON object")
     return value
@@ -136,7 +172,7 @@ def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
     if not isinstance(kind, str):
         raise InvalidArgument("kind", "must be a string naming a task kind")
     priority = body.get("priority", "standard")
-    if priority not in CLASS_OF_LANE:
+    if not isinstance(priority, str) or priority not in CLASS_OF_LANE:
         raise InvalidArgument("priority", f"one of: {', '.join(CLASS_OF_LANE)}")
     spec = task_pb2.TaskSpec(
         kind=kind, priority_class=CLASS_OF_LANE[priority], payload=payload_from_json(kind, body.get("payload", {}))

@@ -11,6 +11,7 @@ import grpc.aio
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, fold
 from mesh.rpc import abort_with, raise_from_rpc_error
+from mesh.tasks import check_task_id
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from services.gateway._hub import EventHub
 from services.gateway._ratelimit import TenantRateLimiter
@@ -76,6 +77,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             await abort_with(context, InvalidArgument("task_ids", "at least one task id is required"))
         if len(request.task_ids) > MAX_WATCHED:
             await abort_with(context, InvalidArgument("task_ids", f"at most {MAX_WATCHED} tasks per stream"))
+        try:
+            for task_id in request.task_ids:
+                check_task_id(task_id, "task_ids")
+        except MeshError as exc:
+            await abort_with(context, exc)
         stream = self._hub.watch_many(list(request.task_ids), request.final_only)
         try:
             async for event in stream:
@@ -158,8 +164,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             raise_from_rpc_error(exc)
 
     async def _dead_letter(self, task_id: str) -> deadletter_pb2.DeadLetter:
-        if not task_id:
-            raise InvalidArgument("task_id", "is required")
+        check_task_id(task_id)
         letter = await self._dead_letters.get(task_id)
         if letter is None:
             raise NotFound(f"task {task_id!r} has no dead-letter record")
@@ -168,8 +173,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def WatchTask(
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
-        if not request.task_id:
-            await abort_with(context, InvalidArgument("task_id", "is required"))
+        try:
+            check_task_id(request.task_id)
+        except MeshError as exc:
+            await abort_with(context, exc)
         stream = self._hub.watch(request.task_id, request.after_sequence)
         try:
             async for event in stream:
@@ -181,8 +188,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def GetTask(self, request: gateway_pb2.GetTaskRequest, context: Context) -> gateway_pb2.GetTaskResponse:
         try:
-            if not request.task_id:
-                raise InvalidArgument("task_id", "is required")
+            check_task_id(request.task_id)
             events = [stored.event async for stored in self._events.read(request.task_id)]
             if not events:
                 raise NotFound(f"task {request.task_id!r} does not exist")
@@ -194,8 +200,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.CancelTaskRequest, context: Context
     ) -> gateway_pb2.CancelTaskResponse:
         try:
-            if not request.task_id:
-                raise InvalidArgument("task_id", "is required")
+            check_task_id(request.task_id)
             state = await self.cancel(request.task_id, request.reason)
         except MeshError as exc:
             await abort_with(context, exc)

@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError
+from mesh.tasks import check_task_id
 from mesh.v1 import task_pb2
 from services.gateway._hub import EventHub
 
@@ -165,9 +166,9 @@ class WebSocketSession:
 
 def _task_id(command: dict[str, Any]) -> str:
     task_id = command.get("task_id")
-    if not isinstance(task_id, str) or not task_id:
+    if not isinstance(task_id, str):
         raise InvalidArgument("task_id", "is required")
-    return task_id
+    return check_task_id(task_id)
 
 
 def _after(command: dict[str, Any]) -> int:

@@ -92,6 +92,7 @@ class _Lane:
     # tenant → (pull subscription, when its consumer was last declared)
     partitions: dict[str, tuple[JetStreamContext.PullSubscription, float]] = field(default_factory=dict)
     refreshed_at: float = float("-inf")
+    pulled_at: float = float("-inf")  # when a pull last brought items
 
 
 class Dispatcher:
@@ -108,6 +109,7 @@ class Dispatcher:
         topology: Topology | None = None,
         tenant_weights: Mapping[str, float] | None = None,
         refresh_s: float = 1.0,
+        busy_refresh_s: float = 0.05,
     ) -> None:
         self._nc = nc
         self._js = js
@@ -120,6 +122,7 @@ class Dispatcher:
         self._topology = topology or Topology()
         self._weights = dict(tenant_weights or {})
         self._refresh_s = refresh_s
+        self._busy_refresh_s = busy_refresh_s
         self._buffer_per_lane = max(1, concurrency)
         self._waiting: list[_Waiting] = []
         self._waiting_per_lane = [0] * len(LANE_ORDER)
@@ -167,13 +170,17 @@ class Dispatcher:
                 await self._room[lane.rank].wait()
                 continue
             try:
-                if time.monotonic() - lane.refreshed_at >= self._refresh_s:
+                # A pull can come back empty while items remain (the server was slow to
+                # answer); while a lane is busy, its counts are re-read often to recover fast.
+                now = time.monotonic()
+                every_s = self._busy_refresh_s if now - lane.pulled_at < self._refresh_s else self._refresh_s
+                if now - lane.refreshed_at >= every_s:
                     await self._refresh(lane)
                 tenant = lane.share.pick()
                 if tenant is None:
                     lane.bell.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lane.bell.wait(), self._refresh_s)
+                        await asyncio.wait_for(lane.bell.wait(), every_s)
                     continue
                 token = lane.share.begin(tenant)
                 msgs = await self._pull(lane, tenant, room)
@@ -184,6 +191,8 @@ class Dispatcher:
                 log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
+            if msgs:
+                lane.pulled_at = time.monotonic()
             for msg in msgs:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()

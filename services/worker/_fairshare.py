@@ -12,7 +12,7 @@ tenant served last), so idling banks no credit for a later burst.
 
 Backlog is an estimate fed from two places: a doorbell per newly published item
 (`mark`) and a periodic authoritative count from the stream (`observe`). A fetch
-that comes back short empties the estimate — unless an item was marked while the
+that comes back empty empties the estimate — unless an item was marked while the
 fetch was in flight (`begin` / `settle`), so a doorbell is never lost to a race.
 """
 
@@ -92,10 +92,11 @@ class FairShare:
         state = self._get(tenant)
         state.pass_ += got / state.weight
         marked_meanwhile = state.marks != token
-        if got < asked and not marked_meanwhile:
+        if got == 0 and not marked_meanwhile:
             state.backlog = 0  # the partition is empty (or all of it is in flight)
         else:
-            # More may be there: keep at least one so the tenant is asked again.
+            # More may be there — a pull can come back short while items remain — so keep
+            # at least one: the tenant is asked again until a pull finds nothing.
             state.backlog = max(state.backlog - got, 1)
 
 

@@ -74,17 +74,20 @@ def test_a_tenant_with_new_work_gets_a_turn_within_one_round(weights: dict[str, 
     assert late in turns
 
 
-def test_a_short_fetch_empties_the_backlog_unless_a_doorbell_rang_meanwhile() -> None:
+def test_an_empty_fetch_empties_the_backlog_unless_a_doorbell_rang_meanwhile() -> None:
     share = FairShare()
     share.mark("acme", 3)
     token = share.begin("acme")
     share.settle("acme", token, asked=8, got=3)
+    assert share.pick() == "acme"  # a short pull proves nothing: ask again
+    token = share.begin("acme")
+    share.settle("acme", token, asked=8, got=0)
     assert share.pick() is None  # the partition is empty
 
     share.mark("acme")
     token = share.begin("acme")
     share.mark("acme")  # stored while the fetch was on its way
-    share.settle("acme", token, asked=8, got=1)
+    share.settle("acme", token, asked=8, got=0)
     assert share.pick() == "acme"
 
     token = share.begin("acme")

@@ -24,6 +24,8 @@ def _rpc_error(exc: errors.MeshError) -> grpc.aio.AioRpcError:
         (errors.ResourceExhausted("slow down", 2.5), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (errors.Unavailable("nats down"), grpc.StatusCode.UNAVAILABLE),
         (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (errors.Unauthenticated("credential expired"), grpc.StatusCode.UNAUTHENTICATED),
+        (errors.PermissionDenied("not your tenant"), grpc.StatusCode.PERMISSION_DENIED),
     ],
 )
 def test_each_error_has_its_status_and_round_trips(exc: errors.MeshError, code: grpc.StatusCode) -> None:
