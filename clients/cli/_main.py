@@ -41,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
         p.add_argument("--tenant-weights", default="", help="fair-share weights, e.g. acme=3,globex=1 (others 1)")
+        p.add_argument("--no-auth", action="store_true", help="let every caller in without a credential (dev only)")
+
+    def client_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+        p.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+        p.add_argument(
+            "--api-key",
+            default=os.environ.get("TIDEMESH_API_KEY", ""),
+            help="an API key or JWT (default: $TIDEMESH_API_KEY, else the local mesh's admin key)",
+        )
 
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
     mesh_args(p_up)
@@ -60,14 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     p_submit.add_argument("--priority", default="standard", choices=["interactive", "standard", "batch"])
     p_submit.add_argument("--tenant", default="default")
     p_submit.add_argument("--idempotency-key", default="")
-    p_submit.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    client_args(p_submit)
     p_submit.add_argument("--json", action="store_true", help="one JSON event per line")
     p_submit.add_argument("--no-wait", action="store_true", help="print the task id and return")
 
     for name, help_text in (("watch", "stream a task's events"), ("get", "show a task"), ("cancel", "cancel a task")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("task_id")
-        p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+        client_args(p)
         p.add_argument("--json", action="store_true")
         if name == "watch":
             p.add_argument("--after", type=int, default=0, help="resume after this sequence number")
@@ -76,14 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     p_dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
     p_dlq.add_argument("task_id", nargs="?", default="")
     p_dlq.add_argument("--tenant", default="")
-    p_dlq.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    client_args(p_dlq)
     p_dlq.add_argument("--json", action="store_true")
 
     p_status = sub.add_parser("status", help="components, health and queue depths")
-    p_status.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
-    p_status.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+    client_args(p_status)
     p_status.add_argument("--json", action="store_true")
     return parser
+
+
+def _credential(args: argparse.Namespace) -> str:
+    from mesh.supervisor import admin_key
+
+    return args.api_key or admin_key(Path(args.state_dir))
 
 
 async def _stream(client: Client, task_id: str, after: int, as_json: bool) -> int:
@@ -105,7 +120,7 @@ async def _submit(args: argparse.Namespace) -> int:
         raise InvalidArgument("--payload", "must be a JSON object")
     if args.text is not None:
         payload["text"] = args.text
-    async with Client(args.endpoint, tenant=args.tenant) as client:
+    async with Client(args.endpoint, tenant=args.tenant, credential=_credential(args)) as client:
         submitted = await client.submit(
             args.kind, payload, priority=args.priority, idempotency_key=args.idempotency_key
         )
@@ -137,7 +152,7 @@ async def _status(args: argparse.Namespace) -> int:
                 report["components"].append(  # type: ignore[attr-defined]
                     {"name": spec.name, "address": spec.address, "healthy": healthy}
                 )
-    async with Client(args.endpoint) as client:
+    async with Client(args.endpoint, credential=_credential(args)) as client:
         mesh = await client.status()
     from google.protobuf.json_format import MessageToDict
 
@@ -170,7 +185,7 @@ async def _dlq(args: argparse.Namespace) -> int:
 
     if args.action in ("show", "replay") and not args.task_id:
         raise InvalidArgument("task_id", f"dlq {args.action} needs a task id")
-    async with Client(args.endpoint) as client:
+    async with Client(args.endpoint, credential=_credential(args)) as client:
         if args.action == "list":
             letters = await client.dead_letters(args.tenant)
             if args.json:
@@ -209,7 +224,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _status(args)
     if args.command == "dlq":
         return await _dlq(args)
-    async with Client(args.endpoint) as client:
+    async with Client(args.endpoint, credential=_credential(args)) as client:
         if args.command == "watch":
             return await _stream(client, args.task_id, args.after, args.json)
         if args.command == "get":

@@ -12,7 +12,7 @@ from pathlib import Path
 from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.fabric import POOLS
-from mesh.supervisor import LocalAutoscaler, Supervisor, build_plan
+from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key, build_plan
 
 DEMO = [
     ("echo", {"text": "hello from tidemesh"}, "interactive"),
@@ -53,6 +53,7 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         gateways=args.gateways,
         fsync=args.fsync,
         worker_args=("--tenant-weights", args.tenant_weights) if args.tenant_weights else (),
+        auth=not args.no_auth,
     )
 
 
@@ -107,8 +108,13 @@ async def up(args: argparse.Namespace) -> int:
             print(f"  {spec.name:<12} pid {pid:<8} {spec.address:<28} health {spec.health.url}")
         print(f"  public endpoint (gRPC, gRPC-Web, HTTP, WebSocket): {endpoint}")
         print(f"  mesh RSS: {_mesh_rss_mb(supervisor.pids()):.0f} MB", flush=True)
+        credential = admin_key(Path(plan.state_dir))
+        if credential:
+            print(f"  auth: on — admin API key in {Path(plan.state_dir) / 'auth' / 'admin.key'} (the CLI uses it)")
+        else:
+            print("  auth: OFF (--no-auth): every caller is let in")
         if args.demo:
-            await run_demo(endpoint)
+            await run_demo(endpoint, credential)
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
     finally:
@@ -119,8 +125,8 @@ async def up(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_demo(endpoint: str) -> None:
-    async with Client(endpoint, tenant="demo") as client:
+async def run_demo(endpoint: str, credential: str = "") -> None:
+    async with Client(endpoint, tenant="demo", credential=credential) as client:
         for kind, payload, priority in DEMO:
             submitted = await client.submit(kind, payload, priority=priority)
             print(f"\n$ tidemesh submit {kind}  → task {submitted.task_id}", flush=True)

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from clients.sdk._credentials import credential_interceptors
 from mesh.errors import InvalidArgument
 from mesh.fabric import CLASS_OF_LANE
 from mesh.rpc import raise_from_rpc_error
@@ -36,12 +37,38 @@ def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
 class Client:
     """``async with Client("localhost:8080") as client: ...``"""
 
-    def __init__(self, endpoint: str, tenant: str = "default", max_resume_attempts: int = 10) -> None:
+    def __init__(
+        self, endpoint: str, tenant: str = "default", max_resume_attempts: int = 10, credential: str = ""
+    ) -> None:
+        """`credential`: an API key (``tmk_…``) or a JWT, sent on every call."""
         self.endpoint = endpoint
         self.tenant = tenant
         self._max_resume_attempts = max_resume_attempts
-        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._credential = credential
+        self._streams: set[str] = set()  # ids of this client's open streams, for refreshes
+        self._channel = grpc.aio.insecure_channel(
+            endpoint, interceptors=credential_interceptors(lambda: self._credential)
+        )
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+
+    async def refresh_credential(self, credential: str) -> None:
+        """Use `credential` from now on — for new calls and, in-band, for every open stream."""
+        self._credential = credential
+        for stream_id in list(self._streams):
+            request = gateway_pb2.RefreshStreamCredentialRequest(stream_id=stream_id)
+            try:
+                await self._stub.RefreshStreamCredential(request, timeout=10.0)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:  # that stream just ended
+                    raise_from_rpc_error(exc)
+
+    async def _track(self, call: Any) -> str:
+        """Remember an open stream's id (auth on) so refreshes reach it."""
+        metadata = await call.initial_metadata()
+        stream_id = dict(metadata or ()).get("tidemesh-stream-id", "")
+        if stream_id:
+            self._streams.add(stream_id)
+        return stream_id
 
     async def __aenter__(self) -> Client:
         return self
@@ -127,12 +154,15 @@ class Client:
     async def watch_many(self, task_ids: list[str], final_only: bool = True) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of many tasks over one stream, until each has ended."""
         call = self._stub.WatchTasks(gateway_pb2.WatchTasksRequest(task_ids=task_ids, final_only=final_only))
+        stream_id = ""
         try:
+            stream_id = await self._track(call)
             async for response in call:
                 yield response.event
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
         finally:
+            self._streams.discard(stream_id)
             call.cancel()
 
     async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
@@ -142,7 +172,9 @@ class Client:
         failures = 0
         while True:
             call = self._stub.WatchTask(gateway_pb2.WatchTaskRequest(task_id=task_id, after_sequence=last))
+            stream_id = ""
             try:
+                stream_id = await self._track(call)
                 async for response in call:
                     failures = 0
                     event = response.event
@@ -161,6 +193,7 @@ class Client:
                 failures += 1
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures) * (0.5 + random.random() / 2))
             finally:
+                self._streams.discard(stream_id)
                 call.cancel()
 
     async def get(self, task_id: str) -> task_pb2.TaskInfo:
@@ -196,6 +229,17 @@ class Client:
     async def purge_dead_letters(self, task_id: str = "", tenant: str = "") -> int:
         request = gateway_pb2.PurgeDeadLettersRequest(task_id=task_id, tenant=tenant)
         return (await self._call(self._stub.PurgeDeadLetters, request)).purged
+
+    async def create_api_key(self, tenant: str, roles: list[str], name: str = "") -> gateway_pb2.CreateApiKeyResponse:
+        """A new API key for `tenant` (needs an admin credential); the key is returned only here."""
+        request = gateway_pb2.CreateApiKeyRequest(tenant=tenant, roles=roles, name=name)
+        return await self._call(self._stub.CreateApiKey, request)
+
+    async def revoke_credential(self, credential_id: str, reason: str = "") -> None:
+        """Revoke an API key (by key id) or a token (by jti); its open streams end at once (admin)."""
+        await self._call(
+            self._stub.RevokeCredential, gateway_pb2.RevokeCredentialRequest(credential_id=credential_id, reason=reason)
+        )
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:

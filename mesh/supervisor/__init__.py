@@ -3,6 +3,7 @@
 from mesh.supervisor._autoscaler import LocalAutoscaler
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._child import Child, ChildState
+from mesh.supervisor._credentials import admin_key
 from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan, pool_worker_spec
 from mesh.supervisor._supervisor import Supervisor
 
@@ -14,6 +15,7 @@ __all__ = [
     "Plan",
     "ProcessSpec",
     "Supervisor",
+    "admin_key",
     "build_plan",
     "find_binary",
     "pool_worker_spec",

@@ -15,6 +15,7 @@ from typing import Any
 from mesh.edge import EdgeConfig, render_yaml
 from mesh.fabric import POOLS
 from mesh.supervisor._binaries import find_binary
+from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
 
 
@@ -131,11 +132,16 @@ def build_plan(
     fsync: str = "always",
     gateways: int = 1,
     gateway_args: tuple[str, ...] = (),
+    auth: bool = False,
 ) -> Plan:
-    """`workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
-    pool's own concurrency from `pool_concurrency` (default `worker_concurrency`)."""
-    """The process table; also renders ``<state_dir>/envoy.yaml`` for it."""
+    """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
+
+    `workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
+    pool's own concurrency from `pool_concurrency` (default `worker_concurrency`). With `auth`,
+    the gateways require credentials (see `_credentials`)."""
     state_dir = state_dir.resolve()
+    if auth:
+        gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
     ports = _Ports(public_port)
     public_port = public_port or _free_port()
     envoy_admin = ports.take()

@@ -22,62 +22,75 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mesh.v1 import deadletter_pb2 as mesh_dot_v1_dot_deadletter__pb2
 from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/gateway.proto\x12\x07mesh.v1\x1a\x18mesh/v1/deadletter.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"4\n\x11SubmitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"M\n\x12SubmitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\";\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"6\n\x11WatchTaskResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskInfo\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x43\x61ncelTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x16\n\x14GetMeshStatusRequest\"\xc1\x01\n\x15GetMeshStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\"6\n\x12SubmitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"C\n\x13SubmitTasksResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.mesh.v1.SubmitTaskResponse\"9\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x12\n\nfinal_only\x18\x02 \x01(\x08\"7\n\x12WatchTasksResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"7\n\x16ListDeadLettersRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"D\n\x17ListDeadLettersResponse\x12)\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x13.mesh.v1.DeadLetter\"\'\n\x14GetDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x15GetDeadLetterResponse\x12(\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x13.mesh.v1.DeadLetter\"*\n\x17ReplayDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x18ReplayDeadLetterResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\":\n\x17PurgeDeadLettersRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x04\x32\xdd\x06\n\x0eGatewayService\x12\x45\n\nSubmitTask\x12\x1a.mesh.v1.SubmitTaskRequest\x1a\x1b.mesh.v1.SubmitTaskResponse\x12\x44\n\tWatchTask\x12\x19.mesh.v1.WatchTaskRequest\x1a\x1a.mesh.v1.WatchTaskResponse0\x01\x12<\n\x07GetTask\x12\x17.mesh.v1.GetTaskRequest\x1a\x18.mesh.v1.GetTaskResponse\x12\x45\n\nCancelTask\x12\x1a.mesh.v1.CancelTaskRequest\x1a\x1b.mesh.v1.CancelTaskResponse\x12H\n\x0bSubmitTasks\x12\x1b.mesh.v1.SubmitTasksRequest\x1a\x1c.mesh.v1.SubmitTasksResponse\x12G\n\nWatchTasks\x12\x1a.mesh.v1.WatchTasksRequest\x1a\x1b.mesh.v1.WatchTasksResponse0\x01\x12N\n\rGetMeshStatus\x12\x1d.mesh.v1.GetMeshStatusRequest\x1a\x1e.mesh.v1.GetMeshStatusResponse\x12T\n\x0fListDeadLetters\x12\x1f.mesh.v1.ListDeadLettersRequest\x1a .mesh.v1.ListDeadLettersResponse\x12N\n\rGetDeadLetter\x12\x1d.mesh.v1.GetDeadLetterRequest\x1a\x1e.mesh.v1.GetDeadLetterResponse\x12W\n\x10ReplayDeadLetter\x12 .mesh.v1.ReplayDeadLetterRequest\x1a!.mesh.v1.ReplayDeadLetterResponse\x12W\n\x10PurgeDeadLetters\x12 .mesh.v1.PurgeDeadLettersRequest\x1a!.mesh.v1.PurgeDeadLettersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/gateway.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mesh/v1/deadletter.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"3\n\x1eRefreshStreamCredentialRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"Q\n\x1fRefreshStreamCredentialResponse\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"@\n\x17RevokeCredentialRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1a\n\x18RevokeCredentialResponse\"4\n\x11SubmitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"M\n\x12SubmitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\";\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"6\n\x11WatchTaskResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskInfo\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x43\x61ncelTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x16\n\x14GetMeshStatusRequest\"\xc1\x01\n\x15GetMeshStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\"6\n\x12SubmitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"C\n\x13SubmitTasksResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.mesh.v1.SubmitTaskResponse\"9\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x12\n\nfinal_only\x18\x02 \x01(\x08\"7\n\x12WatchTasksResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"7\n\x16ListDeadLettersRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"D\n\x17ListDeadLettersResponse\x12)\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x13.mesh.v1.DeadLetter\"\'\n\x14GetDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x15GetDeadLetterResponse\x12(\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x13.mesh.v1.DeadLetter\"*\n\x17ReplayDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x18ReplayDeadLetterResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\":\n\x17PurgeDeadLettersRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x04\x32\xf1\x08\n\x0eGatewayService\x12\x45\n\nSubmitTask\x12\x1a.mesh.v1.SubmitTaskRequest\x1a\x1b.mesh.v1.SubmitTaskResponse\x12\x44\n\tWatchTask\x12\x19.mesh.v1.WatchTaskRequest\x1a\x1a.mesh.v1.WatchTaskResponse0\x01\x12<\n\x07GetTask\x12\x17.mesh.v1.GetTaskRequest\x1a\x18.mesh.v1.GetTaskResponse\x12\x45\n\nCancelTask\x12\x1a.mesh.v1.CancelTaskRequest\x1a\x1b.mesh.v1.CancelTaskResponse\x12H\n\x0bSubmitTasks\x12\x1b.mesh.v1.SubmitTasksRequest\x1a\x1c.mesh.v1.SubmitTasksResponse\x12G\n\nWatchTasks\x12\x1a.mesh.v1.WatchTasksRequest\x1a\x1b.mesh.v1.WatchTasksResponse0\x01\x12N\n\rGetMeshStatus\x12\x1d.mesh.v1.GetMeshStatusRequest\x1a\x1e.mesh.v1.GetMeshStatusResponse\x12T\n\x0fListDeadLetters\x12\x1f.mesh.v1.ListDeadLettersRequest\x1a .mesh.v1.ListDeadLettersResponse\x12N\n\rGetDeadLetter\x12\x1d.mesh.v1.GetDeadLetterRequest\x1a\x1e.mesh.v1.GetDeadLetterResponse\x12W\n\x10ReplayDeadLetter\x12 .mesh.v1.ReplayDeadLetterRequest\x1a!.mesh.v1.ReplayDeadLetterResponse\x12W\n\x10PurgeDeadLetters\x12 .mesh.v1.PurgeDeadLettersRequest\x1a!.mesh.v1.PurgeDeadLettersResponse\x12l\n\x17RefreshStreamCredential\x12\'.mesh.v1.RefreshStreamCredentialRequest\x1a(.mesh.v1.RefreshStreamCredentialResponse\x12K\n\x0c\x43reateApiKey\x12\x1c.mesh.v1.CreateApiKeyRequest\x1a\x1d.mesh.v1.CreateApiKeyResponse\x12W\n\x10RevokeCredential\x12 .mesh.v1.RevokeCredentialRequest\x1a!.mesh.v1.RevokeCredentialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITTASKREQUEST']._serialized_start=102
-  _globals['_SUBMITTASKREQUEST']._serialized_end=154
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=156
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=233
-  _globals['_WATCHTASKREQUEST']._serialized_start=235
-  _globals['_WATCHTASKREQUEST']._serialized_end=294
-  _globals['_WATCHTASKRESPONSE']._serialized_start=296
-  _globals['_WATCHTASKRESPONSE']._serialized_end=350
-  _globals['_GETTASKREQUEST']._serialized_start=352
-  _globals['_GETTASKREQUEST']._serialized_end=385
-  _globals['_GETTASKRESPONSE']._serialized_start=387
-  _globals['_GETTASKRESPONSE']._serialized_end=437
-  _globals['_CANCELTASKREQUEST']._serialized_start=439
-  _globals['_CANCELTASKREQUEST']._serialized_end=491
-  _globals['_CANCELTASKRESPONSE']._serialized_start=493
-  _globals['_CANCELTASKRESPONSE']._serialized_end=548
-  _globals['_GETMESHSTATUSREQUEST']._serialized_start=550
-  _globals['_GETMESHSTATUSREQUEST']._serialized_end=572
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=575
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=768
-  _globals['_SUBMITTASKSREQUEST']._serialized_start=770
-  _globals['_SUBMITTASKSREQUEST']._serialized_end=824
-  _globals['_SUBMITTASKSRESPONSE']._serialized_start=826
-  _globals['_SUBMITTASKSRESPONSE']._serialized_end=893
-  _globals['_WATCHTASKSREQUEST']._serialized_start=895
-  _globals['_WATCHTASKSREQUEST']._serialized_end=952
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=954
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1009
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1011
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1066
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1068
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1136
-  _globals['_GETDEADLETTERREQUEST']._serialized_start=1138
-  _globals['_GETDEADLETTERREQUEST']._serialized_end=1177
-  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1179
-  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1244
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1246
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1288
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1290
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1355
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=1357
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=1415
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=1417
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=1459
-  _globals['_GATEWAYSERVICE']._serialized_start=1462
-  _globals['_GATEWAYSERVICE']._serialized_end=2323
+  _globals['_REFRESHSTREAMCREDENTIALREQUEST']._serialized_start=135
+  _globals['_REFRESHSTREAMCREDENTIALREQUEST']._serialized_end=186
+  _globals['_REFRESHSTREAMCREDENTIALRESPONSE']._serialized_start=188
+  _globals['_REFRESHSTREAMCREDENTIALRESPONSE']._serialized_end=269
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=271
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=337
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=339
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=394
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_start=396
+  _globals['_REVOKECREDENTIALREQUEST']._serialized_end=460
+  _globals['_REVOKECREDENTIALRESPONSE']._serialized_start=462
+  _globals['_REVOKECREDENTIALRESPONSE']._serialized_end=488
+  _globals['_SUBMITTASKREQUEST']._serialized_start=490
+  _globals['_SUBMITTASKREQUEST']._serialized_end=542
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=544
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=621
+  _globals['_WATCHTASKREQUEST']._serialized_start=623
+  _globals['_WATCHTASKREQUEST']._serialized_end=682
+  _globals['_WATCHTASKRESPONSE']._serialized_start=684
+  _globals['_WATCHTASKRESPONSE']._serialized_end=738
+  _globals['_GETTASKREQUEST']._serialized_start=740
+  _globals['_GETTASKREQUEST']._serialized_end=773
+  _globals['_GETTASKRESPONSE']._serialized_start=775
+  _globals['_GETTASKRESPONSE']._serialized_end=825
+  _globals['_CANCELTASKREQUEST']._serialized_start=827
+  _globals['_CANCELTASKREQUEST']._serialized_end=879
+  _globals['_CANCELTASKRESPONSE']._serialized_start=881
+  _globals['_CANCELTASKRESPONSE']._serialized_end=936
+  _globals['_GETMESHSTATUSREQUEST']._serialized_start=938
+  _globals['_GETMESHSTATUSREQUEST']._serialized_end=960
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_start=963
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=1156
+  _globals['_SUBMITTASKSREQUEST']._serialized_start=1158
+  _globals['_SUBMITTASKSREQUEST']._serialized_end=1212
+  _globals['_SUBMITTASKSRESPONSE']._serialized_start=1214
+  _globals['_SUBMITTASKSRESPONSE']._serialized_end=1281
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1283
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1340
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=1342
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=1397
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1399
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1454
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1456
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1524
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=1526
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=1565
+  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1567
+  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1632
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1634
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1676
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1678
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1743
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=1745
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=1803
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=1805
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=1847
+  _globals['_GATEWAYSERVICE']._serialized_start=1850
+  _globals['_GATEWAYSERVICE']._serialized_end=2987
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from mesh.v1 import deadletter_pb2 as _deadletter_pb2
 from mesh.v1 import status_pb2 as _status_pb2
 from mesh.v1 import task_pb2 as _task_pb2
@@ -8,6 +11,48 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RefreshStreamCredentialRequest(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+
+class RefreshStreamCredentialResponse(_message.Message):
+    __slots__ = ("expires_at",)
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateApiKeyRequest(_message.Message):
+    __slots__ = ("tenant", "roles", "name")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    def __init__(self, tenant: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class CreateApiKeyResponse(_message.Message):
+    __slots__ = ("key_id", "api_key")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    api_key: str
+    def __init__(self, key_id: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
+
+class RevokeCredentialRequest(_message.Message):
+    __slots__ = ("credential_id", "reason")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    reason: str
+    def __init__(self, credential_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeCredentialResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
     __slots__ = ("spec",)

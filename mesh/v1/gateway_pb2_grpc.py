@@ -90,6 +90,21 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.RefreshStreamCredential = channel.unary_unary(
+                '/mesh.v1.GatewayService/RefreshStreamCredential',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/mesh.v1.GatewayService/CreateApiKey',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.RevokeCredential = channel.unary_unary(
+                '/mesh.v1.GatewayService/RevokeCredential',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.RevokeCredentialRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.RevokeCredentialResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -175,6 +190,29 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefreshStreamCredential(self, request, context):
+        """Re-authenticate an open stream in-band: the new credential travels in this call's
+        metadata (authorization / x-api-key); the stream id came in the stream's initial
+        metadata (tidemesh-stream-id). The stream keeps going under the new credential.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """Create an API key (admin). The key is returned once; only its hash is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCredential(self, request, context):
+        """Revoke an API key or a token (by its jti) (admin); its open streams end at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +270,21 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.PurgeDeadLetters,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+            'RefreshStreamCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshStreamCredential,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'RevokeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCredential,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.RevokeCredentialRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.RevokeCredentialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -532,6 +585,87 @@ class GatewayService:
             '/mesh.v1.GatewayService/PurgeDeadLetters',
             mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshStreamCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/RefreshStreamCredential',
+            mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/CreateApiKey',
+            mesh_dot_v1_dot_gateway__pb2.CreateApiKeyRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/RevokeCredential',
+            mesh_dot_v1_dot_gateway__pb2.RevokeCredentialRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.RevokeCredentialResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,28 +9,35 @@ from pathlib import Path
 from mesh.fabric import DeadLetterStore, EventLog, Topology, connect, ensure_topology
 from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.telemetry import get_logger
 from mesh.v1 import gateway_pb2_grpc, scheduler_pb2_grpc
+from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
+from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
-from services.gateway._ratelimit import TenantRateLimiter
+from services.gateway._ratelimit import RateLimiter
 from services.gateway._service import Gateway
+
+log = get_logger("services.gateway")
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     nc = await connect(args.nats, name="tidemesh-gateway")
     channel = insecure_channel(args.scheduler)
     hub: EventHub | None = None
+    guard: Guard | None = None
     try:
         js = nc.jetstream(timeout=5.0)
         await ensure_topology(js, Topology(replicas=args.replicas, ack_wait_s=args.ack_wait))
         events = EventLog(js, nc)
         hub = EventHub(nc, events)
         await hub.start()
-        limiter = TenantRateLimiter(args.tenant_rate, args.tenant_burst) if args.tenant_rate > 0 else None
+        limiter = RateLimiter(args.tenant_rate, args.tenant_burst) if args.tenant_rate > 0 else None
+        guard = await _guard(args, js, events)
         gateway = Gateway(
-            scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc), limiter
+            scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc), limiter, guard
         )
-        app = http_app(events, hub, admit=gateway.admit, cancel=gateway.cancel)
+        app = http_app(events, hub, admit=gateway.admit, cancel=gateway.cancel, guard=guard)
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         async with host:
@@ -38,10 +45,31 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await stop.wait()
             await host.begin_shutdown()
     finally:
+        if guard is not None and guard.authenticator is not None:
+            await guard.authenticator.store.close()
         if hub is not None:
             await hub.close()
         await channel.close()
         await nc.drain()
+
+
+async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # type: ignore[no-untyped-def]
+    """Auth is on when --auth-dir is given: JWT key and bootstrap admin key from that folder."""
+    credential_limiter = None
+    if args.credential_rate > 0:
+        credential_limiter = RateLimiter(args.credential_rate, args.credential_burst, what="credential")
+    if not args.auth_dir:
+        log.warning("auth is off: every caller is anonymous and allowed (start with --auth-dir to require credentials)")
+        return Guard(events)
+    directory = Path(args.auth_dir)
+    store = await CredentialStore.open(js, args.replicas)
+    await store.start()
+    admin_key = directory / "admin.key"
+    if admin_key.exists():
+        store.add_static_key(admin_key.read_text().strip(), ANY_TENANT, ["admin"], "bootstrap admin")
+    jwt_settings = JwtSettings.from_dir(directory, args.jwt_audience)
+    log.info("auth is on", extra={"jwt": bool(jwt_settings), "audience": args.jwt_audience})
+    return Guard(events, Authenticator(store, jwt_settings), credential_limiter)
 
 
 def main() -> None:
@@ -49,6 +77,10 @@ def main() -> None:
     parser.add_argument("--scheduler", required=True, help="scheduler HOST:PORT")
     parser.add_argument("--tenant-rate", type=float, default=0.0, help="submits per second per tenant (0: no limit)")
     parser.add_argument("--tenant-burst", type=float, default=100.0, help="submits a tenant may burst above its rate")
+    parser.add_argument("--credential-rate", type=float, default=0.0, help="submits per second per credential")
+    parser.add_argument("--credential-burst", type=float, default=100.0, help="submits a credential may burst")
+    parser.add_argument("--auth-dir", default="", help="require credentials: jwt.secret or jwt.pub, admin.key here")
+    parser.add_argument("--jwt-audience", default="tidemesh", help="the aud claim tokens must carry")
     run_service("gateway", parser, serve)
 
 

@@ -4,7 +4,10 @@ POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, i
 GET  /v1/tasks/{id}             the task's current state
 GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
 POST /v1/tasks/{id}/cancel      cancel (JSON, optional: reason)
-GET  /v1/openapi.json           the OpenAPI document of the above
+POST /v1/streams/{id}/refresh   swap the credential of an open SSE stream (its first event names the id)
+GET  /v1/openapi.json           the OpenAPI document of the above (public)
+
+With auth on, every /v1 route but the OpenAPI document needs a credential (see `_auth`).
 
 GET  /v1/ws                     the bidirectional WebSocket protocol (see `_websocket`)
 """
@@ -15,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +28,10 @@ from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
 from mesh.fabric import CLASS_OF_LANE, EventLog, fold
 from mesh.tasks import check_task_id, payload_from_json
 from mesh.v1 import task_pb2
+from services.gateway._auth import Principal
+from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
+from services.gateway._leases import StreamLease, guarded
 from services.gateway._openapi import openapi_document
 from services.gateway._websocket import WebSocketSession
 
@@ -47,16 +53,28 @@ SSE_PING_S = 15.0
 def http_app(
     events: EventLog,
     hub: EventHub,
-    admit: Callable[[task_pb2.TaskSpec], Awaitable[Any]] | None = None,
-    cancel: Callable[[str, str], Awaitable[int]] | None = None,
+    admit: Callable[[task_pb2.TaskSpec, Principal | None], Awaitable[Any]] | None = None,
+    cancel: Callable[[str, str, Principal | None], Awaitable[int]] | None = None,
+    guard: Guard | None = None,
 ) -> web.Application:
+    guard = guard or Guard(events)
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/v1/") and request.path not in _PUBLIC:
+            try:
+                request["principal"] = guard.from_http(request)
+            except MeshError as exc:
+                return _error(exc)
+        return await handler(request)
+
     async def submit_task(request: web.Request) -> web.Response:
         try:
             if admit is None:
                 raise NotFound("this gateway does not accept submissions over HTTP")
             body = _parse(await request.read(), "body")
             spec = _spec_from_json(body)
-            admitted = await admit(spec)
+            admitted = await admit(spec, request["principal"])
         except MeshError as exc:
             return _error(exc)
         return web.json_response(
@@ -74,39 +92,19 @@ def http_app(
                 raise InvalidArgument("Last-Event-ID", f"must be a sequence number, got {resume!r}")
             if await events.last(task_id) is None:
                 raise NotFound(f"task {task_id!r} does not exist")
+            await guard.check_task(request["principal"], "read", task_id)
         except MeshError as exc:
             return _error(exc)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
-        await response.prepare(request)
-        pending: asyncio.Queue[task_pb2.TaskEvent | None] = asyncio.Queue()
+        with guard.lease(request["principal"]) as lease:
+            return await _sse(request, hub.watch(task_id, int(resume)), lease)
 
-        async def pump() -> None:
-            try:
-                async for event in hub.watch(task_id, int(resume)):
-                    pending.put_nowait(event)
-            finally:
-                pending.put_nowait(None)
-
-        pumping = asyncio.create_task(pump())
+    async def refresh_stream(request: web.Request) -> web.Response:
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(SSE_PING_S):
-                        event = await pending.get()
-                except TimeoutError:
-                    await response.write(b": ping\n\n")
-                    continue
-                if event is None:
-                    break
-                data = json.dumps(MessageToDict(event), separators=(",", ":"))
-                await response.write(f"id: {event.sequence}\nevent: task\ndata: {data}\n\n".encode())
-        finally:
-            pumping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, MeshError):
-                await pumping
-        return response
+            lease = guard.refresh(request.match_info["stream_id"], request["principal"])
+        except MeshError as exc:
+            return _error(exc)
+        expires_at = lease.principal.expires_at if lease else None
+        return web.json_response({"stream_id": request.match_info["stream_id"], "expires_at": expires_at})
 
     async def get_task(request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
@@ -114,6 +112,7 @@ def http_app(
             stored = [s.event async for s in events.read(check_task_id(task_id))]
             if not stored:
                 raise NotFound(f"task {task_id!r} does not exist")
+            await guard.check_task(request["principal"], "read", task_id)
         except MeshError as exc:
             return _error(exc)
         return web.json_response(MessageToDict(fold(stored)))
@@ -129,7 +128,7 @@ def http_app(
             reason = body.get("reason", "")
             if not isinstance(reason, str):
                 raise InvalidArgument("reason", "must be a string")
-            state = await cancel(task_id, reason)
+            state = await cancel(task_id, reason, request["principal"])
         except MeshError as exc:
             return _error(exc)
         return web.json_response({"task_id": task_id, "state": task_pb2.TaskState.Name(state)})
@@ -140,18 +139,71 @@ def http_app(
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=SSE_PING_S)
         await ws.prepare(request)
-        await WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body).run()
+        session = WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body, guard, request["principal"])
+        await session.run()
         return ws
 
     document = openapi_document()
-    app = web.Application()
+    app = web.Application(middlewares=[authenticate])
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/tasks", submit_task)
     app.router.add_post("/v1/tasks/{task_id}/cancel", cancel_task)
+    app.router.add_post("/v1/streams/{stream_id}/refresh", refresh_stream)
     app.router.add_get("/v1/tasks/{task_id}/events", task_events)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/ws", websocket)
     return app
+
+
+_PUBLIC = frozenset({"/v1/openapi.json"})
+
+
+async def _sse(
+    request: web.Request, stream: AsyncIterator[task_pb2.TaskEvent], lease: StreamLease | None
+) -> web.StreamResponse:
+    """One `task` event per task event (`id:` = its sequence number), pings while quiet; with auth
+    on, a first `stream` event names the stream for refreshes, and a lapsed credential ends the
+    stream with an `error` event."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    if lease is not None:
+        await response.write(f"event: stream\ndata: {json.dumps({'stream_id': lease.stream_id})}\n\n".encode())
+    pending: asyncio.Queue[task_pb2.TaskEvent | MeshError | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in guarded(stream, lease):
+                pending.put_nowait(event)
+        except MeshError as exc:
+            pending.put_nowait(exc)
+        finally:
+            pending.put_nowait(None)
+
+    pumping = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(SSE_PING_S):
+                    event = await pending.get()
+            except TimeoutError:
+                await response.write(b": ping\n\n")
+                continue
+            if event is None:
+                break
+            if isinstance(event, MeshError):
+                data = json.dumps(_error_body(event), separators=(",", ":"))
+                await response.write(f"event: error\ndata: {data}\n\n".encode())
+                break
+            data = json.dumps(MessageToDict(event), separators=(",", ":"))
+            await response.write(f"id: {event.sequence}\nevent: task\ndata: {data}\n\n".encode())
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MeshError):
+            await pumping
+        await stream.aclose()  # type: ignore[attr-defined]
+    return response
 
 
 def _parse(data: str | bytes, what: str = "frame") -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Per-tenant rate limiting at the gateway: a token bucket per tenant.
+"""Rate limiting at the gateway: a token bucket per key — per tenant, and per credential.
 
-Each tenant may submit `rate` tasks per second on average with bursts of `burst`;
+Each key may submit `rate` tasks per second on average with bursts of `burst`;
 a submit beyond that is refused with RESOURCE_EXHAUSTED (HTTP 429) and a retry-after
 equal to the time until enough tokens refill. Buckets live in each gateway replica;
 with `--gateways N` and session stickiness a tenant's sessions spread over replicas,
@@ -23,28 +23,33 @@ class _Bucket:
     updated: float
 
 
-class TenantRateLimiter:
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+class RateLimiter:
+    def __init__(
+        self, rate: float, burst: float, what: str = "tenant", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst ≥ 1")
         self.rate = rate
+        self._what = what
         self.burst = burst
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def take(self, tenant: str, count: int = 1) -> None:
-        """Spend `count` tokens of `tenant`'s bucket, or raise ResourceExhausted with a retry-after."""
+    def take(self, key: str, count: int = 1) -> None:
+        """Spend `count` tokens of `key`'s bucket, or raise ResourceExhausted with a retry-after."""
         now = self._clock()
-        bucket = self._buckets.get(tenant)
+        bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[tenant] = _Bucket(self.burst, now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
         if count > self.burst:
-            raise ResourceExhausted(f"tenant {tenant!r}: a batch of {count} exceeds the burst of {self.burst:.0f}", 1.0)
+            raise ResourceExhausted(
+                f"{self._what} {key!r}: a batch of {count} exceeds the burst of {self.burst:.0f}", 1.0
+            )
         if bucket.tokens < count:
             retry_after_s = (count - bucket.tokens) / self.rate
             raise ResourceExhausted(
-                f"tenant {tenant!r} is over its rate of {self.rate:g} tasks/s", max(retry_after_s, 0.001)
+                f"{self._what} {key!r} is over its rate of {self.rate:g} tasks/s", max(retry_after_s, 0.001)
             )
         bucket.tokens -= count

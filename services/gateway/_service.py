@@ -13,8 +13,11 @@ from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, fold
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from services.gateway._auth import ANY_TENANT, Principal, check_roles
+from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
-from services.gateway._ratelimit import TenantRateLimiter
+from services.gateway._leases import StreamLease, guarded
+from services.gateway._ratelimit import RateLimiter
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
@@ -28,9 +31,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         events: EventLog,
         hub: EventHub,
         dead_letters: DeadLetterStore,
-        limiter: TenantRateLimiter | None = None,
+        limiter: RateLimiter | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._limiter = limiter
+        self._guard = guard or Guard(events)
         self._scheduler = scheduler
         self._events = events
         self._hub = hub
@@ -40,9 +45,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.SubmitTaskRequest, context: Context
     ) -> gateway_pb2.SubmitTaskResponse:
         try:
+            principal = self._guard.from_grpc(context)
             if not request.HasField("spec"):
                 raise InvalidArgument("spec", "is required")
-            admitted = await self.admit(request.spec)
+            admitted = await self.admit(request.spec, principal)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.SubmitTaskResponse(
@@ -53,8 +59,13 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.SubmitTasksRequest, context: Context
     ) -> gateway_pb2.SubmitTasksResponse:
         try:
+            principal = self._guard.from_grpc(context)
             if not request.specs:
                 raise InvalidArgument("specs", "at least one spec is required")
+            for spec in request.specs:
+                _claim(spec, principal)
+                self._guard.check(principal, "submit", spec.tenant)
+            self._guard.spend(principal, len(request.specs))
             if self._limiter is not None:
                 for tenant, count in Counter(spec.tenant for spec in request.specs).items():
                     self._limiter.take(tenant, count)
@@ -78,30 +89,42 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         if len(request.task_ids) > MAX_WATCHED:
             await abort_with(context, InvalidArgument("task_ids", f"at most {MAX_WATCHED} tasks per stream"))
         try:
+            principal = self._guard.from_grpc(context)
             for task_id in request.task_ids:
                 check_task_id(task_id, "task_ids")
+                await self._guard.check_task(principal, "read", task_id)
         except MeshError as exc:
             await abort_with(context, exc)
         stream = self._hub.watch_many(list(request.task_ids), request.final_only)
-        try:
-            async for event in stream:
-                yield gateway_pb2.WatchTasksResponse(event=event)
-        except MeshError as exc:
-            await abort_with(context, exc)
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+        with self._guard.lease(principal) as lease:
+            try:
+                await _announce(context, lease)
+                async for event in guarded(stream, lease):
+                    yield gateway_pb2.WatchTasksResponse(event=event)
+            except MeshError as exc:
+                await abort_with(context, exc)
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
 
     async def ListDeadLetters(
         self, request: gateway_pb2.ListDeadLettersRequest, context: Context
     ) -> gateway_pb2.ListDeadLettersResponse:
-        letters = await self._dead_letters.list(request.tenant, request.limit or 100)
+        try:
+            principal = self._guard.from_grpc(context)
+            tenant = request.tenant or (principal.tenant if principal and "admin" not in principal.roles else "")
+            self._guard.check(principal, "read", tenant or None)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        letters = await self._dead_letters.list(tenant, request.limit or 100)
         return gateway_pb2.ListDeadLettersResponse(dead_letters=letters)
 
     async def GetDeadLetter(
         self, request: gateway_pb2.GetDeadLetterRequest, context: Context
     ) -> gateway_pb2.GetDeadLetterResponse:
         try:
+            principal = self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
+            self._guard.check(principal, "read", letter.spec.tenant)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetDeadLetterResponse(dead_letter=letter)
@@ -114,7 +137,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         The replay id is derived from the original, so repeating the call finds the same task.
         """
         try:
+            principal = self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
+            self._guard.check(principal, "submit", letter.spec.tenant)
             spec = task_pb2.TaskSpec()
             spec.CopyFrom(letter.spec)
             spec.task_id = f"{letter.task_id}-r"
@@ -134,13 +159,22 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def PurgeDeadLetters(
         self, request: gateway_pb2.PurgeDeadLettersRequest, context: Context
     ) -> gateway_pb2.PurgeDeadLettersResponse:
-        if not request.task_id and not request.tenant:
-            await abort_with(context, InvalidArgument("task_id", "name a task_id or a tenant to purge"))
+        try:
+            self._guard.check(self._guard.from_grpc(context), "admin")
+            if not request.task_id and not request.tenant:
+                raise InvalidArgument("task_id", "name a task_id or a tenant to purge")
+        except MeshError as exc:
+            await abort_with(context, exc)
         purged = await self._dead_letters.purge(request.task_id, request.tenant)
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
 
-    async def admit(self, spec: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
+    async def admit(
+        self, spec: task_pb2.TaskSpec, principal: Principal | None = None
+    ) -> scheduler_pb2.AdmitTaskResponse:
         """Admission through the scheduler, for gRPC, REST and WebSocket submits alike."""
+        _claim(spec, principal)
+        self._guard.check(principal, "submit", spec.tenant)
+        self._guard.spend(principal)
         if self._limiter is not None:
             self._limiter.take(spec.tenant)
         response: scheduler_pb2.AdmitTaskResponse = await self._ask(
@@ -148,8 +182,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         )
         return response
 
-    async def cancel(self, task_id: str, reason: str) -> int:
-        """Cancellation through the scheduler, for gRPC and WebSocket alike; returns the task's state."""
+    async def cancel(self, task_id: str, reason: str, principal: Principal | None = None) -> int:
+        """Cancellation through the scheduler, for every protocol; returns the task's state."""
+        await self._guard.check_task(principal, "submit", task_id)
         reply = await self._ask(
             self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=task_id, reason=reason), 10.0
         )
@@ -174,21 +209,25 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         try:
-            check_task_id(request.task_id)
+            principal = self._guard.from_grpc(context)
+            await self._guard.check_task(principal, "read", check_task_id(request.task_id))
         except MeshError as exc:
             await abort_with(context, exc)
         stream = self._hub.watch(request.task_id, request.after_sequence)
-        try:
-            async for event in stream:
-                yield gateway_pb2.WatchTaskResponse(event=event)
-        except MeshError as exc:
-            await abort_with(context, exc)
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+        with self._guard.lease(principal) as lease:
+            try:
+                await _announce(context, lease)
+                async for event in guarded(stream, lease):
+                    yield gateway_pb2.WatchTaskResponse(event=event)
+            except MeshError as exc:
+                await abort_with(context, exc)
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
 
     async def GetTask(self, request: gateway_pb2.GetTaskRequest, context: Context) -> gateway_pb2.GetTaskResponse:
         try:
-            check_task_id(request.task_id)
+            principal = self._guard.from_grpc(context)
+            await self._guard.check_task(principal, "read", check_task_id(request.task_id))
             events = [stored.event async for stored in self._events.read(request.task_id)]
             if not events:
                 raise NotFound(f"task {request.task_id!r} does not exist")
@@ -200,8 +239,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.CancelTaskRequest, context: Context
     ) -> gateway_pb2.CancelTaskResponse:
         try:
-            check_task_id(request.task_id)
-            state = await self.cancel(request.task_id, request.reason)
+            principal = self._guard.from_grpc(context)
+            state = await self.cancel(check_task_id(request.task_id), request.reason, principal)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.CancelTaskResponse(state=state)  # type: ignore[arg-type]
@@ -210,9 +249,62 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetMeshStatusRequest, context: Context
     ) -> gateway_pb2.GetMeshStatusResponse:
         try:
+            self._guard.check(self._guard.from_grpc(context), "read")
             reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetMeshStatusResponse(
             queues=reply.queues, tenant_queues=reply.tenant_queues, workers=reply.workers, scaling=reply.scaling
         )
+
+    async def RefreshStreamCredential(
+        self, request: gateway_pb2.RefreshStreamCredentialRequest, context: Context
+    ) -> gateway_pb2.RefreshStreamCredentialResponse:
+        try:
+            lease = self._guard.refresh(request.stream_id, self._guard.from_grpc(context))
+        except MeshError as exc:
+            await abort_with(context, exc)
+        response = gateway_pb2.RefreshStreamCredentialResponse()
+        if lease is not None and lease.principal.expires_at is not None:
+            response.expires_at.FromNanoseconds(int(lease.principal.expires_at * 1e9))
+        return response
+
+    async def CreateApiKey(
+        self, request: gateway_pb2.CreateApiKeyRequest, context: Context
+    ) -> gateway_pb2.CreateApiKeyResponse:
+        try:
+            self._guard.check(self._guard.from_grpc(context), "admin")
+            if self._guard.authenticator is None:
+                raise Conflict("auth is off on this gateway: there is nowhere to keep keys")
+            if request.tenant != ANY_TENANT:
+                check_task_id(request.tenant, "tenant")  # same alphabet as task ids
+            roles = check_roles(request.roles)
+            key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.CreateApiKeyResponse(key_id=key_id, api_key=token)
+
+    async def RevokeCredential(
+        self, request: gateway_pb2.RevokeCredentialRequest, context: Context
+    ) -> gateway_pb2.RevokeCredentialResponse:
+        try:
+            self._guard.check(self._guard.from_grpc(context), "admin")
+            if self._guard.authenticator is None:
+                raise Conflict("auth is off on this gateway")
+            check_task_id(request.credential_id, "credential_id")
+            await self._guard.authenticator.store.revoke(request.credential_id, request.reason)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.RevokeCredentialResponse()
+
+
+def _claim(spec: task_pb2.TaskSpec, principal: Principal | None) -> None:
+    """A submit without a tenant acts for the credential's own tenant."""
+    if principal is not None and not spec.tenant and principal.tenant != ANY_TENANT:
+        spec.tenant = principal.tenant
+
+
+async def _announce(context: Context, lease: StreamLease | None) -> None:
+    """Tell a stream's client the id to refresh its credential under."""
+    if lease is not None:
+        await context.send_initial_metadata((("tidemesh-stream-id", lease.stream_id),))

@@ -7,6 +7,8 @@ Client → server frames (JSON objects; `id` is echoed in the reply):
     {"op": "unsubscribe", "task_id": "..."}
     {"op": "cancel", "id": "c2", "task_id": "..."}
     {"op": "ping", "id": "c3"}
+    {"op": "refresh", "id": "c4", "token": "<JWT>"}  (or "api_key": "tmk_..."): swap the
+                                                     connection's credential in-band
 
 Server → client frames:
 
@@ -14,17 +16,19 @@ Server → client frames:
     {"type": "event", "event": {<TaskEvent JSON, same sequence numbers as gRPC and SSE>}}
     {"type": "cancelled", "id": "c2", "task_id": "...", "state": "TASK_STATE_CANCELLED"}
     {"type": "pong", "id": "c3"}
+    {"type": "refreshed", "id": "c4", "expires_at": 1790000000.0}
     {"type": "error", "id": ..., "error_class": "...", "field": "...", "message": "..."}
 
 Subscriptions run concurrently; one writer task sends every frame, so frames never interleave.
 A malformed frame gets an error frame and the connection stays open. The server pings every
-15 s (WebSocket ping frames).
+15 s (WebSocket ping frames). With auth on, the connection runs under the credential it opened
+with: when that expires unrefreshed or is revoked, an `unauthenticated` error frame says why and
+the server closes the connection (code 4401).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,13 +36,17 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from google.protobuf.json_format import MessageToDict
 
-from mesh.errors import InvalidArgument, MeshError
+from mesh.errors import InvalidArgument, MeshError, Unauthenticated
 from mesh.tasks import check_task_id
 from mesh.v1 import task_pb2
+from services.gateway._auth import Principal
+from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
+from services.gateway._leases import StreamLease, guarded
 
-Admit = Callable[[task_pb2.TaskSpec], Awaitable[Any]]
-Cancel = Callable[[str, str], Awaitable[int]]
+Admit = Callable[[task_pb2.TaskSpec, Principal | None], Awaitable[Any]]
+Cancel = Callable[[str, str, Principal | None], Awaitable[int]]
+CLOSE_UNAUTHENTICATED = 4401
 
 
 class WebSocketSession:
@@ -50,7 +58,12 @@ class WebSocketSession:
         cancel: Cancel | None,
         spec_from_json: Callable[[dict[str, Any]], task_pb2.TaskSpec],
         error_body: Callable[[MeshError], dict[str, Any]],
+        guard: Guard,
+        principal: Principal | None,
     ) -> None:
+        self._guard = guard
+        self._principal = principal
+        self._lease: StreamLease | None = None
         self._ws = ws
         self._hub = hub
         self._admit = admit
@@ -61,7 +74,13 @@ class WebSocketSession:
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
+        with self._guard.lease(self._principal) as lease:
+            self._lease = lease
+            await self._serve()
+
+    async def _serve(self) -> None:
         writer = asyncio.create_task(self._write())
+        expiry = asyncio.create_task(self._close_when_lease_ends())
         try:
             async for frame in self._ws:
                 if frame.type == WSMsgType.TEXT:
@@ -79,9 +98,17 @@ class WebSocketSession:
             for task in self._subscriptions.values():
                 task.cancel()
             await asyncio.gather(*self._subscriptions.values(), return_exceptions=True)
+            expiry.cancel()
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await asyncio.gather(expiry, writer, return_exceptions=True)
+
+    async def _close_when_lease_ends(self) -> None:
+        if self._lease is None:
+            return
+        reason = await self._lease.ended()
+        self._send({**self._error_body(Unauthenticated(reason)), "id": None})
+        await self._outbox.join()  # the reason goes out before the close
+        await self._ws.close(code=CLOSE_UNAUTHENTICATED, message=b"unauthenticated")
 
     def _send(self, frame: dict[str, Any]) -> None:
         self._outbox.put_nowait(frame)
@@ -89,9 +116,11 @@ class WebSocketSession:
     async def _write(self) -> None:
         while True:
             frame = await self._outbox.get()
-            if self._ws.closed:
-                return
-            await self._ws.send_str(json.dumps(frame, separators=(",", ":")))
+            try:
+                if not self._ws.closed:
+                    await self._ws.send_str(json.dumps(frame, separators=(",", ":")))
+            finally:
+                self._outbox.task_done()
 
     async def _handle(self, data: str) -> None:
         command: dict[str, Any] = {}
@@ -107,7 +136,9 @@ class WebSocketSession:
             if op == "ping":
                 self._send({"type": "pong", "id": command.get("id")})
             elif op in ("subscribe", "watch"):
-                self._subscribe(_task_id(command), _after(command))
+                task_id = _task_id(command)
+                await self._guard.check_task(self._principal, "read", task_id)
+                self._subscribe(task_id, _after(command))
             elif op == "unsubscribe":
                 task = self._subscriptions.pop(_task_id(command), None)
                 if task is not None:
@@ -116,8 +147,12 @@ class WebSocketSession:
                 await self._submit(command)
             elif op == "cancel":
                 await self._cancel_task(command)
+            elif op == "refresh":
+                self._refresh(command)
             else:
-                raise InvalidArgument("op", f"unknown op {op!r} (one of: submit, subscribe, unsubscribe, cancel, ping)")
+                raise InvalidArgument(
+                    "op", f"unknown op {op!r} (one of: submit, subscribe, unsubscribe, cancel, ping, refresh)"
+                )
         except MeshError as exc:
             self._send({**self._error_body(exc), "id": command.get("id")})
 
@@ -128,7 +163,7 @@ class WebSocketSession:
 
         async def follow() -> None:
             try:
-                async for event in self._hub.watch(task_id, after):
+                async for event in guarded(self._hub.watch(task_id, after), self._lease):
                     self._send({"type": "event", "event": MessageToDict(event)})
             except MeshError as exc:
                 self._send({**self._error_body(exc), "task_id": task_id})
@@ -144,7 +179,7 @@ class WebSocketSession:
         task = command.get("task")
         if not isinstance(task, dict):
             raise InvalidArgument("task", "must be a JSON object (the POST /v1/tasks body)")
-        admitted = await self._admit(self._spec_from_json(task))
+        admitted = await self._admit(self._spec_from_json(task), self._principal)
         self._send(
             {
                 "type": "submitted",
@@ -158,10 +193,21 @@ class WebSocketSession:
         if self._cancel is None:
             raise InvalidArgument("op", "this gateway does not cancel tasks")
         task_id = _task_id(command)
-        state = await self._cancel(task_id, "cancelled over WebSocket")
+        state = await self._cancel(task_id, "cancelled over WebSocket", self._principal)
         self._send(
             {"type": "cancelled", "id": command.get("id"), "task_id": task_id, "state": task_pb2.TaskState.Name(state)}
         )
+
+    def _refresh(self, command: dict[str, Any]) -> None:
+        token, api_key = command.get("token", ""), command.get("api_key", "")
+        if not isinstance(token, str) or not isinstance(api_key, str) or not (token or api_key):
+            raise InvalidArgument("token", "a refresh needs a token (JWT) or an api_key")
+        principal = self._guard.authenticate(f"Bearer {token}" if token else "", api_key)
+        if self._lease is not None and principal is not None:
+            self._lease.refresh(principal)
+            self._principal = principal
+        expires_at = principal.expires_at if principal else None
+        self._send({"type": "refreshed", "id": command.get("id"), "expires_at": expires_at})
 
 
 def _task_id(command: dict[str, Any]) -> str:

@@ -68,6 +68,20 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         assert len(pids) == 6 and all(_alive(p) for p in pids), output
         endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
+        assert "auth: on" in output
+        anonymous = await asyncio.create_subprocess_exec(
+            TIDEMESH,
+            "submit",
+            "echo",
+            "--endpoint",
+            endpoint,
+            "--state-dir",
+            str(tmp_path / "elsewhere"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, anonymous_err = await asyncio.wait_for(anonymous.communicate(), 30)
+        assert anonymous.returncode != 0 and b"unauthenticated" in anonymous_err
         submit = await asyncio.create_subprocess_exec(
             TIDEMESH,
             "submit",
@@ -76,6 +90,8 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
             "from the cli",
             "--endpoint",
             endpoint,
+            "--state-dir",
+            str(tmp_path / "state"),
             "--json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -90,6 +106,8 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
             "teleport",
             "--endpoint",
             endpoint,
+            "--state-dir",
+            str(tmp_path / "state"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -101,6 +119,8 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
             "list",
             "--endpoint",
             endpoint,
+            "--state-dir",
+            str(tmp_path / "state"),
             "--json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

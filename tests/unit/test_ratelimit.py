@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesh.errors import ResourceExhausted
-from services.gateway._ratelimit import TenantRateLimiter
+from services.gateway._ratelimit import RateLimiter
 
 
 class Clock:
@@ -21,7 +21,7 @@ class Clock:
 def test_burst_then_refusal_then_refill() -> None:
     """A burst is admitted at once; the next submit waits exactly until one token has refilled."""
     clock = Clock()
-    limiter = TenantRateLimiter(rate=10, burst=5, clock=clock)
+    limiter = RateLimiter(rate=10, burst=5, clock=clock)
     for _ in range(5):
         limiter.take("acme")
     with pytest.raises(ResourceExhausted) as caught:
@@ -40,7 +40,7 @@ def test_burst_then_refusal_then_refill() -> None:
 def test_never_more_than_burst_plus_rate_times_elapsed(rate: float, burst: int, gaps: list[float]) -> None:
     """Over any run of submits, admissions never exceed burst + rate * elapsed time."""
     clock = Clock()
-    limiter = TenantRateLimiter(rate=rate, burst=burst, clock=clock)
+    limiter = RateLimiter(rate=rate, burst=burst, clock=clock)
     admitted = 0
     for gap in gaps:
         clock.now += gap

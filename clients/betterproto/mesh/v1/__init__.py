@@ -12,6 +12,8 @@ __all__ = (
     "AdmitTasksResponse",
     "CancelTaskRequest",
     "CancelTaskResponse",
+    "CreateApiKeyRequest",
+    "CreateApiKeyResponse",
     "DeadLetter",
     "EchoInput",
     "EmbedInput",
@@ -46,10 +48,14 @@ __all__ = (
     "PurgeDeadLettersResponse",
     "QosTier",
     "QueueStatus",
+    "RefreshStreamCredentialRequest",
+    "RefreshStreamCredentialResponse",
     "RegisterWorkerRequest",
     "RegisterWorkerResponse",
     "ReplayDeadLetterRequest",
     "ReplayDeadLetterResponse",
+    "RevokeCredentialRequest",
+    "RevokeCredentialResponse",
     "ScaleRecommendation",
     "SchedulerServiceStub",
     "StreamInput",
@@ -376,6 +382,34 @@ class CancelTaskResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "CancelTaskResponse", CancelTaskResponse)
+
+
+@dataclass(eq=False, repr=False)
+class CreateApiKeyRequest(betterproto2.Message):
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    roles: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    One or more of: submit, read, admin.
+    """
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("mesh.v1", "CreateApiKeyRequest", CreateApiKeyRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CreateApiKeyResponse(betterproto2.Message):
+    key_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    api_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    tmk_<key_id>_<secret>; shown only here.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "CreateApiKeyResponse", CreateApiKeyResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -807,6 +841,27 @@ default_message_pool.register_message("mesh.v1", "QueueStatus", QueueStatus)
 
 
 @dataclass(eq=False, repr=False)
+class RefreshStreamCredentialRequest(betterproto2.Message):
+    stream_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("mesh.v1", "RefreshStreamCredentialRequest", RefreshStreamCredentialRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RefreshStreamCredentialResponse(betterproto2.Message):
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the new credential expires (unset: it does not).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "RefreshStreamCredentialResponse", RefreshStreamCredentialResponse)
+
+
+@dataclass(eq=False, repr=False)
 class RegisterWorkerRequest(betterproto2.Message):
     worker: "WorkerStatus | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
@@ -840,6 +895,24 @@ class ReplayDeadLetterResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "ReplayDeadLetterResponse", ReplayDeadLetterResponse)
+
+
+@dataclass(eq=False, repr=False)
+class RevokeCredentialRequest(betterproto2.Message):
+    credential_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("mesh.v1", "RevokeCredentialRequest", RevokeCredentialRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RevokeCredentialResponse(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("mesh.v1", "RevokeCredentialResponse", RevokeCredentialResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1450,6 +1523,41 @@ class GatewayServiceStub:
             "/mesh.v1.GatewayService/PurgeDeadLetters",
             PurgeDeadLettersRequest.SerializeToString,
             PurgeDeadLettersResponse.FromString,
+        )(message)
+
+    def refresh_stream_credential(self, message: "RefreshStreamCredentialRequest") -> "RefreshStreamCredentialResponse":
+        """
+        Re-authenticate an open stream in-band: the new credential travels in this call's
+        metadata (authorization / x-api-key); the stream id came in the stream's initial
+        metadata (tidemesh-stream-id). The stream keeps going under the new credential.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.GatewayService/RefreshStreamCredential",
+            RefreshStreamCredentialRequest.SerializeToString,
+            RefreshStreamCredentialResponse.FromString,
+        )(message)
+
+    def create_api_key(self, message: "CreateApiKeyRequest") -> "CreateApiKeyResponse":
+        """
+        Create an API key (admin). The key is returned once; only its hash is stored.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.GatewayService/CreateApiKey",
+            CreateApiKeyRequest.SerializeToString,
+            CreateApiKeyResponse.FromString,
+        )(message)
+
+    def revoke_credential(self, message: "RevokeCredentialRequest") -> "RevokeCredentialResponse":
+        """
+        Revoke an API key or a token (by its jti) (admin); its open streams end at once.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.GatewayService/RevokeCredential",
+            RevokeCredentialRequest.SerializeToString,
+            RevokeCredentialResponse.FromString,
         )(message)
 
 

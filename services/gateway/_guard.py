@@ -1,0 +1,84 @@
+"""One gateway's access control, shared by gRPC, REST, SSE and WebSocket.
+
+With no authenticator, auth is off: callers are anonymous (`None`) and every check passes.
+With one, every call names a credential (see `_auth`), each operation needs a role on the
+tenant it touches, streams hold a lease (see `_leases`), and submits are rate-limited per
+credential as well as per tenant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import grpc.aio
+from aiohttp import web
+
+from mesh.errors import NotFound
+from mesh.fabric import EventLog
+from services.gateway._auth import Authenticator, Principal, authorize
+from services.gateway._leases import Leases, StreamLease
+from services.gateway._ratelimit import RateLimiter
+
+
+class Guard:
+    def __init__(
+        self,
+        events: EventLog,
+        authenticator: Authenticator | None = None,
+        credential_limiter: RateLimiter | None = None,
+    ) -> None:
+        self._events = events
+        self.authenticator = authenticator
+        self._limiter = credential_limiter
+        self.leases = Leases(authenticator.store) if authenticator else None
+
+    def authenticate(self, authorization: str = "", api_key: str = "") -> Principal | None:
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authenticate(authorization, api_key)
+
+    def from_grpc(self, context: grpc.aio.ServicerContext) -> Principal | None:  # type: ignore[type-arg]
+        if self.authenticator is None:
+            return None
+        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        return self.authenticate(metadata.get("authorization", ""), metadata.get("x-api-key", ""))
+
+    def from_http(self, request: web.Request) -> Principal | None:
+        """Header first; browsers' EventSource and WebSocket can only send ?access_token=."""
+        if self.authenticator is None:
+            return None
+        authorization = request.headers.get("Authorization", "")
+        if not authorization and (token := request.query.get("access_token", "")):
+            authorization = f"ApiKey {token}" if token.startswith("tmk_") else f"Bearer {token}"
+        return self.authenticate(authorization, request.headers.get("X-Api-Key", ""))
+
+    @staticmethod
+    def check(principal: Principal | None, role: str, tenant: str | None = None) -> None:
+        authorize(principal, role, tenant)
+
+    async def check_task(self, principal: Principal | None, role: str, task_id: str) -> None:
+        """`principal` may act as `role` on the tenant that owns `task_id`."""
+        if principal is None or "admin" in principal.roles:
+            return
+        first = await self._events.first(task_id)
+        if first is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        authorize(principal, role, first.event.spec.tenant)
+
+    def spend(self, principal: Principal | None, count: int = 1) -> None:
+        if principal is not None and self._limiter is not None:
+            self._limiter.take(principal.credential_id, count)
+
+    @contextlib.contextmanager
+    def lease(self, principal: Principal | None) -> Iterator[StreamLease | None]:
+        if principal is None or self.leases is None:
+            yield None
+            return
+        with self.leases.hold(principal) as lease:
+            yield lease
+
+    def refresh(self, stream_id: str, principal: Principal | None) -> StreamLease | None:
+        if principal is None or self.leases is None:
+            return None
+        return self.leases.refresh(stream_id, principal)

@@ -1,0 +1,239 @@
+"""Auth on a real mesh, through Envoy: API keys and JWTs on every protocol, tenant and role
+scopes, in-band refresh that keeps a stream going, expiry and revocation that end one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import grpc
+import grpc.aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.sdk import Client
+from mesh.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from mesh.supervisor import Supervisor, admin_key, build_plan
+from mesh.v1 import task_pb2
+from services.gateway._auth import mint_token
+
+pytestmark = pytest.mark.integration
+
+SLOW = {"text": "a b c d e f", "chunks": 12, "chunk_delay_ms": 400}  # about 5 s of partial results
+
+
+@dataclass(frozen=True)
+class Secured:
+    endpoint: str
+    admin: str
+    secret: str
+    state: Path
+
+    def token(self, tenant: str, roles: list[str], ttl_s: float, audience: str = "tidemesh", jti: str = "") -> str:
+        return mint_token(self.secret, tenant, roles, audience, ttl_s, jti)
+
+
+@pytest.fixture(scope="module")
+async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secured]:
+    state = tmp_path_factory.mktemp("secured")
+    plan = build_plan(
+        state,
+        public_port=0,
+        workers=1,
+        auth=True,
+        gateway_args=("--credential-rate", "2", "--credential-burst", "10"),
+    )
+    async with Supervisor(plan):
+        yield Secured(
+            f"127.0.0.1:{plan.public_port}",
+            admin_key(state),
+            (state / "auth" / "jwt.secret").read_text().strip(),
+            state,
+        )
+
+
+async def _key(secured: Secured, tenant: str, roles: list[str]) -> tuple[str, str]:
+    async with Client(secured.endpoint, credential=secured.admin) as admin:
+        created = await admin.create_api_key(tenant, roles, name="test")
+    return created.key_id, created.api_key
+
+
+async def test_every_endpoint_but_health_requires_a_credential(secured: Secured) -> None:
+    base = f"http://{secured.endpoint}"
+    async with Client(secured.endpoint, tenant="acme") as anonymous:
+        with pytest.raises(Unauthenticated, match="credential is required"):
+            await anonymous.submit("echo", {"text": "x"})
+        with pytest.raises(Unauthenticated):
+            await anonymous.status()
+    for credential, reason in [("Bearer not-a-jwt", "invalid token"), ("ApiKey tmk_nope_x", "unknown API key")]:
+        async with Client(secured.endpoint, tenant="acme", credential=credential.split(" ")[1]) as bad:
+            with pytest.raises(Unauthenticated, match=reason):
+                await bad.submit("echo", {"text": "x"})
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/v1/tasks", json={"kind": "echo", "tenant": "acme"}) as response:
+            assert response.status == 401
+            assert (await response.json())["error_class"] == "unauthenticated"
+        async with session.get(f"{base}/v1/tasks/abc/events") as response:
+            assert response.status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"ws://{secured.endpoint}/v1/ws")
+        assert refused.value.status == 401
+        async with session.get(f"{base}/v1/openapi.json") as response:
+            assert response.status == 200  # documentation stays public
+    async with grpc.aio.insecure_channel(secured.endpoint) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_api_keys_are_scoped_to_a_tenant_and_roles(secured: Secured) -> None:
+    _, writer = await _key(secured, "acme", ["submit", "read"])
+    _, reader = await _key(secured, "acme", ["read"])
+    _, other = await _key(secured, "globex", ["submit", "read"])
+    async with Client(secured.endpoint, tenant="acme", credential=writer) as acme:
+        submitted = await acme.submit("echo", {"text": "mine"})
+        events = [e async for e in acme.watch(submitted.task_id)]
+        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        with pytest.raises(PermissionDenied, match="tenant 'globex'"):
+            await Client.submit(_as_tenant(acme, "globex"), "echo", {"text": "not mine"})
+        with pytest.raises(PermissionDenied, match="admin"):
+            await acme.create_api_key("acme", ["admin"])
+    async with Client(secured.endpoint, tenant="acme", credential=reader) as read_only:
+        assert (await read_only.get(submitted.task_id)).state == task_pb2.TASK_STATE_SUCCEEDED
+        with pytest.raises(PermissionDenied, match="'submit' role"):
+            await read_only.submit("echo", {"text": "x"})
+    async with Client(secured.endpoint, tenant="globex", credential=other) as globex:
+        with pytest.raises(PermissionDenied):
+            await globex.get(submitted.task_id)
+        with pytest.raises(PermissionDenied):
+            [e async for e in globex.watch(submitted.task_id)]
+
+
+def _as_tenant(client: Client, tenant: str) -> Client:
+    client.tenant = tenant
+    return client
+
+
+async def test_jwts_are_checked(secured: Secured) -> None:
+    good = secured.token("acme", ["submit", "read"], ttl_s=60)
+    async with Client(secured.endpoint, tenant="acme", credential=good) as client:
+        await client.submit("echo", {"text": "signed"})
+    cases = [
+        (secured.token("acme", ["submit"], ttl_s=-5), "token expired"),
+        (secured.token("acme", ["submit"], ttl_s=60, audience="elsewhere"), "audience"),
+        (mint_token("another-secret-of-at-least-32-bytes!", "acme", ["submit"], "tidemesh", 60), "signature"),
+        (secured.token("*", ["submit"], ttl_s=60), "only an admin"),
+    ]
+    for token, reason in cases:
+        async with Client(secured.endpoint, tenant="acme", credential=token) as client:
+            with pytest.raises(Unauthenticated, match=reason):
+                await client.submit("echo", {"text": "x"})
+
+
+async def test_grpc_stream_survives_an_in_band_refresh_and_ends_on_expiry(secured: Secured) -> None:
+    """A 2 s token on a ~5 s stream: refreshed in-band, the stream runs to its final event with
+    every sequence number once; not refreshed, it ends with UNAUTHENTICATED soon after expiry."""
+    async with Client(secured.endpoint, tenant="acme", credential=secured.token("acme", ["submit", "read"], 2)) as c:
+        task = await c.submit("stream", SLOW)
+        sequences = []
+        async for event in c.watch(task.task_id):
+            sequences.append(event.sequence)
+            if len(sequences) == 2:
+                await c.refresh_credential(secured.token("acme", ["submit", "read"], 60))
+        assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) >= 14
+
+    async with Client(secured.endpoint, tenant="acme", credential=secured.token("acme", ["submit", "read"], 2)) as c:
+        task = await c.submit("stream", SLOW)
+        started = time.monotonic()
+        with pytest.raises(Unauthenticated, match="expired"):
+            [e async for e in c.watch(task.task_id)]
+        assert time.monotonic() - started < 4.0
+
+
+async def test_revoking_a_key_ends_its_sse_stream_and_its_calls(secured: Secured) -> None:
+    key_id, key = await _key(secured, "acme", ["submit", "read"])
+    async with Client(secured.endpoint, tenant="acme", credential=key) as client:
+        task = await client.submit("stream", SLOW)
+    headers = {"Authorization": f"ApiKey {key}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{secured.endpoint}/v1/tasks/{task.task_id}/events", headers=headers) as sse:
+            assert sse.status == 200
+            first = await sse.content.readuntil(b"\n\n")
+            assert first.startswith(b"event: stream")
+            await sse.content.readuntil(b"\n\n")  # a task event: the stream is live
+            async with Client(secured.endpoint, credential=secured.admin) as admin:
+                revoked_at = time.monotonic()
+                await admin.revoke_credential(key_id, "leaked")
+            rest = await asyncio.wait_for(sse.content.read(), timeout=5.0)
+            ended_after = time.monotonic() - revoked_at
+        assert b"event: error" in rest and b"revoked: leaked" in rest
+        assert ended_after < 2.0
+        async with session.post(
+            f"http://{secured.endpoint}/v1/tasks", json={"kind": "echo", "tenant": "acme"}, headers=headers
+        ) as response:
+            assert response.status == 401
+            assert "revoked" in (await response.json())["message"]
+
+
+async def test_websocket_refresh_in_band_and_expiry(secured: Secured) -> None:
+    async with Client(secured.endpoint, tenant="acme", credential=secured.admin) as admin:
+        first = await admin.submit("stream", SLOW)
+        second = await admin.submit("stream", SLOW)
+    short = secured.token("acme", ["read"], ttl_s=2)
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws?access_token={short}") as ws:
+            await ws.send_json({"op": "subscribe", "task_id": first.task_id})
+            await ws.send_json({"op": "refresh", "id": "r1", "token": secured.token("acme", ["read"], 60)})
+            events, refreshed = [], None
+            async for frame in ws:
+                message = json.loads(frame.data)
+                if message["type"] == "refreshed":
+                    refreshed = message
+                elif message["type"] == "event":
+                    events.append(message["event"])
+                    if message["event"].get("final"):
+                        break
+                else:
+                    raise AssertionError(message)
+            assert refreshed is not None and refreshed["expires_at"] > time.time() + 30
+            assert [int(e["sequence"]) for e in events] == list(range(1, len(events) + 1))
+
+        short = secured.token("acme", ["read"], ttl_s=2)
+        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws?access_token={short}") as ws:
+            await ws.send_json({"op": "subscribe", "task_id": second.task_id})
+            errors = []
+            async for frame in ws:
+                if frame.type == aiohttp.WSMsgType.TEXT and json.loads(frame.data)["type"] == "error":
+                    errors.append(json.loads(frame.data))
+            assert ws.close_code == 4401
+            assert any(e["error_class"] == "unauthenticated" and "expired" in e["message"] for e in errors)
+
+
+async def test_submits_are_rate_limited_per_credential(secured: Secured) -> None:
+    """Burst 10 at 2/s per credential: the 11th quick submit is refused with a retry-after, while
+    another credential of the same tenant still submits."""
+    _, key = await _key(secured, "acme", ["submit"])
+    _, other = await _key(secured, "acme", ["submit"])
+    async with Client(secured.endpoint, tenant="acme", credential=key) as client:
+        for i in range(10):
+            await client.submit("echo", {"text": str(i)})
+        with pytest.raises(ResourceExhausted, match="credential") as caught:
+            await client.submit("echo", {"text": "one too many"})
+        assert 0 < caught.value.retry_after_s <= 0.6
+    async with Client(secured.endpoint, tenant="acme", credential=other) as client:
+        await client.submit("echo", {"text": "fine"})
+
+
+async def test_secrets_never_reach_the_logs(secured: Secured) -> None:
+    token = secured.token("acme", ["read"], 60)
+    async with Client(secured.endpoint, tenant="acme", credential=token) as client:
+        with pytest.raises(PermissionDenied):
+            await client.submit("echo", {"text": "x"})
+    logs = "".join(path.read_text() for path in (secured.state / "logs").glob("*.log"))
+    assert "gateway" in logs
+    for secret in (secured.admin, secured.secret, token):
+        assert secret not in logs
