@@ -78,7 +78,7 @@ class Guard:
         with self.leases.hold(principal) as lease:
             yield lease
 
-    def refresh(self, stream_id: str, principal: Principal | None) -> StreamLease | None:
+    def refresh(self, stream_id: str, principal: Principal | None) -> StreamLease:
         if principal is None or self.leases is None:
-            return None
+            raise NotFound("auth is off on this gateway: its streams hold no credential to refresh")
         return self.leases.refresh(stream_id, principal)

@@ -103,8 +103,7 @@ def http_app(
             lease = guard.refresh(request.match_info["stream_id"], request["principal"])
         except MeshError as exc:
             return _error(exc)
-        expires_at = lease.principal.expires_at if lease else None
-        return web.json_response({"stream_id": request.match_info["stream_id"], "expires_at": expires_at})
+        return web.json_response({"stream_id": lease.stream_id, "expires_at": lease.principal.expires_at})
 
     async def get_task(request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]

@@ -53,6 +53,10 @@ _SUBMITTED = {
 }
 
 
+_UNAUTHENTICATED = _error("no credential, or one that is malformed, expired or revoked")
+_FORBIDDEN = _error("the credential lacks the role, or is for another tenant")
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -76,6 +80,8 @@ def openapi_document() -> dict[str, Any]:
                             "content": {"application/json": {"schema": _SUBMITTED}},
                         },
                         "400": _error("malformed request; `field` names the culprit"),
+                        "401": _UNAUTHENTICATED,
+                        "403": _FORBIDDEN,
                         "429": _error("over a quota or rate limit; see Retry-After"),
                         "503": _error("a dependency is down; retry"),
                     },
@@ -91,6 +97,8 @@ def openapi_document() -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
                         "400": _error("a malformed task id"),
+                        "401": _UNAUTHENTICATED,
+                        "403": _FORBIDDEN,
                         "404": _error("no such task"),
                     },
                 }
@@ -121,8 +129,38 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "400": _error("a malformed task id or body"),
+                        "401": _UNAUTHENTICATED,
+                        "403": _FORBIDDEN,
                         "404": _error("no such task"),
                         "409": _error("the task kept changing; cancel again"),
+                    },
+                }
+            },
+            "/v1/streams/{stream_id}/refresh": {
+                "post": {
+                    "operationId": "refreshStreamCredential",
+                    "description": "Swap the credential of an open SSE stream in-band: send the new credential "
+                    "with this request. The stream's first event (`event: stream`) names its id.",
+                    "parameters": [{"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "the stream now runs under the new credential",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["stream_id"],
+                                        "properties": {
+                                            "stream_id": {"type": "string"},
+                                            "expires_at": {"type": ["number", "null"]},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "401": _UNAUTHENTICATED,
+                        "403": _error("the new credential is for another tenant or lacks the stream's roles"),
+                        "404": _error("no open stream with that id on this gateway"),
                     },
                 }
             },
@@ -139,10 +177,21 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "the event stream", "content": {"text/event-stream": {}}},
                         "400": _error("a malformed task id, or a resume id that is not a sequence number"),
+                        "401": _UNAUTHENTICATED,
+                        "403": _FORBIDDEN,
                         "404": _error("no such task"),
                     },
                 }
             },
         },
-        "components": {"schemas": {"Error": _ERROR, "SubmitTask": _SUBMIT}},
+        "components": {
+            "schemas": {"Error": _ERROR, "SubmitTask": _SUBMIT},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
+            },
+        },
+        # With auth on (`tidemesh up` default), one of these; with auth off, none is needed.
+        "security": [{"bearer": []}, {"apiKey": []}, {"accessToken": []}, {}],
     }

@@ -265,7 +265,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         response = gateway_pb2.RefreshStreamCredentialResponse()
-        if lease is not None and lease.principal.expires_at is not None:
+        if lease.principal.expires_at is not None:
             response.expires_at.FromNanoseconds(int(lease.principal.expires_at * 1e9))
         return response
 

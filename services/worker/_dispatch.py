@@ -170,21 +170,29 @@ class Dispatcher:
                 await self._room[lane.rank].wait()
                 continue
             try:
-                # A pull can come back empty while items remain (the server was slow to
-                # answer); while a lane is busy, its counts are re-read often to recover fast.
+                # Counts are re-read every refresh_s (redeliveries and retries ring no bell).
+                # A pull can also come back empty while items remain (the server was slow to
+                # answer): a lane that was busy and now sees no work re-reads them sooner.
                 now = time.monotonic()
-                every_s = self._busy_refresh_s if now - lane.pulled_at < self._refresh_s else self._refresh_s
-                if now - lane.refreshed_at >= every_s:
+                if now - lane.refreshed_at >= self._refresh_s:
                     await self._refresh(lane)
                 tenant = lane.share.pick()
+                busy = now - lane.pulled_at < self._refresh_s
+                every_s = self._busy_refresh_s if busy else self._refresh_s
+                if tenant is None and now - lane.refreshed_at >= every_s:
+                    await self._refresh(lane)
+                    tenant = lane.share.pick()
                 if tenant is None:
                     lane.bell.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lane.bell.wait(), every_s)
                     continue
+                # Ask for what is thought to be there: a pull for more than is stored lingers at
+                # the server until its expiry, so one fresh item would wait out the whole window.
+                asked = min(room, max(1, lane.share.backlog(tenant)))
                 token = lane.share.begin(tenant)
-                msgs = await self._pull(lane, tenant, room)
-                lane.share.settle(tenant, token, asked=room, got=len(msgs))
+                msgs = await self._pull(lane, tenant, asked)
+                lane.share.settle(tenant, token, asked=asked, got=len(msgs))
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
             except Exception as exc:  # reconnecting, server restart: back off and keep pulling

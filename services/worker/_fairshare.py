@@ -83,6 +83,11 @@ class FairShare:
         self._vtime = max(self._vtime, best[0])
         return best[1]
 
+    def backlog(self, tenant: str) -> int:
+        """How many items `tenant` is thought to have waiting."""
+        state = self._tenants.get(tenant)
+        return state.backlog if state else 0
+
     def begin(self, tenant: str) -> int:
         """Call before fetching for `tenant`; hand the result to `settle`."""
         return self._get(tenant).marks

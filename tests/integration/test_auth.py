@@ -237,3 +237,26 @@ async def test_secrets_never_reach_the_logs(secured: Secured) -> None:
     assert "gateway" in logs
     for secret in (secured.admin, secured.secret, token):
         assert secret not in logs
+
+
+async def test_sse_stream_survives_an_in_band_refresh(secured: Secured) -> None:
+    """SSE cannot send upward: the stream's first event names it, and POST /v1/streams/{id}/refresh
+    with a new credential keeps it going past the first token's expiry, every event once."""
+    async with Client(secured.endpoint, tenant="acme", credential=secured.admin) as admin:
+        task = await admin.submit("stream", SLOW)
+    short = secured.token("acme", ["read"], ttl_s=2)
+    url = f"http://{secured.endpoint}/v1/tasks/{task.task_id}/events?access_token={short}"
+    async with aiohttp.ClientSession() as session, session.get(url) as sse:
+        announced = json.loads((await sse.content.readuntil(b"\n\n")).split(b"data: ", 1)[1])
+        fresh = {"Authorization": f"Bearer {secured.token('acme', ['read'], 60)}"}
+        refresh_url = f"http://{secured.endpoint}/v1/streams/{announced['stream_id']}/refresh"
+        async with session.post(refresh_url, headers=fresh) as response:
+            assert response.status == 200
+            assert (await response.json())["expires_at"] > time.time() + 30
+        other = {"Authorization": f"Bearer {secured.token('globex', ['read'], 60)}"}
+        async with session.post(refresh_url, headers=other) as response:
+            assert response.status == 403  # a refresh may not move the stream to another tenant
+        body = await asyncio.wait_for(sse.content.read(), timeout=15.0)
+    assert b"event: error" not in body
+    sequences = [int(line[4:]) for line in body.decode().splitlines() if line.startswith("id: ")]
+    assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) >= 14

@@ -454,7 +454,7 @@ async def test_rest_cancel_and_openapi_document(mesh: Mesh) -> None:
             document = await response.json()
     assert document["openapi"].startswith("3.1")
     operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
-    assert operations == {"submitTask", "getTask", "cancelTask", "streamTaskEvents"}
+    assert operations == {"submitTask", "getTask", "cancelTask", "streamTaskEvents", "refreshStreamCredential"}
 
 
 async def test_schemathesis_finds_no_server_error(mesh: Mesh) -> None:

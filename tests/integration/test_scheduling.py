@@ -126,8 +126,10 @@ async def test_tenant_weights_divide_the_lane(tmp_path: Path) -> None:
         order = await _completion_order(
             heavy, {**{r.task_id: "heavy" for r in heavy_ids}, **{r.task_id: "light" for r in light_ids}}
         )
-    # One tenant's batch may be admitted well before the other's: count from when both run.
-    both_from = max(order.index("heavy"), order.index("light"))
+    # One tenant's batch may be admitted well before the other's, and while the later one is still
+    # being admitted it is not backlogged (the lane stays work-conserving): count from a little
+    # after both run.
+    both_from = max(order.index("heavy"), order.index("light")) + 40
     window = order[both_from : both_from + 160]
     share = window.count("heavy") / len(window)
     assert 0.62 <= share <= 0.88, f"heavy got {share:.2f} of the turns (weight share 0.75)"
