@@ -16,7 +16,7 @@ from clients.sdk._credentials import credential_interceptors
 from mesh.errors import InvalidArgument
 from mesh.fabric import CLASS_OF_LANE
 from mesh.rpc import raise_from_rpc_error
-from mesh.tasks import payload_from_json
+from mesh.tasks import payload_from_json, qos_tier
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, task_pb2
 
 TERMINAL = frozenset(
@@ -89,6 +89,7 @@ class Client:
         timeout_s: float = 30.0,
         ordering_key: str = "",
         deadline_s: float | None = None,
+        qos: str = "guaranteed",
     ) -> gateway_pb2.SubmitTaskResponse:
         """Admit one task; returns once it is durably stored. `deadline_s` is relative to now.
 
@@ -96,9 +97,8 @@ class Client:
         retried with backoff for up to `timeout_s`. Every try carries the same idempotency key
         (one is generated when none is given), so a retried submit never creates a second task.
         """
-        spec = self.spec(
-            kind, payload, priority, idempotency_key or f"sdk-{uuid.uuid4().hex}", task_id, ordering_key, deadline_s
-        )
+        key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
+        spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos)
         deadline = time.monotonic() + timeout_s
         delay_s = 0.1
         while True:
@@ -121,8 +121,10 @@ class Client:
         task_id: str = "",
         ordering_key: str = "",
         deadline_s: float | None = None,
+        qos: str = "guaranteed",
     ) -> task_pb2.TaskSpec:
-        """A TaskSpec for this client's tenant, e.g. for `submit_many`."""
+        """A TaskSpec for this client's tenant, e.g. for `submit_many`. `qos="best_effort"`: partial
+        results travel live only, and a slow watcher may lose some (see QosTier)."""
         if priority not in CLASS_OF_LANE:
             raise InvalidArgument(
                 "priority", f"unknown priority class {priority!r} (one of: {', '.join(CLASS_OF_LANE)})"
@@ -136,6 +138,7 @@ class Client:
             idempotency_key=idempotency_key,
             payload=typed,
             ordering_key=ordering_key,
+            qos=qos_tier(qos),
         )
         if deadline_s is not None:
             spec.deadline.FromNanoseconds(int((time.time() + deadline_s) * 1e9))
@@ -178,6 +181,10 @@ class Client:
                 async for response in call:
                     failures = 0
                     event = response.event
+                    if event.live_index:  # a best-effort partial: after `last`, never resumed
+                        if event.sequence == last:
+                            yield event
+                        continue
                     if event.sequence <= last:
                         continue
                     last = event.sequence

@@ -5,6 +5,7 @@
     tm.cancel.<task_id>               cancel notices (core NATS, to interrupt a running step)
     tm.scale.<pool>                   scale recommendations (core NATS, ScaleRecommendation)
     tm.bell.<pool>.<class>.<tenant>   doorbell rung after a work item is stored (core NATS)
+    tm.live.<task_id>                 best-effort partial events (core NATS, never stored)
 
 Priority lanes are the <class> token; tenant partitions are the <tenant> token. Each
 (pool, lane, tenant) partition has its own durable consumer, so workers can pull from
@@ -27,6 +28,7 @@ EVENTS_PREFIX = "tm.evt"
 CANCEL_PREFIX = "tm.cancel"
 SCALE_PREFIX = "tm.scale"
 BELL_PREFIX = "tm.bell"
+LIVE_PREFIX = "tm.live"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 
@@ -78,6 +80,10 @@ def parse_work_subject(subject: str) -> tuple[str, str, str] | None:
 
 def event_subject(task_id: str) -> str:
     return f"{EVENTS_PREFIX}.{task_id}"
+
+
+def live_subject(task_id: str) -> str:
+    return f"{LIVE_PREFIX}.{task_id}"
 
 
 def cancel_subject(task_id: str) -> str:

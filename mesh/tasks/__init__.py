@@ -3,10 +3,12 @@
 from mesh.tasks._catalog import KINDS, Kind, Step, kind_of
 from mesh.tasks._ids import new_task_id
 from mesh.tasks._payload import payload_from_json
+from mesh.tasks._qos import QOS_TIERS, qos_tier
 from mesh.tasks._validate import SCHEMA_VERSION, Limits, check_task_id, validate_spec
 
 __all__ = [
     "KINDS",
+    "QOS_TIERS",
     "SCHEMA_VERSION",
     "Kind",
     "Limits",
@@ -15,5 +17,6 @@ __all__ = [
     "kind_of",
     "new_task_id",
     "payload_from_json",
+    "qos_tier",
     "validate_spec",
 ]

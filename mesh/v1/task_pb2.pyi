@@ -170,7 +170,7 @@ class TaskError(_message.Message):
     def __init__(self, error_class: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "sequence", "timestamp", "state", "output", "partial_confidence", "final", "attempt", "error", "step", "spec", "worker_id", "traceparent", "dropped", "retry_after", "child_task_ids", "work_item_sequence")
+    __slots__ = ("task_id", "sequence", "timestamp", "state", "output", "partial_confidence", "final", "attempt", "error", "step", "spec", "worker_id", "traceparent", "dropped", "retry_after", "child_task_ids", "work_item_sequence", "live_index")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +188,7 @@ class TaskEvent(_message.Message):
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     CHILD_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     WORK_ITEM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_INDEX_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     sequence: int
     timestamp: _timestamp_pb2.Timestamp
@@ -205,7 +206,8 @@ class TaskEvent(_message.Message):
     retry_after: _duration_pb2.Duration
     child_task_ids: _containers.RepeatedScalarFieldContainer[str]
     work_item_sequence: int
-    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., output: _Optional[_Union[TaskOutput, _Mapping]] = ..., partial_confidence: _Optional[float] = ..., final: _Optional[bool] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., step: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., dropped: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., child_task_ids: _Optional[_Iterable[str]] = ..., work_item_sequence: _Optional[int] = ...) -> None: ...
+    live_index: int
+    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., output: _Optional[_Union[TaskOutput, _Mapping]] = ..., partial_confidence: _Optional[float] = ..., final: _Optional[bool] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., step: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., dropped: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., child_task_ids: _Optional[_Iterable[str]] = ..., work_item_sequence: _Optional[int] = ..., live_index: _Optional[int] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
     __slots__ = ("spec", "state", "created", "updated", "last_sequence", "attempt", "result", "error")

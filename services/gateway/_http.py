@@ -26,7 +26,7 @@ from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
 from mesh.fabric import CLASS_OF_LANE, EventLog, fold
-from mesh.tasks import check_task_id, payload_from_json
+from mesh.tasks import check_task_id, payload_from_json, qos_tier
 from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
 from services.gateway._guard import Guard
@@ -196,7 +196,9 @@ async def _sse(
                 await response.write(f"event: error\ndata: {data}\n\n".encode())
                 break
             data = json.dumps(MessageToDict(event), separators=(",", ":"))
-            await response.write(f"id: {event.sequence}\nevent: task\ndata: {data}\n\n".encode())
+            # A best-effort partial has no id of its own: Last-Event-ID stays on the stored event.
+            event_id = "" if event.live_index else f"id: {event.sequence}\n"
+            await response.write(f"{event_id}event: task\ndata: {data}\n\n".encode())
     finally:
         pumping.cancel()
         with contextlib.suppress(asyncio.CancelledError, MeshError):
@@ -226,7 +228,10 @@ def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
     if not isinstance(priority, str) or priority not in CLASS_OF_LANE:
         raise InvalidArgument("priority", f"one of: {', '.join(CLASS_OF_LANE)}")
     spec = task_pb2.TaskSpec(
-        kind=kind, priority_class=CLASS_OF_LANE[priority], payload=payload_from_json(kind, body.get("payload", {}))
+        kind=kind,
+        priority_class=CLASS_OF_LANE[priority],
+        payload=payload_from_json(kind, body.get("payload", {})),
+        qos=qos_tier(body.get("qos", "guaranteed")),
     )
     for field in ("tenant", "idempotency_key", "ordering_key", "task_id"):
         value = body.get(field, "")

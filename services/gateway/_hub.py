@@ -7,6 +7,12 @@ sequence numbers is filled from the JetStream store, and a quiet watcher re-read
 the store on a short timer that backs off (50 ms doubling to 2 s): the stream a
 client sees has no gap and no duplicate, and a missed live message costs tens of
 milliseconds, not seconds.
+
+Quality of service. GUARANTEED events are all stored: a slow watcher's backlog of live
+notices is bounded (`STORED_BUFFER`); past it the notices are dropped and the watcher
+resumes from the store, so it still misses nothing. The partial events of a BEST_EFFORT
+task are live only (``tm.live.<task>``): a watcher buffers at most `LIVE_BUFFER` of them,
+drops the rest, and the next event it sends carries `dropped` — how many it lost.
 """
 
 from __future__ import annotations
@@ -19,34 +25,77 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from mesh.errors import NotFound
-from mesh.fabric import EVENTS_PREFIX, EventLog, task_id_of_event_subject
+from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, EventLog, task_id_of_event_subject
 from mesh.telemetry import METRICS
 from mesh.v1 import task_pb2
 
+STORED_BUFFER = 4096
+LIVE_BUFFER = 256
+
+
+class _Inbox:
+    """One watcher's incoming notices: stored events (bounded, recoverable from the store) and
+    best-effort partials (bounded, lost past the bound and counted)."""
+
+    def __init__(self, live_limit: int = LIVE_BUFFER, stored_limit: int = STORED_BUFFER) -> None:
+        self._queue: asyncio.Queue[tuple[bool, bytes]] = asyncio.Queue()
+        self._live_limit = live_limit
+        self._stored_limit = stored_limit
+        self._live = 0
+        self.dropped = 0
+
+    def stored(self, data: bytes) -> None:
+        if self._queue.qsize() - self._live < self._stored_limit:
+            self._queue.put_nowait((False, data))
+        # else: the watcher is far behind; it finds the gap and reads the store instead
+
+    def live(self, data: bytes) -> None:
+        if self._live >= self._live_limit:
+            self.dropped += 1
+            return
+        self._live += 1
+        self._queue.put_nowait((True, data))
+
+    async def get(self) -> tuple[bool, bytes]:
+        is_live, data = await self._queue.get()
+        if is_live:
+            self._live -= 1
+        return is_live, data
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
 
 class EventHub:
-    def __init__(self, nc: Client, events: EventLog, recheck_s: float = 2.0) -> None:
+    def __init__(self, nc: Client, events: EventLog, recheck_s: float = 2.0, live_buffer: int = LIVE_BUFFER) -> None:
         self._nc = nc
         self._events = events
         self._recheck_s = recheck_s
-        self._watchers: dict[str, set[asyncio.Queue[bytes]]] = {}
-        self._sub: Subscription | None = None
+        self._live_buffer = live_buffer
+        self._watchers: dict[str, set[_Inbox]] = {}
+        self._subs: list[Subscription] = []
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(
-            f"{EVENTS_PREFIX}.>", cb=self._on_event, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
-        )
+        for prefix, callback in ((EVENTS_PREFIX, self._on_event), (LIVE_PREFIX, self._on_live)):
+            self._subs.append(
+                await self._nc.subscribe(
+                    f"{prefix}.>", cb=callback, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
+                )
+            )
 
     async def close(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs = []
 
     async def _on_event(self, msg: Msg) -> None:
-        queues = self._watchers.get(task_id_of_event_subject(msg.subject))
-        if queues:
-            for queue in queues:
-                queue.put_nowait(msg.data)
+        for inbox in self._watchers.get(task_id_of_event_subject(msg.subject), ()):
+            inbox.stored(msg.data)
+
+    async def _on_live(self, msg: Msg) -> None:
+        for inbox in self._watchers.get(msg.subject[len(LIVE_PREFIX) + 1 :], ()):
+            inbox.live(msg.data)
 
     def _quiet_wait(self, quiet_periods: int) -> float:
         """How long to wait for a live event before re-reading the store: short at first (live
@@ -55,11 +104,12 @@ class EventHub:
 
     async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of `task_id` after `after_sequence`, ending with the final one."""
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._watchers.setdefault(task_id, set()).add(queue)
+        inbox = _Inbox(self._live_buffer)
+        self._watchers.setdefault(task_id, set()).add(inbox)
         METRICS.watchers.inc()
         try:
             last = after_sequence
+            last_live = 0
             seen_any = False
             async for stored in self._events.read(task_id, after_sequence):
                 seen_any = True
@@ -73,31 +123,40 @@ class EventHub:
             while True:
                 try:
                     async with asyncio.timeout(self._quiet_wait(quiet)):
-                        data = await queue.get()
+                        is_live, data = await inbox.get()
                     live = task_pb2.TaskEvent.FromString(data)
                     quiet = 0
                 except TimeoutError:
-                    live, quiet = None, quiet + 1
+                    is_live, live, quiet = False, None, quiet + 1
+                if is_live and live is not None:
+                    # A best-effort partial: send it if it follows what was sent; never fill it in.
+                    if live.sequence == last and live.live_index > last_live:
+                        last_live = live.live_index
+                        live.dropped = inbox.take_dropped()
+                        yield live
+                    continue
                 if live is not None and live.sequence <= last:
                     continue
                 if live is None or live.sequence > last + 1:
                     # A gap (events missed while reconnecting) or a quiet period: read the store.
                     async for stored in self._events.read(task_id, last):
+                        stored.event.dropped = inbox.take_dropped()
                         yield stored.event
-                        last = stored.event.sequence
+                        last, last_live = stored.event.sequence, 0
                         if stored.event.final:
                             return
                 # The live event is next (it can arrive a moment before the store shows it).
                 if live is not None and live.sequence == last + 1:
+                    live.dropped = inbox.take_dropped()
                     yield live
-                    last = live.sequence
+                    last, last_live = live.sequence, 0
                     if live.final:
                         return
         finally:
-            queues = self._watchers.get(task_id)
-            if queues is not None:
-                queues.discard(queue)
-                if not queues:
+            inboxes = self._watchers.get(task_id)
+            if inboxes is not None:
+                inboxes.discard(inbox)
+                if not inboxes:
                     del self._watchers[task_id]
             METRICS.watchers.dec()
 
@@ -108,9 +167,10 @@ class EventHub:
         them is read in one batched request, then live events fill in the rest.
         """
         ids = list(dict.fromkeys(task_ids))
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        # Best-effort partials are for single-task watches; this stream carries stored events.
+        inbox = _Inbox(live_limit=0)
         for task_id in ids:
-            self._watchers.setdefault(task_id, set()).add(queue)
+            self._watchers.setdefault(task_id, set()).add(inbox)
         METRICS.watchers.inc()
         last = dict.fromkeys(ids, 0)
         remaining = set(ids)
@@ -134,7 +194,7 @@ class EventHub:
             while remaining:
                 try:
                     async with asyncio.timeout(self._quiet_wait(quiet)):
-                        data = await queue.get()
+                        _, data = await inbox.get()
                     live: task_pb2.TaskEvent | None = task_pb2.TaskEvent.FromString(data)
                     quiet = 0
                 except TimeoutError:
@@ -168,9 +228,9 @@ class EventHub:
                     yield live
         finally:
             for task_id in ids:
-                queues = self._watchers.get(task_id)
-                if queues is not None:
-                    queues.discard(queue)
-                    if not queues:
+                inboxes = self._watchers.get(task_id)
+                if inboxes is not None:
+                    inboxes.discard(inbox)
+                    if not inboxes:
                         del self._watchers[task_id]
             METRICS.watchers.dec()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
@@ -30,6 +31,7 @@ from mesh.fabric import (
     WorkQueue,
     classify,
     fingerprint,
+    live_subject,
     runbook_for,
     work_subject,
 )
@@ -76,6 +78,7 @@ class Chain:
     traceparent: str
     partials: int = field(default=0)
     work_item_sequence: int = 0
+    live_index: int = 0  # best-effort partials published since the last stored event
 
     async def emit(self, events: EventLog, state: int, **fields: object) -> None:
         event = task_pb2.TaskEvent(
@@ -92,6 +95,26 @@ class Chain:
         event.timestamp.GetCurrentTime()
         self.stream_sequence = await events.append(event, self.stream_sequence)
         self.sequence += 1
+        self.live_index = 0
+        METRICS.events_published.inc()
+
+    async def emit_live(self, nc: Client, output: task_pb2.TaskOutput, confidence: float) -> None:
+        """A best-effort partial: core NATS only, numbered after the last stored event."""
+        self.live_index += 1
+        event = task_pb2.TaskEvent(
+            task_id=self.task_id,
+            sequence=self.sequence,
+            live_index=self.live_index,
+            state=task_pb2.TASK_STATE_RUNNING,
+            output=output,
+            partial_confidence=confidence,
+            attempt=self.attempt,
+            step=self.step,
+            worker_id=self.worker_id,
+            traceparent=self.traceparent,
+        )
+        event.timestamp.GetCurrentTime()
+        await nc.publish(live_subject(self.task_id), event.SerializeToString())
         METRICS.events_published.inc()
 
 
@@ -170,8 +193,12 @@ class Runner:
                 carry=list(item.carry),
                 attempt=chain.attempt,
                 resume_from=chain.partials,
-                emit_partial=lambda output, confidence: chain.emit(
-                    self._events, task_pb2.TASK_STATE_RUNNING, output=output, partial_confidence=confidence
+                emit_partial=(
+                    (lambda output, confidence: chain.emit_live(self._events.nc, output, confidence))
+                    if spec.qos == task_pb2.QOS_TIER_BEST_EFFORT
+                    else lambda output, confidence: chain.emit(
+                        self._events, task_pb2.TASK_STATE_RUNNING, output=output, partial_confidence=confidence
+                    )
                 ),
                 inference=self._inference,
                 children=self._children,

@@ -209,7 +209,9 @@ class QosTier(betterproto2.Enum):
 
     BEST_EFFORT = 2
     """
-    Partial events may be dropped for slow consumers; the final event is always stored.
+    Partial events travel on core NATS only: not stored, not replayable, dropped for a slow
+    consumer (the next event says how many). Every other event, the final one included, is
+    stored as for GUARANTEED.
     """
 
     @classmethod
@@ -1106,6 +1108,14 @@ class TaskEvent(betterproto2.Message):
     Stream sequence of the work item whose run wrote this event (worker events only):
     a redelivered item recognises its own earlier start by it, even when the broker
     lost count of deliveries in a crash.
+    """
+
+    live_index: "int" = betterproto2.field(18, betterproto2.TYPE_UINT32)
+    """
+    Set only on the partial events of a BEST_EFFORT task. They travel on core NATS and are
+    not stored: each carries the sequence number of the last stored event and counts up
+    from 1 after it, so a stream orders events by (sequence, live_index). A resume skips
+    them; a slow consumer may lose them (then `dropped` says how many).
     """
 
 
