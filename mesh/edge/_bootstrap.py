@@ -69,6 +69,8 @@ _CORS_BASE_HEADERS = (
 _CORS_EXPOSE = ("grpc-status", "grpc-message", "retry-after")
 _CONNECT_TIMEOUT_S = 2
 # Server streams, SSE and WebSockets may sit idle for a long time; only cut truly dead ones.
+_KEEPALIVE_S = 15
+_KEEPALIVE_TIMEOUT_S = 5
 _STREAM_IDLE_TIMEOUT_S = 3600
 # Every open stream/WebSocket holds a request (and, on HTTP/1.1, a connection): Envoy's default
 # 1024 per cluster would cap concurrent sessions far too low for a front door.
@@ -199,6 +201,10 @@ def _route_config(cfg: EdgeConfig) -> route_pb2.RouteConfiguration:
     return route_pb2.RouteConfiguration(name="tidemesh_routes", virtual_hosts=[vhost])
 
 
+def _keepalive() -> protocol_pb2.KeepaliveSettings:
+    return protocol_pb2.KeepaliveSettings(interval=_seconds(_KEEPALIVE_S), timeout=_seconds(_KEEPALIVE_TIMEOUT_S))
+
+
 def _connection_manager(cfg: EdgeConfig) -> hcm_pb2.HttpConnectionManager:
     hcm = hcm_pb2.HttpConnectionManager
     return hcm(
@@ -213,6 +219,9 @@ def _connection_manager(cfg: EdgeConfig) -> hcm_pb2.HttpConnectionManager:
             hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())),
         ],
         upgrade_configs=[hcm.UpgradeConfig(upgrade_type="websocket")],
+        # Clients' HTTP/2 connections (gRPC streams) get a PING every 15 s: a dead peer is found
+        # and idle middleboxes keep the connection open.
+        http2_protocol_options=protocol_pb2.Http2ProtocolOptions(connection_keepalive=_keepalive()),
         stream_idle_timeout=_seconds(_STREAM_IDLE_TIMEOUT_S),
         # Edge proxy: the TCP peer is the client; trust no inbound X-Forwarded-For hops.
         use_remote_address=wrappers_pb2.BoolValue(value=True),
@@ -238,7 +247,7 @@ def _listener(cfg: EdgeConfig) -> listener_pb2.Listener:
 def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> cluster_pb2.Cluster:
     explicit = http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig
     if http2:
-        protocol = explicit(http2_protocol_options=protocol_pb2.Http2ProtocolOptions())
+        protocol = explicit(http2_protocol_options=protocol_pb2.Http2ProtocolOptions(connection_keepalive=_keepalive()))
     else:
         protocol = explicit(http_protocol_options=protocol_pb2.Http1ProtocolOptions())
     options = http_protocol_options_pb2.HttpProtocolOptions(explicit_http_config=protocol)

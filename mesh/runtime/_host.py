@@ -53,7 +53,16 @@ class ServiceHost:
         self._health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=server_interceptors(),
-            options=(("grpc.max_receive_message_length", 16 * 1024 * 1024),),
+            options=(
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                # Ping clients every 15 s (streams that go quiet still detect a dead peer), and
+                # accept their pings as often as every 10 s instead of answering GOAWAY.
+                ("grpc.keepalive_time_ms", 15_000),
+                ("grpc.keepalive_timeout_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.http2.max_pings_without_data", 0),
+            ),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         self._http_app = http_app or web.Application()

@@ -96,15 +96,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         stream = self._hub.watch_many(list(request.task_ids), request.final_only)
-        with self._guard.lease(principal) as lease:
-            try:
-                await _announce(context, lease)
-                async for event in guarded(stream, lease):
-                    yield gateway_pb2.WatchTasksResponse(event=event)
-            except MeshError as exc:
-                await abort_with(context, exc)
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
+        async for event in self._leased(context, principal, stream):
+            yield gateway_pb2.WatchTasksResponse(event=event)
 
     async def ListDeadLetters(
         self, request: gateway_pb2.ListDeadLettersRequest, context: Context
@@ -214,11 +207,18 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         stream = self._hub.watch(request.task_id, request.after_sequence)
+        async for event in self._leased(context, principal, stream):
+            yield gateway_pb2.WatchTaskResponse(event=event)
+
+    async def _leased(
+        self, context: Context, principal: Principal | None, stream: AsyncIterator[task_pb2.TaskEvent]
+    ) -> AsyncIterator[task_pb2.TaskEvent]:
+        """`stream` under the caller's lease: announced, refreshable in-band, cut off when it ends."""
         with self._guard.lease(principal) as lease:
             try:
                 await _announce(context, lease)
                 async for event in guarded(stream, lease):
-                    yield gateway_pb2.WatchTaskResponse(event=event)
+                    yield event
             except MeshError as exc:
                 await abort_with(context, exc)
             finally:
