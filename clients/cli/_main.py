@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
         p.add_argument("--tenant-weights", default="", help="fair-share weights, e.g. acme=3,globex=1 (others 1)")
+        p.add_argument("--tenant-concurrency", default="", help="in-flight caps per tenant, e.g. acme=4")
         p.add_argument("--no-auth", action="store_true", help="let every caller in without a credential (dev only)")
 
     def client_args(p: argparse.ArgumentParser) -> None:

@@ -52,7 +52,10 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         cluster=args.cluster,
         gateways=args.gateways,
         fsync=args.fsync,
-        worker_args=("--tenant-weights", args.tenant_weights) if args.tenant_weights else (),
+        worker_args=(
+            *(("--tenant-weights", args.tenant_weights) if args.tenant_weights else ()),
+            *(("--tenant-concurrency", args.tenant_concurrency) if args.tenant_concurrency else ()),
+        ),
         auth=not args.no_auth,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.js.api as api
 import nats.js.errors
@@ -32,6 +32,9 @@ class Topology:
     # A tenant partition's consumer that nobody pulled from for this long is removed by
     # the server (its queued items stay in the stream); workers re-create it on demand.
     tenant_consumer_idle_s: float = 3600.0
+    # Per-tenant concurrency caps: items of one tenant partition delivered and not yet acked
+    # (buffered in a worker or running), across every worker — JetStream enforces it.
+    tenant_concurrency: dict[str, int] = field(default_factory=dict)
 
     def _stream(self, name: str, prefix: str, **options: object) -> api.StreamConfig:
         """Every stream: file storage, the cluster's replicas, the shared duplicate window."""
@@ -79,7 +82,7 @@ class Topology:
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self.ack_wait_s,
             max_deliver=self.max_deliver,
-            max_ack_pending=self.max_ack_pending,
+            max_ack_pending=self.tenant_concurrency.get(tenant, self.max_ack_pending),
             num_replicas=self.replicas,
         )
 

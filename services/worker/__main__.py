@@ -48,7 +48,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     scheduler_channel = insecure_channel(args.scheduler) if args.scheduler else None
     try:
         js = nc.jetstream(timeout=5.0)
-        topology = Topology(replicas=args.replicas, ack_wait_s=args.ack_wait)
+        topology = Topology(
+            replicas=args.replicas, ack_wait_s=args.ack_wait, tenant_concurrency=_tenant_caps(args.tenant_concurrency)
+        )
         await ensure_topology(js, topology)
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
@@ -150,6 +152,17 @@ async def _heartbeat(
         await asyncio.sleep(interval_s)
 
 
+def _tenant_caps(text: str) -> dict[str, int]:
+    """``acme=4,globex=16``: items of a tenant in flight at once, per pool and class."""
+    caps = {}
+    for entry in filter(None, text.split(",")):
+        tenant, _, value = entry.partition("=")
+        if not tenant or not value.isdigit() or int(value) < 1:
+            raise SystemExit(f"--tenant-concurrency: expected TENANT=N with N >= 1, got {entry!r}")
+        caps[tenant] = int(value)
+    return caps
+
+
 def _tenant_weights(text: str) -> dict[str, float]:
     try:
         return parse_weights(text)
@@ -191,6 +204,11 @@ def main() -> None:
         "--tenant-weights",
         default="",
         help="fair-share weights per tenant, e.g. acme=3,globex=1 (others weigh 1)",
+    )
+    parser.add_argument(
+        "--tenant-concurrency",
+        default="",
+        help="most items of a tenant in flight at once per pool and class, across workers, e.g. acme=4",
     )
     run_service("worker", parser, serve)
 

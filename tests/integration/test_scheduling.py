@@ -133,3 +133,47 @@ async def test_tenant_weights_divide_the_lane(tmp_path: Path) -> None:
     window = order[both_from : both_from + 160]
     share = window.count("heavy") / len(window)
     assert 0.62 <= share <= 0.88, f"heavy got {share:.2f} of the turns (weight share 0.75)"
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in edges:
+        running += change
+        most = max(most, running)
+    return most
+
+
+async def _emit_intervals(client: Client, task_ids: list[str]) -> list[tuple[float, float]]:
+    """When each task's `emit` step (post-processing pool) started and when the task ended."""
+    intervals = []
+    for task_id in task_ids:
+        events = [e async for e in client.watch(task_id)]
+        start = next(_seconds(e.timestamp) for e in events if e.step == "emit")
+        intervals.append((start, _seconds(events[-1].timestamp)))
+    return intervals
+
+
+async def test_tenant_concurrency_cap_holds_across_the_lane(tmp_path: Path) -> None:
+    """`--tenant-concurrency capped=2`: however many slots are free, at most 2 of that tenant's
+    items are in flight per pool and class, while another tenant uses the free slots."""
+    plan = build_plan(
+        tmp_path / "mesh",
+        public_port=0,
+        workers=1,
+        worker_concurrency=8,
+        worker_args=("--tenant-concurrency", "capped=2"),
+    )
+    endpoint = f"127.0.0.1:{plan.public_port}"
+    payload = {"text": "x", "chunks": 1, "chunk_delay_ms": 300}
+    async with (
+        Supervisor(plan) as _,
+        Client(endpoint, tenant="capped") as capped,
+        Client(endpoint, tenant="free") as free,
+    ):
+        capped_ids = await capped.submit_many([capped.spec("stream", payload) for _ in range(6)])
+        free_ids = await free.submit_many([free.spec("stream", payload) for _ in range(6)])
+        capped_at_once = _most_at_once(await _emit_intervals(capped, [r.task_id for r in capped_ids]))
+        free_at_once = _most_at_once(await _emit_intervals(free, [r.task_id for r in free_ids]))
+    assert capped_at_once <= 2
+    assert free_at_once > 2  # the slots were there; only the cap held `capped` back
