@@ -237,6 +237,15 @@ class Client:
         request = gateway_pb2.PurgeDeadLettersRequest(task_id=task_id, tenant=tenant)
         return (await self._call(self._stub.PurgeDeadLetters, request)).purged
 
+    async def list_tasks(
+        self, tenant: str = "", limit: int = 50, page_token: str = ""
+    ) -> tuple[list[task_pb2.TaskInfo], str]:
+        """A page of tasks, newest first, and the token of the next page ("" on the last). `tenant`
+        defaults to this client's."""
+        request = gateway_pb2.ListTasksRequest(tenant=tenant or self.tenant, limit=limit, page_token=page_token)
+        reply = await self._call(self._stub.ListTasks, request)
+        return list(reply.tasks), reply.next_page_token
+
     async def create_api_key(self, tenant: str, roles: list[str], name: str = "") -> gateway_pb2.CreateApiKeyResponse:
         """A new API key for `tenant` (needs an admin credential); the key is returned only here."""
         request = gateway_pb2.CreateApiKeyRequest(tenant=tenant, roles=roles, name=name)

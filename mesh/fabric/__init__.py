@@ -11,6 +11,7 @@ from mesh.fabric._deadletters import (
     runbook_for,
 )
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
+from mesh.fabric._index import TASKS_STREAM, TaskIndex
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
@@ -56,6 +57,7 @@ __all__ = [
     "POOLS",
     "REPLAY_OF_LABEL",
     "SCALE_PREFIX",
+    "TASKS_STREAM",
     "TERMINAL_STATES",
     "TOKEN_RE",
     "WORKERS_BUCKET",
@@ -66,6 +68,7 @@ __all__ = [
     "EventLog",
     "KeySequencer",
     "StoredEvent",
+    "TaskIndex",
     "Topology",
     "WorkQueue",
     "bell_filter",

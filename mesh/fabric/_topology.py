@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 
 from mesh.fabric import _subjects as s
 from mesh.fabric._deadletters import DLQ_PREFIX, DLQ_STREAM
+from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
 
 
@@ -73,6 +74,15 @@ class Topology:
             max_msgs_per_subject=16,
         )
 
+    def tasks_stream(self) -> api.StreamConfig:
+        return self._stream(
+            TASKS_STREAM,
+            TASKS_PREFIX,
+            retention=api.RetentionPolicy.LIMITS,
+            max_age=self.events_max_age_s,
+            max_msgs_per_subject=1,
+        )
+
     def work_consumer(self, pool: str, lane: str, tenant: str) -> api.ConsumerConfig:
         return api.ConsumerConfig(
             durable_name=s.consumer_name(pool, lane, tenant),
@@ -89,7 +99,14 @@ class Topology:
 
 async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     """Create or update every stream, consumer and bucket. Safe to call from every process."""
-    for config in (topology.work_stream(), topology.events_stream(), topology.ordered_stream(), topology.dlq_stream()):
+    streams = (
+        topology.work_stream(),
+        topology.events_stream(),
+        topology.ordered_stream(),
+        topology.dlq_stream(),
+        topology.tasks_stream(),
+    )
+    for config in streams:
         await _ensure_stream(js, config)
     await _drop_lane_consumers(js)
     await _ensure_bucket(js, s.IDEMPOTENCY_BUCKET, topology.idempotency_ttl_s, topology.replicas)

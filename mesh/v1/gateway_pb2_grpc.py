@@ -90,6 +90,11 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/mesh.v1.GatewayService/ListTasks',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
         self.RefreshStreamCredential = channel.unary_unary(
                 '/mesh.v1.GatewayService/RefreshStreamCredential',
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.RefreshStreamCredentialRequest.SerializeToString,
@@ -190,6 +195,13 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RefreshStreamCredential(self, request, context):
         """Re-authenticate an open stream in-band: the new credential travels in this call's
         metadata (authorization / x-api-key); the stream id came in the stream's initial
@@ -270,6 +282,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.PurgeDeadLetters,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.ListTasksRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.ListTasksResponse.SerializeToString,
             ),
             'RefreshStreamCredential': grpc.unary_unary_rpc_method_handler(
                     servicer.RefreshStreamCredential,
@@ -585,6 +602,33 @@ class GatewayService:
             '/mesh.v1.GatewayService/PurgeDeadLetters',
             mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/ListTasks',
+            mesh_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

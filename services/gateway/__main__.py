@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import DeadLetterStore, EventLog, Topology, connect, ensure_topology
+from mesh.fabric import DeadLetterStore, EventLog, TaskIndex, Topology, connect, ensure_topology
 from mesh.rpc import insecure_channel
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.telemetry import get_logger
@@ -35,9 +35,15 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         limiter = RateLimiter(args.tenant_rate, args.tenant_burst) if args.tenant_rate > 0 else None
         guard = await _guard(args, js, events)
         gateway = Gateway(
-            scheduler_pb2_grpc.SchedulerServiceStub(channel), events, hub, DeadLetterStore(js, nc), limiter, guard
+            scheduler_pb2_grpc.SchedulerServiceStub(channel),
+            events,
+            hub,
+            DeadLetterStore(js, nc),
+            limiter,
+            guard,
+            TaskIndex(js),
         )
-        app = http_app(events, hub, admit=gateway.admit, cancel=gateway.cancel, guard=guard)
+        app = http_app(events, hub, admit=gateway.admit, cancel=gateway.cancel, guard=guard, listing=gateway.list_tasks)
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         async with host:

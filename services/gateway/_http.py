@@ -1,6 +1,7 @@
 """The gateway's HTTP side (behind Envoy on the same public port): REST, SSE and a WebSocket.
 
 POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, idempotency_key)
+GET  /v1/tasks?tenant=&limit=&page_token=   a tenant's tasks, newest first
 GET  /v1/tasks/{id}             the task's current state
 GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
 POST /v1/tasks/{id}/cancel      cancel (JSON, optional: reason)
@@ -56,6 +57,7 @@ def http_app(
     admit: Callable[[task_pb2.TaskSpec, Principal | None], Awaitable[Any]] | None = None,
     cancel: Callable[[str, str, Principal | None], Awaitable[int]] | None = None,
     guard: Guard | None = None,
+    listing: Callable[[str, int, str, Principal | None], Awaitable[tuple[list[task_pb2.TaskInfo], str]]] | None = None,
 ) -> web.Application:
     guard = guard or Guard(events)
 
@@ -81,6 +83,20 @@ def http_app(
             {"task_id": admitted.task_id, "deduplicated": admitted.deduplicated, "sequence": admitted.sequence},
             status=200 if admitted.deduplicated else 201,
         )
+
+    async def list_tasks(request: web.Request) -> web.Response:
+        try:
+            if listing is None:
+                raise NotFound("this gateway does not list tasks")
+            limit = request.query.get("limit", "0")
+            if not (limit.isascii() and limit.isdigit()):
+                raise InvalidArgument("limit", f"must be a whole number, got {limit!r}")
+            tasks, token = await listing(
+                request.query.get("tenant", ""), int(limit), request.query.get("page_token", ""), request["principal"]
+            )
+        except MeshError as exc:
+            return _error(exc)
+        return web.json_response({"tasks": [MessageToDict(task) for task in tasks], "next_page_token": token})
 
     async def task_events(request: web.Request) -> web.StreamResponse:
         """SSE: one `task` event per task event, `id:` = its sequence number, pings while quiet."""
@@ -146,6 +162,7 @@ def http_app(
     app = web.Application(middlewares=[authenticate])
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/tasks", submit_task)
+    app.router.add_get("/v1/tasks", list_tasks)
     app.router.add_post("/v1/tasks/{task_id}/cancel", cancel_task)
     app.router.add_post("/v1/streams/{stream_id}/refresh", refresh_stream)
     app.router.add_get("/v1/tasks/{task_id}/events", task_events)

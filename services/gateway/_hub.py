@@ -68,11 +68,19 @@ class _Inbox:
 
 
 class EventHub:
-    def __init__(self, nc: Client, events: EventLog, recheck_s: float = 2.0, live_buffer: int = LIVE_BUFFER) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        events: EventLog,
+        recheck_s: float = 2.0,
+        live_buffer: int = LIVE_BUFFER,
+        stored_buffer: int = STORED_BUFFER,
+    ) -> None:
         self._nc = nc
         self._events = events
         self._recheck_s = recheck_s
         self._live_buffer = live_buffer
+        self._stored_buffer = stored_buffer
         self._watchers: dict[str, set[_Inbox]] = {}
         self._subs: list[Subscription] = []
 
@@ -104,7 +112,7 @@ class EventHub:
 
     async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of `task_id` after `after_sequence`, ending with the final one."""
-        inbox = _Inbox(self._live_buffer)
+        inbox = _Inbox(self._live_buffer, self._stored_buffer)
         self._watchers.setdefault(task_id, set()).add(inbox)
         METRICS.watchers.inc()
         try:
@@ -168,7 +176,7 @@ class EventHub:
         """
         ids = list(dict.fromkeys(task_ids))
         # Best-effort partials are for single-task watches; this stream carries stored events.
-        inbox = _Inbox(live_limit=0)
+        inbox = _Inbox(live_limit=0, stored_limit=self._stored_buffer)
         for task_id in ids:
             self._watchers.setdefault(task_id, set()).add(inbox)
         METRICS.watchers.inc()

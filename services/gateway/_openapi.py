@@ -67,6 +67,40 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": {
             "/v1/tasks": {
+                "get": {
+                    "operationId": "listTasks",
+                    "description": "A tenant's tasks, newest first, a page at a time.",
+                    "parameters": [
+                        {"name": "tenant", "in": "query", "required": False, "schema": _TOKEN},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 500},
+                        },
+                        {"name": "page_token", "in": "query", "required": False, "schema": _TOKEN},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "one page",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["tasks", "next_page_token"],
+                                        "properties": {
+                                            "tasks": {"type": "array", "items": {"type": "object"}},
+                                            "next_page_token": {"type": "string"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error("a malformed tenant, limit or page token, or no tenant at all"),
+                        "401": _UNAUTHENTICATED,
+                        "403": _FORBIDDEN,
+                    },
+                },
                 "post": {
                     "operationId": "submitTask",
                     "requestBody": {
@@ -85,7 +119,7 @@ def openapi_document() -> dict[str, Any]:
                         "429": _error("over a quota or rate limit; see Retry-After"),
                         "503": _error("a dependency is down; retry"),
                     },
-                }
+                },
             },
             "/v1/tasks/{task_id}": {
                 "get": {

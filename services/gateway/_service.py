@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import grpc.aio
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
-from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, fold
+from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
@@ -22,6 +23,7 @@ from services.gateway._ratelimit import RateLimiter
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 MAX_WATCHED = 10_000
+MAX_PAGE = 500
 
 
 class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
@@ -33,7 +35,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         dead_letters: DeadLetterStore,
         limiter: RateLimiter | None = None,
         guard: Guard | None = None,
+        index: TaskIndex | None = None,
     ) -> None:
+        self._index = index
         self._limiter = limiter
         self._guard = guard or Guard(events)
         self._scheduler = scheduler
@@ -256,6 +260,39 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.GetMeshStatusResponse(
             queues=reply.queues, tenant_queues=reply.tenant_queues, workers=reply.workers, scaling=reply.scaling
         )
+
+    async def ListTasks(self, request: gateway_pb2.ListTasksRequest, context: Context) -> gateway_pb2.ListTasksResponse:
+        try:
+            tasks, token = await self.list_tasks(
+                request.tenant, request.limit, request.page_token, self._guard.from_grpc(context)
+            )
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.ListTasksResponse(tasks=tasks, next_page_token=token)
+
+    async def list_tasks(
+        self, tenant: str, limit: int, page_token: str, principal: Principal | None
+    ) -> tuple[list[task_pb2.TaskInfo], str]:
+        """A page of a tenant's tasks, newest first, for gRPC and REST alike."""
+        if principal is not None and not tenant and principal.tenant != ANY_TENANT:
+            tenant = principal.tenant
+        if not tenant:
+            raise InvalidArgument("tenant", "is required")
+        check_task_id(tenant, "tenant")  # the same alphabet as task ids
+        if page_token:
+            check_task_id(page_token, "page_token")
+        if limit > MAX_PAGE:
+            raise InvalidArgument("limit", f"at most {MAX_PAGE}")
+        self._guard.check(principal, "read", tenant)
+        if self._index is None:
+            raise Conflict("this gateway keeps no task index")
+        ids, token = await self._index.page(tenant, limit or 50, page_token)
+        tasks = await asyncio.gather(*(self._fold(task_id) for task_id in ids))
+        return [task for task in tasks if task is not None], token
+
+    async def _fold(self, task_id: str) -> task_pb2.TaskInfo | None:
+        events = [stored.event async for stored in self._events.read(task_id)]
+        return fold(events) if events else None  # aged out of the event stream meanwhile
 
     async def RefreshStreamCredential(
         self, request: gateway_pb2.RefreshStreamCredentialRequest, context: Context

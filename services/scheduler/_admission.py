@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, Unavailable
-from mesh.fabric import REPLAY_OF_LABEL, ChainMoved, EventLog, KeySequencer, WorkQueue, work_subject
+from mesh.fabric import REPLAY_OF_LABEL, ChainMoved, EventLog, KeySequencer, TaskIndex, WorkQueue, work_subject
 from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
@@ -37,7 +37,9 @@ class Admitter:
         limits: Limits,
         flow: FlowControl | None = None,
         sequencer: KeySequencer | None = None,
+        index: TaskIndex | None = None,
     ) -> None:
+        self._index = index
         self._work = work
         self._sequencer = sequencer
         self._events = events
@@ -99,6 +101,8 @@ class Admitter:
             stream_sequence = await self._events.append(queued, after_stream_sequence=0)
         except ChainMoved:
             return False
+        if self._index is not None:
+            await self._index.add(spec.tenant, spec.task_id)
         await self._enqueue(queued, stream_sequence)
         return True
 

@@ -21,6 +21,7 @@ from mesh.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from mesh.supervisor import Supervisor, admin_key, build_plan
 from mesh.v1 import task_pb2
 from services.gateway._auth import mint_token
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,16 @@ async def test_api_keys_are_scoped_to_a_tenant_and_roles(secured: Secured) -> No
         assert (await read_only.get(submitted.task_id)).state == task_pb2.TASK_STATE_SUCCEEDED
         with pytest.raises(PermissionDenied, match="'submit' role"):
             await read_only.submit("echo", {"text": "x"})
+    async with Client(secured.endpoint, tenant="", credential=reader) as own:
+
+        async def listed() -> bool:
+            tasks, _ = await own.list_tasks()  # no tenant named: the credential's own
+            return submitted.task_id in [task.spec.task_id for task in tasks]
+
+        await eventually(listed, what="the reader lists its tenant's task")
     async with Client(secured.endpoint, tenant="globex", credential=other) as globex:
+        with pytest.raises(PermissionDenied):
+            await globex.list_tasks(tenant="acme")
         with pytest.raises(PermissionDenied):
             await globex.get(submitted.task_id)
         with pytest.raises(PermissionDenied):

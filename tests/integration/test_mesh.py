@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, NotFound
 from mesh.supervisor import find_binary
+from mesh.tasks import new_task_id
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
 from services.inference._minilm import MiniLM
 from tests.conftest import eventually
@@ -454,7 +455,14 @@ async def test_rest_cancel_and_openapi_document(mesh: Mesh) -> None:
             document = await response.json()
     assert document["openapi"].startswith("3.1")
     operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
-    assert operations == {"submitTask", "getTask", "cancelTask", "streamTaskEvents", "refreshStreamCredential"}
+    assert operations == {
+        "submitTask",
+        "listTasks",
+        "getTask",
+        "cancelTask",
+        "streamTaskEvents",
+        "refreshStreamCredential",
+    }
 
 
 async def test_schemathesis_finds_no_server_error(mesh: Mesh) -> None:
@@ -483,3 +491,34 @@ async def test_schemathesis_finds_no_server_error(mesh: Mesh) -> None:
             process.kill()
             await process.wait()
     assert process.returncode == 0, output.decode()[-5000:]
+
+
+async def test_list_a_tenants_tasks_newest_first_in_pages(mesh: Mesh) -> None:
+    """ListTasks (gRPC) and GET /v1/tasks (REST) page through one tenant's tasks, newest first."""
+    tenant = f"list-{new_task_id()[-6:].lower()}"
+    async with Client(mesh.endpoint, tenant=tenant) as client:
+        submitted = [await client.submit("echo", {"text": str(i)}) for i in range(3)]
+        for task in submitted:
+            [e async for e in client.watch(task.task_id)]
+        newest_first = [task.task_id for task in reversed(submitted)]
+
+        async def indexed() -> list[task_pb2.TaskInfo] | None:
+            tasks, _ = await client.list_tasks(limit=10)
+            return tasks if len(tasks) == 3 else None
+
+        tasks = await eventually(indexed, what="the index lists all three tasks")
+        assert [t.spec.task_id for t in tasks] == newest_first
+        assert all(t.state == task_pb2.TASK_STATE_SUCCEEDED for t in tasks)
+        first, token = await client.list_tasks(limit=2)
+        second, last = await client.list_tasks(limit=2, page_token=token)
+        assert [t.spec.task_id for t in first + second] == newest_first and last == ""
+        with pytest.raises(InvalidArgument, match="limit"):
+            await client.list_tasks(limit=501)
+    async with aiohttp.ClientSession() as session:
+        url = f"http://{mesh.endpoint}/v1/tasks"
+        async with session.get(url, params={"tenant": tenant, "limit": "2"}) as response:
+            page = await response.json()
+        assert [t["spec"]["taskId"] for t in page["tasks"]] == newest_first[:2]
+        assert page["next_page_token"] == newest_first[1]
+        async with session.get(url) as response:
+            assert response.status == 400 and (await response.json())["field"] == "tenant"

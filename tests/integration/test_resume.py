@@ -1,4 +1,5 @@
-"""Resume after a forced disconnect at random points, on every streaming protocol through Envoy.
+"""Resume after a forced disconnect at random points, on every streaming protocol through Envoy
+(gRPC, gRPC-Web as a browser sends it, SSE, WebSocket).
 
 Property: for any sequence of disconnect points during a live stream, the events a client
 collects by reconnecting from the last sequence number it saw, concatenated, equal the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from clients.sdk import Client
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc
+from tests.integration import _grpcweb
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
@@ -84,12 +87,43 @@ async def _websocket(endpoint: str, task_id: str, after: int, limit: int) -> lis
     return got
 
 
+async def _grpc_web(endpoint: str, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+    """What a browser does: gRPC-Web over HTTP/1.1, frames parsed as they arrive."""
+    from google.protobuf.json_format import MessageToJson
+
+    got: list[tuple[int, str]] = []
+    request = gateway_pb2.WatchTaskRequest(task_id=task_id, after_sequence=after)
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": "http://browser.test"}
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector, version=aiohttp.HttpVersion11) as session,
+        session.post(
+            f"http://{endpoint}/mesh.v1.GatewayService/WatchTask", data=_grpcweb.frame(request), headers=headers
+        ) as response,
+    ):
+        buffer = b""
+        async for chunk in response.content.iter_any():
+            buffer += chunk
+            while len(buffer) >= 5:
+                flag, length = struct.unpack(">BI", buffer[:5])
+                if len(buffer) < 5 + length:
+                    break
+                body, buffer = buffer[5 : 5 + length], buffer[5 + length :]
+                if flag & 0x80:  # trailers: the stream ended
+                    return got
+                event = gateway_pb2.WatchTaskResponse.FromString(body).event
+                got.append((event.sequence, MessageToJson(event, sort_keys=True)))
+                if len(got) == limit or event.final:
+                    return got  # leaving closes the connection mid-stream
+    return got
+
+
 def _normal(text: str) -> str:
     """One event as comparable JSON (gRPC's JSON and the gateway's JSON spell it alike)."""
     return json.dumps(json.loads(text), sort_keys=True)
 
 
-@pytest.mark.parametrize("reader", [_grpc, _sse, _websocket], ids=["grpc", "sse", "websocket"])
+@pytest.mark.parametrize("reader", [_grpc, _grpc_web, _sse, _websocket], ids=["grpc", "grpc-web", "sse", "websocket"])
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 async def test_random_disconnects_lose_and_repeat_nothing(mesh: Mesh, reader: Reader, seed: int) -> None:

@@ -40,6 +40,8 @@ __all__ = (
     "ListDeadLettersResponse",
     "ListModelsRequest",
     "ListModelsResponse",
+    "ListTasksRequest",
+    "ListTasksResponse",
     "ListWorkersRequest",
     "ListWorkersResponse",
     "ModelInfo",
@@ -747,6 +749,40 @@ class ListModelsResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "ListModelsResponse", ListModelsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListTasksRequest(betterproto2.Message):
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Defaults to the credential's tenant.
+    """
+
+    limit: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    1..500; 0 means 50.
+    """
+
+    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    From the previous page's next_page_token.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ListTasksRequest", ListTasksRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListTasksResponse(betterproto2.Message):
+    tasks: "list[TaskInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty on the last page.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ListTasksResponse", ListTasksResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1533,6 +1569,17 @@ class GatewayServiceStub:
             "/mesh.v1.GatewayService/PurgeDeadLetters",
             PurgeDeadLettersRequest.SerializeToString,
             PurgeDeadLettersResponse.FromString,
+        )(message)
+
+    def list_tasks(self, message: "ListTasksRequest") -> "ListTasksResponse":
+        """
+        A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.GatewayService/ListTasks",
+            ListTasksRequest.SerializeToString,
+            ListTasksResponse.FromString,
         )(message)
 
     def refresh_stream_credential(self, message: "RefreshStreamCredentialRequest") -> "RefreshStreamCredentialResponse":
