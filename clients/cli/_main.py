@@ -83,6 +83,24 @@ def _parser() -> argparse.ArgumentParser:
         if name == "watch":
             p.add_argument("--after", type=int, default=0, help="resume after this sequence number")
 
+    p_list = sub.add_parser("list", help="a tenant's tasks, newest first")
+    p_list.add_argument("--tenant", default="", help="default: the credential's tenant")
+    p_list.add_argument("--limit", type=int, default=20)
+    p_list.add_argument("--page-token", default="")
+    p_list.add_argument("--json", action="store_true")
+    client_args(p_list)
+
+    p_auth = sub.add_parser("auth", help="API keys, revocation, and local test tokens")
+    p_auth.add_argument("action", choices=["key", "revoke", "token"])
+    p_auth.add_argument("credential_id", nargs="?", default="", help="for revoke: an API key id or a token's jti")
+    p_auth.add_argument("--tenant", default="")
+    p_auth.add_argument("--roles", default="submit,read", help="comma-separated: submit, read, admin")
+    p_auth.add_argument("--name", default="")
+    p_auth.add_argument("--reason", default="")
+    p_auth.add_argument("--ttl", type=float, default=3600.0, help="token lifetime, seconds")
+    p_auth.add_argument("--audience", default="tidemesh")
+    client_args(p_auth)
+
     p_dlq = sub.add_parser("dlq", help="dead-lettered tasks: list, show, replay, purge")
     p_dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
     p_dlq.add_argument("task_id", nargs="?", default="")
@@ -208,6 +226,45 @@ async def _dlq(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _list(client: Client, args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    tasks, token = await client.list_tasks(args.tenant, args.limit, args.page_token)
+    if args.json:
+        print(json.dumps({"tasks": [MessageToDict(t) for t in tasks], "next_page_token": token}, indent=2))
+        return EXIT_OK
+    for task in tasks:
+        state = task_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
+        print(f"{task.spec.task_id}  {task.spec.kind:<10} {state:<14} {task.updated.ToJsonString()}")
+    if token:
+        print(f"more: --page-token {token}")
+    return EXIT_OK
+
+
+async def _auth(args: argparse.Namespace) -> int:
+    roles = [r for r in args.roles.split(",") if r]
+    if args.action == "token":  # minted locally with the mesh's own signing secret
+        from services.gateway._auth import mint_token
+
+        secret = Path(args.state_dir) / "auth" / "jwt.secret"
+        if not args.tenant or not secret.exists():
+            raise InvalidArgument("tenant", f"auth token needs --tenant and {secret} (a mesh started with auth)")
+        print(mint_token(secret.read_text().strip(), args.tenant, roles, args.audience, args.ttl))
+        return EXIT_OK
+    async with Client(args.endpoint, credential=_credential(args)) as client:
+        if args.action == "key":
+            if not args.tenant:
+                raise InvalidArgument("tenant", "auth key needs --tenant (or * for an admin key)")
+            created = await client.create_api_key(args.tenant, roles, args.name)
+            print(f"key id {created.key_id}\n{created.api_key}")
+        else:
+            if not args.credential_id:
+                raise InvalidArgument("credential_id", "auth revoke needs the key id or the token's jti")
+            await client.revoke_credential(args.credential_id, args.reason)
+            print(f"revoked {args.credential_id}")
+    return EXIT_OK
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         return await up(args)
@@ -225,6 +282,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _status(args)
     if args.command == "dlq":
         return await _dlq(args)
+    if args.command == "auth":
+        return await _auth(args)
     async with Client(args.endpoint, credential=_credential(args)) as client:
         if args.command == "watch":
             return await _stream(client, args.task_id, args.after, args.json)
@@ -233,6 +292,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
             print(MessageToJson(await client.get(args.task_id)))
             return EXIT_OK
+        if args.command == "list":
+            return await _list(client, args)
         state = await client.cancel(args.task_id, reason="cancelled from the CLI")
         print(task_pb2.TaskState.Name(state))
         return EXIT_OK

@@ -44,6 +44,15 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, timeout_s: floa
                 return lines
 
 
+async def _cli(*args: str) -> tuple[int, str, str]:
+    """Run `tidemesh ARGS` as a user would; (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        TIDEMESH, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
 async def _start_up(tmp_path: Path) -> asyncio.subprocess.Process:
     """`tidemesh up --port 0` as a user starts it, its output piped for the test to read."""
     return await asyncio.create_subprocess_exec(
@@ -100,6 +109,18 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         assert submit.returncode == 0, err.decode()
         events = [json.loads(line) for line in out.decode().splitlines()]
         assert events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["output"]["text"] == "from the cli"
+        state = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "state"))
+        elsewhere = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "elsewhere"))
+        code, out, _ = await _cli("auth", "key", "--tenant", "default", "--roles", "read", *state)
+        assert code == 0
+        key_id, key = out.split()[2], out.split()[3]
+        code, out, _ = await _cli("list", "--api-key", key, "--json", *elsewhere)
+        assert code == 0 and events[0]["taskId"] in [t["spec"]["taskId"] for t in json.loads(out)["tasks"]]
+        code, token, _ = await _cli("auth", "token", "--tenant", "default", "--roles", "read", *state)
+        assert code == 0 and (await _cli("list", "--api-key", token.strip(), *elsewhere))[0] == 0
+        assert (await _cli("auth", "revoke", key_id, "--reason", "rotated", *state))[0] == 0
+        code, _, err = await _cli("list", "--api-key", key, *elsewhere)
+        assert code != 0 and "revoked: rotated" in err
         bad = await asyncio.create_subprocess_exec(
             TIDEMESH,
             "submit",
