@@ -36,6 +36,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from bench._celery_app import BATCH, INTERACTIVE, NOOP, URL_ENV, make_app
+from mesh.supervisor import free_port
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,6 @@ def _poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
             raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -151,7 +146,7 @@ class RedisServer:
     def _start(self, binary: str, workdir: Path) -> None:
         logfile = workdir / "redis.log"
         for _ in range(5):  # a free port can be taken between the probe and the bind: pick another
-            port = _free_port()
+            port = free_port()
             with logfile.open("wb") as out:
                 self._proc = subprocess.Popen(
                     [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

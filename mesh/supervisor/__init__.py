@@ -4,7 +4,7 @@ from mesh.supervisor._autoscaler import LocalAutoscaler
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._child import Child, ChildState
 from mesh.supervisor._credentials import admin_key
-from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan, pool_worker_spec
+from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan, free_port, pool_worker_spec
 from mesh.supervisor._supervisor import Supervisor
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "admin_key",
     "build_plan",
     "find_binary",
+    "free_port",
     "pool_worker_spec",
 ]

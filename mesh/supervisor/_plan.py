@@ -6,6 +6,7 @@ plan --json` prints them, and the Tiltfile turns them into local_resources.
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -66,8 +67,28 @@ class Plan:
         return next(p for p in self.processes if p.name == name)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
+# Listening ports for `--port 0` come from below the kernel's ephemeral range (32768+ on
+# Linux): a port the kernel hands out for binding port 0 can be taken by any outgoing
+# connection's local end before our child binds it, and the child then fails with "address
+# already in use". Below that range only listeners compete, and each candidate is checked.
+_PICK_FROM, _PICK_TO = 20_000, 32_000
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A free listening port on 127.0.0.1, chosen to avoid outgoing connections' ports."""
+    for _ in range(200):
+        port = random.randint(_PICK_FROM, _PICK_TO)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # that range is crowded: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -80,7 +101,7 @@ class _Ports:
 
     def take(self) -> int:
         if not self._next:
-            return _free_port()
+            return free_port()
         port = self._next
         self._next += 1
         return port
@@ -110,8 +131,8 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
     return _service(
         f"worker-{pool}-auto-{index}",
         [*plan.worker_command, "--pools", pool, *extra],
-        _free_port(),
-        _free_port(),
+        free_port(),
+        free_port(),
         ["scheduler", "inference"],
         [pool],
     )
@@ -143,7 +164,7 @@ def build_plan(
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
     ports = _Ports(public_port)
-    public_port = public_port or _free_port()
+    public_port = public_port or free_port()
     envoy_admin = ports.take()
     if cluster not in (1, 3, 5):
         raise ValueError("cluster must be 1, 3 or 5 nodes (JetStream needs a quorum)")

@@ -39,6 +39,13 @@ KINDS: dict[str, Kind] = {
         Kind("fan_out", "fan_out", (Step("fan-out", "orchestration"),), step_timeout_s=0),
         # An effect outside the mesh: retried longer, always with the same idempotency key.
         Kind("webhook", "webhook", (Step("call", "post-processing"),), max_attempts=6, step_timeout_s=60.0),
+        # ingest → embed → post-process, each step in its own pool.
+        Kind(
+            "doc_embed",
+            "doc_embed",
+            (Step("chunk", "ingestion"), Step("embed-chunks", "inference"), Step("aggregate", "post-processing")),
+            max_attempts=5,
+        ),
     )
 }
 

@@ -21,6 +21,7 @@ class Limits:
     max_labels: int = 32
     max_stream_chunks: int = 10_000
     max_chunk_delay_ms: int = 10_000
+    max_chunk_words: int = 512
     default_ttl_s: float = 24 * 3600.0
     max_fan_out: int = 1000
 
@@ -100,6 +101,12 @@ def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> No
         for index, text in enumerate(fan_out.texts):
             if not text.strip():
                 raise InvalidArgument(f"spec.payload.fan_out.texts[{index}]", "is empty")
+    if field == "doc_embed":
+        document = spec.payload.doc_embed
+        if not document.text.strip():
+            raise InvalidArgument("spec.payload.doc_embed.text", "is empty")
+        if document.chunk_words > limits.max_chunk_words:
+            raise InvalidArgument("spec.payload.doc_embed.chunk_words", f"must be ≤ {limits.max_chunk_words}")
     if field == "stream":
         stream = spec.payload.stream
         if not 1 <= stream.chunks <= limits.max_stream_chunks:

@@ -90,19 +90,31 @@ class WebhookInput(_message.Message):
     body: str
     def __init__(self, url: _Optional[str] = ..., body: _Optional[str] = ...) -> None: ...
 
+class DocEmbedInput(_message.Message):
+    __slots__ = ("text", "model", "chunk_words")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_WORDS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    model: str
+    chunk_words: int
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., chunk_words: _Optional[int] = ...) -> None: ...
+
 class TaskPayload(_message.Message):
-    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook")
+    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook", "doc_embed")
     ECHO_FIELD_NUMBER: _ClassVar[int]
     EMBED_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     FAN_OUT_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    DOC_EMBED_FIELD_NUMBER: _ClassVar[int]
     echo: EchoInput
     embed: EmbedInput
     stream: StreamInput
     fan_out: FanOutInput
     webhook: WebhookInput
-    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ...) -> None: ...
+    doc_embed: DocEmbedInput
+    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ..., doc_embed: _Optional[_Union[DocEmbedInput, _Mapping]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_id", "tenant", "kind", "priority_class", "priority", "qos", "idempotency_key", "deadline", "payload", "schema_version", "ordering_key", "parent_task_id", "labels")

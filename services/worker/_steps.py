@@ -51,22 +51,63 @@ async def echo(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(text=ctx.spec.payload.echo.text)]
 
 
-async def embed(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+async def _infer(ctx: StepContext, model: str, texts: list[str]) -> list[task_pb2.Embedding]:
+    """Embeddings of `texts` from the inference service; its refusals become step failures."""
     if ctx.inference is None:
         raise StepFailed("dependency_down", "this worker has no inference endpoint", retryable=True)
-    payload = ctx.spec.payload.embed
     try:
         response = await ctx.inference.Infer(
-            inference_pb2.InferRequest(
-                model=payload.model, texts=[payload.text], priority_class=ctx.spec.priority_class
-            ),
+            inference_pb2.InferRequest(model=model, texts=texts, priority_class=ctx.spec.priority_class),
             timeout=60.0,
         )
     except grpc.aio.AioRpcError as exc:
         fatal = exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
         error_class = "invalid_input" if fatal else "dependency_down"
         raise StepFailed(error_class, f"inference: {exc.code().name}: {exc.details()}", not fatal) from exc
-    return [task_pb2.TaskOutput(embedding=response.embeddings[0])]
+    return list(response.embeddings)
+
+
+async def embed(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    payload = ctx.spec.payload.embed
+    [vector] = await _infer(ctx, payload.model, [payload.text])
+    return [task_pb2.TaskOutput(embedding=vector)]
+
+
+DEFAULT_CHUNK_WORDS = 128
+_EMBED_BATCH = 16
+
+
+async def chunk(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    """Split the document into chunks of at most `chunk_words` words."""
+    document = ctx.spec.payload.doc_embed
+    size = document.chunk_words or DEFAULT_CHUNK_WORDS
+    words = document.text.split()
+    return [task_pb2.TaskOutput(text=" ".join(words[i : i + size])) for i in range(0, len(words), size)]
+
+
+async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    """Embed the chunks a batch at a time, streaming one partial result (the chunk's vector) per chunk."""
+    texts = [piece.text for piece in ctx.carry]
+    outputs: list[task_pb2.TaskOutput] = []
+    for start in range(0, len(texts), _EMBED_BATCH):
+        vectors = await _infer(ctx, ctx.spec.payload.doc_embed.model, texts[start : start + _EMBED_BATCH])
+        for vector in vectors:
+            outputs.append(task_pb2.TaskOutput(embedding=vector))
+            if len(outputs) > ctx.resume_from:  # an earlier attempt streamed the ones before
+                await ctx.emit_partial(outputs[-1], len(outputs) / len(texts))
+    return outputs
+
+
+async def aggregate(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    """The document vector: the normalized mean of the chunk vectors."""
+    return [task_pb2.TaskOutput(embedding=mean_embedding([o.embedding for o in ctx.carry]))]
+
+
+def mean_embedding(vectors: list[task_pb2.Embedding]) -> task_pb2.Embedding:
+    values = np.array([list(v.values) for v in vectors], dtype=np.float32)
+    mean = values.mean(axis=0)
+    mean /= float(np.linalg.norm(mean)) or 1.0
+    return task_pb2.Embedding(model=vectors[0].model, values=mean.tolist())
 
 
 async def plan(ctx: StepContext) -> list[task_pb2.TaskOutput]:
@@ -118,11 +159,7 @@ async def fan_out(ctx: StepContext) -> list[task_pb2.TaskOutput]:
             await ctx.emit_partial(event.output, len(outputs) / len(child_ids))
     ordered = [outputs[child_id] for child_id in child_ids]
     if payload.child_kind == "embed":
-        vectors = np.array([list(o.embedding.values) for o in ordered], dtype=np.float32)
-        mean = vectors.mean(axis=0)
-        mean /= float(np.linalg.norm(mean)) or 1.0
-        vector = task_pb2.Embedding(model=ordered[0].embedding.model, values=mean.tolist())
-        return [task_pb2.TaskOutput(embedding=vector)]
+        return [task_pb2.TaskOutput(embedding=mean_embedding([o.embedding for o in ordered]))]
     return [task_pb2.TaskOutput(text="\n".join(o.text for o in ordered))]
 
 
@@ -150,4 +187,7 @@ STEPS: dict[str, Step] = {
     "emit": emit,
     "fan-out": fan_out,
     "call": call,
+    "chunk": chunk,
+    "embed-chunks": embed_chunks,
+    "aggregate": aggregate,
 }

@@ -80,6 +80,30 @@ async def test_embed_returns_real_minilm_vector(mesh: Mesh) -> None:
     assert float(vector @ expected) > 0.9999
 
 
+async def test_doc_embed_runs_ingest_embed_aggregate_across_the_pools(mesh: Mesh) -> None:
+    """A long document is chunked in the ingestion pool, embedded in the inference pool (one streamed
+    partial per chunk, confidence rising to 1), and aggregated in the post-processing pool into
+    the normalized mean — each vector the real MiniLM embedding of its chunk."""
+    words = [f"ship{i}" for i in range(250)]
+    document = " ".join(words)
+    async with Client(mesh.endpoint, tenant="docs") as client:
+        events = await _run(client, "doc_embed", {"text": document, "chunk_words": 100})
+        with pytest.raises(InvalidArgument, match=r"doc_embed\.text"):
+            await client.submit("doc_embed", {"text": "   "})
+    assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+    steps = [e.step for e in events if e.state == task_pb2.TASK_STATE_RUNNING]
+    assert steps[0] == "chunk" and "embed-chunks" in steps and steps[-1] == "aggregate"
+    partials = [e for e in events if not e.final and e.output.HasField("embedding")]
+    assert [round(e.partial_confidence, 2) for e in partials] == [0.33, 0.67, 1.0]
+    chunks = [" ".join(words[i : i + 100]) for i in range(0, 250, 100)]
+    expected = MiniLM.load().encode(chunks)
+    got = np.array([list(e.output.embedding.values) for e in partials], dtype=np.float32)
+    assert np.allclose(np.sum(got * expected, axis=1), 1.0, atol=1e-4)
+    mean = expected.mean(axis=0)
+    mean /= np.linalg.norm(mean)
+    assert float(np.array(events[-1].output.embedding.values) @ mean) > 0.9999
+
+
 async def test_resume_after_sequence_has_no_gap_or_duplicate(mesh: Mesh) -> None:
     """Watching from any sequence number yields exactly the events after it."""
     async with Client(mesh.endpoint, tenant="e2e") as client:

@@ -15,6 +15,7 @@ __all__ = (
     "CreateApiKeyRequest",
     "CreateApiKeyResponse",
     "DeadLetter",
+    "DocEmbedInput",
     "EchoInput",
     "EmbedInput",
     "Embedding",
@@ -468,6 +469,30 @@ class DeadLetter(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "DeadLetter", DeadLetter)
+
+
+@dataclass(eq=False, repr=False)
+class DocEmbedInput(betterproto2.Message):
+    """
+    Input of the `doc_embed` kind, a pipeline across the pools: the ingestion pool splits
+    the document into chunks, the inference pool embeds them (streaming one partial result
+    per chunk), the post-processing pool aggregates them into one document vector.
+    """
+
+    text: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    model: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty selects the default model.
+    """
+
+    chunk_words: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    """
+    Words per chunk; 0 means 128 (within MiniLM's 256-token window).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "DocEmbedInput", DocEmbedInput)
 
 
 @dataclass(eq=False, repr=False)
@@ -1225,6 +1250,8 @@ class TaskPayload(betterproto2.Message):
     fan_out: "FanOutInput | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
     webhook: "WebhookInput | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group="body")
+
+    doc_embed: "DocEmbedInput | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group="body")
 
 
 default_message_pool.register_message("mesh.v1", "TaskPayload", TaskPayload)
