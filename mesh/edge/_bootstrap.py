@@ -190,6 +190,12 @@ def _route_config(cfg: EdgeConfig) -> route_pb2.RouteConfiguration:
         domains=["*"],
         routes=[
             route_components_pb2.Route(name="grpc", match=grpc_match, route=_route_action(cfg, GRPC_CLUSTER)),
+            # The gateway's Prometheus endpoint is for scrapers on its own port, not the public one.
+            route_components_pb2.Route(
+                name="no-metrics",
+                match=route_components_pb2.RouteMatch(path="/metrics"),
+                direct_response=route_components_pb2.DirectResponseAction(status=404),
+            ),
             route_components_pb2.Route(
                 name="http",
                 match=route_components_pb2.RouteMatch(prefix="/"),

@@ -6,9 +6,9 @@ GET  /v1/tasks/{id}             the task's current state
 GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
 POST /v1/tasks/{id}/cancel      cancel (JSON, optional: reason)
 POST /v1/streams/{id}/refresh   swap the credential of an open SSE stream (its first event names the id)
-GET  /v1/openapi.json           the OpenAPI document of the above (public)
+GET  /v1/openapi.json           the OpenAPI document of the above
 
-With auth on, every /v1 route but the OpenAPI document needs a credential (see `_auth`).
+With auth on, every /v1 route needs a credential (see `_auth`); health stays open.
 
 GET  /v1/ws                     the bidirectional WebSocket protocol (see `_websocket`)
 """
@@ -171,7 +171,7 @@ def http_app(
     return app
 
 
-_PUBLIC = frozenset({"/v1/openapi.json"})
+_PUBLIC: frozenset[str] = frozenset()  # every /v1 route needs a credential when auth is on
 
 
 async def _sse(

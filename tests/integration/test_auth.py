@@ -85,7 +85,13 @@ async def test_every_endpoint_but_health_requires_a_credential(secured: Secured)
             await session.ws_connect(f"ws://{secured.endpoint}/v1/ws")
         assert refused.value.status == 401
         async with session.get(f"{base}/v1/openapi.json") as response:
-            assert response.status == 200  # documentation stays public
+            assert response.status == 401
+        async with session.get(f"{base}/v1/openapi.json", headers={"X-Api-Key": secured.admin}) as response:
+            assert response.status == 200
+        async with session.get(f"{base}/metrics") as response:
+            assert response.status == 404  # scrapers use the gateway's own port, not the public one
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
     async with grpc.aio.insecure_channel(secured.endpoint) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
