@@ -57,6 +57,7 @@ log = get_logger(__name__)
 
 INTERACTIVE = 0  # rank of the interactive lane in LANE_ORDER
 _READY_S = 0.005  # how long a pull waits for items that are not there yet
+_FIRST_PULL_S = 0.05  # the same, on a partition consumer just declared
 
 
 @dataclass(order=True)
@@ -93,6 +94,7 @@ class _Lane:
     partitions: dict[str, tuple[JetStreamContext.PullSubscription, float]] = field(default_factory=dict)
     refreshed_at: float = float("-inf")
     pulled_at: float = float("-inf")  # when a pull last brought items
+    missed_at: float = float("-inf")  # when a pull last came back empty though work was expected
 
 
 class Dispatcher:
@@ -177,7 +179,7 @@ class Dispatcher:
                 if now - lane.refreshed_at >= self._refresh_s:
                     await self._refresh(lane)
                 tenant = lane.share.pick()
-                busy = now - lane.pulled_at < self._refresh_s
+                busy = now - max(lane.pulled_at, lane.missed_at) < self._refresh_s
                 every_s = self._busy_refresh_s if busy else self._refresh_s
                 if tenant is None and now - lane.refreshed_at >= every_s:
                     await self._refresh(lane)
@@ -201,6 +203,8 @@ class Dispatcher:
                 continue
             if msgs:
                 lane.pulled_at = time.monotonic()
+            else:
+                lane.missed_at = time.monotonic()  # look again soon, not in a second
             for msg in msgs:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
@@ -231,6 +235,7 @@ class Dispatcher:
         now = time.monotonic()
         # The server removes a consumer nobody used for tenant_consumer_idle_s: declare it
         # again well before that could have happened since we last did.
+        wait_s = _READY_S
         if partition is None or now - partition[1] > self._topology.tenant_consumer_idle_s / 2:
             await ensure_work_consumer(self._js, self._topology, lane.pool, lane.name, tenant)
             sub = partition[0] if partition else None
@@ -238,9 +243,10 @@ class Dispatcher:
                 sub = await self._js.pull_subscribe_bind(
                     durable=consumer_name(lane.pool, lane.name, tenant), stream=WORK_STREAM
                 )
+                wait_s = _FIRST_PULL_S  # a consumer just created may take a moment to find its items
             partition = lane.partitions[tenant] = (sub, now)
         try:
-            return await partition[0].fetch(batch=room, timeout=_READY_S)
+            return await partition[0].fetch(batch=room, timeout=wait_s)
         except (nats.errors.TimeoutError, TimeoutError):
             return []
         except Exception:
