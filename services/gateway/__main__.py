@@ -43,7 +43,15 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             guard,
             TaskIndex(js),
         )
-        app = http_app(events, hub, admit=gateway.admit, cancel=gateway.cancel, guard=guard, listing=gateway.list_tasks)
+        app = http_app(
+            events,
+            hub,
+            admit=gateway.admit,
+            cancel=gateway.cancel,
+            guard=guard,
+            listing=gateway.list_tasks,
+            getter=gateway.get_task,
+        )
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         async with host:

@@ -191,12 +191,14 @@ class CredentialStore:
                         ready.set()
                         continue
                     self._apply(entry.key, entry.value)
-            except Exception as exc:  # a broken watch: re-open it, keep what we know
+                log.warning("credential watch ended")
+            except Exception as exc:
                 log.warning("credential watch failed: %r", exc)
-                ready.set()
-                await asyncio.sleep(1.0)
-                with contextlib.suppress(Exception):
-                    watcher = await self._kv.watchall()
+            # Re-open the watch, keeping what we know; an ended watcher must not be spun on.
+            ready.set()
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                watcher = await self._kv.watchall()
 
     def _apply(self, key: str, value: bytes | None) -> None:
         kind, _, credential_id = key.partition(".")

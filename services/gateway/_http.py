@@ -26,7 +26,7 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
-from mesh.fabric import CLASS_OF_LANE, EventLog, fold
+from mesh.fabric import CLASS_OF_LANE, EventLog
 from mesh.tasks import check_task_id, payload_from_json, qos_tier
 from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
@@ -58,6 +58,7 @@ def http_app(
     cancel: Callable[[str, str, Principal | None], Awaitable[int]] | None = None,
     guard: Guard | None = None,
     listing: Callable[[str, int, str, Principal | None], Awaitable[tuple[list[task_pb2.TaskInfo], str]]] | None = None,
+    getter: Callable[[str, Principal | None], Awaitable[task_pb2.TaskInfo]] | None = None,
 ) -> web.Application:
     guard = guard or Guard(events)
 
@@ -122,15 +123,13 @@ def http_app(
         return web.json_response({"stream_id": lease.stream_id, "expires_at": lease.principal.expires_at})
 
     async def get_task(request: web.Request) -> web.Response:
-        task_id = request.match_info["task_id"]
         try:
-            stored = [s.event async for s in events.read(check_task_id(task_id))]
-            if not stored:
-                raise NotFound(f"task {task_id!r} does not exist")
-            await guard.check_task(request["principal"], "read", task_id)
+            if getter is None:
+                raise NotFound("this gateway does not read tasks over HTTP")
+            task = await getter(request.match_info["task_id"], request["principal"])
         except MeshError as exc:
             return _error(exc)
-        return web.json_response(MessageToDict(fold(stored)))
+        return web.json_response(MessageToDict(task))
 
     async def cancel_task(request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]

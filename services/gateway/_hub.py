@@ -105,6 +105,20 @@ class EventHub:
         for inbox in self._watchers.get(msg.subject[len(LIVE_PREFIX) + 1 :], ()):
             inbox.live(msg.data)
 
+    def _join(self, task_ids: list[str], inbox: _Inbox) -> None:
+        for task_id in task_ids:
+            self._watchers.setdefault(task_id, set()).add(inbox)
+        METRICS.watchers.inc()
+
+    def _leave(self, task_ids: list[str], inbox: _Inbox) -> None:
+        for task_id in task_ids:
+            inboxes = self._watchers.get(task_id)
+            if inboxes is not None:
+                inboxes.discard(inbox)
+                if not inboxes:
+                    del self._watchers[task_id]
+        METRICS.watchers.dec()
+
     def _quiet_wait(self, quiet_periods: int) -> float:
         """How long to wait for a live event before re-reading the store: short at first (live
         delivery can miss or lag an event), backing off to `recheck_s`."""
@@ -113,8 +127,7 @@ class EventHub:
     async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of `task_id` after `after_sequence`, ending with the final one."""
         inbox = _Inbox(self._live_buffer, self._stored_buffer)
-        self._watchers.setdefault(task_id, set()).add(inbox)
-        METRICS.watchers.inc()
+        self._join([task_id], inbox)
         try:
             last = after_sequence
             last_live = 0
@@ -161,12 +174,7 @@ class EventHub:
                     if live.final:
                         return
         finally:
-            inboxes = self._watchers.get(task_id)
-            if inboxes is not None:
-                inboxes.discard(inbox)
-                if not inboxes:
-                    del self._watchers[task_id]
-            METRICS.watchers.dec()
+            self._leave([task_id], inbox)
 
     async def watch_many(self, task_ids: list[str], final_only: bool = False) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of several tasks (interleaved, each in order) until every one has ended.
@@ -177,9 +185,7 @@ class EventHub:
         ids = list(dict.fromkeys(task_ids))
         # Best-effort partials are for single-task watches; this stream carries stored events.
         inbox = _Inbox(live_limit=0, stored_limit=self._stored_buffer)
-        for task_id in ids:
-            self._watchers.setdefault(task_id, set()).add(inbox)
-        METRICS.watchers.inc()
+        self._join(ids, inbox)
         last = dict.fromkeys(ids, 0)
         remaining = set(ids)
         try:
@@ -235,10 +241,4 @@ class EventHub:
                         remaining.discard(live.task_id)
                     yield live
         finally:
-            for task_id in ids:
-                inboxes = self._watchers.get(task_id)
-                if inboxes is not None:
-                    inboxes.discard(inbox)
-                    if not inboxes:
-                        del self._watchers[task_id]
-            METRICS.watchers.dec()
+            self._leave(ids, inbox)

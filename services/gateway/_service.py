@@ -67,7 +67,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             if not request.specs:
                 raise InvalidArgument("specs", "at least one spec is required")
             for spec in request.specs:
-                _claim(spec, principal)
+                spec.tenant = self._guard.tenant_for(principal, spec.tenant)
                 self._guard.check(principal, "submit", spec.tenant)
             self._guard.spend(principal, len(request.specs))
             if self._limiter is not None:
@@ -96,7 +96,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             principal = self._guard.from_grpc(context)
             for task_id in request.task_ids:
                 check_task_id(task_id, "task_ids")
-                await self._guard.check_task(principal, "read", task_id)
+            await self._guard.check_tasks(principal, "read", list(request.task_ids))
         except MeshError as exc:
             await abort_with(context, exc)
         stream = self._hub.watch_many(list(request.task_ids), request.final_only)
@@ -108,7 +108,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.ListDeadLettersResponse:
         try:
             principal = self._guard.from_grpc(context)
-            tenant = request.tenant or (principal.tenant if principal and "admin" not in principal.roles else "")
+            tenant = self._guard.tenant_for(principal, request.tenant)
             self._guard.check(principal, "read", tenant or None)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -169,7 +169,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, spec: task_pb2.TaskSpec, principal: Principal | None = None
     ) -> scheduler_pb2.AdmitTaskResponse:
         """Admission through the scheduler, for gRPC, REST and WebSocket submits alike."""
-        _claim(spec, principal)
+        spec.tenant = self._guard.tenant_for(principal, spec.tenant)
         self._guard.check(principal, "submit", spec.tenant)
         self._guard.spend(principal)
         if self._limiter is not None:
@@ -230,14 +230,18 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def GetTask(self, request: gateway_pb2.GetTaskRequest, context: Context) -> gateway_pb2.GetTaskResponse:
         try:
-            principal = self._guard.from_grpc(context)
-            await self._guard.check_task(principal, "read", check_task_id(request.task_id))
-            events = [stored.event async for stored in self._events.read(request.task_id)]
-            if not events:
-                raise NotFound(f"task {request.task_id!r} does not exist")
+            task = await self.get_task(request.task_id, self._guard.from_grpc(context))
         except MeshError as exc:
             await abort_with(context, exc)
-        return gateway_pb2.GetTaskResponse(task=fold(events))
+        return gateway_pb2.GetTaskResponse(task=task)
+
+    async def get_task(self, task_id: str, principal: Principal | None) -> task_pb2.TaskInfo:
+        """The task folded from its events, for gRPC and REST alike."""
+        task = await self._fold(check_task_id(task_id))
+        if task is None:
+            raise NotFound(f"task {task_id!r} does not exist")
+        self._guard.check(principal, "read", task.spec.tenant)
+        return task
 
     async def CancelTask(
         self, request: gateway_pb2.CancelTaskRequest, context: Context
@@ -274,8 +278,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, tenant: str, limit: int, page_token: str, principal: Principal | None
     ) -> tuple[list[task_pb2.TaskInfo], str]:
         """A page of a tenant's tasks, newest first, for gRPC and REST alike."""
-        if principal is not None and not tenant and principal.tenant != ANY_TENANT:
-            tenant = principal.tenant
+        tenant = self._guard.tenant_for(principal, tenant)
         if not tenant:
             raise InvalidArgument("tenant", "is required")
         check_task_id(tenant, "tenant")  # the same alphabet as task ids
@@ -333,12 +336,6 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.RevokeCredentialResponse()
-
-
-def _claim(spec: task_pb2.TaskSpec, principal: Principal | None) -> None:
-    """A submit without a tenant acts for the credential's own tenant."""
-    if principal is not None and not spec.tenant and principal.tenant != ANY_TENANT:
-        spec.tenant = principal.tenant
 
 
 async def _announce(context: Context, lease: StreamLease | None) -> None:

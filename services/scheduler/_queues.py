@@ -8,6 +8,7 @@ yet (no worker pulled from it) still shows its items as waiting.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -53,10 +54,10 @@ async def queue_status(js: JetStreamContext) -> QueueSample:
     for (pool, _, _), consumer in consumers.items():
         if pool in sample.acked and consumer.ack_floor:
             sample.acked[pool] += consumer.ack_floor.consumer_seq
-    for key in sorted(stored.keys() | consumers.keys()):
-        partition = await _partition_status(js, key, stored.get(key, 0), consumers.get(key))
-        if partition.pending or partition.in_flight:
-            sample.tenants.append(partition)
+    partitions = await asyncio.gather(
+        *(_partition_status(js, key, stored.get(key, 0), consumers.get(key)) for key in sorted(stored | consumers))
+    )
+    sample.tenants = [q for q in partitions if q.pending or q.in_flight]
     for pool in POOLS:
         for lane in LANE_ORDER:
             parts = [q for q in sample.tenants if q.pool == pool and q.priority_class == CLASS_OF_LANE[lane]]

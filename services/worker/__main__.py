@@ -29,7 +29,7 @@ from mesh.telemetry import get_logger
 from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
-from services.worker._fairshare import parse_weights
+from services.worker._fairshare import parse_per_tenant
 from services.worker._priority import WaitBounds
 from services.worker._runner import Runner
 from services.worker._webhook import WebhookClient
@@ -49,7 +49,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     try:
         js = nc.jetstream(timeout=5.0)
         topology = Topology(
-            replicas=args.replicas, ack_wait_s=args.ack_wait, tenant_concurrency=_tenant_caps(args.tenant_concurrency)
+            replicas=args.replicas,
+            ack_wait_s=args.ack_wait,
+            tenant_concurrency=_per_tenant("--tenant-concurrency", args.tenant_concurrency, int, "N"),
         )
         await ensure_topology(js, topology)
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
@@ -78,7 +80,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             reserve=args.reserve,
             bounds=_wait_bounds(args.wait_bounds),
             topology=topology,
-            tenant_weights=_tenant_weights(args.tenant_weights),
+            tenant_weights=_per_tenant("--tenant-weights", args.tenant_weights, float, "WEIGHT"),
         )
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
@@ -152,22 +154,11 @@ async def _heartbeat(
         await asyncio.sleep(interval_s)
 
 
-def _tenant_caps(text: str) -> dict[str, int]:
-    """``acme=4,globex=16``: items of a tenant in flight at once, per pool and class."""
-    caps = {}
-    for entry in filter(None, text.split(",")):
-        tenant, _, value = entry.partition("=")
-        if not tenant or not value.isdigit() or int(value) < 1:
-            raise SystemExit(f"--tenant-concurrency: expected TENANT=N with N >= 1, got {entry!r}")
-        caps[tenant] = int(value)
-    return caps
-
-
-def _tenant_weights(text: str) -> dict[str, float]:
+def _per_tenant(flag: str, text: str, cast: type, label: str) -> dict:  # type: ignore[type-arg]
     try:
-        return parse_weights(text)
+        return parse_per_tenant(text, cast, label)
     except ValueError as exc:
-        raise SystemExit(f"--tenant-weights: {exc}") from None
+        raise SystemExit(f"{flag}: {exc}") from None
 
 
 def _wait_bounds(text: str) -> WaitBounds:

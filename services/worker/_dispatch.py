@@ -201,10 +201,10 @@ class Dispatcher:
                 log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if msgs:
-                lane.pulled_at = time.monotonic()
-            else:
+            if not msgs:
                 lane.missed_at = time.monotonic()  # look again soon, not in a second
+                continue
+            lane.pulled_at = time.monotonic()
             for msg in msgs:
                 item = work_pb2.WorkItem.FromString(msg.data)
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
@@ -215,8 +215,7 @@ class Dispatcher:
                 waiting = _Waiting(deadline, next(self._order), due, bound, lane.rank, item, msg)
                 heapq.heappush(self._waiting, waiting)
                 self._waiting_per_lane[lane.rank] += 1
-            if msgs:
-                self._changed.set()
+            self._changed.set()
 
     async def _refresh(self, lane: _Lane) -> None:
         """Re-read how many items each tenant partition of the lane holds."""

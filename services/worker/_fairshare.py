@@ -18,8 +18,9 @@ fetch was in flight (`begin` / `settle`), so a doorbell is never lost to a race.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -105,16 +106,21 @@ class FairShare:
             state.backlog = max(state.backlog - got, 1)
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """``acme=3,globex=0.5`` → {"acme": 3.0, "globex": 0.5}."""
-    weights = {}
+def parse_per_tenant(text: str, cast: Callable[[str], float], label: str) -> dict[str, Any]:
+    """``acme=3,globex=0.5`` → {"acme": cast("3"), "globex": cast("0.5")}; each value positive."""
+    values: dict[str, Any] = {}
     for entry in filter(None, text.split(",")):
-        tenant, _, value = entry.partition("=")
+        tenant, _, raw = entry.partition("=")
         try:
-            weight = float(value)
+            value = cast(raw)
         except ValueError:
-            raise ValueError(f"expected TENANT=WEIGHT, got {entry!r}") from None
-        if not tenant or weight <= 0:
-            raise ValueError(f"expected TENANT=WEIGHT with a positive weight, got {entry!r}")
-        weights[tenant] = weight
-    return weights
+            value = 0
+        if not tenant or value <= 0:
+            raise ValueError(f"expected TENANT={label} with a positive {label.lower()}, got {entry!r}")
+        values[tenant] = value
+    return values
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """Fair-share weights: ``acme=3,globex=0.5``."""
+    return parse_per_tenant(text, float, "WEIGHT")
