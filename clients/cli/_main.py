@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--tenant-weights", default="", help="fair-share weights, e.g. acme=3,globex=1 (others 1)")
         p.add_argument("--tenant-concurrency", default="", help="in-flight caps per tenant, e.g. acme=4")
         p.add_argument("--no-auth", action="store_true", help="let every caller in without a credential (dev only)")
+        p.add_argument(
+            "--triton",
+            action="store_true",
+            default=os.environ.get("TIDEMESH_TRITON", "") not in ("", "0"),
+            help="also run tritonserver (nvidia-pytriton) on the model repository; CPU stays the fallback",
+        )
 
     def client_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
@@ -178,6 +184,7 @@ async def _status(args: argparse.Namespace) -> int:
     report["queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.queues]
     report["tenant_queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.tenant_queues]
     report["workers"] = [MessageToDict(w) for w in mesh.workers]
+    report["inference_backends"] = [MessageToDict(b) for b in mesh.inference_backends]
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -194,6 +201,17 @@ async def _status(args: argparse.Namespace) -> int:
     for w in mesh.workers:
         health = status_pb2.WorkerHealth.Name(w.health).removeprefix("WORKER_HEALTH_").lower()
         print(f"worker {w.worker_id:<40} {health:<6} in-flight {w.in_flight:<4} completed {w.completed}")
+    if mesh.inference_backends:
+        print(f"\n{'inference backend':<24} {'circuit':<10} {'load':>9} {'latency':>10} {'served':>8}  models")
+    for b in mesh.inference_backends:
+        models = ", ".join(f"{m} (streams)" if m in b.streaming_models else m for m in b.models) or "(none resident)"
+        load = f"{b.in_flight}/{b.capacity}"
+        print(
+            f"{b.backend + ' ' + b.address:<24} {b.circuit:<10} {load:>9} {b.latency_ms:>8.1f}ms {b.texts_served:>8}"
+            f"  {models}"
+        )
+        if b.last_error and b.circuit != "closed":
+            print(f"{'':<24} last error: {b.last_error}")
     return EXIT_OK
 
 

@@ -57,6 +57,7 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             *(("--tenant-concurrency", args.tenant_concurrency) if args.tenant_concurrency else ()),
         ),
         auth=not args.no_auth,
+        triton=args.triton,
     )
 
 

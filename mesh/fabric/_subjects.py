@@ -22,6 +22,8 @@ WORK_STREAM = "TM_WORK"
 EVENTS_STREAM = "TM_EVENTS"
 IDEMPOTENCY_BUCKET = "tm_idempotency"
 WORKERS_BUCKET = "tm_workers"
+# Inference backends as each inference service registers them (entries expire with their service).
+INFERENCE_BUCKET = "tm_inference"
 
 WORK_PREFIX = "tm.work"
 EVENTS_PREFIX = "tm.evt"

@@ -33,6 +33,8 @@ class Topology:
     # A tenant partition's consumer that nobody pulled from for this long is removed by
     # the server (its queued items stay in the stream); workers re-create it on demand.
     tenant_consumer_idle_s: float = 3600.0
+    # An inference service re-registers its backends every few seconds; a dead one drops out.
+    inference_entry_ttl_s: float = 15.0
     # Per-tenant concurrency caps: items of one tenant partition delivered and not yet acked
     # (buffered in a worker or running), across every worker — JetStream enforces it.
     tenant_concurrency: dict[str, int] = field(default_factory=dict)
@@ -112,6 +114,7 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     await _ensure_bucket(js, s.IDEMPOTENCY_BUCKET, topology.idempotency_ttl_s, topology.replicas)
     await _ensure_bucket(js, s.WORKERS_BUCKET, 0, topology.replicas)
     await _ensure_bucket(js, ORDER_KEYS_BUCKET, 0, topology.replicas)
+    await _ensure_bucket(js, s.INFERENCE_BUCKET, topology.inference_entry_ttl_s, topology.replicas)
 
 
 async def ensure_work_consumer(js: JetStreamContext, topology: Topology, pool: str, lane: str, tenant: str) -> None:

@@ -28,6 +28,13 @@ def _guarded(command: list[str]) -> list[str]:
     return [_SETPRIV, "--pdeathsig", "KILL", "--", *command] if _SETPRIV else command
 
 
+def _kill_group(pgid: int) -> None:
+    """SIGKILL whatever is left of a child's process group (its own session: pgid == its pid),
+    so grandchildren it did not stop — or could not, having been killed — do not outlive it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 class ChildState(enum.Enum):
     NEW = "new"
     RUNNING = "running"
@@ -42,7 +49,7 @@ class Child:
         self.restarts = 0
         self.process: asyncio.subprocess.Process | None = None
         self._log_path = log_dir / f"{spec.name}.log"
-        self._env = {**os.environ, **(env or {})}
+        self._env = {**os.environ, **(env or {}), **spec.env}
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
         self._liveness: asyncio.Task[None] | None = None
@@ -83,6 +90,7 @@ class Child:
             assert self.process is not None
             started = time.monotonic()
             code = await self.process.wait()
+            _kill_group(self.process.pid)  # what it started (e.g. Triton's backend stubs) goes with it
             if self._stopping:
                 return
             if time.monotonic() - started > 30:
@@ -165,11 +173,15 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+        if process is not None:
+            _kill_group(process.pid)
         self.state = ChildState.STOPPED
 
     def kill_now(self) -> None:
         """Second-signal path: no grace."""
         self._stopping = True
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
+        if self.process is not None:
+            if self.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+            _kill_group(self.process.pid)

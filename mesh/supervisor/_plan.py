@@ -18,6 +18,7 @@ from mesh.fabric import POOLS
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
+from mesh.supervisor._triton import triton_launch
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class ProcessSpec:
     address: str = ""
     # Worker pools this process serves (workers only).
     pools: list[str] = field(default_factory=list)
+    # Environment on top of the supervisor's own (Triton's library and Python paths).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,19 @@ def _service(
     )
 
 
+def _triton_spec(state_dir: Path, ports: _Ports) -> ProcessSpec:
+    grpc_port, http_port, metrics_port = ports.take(), ports.take(), ports.take()
+    launch = triton_launch(state_dir, grpc_port, http_port, metrics_port)
+    return ProcessSpec(
+        name="triton",
+        command=launch.command,
+        ports={"grpc": grpc_port, "http": http_port, "metrics": metrics_port},
+        health=_http_health(http_port, "/v2/health/ready"),
+        address=f"127.0.0.1:{grpc_port}",
+        env=launch.env,
+    )
+
+
 def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None = None) -> ProcessSpec:
     """An extra worker serving only `pool`, on free ports (started when scaling a pool out)."""
     extra = ["--concurrency", str(concurrency)] if concurrency else []
@@ -154,12 +170,15 @@ def build_plan(
     gateways: int = 1,
     gateway_args: tuple[str, ...] = (),
     auth: bool = False,
+    triton: bool = False,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
     `workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`). With `auth`,
-    the gateways require credentials (see `_credentials`)."""
+    the gateways require credentials (see `_credentials`). With `triton`, a tritonserver serves
+    the project's model repository and the inference service routes to it, falling back to its
+    embedded CPU model."""
     state_dir = state_dir.resolve()
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
@@ -209,7 +228,13 @@ def build_plan(
         return _service(name, [py, "-m", module, *common, *extra], grpc_port, http_port, depends_on)
 
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
-    inference = service("inference", "services.inference", [], [])
+    triton_specs = [_triton_spec(state_dir, ports)] if triton else []
+    inference = service(
+        "inference",
+        "services.inference",
+        [arg for spec in triton_specs for arg in ("--triton", spec.address)],
+        nats_names,  # it registers its backends in NATS
+    )
     gateway_specs = [
         service(name, "services.gateway", ["--scheduler", scheduler.address, *gateway_args], ["scheduler"])
         for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
@@ -260,6 +285,6 @@ def build_plan(
     return Plan(
         state_dir=str(state_dir),
         public_port=public_port,
-        processes=[*nats_specs, scheduler, inference, *worker_specs, *gateway_specs, envoy],
+        processes=[*nats_specs, *triton_specs, scheduler, inference, *worker_specs, *gateway_specs, envoy],
         worker_command=[py, "-m", "services.worker", *common, *worker_extra],
     )

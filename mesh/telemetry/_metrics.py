@@ -59,6 +59,15 @@ class Metrics:
         self.inference_requests = Counter(
             "tidemesh_inference_texts_total", "Texts embedded", ["model", "backend"], registry=r
         )
+        self.inference_fallbacks = Counter(
+            "tidemesh_inference_fallbacks_total",
+            "Model calls moved to another backend after one failed",
+            ["model", "from_backend", "to_backend"],
+            registry=r,
+        )
+        self.inference_breaker_trips = Counter(
+            "tidemesh_inference_breaker_trips_total", "Times a backend's circuit opened", ["backend"], registry=r
+        )
         self.inference_batch = Histogram(
             "tidemesh_inference_batch_size",
             "Texts per model call",

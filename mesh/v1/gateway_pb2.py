@@ -28,7 +28,7 @@ from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/gateway.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mesh/v1/deadletter.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"E\n\x10ListTasksRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListTasksResponse\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x1eRefreshStreamCredentialRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"Q\n\x1fRefreshStreamCredentialResponse\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"@\n\x17RevokeCredentialRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1a\n\x18RevokeCredentialResponse\"4\n\x11SubmitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"M\n\x12SubmitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\";\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"6\n\x11WatchTaskResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskInfo\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x43\x61ncelTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x16\n\x14GetMeshStatusRequest\"\xc1\x01\n\x15GetMeshStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\"6\n\x12SubmitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"C\n\x13SubmitTasksResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.mesh.v1.SubmitTaskResponse\"9\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x12\n\nfinal_only\x18\x02 \x01(\x08\"7\n\x12WatchTasksResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"7\n\x16ListDeadLettersRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"D\n\x17ListDeadLettersResponse\x12)\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x13.mesh.v1.DeadLetter\"\'\n\x14GetDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x15GetDeadLetterResponse\x12(\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x13.mesh.v1.DeadLetter\"*\n\x17ReplayDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x18ReplayDeadLetterResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\":\n\x17PurgeDeadLettersRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x04\x32\xb5\t\n\x0eGatewayService\x12\x45\n\nSubmitTask\x12\x1a.mesh.v1.SubmitTaskRequest\x1a\x1b.mesh.v1.SubmitTaskResponse\x12\x44\n\tWatchTask\x12\x19.mesh.v1.WatchTaskRequest\x1a\x1a.mesh.v1.WatchTaskResponse0\x01\x12<\n\x07GetTask\x12\x17.mesh.v1.GetTaskRequest\x1a\x18.mesh.v1.GetTaskResponse\x12\x45\n\nCancelTask\x12\x1a.mesh.v1.CancelTaskRequest\x1a\x1b.mesh.v1.CancelTaskResponse\x12H\n\x0bSubmitTasks\x12\x1b.mesh.v1.SubmitTasksRequest\x1a\x1c.mesh.v1.SubmitTasksResponse\x12G\n\nWatchTasks\x12\x1a.mesh.v1.WatchTasksRequest\x1a\x1b.mesh.v1.WatchTasksResponse0\x01\x12N\n\rGetMeshStatus\x12\x1d.mesh.v1.GetMeshStatusRequest\x1a\x1e.mesh.v1.GetMeshStatusResponse\x12T\n\x0fListDeadLetters\x12\x1f.mesh.v1.ListDeadLettersRequest\x1a .mesh.v1.ListDeadLettersResponse\x12N\n\rGetDeadLetter\x12\x1d.mesh.v1.GetDeadLetterRequest\x1a\x1e.mesh.v1.GetDeadLetterResponse\x12W\n\x10ReplayDeadLetter\x12 .mesh.v1.ReplayDeadLetterRequest\x1a!.mesh.v1.ReplayDeadLetterResponse\x12W\n\x10PurgeDeadLetters\x12 .mesh.v1.PurgeDeadLettersRequest\x1a!.mesh.v1.PurgeDeadLettersResponse\x12\x42\n\tListTasks\x12\x19.mesh.v1.ListTasksRequest\x1a\x1a.mesh.v1.ListTasksResponse\x12l\n\x17RefreshStreamCredential\x12\'.mesh.v1.RefreshStreamCredentialRequest\x1a(.mesh.v1.RefreshStreamCredentialResponse\x12K\n\x0c\x43reateApiKey\x12\x1c.mesh.v1.CreateApiKeyRequest\x1a\x1d.mesh.v1.CreateApiKeyResponse\x12W\n\x10RevokeCredential\x12 .mesh.v1.RevokeCredentialRequest\x1a!.mesh.v1.RevokeCredentialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/gateway.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mesh/v1/deadletter.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"E\n\x10ListTasksRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListTasksResponse\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x1eRefreshStreamCredentialRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\"Q\n\x1fRefreshStreamCredentialResponse\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"@\n\x17RevokeCredentialRequest\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1a\n\x18RevokeCredentialResponse\"4\n\x11SubmitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"M\n\x12SubmitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\";\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"6\n\x11WatchTaskResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x0fGetTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskInfo\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x43\x61ncelTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x16\n\x14GetMeshStatusRequest\"\xfe\x01\n\x15GetMeshStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12;\n\x12inference_backends\x18\x05 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus\"6\n\x12SubmitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"C\n\x13SubmitTasksResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.mesh.v1.SubmitTaskResponse\"9\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x12\n\nfinal_only\x18\x02 \x01(\x08\"7\n\x12WatchTasksResponse\x12!\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"7\n\x16ListDeadLettersRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"D\n\x17ListDeadLettersResponse\x12)\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x13.mesh.v1.DeadLetter\"\'\n\x14GetDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x15GetDeadLetterResponse\x12(\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x13.mesh.v1.DeadLetter\"*\n\x17ReplayDeadLetterRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x18ReplayDeadLetterResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\":\n\x17PurgeDeadLettersRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x04\x32\xb5\t\n\x0eGatewayService\x12\x45\n\nSubmitTask\x12\x1a.mesh.v1.SubmitTaskRequest\x1a\x1b.mesh.v1.SubmitTaskResponse\x12\x44\n\tWatchTask\x12\x19.mesh.v1.WatchTaskRequest\x1a\x1a.mesh.v1.WatchTaskResponse0\x01\x12<\n\x07GetTask\x12\x17.mesh.v1.GetTaskRequest\x1a\x18.mesh.v1.GetTaskResponse\x12\x45\n\nCancelTask\x12\x1a.mesh.v1.CancelTaskRequest\x1a\x1b.mesh.v1.CancelTaskResponse\x12H\n\x0bSubmitTasks\x12\x1b.mesh.v1.SubmitTasksRequest\x1a\x1c.mesh.v1.SubmitTasksResponse\x12G\n\nWatchTasks\x12\x1a.mesh.v1.WatchTasksRequest\x1a\x1b.mesh.v1.WatchTasksResponse0\x01\x12N\n\rGetMeshStatus\x12\x1d.mesh.v1.GetMeshStatusRequest\x1a\x1e.mesh.v1.GetMeshStatusResponse\x12T\n\x0fListDeadLetters\x12\x1f.mesh.v1.ListDeadLettersRequest\x1a .mesh.v1.ListDeadLettersResponse\x12N\n\rGetDeadLetter\x12\x1d.mesh.v1.GetDeadLetterRequest\x1a\x1e.mesh.v1.GetDeadLetterResponse\x12W\n\x10ReplayDeadLetter\x12 .mesh.v1.ReplayDeadLetterRequest\x1a!.mesh.v1.ReplayDeadLetterResponse\x12W\n\x10PurgeDeadLetters\x12 .mesh.v1.PurgeDeadLettersRequest\x1a!.mesh.v1.PurgeDeadLettersResponse\x12\x42\n\tListTasks\x12\x19.mesh.v1.ListTasksRequest\x1a\x1a.mesh.v1.ListTasksResponse\x12l\n\x17RefreshStreamCredential\x12\'.mesh.v1.RefreshStreamCredentialRequest\x1a(.mesh.v1.RefreshStreamCredentialResponse\x12K\n\x0c\x43reateApiKey\x12\x1c.mesh.v1.CreateApiKeyRequest\x1a\x1d.mesh.v1.CreateApiKeyResponse\x12W\n\x10RevokeCredential\x12 .mesh.v1.RevokeCredentialRequest\x1a!.mesh.v1.RevokeCredentialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -70,31 +70,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMESHSTATUSREQUEST']._serialized_start=1089
   _globals['_GETMESHSTATUSREQUEST']._serialized_end=1111
   _globals['_GETMESHSTATUSRESPONSE']._serialized_start=1114
-  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=1307
-  _globals['_SUBMITTASKSREQUEST']._serialized_start=1309
-  _globals['_SUBMITTASKSREQUEST']._serialized_end=1363
-  _globals['_SUBMITTASKSRESPONSE']._serialized_start=1365
-  _globals['_SUBMITTASKSRESPONSE']._serialized_end=1432
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1434
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1491
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=1493
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1548
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1550
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1605
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1607
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1675
-  _globals['_GETDEADLETTERREQUEST']._serialized_start=1677
-  _globals['_GETDEADLETTERREQUEST']._serialized_end=1716
-  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1718
-  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1783
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1785
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1827
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1829
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1894
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=1896
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=1954
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=1956
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=1998
-  _globals['_GATEWAYSERVICE']._serialized_start=2001
-  _globals['_GATEWAYSERVICE']._serialized_end=3206
+  _globals['_GETMESHSTATUSRESPONSE']._serialized_end=1368
+  _globals['_SUBMITTASKSREQUEST']._serialized_start=1370
+  _globals['_SUBMITTASKSREQUEST']._serialized_end=1424
+  _globals['_SUBMITTASKSRESPONSE']._serialized_start=1426
+  _globals['_SUBMITTASKSRESPONSE']._serialized_end=1493
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1495
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1552
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=1554
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=1609
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1611
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1666
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1668
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1736
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=1738
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=1777
+  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1779
+  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1844
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1846
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1888
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1890
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1955
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=1957
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=2015
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=2017
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=2059
+  _globals['_GATEWAYSERVICE']._serialized_start=2062
+  _globals['_GATEWAYSERVICE']._serialized_end=3267
 # @@protoc_insertion_point(module_scope)

@@ -133,16 +133,18 @@ class GetMeshStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetMeshStatusResponse(_message.Message):
-    __slots__ = ("queues", "workers", "scaling", "tenant_queues")
+    __slots__ = ("queues", "workers", "scaling", "tenant_queues", "inference_backends")
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     SCALING_FIELD_NUMBER: _ClassVar[int]
     TENANT_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[_status_pb2.QueueStatus]
     workers: _containers.RepeatedCompositeFieldContainer[_status_pb2.WorkerStatus]
     scaling: _containers.RepeatedCompositeFieldContainer[_status_pb2.ScaleRecommendation]
     tenant_queues: _containers.RepeatedCompositeFieldContainer[_status_pb2.QueueStatus]
-    def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ..., scaling: _Optional[_Iterable[_Union[_status_pb2.ScaleRecommendation, _Mapping]]] = ..., tenant_queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ...) -> None: ...
+    inference_backends: _containers.RepeatedCompositeFieldContainer[_status_pb2.InferenceBackendStatus]
+    def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ..., scaling: _Optional[_Iterable[_Union[_status_pb2.ScaleRecommendation, _Mapping]]] = ..., tenant_queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., inference_backends: _Optional[_Iterable[_Union[_status_pb2.InferenceBackendStatus, _Mapping]]] = ...) -> None: ...
 
 class SubmitTasksRequest(_message.Message):
     __slots__ = ("specs",)

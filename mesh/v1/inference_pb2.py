@@ -22,30 +22,33 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/inference.proto\x12\x07mesh.v1\x1a\x12mesh/v1/task.proto\"\\\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12.\n\x0epriority_class\x18\x03 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"W\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.mesh.v1.Embedding\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"v\n\x12InferStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"\x8d\x01\n\x13InferStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nchunk_text\x18\x02 \x01(\t\x12%\n\tembedding\x18\x03 \x01(\x0b\x32\x12.mesh.v1.Embedding\x12\x1a\n\x12partial_confidence\x18\x04 \x01(\x02\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\"j\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.mesh.v1.ModelInfo2\xdd\x01\n\x10InferenceService\x12\x36\n\x05Infer\x12\x15.mesh.v1.InferRequest\x1a\x16.mesh.v1.InferResponse\x12J\n\x0bInferStream\x12\x1b.mesh.v1.InferStreamRequest\x1a\x1c.mesh.v1.InferStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.mesh.v1.ListModelsRequest\x1a\x1b.mesh.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/inference.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"\xa9\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12.\n\x0epriority_class\x18\x03 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\"\n\tinput_ids\x18\x04 \x01(\x0b\x32\x0f.mesh.v1.Tensor\x12\'\n\x0e\x61ttention_mask\x18\x05 \x01(\x0b\x32\x0f.mesh.v1.Tensor\"6\n\x06Tensor\x12\x10\n\x08\x64\x61tatype\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"W\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.mesh.v1.Embedding\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"v\n\x12InferStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"\x8d\x01\n\x13InferStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nchunk_text\x18\x02 \x01(\t\x12%\n\tembedding\x18\x03 \x01(\x0b\x32\x12.mesh.v1.Embedding\x12\x1a\n\x12partial_confidence\x18\x04 \x01(\x02\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\"j\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\"k\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x31\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus2\xdd\x01\n\x10InferenceService\x12\x36\n\x05Infer\x12\x15.mesh.v1.InferRequest\x1a\x16.mesh.v1.InferResponse\x12J\n\x0bInferStream\x12\x1b.mesh.v1.InferStreamRequest\x1a\x1c.mesh.v1.InferStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.mesh.v1.ListModelsRequest\x1a\x1b.mesh.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INFERREQUEST']._serialized_start=56
-  _globals['_INFERREQUEST']._serialized_end=148
-  _globals['_INFERRESPONSE']._serialized_start=150
-  _globals['_INFERRESPONSE']._serialized_end=237
-  _globals['_INFERSTREAMREQUEST']._serialized_start=239
-  _globals['_INFERSTREAMREQUEST']._serialized_end=357
-  _globals['_INFERSTREAMRESPONSE']._serialized_start=360
-  _globals['_INFERSTREAMRESPONSE']._serialized_end=501
-  _globals['_LISTMODELSREQUEST']._serialized_start=503
-  _globals['_LISTMODELSREQUEST']._serialized_end=522
-  _globals['_MODELINFO']._serialized_start=524
-  _globals['_MODELINFO']._serialized_end=630
-  _globals['_LISTMODELSRESPONSE']._serialized_start=632
-  _globals['_LISTMODELSRESPONSE']._serialized_end=688
-  _globals['_INFERENCESERVICE']._serialized_start=691
-  _globals['_INFERENCESERVICE']._serialized_end=912
+  _globals['_INFERREQUEST']._serialized_start=79
+  _globals['_INFERREQUEST']._serialized_end=248
+  _globals['_TENSOR']._serialized_start=250
+  _globals['_TENSOR']._serialized_end=304
+  _globals['_INFERRESPONSE']._serialized_start=306
+  _globals['_INFERRESPONSE']._serialized_end=393
+  _globals['_INFERSTREAMREQUEST']._serialized_start=395
+  _globals['_INFERSTREAMREQUEST']._serialized_end=513
+  _globals['_INFERSTREAMRESPONSE']._serialized_start=516
+  _globals['_INFERSTREAMRESPONSE']._serialized_end=657
+  _globals['_LISTMODELSREQUEST']._serialized_start=659
+  _globals['_LISTMODELSREQUEST']._serialized_end=678
+  _globals['_MODELINFO']._serialized_start=680
+  _globals['_MODELINFO']._serialized_end=786
+  _globals['_LISTMODELSRESPONSE']._serialized_start=788
+  _globals['_LISTMODELSRESPONSE']._serialized_end=895
+  _globals['_INFERENCESERVICE']._serialized_start=898
+  _globals['_INFERENCESERVICE']._serialized_end=1119
 # @@protoc_insertion_point(module_scope)

@@ -79,3 +79,33 @@ class ScaleRecommendation(_message.Message):
     drain_per_s: float
     reason: str
     def __init__(self, pool: _Optional[str] = ..., current_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., depth: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., drain_per_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class InferenceBackendStatus(_message.Message):
+    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_MODELS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    instance: str
+    backend: str
+    address: str
+    circuit: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    streaming_models: _containers.RepeatedScalarFieldContainer[str]
+    capacity: int
+    in_flight: int
+    latency_ms: float
+    texts_served: int
+    failures: int
+    last_error: str
+    updated: _timestamp_pb2.Timestamp
+    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

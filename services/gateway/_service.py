@@ -262,7 +262,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetMeshStatusResponse(
-            queues=reply.queues, tenant_queues=reply.tenant_queues, workers=reply.workers, scaling=reply.scaling
+            queues=reply.queues,
+            tenant_queues=reply.tenant_queues,
+            workers=reply.workers,
+            scaling=reply.scaling,
+            inference_backends=reply.inference_backends,
         )
 
     async def ListTasks(self, request: gateway_pb2.ListTasksRequest, context: Context) -> gateway_pb2.ListTasksResponse:

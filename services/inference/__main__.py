@@ -1,30 +1,56 @@
-"""``python -m services.inference`` — embeddings from the embedded CPU model."""
+"""``python -m services.inference`` — embeddings from Triton and/or the embedded CPU model."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import socket
 from pathlib import Path
 
+from mesh.fabric import INFERENCE_BUCKET, connect
 from mesh.runtime import ServiceHost, base_parser, run_service
 from mesh.v1 import inference_pb2_grpc
-from services.inference._backend import CpuBackend
-from services.inference._batcher import Batcher
+from services.inference._backend import CpuBackend, InferenceBackend
+from services.inference._batcher import Batchers
+from services.inference._breaker import CircuitBreaker
+from services.inference._registry import publish_backends
+from services.inference._router import Router
 from services.inference._service import Inference
 
 
+def _backends(args: argparse.Namespace) -> list[InferenceBackend]:
+    backends: list[InferenceBackend] = []
+    for address in args.triton:
+        from services.inference._triton import TritonBackend  # only the Triton path needs tritonclient
+
+        backends.append(TritonBackend(address, capacity=args.triton_capacity))
+    if not args.no_cpu:
+        backends.append(CpuBackend(threads=args.threads))
+    if not backends:
+        raise SystemExit("no backend: give --triton or drop --no-cpu")
+    return backends
+
+
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    backend = CpuBackend(threads=args.threads)
-    batchers = {
-        m.name: Batcher(backend, m.name, max_batch=args.max_batch, max_delay_s=args.max_delay_ms / 1000)
-        for m in backend.models()
-    }
-    for batcher in batchers.values():
-        batcher.start()
+    instance = f"{socket.gethostname()}-{os.getpid()}"
+    router = Router(
+        _backends(args),
+        probe_interval_s=args.probe_interval,
+        breaker=lambda: CircuitBreaker(threshold=3, reset_s=args.breaker_reset),
+    )
+    await router.start()
+    batchers = Batchers(router, max_batch=args.max_batch, max_delay_s=args.max_delay_ms / 1000)
+    nc = await connect(args.nats, name="tidemesh-inference") if args.register else None
+    registration = None
+    if nc is not None:
+        kv = await nc.jetstream(timeout=5.0).key_value(INFERENCE_BUCKET)
+        registration = asyncio.create_task(publish_backends(kv, router, instance))
     host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace)
     host.add(
         inference_pb2_grpc.add_InferenceServiceServicer_to_server,
-        Inference(backend, batchers),
+        Inference(router, batchers, instance, args.default_model),
         "mesh.v1.InferenceService",
     )
     try:
@@ -33,16 +59,30 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await stop.wait()
             await host.begin_shutdown()
     finally:
-        for batcher in batchers.values():
-            await batcher.close()
-        await backend.close()
+        if registration is not None:
+            registration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registration
+        if nc is not None:
+            await nc.drain()
+        await batchers.close()
+        await router.close()
 
 
 def main() -> None:
     parser = base_parser("tidemesh inference")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU backend threads (its capacity)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
+    parser.add_argument("--default-model", default="all-minilm-l6-v2")
+    parser.add_argument(
+        "--triton", action="append", default=[], metavar="HOST:PORT", help="a Triton gRPC endpoint (repeatable)"
+    )
+    parser.add_argument("--triton-capacity", type=int, default=4, help="model calls in flight per Triton")
+    parser.add_argument("--no-cpu", action="store_true", help="no embedded CPU backend (and so no fallback)")
+    parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between backend health probes")
+    parser.add_argument("--breaker-reset", type=float, default=5.0, help="seconds a failing backend rests")
+    parser.add_argument("--no-register", dest="register", action="store_false", help="do not register backends in NATS")
     run_service("inference", parser, serve)
 
 

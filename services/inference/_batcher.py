@@ -1,8 +1,10 @@
 """Dynamic batching: requests from many tasks share one model call.
 
-Requests wait at most `max_delay_s` for company, up to `max_batch` texts per
-call. The queue is ordered by priority class, so an interactive request joins
-the next batch ahead of any batch-class request already waiting.
+A batch forms when a backend has room: it takes up to `max_batch` texts, waiting at most
+`max_delay_s` for company. While every backend is busy, requests queue — so batches grow
+with load. The queue is ordered by priority class, so an interactive request joins the next
+batch ahead of any batch-class request already waiting. A batch whose requests were all
+cancelled (task cancelled, client gone) cancels its model call.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mesh.telemetry import METRICS
-from services.inference._backend import InferenceBackend
+from services.inference._router import Router
 
 
 @dataclass(order=True)
@@ -23,71 +25,119 @@ class _Request:
     rank: int
     order: int
     texts: list[str] = field(compare=False)
-    done: asyncio.Future[np.ndarray] = field(compare=False)
+    done: asyncio.Future[tuple[np.ndarray, str]] = field(compare=False)
 
 
 class Batcher:
-    def __init__(self, backend: InferenceBackend, model: str, max_batch: int = 32, max_delay_s: float = 0.005):
-        self._backend = backend
+    def __init__(self, router: Router, model: str, max_batch: int = 32, max_delay_s: float = 0.005):
+        self._router = router
         self._model = model
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._queue: asyncio.PriorityQueue[_Request] = asyncio.PriorityQueue()
         self._order = itertools.count()
         self._loop_task: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._call_done = asyncio.Condition()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        tasks = [t for t in (self._loop_task, *self._calls) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+                await task
 
-    async def embed(self, texts: list[str], rank: int = 2) -> np.ndarray:
-        """Embeddings of `texts`; lower `rank` is served first (1 interactive … 3 batch)."""
-        done: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+    async def embed(self, texts: list[str], rank: int = 2) -> tuple[np.ndarray, str]:
+        """Embeddings of `texts` and the backend that made them; lower `rank` goes first (1 … 3)."""
+        done: asyncio.Future[tuple[np.ndarray, str]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(rank, next(self._order), texts, done))
         return await done
 
     async def _run(self) -> None:
         while True:
+            async with self._call_done:  # a batch forms when the backends have room for it
+                await self._call_done.wait_for(lambda: len(self._calls) < self._router.capacity(self._model))
+            batch = await self._gather()
+            call = asyncio.create_task(self._call(batch))
+            self._calls.add(call)
+            call.add_done_callback(self._finished)
+            for request in batch:  # the last request to go away cancels the model call
+                request.done.add_done_callback(lambda _, b=batch, c=call: _abandoned(b) and c.cancel())
+
+    def _finished(self, call: asyncio.Task[None]) -> None:
+        self._calls.discard(call)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._call_done:
+            self._call_done.notify_all()
+
+    async def _gather(self) -> list[_Request]:
+        loop = asyncio.get_running_loop()
+        while True:
             first = await self._queue.get()
-            batch = [first]
-            size = len(first.texts)
-            deadline = asyncio.get_running_loop().time() + self._max_delay_s
-            while size < self._max_batch:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0 and self._queue.empty():
-                    break
-                try:
-                    request = (
-                        self._queue.get_nowait()
-                        if not self._queue.empty()
-                        else await asyncio.wait_for(self._queue.get(), timeout)
-                    )
-                except TimeoutError:
-                    break
-                if size + len(request.texts) > self._max_batch and batch:
-                    self._queue.put_nowait(request)  # next batch; keeps its place by rank/order
-                    break
-                batch.append(request)
-                size += len(request.texts)
-            live = [r for r in batch if not r.done.cancelled()]
-            if not live:
-                continue
-            texts = [t for r in live for t in r.texts]
-            METRICS.inference_batch.labels(self._model).observe(len(texts))
+            if not first.done.cancelled():
+                break
+        batch, size = [first], len(first.texts)
+        deadline = loop.time() + self._max_delay_s
+        while size < self._max_batch:
             try:
-                vectors = await self._backend.embed(self._model, texts)
-            except Exception as exc:
-                for request in live:
-                    if not request.done.done():
-                        request.done.set_exception(exc)
+                if self._queue.empty():
+                    request = await asyncio.wait_for(self._queue.get(), max(deadline - loop.time(), 0))
+                else:
+                    request = self._queue.get_nowait()
+            except TimeoutError:
+                break
+            if request.done.cancelled():
                 continue
-            offset = 0
-            for request in live:
+            if size + len(request.texts) > self._max_batch:
+                self._queue.put_nowait(request)  # next batch; keeps its place by rank/order
+                break
+            batch.append(request)
+            size += len(request.texts)
+        return batch
+
+    async def _call(self, batch: list[_Request]) -> None:
+        texts = [t for r in batch for t in r.texts]
+        METRICS.inference_batch.labels(self._model).observe(len(texts))
+        try:
+            vectors, backend = await self._router.embed(self._model, texts, batch[0].rank)
+        except Exception as exc:
+            for request in batch:
                 if not request.done.done():
-                    request.done.set_result(vectors[offset : offset + len(request.texts)])
-                offset += len(request.texts)
+                    request.done.set_exception(exc)
+            return
+        offset = 0
+        for request in batch:
+            if not request.done.done():
+                request.done.set_result((vectors[offset : offset + len(request.texts)], backend))
+            offset += len(request.texts)
+
+
+def _abandoned(batch: list[_Request]) -> bool:
+    return all(r.done.cancelled() for r in batch)
+
+
+class Batchers:
+    """One batcher per model, started the first time the model is asked for."""
+
+    def __init__(self, router: Router, max_batch: int, max_delay_s: float) -> None:
+        self._router = router
+        self._max_batch = max_batch
+        self._max_delay_s = max_delay_s
+        self._by_model: dict[str, Batcher] = {}
+
+    def __getitem__(self, model: str) -> Batcher:
+        batcher = self._by_model.get(model)
+        if batcher is None:
+            batcher = self._by_model[model] = Batcher(self._router, model, self._max_batch, self._max_delay_s)
+            batcher.start()
+        return batcher
+
+    async def close(self) -> None:
+        for batcher in self._by_model.values():
+            await batcher.close()

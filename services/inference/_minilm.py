@@ -195,6 +195,17 @@ class MiniLM:
         out[batch] = self._forward_batch([encs[j].ids for j in batch])
         return out
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self._word.shape[0])
+
+    def encode_ids(self, seqs: Sequence[Sequence[int]]) -> F32:
+        """Embed pre-tokenized inputs (ids with [CLS]/[SEP], each at most `max_seq_length`)."""
+        out = np.zeros((len(seqs), self.dim), dtype=np.float32)
+        for start in range(0, len(seqs), _BATCH_ROWS):
+            out[start : start + _BATCH_ROWS] = self._forward_batch([list(s) for s in seqs[start : start + _BATCH_ROWS]])
+        return out
+
     def _forward_batch(self, seqs: list[list[int]]) -> F32:
         """Right-pad token id lists to the longest and run them as one batch."""
         width = max(len(ids) for ids in seqs)

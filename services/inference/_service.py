@@ -1,4 +1,4 @@
-"""InferenceService servicer: validation, batching, streamed per-chunk results."""
+"""InferenceService servicer: validation, batching, routing, streamed per-chunk results."""
 
 from __future__ import annotations
 
@@ -9,48 +9,51 @@ import numpy as np
 
 from mesh.errors import InvalidArgument, MeshError
 from mesh.rpc import abort_with
-from mesh.telemetry import METRICS
+from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
-from services.inference._backend import InferenceBackend, ModelSpec
-from services.inference._batcher import Batcher
+from services.inference._backend import BackendDown, Chunk, ModelSpec
+from services.inference._batcher import Batchers
+from services.inference._router import Router
+from services.inference._tensors import token_rows
 
 Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 100_000
-DEFAULT_CHUNK_WORDS = 128
 
 
 class Inference(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, backend: InferenceBackend, batchers: dict[str, Batcher]) -> None:
-        self._backend = backend
-        self._models = {m.name: m for m in backend.models()}
-        self._default = next(iter(self._models))
+    def __init__(self, router: Router, batchers: Batchers, instance: str, default_model: str) -> None:
+        self._router = router
         self._batchers = batchers
+        self._instance = instance
+        self._default = default_model
 
     def _model(self, name: str) -> ModelSpec:
-        model = self._models.get(name or self._default)
+        model = self._router.models().get(name or self._default)
         if model is None:
-            raise InvalidArgument("model", f"unknown model {name!r} (served: {', '.join(sorted(self._models))})")
+            served = ", ".join(sorted(self._router.models())) or "none right now"
+            raise InvalidArgument("model", f"unknown model {name!r} (served: {served})")
         return model
 
     async def Infer(self, request: inference_pb2.InferRequest, context: Context) -> inference_pb2.InferResponse:
         try:
             model = self._model(request.model)
-            if not request.texts:
-                raise InvalidArgument("texts", "at least one text is required")
-            if len(request.texts) > MAX_TEXTS:
-                raise InvalidArgument("texts", f"at most {MAX_TEXTS} texts per request")
-            for index, text in enumerate(request.texts):
-                _check_text(f"texts[{index}]", text)
-            vectors = await self._batchers[model.name].embed(list(request.texts), _rank(request.priority_class))
+            if request.HasField("input_ids"):
+                if request.texts:
+                    raise InvalidArgument("texts", "send either texts or input_ids, not both")
+                mask = request.attention_mask if request.HasField("attention_mask") else None
+                rows = token_rows(request.input_ids, mask, model.max_sequence_length)
+                vectors, backend = await self._router.embed_tokens(model.name, rows)
+            else:
+                _check_texts(request.texts)
+                vectors, backend = await self._batchers[model.name].embed(
+                    list(request.texts), _rank(request.priority_class)
+                )
         except MeshError as exc:
             await abort_with(context, exc)
-        METRICS.inference_requests.labels(model.name, self._backend.name).inc(len(request.texts))
         return inference_pb2.InferResponse(
-            model=model.name,
-            backend=self._backend.name,
-            embeddings=[_embedding(model.name, v) for v in vectors],
+            model=model.name, backend=backend, embeddings=[_embedding(model.name, v) for v in vectors]
         )
 
     async def InferStream(
@@ -61,24 +64,20 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             _check_text("text", request.text)
         except MeshError as exc:
             await abort_with(context, exc)
-        words = request.text.split()
-        size = request.chunk_words or DEFAULT_CHUNK_WORDS
-        chunks = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
-        batcher = self._batchers[model.name]
-        total_words = len(words)
-        covered = 0
+        chunks = split_words(request.text, request.chunk_words)
+        total_words = sum(len(c.split()) for c in chunks)
         weighted = np.zeros(model.dimensions, dtype=np.float32)
-        for sequence, chunk in enumerate(chunks, start=1):
-            vector = (await batcher.embed([chunk], _rank(request.priority_class)))[0]
-            chunk_words = len(chunk.split())
-            covered += chunk_words
-            weighted += vector * chunk_words
-            yield inference_pb2.InferStreamResponse(
-                sequence=sequence,
-                chunk_text=chunk,
-                embedding=_embedding(model.name, vector),
-                partial_confidence=covered / total_words,
-            )
+        try:
+            async for chunk in self._chunks(model, request, chunks, total_words):
+                weighted += chunk.vector * len(chunk.text.split())
+                yield inference_pb2.InferStreamResponse(
+                    sequence=chunk.sequence,
+                    chunk_text=chunk.text,
+                    embedding=_embedding(model.name, chunk.vector),
+                    partial_confidence=chunk.confidence,
+                )
+        except MeshError as exc:
+            await abort_with(context, exc)
         # The document vector: word-weighted mean of the chunk vectors, re-normalised.
         norm = float(np.linalg.norm(weighted)) or 1.0
         yield inference_pb2.InferStreamResponse(
@@ -88,21 +87,57 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             final=True,
         )
 
+    async def _chunks(
+        self, model: ModelSpec, request: inference_pb2.InferStreamRequest, chunks: list[str], total_words: int
+    ) -> AsyncIterator[Chunk]:
+        """Chunks from a backend that streams the model natively; where it fails part-way (or there is
+        none), the rest come from the batcher, starting after the last chunk delivered."""
+        rank = _rank(request.priority_class)
+        done = 0
+        native = self._router.streaming_backend(model.name)
+        if native is not None:
+            try:
+                async for chunk in self._router.stream(native, model.name, request.text, request.chunk_words, rank):
+                    done = chunk.sequence
+                    yield chunk
+            except BackendDown:
+                pass  # fall through: the batcher finishes the document
+        covered = sum(len(c.split()) for c in chunks[:done])
+        batcher = self._batchers[model.name]
+        for sequence, text in enumerate(chunks[done:], start=done + 1):
+            vectors, _ = await batcher.embed([text], rank)
+            covered += len(text.split())
+            yield Chunk(sequence, text, vectors[0], covered / total_words)
+
     async def ListModels(
         self, request: inference_pb2.ListModelsRequest, context: Context
     ) -> inference_pb2.ListModelsResponse:
+        backends = self._router.snapshot(self._instance)
+        models = self._router.models()
         return inference_pb2.ListModelsResponse(
             models=[
                 inference_pb2.ModelInfo(
-                    name=m.name,
-                    dimensions=m.dimensions,
-                    max_sequence_length=m.max_sequence_length,
-                    backend=self._backend.name,
-                    ready=True,
+                    name=name,
+                    dimensions=models[name].dimensions,
+                    max_sequence_length=models[name].max_sequence_length,
+                    backend=b.backend,
+                    ready=b.circuit != "open",
                 )
-                for m in self._models.values()
-            ]
+                for b in backends
+                for name in b.models
+            ],
+            backends=backends,
         )
+
+
+def _check_texts(texts: list[str] | object) -> None:
+    texts = list(texts)  # type: ignore[call-overload]
+    if not texts:
+        raise InvalidArgument("texts", "at least one text (or input_ids) is required")
+    if len(texts) > MAX_TEXTS:
+        raise InvalidArgument("texts", f"at most {MAX_TEXTS} texts per request")
+    for index, text in enumerate(texts):
+        _check_text(f"texts[{index}]", text)
 
 
 def _check_text(field: str, text: str) -> None:

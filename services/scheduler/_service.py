@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc.aio
 from google.protobuf.duration_pb2 import Duration
 from nats.aio.client import Client
@@ -14,6 +16,7 @@ from mesh.telemetry import METRICS, bind_task, get_logger
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
 from services.scheduler._admission import Admitter
 from services.scheduler._autoscale import Scaler
+from services.scheduler._backends import inference_backends
 from services.scheduler._cancel import cancel_task
 from services.scheduler._queues import queue_status
 from services.scheduler._registry import WorkerRegistry
@@ -95,10 +98,11 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetQueueStatus(
         self, request: scheduler_pb2.GetQueueStatusRequest, context: Context
     ) -> scheduler_pb2.GetQueueStatusResponse:
-        sample = await queue_status(self._js)
+        sample, backends = await asyncio.gather(queue_status(self._js), inference_backends(self._js))
         return scheduler_pb2.GetQueueStatusResponse(
             queues=sample.lanes,
             tenant_queues=sample.tenants,
+            inference_backends=backends,
             workers=self._registry.snapshot(),
             scaling=self._scaler.latest if self._scaler else [],
         )

@@ -11,6 +11,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
+from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 
 if TYPE_CHECKING:
@@ -73,16 +74,13 @@ async def embed(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(embedding=vector)]
 
 
-DEFAULT_CHUNK_WORDS = 128
 _EMBED_BATCH = 16
 
 
 async def chunk(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     """Split the document into chunks of at most `chunk_words` words."""
     document = ctx.spec.payload.doc_embed
-    size = document.chunk_words or DEFAULT_CHUNK_WORDS
-    words = document.text.split()
-    return [task_pb2.TaskOutput(text=" ".join(words[i : i + size])) for i in range(0, len(words), size)]
+    return [task_pb2.TaskOutput(text=piece) for piece in split_words(document.text, document.chunk_words)]
 
 
 async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:

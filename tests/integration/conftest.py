@@ -14,6 +14,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
+from mesh.supervisor._triton import TritonServer, triton_available
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +109,15 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     plan = build_plan(tmp_path_factory.mktemp("mesh"), public_port=0, workers=1, ack_wait_s=5.0)
     async with Supervisor(plan, health_timeout_s=60) as supervisor:
         yield Mesh(plan, supervisor)
+
+
+@pytest.fixture(scope="module")
+async def triton(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TritonServer]:
+    if not triton_available():
+        pytest.fail("tritonserver is missing: `make venv` installs nvidia-pytriton")
+    server = TritonServer(tmp_path_factory.mktemp("triton"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

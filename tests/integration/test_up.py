@@ -53,7 +53,7 @@ async def _cli(*args: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def _start_up(tmp_path: Path) -> asyncio.subprocess.Process:
+async def _start_up(tmp_path: Path, *extra: str) -> asyncio.subprocess.Process:
     """`tidemesh up --port 0` as a user starts it, its output piped for the test to read."""
     return await asyncio.create_subprocess_exec(
         TIDEMESH,
@@ -62,6 +62,7 @@ async def _start_up(tmp_path: Path) -> asyncio.subprocess.Process:
         str(tmp_path / "state"),
         "--port",
         "0",
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -176,6 +177,60 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_path: Path) -> None:
+    """`tidemesh up --triton`: tritonserver runs as one more supervised child; `status` shows both
+    inference backends with the model resident; `submit embed` returns the MiniLM vector; and
+    nothing is left running after SIGTERM (Triton's Python-backend stubs included)."""
+    from services.inference._minilm import MiniLM
+
+    process = await _start_up(tmp_path, "--triton")
+    assert process.stdout is not None
+    try:
+        output = "".join(await _read_until(process.stdout, "Ctrl-C to stop."))
+        pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
+        assert "triton" in output and len(pids) == 7, output
+        endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
+        state = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "state"))
+
+        async def both_registered() -> dict[str, dict[str, object]] | None:
+            code, out, _ = await _cli("status", "--json", *state)
+            backends = {b["backend"]: b for b in json.loads(out)["inference_backends"]} if code == 0 else {}
+            triton = backends.get("triton", {})
+            return (
+                backends if "cpu" in backends and triton.get("models") and triton.get("circuit") == "closed" else None
+            )
+
+        backends = await eventually(both_registered, timeout_s=30, what="cpu and triton registered, model resident")
+        assert backends["triton"]["models"] == ["all-minilm-l6-v2"]
+        assert backends["triton"]["streamingModels"] == ["all-minilm-l6-v2"]
+        assert backends["cpu"]["models"] == ["all-minilm-l6-v2"]
+        code, table, _ = await _cli("status", *state)
+        assert code == 0 and re.search(r"triton 127\.0\.0\.1:\d+\s+closed .* all-minilm-l6-v2 \(streams\)", table), (
+            table
+        )
+        code, out, err = await _cli("submit", "embed", "--text", "tide pools at dawn", "--json", *state)
+        assert code == 0, err
+        final = json.loads(out.splitlines()[-1])
+        vector = final["output"]["embedding"]["values"]
+        expected = MiniLM.load().encode(["tide pools at dawn"])[0]
+        assert len(vector) == 384 and float(sum(a * b for a, b in zip(vector, expected, strict=True))) > 0.9999
+        children = [int(p) for p in (await _cli_out("pgrep", "-f", "triton_python_backend_stub")).split()]
+        assert children, "Triton's Python-backend stubs are running"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 90) == 0
+        assert [p for p in pids + children if _alive(p)] == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _cli_out(*command: str) -> str:
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    return out.decode()
 
 
 async def test_killed_worker_task_is_redelivered_and_completes(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = (
     "InferResponse",
     "InferStreamRequest",
     "InferStreamResponse",
+    "InferenceBackendStatus",
     "InferenceServiceStub",
     "ListDeadLettersRequest",
     "ListDeadLettersResponse",
@@ -73,6 +74,7 @@ __all__ = (
     "TaskPayload",
     "TaskSpec",
     "TaskState",
+    "Tensor",
     "WatchTaskRequest",
     "WatchTaskResponse",
     "WatchTasksRequest",
@@ -594,6 +596,11 @@ class GetMeshStatusResponse(betterproto2.Message):
     One entry per tenant partition that holds items (tenant set).
     """
 
+    inference_backends: "list[InferenceBackendStatus]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every inference backend registered by an inference service (residency, health, load).
+    """
+
 
 default_message_pool.register_message("mesh.v1", "GetMeshStatusResponse", GetMeshStatusResponse)
 
@@ -617,6 +624,11 @@ class GetQueueStatusResponse(betterproto2.Message):
     tenant_queues: "list[QueueStatus]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     One entry per tenant partition that holds items (tenant set).
+    """
+
+    inference_backends: "list[InferenceBackendStatus]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every inference backend registered by an inference service (residency, health, load).
     """
 
 
@@ -670,6 +682,66 @@ default_message_pool.register_message("mesh.v1", "HeartbeatResponse", HeartbeatR
 
 
 @dataclass(eq=False, repr=False)
+class InferenceBackendStatus(betterproto2.Message):
+    """
+    One backend of one inference service replica, as its model-aware router sees it.
+    """
+
+    instance: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The inference service replica that holds this backend.
+    """
+
+    backend: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "cpu" (embedded MiniLM) or "triton".
+    """
+
+    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    circuit: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Circuit state: "closed" (in use), "open" (failing: requests go elsewhere), "half_open"
+    (one trial request allowed).
+    """
+
+    models: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Models resident and ready on this backend now.
+    """
+
+    streaming_models: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Models this backend streams chunk by chunk natively.
+    """
+
+    capacity: "int" = betterproto2.field(7, betterproto2.TYPE_UINT32)
+    """
+    Model calls it runs at once before the router counts it as full.
+    """
+
+    in_flight: "int" = betterproto2.field(8, betterproto2.TYPE_UINT32)
+
+    latency_ms: "float" = betterproto2.field(9, betterproto2.TYPE_DOUBLE)
+    """
+    Recent model-call latency (moving average), ms.
+    """
+
+    texts_served: "int" = betterproto2.field(10, betterproto2.TYPE_UINT64)
+
+    failures: "int" = betterproto2.field(11, betterproto2.TYPE_UINT64)
+
+    last_error: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+
+    updated: "datetime.datetime | None" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("mesh.v1", "InferenceBackendStatus", InferenceBackendStatus)
+
+
+@dataclass(eq=False, repr=False)
 class InferRequest(betterproto2.Message):
     model: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -677,10 +749,25 @@ class InferRequest(betterproto2.Message):
     """
 
     texts: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Texts to embed; or leave empty and send `input_ids`.
+    """
 
     priority_class: "PriorityClass" = betterproto2.field(
         3, betterproto2.TYPE_ENUM, default_factory=lambda: PriorityClass(0)
     )
+
+    input_ids: "Tensor | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Pre-tokenized input instead of texts: token ids (with [CLS]/[SEP]) of shape
+    [batch, sequence], datatype INT64 or INT32. Rows shorter than `sequence` are padded and
+    masked by `attention_mask`.
+    """
+
+    attention_mask: "Tensor | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Optional, same shape as `input_ids`: 1 for real tokens, 0 for padding.
+    """
 
 
 default_message_pool.register_message("mesh.v1", "InferRequest", InferRequest)
@@ -771,6 +858,11 @@ default_message_pool.register_message("mesh.v1", "ListModelsRequest", ListModels
 @dataclass(eq=False, repr=False)
 class ListModelsResponse(betterproto2.Message):
     models: "list[ModelInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One entry per model and backend that holds it.
+    """
+
+    backends: "list[InferenceBackendStatus]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("mesh.v1", "ListModelsResponse", ListModelsResponse)
@@ -1324,6 +1416,23 @@ class TaskSpec(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "TaskSpec", TaskSpec)
+
+
+@dataclass(eq=False, repr=False)
+class Tensor(betterproto2.Message):
+    """
+    A tensor in KServe v2 form: `raw` holds the little-endian values of `datatype` in
+    row-major order of `shape`.
+    """
+
+    datatype: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    shape: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT64, repeated=True)
+
+    raw: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+
+
+default_message_pool.register_message("mesh.v1", "Tensor", Tensor)
 
 
 @dataclass(eq=False, repr=False)

@@ -1,0 +1,182 @@
+"""Triton Inference Server from the nvidia-pytriton wheel, run as a plain child process.
+
+The wheel ships `tritonserver`, its Python backend and one backend stub per Python version.
+We lay out a backend directory with the stub for this interpreter and start the server on the
+project's model repository. Two details matter (see FACTS.md): the stub must load *this*
+interpreter's libpython (LD_LIBRARY_PATH), and it finds its site-packages through the `python3`
+first on PATH, so this environment's bin directory leads PATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "inference" / "model_repository"
+_PROJECT_ROOT = MODEL_REPOSITORY.parents[2]
+
+
+def _dist_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError as exc:
+        raise FileNotFoundError("tritonserver not found: install nvidia-pytriton (make venv does)") from exc
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def triton_available() -> bool:
+    try:
+        return (_dist_dir() / "bin" / "tritonserver").is_file()
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(frozen=True)
+class TritonLaunch:
+    command: list[str]
+    env: dict[str, str]
+
+
+def triton_launch(
+    state_dir: Path,
+    grpc_port: int,
+    http_port: int,
+    metrics_port: int,
+    model_repository: Path = MODEL_REPOSITORY,
+) -> TritonLaunch:
+    """The command and environment that serve `model_repository` on the given ports."""
+    dist = _dist_dir()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise FileNotFoundError(f"nvidia-pytriton has no Python-backend stub for Python {version}")
+    backends = state_dir / "triton" / "backends"
+    python_backend = backends / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    for link, target in (
+        ("libtriton_python.so", dist / "backends" / "python" / "libtriton_python.so"),
+        ("triton_python_backend_utils.py", dist / "backends" / "python" / "triton_python_backend_utils.py"),
+        ("triton_python_backend_stub", stub),
+    ):
+        path = python_backend / link
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(target)
+    command = [
+        str(dist / "bin" / "tritonserver"),
+        f"--model-repository={model_repository}",
+        f"--backend-directory={backends}",
+        f"--cache-directory={dist / 'caches'}",
+        f"--grpc-port={grpc_port}",
+        "--grpc-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--http-address=127.0.0.1",
+        f"--metrics-port={metrics_port}",
+        "--allow-gpu-metrics=false",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        # In-flight requests get this long on SIGTERM, inside the supervisor's 10 s grace.
+        "--exit-timeout-secs=5",
+        "--log-info=true",
+    ]
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env_bin = str(Path(sys.executable).parent)
+    env = {
+        "LD_LIBRARY_PATH": ":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p),
+        "PATH": f"{env_bin}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": ":".join(p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
+    return TritonLaunch(command, env)
+
+
+class TritonServer:
+    """tritonserver on the project's model repository, on free ports, for tests and benchmarks
+    (`tidemesh up --triton` runs the same command under the supervisor).
+
+    It runs in its own session, so stopping it — even with SIGKILL, which Triton cannot pass on —
+    also ends its Python-backend stubs. `start()` after `stop()` reuses the ports: clients see the
+    same endpoint go away and come back."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from mesh.supervisor._plan import free_port
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+        self._launch = triton_launch(state_dir, self.grpc_port, self.http_port, self.metrics_port)
+        self._backends = state_dir / "triton" / "backends"
+        self.log_path = state_dir / "triton.log"
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stub_pids(self) -> list[int]:
+        """Its Python-backend stub processes (they run from its own backend directory)."""
+        marker = str(self._backends)
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue  # gone meanwhile
+        return pids
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._launch.command,
+                env={**os.environ, **self._launch.env},
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                if self._process.returncode is not None:
+                    raise RuntimeError(f"tritonserver exited with {self._process.returncode}:\n{self.log()[-3000:]}")
+                try:
+                    async with session.get(f"http://127.0.0.1:{self.http_port}/v2/health/ready") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    await self.stop(kill=True)
+                    raise TimeoutError(f"tritonserver not ready within {timeout_s}s:\n{self.log()[-3000:]}")
+                await asyncio.sleep(0.1)
+
+    async def stop(self, kill: bool = False) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            process.kill() if kill else process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # its stubs, should it have been killed
+
+    async def __aenter__(self) -> TritonServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -1,0 +1,254 @@
+"""The inference service on a real tritonserver (nvidia-pytriton) and its embedded CPU model:
+reference accuracy through Triton, native streaming, cancellation reaching Triton, fallback to
+CPU when Triton stops mid-load, recovery, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import numpy as np
+import pytest
+
+from mesh.supervisor._triton import TritonServer
+from mesh.tasks import split_words
+from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
+from services.inference._minilm import MiniLM
+from tests.conftest import eventually
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
+MODEL = "all-minilm-l6-v2"
+
+
+@asynccontextmanager
+async def inference_service(tmp: Path, *args: str) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+    """`python -m services.inference` as tidemesh runs it, on free ports, without NATS registration."""
+    ready = tmp / f"inference-{uuid.uuid4().hex}.json"
+    with (tmp / "inference.log").open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.inference",
+            "--no-register",
+            "--probe-interval",
+            "0.2",
+            "--breaker-reset",
+            "1.0",
+            "--ready-file",
+            str(ready),
+            *args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        async def bound() -> dict[str, int] | None:
+            assert process.returncode is None, (tmp / "inference.log").read_text()[-3000:]
+            return json.loads(ready.read_text()) if ready.exists() else None
+
+        ports = await eventually(bound, timeout_s=60, what="inference service ready")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['grpc_port']}") as channel:
+            yield inference_pb2_grpc.InferenceServiceStub(channel)
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture(scope="module")
+def minilm() -> MiniLM:
+    return MiniLM.load()
+
+
+def _vectors(response: inference_pb2.InferResponse) -> np.ndarray:
+    return np.array([list(e.values) for e in response.embeddings], dtype=np.float64)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+async def _backend(stub: inference_pb2_grpc.InferenceServiceStub, name: str) -> inference_pb2.ModelInfo:
+    listing = await stub.ListModels(inference_pb2.ListModelsRequest())
+    return next(b for b in listing.backends if b.backend == name)
+
+
+async def test_triton_serves_minilm_matching_the_reference(triton: TritonServer, tmp_path: Path) -> None:
+    """Through Triton alone (no CPU backend), every reference sentence — non-English, emoji, one
+    character, over the model's length — embeds within cosine 0.999 of sentence-transformers."""
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    # The service refuses empty text (INVALID_ARGUMENT); the reference set has one, for the bare model.
+    pairs = [(s, v) for s, v in zip(reference["sentences"], reference["vectors"], strict=True) if s.strip()]
+    async with inference_service(tmp_path, "--triton", triton.address, "--no-cpu") as stub:
+        response = await stub.Infer(inference_pb2.InferRequest(texts=[s for s, _ in pairs]))
+        listing = await stub.ListModels(inference_pb2.ListModelsRequest())
+    assert response.backend == "triton"
+    cos = _cosines(_vectors(response), np.array([v for _, v in pairs]))
+    assert cos.min() >= 0.999, f"min cosine {cos.min():.6f}"
+    [backend] = listing.backends
+    assert backend.backend == "triton" and backend.address == triton.address
+    assert list(backend.models) == [MODEL] and list(backend.streaming_models) == [MODEL]
+    assert backend.circuit == "closed" and backend.texts_served >= len(pairs)
+    assert [(m.name, m.dimensions, m.backend) for m in listing.models] == [(MODEL, 384, "triton")]
+
+
+async def test_triton_streams_a_document_chunk_by_chunk(triton: TritonServer, tmp_path: Path, minilm: MiniLM) -> None:
+    """The decoupled Triton model streams one response per chunk, in order, each the MiniLM vector of
+    its chunk, with the fraction covered rising to 1; the final message is the document vector."""
+    document = " ".join(f"word{i} about tide pools and meshes" for i in range(60))  # 360 words
+    async with inference_service(tmp_path, "--triton", triton.address, "--no-cpu") as stub:
+        replies = [r async for r in stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=50))]
+    chunks = split_words(document, 50)
+    partial, final = replies[:-1], replies[-1]
+    assert [r.sequence for r in partial] == list(range(1, len(chunks) + 1))
+    assert [r.chunk_text for r in partial] == chunks
+    confidences = [r.partial_confidence for r in partial]
+    assert confidences == sorted(confidences) and confidences[-1] == pytest.approx(1.0)
+    cos = _cosines(np.array([list(r.embedding.values) for r in partial]), minilm.encode(chunks).astype(np.float64))
+    assert cos.min() > 0.9999
+    assert final.final and final.sequence == len(chunks) + 1
+
+
+async def test_cancelling_a_stream_cancels_the_request_inside_triton(triton: TritonServer, tmp_path: Path) -> None:
+    """A client that goes away mid-stream: Triton's model sees the request cancelled and stops
+    (its log says after how many of the chunks), instead of embedding the rest of the document."""
+    document = " ".join(f"token{i}" for i in range(4000))  # 400 chunks of 10 words
+    async with inference_service(tmp_path, "--triton", triton.address, "--no-cpu") as stub:
+        call = stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=10))
+        got = 0
+        async for _ in call:
+            got += 1
+            if got == 3:
+                call.cancel()
+                break
+
+        async def stopped_early() -> re.Match[str] | None:
+            return re.search(r"cancelled after (\d+) of 400 chunks", triton.log())
+
+        found = await eventually(stopped_early, timeout_s=20, what="Triton logged the cancellation")
+    assert 3 <= int(found.group(1)) < 400
+
+
+async def test_falls_back_to_cpu_when_triton_stops_mid_load_and_returns_after(tmp_path: Path, minilm: MiniLM) -> None:
+    """With Triton killed while 300 requests are in flight, every request is still answered — by CPU
+    once Triton is gone — with the right vector; Triton's circuit opens, and closes again (work goes
+    back to Triton) once it is restarted."""
+    server = TritonServer(tmp_path / "triton")
+    await server.start()
+    try:
+        async with inference_service(tmp_path, "--triton", server.address, "--triton-capacity", "2") as stub:
+            texts = [f"request {i}: the tide comes in over the mesh" for i in range(300)]
+            answered_by: list[str] = []
+
+            async def one(text: str) -> np.ndarray:
+                response = await stub.Infer(inference_pb2.InferRequest(texts=[text]), timeout=120)
+                answered_by.append(response.backend)
+                return _vectors(response)[0]
+
+            async def triton_answering() -> bool:
+                return answered_by.count("triton") >= 20
+
+            calls = [asyncio.create_task(one(t)) for t in texts]
+            await eventually(triton_answering, timeout_s=60, what="Triton answering")
+            stubs = server.stub_pids()
+            assert stubs, "the Python-backend stubs are running"
+            await server.stop(kill=True)
+
+            async def stubs_gone() -> bool:
+                return not any(pid in server.stub_pids() for pid in stubs)
+
+            await eventually(stubs_gone, timeout_s=5, what="a killed Triton leaves no backend stub behind")
+            vectors = np.array(await asyncio.gather(*calls))
+            assert len(vectors) == 300  # no request failed
+            assert _cosines(vectors, minilm.encode(texts).astype(np.float64)).min() > 0.9999
+            assert answered_by.count("triton") >= 20 and answered_by.count("cpu") > 0, answered_by
+            down = await _backend(stub, "triton")
+            assert down.circuit in ("open", "half_open") and not down.models and down.failures >= 1
+
+            await server.start()
+
+            async def back() -> bool:
+                # A burst: the CPU backend (capacity 1) fills, so load sends the rest to Triton.
+                burst = [inference_pb2.InferRequest(texts=[f"is triton back? {i}"]) for i in range(16)]
+                replies = await asyncio.gather(*(stub.Infer(r, timeout=30) for r in burst))
+                return any(r.backend == "triton" for r in replies)
+
+            await eventually(back, timeout_s=30, what="requests routed to Triton again")
+            recovered = await _backend(stub, "triton")
+            assert recovered.circuit == "closed" and list(recovered.models) == [MODEL]
+    finally:
+        await server.stop()
+
+
+def _tensor(values: np.ndarray, datatype: str = "INT64", shape: list[int] | None = None) -> inference_pb2.Tensor:
+    return inference_pb2.Tensor(
+        datatype=datatype, shape=list(values.shape) if shape is None else shape, raw=values.tobytes()
+    )
+
+
+async def test_token_ids_embed_like_their_text(tmp_path: Path, minilm: MiniLM) -> None:
+    """Pre-tokenized input (padded rows plus an attention mask) gives the vectors of the texts."""
+    texts = ["a short one", "a somewhat longer sentence about tides"]
+    rows = [minilm._tok.encode(t).ids for t in texts]
+    width = max(map(len, rows))
+    ids = np.zeros((2, width), dtype=np.int64)
+    mask = np.zeros((2, width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    async with inference_service(tmp_path) as stub:
+        response = await stub.Infer(inference_pb2.InferRequest(input_ids=_tensor(ids), attention_mask=_tensor(mask)))
+        by_text = await stub.Infer(inference_pb2.InferRequest(texts=texts))
+    assert response.backend == "cpu"
+    assert _cosines(_vectors(response), _vectors(by_text)).min() > 0.9999
+
+
+async def test_bad_input_is_invalid_argument_naming_the_field(tmp_path: Path) -> None:
+    ids = np.array([[101, 7592, 102]], dtype=np.int64)
+    bad: list[tuple[inference_pb2.InferRequest, str]] = [
+        (inference_pb2.InferRequest(), "texts"),
+        (inference_pb2.InferRequest(texts=["   "]), r"texts\[0\]: is empty"),
+        (inference_pb2.InferRequest(texts=["ok", "x" * 100_001]), r"texts\[1\]: .*over the 100000-character limit"),
+        (inference_pb2.InferRequest(texts=["t"] * 257), "texts: at most 256"),
+        (inference_pb2.InferRequest(model="gpt-17", texts=["hi"]), "model: unknown model 'gpt-17'"),
+        (inference_pb2.InferRequest(input_ids=_tensor(ids.astype(np.float32), "FP32")), "input_ids.datatype"),
+        (inference_pb2.InferRequest(input_ids=_tensor(ids, shape=[3])), r"input_ids.shape: is \[3\]"),
+        (inference_pb2.InferRequest(input_ids=_tensor(ids, shape=[1, 1, 3])), "input_ids.shape"),
+        (inference_pb2.InferRequest(input_ids=_tensor(ids, shape=[1, 4])), "input_ids.raw: holds 24 bytes"),
+        (inference_pb2.InferRequest(input_ids=_tensor(np.ones((1, 300), np.int64))), "over the model's maximum"),
+        (inference_pb2.InferRequest(input_ids=_tensor(np.array([[101, 99999, 102]]))), "outside the vocabulary"),
+        (
+            inference_pb2.InferRequest(input_ids=_tensor(ids), attention_mask=_tensor(np.ones((1, 2), np.int64))),
+            "attention_mask.shape",
+        ),
+        (inference_pb2.InferRequest(texts=["both"], input_ids=_tensor(ids)), "texts: send either"),
+    ]
+    async with inference_service(tmp_path) as stub:
+        for request, message in bad:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Infer(request)
+            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, (message, caught.value)
+            assert re.search(message, caught.value.details() or ""), (message, caught.value.details())
+        for request, field in [
+            (inference_pb2.InferStreamRequest(text=""), "text: is empty"),
+            (inference_pb2.InferStreamRequest(model="nope", text="a b c"), "model: unknown"),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in stub.InferStream(request):
+                    pass
+            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and field in (caught.value.details() or "")
+        # …and the service still answers good input afterwards.
+        ok = await stub.Infer(inference_pb2.InferRequest(texts=["fine"], priority_class=task_pb2.PRIORITY_CLASS_BATCH))
+        assert len(ok.embeddings[0].values) == 384

@@ -1,0 +1,184 @@
+"""The inference service's batcher, router and circuit breaker, behind the backend seam
+(scripted backends; the real ones are exercised in tests/integration/test_inference.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from mesh.errors import InvalidArgument, Unavailable
+from services.inference._backend import BackendDown, Chunk, ModelSpec
+from services.inference._batcher import Batcher
+from services.inference._breaker import BreakerState, CircuitBreaker
+from services.inference._router import Router
+
+MODEL = "m"
+
+
+class Scripted:
+    """A backend whose calls block until `gate` opens; it records every batch it was given."""
+
+    accepts_tokens = False
+
+    def __init__(self, name: str, capacity: int = 1, fail: bool = False) -> None:
+        self.name = name
+        self.address = name
+        self.capacity = capacity
+        self.fail = fail
+        self.down = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.batches: list[list[str]] = []
+        self.started = asyncio.Event()
+        self.cancelled = 0
+
+    async def refresh(self) -> list[ModelSpec]:
+        if self.down:
+            raise BackendDown(f"{self.name} is down")
+        return [ModelSpec(MODEL, 2, 8)]
+
+    async def embed(self, model: str, texts: list[str], rank: int) -> np.ndarray:
+        self.batches.append(texts)
+        self.started.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.fail:
+            raise BackendDown(f"{self.name} failed")
+        return np.array([[float(len(t)), 0.0] for t in texts], dtype=np.float32)
+
+    async def embed_tokens(self, model: str, ids: list[list[int]]) -> np.ndarray:
+        raise AssertionError("not used")
+
+    def streams(self, model: str) -> bool:
+        return False
+
+    def stream(self, model: str, text: str, chunk_words: int, rank: int) -> AsyncIterator[Chunk]:
+        raise AssertionError("not used")
+
+    async def close(self) -> None:
+        pass
+
+
+async def _router(*backends: Scripted, **kwargs: object) -> Router:
+    router = Router(list(backends), probe_interval_s=3600, **kwargs)  # type: ignore[arg-type]
+    await router.start()
+    return router
+
+
+async def test_interactive_requests_join_the_next_batch_ahead_of_waiting_batch_work() -> None:
+    backend = Scripted("b")
+    router = await _router(backend)
+    batcher = Batcher(router, MODEL, max_batch=4, max_delay_s=0.001)
+    batcher.start()
+    try:
+        backend.gate.clear()
+        first = asyncio.create_task(batcher.embed(["batch-0"], rank=3))
+        await backend.started.wait()  # the backend (capacity 1) is busy with the first batch
+        queued = [asyncio.create_task(batcher.embed([f"batch-{i}"], rank=3)) for i in range(1, 9)]
+        urgent = [asyncio.create_task(batcher.embed([f"interactive-{i}"], rank=1)) for i in range(3)]
+        await asyncio.sleep(0)  # let every request reach the queue
+        backend.gate.set()
+        await asyncio.gather(first, *queued, *urgent)
+    finally:
+        await batcher.close()
+    assert backend.batches[0] == ["batch-0"]
+    assert backend.batches[1] == ["interactive-0", "interactive-1", "interactive-2", "batch-1"]
+    assert [t for b in backend.batches for t in b if t.startswith("batch")] == [f"batch-{i}" for i in range(9)]
+
+
+async def test_a_batch_whose_requests_all_went_away_cancels_its_model_call() -> None:
+    backend = Scripted("b")
+    router = await _router(backend)
+    batcher = Batcher(router, MODEL, max_batch=4, max_delay_s=0.001)
+    batcher.start()
+    try:
+        backend.gate.clear()
+        calls = [asyncio.create_task(batcher.embed([f"t{i}"], rank=2)) for i in range(3)]
+        await backend.started.wait()
+        calls[0].cancel()
+        await asyncio.sleep(0)
+        assert backend.cancelled == 0  # two requests still want the answer
+        for call in calls[1:]:
+            call.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert backend.cancelled == 1
+    finally:
+        await batcher.close()
+
+
+async def test_router_prefers_the_backend_with_room_and_falls_back_when_one_fails() -> None:
+    fast, slow = Scripted("fast", capacity=2), Scripted("slow", capacity=1)
+    router = await _router(fast, slow)
+    _, used = await router.embed(MODEL, ["a"], 2)
+    assert used == "fast"  # equal latency prior: twice the capacity halves the expected wait
+    fast.gate.clear()
+    held = [asyncio.create_task(router.embed(MODEL, [f"h{i}"], 2)) for i in range(2)]
+    await asyncio.sleep(0)
+    _, used = await router.embed(MODEL, ["b"], 2)
+    assert used == "slow"  # fast is full: load sends it elsewhere
+    fast.gate.set()
+    await asyncio.gather(*held)
+
+    fast.fail = True
+    vectors, used = await router.embed(MODEL, ["abc"], 2)
+    assert used == "slow" and vectors[0][0] == 3.0  # answered by the fallback, not failed
+    status = {s.backend: s for s in router.snapshot("i")}
+    assert status["fast"].circuit == "open" and status["fast"].failures == 1
+    assert status["slow"].circuit == "closed"
+
+
+async def test_router_errors_unknown_model_and_no_backend_left() -> None:
+    only = Scripted("only", fail=True)
+    router = await _router(only)
+    with pytest.raises(InvalidArgument, match="model: unknown model 'other'"):
+        await router.embed("other", ["x"], 2)
+    with pytest.raises(Unavailable):
+        await router.embed(MODEL, ["x"], 2)
+    with pytest.raises(Unavailable):  # its circuit is open now: not even tried
+        await router.embed(MODEL, ["x"], 2)
+    assert len(only.batches) == 1
+
+
+async def test_a_backend_that_stops_answering_probes_loses_its_models_until_it_returns() -> None:
+    now = [0.0]
+    backend, cpu = Scripted("triton", capacity=4), Scripted("cpu")
+    router = await _router(backend, cpu, breaker=lambda: CircuitBreaker(threshold=3, reset_s=5, clock=lambda: now[0]))
+    backend.down = True
+    await router._probe_all()
+    assert {s.backend: list(s.models) for s in router.snapshot("i")} == {"triton": [], "cpu": [MODEL]}
+    assert (await router.embed(MODEL, ["x"], 2))[1] == "cpu"
+    backend.down = False
+    await router._probe_all()  # answers again, but the circuit rests for reset_s first
+    assert (await router.embed(MODEL, ["x"], 2))[1] == "cpu"
+    now[0] = 6.0
+    await router._probe_all()  # half-open + a good probe: closed
+    assert {s.backend: s.circuit for s in router.snapshot("i")}["triton"] == "closed"
+    assert (await router.embed(MODEL, ["x"], 2))[1] == "triton"
+
+
+def test_breaker_opens_after_threshold_and_lets_one_trial_through_after_reset() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=3, reset_s=5, clock=lambda: now[0])
+    for _ in range(2):
+        breaker.failure()
+    assert breaker.state is BreakerState.CLOSED and breaker.allows()
+    breaker.failure()
+    assert breaker.state is BreakerState.OPEN and not breaker.allows() and breaker.trips == 1
+    now[0] = 5.0
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allows() and not breaker.allows()  # exactly one trial
+    breaker.failure()
+    assert breaker.state is BreakerState.OPEN and breaker.trips == 1  # still the same outage
+    now[0] = 10.0
+    assert breaker.allows()
+    breaker.success()
+    assert breaker.state is BreakerState.CLOSED and breaker.allows() and breaker.allows()
+    breaker.failure(fatal=True)
+    assert breaker.state is BreakerState.OPEN and breaker.trips == 2
