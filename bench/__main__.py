@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
+import signal
 import time
 from pathlib import Path
 
@@ -23,6 +25,8 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every server a bench started (Triton included) is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     RESULTS.mkdir(exist_ok=True)
     if args.suite in ("all", "foundation"):
         figures = asyncio.run(_foundation.run(args.sequential, args.concurrent, args.concurrency))
@@ -54,8 +58,6 @@ def _write(name: str, title: str, body: str) -> None:
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

