@@ -93,7 +93,9 @@ def test_missing_weights_raise_file_not_found(tmp_path: Path) -> None:
         MiniLM.load(tmp_path)
 
 
-def test_device_path_keeps_every_array_on_the_device(monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any]) -> None:
+def test_device_path_keeps_every_array_on_the_device(
+    monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any]
+) -> None:
     """device='cuda' runs the whole forward pass through the array module of the device (cupy on a
     GPU). Here a stand-in cupy — numpy arrays of a type that says it is cupy's, with `.get()` —
     checks that every array the device functions get is a device array (no stray host array) and
