@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import statistics
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import grpc.aio
 import numpy as np
 import tritonclient.grpc.aio as triton
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
 from mesh.supervisor._triton import TritonServer
 from mesh.v1 import inference_pb2, inference_pb2_grpc
+from services.inference._spawn import inference_process
 
 MODEL = "all-minilm-l6-v2"
 WORDS = "the tide comes in over the mesh while workers embed sentences about pools and streams".split()
@@ -44,34 +41,9 @@ def _texts(n: int, salt: int) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def _service(tmp: Path, *args: str) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
-    ready = tmp / f"inference-{uuid.uuid4().hex}.json"
-    with (tmp / "inference.log").open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.inference",
-            "--no-register",
-            "--ready-file",
-            str(ready),
-            *args,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        for _ in range(600):
-            if ready.exists():
-                break
-            if process.returncode is not None:
-                raise RuntimeError("inference service exited: " + (tmp / "inference.log").read_text()[-2000:])
-            await asyncio.sleep(0.1)
-        port = json.loads(ready.read_text())["grpc_port"]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            await stub.Infer(inference_pb2.InferRequest(texts=["warm up"]))
-            yield stub
-    finally:
-        process.terminate()
-        await process.wait()
+    async with inference_process(tmp, *args) as stub:
+        await stub.Infer(inference_pb2.InferRequest(texts=["warm up"]))
+        yield stub
 
 
 async def _load(

@@ -1,7 +1,7 @@
 """Local mesh supervision: the process plan, supervised children, the supervisor."""
 
 from mesh.supervisor._autoscaler import LocalAutoscaler
-from mesh.supervisor._binaries import find_binary
+from mesh.supervisor._binaries import find_binary, guarded
 from mesh.supervisor._child import Child, ChildState
 from mesh.supervisor._credentials import admin_key
 from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan, free_port, pool_worker_spec
@@ -19,5 +19,6 @@ __all__ = [
     "build_plan",
     "find_binary",
     "free_port",
+    "guarded",
     "pool_worker_spec",
 ]

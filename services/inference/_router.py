@@ -60,6 +60,8 @@ class Router:
         breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
     ) -> None:
         self._slots = [_Slot(b, breaker()) for b in backends]
+        # Every model some backend has held: one that is merely down is unavailable, not unknown.
+        self._known: dict[str, ModelSpec] = {}
         self._probe_interval_s = probe_interval_s
         self._probe_task: asyncio.Task[None] | None = None
 
@@ -78,12 +80,8 @@ class Router:
     # ---- registry -------------------------------------------------------------------------
 
     def models(self) -> dict[str, ModelSpec]:
-        """Every model some backend holds now, first registration first."""
-        known: dict[str, ModelSpec] = {}
-        for slot in self._slots:
-            for name, spec in slot.models.items():
-                known.setdefault(name, spec)
-        return known
+        """Every model a backend has registered (held now or before), first registration first."""
+        return dict(self._known)
 
     def capacity(self, model: str) -> int:
         return sum(s.backend.capacity for s in self._slots if model in s.models) or 1
@@ -127,6 +125,8 @@ class Router:
             self._failed(slot, exc, fatal=True)
             return
         slot.models = {s.name: s for s in specs}
+        for spec in specs:
+            self._known.setdefault(spec.name, spec)
         if slot.breaker.state is BreakerState.HALF_OPEN:
             slot.breaker.success()  # it answers again: let work back in
 
@@ -150,8 +150,8 @@ class Router:
         while True:
             slot = self._pick(model, tried, tokens)
             if slot is None:
-                if not any(model in s.models for s in self._slots) and not previous:
-                    raise InvalidArgument("model", f"unknown model {model!r} (served: {', '.join(self.models())})")
+                if model not in self._known:
+                    raise InvalidArgument("model", f"unknown model {model!r} (served: {', '.join(self._known)})")
                 raise Unavailable(f"no inference backend can run {model!r} now")
             if previous is not None:
                 METRICS.inference_fallbacks.labels(model, previous.backend.name, slot.backend.name).inc()

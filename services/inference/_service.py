@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc.aio
 import numpy as np
 
-from mesh.errors import InvalidArgument, MeshError
+from mesh.errors import InvalidArgument, MeshError, Unavailable
 from mesh.rpc import abort_with
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
@@ -32,7 +32,9 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
     def _model(self, name: str) -> ModelSpec:
         model = self._router.models().get(name or self._default)
         if model is None:
-            served = ", ".join(sorted(self._router.models())) or "none right now"
+            if (name or self._default) == self._default:  # configured, but no backend has come up with it yet
+                raise Unavailable(f"no inference backend holds {self._default!r} yet")
+            served = ", ".join(sorted(self._router.models())) or "none yet"
             raise InvalidArgument("model", f"unknown model {name!r} (served: {served})")
         return model
 

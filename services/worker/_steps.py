@@ -11,7 +11,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from mesh.tasks import split_words
+from mesh.tasks import DEFAULT_CHUNK_WORDS, split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 
 if TYPE_CHECKING:
@@ -52,19 +52,28 @@ async def echo(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(text=ctx.spec.payload.echo.text)]
 
 
-async def _infer(ctx: StepContext, model: str, texts: list[str]) -> list[task_pb2.Embedding]:
-    """Embeddings of `texts` from the inference service; its refusals become step failures."""
+def _inference(ctx: StepContext) -> inference_pb2_grpc.InferenceServiceStub:
     if ctx.inference is None:
         raise StepFailed("dependency_down", "this worker has no inference endpoint", retryable=True)
+    return ctx.inference
+
+
+def _inference_failed(exc: grpc.aio.AioRpcError) -> StepFailed:
+    """The inference service's refusal as a step failure: bad input is final, the rest retryable."""
+    fatal = exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    error_class = "invalid_input" if fatal else "dependency_down"
+    return StepFailed(error_class, f"inference: {exc.code().name}: {exc.details()}", not fatal)
+
+
+async def _infer(ctx: StepContext, model: str, texts: list[str]) -> list[task_pb2.Embedding]:
+    """Embeddings of `texts` from the inference service; its refusals become step failures."""
     try:
-        response = await ctx.inference.Infer(
+        response = await _inference(ctx).Infer(
             inference_pb2.InferRequest(model=model, texts=texts, priority_class=ctx.spec.priority_class),
             timeout=60.0,
         )
     except grpc.aio.AioRpcError as exc:
-        fatal = exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
-        error_class = "invalid_input" if fatal else "dependency_down"
-        raise StepFailed(error_class, f"inference: {exc.code().name}: {exc.details()}", not fatal) from exc
+        raise _inference_failed(exc) from exc
     return list(response.embeddings)
 
 
@@ -74,9 +83,6 @@ async def embed(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(embedding=vector)]
 
 
-_EMBED_BATCH = 16
-
-
 async def chunk(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     """Split the document into chunks of at most `chunk_words` words."""
     document = ctx.spec.payload.doc_embed
@@ -84,15 +90,30 @@ async def chunk(ctx: StepContext) -> list[task_pb2.TaskOutput]:
 
 
 async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:
-    """Embed the chunks a batch at a time, streaming one partial result (the chunk's vector) per chunk."""
+    """Embed the chunks through the inference service's chunk stream (Triton streams it natively),
+    passing on one partial result — the chunk's vector — per chunk as it arrives. Cancelling the
+    task cancels the stream, and with it the request inside Triton."""
+    document = ctx.spec.payload.doc_embed
     texts = [piece.text for piece in ctx.carry]
+    # The chunk step cut the text by the same rule, so the stream re-cuts it into exactly these chunks.
+    request = inference_pb2.InferStreamRequest(
+        model=document.model,
+        text=" ".join(texts),
+        chunk_words=document.chunk_words or DEFAULT_CHUNK_WORDS,
+        priority_class=ctx.spec.priority_class,
+    )
     outputs: list[task_pb2.TaskOutput] = []
-    for start in range(0, len(texts), _EMBED_BATCH):
-        vectors = await _infer(ctx, ctx.spec.payload.doc_embed.model, texts[start : start + _EMBED_BATCH])
-        for vector in vectors:
-            outputs.append(task_pb2.TaskOutput(embedding=vector))
+    try:
+        async for reply in _inference(ctx).InferStream(request, timeout=600.0):
+            if reply.final:
+                break
+            outputs.append(task_pb2.TaskOutput(embedding=reply.embedding))
             if len(outputs) > ctx.resume_from:  # an earlier attempt streamed the ones before
-                await ctx.emit_partial(outputs[-1], len(outputs) / len(texts))
+                await ctx.emit_partial(outputs[-1], reply.partial_confidence)
+    except grpc.aio.AioRpcError as exc:
+        raise _inference_failed(exc) from exc
+    if len(outputs) != len(texts):
+        raise StepFailed("internal", f"inference streamed {len(outputs)} chunks for {len(texts)}", retryable=True)
     return outputs
 
 

@@ -7,11 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import grpc
@@ -23,48 +19,16 @@ from mesh.supervisor._triton import TritonServer
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.inference._minilm import MiniLM
+from services.inference._spawn import inference_process
 from tests.conftest import eventually
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 MODEL = "all-minilm-l6-v2"
 
 
-@asynccontextmanager
-async def inference_service(tmp: Path, *args: str) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
-    """`python -m services.inference` as tidemesh runs it, on free ports, without NATS registration."""
-    ready = tmp / f"inference-{uuid.uuid4().hex}.json"
-    with (tmp / "inference.log").open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.inference",
-            "--no-register",
-            "--probe-interval",
-            "0.2",
-            "--breaker-reset",
-            "1.0",
-            "--ready-file",
-            str(ready),
-            *args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        async def bound() -> dict[str, int] | None:
-            assert process.returncode is None, (tmp / "inference.log").read_text()[-3000:]
-            return json.loads(ready.read_text()) if ready.exists() else None
-
-        ports = await eventually(bound, timeout_s=60, what="inference service ready")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['grpc_port']}") as channel:
-            yield inference_pb2_grpc.InferenceServiceStub(channel)
-    finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+def inference_service(tmp: Path, *args: str) -> AbstractAsyncContextManager[inference_pb2_grpc.InferenceServiceStub]:
+    """The inference service as its own process, probing backends often and resting a failed one 1 s."""
+    return inference_process(tmp, "--probe-interval", "0.2", "--breaker-reset", "1.0", *args)
 
 
 @pytest.fixture(scope="module")

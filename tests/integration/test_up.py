@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clients.sdk import Client
-from mesh.supervisor import Supervisor, build_plan
+from mesh.supervisor import Supervisor, admin_key, build_plan
 from mesh.v1 import task_pb2
 from tests.conftest import eventually
 
@@ -216,6 +216,27 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         vector = final["output"]["embedding"]["values"]
         expected = MiniLM.load().encode(["tide pools at dawn"])[0]
         assert len(vector) == 384 and float(sum(a * b for a, b in zip(vector, expected, strict=True))) > 0.9999
+
+        # Cancelling a doc_embed task mid-stream reaches Triton: its chunk model stops early.
+        document = " ".join(f"w{i}" for i in range(4000))  # 400 chunks of 10 words
+        payload = json.dumps({"text": document, "chunk_words": 10})
+        code, out, err = await _cli("submit", "doc_embed", "--payload", payload, "--no-wait", *state)
+        assert code == 0, err
+        task_id = out.strip()
+        async with Client(endpoint, credential=admin_key(tmp_path / "state")) as client:
+            partials = 0
+            async for event in client.watch(task_id):
+                partials += event.output.HasField("embedding") and not event.final
+                if partials == 3:
+                    break
+        assert (await _cli("cancel", task_id, *state))[0] == 0
+        triton_log = tmp_path / "state" / "logs" / "triton.log"
+
+        async def stopped_early() -> re.Match[str] | None:
+            return re.search(r"cancelled after (\d+) of 400 chunks", triton_log.read_text(errors="replace"))
+
+        found = await eventually(stopped_early, timeout_s=30, what="Triton logged the task's cancellation")
+        assert 3 <= int(found.group(1)) < 400
         children = [int(p) for p in (await _cli_out("pgrep", "-f", "triton_python_backend_stub")).split()]
         assert children, "Triton's Python-backend stubs are running"
         process.send_signal(signal.SIGTERM)

@@ -161,6 +161,11 @@ async def test_a_backend_that_stops_answering_probes_loses_its_models_until_it_r
     await router._probe_all()  # half-open + a good probe: closed
     assert {s.backend: s.circuit for s in router.snapshot("i")}["triton"] == "closed"
     assert (await router.embed(MODEL, ["x"], 2))[1] == "triton"
+    backend.down = cpu.down = True
+    await router._probe_all()
+    assert MODEL in router.models()  # no backend holds it now: unavailable (retry later), not unknown
+    with pytest.raises(Unavailable):
+        await router.embed(MODEL, ["x"], 2)
 
 
 def test_breaker_opens_after_threshold_and_lets_one_trial_through_after_reset() -> None:

@@ -1,0 +1,51 @@
+"""`python -m services.inference` as a child process on free ports, for tests and benchmarks
+(`tidemesh up` runs it under the supervisor instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc.aio
+
+from mesh.supervisor import guarded
+from mesh.v1 import inference_pb2_grpc
+
+
+@contextlib.asynccontextmanager
+async def inference_process(
+    workdir: Path, *args: str, timeout_s: float = 60.0
+) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+    """A stub connected to a fresh inference service started with `args` (never registered in
+    NATS); its log is ``workdir/inference.log``. Stopped (SIGTERM, then SIGKILL) on exit."""
+    ready = workdir / f"inference-{uuid.uuid4().hex}.json"
+    log_path = workdir / "inference.log"
+    with log_path.open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            *guarded([sys.executable, "-m", "services.inference", "--no-register", "--ready-file", str(ready), *args]),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"inference service did not start:\n{log_path.read_text()[-3000:]}")
+            await asyncio.sleep(0.05)
+        port = json.loads(ready.read_text())["grpc_port"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield inference_pb2_grpc.InferenceServiceStub(channel)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
