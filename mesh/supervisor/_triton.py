@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
@@ -28,11 +29,11 @@ _PROJECT_ROOT = MODEL_REPOSITORY.parents[2]
 
 
 def _dist_dir() -> Path:
-    try:
-        import pytriton
-    except ImportError as exc:
-        raise FileNotFoundError("tritonserver not found: install nvidia-pytriton (make venv does)") from exc
-    return Path(pytriton.__file__).parent / "tritonserver"
+    # Found without importing pytriton: its __init__ pulls in client code (gevent, …) we do not use.
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("tritonserver not found: install nvidia-pytriton (make venv does)")
+    return Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
 
 
 def triton_available() -> bool:
