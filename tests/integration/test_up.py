@@ -242,17 +242,17 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         triton_pid = int(re.search(r"triton\s+pid (\d+)", output).group(1))  # type: ignore[union-attr]
         stubs = [int(p) for p in (await _cli_out("pgrep", "-f", "triton_python_backend_stub")).split()]
         async with Client(endpoint, credential=admin_key(tmp_path / "state")) as client:
-            specs = [client.spec("embed", {"text": f"tide report number {i}"}) for i in range(80)]
+            specs = [client.spec("embed", {"text": f"tide report number {i}"}) for i in range(300)]
             ids = [r.task_id for r in await client.submit_many(specs)]
             finals: list[task_pb2.TaskEvent] = []
             async for event in client.watch_many(ids):
                 finals.append(event)
-                if len(finals) == 10:
+                if len(finals) == 1:
                     os.kill(triton_pid, signal.SIGKILL)
-        assert len(finals) == 80 and {e.state for e in finals} == {task_pb2.TASK_STATE_SUCCEEDED}
+        assert len(finals) == 300 and {e.state for e in finals} == {task_pb2.TASK_STATE_SUCCEEDED}
         code, out, _ = await _cli("status", "--json", *state)
         after = {b["backend"]: b for b in json.loads(out)["inference_backends"]}
-        assert int(after["triton"].get("failures", 0)) >= 1 and int(after["cpu"]["textsServed"]) > 0, after
+        assert int(after["triton"].get("failures", 0)) >= 1 and int(after["cpu"].get("textsServed", 0)) > 0, after
 
         async def old_stubs_gone() -> bool:
             return not any(_alive(p) for p in stubs)
