@@ -156,6 +156,31 @@ async def test_falls_back_to_cpu_when_triton_stops_mid_load_and_returns_after(tm
         await server.stop()
 
 
+async def test_a_stream_cut_off_by_triton_is_finished_by_the_cpu_model(tmp_path: Path, minilm: MiniLM) -> None:
+    """Triton killed part-way through a document's stream: the stream goes on from the next chunk on
+    the CPU model — every chunk exactly once, in order, each the right vector."""
+    document = " ".join(f"wave{i}" for i in range(3000))  # 300 chunks of 10 words
+    chunks = split_words(document, 10)
+    server = TritonServer(tmp_path / "triton")
+    await server.start()
+    try:
+        async with inference_service(tmp_path, "--triton", server.address) as stub:
+            replies = []
+            async for reply in stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=10)):
+                replies.append(reply)
+                if len(replies) == 5:
+                    await server.stop(kill=True)
+            triton = await _backend(stub, "triton")
+    finally:
+        await server.stop()
+    partial = replies[:-1]
+    assert [r.sequence for r in partial] == list(range(1, 301)) and replies[-1].final
+    assert [r.chunk_text for r in partial] == chunks
+    got = np.array([list(r.embedding.values) for r in partial])
+    assert _cosines(got, minilm.encode(chunks).astype(np.float64)).min() > 0.9999
+    assert triton.failures >= 1 and triton.texts_served < 300  # Triton did not finish it
+
+
 def _tensor(values: np.ndarray, datatype: str = "INT64", shape: list[int] | None = None) -> inference_pb2.Tensor:
     return inference_pb2.Tensor(
         datatype=datatype, shape=list(values.shape) if shape is None else shape, raw=values.tobytes()
