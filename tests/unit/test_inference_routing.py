@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -71,13 +72,21 @@ async def _router(*backends: Scripted, **kwargs: object) -> Router:
     return router
 
 
+@contextlib.asynccontextmanager
+async def _held_batcher(backend: Scripted) -> AsyncIterator[Batcher]:
+    """A started batcher (up to 4 texts per batch) over `backend`, whose calls block until released."""
+    batcher = Batcher(await _router(backend), MODEL, max_batch=4, max_delay_s=0.001)
+    batcher.start()
+    backend.gate.clear()
+    try:
+        yield batcher
+    finally:
+        await batcher.close()
+
+
 async def test_interactive_requests_join_the_next_batch_ahead_of_waiting_batch_work() -> None:
     backend = Scripted("b")
-    router = await _router(backend)
-    batcher = Batcher(router, MODEL, max_batch=4, max_delay_s=0.001)
-    batcher.start()
-    try:
-        backend.gate.clear()
+    async with _held_batcher(backend) as batcher:
         first = asyncio.create_task(batcher.embed(["batch-0"], rank=3))
         await backend.started.wait()  # the backend (capacity 1) is busy with the first batch
         queued = [asyncio.create_task(batcher.embed([f"batch-{i}"], rank=3)) for i in range(1, 9)]
@@ -85,8 +94,6 @@ async def test_interactive_requests_join_the_next_batch_ahead_of_waiting_batch_w
         await asyncio.sleep(0)  # let every request reach the queue
         backend.gate.set()
         await asyncio.gather(first, *queued, *urgent)
-    finally:
-        await batcher.close()
     assert backend.batches[0] == ["batch-0"]
     assert backend.batches[1] == ["interactive-0", "interactive-1", "interactive-2", "batch-1"]
     assert [t for b in backend.batches for t in b if t.startswith("batch")] == [f"batch-{i}" for i in range(9)]
@@ -94,11 +101,7 @@ async def test_interactive_requests_join_the_next_batch_ahead_of_waiting_batch_w
 
 async def test_a_batch_whose_requests_all_went_away_cancels_its_model_call() -> None:
     backend = Scripted("b")
-    router = await _router(backend)
-    batcher = Batcher(router, MODEL, max_batch=4, max_delay_s=0.001)
-    batcher.start()
-    try:
-        backend.gate.clear()
+    async with _held_batcher(backend) as batcher:
         calls = [asyncio.create_task(batcher.embed([f"t{i}"], rank=2)) for i in range(3)]
         await backend.started.wait()
         calls[0].cancel()
@@ -109,8 +112,6 @@ async def test_a_batch_whose_requests_all_went_away_cancels_its_model_call() -> 
         for _ in range(5):
             await asyncio.sleep(0)
         assert backend.cancelled == 1
-    finally:
-        await batcher.close()
 
 
 async def test_router_prefers_the_backend_with_room_and_falls_back_when_one_fails() -> None:
