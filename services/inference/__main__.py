@@ -27,7 +27,7 @@ def _backends(args: argparse.Namespace) -> list[InferenceBackend]:
 
         backends.append(TritonBackend(address, capacity=args.triton_capacity))
     if not args.no_cpu:
-        backends.append(CpuBackend(threads=args.threads))
+        backends.append(CpuBackend(threads=args.threads, processes=args.cpu_mode == "process"))
     if not backends:
         raise SystemExit("no backend: give --triton or drop --no-cpu")
     return backends
@@ -71,7 +71,13 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 def main() -> None:
     parser = base_parser("tidemesh inference")
-    parser.add_argument("--threads", type=int, default=1, help="CPU backend threads (its capacity)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU model workers (the CPU backend's capacity)")
+    parser.add_argument(
+        "--cpu-mode",
+        choices=["process", "thread"],
+        default="process",
+        help="run the CPU model in worker processes (default: no GIL shared with the service) or threads",
+    )
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--default-model", default="all-minilm-l6-v2")

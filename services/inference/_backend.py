@@ -10,10 +10,16 @@ no backend will take it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -69,25 +75,55 @@ class InferenceBackend(Protocol):
 
 
 class CpuBackend:
-    """all-MiniLM-L6-v2 in numpy, in a small thread pool (numpy releases the GIL)."""
+    """all-MiniLM-L6-v2 in numpy, in worker processes (`processes`: the model's many small numpy
+    calls then share no GIL with the service's gRPC and asyncio work; 1.3-1.5x the throughput of
+    threads on 2 cores) or in a thread pool. Workers die with the service, even on kill -9."""
 
     name = "cpu"
     address = "embedded"
     accepts_tokens = True
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, processes: bool = False) -> None:
         from services.inference._minilm import MiniLM
 
         self._model = MiniLM.load()
         self._spec = ModelSpec(self._model.name, self._model.dim, self._model.max_seq_length)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="minilm")
+        self._threads = threads
+        self._processes = processes
+        self._pool = self._new_pool()
+        self._encode: Any = _encode if processes else self._model.encode
+        self._encode_ids: Any = _encode_ids if processes else self._model.encode_ids
         self.capacity = threads
+
+    def _new_pool(self) -> Executor:
+        if not self._processes:
+            return ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="minilm")
+        pool = ProcessPoolExecutor(
+            max_workers=self._threads,
+            mp_context=multiprocessing.get_context("spawn"),  # not fork: this process runs gRPC threads
+            initializer=_load_model,
+            initargs=(os.getpid(),),
+        )
+        pool.submit(_encode, ["warm up"])  # start a worker (and load its model) now, not on a request
+        return pool
+
+    async def _run(self, fn: Any, arg: Any) -> np.ndarray:
+        """`fn(arg)` on the pool; a worker process that died is replaced and the call tried once more."""
+        for attempt in (1, 2):
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._pool, fn, arg)
+            except BrokenProcessPool as exc:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                if attempt == 2:
+                    raise BackendDown(f"the CPU model's worker process died: {exc}") from exc
+        raise AssertionError("unreachable")
 
     async def refresh(self) -> list[ModelSpec]:
         return [self._spec]
 
     async def embed(self, model: str, texts: list[str], rank: int) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._model.encode, texts)
+        return await self._run(self._encode, texts)
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> np.ndarray:
         vocab = self._model.vocab_size
@@ -96,7 +132,7 @@ class CpuBackend:
                 raise InvalidArgument(
                     "input_ids.raw", f"row {row} holds a token id outside the vocabulary [0, {vocab})"
                 )
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._model.encode_ids, ids)
+        return await self._run(self._encode_ids, ids)
 
     def streams(self, model: str) -> bool:
         return False
@@ -106,3 +142,26 @@ class CpuBackend:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_process_model: Any = None
+
+
+def _load_model(parent: int) -> None:
+    """Worker-process start: die with the service (even on its kill -9), then load the model."""
+    global _process_model
+    with contextlib.suppress(OSError, AttributeError):  # PR_SET_PDEATHSIG: Linux only
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent:  # the service died before prctl took effect
+        os._exit(0)
+    from services.inference._minilm import MiniLM
+
+    _process_model = MiniLM.load()
+
+
+def _encode(texts: list[str]) -> np.ndarray:
+    return _process_model.encode(texts)
+
+
+def _encode_ids(ids: list[list[int]]) -> np.ndarray:
+    return _process_model.encode_ids(ids)

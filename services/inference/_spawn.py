@@ -18,10 +18,16 @@ from mesh.supervisor import guarded
 from mesh.v1 import inference_pb2_grpc
 
 
+class InferenceProcess(inference_pb2_grpc.InferenceServiceStub):
+    """A stub of a running inference service that also knows the service's pid."""
+
+    def __init__(self, channel: grpc.aio.Channel, pid: int) -> None:
+        super().__init__(channel)
+        self.pid = pid
+
+
 @contextlib.asynccontextmanager
-async def inference_process(
-    workdir: Path, *args: str, timeout_s: float = 60.0
-) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+async def inference_process(workdir: Path, *args: str, timeout_s: float = 60.0) -> AsyncIterator[InferenceProcess]:
     """A stub connected to a fresh inference service started with `args` (never registered in
     NATS); its log is ``workdir/inference.log``. Stopped (SIGTERM, then SIGKILL) on exit."""
     ready = workdir / f"inference-{uuid.uuid4().hex}.json"
@@ -40,7 +46,7 @@ async def inference_process(
             await asyncio.sleep(0.05)
         port = json.loads(ready.read_text())["grpc_port"]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield inference_pb2_grpc.InferenceServiceStub(channel)
+            yield InferenceProcess(channel, process.pid)
     finally:
         if process.returncode is None:
             process.terminate()

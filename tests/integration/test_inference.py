@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -19,14 +21,14 @@ from mesh.supervisor._triton import TritonServer
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.inference._minilm import MiniLM
-from services.inference._spawn import inference_process
+from services.inference._spawn import InferenceProcess, inference_process
 from tests.conftest import eventually
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 MODEL = "all-minilm-l6-v2"
 
 
-def inference_service(tmp: Path, *args: str) -> AbstractAsyncContextManager[inference_pb2_grpc.InferenceServiceStub]:
+def inference_service(tmp: Path, *args: str) -> AbstractAsyncContextManager[InferenceProcess]:
     """The inference service as its own process, probing backends often and resting a failed one 1 s."""
     return inference_process(tmp, "--probe-interval", "0.2", "--breaker-reset", "1.0", *args)
 
@@ -179,6 +181,35 @@ async def test_a_stream_cut_off_by_triton_is_finished_by_the_cpu_model(tmp_path:
     got = np.array([list(r.embedding.values) for r in partial])
     assert _cosines(got, minilm.encode(chunks).astype(np.float64)).min() > 0.9999
     assert triton.failures >= 1 and triton.texts_served < 300  # Triton did not finish it
+
+
+def _model_workers(pid: int) -> list[int]:
+    """Child processes of `pid` started by multiprocessing (the CPU model's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_the_cpu_model_runs_in_a_worker_process_that_is_replaced_when_it_dies(tmp_path: Path) -> None:
+    """The embedded model computes in a worker process (no GIL shared with the service); kill -9 of
+    that worker costs no request — the next call gets a fresh worker."""
+    async with inference_service(tmp_path) as stub:
+        before = await stub.Infer(inference_pb2.InferRequest(texts=["first"]))
+
+        async def worker() -> list[int]:
+            return _model_workers(stub.pid)
+
+        [first_worker] = await eventually(worker, what="the CPU model's worker process")
+        os.kill(first_worker, signal.SIGKILL)
+        after = await stub.Infer(inference_pb2.InferRequest(texts=["first"]), timeout=60)
+        assert after.backend == "cpu" and list(after.embeddings[0].values) == list(before.embeddings[0].values)
+        assert first_worker not in await worker()
 
 
 def _tensor(values: np.ndarray, datatype: str = "INT64", shape: list[int] | None = None) -> inference_pb2.Tensor:
