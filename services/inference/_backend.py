@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,13 +86,19 @@ class CpuBackend:
     def __init__(self, threads: int = 1, processes: bool = False) -> None:
         from services.inference._minilm import MiniLM
 
-        self._model = MiniLM.load()
-        self._spec = ModelSpec(self._model.name, self._model.dim, self._model.max_seq_length)
+        facts = MiniLM.facts()
+        self._spec = ModelSpec(facts.name, facts.dim, facts.max_seq_length)
+        self._vocab_size = facts.vocab_size
         self._threads = threads
         self._processes = processes
+        self._warm_up: Future[np.ndarray] | None = None
         self._pool = self._new_pool()
-        self._encode: Any = _encode if processes else self._model.encode
-        self._encode_ids: Any = _encode_ids if processes else self._model.encode_ids
+        if processes:  # the weights live in the worker processes only
+            self._encode: Any = _encode
+            self._encode_ids: Any = _encode_ids
+        else:
+            model = MiniLM.load()
+            self._encode, self._encode_ids = model.encode, model.encode_ids
         self.capacity = threads
 
     def _new_pool(self) -> Executor:
@@ -104,7 +110,9 @@ class CpuBackend:
             initializer=_load_model,
             initargs=(os.getpid(),),
         )
-        pool.submit(_encode, ["warm up"])  # start a worker (and load its model) now, not on a request
+        # Start a worker (and load its model) now, not on a request; `refresh` waits for it, so the
+        # service reports ready only once the model is loaded.
+        self._warm_up = pool.submit(_encode, ["warm up"])
         return pool
 
     async def _run(self, fn: Any, arg: Any) -> np.ndarray:
@@ -120,13 +128,19 @@ class CpuBackend:
         raise AssertionError("unreachable")
 
     async def refresh(self) -> list[ModelSpec]:
+        if self._warm_up is not None:
+            try:
+                await asyncio.wrap_future(self._warm_up)
+            except BrokenProcessPool as exc:
+                raise BackendDown(f"the CPU model's worker process died while loading: {exc}") from exc
+            self._warm_up = None
         return [self._spec]
 
     async def embed(self, model: str, texts: list[str], rank: int) -> np.ndarray:
         return await self._run(self._encode, texts)
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> np.ndarray:
-        vocab = self._model.vocab_size
+        vocab = self._vocab_size
         for row, seq in enumerate(ids):
             if min(seq) < 0 or max(seq) >= vocab:
                 raise InvalidArgument(

