@@ -103,8 +103,9 @@ async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:
         priority_class=ctx.spec.priority_class,
     )
     outputs: list[task_pb2.TaskOutput] = []
+    call = _inference(ctx).InferStream(request, timeout=600.0)
     try:
-        async for reply in _inference(ctx).InferStream(request, timeout=600.0):
+        async for reply in call:
             if reply.final:
                 break
             outputs.append(task_pb2.TaskOutput(embedding=reply.embedding))
@@ -112,6 +113,10 @@ async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:
                 await ctx.emit_partial(outputs[-1], reply.partial_confidence)
     except grpc.aio.AioRpcError as exc:
         raise _inference_failed(exc) from exc
+    finally:
+        # However the step ends — done, failed, or its chain moved on (a cancel can surface as a
+        # fenced write before the cancel notice arrives) — the stream, and Triton's request, end too.
+        call.cancel()
     if len(outputs) != len(texts):
         raise StepFailed("internal", f"inference streamed {len(outputs)} chunks for {len(texts)}", retryable=True)
     return outputs
