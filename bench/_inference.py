@@ -27,7 +27,7 @@ import numpy as np
 import tritonclient.grpc.aio as triton
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
-from mesh.supervisor._triton import TritonServer
+from mesh.supervisor._triton_server import TritonServer
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference._spawn import inference_process
 

@@ -34,13 +34,13 @@ class ChildState(enum.Enum):
 
 
 class Child:
-    def __init__(self, spec: ProcessSpec, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, spec: ProcessSpec, log_dir: Path) -> None:
         self.spec = spec
         self.state = ChildState.NEW
         self.restarts = 0
         self.process: asyncio.subprocess.Process | None = None
         self._log_path = log_dir / f"{spec.name}.log"
-        self._env = {**os.environ, **(env or {}), **spec.env}
+        self._env = {**os.environ, **spec.env}
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
         self._liveness: asyncio.Task[None] | None = None

@@ -128,9 +128,11 @@ def _service(
     )
 
 
-def _triton_spec(state_dir: Path, ports: _Ports) -> ProcessSpec:
-    grpc_port, http_port, metrics_port = ports.take(), ports.take(), ports.take()
-    launch = triton_launch(state_dir, grpc_port, http_port, metrics_port)
+def triton_spec(
+    state_dir: Path, grpc_port: int, http_port: int, metrics_port: int, config_name: str | None = None
+) -> ProcessSpec:
+    """tritonserver on the project's model repository (see `_triton.triton_launch`)."""
+    launch = triton_launch(state_dir, grpc_port, http_port, metrics_port, config_name=config_name)
     return ProcessSpec(
         name="triton",
         command=launch.command,
@@ -228,7 +230,7 @@ def build_plan(
         return _service(name, [py, "-m", module, *common, *extra], grpc_port, http_port, depends_on)
 
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
-    triton_specs = [_triton_spec(state_dir, ports)] if triton else []
+    triton_specs = [triton_spec(state_dir, ports.take(), ports.take(), ports.take())] if triton else []
     inference = service(
         "inference",
         "services.inference",

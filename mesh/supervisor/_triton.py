@@ -9,20 +9,12 @@ first on PATH, so this environment's bin directory leads PATH.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib.util
 import os
-import signal
 import sys
 import sysconfig
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiohttp
-
-from mesh.supervisor._binaries import guarded
 
 MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "inference" / "model_repository"
 _PROJECT_ROOT = MODEL_REPOSITORY.parents[2]
@@ -105,87 +97,3 @@ def triton_launch(
         "PYTHONPATH": ":".join(p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
     return TritonLaunch(command, env)
-
-
-class TritonServer:
-    """tritonserver on the project's model repository, on free ports, for tests and benchmarks
-    (`tidemesh up --triton` runs the same command under the supervisor).
-
-    It runs in its own session, so stopping it — even with SIGKILL, which Triton cannot pass on —
-    also ends its Python-backend stubs. `start()` after `stop()` reuses the ports: clients see the
-    same endpoint go away and come back."""
-
-    def __init__(self, state_dir: Path) -> None:
-        from mesh.supervisor._plan import free_port
-
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
-        self._launch = triton_launch(state_dir, self.grpc_port, self.http_port, self.metrics_port)
-        self._backends = state_dir / "triton" / "backends"
-        self.log_path = state_dir / "triton.log"
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stub_pids(self) -> list[int]:
-        """Its Python-backend stub processes (they run from its own backend directory)."""
-        marker = str(self._backends)
-        pids = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(proc.name))
-            except OSError:
-                continue  # gone meanwhile
-        return pids
-
-    async def start(self, timeout_s: float = 60.0) -> None:
-        with self.log_path.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                *guarded(self._launch.command),
-                env={**os.environ, **self._launch.env},
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while True:
-                if self._process.returncode is not None:
-                    raise RuntimeError(f"tritonserver exited with {self._process.returncode}:\n{self.log()[-3000:]}")
-                try:
-                    async with session.get(f"http://127.0.0.1:{self.http_port}/v2/health/ready") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass  # not listening yet
-                if time.monotonic() > deadline:
-                    await self.stop(kill=True)
-                    raise TimeoutError(f"tritonserver not ready within {timeout_s}s:\n{self.log()[-3000:]}")
-                await asyncio.sleep(0.1)
-
-    async def stop(self, kill: bool = False) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.returncode is None:
-            process.kill() if kill else process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # its stubs, should it have been killed
-
-    async def __aenter__(self) -> TritonServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()

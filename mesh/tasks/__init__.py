@@ -1,14 +1,13 @@
 """The task domain shared by scheduler and workers: kinds, validation, ids."""
 
 from mesh.tasks._catalog import KINDS, Kind, Step, kind_of
-from mesh.tasks._chunks import DEFAULT_CHUNK_WORDS, split_words
+from mesh.tasks._chunks import split_words
 from mesh.tasks._ids import new_task_id
 from mesh.tasks._payload import payload_from_json
 from mesh.tasks._qos import QOS_TIERS, qos_tier
 from mesh.tasks._validate import SCHEMA_VERSION, Limits, check_task_id, validate_spec
 
 __all__ = [
-    "DEFAULT_CHUNK_WORDS",
     "KINDS",
     "QOS_TIERS",
     "SCHEMA_VERSION",

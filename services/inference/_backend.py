@@ -115,17 +115,16 @@ class CpuBackend:
         self._warm_up = pool.submit(_encode, ["warm up"])
         return pool
 
-    async def _run(self, fn: Any, arg: Any) -> np.ndarray:
+    async def _run(self, fn: Any, arg: Any, retry: bool = True) -> np.ndarray:
         """`fn(arg)` on the pool; a worker process that died is replaced and the call tried once more."""
-        for attempt in (1, 2):
-            try:
-                return await asyncio.get_running_loop().run_in_executor(self._pool, fn, arg)
-            except BrokenProcessPool as exc:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                if attempt == 2:
-                    raise BackendDown(f"the CPU model's worker process died: {exc}") from exc
-        raise AssertionError("unreachable")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, arg)
+        except BrokenProcessPool as exc:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            if not retry:
+                raise BackendDown(f"the CPU model's worker process died: {exc}") from exc
+        return await self._run(fn, arg, retry=False)
 
     async def refresh(self) -> list[ModelSpec]:
         if self._warm_up is not None:

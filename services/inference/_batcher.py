@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class Batcher:
         self._order = itertools.count()
         self._loop_task: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
-        self._call_done = asyncio.Condition()
+        self._room = asyncio.Event()  # set when a model call ends
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run())
@@ -59,22 +60,19 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            async with self._call_done:  # a batch forms when the backends have room for it
-                await self._call_done.wait_for(lambda: len(self._calls) < self._router.capacity(self._model))
+            while len(self._calls) >= self._router.capacity(self._model):  # a batch forms when there is room
+                self._room.clear()
+                await self._room.wait()
             batch = await self._gather()
             call = asyncio.create_task(self._call(batch))
             self._calls.add(call)
             call.add_done_callback(self._finished)
             for request in batch:  # the last request to go away cancels the model call
-                request.done.add_done_callback(lambda _, b=batch, c=call: _abandoned(b) and c.cancel())
+                request.done.add_done_callback(partial(_on_done, batch, call))
 
     def _finished(self, call: asyncio.Task[None]) -> None:
         self._calls.discard(call)
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._call_done:
-            self._call_done.notify_all()
+        self._room.set()
 
     async def _gather(self) -> list[_Request]:
         loop = asyncio.get_running_loop()
@@ -118,8 +116,9 @@ class Batcher:
             offset += len(request.texts)
 
 
-def _abandoned(batch: list[_Request]) -> bool:
-    return all(r.done.cancelled() for r in batch)
+def _on_done(batch: list[_Request], call: asyncio.Task[None], done: asyncio.Future[object]) -> None:
+    if done.cancelled() and all(r.done.cancelled() for r in batch):
+        call.cancel()
 
 
 class Batchers:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TypeVar
 
 import numpy as np
@@ -44,9 +45,7 @@ class _Slot:
     last_error: str = ""
 
     def usable(self, model: str) -> bool:
-        if model not in self.models:
-            return False
-        return self.breaker.would_allow()
+        return model in self.models and self.breaker.would_allow()
 
     def expected_wait(self) -> float:
         return (self.in_flight + 1) / max(self.backend.capacity, 1) * self.latency_s
@@ -79,9 +78,9 @@ class Router:
 
     # ---- registry -------------------------------------------------------------------------
 
-    def models(self) -> dict[str, ModelSpec]:
+    def models(self) -> Mapping[str, ModelSpec]:
         """Every model a backend has registered (held now or before), first registration first."""
-        return dict(self._known)
+        return MappingProxyType(self._known)
 
     def capacity(self, model: str) -> int:
         return sum(s.backend.capacity for s in self._slots if model in s.models) or 1
@@ -144,7 +143,10 @@ class Router:
         chosen = min(with_room or candidates, key=_Slot.expected_wait)
         return chosen if chosen.breaker.allows() else None
 
-    async def _call(self, model: str, size: int, call: Callable[[InferenceBackend], Awaitable[T]], tokens: bool) -> T:
+    async def _call(
+        self, model: str, size: int, call: Callable[[InferenceBackend], Awaitable[T]], tokens: bool
+    ) -> tuple[T, str]:
+        """`call` on the best backend for `model`, falling back on failure; its result and the backend's name."""
         tried: set[int] = set()
         previous: _Slot | None = None
         while True:
@@ -170,7 +172,7 @@ class Router:
             slot.texts_served += size
             slot.breaker.success()
             METRICS.inference_requests.labels(model, slot.backend.name).inc(size)
-            return result
+            return result, slot.backend.name
 
     def _failed(self, slot: _Slot, exc: BackendDown, fatal: bool) -> None:
         trips = slot.breaker.trips
@@ -183,10 +185,10 @@ class Router:
 
     async def embed(self, model: str, texts: list[str], rank: int) -> tuple[np.ndarray, str]:
         """Vectors for `texts` and the name of the backend that computed them."""
-        return await self._call(model, len(texts), lambda b: _named(b, b.embed(model, texts, rank)), tokens=False)
+        return await self._call(model, len(texts), lambda b: b.embed(model, texts, rank), tokens=False)
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> tuple[np.ndarray, str]:
-        return await self._call(model, len(ids), lambda b: _named(b, b.embed_tokens(model, ids)), tokens=True)
+        return await self._call(model, len(ids), lambda b: b.embed_tokens(model, ids), tokens=True)
 
     def streaming_backend(self, model: str) -> InferenceBackend | None:
         """A healthy backend that streams `model` natively, if one has room (else the service chunks)."""
@@ -210,7 +212,3 @@ class Router:
             raise
         finally:
             slot.in_flight -= 1
-
-
-async def _named(backend: InferenceBackend, call: Awaitable[np.ndarray]) -> tuple[np.ndarray, str]:
-    return await call, backend.name

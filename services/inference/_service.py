@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc.aio
 import numpy as np
@@ -132,8 +132,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         )
 
 
-def _check_texts(texts: list[str] | object) -> None:
-    texts = list(texts)  # type: ignore[call-overload]
+def _check_texts(texts: Sequence[str]) -> None:
     if not texts:
         raise InvalidArgument("texts", "at least one text (or input_ids) is required")
     if len(texts) > MAX_TEXTS:

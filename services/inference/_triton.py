@@ -51,7 +51,7 @@ class TritonBackend:
         self.capacity = capacity
         self._timeout_s = timeout_s
         self._client = triton.InferenceServerClient(address, channel_args=_CHANNEL)
-        self._specs: dict[str, ModelSpec] = {}
+        self._specs: dict[str, ModelSpec | None] = {}  # None: a model that is not an embedding model
         self._max_batch: dict[str, int] = {}
         self._streaming: set[str] = set()
 
@@ -62,11 +62,11 @@ class TritonBackend:
             index = await self._client.get_model_repository_index(as_json=True, client_timeout=2.0)
             ready = {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
             specs: dict[str, ModelSpec] = {}
-            for name in ready - {n for n in ready if n.endswith(CHUNK_SUFFIX)}:
+            for name in (n for n in ready if not n.endswith(CHUNK_SUFFIX)):
                 if name not in self._specs:
                     await self._learn(name)
-                if name in self._specs:
-                    specs[name] = self._specs[name]
+                if (spec := self._specs[name]) is not None:
+                    specs[name] = spec
         except InferenceServerException as exc:
             raise _failure(exc, "refresh") from exc
         self._streaming = {n.removesuffix(CHUNK_SUFFIX) for n in ready if n.endswith(CHUNK_SUFFIX)} & set(specs)
@@ -76,9 +76,10 @@ class TritonBackend:
         """Dimensions and batch limit from the model's metadata and config (once per model)."""
         metadata = await self._client.get_model_metadata(name, as_json=True, client_timeout=2.0)
         config = (await self._client.get_model_config(name, as_json=True, client_timeout=2.0))["config"]
-        [output] = [o for o in metadata["outputs"] if o["name"] == "EMBEDDING"] or [None]
+        output = next((o for o in metadata["outputs"] if o["name"] == "EMBEDDING"), None)
         if output is None:
-            return  # not an embedding model
+            self._specs[name] = None
+            return
         dimensions = int(output["shape"][-1])
         max_length = int(config.get("parameters", {}).get("max_sequence_length", {}).get("string_value", 256))
         self._specs[name] = ModelSpec(name, dimensions, max_length)
@@ -106,7 +107,7 @@ class TritonBackend:
         return np.asarray(result.as_numpy("EMBEDDING"), dtype=np.float32)
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> np.ndarray:
-        raise InvalidArgument("tokens", "the Triton backend takes text only")
+        raise InvalidArgument("input_ids", "the Triton backend takes text only")
 
     def streams(self, model: str) -> bool:
         return model in self._streaming

@@ -11,7 +11,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from mesh.tasks import DEFAULT_CHUNK_WORDS, split_words
+from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     request = inference_pb2.InferStreamRequest(
         model=document.model,
         text=" ".join(texts),
-        chunk_words=document.chunk_words or DEFAULT_CHUNK_WORDS,
+        chunk_words=document.chunk_words,
         priority_class=ctx.spec.priority_class,
     )
     outputs: list[task_pb2.TaskOutput] = []

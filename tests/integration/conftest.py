@@ -14,7 +14,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
-from mesh.supervisor._triton import TritonServer, triton_available
+from mesh.supervisor._triton import triton_available
+from mesh.supervisor._triton_server import TritonServer
 
 pytestmark = pytest.mark.integration
 

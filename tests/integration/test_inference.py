@@ -17,7 +17,7 @@ import grpc.aio
 import numpy as np
 import pytest
 
-from mesh.supervisor._triton import TritonServer
+from mesh.supervisor._triton_server import TritonServer
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.inference._minilm import MiniLM

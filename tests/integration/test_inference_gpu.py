@@ -14,7 +14,7 @@ import pytest
 import tritonclient.grpc.aio as triton
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
-from mesh.supervisor._triton import TritonServer
+from mesh.supervisor._triton_server import TritonServer
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 
