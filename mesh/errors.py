@@ -6,10 +6,18 @@
     ├── Conflict            state does not allow the operation      → FAILED_PRECONDITION / HTTP 409
     ├── ResourceExhausted   overload or quota; carries retry_after_s → RESOURCE_EXHAUSTED / HTTP 429
     ├── Unavailable         a dependency is down; safe to retry     → UNAVAILABLE / HTTP 503
-    └── DeadlineExceeded    the task's deadline passed              → DEADLINE_EXCEEDED / HTTP 504
+    ├── DeadlineExceeded    the task's deadline passed              → DEADLINE_EXCEEDED / HTTP 504
+    ├── Unauthenticated     no credential, or a bad one             → UNAUTHENTICATED / HTTP 401
+    └── PermissionDenied    a credential that may not do this       → PERMISSION_DENIED / HTTP 403
 
+MeshError itself (a bug, or a failure nobody classified) is INTERNAL / HTTP 500, which
+no client retries.
+
+Each class carries its status as class attributes (`grpc_code`, the name of a
+`grpc.StatusCode`, and `http_status`), so a subclass inherits its parent's unless
+it says otherwise: a new error is classified the moment it names its parent.
 Lower-layer errors (nats, grpc) are translated into these at the boundary that
-sees them; `mesh.rpc` maps them to gRPC status codes in one place.
+sees them; `mesh.rpc` and the gateway's HTTP surface read the attributes.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ class MeshError(Exception):
     """Base of every error tidemesh raises on purpose."""
 
     error_class = "internal"
+    grpc_code = "INTERNAL"
+    http_status = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -29,6 +39,8 @@ class InvalidArgument(MeshError):
     """The request is malformed; `field` is its dotted path, e.g. ``spec.payload.echo``."""
 
     error_class = "invalid_input"
+    grpc_code = "INVALID_ARGUMENT"
+    http_status = 400
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -38,16 +50,22 @@ class InvalidArgument(MeshError):
 
 class NotFound(MeshError):
     error_class = "not_found"
+    grpc_code = "NOT_FOUND"
+    http_status = 404
 
 
 class Conflict(MeshError):
     error_class = "conflict"
+    grpc_code = "FAILED_PRECONDITION"
+    http_status = 409
 
 
 class ResourceExhausted(MeshError):
     """The mesh is saturated or a quota is spent; retry after `retry_after_s` seconds."""
 
     error_class = "resource_exhausted"
+    grpc_code = "RESOURCE_EXHAUSTED"
+    http_status = 429
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
@@ -56,19 +74,27 @@ class ResourceExhausted(MeshError):
 
 class Unavailable(MeshError):
     error_class = "dependency_down"
+    grpc_code = "UNAVAILABLE"
+    http_status = 503
 
 
 class DeadlineExceeded(MeshError):
     error_class = "timeout"
+    grpc_code = "DEADLINE_EXCEEDED"
+    http_status = 504
 
 
 class Unauthenticated(MeshError):
     """No credential, or one that is malformed, expired or revoked."""
 
     error_class = "unauthenticated"
+    grpc_code = "UNAUTHENTICATED"
+    http_status = 401
 
 
 class PermissionDenied(MeshError):
     """A valid credential that does not allow this operation or this tenant."""
 
     error_class = "permission_denied"
+    grpc_code = "PERMISSION_DENIED"
+    http_status = 403

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import grpc
 import grpc.aio
 
 from clients.sdk._credentials import credential_interceptors
+from clients.sdk._retry import jittered, should_resume, should_retry
 from mesh.errors import InvalidArgument
 from mesh.fabric import CLASS_OF_LANE
 from mesh.rpc import raise_from_rpc_error
@@ -94,8 +94,9 @@ class Client:
         """Admit one task; returns once it is durably stored. `deadline_s` is relative to now.
 
         Transient failures (UNAVAILABLE: a broker node failing over, a service restarting) are
-        retried with backoff for up to `timeout_s`. Every try carries the same idempotency key
-        (one is generated when none is given), so a retried submit never creates a second task.
+        retried with backoff for up to `timeout_s` (see `_retry`). Every try carries the same
+        idempotency key (one is generated when none is given), so a retried submit never creates
+        a second task.
         """
         key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
         spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos)
@@ -107,9 +108,9 @@ class Client:
                     gateway_pb2.SubmitTaskRequest(spec=spec), timeout=max(0.5, deadline - time.monotonic())
                 )
             except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay_s > deadline:
+                if not should_retry(exc, idempotent=True) or time.monotonic() + delay_s > deadline:
                     raise_from_rpc_error(exc)
-            await asyncio.sleep(delay_s * (0.5 + random.random() / 2))
+            await asyncio.sleep(jittered(delay_s))
             delay_s = min(delay_s * 2, 2.0)
 
     def spec(
@@ -193,12 +194,10 @@ class Client:
                         return
                 return
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL) or (
-                    failures >= self._max_resume_attempts
-                ):
+                if not should_resume(exc) or failures >= self._max_resume_attempts:
                     raise_from_rpc_error(exc)
                 failures += 1
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures) * (0.5 + random.random() / 2))
+                await asyncio.sleep(jittered(min(5.0, 0.1 * 2**failures)))
             finally:
                 self._streams.discard(stream_id)
                 call.cancel()

@@ -17,24 +17,31 @@ import grpc.aio
 
 from mesh import errors
 
-_CODES: dict[type[errors.MeshError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-}
+
+def _canonical_classes() -> dict[grpc.StatusCode, type[errors.MeshError]]:
+    """For each code, the most general class of `mesh.errors` that carries it: what a
+    status coming back from another service is raised as."""
+    by_code: dict[grpc.StatusCode, type[errors.MeshError]] = {}
+    for value in vars(errors).values():
+        if isinstance(value, type) and issubclass(value, errors.MeshError):
+            code = code_of(value)
+            known = by_code.get(code)
+            if known is None or len(value.__mro__) < len(known.__mro__):
+                by_code[code] = value
+    return by_code
+
+
+def code_of(error_type: type[errors.MeshError]) -> grpc.StatusCode:
+    """The gRPC code of an error class: its own `grpc_code`, else the nearest parent's."""
+    return grpc.StatusCode[error_type.grpc_code]
 
 
 def status_of(exc: errors.MeshError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
     """The gRPC code and trailing metadata that represent `exc`."""
-    code = _CODES.get(type(exc), grpc.StatusCode.INTERNAL)
+    code = code_of(type(exc))
     trailers: list[tuple[str, str]] = [("tidemesh-error-class", exc.error_class)]
-    if isinstance(exc, errors.InvalidArgument):
-        trailers.append(("tidemesh-field", exc.field))
+    if field := getattr(exc, "field", ""):  # InvalidArgument always; Conflict when it names one
+        trailers.append(("tidemesh-field", field))
     if isinstance(exc, errors.ResourceExhausted):
         trailers.append(("retry-after", f"{exc.retry_after_s:.3f}"))
     return code, tuple(trailers)
@@ -48,24 +55,33 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: errors.MeshError) -
 
 
 def raise_from_rpc_error(exc: grpc.aio.AioRpcError) -> NoReturn:
-    """Re-raise a downstream gRPC failure as the matching MeshError."""
+    """Re-raise a downstream gRPC failure as the matching MeshError.
+
+    A code no class of `mesh.errors` carries (INTERNAL, UNKNOWN, CANCELLED, …) is raised as the
+    base MeshError: INTERNAL, which nobody retries — a bug does not go away by calling again."""
     trailers = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
     code = exc.code()
     details = exc.details() or code.name
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        field = trailers.get("tidemesh-field", "")
+    error_type = _CANONICAL.get(code, errors.MeshError)
+    field = trailers.get("tidemesh-field", "")
+    if issubclass(error_type, errors.InvalidArgument):
         reason = details.removeprefix(f"{field}: ") if field else details
-        raise errors.InvalidArgument(field or "request", reason) from exc
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        raise errors.ResourceExhausted(details, float(trailers.get("retry-after", "1"))) from exc
-    if code == grpc.StatusCode.NOT_FOUND:
-        raise errors.NotFound(details) from exc
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        raise errors.Conflict(details) from exc
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        raise errors.DeadlineExceeded(details) from exc
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        raise errors.Unauthenticated(details) from exc
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        raise errors.PermissionDenied(details) from exc
-    raise errors.Unavailable(f"{code.name}: {details}") from exc
+        raise error_type(field or "request", reason) from exc
+    if issubclass(error_type, errors.ResourceExhausted):
+        raise error_type(details, _seconds(trailers.get("retry-after", ""))) from exc
+    if issubclass(error_type, errors.Conflict) and field:
+        raise error_type(details, field) from exc
+    if error_type is errors.MeshError:
+        raise errors.MeshError(f"{code.name}: {details}") from exc
+    raise error_type(details) from exc
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 1.0
+    return value if value > 0 else 1.0
+
+
+_CANONICAL = _canonical_classes()

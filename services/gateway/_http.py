@@ -36,18 +36,6 @@ from services.gateway._leases import StreamLease, guarded
 from services.gateway._openapi import openapi_document
 from services.gateway._websocket import WebSocketSession
 
-_HTTP_STATUS = {
-    "invalid_input": 400,
-    "not_found": 404,
-    "conflict": 409,
-    "resource_exhausted": 429,
-    "unauthenticated": 401,
-    "permission_denied": 403,
-    "dependency_down": 503,
-    "timeout": 504,
-}
-
-
 SSE_PING_S = 15.0
 
 
@@ -267,4 +255,5 @@ def _error_body(exc: MeshError) -> dict[str, Any]:
 def _error(exc: MeshError) -> web.Response:
     # HTTP's Retry-After is whole seconds: round up so a client never comes back early.
     headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(exc, ResourceExhausted) else None
-    return web.json_response(_error_body(exc), status=_HTTP_STATUS.get(exc.error_class, 500), headers=headers)
+    # The status is the error class's own (`mesh.errors`): a subclass gets its parent's.
+    return web.json_response(_error_body(exc), status=exc.http_status, headers=headers)

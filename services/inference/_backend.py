@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mesh.errors import InvalidArgument, MeshError
+from mesh.errors import InvalidArgument, Unavailable
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,8 @@ class Chunk:
     confidence: float
 
 
-class BackendDown(MeshError):
+class BackendDown(Unavailable):
     """The backend could not answer (unreachable, crashed, model unloaded); another may."""
-
-    error_class = "dependency_down"
 
 
 class InferenceBackend(Protocol):

@@ -42,8 +42,12 @@ def test_each_error_has_its_status_and_round_trips(exc: errors.MeshError, code: 
         assert caught.value.retry_after_s == pytest.approx(2.5)
 
 
-def test_unexpected_status_becomes_unavailable() -> None:
-    """A status tidemesh does not use on purpose surfaces as Unavailable, never a silent success."""
-    error = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
-    with pytest.raises(errors.Unavailable, match="INTERNAL: boom"):
+@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS])
+def test_unexpected_status_becomes_internal_not_unavailable(code: grpc.StatusCode) -> None:
+    """A status no error class carries surfaces as the base MeshError (INTERNAL), never as the
+    retryable Unavailable."""
+    error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+    with pytest.raises(errors.MeshError, match=f"{code.name}: boom") as caught:
         raise_from_rpc_error(error)
+    assert type(caught.value) is errors.MeshError
+    assert status_of(caught.value)[0] == grpc.StatusCode.INTERNAL
