@@ -33,7 +33,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.resource_monitors.downstream_connections.v3 import downstream_connections_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
-from envoy.type.matcher.v3 import string_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
@@ -58,15 +58,38 @@ _HEADER = (
     "# CI runs `python -m mesh.edge check envoy/tidemesh.yaml` and fails on drift.\n"
 )
 _CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
+# Request headers a browser may send (the preflight must list each, or Chromium blocks the call):
+# gRPC-Web's own (connect-web sends content-type, x-grpc-web, x-user-agent and grpc-timeout), both
+# credential forms the gateway accepts, and SSE's resume position. The session header is added per config.
 _CORS_BASE_HEADERS = (
     "content-type",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
     "authorization",
+    "x-api-key",
     "last-event-id",
 )
-_CORS_EXPOSE = ("grpc-status", "grpc-message", "retry-after")
+# Response headers a browser script may read. Every unary error is trailers-only, so its status and
+# details arrive as headers: without these a page sees a bare code and no field. tidemesh-stream-id
+# (WatchTask's initial metadata) is what RefreshStreamCredential needs.
+_CORS_EXPOSE = (
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "retry-after",
+    "tidemesh-error-class",
+    "tidemesh-field",
+    "tidemesh-stream-id",
+    "x-tidemesh-replica",
+    "x-request-id",
+)
+# gRPC-Web's JSON codec: Envoy translates only the protobuf ones, and the gateway speaks protobuf only.
+_GRPC_WEB_JSON = r"(?i)application/grpc-web(-text)?\+json.*"
+_GRPC_WEB_JSON_MESSAGE = (
+    "content-type: application/grpc-web+json is not supported; "
+    "use application/grpc-web+proto or application/grpc-web-text"
+)
 _CONNECT_TIMEOUT_S = 2
 # Server streams, SSE and WebSockets may sit idle for a long time; only cut truly dead ones.
 _KEEPALIVE_S = 15
@@ -174,6 +197,59 @@ def _route_action(cfg: EdgeConfig, cluster: str) -> route_components_pb2.RouteAc
     )
 
 
+def _headers_to_add(headers: dict[str, str]) -> list[base_pb2.HeaderValueOption]:
+    option = base_pb2.HeaderValueOption
+    return [
+        option(header=base_pb2.HeaderValue(key=k, value=v), append_action=option.OVERWRITE_IF_EXISTS_OR_ADD)
+        for k, v in headers.items()
+    ]
+
+
+def _grpc_web_json_routes(cfg: EdgeConfig) -> list[route_components_pb2.Route]:
+    """Trailers-only INVALID_ARGUMENT naming content-type, answered by Envoy itself.
+
+    Routed on to the gateway, such a call would reach its HTTP/2 port untranslated and come back
+    as 503 "upstream connect error", which clients take for a retryable outage. The CORS filter
+    skips direct responses, so the routes add its headers themselves: one route per allowed
+    origin echoes that origin (as the filter would), a last one answers every other caller without them.
+    """
+    reply = {
+        "grpc-status": "3",  # INVALID_ARGUMENT: never retried
+        "grpc-message": _GRPC_WEB_JSON_MESSAGE,  # printable ASCII without '%': no percent-encoding needed
+        "tidemesh-error-class": "invalid_input",
+        "tidemesh-field": "content-type",
+    }
+    cors = {
+        "access-control-allow-origin": "%REQ(origin)%",
+        "access-control-expose-headers": ", ".join(_CORS_EXPOSE),
+        "vary": "origin",
+    }
+    json_type = route_components_pb2.HeaderMatcher(
+        name="content-type",
+        string_match=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=_GRPC_WEB_JSON)),
+    )
+    by_origin: list[tuple[str, list[route_components_pb2.HeaderMatcher], dict[str, str]]] = []
+    for index, origin in enumerate(cfg.cors_allow_origins):
+        # Like the filter's allow_origin_string_match: an exact "*" allows any origin.
+        allowed = (
+            route_components_pb2.HeaderMatcher(name="origin", present_match=True)
+            if origin == "*"
+            else route_components_pb2.HeaderMatcher(name="origin", string_match=string_pb2.StringMatcher(exact=origin))
+        )
+        by_origin.append((f"grpc-web-json-unsupported-cors-{index}", [json_type, allowed], {**reply, **cors}))
+    by_origin.append(("grpc-web-json-unsupported", [json_type], reply))
+    return [
+        route_components_pb2.Route(
+            name=name,
+            match=route_components_pb2.RouteMatch(prefix="/", headers=matchers),
+            # gRPC-Web carries a trailers-only status in an HTTP 200 (a 4xx would read as UNKNOWN/INTERNAL).
+            direct_response=route_components_pb2.DirectResponseAction(status=200),
+            response_headers_to_add=_headers_to_add(headers),
+        )
+        for name, matchers, headers in by_origin
+    ]
+
+
 def _route_config(cfg: EdgeConfig) -> route_pb2.RouteConfiguration:
     grpc_match = route_components_pb2.RouteMatch(
         prefix="/",
@@ -189,6 +265,7 @@ def _route_config(cfg: EdgeConfig) -> route_pb2.RouteConfiguration:
         name="tidemesh",
         domains=["*"],
         routes=[
+            *_grpc_web_json_routes(cfg),  # before "grpc": their content-type also starts with application/grpc
             route_components_pb2.Route(name="grpc", match=grpc_match, route=_route_action(cfg, GRPC_CLUSTER)),
             # The gateway's Prometheus endpoint is for scrapers on its own port, not the public one.
             route_components_pb2.Route(
