@@ -29,8 +29,20 @@ $(STAMP): pyproject.toml
 run: venv ## boot the mesh (NATS, Envoy, all services), run the demo tasks, stay up until Ctrl-C
 	$(BIN)/tidemesh up --demo
 
-test: venv check ## contract/drift checks, then the whole test suite on real components
+test: venv check browser ## contract/drift checks, then the whole test suite on real components
 	$(BIN)/pytest
+
+# tests/browser runs Debian's Chromium through Playwright (never `playwright install`, which downloads).
+CHROMIUM := /usr/bin/chromium
+browser: ## install Debian's chromium for tests/browser when missing (apt); those tests skip only without it
+	@[ -x $(CHROMIUM) ] || { echo "installing chromium (Debian) for tests/browser"; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get install -y -q chromium >/dev/null || \
+	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q chromium >/dev/null; } || \
+	  echo "could not install chromium: tests/browser will skip"; }
+
+web: venv ## regenerate and bundle clients/web (Node 20+; npm ci, protoc-gen-es, esbuild); dist/ is checked in
+	cd clients/web && npm ci --no-audit --no-fund && npm run build
 
 check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, ruff
 	buf lint
@@ -59,4 +71,4 @@ soak: venv ## the chaos suite under a longer load (TIDEMESH_SOAK_S seconds per f
 clean: ## remove the venv and local state
 	rm -rf $(VENV) state .tilt-state
 
-.PHONY: help venv run test check proto bench soak clean
+.PHONY: help venv run test check proto bench soak clean browser web
