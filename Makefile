@@ -54,6 +54,11 @@ check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, 
 	  diff -r -x __pycache__ $$tmp/clients/betterproto clients/betterproto && rm -rf $$tmp && \
 	  echo "generated code: no drift" || { rm -rf $$tmp; echo "generated code is stale: run make proto"; exit 1; }
 	$(BIN)/python -m mesh.edge check envoy/tidemesh.yaml
+	@# The browser bundle is checked in; where `make web` has installed its tools, rebuild it and require no change.
+	@if [ -d clients/web/node_modules ]; then (cd clients/web && npm run -s build >/dev/null) && \
+	  git diff --exit-code --stat -- clients/web/dist clients/web/src/gen && echo "clients/web bundle: no drift" || \
+	  { echo "clients/web bundle is stale: commit what make web wrote"; exit 1; }; \
+	else echo "clients/web bundle: not checked (no node_modules; make web installs them)"; fi
 	$(BIN)/ruff check .
 
 proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2) and envoy/tidemesh.yaml
