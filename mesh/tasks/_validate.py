@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass
 
@@ -19,6 +21,11 @@ class Limits:
     max_payload_bytes: int = 64 * 1024
     max_idempotency_key: int = 256
     max_labels: int = 32
+    max_label_key: int = 63
+    max_label_value: int = 256
+    # The whole serialized spec: the payload's 64 KiB plus labels, keys and ids. A work item or
+    # event carries the spec, so this keeps every message well under the broker's 1 MiB limit.
+    max_spec_bytes: int = 96 * 1024
     max_stream_chunks: int = 10_000
     max_chunk_delay_ms: int = 10_000
     max_chunk_words: int = 512
@@ -27,6 +34,10 @@ class Limits:
 
 
 _TOKEN_RULE = "must be 1-64 characters of A-Z a-z 0-9 _ -"
+# Label keys look like `team`, `app.kubernetes.io/name` or `tidemesh.replay_of`.
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_ECHOED_KEY_CHARS = 128
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_task_id(task_id: str, field: str = "task_id") -> str:
@@ -68,11 +79,32 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
         raise InvalidArgument("spec.deadline", "is in the past")
     if len(spec.ordering_key) > limits.max_idempotency_key:
         raise InvalidArgument("spec.ordering_key", f"longer than {limits.max_idempotency_key} characters")
-    if len(spec.labels) > limits.max_labels:
-        raise InvalidArgument("spec.labels", f"more than {limits.max_labels} labels")
+    _validate_labels(spec, limits)
     if spec.parent_task_id:
         check_task_id(spec.parent_task_id, "spec.parent_task_id")
     _validate_payload(spec, kind.payload_field, limits)
+    size = spec.ByteSize()
+    if size > limits.max_spec_bytes:
+        raise InvalidArgument("spec", f"is {size} bytes serialized, over the {limits.max_spec_bytes}-byte limit")
+
+
+def _validate_labels(spec: task_pb2.TaskSpec, limits: Limits) -> None:
+    if len(spec.labels) > limits.max_labels:
+        raise InvalidArgument("spec.labels", f"more than {limits.max_labels} labels")
+    for key in sorted(spec.labels):
+        # JSON quoting keeps the path ASCII (it travels as gRPC metadata); a huge key is not echoed.
+        field = f"spec.labels[{json.dumps(key)}]" if len(key) <= _ECHOED_KEY_CHARS else "spec.labels"
+        if not 1 <= len(key) <= limits.max_label_key or not _LABEL_KEY_RE.match(key):
+            raise InvalidArgument(
+                field,
+                f"label keys must be 1-{limits.max_label_key} characters of A-Z a-z 0-9 . _ / -, "
+                "starting with a letter or digit",
+            )
+        value = spec.labels[key]
+        if len(value) > limits.max_label_value:
+            raise InvalidArgument(field, f"value longer than {limits.max_label_value} characters")
+        if _CONTROL_RE.search(value):
+            raise InvalidArgument(field, "value holds control characters")
 
 
 def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> None:
