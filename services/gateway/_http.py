@@ -32,9 +32,10 @@ from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
 from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
+from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._openapi import openapi_document
-from services.gateway._websocket import WebSocketSession
+from services.gateway._websocket import BoundedWebSocket, WebSocketSession
 
 SSE_PING_S = 15.0
 
@@ -63,8 +64,7 @@ def http_app(
         try:
             if admit is None:
                 raise NotFound("this gateway does not accept submissions over HTTP")
-            body = _parse(await request.read(), "body")
-            spec = _spec_from_json(body)
+            spec = _spec_from_json(parse_object(await request.read(), "body"))
             admitted = await admit(spec, request["principal"])
         except MeshError as exc:
             return _error(exc)
@@ -80,6 +80,8 @@ def http_app(
             limit = request.query.get("limit", "0")
             if not (limit.isascii() and limit.isdigit()):
                 raise InvalidArgument("limit", f"must be a whole number, got {limit!r}")
+            if request.query.get("tenant") == "":
+                raise InvalidArgument("tenant", _EMPTY_TENANT)
             tasks, token = await listing(
                 request.query.get("tenant", ""), int(limit), request.query.get("page_token", ""), request["principal"]
             )
@@ -126,7 +128,8 @@ def http_app(
                 raise NotFound("this gateway does not cancel over HTTP")
             check_task_id(task_id)
             raw = await request.read()
-            body = _parse(raw, "body") if raw.strip() else {}
+            body = parse_object(raw, "body") if raw.strip() else {}
+            reject_unknown(body, _CANCEL_FIELDS)
             reason = body.get("reason", "")
             if not isinstance(reason, str):
                 raise InvalidArgument("reason", "must be a string")
@@ -139,14 +142,14 @@ def http_app(
         return web.json_response(document)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=SSE_PING_S)
+        ws = BoundedWebSocket(heartbeat=SSE_PING_S)
         await ws.prepare(request)
         session = WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body, guard, request["principal"])
         await session.run()
         return ws
 
     document = openapi_document()
-    app = web.Application(middlewares=[authenticate])
+    app = web.Application(middlewares=[_json_errors, authenticate], client_max_size=MAX_DOCUMENT_BYTES)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/v1/tasks", submit_task)
     app.router.add_get("/v1/tasks", list_tasks)
@@ -156,6 +159,29 @@ def http_app(
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/ws", websocket)
     return app
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own answers (no route, a method the route lacks, a body over client_max_size) in
+    the one JSON error shape, so a client reads every error the same way."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body: dict[str, Any] = {"type": "error", "error_class": "invalid_input", "message": exc.reason}
+        if exc.status == 404:
+            body.update(error_class="not_found", message=f"no route {request.method} {request.path}")
+        elif exc.status == 405:
+            allowed = exc.headers.get("Allow", "")
+            body.update(field="method", message=f"{request.method} is not allowed here (allowed: {allowed})")
+        elif exc.status == 413:
+            body.update(field="body", message=f"over the {MAX_DOCUMENT_BYTES}-byte limit")
+        elif exc.status >= 500:
+            body.update(error_class="internal")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return web.json_response(body, status=exc.status, headers=headers)
 
 
 _PUBLIC: frozenset[str] = frozenset()  # every /v1 route needs a credential when auth is on
@@ -211,20 +237,19 @@ async def _sse(
     return response
 
 
-def _parse(data: str | bytes, what: str = "frame") -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(what, f"not JSON: {exc.msg} at position {exc.pos}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(what, f"not UTF-8 text: byte {exc.start}") from exc
-    if not isinstance(value, dict):
-        raise InvalidArgument(what, "must be a JSON object")
-    return value
+_EMPTY_TENANT = "must not be empty: leave it out to act for the credential's own tenant"
+_SUBMIT_FIELDS = frozenset(
+    {"kind", "tenant", "priority", "payload", "qos", "idempotency_key", "ordering_key", "task_id"}
+)
+_CANCEL_FIELDS = frozenset({"reason"})
 
 
 def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
-    """A TaskSpec from the REST body; the payload's fields go under the kind's payload case."""
+    """A TaskSpec from the REST body; the payload's fields go under the kind's payload case.
+
+    A field this surface does not know is an error, never dropped: a misspelt `priority` would
+    otherwise run the task in another class without a word."""
+    reject_unknown(body, _SUBMIT_FIELDS)
     kind = body.get("kind")
     if not isinstance(kind, str):
         raise InvalidArgument("kind", "must be a string naming a task kind")
@@ -242,6 +267,11 @@ def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
         if not isinstance(value, str):
             raise InvalidArgument(field, "must be a string")
         setattr(spec, field, value)
+    # Left out, these default (the credential's tenant, a new id); given empty, they are a mistake.
+    if body.get("tenant") == "":
+        raise InvalidArgument("tenant", _EMPTY_TENANT)
+    if body.get("task_id") == "":
+        raise InvalidArgument("task_id", "must not be empty: leave it out for a new id")
     return spec
 
 

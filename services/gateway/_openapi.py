@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from mesh.fabric import CLASS_OF_LANE
-from mesh.tasks import KINDS
+from mesh.tasks import KINDS, QOS_TIERS, Limits
+from mesh.tasks._validate import FAN_OUT_CHILD_KINDS
 
 _ERROR = {
     "type": "object",
@@ -28,42 +29,133 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_TOKEN = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_TOKEN_PATTERN = "^[A-Za-z0-9_-]{1,64}$"  # TOKEN_RE in mesh.fabric: ids and tenants become subject tokens
+_TOKEN = {"type": "string", "pattern": _TOKEN_PATTERN}
 _TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": _TOKEN}
+_LIMITS = Limits()
+_NOT_BLANK = {"type": "string", "pattern": "\\S", "description": "not empty, not only whitespace"}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+
+# Each kind's payload, as `mesh.tasks.payload_from_json` and `validate_spec` take it.
+_PAYLOADS: dict[str, dict[str, Any]] = {
+    "echo": {"properties": {"text": {"type": "string"}}},
+    "embed": {"required": ["text"], "properties": {"text": _NOT_BLANK, "model": {"type": "string"}}},
+    "stream": {
+        "required": ["chunks"],
+        "properties": {
+            "text": {"type": "string"},
+            "chunks": {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_stream_chunks},
+            "chunk_delay_ms": {"type": "integer", "minimum": 0, "maximum": _LIMITS.max_chunk_delay_ms},
+        },
+    },
+    "fan_out": {
+        "required": ["child_kind", "texts"],
+        "properties": {
+            "child_kind": {"type": "string", "enum": sorted(FAN_OUT_CHILD_KINDS)},
+            "texts": {"type": "array", "minItems": 1, "maxItems": _LIMITS.max_fan_out, "items": _NOT_BLANK},
+        },
+    },
+    "webhook": {
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string", "pattern": "^https?://", "maxLength": 2048},
+            "body": {"type": "string"},
+        },
+    },
+    "doc_embed": {
+        "required": ["text"],
+        "properties": {
+            "text": _NOT_BLANK,
+            "model": {"type": "string"},
+            "chunk_words": {"type": "integer", "minimum": 0, "maximum": _LIMITS.max_chunk_words},
+        },
+    },
+}
+assert set(_PAYLOADS) == set(KINDS), "every task kind needs its payload schema here"
+
+
+def _submit_variant(kind: str) -> dict[str, Any]:
+    """The POST /v1/tasks body for one kind."""
+    payload = {"type": "object", "additionalProperties": False, **_PAYLOADS[kind]}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        # A credential bound to a tenant may leave `tenant` out (it acts for its own); one that
+        # spans tenants (admin) or no credential (auth off) must name it.
+        "required": ["kind", "tenant", *(["payload"] if "required" in payload else [])],
+        "properties": {
+            "kind": {"const": kind},
+            "tenant": {**_TOKEN, "description": "defaults to the credential's own tenant; required otherwise"},
+            "priority": {"type": "string", "enum": list(CLASS_OF_LANE), "default": "standard"},
+            "qos": {"type": "string", "enum": list(QOS_TIERS), "default": "guaranteed"},
+            "payload": payload,
+            "idempotency_key": {"type": "string", "maxLength": _LIMITS.max_idempotency_key},
+            "ordering_key": {"type": "string", "maxLength": _LIMITS.max_idempotency_key},
+            "task_id": {**_TOKEN, "description": "optional client-chosen id"},
+        },
+    }
+
 
 _SUBMIT = {
-    "type": "object",
-    "required": ["kind"],
-    "properties": {
-        "kind": {"type": "string", "enum": sorted(KINDS)},
-        "tenant": {"type": "string", "description": "letters, digits, '-' and '_', up to 64"},
-        "priority": {"type": "string", "enum": list(CLASS_OF_LANE), "default": "standard"},
-        "payload": {"type": "object", "description": 'the kind\'s input fields, e.g. {"text": "hi"} for echo'},
-        "idempotency_key": {"type": "string"},
-        "ordering_key": {"type": "string"},
-        "task_id": {"type": "string", "description": "optional client-chosen id"},
-    },
+    "description": "A task to run. Unknown fields are refused (400 naming the field); the encoded "
+    f"payload is at most {_LIMITS.max_payload_bytes} bytes.",
+    "oneOf": [_submit_variant(kind) for kind in sorted(KINDS)],
+    "discriminator": {"propertyName": "kind"},
 }
 
 
 _SUBMITTED = {
     "type": "object",
     "required": ["task_id", "deduplicated", "sequence"],
-    "properties": {"task_id": {"type": "string"}, "deduplicated": {"type": "boolean"}, "sequence": {"type": "integer"}},
+    "properties": {"task_id": _TOKEN, "deduplicated": {"type": "boolean"}, "sequence": {"type": "integer"}},
 }
 
 
-_UNAUTHENTICATED = _error("no credential, or one that is malformed, expired or revoked")
-_FORBIDDEN = _error("the credential lacks the role, or is for another tenant")
+_STATUSES = {
+    "400": "malformed request; `field` names the culprit",
+    "401": "no credential, or one that is malformed, expired or revoked",
+    "403": "the credential lacks the role, or is for another tenant",
+    "404": "no such task (or route)",
+    "405": "the path does not take this method (see Allow)",
+    "409": "a conflict; the message says which",
+    "413": "a body over 1 MiB",
+    "429": "over a quota or rate limit; see Retry-After",
+    "503": "a dependency is down; retry",
+}
+
+
+def _errors(*statuses: str, **descriptions: str) -> dict[str, Any]:
+    """The error responses of an operation: those every /v1 route can give, and `statuses`."""
+    codes = sorted({"400", "401", "403", "404", "405", "429", "503", *statuses, *descriptions})
+    return {code: _error(descriptions.get(code) or _STATUSES[code]) for code in codes}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+# The task a submit returns, for the operations that take a task id (Schemathesis's stateful phase
+# follows these). Events are reached through a cancel: a cancelled task's stream ends at once.
+_TASK_ID_FROM_BODY = {"task_id": "$response.body#/task_id"}
+_SUBMIT_LINKS = {
+    "GetTask": {"operationId": "getTask", "parameters": _TASK_ID_FROM_BODY},
+    "CancelTask": {"operationId": "cancelTask", "parameters": _TASK_ID_FROM_BODY},
+}
+_CANCEL_LINKS = {
+    "GetTask": {"operationId": "getTask", "parameters": _TASK_ID_FROM_BODY},
+    "StreamTaskEvents": {"operationId": "streamTaskEvents", "parameters": _TASK_ID_FROM_BODY},
+}
 
 
 def openapi_document() -> dict[str, Any]:
+    submitted = {"schema": _SUBMITTED}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "tidemesh gateway",
             "version": "1",
-            "description": "REST and SSE views of mesh.v1.GatewayService; the WebSocket protocol is at /v1/ws.",
+            "description": "REST and SSE views of mesh.v1.GatewayService; the WebSocket protocol is at /v1/ws. "
+            "Every error has the Error shape.",
         },
         "paths": {
             "/v1/tasks": {
@@ -71,53 +163,61 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "listTasks",
                     "description": "A tenant's tasks, newest first, a page at a time.",
                     "parameters": [
-                        {"name": "tenant", "in": "query", "required": False, "schema": _TOKEN},
+                        {
+                            "name": "tenant",
+                            "in": "query",
+                            # A credential bound to a tenant may leave it out (it lists its own).
+                            "required": True,
+                            "schema": _TOKEN,
+                            "description": "defaults to the credential's own tenant; required otherwise",
+                        },
                         {
                             "name": "limit",
                             "in": "query",
                             "required": False,
                             "schema": {"type": "integer", "minimum": 0, "maximum": 500},
+                            "description": "at most this many tasks (0: 50)",
                         },
-                        {"name": "page_token", "in": "query", "required": False, "schema": _TOKEN},
+                        {
+                            "name": "page_token",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$"},
+                            "description": "the previous page's next_page_token (empty: the first page)",
+                        },
                     ],
                     "responses": {
                         "200": {
                             "description": "one page",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["tasks", "next_page_token"],
-                                        "properties": {
-                                            "tasks": {"type": "array", "items": {"type": "object"}},
-                                            "next_page_token": {"type": "string"},
-                                        },
-                                    }
+                            "content": _json(
+                                {
+                                    "type": "object",
+                                    "required": ["tasks", "next_page_token"],
+                                    "properties": {
+                                        "tasks": {"type": "array", "items": {"type": "object"}},
+                                        "next_page_token": {"type": "string"},
+                                    },
                                 }
-                            },
+                            ),
                         },
-                        "400": _error("a malformed tenant, limit or page token, or no tenant at all"),
-                        "401": _UNAUTHENTICATED,
-                        "403": _FORBIDDEN,
+                        **_errors("409"),
                     },
                 },
                 "post": {
                     "operationId": "submitTask",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitTask"}}},
-                    },
+                    "requestBody": {"required": True, "content": _json({"$ref": "#/components/schemas/SubmitTask"})},
                     "responses": {
-                        "201": {"description": "admitted", "content": {"application/json": {"schema": _SUBMITTED}}},
+                        "201": {
+                            "description": "admitted",
+                            "content": {"application/json": submitted},
+                            "links": _SUBMIT_LINKS,
+                        },
                         "200": {
                             "description": "the same idempotency key was seen: the original task",
-                            "content": {"application/json": {"schema": _SUBMITTED}},
+                            "content": {"application/json": submitted},
+                            "links": _SUBMIT_LINKS,
                         },
-                        "400": _error("malformed request; `field` names the culprit"),
-                        "401": _UNAUTHENTICATED,
-                        "403": _FORBIDDEN,
-                        "429": _error("over a quota or rate limit; see Retry-After"),
-                        "503": _error("a dependency is down; retry"),
+                        **_errors("413", **{"409": "the idempotency key was used for another request"}),
                     },
                 },
             },
@@ -126,14 +226,8 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "getTask",
                     "parameters": [_TASK_ID],
                     "responses": {
-                        "200": {
-                            "description": "the task folded from its events",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        "400": _error("a malformed task id"),
-                        "401": _UNAUTHENTICATED,
-                        "403": _FORBIDDEN,
-                        "404": _error("no such task"),
+                        "200": {"description": "the task folded from its events", "content": _json({"type": "object"})},
+                        **_errors(),
                     },
                 }
             },
@@ -143,30 +237,27 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [_TASK_ID],
                     "requestBody": {
                         "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {"reason": {"type": "string"}},
                             }
-                        },
+                        ),
                     },
                     "responses": {
                         "200": {
                             "description": "the task's state after the cancel (a finished task keeps its state)",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["task_id", "state"],
-                                        "properties": {"task_id": {"type": "string"}, "state": {"type": "string"}},
-                                    }
+                            "content": _json(
+                                {
+                                    "type": "object",
+                                    "required": ["task_id", "state"],
+                                    "properties": {"task_id": _TOKEN, "state": {"type": "string"}},
                                 }
-                            },
+                            ),
+                            "links": _CANCEL_LINKS,
                         },
-                        "400": _error("a malformed task id or body"),
-                        "401": _UNAUTHENTICATED,
-                        "403": _FORBIDDEN,
-                        "404": _error("no such task"),
-                        "409": _error("the task kept changing; cancel again"),
+                        **_errors("413", **{"409": "the task kept changing; cancel again"}),
                     },
                 }
             },
@@ -179,22 +270,23 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "the stream now runs under the new credential",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["stream_id"],
-                                        "properties": {
-                                            "stream_id": {"type": "string"},
-                                            "expires_at": {"type": ["number", "null"]},
-                                        },
-                                    }
+                            "content": _json(
+                                {
+                                    "type": "object",
+                                    "required": ["stream_id"],
+                                    "properties": {
+                                        "stream_id": {"type": "string"},
+                                        "expires_at": {"type": ["number", "null"]},
+                                    },
                                 }
-                            },
+                            ),
                         },
-                        "401": _UNAUTHENTICATED,
-                        "403": _error("the new credential is for another tenant or lacks the stream's roles"),
-                        "404": _error("no open stream with that id on this gateway"),
+                        **_errors(
+                            **{
+                                "403": "the new credential is for another tenant or lacks the stream's roles",
+                                "404": "no open stream with that id on this gateway",
+                            }
+                        ),
                     },
                 }
             },
@@ -202,18 +294,30 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "streamTaskEvents",
                     "description": "Server-Sent Events, one `task` event per task event; `id:` is its sequence "
-                    "number. Resume with the Last-Event-ID header (or `?after=`).",
+                    "number. Resume with the Last-Event-ID header (or `?after=`); the header wins.",
                     "parameters": [
                         _TASK_ID,
-                        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
-                        {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                        },
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
                     ],
                     "responses": {
                         "200": {"description": "the event stream", "content": {"text/event-stream": {}}},
-                        "400": _error("a malformed task id, or a resume id that is not a sequence number"),
-                        "401": _UNAUTHENTICATED,
-                        "403": _FORBIDDEN,
-                        "404": _error("no such task"),
+                        **_errors(
+                            **{
+                                "400": "a malformed task id, or a resume position that is not a sequence "
+                                "number or lies past the task's last event"
+                            }
+                        ),
                     },
                 }
             },

@@ -33,7 +33,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError, Unauthenticated
@@ -42,11 +42,27 @@ from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
 from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
+from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
 from services.gateway._leases import StreamLease, guarded
 
 Admit = Callable[[task_pb2.TaskSpec, Principal | None], Awaitable[Any]]
 Cancel = Callable[[str, str, Principal | None], Awaitable[int]]
 CLOSE_UNAUTHENTICATED = 4401
+
+
+class BoundedWebSocket(web.WebSocketResponse):
+    """A WebSocket that takes frames of up to MAX_DOCUMENT_BYTES: a longer one is refused from its
+    header, before it is buffered, and the connection closes with 1009 and a reason (aiohttp
+    sends 1009 with none)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # aiohttp refuses a frame of max_msg_size bytes itself: one more lets the limit be exact.
+        super().__init__(max_msg_size=MAX_DOCUMENT_BYTES + 1, **kwargs)
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not message:
+            message = f"frame over the {MAX_DOCUMENT_BYTES}-byte limit".encode()
+        return await super().close(code=code, message=message, drain=drain)
 
 
 class WebSocketSession:
@@ -125,14 +141,10 @@ class WebSocketSession:
     async def _handle(self, data: str) -> None:
         command: dict[str, Any] = {}
         try:
-            try:
-                value = json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument("frame", f"not JSON: {exc.msg} at position {exc.pos}") from exc
-            if not isinstance(value, dict):
-                raise InvalidArgument("frame", "must be a JSON object")
-            command = value
+            command = parse_object(data, "frame")
             op = command.get("op")
+            if isinstance(op, str) and op in _OP_FIELDS:
+                reject_unknown(command, _OP_FIELDS[op])
             if op == "ping":
                 self._send({"type": "pong", "id": command.get("id")})
             elif op in ("subscribe", "watch"):
@@ -208,6 +220,18 @@ class WebSocketSession:
             self._principal = principal
         expires_at = principal.expires_at if principal else None
         self._send({"type": "refreshed", "id": command.get("id"), "expires_at": expires_at})
+
+
+# The keys each op takes: an unknown one is an error frame, never silently dropped.
+_OP_FIELDS: dict[str, frozenset[str]] = {
+    "ping": frozenset({"op", "id"}),
+    "subscribe": frozenset({"op", "id", "task_id", "after_sequence"}),
+    "watch": frozenset({"op", "id", "task_id", "after_sequence"}),
+    "unsubscribe": frozenset({"op", "id", "task_id"}),
+    "submit": frozenset({"op", "id", "task"}),
+    "cancel": frozenset({"op", "id", "task_id"}),
+    "refresh": frozenset({"op", "id", "token", "api_key"}),
+}
 
 
 def _task_id(command: dict[str, Any]) -> str:
