@@ -2,6 +2,7 @@
 
     MeshError
     ├── InvalidArgument     bad input; names the offending field   → INVALID_ARGUMENT / HTTP 400
+    │   └── OutOfRange      a position past the end, e.g. a resume  → OUT_OF_RANGE / HTTP 400
     ├── NotFound            no such task, model, …                  → NOT_FOUND / HTTP 404
     ├── Conflict            state does not allow the operation      → FAILED_PRECONDITION / HTTP 409
     ├── ResourceExhausted   overload or quota; carries retry_after_s → RESOURCE_EXHAUSTED / HTTP 429
@@ -46,6 +47,12 @@ class InvalidArgument(MeshError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class OutOfRange(InvalidArgument):
+    """A position past what exists, e.g. a stream resumed after its last sequence number."""
+
+    grpc_code = "OUT_OF_RANGE"
 
 
 class NotFound(MeshError):

@@ -56,6 +56,12 @@ class Metrics:
         )
         self.in_flight = Gauge("tidemesh_in_flight", "Steps running in this process", registry=r)
         self.watchers = Gauge("tidemesh_watchers", "Open task event streams", registry=r)
+        self.watch_malformed = Counter(
+            "tidemesh_watch_malformed_total",
+            "Live task event messages a gateway skipped because they did not parse or named another task",
+            ["prefix"],
+            registry=r,
+        )
         self.inference_requests = Counter(
             "tidemesh_inference_texts_total", "Texts embedded", ["model", "backend"], registry=r
         )

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 
-from mesh.errors import InvalidArgument, MeshError, NotFound, ResourceExhausted
+from mesh.errors import InvalidArgument, MeshError, NotFound, OutOfRange, ResourceExhausted
 from mesh.fabric import CLASS_OF_LANE, EventLog
 from mesh.tasks import check_task_id, payload_from_json, qos_tier
 from mesh.v1 import task_pb2
@@ -92,18 +92,26 @@ def http_app(
     async def task_events(request: web.Request) -> web.StreamResponse:
         """SSE: one `task` event per task event, `id:` = its sequence number, pings while quiet."""
         task_id = request.match_info["task_id"]
+        field = "Last-Event-ID" if "Last-Event-ID" in request.headers else "after"
         resume = request.headers.get("Last-Event-ID", request.query.get("after", "0"))
         try:
             check_task_id(task_id)
             if not (resume.isascii() and resume.isdigit()):
-                raise InvalidArgument("Last-Event-ID", f"must be a sequence number, got {resume!r}")
-            if await events.last(task_id) is None:
+                raise InvalidArgument(field, f"must be a sequence number, got {resume!r}")
+            last = await events.last(task_id)
+            if last is None:
                 raise NotFound(f"task {task_id!r} does not exist")
             await guard.check_task(request["principal"], "read", task_id)
+            if int(resume) > last.event.sequence:  # a 400 before the stream starts; the hub checks again
+                raise OutOfRange(field, f"{resume} is past the task's last event ({last.event.sequence})")
         except MeshError as exc:
             return _error(exc)
+
+        def client_gone() -> bool:
+            return request.transport is None or request.transport.is_closing()
+
         with guard.lease(request["principal"]) as lease:
-            return await _sse(request, hub.watch(task_id, int(resume)), lease)
+            return await _sse(request, hub.watch(task_id, int(resume), field, client_gone), lease)
 
     async def refresh_stream(request: web.Request) -> web.Response:
         try:

@@ -3,68 +3,149 @@
 A watcher first replays the task's stored events after its resume point, then
 follows live events. Live delivery is core NATS: cheap, but it can lose a message
 across a reconnect or lag behind a flood of other tasks' events. So any gap in
-sequence numbers is filled from the JetStream store, and a quiet watcher re-reads
-the store on a short timer that backs off (50 ms doubling to 2 s): the stream a
-client sees has no gap and no duplicate, and a missed live message costs tens of
-milliseconds, not seconds.
+sequence numbers is filled from the JetStream store, and the hub reconciles every
+watched task with the store: ONE loop asks for the last stored event of all due
+tasks in batched requests (`EventLog.last_many`, 256 tasks a request) and wakes
+only the watchers that are behind. A task is due 50 ms after a live event of it,
+backing off (doubling) to `recheck_s` while it stays quiet: a missed live message
+costs tens of milliseconds, and an idle watcher costs no request of its own — 10 000
+idle watchers of distinct tasks cost about 40 small requests every `recheck_s`.
+
+A stream resumed at the final event of a finished task ends at once having sent
+nothing (the client has the final event already); a resume position past the task's
+last event is `OutOfRange` naming the resume field. A watcher whose client went away
+ends: gRPC and WebSocket cancel it; for SSE the caller passes `client_gone`, which
+the same loop checks every `reap_s` for all watchers.
 
 Quality of service. GUARANTEED events are all stored: a slow watcher's backlog of live
 notices is bounded (`STORED_BUFFER`); past it the notices are dropped and the watcher
 resumes from the store, so it still misses nothing. The partial events of a BEST_EFFORT
 task are live only (``tm.live.<task>``): a watcher buffers at most `LIVE_BUFFER` of them,
 drops the rest, and the next event it sends carries `dropped` — how many it lost.
+
+A live message that does not parse, or names another task than its subject, is skipped
+and counted (``tidemesh_watch_malformed_total``); no watcher sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import heapq
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from enum import Enum
 
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from mesh.errors import NotFound
-from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, EventLog, task_id_of_event_subject
-from mesh.telemetry import METRICS
+from mesh.errors import MeshError, NotFound, OutOfRange
+from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, EventLog, StoredEvent, task_id_of_event_subject
+from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import task_pb2
 
 STORED_BUFFER = 4096
 LIVE_BUFFER = 256
+FIRST_RECHECK_S = 0.05
+TICK_S = 0.05  # the shortest time between two reconciliation passes
+log = get_logger(__name__)
+
+
+class _Kind(Enum):
+    STORED = "stored"  # a live notice of a stored event
+    LIVE = "live"  # a best-effort partial, never stored
+    BEHIND = "behind"  # the store holds more than this watcher has sent or has queued: read it
+    GONE = "gone"  # the client went away
+
+
+Notice = tuple[_Kind, str, task_pb2.TaskEvent | None]
 
 
 class _Inbox:
-    """One watcher's incoming notices: stored events (bounded, recoverable from the store) and
-    best-effort partials (bounded, lost past the bound and counted)."""
+    """One watcher's incoming notices: stored events (bounded, recoverable from the store),
+    best-effort partials (bounded, lost past the bound and counted), and the hub's wake-ups
+    (at most one per task, outside the bounds: they carry no data)."""
 
-    def __init__(self, live_limit: int = LIVE_BUFFER, stored_limit: int = STORED_BUFFER) -> None:
-        self._queue: asyncio.Queue[tuple[bool, bytes]] = asyncio.Queue()
+    def __init__(
+        self,
+        live_limit: int = LIVE_BUFFER,
+        stored_limit: int = STORED_BUFFER,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> None:
+        self._queue: asyncio.Queue[Notice] = asyncio.Queue()
+        self._ready = asyncio.Event()
         self._live_limit = live_limit
         self._stored_limit = stored_limit
         self._live = 0
         self.dropped = 0
+        self.client_gone = client_gone
+        self._gone = False
+        # Per task: the sequence sent so far, the highest stored notice queued, a wake-up pending.
+        self.sent: dict[str, int] = {}
+        self.noticed: dict[str, int] = {}
+        self._woken: dict[str, task_pb2.TaskEvent | None] = {}
 
-    def stored(self, data: bytes) -> None:
+    def stored(self, task_id: str, event: task_pb2.TaskEvent) -> None:
         if self._queue.qsize() - self._live < self._stored_limit:
-            self._queue.put_nowait((False, data))
-        # else: the watcher is far behind; it finds the gap and reads the store instead
+            self.noticed[task_id] = max(self.noticed.get(task_id, 0), event.sequence)
+            self._put((_Kind.STORED, task_id, event))
+        # else: the watcher is far behind; the gap or the hub's reconciliation sends it to the store
 
-    def live(self, data: bytes) -> None:
+    def live(self, task_id: str, event: task_pb2.TaskEvent) -> None:
         if self._live >= self._live_limit:
             self.dropped += 1
             return
         self._live += 1
-        self._queue.put_nowait((True, data))
+        self._put((_Kind.LIVE, task_id, event))
 
-    async def get(self) -> tuple[bool, bytes]:
-        is_live, data = await self._queue.get()
-        if is_live:
-            self._live -= 1
-        return is_live, data
+    def _put(self, notice: Notice) -> None:
+        self._queue.put_nowait(notice)
+        self._ready.set()
+
+    def behind(self, task_id: str, last: task_pb2.TaskEvent | None) -> bool:
+        """Wake the watcher if the store's last event of `task_id` is past what it will send."""
+        if task_id in self._woken:
+            return True
+        if last is not None and last.sequence <= max(self.sent.get(task_id, 0), self.noticed.get(task_id, 0)):
+            return False
+        self._woken[task_id] = last
+        self._ready.set()
+        return True
+
+    def gone(self) -> None:
+        self.client_gone = None
+        self._gone = True
+        self._ready.set()
+
+    async def get(self) -> Notice:
+        while True:
+            if self._gone:
+                return (_Kind.GONE, "", None)
+            if not self._queue.empty():
+                notice = self._queue.get_nowait()
+                if notice[0] is _Kind.LIVE:
+                    self._live -= 1
+                return notice
+            self.noticed.clear()  # nothing is queued: only what was sent counts now
+            if self._woken:
+                task_id, last = self._woken.popitem()
+                return (_Kind.BEHIND, task_id, last)
+            self._ready.clear()
+            await self._ready.wait()
 
     def take_dropped(self) -> int:
         dropped, self.dropped = self.dropped, 0
         return dropped
+
+
+@dataclass
+class _Check:
+    """When the hub next compares a watched task with the store."""
+
+    due: float
+    quiet: int = 0
 
 
 class EventHub:
@@ -75,14 +156,22 @@ class EventHub:
         recheck_s: float = 2.0,
         live_buffer: int = LIVE_BUFFER,
         stored_buffer: int = STORED_BUFFER,
+        reap_s: float = 1.0,
     ) -> None:
         self._nc = nc
         self._events = events
         self._recheck_s = recheck_s
+        self._reap_s = reap_s
         self._live_buffer = live_buffer
         self._stored_buffer = stored_buffer
         self._watchers: dict[str, set[_Inbox]] = {}
+        self._checks: dict[str, _Check] = {}
+        self._due: list[tuple[float, str]] = []  # a heap; entries whose time is not the check's are stale
+        self._reaped: set[_Inbox] = set()  # watchers with a client_gone probe
+        self._wake = asyncio.Event()
+        self._sleep_until = 0.0
         self._subs: list[Subscription] = []
+        self._reconciler: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for prefix, callback in ((EVENTS_PREFIX, self._on_event), (LIVE_PREFIX, self._on_live)):
@@ -91,87 +180,238 @@ class EventHub:
                     f"{prefix}.>", cb=callback, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
                 )
             )
+        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="event-hub-reconcile")
 
     async def close(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs = []
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+            self._reconciler = None
+
+    @property
+    def watched_tasks(self) -> int:
+        """How many distinct tasks have a watcher on this hub."""
+        return len(self._watchers)
+
+    # --- live delivery -------------------------------------------------------------------
 
     async def _on_event(self, msg: Msg) -> None:
-        for inbox in self._watchers.get(task_id_of_event_subject(msg.subject), ()):
-            inbox.stored(msg.data)
+        task_id = task_id_of_event_subject(msg.subject)
+        inboxes = self._watchers.get(task_id)
+        if not inboxes:
+            return
+        event = _parse(msg.data, task_id, EVENTS_PREFIX)
+        if event is None:
+            return
+        self._hurry(task_id)
+        for inbox in inboxes:
+            inbox.stored(task_id, event)
 
     async def _on_live(self, msg: Msg) -> None:
-        for inbox in self._watchers.get(msg.subject[len(LIVE_PREFIX) + 1 :], ()):
-            inbox.live(msg.data)
+        task_id = msg.subject[len(LIVE_PREFIX) + 1 :]
+        inboxes = self._watchers.get(task_id)
+        if not inboxes:
+            return
+        event = _parse(msg.data, task_id, LIVE_PREFIX)
+        if event is None:
+            return
+        for inbox in inboxes:
+            inbox.live(task_id, event)
+
+    # --- membership ------------------------------------------------------------------------
 
     def _join(self, task_ids: list[str], inbox: _Inbox) -> None:
         for task_id in task_ids:
             self._watchers.setdefault(task_id, set()).add(inbox)
+            if task_id not in self._checks:
+                self._checks[task_id] = check = _Check(due=0.0)
+                self._schedule(task_id, check, FIRST_RECHECK_S)
+        if inbox.client_gone is not None:
+            self._reaped.add(inbox)
+            self._wake.set()
         METRICS.watchers.inc()
+
+    def _part(self, task_id: str, inbox: _Inbox) -> None:
+        """`inbox` no longer follows `task_id`."""
+        inboxes = self._watchers.get(task_id)
+        if inboxes is not None:
+            inboxes.discard(inbox)
+            if not inboxes:
+                del self._watchers[task_id]
+                self._checks.pop(task_id, None)
 
     def _leave(self, task_ids: list[str], inbox: _Inbox) -> None:
         for task_id in task_ids:
-            inboxes = self._watchers.get(task_id)
-            if inboxes is not None:
-                inboxes.discard(inbox)
-                if not inboxes:
-                    del self._watchers[task_id]
+            self._part(task_id, inbox)
+        self._reaped.discard(inbox)
         METRICS.watchers.dec()
 
-    def _quiet_wait(self, quiet_periods: int) -> float:
-        """How long to wait for a live event before re-reading the store: short at first (live
-        delivery can miss or lag an event), backing off to `recheck_s`."""
-        return min(self._recheck_s, 0.05 * 2**quiet_periods)
+    # --- reconciliation with the store ----------------------------------------------------------
 
-    async def watch(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[task_pb2.TaskEvent]:
-        """Events of `task_id` after `after_sequence`, ending with the final one."""
-        inbox = _Inbox(self._live_buffer, self._stored_buffer)
+    def _schedule(self, task_id: str, check: _Check, after_s: float) -> None:
+        check.due = asyncio.get_running_loop().time() + after_s
+        heapq.heappush(self._due, (check.due, task_id))
+        if check.due < self._sleep_until - TICK_S / 2:
+            self._sleep_until = check.due
+            self._wake.set()
+
+    def _hurry(self, task_id: str) -> None:
+        """A live event of `task_id` arrived: more may follow, and one of them may be missed."""
+        check = self._checks.get(task_id)
+        if check is None:
+            return
+        check.quiet = 0
+        if check.due > asyncio.get_running_loop().time() + FIRST_RECHECK_S:
+            self._schedule(task_id, check, FIRST_RECHECK_S)
+
+    def _quiet_wait(self, quiet_periods: int) -> float:
+        """How long until a task is compared with the store again: short at first (live
+        delivery can miss or lag an event), backing off to `recheck_s`."""
+        return min(self._recheck_s, FIRST_RECHECK_S * 2**quiet_periods)
+
+    async def _reconcile_forever(self) -> None:
+        """Every pass takes all the tasks that are due and compares them with the store in
+        batches; passes are at least `TICK_S` apart, so tasks that fall due close together share
+        one request however their times are spread."""
+        loop = asyncio.get_running_loop()
+        next_reap = loop.time() + self._reap_s
+        while True:
+            started = loop.time()
+            due: dict[str, None] = {}
+            while self._due and self._due[0][0] <= started:
+                at, task_id = heapq.heappop(self._due)
+                check = self._checks.get(task_id)
+                if check is not None and check.due == at:
+                    due[task_id] = None
+            if due:
+                await self._reconcile(list(due))
+            if self._reaped and loop.time() >= next_reap:
+                self._reap()
+                next_reap = loop.time() + self._reap_s
+            wake_at = [self._due[0][0]] if self._due else []
+            if self._reaped:
+                wake_at.append(next_reap)
+            self._sleep_until = max(min(wake_at), started + TICK_S) if wake_at else float("inf")
+            self._wake.clear()
+            timeout = None if not wake_at else max(0.0, self._sleep_until - loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    async def _reconcile(self, task_ids: list[str]) -> None:
+        """Compare `task_ids` with the store in batched reads; wake the watchers that are behind."""
+        try:
+            last = await self._events.last_many(task_ids)
+        except MeshError:
+            log.warning("could not reconcile watched tasks with the store", exc_info=True)
+            for task_id in task_ids:
+                if (check := self._checks.get(task_id)) is not None:
+                    self._schedule(task_id, check, self._recheck_s)
+            return
+        except Exception:  # an event in the store that does not parse: find the tasks that do
+            log.warning("a watched task's last stored event does not parse", exc_info=True)
+            last = await self._last_each(task_ids)
+        for task_id in task_ids:
+            check = self._checks.get(task_id)
+            if check is None:
+                continue  # every watcher left meanwhile
+            stored: StoredEvent | None = last.get(task_id)
+            behind = False
+            if stored is not None:
+                for inbox in self._watchers.get(task_id, ()):
+                    behind = inbox.behind(task_id, stored.event) or behind
+            # A watcher that was behind means a live event went missing: look again soon.
+            check.quiet = 0 if behind else check.quiet + 1
+            self._schedule(task_id, check, self._quiet_wait(check.quiet))
+
+    async def _last_each(self, task_ids: list[str]) -> dict[str, StoredEvent]:
+        found: dict[str, StoredEvent] = {}
+        for task_id in task_ids:
+            try:
+                stored = await self._events.last(task_id)
+            except Exception:  # unreadable or unreachable: this task waits for the next pass
+                continue
+            if stored is not None:
+                found[task_id] = stored
+        return found
+
+    def _reap(self) -> None:
+        for inbox in list(self._reaped):
+            probe = inbox.client_gone
+            if probe is not None and probe():
+                self._reaped.discard(inbox)
+                inbox.gone()
+
+    # --- watchers -------------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        task_id: str,
+        after_sequence: int = 0,
+        resume_field: str = "after_sequence",
+        client_gone: Callable[[], bool] | None = None,
+    ) -> AsyncIterator[task_pb2.TaskEvent]:
+        """Events of `task_id` after `after_sequence`, ending with the final one.
+
+        Resumed at the final event, it ends at once having sent nothing; resumed past the
+        task's last event, it raises OutOfRange naming `resume_field`. With `client_gone`,
+        it ends (having sent nothing more) once that says the client went away.
+        """
+        inbox = _Inbox(self._live_buffer, self._stored_buffer, client_gone)
+        inbox.sent[task_id] = after_sequence
         self._join([task_id], inbox)
         try:
             last = after_sequence
             last_live = 0
-            seen_any = False
             async for stored in self._events.read(task_id, after_sequence):
-                seen_any = True
+                last = inbox.sent[task_id] = stored.event.sequence
                 yield stored.event
-                last = stored.event.sequence
                 if stored.event.final:
                     return
-            if not seen_any and await self._events.last(task_id) is None:
-                raise NotFound(f"task {task_id!r} does not exist")
-            quiet = 0
+            if last == after_sequence:
+                current = await self._events.last(task_id)
+                if current is None:
+                    raise NotFound(f"task {task_id!r} does not exist")
+                if after_sequence > current.event.sequence:
+                    raise OutOfRange(
+                        resume_field,
+                        f"{after_sequence} is past the task's last event ({current.event.sequence})",
+                    )
+                if current.event.sequence > last:
+                    inbox.behind(task_id, current.event)  # it moved while we looked
+                elif current.event.final:
+                    return  # resumed at the final event: nothing follows
             while True:
-                try:
-                    async with asyncio.timeout(self._quiet_wait(quiet)):
-                        is_live, data = await inbox.get()
-                    live = task_pb2.TaskEvent.FromString(data)
-                    quiet = 0
-                except TimeoutError:
-                    is_live, live, quiet = False, None, quiet + 1
-                if is_live and live is not None:
+                kind, _, event = await inbox.get()
+                if kind is _Kind.GONE:
+                    return
+                if kind is _Kind.LIVE:
                     # A best-effort partial: send it if it follows what was sent; never fill it in.
-                    if live.sequence == last and live.live_index > last_live:
-                        last_live = live.live_index
-                        live.dropped = inbox.take_dropped()
-                        yield live
+                    assert event is not None
+                    if event.sequence == last and event.live_index > last_live:
+                        last_live = event.live_index
+                        yield _with_dropped(event, inbox.take_dropped())
                     continue
-                if live is not None and live.sequence <= last:
+                if kind is _Kind.STORED and event is not None and event.sequence <= last:
                     continue
-                if live is None or live.sequence > last + 1:
-                    # A gap (events missed while reconnecting) or a quiet period: read the store.
+                if kind is _Kind.BEHIND or (event is not None and event.sequence > last + 1):
+                    # A gap (events missed while reconnecting, or dropped past the buffer): read the store.
                     async for stored in self._events.read(task_id, last):
-                        stored.event.dropped = inbox.take_dropped()
-                        yield stored.event
                         last, last_live = stored.event.sequence, 0
+                        inbox.sent[task_id] = last
+                        yield _with_dropped(stored.event, inbox.take_dropped())
                         if stored.event.final:
                             return
                 # The live event is next (it can arrive a moment before the store shows it).
-                if live is not None and live.sequence == last + 1:
-                    live.dropped = inbox.take_dropped()
-                    yield live
-                    last, last_live = live.sequence, 0
-                    if live.final:
+                if kind is _Kind.STORED and event is not None and event.sequence == last + 1:
+                    last, last_live = event.sequence, 0
+                    inbox.sent[task_id] = last
+                    yield _with_dropped(event, inbox.take_dropped())
+                    if event.final:
                         return
         finally:
             self._leave([task_id], inbox)
@@ -186,8 +426,14 @@ class EventHub:
         # Best-effort partials are for single-task watches; this stream carries stored events.
         inbox = _Inbox(live_limit=0, stored_limit=self._stored_buffer)
         self._join(ids, inbox)
-        last = dict.fromkeys(ids, 0)
+        last = inbox.sent
+        last.update(dict.fromkeys(ids, 0))
         remaining = set(ids)
+
+        def ended(task_id: str) -> None:
+            remaining.discard(task_id)
+            self._part(task_id, inbox)
+
         try:
             current = await self._events.last_many(ids)
             missing = [task_id for task_id in ids if task_id not in current]
@@ -195,50 +441,64 @@ class EventHub:
                 raise NotFound(f"tasks do not exist: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
             for task_id in ids:
                 if final_only:
+                    last[task_id] = current[task_id].event.sequence
                     if current[task_id].event.final:
-                        remaining.discard(task_id)
+                        ended(task_id)
                         yield current[task_id].event
                     continue
                 async for stored in self._events.read(task_id):
                     last[task_id] = stored.event.sequence
                     if stored.event.final:
-                        remaining.discard(task_id)
+                        ended(task_id)
                     yield stored.event
-            quiet = 0
             while remaining:
-                try:
-                    async with asyncio.timeout(self._quiet_wait(quiet)):
-                        _, data = await inbox.get()
-                    live: task_pb2.TaskEvent | None = task_pb2.TaskEvent.FromString(data)
-                    quiet = 0
-                except TimeoutError:
-                    live, quiet = None, quiet + 1
-                if live is not None and live.task_id not in remaining:
+                kind, task_id, event = await inbox.get()
+                if task_id not in remaining:
                     continue
                 if final_only:
-                    if live is None:  # quiet period: make sure no final event was missed
-                        for stored in (await self._events.last_many(remaining)).values():
-                            if stored.event.final:
-                                remaining.discard(stored.event.task_id)
-                                yield stored.event
-                    elif live.final:
-                        remaining.discard(live.task_id)
-                        yield live
+                    if event is not None and event.sequence > last[task_id]:
+                        last[task_id] = event.sequence
+                        if event.final:
+                            ended(task_id)
+                            yield event
                     continue
-                if live is not None and live.sequence <= last[live.task_id]:
+                if event is not None and kind is _Kind.STORED and event.sequence <= last[task_id]:
                     continue
-                if live is None or live.sequence > last[live.task_id] + 1:
-                    # A gap or a quiet period: read the store.
-                    for task_id in [live.task_id] if live is not None else list(remaining):
-                        async for stored in self._events.read(task_id, last[task_id]):
-                            last[task_id] = stored.event.sequence
-                            if stored.event.final:
-                                remaining.discard(task_id)
-                            yield stored.event
-                if live is not None and live.sequence == last[live.task_id] + 1:
-                    last[live.task_id] = live.sequence
-                    if live.final:
-                        remaining.discard(live.task_id)
-                    yield live
+                if kind is _Kind.BEHIND or (event is not None and event.sequence > last[task_id] + 1):
+                    # A gap or a task that moved without a live notice: read the store.
+                    async for stored in self._events.read(task_id, last[task_id]):
+                        last[task_id] = stored.event.sequence
+                        if stored.event.final:
+                            ended(task_id)
+                        yield stored.event
+                if kind is _Kind.STORED and event is not None and event.sequence == last[task_id] + 1:
+                    last[task_id] = event.sequence
+                    if event.final:
+                        ended(task_id)
+                    yield event
         finally:
             self._leave(ids, inbox)
+
+
+def _parse(data: bytes, task_id: str, prefix: str) -> task_pb2.TaskEvent | None:
+    """A live message as a TaskEvent of `task_id`; None (counted) for anything else."""
+    try:
+        event = task_pb2.TaskEvent.FromString(data)
+    except DecodeError:
+        event = None
+    if event is None or event.task_id != task_id or event.sequence < 1:
+        METRICS.watch_malformed.labels(prefix=prefix).inc()
+        log.warning("skipped a malformed live event message", extra={"subject_prefix": prefix, "task_id": task_id})
+        return None
+    return event
+
+
+def _with_dropped(event: task_pb2.TaskEvent, dropped: int) -> task_pb2.TaskEvent:
+    """`event` telling how many partials were dropped before it; live events are shared by every
+    watcher of the task, so a changed one is a copy."""
+    if event.dropped == dropped:
+        return event
+    copy = task_pb2.TaskEvent()
+    copy.CopyFrom(event)
+    copy.dropped = dropped
+    return copy

@@ -14,7 +14,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mesh.errors import NotFound, PermissionDenied, Unauthenticated
 from services.gateway._auth import ANY_TENANT, CredentialStore, Principal
@@ -86,27 +86,42 @@ class Leases:
 
 
 async def guarded(stream: AsyncIterator[T], lease: StreamLease | None) -> AsyncIterator[T]:
-    """The items of `stream` while `lease` lasts; then Unauthenticated with the reason."""
+    """The items of `stream` while `lease` lasts; then Unauthenticated with the reason.
+
+    However this ends (the lease, the stream, or the caller cancelled or closed), the pending
+    read of `stream` is cancelled and awaited first: left running, it would keep the stream's
+    resources, and the caller's ``stream.aclose()`` would fail with "asynchronous generator
+    is already running".
+    """
     if lease is None:
         async for item in stream:
             yield item
         return
     ended = asyncio.create_task(lease.ended())
+    following: asyncio.Future[T] | None = None
     try:
         while True:
             following = asyncio.ensure_future(anext(stream))
             await asyncio.wait({following, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not following.done():
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await following
                 raise Unauthenticated(ended.result())
             try:
                 item = following.result()
             except StopAsyncIteration:
                 return
+            following = None
             yield item
     finally:
-        ended.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ended
+        await _stop(following, ended)
+
+
+async def _stop(*futures: asyncio.Future[Any] | None) -> None:
+    """Cancel `futures` and wait until they have finished, without raising what they raised."""
+    pending = [future for future in futures if future is not None]
+    for future in pending:
+        future.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for future in pending:
+        if not future.cancelled():
+            future.exception()  # retrieved, so asyncio does not log it as never retrieved

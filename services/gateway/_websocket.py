@@ -174,12 +174,15 @@ class WebSocketSession:
             previous.cancel()
 
         async def follow() -> None:
+            # Cancelled on unsubscribe, a new subscribe of the task, or the connection's end.
+            stream = self._hub.watch(task_id, after)
             try:
-                async for event in guarded(self._hub.watch(task_id, after), self._lease):
+                async for event in guarded(stream, self._lease):
                     self._send({"type": "event", "event": MessageToDict(event)})
-            except MeshError as exc:
+            except MeshError as exc:  # e.g. after_sequence past the task's last event: OutOfRange
                 self._send({**self._error_body(exc), "task_id": task_id})
             finally:
+                await stream.aclose()  # type: ignore[attr-defined]
                 if self._subscriptions.get(task_id) is asyncio.current_task():
                     del self._subscriptions[task_id]
 

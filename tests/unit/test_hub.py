@@ -1,0 +1,260 @@
+"""EventHub with an in-memory store and bus: how a watcher ends, what an idle one costs, and that
+junk on the live subjects is skipped. (The real NATS and Envoy paths: tests/integration/test_watchers.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from mesh.errors import NotFound, OutOfRange
+from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, StoredEvent, event_subject, live_subject
+from mesh.telemetry import METRICS
+from mesh.v1 import task_pb2
+from services.gateway._auth import Principal
+from services.gateway._hub import EventHub
+from services.gateway._leases import StreamLease, guarded
+from tests.conftest import eventually
+
+
+@dataclass
+class FakeBus:
+    """Core NATS for the hub: subscriptions on ``<prefix>.>``, publish calls them in order."""
+
+    callbacks: dict[str, Callable[[Any], Awaitable[None]]] = field(default_factory=dict)
+
+    async def subscribe(self, subject: str, cb: Callable[[Any], Awaitable[None]], **_: Any) -> SimpleNamespace:
+        prefix = subject.removesuffix(".>")
+        self.callbacks[prefix] = cb
+
+        async def unsubscribe() -> None:
+            self.callbacks.pop(prefix, None)
+
+        return SimpleNamespace(unsubscribe=unsubscribe)
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        for prefix, callback in list(self.callbacks.items()):
+            if subject.startswith(prefix + "."):
+                await callback(SimpleNamespace(subject=subject, data=data))
+
+
+@dataclass
+class FakeStore:
+    """The event store, counting the requests a real one would answer."""
+
+    bus: FakeBus
+    events: dict[str, list[task_pb2.TaskEvent]] = field(default_factory=dict)
+    reads: int = 0
+    lasts: int = 0
+    last_many_calls: list[int] = field(default_factory=list)
+
+    async def append(self, event: task_pb2.TaskEvent, publish: bool = True) -> None:
+        chain = self.events.setdefault(event.task_id, [])
+        assert event.sequence == len(chain) + 1
+        chain.append(event)
+        if publish:  # publish=False: the live notice is lost, as across a reconnect
+            await self.bus.publish(event_subject(event.task_id), event.SerializeToString())
+
+    def _stored(self, event: task_pb2.TaskEvent) -> StoredEvent:
+        copy = task_pb2.TaskEvent()
+        copy.CopyFrom(event)
+        return StoredEvent(copy, event.sequence)
+
+    async def read(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[StoredEvent]:
+        self.reads += 1
+        for event in list(self.events.get(task_id, ())):
+            if event.sequence > after_sequence:
+                yield self._stored(event)
+
+    async def last(self, task_id: str) -> StoredEvent | None:
+        self.lasts += 1
+        chain = self.events.get(task_id)
+        return self._stored(chain[-1]) if chain else None
+
+    async def last_many(self, task_ids: Any) -> dict[str, StoredEvent]:
+        ids = list(task_ids)
+        for start in range(0, len(ids), 256):
+            self.last_many_calls.append(len(ids[start : start + 256]))
+        return {task_id: self._stored(self.events[task_id][-1]) for task_id in ids if self.events.get(task_id)}
+
+
+Rig = tuple[EventHub, FakeStore, FakeBus]
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    bus = FakeBus()
+    store = FakeStore(bus)
+    hub = EventHub(bus, store, recheck_s=0.2, reap_s=0.05)  # type: ignore[arg-type]
+    await hub.start()
+    try:
+        yield hub, store, bus
+    finally:
+        await hub.close()
+
+
+def _event(task_id: str, sequence: int, final: bool = False) -> task_pb2.TaskEvent:
+    state = task_pb2.TASK_STATE_SUCCEEDED if final else task_pb2.TASK_STATE_RUNNING
+    return task_pb2.TaskEvent(task_id=task_id, sequence=sequence, state=state, final=final)
+
+
+async def _finished(store: FakeStore, task_id: str, events: int = 3) -> None:
+    for sequence in range(1, events + 1):
+        await store.append(_event(task_id, sequence, final=sequence == events))
+
+
+async def _all(stream: AsyncIterator[task_pb2.TaskEvent]) -> list[int]:
+    async with asyncio.timeout(5):
+        return [event.sequence async for event in stream]
+
+
+def _when(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return condition()
+
+    return probe
+
+
+def _watchers() -> float:
+    return METRICS.watchers._value.get()
+
+
+async def test_a_resume_at_the_final_event_ends_at_once_having_sent_nothing(rig: Rig) -> None:
+    """Resumed at (or, reading from 0, through) the final event of a finished task, a watch ends."""
+    hub, store, _ = rig
+    await _finished(store, "t1")
+    baseline = _watchers()
+    assert await _all(hub.watch("t1", 3)) == []
+    assert await _all(hub.watch("t1", 1)) == [2, 3]
+    assert _watchers() == baseline and hub.watched_tasks == 0
+
+
+async def test_a_resume_past_the_last_event_is_out_of_range_naming_the_field(rig: Rig) -> None:
+    """A position past the task's last sequence (finished or not) is OutOfRange on the named field."""
+    hub, store, _ = rig
+    await _finished(store, "done")
+    await store.append(_event("running", 1))
+    baseline = _watchers()
+    for task_id, after in [("done", 4), ("done", 2**64), ("running", 2), ("running", 10**30)]:
+        with pytest.raises(OutOfRange) as raised:
+            await _all(hub.watch(task_id, after, resume_field="Last-Event-ID"))
+        assert raised.value.field == "Last-Event-ID"
+    with pytest.raises(NotFound):
+        await _all(hub.watch("nope"))
+    assert _watchers() == baseline and hub.watched_tasks == 0
+
+
+async def test_idle_watchers_cost_batched_reconciliation_not_a_read_each(rig: Rig) -> None:
+    """1 000 quiet watchers of 1 000 tasks: after several reconciliation periods no watcher has read
+    the store again; the hub asked for all of them in requests of at most 256 tasks."""
+    hub, store, _ = rig
+    for index in range(1000):
+        await store.append(_event(f"idle{index}", 1))
+    streams = [hub.watch(f"idle{index}") for index in range(1000)]
+    assert [(await anext(stream)).sequence for stream in streams] == [1] * 1000
+    waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
+    reads_before = store.reads
+    # Wait until every task was compared with the store at least 5 times (backoff reached 0.2 s).
+    await eventually(_when(lambda: sum(store.last_many_calls) >= 5000), what="5 reconciliations of every task")
+    try:
+        assert store.reads == reads_before  # no watcher re-read the store on its own timer
+        assert max(store.last_many_calls) <= 256
+        assert len(store.last_many_calls) <= 4 * sum(store.last_many_calls) / 256 + 40  # mostly full batches
+        assert not any(future.done() for future in waiting)
+    finally:
+        for future in waiting:
+            future.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+    assert hub.watched_tasks == 0
+
+
+async def test_an_event_whose_live_notice_was_lost_is_found_by_reconciliation(rig: Rig) -> None:
+    """The store moved without a live notice (lost across a reconnect): the watcher is woken and
+    reads it, with no gap and no duplicate, though nothing else arrives live."""
+    hub, store, _ = rig
+    await store.append(_event("lost", 1))
+    stream = hub.watch("lost")
+    assert (await anext(stream)).sequence == 1
+    await store.append(_event("lost", 2), publish=False)
+    await store.append(_event("lost", 3, final=True), publish=False)
+    assert await _all(stream) == [2, 3]
+
+
+async def test_junk_live_messages_are_skipped_and_counted_never_ending_a_watcher(rig: Rig) -> None:
+    """Bytes that are no TaskEvent, and a TaskEvent naming another task, on tm.evt.* and tm.live.*:
+    each counted once, and the watcher goes on to the real events."""
+    hub, store, bus = rig
+    await store.append(_event("junk", 1))
+    stream = hub.watch("junk")
+    assert (await anext(stream)).sequence == 1
+    counted = {
+        prefix: METRICS.watch_malformed.labels(prefix=prefix)._value.get() for prefix in (EVENTS_PREFIX, LIVE_PREFIX)
+    }
+    following = asyncio.ensure_future(anext(stream))
+    impostor = _event("other", 2, final=True).SerializeToString()
+    for subject in (event_subject("junk"), live_subject("junk")):
+        await bus.publish(subject, b"\xff\xff\xff not protobuf")
+        await bus.publish(subject, impostor)
+    await store.append(_event("junk", 2, final=True))
+    assert (await asyncio.wait_for(following, 5)).sequence == 2
+    for prefix in (EVENTS_PREFIX, LIVE_PREFIX):
+        assert METRICS.watch_malformed.labels(prefix=prefix)._value.get() == counted[prefix] + 2
+
+
+async def test_a_watcher_whose_client_went_away_ends(rig: Rig) -> None:
+    """With a client_gone probe (SSE), the hub's one reaping pass ends a quiet watcher once it says so."""
+    hub, store, _ = rig
+    await store.append(_event("quiet", 1))
+    gone = False
+    baseline = _watchers()
+    stream = hub.watch("quiet", client_gone=lambda: gone)
+    assert (await anext(stream)).sequence == 1
+    following = asyncio.ensure_future(anext(stream))
+    gone = True
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(following, 5)
+    assert _watchers() == baseline and hub.watched_tasks == 0
+
+
+async def test_watch_many_counts_one_watcher_and_lets_go_of_finished_tasks(rig: Rig) -> None:
+    """The gauge counts a multi-task stream once; a task that ended leaves the hub's watch list."""
+    hub, store, _ = rig
+    await _finished(store, "m1", 2)
+    await store.append(_event("m2", 1))
+    baseline = _watchers()
+    stream = hub.watch_many(["m1", "m2", "m1"])
+    seen = [(await anext(stream)).sequence for _ in range(3)]
+    assert seen == [1, 2, 1] and _watchers() == baseline + 1
+    assert hub.watched_tasks == 1  # m1 finished
+    await store.append(_event("m2", 2, final=True), publish=False)  # found by reconciliation
+    assert await _all(stream) == [2]
+    assert _watchers() == baseline and hub.watched_tasks == 0
+
+
+async def test_guarded_cancelled_mid_read_lets_the_stream_close(rig: Rig) -> None:
+    """A leased stream cancelled while it waits (a client that went away): the pending read is
+    stopped first, so aclose() works (no 'already running') and the watcher is released."""
+    hub, store, _ = rig
+    await store.append(_event("leased", 1))
+    baseline = _watchers()
+    lease = StreamLease("s1", Principal("key1", "acme", frozenset({"read"})))
+    stream = hub.watch("leased")
+
+    async def consume() -> None:
+        async for _ in guarded(stream, lease):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await eventually(_when(lambda: hub.watched_tasks == 1), what="the watcher joined")
+    await eventually(_when(lambda: store.reads == 1 and not consumer.done()), what="the watcher is waiting")
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    await stream.aclose()  # type: ignore[attr-defined]  # raised RuntimeError: already running
+    assert _watchers() == baseline and hub.watched_tasks == 0
