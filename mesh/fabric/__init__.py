@@ -13,6 +13,7 @@ from mesh.fabric._deadletters import (
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
 from mesh.fabric._index import TASKS_STREAM, TaskIndex
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
+from mesh.fabric._quarantine import Quarantine, QuarantineRecord
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
     CLASS_OF_LANE,
@@ -23,6 +24,8 @@ from mesh.fabric._subjects import (
     LANE_ORDER,
     LIVE_PREFIX,
     POOLS,
+    QUARANTINE_ALERT_SUBJECT,
+    QUARANTINE_STREAM,
     SCALE_PREFIX,
     TOKEN_RE,
     WORK_PREFIX,
@@ -57,6 +60,8 @@ __all__ = [
     "ORDERED_STREAM",
     "ORDER_KEYS_BUCKET",
     "POOLS",
+    "QUARANTINE_ALERT_SUBJECT",
+    "QUARANTINE_STREAM",
     "REPLAY_OF_LABEL",
     "SCALE_PREFIX",
     "TASKS_STREAM",
@@ -69,6 +74,8 @@ __all__ = [
     "DeadLetterStore",
     "EventLog",
     "KeySequencer",
+    "Quarantine",
+    "QuarantineRecord",
     "StoredEvent",
     "TaskIndex",
     "Topology",

@@ -6,6 +6,10 @@ the event it follows, so a stale writer (a worker that was paused or presumed
 dead, a duplicate work item) cannot interleave events — it gets `ChainMoved`
 and must re-read the chain. ``Nats-Msg-Id`` = ``<task>:<seq>`` additionally makes
 a retried append idempotent inside the duplicate window.
+
+Reads never fail on one bad event: a stored message that is not a TaskEvent of
+its subject's task is quarantined (`_quarantine`), removed from the chain (so
+writers fenced on the chain are not blocked by it) and skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
+import google.protobuf.message
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -25,6 +30,7 @@ from nats.js import JetStreamContext
 
 from mesh.errors import Unavailable
 from mesh.fabric import _subjects as s
+from mesh.fabric._quarantine import Quarantine
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 
@@ -77,6 +83,7 @@ class EventLog:
         self._inbox: Subscription | None = None
         self._tokens = itertools.count()
         self._batches: dict[str, _Batch] = {}
+        self._quarantine = Quarantine(js, nc)
 
     @property
     def nc(self) -> Client:
@@ -129,8 +136,14 @@ class EventLog:
             chunk = [s.event_subject(task_id) for task_id in ids[start : start + 256]]
             batch = await self._direct_batch({"multi_last": chunk, "batch": len(chunk)})
             for msg in batch.messages:
-                stored = _decode(msg.data, int(msg.headers["Nats-Sequence"]) if msg.headers else 0)
-                found[stored.event.task_id] = stored
+                headers = msg.headers or {}
+                stored = await self._decode(headers.get("Nats-Subject", ""), msg.data, headers.get("Nats-Sequence"))
+                if stored is None:
+                    # The last event was set aside: the one before it is now the last.
+                    task_id = s.task_id_of_event_subject(headers.get("Nats-Subject", ""))
+                    stored = await self.last(task_id) if task_id else None
+                if stored is not None:
+                    found[stored.event.task_id] = stored
         return found
 
     async def append(self, event: task_pb2.TaskEvent, after_stream_sequence: int) -> int:
@@ -158,13 +171,21 @@ class EventLog:
         return ack.seq
 
     async def last(self, task_id: str) -> StoredEvent | None:
+        subject = s.event_subject(task_id)
         try:
-            raw = await self._js.get_last_msg(s.EVENTS_STREAM, s.event_subject(task_id), direct=True)
+            raw = await self._js.get_last_msg(s.EVENTS_STREAM, subject, direct=True)
         except nats.js.errors.NotFoundError:
             return None
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"event store did not answer: {exc}") from exc
-        return _decode(raw.data, raw.seq)
+        stored = await self._decode(subject, raw.data, raw.seq)
+        if stored is not None:
+            return stored
+        # The last message was set aside: the last good event is the last one `read` yields.
+        last: StoredEvent | None = None
+        async for stored in self.read(task_id):
+            last = stored
+        return last
 
     async def first(self, task_id: str) -> StoredEvent | None:
         async for stored in self.read(task_id, after_sequence=0):
@@ -178,18 +199,47 @@ class EventLog:
         while True:
             batch = await self._direct_batch({"seq": next_stream_seq, "next_by_subj": subject, "batch": self.BATCH})
             for msg in batch.messages:
-                stored = _decode(msg.data, int(msg.headers["Nats-Sequence"]) if msg.headers else 0)
-                next_stream_seq = stored.stream_sequence + 1
-                if stored.event.sequence > after_sequence:
+                sequence = (msg.headers or {}).get("Nats-Sequence")
+                stored = await self._decode(subject, msg.data, sequence)
+                next_stream_seq = int(sequence or 0) + 1 if stored is None else stored.stream_sequence + 1
+                if stored is not None and stored.event.sequence > after_sequence:
                     yield stored
             if not batch.pending or not batch.messages:
                 return
 
+    async def _decode(self, subject: str, data: bytes | None, stream_sequence: int | str | None) -> StoredEvent | None:
+        """The stored event, or None if the message is no event of `subject`'s task (then set aside)."""
+        sequence = int(stream_sequence or 0)
+        try:
+            event = task_pb2.TaskEvent.FromString(data or b"")
+        except google.protobuf.message.DecodeError as exc:
+            await self._set_aside(subject, sequence, data, "poison_input", f"not a TaskEvent: {exc}")
+            return None
+        task_id = s.task_id_of_event_subject(subject)
+        if subject and event.task_id != task_id:
+            error = f"task_id: {event.task_id!r} is not the task of its subject"
+            await self._set_aside(subject, sequence, data, "schema_mismatch", error)
+            return None
+        return StoredEvent(event=event, stream_sequence=sequence)
 
-def _decode(data: bytes | None, stream_sequence: int | None) -> StoredEvent:
-    event = task_pb2.TaskEvent()
-    event.ParseFromString(data or b"")
-    return StoredEvent(event=event, stream_sequence=stream_sequence or 0)
+    async def _set_aside(
+        self, subject: str, sequence: int, data: bytes | None, classification: str, error: str
+    ) -> None:
+        """Quarantine a bad stored event, then delete it so the chain's fencing sees the last good one."""
+        try:
+            await self._quarantine.record(
+                "events", subject, sequence, data, classification, error, task_id=s.task_id_of_event_subject(subject)
+            )
+        except Unavailable:
+            log.warning("could not quarantine a bad event; skipping it", extra={"subject": subject})
+            return  # keep the bytes where they are: no record holds them yet
+        if sequence:
+            try:
+                await self._js.delete_msg(s.EVENTS_STREAM, sequence)
+            except nats.js.errors.NotFoundError:
+                pass  # another reader removed it first
+            except nats.errors.Error:
+                log.warning("could not remove a quarantined event", extra={"subject": subject}, exc_info=True)
 
 
 def fold(events: list[task_pb2.TaskEvent]) -> task_pb2.TaskInfo:

@@ -6,6 +6,8 @@
     tm.scale.<pool>                   scale recommendations (core NATS, ScaleRecommendation)
     tm.bell.<pool>.<class>.<tenant>   doorbell rung after a work item is stored (core NATS)
     tm.live.<task_id>                 best-effort partial events (core NATS, never stored)
+    tm.quarantine.<source>            messages set aside as unparseable/invalid (stream TM_QUARANTINE)
+    tm.alert.quarantine               announcement of each new quarantine record (core NATS)
 
 Priority lanes are the <class> token; tenant partitions are the <tenant> token. Each
 (pool, lane, tenant) partition has its own durable consumer, so workers can pull from
@@ -20,6 +22,7 @@ from mesh.v1 import task_pb2
 
 WORK_STREAM = "TM_WORK"
 EVENTS_STREAM = "TM_EVENTS"
+QUARANTINE_STREAM = "TM_QUARANTINE"
 IDEMPOTENCY_BUCKET = "tm_idempotency"
 WORKERS_BUCKET = "tm_workers"
 # Inference backends as each inference service registers them (entries expire with their service).
@@ -31,6 +34,8 @@ CANCEL_PREFIX = "tm.cancel"
 SCALE_PREFIX = "tm.scale"
 BELL_PREFIX = "tm.bell"
 LIVE_PREFIX = "tm.live"
+QUARANTINE_PREFIX = "tm.quarantine"
+QUARANTINE_ALERT_SUBJECT = "tm.alert.quarantine"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 
@@ -86,6 +91,10 @@ def event_subject(task_id: str) -> str:
 
 def live_subject(task_id: str) -> str:
     return f"{LIVE_PREFIX}.{task_id}"
+
+
+def quarantine_subject(source: str) -> str:
+    return f"{QUARANTINE_PREFIX}.{source}"
 
 
 def cancel_subject(task_id: str) -> str:

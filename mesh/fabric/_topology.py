@@ -28,6 +28,8 @@ class Topology:
     max_deliver: int = 10
     max_ack_pending: int = 4096
     dlq_max_age_s: float = 30 * 24 * 3600.0
+    quarantine_max_age_s: float = 30 * 24 * 3600.0
+    quarantine_max_bytes: int = 256 * 1024 * 1024  # a flood of junk must not fill the disk
     # How long a worker's pull request stays open at the server.
     fetch_expiry_s: float = 2.0
     # A tenant partition's consumer that nobody pulled from for this long is removed by
@@ -76,6 +78,15 @@ class Topology:
             max_msgs_per_subject=16,
         )
 
+    def quarantine_stream(self) -> api.StreamConfig:
+        return self._stream(
+            s.QUARANTINE_STREAM,
+            s.QUARANTINE_PREFIX,
+            retention=api.RetentionPolicy.LIMITS,
+            max_age=self.quarantine_max_age_s,
+            max_bytes=self.quarantine_max_bytes,
+        )
+
     def tasks_stream(self) -> api.StreamConfig:
         return self._stream(
             TASKS_STREAM,
@@ -107,6 +118,7 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
         topology.ordered_stream(),
         topology.dlq_stream(),
         topology.tasks_stream(),
+        topology.quarantine_stream(),
     )
     for config in streams:
         await _ensure_stream(js, config)

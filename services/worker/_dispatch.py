@@ -8,22 +8,23 @@ items from doorbells rung after they are stored, and re-reads the partitions'
 counts from the stream every `refresh_s` (for redeliveries and retries, which ring
 no bell).
 
-A single dispatch loop starts the waiting item with the earliest dispatch deadline
-(see `_priority`) whenever a slot is free: fresh interactive work goes first, and
-work that has aged to its class's wait bound overtakes anything fresher — so a
-saturating interactive load cannot starve batch work.
-
-Slots: `concurrency` shared by every lane, plus `reserve` that only interactive
-items may take, so an interactive item starts at once even while batch work
-fills the shared slots. Buffers are bounded per lane, so items do not pile up
+A single dispatch loop starts what the slot policy (`_slots`) picks whenever a
+slot may be free: fresh interactive work goes first by deadline (see `_priority`),
+work that has aged to its class's wait bound overtakes anything fresher, and some
+shared slots are kept from interactive work altogether — so neither a saturating
+interactive load nor long interactive steps holding every slot can starve
+standard or batch work. Buffers are bounded per lane, so items do not pile up
 here while another worker is idle; buffered items keep their ack-wait extended.
+
+A message that is not a valid work item (undecodable, unknown kind, invalid spec,
+step out of range) is quarantined (`mesh.fabric.Quarantine`) and terminated, so
+it is never redelivered and the lane goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import itertools
 import time
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ from mesh.fabric import (
     TERMINAL_STATES,
     WORK_STREAM,
     EventLog,
+    Quarantine,
     Topology,
     bell_filter,
     consumer_name,
@@ -51,7 +53,8 @@ from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import work_pb2
 from services.worker._fairshare import FairShare
 from services.worker._priority import WaitBounds, dispatch_deadline, due_time
-from services.worker._runner import Runner
+from services.worker._runner import PoisonMessage, Runner, check_work_item
+from services.worker._slots import SlotLimits, SlotPolicy, Waiting
 
 log = get_logger(__name__)
 
@@ -60,15 +63,11 @@ _READY_S = 0.005  # how long a pull waits for items that are not there yet
 _FIRST_PULL_S = 0.05  # the same, on a partition consumer just declared
 
 
-@dataclass(order=True)
-class _Waiting:
-    deadline: float
-    order: int
-    due: float = field(compare=False)
-    bound: float = field(compare=False)
-    lane: int = field(compare=False)
-    item: work_pb2.WorkItem = field(compare=False)
-    msg: Msg = field(compare=False)
+@dataclass(frozen=True)
+class _Fetched:
+    lane: int
+    item: work_pb2.WorkItem
+    msg: Msg
 
 
 @dataclass
@@ -77,6 +76,7 @@ class _Running:
     msg: Msg
     lane: int
     job: asyncio.Task[None]
+    interactive: bool
     cancelled_by_request: bool = False
     started: float = field(default_factory=time.monotonic)
 
@@ -107,6 +107,7 @@ class Dispatcher:
         pools: list[str],
         concurrency: int,
         reserve: int | None = None,
+        guaranteed: int | None = None,
         bounds: WaitBounds | None = None,
         topology: Topology | None = None,
         tenant_weights: Mapping[str, float] | None = None,
@@ -118,17 +119,18 @@ class Dispatcher:
         self._events = events
         self._runner = runner
         self._pools = pools
-        self._concurrency = concurrency
-        self._reserve = max(2, concurrency // 4) if reserve is None else reserve
+        self._slots: SlotPolicy[_Fetched] = SlotPolicy(SlotLimits.of(concurrency, reserve, guaranteed))
+        self._quarantine = Quarantine(js, nc)
         self._bounds = bounds or WaitBounds()
         self._topology = topology or Topology()
         self._weights = dict(tenant_weights or {})
         self._refresh_s = refresh_s
         self._busy_refresh_s = busy_refresh_s
         self._buffer_per_lane = max(1, concurrency)
-        self._waiting: list[_Waiting] = []
         self._waiting_per_lane = [0] * len(LANE_ORDER)
         self._order = itertools.count()
+        # Keyed by task id for cancels; a stale copy of a running item may run beside it
+        # under the same id, so slots are counted by the policy, not by this dict.
         self._running: dict[str, _Running] = {}
         self._changed = asyncio.Event()
         self._room = [asyncio.Event() for _ in LANE_ORDER]
@@ -145,8 +147,17 @@ class Dispatcher:
         return list(self._running)
 
     @property
+    def in_flight(self) -> int:
+        """Steps running now (never more than concurrency + reserve)."""
+        return self._slots.in_flight
+
+    @property
+    def slot_limits(self) -> SlotLimits:
+        return self._slots.limits
+
+    @property
     def in_flight_ack_subjects(self) -> list[str]:
-        subjects = [r.msg.reply for r in self._running.values()] + [w.msg.reply for w in self._waiting]
+        subjects = [r.msg.reply for r in self._running.values()] + [w.payload.msg.reply for w in self._slots.waiting]
         return [s for s in subjects if s]
 
     async def start(self) -> None:
@@ -206,16 +217,42 @@ class Dispatcher:
                 continue
             lane.pulled_at = time.monotonic()
             for msg in msgs:
-                item = work_pb2.WorkItem.FromString(msg.data)
+                try:
+                    item = check_work_item(msg.data)
+                except PoisonMessage as poison:
+                    await self._set_aside(msg, poison)
+                    continue
                 enqueued_s = item.enqueued.ToNanoseconds() / 1e9 if item.HasField("enqueued") else time.time()
                 spec = item.spec
                 deadline = dispatch_deadline(spec.priority_class, spec.priority, enqueued_s, self._bounds)
                 due = due_time(spec.priority_class, enqueued_s, self._bounds)
                 bound = self._bounds.bound_s(spec.priority_class)
-                waiting = _Waiting(deadline, next(self._order), due, bound, lane.rank, item, msg)
-                heapq.heappush(self._waiting, waiting)
+                interactive = lane.rank == INTERACTIVE
+                fetched = _Fetched(lane.rank, item, msg)
+                self._slots.add(Waiting(deadline, next(self._order), due, bound, interactive, fetched))
                 self._waiting_per_lane[lane.rank] += 1
             self._changed.set()
+
+    async def _set_aside(self, msg: Msg, poison: PoisonMessage) -> None:
+        """Quarantine a message that is no work item, then terminate it so it is never redelivered.
+
+        If the record cannot be stored the message is left un-acked: it comes back after the
+        ack-wait and is tried again, and the lane goes on meanwhile."""
+        metadata = msg.metadata if msg.reply else None
+        sequence = metadata.sequence.stream if metadata and metadata.sequence else 0
+        try:
+            await self._quarantine.record(
+                source="work",
+                subject=msg.subject,
+                stream_sequence=sequence,
+                data=msg.data,
+                classification=poison.classification,
+                error=poison.error,
+                task_id=poison.task_id,
+            )
+            await msg.term()
+        except Exception as exc:
+            log.warning("could not quarantine a bad work item; it will be redelivered: %r", exc)
 
     async def _refresh(self, lane: _Lane) -> None:
         """Re-read how many items each tenant partition of the lane holds."""
@@ -252,48 +289,20 @@ class Dispatcher:
             lane.partitions.pop(tenant, None)  # declare and bind afresh next time
             raise
 
-    def _next_startable(self) -> _Waiting | None:
-        """The earliest-deadline item that a free slot may take, removed from the heap."""
-        if not self._waiting:
-            return None
-        running = len(self._running)
-        if running < self._concurrency:
-            return self._take_due() or heapq.heappop(self._waiting)
-        if running < self._concurrency + self._reserve:
-            # Only reserve slots are free: the earliest interactive item may take one.
-            candidates = [w for w in self._waiting if w.lane == INTERACTIVE]
-            if candidates:
-                chosen = min(candidates)
-                self._waiting.remove(chosen)
-                heapq.heapify(self._waiting)
-                return chosen
-        return None
-
-    def _take_due(self) -> _Waiting | None:
-        """The most overdue standard/batch item, if any is due (see `_priority`), removed.
-
-        An item is taken one typical step early: the slot it would otherwise wait for is
-        held by a step of about that length."""
-        now = time.time()
-        due = [w for w in self._waiting if w.due - min(self._step_s, w.bound / 2) <= now]
-        if not due:
-            return None
-        chosen = min(due, key=lambda w: w.due)
-        self._waiting.remove(chosen)
-        heapq.heapify(self._waiting)
-        return chosen
-
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
-            waiting = self._next_startable()
+            # Due items are taken one typical step early: the slot they would otherwise wait
+            # for is held by a step of about that length.
+            waiting = self._slots.take(lead_s=self._step_s)
             if waiting is None:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            self._waiting_per_lane[waiting.lane] -= 1
-            self._room[waiting.lane].set()
-            job = asyncio.create_task(self._runner.run(waiting.msg, waiting.item))
-            running = _Running(waiting.item.spec.task_id, waiting.msg, waiting.lane, job)
+            fetched = waiting.payload
+            self._waiting_per_lane[fetched.lane] -= 1
+            self._room[fetched.lane].set()
+            job = asyncio.create_task(self._runner.run(fetched.msg, fetched.item))
+            running = _Running(fetched.item.spec.task_id, fetched.msg, fetched.lane, job, waiting.interactive)
             self._running[running.task_id] = running
             METRICS.in_flight.inc()
             job.add_done_callback(lambda _, r=running: self._finished(r))
@@ -302,6 +311,7 @@ class Dispatcher:
         # The next step of the same task may already run under the same id: remove only ours.
         if self._running.get(running.task_id) is running:
             del self._running[running.task_id]
+        self._slots.release(running.interactive)
         METRICS.in_flight.dec()
         self._step_s = 0.8 * self._step_s + 0.2 * (time.monotonic() - running.started)
         self._changed.set()
@@ -319,9 +329,9 @@ class Dispatcher:
         """Extend the ack-wait of buffered items so a long wait here is not taken for a dead worker."""
         while True:
             await asyncio.sleep(self._topology.ack_wait_s / 3)
-            for waiting in list(self._waiting):
+            for waiting in self._slots.waiting:
                 with contextlib.suppress(Exception):
-                    await waiting.msg.in_progress()
+                    await waiting.payload.msg.in_progress()
 
     def cancel(self, task_id: str) -> bool:
         """Interrupt the running step of `task_id` (after the scheduler wrote CANCELLED)."""
@@ -352,10 +362,9 @@ class Dispatcher:
         for sub in [*subscriptions, *self._bells]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        for waiting in self._waiting:
+        for waiting in self._slots.clear():
             with contextlib.suppress(Exception):
-                await waiting.msg.nak()
-        self._waiting.clear()
+                await waiting.payload.msg.nak()
         jobs = [r.job for r in self._running.values()]
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=grace_s)

@@ -12,6 +12,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import google.protobuf.message
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -19,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
 
-from mesh.errors import Unavailable
+from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric import (
     REPLAY_OF_LABEL,
     TERMINAL_STATES,
@@ -35,7 +36,7 @@ from mesh.fabric import (
     runbook_for,
     work_subject,
 )
-from mesh.tasks import KINDS, Kind
+from mesh.tasks import KINDS, Kind, Limits, check_task_id, validate_spec
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
 from mesh.v1 import deadletter_pb2, inference_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
@@ -55,6 +56,42 @@ class RetryPolicy:
         """Exponential backoff with full jitter on the upper half."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
         return ceiling / 2 + random.random() * ceiling / 2
+
+
+class PoisonMessage(Exception):
+    """A message the mesh cannot run: `poison_input` (not a work item at all) or
+    `schema_mismatch` (a work item whose spec or step is not one this mesh knows)."""
+
+    def __init__(self, classification: str, error: str, task_id: str = "") -> None:
+        super().__init__(f"{classification}: {error}")
+        self.classification = classification
+        self.error = error
+        self.task_id = task_id
+
+
+_LIMITS = Limits()
+
+
+def check_work_item(data: bytes | None) -> work_pb2.WorkItem:
+    """The work item in `data`, checked so that running it cannot fail on its shape; else PoisonMessage."""
+    try:
+        item = work_pb2.WorkItem.FromString(data or b"")
+    except google.protobuf.message.DecodeError as exc:
+        raise PoisonMessage("poison_input", f"not a WorkItem: {exc}") from exc
+    spec = item.spec
+    try:
+        check_task_id(spec.task_id, "spec.task_id")
+        # The deadline is not checked here: one that passed while queued is the runner's to
+        # dead-letter as a timeout, not a malformed item.
+        validate_spec(spec, _LIMITS, now_s=0.0)
+    except InvalidArgument as exc:
+        raise PoisonMessage("schema_mismatch", f"{exc.field}: {exc.reason}", spec.task_id) from exc
+    steps = len(KINDS[spec.kind].steps)
+    if not 0 <= item.step_index < steps:
+        raise PoisonMessage(
+            "schema_mismatch", f"step_index: {item.step_index} is out of range for kind {spec.kind!r}", spec.task_id
+        )
+    return item
 
 
 class Superseded(Exception):
@@ -144,8 +181,8 @@ class Runner:
         self._retry = retry or RetryPolicy()
 
     async def run(self, msg: Msg, item: work_pb2.WorkItem | None = None) -> None:
-        """Run the work item in `msg` (`item` is its parsed form, if the caller has it)."""
-        item = item or work_pb2.WorkItem.FromString(msg.data)
+        """Run the work item in `msg` (`item` is its form checked by `check_work_item`, if the caller has it)."""
+        item = item or check_work_item(msg.data)
         spec = item.spec
         kind = KINDS[spec.kind]
         step = kind.steps[item.step_index]
