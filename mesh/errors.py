@@ -62,9 +62,15 @@ class NotFound(MeshError):
 
 
 class Conflict(MeshError):
+    """`field`, when set, names the part of the request in conflict, e.g. a reused ``idempotency_key``."""
+
     error_class = "conflict"
     grpc_code = "FAILED_PRECONDITION"
     http_status = 409
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ResourceExhausted(MeshError):

@@ -1,20 +1,16 @@
 """Which tasks each tenant has, for listing: one empty message per task on
 ``tm.task.<tenant>.<task_id>`` (stream TM_TASKS, kept as long as the events).
 
-A listing index, not the record of truth (the event log is): it is written without
-waiting for the broker's ack, so admission pays no extra round trip. Task ids the mesh
-assigns start with the admission time, so newest-first is reverse id order.
+A listing index, not the record of truth (the event log is). Admission writes the entry
+first and waits for its ack, so every admitted task is listed even if the broker crashes
+right after; an entry whose task never got its first event (a crash in between) is skipped
+by the listing and by the reconciler. Task ids the mesh assigns start with the admission
+time, so newest-first is reverse id order.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from nats.js import JetStreamContext
-
-from mesh.telemetry import get_logger
-
-log = get_logger(__name__)
 
 TASKS_STREAM = "TM_TASKS"
 TASKS_PREFIX = "tm.task"
@@ -25,10 +21,11 @@ class TaskIndex:
         self._js = js
 
     async def add(self, tenant: str, task_id: str) -> None:
-        ack = await self._js.publish_async(
-            f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", headers={"Nats-Msg-Id": f"{task_id}:index"}
-        )
-        ack.add_done_callback(_report)
+        """Store the entry and wait for the broker's ack; raises nats errors as they come."""
+        await self._js.publish(f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", headers={"Nats-Msg-Id": f"{task_id}:index"})
+
+    async def remove(self, tenant: str, task_id: str) -> None:
+        await self._js.purge_stream(TASKS_STREAM, subject=f"{TASKS_PREFIX}.{tenant}.{task_id}")
 
     async def page(self, tenant: str, limit: int, after: str = "") -> tuple[list[str], str]:
         """Up to `limit` task ids of `tenant`, newest first, older than `after`; and the next token."""
@@ -38,8 +35,3 @@ class TaskIndex:
             ids = [task_id for task_id in ids if task_id < after]
         page = ids[:limit]
         return page, (page[-1] if len(ids) > limit else "")
-
-
-def _report(ack: asyncio.Future) -> None:  # type: ignore[type-arg]
-    if not ack.cancelled() and ack.exception() is not None:
-        log.warning("task index entry not stored: %r", ack.exception())

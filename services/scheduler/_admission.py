@@ -1,15 +1,21 @@
 """Admission: validate, deduplicate, record the task, enqueue its first step.
 
-A submit is acknowledged only after both the task's QUEUED event (which carries
-the spec) and its first work item are stored in JetStream. Every write is
-idempotent, so a client retry after any crash finishes a half-done admission
-instead of creating a second task.
+A submit is acknowledged only after the task's listing entry, its QUEUED event (which
+carries the spec) and its first work item are stored in JetStream, in that order. Every
+write is idempotent, so a client retry after any crash finishes a half-done admission
+instead of creating a second task; without a retry the reconciler (`_reconcile`) finds a
+task left QUEUED without a work item through its listing entry, written first.
+
+An idempotency key is stored with a fingerprint of the request it came with: the same
+request again returns the original task; another request under the same key is refused
+as a Conflict (FAILED_PRECONDITION / HTTP 409) naming `idempotency_key`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections import Counter
 
@@ -18,8 +24,17 @@ import nats.js.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.kv import KeyValue
 
-from mesh.errors import InvalidArgument, Unavailable
-from mesh.fabric import REPLAY_OF_LABEL, ChainMoved, EventLog, KeySequencer, TaskIndex, WorkQueue, work_subject
+from mesh.errors import Conflict, InvalidArgument, Unavailable
+from mesh.fabric import (
+    REPLAY_OF_LABEL,
+    ChainMoved,
+    EventLog,
+    KeySequencer,
+    StoredEvent,
+    TaskIndex,
+    WorkQueue,
+    work_subject,
+)
 from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
@@ -76,7 +91,7 @@ class Admitter:
     async def _admit_valid(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
         spec = self._complete(requested)
         if spec.idempotency_key:
-            original = await self._claim_idempotency_key(spec)
+            original = await self._claim_idempotency_key(spec, request_fingerprint(requested))
             if original is not None:
                 spec.task_id = original
                 return await self._resume(spec)
@@ -87,8 +102,15 @@ class Admitter:
         return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, sequence=1)
 
     async def _store(self, spec: task_pb2.TaskSpec) -> bool:
-        """Write the QUEUED event (it carries the spec), then the first work item. False if the
-        task id already has a chain (nothing is written then)."""
+        """Write the listing entry, the QUEUED event (it carries the spec), then the first work
+        item. False if the task id already has a chain (no event or item is written then)."""
+        if self._index is not None:
+            # First and awaited: a task the mesh admits is always listed, and the reconciler,
+            # which reads the listing entries, sees every task whose admission a crash cut short.
+            try:
+                await self._index.add(spec.tenant, spec.task_id)
+            except nats.errors.Error as exc:  # any broker failure: retryable for the caller
+                raise Unavailable(f"task index did not store the task: {exc}") from exc
         queued = task_pb2.TaskEvent(
             task_id=spec.task_id,
             sequence=1,
@@ -100,11 +122,24 @@ class Admitter:
         try:
             stream_sequence = await self._events.append(queued, after_stream_sequence=0)
         except ChainMoved:
+            await self._unlist_if_foreign(spec)
             return False
-        if self._index is not None:
-            await self._index.add(spec.tenant, spec.task_id)
+        except Unavailable as exc:
+            # The broker refusing a message for its size is bad input, never a retryable fault.
+            if isinstance(exc.__cause__, nats.errors.MaxPayloadError):
+                raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
+            raise
         await self._enqueue(queued, stream_sequence)
         return True
+
+    async def _unlist_if_foreign(self, spec: task_pb2.TaskSpec) -> None:
+        """A client-chosen task id that another tenant's task already has: take back the listing
+        entry just written, so this tenant's list never shows the other's task."""
+        if self._index is None:
+            return
+        first = await self._events.first(spec.task_id)
+        if first is not None and first.event.spec.tenant != spec.tenant:
+            await self._index.remove(spec.tenant, spec.task_id)
 
     def _complete(self, requested: task_pb2.TaskSpec) -> task_pb2.TaskSpec:
         spec = task_pb2.TaskSpec()
@@ -117,18 +152,31 @@ class Admitter:
             spec.deadline.FromNanoseconds(int((time.time() + self._limits.default_ttl_s) * 1e9))
         return spec
 
-    async def _claim_idempotency_key(self, spec: task_pb2.TaskSpec) -> str | None:
-        """Record key → task id; return the original task id if the key was used before."""
+    async def _claim_idempotency_key(self, spec: task_pb2.TaskSpec, fingerprint: str) -> str | None:
+        """Record key → (task id, request fingerprint); return the original task id if the key
+        was used before with the same request. Conflict if it was used with another request."""
         digest = hashlib.sha256(spec.idempotency_key.encode()).hexdigest()[:48]
         key = f"{spec.tenant}.{digest}"
+        record = json.dumps({"task_id": spec.task_id, "fingerprint": fingerprint}, separators=(",", ":"))
         try:
-            await self._idempotency.create(key, spec.task_id.encode())
+            await self._idempotency.create(key, record.encode())
             return None
         except nats.js.errors.KeyWrongLastSequenceError:
-            entry = await self._idempotency.get(key)
-            return (entry.value or b"").decode() or None
+            pass  # the key was used before: read what it was used for
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"idempotency store did not answer: {exc}") from exc
+        try:
+            entry = await self._idempotency.get(key)
+        except nats.errors.Error as exc:
+            raise Unavailable(f"idempotency store did not answer: {exc}") from exc
+        original, original_fingerprint = _parse_idempotency_record(entry.value or b"")
+        if original_fingerprint and original_fingerprint != fingerprint:
+            raise Conflict(
+                f"idempotency_key: already used for a different request (task {original}); "
+                "use a new key for a new request",
+                field="idempotency_key",
+            )
+        return original or None
 
     async def _resume(self, spec: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
         """Answer a repeated submit; finish the admission if a crash cut it short."""
@@ -143,6 +191,11 @@ class Admitter:
             # fences a second runner out.
             await self._enqueue(last.event, last.stream_sequence)
         return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, deduplicated=True, sequence=1)
+
+    async def requeue(self, queued: StoredEvent) -> None:
+        """Store the first work item of a task whose admission stopped after its QUEUED event
+        (the reconciler calls this). Safe for the same reasons as `_resume`."""
+        await self._enqueue(queued.event, queued.stream_sequence)
 
     async def _enqueue(self, queued: task_pb2.TaskEvent, stream_sequence: int) -> None:
         spec = queued.spec
@@ -166,8 +219,39 @@ class Admitter:
         headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}
         try:
             await self._work.put(subject, item.SerializeToString(), headers=headers)
+        except nats.errors.MaxPayloadError as exc:
+            raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"work queue did not store the task: {exc}") from exc
+
+
+def request_fingerprint(requested: task_pb2.TaskSpec) -> str:
+    """sha256 of the work a request asks for: its kind, payload, ordering key and (client-chosen)
+    task id. How it is to be scheduled may differ between two tries of one request — the
+    deadline (clients compute it from "now"), priority, QoS tier, labels, and the parent (a
+    fan-out's children may be admitted ahead of it) — and then the original task stands."""
+    work = task_pb2.TaskSpec(
+        kind=requested.kind,
+        payload=requested.payload,
+        ordering_key=requested.ordering_key,
+        task_id=requested.task_id,
+    )
+    return hashlib.sha256(work.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _parse_idempotency_record(value: bytes) -> tuple[str, str]:
+    """(task id, fingerprint) from a stored record; a record of an older tidemesh is the bare
+    task id (no fingerprint: any request under its key is taken as the same)."""
+    if not value.startswith(b"{"):
+        return value.decode(), ""
+    try:
+        record = json.loads(value)
+        return str(record["task_id"]), str(record.get("fingerprint", ""))
+    except (ValueError, KeyError, TypeError) as exc:
+        # Retrying cannot help, and guessing could hand back another request's task.
+        raise Conflict(
+            "idempotency_key: its stored record is unreadable; use a new key", field="idempotency_key"
+        ) from exc
 
 
 def _now() -> Timestamp:
