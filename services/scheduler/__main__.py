@@ -29,6 +29,7 @@ from services.scheduler._admission import Admitter
 from services.scheduler._autoscale import ScaleHooks, ScalePolicy, Scaler
 from services.scheduler._flow import FlowControl, FlowLimits
 from services.scheduler._queues import queue_status
+from services.scheduler._reconcile import ReconcilePolicy, Reconciler
 from services.scheduler._registry import WorkerRegistry
 from services.scheduler._service import Scheduler, Workers
 
@@ -51,6 +52,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         flow = FlowControl(_flow_limits(args))
         scaler = Scaler(_scale_policies(args))
         hooks = ScaleHooks(command=args.scale_hook_command, webhook=args.scale_webhook)
+        admitter = Admitter(work, events, idempotency, Limits(), flow, sequencer, TaskIndex(js))
+        reconciler = Reconciler(js, events, admitter, ReconcilePolicy(grace_s=args.reconcile_grace))
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
@@ -58,7 +61,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 nc,
                 js,
                 events,
-                Admitter(work, events, idempotency, Limits(), flow, sequencer, TaskIndex(js)),
+                admitter,
                 registry,
                 sequencer,
                 scaler,
@@ -74,6 +77,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 asyncio.create_task(
                     _reap_dead_workers(nc, registry, args.heartbeat_interval / 2, topology.fetch_expiry_s)
                 ),
+                asyncio.create_task(reconciler.run()),
             ]
             await stop.wait()
             for sampler in samplers:
@@ -163,6 +167,12 @@ def main() -> None:
     parser.add_argument("--scale", default="", help="replica bounds per pool, e.g. inference=1:4,ingestion=1:2")
     parser.add_argument("--scale-target-drain", type=float, default=10.0, help="seconds to drain a backlog")
     parser.add_argument("--scale-hook-command", default="", help="run on a change; recommendation JSON on stdin")
+    parser.add_argument(
+        "--reconcile-grace",
+        type=float,
+        default=ReconcilePolicy().grace_s,
+        help="seconds after admission a task still QUEUED without its work item is enqueued again",
+    )
     parser.add_argument("--scale-webhook", default="", help="POST the recommendation JSON here on a change")
     run_service("scheduler", parser, serve)
 
