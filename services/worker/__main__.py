@@ -32,6 +32,7 @@ from services.worker._dispatch import Dispatcher
 from services.worker._fairshare import parse_per_tenant
 from services.worker._priority import WaitBounds
 from services.worker._runner import Runner
+from services.worker._slots import SlotLimits
 from services.worker._webhook import WebhookClient
 
 log = get_logger("services.worker")
@@ -70,6 +71,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             children=children,
             webhooks=webhooks,
         )
+        try:
+            SlotLimits.of(args.concurrency, args.reserve, args.guaranteed_slots)
+        except ValueError as exc:
+            raise SystemExit(f"--concurrency/--reserve/--guaranteed-slots: {exc}") from None
         dispatcher = Dispatcher(
             nc,
             js,
@@ -78,6 +83,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             pools,
             args.concurrency,
             reserve=args.reserve,
+            guaranteed=args.guaranteed_slots,
             bounds=_wait_bounds(args.wait_bounds),
             topology=topology,
             tenant_weights=_per_tenant("--tenant-weights", args.tenant_weights, float, "WEIGHT"),
@@ -132,7 +138,7 @@ async def _heartbeat(
     interval_s = 2.0
     registered = False
     while True:
-        status.in_flight = len(dispatcher.running_task_ids)
+        status.in_flight = dispatcher.in_flight
         status.completed = dispatcher.completed
         try:
             if not registered:
@@ -188,6 +194,13 @@ def main() -> None:
         help="comma-separated URL prefixes webhook tasks may call",
     )
     parser.add_argument("--reserve", type=int, default=None, help="extra slots only interactive work may use")
+    parser.add_argument(
+        "--guaranteed-slots",
+        type=int,
+        default=None,
+        help="shared slots interactive work may never take, so standard/batch work meets its wait bound "
+        "(default: a quarter of --concurrency, at least 1)",
+    )
     parser.add_argument(
         "--wait-bounds", default="", help="max queue wait per class in seconds, e.g. interactive=0.25,batch=60"
     )
