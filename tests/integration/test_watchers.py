@@ -18,6 +18,7 @@ import grpc.aio
 import pytest
 
 from clients.sdk import Client
+from mesh.errors import OutOfRange
 from mesh.supervisor import Plan, Supervisor, admin_key, build_plan
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
 from tests.conftest import eventually
@@ -126,8 +127,8 @@ async def test_streams_resumed_at_the_final_event_end_at_once(secured: Secured) 
 
 async def test_streams_abandoned_mid_way_release_their_watchers(secured: Secured) -> None:
     """40 streams per protocol of a task that runs on, each abandoned after its first event (SSE
-    connection closed, gRPC cancelled, WebSocket unsubscribed or closed): the gauge returns to its
-    baseline while the task still runs."""
+    connection closed, gRPC WatchTask and WatchTasks cancelled, WebSocket replaced, unsubscribed or
+    closed): the gauge returns to its baseline while the task still runs."""
     baseline = await secured.watchers()
     async with Client(secured.endpoint, tenant="watchers", credential=secured.admin) as client:
         task = await client.submit("stream", LONG)
@@ -152,7 +153,15 @@ async def test_streams_abandoned_mid_way_release_their_watchers(secured: Secured
                         await anext(aiter(call))
                         call.cancel()
 
+                    async def many_then_cancel() -> None:
+                        call = stub.WatchTasks(
+                            gateway_pb2.WatchTasksRequest(task_ids=[task.task_id]), metadata=secured.metadata
+                        )
+                        await anext(aiter(call))
+                        call.cancel()
+
                     await asyncio.gather(*(grpc_then_cancel() for _ in range(STREAMS)))
+                    await asyncio.gather(*(many_then_cancel() for _ in range(STREAMS // 4)))
                 ws_url = f"ws://{secured.endpoint}/v1/ws"
                 async with session.ws_connect(ws_url, headers=secured.headers) as ws:
                     for index in range(STREAMS // 2):  # a subscribe replaces the one before it
@@ -198,9 +207,14 @@ async def test_resume_positions_past_the_stream_are_out_of_range_naming_the_fiel
             assert json.loads((await ws.receive()).data) == {"type": "pong", "id": "still-open"}
         async with grpc.aio.insecure_channel(secured.endpoint) as channel:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
-            request = gateway_pb2.WatchTaskRequest(task_id=task_id, after_sequence=2**64 - 1)
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                _ = [response async for response in stub.WatchTask(request, metadata=secured.metadata)]
-            assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
-            assert ("tidemesh-field", "after_sequence") in tuple(raised.value.trailing_metadata() or ())
+            # uint64 cannot carry 10^30: a client that wraps it sends 10^30 mod 2^64, also past the end.
+            for after in (2**64 - 1, 10**30 % 2**64, final + 1):
+                request = gateway_pb2.WatchTaskRequest(task_id=task_id, after_sequence=after)
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    _ = [response async for response in stub.WatchTask(request, metadata=secured.metadata)]
+                assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE, raised.value
+                assert ("tidemesh-field", "after_sequence") in tuple(raised.value.trailing_metadata() or ())
+        async with Client(secured.endpoint, tenant="watchers", credential=secured.admin) as client:
+            with pytest.raises(OutOfRange, match="after_sequence"):  # the SDK does not retry it
+                _ = [event async for event in client.watch(task_id, after_sequence=final + 1)]
     await _back_to(secured, baseline, "no out-of-range watcher was left")
