@@ -8,12 +8,15 @@ from pathlib import Path
 
 from bench._scheduling import _submit_all
 from clients.sdk import Client
-from mesh.supervisor import Supervisor, build_plan
+from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
 
 
 async def throughput(fsync: str, n: int = 3000) -> float:
     with tempfile.TemporaryDirectory(prefix="tidemesh-bench-") as state:
-        plan = build_plan(Path(state), public_port=0, workers=1, worker_concurrency=64, fsync=fsync)
+        # Capacity, not a client's allowance: thousands are submitted at once, so no submit limit.
+        plan = build_plan(
+            Path(state), public_port=0, workers=1, worker_concurrency=64, fsync=fsync, tenant_limit=NO_LIMIT
+        )
         async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="bench") as client:
             warm = await _submit_all(client, [client.spec("echo", {"text": "w"}) for _ in range(200)])
             [e async for e in client.watch_many(warm)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import _celery, _nats_bare
 from clients.sdk import Client
-from mesh.supervisor import Supervisor, build_plan
+from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
 from mesh.v1 import task_pb2
 
 
@@ -38,7 +38,15 @@ async def _submit_all(client: Client, specs: list[task_pb2.TaskSpec], chunk: int
 
 async def tidemesh_throughput(n: int, workers: int = 1, concurrency: int = 64, fsync: str = "always") -> float:
     with tempfile.TemporaryDirectory(prefix="tidemesh-bench-") as state:
-        plan = build_plan(Path(state), public_port=0, workers=workers, worker_concurrency=concurrency, fsync=fsync)
+        # Capacity, not a client's allowance: thousands are submitted at once, so no submit limit.
+        plan = build_plan(
+            Path(state),
+            public_port=0,
+            workers=workers,
+            worker_concurrency=concurrency,
+            fsync=fsync,
+            tenant_limit=NO_LIMIT,
+        )
         async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="bench") as client:
             warm = await _submit_all(client, [client.spec("echo", {"text": "w"}) for _ in range(200)])
             [e async for e in client.watch_many(warm)]
@@ -57,7 +65,7 @@ async def tidemesh_throughput(n: int, workers: int = 1, concurrency: int = 64, f
 async def tidemesh_interactive_latency(flood: int, probes: int) -> tuple[float, float, int, int]:
     """(p50 ms, p99 ms, backlog at the first probe, backlog after the last)."""
     with tempfile.TemporaryDirectory(prefix="tidemesh-bench-") as state:
-        plan = build_plan(Path(state), public_port=0, workers=1, worker_concurrency=32)
+        plan = build_plan(Path(state), public_port=0, workers=1, worker_concurrency=32, tenant_limit=NO_LIMIT)
         async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="bench") as client:
             await _submit_all(client, [client.spec("echo", {"text": str(i)}, priority="batch") for i in range(flood)])
             backlog_start = await _backlog(client)

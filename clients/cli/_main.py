@@ -15,10 +15,36 @@ from clients.cli._up import plan_from, up
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.fabric import lane_of
+from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT
 from mesh.v1 import status_pb2, task_pb2
 
 DEFAULT_ENDPOINT = os.environ.get("TIDEMESH_ENDPOINT", "127.0.0.1:8080")
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+
+
+def _submits(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0 (0: no limit), got {text}")
+    return value
+
+
+def rate_limit_args(p: argparse.ArgumentParser) -> None:
+    """Every gateway's submit limits: token buckets per tenant and per credential (auth on)."""
+    (tenant_rate, tenant_burst), (credential_rate, credential_burst) = TENANT_LIMIT, CREDENTIAL_LIMIT
+    p.add_argument(
+        "--tenant-rate", type=_submits, default=tenant_rate, help="submits/s per tenant, per gateway (0: no limit)"
+    )
+    p.add_argument("--tenant-burst", type=_submits, default=tenant_burst, help="submits a tenant may send at once")
+    p.add_argument(
+        "--credential-rate",
+        type=_submits,
+        default=credential_rate,
+        help="submits/s per credential, per gateway (0: no limit)",
+    )
+    p.add_argument(
+        "--credential-burst", type=_submits, default=credential_burst, help="submits a credential may send at once"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--tenant-weights", default="", help="fair-share weights, e.g. acme=3,globex=1 (others 1)")
         p.add_argument("--tenant-concurrency", default="", help="in-flight caps per tenant, e.g. acme=4")
         p.add_argument("--no-auth", action="store_true", help="let every caller in without a credential (dev only)")
+        rate_limit_args(p)
         p.add_argument(
             "--triton",
             action="store_true",

@@ -58,6 +58,8 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ),
         auth=not args.no_auth,
         triton=args.triton,
+        tenant_limit=(args.tenant_rate, args.tenant_burst),
+        credential_limit=(args.credential_rate, args.credential_burst),
     )
 
 

@@ -4,10 +4,23 @@ from mesh.supervisor._autoscaler import LocalAutoscaler
 from mesh.supervisor._binaries import find_binary, guarded
 from mesh.supervisor._child import Child, ChildState
 from mesh.supervisor._credentials import admin_key
-from mesh.supervisor._plan import Health, Plan, ProcessSpec, build_plan, free_port, pool_worker_spec
+from mesh.supervisor._plan import (
+    CREDENTIAL_LIMIT,
+    NO_LIMIT,
+    TENANT_LIMIT,
+    Health,
+    Plan,
+    ProcessSpec,
+    build_plan,
+    free_port,
+    pool_worker_spec,
+)
 from mesh.supervisor._supervisor import Supervisor
 
 __all__ = [
+    "CREDENTIAL_LIMIT",
+    "NO_LIMIT",
+    "TENANT_LIMIT",
     "Child",
     "ChildState",
     "Health",

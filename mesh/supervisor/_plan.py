@@ -20,6 +20,12 @@ from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
 from mesh.supervisor._triton import triton_launch
 
+# Submit rate limits of every gateway, per tenant and per credential (submits/s, burst): on by
+# default; a rate of 0 turns one off. The gateway's own defaults are the same (`_ratelimit`).
+TENANT_LIMIT = (1000.0, 2000.0)
+CREDENTIAL_LIMIT = (500.0, 1000.0)
+NO_LIMIT = (0.0, 1.0)  # benchmarks that measure capacity (they submit thousands at once)
+
 
 @dataclass(frozen=True)
 class Health:
@@ -156,6 +162,14 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
     )
 
 
+def _limit_args(what: str, rate: float, burst: float) -> tuple[str, ...]:
+    if rate < 0 or (rate > 0 and burst < 1):
+        raise ValueError(
+            f"{what} limit: the rate must be ≥ 0 (0: off) and the burst ≥ 1, got {rate:g}/s burst {burst:g}"
+        )
+    return (f"--{what}-rate", f"{rate:g}", f"--{what}-burst", f"{max(burst, 1):g}")
+
+
 def build_plan(
     state_dir: Path,
     public_port: int = 8080,
@@ -173,6 +187,8 @@ def build_plan(
     gateway_args: tuple[str, ...] = (),
     auth: bool = False,
     triton: bool = False,
+    tenant_limit: tuple[float, float] = TENANT_LIMIT,
+    credential_limit: tuple[float, float] = CREDENTIAL_LIMIT,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -180,8 +196,11 @@ def build_plan(
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`). With `auth`,
     the gateways require credentials (see `_credentials`). With `triton`, a tritonserver serves
     the project's model repository and the inference service routes to it, falling back to its
-    embedded CPU model."""
+    embedded CPU model. Every gateway rate-limits submits per tenant and per credential
+    (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
+    `gateway_args` come after, so they override."""
     state_dir = state_dir.resolve()
+    gateway_args = (*_limit_args("tenant", *tenant_limit), *_limit_args("credential", *credential_limit), *gateway_args)
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
     ports = _Ports(public_port)

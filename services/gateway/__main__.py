@@ -15,7 +15,13 @@ from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, J
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
-from services.gateway._ratelimit import RateLimiter
+from services.gateway._ratelimit import (
+    DEFAULT_CREDENTIAL_BURST,
+    DEFAULT_CREDENTIAL_RATE,
+    DEFAULT_TENANT_BURST,
+    DEFAULT_TENANT_RATE,
+    RateLimiter,
+)
 from services.gateway._service import Gateway
 
 log = get_logger("services.gateway")
@@ -39,9 +45,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             events,
             hub,
             DeadLetterStore(js, nc),
-            limiter,
-            guard,
-            TaskIndex(js),
+            guard=guard,
+            limiter=limiter,
+            index=TaskIndex(js),
         )
         app = http_app(
             events,
@@ -73,8 +79,7 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
     if args.credential_rate > 0:
         credential_limiter = RateLimiter(args.credential_rate, args.credential_burst, what="credential")
     if not args.auth_dir:
-        log.warning("auth is off: every caller is anonymous and allowed (start with --auth-dir to require credentials)")
-        return Guard(events)
+        return Guard.disabled(events)
     directory = Path(args.auth_dir)
     store = await CredentialStore.open(js, args.replicas)
     await store.start()
@@ -89,10 +94,19 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
 def main() -> None:
     parser = base_parser("tidemesh gateway")
     parser.add_argument("--scheduler", required=True, help="scheduler HOST:PORT")
-    parser.add_argument("--tenant-rate", type=float, default=0.0, help="submits per second per tenant (0: no limit)")
-    parser.add_argument("--tenant-burst", type=float, default=100.0, help="submits a tenant may burst above its rate")
-    parser.add_argument("--credential-rate", type=float, default=0.0, help="submits per second per credential")
-    parser.add_argument("--credential-burst", type=float, default=100.0, help="submits a credential may burst")
+    parser.add_argument(
+        "--tenant-rate", type=float, default=DEFAULT_TENANT_RATE, help="submits per second per tenant (0: no limit)"
+    )
+    parser.add_argument("--tenant-burst", type=float, default=DEFAULT_TENANT_BURST, help="a tenant's burst, in submits")
+    parser.add_argument(
+        "--credential-rate",
+        type=float,
+        default=DEFAULT_CREDENTIAL_RATE,
+        help="submits per second per credential, with auth on (0: no limit)",
+    )
+    parser.add_argument(
+        "--credential-burst", type=float, default=DEFAULT_CREDENTIAL_BURST, help="a credential's burst, in submits"
+    )
     parser.add_argument("--auth-dir", default="", help="require credentials: jwt.secret or jwt.pub, admin.key here")
     parser.add_argument("--jwt-audience", default="tidemesh", help="the aud claim tokens must carry")
     run_service("gateway", parser, serve)

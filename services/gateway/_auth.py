@@ -22,21 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+import nats.errors
+import nats.js.api
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mesh.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from mesh.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -117,29 +120,42 @@ def check_roles(roles: Iterable[str]) -> frozenset[str]:
 
 
 class CredentialStore:
-    """API keys and revocations in KV, mirrored in memory by a watch."""
+    """API keys and revocations in KV, mirrored in memory by a watch.
 
-    def __init__(self, kv: KeyValue) -> None:
+    A key this gateway has not heard of yet (another replica created it a moment ago, and the
+    watch has not delivered it) is read from KV before it is refused, so a credential the mesh
+    has returned works on the next call on every replica. Misses are remembered for
+    `MISS_TTL_S` and read `LOOKUPS_AT_ONCE` at a time, so a flood of unknown keys costs KV
+    little. If the bucket disappears (deleted by hand, a broker that lost its store), the
+    store declares it again: writes are retried once on the new bucket and the watch follows it.
+    A write that still cannot be recorded is `Unavailable`, never a silent success.
+    """
+
+    MISS_TTL_S = 2.0
+    LOOKUPS_AT_ONCE = 16
+    _MAX_MISSES = 10_000
+    # How long the watch may be quiet before it checks that its bucket is still the one it follows.
+    CHECK_S = 2.0
+
+    def __init__(self, js: JetStreamContext, kv: KeyValue, replicas: int = 1) -> None:
+        self._js = js
         self._kv = kv
+        self._replicas = replicas
         self._keys: dict[str, _ApiKey] = {}
         self._revoked: dict[str, str] = {}  # credential id → reason
         self._listeners: list[Callable[[str, str], None]] = []
         self._watch: asyncio.Task[None] | None = None
+        self._misses: dict[str, float] = {}  # key id → monotonic time until which KV is not asked again
+        self._lookups: dict[str, asyncio.Future[_ApiKey | None]] = {}  # one KV read per key id at a time
+        self._lookup_gate = asyncio.Semaphore(self.LOOKUPS_AT_ONCE)
 
     @classmethod
     async def open(cls, js: JetStreamContext, replicas: int = 1) -> CredentialStore:
-        import nats.js.api as api
-
-        try:
-            kv = await js.key_value(CREDENTIALS_BUCKET)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(api.KeyValueConfig(bucket=CREDENTIALS_BUCKET, history=1, replicas=replicas))
-        return cls(kv)
+        return cls(js, await _declare_bucket(js, replicas), replicas)
 
     async def start(self) -> None:
-        watcher = await self._kv.watchall()
         ready = asyncio.Event()
-        self._watch = asyncio.create_task(self._follow(watcher, ready))
+        self._watch = asyncio.create_task(self._follow(ready))
         await ready.wait()
 
     async def close(self) -> None:
@@ -160,20 +176,82 @@ class CredentialStore:
     async def create_key(self, tenant: str, roles: Iterable[str], name: str = "") -> tuple[str, str]:
         key_id, token = new_api_key()
         record = {"digest": _digest(token), "tenant": tenant, "roles": sorted(check_roles(roles)), "name": name}
-        await self._kv.create(f"apikey.{key_id}", json.dumps(record).encode())
+        await self._record("the new API key", lambda kv: kv.create(f"apikey.{key_id}", json.dumps(record).encode()))
+        # Known here before the caller sees it: the next call on this replica needs no KV read.
         self._keys[key_id] = _ApiKey(key_id, record["digest"], tenant, frozenset(record["roles"]), name)
         return key_id, token
 
     async def revoke(self, credential_id: str, reason: str) -> None:
         record = {"reason": reason or "revoked", "at": time.time()}
-        await self._kv.put(f"revoked.{credential_id}", json.dumps(record).encode())
+        # In force on this replica whatever KV says: failing closed here is safe; failing open is not.
         self._mark_revoked(credential_id, record["reason"])
+        await self._record(
+            f"the revocation of {credential_id} (in force on this gateway only until it is)",
+            lambda kv: kv.put(f"revoked.{credential_id}", json.dumps(record).encode()),
+        )
 
     def api_key(self, key_id: str) -> _ApiKey | None:
         return self._keys.get(key_id)
 
+    async def find_api_key(self, key_id: str) -> _ApiKey | None:
+        """The key `key_id`, from memory or else from KV (bounded: see the class docstring)."""
+        known = self._keys.get(key_id)
+        if known is not None or self._misses.get(key_id, 0.0) > time.monotonic():
+            return known
+        pending = self._lookups.get(key_id)
+        if pending is None:
+            pending = self._lookups[key_id] = asyncio.ensure_future(self._read_key(key_id))
+            pending.add_done_callback(functools.partial(self._lookup_done, key_id))
+        return await asyncio.shield(pending)  # one caller giving up must not cancel the others' read
+
+    def _lookup_done(self, key_id: str, lookup: asyncio.Future[_ApiKey | None]) -> None:
+        self._lookups.pop(key_id, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved here too: every caller may have gone before it finished
+
     def revoked(self, credential_id: str) -> str | None:
         return self._revoked.get(credential_id)
+
+    async def _read_key(self, key_id: str) -> _ApiKey | None:
+        async with self._lookup_gate:
+            try:
+                record = await self._read(f"apikey.{key_id}")
+                revocation = await self._read(f"revoked.{key_id}") if record is not None else None
+            except (TimeoutError, nats.errors.Error) as exc:
+                raise Unavailable(f"the credential store could not be read: {type(exc).__name__}: {exc}") from exc
+        if record is None:
+            if len(self._misses) >= self._MAX_MISSES:
+                now = time.monotonic()
+                self._misses = {k: until for k, until in self._misses.items() if until > now}
+                if len(self._misses) >= self._MAX_MISSES:
+                    self._misses.clear()
+            self._misses[key_id] = time.monotonic() + self.MISS_TTL_S
+            return None
+        if revocation is not None:
+            self._apply(f"revoked.{key_id}", revocation)
+        self._apply(f"apikey.{key_id}", record)
+        return self._keys.get(key_id)
+
+    async def _read(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.NotFoundError:  # no such key, a deleted one, or no bucket at all
+            return None
+        return entry.value or None
+
+    async def _record(self, what: str, write: Callable[[KeyValue], Awaitable[object]]) -> None:
+        """`write` on the bucket; once more on a re-declared bucket if it has gone; else Unavailable."""
+        try:
+            try:
+                await write(self._kv)
+            except _BUCKET_GONE:
+                log.warning("credential bucket %s is gone: declaring it again", CREDENTIALS_BUCKET)
+                self._kv = await _declare_bucket(self._js, self._replicas)
+                await write(self._kv)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise Unavailable(
+                f"the credential store could not record {what}: {type(exc).__name__}: {exc}; try again"
+            ) from exc
 
     def _mark_revoked(self, credential_id: str, reason: str) -> None:
         if credential_id in self._revoked:
@@ -183,22 +261,50 @@ class CredentialStore:
         for listener in self._listeners:
             listener(credential_id, reason)
 
-    async def _follow(self, watcher, ready: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    async def _follow(self, ready: asyncio.Event) -> None:
+        """Mirror the bucket; re-open the watch when it fails, ends, or its bucket is replaced."""
         while True:
+            watcher = None
             try:
-                async for entry in watcher:
+                generation = await self._generation()
+                if generation is None:  # the bucket is gone: declare it again, then follow the new one
+                    self._kv = await _declare_bucket(self._js, self._replicas)
+                    generation = await self._generation()
+                watcher = await self._kv.watchall()
+                while True:
+                    try:
+                        entry = await watcher.updates(timeout=self.CHECK_S)
+                    except nats.errors.TimeoutError:
+                        # A deleted bucket leaves its watch silent forever, not ended: check it is still ours.
+                        if await self._generation() != generation:
+                            log.warning("credential bucket %s was replaced: following the new one", CREDENTIALS_BUCKET)
+                            break
+                        continue
                     if entry is None:  # the initial values are in
                         ready.set()
                         continue
+                    if entry is KeyValue.KeyWatcher.STOP_ITER:
+                        log.warning("credential watch ended")
+                        break
                     self._apply(entry.key, entry.value)
-                log.warning("credential watch ended")
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 log.warning("credential watch failed: %r", exc)
-            # Re-open the watch, keeping what we know; an ended watcher must not be spun on.
-            ready.set()
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(Exception):
-                watcher = await self._kv.watchall()
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
+            ready.set()  # start() must not wait forever on a broker that is away
+            await asyncio.sleep(self.CHECK_S / 4)
+
+    async def _generation(self) -> object:
+        """When the bucket's stream was created (None: it does not exist): a new one is a new bucket."""
+        try:
+            info = await self._js.stream_info(f"KV_{CREDENTIALS_BUCKET}")
+        except nats.js.errors.NotFoundError:
+            return None
+        return info.created
 
     def _apply(self, key: str, value: bytes | None) -> None:
         kind, _, credential_id = key.partition(".")
@@ -209,8 +315,27 @@ class CredentialStore:
             self._keys[credential_id] = _ApiKey(
                 credential_id, record["digest"], record["tenant"], frozenset(record["roles"]), record.get("name", "")
             )
+            self._misses.pop(credential_id, None)
         elif kind == "revoked":
             self._mark_revoked(credential_id, record.get("reason", "revoked"))
+
+
+# What a write on a bucket whose stream was deleted raises (no stream answers its subject).
+_BUCKET_GONE = (nats.js.errors.NoStreamResponseError, nats.js.errors.NotFoundError)
+
+
+async def _declare_bucket(js: JetStreamContext, replicas: int) -> KeyValue:
+    """The credentials bucket, created if it does not exist (idempotent: every replica may call it)."""
+    try:
+        return await js.key_value(CREDENTIALS_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(
+            nats.js.api.KeyValueConfig(bucket=CREDENTIALS_BUCKET, history=1, replicas=replicas)
+        )
+    except nats.js.errors.BadRequestError:  # another replica created it first, a moment ago
+        return await js.key_value(CREDENTIALS_BUCKET)
 
 
 def _key_id_of(token: str) -> str:
@@ -226,8 +351,18 @@ class Authenticator:
         self.store = store
         self._jwt = jwt_settings
 
+    async def identify(self, authorization: str = "", api_key: str = "") -> Principal:
+        """`authenticate`, after reading from KV an API key this replica has not heard of yet."""
+        token = api_key.strip()
+        scheme, _, value = authorization.strip().partition(" ")
+        if not token and scheme.lower() == "apikey":
+            token = value.strip()
+        if token:
+            await self.store.find_api_key(_key_id_of(token))
+        return self.authenticate(authorization, api_key)
+
     def authenticate(self, authorization: str = "", api_key: str = "") -> Principal:
-        """The caller behind an ``authorization`` header value or an ``x-api-key`` value."""
+        """The caller behind an ``authorization`` header value or an ``x-api-key`` value (from memory)."""
         scheme, _, value = authorization.strip().partition(" ")
         if api_key:
             return self._api_key(api_key.strip())

@@ -1,9 +1,10 @@
 """One gateway's access control, shared by gRPC, REST, SSE and WebSocket.
 
-With no authenticator, auth is off: callers are anonymous (`None`) and every check passes.
-With one, every call names a credential (see `_auth`), each operation needs a role on the
-tenant it touches, streams hold a lease (see `_leases`), and submits are rate-limited per
-credential as well as per tenant.
+Auth is on unless it is turned off out loud: `Guard(events, authenticator)` requires every
+call to name a credential (see `_auth`), each operation to hold a role on the tenant it
+touches, streams to hold a lease (see `_leases`), and rate-limits submits per credential as
+well as per tenant. `Guard.disabled(events)` — the only way to get a guard without an
+authenticator — lets every caller in anonymously (`None`) and logs that it does.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from aiohttp import web
 
 from mesh.errors import NotFound
 from mesh.fabric import EventLog
+from mesh.telemetry import get_logger
 from services.gateway._auth import ANY_TENANT, Authenticator, Principal, authorize
 from services.gateway._leases import Leases, StreamLease
 from services.gateway._ratelimit import RateLimiter
+
+log = get_logger(__name__)
 
 _CHECKS_AT_ONCE = 256
 
@@ -28,33 +32,57 @@ class Guard:
     def __init__(
         self,
         events: EventLog,
-        authenticator: Authenticator | None = None,
+        authenticator: Authenticator,
         credential_limiter: RateLimiter | None = None,
+    ) -> None:
+        # Fail closed: a forgotten authenticator must not quietly mean "anyone may call".
+        if not isinstance(authenticator, Authenticator):
+            raise TypeError("Guard needs an Authenticator; Guard.disabled(events) turns auth off on purpose")
+        self._setup(events, authenticator, credential_limiter)
+
+    @classmethod
+    def disabled(cls, events: EventLog) -> Guard:
+        """A guard that lets every caller in without a credential (development only), said in the log."""
+        log.warning(
+            "AUTH IS OFF on this gateway: every caller is anonymous and may do anything "
+            "(start it with --auth-dir to require credentials)"
+        )
+        guard = cls.__new__(cls)
+        guard._setup(events, None, None)
+        return guard
+
+    def _setup(
+        self, events: EventLog, authenticator: Authenticator | None, credential_limiter: RateLimiter | None
     ) -> None:
         self._events = events
         self.authenticator = authenticator
         self._limiter = credential_limiter
         self.leases = Leases(authenticator.store) if authenticator else None
 
+    @property
+    def enabled(self) -> bool:
+        return self.authenticator is not None
+
     def authenticate(self, authorization: str = "", api_key: str = "") -> Principal | None:
         if self.authenticator is None:
             return None
         return self.authenticator.authenticate(authorization, api_key)
 
-    def from_grpc(self, context: grpc.aio.ServicerContext) -> Principal | None:  # type: ignore[type-arg]
+    async def from_grpc(self, context: grpc.aio.ServicerContext) -> Principal | None:  # type: ignore[type-arg]
+        """The caller of a gRPC call; an API key minted a moment ago on another replica counts."""
         if self.authenticator is None:
             return None
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        return self.authenticate(metadata.get("authorization", ""), metadata.get("x-api-key", ""))
+        return await self.authenticator.identify(metadata.get("authorization", ""), metadata.get("x-api-key", ""))
 
-    def from_http(self, request: web.Request) -> Principal | None:
+    async def from_http(self, request: web.Request) -> Principal | None:
         """Header first; browsers' EventSource and WebSocket can only send ?access_token=."""
         if self.authenticator is None:
             return None
         authorization = request.headers.get("Authorization", "")
         if not authorization and (token := request.query.get("access_token", "")):
             authorization = f"ApiKey {token}" if token.startswith("tmk_") else f"Bearer {token}"
-        return self.authenticate(authorization, request.headers.get("X-Api-Key", ""))
+        return await self.authenticator.identify(authorization, request.headers.get("X-Api-Key", ""))
 
     @staticmethod
     def check(principal: Principal | None, role: str, tenant: str | None = None) -> None:

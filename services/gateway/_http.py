@@ -45,17 +45,16 @@ def http_app(
     hub: EventHub,
     admit: Callable[[task_pb2.TaskSpec, Principal | None], Awaitable[Any]] | None = None,
     cancel: Callable[[str, str, Principal | None], Awaitable[int]] | None = None,
-    guard: Guard | None = None,
+    *,
+    guard: Guard,  # required: auth off is `Guard.disabled(events)`, never a forgotten argument
     listing: Callable[[str, int, str, Principal | None], Awaitable[tuple[list[task_pb2.TaskInfo], str]]] | None = None,
     getter: Callable[[str, Principal | None], Awaitable[task_pb2.TaskInfo]] | None = None,
 ) -> web.Application:
-    guard = guard or Guard(events)
-
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/v1/") and request.path not in _PUBLIC:
             try:
-                request["principal"] = guard.from_http(request)
+                request["principal"] = await guard.from_http(request)
             except MeshError as exc:
                 return _error(exc)
         return await handler(request)

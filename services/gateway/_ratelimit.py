@@ -16,6 +16,13 @@ from dataclasses import dataclass
 
 from mesh.errors import ResourceExhausted
 
+# On unless turned off (rate 0): one tenant, or one leaked credential, cannot flood the mesh's
+# admission. Above what one gateway admits on a small machine (~700 tasks/s end to end), so
+# they cut in only for a runaway client; a credential's share is half its tenant's. A burst
+# of at least 1000 lets a full SubmitTasks batch (at most 1000 specs) through.
+DEFAULT_TENANT_RATE, DEFAULT_TENANT_BURST = 1000.0, 2000.0
+DEFAULT_CREDENTIAL_RATE, DEFAULT_CREDENTIAL_BURST = 500.0, 1000.0
+
 
 @dataclass
 class _Bucket:

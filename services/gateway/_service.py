@@ -33,13 +33,14 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         events: EventLog,
         hub: EventHub,
         dead_letters: DeadLetterStore,
+        *,
+        guard: Guard,  # required: auth off is `Guard.disabled(events)`, never a forgotten argument
         limiter: RateLimiter | None = None,
-        guard: Guard | None = None,
         index: TaskIndex | None = None,
     ) -> None:
         self._index = index
         self._limiter = limiter
-        self._guard = guard or Guard(events)
+        self._guard = guard
         self._scheduler = scheduler
         self._events = events
         self._hub = hub
@@ -49,7 +50,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.SubmitTaskRequest, context: Context
     ) -> gateway_pb2.SubmitTaskResponse:
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             if not request.HasField("spec"):
                 raise InvalidArgument("spec", "is required")
             admitted = await self.admit(request.spec, principal)
@@ -63,7 +64,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.SubmitTasksRequest, context: Context
     ) -> gateway_pb2.SubmitTasksResponse:
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             if not request.specs:
                 raise InvalidArgument("specs", "at least one spec is required")
             for spec in request.specs:
@@ -93,7 +94,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         if len(request.task_ids) > MAX_WATCHED:
             await abort_with(context, InvalidArgument("task_ids", f"at most {MAX_WATCHED} tasks per stream"))
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             for task_id in request.task_ids:
                 check_task_id(task_id, "task_ids")
             await self._guard.check_tasks(principal, "read", list(request.task_ids))
@@ -107,7 +108,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.ListDeadLettersRequest, context: Context
     ) -> gateway_pb2.ListDeadLettersResponse:
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             tenant = self._guard.tenant_for(principal, request.tenant)
             self._guard.check(principal, "read", tenant or None)
         except MeshError as exc:
@@ -119,7 +120,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetDeadLetterRequest, context: Context
     ) -> gateway_pb2.GetDeadLetterResponse:
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
             self._guard.check(principal, "read", letter.spec.tenant)
         except MeshError as exc:
@@ -134,7 +135,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         The replay id is derived from the original, so repeating the call finds the same task.
         """
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
             self._guard.check(principal, "submit", letter.spec.tenant)
             spec = task_pb2.TaskSpec()
@@ -157,7 +158,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.PurgeDeadLettersRequest, context: Context
     ) -> gateway_pb2.PurgeDeadLettersResponse:
         try:
-            self._guard.check(self._guard.from_grpc(context), "admin")
+            self._guard.check(await self._guard.from_grpc(context), "admin")
             if not request.task_id and not request.tenant:
                 raise InvalidArgument("task_id", "name a task_id or a tenant to purge")
         except MeshError as exc:
@@ -206,7 +207,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             await self._guard.check_task(principal, "read", check_task_id(request.task_id))
         except MeshError as exc:
             await abort_with(context, exc)
@@ -230,7 +231,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def GetTask(self, request: gateway_pb2.GetTaskRequest, context: Context) -> gateway_pb2.GetTaskResponse:
         try:
-            task = await self.get_task(request.task_id, self._guard.from_grpc(context))
+            task = await self.get_task(request.task_id, await self._guard.from_grpc(context))
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetTaskResponse(task=task)
@@ -247,7 +248,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.CancelTaskRequest, context: Context
     ) -> gateway_pb2.CancelTaskResponse:
         try:
-            principal = self._guard.from_grpc(context)
+            principal = await self._guard.from_grpc(context)
             state = await self.cancel(check_task_id(request.task_id), request.reason, principal)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -257,7 +258,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetMeshStatusRequest, context: Context
     ) -> gateway_pb2.GetMeshStatusResponse:
         try:
-            self._guard.check(self._guard.from_grpc(context), "read")
+            self._guard.check(await self._guard.from_grpc(context), "read")
             reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -272,7 +273,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def ListTasks(self, request: gateway_pb2.ListTasksRequest, context: Context) -> gateway_pb2.ListTasksResponse:
         try:
             tasks, token = await self.list_tasks(
-                request.tenant, request.limit, request.page_token, self._guard.from_grpc(context)
+                request.tenant, request.limit, request.page_token, await self._guard.from_grpc(context)
             )
         except MeshError as exc:
             await abort_with(context, exc)
@@ -305,7 +306,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.RefreshStreamCredentialRequest, context: Context
     ) -> gateway_pb2.RefreshStreamCredentialResponse:
         try:
-            lease = self._guard.refresh(request.stream_id, self._guard.from_grpc(context))
+            lease = self._guard.refresh(request.stream_id, await self._guard.from_grpc(context))
         except MeshError as exc:
             await abort_with(context, exc)
         response = gateway_pb2.RefreshStreamCredentialResponse()
@@ -317,7 +318,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.CreateApiKeyRequest, context: Context
     ) -> gateway_pb2.CreateApiKeyResponse:
         try:
-            self._guard.check(self._guard.from_grpc(context), "admin")
+            self._guard.check(await self._guard.from_grpc(context), "admin")
             if self._guard.authenticator is None:
                 raise Conflict("auth is off on this gateway: there is nowhere to keep keys")
             if request.tenant != ANY_TENANT:
@@ -332,7 +333,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.RevokeCredentialRequest, context: Context
     ) -> gateway_pb2.RevokeCredentialResponse:
         try:
-            self._guard.check(self._guard.from_grpc(context), "admin")
+            self._guard.check(await self._guard.from_grpc(context), "admin")
             if self._guard.authenticator is None:
                 raise Conflict("auth is off on this gateway")
             check_task_id(request.credential_id, "credential_id")
