@@ -32,6 +32,7 @@ from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.resource_monitors.downstream_connections.v3 import downstream_connections_pb2
+from envoy.extensions.resource_monitors.fixed_heap.v3 import fixed_heap_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
@@ -90,15 +91,34 @@ _GRPC_WEB_JSON_MESSAGE = (
     "content-type: application/grpc-web+json is not supported; "
     "use application/grpc-web+proto or application/grpc-web-text"
 )
-_CONNECT_TIMEOUT_S = 2
+# The gateway is on the same host: a connect that takes longer means its accept queue overflowed
+# (a SYN dropped and resent after 1 s, then 3 s); 5 s rides out one such retransmit.
+_CONNECT_TIMEOUT_S = 5
 # Server streams, SSE and WebSockets may sit idle for a long time; only cut truly dead ones.
+# (SSE and WebSocket ping every 15 s; gRPC streams have HTTP/2 PINGs, which are not stream data.)
 _KEEPALIVE_S = 15
 _KEEPALIVE_TIMEOUT_S = 5
 _STREAM_IDLE_TIMEOUT_S = 3600
-# Every open stream/WebSocket holds a request (and, on HTTP/1.1, a connection): Envoy's default
-# 1024 per cluster would cap concurrent sessions far too low for a front door.
-_MAX_UPSTREAM_REQUESTS = 10_000
+# A request must be whole (headers and body) this long after it starts; a started response
+# (a stream, a WebSocket's 101) disarms it. Bounds slow bodies ("slow POST").
+_REQUEST_TIMEOUT_S = 60
+# A connection with no request open is closed after this long (HTTP/1.1 keep-alive, idle h2).
+_CONNECTION_IDLE_TIMEOUT_S = 300
+# Per client connection: the h2 streams one may open at once, and the bytes Envoy buffers for it
+# (flow control pushes back beyond them). Values of Envoy's edge-proxy best practices.
+_MAX_CONCURRENT_STREAMS = 1000
+_CONNECTION_BUFFER_BYTES = 32 * 1024
+_STREAM_WINDOW_BYTES = 64 * 1024
+_CONNECTION_WINDOW_BYTES = 1024 * 1024
+_MAX_HEADERS = 100
+# Every open stream/WebSocket holds a request (and, on HTTP/1.1, a connection): the circuit
+# breakers must not be what limits concurrent sessions; the connection cap below is.
+_MAX_UPSTREAM_REQUESTS = 100_000
 _MAX_DOWNSTREAM_CONNECTIONS = 50_000
+# Overload manager: Envoy's heap against this budget. From 90 % it returns freed memory, from
+# 92 % it resets the streams holding most buffered data, from 95 % it stops accepting
+# connections, from 98 % it answers new requests with 503 at once.
+_HEAP_BUDGET_BYTES = 1024 * 1024 * 1024
 
 Upstream = tuple[str, int]
 
@@ -133,6 +153,9 @@ class EdgeConfig:
     http_upstreams: tuple[Upstream, ...] = (("127.0.0.1", 8081),)
     session_header: str = "x-tidemesh-session"
     cors_allow_origins: tuple[str, ...] = ("*",)
+    # A client must send a request's complete headers within this; else Envoy closes the
+    # connection (slowloris: a header byte every few seconds holds a connection forever).
+    request_headers_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not _is_ip(self.listen_host):
@@ -154,6 +177,8 @@ class EdgeConfig:
             raise ValueError(f"session_header must be a lowercase token of [a-z0-9-], got {hdr!r}")
         if not self.cors_allow_origins:
             raise ValueError("cors_allow_origins must not be empty (use ('*',) to allow any origin)")
+        if not 0 < self.request_headers_timeout_s <= 600:
+            raise ValueError(f"request_headers_timeout_s must be in (0, 600], got {self.request_headers_timeout_s!r}")
 
 
 # --- building -------------------------------------------------------------------------------
@@ -165,8 +190,20 @@ def _any(msg: Message) -> any_pb2.Any:
     return packed
 
 
-def _seconds(s: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=s)
+def _seconds(s: float) -> duration_pb2.Duration:
+    whole = int(s)
+    return duration_pb2.Duration(seconds=whole, nanos=round((s - whole) * 1e9))
+
+
+def _http2_options() -> protocol_pb2.Http2ProtocolOptions:
+    """h2 on both sides: a PING every 15 s (a dead peer is found, idle middleboxes keep the
+    connection open), bounded streams per connection and flow-control windows."""
+    return protocol_pb2.Http2ProtocolOptions(
+        connection_keepalive=_keepalive(),
+        max_concurrent_streams=wrappers_pb2.UInt32Value(value=_MAX_CONCURRENT_STREAMS),
+        initial_stream_window_size=wrappers_pb2.UInt32Value(value=_STREAM_WINDOW_BYTES),
+        initial_connection_window_size=wrappers_pb2.UInt32Value(value=_CONNECTION_WINDOW_BYTES),
+    )
 
 
 def _socket(host: str, port: int) -> address_pb2.Address:
@@ -302,10 +339,14 @@ def _connection_manager(cfg: EdgeConfig) -> hcm_pb2.HttpConnectionManager:
             hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())),
         ],
         upgrade_configs=[hcm.UpgradeConfig(upgrade_type="websocket")],
-        # Clients' HTTP/2 connections (gRPC streams) get a PING every 15 s: a dead peer is found
-        # and idle middleboxes keep the connection open.
-        http2_protocol_options=protocol_pb2.Http2ProtocolOptions(connection_keepalive=_keepalive()),
+        http2_protocol_options=_http2_options(),
         stream_idle_timeout=_seconds(_STREAM_IDLE_TIMEOUT_S),
+        request_timeout=_seconds(_REQUEST_TIMEOUT_S),
+        request_headers_timeout=_seconds(cfg.request_headers_timeout_s),
+        common_http_protocol_options=protocol_pb2.HttpProtocolOptions(
+            idle_timeout=_seconds(_CONNECTION_IDLE_TIMEOUT_S),
+            max_headers_count=wrappers_pb2.UInt32Value(value=_MAX_HEADERS),
+        ),
         # Edge proxy: the TCP peer is the client; trust no inbound X-Forwarded-For hops.
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         xff_num_trusted_hops=0,
@@ -324,13 +365,14 @@ def _listener(cfg: EdgeConfig) -> listener_pb2.Listener:
         name=LISTENER_NAME,
         address=_socket(cfg.listen_host, cfg.listen_port),
         filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+        per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=_CONNECTION_BUFFER_BYTES),
     )
 
 
 def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> cluster_pb2.Cluster:
     explicit = http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig
     if http2:
-        protocol = explicit(http2_protocol_options=protocol_pb2.Http2ProtocolOptions(connection_keepalive=_keepalive()))
+        protocol = explicit(http2_protocol_options=_http2_options())
     else:
         protocol = explicit(http_protocol_options=protocol_pb2.Http1ProtocolOptions())
     options = http_protocol_options_pb2.HttpProtocolOptions(explicit_http_config=protocol)
@@ -350,6 +392,7 @@ def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> clus
             endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=endpoints)],
         ),
         typed_extension_protocol_options={"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(options)},
+        per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=_CONNECTION_BUFFER_BYTES),
         circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
             thresholds=[
                 circuit_breaker_pb2.CircuitBreakers.Thresholds(
@@ -364,18 +407,45 @@ def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> clus
     return cluster
 
 
+_HEAP = "envoy.resource_monitors.fixed_heap"
+
+
+def _heap_action(name: str, fraction: float) -> overload_pb2.OverloadAction:
+    trigger = overload_pb2.Trigger(name=_HEAP, threshold=overload_pb2.ThresholdTrigger(value=fraction))
+    return overload_pb2.OverloadAction(name=name, triggers=[trigger])
+
+
 def _overload_manager() -> overload_pb2.OverloadManager:
     # Without a global connection cap Envoy warns at startup and an edge proxy can be exhausted.
-    monitor = downstream_connections_pb2.DownstreamConnectionsConfig(
+    connections = downstream_connections_pb2.DownstreamConnectionsConfig(
         max_active_downstream_connections=_MAX_DOWNSTREAM_CONNECTIONS
     )
+    heap = fixed_heap_pb2.FixedHeapConfig(max_heap_size_bytes=_HEAP_BUDGET_BYTES)
+    reset_streams = overload_pb2.OverloadAction(
+        name="envoy.overload_actions.reset_high_memory_stream",
+        triggers=[
+            overload_pb2.Trigger(
+                name=_HEAP, scaled=overload_pb2.ScaledTrigger(scaling_threshold=0.92, saturation_threshold=0.98)
+            )
+        ],
+    )
     return overload_pb2.OverloadManager(
+        refresh_interval=duration_pb2.Duration(nanos=250_000_000),
         resource_monitors=[
             overload_pb2.ResourceMonitor(
                 name="envoy.resource_monitors.global_downstream_max_connections",
-                typed_config=_any(monitor),
-            )
-        ]
+                typed_config=_any(connections),
+            ),
+            overload_pb2.ResourceMonitor(name=_HEAP, typed_config=_any(heap)),
+        ],
+        actions=[
+            _heap_action("envoy.overload_actions.shrink_heap", 0.90),
+            reset_streams,
+            _heap_action("envoy.overload_actions.stop_accepting_connections", 0.95),
+            _heap_action("envoy.overload_actions.stop_accepting_requests", 0.98),
+        ],
+        # Streams may be reset for memory only when their buffers are big enough to matter.
+        buffer_factory_config=overload_pb2.BufferFactoryConfig(minimum_account_to_track_power_of_two=20),
     )
 
 

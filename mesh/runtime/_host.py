@@ -16,9 +16,13 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mesh.runtime._decode import StrictDecoding
 from mesh.telemetry import METRICS, get_logger, metrics_app, server_interceptors
 
 log = get_logger(__name__)
+
+# The kernel caps it at net.core.somaxconn (4096 on current Linux).
+_HTTP_BACKLOG = 4096
 
 
 class HostState(enum.Enum):
@@ -52,7 +56,8 @@ class ServiceHost:
         self._service_names: list[str] = []
         self._health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=server_interceptors(),
+            # Outermost: it re-registers what the tracing interceptors return (see `_decode`).
+            interceptors=[StrictDecoding(), *server_interceptors()],
             options=(
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 # Ping clients every 15 s (streams that go quiet still detect a dead peer), and
@@ -102,7 +107,11 @@ class ServiceHost:
             host, _, port = self._http_address.rpartition(":")
             self._runner = web.AppRunner(self._http_app, access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, host or "127.0.0.1", int(port), shutdown_timeout=self._grace_s)
+            # Envoy opens one HTTP/1.1 connection per SSE stream or WebSocket: a burst of clients
+            # overflows aiohttp's default accept queue of 128, and a dropped SYN costs a 1 s retransmit.
+            site = web.TCPSite(
+                self._runner, host or "127.0.0.1", int(port), shutdown_timeout=self._grace_s, backlog=_HTTP_BACKLOG
+            )
             await site.start()
             sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
             self.http_port = sockets[0].getsockname()[1] if sockets else int(port)

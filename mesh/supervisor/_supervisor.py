@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mesh.supervisor._child import Child
+from mesh.supervisor._limits import raise_open_files_limit
 from mesh.supervisor._plan import Plan, ProcessSpec
 from mesh.telemetry import get_logger
 
@@ -29,6 +30,7 @@ class Supervisor:
         state = Path(self.plan.state_dir)
         (state / "logs").mkdir(parents=True, exist_ok=True)
         (state / "plan.json").write_text(json.dumps(self.plan.to_json(), indent=2))
+        raise_open_files_limit()  # before any child starts: they inherit it
         started = time.monotonic()
         try:
             await self._boot()
