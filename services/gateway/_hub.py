@@ -288,7 +288,13 @@ class EventHub:
                 if check is not None and check.due == at:
                     due[task_id] = None
             if due:
-                await self._reconcile(list(due))
+                try:
+                    await self._reconcile(list(due))
+                except Exception:  # a bug here must not end every watcher's safety net
+                    log.exception("reconciliation pass failed; the next one retries")
+                    for task_id in due:
+                        if (check := self._checks.get(task_id)) is not None:
+                            self._schedule(task_id, check, self._recheck_s)
             if self._reaped and loop.time() >= next_reap:
                 self._reap()
                 next_reap = loop.time() + self._reap_s
