@@ -17,7 +17,7 @@ _UINT32_MAX = 2**32 - 1
 def payload_from_json(kind: str, fields: Any) -> task_pb2.TaskPayload:
     """The typed payload of `kind` from its JSON fields; bad input names the field.
 
-    Stricter than protobuf's JSON mapping, which also takes "5" or 5.0 for a number and camelCase
+    Stricter than protobuf's JSON mapping, which also takes "5" for a number and camelCase
     names: a JSON surface takes each field by one name, in the one type its OpenAPI schema gives."""
     if kind not in KINDS:
         raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {', '.join(sorted(KINDS))})")
@@ -52,7 +52,9 @@ def _check_scalar(field: FieldDescriptor, value: Any, where: str) -> None:
         if not isinstance(value, str):
             raise InvalidArgument(where, "must be a string")
     elif field.type == FieldDescriptor.TYPE_UINT32:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _UINT32_MAX:
+        # JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says), 3.5 is not.
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if not whole or isinstance(value, bool) or not 0 <= value <= _UINT32_MAX:
             raise InvalidArgument(where, f"must be a whole number from 0 to {_UINT32_MAX}")
     else:  # a payload field of another type needs its own rule here (and in the OpenAPI document)
         raise InvalidArgument(where, f"fields of type {field.type} are not accepted from JSON")

@@ -94,12 +94,17 @@ def test_empty_tenant_and_task_id_are_refused() -> None:
         assert raised.value.field == field
 
 
-@pytest.mark.parametrize("value", ["5", 5.0, True, -1, 2**32, None])
+@pytest.mark.parametrize("value", ["5", 5.5, True, -1, 2**32, None])
 def test_payload_numbers_are_json_integers(value: object) -> None:
-    """A payload number is a JSON integer in range: "5", 5.0, true, -1 and 2^32 are refused, naming the field."""
+    """A payload number is a JSON integer in range: "5", 5.5, true, -1 and 2^32 are refused, naming the field."""
     with pytest.raises(InvalidArgument) as raised:
         payload_from_json("stream", {"text": "a", "chunks": value})
     assert raised.value.field == "payload.chunks"
+
+
+def test_an_integral_json_number_is_an_integer() -> None:
+    """5.0 is the integer 5, as JSON Schema's "integer" has it."""
+    assert payload_from_json("stream", {"text": "a", "chunks": 5.0}).stream.chunks == 5
 
 
 def test_payload_strings_and_lists_are_typed() -> None:
