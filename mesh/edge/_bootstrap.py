@@ -20,9 +20,10 @@ from typing import Any
 
 import aiohttp
 import yaml
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2, substitution_format_string_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.overload.v3 import overload_pb2
@@ -35,7 +36,7 @@ from envoy.extensions.resource_monitors.downstream_connections.v3 import downstr
 from envoy.extensions.resource_monitors.fixed_heap.v3 import fixed_heap_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+from google.protobuf import any_pb2, duration_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
@@ -325,6 +326,96 @@ def _keepalive() -> protocol_pb2.KeepaliveSettings:
     return protocol_pb2.KeepaliveSettings(interval=_seconds(_KEEPALIVE_S), timeout=_seconds(_KEEPALIVE_TIMEOUT_S))
 
 
+# Envoy's own HTTP errors, by status (first match wins), as the gateway's error_class.
+_LOCAL_REPLY_CLASSES = ((404, "not_found"), (408, "timeout"), (504, "timeout"))
+
+
+def _local_replies() -> hcm_pb2.LocalReplyConfig:
+    """Envoy's own error replies to REST/SSE/WebSocket requests (a malformed request, an upstream
+    that is down or slow) in the gateway's JSON error shape. gRPC and gRPC-Web calls keep theirs:
+    a grpc-status, which their clients read."""
+    not_grpc = accesslog_pb2.AccessLogFilter(
+        header_filter=accesslog_pb2.HeaderFilter(
+            header=route_components_pb2.HeaderMatcher(
+                name="content-type",
+                string_match=string_pb2.StringMatcher(prefix="application/grpc"),
+                invert_match=True,
+                treat_missing_header_as_empty=True,
+            )
+        )
+    )
+
+    def status(op: int, code: int) -> accesslog_pb2.AccessLogFilter:
+        value = base_pb2.RuntimeUInt32(default_value=code, runtime_key=f"tidemesh.local_reply.{code}")
+        return accesslog_pb2.AccessLogFilter(
+            status_code_filter=accesslog_pb2.StatusCodeFilter(
+                comparison=accesslog_pb2.ComparisonFilter(op=op, value=value)
+            )
+        )
+
+    def mapper(condition: accesslog_pb2.AccessLogFilter, error_class: str) -> hcm_pb2.ResponseMapper:
+        body = struct_pb2.Struct()
+        body.update(
+            {"type": "error", "error_class": error_class, "message": "%LOCAL_REPLY_BODY% (%RESPONSE_CODE_DETAILS%)"}
+        )
+        return hcm_pb2.ResponseMapper(
+            filter=accesslog_pb2.AccessLogFilter(and_filter=accesslog_pb2.AndFilter(filters=[not_grpc, condition])),
+            body_format_override=substitution_format_string_pb2.SubstitutionFormatString(json_format=body),
+        )
+
+    eq, ge = accesslog_pb2.ComparisonFilter.Op.EQ, accesslog_pb2.ComparisonFilter.Op.GE
+    mappers = [_query_not_allowed(not_grpc, status(eq, 400), path, allow) for path, allow in _ALLOW]
+    mappers += [mapper(status(eq, code), error_class) for code, error_class in _LOCAL_REPLY_CLASSES]
+    mappers += [mapper(status(ge, 500), "dependency_down"), mapper(status(ge, 400), "invalid_input")]
+    return hcm_pb2.LocalReplyConfig(mappers=mappers)
+
+
+# The methods each gateway path takes, for the 405 that answers a QUERY (first match wins).
+_ALLOW = (
+    (r"/v1/tasks/?", "GET, HEAD, POST"),
+    (r"/v1/tasks/[^/]+/cancel", "POST"),
+    (r"/v1/streams/[^/]+/refresh", "POST"),
+    (r"/.*", "GET, HEAD"),
+)
+
+
+def _query_not_allowed(
+    not_grpc: accesslog_pb2.AccessLogFilter, bad_request: accesslog_pb2.AccessLogFilter, path: str, allow: str
+) -> hcm_pb2.ResponseMapper:
+    """Envoy refuses a QUERY without a body (no content-type) with 400 before routing; no gateway
+    path takes QUERY at all, so the answer is 405 with Allow, as the gateway gives other methods."""
+
+    def header(name: str, regex: str) -> accesslog_pb2.AccessLogFilter:
+        matcher = string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
+        return accesslog_pb2.AccessLogFilter(
+            header_filter=accesslog_pb2.HeaderFilter(
+                header=route_components_pb2.HeaderMatcher(name=name, string_match=matcher)
+            )
+        )
+
+    body = struct_pb2.Struct()
+    body.update(
+        {
+            "type": "error",
+            "error_class": "invalid_input",
+            "field": "method",
+            "message": f"QUERY is not allowed here (allowed: {allow})",
+        }
+    )
+    conditions = [not_grpc, bad_request, header(":method", "QUERY"), header(":path", rf"{path}(\?.*)?")]
+    return hcm_pb2.ResponseMapper(
+        filter=accesslog_pb2.AccessLogFilter(and_filter=accesslog_pb2.AndFilter(filters=conditions)),
+        status_code=wrappers_pb2.UInt32Value(value=405),
+        body_format_override=substitution_format_string_pb2.SubstitutionFormatString(json_format=body),
+        headers_to_add=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="allow", value=allow),
+                append_action=base_pb2.HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        ],
+    )
+
+
 def _connection_manager(cfg: EdgeConfig) -> hcm_pb2.HttpConnectionManager:
     hcm = hcm_pb2.HttpConnectionManager
     return hcm(
@@ -339,6 +430,12 @@ def _connection_manager(cfg: EdgeConfig) -> hcm_pb2.HttpConnectionManager:
             hcm_pb2.HttpFilter(name="envoy.filters.http.router", typed_config=_any(router_pb2.Router())),
         ],
         upgrade_configs=[hcm.UpgradeConfig(upgrade_type="websocket")],
+        # QUERY and other custom methods reach the gateway, which answers 405 with Allow in its JSON
+        # error shape (Envoy's codec would refuse them with a bare 400).
+        http_protocol_options=protocol_pb2.Http1ProtocolOptions(
+            use_balsa_parser=wrappers_pb2.BoolValue(value=True), allow_custom_methods=True
+        ),
+        local_reply_config=_local_replies(),
         http2_protocol_options=_http2_options(),
         stream_idle_timeout=_seconds(_STREAM_IDLE_TIMEOUT_S),
         request_timeout=_seconds(_REQUEST_TIMEOUT_S),
