@@ -50,19 +50,28 @@ Cancel = Callable[[str, str, Principal | None], Awaitable[int]]
 CLOSE_UNAUTHENTICATED = 4401
 
 
+# Frames up to this size are read whole, so that refusing one leaves no unread bytes behind: the
+# close frame then reaches the client through Envoy (closing with a frame half-read resets the
+# connection, and Envoy's client sees 1006 with no reason). Longer frames are cut off from their
+# header. Bounded so that a hostile client cannot make the gateway buffer much per connection.
+READ_CAP_BYTES = 8 << 20
+
+
 class BoundedWebSocket(web.WebSocketResponse):
-    """A WebSocket that takes frames of up to MAX_DOCUMENT_BYTES: a longer one is refused from its
-    header, before it is buffered, and the connection closes with 1009 and a reason (aiohttp
-    sends 1009 with none)."""
+    """A WebSocket that takes frames of up to MAX_DOCUMENT_BYTES. A longer one closes the connection
+    with 1009 (message too big) and a reason naming the limit (aiohttp sends 1009 with none)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        # aiohttp refuses a frame of max_msg_size bytes itself: one more lets the limit be exact.
-        super().__init__(max_msg_size=MAX_DOCUMENT_BYTES + 1, **kwargs)
+        super().__init__(max_msg_size=READ_CAP_BYTES, **kwargs)
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
         if code == WSCloseCode.MESSAGE_TOO_BIG and not message:
-            message = f"frame over the {MAX_DOCUMENT_BYTES}-byte limit".encode()
+            message = too_big_reason()
         return await super().close(code=code, message=message, drain=drain)
+
+
+def too_big_reason() -> bytes:
+    return f"frame over the {MAX_DOCUMENT_BYTES}-byte limit".encode()
 
 
 class WebSocketSession:
@@ -99,6 +108,9 @@ class WebSocketSession:
         expiry = asyncio.create_task(self._close_when_lease_ends())
         try:
             async for frame in self._ws:
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY) and len(frame.data) > MAX_DOCUMENT_BYTES:
+                    await self._ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=too_big_reason())
+                    break
                 if frame.type == WSMsgType.TEXT:
                     await self._handle(frame.data)
                 elif frame.type == WSMsgType.BINARY:
