@@ -63,17 +63,18 @@ class Guard:
     def enabled(self) -> bool:
         return self.authenticator is not None
 
-    def authenticate(self, authorization: str = "", api_key: str = "") -> Principal | None:
+    async def authenticate(self, authorization: str = "", api_key: str = "") -> Principal | None:
+        """The principal of a credential; an API key minted a moment ago on another replica counts."""
         if self.authenticator is None:
             return None
-        return self.authenticator.authenticate(authorization, api_key)
+        return await self.authenticator.identify(authorization, api_key)
 
     async def from_grpc(self, context: grpc.aio.ServicerContext) -> Principal | None:  # type: ignore[type-arg]
         """The caller of a gRPC call; an API key minted a moment ago on another replica counts."""
         if self.authenticator is None:
             return None
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        return await self.authenticator.identify(metadata.get("authorization", ""), metadata.get("x-api-key", ""))
+        return await self.authenticate(metadata.get("authorization", ""), metadata.get("x-api-key", ""))
 
     async def from_http(self, request: web.Request) -> Principal | None:
         """Header first; browsers' EventSource and WebSocket can only send ?access_token=."""
@@ -82,7 +83,7 @@ class Guard:
         authorization = request.headers.get("Authorization", "")
         if not authorization and (token := request.query.get("access_token", "")):
             authorization = f"ApiKey {token}" if token.startswith("tmk_") else f"Bearer {token}"
-        return await self.authenticator.identify(authorization, request.headers.get("X-Api-Key", ""))
+        return await self.authenticate(authorization, request.headers.get("X-Api-Key", ""))
 
     @staticmethod
     def check(principal: Principal | None, role: str, tenant: str | None = None) -> None:

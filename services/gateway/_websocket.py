@@ -172,7 +172,7 @@ class WebSocketSession:
             elif op == "cancel":
                 await self._cancel_task(command)
             elif op == "refresh":
-                self._refresh(command)
+                await self._refresh(command)
             else:
                 raise InvalidArgument(
                     "op", f"unknown op {op!r} (one of: submit, subscribe, unsubscribe, cancel, ping, refresh)"
@@ -225,11 +225,11 @@ class WebSocketSession:
             {"type": "cancelled", "id": command.get("id"), "task_id": task_id, "state": task_pb2.TaskState.Name(state)}
         )
 
-    def _refresh(self, command: dict[str, Any]) -> None:
+    async def _refresh(self, command: dict[str, Any]) -> None:
         token, api_key = command.get("token", ""), command.get("api_key", "")
         if not isinstance(token, str) or not isinstance(api_key, str) or not (token or api_key):
             raise InvalidArgument("token", "a refresh needs a token (JWT) or an api_key")
-        principal = self._guard.authenticate(f"Bearer {token}" if token else "", api_key)
+        principal = await self._guard.authenticate(f"Bearer {token}" if token else "", api_key)
         if self._lease is not None and principal is not None:
             self._lease.refresh(principal)
             self._principal = principal

@@ -144,9 +144,32 @@ async def test_a_new_key_works_on_the_next_call_on_every_replica(tmp_path: Path)
             assert len(sessions) == 2, "two session ids that reach the two replicas"
             (replica_a, session_a), (replica_b, session_b) = sessions.items()
 
+            # One WebSocket per replica, under a key both know by now: each round refreshes them in-band
+            # with a key just minted, which must be accepted on either replica too.
+            opening = await stub.CreateApiKey(
+                gateway_pb2.CreateApiKeyRequest(tenant="fresh", roles=["read"], name="websockets"),
+                metadata=(("x-api-key", admin),),
+                timeout=10,
+            )
+            sockets = {}
+            for session_id in (session_a, session_b):
+                sockets[session_id] = await session.ws_connect(
+                    f"ws://{endpoint}/v1/ws", headers={"x-tidemesh-session": session_id, "x-api-key": opening.api_key}
+                )
             failures = []
             for round_ in range(20):
                 creator, other = (session_a, session_b) if round_ % 2 == 0 else (session_b, session_a)
+                created = await stub.CreateApiKey(
+                    gateway_pb2.CreateApiKeyRequest(tenant="fresh", roles=["read"], name=f"round {round_} ws"),
+                    metadata=(("x-api-key", admin), ("x-tidemesh-session", creator)),
+                    timeout=10,
+                )
+                for session_id in (other, creator):
+                    ws = sockets[session_id]
+                    await ws.send_json({"op": "refresh", "id": f"r{round_}", "api_key": created.api_key})
+                    reply = await ws.receive_json(timeout=10)
+                    if reply.get("type") != "refreshed":
+                        failures.append((round_, "websocket refresh", session_id, reply))
                 created = await stub.CreateApiKey(
                     gateway_pb2.CreateApiKeyRequest(tenant="fresh", roles=["read"], name=f"round {round_}"),
                     metadata=(("x-api-key", admin), ("x-tidemesh-session", creator)),
@@ -171,4 +194,6 @@ async def test_a_new_key_works_on_the_next_call_on_every_replica(tmp_path: Path)
                         )
                     except grpc.aio.AioRpcError as exc:
                         failures.append((round_, "grpc", session_id, exc.code().name, exc.details()))
+            for ws in sockets.values():
+                await ws.close()
             assert failures == [], f"{len(failures)} first calls refused, replicas {replica_a} / {replica_b}"

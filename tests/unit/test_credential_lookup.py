@@ -13,6 +13,9 @@ import pytest
 
 from mesh.errors import Unauthenticated, Unavailable
 from services.gateway._auth import Authenticator, CredentialStore, _digest
+from services.gateway._guard import Guard
+from services.gateway._http import _error_body
+from services.gateway._websocket import WebSocketSession
 
 
 class FakeKV:
@@ -30,7 +33,7 @@ class FakeKV:
             raise nats.errors.TimeoutError
         if key not in self.values:
             raise nats.js.errors.KeyNotFoundError
-        return type("Entry", (), {"value": self.values[key]})()
+        return type("Entry", (), {"value": self.values[key], "revision": 1})()
 
 
 def _store(kv: FakeKV) -> CredentialStore:
@@ -76,3 +79,21 @@ async def test_a_kv_that_cannot_answer_is_unavailable() -> None:
     kv.broken = True
     with pytest.raises(Unavailable, match="could not be read"):
         await Authenticator(_store(kv), None).identify(api_key="tmk_abc123_secret")
+
+
+async def test_a_websocket_refresh_accepts_a_key_only_kv_knows() -> None:
+    """A WebSocket `refresh` frame with a key minted on another replica (in KV, not yet in memory)
+    swaps the connection's credential instead of answering "unknown API key"."""
+    kv = FakeKV()
+    old, new = "tmk_old111_secret", "tmk_new222_secret"
+    for token, key_id in ((old, "old111"), (new, "new222")):
+        record = {"digest": _digest(token), "tenant": "acme", "roles": ["read"]}
+        kv.values[f"apikey.{key_id}"] = json.dumps(record).encode()
+    guard = Guard(None, Authenticator(_store(kv), None))  # type: ignore[arg-type]
+    principal = await guard.authenticate(api_key=old)
+    session = WebSocketSession(None, None, None, None, None, _error_body, guard, principal)  # type: ignore[arg-type]
+    with guard.lease(principal) as lease:
+        session._lease = lease
+        await session._handle(json.dumps({"op": "refresh", "id": "r1", "api_key": new}))
+        assert lease is not None and lease.principal.credential_id == "new222"
+    assert session._outbox.get_nowait() == {"type": "refreshed", "id": "r1", "expires_at": None}

@@ -29,11 +29,11 @@ def test_a_guard_without_an_authenticator_is_refused() -> None:
         Guard(_NOTHING, None)  # type: ignore[arg-type]
 
 
-def test_auth_off_is_explicit_and_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+async def test_auth_off_is_explicit_and_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
     """`Guard.disabled(events)` lets callers in anonymously and logs a warning that says so."""
     with caplog.at_level(logging.WARNING):
         guard = Guard.disabled(_NOTHING)
-    assert not guard.enabled and guard.authenticate("", "") is None
+    assert not guard.enabled and await guard.authenticate("", "") is None
     assert any("AUTH IS OFF" in record.getMessage() for record in caplog.records)
 
 
