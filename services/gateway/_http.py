@@ -284,8 +284,8 @@ def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
 
 def _error_body(exc: MeshError) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "error", "error_class": exc.error_class, "message": exc.message}
-    if isinstance(exc, InvalidArgument):
-        body["field"] = exc.field
+    if field := getattr(exc, "field", ""):  # InvalidArgument always; Conflict when it names one
+        body["field"] = field
     return body
 
 

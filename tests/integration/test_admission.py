@@ -151,6 +151,7 @@ async def test_reused_idempotency_key_over_grpc(gateway: gateway_pb2_grpc.Gatewa
         error = await _rpc_error(gateway.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=changed), timeout=10))
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
         assert (error.details() or "").startswith("idempotency_key:") and first.task_id in (error.details() or "")
+        assert ("tidemesh-field", "idempotency_key") in tuple(error.trailing_metadata() or ())
 
 
 async def test_reused_idempotency_key_over_rest(mesh: Mesh) -> None:
@@ -171,6 +172,7 @@ async def test_reused_idempotency_key_over_rest(mesh: Mesh) -> None:
                 assert response.status == 409, await response.text()
                 error = await response.json()
                 assert error["error_class"] == "conflict" and error["message"].startswith("idempotency_key:")
+                assert error["field"] == "idempotency_key", error
 
 
 async def test_sdk_retries_with_the_same_key_still_dedupe(mesh: Mesh) -> None:
