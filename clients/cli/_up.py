@@ -8,13 +8,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.fabric import POOLS
 from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key, build_plan
 
-DEMO = [
+DEMO: list[tuple[str, dict[str, Any], str]] = [
     ("echo", {"text": "hello from tidemesh"}, "interactive"),
     ("embed", {"text": "Envoy fronts a NATS JetStream mesh."}, "standard"),
     (

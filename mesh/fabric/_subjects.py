@@ -46,7 +46,11 @@ LANES: dict[int, str] = {
 }
 LANE_ORDER = ("interactive", "standard", "batch")
 # Lane name → priority class: how users name classes in the CLI, REST and the SDK.
-CLASS_OF_LANE: dict[str, int] = {lane: priority_class for priority_class, lane in LANES.items()}
+CLASS_OF_LANE: dict[str, task_pb2.PriorityClass] = {
+    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
+    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
+    "batch": task_pb2.PRIORITY_CLASS_BATCH,
+}
 
 # Tenant ids and task ids become subject tokens: keep them to a safe alphabet.
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import ParseDict, ParseError
@@ -24,7 +24,8 @@ def payload_from_json(kind: str, fields: Any) -> task_pb2.TaskPayload:
     if not isinstance(fields, dict):
         raise InvalidArgument("payload", "must be a JSON object")
     case = KINDS[kind].payload_field
-    _check_fields(task_pb2.TaskPayload.DESCRIPTOR.fields_by_name[case].message_type, fields)
+    # Every payload case is a message; the stubs type descriptors as python-or-upb, optional.
+    _check_fields(cast(Descriptor, task_pb2.TaskPayload.DESCRIPTOR.fields_by_name[case].message_type), fields)
     try:
         return ParseDict({case: fields}, task_pb2.TaskPayload())
     except ParseError as exc:

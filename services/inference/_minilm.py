@@ -253,7 +253,7 @@ class MiniLM:
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1.0
-        emb = self._forward(self._xp.asarray(ids), self._xp.asarray(mask))
+        emb: Any = self._forward(self._xp.asarray(ids), self._xp.asarray(mask))  # numpy or cupy
         return emb if self._xp is np else emb.get()
 
     def _forward(self, ids: npt.NDArray[np.int64], mask: F32) -> F32:

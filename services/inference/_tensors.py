@@ -11,7 +11,7 @@ import numpy as np
 from mesh.errors import InvalidArgument
 from mesh.v1 import inference_pb2
 
-_ID_TYPES = {"INT64": np.dtype("<i8"), "INT32": np.dtype("<i4")}
+_ID_TYPES: dict[str, np.dtype[np.signedinteger]] = {"INT64": np.dtype("<i8"), "INT32": np.dtype("<i4")}
 MAX_ROWS = 256
 
 

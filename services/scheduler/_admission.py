@@ -85,8 +85,8 @@ class Admitter:
                 counted.append(((tenant, priority_class), count))
             return list(await asyncio.gather(*(self._admit_valid(spec) for spec in specs)))
         finally:
-            for (tenant, priority_class), count in counted:
-                self._flow.settled(tenant, priority_class, count)
+            for (tenant, settled_class), count in counted:
+                self._flow.settled(tenant, settled_class, count)
 
     async def _admit_valid(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
         spec = self._complete(requested)

@@ -27,7 +27,7 @@ from mesh.fabric import (
     tenant_filter,
 )
 from mesh.telemetry import METRICS
-from mesh.v1 import status_pb2
+from mesh.v1 import status_pb2, task_pb2
 
 _CONSUMER_PAGE = 256  # the server's page size for consumer listings
 
@@ -107,7 +107,7 @@ async def _partition_status(
             pass  # drained between the two reads: age stays 0
     return status_pb2.QueueStatus(
         pool=pool,
-        priority_class=CLASS_OF_LANE.get(lane, 0),
+        priority_class=CLASS_OF_LANE.get(lane, task_pb2.PRIORITY_CLASS_UNSPECIFIED),
         tenant=tenant,
         pending=pending,
         in_flight=in_flight,
