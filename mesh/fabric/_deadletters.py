@@ -4,6 +4,9 @@ Records live in the TM_DLQ stream, one subject per task (``tm.dlq.<task_id>``); 
 last message on a subject is the record's current version (a replay appends a
 new version naming the replay). Each new dead letter is also announced on
 ``tm.alert.dead_letter`` for alerting.
+
+A message on a record's subject that is no `DeadLetter` of that task is quarantined and
+deleted when read, so the version before it is the record again and listing goes on.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import json
 import re
 import traceback
 
+import google.protobuf.message
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.errors import Unavailable
+from mesh.fabric._quarantine import Quarantine
+from mesh.telemetry import get_logger
 from mesh.v1 import deadletter_pb2
+
+log = get_logger(__name__)
 
 DLQ_STREAM = "TM_DLQ"
 DLQ_PREFIX = "tm.dlq"
@@ -62,6 +70,10 @@ def fingerprint(error_class: str, message: str, exc: BaseException | None = None
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+# Bad versions set aside in one read before giving up on a record (a flood of junk on one subject).
+_BAD_VERSIONS = 8
+
+
 def _subject(task_id: str) -> str:
     return f"{DLQ_PREFIX}.{task_id}"
 
@@ -96,11 +108,40 @@ class DeadLetterStore:
             await self._nc.publish(ALERT_SUBJECT, json.dumps(alert).encode())
 
     async def get(self, task_id: str) -> deadletter_pb2.DeadLetter | None:
+        """The current record of `task_id`; a bad last message is set aside and the one before read."""
+        subject = _subject(task_id)
+        for _ in range(_BAD_VERSIONS):
+            try:
+                raw = await self._js.get_last_msg(DLQ_STREAM, subject)
+            except nats.js.errors.NotFoundError:
+                return None
+            try:
+                letter = deadletter_pb2.DeadLetter.FromString(raw.data or b"")
+            except google.protobuf.message.DecodeError as exc:
+                classification, error = "poison_input", f"not a DeadLetter: {exc}"
+            else:
+                if letter.task_id == task_id:
+                    return letter
+                classification, error = "schema_mismatch", f"task_id: {letter.task_id!r} is not the task of its subject"
+            if not await self._set_aside(subject, raw.seq or 0, raw.data, classification, error, task_id):
+                return None
+        return None
+
+    async def _set_aside(
+        self, subject: str, sequence: int, data: bytes | None, classification: str, error: str, task_id: str
+    ) -> bool:
+        """Quarantine a bad record version, then delete it; False if it could not be taken away."""
         try:
-            raw = await self._js.get_last_msg(DLQ_STREAM, _subject(task_id))
+            await Quarantine(self._js, self._nc).record(
+                "deadletters", subject, sequence, data, classification, error, task_id
+            )
+            await self._js.delete_msg(DLQ_STREAM, sequence)
         except nats.js.errors.NotFoundError:
-            return None
-        return deadletter_pb2.DeadLetter.FromString(raw.data or b"")
+            return True  # another reader removed it first
+        except (Unavailable, nats.errors.Error):
+            log.warning("could not set aside a bad dead-letter record; skipping it", extra={"subject": subject})
+            return False
+        return True
 
     async def list(self, tenant: str = "", limit: int = 100) -> list[deadletter_pb2.DeadLetter]:
         """Current records, newest first, optionally for one tenant."""

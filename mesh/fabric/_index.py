@@ -5,12 +5,16 @@ A listing index, not the record of truth (the event log is). Admission writes th
 first and waits for its ack, so every admitted task is listed even if the broker crashes
 right after; an entry whose task never got its first event (a crash in between) is skipped
 by the listing and by the reconciler. Task ids the mesh assigns start with the admission
-time, so newest-first is reverse id order.
+time, so newest-first is reverse id order. An entry whose subject names no well-formed task id
+(stored by something other than admission) is left out of the listing; the reconciler
+quarantines it.
 """
 
 from __future__ import annotations
 
 from nats.js import JetStreamContext
+
+from mesh.fabric._subjects import TOKEN_RE
 
 TASKS_STREAM = "TM_TASKS"
 TASKS_PREFIX = "tm.task"
@@ -30,7 +34,8 @@ class TaskIndex:
     async def page(self, tenant: str, limit: int, after: str = "") -> tuple[list[str], str]:
         """Up to `limit` task ids of `tenant`, newest first, older than `after`; and the next token."""
         info = await self._js.stream_info(TASKS_STREAM, subjects_filter=f"{TASKS_PREFIX}.{tenant}.*")
-        ids = sorted((subject.rsplit(".", 1)[1] for subject in info.state.subjects or {}), reverse=True)
+        tails = (subject.rsplit(".", 1)[1] for subject in info.state.subjects or {})
+        ids = sorted((tail for tail in tails if TOKEN_RE.match(tail)), reverse=True)
         if after:
             ids = [task_id for task_id in ids if task_id < after]
         page = ids[:limit]

@@ -10,6 +10,10 @@ admission and workers racing on one key release each item exactly once.
 
 A task that FAILED keeps its key: later tasks of that key do not overtake it.
 Different keys are independent, so they run in parallel.
+
+Bad messages do not jam a key: a parked message that is no work item is quarantined and
+the cursor moves past it; a key entry that does not parse is quarantined and rebuilt from
+the key's parked items and their tasks' last events (`_rebuild`), then written back over it.
 """
 
 from __future__ import annotations
@@ -18,14 +22,21 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import google.protobuf.message
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.kv import KeyValue
 
 from mesh.errors import Unavailable
+from mesh.fabric._quarantine import Quarantine
+from mesh.fabric._subjects import EVENTS_STREAM, event_subject
 from mesh.fabric._work import WorkQueue
+from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2, work_pb2
+
+log = get_logger(__name__)
 
 ORDERED_STREAM = "TM_ORDERED"
 ORDERED_PREFIX = "tm.ord"
@@ -45,12 +56,42 @@ class _KeyState:
     busy: bool = False
     task_id: str = ""
 
+    @classmethod
+    def parse(cls, value: bytes | None) -> _KeyState:
+        """The state in a stored entry; ValueError if it is not one."""
+        doc = json.loads(value or b"{}")
+        if not isinstance(doc, dict) or set(doc) - {"cursor", "busy", "task_id"}:
+            raise ValueError("not a key state object (cursor, busy, task_id)")
+        state = cls(**doc)
+        if not (isinstance(state.cursor, int) and isinstance(state.busy, bool) and isinstance(state.task_id, str)):
+            raise ValueError("cursor, busy and task_id must be an integer, a boolean and a string")
+        return state
+
+
+class _BadParked(Exception):
+    def __init__(self, classification: str, error: str) -> None:
+        super().__init__(error)
+        self.classification = classification
+
+
+def _parked_item(raw: RawStreamMsg) -> tuple[work_pb2.WorkItem, str]:
+    """The parked work item in a TM_ORDERED message and the work subject it is bound for; else _BadParked."""
+    try:
+        item = work_pb2.WorkItem.FromString(raw.data or b"")
+    except google.protobuf.message.DecodeError as exc:
+        raise _BadParked("poison_input", f"not a WorkItem: {exc}") from exc
+    subject = (raw.headers or {}).get(_WORK_SUBJECT, "")
+    if not item.spec.task_id or not subject:
+        raise _BadParked("schema_mismatch", f"a parked item needs spec.task_id and the {_WORK_SUBJECT} header")
+    return item, subject
+
 
 class KeySequencer:
     def __init__(self, js: JetStreamContext, keys: KeyValue, work: WorkQueue) -> None:
         self._js = js
         self._work = work
         self._keys = keys
+        self._quarantine = Quarantine(js)
 
     async def park(self, item: work_pb2.WorkItem, work_subject: str) -> None:
         """Queue a task's first step (bound for `work_subject`) behind the earlier tasks of its key."""
@@ -108,11 +149,17 @@ class KeySequencer:
                 raw = await self._js.get_msg(ORDERED_STREAM, seq=current.cursor + 1, subject=subject, next=True)
             except nats.js.errors.NotFoundError:
                 return
-            item = work_pb2.WorkItem.FromString(raw.data or b"")
+            try:
+                item, work_subject = _parked_item(raw)
+            except _BadParked as bad:
+                # Set aside, then step the cursor past it: the key's next task is not held up.
+                await self._quarantine.record("ordered", subject, raw.seq or 0, raw.data, bad.classification, str(bad))
+                await self._write(token, _KeyState(raw.seq or 0, False, ""), revision)
+                continue
             if not await self._write(token, _KeyState(raw.seq or 0, True, item.spec.task_id), revision):
                 continue
             await self._work.put(
-                (raw.headers or {})[_WORK_SUBJECT],
+                work_subject,
                 item.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{item.spec.task_id}:step:0", "traceparent": item.traceparent},
             )
@@ -123,7 +170,49 @@ class KeySequencer:
             entry = await self._keys.get(token)
         except nats.js.errors.KeyNotFoundError:
             return _KeyState(), 0
-        return _KeyState(**json.loads(entry.value or b"{}")), entry.revision or 0
+        revision = entry.revision or 0
+        try:
+            return _KeyState.parse(entry.value), revision
+        except (ValueError, TypeError) as exc:
+            await self._quarantine.record_entry(
+                "order_keys", ORDER_KEYS_BUCKET, token, revision, entry.value, "poison_input", f"key state: {exc}"
+            )
+            # The next write replaces the bad entry (compare-and-set on its revision).
+            return await self._rebuild(token), revision
+
+    async def _rebuild(self, token: str) -> _KeyState:
+        """The key's state as its parked items' tasks show it: the cursor after the last task that
+        let the key go, held by a task that runs, retries or failed; stops at one still QUEUED."""
+        subject = f"{ORDERED_PREFIX}.{token}"
+        state, sequence = _KeyState(), 0
+        while True:
+            try:
+                raw = await self._js.get_msg(ORDERED_STREAM, seq=sequence + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            sequence = raw.seq or sequence + 1
+            try:
+                item, _ = _parked_item(raw)
+            except _BadParked:
+                state = _KeyState(sequence, False, "")  # no task: `advance` would step past it too
+                continue
+            last = await self._last_state(item.spec.task_id)
+            if last == task_pb2.TASK_STATE_QUEUED:
+                break  # not released yet (a copy already released is deduplicated or fenced)
+            if last in (None, task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_CANCELLED):
+                state = _KeyState(sequence, False, "")
+            else:
+                state = _KeyState(sequence, True, item.spec.task_id)
+        log.warning("ordering key state rebuilt", extra={"key": token, "cursor": state.cursor, "busy": state.busy})
+        return state
+
+    async def _last_state(self, task_id: str) -> int | None:
+        """The state of the task's last event; None if it has none that can be read."""
+        try:
+            raw = await self._js.get_last_msg(EVENTS_STREAM, event_subject(task_id))
+            return task_pb2.TaskEvent.FromString(raw.data or b"").state
+        except (nats.js.errors.NotFoundError, google.protobuf.message.DecodeError):
+            return None
 
     async def _write(self, token: str, state: _KeyState, revision: int) -> bool:
         value = json.dumps(state.__dict__).encode()

@@ -6,9 +6,11 @@ it out of the way (a work item is terminated on its consumer, an event removed
 from its chain). A record is a JSON document on ``tm.quarantine.<source>`` in the
 TM_QUARANTINE stream:
 
-    source           where it was found: ``work`` or ``events``
-    subject          the subject it was stored on
-    stream_sequence  its sequence in that stream (0 if unknown)
+    source           where it was found: ``work``, ``events``, ``ordered`` (TM_ORDERED), ``index``
+                     (TM_TASKS), ``deadletters`` (TM_DLQ), or a KV bucket's reader: ``credentials``,
+                     ``inference``, ``order_keys``
+    subject          the subject it was stored on (``$KV.<bucket>.<key>`` for a KV entry)
+    stream_sequence  its sequence in that stream, a KV entry's revision (0 if unknown)
     classification   ``poison_input`` (undecodable) or ``schema_mismatch`` (decodes, but not valid)
     error            why it was refused
     task_id          the task it names, if it could be read
@@ -84,9 +86,16 @@ class QuarantineRecord:
 
 
 class Quarantine:
-    def __init__(self, js: JetStreamContext, nc: Client) -> None:
+    def __init__(self, js: JetStreamContext, nc: Client | None = None) -> None:
         self._js = js
-        self._nc = nc
+        # Readers that hold only a JetStream context alert through its connection.
+        self._nc = nc if nc is not None else getattr(js, "_nc", None)
+
+    async def record_entry(
+        self, source: str, bucket: str, key: str, revision: int, value: bytes | None, classification: str, error: str
+    ) -> QuarantineRecord:
+        """`record` for a KV entry: its subject is ``$KV.<bucket>.<key>``, its sequence its revision."""
+        return await self.record(source, f"$KV.{bucket}.{key}", revision, value, classification, error)
 
     async def record(
         self,
@@ -125,6 +134,8 @@ class Quarantine:
             return record  # another reader set this message aside already
         METRICS.quarantined.labels(source, classification).inc()
         log.error("message quarantined", extra=record.summary())
+        if self._nc is None:
+            return record
         try:
             await self._nc.publish(QUARANTINE_ALERT_SUBJECT, json.dumps(record.summary()).encode())
         except nats.errors.Error:

@@ -40,6 +40,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from mesh.fabric import Quarantine
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -148,6 +149,7 @@ class CredentialStore:
         self._misses: dict[str, float] = {}  # key id → monotonic time until which KV is not asked again
         self._lookups: dict[str, asyncio.Future[_ApiKey | None]] = {}  # one KV read per key id at a time
         self._lookup_gate = asyncio.Semaphore(self.LOOKUPS_AT_ONCE)
+        self._quarantined: set[int] = set()  # revisions of unreadable entries already recorded
 
     @classmethod
     async def open(cls, js: JetStreamContext, replicas: int = 1) -> CredentialStore:
@@ -228,16 +230,17 @@ class CredentialStore:
             self._misses[key_id] = time.monotonic() + self.MISS_TTL_S
             return None
         if revocation is not None:
-            self._apply(f"revoked.{key_id}", revocation)
-        self._apply(f"apikey.{key_id}", record)
+            await self._take(f"revoked.{key_id}", *revocation)
+        await self._take(f"apikey.{key_id}", *record)
         return self._keys.get(key_id)
 
-    async def _read(self, key: str) -> bytes | None:
+    async def _read(self, key: str) -> tuple[bytes, int] | None:
+        """The entry's value and revision, or None if there is none."""
         try:
             entry = await self._kv.get(key)
         except nats.js.errors.NotFoundError:  # no such key, a deleted one, or no bucket at all
             return None
-        return entry.value or None
+        return (entry.value, entry.revision or 0) if entry.value else None
 
     async def _record(self, what: str, write: Callable[[KeyValue], Awaitable[object]]) -> None:
         """`write` on the bucket; once more on a re-declared bucket if it has gone; else Unavailable."""
@@ -286,7 +289,7 @@ class CredentialStore:
                     if entry is KeyValue.KeyWatcher.STOP_ITER:
                         log.warning("credential watch ended")
                         break
-                    self._apply(entry.key, entry.value)
+                    await self._take(entry.key, entry.value, entry.revision or 0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -306,18 +309,66 @@ class CredentialStore:
             return None
         return info.created
 
+    async def _take(self, key: str, value: bytes | None, revision: int) -> None:
+        """`_apply` an entry; one that cannot be read is quarantined (once per revision) and the reader goes on."""
+        try:
+            self._apply(key, value)
+        except UnreadableCredential as exc:
+            if revision in self._quarantined:
+                return
+            try:
+                await Quarantine(self._js).record_entry(
+                    "credentials", CREDENTIALS_BUCKET, key, revision, value, exc.classification, str(exc)
+                )
+            except Unavailable:
+                log.warning("could not quarantine an unreadable credential record", extra={"key": key})
+                return  # tried again when the entry is next read
+            self._quarantined.add(revision)
+
     def _apply(self, key: str, value: bytes | None) -> None:
+        """Mirror one entry. An unreadable key record is not a key; an unreadable revocation still
+        revokes (failing closed), and both raise UnreadableCredential after that."""
         kind, _, credential_id = key.partition(".")
         if not value:
             return
-        record = json.loads(value)
+        try:
+            record = json.loads(value)
+        except ValueError as exc:  # not UTF-8 or not JSON
+            if kind == "revoked":
+                self._mark_revoked(credential_id, "revoked (unreadable revocation record)")
+            raise UnreadableCredential("poison_input", f"{key}: not a JSON record: {exc}") from exc
         if kind == "apikey":
-            self._keys[credential_id] = _ApiKey(
-                credential_id, record["digest"], record["tenant"], frozenset(record["roles"]), record.get("name", "")
-            )
+            key_record = _key_record(credential_id, record)
+            if key_record is None:
+                raise UnreadableCredential("schema_mismatch", f"{key}: not an API key record (digest, tenant, roles)")
+            self._keys[credential_id] = key_record
             self._misses.pop(credential_id, None)
         elif kind == "revoked":
-            self._mark_revoked(credential_id, record.get("reason", "revoked"))
+            reason = record.get("reason") if isinstance(record, dict) else None
+            self._mark_revoked(credential_id, reason if isinstance(reason, str) and reason else "revoked")
+            if not isinstance(record, dict):
+                raise UnreadableCredential("schema_mismatch", f"{key}: a revocation record must be a JSON object")
+
+
+class UnreadableCredential(Exception):
+    """A credential-store entry that does not parse (`poison_input`) or has the wrong shape (`schema_mismatch`)."""
+
+    def __init__(self, classification: str, error: str) -> None:
+        super().__init__(error)
+        self.classification = classification
+
+
+def _key_record(key_id: str, record: object) -> _ApiKey | None:
+    """The API key in a stored record, or None if the record does not have a key's shape."""
+    if not isinstance(record, dict):
+        return None
+    digest, tenant, roles = record.get("digest"), record.get("tenant"), record.get("roles")
+    name = record.get("name", "")
+    if not (isinstance(digest, str) and isinstance(tenant, str) and isinstance(name, str) and isinstance(roles, list)):
+        return None
+    if not all(isinstance(role, str) for role in roles):
+        return None
+    return _ApiKey(key_id, digest, tenant, frozenset(roles), name)
 
 
 # What a write on a bucket whose stream was deleted raises (no stream answers its subject).

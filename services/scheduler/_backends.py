@@ -1,14 +1,26 @@
-"""Inference backends as the inference services registered them (`tm_inference` KV)."""
+"""Inference backends as the inference services registered them (`tm_inference` KV).
+
+An entry that is no `InferenceBackendStatus` is quarantined and deleted (if it has not been
+replaced meanwhile), so one bad entry neither fails GetMeshStatus for everyone nor comes back
+at every read; the services re-register their real entries on their own schedule.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+import google.protobuf.message
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
-from mesh.fabric import INFERENCE_BUCKET
+from mesh.errors import Unavailable
+from mesh.fabric import INFERENCE_BUCKET, Quarantine
+from mesh.telemetry import get_logger
 from mesh.v1 import status_pb2
+
+log = get_logger(__name__)
 
 
 async def inference_backends(js: JetStreamContext) -> list[status_pb2.InferenceBackendStatus]:
@@ -23,5 +35,23 @@ async def inference_backends(js: JetStreamContext) -> list[status_pb2.InferenceB
     for entry in entries:
         if isinstance(entry, BaseException) or not entry.value:
             continue  # deleted or expired between keys() and get()
-        backends.append(status_pb2.InferenceBackendStatus.FromString(entry.value))
+        try:
+            backends.append(status_pb2.InferenceBackendStatus.FromString(entry.value))
+        except google.protobuf.message.DecodeError as exc:
+            await _set_aside(js, kv, entry, f"not an InferenceBackendStatus: {exc}")
     return sorted(backends, key=lambda b: (b.instance, b.backend, b.address))
+
+
+async def _set_aside(js: JetStreamContext, kv: KeyValue, entry: KeyValue.Entry, error: str) -> None:
+    revision = entry.revision or 0
+    try:
+        await Quarantine(js).record_entry(
+            "inference", INFERENCE_BUCKET, entry.key, revision, entry.value, "poison_input", error
+        )
+    except Unavailable:
+        log.warning("could not quarantine a bad inference entry; skipping it", extra={"key": entry.key})
+        return  # keep its bytes where they are: no record holds them yet
+    try:
+        await kv.delete(entry.key, last=revision)
+    except nats.errors.Error:
+        pass  # replaced or removed meanwhile: nothing left to take away

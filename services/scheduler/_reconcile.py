@@ -18,6 +18,10 @@ period. Entries younger than the grace period are held in memory (delivered, not
 until they are due, so none is delivered twice; a reconciler that dies leaves them to be
 redelivered to the next after `ack_wait_s`. Work per pass is bounded by `max_per_pass`
 (at most `max_per_pass / every_s` tasks/s); it does not grow with the number of stored tasks.
+
+An entry whose subject names no well-formed task id, or whose task's QUEUED event carries a
+spec this mesh cannot run (an unknown kind, an invalid spec), is quarantined and acked: it is
+never re-published, and the pass goes on to the other entries.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import nats.js.api as api
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from mesh.errors import MeshError
-from mesh.fabric import TASKS_STREAM, EventLog
+from mesh.errors import InvalidArgument, MeshError, Unavailable
+from mesh.fabric import TASKS_STREAM, EventLog, Quarantine, StoredEvent, event_subject
+from mesh.tasks import Limits, check_task_id, validate_spec
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 from services.scheduler._admission import Admitter
@@ -63,6 +68,7 @@ class Reconciler:
         self._policy = policy or ReconcilePolicy()
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._held: list[Msg] = []  # delivered entries not yet due, oldest first
+        self._quarantine = Quarantine(js)
         self.requeued = 0
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
@@ -106,16 +112,23 @@ class Reconciler:
         due = [msg for msg in self._held if msg.metadata.timestamp.timestamp() <= cutoff]
         if not due:
             return 0
-        last = await self._events.last_many(msg.subject.rsplit(".", 1)[1] for msg in due)
-        requeued = 0
         done: set[int] = set()
+        good: list[Msg] = []
+        for msg in due:
+            if await self._set_aside_bad_entry(msg):
+                done.add(id(msg))
+            else:
+                good.append(msg)
+        last = await self._events.last_many(msg.subject.rsplit(".", 1)[1] for msg in good)
+        requeued = 0
         try:
-            for msg in due:
+            for msg in good:
                 stored = last.get(msg.subject.rsplit(".", 1)[1])
                 # None: the entry's task never got its QUEUED event (the client was never answered).
                 if stored and stored.event.sequence == 1 and stored.event.state == task_pb2.TASK_STATE_QUEUED:
-                    await self._admitter.requeue(stored)
-                    requeued += 1
+                    if await self._runnable(msg, stored):
+                        await self._admitter.requeue(stored)
+                        requeued += 1
                 await msg.ack()
                 done.add(id(msg))
         finally:
@@ -125,3 +138,43 @@ class Reconciler:
             if requeued:
                 log.info("reconciler republished first work items", extra={"tasks": requeued})
         return requeued
+
+    async def _set_aside_bad_entry(self, msg: Msg) -> bool:
+        """Quarantine and ack an entry whose subject names no task id; False for a good entry."""
+        task_id = msg.subject.rsplit(".", 1)[1]
+        try:
+            check_task_id(task_id)
+        except InvalidArgument as exc:
+            error = f"listing entry names no task: {exc.field}: {exc.reason}"
+            if await self._record("index", msg.subject, msg.metadata.sequence.stream, msg.data, error, task_id):
+                await msg.ack()
+                return True
+            return False  # stays held: tried again next pass
+        return False
+
+    async def _runnable(self, msg: Msg, queued: StoredEvent) -> bool:
+        """Whether the task's QUEUED event holds a spec this mesh can run; if not, quarantine it."""
+        try:
+            validate_spec(queued.event.spec, _LIMITS, now_s=0.0)
+        except InvalidArgument as exc:
+            error = f"the task's QUEUED event cannot be run: {exc.field}: {exc.reason}"
+            task_id = queued.event.task_id
+            data = queued.event.SerializeToString()
+            if not await self._record("events", event_subject(task_id), queued.stream_sequence, data, error, task_id):
+                raise Unavailable("quarantine did not store a record") from exc
+            return False
+        return True
+
+    async def _record(
+        self, source: str, subject: str, sequence: int, data: bytes | None, error: str, task_id: str
+    ) -> bool:
+        try:
+            await self._quarantine.record(source, subject, sequence, data, "schema_mismatch", error, task_id=task_id)
+        except Unavailable:
+            log.warning("could not quarantine a bad listing entry; keeping it", extra={"subject": subject})
+            return False
+        return True
+
+
+# Deadlines are not the reconciler's to judge: one that passed is the runner's to dead-letter.
+_LIMITS = Limits()
