@@ -18,7 +18,8 @@ here while another worker is idle; buffered items keep their ack-wait extended.
 
 A message that is not a valid work item (undecodable, unknown kind, invalid spec,
 step out of range) is quarantined (`mesh.fabric.Quarantine`) and terminated, so
-it is never redelivered and the lane goes on.
+it is never redelivered and the lane goes on; if it is a real task's own item, the
+task is dead-lettered as a schema mismatch (`Runner.end_unrunnable`).
 """
 
 from __future__ import annotations
@@ -250,6 +251,8 @@ class Dispatcher:
                 error=poison.error,
                 task_id=poison.task_id,
             )
+            # A real task whose item cannot run would otherwise stay QUEUED forever.
+            await self._runner.end_unrunnable(msg, poison)
             await msg.term()
         except Exception as exc:
             log.warning("could not quarantine a bad work item; it will be redelivered: %r", exc)

@@ -62,11 +62,14 @@ class PoisonMessage(Exception):
     """A message the mesh cannot run: `poison_input` (not a work item at all) or
     `schema_mismatch` (a work item whose spec or step is not one this mesh knows)."""
 
-    def __init__(self, classification: str, error: str, task_id: str = "") -> None:
+    def __init__(
+        self, classification: str, error: str, task_id: str = "", item: work_pb2.WorkItem | None = None
+    ) -> None:
         super().__init__(f"{classification}: {error}")
         self.classification = classification
         self.error = error
         self.task_id = task_id
+        self.item = item  # the decoded item, for a schema mismatch
 
 
 _LIMITS = Limits()
@@ -85,12 +88,11 @@ def check_work_item(data: bytes | None) -> work_pb2.WorkItem:
         # dead-letter as a timeout, not a malformed item.
         validate_spec(spec, _LIMITS, now_s=0.0)
     except InvalidArgument as exc:
-        raise PoisonMessage("schema_mismatch", f"{exc.field}: {exc.reason}", spec.task_id) from exc
+        raise PoisonMessage("schema_mismatch", f"{exc.field}: {exc.reason}", spec.task_id, item) from exc
     steps = len(KINDS[spec.kind].steps)
     if not 0 <= item.step_index < steps:
-        raise PoisonMessage(
-            "schema_mismatch", f"step_index: {item.step_index} is out of range for kind {spec.kind!r}", spec.task_id
-        )
+        error = f"step_index: {item.step_index} is out of range for kind {spec.kind!r}"
+        raise PoisonMessage("schema_mismatch", error, spec.task_id, item)
     return item
 
 
@@ -400,6 +402,65 @@ class Runner:
         await chain.emit(self._events, task_pb2.TASK_STATE_DEAD_LETTERED, error=error, final=True)
         METRICS.tasks_finished.labels(kind.name, "DEAD_LETTERED").inc()
         await _ack(msg)
+
+    async def end_unrunnable(self, msg: Msg, poison: PoisonMessage) -> bool:
+        """Dead-letter (schema_mismatch) the task of a work item that decodes but cannot run here
+        (an unknown kind or an invalid spec, e.g. across an upgrade), so it does not stay QUEUED
+        forever. Only if the item is the task's own: its chain's first event, QUEUED, carries the
+        same spec, so a forged item naming another tenant's task ends nothing. True if it ended it."""
+        item = poison.item
+        if item is None or poison.classification != "schema_mismatch":
+            return False
+        spec = item.spec
+        try:
+            check_task_id(spec.task_id, "spec.task_id")
+        except InvalidArgument:
+            return False
+        first = None
+        async for stored in self._events.read(spec.task_id):
+            first = stored  # the QUEUED event, which carries the spec admission accepted
+            break
+        if first is None or first.event.state != task_pb2.TASK_STATE_QUEUED or first.event.spec != spec:
+            return False
+        last = await self._events.last(spec.task_id)
+        if last is None or last.event.state in TERMINAL_STATES:
+            return False
+        attempt = msg.metadata.num_delivered if msg.metadata else 1
+        classification = deadletter_pb2.FAILURE_CLASS_SCHEMA_MISMATCH
+        letter = deadletter_pb2.DeadLetter(
+            task_id=spec.task_id,
+            spec=spec,
+            step=last.event.step,
+            error_class="schema_mismatch",
+            message=poison.error,
+            fingerprint=fingerprint("schema_mismatch", poison.error),
+            attempts=attempt,
+            worker_ids=[self._worker_id],
+            trace_id=item.traceparent.split("-")[1] if item.traceparent.count("-") == 3 else "",
+            classification=classification,
+            runbook=runbook_for(classification),
+            replay_of=spec.labels.get(REPLAY_OF_LABEL, ""),
+        )
+        letter.dead_at.GetCurrentTime()
+        chain = Chain(
+            task_id=spec.task_id,
+            sequence=last.event.sequence,
+            stream_sequence=last.stream_sequence,
+            attempt=attempt,
+            worker_id=self._worker_id,
+            step=last.event.step,
+            traceparent=item.traceparent,
+            work_item_sequence=msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else 0,
+        )
+        await self._dead_letters.record(letter)
+        error = task_pb2.TaskError(error_class="schema_mismatch", message=poison.error, retryable=False)
+        try:
+            await chain.emit(self._events, task_pb2.TASK_STATE_DEAD_LETTERED, error=error, final=True)
+        except ChainMoved:
+            return False  # someone wrote meanwhile (a cancel): the chain is theirs
+        log.error("task dead-lettered: its work item cannot run here", extra={"task_id": spec.task_id})
+        METRICS.tasks_finished.labels(spec.kind if spec.kind in KINDS else "unknown", "DEAD_LETTERED").inc()
+        return True
 
     async def _on_chain_moved(self, msg: Msg, chain: Chain) -> None:
         """Someone else wrote to the chain mid-step: a cancel, or a runner that took over."""
