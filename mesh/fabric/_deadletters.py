@@ -35,7 +35,7 @@ ALERT_SUBJECT = "tm.alert.dead_letter"
 # Label on a replayed task's spec naming the task it replays (the id chain).
 REPLAY_OF_LABEL = "tidemesh.replay_of"
 
-_CLASSES = {
+_CLASSES: dict[str, deadletter_pb2.FailureClass] = {
     "invalid_input": deadletter_pb2.FAILURE_CLASS_POISON_INPUT,
     "schema_mismatch": deadletter_pb2.FAILURE_CLASS_SCHEMA_MISMATCH,
     "timeout": deadletter_pb2.FAILURE_CLASS_TIMEOUT,
@@ -46,7 +46,7 @@ _CLASSES = {
 }
 
 
-def classify(error_class: str) -> int:
+def classify(error_class: str) -> deadletter_pb2.FailureClass:
     """The failure class of a step error class; anything unrecognised is treated as a bug."""
     return _CLASSES.get(error_class, deadletter_pb2.FAILURE_CLASS_BUG)
 

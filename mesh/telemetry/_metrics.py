@@ -54,6 +54,12 @@ class Metrics:
             ["pool", "priority_class", "tenant"],
             registry=r,
         )
+        self.quarantined = Counter(
+            "tidemesh_quarantined_total",
+            "Messages set aside because they could not be parsed or validated",
+            ["source", "classification"],
+            registry=r,
+        )
         self.in_flight = Gauge("tidemesh_in_flight", "Steps running in this process", registry=r)
         self.watchers = Gauge("tidemesh_watchers", "Open task event streams", registry=r)
         self.watch_malformed = Counter(

@@ -177,16 +177,18 @@ class CredentialStore:
 
     async def create_key(self, tenant: str, roles: Iterable[str], name: str = "") -> tuple[str, str]:
         key_id, token = new_api_key()
-        record = {"digest": _digest(token), "tenant": tenant, "roles": sorted(check_roles(roles)), "name": name}
+        digest, checked = _digest(token), sorted(check_roles(roles))
+        record = {"digest": digest, "tenant": tenant, "roles": checked, "name": name}
         await self._record("the new API key", lambda kv: kv.create(f"apikey.{key_id}", json.dumps(record).encode()))
         # Known here before the caller sees it: the next call on this replica needs no KV read.
-        self._keys[key_id] = _ApiKey(key_id, record["digest"], tenant, frozenset(record["roles"]), name)
+        self._keys[key_id] = _ApiKey(key_id, digest, tenant, frozenset(checked), name)
         return key_id, token
 
     async def revoke(self, credential_id: str, reason: str) -> None:
-        record = {"reason": reason or "revoked", "at": time.time()}
+        reason = reason or "revoked"
+        record = {"reason": reason, "at": time.time()}
         # In force on this replica whatever KV says: failing closed here is safe; failing open is not.
-        self._mark_revoked(credential_id, record["reason"])
+        self._mark_revoked(credential_id, reason)
         await self._record(
             f"the revocation of {credential_id} (in force on this gateway only until it is)",
             lambda kv: kv.put(f"revoked.{credential_id}", json.dumps(record).encode()),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Mapping
@@ -308,7 +309,10 @@ class Dispatcher:
             running = _Running(fetched.item.spec.task_id, fetched.msg, fetched.lane, job, waiting.interactive)
             self._running[running.task_id] = running
             METRICS.in_flight.inc()
-            job.add_done_callback(lambda _, r=running: self._finished(r))
+            job.add_done_callback(functools.partial(self._on_done, running))
+
+    def _on_done(self, running: _Running, _: asyncio.Task[None]) -> None:
+        self._finished(running)
 
     def _finished(self, running: _Running) -> None:
         # The next step of the same task may already run under the same id: remove only ours.
@@ -362,7 +366,8 @@ class Dispatcher:
         await asyncio.gather(*self._fetchers, return_exceptions=True)
         # An outstanding pull request would make the connection's drain wait out its timeout.
         subscriptions = [p[0] for lane in self._lanes.values() for p in lane.partitions.values()]
-        for sub in [*subscriptions, *self._bells]:
+        unsubscribing: list[Subscription | JetStreamContext.PullSubscription] = [*subscriptions, *self._bells]
+        for sub in unsubscribing:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         for waiting in self._slots.clear():
