@@ -11,6 +11,7 @@ import grpc.aio
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold
+from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
@@ -19,8 +20,6 @@ from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
-
-Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 MAX_WATCHED = 10_000
 MAX_PAGE = 500

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-import grpc.aio
 import numpy as np
 
 from mesh.errors import InvalidArgument, MeshError, Unavailable
+from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
@@ -15,8 +15,6 @@ from services.inference._backend import BackendDown, Chunk, ModelSpec
 from services.inference._batcher import Batchers
 from services.inference._router import Router
 from services.inference._tensors import token_rows
-
-Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 100_000

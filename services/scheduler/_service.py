@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc.aio
 from google.protobuf.duration_pb2 import Duration
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.errors import InvalidArgument, MeshError
 from mesh.fabric import EventLog, KeySequencer
+from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.telemetry import METRICS, bind_task, get_logger
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
@@ -20,8 +20,6 @@ from services.scheduler._backends import inference_backends
 from services.scheduler._cancel import cancel_task
 from services.scheduler._queues import queue_status
 from services.scheduler._registry import WorkerRegistry
-
-Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 MAX_BATCH = 1000
 log = get_logger(__name__)
