@@ -62,7 +62,9 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
         raise InvalidArgument("spec.kind", f"is required (one of: {', '.join(sorted(KINDS))})")
     kind = KINDS.get(spec.kind)
     if kind is None:
-        raise InvalidArgument("spec.kind", f"unknown task kind {spec.kind!r} (one of: {', '.join(sorted(KINDS))})")
+        # Echo at most a bounded prefix: a megabyte of kind must not travel back in grpc-message.
+        shown = spec.kind if len(spec.kind) <= 64 else f"{spec.kind[:64]}… ({len(spec.kind)} characters)"
+        raise InvalidArgument("spec.kind", f"unknown task kind {shown!r} (one of: {', '.join(sorted(KINDS))})")
     if spec.priority > 100:
         raise InvalidArgument("spec.priority", "must be between 0 and 100")
     if spec.priority_class not in task_pb2.PriorityClass.values():

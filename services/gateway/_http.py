@@ -77,12 +77,11 @@ def http_app(
             if listing is None:
                 raise NotFound("this gateway does not list tasks")
             limit = request.query.get("limit", "0")
-            if not (limit.isascii() and limit.isdigit()):
-                raise InvalidArgument("limit", f"must be a whole number, got {limit!r}")
+            page_size = _whole_number(limit, "limit")
             if request.query.get("tenant") == "":
                 raise InvalidArgument("tenant", _EMPTY_TENANT)
             tasks, token = await listing(
-                request.query.get("tenant", ""), int(limit), request.query.get("page_token", ""), request["principal"]
+                request.query.get("tenant", ""), page_size, request.query.get("page_token", ""), request["principal"]
             )
         except MeshError as exc:
             return _error(exc)
@@ -95,13 +94,12 @@ def http_app(
         resume = request.headers.get("Last-Event-ID", request.query.get("after", "0"))
         try:
             check_task_id(task_id)
-            if not (resume.isascii() and resume.isdigit()):
-                raise InvalidArgument(field, f"must be a sequence number, got {resume!r}")
+            after = _whole_number(resume, field, "a sequence number")
             last = await events.last(task_id)
             if last is None:
                 raise NotFound(f"task {task_id!r} does not exist")
             await guard.check_task(request["principal"], "read", task_id)
-            if int(resume) > last.event.sequence:  # a 400 before the stream starts; the hub checks again
+            if after > last.event.sequence:  # a 400 before the stream starts; the hub checks again
                 raise OutOfRange(field, f"{resume} is past the task's last event ({last.event.sequence})")
         except MeshError as exc:
             return _error(exc)
@@ -110,7 +108,7 @@ def http_app(
             return request.transport is None or request.transport.is_closing()
 
         with guard.lease(request["principal"]) as lease:
-            return await _sse(request, hub.watch(task_id, int(resume), field, client_gone), lease)
+            return await _sse(request, hub.watch(task_id, after, field, client_gone), lease)
 
     async def refresh_stream(request: web.Request) -> web.Response:
         try:
@@ -280,6 +278,19 @@ def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
     if body.get("task_id") == "":
         raise InvalidArgument("task_id", "must not be empty: leave it out for a new id")
     return spec
+
+
+# A uint64 has at most 20 digits; a longer string is refused before int() has to read it (Python
+# refuses over 4 300 digits with a ValueError, which would surface as a 500).
+_MAX_DIGITS = 20
+
+
+def _whole_number(text: str, field: str, what: str = "a whole number") -> int:
+    """A non-negative integer query or header value, or InvalidArgument naming `field`."""
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
+        shown = text if len(text) <= 32 else f"{text[:32]}… ({len(text)} characters)"
+        raise InvalidArgument(field, f"must be {what} of at most {_MAX_DIGITS} digits, got {shown!r}")
+    return int(text)
 
 
 def _error_body(exc: MeshError) -> dict[str, Any]:

@@ -295,7 +295,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             raise Conflict("this gateway keeps no task index")
         ids, token = await self._index.page(tenant, limit or 50, page_token)
         tasks = await asyncio.gather(*(self._fold(task_id) for task_id in ids))
-        return [task for task in tasks if task is not None], token
+        # The index is the tenant's own list, but an entry can name a task id another tenant owns (a
+        # client-chosen id claimed twice, its entry not yet taken back): never show someone else's task.
+        return [task for task in tasks if task is not None and task.spec.tenant == tenant], token
 
     async def _fold(self, task_id: str) -> task_pb2.TaskInfo | None:
         events = [stored.event async for stored in self._events.read(task_id)]

@@ -107,3 +107,11 @@ def test_any_spec_that_passes_fits_the_broker(labels: dict[str, str]) -> None:
         assert exc.field.startswith("spec") and exc.field.isascii()
         return
     assert spec.ByteSize() <= LIMITS.max_spec_bytes < 1024 * 1024
+
+
+def test_an_unknown_kind_is_echoed_bounded() -> None:
+    """A 2 MB unknown kind is refused naming spec.kind, its message short enough for grpc-message."""
+    spec = _echo()
+    spec.kind = "k" * (2 << 20)
+    error = _rejected(spec)
+    assert error.field == "spec.kind" and len(error.message) < 400 and str(2 << 20) in error.message
