@@ -10,20 +10,21 @@ import signal
 import time
 from pathlib import Path
 
-from bench import _durability, _foundation, _inference, _scheduling, _streaming
+from bench import _durability, _edge, _foundation, _inference, _scheduling, _streaming
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    suites = ["all", "foundation", "scheduling", "durability", "streaming", "inference"]
+    suites = ["all", "foundation", "scheduling", "durability", "streaming", "inference", "edge"]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--flood", type=int, default=20000)
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--streams", type=int, default=10_000, help="idle streams the edge suite opens")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every server a bench started (Triton included) is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -43,6 +44,8 @@ def main() -> None:
             "Inference: Triton direct vs through tidemesh, batching, CPU",
             asyncio.run(_inference.run(args.runs)),
         )
+    if args.suite in ("all", "edge"):
+        _write("edge", "Edge load: idle streams through Envoy", asyncio.run(_edge.run(args.streams)))
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 
