@@ -28,6 +28,7 @@ from google.protobuf.json_format import MessageToDict
 from mesh.errors import InvalidArgument, MeshError, NotFound, OutOfRange, ResourceExhausted
 from mesh.fabric import CLASS_OF_LANE, EventLog
 from mesh.tasks import check_task_id, payload_from_json, qos_tier
+from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
 from services.gateway._guard import Guard
@@ -36,6 +37,8 @@ from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unkn
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._openapi import openapi_document
 from services.gateway._websocket import BoundedWebSocket, WebSocketSession
+
+log = get_logger(__name__)
 
 SSE_PING_S = 15.0
 
@@ -148,6 +151,7 @@ def http_app(
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = BoundedWebSocket(heartbeat=SSE_PING_S)
+        request[_STREAMING] = True
         await ws.prepare(request)
         session = WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body, guard, request["principal"])
         await session.run()
@@ -164,6 +168,10 @@ def http_app(
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/ws", websocket)
     return app
+
+
+# Set on a request once its handler starts a streamed answer (SSE, WebSocket).
+_STREAMING = "tidemesh.streaming"
 
 
 @web.middleware
@@ -187,6 +195,15 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
             body.update(error_class="internal")
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return web.json_response(body, status=exc.status, headers=headers)
+    except Exception as exc:
+        if request.get(_STREAMING):
+            raise  # its response has started: a second one cannot follow
+        if isinstance(exc, MeshError):  # a failure the handler did not answer itself (a broker fault, say)
+            return _error(exc)
+        # A bug: the client gets the one error shape without internals; the trace goes to the log.
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        body = {"type": "error", "error_class": "internal", "message": "internal error; it has been logged"}
+        return web.json_response(body, status=500)
 
 
 _PUBLIC: frozenset[str] = frozenset()  # every /v1 route needs a credential when auth is on
@@ -201,6 +218,7 @@ async def _sse(
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+    request[_STREAMING] = True
     await response.prepare(request)
     if lease is not None:
         await response.write(f"event: stream\ndata: {json.dumps({'stream_id': lease.stream_id})}\n\n".encode())
