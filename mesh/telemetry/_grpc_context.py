@@ -9,6 +9,7 @@ full instrumentation instead (when an exporter is configured).
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -50,6 +51,11 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 
 
 def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    if not inspect.isasyncgenfunction(behavior):
+        # A stream handler may also be a coroutine that writes with `context.write` (grpcio's own
+        # health service does): await it rather than iterate it.
+        return _wrap_unary(cast(Callable[..., Awaitable[Any]], behavior))  # type: ignore[return-value]
+
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:  # type: ignore[type-arg]
         token = otel_context.attach(_context_from(context.invocation_metadata()))
         try:

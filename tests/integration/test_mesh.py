@@ -150,7 +150,7 @@ async def test_invalid_input_names_the_field_over_grpc(mesh: Mesh) -> None:
     async with Client(mesh.endpoint) as client:
         with pytest.raises(InvalidArgument) as sdk_error:
             await client.submit("echo", {"nope": 1})
-        assert sdk_error.value.field == "payload"
+        assert sdk_error.value.field == "payload.nope"  # the unknown field itself
 
 
 async def test_grpc_web_submit_and_watch(mesh: Mesh) -> None:

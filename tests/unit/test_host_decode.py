@@ -141,3 +141,13 @@ async def test_truncated_frame_is_answered_at_once(host: ServiceHost) -> None:
     ended, seconds = await _send_truncated(host.grpc_port)
     assert ended == "end_stream"
     assert seconds < 2
+
+
+async def test_health_watch_streams_the_serving_status(host: ServiceHost) -> None:
+    """Health/Watch (a coroutine that writes with context.write, not an async generator) answers SERVING
+    through the host's interceptors instead of failing with a TypeError."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{host.grpc_port}") as channel:
+        call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=5)
+        first = await anext(aiter(call))
+        call.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
