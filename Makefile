@@ -44,7 +44,7 @@ browser: ## install Debian's chromium for tests/browser when missing (apt); thos
 web: venv ## regenerate and bundle clients/web (Node 20+; npm ci, protoc-gen-es, esbuild); dist/ is checked in
 	cd clients/web && npm ci --no-audit --no-fund && npm run build
 
-check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, ruff
+check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, ruff, mypy
 	buf lint
 	buf format --diff --exit-code
 	@if git rev-parse --verify -q main >/dev/null; then buf breaking --against '.git#branch=main'; \
@@ -60,6 +60,7 @@ check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, 
 	  { echo "clients/web bundle is stale: commit what make web wrote"; exit 1; }; \
 	else echo "clients/web bundle: not checked (no node_modules; make web installs them)"; fi
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2) and envoy/tidemesh.yaml
 	PYTHON=$(BIN)/python proto/generate.sh

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Self
 
 import nats
+import nats.aio.client
 import nats.errors
 import nats.js.api as api
 import nats.js.errors
@@ -165,7 +166,7 @@ async def nats_bare_throughput(
     deadline_s = timeout_s if timeout_s is not None else max(60.0, n / 200)
 
     client_nc = await nats.connect(nats_url)
-    worker_nc: nats.NATS | None = None
+    worker_nc: nats.aio.client.Client | None = None
     runners: list[asyncio.Task[None]] = []
     try:
         worker_nc = await nats.connect(nats_url)

@@ -19,12 +19,12 @@ import grpc
 import grpc.aio
 
 from mesh.errors import InvalidArgument
+from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 
 __all__ = ["StrictDecoding", "strict_handler"]
 
 Deserializer = Callable[[bytes], Any]
-Context = grpc.aio.ServicerContext  # type: ignore[type-arg]
 
 
 def _message_name(deserialize: Deserializer, method: str) -> str:
@@ -118,9 +118,9 @@ class StrictDecoding(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler

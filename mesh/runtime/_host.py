@@ -113,7 +113,7 @@ class ServiceHost:
                 self._runner, host or "127.0.0.1", int(port), shutdown_timeout=self._grace_s, backlog=_HTTP_BACKLOG
             )
             await site.start()
-            sockets = site._server.sockets if site._server else ()  # type: ignore[union-attr]
+            sockets = site._server.sockets if site._server else ()  # type: ignore[attr-defined]
             self.http_port = sockets[0].getsockname()[1] if sockets else int(port)
         for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
