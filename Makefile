@@ -36,7 +36,7 @@ test: venv check browser ## contract/drift checks, then the whole test suite on 
 CHROMIUM := /usr/bin/chromium
 browser: ## install Debian's chromium for tests/browser when missing (apt); those tests skip only without it
 	@[ -x $(CHROMIUM) ] || { echo "installing chromium (Debian) for tests/browser"; \
-	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 	  $$sudo apt-get install -y -q chromium >/dev/null || \
 	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q chromium >/dev/null; } || \
 	  echo "could not install chromium: tests/browser will skip"; }
