@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import asyncio
 import json
 import os
@@ -24,8 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 
 
 def _submits(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0 (0: no limit), got {text}")
+    if not math.isfinite(value) or value < 0:  # NaN would compare false everywhere: no limit at all
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0 (0: no limit), got {text}")
     return value
 
 

@@ -10,6 +10,7 @@ so the effective limit is up to N times the rate — admission control in the sc
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ class RateLimiter:
     def __init__(
         self, rate: float, burst: float, what: str = "tenant", clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst ≥ 1")
+        # Written so that NaN fails too (it compares false with everything).
+        if not (math.isfinite(rate) and rate > 0 and math.isfinite(burst) and burst >= 1):
+            raise ValueError(f"rate must be finite and > 0 and burst finite and ≥ 1, got {rate} / {burst}")
         self.rate = rate
         self._what = what
         self.burst = burst

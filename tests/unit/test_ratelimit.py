@@ -50,3 +50,10 @@ def test_never_more_than_burst_plus_rate_times_elapsed(rate: float, burst: int, 
         except ResourceExhausted as exc:
             assert exc.retry_after_s > 0
     assert admitted <= burst + rate * clock.now + 1e-6
+
+
+@pytest.mark.parametrize("rate, burst", [(float("nan"), 10.0), (5.0, float("nan")), (float("inf"), 10.0), (0.0, 10.0)])
+def test_a_limit_that_could_not_limit_is_refused(rate: float, burst: float) -> None:
+    """NaN, infinite or zero rates and bursts are refused at construction, never a silent no-limit."""
+    with pytest.raises(ValueError):
+        RateLimiter(rate, burst)
