@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 import asyncio
 import json
+import math
 import os
 import sys
 from pathlib import Path
