@@ -13,7 +13,7 @@ from mesh.fabric._deadletters import (
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
 from mesh.fabric._index import TASKS_STREAM, TaskIndex
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
-from mesh.fabric._quarantine import Quarantine, QuarantineRecord
+from mesh.fabric._quarantine import Quarantine, QuarantineRecord, entry_subject
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
     CLASS_OF_LANE,
@@ -87,6 +87,7 @@ __all__ = [
     "consumer_name",
     "ensure_topology",
     "ensure_work_consumer",
+    "entry_subject",
     "event_subject",
     "fingerprint",
     "fold",

@@ -83,29 +83,47 @@ class DeadLetterStore:
         self._js = js
         self._nc = nc
 
-    async def record(self, letter: deadletter_pb2.DeadLetter) -> None:
-        """Store the record (idempotent per task and version) and raise the alert."""
+    async def record(self, letter: deadletter_pb2.DeadLetter, alert: bool = True, fence: int = 0) -> int:
+        """Store the record (idempotent per task and version) and raise the alert; its stream sequence.
+
+        `fence` (a first version stored before its task's final event, at the chain position that
+        event follows) joins the dedup id, so a version withdrawn after losing that race does not
+        swallow the one another writer stores later. `alert=False` leaves the alert to `alert`."""
         version = len(letter.replayed_as)
+        msg_id = f"{letter.task_id}:dlq:{version}" + (f"@{fence}" if fence else "")
         try:
             ack = await self._js.publish(
-                _subject(letter.task_id),
-                letter.SerializeToString(),
-                headers={"Nats-Msg-Id": f"{letter.task_id}:dlq:{version}"},
+                _subject(letter.task_id), letter.SerializeToString(), headers={"Nats-Msg-Id": msg_id}
             )
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"dead-letter store refused the record: {exc}") from exc
-        if version == 0 and not ack.duplicate:
-            alert = {
-                "task_id": letter.task_id,
-                "tenant": letter.spec.tenant,
-                "kind": letter.spec.kind,
-                "classification": deadletter_pb2.FailureClass.Name(letter.classification),
-                "error_class": letter.error_class,
-                "message": letter.message,
-                "runbook": letter.runbook,
-                "trace_id": letter.trace_id,
-            }
-            await self._nc.publish(ALERT_SUBJECT, json.dumps(alert).encode())
+        if alert and version == 0 and not ack.duplicate:
+            await self.alert(letter)
+        return ack.seq
+
+    async def withdraw(self, task_id: str, sequence: int) -> None:
+        """Remove a version stored for a task that did not end dead-lettered after all (its chain
+        moved on), so no record is left to replay; a failure is logged, never raised."""
+        try:
+            await self._js.delete_msg(DLQ_STREAM, sequence)
+        except nats.js.errors.NotFoundError:
+            pass  # gone already
+        except nats.errors.Error:
+            log.warning("could not withdraw a dead letter", extra={"task_id": task_id}, exc_info=True)
+
+    async def alert(self, letter: deadletter_pb2.DeadLetter) -> None:
+        """Announce a new dead letter on ``tm.alert.dead_letter``."""
+        alert = {
+            "task_id": letter.task_id,
+            "tenant": letter.spec.tenant,
+            "kind": letter.spec.kind,
+            "classification": deadletter_pb2.FailureClass.Name(letter.classification),
+            "error_class": letter.error_class,
+            "message": letter.message,
+            "runbook": letter.runbook,
+            "trace_id": letter.trace_id,
+        }
+        await self._nc.publish(ALERT_SUBJECT, json.dumps(alert).encode())
 
     async def get(self, task_id: str) -> deadletter_pb2.DeadLetter | None:
         """The current record of `task_id`; a bad last message is set aside and the one before read."""
@@ -131,17 +149,16 @@ class DeadLetterStore:
         self, subject: str, sequence: int, data: bytes | None, classification: str, error: str, task_id: str
     ) -> bool:
         """Quarantine a bad record version, then delete it; False if it could not be taken away."""
-        try:
-            await Quarantine(self._js, self._nc).record(
-                "deadletters", subject, sequence, data, classification, error, task_id
-            )
-            await self._js.delete_msg(DLQ_STREAM, sequence)
-        except nats.js.errors.NotFoundError:
-            return True  # another reader removed it first
-        except (Unavailable, nats.errors.Error):
-            log.warning("could not set aside a bad dead-letter record; skipping it", extra={"subject": subject})
-            return False
-        return True
+        return await Quarantine(self._js, self._nc).set_aside(
+            "deadletters",
+            subject,
+            sequence,
+            data,
+            classification,
+            error,
+            task_id,
+            lambda: self._js.delete_msg(DLQ_STREAM, sequence),
+        )
 
     async def list(self, tenant: str = "", limit: int = 100) -> list[deadletter_pb2.DeadLetter]:
         """Current records, newest first, optionally for one tenant."""

@@ -226,20 +226,13 @@ class EventLog:
         self, subject: str, sequence: int, data: bytes | None, classification: str, error: str
     ) -> None:
         """Quarantine a bad stored event, then delete it so the chain's fencing sees the last good one."""
-        try:
-            await self._quarantine.record(
-                "events", subject, sequence, data, classification, error, task_id=s.task_id_of_event_subject(subject)
-            )
-        except Unavailable:
-            log.warning("could not quarantine a bad event; skipping it", extra={"subject": subject})
-            return  # keep the bytes where they are: no record holds them yet
-        if sequence:
-            try:
+        task_id = s.task_id_of_event_subject(subject)
+
+        async def delete() -> None:
+            if sequence:
                 await self._js.delete_msg(s.EVENTS_STREAM, sequence)
-            except nats.js.errors.NotFoundError:
-                pass  # another reader removed it first
-            except nats.errors.Error:
-                log.warning("could not remove a quarantined event", extra={"subject": subject}, exc_info=True)
+
+        await self._quarantine.set_aside("events", subject, sequence, data, classification, error, task_id, delete)
 
 
 def fold(events: list[task_pb2.TaskEvent]) -> task_pb2.TaskInfo:

@@ -13,7 +13,10 @@ Different keys are independent, so they run in parallel.
 
 Bad messages do not jam a key: a parked message that is no work item is quarantined and
 the cursor moves past it; a key entry that does not parse is quarantined and rebuilt from
-the key's parked items and their tasks' last events (`_rebuild`), then written back over it.
+the key's parked items and their tasks' last events (`_rebuild`), then written back over it
+(compare-and-set on the bad entry's revision), so a key is rebuilt once, not at every step.
+A task's last event is read through `EventLog`, which sets junk events aside and reads the
+good one before them: an unreadable event never counts as a task that let its key go.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from nats.js.api import RawStreamMsg
 from nats.js.kv import KeyValue
 
 from mesh.errors import Unavailable
-from mesh.fabric._quarantine import Quarantine
-from mesh.fabric._subjects import EVENTS_STREAM, event_subject
+from mesh.fabric._events import EventLog
+from mesh.fabric._quarantine import Quarantine, entry_subject
 from mesh.fabric._work import WorkQueue
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2, work_pb2
@@ -87,11 +90,12 @@ def _parked_item(raw: RawStreamMsg) -> tuple[work_pb2.WorkItem, str]:
 
 
 class KeySequencer:
-    def __init__(self, js: JetStreamContext, keys: KeyValue, work: WorkQueue) -> None:
+    def __init__(self, js: JetStreamContext, keys: KeyValue, work: WorkQueue, events: EventLog | None = None) -> None:
         self._js = js
         self._work = work
         self._keys = keys
         self._quarantine = Quarantine(js)
+        self._events = events if events is not None else EventLog(js, js._nc)  # type: ignore[attr-defined]
 
     async def park(self, item: work_pb2.WorkItem, work_subject: str) -> None:
         """Queue a task's first step (bound for `work_subject`) behind the earlier tasks of its key."""
@@ -153,8 +157,12 @@ class KeySequencer:
                 item, work_subject = _parked_item(raw)
             except _BadParked as bad:
                 # Set aside, then step the cursor past it: the key's next task is not held up.
-                await self._quarantine.record("ordered", subject, raw.seq or 0, raw.data, bad.classification, str(bad))
-                await self._write(token, _KeyState(raw.seq or 0, False, ""), revision)
+                sequence = raw.seq or 0
+                if not await self._quarantine.set_aside(
+                    "ordered", subject, sequence, raw.data, bad.classification, str(bad)
+                ):
+                    return  # no record holds it yet: the next advance tries again
+                await self._write(token, _KeyState(sequence, False, ""), revision)
                 continue
             if not await self._write(token, _KeyState(raw.seq or 0, True, item.spec.task_id), revision):
                 continue
@@ -174,11 +182,19 @@ class KeySequencer:
         try:
             return _KeyState.parse(entry.value), revision
         except (ValueError, TypeError) as exc:
-            await self._quarantine.record_entry(
-                "order_keys", ORDER_KEYS_BUCKET, token, revision, entry.value, "poison_input", f"key state: {exc}"
-            )
-            # The next write replaces the bad entry (compare-and-set on its revision).
-            return await self._rebuild(token), revision
+            subject = entry_subject(ORDER_KEYS_BUCKET, token)
+            error = f"key state: {exc}"
+            if not await self._quarantine.set_aside(
+                "order_keys", subject, revision, entry.value, "poison_input", error
+            ):
+                raise Unavailable(
+                    f"ordering key {token}: its state is unreadable and could not be quarantined"
+                ) from exc
+        state = await self._rebuild(token)
+        # Written back at once, so the next step reads it instead of scanning the key again. If
+        # another writer replaced the entry meanwhile, revision 0 makes the caller's write fail
+        # (the entry exists) and its compare-and-set loop reads theirs.
+        return state, await self._write(token, state, revision)
 
     async def _rebuild(self, token: str) -> _KeyState:
         """The key's state as its parked items' tasks show it: the cursor after the last task that
@@ -196,9 +212,11 @@ class KeySequencer:
             except _BadParked:
                 state = _KeyState(sequence, False, "")  # no task: `advance` would step past it too
                 continue
-            last = await self._last_state(item.spec.task_id)
+            stored = await self._events.last(item.spec.task_id)
+            last = stored.event.state if stored is not None else None
             if last == task_pb2.TASK_STATE_QUEUED:
                 break  # not released yet (a copy already released is deduplicated or fenced)
+            # None: the task has no events left (expired with the stream's retention).
             if last in (None, task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_CANCELLED):
                 state = _KeyState(sequence, False, "")
             else:
@@ -206,21 +224,12 @@ class KeySequencer:
         log.warning("ordering key state rebuilt", extra={"key": token, "cursor": state.cursor, "busy": state.busy})
         return state
 
-    async def _last_state(self, task_id: str) -> int | None:
-        """The state of the task's last event; None if it has none that can be read."""
-        try:
-            raw = await self._js.get_last_msg(EVENTS_STREAM, event_subject(task_id))
-            return task_pb2.TaskEvent.FromString(raw.data or b"").state
-        except (nats.js.errors.NotFoundError, google.protobuf.message.DecodeError):
-            return None
-
-    async def _write(self, token: str, state: _KeyState, revision: int) -> bool:
+    async def _write(self, token: str, state: _KeyState, revision: int) -> int:
+        """Store `state` over `revision` (0: create); its new revision, or 0 if the entry moved on."""
         value = json.dumps(state.__dict__).encode()
         try:
             if revision:
-                await self._keys.update(token, value, last=revision)
-            else:
-                await self._keys.create(token, value)
+                return await self._keys.update(token, value, last=revision)
+            return await self._keys.create(token, value)
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyValueError):
-            return False
-        return True
+            return 0

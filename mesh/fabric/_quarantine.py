@@ -3,8 +3,9 @@
 A bad message must not stop the readers behind it (a lane's fetch loop, a task's
 event chain), nor come back forever. Whoever finds one records it here, then takes
 it out of the way (a work item is terminated on its consumer, an event removed
-from its chain). A record is a JSON document on ``tm.quarantine.<source>`` in the
-TM_QUARANTINE stream:
+from its chain): `Quarantine.set_aside` does both. A record is a message on
+``tm.quarantine.<source>`` in the TM_QUARANTINE stream whose body is the bad message's
+bytes and whose ``Tm-Quarantine`` header is a JSON object (ASCII, one line):
 
     source           where it was found: ``work``, ``events``, ``ordered`` (TM_ORDERED), ``index``
                      (TM_TASKS), ``deadletters`` (TM_DLQ), or a KV bucket's reader: ``credentials``,
@@ -15,18 +16,25 @@ TM_QUARANTINE stream:
     error            why it was refused
     task_id          the task it names, if it could be read
     quarantined_at   when, RFC 3339 UTC
-    raw_b64          the message's bytes, base64
+    raw_length       the bad message's length in bytes
+    raw_sha256       the sha256 of all of those bytes, hex
+    truncated        true if the body keeps only the first bytes: the bad message plus this header
+                     did not fit the server's max_payload (its own headers counted against it too)
 
-Records are deduplicated per (source, stream sequence), so every reader that trips
-over the same message makes one record. Each new record is announced on
-``tm.alert.quarantine`` (core NATS; the record without its bytes), counted in
+The bytes travel as the body, not inside a JSON document (base64 grew them by a third, so a
+message over ~786 KB made a record over NATS's 1 MiB limit: the record was refused and the
+bad message was never set aside). Records are deduplicated per (source, stream sequence),
+so every reader that trips over the same message makes one record. Each new record is
+announced on ``tm.alert.quarantine`` (core NATS; the header's object) , counted in
 ``tidemesh_quarantined_total`` and logged — never with the payload.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,13 +42,25 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 
-from mesh.errors import Unavailable
+from mesh.errors import MeshError, Unavailable
 from mesh.fabric._subjects import QUARANTINE_ALERT_SUBJECT, QUARANTINE_PREFIX, QUARANTINE_STREAM, quarantine_subject
 from mesh.telemetry import METRICS, get_logger
 
 CLASSIFICATIONS = ("poison_input", "schema_mismatch")
+RECORD_HEADER = "Tm-Quarantine"
 log = get_logger(__name__)
+
+# What the NATS protocol adds around a message's headers ("NATS/1.0\r\n", "Name: value\r\n", "\r\n"),
+# with room to spare for the server's own accounting.
+_HEADER_OVERHEAD = 256
+_DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
+
+def entry_subject(bucket: str, key: str) -> str:
+    """The subject a KV entry is recorded under."""
+    return f"$KV.{bucket}.{key}"
 
 
 @dataclass(frozen=True)
@@ -53,13 +73,12 @@ class QuarantineRecord:
     task_id: str
     quarantined_at: str
     raw: bytes
-
-    def to_json(self) -> dict[str, object]:
-        """The record as stored, bytes in base64."""
-        return {**self.summary(), "raw_b64": base64.b64encode(self.raw).decode()}
+    raw_length: int = -1  # -1: all of `raw`
+    raw_sha256: str = ""
+    truncated: bool = False
 
     def summary(self) -> dict[str, object]:
-        """The record without its bytes: what alerts and logs carry."""
+        """The record without its bytes: what the header, alerts and logs carry."""
         return {
             "source": self.source,
             "subject": self.subject,
@@ -68,11 +87,20 @@ class QuarantineRecord:
             "error": self.error,
             "task_id": self.task_id,
             "quarantined_at": self.quarantined_at,
+            "raw_length": len(self.raw) if self.raw_length < 0 else self.raw_length,
+            "raw_sha256": self.raw_sha256 or hashlib.sha256(self.raw).hexdigest(),
+            "truncated": self.truncated,
         }
 
     @classmethod
-    def from_json(cls, data: bytes) -> QuarantineRecord:
-        doc = json.loads(data)
+    def from_stored(cls, raw: RawStreamMsg) -> QuarantineRecord:
+        """A stored record: its header and body, or a JSON body with ``raw_b64`` (records before the header)."""
+        header = (raw.headers or {}).get(RECORD_HEADER)
+        if header is not None:
+            doc, data = json.loads(header), raw.data or b""
+        else:
+            doc = json.loads(raw.data or b"{}")
+            data = base64.b64decode(doc.get("raw_b64", ""))
         return cls(
             source=doc["source"],
             subject=doc["subject"],
@@ -81,7 +109,10 @@ class QuarantineRecord:
             error=doc["error"],
             task_id=doc.get("task_id", ""),
             quarantined_at=doc["quarantined_at"],
-            raw=base64.b64decode(doc["raw_b64"]),
+            raw=data,
+            raw_length=int(doc.get("raw_length", len(data))),
+            raw_sha256=doc.get("raw_sha256", "") or hashlib.sha256(data).hexdigest(),
+            truncated=bool(doc.get("truncated", False)),
         )
 
 
@@ -91,13 +122,7 @@ class Quarantine:
         # Readers that hold only a JetStream context alert through its connection.
         self._nc = nc if nc is not None else getattr(js, "_nc", None)
 
-    async def record_entry(
-        self, source: str, bucket: str, key: str, revision: int, value: bytes | None, classification: str, error: str
-    ) -> QuarantineRecord:
-        """`record` for a KV entry: its subject is ``$KV.<bucket>.<key>``, its sequence its revision."""
-        return await self.record(source, f"$KV.{bucket}.{key}", revision, value, classification, error)
-
-    async def record(
+    async def set_aside(
         self,
         source: str,
         subject: str,
@@ -106,13 +131,16 @@ class Quarantine:
         classification: str,
         error: str,
         task_id: str = "",
-    ) -> QuarantineRecord:
-        """Store the record durably (once per source and sequence), then alert, count and log.
+        remove: Callable[[], Awaitable[object]] | None = None,
+    ) -> bool:
+        """Record the message durably (once per source and sequence; alerted, counted and logged),
+        then take it out of the way with `remove` (delete it, terminate it).
 
-        Raises Unavailable if the record could not be stored: the caller must then leave the
-        message where it is."""
+        False if it is still there: no record could be stored (the message must stay where it is:
+        no record holds its bytes yet) or `remove` failed; either is tried again when next read."""
         if classification not in CLASSIFICATIONS:
             raise ValueError(f"classification must be one of {CLASSIFICATIONS}, got {classification!r}")
+        raw = data or b""
         record = QuarantineRecord(
             source=source,
             subject=subject,
@@ -121,26 +149,59 @@ class Quarantine:
             error=error[:1000],
             task_id=task_id,
             quarantined_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            raw=data or b"",
+            raw=raw,
+            raw_length=len(raw),
+            raw_sha256=hashlib.sha256(raw).hexdigest(),
         )
-        headers = {"Nats-Msg-Id": f"{source}:{stream_sequence}"} if stream_sequence else None
+        try:
+            await self._store(record)
+        except Unavailable:
+            log.warning("could not quarantine a bad message; leaving it in place", extra=_where(source, subject))
+            return False
+        if remove is None:
+            return True
+        try:
+            await remove()
+        except nats.js.errors.NotFoundError:
+            pass  # another reader removed it first
+        except (nats.errors.Error, MeshError):
+            log.warning("could not remove a quarantined message", extra=_where(source, subject), exc_info=True)
+            return False
+        return True
+
+    async def _store(self, record: QuarantineRecord) -> None:
+        """Publish the record (bytes as the body, truncated to fit), then alert, count and log it."""
+        source = record.source
+        sequence = record.stream_sequence
+        headers = {"Nats-Msg-Id": f"{source}:{sequence}"} if sequence else {}
+        header = json.dumps(record.summary())  # ASCII, one line: a valid header value
+        room = self._max_payload() - _HEADER_OVERHEAD - len(header) - sum(len(k) + len(v) for k, v in headers.items())
+        if len(record.raw) > room:
+            # The bad message filled the limit (its own headers counted against it): keep its start;
+            # its length and sha256 still identify all of it.
+            record = QuarantineRecord(**{**record.__dict__, "raw": record.raw[: max(room, 0)], "truncated": True})
+            header = json.dumps(record.summary())
         try:
             ack = await self._js.publish(
-                quarantine_subject(source), json.dumps(record.to_json()).encode(), headers=headers
+                quarantine_subject(source), record.raw, headers={**headers, RECORD_HEADER: header}
             )
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"quarantine refused the record: {exc}") from exc
         if ack.duplicate:
-            return record  # another reader set this message aside already
-        METRICS.quarantined.labels(source, classification).inc()
+            return  # another reader set this message aside already
+        METRICS.quarantined.labels(source, record.classification).inc()
         log.error("message quarantined", extra=record.summary())
         if self._nc is None:
-            return record
+            return
         try:
-            await self._nc.publish(QUARANTINE_ALERT_SUBJECT, json.dumps(record.summary()).encode())
+            await self._nc.publish(QUARANTINE_ALERT_SUBJECT, header.encode())
         except nats.errors.Error:
             log.warning("quarantine alert not published", exc_info=True)  # the record is stored
-        return record
+
+    def _max_payload(self) -> int:
+        """The server's limit on one message, headers and body together."""
+        limit = getattr(self._nc, "max_payload", 0)
+        return limit if isinstance(limit, int) and limit > 0 else _DEFAULT_MAX_PAYLOAD
 
     async def list(self, source: str = "", limit: int = 1000) -> list[QuarantineRecord]:
         """Stored records, oldest first, of one source or all."""
@@ -156,6 +217,10 @@ class Quarantine:
                 raw = await self._js.get_msg(QUARANTINE_STREAM, seq=sequence, subject=filter_subject, next=True)
             except nats.js.errors.NotFoundError:
                 break
-            records.append(QuarantineRecord.from_json(raw.data or b"{}"))
+            records.append(QuarantineRecord.from_stored(raw))
             sequence = (raw.seq or sequence) + 1
         return records
+
+
+def _where(source: str, subject: str) -> dict[str, object]:
+    return {"source": source, "subject": subject}

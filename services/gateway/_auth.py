@@ -40,7 +40,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
-from mesh.fabric import Quarantine
+from mesh.fabric import Quarantine, entry_subject
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -318,14 +318,11 @@ class CredentialStore:
         except UnreadableCredential as exc:
             if revision in self._quarantined:
                 return
-            try:
-                await Quarantine(self._js).record_entry(
-                    "credentials", CREDENTIALS_BUCKET, key, revision, value, exc.classification, str(exc)
-                )
-            except Unavailable:
-                log.warning("could not quarantine an unreadable credential record", extra={"key": key})
-                return  # tried again when the entry is next read
-            self._quarantined.add(revision)
+            subject = entry_subject(CREDENTIALS_BUCKET, key)
+            if await Quarantine(self._js).set_aside(
+                "credentials", subject, revision, value, exc.classification, str(exc)
+            ):
+                self._quarantined.add(revision)  # else tried again when the entry is next read
 
     def _apply(self, key: str, value: bytes | None) -> None:
         """Mirror one entry. An unreadable key record is not a key; an unreadable revocation still

@@ -8,6 +8,7 @@ at every read; the services re-register their real entries on their own schedule
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import google.protobuf.message
 import nats.errors
@@ -15,8 +16,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mesh.errors import Unavailable
-from mesh.fabric import INFERENCE_BUCKET, Quarantine
+from mesh.fabric import INFERENCE_BUCKET, Quarantine, entry_subject
 from mesh.telemetry import get_logger
 from mesh.v1 import status_pb2
 
@@ -44,14 +44,11 @@ async def inference_backends(js: JetStreamContext) -> list[status_pb2.InferenceB
 
 async def _set_aside(js: JetStreamContext, kv: KeyValue, entry: KeyValue.Entry, error: str) -> None:
     revision = entry.revision or 0
-    try:
-        await Quarantine(js).record_entry(
-            "inference", INFERENCE_BUCKET, entry.key, revision, entry.value, "poison_input", error
-        )
-    except Unavailable:
-        log.warning("could not quarantine a bad inference entry; skipping it", extra={"key": entry.key})
-        return  # keep its bytes where they are: no record holds them yet
-    try:
-        await kv.delete(entry.key, last=revision)
-    except nats.errors.Error:
-        pass  # replaced or removed meanwhile: nothing left to take away
+    subject = entry_subject(INFERENCE_BUCKET, entry.key)
+
+    async def remove() -> None:
+        # Only the revision read: an entry replaced meanwhile is a live backend's, left alone.
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await kv.delete(entry.key, last=revision)
+
+    await Quarantine(js).set_aside("inference", subject, revision, entry.value, "poison_input", error, remove=remove)

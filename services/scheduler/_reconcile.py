@@ -21,12 +21,14 @@ redelivered to the next after `ack_wait_s`. Work per pass is bounded by `max_per
 
 An entry whose subject names no well-formed task id, or whose task's QUEUED event carries a
 spec this mesh cannot run (an unknown kind, an invalid spec), is quarantined and acked: it is
-never re-published, and the pass goes on to the other entries.
+never re-published, and the pass goes on to the other entries. An entry is acked only once
+its record is stored: while the quarantine is away it stays held and is looked at again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from dataclasses import dataclass
 
@@ -35,7 +37,7 @@ import nats.js.api as api
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from mesh.errors import InvalidArgument, MeshError, Unavailable
+from mesh.errors import InvalidArgument
 from mesh.fabric import TASKS_STREAM, EventLog, Quarantine, StoredEvent, event_subject
 from mesh.tasks import Limits, check_task_id, validate_spec
 from mesh.telemetry import get_logger
@@ -56,6 +58,16 @@ class ReconcilePolicy:
     max_per_pass: int = 5000
     # An entry delivered to a reconciler that died is redelivered after this.
     ack_wait_s: float = 60.0
+    # Failed passes in a row wait longer, up to this (a broker that is away is not hammered).
+    max_backoff_s: float = 30.0
+
+
+class Verdict(enum.Enum):
+    """What a look at one entry decided."""
+
+    GOOD = "good"  # a task's entry: reconcile it
+    SET_ASIDE = "set_aside"  # quarantined (the record is stored): ack it, never look again
+    RETRY = "retry"  # bad, but no record could be stored: keep it held, look again next pass
 
 
 class Reconciler:
@@ -89,13 +101,17 @@ class Reconciler:
         return self._subscription
 
     async def run(self) -> None:
-        """Reconcile every `every_s` seconds until cancelled; a failed pass is retried at the next."""
+        """Reconcile every `every_s` seconds until cancelled; a failed pass is retried later, backing off."""
+        failures = 0
         while True:
             try:
                 await self.run_pass()
-            except (MeshError, nats.errors.Error) as exc:
-                log.warning("reconcile pass failed: %s", exc)
-            await asyncio.sleep(self._policy.every_s)
+                failures = 0
+            except Exception:  # any failure, a bug too, must not end the reconciler for good
+                failures += 1
+                log.exception("reconcile pass failed; retrying", extra={"failures": failures})
+            delay_s = self._policy.every_s * 2 ** min(failures, 16)
+            await asyncio.sleep(min(delay_s, max(self._policy.max_backoff_s, self._policy.every_s)))
 
     async def run_pass(self, now_s: float | None = None) -> int:
         """Look at the entries that are due; returns how many tasks got their work item again."""
@@ -115,10 +131,12 @@ class Reconciler:
         done: set[int] = set()
         good: list[Msg] = []
         for msg in due:
-            if await self._set_aside_bad_entry(msg):
+            verdict = await self._check_entry(msg)
+            if verdict is Verdict.SET_ASIDE:
                 done.add(id(msg))
-            else:
+            elif verdict is Verdict.GOOD:
                 good.append(msg)
+            # Verdict.RETRY: stays held, unacked
         last = await self._events.last_many(msg.subject.rsplit(".", 1)[1] for msg in good)
         requeued = 0
         try:
@@ -126,7 +144,10 @@ class Reconciler:
                 stored = last.get(msg.subject.rsplit(".", 1)[1])
                 # None: the entry's task never got its QUEUED event (the client was never answered).
                 if stored and stored.event.sequence == 1 and stored.event.state == task_pb2.TASK_STATE_QUEUED:
-                    if await self._runnable(msg, stored):
+                    verdict = await self._check_spec(stored)
+                    if verdict is Verdict.RETRY:
+                        continue  # held: acked only once its record is stored
+                    if verdict is Verdict.GOOD:
                         await self._admitter.requeue(stored)
                         requeued += 1
                 await msg.ack()
@@ -139,41 +160,34 @@ class Reconciler:
                 log.info("reconciler republished first work items", extra={"tasks": requeued})
         return requeued
 
-    async def _set_aside_bad_entry(self, msg: Msg) -> bool:
-        """Quarantine and ack an entry whose subject names no task id; False for a good entry."""
+    async def _check_entry(self, msg: Msg) -> Verdict:
+        """GOOD for an entry naming a task id; one that names none is quarantined and acked."""
         task_id = msg.subject.rsplit(".", 1)[1]
         try:
             check_task_id(task_id)
         except InvalidArgument as exc:
             error = f"listing entry names no task: {exc.field}: {exc.reason}"
-            if await self._record("index", msg.subject, msg.metadata.sequence.stream, msg.data, error, task_id):
-                await msg.ack()
-                return True
-            return False  # stays held: tried again next pass
-        return False
+            sequence = msg.metadata.sequence.stream
+            aside = await self._quarantine.set_aside(
+                "index", msg.subject, sequence, msg.data, "schema_mismatch", error, task_id, msg.ack
+            )
+            return Verdict.SET_ASIDE if aside else Verdict.RETRY
+        return Verdict.GOOD
 
-    async def _runnable(self, msg: Msg, queued: StoredEvent) -> bool:
-        """Whether the task's QUEUED event holds a spec this mesh can run; if not, quarantine it."""
+    async def _check_spec(self, queued: StoredEvent) -> Verdict:
+        """GOOD if the task's QUEUED event holds a spec this mesh can run; if not, quarantine it."""
         try:
             validate_spec(queued.event.spec, _LIMITS, now_s=0.0)
         except InvalidArgument as exc:
             error = f"the task's QUEUED event cannot be run: {exc.field}: {exc.reason}"
             task_id = queued.event.task_id
             data = queued.event.SerializeToString()
-            if not await self._record("events", event_subject(task_id), queued.stream_sequence, data, error, task_id):
-                raise Unavailable("quarantine did not store a record") from exc
-            return False
-        return True
-
-    async def _record(
-        self, source: str, subject: str, sequence: int, data: bytes | None, error: str, task_id: str
-    ) -> bool:
-        try:
-            await self._quarantine.record(source, subject, sequence, data, "schema_mismatch", error, task_id=task_id)
-        except Unavailable:
-            log.warning("could not quarantine a bad listing entry; keeping it", extra={"subject": subject})
-            return False
-        return True
+            subject = event_subject(task_id)
+            aside = await self._quarantine.set_aside(
+                "events", subject, queued.stream_sequence, data, "schema_mismatch", error, task_id
+            )
+            return Verdict.SET_ASIDE if aside else Verdict.RETRY
+        return Verdict.GOOD
 
 
 # Deadlines are not the reconciler's to judge: one that passed is the runner's to dead-letter.

@@ -242,21 +242,25 @@ class Dispatcher:
         ack-wait and is tried again, and the lane goes on meanwhile."""
         metadata = msg.metadata if msg.reply else None
         sequence = metadata.sequence.stream if metadata and metadata.sequence else 0
-        try:
-            await self._quarantine.record(
-                source="work",
-                subject=msg.subject,
-                stream_sequence=sequence,
-                data=msg.data,
-                classification=poison.classification,
-                error=poison.error,
-                task_id=poison.task_id,
-            )
+
+        async def end_and_terminate() -> None:
             # A real task whose item cannot run would otherwise stay QUEUED forever.
             await self._runner.end_unrunnable(msg, poison)
             await msg.term()
-        except Exception as exc:
-            log.warning("could not quarantine a bad work item; it will be redelivered: %r", exc)
+
+        try:
+            await self._quarantine.set_aside(
+                "work",
+                msg.subject,
+                sequence,
+                msg.data,
+                poison.classification,
+                poison.error,
+                poison.task_id,
+                end_and_terminate,
+            )
+        except Exception as exc:  # a bug here must not end the lane's fetch loop
+            log.warning("could not set aside a bad work item; it will be redelivered: %r", exc)
 
     async def _refresh(self, lane: _Lane) -> None:
         """Re-read how many items each tenant partition of the lane holds."""

@@ -377,31 +377,49 @@ class Runner:
         """Retries exhausted or a fatal error: store the diagnosis, end the chain, then ack."""
         spec = work_pb2.WorkItem.FromString(msg.data).spec
         history = [stored.event async for stored in self._events.read(chain.task_id)]
-        classification = classify(exc.error_class)
+        worker_ids = {e.worker_id for e in history if e.worker_id}
+        fault = fingerprint(exc.error_class, exc.message, exc.__cause__)
+        error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
+        await self._end_dead_lettered(chain, spec, error, fault, worker_ids)
+        METRICS.tasks_finished.labels(kind.name, "DEAD_LETTERED").inc()
+        await _ack(msg)
+
+    async def _end_dead_lettered(
+        self, chain: Chain, spec: task_pb2.TaskSpec, error: task_pb2.TaskError, fault: str, worker_ids: set[str]
+    ) -> None:
+        """Store the task's dead letter, end its chain DEAD_LETTERED (fenced), then alert.
+
+        The letter goes first, so a task that ended dead-lettered always has one (a crash in
+        between leaves the item unacked: it is redelivered and this runs again). If the chain
+        moved on meanwhile (a cancel, another runner) the letter is withdrawn and ChainMoved
+        raised: no task that did not end dead-lettered has a letter to replay."""
+        classification = classify(error.error_class)
         letter = deadletter_pb2.DeadLetter(
             task_id=chain.task_id,
             spec=spec,
             step=chain.step,
-            error_class=exc.error_class,
-            message=exc.message,
-            fingerprint=fingerprint(exc.error_class, exc.message, exc.__cause__),
+            error_class=error.error_class,
+            message=error.message,
+            fingerprint=fault,
             attempts=chain.attempt,
-            worker_ids=sorted({e.worker_id for e in history if e.worker_id} | {self._worker_id}),
+            worker_ids=sorted(worker_ids | {self._worker_id}),
             trace_id=chain.traceparent.split("-")[1] if chain.traceparent.count("-") == 3 else "",
             classification=classification,
             runbook=runbook_for(classification),
             replay_of=spec.labels.get(REPLAY_OF_LABEL, ""),
         )
         letter.dead_at.GetCurrentTime()
-        await self._dead_letters.record(letter)
+        sequence = await self._dead_letters.record(letter, alert=False, fence=chain.stream_sequence)
+        try:
+            await chain.emit(self._events, task_pb2.TASK_STATE_DEAD_LETTERED, error=error, final=True)
+        except ChainMoved:
+            await self._dead_letters.withdraw(chain.task_id, sequence)
+            raise
         log.error(
             "task dead-lettered",
-            extra={"error_class": exc.error_class, "classification": classification, "runbook": letter.runbook},
+            extra={"error_class": error.error_class, "classification": classification, "runbook": letter.runbook},
         )
-        error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
-        await chain.emit(self._events, task_pb2.TASK_STATE_DEAD_LETTERED, error=error, final=True)
-        METRICS.tasks_finished.labels(kind.name, "DEAD_LETTERED").inc()
-        await _ack(msg)
+        await self._dead_letters.alert(letter)
 
     async def end_unrunnable(self, msg: Msg, poison: PoisonMessage) -> bool:
         """Dead-letter (schema_mismatch) the task of a work item that decodes but cannot run here
@@ -416,49 +434,27 @@ class Runner:
             check_task_id(spec.task_id, "spec.task_id")
         except InvalidArgument:
             return False
-        first = None
-        async for stored in self._events.read(spec.task_id):
-            first = stored  # the QUEUED event, which carries the spec admission accepted
-            break
+        first = await self._events.first(spec.task_id)  # the QUEUED event, with the spec admission accepted
         if first is None or first.event.state != task_pb2.TASK_STATE_QUEUED or first.event.spec != spec:
             return False
         last = await self._events.last(spec.task_id)
         if last is None or last.event.state in TERMINAL_STATES:
             return False
-        attempt = msg.metadata.num_delivered if msg.metadata else 1
-        classification = deadletter_pb2.FAILURE_CLASS_SCHEMA_MISMATCH
-        letter = deadletter_pb2.DeadLetter(
-            task_id=spec.task_id,
-            spec=spec,
-            step=last.event.step,
-            error_class="schema_mismatch",
-            message=poison.error,
-            fingerprint=fingerprint("schema_mismatch", poison.error),
-            attempts=attempt,
-            worker_ids=[self._worker_id],
-            trace_id=item.traceparent.split("-")[1] if item.traceparent.count("-") == 3 else "",
-            classification=classification,
-            runbook=runbook_for(classification),
-            replay_of=spec.labels.get(REPLAY_OF_LABEL, ""),
-        )
-        letter.dead_at.GetCurrentTime()
         chain = Chain(
             task_id=spec.task_id,
             sequence=last.event.sequence,
             stream_sequence=last.stream_sequence,
-            attempt=attempt,
+            attempt=msg.metadata.num_delivered if msg.metadata else 1,
             worker_id=self._worker_id,
             step=last.event.step,
             traceparent=item.traceparent,
             work_item_sequence=msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else 0,
         )
-        await self._dead_letters.record(letter)
         error = task_pb2.TaskError(error_class="schema_mismatch", message=poison.error, retryable=False)
         try:
-            await chain.emit(self._events, task_pb2.TASK_STATE_DEAD_LETTERED, error=error, final=True)
+            await self._end_dead_lettered(chain, spec, error, fingerprint("schema_mismatch", poison.error), set())
         except ChainMoved:
             return False  # someone wrote meanwhile (a cancel): the chain is theirs
-        log.error("task dead-lettered: its work item cannot run here", extra={"task_id": spec.task_id})
         METRICS.tasks_finished.labels(spec.kind if spec.kind in KINDS else "unknown", "DEAD_LETTERED").inc()
         return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -13,9 +14,11 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from mesh.fabric import Quarantine, QuarantineRecord
 from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -64,9 +67,10 @@ def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
     raise RuntimeError("nats-server did not report its ports")
 
 
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    process, server = _start_nats(tmp_path_factory.mktemp("nats"))
+@contextlib.contextmanager
+def running_nats(tmp: Path) -> Iterator[NatsServer]:
+    """A bare nats-server (JetStream, store under `tmp`) for the block; stopped after it."""
+    process, server = _start_nats(tmp)
     try:
         yield server
     finally:
@@ -78,13 +82,24 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
             process.wait()
 
 
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One bare nats-server for the session (default limits: max_payload 1 MiB)."""
+    with running_nats(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A fresh bare nats-server for one test, for tests that must see only their own messages."""
+    with running_nats(tmp_path) as server:
+        yield server
+
+
 @pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_server.url)
-    try:
+    async with await nats.connect(nats_server.url) as client:
         yield client
-    finally:
-        await client.close()
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,28 @@ class Mesh:
 
     def port(self, process: str, name: str) -> int:
         return self.plan.by_name(process).ports[name]
+
+
+@pytest.fixture
+async def broker(mesh: Mesh) -> AsyncIterator[NATS]:
+    """A NATS client of the mesh's own broker, for tests that write to the fabric directly."""
+    async with await nats.connect(mesh.nats_url) as client:
+        yield client
+
+
+async def quarantined(client: NATS, source: str, subject: str, sequence: int = 0) -> QuarantineRecord:
+    """The newest quarantine record of `subject` (at `sequence`, if given), waiting for it to be stored."""
+    quarantine = Quarantine(client.jetstream(), client)
+
+    async def probe() -> QuarantineRecord | None:
+        found = [
+            record
+            for record in await quarantine.list(source)
+            if record.subject == subject and sequence in (0, record.stream_sequence)
+        ]
+        return found[-1] if found else None
+
+    return await eventually(probe, timeout_s=20, what=f"a quarantine record of {subject}")
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,8 @@ against its own nats-server where a fault has to be injected between two writes.
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import grpc
@@ -39,7 +37,7 @@ from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2, work_pb2
 from services.scheduler._admission import Admitter
 from services.scheduler._reconcile import ReconcilePolicy, Reconciler
 from tests.conftest import eventually
-from tests.integration.conftest import Mesh, _start_nats
+from tests.integration.conftest import Mesh, NatsServer
 
 pytestmark = pytest.mark.integration
 
@@ -232,24 +230,15 @@ class _Fabric:
 
 
 @pytest.fixture
-async def fabric(tmp_path: Path) -> AsyncIterator[_Fabric]:
+async def fabric(private_nats: NatsServer) -> AsyncIterator[_Fabric]:
     """A fresh nats-server of its own (so the reconciler sees only this test's tasks)."""
-    process, server = _start_nats(tmp_path)
+    nc = await nats.connect(private_nats.url)
+    js = nc.jetstream(timeout=5.0)
+    await ensure_topology(js, Topology())
     try:
-        nc = await nats.connect(server.url)
-        js = nc.jetstream(timeout=5.0)
-        await ensure_topology(js, Topology())
-        try:
-            yield _Fabric(nc, js)
-        finally:
-            await nc.close()
+        yield _Fabric(nc, js)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        await nc.close()
 
 
 async def test_reconciler_enqueues_a_task_left_without_its_work_item(fabric: _Fabric) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,6 +14,7 @@ from clients.sdk import Client
 from mesh.supervisor import Supervisor, build_plan
 from mesh.v1 import task_pb2
 from services.worker._slots import SlotLimits
+from tests.conftest import eventually
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
@@ -36,13 +36,6 @@ async def _worker_in_flight(session: aiohttp.ClientSession, mesh: Mesh) -> int:
     async with session.get(f"http://127.0.0.1:{mesh.port('worker-1', 'http')}/metrics") as resp:
         match = re.search(r"^tidemesh_in_flight (\S+)$", await resp.text(), re.MULTILINE)
     return int(float(match.group(1))) if match else 0
-
-
-async def _eventually(check, deadline_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + deadline_s
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)  # polling the worker's gauge, bounded by the deadline
 
 
 async def test_standard_echo_meets_its_bound_behind_a_flood_of_long_interactive_steps(small_mesh: Mesh) -> None:
@@ -75,7 +68,7 @@ async def test_standard_echo_meets_its_bound_behind_a_flood_of_long_interactive_
             async def saturated() -> bool:
                 return await _worker_in_flight(session, small_mesh) >= LIMITS.interactive_max
 
-            await _eventually(saturated, 30, "the flood to fill the interactive slots")
+            await eventually(saturated, timeout_s=30, what="the flood to fill the interactive slots")
             submitted = await calm.submit("echo", {"text": "my turn"}, priority="standard")
             async with asyncio.timeout(STANDARD_BOUND_S + 5):
                 events = [e async for e in calm.watch(submitted.task_id)]
@@ -89,7 +82,7 @@ async def test_standard_echo_meets_its_bound_behind_a_flood_of_long_interactive_
             async def idle() -> bool:
                 return await _worker_in_flight(session, small_mesh) == 0
 
-            await _eventually(idle, 30, "the cancelled flood to leave the worker")
+            await eventually(idle, timeout_s=30, what="the cancelled flood to leave the worker")
 
     assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
     queued = events[0].timestamp.ToNanoseconds() / 1e9

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import nats
@@ -14,33 +13,14 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from clients.sdk import Client
-from mesh.fabric import EVENTS_STREAM, QUARANTINE_ALERT_SUBJECT, WORK_STREAM, Quarantine, QuarantineRecord
+from mesh.fabric import EVENTS_STREAM, QUARANTINE_ALERT_SUBJECT, WORK_STREAM
 from mesh.tasks import new_task_id
 from mesh.v1 import task_pb2, work_pb2
-from tests.integration.conftest import Mesh
+from tests.integration.conftest import Mesh, quarantined
 
 pytestmark = pytest.mark.integration
 
 JUNK = b"\xff\xfe not a protobuf \x00\x01 {"
-
-
-@pytest.fixture
-async def broker(mesh: Mesh) -> AsyncIterator[NATS]:
-    client = await nats.connect(mesh.nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def _eventually_quarantined(quarantine: Quarantine, source: str, subject: str) -> QuarantineRecord:
-    deadline = time.monotonic() + 10
-    while True:
-        found = [r for r in await quarantine.list(source) if r.subject == subject]
-        if found:
-            return found[-1]
-        assert time.monotonic() < deadline, f"no quarantine record for {subject}"
-        await asyncio.sleep(0.05)  # polling the quarantine stream, bounded by the deadline
 
 
 async def _worker_metric(mesh: Mesh, name: str) -> str:
@@ -85,11 +65,8 @@ async def test_malformed_work_items_are_quarantined_and_the_lane_goes_on(mesh: M
     assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
     assert time.monotonic() - started < 5.5
 
-    quarantine = Quarantine(js, broker)
-    junk = await _eventually_quarantined(quarantine, "work", subject)
-    records = [r for r in await quarantine.list("work") if r.subject == subject]
-    by_sequence = {r.stream_sequence: r for r in records}
-    junk, forged = by_sequence[junk_ack.seq], by_sequence[kind_ack.seq]
+    junk = await quarantined(broker, "work", subject, junk_ack.seq)
+    forged = await quarantined(broker, "work", subject, kind_ack.seq)
     assert (junk.raw, junk.classification) == (JUNK, "poison_input")
     assert forged.raw == unknown_kind.SerializeToString()
     assert (forged.classification, forged.task_id) == ("schema_mismatch", forged_id)
@@ -115,7 +92,7 @@ async def test_a_forged_undecodable_event_does_not_break_reading_a_task(mesh: Me
         assert info.state == task_pb2.TASK_STATE_SUCCEEDED
         watched = [e async for e in client.watch(submitted.task_id)]
         assert watched[-1].state == task_pb2.TASK_STATE_SUCCEEDED
-    record = await _eventually_quarantined(Quarantine(js, broker), "events", subject)
+    record = await quarantined(broker, "events", subject, junk_ack.seq)
     assert (record.raw, record.classification, record.task_id) == (JUNK, "poison_input", submitted.task_id)
     assert record.stream_sequence == junk_ack.seq
     with pytest.raises(nats.js.errors.NotFoundError):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import nats
@@ -20,7 +19,6 @@ from mesh.fabric import (
     ORDER_KEYS_BUCKET,
     WORKERS_BUCKET,
     Quarantine,
-    QuarantineRecord,
     Topology,
     ensure_topology,
     event_subject,
@@ -29,41 +27,13 @@ from mesh.fabric import (
 from mesh.tasks import new_task_id
 from mesh.v1 import task_pb2
 from services.gateway._auth import CREDENTIALS_BUCKET, Authenticator, CredentialStore
-from tests.integration.conftest import Mesh, NatsServer
+from tests.conftest import eventually
+from tests.integration.conftest import Mesh, NatsServer, quarantined
 
 pytestmark = pytest.mark.integration
 
 JUNK = b"\xff\xfe not a record \x00\x01 {"
 T = TypeVar("T")
-
-
-async def _eventually(probe: Callable[[], Awaitable[T | None]], what: str, within_s: float = 20.0) -> T:
-    deadline = time.monotonic() + within_s
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)  # polling a broker-side effect, bounded by the deadline
-
-
-async def _quarantined(broker: NATS, source: str, subject: str) -> QuarantineRecord:
-    quarantine = Quarantine(broker.jetstream(), broker)
-
-    async def probe() -> QuarantineRecord | None:
-        found = [r for r in await quarantine.list(source) if r.subject == subject]
-        return found[-1] if found else None
-
-    return await _eventually(probe, f"a quarantine record of {subject}")
-
-
-@pytest.fixture
-async def broker(mesh: Mesh) -> AsyncIterator[NATS]:
-    client = await nats.connect(mesh.nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_unreadable_credential_records_do_not_stop_the_watch(nats_server: NatsServer) -> None:
@@ -91,7 +61,7 @@ async def test_unreadable_credential_records_do_not_stop_the_watch(nats_server: 
             async def revocation_applied() -> bool:
                 return store.revoked(revoked_id) is not None
 
-            await _eventually(revocation_applied, "the revocation written after the junk")
+            await eventually(revocation_applied, timeout_s=20, what="the revocation written after the junk")
             with pytest.raises(Unauthenticated, match="leaked"):
                 await authenticator.identify(api_key=revoked)
             with pytest.raises(Unauthenticated, match="revoked"):
@@ -99,9 +69,9 @@ async def test_unreadable_credential_records_do_not_stop_the_watch(nats_server: 
             assert (await authenticator.identify(api_key=kept)).tenant == "acme"
         finally:
             await store.close()
-        junk = await _quarantined(nc, "credentials", f"$KV.{CREDENTIALS_BUCKET}.apikey.junk01")
-        shape = await _quarantined(nc, "credentials", f"$KV.{CREDENTIALS_BUCKET}.apikey.shape01")
-        bad_revocation = await _quarantined(nc, "credentials", f"$KV.{CREDENTIALS_BUCKET}.revoked.{doomed_id}")
+        junk = await quarantined(nc, "credentials", f"$KV.{CREDENTIALS_BUCKET}.apikey.junk01")
+        shape = await quarantined(nc, "credentials", f"$KV.{CREDENTIALS_BUCKET}.apikey.shape01")
+        bad_revocation = await quarantined(nc, "credentials", f"$KV.{CREDENTIALS_BUCKET}.revoked.{doomed_id}")
         assert (junk.raw, junk.classification) == (JUNK, "poison_input")
         assert shape.classification == "schema_mismatch"
         assert bad_revocation.classification == "poison_input"
@@ -123,7 +93,7 @@ async def test_junk_registry_entries_leave_mesh_status_working(mesh: Mesh, broke
         after = await client.status()
     assert [w.worker_id for w in after.workers] == [w.worker_id for w in before.workers] != []
     assert {b.address for b in after.inference_backends} >= {b.address for b in before.inference_backends}
-    record = await _quarantined(broker, "inference", f"$KV.{INFERENCE_BUCKET}.junk-instance.junk")
+    record = await quarantined(broker, "inference", f"$KV.{INFERENCE_BUCKET}.junk-instance.junk")
     assert (record.raw, record.classification) == (JUNK, "poison_input")
     assert "junk-instance.junk" not in await inference.keys()
 
@@ -135,7 +105,7 @@ async def test_junk_dead_letter_records_leave_listing_working(mesh: Mesh, broker
     async with Client(mesh.endpoint, tenant="poison-dlq") as client:
         submitted = await client.submit("embed", {"text": "hello", "model": "no-such-model"})
         assert [e async for e in client.watch(submitted.task_id)][-1].state == task_pb2.TASK_STATE_DEAD_LETTERED
-        await _eventually(lambda: client.dead_letters(tenant="poison-dlq"), "the real dead letter")
+        await eventually(lambda: client.dead_letters(tenant="poison-dlq"), timeout_s=20, what="the real dead letter")
         junk_subject, real_subject = f"tm.dlq.{new_task_id()}", f"tm.dlq.{submitted.task_id}"
         await js.publish(junk_subject, JUNK)
         await js.publish(real_subject, JUNK)
@@ -146,7 +116,7 @@ async def test_junk_dead_letter_records_leave_listing_working(mesh: Mesh, broker
     assert letter.task_id == submitted.task_id and letter.spec.payload.embed.model == "no-such-model"
     assert submitted.task_id in [item.task_id for item in everyone]
     for subject in (junk_subject, real_subject):
-        record = await _quarantined(broker, "deadletters", subject)
+        record = await quarantined(broker, "deadletters", subject)
         assert (record.raw, record.classification) == (JUNK, "poison_input")
 
 
@@ -178,12 +148,12 @@ async def test_junk_listing_entries_leave_listing_and_the_reconciler_working(mes
         async def lost_task_ran() -> bool:
             return (await client.get(lost_id)).state == task_pb2.TASK_STATE_SUCCEEDED
 
-        await _eventually(lost_task_ran, "the reconciler to restore the lost task", within_s=30)
+        await eventually(lost_task_ran, timeout_s=30, what="the reconciler to restore the lost task")
         listed = [task.spec.task_id for task in (await client.list_tasks())[0]]
     assert {done.task_id, lost_id} <= set(listed)
-    junk = await _quarantined(broker, "index", junk_subject)
+    junk = await quarantined(broker, "index", junk_subject)
     assert (junk.raw, junk.classification) == (JUNK, "schema_mismatch")
-    bad_event = await _quarantined(broker, "events", event_subject(unknown_id))
+    bad_event = await quarantined(broker, "events", event_subject(unknown_id))
     assert (bad_event.classification, bad_event.task_id) == ("schema_mismatch", unknown_id)
     assert "spec.kind" in bad_event.error
 
@@ -212,7 +182,7 @@ async def test_junk_in_the_ordered_queue_and_key_state_does_not_jam_a_key(mesh: 
     assert [chain[-1].state for chain in chains] == [task_pb2.TASK_STATE_SUCCEEDED] * 2
     third_started = min(e.timestamp.ToNanoseconds() for e in chains[1] if e.state == task_pb2.TASK_STATE_RUNNING)
     assert chains[0][-1].timestamp.ToNanoseconds() <= third_started, "the rebuilt key still runs one at a time"
-    parked = await _quarantined(broker, "ordered", parked_subject)
+    parked = await quarantined(broker, "ordered", parked_subject)
     assert (parked.raw, parked.classification) == (JUNK, "poison_input")
-    state = await _quarantined(broker, "order_keys", f"$KV.{ORDER_KEYS_BUCKET}.{token}")
+    state = await quarantined(broker, "order_keys", f"$KV.{ORDER_KEYS_BUCKET}.{token}")
     assert (state.raw, state.classification) == (JUNK, "poison_input")

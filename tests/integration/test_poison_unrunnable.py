@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TENANT = "poison-unrun"
 SUBJECT = f"tm.work.ingestion.standard.{TENANT}"
-
-
-@pytest.fixture
-async def broker(mesh: Mesh) -> AsyncIterator[NATS]:
-    client = await nats.connect(mesh.nats_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _queue_without_item(broker: NATS, spec: task_pb2.TaskSpec) -> int:
