@@ -137,6 +137,12 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             principal = await self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
             self._guard.check(principal, "submit", letter.spec.tenant)
+            # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
+            # the final event, and the task then ran or was cancelled) is not a failure to run again.
+            last = await self._events.last(letter.task_id)
+            if last is not None and last.event.state != task_pb2.TASK_STATE_DEAD_LETTERED:
+                state = task_pb2.TaskState.Name(last.event.state)
+                raise Conflict(f"task {letter.task_id!r} did not end dead-lettered (it is {state}): nothing to replay")
             spec = task_pb2.TaskSpec()
             spec.CopyFrom(letter.spec)
             spec.task_id = f"{letter.task_id}-r"

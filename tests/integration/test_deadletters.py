@@ -10,7 +10,7 @@ import nats
 import pytest
 
 from clients.sdk import Client
-from mesh.errors import NotFound
+from mesh.errors import Conflict, NotFound
 from mesh.fabric import ALERT_SUBJECT, REPLAY_OF_LABEL
 from mesh.v1 import deadletter_pb2, task_pb2
 from tests.integration.conftest import Mesh
@@ -71,3 +71,22 @@ async def test_replay_is_idempotent_and_keeps_the_id_chain(mesh: Mesh) -> None:
             await client.dead_letter(submitted.task_id)
         with pytest.raises(NotFound):
             await client.replay("never-dead-lettered")
+
+
+async def test_a_letter_whose_task_did_not_end_dead_lettered_is_not_replayed(mesh: Mesh) -> None:
+    """A dead-letter record left behind for a task that then succeeded (a worker crashed between the
+    letter and the final event) is refused for replay as a conflict; nothing is admitted."""
+    async with Client(mesh.endpoint, tenant="dlq") as client:
+        submitted = await client.submit("echo", {"text": "fine after all"})
+        events = [e async for e in client.watch(submitted.task_id)]
+        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        letter = deadletter_pb2.DeadLetter(task_id=submitted.task_id, spec=events[0].spec, error_class="bug")
+        nc = await nats.connect(mesh.nats_url)
+        try:
+            await nc.jetstream().publish(f"tm.dlq.{submitted.task_id}", letter.SerializeToString())
+        finally:
+            await nc.close()
+        with pytest.raises(Conflict, match="did not end dead-lettered"):
+            await client.replay(submitted.task_id)
+        with pytest.raises(NotFound):
+            await client.get(f"{submitted.task_id}-r")
