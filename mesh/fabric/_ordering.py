@@ -90,12 +90,12 @@ def _parked_item(raw: RawStreamMsg) -> tuple[work_pb2.WorkItem, str]:
 
 
 class KeySequencer:
-    def __init__(self, js: JetStreamContext, keys: KeyValue, work: WorkQueue, events: EventLog | None = None) -> None:
+    def __init__(self, js: JetStreamContext, keys: KeyValue, work: WorkQueue, events: EventLog) -> None:
         self._js = js
         self._work = work
         self._keys = keys
         self._quarantine = Quarantine(js)
-        self._events = events if events is not None else EventLog(js, js._nc)  # type: ignore[attr-defined]
+        self._events = events
 
     async def park(self, item: work_pb2.WorkItem, work_subject: str) -> None:
         """Queue a task's first step (bound for `work_subject`) behind the earlier tasks of its key."""

@@ -45,7 +45,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
         events = EventLog(js, nc)
         work = WorkQueue(nc, js)
-        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), work)
+        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), work, events)
         registry = WorkerRegistry(
             heartbeat_interval_s=args.heartbeat_interval, dead_after_s=3 * args.heartbeat_interval
         )

@@ -57,7 +57,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await ensure_topology(js, topology)
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
-        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js))
+        sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events)
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
         children = ChildTasks(nc, js, events, scheduler)
         webhooks = WebhookClient(tuple(p for p in args.webhook_allow.split(",") if p))

@@ -65,7 +65,7 @@ async def key(nc: NATS) -> AsyncIterator[_Key]:
     js = nc.jetstream(timeout=5.0)
     await ensure_topology(js, Topology())
     events = EventLog(js, nc)
-    sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js))
+    sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events)
     ordering_key = f"k-{new_task_id()}"
     found = _Key(nc, sequencer, events, key_token(TENANT, ordering_key), ordering_key)
     rebuild = sequencer._rebuild
