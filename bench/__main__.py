@@ -25,6 +25,10 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--streams", type=int, default=10_000, help="idle streams the edge suite opens")
+    parser.add_argument("--rate", type=float, default=500.0, help="streams/s the edge suite opens")
+    parser.add_argument("--holders", type=int, default=4, help="processes holding the edge suite's streams")
+    parser.add_argument("--shapes", default="both", choices=["one", "many", "both"], help="edge: 1 task or N tasks")
+    parser.add_argument("--profile", type=Path, default=None, help="edge: py-spy the gateway into this folder")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every server a bench started (Triton included) is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -45,7 +49,11 @@ def main() -> None:
             asyncio.run(_inference.run(args.runs)),
         )
     if args.suite in ("all", "edge"):
-        _write("edge", "Edge load: idle streams through Envoy", asyncio.run(_edge.run(args.streams)))
+        _write(
+            "edge",
+            "Edge load: idle streams through Envoy",
+            asyncio.run(_edge.run(args.streams, args.rate, args.holders, args.profile, args.shapes)),
+        )
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 

@@ -82,6 +82,11 @@ class _Inbox:
         self.dropped = 0
         self.client_gone = client_gone
         self._gone = False
+        # Until its first read of the store is done, a watcher is reading everything stored anyway:
+        # the hub neither wakes it nor counts it as behind (in a ramp of thousands of new watchers
+        # of one task, that kept the task due every 50 ms, each pass visiting every watcher, and
+        # sent each new watcher to read the store a second time).
+        self.replaying = True
         # Per task: the sequence sent so far, the highest stored notice queued, a wake-up pending.
         self.sent: dict[str, int] = {}
         self.noticed: dict[str, int] = {}
@@ -106,6 +111,8 @@ class _Inbox:
 
     def behind(self, task_id: str, last: task_pb2.TaskEvent | None) -> bool:
         """Wake the watcher if the store's last event of `task_id` is past what it will send."""
+        if self.replaying:
+            return False
         if task_id in self._woken:
             return True
         if last is not None and last.sequence <= max(self.sent.get(task_id, 0), self.noticed.get(task_id, 0)):
@@ -378,6 +385,7 @@ class EventHub:
                 yield stored.event
                 if stored.event.final:
                     return
+            inbox.replaying = False
             if last == after_sequence:
                 current = await self._events.last(task_id)
                 if current is None:
@@ -457,6 +465,7 @@ class EventHub:
                     if stored.event.final:
                         ended(task_id)
                     yield stored.event
+            inbox.replaying = False
             while remaining:
                 kind, task_id, event = await inbox.get()
                 if task_id not in remaining:
