@@ -1,21 +1,35 @@
-"""Garbage-collector settings for a long-running service that holds many connections.
+"""Garbage-collector pacing for a long-running service that holds many connections.
 
-CPython's default (collect the youngest generation every 700 net new container objects, the
-whole heap whenever it has grown by a quarter) is tuned for short scripts. A gateway holding
-10 000 idle streams keeps a few million objects alive; while they open, the default settings
-ran the collector over and over (a quarter of the gateway's CPU in the ramp, by py-spy) and each
-full pass stops the event loop for as long as it takes to visit the whole heap. So: the objects
-alive at start-up (modules, descriptors, the app) are frozen out of every pass, and a young
-collection waits for 50 000 new objects, so that far fewer of the short-lived ones (one request's
-futures, frames and buffers) survive long enough to be promoted and visited again by full passes.
-Cyclic garbage is still collected; it waits a little longer.
+CPython 3.11's collector is generational and stops the event loop for a whole pass. A gateway
+holding 10 000 idle streams keeps ~3 million objects alive, and a full pass over them took up to
+0.9 s (traced in `make bench`'s edge suite); with the default thresholds, passes came one after
+another while streams opened. What this module does:
+
+- At start the objects alive after start-up (modules, descriptors, the app) are frozen out of
+  every pass (`gc.freeze`), and a young collection waits for 20 000 new objects, not 700.
+- `GcPacer`, run by every ServiceHost, then ages what survives into the frozen set itself: every
+  `freeze_every_s` it collects the young generation (a few milliseconds at most: at most the
+  threshold's worth of objects) and freezes the survivors. Long-lived state — an open stream's
+  request, tasks and inbox — so leaves the generations the collector walks, and the automatic
+  middle and full passes stay small however many streams are open.
+- What that costs: garbage in a reference cycle whose objects were frozen while still alive is
+  not reclaimed until the next reclaim. (Anything without a cycle is freed by reference counting
+  as usual, frozen or not.) Every `reclaim_every_s` the pacer unfreezes, runs one full pass and
+  freezes again — one pause as long as a default full pass, every ten minutes instead of whenever
+  the heap has grown by a quarter.
+
+``TIDEMESH_GC_TRACE=<prefix>`` appends one line per collection (generation, duration) to
+``<prefix>.<pid>``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 import time
+from collections.abc import Callable
 
 YOUNG_THRESHOLD = 20_000
 MIDDLE_THRESHOLD = 4
@@ -41,3 +55,45 @@ def tune_for_service() -> None:
                 )
 
         gc.callbacks.append(timed)
+
+
+class GcPacer:
+    """Ages survivors into the frozen set every `freeze_every_s`; a full reclaim every `reclaim_every_s`."""
+
+    def __init__(
+        self,
+        freeze_every_s: float = 1.0,
+        reclaim_every_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._freeze_every_s = freeze_every_s
+        self._reclaim_every_s = reclaim_every_s
+        self._clock = clock
+        self._reclaimed_at = clock()
+        self._task: asyncio.Task[None] | None = None
+
+    def step(self) -> None:
+        """One pacing step: collect the young generation, freeze what survived; reclaim when due."""
+        if self._clock() - self._reclaimed_at >= self._reclaim_every_s:
+            gc.unfreeze()
+            gc.collect()
+            self._reclaimed_at = self._clock()
+        else:
+            gc.collect(0)
+        gc.freeze()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gc-pacer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._freeze_every_s)
+            self.step()

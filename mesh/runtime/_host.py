@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mesh.runtime._decode import StrictDecoding
-from mesh.runtime._gc import tune_for_service
+from mesh.runtime._gc import GcPacer, tune_for_service
 from mesh.telemetry import METRICS, get_logger, metrics_app, server_interceptors
 
 log = get_logger(__name__)
@@ -83,6 +83,7 @@ class ServiceHost:
         for route in ops.router.routes():
             self._http_app.router.add_route(route.method, route.resource.canonical, route.handler)  # type: ignore[union-attr]
         self._runner: web.AppRunner | None = None
+        self._gc = GcPacer()
         self.grpc_port = 0
         self.http_port = 0
 
@@ -120,6 +121,7 @@ class ServiceHost:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._state = HostState.SERVING
         tune_for_service()
+        self._gc.start()
         log.info("serving", extra={"grpc_port": self.grpc_port, "http_port": self.http_port})
         return self
 
@@ -138,6 +140,7 @@ class ServiceHost:
             self._state = HostState.STOPPED
             return
         await self.begin_shutdown()
+        await self._gc.stop()
         await self.server.stop(self._grace_s)
         if self._runner is not None:
             await self._runner.cleanup()

@@ -7,9 +7,11 @@ sequence numbers is filled from the JetStream store, and the hub reconciles ever
 watched task with the store: ONE loop asks for the last stored event of all due
 tasks in batched requests (`EventLog.last_many`, 256 tasks a request) and wakes
 only the watchers that are behind. A task is due 50 ms after a live event of it,
-backing off (doubling) to `recheck_s` while it stays quiet: a missed live message
+backing off (doubling) to `recheck_s` (10 s) while it stays quiet: a lagging live message
 costs tens of milliseconds, and an idle watcher costs no request of its own — 10 000
-idle watchers of distinct tasks cost about 40 small requests every `recheck_s`.
+idle watchers of distinct tasks cost about 40 small requests every `recheck_s`. Live
+messages are lost for certain only while the connection is down: when the connection's
+reconnect count changes, every watched task is compared with the store at once.
 
 A stream resumed at the final event of a finished task ends at once having sent
 nothing (the client has the final event already); a resume position past the task's
@@ -50,6 +52,11 @@ STORED_BUFFER = 4096
 LIVE_BUFFER = 256
 FIRST_RECHECK_S = 0.05
 TICK_S = 0.05  # the shortest time between two reconciliation passes
+# A new watcher read the store after it joined the live subscription, so nothing can slip between
+# the two: its task is first compared with the store after about a second (0.05 s x 2^4), not 50 ms.
+NEW_WATCHER_QUIET = 4
+# How often the loop looks at the connection's reconnect count while it has nothing due sooner.
+RECONNECT_POLL_S = 1.0
 log = get_logger(__name__)
 
 
@@ -160,7 +167,7 @@ class EventHub:
         self,
         nc: Client,
         events: EventLog,
-        recheck_s: float = 2.0,
+        recheck_s: float = 10.0,
         live_buffer: int = LIVE_BUFFER,
         stored_buffer: int = STORED_BUFFER,
         reap_s: float = 1.0,
@@ -179,6 +186,7 @@ class EventHub:
         self._sleep_until = 0.0
         self._subs: list[Subscription] = []
         self._reconciler: asyncio.Task[None] | None = None
+        self._reconnects_seen = 0
 
     async def start(self) -> None:
         for prefix, callback in ((EVENTS_PREFIX, self._on_event), (LIVE_PREFIX, self._on_live)):
@@ -187,6 +195,8 @@ class EventHub:
                     f"{prefix}.>", cb=callback, pending_msgs_limit=1_000_000, pending_bytes_limit=-1
                 )
             )
+        # Read now, not when the loop first runs: a reconnect in between must still count.
+        self._reconnects_seen = self._reconnects()
         self._reconciler = asyncio.create_task(self._reconcile_forever(), name="event-hub-reconcile")
 
     async def close(self) -> None:
@@ -235,8 +245,8 @@ class EventHub:
         for task_id in task_ids:
             self._watchers.setdefault(task_id, set()).add(inbox)
             if task_id not in self._checks:
-                self._checks[task_id] = check = _Check(due=0.0)
-                self._schedule(task_id, check, FIRST_RECHECK_S)
+                self._checks[task_id] = check = _Check(due=0.0, quiet=NEW_WATCHER_QUIET)
+                self._schedule(task_id, check, self._quiet_wait(NEW_WATCHER_QUIET))
         if inbox.client_gone is not None:
             self._reaped.add(inbox)
             self._wake.set()
@@ -275,6 +285,10 @@ class EventHub:
         if check.due > asyncio.get_running_loop().time() + FIRST_RECHECK_S:
             self._schedule(task_id, check, FIRST_RECHECK_S)
 
+    def _reconnects(self) -> int:
+        stats = getattr(self._nc, "stats", None) or {}
+        return int(stats.get("reconnects", 0))
+
     def _quiet_wait(self, quiet_periods: int) -> float:
         """How long until a task is compared with the store again: short at first (live
         delivery can miss or lag an event), backing off to `recheck_s`."""
@@ -288,6 +302,13 @@ class EventHub:
         next_reap = loop.time() + self._reap_s
         while True:
             started = loop.time()
+            if (reconnects := self._reconnects()) != self._reconnects_seen:
+                # Live messages published while the connection was down are lost: compare every
+                # watched task with the store now rather than at its (long) quiet recheck.
+                self._reconnects_seen = reconnects
+                for task_id, watched in self._checks.items():
+                    watched.quiet = 0
+                    self._schedule(task_id, watched, 0.0)
             due: dict[str, None] = {}
             while self._due and self._due[0][0] <= started:
                 at, task_id = heapq.heappop(self._due)
@@ -308,6 +329,8 @@ class EventHub:
             wake_at = [self._due[0][0]] if self._due else []
             if self._reaped:
                 wake_at.append(next_reap)
+            if self._checks:
+                wake_at.append(loop.time() + RECONNECT_POLL_S)
             self._sleep_until = max(min(wake_at), started + TICK_S) if wake_at else float("inf")
             self._wake.clear()
             timeout = None if not wake_at else max(0.0, self._sleep_until - loop.time())

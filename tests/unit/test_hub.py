@@ -15,6 +15,7 @@ from mesh.errors import NotFound, OutOfRange
 from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, StoredEvent, event_subject, live_subject
 from mesh.telemetry import METRICS
 from mesh.v1 import task_pb2
+from services.gateway import _hub
 from services.gateway._auth import Principal
 from services.gateway._hub import EventHub
 from services.gateway._leases import StreamLease, guarded
@@ -26,6 +27,7 @@ class FakeBus:
     """Core NATS for the hub: subscriptions on ``<prefix>.>``, publish calls them in order."""
 
     callbacks: dict[str, Callable[[Any], Awaitable[None]]] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=lambda: {"reconnects": 0})
 
     async def subscribe(self, subject: str, cb: Callable[[Any], Awaitable[None]], **_: Any) -> SimpleNamespace:
         prefix = subject.removesuffix(".>")
@@ -258,3 +260,25 @@ async def test_guarded_cancelled_mid_read_lets_the_stream_close(rig: Rig) -> Non
         await consumer
     await stream.aclose()  # type: ignore[attr-defined]  # raised RuntimeError: already running
     assert _watchers() == baseline and hub.watched_tasks == 0
+
+
+async def test_a_reconnect_compares_every_watched_task_with_the_store_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events stored while the live connection was down (no notice ever comes) reach a quiet watcher
+    within about a second of the reconnect, though its first recheck is almost a minute away."""
+    monkeypatch.setattr(_hub, "NEW_WATCHER_QUIET", 10)  # first recheck after 0.05 s x 2^10 = 51 s
+    bus = FakeBus()
+    store = FakeStore(bus)
+    hub = EventHub(bus, store, recheck_s=60.0)  # type: ignore[arg-type]
+    await hub.start()
+    try:
+        await store.append(_event("gap", 1))
+        stream = hub.watch("gap")
+        assert (await anext(stream)).sequence == 1
+        await store.append(_event("gap", 2, final=True), publish=False)
+        following = asyncio.ensure_future(anext(stream))
+        bus.stats["reconnects"] += 1
+        async with asyncio.timeout(3):
+            assert (await following).sequence == 2
+        await stream.aclose()  # type: ignore[attr-defined]
+    finally:
+        await hub.close()
