@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import grpc.aio
 from aiohttp import web
 
-from mesh.errors import NotFound
+from mesh.errors import MeshError, NotFound
 from mesh.fabric import EventLog
 from mesh.telemetry import get_logger
 from services.gateway._auth import ANY_TENANT, Authenticator, Principal, authorize
@@ -96,14 +96,25 @@ class Guard:
             return requested
         return principal.tenant
 
+    @staticmethod
+    def check_owned(principal: Principal | None, role: str, tenant: str, missing: MeshError) -> None:
+        """`principal` may act as `role` on something `tenant` owns. Another tenant's thing is
+        answered exactly like a missing one (`missing`), so ids cannot be probed across tenants;
+        a credential without the role at all is refused as such (that says nothing about ids)."""
+        authorize(principal, role)
+        if principal is not None and not principal.may(role, tenant):
+            raise missing
+
     async def check_task(self, principal: Principal | None, role: str, task_id: str) -> None:
-        """`principal` may act as `role` on the tenant that owns `task_id`."""
+        """`principal` may act as `role` on the tenant that owns `task_id`; NotFound otherwise."""
         if principal is None or "admin" in principal.roles:
             return
+        authorize(principal, role)
         first = await self._events.first(task_id)
+        missing = NotFound(f"task {task_id!r} does not exist")
         if first is None:
-            raise NotFound(f"task {task_id!r} does not exist")
-        authorize(principal, role, first.event.spec.tenant)
+            raise missing
+        self.check_owned(principal, role, first.event.spec.tenant, missing)
 
     async def check_tasks(self, principal: Principal | None, role: str, task_ids: list[str]) -> None:
         """`check_task` for many tasks, their owners read side by side rather than one by one."""

@@ -14,7 +14,15 @@ from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, f
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id
-from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from mesh.v1 import (
+    deadletter_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    status_pb2,
+    task_pb2,
+)
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
 from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
@@ -121,7 +129,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             principal = await self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
-            self._guard.check(principal, "read", letter.spec.tenant)
+            self._guard.check_owned(principal, "read", letter.spec.tenant, _no_dead_letter(request.task_id))
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetDeadLetterResponse(dead_letter=letter)
@@ -136,7 +144,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             principal = await self._guard.from_grpc(context)
             letter = await self._dead_letter(request.task_id)
-            self._guard.check(principal, "submit", letter.spec.tenant)
+            self._guard.check_owned(principal, "submit", letter.spec.tenant, _no_dead_letter(request.task_id))
             # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
             # the final event, and the task then ran or was cancelled) is not a failure to run again.
             last = await self._events.last(letter.task_id)
@@ -205,7 +213,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         check_task_id(task_id)
         letter = await self._dead_letters.get(task_id)
         if letter is None:
-            raise NotFound(f"task {task_id!r} has no dead-letter record")
+            raise _no_dead_letter(task_id)
         return letter
 
     async def WatchTask(
@@ -244,9 +252,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def get_task(self, task_id: str, principal: Principal | None) -> task_pb2.TaskInfo:
         """The task folded from its events, for gRPC and REST alike."""
         task = await self._fold(check_task_id(task_id))
+        missing = NotFound(f"task {task_id!r} does not exist")
         if task is None:
-            raise NotFound(f"task {task_id!r} does not exist")
-        self._guard.check(principal, "read", task.spec.tenant)
+            raise missing
+        self._guard.check_owned(principal, "read", task.spec.tenant, missing)
         return task
 
     async def CancelTask(
@@ -263,13 +272,19 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetMeshStatusRequest, context: Context
     ) -> gateway_pb2.GetMeshStatusResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "read")
+            principal = await self._guard.from_grpc(context)
+            self._guard.check(principal, "read")
             reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         except MeshError as exc:
             await abort_with(context, exc)
+        queues, tenant_queues = list(reply.queues), list(reply.tenant_queues)
+        if principal is not None and "admin" not in principal.roles:
+            # A tenant sees its own figures only: neither other tenants' names nor their depths.
+            tenant_queues = [q for q in tenant_queues if q.tenant == principal.tenant]
+            queues = _lanes_of(queues, tenant_queues)
         return gateway_pb2.GetMeshStatusResponse(
-            queues=reply.queues,
-            tenant_queues=reply.tenant_queues,
+            queues=queues,
+            tenant_queues=tenant_queues,
             workers=reply.workers,
             scaling=reply.scaling,
             inference_backends=reply.inference_backends,
@@ -331,6 +346,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             if request.tenant != ANY_TENANT:
                 check_task_id(request.tenant, "tenant")  # same alphabet as task ids
             roles = check_roles(request.roles)
+            if request.tenant == ANY_TENANT and "admin" not in roles:
+                # As for tokens: a credential for every tenant is an admin's, never a wide reader's.
+                raise InvalidArgument("tenant", "'*' (every tenant) is only for keys with the admin role")
             key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -354,3 +372,26 @@ async def _announce(context: Context, lease: StreamLease | None) -> None:
     """Tell a stream's client the id to refresh its credential under."""
     if lease is not None:
         await context.send_initial_metadata((("tidemesh-stream-id", lease.stream_id),))
+
+
+def _no_dead_letter(task_id: str) -> NotFound:
+    return NotFound(f"task {task_id!r} has no dead-letter record")
+
+
+def _lanes_of(
+    lanes: list[status_pb2.QueueStatus], partitions: list[status_pb2.QueueStatus]
+) -> list[status_pb2.QueueStatus]:
+    """Each lane's figures summed over `partitions` only (the lanes keep their order)."""
+    summed = []
+    for lane in lanes:
+        parts = [q for q in partitions if q.pool == lane.pool and q.priority_class == lane.priority_class]
+        summed.append(
+            status_pb2.QueueStatus(
+                pool=lane.pool,
+                priority_class=lane.priority_class,
+                pending=sum(q.pending for q in parts),
+                in_flight=sum(q.in_flight for q in parts),
+                oldest_age_s=max((q.oldest_age_s for q in parts), default=0.0),
+            )
+        )
+    return summed

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.sdk import Client
-from mesh.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from mesh.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from mesh.supervisor import Supervisor, admin_key, build_plan
 from mesh.v1 import task_pb2
 from services.gateway._auth import mint_token
@@ -122,10 +122,11 @@ async def test_api_keys_are_scoped_to_a_tenant_and_roles(secured: Secured) -> No
         await eventually(listed, what="the reader lists its tenant's task")
     async with Client(secured.endpoint, tenant="globex", credential=other) as globex:
         with pytest.raises(PermissionDenied):
-            await globex.list_tasks(tenant="acme")
-        with pytest.raises(PermissionDenied):
+            await globex.list_tasks(tenant="acme")  # naming a tenant is a question of permission
+        # Another tenant's task is answered exactly like a missing one: ids cannot be probed.
+        with pytest.raises(NotFound, match=f"task '{submitted.task_id}' does not exist"):
             await globex.get(submitted.task_id)
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(NotFound, match=f"task '{submitted.task_id}' does not exist"):
             [e async for e in globex.watch(submitted.task_id)]
 
 
@@ -276,3 +277,74 @@ async def test_sse_stream_survives_an_in_band_refresh(secured: Secured) -> None:
     assert b"event: error" not in body
     sequences = [int(line[4:]) for line in body.decode().splitlines() if line.startswith("id: ")]
     assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) >= 14
+
+
+async def test_another_tenants_task_answers_like_a_missing_one_on_every_surface(secured: Secured) -> None:
+    """gRPC get/watch/cancel, REST get and cancel, SSE and WebSocket subscribe, and the dead-letter
+    record: a foreign task's answer is the same as a never-existing id's, in code and in message."""
+    _, mine = await _key(secured, "iso-a", ["submit", "read"])
+    _, theirs = await _key(secured, "iso-b", ["submit", "read"])
+    async with Client(secured.endpoint, tenant="iso-a", credential=mine) as owner:
+        task_id = (await owner.submit("echo", {"text": "private"})).task_id
+        [e async for e in owner.watch(task_id)]
+    missing = "never-existed-0000"
+    async with Client(secured.endpoint, tenant="iso-b", credential=theirs) as stranger:
+        for probe in (task_id, missing):
+            with pytest.raises(NotFound) as got:
+                await stranger.get(probe)
+            assert got.value.message == f"task {probe!r} does not exist"
+            with pytest.raises(NotFound):
+                [e async for e in stranger.watch(probe)]
+            with pytest.raises(NotFound):
+                await stranger.cancel(probe)
+            with pytest.raises(NotFound, match="has no dead-letter record"):
+                await stranger.dead_letter(probe)
+    headers = {"Authorization": f"ApiKey {theirs}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for probe in (task_id, missing):
+            base = f"http://{secured.endpoint}/v1/tasks/{probe}"
+            for method, url in (("GET", base), ("GET", f"{base}/events"), ("POST", f"{base}/cancel")):
+                async with session.request(method, url) as response:
+                    body = await response.json()
+                    assert response.status == 404 and body["message"] == f"task {probe!r} does not exist", body
+            async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws") as ws:
+                await ws.send_json({"op": "subscribe", "task_id": probe})
+                frame = json.loads((await ws.receive()).data)
+                assert frame["error_class"] == "not_found" and frame["message"] == f"task {probe!r} does not exist"
+
+
+async def test_a_key_for_every_tenant_needs_the_admin_role(secured: Secured) -> None:
+    """CreateApiKey for tenant '*' with only the read role is INVALID_ARGUMENT naming `tenant`, as a
+    JWT naming every tenant without admin is refused; with admin it is created."""
+    async with Client(secured.endpoint, credential=secured.admin) as admin:
+        with pytest.raises(InvalidArgument) as refused:
+            await admin.create_api_key("*", ["read"], name="wide reader")
+        assert refused.value.field == "tenant"
+        assert (await admin.create_api_key("*", ["admin"], name="second admin")).api_key
+
+
+async def test_a_tenants_status_shows_only_its_own_figures(secured: Secured) -> None:
+    """While another tenant has work queued and running, GetMeshStatus with a tenant's read key lists
+    only that tenant's partitions and lane totals that count only them; the admin sees the other."""
+    _, reader = await _key(secured, "status-a", ["submit", "read"])
+    _, busy = await _key(secured, "status-b", ["submit", "read"])
+    async with (
+        Client(secured.endpoint, tenant="status-b", credential=busy) as other,
+        Client(secured.endpoint, tenant="status-a", credential=reader) as own,
+        Client(secured.endpoint, credential=secured.admin) as admin,
+    ):
+        payload = {"text": "hold", "chunks": 1, "chunk_delay_ms": 3000}
+        held = await other.submit_many([other.spec("stream", payload) for _ in range(8)])  # within the burst
+        try:
+
+            async def visible_to_admin() -> bool:
+                return any(q.tenant == "status-b" for q in (await admin.status()).tenant_queues)
+
+            await eventually(visible_to_admin, what="the other tenant's work in the admin's status")
+            status = await own.status()
+        finally:
+            await asyncio.gather(*(other.cancel(r.task_id) for r in held), return_exceptions=True)
+    assert {q.tenant for q in status.tenant_queues} <= {"status-a"}
+    for lane in status.queues:
+        parts = [q for q in status.tenant_queues if q.pool == lane.pool and q.priority_class == lane.priority_class]
+        assert lane.pending == sum(q.pending for q in parts) and lane.in_flight == sum(q.in_flight for q in parts)
