@@ -1,4 +1,11 @@
-"""Structured JSON logs carrying the service, task id and trace id of the current context."""
+"""Structured JSON logs carrying the service, task id and trace id of the current context.
+
+Every line passes one redaction point (`redact`), whatever logged it — our code, a library, an
+exception's text: API keys keep only their id (``tmk_<id>_…``), JWTs and bearer credentials are
+replaced, and a field whose name says it holds a secret (``token``, ``password``, ``api_key``,
+``authorization``, …) is withheld whole. Lines are JSON, so a CR or LF in logged input is an
+escape inside a string, never a line of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +23,35 @@ from opentelemetry import trace
 
 _task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tidemesh_task_id", default="")
 _service = "tidemesh"
+
+# tmk_<id>_<secret> (the id has no underscore): the id is what operators need; the secret is
+# never written. A tmk_ string too long to be an id alone is withheld whole (a malformed key).
+_API_KEY = re.compile(r"(tmk_[A-Za-z0-9]+)_[A-Za-z0-9_-]+")
+_API_KEY_ODD = re.compile(r"tmk_[A-Za-z0-9-]{16,}")
+# A JWT: three base64url segments, the first a JSON header ('{"' encodes as eyJ).
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_SCHEME = re.compile(r"\b(Bearer|ApiKey|Basic)\s+[^\s\"',;]+", re.IGNORECASE)
+_SECRET_FIELD = re.compile(r"token|secret|password|passwd|api_?key|authorization|credential_value|cookie", re.I)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with every credential-shaped substring replaced."""
+    text = _API_KEY.sub(r"\1_" + REDACTED, text)
+    text = _API_KEY_ODD.sub("tmk_" + REDACTED, text)
+    text = _JWT.sub(REDACTED, text)
+    return _SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+def _clean(key: str, value: Any) -> Any:
+    if _SECRET_FIELD.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return redact(str(value))
+
 
 # Attributes every LogRecord has; anything else passed via `extra=` is emitted as a field.
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -27,7 +64,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": _service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         task_id = _task_id.get()
         if task_id:
@@ -38,9 +75,9 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = f"{span.span_id:016x}"
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = _clean(key, value)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 

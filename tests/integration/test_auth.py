@@ -246,14 +246,32 @@ async def test_submits_are_rate_limited_per_credential(secured: Secured) -> None
 
 
 async def test_secrets_never_reach_the_logs(secured: Secured) -> None:
+    """A realistic workload — a JWT refused for a role, API keys created, used, refreshed in-band and
+    revoked, a malformed and an unknown key, a revoked key's stream — leaves no secret in any log file."""
     token = secured.token("acme", ["read"], 60)
+    fresh = secured.token("acme", ["read"], 120)
     async with Client(secured.endpoint, tenant="acme", credential=token) as client:
         with pytest.raises(PermissionDenied):
             await client.submit("echo", {"text": "x"})
+    key_id, key = await _key(secured, "acme", ["submit", "read"])
+    async with Client(secured.endpoint, tenant="acme", credential=key) as client:
+        task_id = (await client.submit("echo", {"text": "logged?"})).task_id
+        [e async for e in client.watch(task_id)]
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws?access_token={token}") as ws:
+            await ws.send_json({"op": "refresh", "id": "r", "token": fresh})
+            assert json.loads((await ws.receive()).data)["type"] == "refreshed"
+        bad = ("tmk_nosuch00000_" + "s3cr3t" * 6, "tmk_" + "x" * 40, "not-even-a-key-" + "q" * 30)
+        for credential in bad:
+            async with session.get(f"http://{secured.endpoint}/v1/tasks/{task_id}", headers={"x-api-key": credential}):
+                pass
+    async with Client(secured.endpoint, credential=secured.admin) as admin:
+        await admin.revoke_credential(key_id, reason="rotated")
     logs = "".join(path.read_text() for path in (secured.state / "logs").glob("*.log"))
     assert "gateway" in logs
-    for secret in (secured.admin, secured.secret, token):
+    for secret in (secured.admin, secured.secret, token, fresh, key, *bad):
         assert secret not in logs
+    assert key.split("_", 2)[2] not in logs  # not even the secret part alone
 
 
 async def test_sse_stream_survives_an_in_band_refresh(secured: Secured) -> None:
