@@ -31,7 +31,7 @@ from mesh.tasks import check_task_id, payload_from_json, qos_tier
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
-from services.gateway._guard import Guard
+from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub
 from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
 from services.gateway._leases import StreamLease, guarded
@@ -98,10 +98,10 @@ def http_app(
         try:
             check_task_id(task_id)
             after = _whole_number(resume, field, "a sequence number")
+            await guard.check_task(request["principal"], "read", task_id)  # the role and the owner first
             last = await events.last(task_id)
             if last is None:
-                raise NotFound(f"task {task_id!r} does not exist")
-            await guard.check_task(request["principal"], "read", task_id)
+                raise no_such_task(task_id)
             if after > last.event.sequence:  # a 400 before the stream starts; the hub checks again
                 raise OutOfRange(field, f"{resume} is past the task's last event ({last.event.sequence})")
         except MeshError as exc:

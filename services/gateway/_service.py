@@ -24,7 +24,7 @@ from mesh.v1 import (
     task_pb2,
 )
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
-from services.gateway._guard import Guard
+from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
@@ -128,6 +128,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetDeadLetterResponse:
         try:
             principal = await self._guard.from_grpc(context)
+            self._guard.check(principal, "read")  # the role first: a missing one says nothing of ids
             letter = await self._dead_letter(request.task_id)
             self._guard.check_owned(principal, "read", letter.spec.tenant, _no_dead_letter(request.task_id))
         except MeshError as exc:
@@ -143,6 +144,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """
         try:
             principal = await self._guard.from_grpc(context)
+            self._guard.check(principal, "submit")
             letter = await self._dead_letter(request.task_id)
             self._guard.check_owned(principal, "submit", letter.spec.tenant, _no_dead_letter(request.task_id))
             # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
@@ -251,11 +253,12 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def get_task(self, task_id: str, principal: Principal | None) -> task_pb2.TaskInfo:
         """The task folded from its events, for gRPC and REST alike."""
-        task = await self._fold(check_task_id(task_id))
-        missing = NotFound(f"task {task_id!r} does not exist")
+        # Owner first, from the first event alone: another tenant's task must not cost the time a
+        # fold of its whole chain takes, or it could be told from a missing one by timing.
+        await self._guard.check_task(principal, "read", check_task_id(task_id))
+        task = await self._fold(task_id)
         if task is None:
-            raise missing
-        self._guard.check_owned(principal, "read", task.spec.tenant, missing)
+            raise no_such_task(task_id)
         return task
 
     async def CancelTask(

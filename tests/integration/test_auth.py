@@ -302,9 +302,13 @@ async def test_another_tenants_task_answers_like_a_missing_one_on_every_surface(
     record: a foreign task's answer is the same as a never-existing id's, in code and in message."""
     _, mine = await _key(secured, "iso-a", ["submit", "read"])
     _, theirs = await _key(secured, "iso-b", ["submit", "read"])
+    _, submit_only = await _key(secured, "iso-b", ["submit"])
     async with Client(secured.endpoint, tenant="iso-a", credential=mine) as owner:
         task_id = (await owner.submit("echo", {"text": "private"})).task_id
         [e async for e in owner.watch(task_id)]
+        failed = (await owner.submit("embed", {"text": "x", "model": "no-such-model"})).task_id
+        [e async for e in owner.watch(failed)]
+        assert (await owner.dead_letter(failed)).task_id == failed  # a record exists to be hidden
     missing = "never-existed-0000"
     async with Client(secured.endpoint, tenant="iso-b", credential=theirs) as stranger:
         for probe in (task_id, missing):
@@ -315,8 +319,16 @@ async def test_another_tenants_task_answers_like_a_missing_one_on_every_surface(
                 [e async for e in stranger.watch(probe)]
             with pytest.raises(NotFound):
                 await stranger.cancel(probe)
-            with pytest.raises(NotFound, match="has no dead-letter record"):
+        for probe in (failed, missing):
+            with pytest.raises(NotFound) as got:
                 await stranger.dead_letter(probe)
+            assert got.value.message == f"task {probe!r} has no dead-letter record"
+    async with Client(secured.endpoint, tenant="iso-b", credential=submit_only) as roleless:
+        for probe in (task_id, failed, missing):  # without the role, existing and missing ids look alike
+            with pytest.raises(PermissionDenied, match="'read' role"):
+                await roleless.get(probe)
+            with pytest.raises(PermissionDenied, match="'read' role"):
+                await roleless.dead_letter(probe)
     headers = {"Authorization": f"ApiKey {theirs}"}
     async with aiohttp.ClientSession(headers=headers) as session:
         for probe in (task_id, missing):
@@ -353,16 +365,19 @@ async def test_a_tenants_status_shows_only_its_own_figures(secured: Secured) -> 
     ):
         payload = {"text": "hold", "chunks": 1, "chunk_delay_ms": 3000}
         held = await other.submit_many([other.spec("stream", payload) for _ in range(8)])  # within the burst
+        mine = await own.submit_many([own.spec("stream", payload) for _ in range(2)])
         try:
 
-            async def visible_to_admin() -> bool:
-                return any(q.tenant == "status-b" for q in (await admin.status()).tenant_queues)
+            async def both_visible_to_admin() -> bool:
+                tenants = {q.tenant for q in (await admin.status()).tenant_queues}
+                return {"status-a", "status-b"} <= tenants
 
-            await eventually(visible_to_admin, what="the other tenant's work in the admin's status")
+            await eventually(both_visible_to_admin, what="both tenants' work in the admin's status")
             status = await own.status()
         finally:
-            await asyncio.gather(*(other.cancel(r.task_id) for r in held), return_exceptions=True)
-    assert {q.tenant for q in status.tenant_queues} <= {"status-a"}
+            everything = [*held, *mine]
+            await asyncio.gather(*(admin.cancel(r.task_id) for r in everything), return_exceptions=True)
+    assert {q.tenant for q in status.tenant_queues} == {"status-a"}, "its own partitions, and only those"
     for lane in status.queues:
         parts = [q for q in status.tenant_queues if q.pool == lane.pool and q.priority_class == lane.priority_class]
         assert lane.pending == sum(q.pending for q in parts) and lane.in_flight == sum(q.in_flight for q in parts)
