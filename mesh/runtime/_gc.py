@@ -14,9 +14,11 @@ another while streams opened. What this module does:
   middle and full passes stay small however many streams are open.
 - What that costs: garbage in a reference cycle whose objects were frozen while still alive is
   not reclaimed until the next reclaim. (Anything without a cycle is freed by reference counting
-  as usual, frozen or not.) Every `reclaim_every_s` the pacer unfreezes, runs one full pass and
-  freezes again — one pause as long as a default full pass, every ten minutes instead of whenever
-  the heap has grown by a quarter.
+  as usual, frozen or not.) So the pacer reclaims — unfreezes, runs one full pass, freezes again —
+  every `reclaim_every_s`, and sooner whenever the frozen set has grown by `reclaim_growth` since
+  the last reclaim (churn: streams that lived a while and closed): one pause as long as a default
+  full pass, at most as often as CPython's own rule (a full pass when the heap grew by a quarter).
+- `stop` gives the process back the collector as it found it (thresholds, nothing frozen).
 
 ``TIDEMESH_GC_TRACE=<prefix>`` appends one line per collection (generation, duration) to
 ``<prefix>.<pid>``.
@@ -36,12 +38,17 @@ MIDDLE_THRESHOLD = 4
 OLD_THRESHOLD = 10
 
 
+_traced = False
+
+
 def tune_for_service() -> None:
     """Freeze what start-up allocated and raise the young generation's threshold; idempotent."""
+    global _traced
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
-    if path := os.environ.get("TIDEMESH_GC_TRACE"):
+    if (path := os.environ.get("TIDEMESH_GC_TRACE")) and not _traced:
+        _traced = True
         trace = open(f"{path}.{os.getpid()}", "a", buffering=1)  # lives as long as the process
         started: list[float] = [0.0]
 
@@ -64,26 +71,42 @@ class GcPacer:
         self,
         freeze_every_s: float = 1.0,
         reclaim_every_s: float = 600.0,
+        reclaim_growth: float = 1.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._freeze_every_s = freeze_every_s
         self._reclaim_every_s = reclaim_every_s
+        self._reclaim_growth = reclaim_growth
         self._clock = clock
         self._reclaimed_at = clock()
+        self._frozen_after_reclaim = gc.get_freeze_count()
+        self._thresholds: tuple[int, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def step(self) -> None:
         """One pacing step: collect the young generation, freeze what survived; reclaim when due."""
-        if self._clock() - self._reclaimed_at >= self._reclaim_every_s:
+        overdue = self._clock() - self._reclaimed_at >= self._reclaim_every_s
+        baseline = self._frozen_after_reclaim
+        grown = baseline > 0 and gc.get_freeze_count() > baseline * self._reclaim_growth
+        if overdue or grown:
             gc.unfreeze()
             gc.collect()
+            gc.freeze()
             self._reclaimed_at = self._clock()
-        else:
-            gc.collect(0)
+            self._frozen_after_reclaim = gc.get_freeze_count()
+            return
+        gc.collect(0)
         gc.freeze()
+        if baseline == 0:  # nothing was frozen before the first step: measure growth from here
+            self._frozen_after_reclaim = gc.get_freeze_count()
 
     def start(self) -> None:
+        """Tune the collector for a service (see the module docstring) and start pacing it."""
         if self._task is None:
+            self._thresholds = gc.get_threshold()
+            tune_for_service()
+            self._reclaimed_at = self._clock()
+            self._frozen_after_reclaim = gc.get_freeze_count()
             self._task = asyncio.create_task(self._run(), name="gc-pacer")
 
     async def stop(self) -> None:
@@ -92,6 +115,10 @@ class GcPacer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._thresholds is not None:
+            gc.unfreeze()
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
 
     async def _run(self) -> None:
         while True:

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mesh.runtime._decode import StrictDecoding
-from mesh.runtime._gc import GcPacer, tune_for_service
+from mesh.runtime._gc import GcPacer
 from mesh.telemetry import METRICS, get_logger, metrics_app, server_interceptors
 
 log = get_logger(__name__)
@@ -120,7 +120,6 @@ class ServiceHost:
         for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._state = HostState.SERVING
-        tune_for_service()
         self._gc.start()
         log.info("serving", extra={"grpc_port": self.grpc_port, "http_port": self.http_port})
         return self

@@ -57,3 +57,28 @@ def test_frozen_cyclic_garbage_is_reclaimed_on_schedule() -> None:
     now[0] = 600.0
     pacer.step()
     assert node() is None, "the scheduled reclaim frees it"
+
+
+def test_churn_reclaims_before_the_schedule() -> None:
+    """When the frozen set has grown by a quarter since the last reclaim (streams that lived and closed),
+    the next step reclaims at once, long before `reclaim_every_s`."""
+    now = [0.0]
+    pacer = GcPacer(reclaim_every_s=600, reclaim_growth=1.25, clock=lambda: now[0])
+    pacer.step()
+    base = gc.get_freeze_count()
+    alive = [_cycle() for _ in range(max(1000, base))]  # more than a quarter of what is frozen
+    nodes = [weakref.ref(node) for node in alive[:10]]
+    pacer.step()  # frozen while alive
+    del alive
+    pacer.step()  # grown past 1.25x: reclaimed
+    assert all(node() is None for node in nodes)
+
+
+async def test_stop_gives_back_the_collector_as_it_was() -> None:
+    """After start and stop, the thresholds are the process's own again and nothing is left frozen."""
+    before = gc.get_threshold()
+    pacer = GcPacer()
+    pacer.start()
+    assert gc.get_threshold() != before and gc.get_freeze_count() > 0
+    await pacer.stop()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
