@@ -30,8 +30,14 @@ _API_KEY = re.compile(r"(tmk_[A-Za-z0-9]+)_[A-Za-z0-9_-]+")
 _API_KEY_ODD = re.compile(r"tmk_[A-Za-z0-9-]{16,}")
 # A JWT: three base64url segments, the first a JSON header ('{"' encodes as eyJ).
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_SCHEME = re.compile(r"\b(Bearer|ApiKey|Basic)\s+[^\s\"',;]+", re.IGNORECASE)
-_SECRET_FIELD = re.compile(r"token|secret|password|passwd|api_?key|authorization|credential_value|cookie", re.I)
+# An Authorization value: the scheme as HTTP writes it (case-sensitive, so prose such as "basic
+# scheduling" is left alone), unless what follows is an API key already reduced to its id.
+_SCHEME = re.compile(r"\b(Bearer|ApiKey|Basic)\s+(?!tmk_)[^\s\"',;]+")
+# Fields withheld whole: named for a secret, the name alone (page_token or prompt_tokens are not).
+_SECRET_FIELD = re.compile(
+    r"(access_|refresh_|id_|bearer_)?token|secret|password|passwd|api_?key|authorization|cookie|credentials?",
+    re.IGNORECASE,
+)
 REDACTED = "[redacted]"
 
 
@@ -44,12 +50,16 @@ def redact(text: str) -> str:
 
 
 def _clean(key: str, value: Any) -> Any:
-    if _SECRET_FIELD.search(key):
+    if _SECRET_FIELD.fullmatch(key):
         return REDACTED
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, (int, float, bool)) or value is None:
         return value
+    if isinstance(value, dict):
+        return {str(k): _clean(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(key, item) for item in value]
     return redact(str(value))
 
 

@@ -57,3 +57,14 @@ def test_crlf_in_logged_input_stays_inside_its_line() -> None:
     forged = 'x\r\n{"level": "info", "msg": "admin logged in"}'
     line = _line("task %s", forged, task_label=forged)
     assert line["msg"] == f"task {forged}" and line["task_label"] == forged
+
+
+def test_ordinary_text_and_fields_are_left_alone() -> None:
+    """Prose with the words basic or bearer, counting fields such as page_token or prompt_tokens, and
+    an ApiKey header's key id pass unchanged; containers keep their shape with their secrets redacted."""
+    assert redact("basic scheduling for the bearer of a task") == "basic scheduling for the bearer of a task"
+    assert redact(f"ApiKey {ADMIN}") == f"ApiKey tmk_admin_{REDACTED}"
+    line = _line("page", page_token="p-1", prompt_tokens=12, labels={"team": "x", "token": "t"}, ids=["a", KEY])
+    assert line["page_token"] == "p-1" and line["prompt_tokens"] == 12
+    assert line["labels"] == {"team": "x", "token": REDACTED}
+    assert line["ids"] == ["a", f"tmk_0a1b2c3d4e5f_{REDACTED}"]
