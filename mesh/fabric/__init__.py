@@ -12,6 +12,7 @@ from mesh.fabric._deadletters import (
 )
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
 from mesh.fabric._index import TASKS_STREAM, TaskIndex
+from mesh.fabric._lanes import lane_totals
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._quarantine import Quarantine, QuarantineRecord, entry_subject
 from mesh.fabric._subjects import (
@@ -94,6 +95,7 @@ __all__ = [
     "key_token",
     "lane_filter",
     "lane_of",
+    "lane_totals",
     "live_subject",
     "parse_work_subject",
     "runbook_for",

@@ -10,7 +10,7 @@ from typing import Any
 import grpc.aio
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
-from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold
+from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id
@@ -20,7 +20,6 @@ from mesh.v1 import (
     gateway_pb2_grpc,
     scheduler_pb2,
     scheduler_pb2_grpc,
-    status_pb2,
     task_pb2,
 )
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
@@ -284,7 +283,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         if principal is not None and "admin" not in principal.roles:
             # A tenant sees its own figures only: neither other tenants' names nor their depths.
             tenant_queues = [q for q in tenant_queues if q.tenant == principal.tenant]
-            queues = _lanes_of(queues, tenant_queues)
+            queues = lane_totals(tenant_queues)
         return gateway_pb2.GetMeshStatusResponse(
             queues=queues,
             tenant_queues=tenant_queues,
@@ -379,22 +378,3 @@ async def _announce(context: Context, lease: StreamLease | None) -> None:
 
 def _no_dead_letter(task_id: str) -> NotFound:
     return NotFound(f"task {task_id!r} has no dead-letter record")
-
-
-def _lanes_of(
-    lanes: list[status_pb2.QueueStatus], partitions: list[status_pb2.QueueStatus]
-) -> list[status_pb2.QueueStatus]:
-    """Each lane's figures summed over `partitions` only (the lanes keep their order)."""
-    summed = []
-    for lane in lanes:
-        parts = [q for q in partitions if q.pool == lane.pool and q.priority_class == lane.priority_class]
-        summed.append(
-            status_pb2.QueueStatus(
-                pool=lane.pool,
-                priority_class=lane.priority_class,
-                pending=sum(q.pending for q in parts),
-                in_flight=sum(q.in_flight for q in parts),
-                oldest_age_s=max((q.oldest_age_s for q in parts), default=0.0),
-            )
-        )
-    return summed

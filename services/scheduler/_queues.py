@@ -18,11 +18,11 @@ from nats.js.api import ConsumerInfo
 
 from mesh.fabric import (
     CLASS_OF_LANE,
-    LANE_ORDER,
     POOLS,
     WORK_PREFIX,
     WORK_STREAM,
     lane_of,
+    lane_totals,
     parse_work_subject,
     tenant_filter,
 )
@@ -58,18 +58,7 @@ async def queue_status(js: JetStreamContext) -> QueueSample:
         *(_partition_status(js, key, stored.get(key, 0), consumers.get(key)) for key in sorted(stored | consumers))
     )
     sample.tenants = [q for q in partitions if q.pending or q.in_flight]
-    for pool in POOLS:
-        for lane in LANE_ORDER:
-            parts = [q for q in sample.tenants if q.pool == pool and q.priority_class == CLASS_OF_LANE[lane]]
-            sample.lanes.append(
-                status_pb2.QueueStatus(
-                    pool=pool,
-                    priority_class=CLASS_OF_LANE[lane],
-                    pending=sum(q.pending for q in parts),
-                    in_flight=sum(q.in_flight for q in parts),
-                    oldest_age_s=max((q.oldest_age_s for q in parts), default=0.0),
-                )
-            )
+    sample.lanes = lane_totals(sample.tenants)
     _export(sample)
     return sample
 
