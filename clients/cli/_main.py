@@ -10,6 +10,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from clients.cli._render import event_json, event_line
 from clients.cli._up import plan_from, up
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--tenant-weights", default="", help="fair-share weights, e.g. acme=3,globex=1 (others 1)")
         p.add_argument("--tenant-concurrency", default="", help="in-flight caps per tenant, e.g. acme=4")
         p.add_argument("--no-auth", action="store_true", help="let every caller in without a credential (dev only)")
+        p.add_argument(
+            "--insecure",
+            action="store_true",
+            help="EXPERIMENTS ONLY: plaintext on every hop, NATS without users, internal ports open to the host",
+        )
         rate_limit_args(p)
         p.add_argument(
             "--triton",
@@ -86,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("TIDEMESH_API_KEY", ""),
             help="an API key or JWT (default: $TIDEMESH_API_KEY, else the local mesh's admin key)",
         )
+        p.add_argument(
+            "--cacert",
+            default=os.environ.get("TIDEMESH_CA", ""),
+            help="the root to verify the mesh with (default: $TIDEMESH_CA, else <state-dir>/pki/ca.crt)",
+        )
+        p.add_argument("--insecure", action="store_true", help="plaintext, to a mesh started with --insecure")
 
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
     mesh_args(p_up)
@@ -142,10 +154,34 @@ def _parser() -> argparse.ArgumentParser:
     client_args(p_dlq)
     p_dlq.add_argument("--json", action="store_true")
 
+    p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
+    p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+
+    p_probe = sub.add_parser("probe", help="exit 0 when a process of the running mesh is healthy (Tilt)")
+    p_probe.add_argument("name")
+    p_probe.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
     p_status.add_argument("--json", action="store_true")
     return parser
+
+
+def _client(args: argparse.Namespace, tenant: str = "default") -> Client:
+    """A client of the mesh in --state-dir: its admin key and its root, unless told otherwise."""
+    return Client(args.endpoint, tenant=tenant, credential=_credential(args), **_transport(args))
+
+
+def _transport(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS verified against --cacert or the local root; plaintext if the mesh runs --insecure."""
+    from mesh.supervisor import Plan
+
+    plan_file = Path(args.state_dir) / "plan.json"
+    local_insecure = plan_file.exists() and not Plan.from_json(json.loads(plan_file.read_text())).secure
+    if args.insecure or (local_insecure and not args.cacert):
+        return {"insecure": True}
+    root = Path(args.state_dir) / "pki" / "ca.crt"
+    return {"ca": args.cacert or (str(root) if root.exists() else None)}
 
 
 def _credential(args: argparse.Namespace) -> str:
@@ -173,7 +209,7 @@ async def _submit(args: argparse.Namespace) -> int:
         raise InvalidArgument("--payload", "must be a JSON object")
     if args.text is not None:
         payload["text"] = args.text
-    async with Client(args.endpoint, tenant=args.tenant, credential=_credential(args)) as client:
+    async with _client(args, args.tenant) as client:
         submitted = await client.submit(
             args.kind, payload, priority=args.priority, idempotency_key=args.idempotency_key
         )
@@ -187,7 +223,6 @@ async def _submit(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    import aiohttp
 
     from mesh.supervisor import Plan
 
@@ -195,17 +230,13 @@ async def _status(args: argparse.Namespace) -> int:
     plan_file = Path(args.state_dir) / "plan.json"
     if plan_file.exists():
         plan = Plan.from_json(json.loads(plan_file.read_text()))
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            for spec in plan.processes:
-                try:
-                    async with session.get(spec.health.url) as response:
-                        healthy = response.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    healthy = False
-                report["components"].append(  # type: ignore[attr-defined]
-                    {"name": spec.name, "address": spec.address, "healthy": healthy}
-                )
-    async with Client(args.endpoint, credential=_credential(args)) as client:
+        report["secure"] = plan.secure
+        for spec in plan.processes:
+            healthy = await _probe(spec.health, args.state_dir)
+            report["components"].append(  # type: ignore[attr-defined]
+                {"name": spec.name, "address": spec.address, "healthy": healthy}
+            )
+    async with _client(args) as client:
         mesh = await client.status()
     from google.protobuf.json_format import MessageToDict
 
@@ -216,6 +247,8 @@ async def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    if report.get("secure") is False:
+        print("INSECURE MESH (--insecure): plaintext on every hop, NATS without users — experiments only\n")
     for component in report["components"]:  # type: ignore[attr-defined]
         mark = "healthy" if component["healthy"] else "DOWN"
         print(f"{component['name']:<12} {mark:<8} {component['address']}")
@@ -243,6 +276,28 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _probe(health: Any, state_dir: str) -> bool:
+    from mesh.supervisor import Probe
+
+    async with Probe(health, state_dir) as probe:
+        return await probe.check()
+
+
+def _ca(args: argparse.Namespace) -> int:
+    root = Path(args.state_dir).resolve() / "pki" / "ca.crt"
+    if not root.exists():
+        raise NotFound(f"no local CA in {args.state_dir} (is the mesh started with `tidemesh up`, not --insecure?)")
+    print(root)
+    return EXIT_OK
+
+
+async def _probe_named(args: argparse.Namespace) -> int:
+    from mesh.supervisor import Plan
+
+    plan = Plan.from_json(json.loads((Path(args.state_dir) / "plan.json").read_text()))
+    return EXIT_OK if await _probe(plan.by_name(args.name).health, args.state_dir) else EXIT_FAILED
+
+
 async def _dlq(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
@@ -250,7 +305,7 @@ async def _dlq(args: argparse.Namespace) -> int:
 
     if args.action in ("show", "replay") and not args.task_id:
         raise InvalidArgument("task_id", f"dlq {args.action} needs a task id")
-    async with Client(args.endpoint, credential=_credential(args)) as client:
+    async with _client(args) as client:
         if args.action == "list":
             letters = await client.dead_letters(args.tenant)
             if args.json:
@@ -297,7 +352,7 @@ async def _auth(args: argparse.Namespace) -> int:
             raise InvalidArgument("tenant", f"auth token needs --tenant and {secret} (a mesh started with auth)")
         print(mint_token(secret.read_text().strip(), args.tenant, roles, args.audience, args.ttl))
         return EXIT_OK
-    async with Client(args.endpoint, credential=_credential(args)) as client:
+    async with _client(args) as client:
         if args.action == "key":
             if not args.tenant:
                 raise InvalidArgument("tenant", "auth key needs --tenant (or * for an admin key)")
@@ -326,11 +381,15 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _submit(args)
     if args.command == "status":
         return await _status(args)
+    if args.command == "ca":
+        return _ca(args)
+    if args.command == "probe":
+        return await _probe_named(args)
     if args.command == "dlq":
         return await _dlq(args)
     if args.command == "auth":
         return await _auth(args)
-    async with Client(args.endpoint, credential=_credential(args)) as client:
+    async with _client(args) as client:
         if args.command == "watch":
             return await _stream(client, args.task_id, args.after, args.json)
         if args.command == "get":

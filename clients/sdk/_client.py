@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,6 +31,12 @@ TERMINAL = frozenset(
 )
 
 
+def tls_credentials(ca: str | Path | None = None) -> grpc.ChannelCredentials:
+    """Channel credentials that trust `ca` (or `TIDEMESH_CA`), else the system's roots."""
+    path = ca or os.environ.get("TIDEMESH_CA", "")
+    return grpc.ssl_channel_credentials(Path(path).read_bytes() if path else None)
+
+
 def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
     """Build the typed payload of `kind` from plain JSON fields."""
     return payload_from_json(kind, payload)
@@ -38,17 +46,29 @@ class Client:
     """``async with Client("localhost:8080") as client: ...``"""
 
     def __init__(
-        self, endpoint: str, tenant: str = "default", max_resume_attempts: int = 10, credential: str = ""
+        self,
+        endpoint: str,
+        tenant: str = "default",
+        max_resume_attempts: int = 10,
+        credential: str = "",
+        ca: str | Path | None = None,
+        insecure: bool = False,
     ) -> None:
-        """`credential`: an API key (``tmk_…``) or a JWT, sent on every call."""
+        """`credential`: an API key (``tmk_…``) or a JWT, sent on every call.
+
+        The connection is TLS: the server is verified against `ca` (a local mesh's root,
+        ``<state>/pki/ca.crt``; `TIDEMESH_CA` when not given), else the system's roots.
+        `insecure` speaks plaintext, to a mesh started with ``--insecure`` only."""
         self.endpoint = endpoint
         self.tenant = tenant
         self._max_resume_attempts = max_resume_attempts
         self._credential = credential
         self._streams: set[str] = set()  # ids of this client's open streams, for refreshes
-        self._channel = grpc.aio.insecure_channel(
-            endpoint, interceptors=credential_interceptors(lambda: self._credential)
-        )
+        interceptors = credential_interceptors(lambda: self._credential)
+        if insecure:
+            self._channel = grpc.aio.insecure_channel(endpoint, interceptors=interceptors)
+        else:
+            self._channel = grpc.aio.secure_channel(endpoint, tls_credentials(ca), interceptors=interceptors)
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
 
     async def refresh_credential(self, credential: str) -> None:

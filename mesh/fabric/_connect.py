@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import ssl
+from pathlib import Path
+
 import nats
 from nats.aio.client import Client
 
@@ -11,9 +15,25 @@ from mesh.telemetry import get_logger
 log = get_logger(__name__)
 
 
-async def connect(servers: str | list[str], name: str, connect_timeout_s: float = 5.0) -> Client:
-    """Connect with endless reconnects (to any listed node); fail fast if none answers at start."""
+def read_nats_user(path: str | Path) -> tuple[str, str]:
+    """(user, password) from a component's credential file (``<state>/nats/<component>.json``)."""
+    record = json.loads(Path(path).read_text())
+    return str(record["user"]), str(record["password"])
+
+
+async def connect(
+    servers: str | list[str],
+    name: str,
+    connect_timeout_s: float = 5.0,
+    tls: ssl.SSLContext | None = None,
+    user_file: str | Path | None = None,
+) -> Client:
+    """Connect with endless reconnects (to any listed node); fail fast if none answers at start.
+
+    `tls` verifies the server against the mesh's root (``tls://`` URLs); `user_file` names the
+    component's own NATS user, read from its file so the password is never an argument."""
     urls = servers.split(",") if isinstance(servers, str) else servers
+    user, password = read_nats_user(user_file) if user_file else (None, None)
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
@@ -35,6 +55,10 @@ async def connect(servers: str | list[str], name: str, connect_timeout_s: float 
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             error_cb=on_error,
+            tls=tls,
+            tls_hostname="localhost" if tls else None,
+            user=user,
+            password=password,
         )
     except Exception as exc:  # nats raises several unrelated types for "no server"
         raise Unavailable(f"cannot reach NATS at {servers}: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import grpc.aio
 
+from mesh.security import Transport
 from mesh.telemetry import client_interceptors
 
 _OPTIONS = (
@@ -15,6 +16,12 @@ _OPTIONS = (
 )
 
 
+def channel(target: str, transport: Transport) -> grpc.aio.Channel:
+    """A channel to another component that propagates trace context: mutual TLS with this
+    process's leaf (renewed in place), or h2c when the mesh runs --insecure."""
+    return transport.channel(target, options=_OPTIONS, interceptors=client_interceptors())
+
+
 def insecure_channel(target: str) -> grpc.aio.Channel:
-    """A plaintext (h2c) channel that propagates trace context."""
-    return grpc.aio.insecure_channel(target, options=_OPTIONS, interceptors=client_interceptors())
+    """A plaintext (h2c) channel: for --insecure meshes and tests of plaintext refusal."""
+    return channel(target, Transport.insecure())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import json
 import os
@@ -18,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mesh.runtime._decode import StrictDecoding
 from mesh.runtime._gc import GcPacer
+from mesh.security import CallerPolicy, Transport
 from mesh.telemetry import METRICS, get_logger, metrics_app, server_interceptors
 
 log = get_logger(__name__)
@@ -48,8 +51,12 @@ class ServiceHost:
         http_address: str | None = None,
         http_app: web.Application | None = None,
         grace_s: float = 10.0,
+        transport: Transport | None = None,
     ) -> None:
         self.name = name
+        # Mutual TLS on both ports unless the mesh runs --insecure; the gRPC allow-list
+        # (`mesh.security.CALLERS`) then names who may call each method.
+        self.transport = transport or Transport.insecure()
         self._grpc_address = grpc_address
         self._http_address = http_address
         self._grace_s = grace_s
@@ -58,7 +65,11 @@ class ServiceHost:
         self._health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             # Outermost: it re-registers what the tracing interceptors return (see `_decode`).
-            interceptors=[StrictDecoding(), *server_interceptors()],
+            interceptors=[
+                *([CallerPolicy()] if self.transport.secure else []),
+                StrictDecoding(),
+                *server_interceptors(),
+            ],
             options=(
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 # Ping clients every 15 s (streams that go quiet still detect a dead peer), and
@@ -84,6 +95,7 @@ class ServiceHost:
             self._http_app.router.add_route(route.method, route.resource.canonical, route.handler)  # type: ignore[union-attr]
         self._runner: web.AppRunner | None = None
         self._gc = GcPacer()
+        self._renewals: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.http_port = 0
 
@@ -101,7 +113,10 @@ class ServiceHost:
         reflection.enable_server_reflection(
             [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.grpc_port = self.server.add_insecure_port(self._grpc_address)
+        if self.transport.secure:
+            self.grpc_port = self.server.add_secure_port(self._grpc_address, self.transport.server_credentials())
+        else:
+            self.grpc_port = self.server.add_insecure_port(self._grpc_address)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC address {self._grpc_address}")
         await self.server.start()
@@ -112,7 +127,12 @@ class ServiceHost:
             # Envoy opens one HTTP/1.1 connection per SSE stream or WebSocket: a burst of clients
             # overflows aiohttp's default accept queue of 128, and a dropped SYN costs a 1 s retransmit.
             site = web.TCPSite(
-                self._runner, host or "127.0.0.1", int(port), shutdown_timeout=self._grace_s, backlog=_HTTP_BACKLOG
+                self._runner,
+                host or "127.0.0.1",
+                int(port),
+                shutdown_timeout=self._grace_s,
+                backlog=_HTTP_BACKLOG,
+                ssl_context=self.transport.server_ssl_context(),
             )
             await site.start()
             sockets = site._server.sockets if site._server else ()  # type: ignore[attr-defined]
@@ -121,6 +141,8 @@ class ServiceHost:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._state = HostState.SERVING
         self._gc.start()
+        if self.transport.secure:
+            self._renewals = asyncio.create_task(self.transport.follow_renewals())
         log.info("serving", extra={"grpc_port": self.grpc_port, "http_port": self.http_port})
         return self
 
@@ -140,6 +162,10 @@ class ServiceHost:
             return
         await self.begin_shutdown()
         await self._gc.stop()
+        if self._renewals is not None:
+            self._renewals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewals
         await self.server.stop(self._grace_s)
         if self._runner is not None:
             await self._runner.cleanup()

@@ -9,6 +9,10 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from nats.aio.client import Client as Nats
+
+from mesh.fabric import connect
+from mesh.security import Transport
 from mesh.telemetry import configure_logging, configure_tracing, get_logger
 
 log = get_logger(__name__)
@@ -28,6 +32,10 @@ def run_service(
     args = parser.parse_args(argv)
     configure_logging(name, os.environ.get("TIDEMESH_LOG_LEVEL", "INFO"))
     configure_tracing(name)
+    # This process's TLS material: its leaf is issued for its component name.
+    args.transport = Transport.of(args.pki, name)
+    if not args.transport.secure:
+        log.warning("INSECURE: plaintext, no peer is verified (--pki not given; tidemesh up --insecure)")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -52,6 +60,12 @@ def run_service(
     log.info("stopped")
 
 
+async def connect_nats(args: argparse.Namespace, client_name: str) -> Nats:
+    """This service's NATS connection: its own user, TLS verified against the mesh's root."""
+    transport: Transport = args.transport
+    return await connect(args.nats, name=client_name, tls=transport.client_ssl_context(), user_file=args.nats_user)
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """Arguments every service takes."""
     parser = argparse.ArgumentParser(description=description)
@@ -62,4 +76,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--replicas", type=int, default=1, help="JetStream stream replicas (3 on a cluster)")
     parser.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
     parser.add_argument("--ready-file", default=None, help="write bound ports here as JSON once serving")
+    parser.add_argument(
+        "--pki", default=os.environ.get("TIDEMESH_PKI", ""), help="the mesh's pki dir (root + leaves); none: plaintext"
+    )
+    parser.add_argument("--nats-user", default="", help="file with this component's NATS user and password")
     return parser

@@ -15,6 +15,8 @@ from mesh.supervisor._plan import (
     free_port,
     pool_worker_spec,
 )
+from mesh.supervisor._probe import Probe
+from mesh.supervisor._security import MeshSecurity
 from mesh.supervisor._supervisor import Supervisor
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "ChildState",
     "Health",
     "LocalAutoscaler",
+    "MeshSecurity",
     "Plan",
+    "Probe",
     "ProcessSpec",
     "Supervisor",
     "admin_key",

@@ -10,10 +10,9 @@ import signal
 import time
 from pathlib import Path
 
-import aiohttp
-
 from mesh.supervisor._binaries import guarded
 from mesh.supervisor._plan import ProcessSpec
+from mesh.supervisor._probe import Probe
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -40,6 +39,7 @@ class Child:
         self.restarts = 0
         self.process: asyncio.subprocess.Process | None = None
         self._log_path = log_dir / f"{spec.name}.log"
+        self._state_dir = log_dir.parent  # <state>/logs: probes use <state>/pki and <state>/nats
         self._env = {**os.environ, **spec.env}
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
@@ -100,15 +100,13 @@ class Child:
             self._restarted.set()
 
     async def wait_healthy(self, timeout_s: float = 60.0) -> float:
-        """Poll the health URL until it answers 200; returns seconds waited."""
+        """Poll the health probe until it passes; returns seconds waited."""
         started = time.monotonic()
         delay = 0.02
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as session:
+        async with Probe(self.spec.health, self._state_dir, timeout_s=2.0) as probe:
             while True:
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(self.spec.health.url) as response:
-                        if response.status == 200:
-                            return time.monotonic() - started
+                if await probe.check():
+                    return time.monotonic() - started
                 if time.monotonic() - started > timeout_s:
                     raise TimeoutError(
                         f"{self.spec.name} not healthy after {timeout_s:.0f}s "
@@ -126,14 +124,10 @@ class Child:
     async def _check_liveness(self, every_s: float, failures: int) -> None:
         missed = 0
         armed = True  # count only after a success, so a restarting child gets its start-up time
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=every_s)) as session:
+        async with Probe(self.spec.health, self._state_dir, timeout_s=every_s) as probe:
             while not self._stopping:
                 await asyncio.sleep(every_s)
-                try:
-                    async with session.get(self.spec.health.url) as response:
-                        healthy = response.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    healthy = False
+                healthy = await probe.check()
                 if healthy:
                     missed, armed = 0, True
                     continue

@@ -6,6 +6,7 @@ plan --json` prints them, and the Tiltfile turns them into local_resources.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import sys
@@ -13,11 +14,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mesh.edge import EdgeConfig, render_yaml
+from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
+from mesh.supervisor._security import MeshSecurity, nats_cluster_security, nats_security
 from mesh.supervisor._triton import triton_launch
 
 # Submit rate limits of every gateway, per tenant and per credential (submits/s, burst): on by
@@ -29,12 +31,15 @@ NO_LIMIT = (0.0, 1.0)  # benchmarks that measure capacity (they submit thousands
 
 @dataclass(frozen=True)
 class Health:
-    """An HTTP GET that answers 200 when the process is ready."""
+    """How the supervisor tells the process is ready (see `_probe`): an HTTP(S) GET that answers
+    200 (``kind="http"``), a GET over a unix socket (``"unix"``), or NATS JetStream (``"nats"``)."""
 
     url: str
     host: str
     port: int
     path: str
+    kind: str = "http"
+    socket: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,13 @@ class Plan:
     processes: list[ProcessSpec]
     # A worker's command without its listen addresses: extra workers (autoscaling) start from it.
     worker_command: list[str] = field(default_factory=list)
+    # TLS on every hop, authenticated NATS (the default); False only for `--insecure`.
+    secure: bool = False
+
+    @property
+    def ca_path(self) -> str:
+        """The root a client trusts ("" when the mesh runs --insecure)."""
+        return str(Path(self.state_dir) / "pki" / "ca.crt") if self.secure else ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +82,7 @@ class Plan:
             public_port=data["public_port"],
             processes=[ProcessSpec(**{**p, "health": Health(**p["health"])}) for p in data["processes"]],
             worker_command=data.get("worker_command", []),
+            secure=data.get("secure", False),
         )
 
     def by_name(self, name: str) -> ProcessSpec:
@@ -116,18 +129,25 @@ class _Ports:
         return port
 
 
-def _http_health(port: int, path: str) -> Health:
-    return Health(url=f"http://127.0.0.1:{port}{path}", host="127.0.0.1", port=port, path=path)
+def _http_health(port: int, path: str, secure: bool = False) -> Health:
+    scheme = "https" if secure else "http"
+    return Health(url=f"{scheme}://127.0.0.1:{port}{path}", host="127.0.0.1", port=port, path=path)
 
 
 def _service(
-    name: str, base: list[str], grpc_port: int, http_port: int, depends_on: list[str], pools: list[str] | None = None
+    name: str,
+    base: list[str],
+    grpc_port: int,
+    http_port: int,
+    depends_on: list[str],
+    pools: list[str] | None = None,
+    secure: bool = False,
 ) -> ProcessSpec:
     return ProcessSpec(
         name=name,
         command=[*base, "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"],
         ports={"grpc": grpc_port, "http": http_port},
-        health=_http_health(http_port, "/healthz"),
+        health=_http_health(http_port, "/healthz", secure),
         depends_on=depends_on,
         address=f"127.0.0.1:{grpc_port}",
         pools=pools or [],
@@ -159,6 +179,7 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
         free_port(),
         ["scheduler", "inference"],
         [pool],
+        plan.secure,
     )
 
 
@@ -189,6 +210,7 @@ def build_plan(
     triton: bool = False,
     tenant_limit: tuple[float, float] = TENANT_LIMIT,
     credential_limit: tuple[float, float] = CREDENTIAL_LIMIT,
+    insecure: bool = False,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -198,8 +220,13 @@ def build_plan(
     the project's model repository and the inference service routes to it, falling back to its
     embedded CPU model. Every gateway rate-limits submits per tenant and per credential
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
-    `gateway_args` come after, so they override."""
+    `gateway_args` come after, so they override. Every hop is TLS (mutual between components),
+    NATS takes only its own users, and internal ports want a leaf of the mesh's root, unless
+    `insecure` (plaintext, for experiments; see `_security`)."""
     state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    security = None if insecure else MeshSecurity.prepare(state_dir)
+    secure = security is not None
     gateway_args = (*_limit_args("tenant", *tenant_limit), *_limit_args("credential", *credential_limit), *gateway_args)
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
@@ -215,28 +242,34 @@ def build_plan(
         name = "nats" if cluster == 1 else f"nats-{index}"
         store = state_dir / ("jetstream" if cluster == 1 else f"jetstream-{index}")
         config = state_dir / f"{name}.conf"
-        config.write_text(
-            nats_config(
-                f"tidemesh-{index - 1}",
-                store,
-                client_port,
-                monitor_port,
-                fsync,
-                cluster_port,
-                tuple(p for _, _, p in node_ports if p != cluster_port),
-            )
+        text = nats_config(
+            f"tidemesh-{index - 1}",
+            store,
+            client_port,
+            monitor_port,
+            fsync,
+            cluster_port,
+            tuple(p for _, _, p in node_ports if p != cluster_port),
+            security=nats_security(security) if security else "",
+            cluster_security=nats_cluster_security(security) if security and cluster_port else "",
         )
+        _write_owner_only(config, text)  # it holds the users' passwords
+        address = f"{'tls' if secure else 'nats'}://127.0.0.1:{client_port}"
         nats_specs.append(
             ProcessSpec(
                 name=name,
                 command=nats_command(config),
                 ports={
                     "client": client_port,
-                    "monitor": monitor_port,
+                    **({} if secure else {"monitor": monitor_port}),
                     **({"cluster": cluster_port} if cluster_port else {}),
                 },
-                health=_http_health(monitor_port, "/healthz?js-enabled-only=true"),
-                address=f"nats://127.0.0.1:{client_port}",
+                health=(
+                    Health(url=address, host="127.0.0.1", port=client_port, path="", kind="nats")
+                    if secure
+                    else _http_health(monitor_port, "/healthz?js-enabled-only=true")
+                ),
+                address=address,
             )
         )
     nats_names = [spec.name for spec in nats_specs]
@@ -246,7 +279,10 @@ def build_plan(
 
     def service(name: str, module: str, extra: list[str], depends_on: list[str]) -> ProcessSpec:
         grpc_port, http_port = ports.take(), ports.take()
-        return _service(name, [py, "-m", module, *common, *extra], grpc_port, http_port, depends_on)
+        own = security.service_args(module.removeprefix("services.")) if security else []
+        return _service(
+            name, [py, "-m", module, *common, *own, *extra], grpc_port, http_port, depends_on, secure=secure
+        )
 
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
     triton_specs = [triton_spec(state_dir, ports.take(), ports.take(), ports.take())] if triton else []
@@ -286,6 +322,7 @@ def build_plan(
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
     envoy_config = state_dir / "envoy.yaml"
+    admin_socket = str(state_dir / "envoy-admin.sock") if secure else ""
     edge = EdgeConfig(
         listen_host=listen_host,
         listen_port=public_port,
@@ -293,13 +330,22 @@ def build_plan(
         # Envoy hashes x-tidemesh-session over the replicas: a session sticks to one gateway.
         grpc_upstreams=tuple(("127.0.0.1", g.ports["grpc"]) for g in gateway_specs),
         http_upstreams=tuple(("127.0.0.1", g.ports["http"]) for g in gateway_specs),
+        # Secure: TLS for callers, mutual TLS to the gateways, admin on an owner-only unix socket.
+        tls=EdgeTls(str(security.pki_dir / "envoy-sds")) if security else None,
+        admin_socket=admin_socket,
     )
+    if security:
+        write_sds(security.pki_dir / "envoy-sds", security.leaf("envoy"))
     envoy_config.write_text(render_yaml(edge))
     envoy = ProcessSpec(
         name="envoy",
         command=[find_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port), "--log-level", "warn"],
-        ports={"public": public_port, "admin": envoy_admin},
-        health=_http_health(envoy_admin, "/ready"),
+        ports={"public": public_port, **({} if secure else {"admin": envoy_admin})},
+        health=(
+            Health(url=f"unix:{admin_socket}", host="", port=0, path="/ready", kind="unix", socket=admin_socket)
+            if secure
+            else _http_health(envoy_admin, "/ready")
+        ),
         depends_on=[g.name for g in gateway_specs],
         address=f"{listen_host}:{public_port}",
     )
@@ -307,5 +353,20 @@ def build_plan(
         state_dir=str(state_dir),
         public_port=public_port,
         processes=[*nats_specs, *triton_specs, scheduler, inference, *worker_specs, *gateway_specs, envoy],
-        worker_command=[py, "-m", "services.worker", *common, *worker_extra],
+        worker_command=[
+            py,
+            "-m",
+            "services.worker",
+            *common,
+            *(security.service_args("worker") if security else []),
+            *worker_extra,
+        ],
+        secure=secure,
     )
+
+
+def _write_owner_only(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)

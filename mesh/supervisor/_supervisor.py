@@ -7,9 +7,11 @@ import json
 import time
 from pathlib import Path
 
+from mesh.edge import write_sds
 from mesh.supervisor._child import Child
 from mesh.supervisor._limits import raise_open_files_limit
 from mesh.supervisor._plan import Plan, ProcessSpec
+from mesh.supervisor._security import LeafRenewer, MeshSecurity
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -25,6 +27,15 @@ class Supervisor:
         self._grace_s = grace_s
         self.boot_seconds = 0.0
         self._closed = False
+        # Leaves are renewed while the mesh runs (Envoy's SDS files swapped after its own).
+        self.renewer = (
+            LeafRenewer(MeshSecurity(Path(plan.state_dir)), after_renewal=self._after_renewal) if plan.secure else None
+        )
+
+    def _after_renewal(self, component: str) -> None:
+        if component == "envoy":
+            security = MeshSecurity(Path(self.plan.state_dir))
+            write_sds(security.pki_dir / "envoy-sds", security.leaf("envoy"))
 
     async def __aenter__(self) -> Supervisor:
         state = Path(self.plan.state_dir)
@@ -38,6 +49,8 @@ class Supervisor:
             await self.shutdown()
             raise
         self.boot_seconds = time.monotonic() - started
+        if self.renewer is not None:
+            self.renewer.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -70,6 +83,8 @@ class Supervisor:
         if self._closed:
             return
         self._closed = True
+        if self.renewer is not None:
+            await self.renewer.stop()
         order = list(self.children.values())[::-1]
         front = [c for c in order if c.spec.name == "envoy" or c.spec.name.startswith("gateway")]
         broker = [c for c in order if c.spec.name == "nats" or c.spec.name.startswith("nats-")]

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import DeadLetterStore, EventLog, TaskIndex, Topology, connect, ensure_topology
-from mesh.rpc import insecure_channel
-from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.fabric import DeadLetterStore, EventLog, TaskIndex, Topology, ensure_topology
+from mesh.rpc import channel
+from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.telemetry import get_logger
 from mesh.v1 import gateway_pb2_grpc, scheduler_pb2_grpc
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
@@ -28,8 +28,8 @@ log = get_logger("services.gateway")
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    nc = await connect(args.nats, name="tidemesh-gateway")
-    channel = insecure_channel(args.scheduler)
+    nc = await connect_nats(args, "tidemesh-gateway")
+    scheduler_channel = channel(args.scheduler, args.transport)
     hub: EventHub | None = None
     guard: Guard | None = None
     try:
@@ -41,7 +41,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         limiter = RateLimiter(args.tenant_rate, args.tenant_burst) if args.tenant_rate > 0 else None
         guard = await _guard(args, js, events)
         gateway = Gateway(
-            scheduler_pb2_grpc.SchedulerServiceStub(channel),
+            scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel),
             events,
             hub,
             DeadLetterStore(js, nc),
@@ -58,7 +58,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             listing=gateway.list_tasks,
             getter=gateway.get_task,
         )
-        host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace)
+        host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace, transport=args.transport)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
@@ -69,7 +69,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await guard.authenticator.store.close()
         if hub is not None:
             await hub.close()
-        await channel.close()
+        await scheduler_channel.close()
         await nc.drain()
 
 

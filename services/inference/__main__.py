@@ -9,8 +9,8 @@ import os
 import socket
 from pathlib import Path
 
-from mesh.fabric import INFERENCE_BUCKET, connect
-from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.fabric import INFERENCE_BUCKET
+from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.v1 import inference_pb2_grpc
 from services.inference._backend import CpuBackend, InferenceBackend
 from services.inference._batcher import Batchers
@@ -42,12 +42,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     )
     await router.start()
     batchers = Batchers(router, max_batch=args.max_batch, max_delay_s=args.max_delay_ms / 1000)
-    nc = await connect(args.nats, name="tidemesh-inference") if args.register else None
+    nc = await connect_nats(args, "tidemesh-inference") if args.register else None
     registration = None
     if nc is not None:
         kv = await nc.jetstream(timeout=5.0).key_value(INFERENCE_BUCKET)
         registration = asyncio.create_task(publish_backends(kv, router, instance))
-    host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace)
+    host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
     host.add(
         inference_pb2_grpc.add_InferenceServiceServicer_to_server,
         Inference(router, batchers, instance, args.default_model),

@@ -18,10 +18,9 @@ from mesh.fabric import (
     TaskIndex,
     Topology,
     WorkQueue,
-    connect,
     ensure_topology,
 )
-from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.tasks import Limits
 from mesh.telemetry import get_logger
 from mesh.v1 import scheduler_pb2_grpc, worker_pb2_grpc
@@ -37,7 +36,7 @@ log = get_logger("services.scheduler")
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    nc = await connect(args.nats, name="tidemesh-scheduler")
+    nc = await connect_nats(args, "tidemesh-scheduler")
     try:
         js = nc.jetstream(timeout=5.0)
         topology = Topology(replicas=args.replicas, ack_wait_s=args.ack_wait)
@@ -54,7 +53,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         hooks = ScaleHooks(command=args.scale_hook_command, webhook=args.scale_webhook)
         admitter = Admitter(work, events, idempotency, Limits(), flow, sequencer, TaskIndex(js))
         reconciler = Reconciler(js, events, admitter, ReconcilePolicy(grace_s=args.reconcile_grace))
-        host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace)
+        host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
             Scheduler(

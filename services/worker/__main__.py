@@ -19,11 +19,10 @@ from mesh.fabric import (
     KeySequencer,
     Topology,
     WorkQueue,
-    connect,
     ensure_topology,
 )
-from mesh.rpc import insecure_channel
-from mesh.runtime import ServiceHost, base_parser, run_service
+from mesh.rpc import channel
+from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
 from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
@@ -44,9 +43,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     unknown = set(pools) - set(POOLS)
     if unknown:
         raise SystemExit(f"unknown pools: {', '.join(sorted(unknown))} (known: {', '.join(POOLS)})")
-    nc = await connect(args.nats, name=f"tidemesh-worker-{worker_id}")
-    inference_channel = insecure_channel(args.inference) if args.inference else None
-    scheduler_channel = insecure_channel(args.scheduler) if args.scheduler else None
+    nc = await connect_nats(args, f"tidemesh-worker-{worker_id}")
+    inference_channel = channel(args.inference, args.transport) if args.inference else None
+    scheduler_channel = channel(args.scheduler, args.transport) if args.scheduler else None
     try:
         js = nc.jetstream(timeout=5.0)
         topology = Topology(
@@ -93,7 +92,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             dispatcher.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])
 
         await nc.subscribe(f"{CANCEL_PREFIX}.>", cb=on_cancel)
-        host = ServiceHost("worker", args.grpc, args.http, grace_s=args.grace)
+        host = ServiceHost("worker", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
         async with host:
             await dispatcher.start()
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
@@ -124,9 +123,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await webhooks.close()
             log.info("work drained")
     finally:
-        for channel in (inference_channel, scheduler_channel):
-            if channel is not None:
-                await channel.close()
+        for open_channel in (inference_channel, scheduler_channel):
+            if open_channel is not None:
+                await open_channel.close()
         log.info("closing nats")
         await nc.drain()
 

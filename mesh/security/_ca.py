@@ -1,0 +1,212 @@
+"""The mesh's local certificate authority: one root, short-lived leaves per component.
+
+`tidemesh up` creates the root once under ``<state>/pki`` (``ca.key`` mode 600, ``ca.crt``)
+and issues every component a leaf whose SAN carries its workload identity,
+``spiffe://tidemesh/<component>``, plus ``localhost`` and ``127.0.0.1``. Leaves live for
+hours, not years: the supervisor renews each one once half of its life has passed
+(`renew_due`), writing the new pair atomically (`os.replace` of a complete file, the key
+before the certificate), so a reader sees the old pair or the new one, never a mix it
+cannot use: servers reload on their next handshake, Envoy watches the files through SDS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+TRUST_DOMAIN = "tidemesh"
+ROOT_LIFETIME = dt.timedelta(days=3650)
+LEAF_LIFETIME = dt.timedelta(hours=24)
+_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def spiffe_id(component: str) -> str:
+    return f"spiffe://{TRUST_DOMAIN}/{component}"
+
+
+def component_of(identity: str) -> str:
+    """``spiffe://tidemesh/gateway`` → ``gateway``; "" for anything outside the trust domain."""
+    prefix = f"spiffe://{TRUST_DOMAIN}/"
+    return identity[len(prefix) :] if identity.startswith(prefix) else ""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` atomically with `mode` from the first byte (never world-readable)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class LeafFiles:
+    """Where one component's pair and the trust root lie."""
+
+    component: str
+    ca: Path
+    cert: Path
+    key: Path
+
+    @property
+    def identity(self) -> str:
+        return spiffe_id(self.component)
+
+
+class CertificateAuthority:
+    """``CertificateAuthority(state / "pki").ensure()``: the root exists; `issue` makes leaves."""
+
+    def __init__(self, directory: Path, leaf_lifetime: dt.timedelta = LEAF_LIFETIME) -> None:
+        self.directory = directory
+        self.leaf_lifetime = leaf_lifetime
+        self._root: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
+
+    @property
+    def root_path(self) -> Path:
+        return self.directory / "ca.crt"
+
+    def files(self, component: str) -> LeafFiles:
+        return LeafFiles(
+            component, self.root_path, self.directory / f"{component}.crt", self.directory / f"{component}.key"
+        )
+
+    def ensure(self) -> CertificateAuthority:
+        """Create the root once (a restart keeps it, so clients keep trusting the mesh)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        key_path = self.directory / "ca.key"
+        if key_path.exists() and self.root_path.exists():
+            self._load_root()
+            return self
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tidemesh local CA")])
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _CLOCK_SKEW)
+            .not_valid_after(now + ROOT_LIFETIME)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        _write_private(key_path, _key_pem(key))
+        _write_private(self.root_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        self._root = (cert, key)
+        return self
+
+    def _load_root(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        if self._root is None:
+            cert = x509.load_pem_x509_certificate(self.root_path.read_bytes())
+            key = serialization.load_pem_private_key((self.directory / "ca.key").read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{self.directory / 'ca.key'} is not an EC key")
+            self._root = (cert, key)
+        return self._root
+
+    def issue(self, component: str, lifetime: dt.timedelta | None = None) -> LeafFiles:
+        """A fresh leaf for `component` (server and client use), written over the old one."""
+        if not component or "/" in component or component.startswith("."):
+            raise ValueError(f"component must be a plain name, got {component!r}")
+        root, root_key = self._load_root()
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, component)]))
+            .issuer_name(root.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _CLOCK_SKEW)
+            .not_valid_after(min(now + (lifetime or self.leaf_lifetime), root.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.UniformResourceIdentifier(spiffe_id(component)),
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        files = self.files(component)
+        _write_private(files.key, _key_pem(key))
+        _write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        return files
+
+    def ensure_leaf(self, component: str) -> LeafFiles:
+        """The component's leaf, issued now if it is missing or due for renewal."""
+        if self.renew_due(component):
+            return self.issue(component)
+        return self.files(component)
+
+    def expires_at(self, component: str) -> dt.datetime | None:
+        path = self.files(component).cert
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return cert.not_valid_after_utc
+
+    def renew_due(self, component: str, now: dt.datetime | None = None) -> bool:
+        """True once half of the leaf's life has passed (or it is missing or unreadable)."""
+        path = self.files(component).cert
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            return True
+        if not self.files(component).key.exists():
+            return True
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        return (now or _now()) >= start + (end - start) / 2
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
