@@ -1,11 +1,39 @@
-"""Shared test helpers: polling without sleeps-as-waits."""
+"""Shared test helpers: polling without sleeps-as-waits, and the suite's trust root.
+
+Every mesh a test starts is secure (TLS on every hop, the default). They all adopt one root
+created for the session (`TIDEMESH_CA_DIR`, see `mesh.supervisor.MeshSecurity.prepare`), and
+the process trusts it the way a user's machine would: `TIDEMESH_CA` for the SDK, `SSL_CERT_FILE`
+for Python's ssl (aiohttp, websockets), `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` for grpcio's defaults.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+import pytest
+
+from mesh.security import CertificateAuthority
+
+_ROOT_DIR = Path(tempfile.mkdtemp(prefix="tidemesh-test-ca-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = CertificateAuthority(_ROOT_DIR).ensure().root_path
+    os.environ["TIDEMESH_CA_DIR"] = str(_ROOT_DIR)
+    for name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+        os.environ[name] = str(root)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_ROOT_DIR, ignore_errors=True)
+
 
 T = TypeVar("T")
 

@@ -14,6 +14,7 @@ from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.fabric import POOLS
 from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key, build_plan
+from mesh.telemetry import configure_console_logging
 
 DEMO: list[tuple[str, dict[str, Any], str]] = [
     ("echo", {"text": "hello from tidemesh"}, "interactive"),
@@ -59,6 +60,7 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ),
         auth=not args.no_auth,
         triton=args.triton,
+        insecure=getattr(args, "insecure", False),
         tenant_limit=(args.tenant_rate, args.tenant_burst),
         credential_limit=(args.credential_rate, args.credential_burst),
     )
@@ -75,8 +77,18 @@ def _pairs(text: str, flag: str) -> list[tuple[str, str]]:
     return pairs
 
 
+INSECURE_BANNER = (
+    "!! INSECURE MESH (--insecure): plaintext on every hop, NATS without users, internal ports open to\n"
+    "!! anyone on this host. For experiments only — never for real work or real data."
+)
+
+
 async def up(args: argparse.Namespace) -> int:
+    # The supervisor's own warnings, one redacted line each (never raw input on the terminal).
+    configure_console_logging("tidemesh")
     plan = plan_from(args)
+    if not plan.secure:
+        print(INSECURE_BANNER, file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     supervisor = Supervisor(plan)
@@ -115,13 +127,17 @@ async def up(args: argparse.Namespace) -> int:
             print(f"  {spec.name:<12} pid {pid:<8} {spec.address:<28} health {spec.health.url}")
         print(f"  public endpoint (gRPC, gRPC-Web, HTTP, WebSocket): {endpoint}")
         print(f"  mesh RSS: {_mesh_rss_mb(supervisor.pids()):.0f} MB", flush=True)
+        if plan.secure:
+            print(f"  TLS: on — every hop; clients trust {plan.ca_path} (`tidemesh ca`)")
+        else:
+            print(INSECURE_BANNER, flush=True)
         credential = admin_key(Path(plan.state_dir))
         if credential:
             print(f"  auth: on — admin API key in {Path(plan.state_dir) / 'auth' / 'admin.key'} (the CLI uses it)")
         else:
             print("  auth: OFF (--no-auth): every caller is let in")
         if args.demo:
-            await run_demo(endpoint, credential)
+            await run_demo(endpoint, credential, plan.ca_path)
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
     finally:
@@ -132,8 +148,9 @@ async def up(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_demo(endpoint: str, credential: str = "") -> None:
-    async with Client(endpoint, tenant="demo", credential=credential) as client:
+async def run_demo(endpoint: str, credential: str = "", ca: str = "") -> None:
+    """The demo tasks; `ca` "" means the mesh runs --insecure (plaintext)."""
+    async with Client(endpoint, tenant="demo", credential=credential, ca=ca or None, insecure=not ca) as client:
         for kind, payload, priority in DEMO:
             submitted = await client.submit(kind, payload, priority=priority)
             print(f"\n$ tidemesh submit {kind}  → task {submitted.task_id}", flush=True)

@@ -132,6 +132,16 @@ class CertificateAuthority:
         self._root = (cert, key)
         return self
 
+    def adopt(self, source: Path) -> CertificateAuthority:
+        """Take an existing root (``source/ca.crt`` and ``source/ca.key``) as this CA's own."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        _write_private(self.directory / "ca.key", (source / "ca.key").read_bytes())
+        _write_private(self.root_path, (source / "ca.crt").read_bytes(), 0o644)
+        self._root = None
+        self._load_root()  # fails here, not at the first leaf, if the pair is unusable
+        return self
+
     def _load_root(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         if self._root is None:
             cert = x509.load_pem_x509_certificate(self.root_path.read_bytes())

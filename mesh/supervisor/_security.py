@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,17 @@ class MeshSecurity:
         return self.nats_dir / f"{component}.json"
 
     @staticmethod
-    def prepare(state_dir: Path, leaf_lifetime: dt.timedelta | None = None) -> MeshSecurity:
+    def prepare(
+        state_dir: Path, leaf_lifetime: dt.timedelta | None = None, root_from: Path | str | None = None
+    ) -> MeshSecurity:
+        """Root, leaves and NATS users of the mesh in `state_dir`. `root_from` (default
+        `TIDEMESH_CA_DIR`) is a folder with an existing ``ca.crt`` + ``ca.key`` — an organisation's
+        root, shared by meshes that must trust each other — adopted when this mesh has none yet."""
         security = MeshSecurity(state_dir)
         ca = CertificateAuthority(security.pki_dir, **({"leaf_lifetime": leaf_lifetime} if leaf_lifetime else {}))
+        root_from = root_from or os.environ.get("TIDEMESH_CA_DIR", "")
+        if root_from and not ca.root_path.exists():
+            ca.adopt(Path(root_from))
         ca.ensure()
         for component in COMPONENTS:
             ca.ensure_leaf(component)

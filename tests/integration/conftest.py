@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from mesh.fabric import Quarantine, QuarantineRecord
+from mesh.edge import admin_get
+from mesh.fabric import Quarantine, QuarantineRecord, connect
+from mesh.security import Transport
 from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
@@ -105,24 +110,70 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
 @dataclass(frozen=True)
 class Mesh:
     plan: Plan
-    supervisor: Supervisor
+    supervisor: Supervisor | None = None
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.plan.public_port}"
 
     @property
+    def base_url(self) -> str:
+        """The public port over HTTPS (the test session trusts the mesh's root: tests/conftest.py)."""
+        return f"https://127.0.0.1:{self.plan.public_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"wss://127.0.0.1:{self.plan.public_port}"
+
+    @property
     def nats_url(self) -> str:
-        return self.plan.by_name("nats").address
+        return self.plan.processes[0].address
 
     def port(self, process: str, name: str) -> int:
         return self.plan.by_name(process).ports[name]
 
+    def public_channel(self) -> grpc.aio.Channel:
+        """gRPC to Envoy over TLS, as any outside caller."""
+        return grpc.aio.secure_channel(self.endpoint, grpc.ssl_channel_credentials())
+
+    def internal_channel(self, process: str, identity: str = "cli") -> grpc.aio.Channel:
+        """gRPC straight to a component's port, with `identity`'s leaf (mutual TLS)."""
+        return Transport.of(Path(self.plan.state_dir) / "pki", identity).channel(
+            f"127.0.0.1:{self.port(process, 'grpc')}"
+        )
+
+    def internal_ssl(self, identity: str = "cli") -> ssl.SSLContext:
+        """For HTTPS to a component's ops port (/metrics, /healthz): `identity`'s leaf."""
+        context = Transport.of(Path(self.plan.state_dir) / "pki", identity).client_ssl_context()
+        assert context is not None
+        return context
+
+    def ops_url(self, process: str, path: str) -> str:
+        return f"https://127.0.0.1:{self.port(process, 'http')}{path}"
+
+    @property
+    def admin_socket(self) -> Path:
+        return Path(self.plan.state_dir) / "envoy-admin.sock"
+
+    async def envoy_admin(self, path: str, timeout_s: float = 5.0) -> tuple[int, str]:
+        """GET from Envoy's admin API (a mode-600 unix socket in the state dir; no TCP port)."""
+        return await admin_get(self.admin_socket, path, timeout_s=timeout_s)
+
+    async def nats(self, component: str = "cli") -> NATS:
+        """A NATS client as `component` (default: the operators' admin user), over TLS."""
+        state = Path(self.plan.state_dir)
+        return await connect(
+            self.nats_url,
+            name=f"test-{component}",
+            tls=Transport.of(state / "pki", "cli").client_ssl_context(),
+            user_file=state / "nats" / f"{component}.json",
+        )
+
 
 @pytest.fixture
 async def broker(mesh: Mesh) -> AsyncIterator[NATS]:
-    """A NATS client of the mesh's own broker, for tests that write to the fabric directly."""
-    async with await nats.connect(mesh.nats_url) as client:
+    """A NATS client of the mesh's own broker (the admin user), for tests that write to the fabric directly."""
+    async with await mesh.nats() as client:
         yield client
 
 
