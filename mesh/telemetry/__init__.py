@@ -1,6 +1,15 @@
 """Logs, metrics and trace context — one module per concern."""
 
-from mesh.telemetry._logging import bind_task, configure_logging, get_logger
+from mesh.telemetry._logging import (
+    REDACTED,
+    bind_task,
+    configure_console_logging,
+    configure_logging,
+    get_logger,
+    one_line,
+    redact,
+    redact_message,
+)
 from mesh.telemetry._metrics import METRICS, Metrics, metrics_app
 from mesh.telemetry._tracing import (
     client_interceptors,
@@ -15,9 +24,11 @@ from mesh.telemetry._tracing import (
 
 __all__ = [
     "METRICS",
+    "REDACTED",
     "Metrics",
     "bind_task",
     "client_interceptors",
+    "configure_console_logging",
     "configure_logging",
     "configure_tracing",
     "current_traceparent",
@@ -25,6 +36,9 @@ __all__ = [
     "get_logger",
     "inject_headers",
     "metrics_app",
+    "one_line",
+    "redact",
+    "redact_message",
     "server_interceptors",
     "step_span",
     "tracer",

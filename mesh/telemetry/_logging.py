@@ -1,10 +1,13 @@
 """Structured JSON logs carrying the service, task id and trace id of the current context.
 
-Every line passes one redaction point (`redact`), whatever logged it — our code, a library, an
-exception's text: API keys keep only their id (``tmk_<id>_…``), JWTs and bearer credentials are
-replaced, and a field whose name says it holds a secret (``token``, ``password``, ``api_key``,
-``authorization``, …) is withheld whole. Lines are JSON, so a CR or LF in logged input is an
-escape inside a string, never a line of its own.
+Every line passes one redaction point, whatever logged it — our code, a library, an exception's
+text: API keys keep only their id (``tmk_<id>_…``), JWTs and bearer credentials are replaced, a
+field whose name says it holds a secret (``token``, ``password``, ``api_key``, ``authorization``,
+…) is withheld whole, and a protobuf message — passed as an argument or an extra field, or through
+`redact_message` — is logged in its JSON form with every field its schema marks
+``[debug_redact = true]`` replaced. Control characters in logged input (CR, LF, the ESC of ANSI
+sequences, U+2028/U+2029, …) are written as visible escapes, so input can neither start a forged
+line nor rewrite a terminal, in the JSON lines and in the console format alike.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
+from google.protobuf import descriptor_pool, json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 from opentelemetry import trace
 
 _task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tidemesh_task_id", default="")
@@ -41,6 +48,25 @@ _SECRET_FIELD = re.compile(
 REDACTED = "[redacted]"
 
 
+# What could end a line or rewrite a terminal once a line is decoded and shown: C0 and C1 controls
+# (CR, LF, ESC, NEL, …), DEL, the Unicode line and paragraph separators, and the bidirectional
+# overrides that reorder what a reader sees.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_LF = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character written as a visible escape (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    return _CONTROL.sub(_escape, text)
+
+
 def redact(text: str) -> str:
     """`text` with every credential-shaped substring replaced."""
     text = _API_KEY.sub(r"\1_" + REDACTED, text)
@@ -49,59 +75,260 @@ def redact(text: str) -> str:
     return _SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
 
+def _text(value: str) -> str:
+    return one_line(redact(value))
+
+
+def redact_message(value: Message | Mapping[str, Any] | str, descriptor: Descriptor | None = None) -> dict[str, Any]:
+    """The JSON form of a protobuf message with every field whose schema says ``[debug_redact = true]``
+    replaced by REDACTED, at any depth: nested messages, oneof members, repeated fields, map values and
+    ``Any`` bodies. `value` is a message, or its JSON form (a dict or a JSON string, proto or JSON field
+    names) together with the `descriptor` it was written from.
+
+    It reads only the descriptor, so it works on any schema: the contract's, or one built at run time
+    from a user's task kind, whose fields marked ``debug_redact`` then never reach a log. What cannot be
+    read against its schema (bad JSON, an ``Any`` of an unknown type) is withheld whole. Strings that
+    look like credentials are redacted anyway once the result is logged.
+    """
+    schema: Any  # generated messages' descriptors are upb's class, a built one is descriptor.Descriptor
+    if isinstance(value, Message):
+        schema = value.DESCRIPTOR
+        try:
+            doc: Any = json_format.MessageToDict(
+                value, preserving_proto_field_name=True, descriptor_pool=schema.file.pool
+            )
+        except (TypeError, json_format.Error):  # an Any whose type this process does not know
+            return _withheld(schema.full_name)
+    elif descriptor is None:
+        raise TypeError("redact_message needs the descriptor of a message given in its JSON form")
+    else:
+        schema = descriptor
+        try:
+            doc = json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            return _withheld(schema.full_name)
+    if not isinstance(doc, Mapping):
+        return _withheld(schema.full_name)
+    return _redact_fields(doc, schema)
+
+
+def _withheld(type_name: str) -> dict[str, Any]:
+    return {"@type": type_name, "value": REDACTED}
+
+
+@lru_cache(maxsize=1024)
+def _fields_of(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    """A message's fields by proto name and by JSON name (its JSON form may use either)."""
+    fields: dict[str, FieldDescriptor] = {}
+    for field in descriptor.fields:
+        fields[field.json_name] = field
+        fields[field.name] = field
+    return fields
+
+
+def _redact_fields(doc: Mapping[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+    fields = _fields_of(descriptor)
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        field = fields.get(key)
+        if field is None:
+            out[key] = value  # not in the schema, so not marked; logging still cleans it by shape and name
+        elif field.GetOptions().debug_redact:
+            out[key] = REDACTED
+        elif field.message_type is None:
+            out[key] = value
+        elif field.message_type.GetOptions().map_entry:
+            out[key] = _redact_map(value, field.message_type.fields_by_name["value"], descriptor)
+        elif isinstance(value, list):
+            out[key] = [_redact_value(item, field.message_type, descriptor) for item in value]
+        else:
+            out[key] = _redact_value(value, field.message_type, descriptor)
+    return out
+
+
+def _redact_map(value: Any, entry_value: FieldDescriptor, outer: Descriptor) -> Any:
+    if not isinstance(value, Mapping):
+        return REDACTED  # not a map's JSON form: nothing says what it holds
+    if entry_value.GetOptions().debug_redact:
+        return {k: REDACTED for k in value}
+    if entry_value.message_type is None:
+        return value
+    return {k: _redact_value(v, entry_value.message_type, outer) for k, v in value.items()}
+
+
+def _redact_value(value: Any, descriptor: Descriptor, outer: Descriptor) -> Any:
+    if descriptor.full_name == "google.protobuf.Any":
+        return _redact_any(value, outer)
+    if descriptor.full_name.startswith("google.protobuf.") or value is None:
+        return value  # well-known types have their own JSON forms and no marked fields
+    if not isinstance(value, Mapping):
+        return REDACTED  # not a message's JSON form: nothing says what it holds
+    return _redact_fields(value, descriptor)
+
+
+def _redact_any(value: Any, outer: Descriptor) -> Any:
+    type_url = value.get("@type", "") if isinstance(value, Mapping) else ""
+    if not type_url or not isinstance(type_url, str):
+        return value if value in ({}, None) else _withheld("google.protobuf.Any")
+    name = type_url.rsplit("/", 1)[-1]
+    inner = None
+    for pool in (outer.file.pool, descriptor_pool.Default()):
+        try:
+            inner = pool.FindMessageTypeByName(name)
+            break
+        except KeyError:
+            continue
+    if inner is None:
+        return _withheld(type_url)
+    if name.startswith("google.protobuf."):
+        return value  # {"@type": ..., "value": <the well-known type's JSON form>}
+    body = _redact_fields({k: v for k, v in value.items() if k != "@type"}, inner)
+    return {"@type": type_url, **body}
+
+
+def _compact(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), default=str)
+
+
 def _clean(key: str, value: Any) -> Any:
     if _SECRET_FIELD.fullmatch(key):
         return REDACTED
     if isinstance(value, str):
-        return redact(value)
+        return _text(value)
     if isinstance(value, (int, float, bool)) or value is None:
         return value
-    if isinstance(value, dict):
-        return {str(k): _clean(str(k), v) for k, v in value.items()}
+    if isinstance(value, Message):
+        return _clean(key, redact_message(value))
+    if isinstance(value, Mapping):
+        return {_text(str(k)): _clean(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_clean(key, item) for item in value]
-    return redact(str(value))
+    return _text(str(value))
+
+
+def _message(record: logging.LogRecord) -> str:
+    """`record.getMessage()`, with protobuf messages (the format or its arguments) in redacted JSON form."""
+    msg = _compact(redact_message(record.msg)) if isinstance(record.msg, Message) else str(record.msg)
+    args: Any = record.args
+    if args:
+        if isinstance(args, Mapping):
+            args = {k: _compact(redact_message(v)) if isinstance(v, Message) else v for k, v in args.items()}
+        else:
+            args = tuple(_compact(redact_message(a)) if isinstance(a, Message) else a for a in args)
+        msg = msg % args
+    return msg
 
 
 # Attributes every LogRecord has; anything else passed via `extra=` is emitted as a field.
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+def _exception_text(formatter: logging.Formatter, exc_info: Any) -> str:
+    """The formatted traceback with each exception's text and notes (in the chain and groups) on one line."""
+    text = formatter.formatException(exc_info)
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc_info[1]]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        notes = getattr(exc, "__notes__", None)
+        for part in [_safe_str(exc), *(map(_safe_str, notes) if isinstance(notes, list) else ())]:
+            if _CONTROL.search(part):
+                text = text.replace(part, one_line(part))
+        pending += [exc.__cause__, exc.__context__, *getattr(exc, "exceptions", ())]
+    return text
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not lose the line; the traceback says <exception str() failed>
+        return ""
+
+
+def _fields(record: logging.LogRecord, formatter: logging.Formatter, *, block_text: bool) -> dict[str, Any]:
+    """A record as cleaned fields; a traceback keeps its line breaks only if `block_text`."""
+    entry: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "service": _service,
+        "logger": record.name,
+        "msg": _text(_message(record)),
+    }
+    task_id = _task_id.get()
+    if task_id:
+        entry["task_id"] = _text(task_id)
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        entry["trace_id"] = f"{span.trace_id:032x}"
+        entry["span_id"] = f"{span.span_id:016x}"
+    for key, value in record.__dict__.items():
+        if key not in _RESERVED and not key.startswith("_"):
+            entry[_text(key)] = _clean(key, value)
+    # A traceback is one field; inside a JSON string its own line breaks are escapes and stay, for
+    # reading. The exception's text and notes in it are input: escaped whole, line breaks included.
+    blocks = {"exc": _exception_text(formatter, record.exc_info) if record.exc_info else "", "stack": record.stack_info}
+    for key, block in blocks.items():
+        if block:
+            text = redact(block)
+            entry[key] = _CONTROL_BUT_LF.sub(_escape, text) if block_text else one_line(text)
+    return entry
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line, every field through the redaction point."""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "service": _service,
-            "logger": record.name,
-            "msg": redact(record.getMessage()),
-        }
-        task_id = _task_id.get()
-        if task_id:
-            entry["task_id"] = task_id
-        span = trace.get_current_span().get_span_context()
-        if span.is_valid:
-            entry["trace_id"] = f"{span.trace_id:032x}"
-            entry["span_id"] = f"{span.span_id:016x}"
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = _clean(key, value)
-        if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        return json.dumps(_fields(record, self, block_text=True), default=str)
+
+
+# A value written as is in the console format; other strings are quoted, containers written as JSON.
+_BARE = re.compile(r"[\w.:/@+-]{1,200}")
+
+
+def _console_value(value: Any) -> str:
+    if not isinstance(value, str):
+        return _compact(value)
+    return value if _BARE.fullmatch(value) else '"' + value.replace('"', '\\"') + '"'
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``<level> <logger>: <msg> key=value … | <traceback>`` on one line for a terminal, through the same
+    redaction point; the traceback's line breaks are written as ``\\n``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = _fields(record, self, block_text=False)
+        parts = [f"{entry.pop('level')} {entry.pop('logger')}: {entry.pop('msg')}"]
+        blocks = [entry.pop(key) for key in ("exc", "stack") if key in entry]
+        for key in ("ts", "service", "span_id"):
+            entry.pop(key, None)
+        parts += [f"{key}={_console_value(value)}" for key, value in entry.items()]
+        parts += [f"| {block}" for block in blocks]
+        return " ".join(parts)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send this process's logs to stderr as one JSON object per line."""
+    _install(service, level, JsonFormatter())
+    # nats-py logs every reconnect attempt at error level; keep it, but not at debug noise.
+    logging.getLogger("nats").setLevel(logging.WARNING)
+
+
+def configure_console_logging(service: str, level: str = "WARNING") -> None:
+    """Send this process's logs to stderr one readable line each (a CLI in a terminal, e.g. ``tidemesh up``)."""
+    _install(service, level, ConsoleFormatter())
+
+
+def _install(service: str, level: str, formatter: logging.Formatter) -> None:
     global _service
     _service = service
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # nats-py logs every reconnect attempt at error level; keep it, but not at debug noise.
-    logging.getLogger("nats").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> logging.Logger:

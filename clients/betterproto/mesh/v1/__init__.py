@@ -412,7 +412,7 @@ class CreateApiKeyResponse(betterproto2.Message):
 
     api_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    tmk_<key_id>_<secret>; shown only here.
+    tmk_<key_id>_<secret>; shown only here, and never logged (debug_redact).
     """
 
 
