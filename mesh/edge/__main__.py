@@ -2,17 +2,27 @@
 
 ``check`` exits 0 when FILE equals the rendering of the given options (defaults unless passed),
 else prints a unified diff and exits 1 -- CI uses it to catch hand edits and stale files.
+``check --validate`` also runs ``envoy --mode validate`` on FILE. Envoy refuses a TLS rendering
+whose SDS files do not exist yet (``--tls-sds-dir`` before `write_sds` ran): then the check
+validates the same rendering pointed at a throwaway SDS directory (a scratch CA's secrets),
+which proves the config sound without touching the real one, and says so on stderr. Envoy's
+validation only checks that SDS files exist, so when they do the check also reads them
+(`check_sds`: one secret of the right name and kind per file).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from mesh.edge._bootstrap import EdgeConfig, render_yaml
+from mesh.edge._bootstrap import GATEWAY_IDENTITY, EdgeConfig, EdgeTls, render_yaml
+from mesh.edge._sds import CA_SECRET, CERT_SECRET, check_sds, sds_path, write_sds
 
 _DEFAULTS = EdgeConfig()
 
@@ -41,6 +51,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="gateway aiohttp replica; repeat for several",
     )
+    p.add_argument("--tls-sds-dir", metavar="DIR", help="terminate TLS and use mTLS upstream; secrets in DIR (SDS)")
+    p.add_argument("--upstream-identity", default=GATEWAY_IDENTITY, help="URI SAN the gateway must present")
+    p.add_argument("--admin-socket", default="", metavar="PATH", help="admin API on this unix socket (mode 600)")
 
 
 def _config(args: argparse.Namespace) -> EdgeConfig:
@@ -49,7 +62,48 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         admin_port=args.admin_port,
         grpc_upstreams=tuple(args.grpc_upstream or _DEFAULTS.grpc_upstreams),
         http_upstreams=tuple(args.http_upstream or _DEFAULTS.http_upstreams),
+        tls=EdgeTls(args.tls_sds_dir, args.upstream_identity) if args.tls_sds_dir else None,
+        admin_socket=args.admin_socket,
     )
+
+
+def _envoy_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    from mesh.supervisor import find_binary  # the supervisor imports mesh.edge: import it only when needed
+
+    command = [find_binary("envoy"), "--mode", "validate", "-c", str(path), "--log-level", "error"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def _validate(path: Path, cfg: EdgeConfig) -> int:
+    """0 when Envoy accepts the config in `path` (rendered from `cfg`), else print why and return 1."""
+    tls = cfg.tls
+    missing = tls is not None and not all(sds_path(tls.sds_dir, s).exists() for s in (CERT_SECRET, CA_SECRET))
+    if tls is None or not missing:
+        if tls is not None:
+            try:
+                check_sds(tls.sds_dir)  # Envoy's validation checks only that the files exist
+            except ValueError as exc:
+                print(f"envoy --mode validate rejected {path}: {exc}", file=sys.stderr)
+                return 1
+        result = _envoy_validate(path)
+    else:
+        from mesh.security import CertificateAuthority
+
+        with tempfile.TemporaryDirectory(prefix="tidemesh-sds-check-") as scratch:
+            print(
+                f"{tls.sds_dir} has no SDS secrets yet; validating the same rendering with a scratch CA's secrets",
+                file=sys.stderr,
+            )
+            write_sds(Path(scratch) / "sds", CertificateAuthority(Path(scratch) / "pki").ensure().issue("envoy"))
+            stand_in = dataclasses.replace(cfg, tls=dataclasses.replace(tls, sds_dir=str(Path(scratch) / "sds")))
+            scratch_config = Path(scratch) / "envoy.yaml"
+            scratch_config.write_text(render_yaml(stand_in))
+            result = _envoy_validate(scratch_config)
+    if result.returncode == 0:
+        return 0
+    sys.stdout.write(result.stdout + result.stderr)
+    print(f"envoy --mode validate rejected {path}", file=sys.stderr)
+    return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     check = sub.add_parser("check", help="exit 1 with a diff if FILE differs from the rendering")
     check.add_argument("file", type=Path)
+    check.add_argument("--validate", action="store_true", help="also run `envoy --mode validate` on FILE")
     _add_config_options(check)
     return parser
 
@@ -69,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        text = render_yaml(_config(args))
+        cfg = _config(args)
+        text = render_yaml(cfg)
     except ValueError as exc:
         parser.error(str(exc))
     if args.command == "render":
@@ -84,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 1
     if current == text:
-        return 0
+        return _validate(args.file, cfg) if args.validate else 0
     diff = difflib.unified_diff(
         current.splitlines(keepends=True),
         text.splitlines(keepends=True),

@@ -5,7 +5,12 @@ One listener (``codec_type: AUTO``) carries HTTP/1.1, h2c gRPC and gRPC-Web; req
 everything else (REST, SSE, WebSocket) to ``gateway_http`` (HTTP/1.1 upstream). Both clusters
 ring-hash on the session header so a session sticks to one gateway replica.
 
-Also holds the two admin helpers callers use to discover ports when they ask for port 0.
+With ``tls=EdgeTls(sds_dir)`` the public listener terminates TLS (ALPN h2 and http/1.1, the
+certificate from file-based SDS, see `mesh.edge._sds`) and both clusters speak mutual TLS to the
+gateway: Envoy presents its own leaf and accepts only a gateway whose URI SAN is the expected
+identity. With ``admin_socket`` the admin API listens on a mode-600 unix socket instead of TCP.
+
+Also holds the admin helpers callers use to discover ports when they ask for port 0.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +29,13 @@ import yaml
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, protocol_pb2, substitution_format_string_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    base_pb2,
+    config_source_pb2,
+    protocol_pb2,
+    substitution_format_string_pb2,
+)
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.overload.v3 import overload_pb2
@@ -34,21 +46,29 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.resource_monitors.downstream_connections.v3 import downstream_connections_pb2
 from envoy.extensions.resource_monitors.fixed_heap.v3 import fixed_heap_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as tls_common_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
+from mesh.edge._sds import CA_SECRET, CERT_SECRET, sds_path
+
 __all__ = [
+    "GATEWAY_IDENTITY",
     "GRPC_CLUSTER",
     "HTTP_CLUSTER",
     "LISTENER_NAME",
     "EdgeConfig",
+    "EdgeTls",
+    "admin_get",
     "build_bootstrap",
     "read_admin_address",
     "render_yaml",
     "wait_for_listener_port",
+    "wait_for_listener_port_unix",
 ]
 
 LISTENER_NAME = "tidemesh_edge"
@@ -138,12 +158,38 @@ def _check_port(name: str, port: int, *, allow_zero: bool) -> None:
         raise ValueError(f"{name} must be an int in [{low}, 65535], got {port!r}")
 
 
+# A unix socket's path must fit sockaddr_un.sun_path (108 bytes with its NUL).
+_MAX_SOCKET_PATH = 107
+# Who a gateway must prove to be (URI SAN) before Envoy forwards anything to it.
+GATEWAY_IDENTITY = "spiffe://tidemesh/gateway"
+
+
+@dataclass(frozen=True)
+class EdgeTls:
+    """TLS for the front door: secrets from file-based SDS in `sds_dir` (see `mesh.edge._sds.write_sds`).
+
+    `upstream_identity` is the URI SAN the gateway's certificate must carry; any other peer,
+    even one the mesh's CA signed, is refused before a request reaches it.
+    """
+
+    sds_dir: str
+    upstream_identity: str = GATEWAY_IDENTITY
+
+    def __post_init__(self) -> None:
+        if not self.sds_dir or not Path(self.sds_dir).is_absolute():
+            raise ValueError(f"tls.sds_dir must be an absolute path, got {self.sds_dir!r}")
+        if not self.upstream_identity.startswith("spiffe://"):
+            raise ValueError(f"tls.upstream_identity must be a spiffe:// URI, got {self.upstream_identity!r}")
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     """What the front door listens on and where it sends traffic. Validated on construction.
 
     Port 0 (listen/admin) asks the OS for a free port; discover it with
-    ``wait_for_listener_port`` / ``read_admin_address``.
+    ``wait_for_listener_port`` / ``read_admin_address``. A non-empty `admin_socket` replaces the
+    admin TCP port (`admin_host`/`admin_port` are then unused): discover the listener with
+    ``wait_for_listener_port_unix``.
     """
 
     listen_host: str = "0.0.0.0"
@@ -157,6 +203,10 @@ class EdgeConfig:
     # A client must send a request's complete headers within this; else Envoy closes the
     # connection (slowloris: a header byte every few seconds holds a connection forever).
     request_headers_timeout_s: float = 10.0
+    # None: plaintext on the public port and to the gateway (`tidemesh up --insecure`).
+    tls: EdgeTls | None = None
+    # Absolute path of a unix socket (mode 600) for the admin API; "" keeps the TCP admin port.
+    admin_socket: str = ""
 
     def __post_init__(self) -> None:
         if not _is_ip(self.listen_host):
@@ -180,6 +230,13 @@ class EdgeConfig:
             raise ValueError("cors_allow_origins must not be empty (use ('*',) to allow any origin)")
         if not 0 < self.request_headers_timeout_s <= 600:
             raise ValueError(f"request_headers_timeout_s must be in (0, 600], got {self.request_headers_timeout_s!r}")
+        if self.tls is not None and not isinstance(self.tls, EdgeTls):
+            raise ValueError(f"tls must be an EdgeTls or None, got {self.tls!r}")
+        if self.admin_socket:
+            if not Path(self.admin_socket).is_absolute():
+                raise ValueError(f"admin_socket must be an absolute path, got {self.admin_socket!r}")
+            if len(os.fsencode(self.admin_socket)) > _MAX_SOCKET_PATH:
+                raise ValueError(f"admin_socket must be at most {_MAX_SOCKET_PATH} bytes, got {self.admin_socket!r}")
 
 
 # --- building -------------------------------------------------------------------------------
@@ -453,20 +510,89 @@ def _connection_manager(cfg: EdgeConfig) -> hcm_pb2.HttpConnectionManager:
     )
 
 
+def _sds_secret(tls: EdgeTls, name: str) -> secret_pb2.SdsSecretConfig:
+    # Envoy reloads the file when an entry is moved into the directory: write_sds renames
+    # complete files into it, so a half-written secret is never read.
+    source = config_source_pb2.PathConfigSource(
+        path=str(sds_path(tls.sds_dir, name)),
+        watched_directory=base_pb2.WatchedDirectory(path=tls.sds_dir),
+    )
+    return secret_pb2.SdsSecretConfig(
+        name=name,
+        sds_config=config_source_pb2.ConfigSource(
+            path_config_source=source, resource_api_version=config_source_pb2.ApiVersion.V3
+        ),
+    )
+
+
+def _tls_params() -> tls_common_pb2.TlsParameters:
+    return tls_common_pb2.TlsParameters(tls_minimum_protocol_version=tls_common_pb2.TlsParameters.TlsProtocol.TLSv1_2)
+
+
+def _transport_socket(context: Message) -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=_any(context))
+
+
+def _downstream_tls(tls: EdgeTls) -> base_pb2.TransportSocket:
+    """TLS for the public port. No client certificate: public callers prove who they are with
+    API keys and JWTs, which the gateway checks. ALPN picks h2 (gRPC) or http/1.1 (REST, SSE,
+    WebSocket, gRPC-Web) on the one port."""
+    context = tls_pb2.DownstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_params=_tls_params(),
+            alpn_protocols=["h2", "http/1.1"],
+            tls_certificate_sds_secret_configs=[_sds_secret(tls, CERT_SECRET)],
+        ),
+        require_client_certificate=wrappers_pb2.BoolValue(value=False),
+    )
+    return _transport_socket(context)
+
+
+def _upstream_tls(tls: EdgeTls, *, http2: bool) -> base_pb2.TransportSocket:
+    """Mutual TLS to the gateway: Envoy presents its own leaf and accepts only a peer that the
+    mesh's CA signed AND whose URI SAN is `tls.upstream_identity`."""
+    combined = tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+        default_validation_context=tls_common_pb2.CertificateValidationContext(
+            match_typed_subject_alt_names=[
+                tls_common_pb2.SubjectAltNameMatcher(
+                    san_type=tls_common_pb2.SubjectAltNameMatcher.SanType.URI,
+                    matcher=string_pb2.StringMatcher(exact=tls.upstream_identity),
+                )
+            ]
+        ),
+        validation_context_sds_secret_config=_sds_secret(tls, CA_SECRET),
+    )
+    context = tls_pb2.UpstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_params=_tls_params(),
+            # gRPC servers insist on ALPN h2; the HTTP cluster speaks HTTP/1.1 only.
+            alpn_protocols=["h2"] if http2 else ["http/1.1"],
+            tls_certificate_sds_secret_configs=[_sds_secret(tls, CERT_SECRET)],
+            combined_validation_context=combined,
+        ),
+    )
+    return _transport_socket(context)
+
+
 def _listener(cfg: EdgeConfig) -> listener_pb2.Listener:
     network_filter = listener_components_pb2.Filter(
         name="envoy.filters.network.http_connection_manager",
         typed_config=_any(_connection_manager(cfg)),
     )
+    chain = listener_components_pb2.FilterChain(filters=[network_filter])
+    if cfg.tls is not None:
+        chain.transport_socket.CopyFrom(_downstream_tls(cfg.tls))
     return listener_pb2.Listener(
         name=LISTENER_NAME,
         address=_socket(cfg.listen_host, cfg.listen_port),
-        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+        filter_chains=[chain],
         per_connection_buffer_limit_bytes=wrappers_pb2.UInt32Value(value=_CONNECTION_BUFFER_BYTES),
     )
 
 
-def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> cluster_pb2.Cluster:
+def _cluster(
+    name: str, upstreams: tuple[Upstream, ...], *, http2: bool, tls: EdgeTls | None = None
+) -> cluster_pb2.Cluster:
     explicit = http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig
     if http2:
         protocol = explicit(http2_protocol_options=_http2_options())
@@ -498,6 +624,8 @@ def _cluster(name: str, upstreams: tuple[Upstream, ...], *, http2: bool) -> clus
             ]
         ),
     )
+    if tls is not None:
+        cluster.transport_socket.CopyFrom(_upstream_tls(tls, http2=http2))
     if not all_ips:
         # "localhost" must not resolve to ::1 while the gateway listens on IPv4 only.
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
@@ -546,16 +674,25 @@ def _overload_manager() -> overload_pb2.OverloadManager:
     )
 
 
+def _admin(cfg: EdgeConfig) -> bootstrap_pb2.Admin:
+    if cfg.admin_socket:
+        # The admin API stops the server and dumps its config: on a loopback TCP port every local
+        # user could reach it; a mode-600 socket only Envoy's own user can open.
+        pipe = address_pb2.Pipe(path=cfg.admin_socket, mode=0o600)
+        return bootstrap_pb2.Admin(address=address_pb2.Address(pipe=pipe))
+    return bootstrap_pb2.Admin(address=_socket(cfg.admin_host, cfg.admin_port))
+
+
 def build_bootstrap(cfg: EdgeConfig) -> bootstrap_pb2.Bootstrap:
     """Return the complete static Envoy bootstrap for ``cfg`` (pure; no I/O)."""
     return bootstrap_pb2.Bootstrap(
         node=base_pb2.Node(id="tidemesh-edge", cluster="tidemesh"),
-        admin=bootstrap_pb2.Admin(address=_socket(cfg.admin_host, cfg.admin_port)),
+        admin=_admin(cfg),
         static_resources=bootstrap_pb2.Bootstrap.StaticResources(
             listeners=[_listener(cfg)],
             clusters=[
-                _cluster(GRPC_CLUSTER, cfg.grpc_upstreams, http2=True),
-                _cluster(HTTP_CLUSTER, cfg.http_upstreams, http2=False),
+                _cluster(GRPC_CLUSTER, cfg.grpc_upstreams, http2=True, tls=cfg.tls),
+                _cluster(HTTP_CLUSTER, cfg.http_upstreams, http2=False, tls=cfg.tls),
             ],
         ),
         overload_manager=_overload_manager(),
@@ -627,13 +764,36 @@ async def wait_for_listener_port(
 
     Works for ``listen_port=0``. Raises TimeoutError if not bound within ``timeout_s``.
     """
-    url = f"http://{admin_host}:{admin_port}/listeners?format=json"
-    if ":" in admin_host:
-        url = f"http://[{admin_host}]:{admin_port}/listeners?format=json"
+    base = f"http://[{admin_host}]:{admin_port}" if ":" in admin_host else f"http://{admin_host}:{admin_port}"
+    return await _wait_for_listener(base, None, timeout_s, listener)
+
+
+async def wait_for_listener_port_unix(
+    admin_socket: str | Path, timeout_s: float = 10.0, *, listener: str = LISTENER_NAME
+) -> int:
+    """`wait_for_listener_port` for an admin API on a unix socket (``EdgeConfig.admin_socket``)."""
+    return await _wait_for_listener("http://envoy-admin", str(admin_socket), timeout_s, listener)
+
+
+async def admin_get(admin_socket: str | Path, path: str, *, timeout_s: float = 1.0) -> tuple[int, str]:
+    """GET `path` (e.g. ``/ready``) from Envoy's admin unix socket; return (status, body).
+
+    Raises aiohttp.ClientError or TimeoutError when the socket does not answer (Envoy not up yet).
+    """
+    connector = aiohttp.UnixConnector(path=str(admin_socket))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"http://envoy-admin{path}", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            return resp.status, await resp.text()
+
+
+async def _wait_for_listener(base: str, admin_socket: str | None, timeout_s: float, listener: str) -> int:
+    url = f"{base}/listeners?format=json"
+    where = f"admin socket {admin_socket}" if admin_socket else f"admin {url}"
     deadline = time.monotonic() + timeout_s
     delay = _POLL_START_S
     last_error = "no answer yet"
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.UnixConnector(path=admin_socket) if admin_socket else None
+    async with aiohttp.ClientSession(connector=connector) as session:
         while True:
             # Never let one request outlive the caller's deadline.
             per_try = aiohttp.ClientTimeout(total=min(1.0, max(0.05, deadline - time.monotonic())))
@@ -649,7 +809,5 @@ async def wait_for_listener_port(
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"Envoy listener {listener!r} not bound (admin {url}) within {timeout_s}s: {last_error}"
-                )
+                raise TimeoutError(f"Envoy listener {listener!r} not bound ({where}) within {timeout_s}s: {last_error}")
             delay = await _backoff(delay, deadline)
