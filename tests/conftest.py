@@ -22,13 +22,12 @@ import pytest
 from mesh.security import CertificateAuthority
 
 _ROOT_DIR = Path(tempfile.mkdtemp(prefix="tidemesh-test-ca-"))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    root = CertificateAuthority(_ROOT_DIR).ensure().root_path
-    os.environ["TIDEMESH_CA_DIR"] = str(_ROOT_DIR)
-    for name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
-        os.environ[name] = str(root)
+# Set at import, not in pytest_configure: the sub-directory conftests load before that hook and
+# import aiohttp, whose connector builds its default SSL context (reading SSL_CERT_FILE) at import.
+_root = CertificateAuthority(_ROOT_DIR).ensure().root_path
+os.environ["TIDEMESH_CA_DIR"] = str(_ROOT_DIR)
+for _name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+    os.environ[_name] = str(_root)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
