@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 
 import aiohttp
-import grpc.aio
-import nats
 
 from mesh.fabric import TASKS_STREAM
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
@@ -17,13 +15,14 @@ async def test_a_listing_entry_naming_another_tenants_task_shows_nothing(mesh: M
     """An index entry of tenant B naming tenant A's task (a client-chosen id claimed twice, not yet taken
     back) is left out of B's list over gRPC and REST; A still sees its task."""
     task_id = f"shared-{uuid.uuid4().hex[:12]}"
-    async with grpc.aio.insecure_channel(mesh.endpoint) as channel:
+    async with mesh.public_channel() as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         spec = task_pb2.TaskSpec(
             tenant="list-a", kind="echo", task_id=task_id, payload=task_pb2.TaskPayload(echo={"text": "secret"})
         )
-        await stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=10)
-        client = await nats.connect(mesh.nats_url)
+        # The task's mesh id (a client-chosen id is scoped to its tenant), so B's entry names A's very task.
+        task_id = (await stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=10)).task_id
+        client = await mesh.nats()
         try:
             await client.jetstream().publish(f"tm.task.list-b.{task_id}", b"", stream=TASKS_STREAM)
         finally:
@@ -33,14 +32,14 @@ async def test_a_listing_entry_naming_another_tenants_task_shows_nothing(mesh: M
         mine = await stub.ListTasks(gateway_pb2.ListTasksRequest(tenant="list-a"), timeout=10)
         assert task_id in [task.spec.task_id for task in mine.tasks]
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{mesh.endpoint}/v1/tasks?tenant=list-b") as response:
+        async with session.get(f"{mesh.base_url}/v1/tasks?tenant=list-b") as response:
             assert response.status == 200 and (await response.json())["tasks"] == []
 
 
 async def test_numbers_too_long_to_be_numbers_are_400_naming_the_field(mesh: Mesh) -> None:
     """A 5 000-digit Last-Event-ID, `after` or `limit` is a JSON 400 naming the field, not a 500."""
     digits = "9" * 5000
-    base = f"http://{mesh.endpoint}/v1/tasks"
+    base = f"{mesh.base_url}/v1/tasks"
     async with aiohttp.ClientSession() as session:
         async with session.post(base, json={"kind": "echo", "tenant": "digits", "payload": {"text": "x"}}) as response:
             task_id = (await response.json())["task_id"]
