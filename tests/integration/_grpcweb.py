@@ -1,4 +1,8 @@
-"""A minimal gRPC-Web client over HTTP/1.1 (what a browser sends), for tests."""
+"""A minimal gRPC-Web client over HTTP/1.1 (what a browser sends), for tests.
+
+The public port is HTTPS in a secure mesh (the default); aiohttp's default context trusts the
+suite's root (SSL_CERT_FILE, see tests/conftest.py). `tls=False` is for an `--insecure` mesh.
+"""
 
 from __future__ import annotations
 
@@ -42,17 +46,18 @@ def parse(body: bytes) -> GrpcWebReply:
     return reply
 
 
-async def call(endpoint: str, method: str, request: Message) -> GrpcWebReply:
+async def call(endpoint: str, method: str, request: Message, *, tls: bool = True) -> GrpcWebReply:
     """POST one gRPC-Web call (unary or server streaming) over HTTP/1.1 and collect the reply."""
     headers = {
         "content-type": "application/grpc-web+proto",
         "x-grpc-web": "1",
         "accept": "application/grpc-web+proto",
-        "origin": "http://browser.test",
+        "origin": "https://browser.test",
     }
+    scheme = "https" if tls else "http"
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector, version=aiohttp.HttpVersion11) as session:
-        async with session.post(f"http://{endpoint}/{method}", data=frame(request), headers=headers) as response:
+        async with session.post(f"{scheme}://{endpoint}/{method}", data=frame(request), headers=headers) as response:
             body = await response.read()
             reply = parse(body)
             reply.http_status = response.status

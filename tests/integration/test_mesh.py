@@ -125,7 +125,7 @@ async def test_idempotent_submit_through_envoy(mesh: Mesh) -> None:
 
 async def test_invalid_input_names_the_field_over_grpc(mesh: Mesh) -> None:
     """Unknown kind, missing tenant, wrong payload and oversize payload are INVALID_ARGUMENT naming the field."""
-    async with grpc.aio.insecure_channel(mesh.endpoint) as channel:
+    async with mesh.public_channel() as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         cases = {
             "spec.kind": task_pb2.TaskSpec(tenant="t", kind="teleport"),
@@ -185,29 +185,32 @@ async def test_grpc_web_invalid_input_names_the_field(mesh: Mesh) -> None:
     assert "spec.kind" in reply.trailers.get("grpc-message", "")
 
 
-def _grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=20, check=False)
+def _grpcurl(ca: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """grpcurl over TLS, verifying the public port against the mesh's root (as the README shows)."""
+    return subprocess.run([GRPCURL, "-cacert", ca, *args], capture_output=True, text=True, timeout=20, check=False)
 
 
 async def test_grpcurl_lists_checks_health_and_calls(mesh: Mesh) -> None:
     """grpcurl through Envoy lists the services (reflection), passes a health check and submits a task."""
-    listed = await asyncio.to_thread(_grpcurl, mesh.endpoint, "list")
+    ca = mesh.plan.ca_path
+    listed = await asyncio.to_thread(_grpcurl, ca, mesh.endpoint, "list")
     assert listed.returncode == 0, listed.stderr
     assert {"mesh.v1.GatewayService", "grpc.health.v1.Health"} <= set(listed.stdout.split())
-    health = await asyncio.to_thread(_grpcurl, mesh.endpoint, "grpc.health.v1.Health/Check")
+    health = await asyncio.to_thread(_grpcurl, ca, mesh.endpoint, "grpc.health.v1.Health/Check")
     assert health.returncode == 0 and '"SERVING"' in health.stdout, health.stderr
     body = json.dumps({"spec": {"tenant": "curl", "kind": "echo", "payload": {"echo": {"text": "via grpcurl"}}}})
-    submitted = await asyncio.to_thread(_grpcurl, "-d", body, mesh.endpoint, "mesh.v1.GatewayService/SubmitTask")
+    submitted = await asyncio.to_thread(_grpcurl, ca, "-d", body, mesh.endpoint, "mesh.v1.GatewayService/SubmitTask")
     assert submitted.returncode == 0, submitted.stderr
     reply = json.loads(submitted.stdout)
     task_id = reply.get("taskId") or reply["task_id"]
     watched = await asyncio.to_thread(
-        _grpcurl, "-d", json.dumps({"task_id": task_id}), mesh.endpoint, "mesh.v1.GatewayService/WatchTask"
+        _grpcurl, ca, "-d", json.dumps({"task_id": task_id}), mesh.endpoint, "mesh.v1.GatewayService/WatchTask"
     )
     assert watched.returncode == 0, watched.stderr
     assert '"via grpcurl"' in watched.stdout and "TASK_STATE_SUCCEEDED" in watched.stdout
     bad = await asyncio.to_thread(
         _grpcurl,
+        ca,
         "-d",
         json.dumps({"spec": {"tenant": "curl", "kind": "nope"}}),
         mesh.endpoint,
@@ -217,9 +220,9 @@ async def test_grpcurl_lists_checks_health_and_calls(mesh: Mesh) -> None:
 
 
 async def test_health_of_every_service(mesh: Mesh) -> None:
-    """Each service answers the standard gRPC health check directly."""
+    """Each service answers the standard gRPC health check directly (mutual TLS as the operator's CLI)."""
     for name in ("scheduler", "gateway", "inference", "worker-1"):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{mesh.port(name, 'grpc')}") as channel:
+        async with mesh.internal_channel(name) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
 
@@ -261,7 +264,7 @@ async def test_websocket_watch_through_envoy(mesh: Mesh) -> None:
     async with Client(mesh.endpoint, tenant="ws") as client:
         submitted = await client.submit("stream", {"text": "p q", "chunks": 2})
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"http://{mesh.endpoint}/v1/ws") as ws:
+        async with session.ws_connect(f"{mesh.ws_url}/v1/ws") as ws:
             await ws.send_str("{not json")
             error = await ws.receive_json(timeout=10)
             assert error["type"] == "error" and error["field"] == "frame"
@@ -280,15 +283,16 @@ async def test_rest_get_and_metrics(mesh: Mesh) -> None:
     async with Client(mesh.endpoint, tenant="rest") as client:
         events = await _run(client, "echo", {"text": "rest"})
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{mesh.endpoint}/v1/tasks/{events[0].task_id}") as response:
+        async with session.get(f"{mesh.base_url}/v1/tasks/{events[0].task_id}") as response:
             assert response.status == 200
             assert (await response.json())["state"] == "TASK_STATE_SUCCEEDED"
-        async with session.get(f"http://{mesh.endpoint}/v1/tasks/missing") as response:
+        async with session.get(f"{mesh.base_url}/v1/tasks/missing") as response:
             assert response.status == 404
-        scheduler_metrics = f"http://127.0.0.1:{mesh.port('scheduler', 'http')}/metrics"
-        async with session.get(scheduler_metrics) as response:
+        # The ops ports want a client certificate of the mesh (here the operator's).
+        ops = mesh.internal_ssl()
+        async with session.get(mesh.ops_url("scheduler", "/metrics"), ssl=ops) as response:
             assert 'tidemesh_tasks_admitted_total{kind="echo"' in await response.text()
-        async with session.get(f"http://127.0.0.1:{mesh.port('worker-1', 'http')}/metrics") as response:
+        async with session.get(mesh.ops_url("worker-1", "/metrics"), ssl=ops) as response:
             assert "tidemesh_events_published_total" in await response.text()
 
 
@@ -310,7 +314,7 @@ async def test_trace_context_flows_from_client_to_worker(mesh: Mesh) -> None:
     queue (NATS headers): every event and the worker's log lines carry the same trace id."""
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     metadata = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),)
-    async with grpc.aio.insecure_channel(mesh.endpoint) as channel:
+    async with mesh.public_channel() as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         spec = task_pb2.TaskSpec(
             tenant="trace", kind="echo", payload=task_pb2.TaskPayload(echo=task_pb2.EchoInput(text="t"))
@@ -372,7 +376,7 @@ async def _sse(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
 async def test_rest_submit_and_sse_stream_with_resume(mesh: Mesh) -> None:
     """POST /v1/tasks through Envoy admits a task; its SSE stream carries every event with
     `id:` = sequence; Last-Event-ID resumes exactly after it; bad input gets a clear 4xx."""
-    base = f"http://{mesh.endpoint}/v1/tasks"
+    base = f"{mesh.base_url}/v1/tasks"
     body = {"kind": "stream", "tenant": "sse", "payload": {"text": "s1 s2 s3", "chunks": 3}}
     async with aiohttp.ClientSession() as session:
         async with session.post(base, json=body) as response:
@@ -399,7 +403,7 @@ async def test_rest_submit_and_sse_stream_with_resume(mesh: Mesh) -> None:
 async def test_websocket_is_bidirectional(mesh: Mesh) -> None:
     """Over one WebSocket through Envoy: submit, subscribe, ping, cancel; malformed frames get an
     error frame and the connection stays usable."""
-    async with aiohttp.ClientSession() as session, session.ws_connect(f"http://{mesh.endpoint}/v1/ws") as ws:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{mesh.ws_url}/v1/ws") as ws:
         await ws.send_bytes(b"\x00\x01")
         assert (await ws.receive_json(timeout=10))["field"] == "frame"
         await ws.send_str("[1, 2]")
@@ -444,7 +448,7 @@ async def test_websocket_is_bidirectional(mesh: Mesh) -> None:
 async def test_rest_cancel_and_openapi_document(mesh: Mesh) -> None:
     """POST /v1/tasks/{id}/cancel cancels a running task through Envoy, with clear errors for a
     missing task and a bad body; GET /v1/openapi.json describes every REST operation."""
-    base = f"http://{mesh.endpoint}/v1"
+    base = f"{mesh.base_url}/v1"
     async with aiohttp.ClientSession() as session:
         slow = {"kind": "stream", "tenant": "rest", "payload": {"text": "a b c", "chunks": 50, "chunk_delay_ms": 200}}
         async with session.post(f"{base}/tasks", json=slow) as response:
@@ -510,7 +514,7 @@ async def test_list_a_tenants_tasks_newest_first_in_pages(mesh: Mesh) -> None:
         with pytest.raises(InvalidArgument, match="limit"):
             await client.list_tasks(limit=501)
     async with aiohttp.ClientSession() as session:
-        url = f"http://{mesh.endpoint}/v1/tasks"
+        url = f"{mesh.base_url}/v1/tasks"
         async with session.get(url, params={"tenant": tenant, "limit": "2"}) as response:
             page = await response.json()
         assert [t["spec"]["taskId"] for t in page["tasks"]] == newest_first[:2]
