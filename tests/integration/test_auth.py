@@ -65,7 +65,7 @@ async def _key(secured: Secured, tenant: str, roles: list[str]) -> tuple[str, st
 
 
 async def test_every_endpoint_but_health_requires_a_credential(secured: Secured) -> None:
-    base = f"http://{secured.endpoint}"
+    base = f"https://{secured.endpoint}"
     async with Client(secured.endpoint, tenant="acme") as anonymous:
         with pytest.raises(Unauthenticated, match="credential is required"):
             await anonymous.submit("echo", {"text": "x"})
@@ -82,7 +82,7 @@ async def test_every_endpoint_but_health_requires_a_credential(secured: Secured)
         async with session.get(f"{base}/v1/tasks/abc/events") as response:
             assert response.status == 401
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await session.ws_connect(f"ws://{secured.endpoint}/v1/ws")
+            await session.ws_connect(f"wss://{secured.endpoint}/v1/ws")
         assert refused.value.status == 401
         async with session.get(f"{base}/v1/openapi.json") as response:
             assert response.status == 401
@@ -92,7 +92,7 @@ async def test_every_endpoint_but_health_requires_a_credential(secured: Secured)
             assert response.status == 404  # scrapers use the gateway's own port, not the public one
         async with session.get(f"{base}/healthz") as response:
             assert response.status == 200
-    async with grpc.aio.insecure_channel(secured.endpoint) as channel:
+    async with grpc.aio.secure_channel(secured.endpoint, grpc.ssl_channel_credentials()) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -177,7 +177,7 @@ async def test_revoking_a_key_ends_its_sse_stream_and_its_calls(secured: Secured
         task = await client.submit("stream", SLOW)
     headers = {"Authorization": f"ApiKey {key}"}
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{secured.endpoint}/v1/tasks/{task.task_id}/events", headers=headers) as sse:
+        async with session.get(f"https://{secured.endpoint}/v1/tasks/{task.task_id}/events", headers=headers) as sse:
             assert sse.status == 200
             first = await sse.content.readuntil(b"\n\n")
             assert first.startswith(b"event: stream")
@@ -190,7 +190,7 @@ async def test_revoking_a_key_ends_its_sse_stream_and_its_calls(secured: Secured
         assert b"event: error" in rest and b"revoked: leaked" in rest
         assert ended_after < 2.0
         async with session.post(
-            f"http://{secured.endpoint}/v1/tasks", json={"kind": "echo", "tenant": "acme"}, headers=headers
+            f"https://{secured.endpoint}/v1/tasks", json={"kind": "echo", "tenant": "acme"}, headers=headers
         ) as response:
             assert response.status == 401
             assert "revoked" in (await response.json())["message"]
@@ -202,7 +202,7 @@ async def test_websocket_refresh_in_band_and_expiry(secured: Secured) -> None:
         second = await admin.submit("stream", SLOW)
     short = secured.token("acme", ["read"], ttl_s=2)
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws?access_token={short}") as ws:
+        async with session.ws_connect(f"wss://{secured.endpoint}/v1/ws?access_token={short}") as ws:
             await ws.send_json({"op": "subscribe", "task_id": first.task_id})
             await ws.send_json({"op": "refresh", "id": "r1", "token": secured.token("acme", ["read"], 60)})
             events, refreshed = [], None
@@ -220,7 +220,7 @@ async def test_websocket_refresh_in_band_and_expiry(secured: Secured) -> None:
             assert [int(e["sequence"]) for e in events] == list(range(1, len(events) + 1))
 
         short = secured.token("acme", ["read"], ttl_s=2)
-        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws?access_token={short}") as ws:
+        async with session.ws_connect(f"wss://{secured.endpoint}/v1/ws?access_token={short}") as ws:
             await ws.send_json({"op": "subscribe", "task_id": second.task_id})
             errors = []
             async for frame in ws:
@@ -258,12 +258,12 @@ async def test_secrets_never_reach_the_logs(secured: Secured) -> None:
         task_id = (await client.submit("echo", {"text": "logged?"})).task_id
         [e async for e in client.watch(task_id)]
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws?access_token={token}") as ws:
+        async with session.ws_connect(f"wss://{secured.endpoint}/v1/ws?access_token={token}") as ws:
             await ws.send_json({"op": "refresh", "id": "r", "token": fresh})
             assert json.loads((await ws.receive()).data)["type"] == "refreshed"
         bad = ("tmk_nosuch00000_" + "s3cr3t" * 6, "tmk_" + "x" * 40, "not-even-a-key-" + "q" * 30)
         for credential in bad:
-            async with session.get(f"http://{secured.endpoint}/v1/tasks/{task_id}", headers={"x-api-key": credential}):
+            async with session.get(f"https://{secured.endpoint}/v1/tasks/{task_id}", headers={"x-api-key": credential}):
                 pass
     async with Client(secured.endpoint, credential=secured.admin) as admin:
         await admin.revoke_credential(key_id, reason="rotated")
@@ -280,11 +280,11 @@ async def test_sse_stream_survives_an_in_band_refresh(secured: Secured) -> None:
     async with Client(secured.endpoint, tenant="acme", credential=secured.admin) as admin:
         task = await admin.submit("stream", SLOW)
     short = secured.token("acme", ["read"], ttl_s=2)
-    url = f"http://{secured.endpoint}/v1/tasks/{task.task_id}/events?access_token={short}"
+    url = f"https://{secured.endpoint}/v1/tasks/{task.task_id}/events?access_token={short}"
     async with aiohttp.ClientSession() as session, session.get(url) as sse:
         announced = json.loads((await sse.content.readuntil(b"\n\n")).split(b"data: ", 1)[1])
         fresh = {"Authorization": f"Bearer {secured.token('acme', ['read'], 60)}"}
-        refresh_url = f"http://{secured.endpoint}/v1/streams/{announced['stream_id']}/refresh"
+        refresh_url = f"https://{secured.endpoint}/v1/streams/{announced['stream_id']}/refresh"
         async with session.post(refresh_url, headers=fresh) as response:
             assert response.status == 200
             assert (await response.json())["expires_at"] > time.time() + 30
@@ -332,12 +332,12 @@ async def test_another_tenants_task_answers_like_a_missing_one_on_every_surface(
     headers = {"Authorization": f"ApiKey {theirs}"}
     async with aiohttp.ClientSession(headers=headers) as session:
         for probe in (task_id, missing):
-            base = f"http://{secured.endpoint}/v1/tasks/{probe}"
+            base = f"https://{secured.endpoint}/v1/tasks/{probe}"
             for method, url in (("GET", base), ("GET", f"{base}/events"), ("POST", f"{base}/cancel")):
                 async with session.request(method, url) as response:
                     body = await response.json()
                     assert response.status == 404 and body["message"] == f"task {probe!r} does not exist", body
-            async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws") as ws:
+            async with session.ws_connect(f"wss://{secured.endpoint}/v1/ws") as ws:
                 await ws.send_json({"op": "subscribe", "task_id": probe})
                 frame = json.loads((await ws.receive()).data)
                 assert frame["error_class"] == "not_found" and frame["message"] == f"task {probe!r} does not exist"
