@@ -11,7 +11,6 @@ from pathlib import Path
 import aiohttp
 import grpc
 import grpc.aio
-import nats
 import pytest
 
 from clients.sdk import Client
@@ -20,6 +19,7 @@ from mesh.supervisor import Plan, Supervisor, admin_key, build_plan
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc
 from services.gateway._auth import CREDENTIALS_BUCKET
 from tests.conftest import eventually
+from tests.integration.conftest import Mesh as Running
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ async def test_a_burst_past_the_credential_limit_is_refused_with_a_retry_after(s
         statuses = []
         for i in range(6):
             async with session.post(
-                f"http://{secured.endpoint}/v1/tasks",
+                f"https://{secured.endpoint}/v1/tasks",
                 json={"kind": "echo", "tenant": "limited", "payload": {"text": f"rest {i}"}},
                 headers={"x-api-key": key},
             ) as response:
@@ -86,7 +86,7 @@ async def test_a_deleted_credentials_bucket_is_declared_again_and_revocation_sti
     """After `tm_credentials` is deleted, CreateApiKey and RevokeCredential succeed on a re-created
     bucket (never UNKNOWN), the revoked key is refused, and the watch follows the new bucket."""
     old_id, old_key = await _new_key(secured, "acme", ["read"])
-    nc = await nats.connect(secured.plan.by_name("nats").address)
+    nc = await Running(secured.plan).nats()  # the admin NATS user, over TLS
     try:
         js = nc.jetstream()
         await js.delete_key_value(CREDENTIALS_BUCKET)
@@ -126,8 +126,8 @@ async def test_a_new_key_works_on_the_next_call_on_every_replica(tmp_path: Path)
     plan = build_plan(state, public_port=0, workers=0, auth=True, gateways=2)
     async with Supervisor(plan):
         endpoint, admin = f"127.0.0.1:{plan.public_port}", admin_key(state)
-        base = f"http://{endpoint}"
-        async with aiohttp.ClientSession() as session, grpc.aio.insecure_channel(endpoint) as channel:
+        base = f"https://{endpoint}"
+        async with aiohttp.ClientSession() as session, Running(plan).public_channel() as channel:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
 
             async def replica_of(session_id: str) -> str:
@@ -154,7 +154,7 @@ async def test_a_new_key_works_on_the_next_call_on_every_replica(tmp_path: Path)
             sockets = {}
             for session_id in (session_a, session_b):
                 sockets[session_id] = await session.ws_connect(
-                    f"ws://{endpoint}/v1/ws", headers={"x-tidemesh-session": session_id, "x-api-key": opening.api_key}
+                    f"wss://{endpoint}/v1/ws", headers={"x-tidemesh-session": session_id, "x-api-key": opening.api_key}
                 )
             failures = []
             for round_ in range(20):
