@@ -162,6 +162,13 @@ class Child:
             _kill_group(process.pid)
         self.state = ChildState.STOPPED
 
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the running process (nothing if it is not running)."""
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
+
     def kill_now(self) -> None:
         """Second-signal path: no grace."""
         self._stopping = True

@@ -119,14 +119,14 @@ class LeafRenewer:
         self._task: asyncio.Task[None] | None = None
         self.renewed: list[str] = []
 
-    def renew_due(self) -> list[str]:
-        """Renew what is due now; the components renewed."""
+    def renew_due(self, everything: bool = False) -> list[str]:
+        """Renew what is due now (`everything`: every leaf, due or not); the components renewed."""
         ca = self._security.ca
         if self._lifetime:
             ca.leaf_lifetime = self._lifetime
         done = []
         for component in COMPONENTS:
-            if ca.renew_due(component):
+            if everything or ca.renew_due(component):
                 ca.issue(component)
                 self._after(component)
                 done.append(component)

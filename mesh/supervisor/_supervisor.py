@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -33,9 +34,14 @@ class Supervisor:
         )
 
     def _after_renewal(self, component: str) -> None:
-        if component == "envoy":
+        """Hand a renewed leaf to the processes that do not watch their files themselves."""
+        if component == "envoy":  # Envoy follows its SDS files: swap them in
             security = MeshSecurity(Path(self.plan.state_dir))
             write_sds(security.pki_dir / "envoy-sds", security.leaf("envoy"))
+        elif component == "nats":  # nats-server reloads its config (and TLS files) on SIGHUP
+            for child in self.children.values():
+                if child.spec.name == "nats" or child.spec.name.startswith("nats-"):
+                    child.signal(signal.SIGHUP)
 
     async def __aenter__(self) -> Supervisor:
         state = Path(self.plan.state_dir)

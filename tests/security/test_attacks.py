@@ -22,6 +22,7 @@ import grpc
 import grpc.aio
 import nats
 import pytest
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError
@@ -41,6 +42,7 @@ from mesh.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+from tests.conftest import eventually
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
@@ -391,3 +393,64 @@ async def test_a_foreign_task_answers_like_a_missing_one(mesh: Mesh) -> None:
         assert answers[0] == answers[1]
         status = await prober.status()
         assert {q.tenant for q in status.tenant_queues} <= {"tenant-b"}
+
+
+# --- renewal (last: it swaps every leaf of this module's mesh) ------------------------------------
+
+
+def _leaf_serial(mesh: Mesh, component: str) -> int:
+    path = Path(mesh.plan.state_dir) / "pki" / f"{component}.crt"
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+async def _served_serial(port: int, context: ssl.SSLContext, starttls_after_line: bool = False) -> int:
+    """The serial of the certificate a port presents to a new connection (NATS: after its INFO)."""
+    if starttls_after_line:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.wait_for(reader.readline(), 5)
+        await writer.start_tls(context, server_hostname="localhost")
+    else:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="localhost")
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_leaves_are_renewed_without_downtime(mesh: Mesh) -> None:
+    """Every leaf renewed at once: each port serves its new certificate to new connections, a
+    stream open across the swap runs to its end, and new tasks go through every hop."""
+    assert mesh.supervisor is not None and mesh.supervisor.renewer is not None
+    cli = mesh.internal_ssl("cli")
+    public = ssl.create_default_context()  # the session trusts the root (tests/conftest.py)
+    ports = {
+        f"{p}:{kind}": (mesh.port(p, kind), cli, False, p.split("-")[0]) for p in SERVICES for kind in ("grpc", "http")
+    }
+    ports["envoy:public"] = (mesh.plan.public_port, public, False, "envoy")
+    ports["nats:client"] = (mesh.plan.by_name("nats").ports["client"], public, True, "nats")
+    before = {name: await _served_serial(port, ctx, tls_late) for name, (port, ctx, tls_late, _) in ports.items()}
+    assert all(before[name] == _leaf_serial(mesh, component) for name, (*_, component) in ports.items())
+
+    async with Client(mesh.endpoint, tenant="victim", credential=_admin(mesh)) as client:
+        slow = await client.submit("stream", {"text": "a b c d e f", "chunks": 6, "chunk_delay_ms": 400})
+        stream = client.watch(slow.task_id)
+        first = await anext(stream)
+        renewed = mesh.supervisor.renewer.renew_due(everything=True)
+        assert set(renewed) >= {"nats", "scheduler", "inference", "worker", "gateway", "envoy"}
+
+        async def all_new() -> bool:
+            for port, ctx, tls_late, component in ports.values():
+                if await _served_serial(port, ctx, tls_late) != _leaf_serial(mesh, component):
+                    return False
+            return True
+
+        await eventually(all_new, timeout_s=30, what="every port serving its renewed leaf")
+        rest = [event async for event in stream]
+        assert first.sequence == 1 and rest[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        assert [e.sequence for e in rest] == list(range(2, len(rest) + 2))
+        for kind, payload in (("echo", {"text": "after"}), ("embed", {"text": "after the renewal"})):
+            submitted = await client.submit(kind, payload)
+            events = [event async for event in client.watch(submitted.task_id)]
+            assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED, kind
+    assert all(mesh.supervisor.children[name].restarts == 0 for name in mesh.supervisor.children)
