@@ -22,6 +22,7 @@ from mesh.errors import OutOfRange
 from mesh.supervisor import Plan, Supervisor, admin_key, build_plan
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
 from tests.conftest import eventually
+from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +53,9 @@ class Secured:
 
     async def watchers(self) -> float:
         """The gateway's live watcher gauge, read from its Prometheus endpoint."""
-        url = f"http://127.0.0.1:{self.plan.by_name('gateway').ports['http']}/metrics"
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
+        mesh = Mesh(self.plan)  # the ops port is mutual TLS: scrape as the operators' `cli` identity
+        url, ssl = mesh.ops_url("gateway", "/metrics"), mesh.internal_ssl()
+        async with aiohttp.ClientSession() as session, session.get(url, ssl=ssl) as response:
             text = await response.text()
         [value] = [line.split()[1] for line in text.splitlines() if line.startswith("tidemesh_watchers ")]
         return float(value)
@@ -101,19 +103,19 @@ async def test_streams_resumed_at_the_final_event_end_at_once(secured: Secured) 
     subscribe) each end having sent no task event, and no watcher is left behind."""
     task_id, final = await _finished_task(secured)
     baseline = await secured.watchers()
-    url = f"http://{secured.endpoint}/v1/tasks/{task_id}/events"
+    url = f"https://{secured.endpoint}/v1/tasks/{task_id}/events"
     async with asyncio.timeout(30):  # before the fix each of these never ended
         async with aiohttp.ClientSession() as session:
             headers = {**secured.headers, "Last-Event-ID": str(final)}
             names = await asyncio.gather(*(_sse_events(session, url, headers) for _ in range(STREAMS)))
             assert all(got == ["stream"] for got in names)  # the lease's id, then the end
-            async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws", headers=secured.headers) as ws:
+            async with session.ws_connect(f"wss://{secured.endpoint}/v1/ws", headers=secured.headers) as ws:
                 for _ in range(STREAMS):
                     await ws.send_json({"op": "subscribe", "task_id": task_id, "after_sequence": final})
                 await ws.send_json({"op": "ping", "id": "after"})
                 assert json.loads((await ws.receive()).data) == {"type": "pong", "id": "after"}  # no event first
                 await _back_to(secured, baseline, "WebSocket subscriptions resumed at the end ended")
-        async with grpc.aio.insecure_channel(secured.endpoint) as channel:
+        async with Mesh(secured.plan).public_channel() as channel:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
 
             async def resume() -> list[gateway_pb2.WatchTaskResponse]:
@@ -132,7 +134,7 @@ async def test_streams_abandoned_mid_way_release_their_watchers(secured: Secured
     baseline = await secured.watchers()
     async with Client(secured.endpoint, tenant="watchers", credential=secured.admin) as client:
         task = await client.submit("stream", LONG)
-        url = f"http://{secured.endpoint}/v1/tasks/{task.task_id}/events"
+        url = f"https://{secured.endpoint}/v1/tasks/{task.task_id}/events"
         try:
             async with aiohttp.ClientSession() as session:
 
@@ -143,7 +145,7 @@ async def test_streams_abandoned_mid_way_release_their_watchers(secured: Secured
                                 break  # leaving the block closes the connection mid-stream
 
                 await asyncio.gather(*(sse_then_leave() for _ in range(STREAMS)))
-                async with grpc.aio.insecure_channel(secured.endpoint) as channel:
+                async with Mesh(secured.plan).public_channel() as channel:
                     stub = gateway_pb2_grpc.GatewayServiceStub(channel)
 
                     async def grpc_then_cancel() -> None:
@@ -162,7 +164,7 @@ async def test_streams_abandoned_mid_way_release_their_watchers(secured: Secured
 
                     await asyncio.gather(*(grpc_then_cancel() for _ in range(STREAMS)))
                     await asyncio.gather(*(many_then_cancel() for _ in range(STREAMS // 4)))
-                ws_url = f"ws://{secured.endpoint}/v1/ws"
+                ws_url = f"wss://{secured.endpoint}/v1/ws"
                 async with session.ws_connect(ws_url, headers=secured.headers) as ws:
                     for index in range(STREAMS // 2):  # a subscribe replaces the one before it
                         await ws.send_json({"op": "subscribe", "task_id": task.task_id, "after_sequence": index % 2})
@@ -187,7 +189,7 @@ async def test_resume_positions_past_the_stream_are_out_of_range_naming_the_fiel
     naming after_sequence, and the socket stays open. No watcher is left behind."""
     task_id, final = await _finished_task(secured)
     baseline = await secured.watchers()
-    url = f"http://{secured.endpoint}/v1/tasks/{task_id}/events"
+    url = f"https://{secured.endpoint}/v1/tasks/{task_id}/events"
     async with asyncio.timeout(30), aiohttp.ClientSession() as session:
         for headers, query, field in [
             ({"Last-Event-ID": str(2**64)}, "", "Last-Event-ID"),
@@ -198,14 +200,14 @@ async def test_resume_positions_past_the_stream_are_out_of_range_naming_the_fiel
                 body = await response.json()
                 assert response.status == 400, body
                 assert body["error_class"] == "invalid_input" and body["field"] == field, body
-        async with session.ws_connect(f"ws://{secured.endpoint}/v1/ws", headers=secured.headers) as ws:
+        async with session.ws_connect(f"wss://{secured.endpoint}/v1/ws", headers=secured.headers) as ws:
             await ws.send_json({"op": "subscribe", "task_id": task_id, "after_sequence": 10**30})
             frame = json.loads((await ws.receive()).data)
             assert frame["type"] == "error" and frame["field"] == "after_sequence", frame
             assert frame["task_id"] == task_id
             await ws.send_json({"op": "ping", "id": "still-open"})
             assert json.loads((await ws.receive()).data) == {"type": "pong", "id": "still-open"}
-        async with grpc.aio.insecure_channel(secured.endpoint) as channel:
+        async with Mesh(secured.plan).public_channel() as channel:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             # uint64 cannot carry 10^30: a client that wraps it sends 10^30 mod 2^64, also past the end.
             for after in (2**64 - 1, 10**30 % 2**64, final + 1):
