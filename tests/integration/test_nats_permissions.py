@@ -48,7 +48,9 @@ from mesh.security._nats import (
     NATS_COMPONENTS,
     NatsUser,
     authorization_block,
+    cluster_tls_block,
     ensure_nats_users,
+    route_url,
     tls_block,
     write_private_config,
 )
@@ -485,3 +487,71 @@ def test_no_password_reaches_the_server_log_or_its_arguments(secured: SecuredNat
     log = secured.log.read_text()
     for user in secured.users.values():
         assert user.password not in log
+
+
+@dataclass(frozen=True)
+class Cluster:
+    first: SecuredNats
+    cluster_ports: list[int]
+    route: NatsUser
+
+
+@pytest.fixture
+def tls_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Three nodes whose routes are mutual TLS under the local CA with a route password."""
+    leaf = CertificateAuthority(tmp_path / "pki").ensure().issue("nats")
+    users = {c: NatsUser.load(p) for c, p in ensure_nats_users(tmp_path / "nats-users", NATS_COMPONENTS).items()}
+    route = NatsUser.generate("route")
+    nodes = [(free_port(), free_port()) for _ in range(3)]
+    processes = []
+    try:
+        for index, (client_port, cluster_port) in enumerate(nodes):
+            routes = ", ".join(json.dumps(route_url(c, route)) for _, c in nodes if c != cluster_port)
+            config = tmp_path / f"n{index}.conf"
+            write_private_config(
+                config,
+                f"server_name: n{index}\nlisten: 127.0.0.1:{client_port}\n"
+                f'jetstream {{ store_dir: "{tmp_path / f"js{index}"}" }}\n'
+                + authorization_block(users)
+                + tls_block(leaf)
+                + f"cluster {{\n  name: tidemesh\n  listen: 127.0.0.1:{cluster_port}\n"
+                + cluster_tls_block(leaf, route)
+                + f"  routes: [{routes}]\n}}\n",
+            )
+            with (tmp_path / f"n{index}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen([find_binary("nats-server"), "-c", str(config)], stdout=log, stderr=log)
+                )
+        yield Cluster(SecuredNats(nodes[0][0], leaf.ca, users, tmp_path / "n0.log"), [c for _, c in nodes], route)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def test_a_tls_cluster_with_route_passwords_forms_and_refuses_a_plaintext_route(tls_cluster: Cluster) -> None:
+    """The three TLS-routed nodes form one JetStream cluster (an R3 topology is declared through
+    it); a plaintext route, even with the route password, gets no PONG."""
+
+    async def declared() -> bool:
+        async with _session(tls_cluster.first, "scheduler") as scheduler:
+            await ensure_topology(scheduler.js(), Topology(replicas=3))
+            info = await scheduler.js().stream_info(EVENTS_STREAM)
+            return info.cluster is not None and len(info.cluster.replicas or []) == 2
+
+    await eventually(declared, 60.0, "an R3 topology declared through the TLS cluster")
+    route = tls_cluster.route
+    hello = {"user": route.user, "pass": route.password, "verbose": False, "name": "intruder"}
+    answer = b""
+    with socket.create_connection(("127.0.0.1", tls_cluster.cluster_ports[0]), timeout=5) as raw:
+        with contextlib.suppress(OSError):  # the server may close before the write lands
+            raw.sendall(b"CONNECT " + json.dumps(hello).encode() + b"\r\nPING\r\n")
+        with contextlib.suppress(OSError):
+            while chunk := raw.recv(65536):  # until the server closes
+                answer += chunk
+    assert b"PONG" not in answer
