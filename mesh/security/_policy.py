@@ -88,18 +88,18 @@ class CallerPolicy(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         allowed = allowed_callers(method, self._callers)
         for attr, factory in _FACTORIES:
             behavior = getattr(handler, attr)
             if behavior is not None:
-                return factory(  # type: ignore[operator]
+                return factory(
                     _guard(behavior, method, allowed), handler.request_deserializer, handler.response_serializer
                 )
         return handler

@@ -116,7 +116,12 @@ class Transport:
                 current["stamp"] = stamp
                 return config()
 
-        return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)
+        # grpc's stubs say the fetcher returns a configuration; its docs say None keeps the current one.
+        return grpc.dynamic_ssl_server_credentials(
+            config(),
+            fetch,  # type: ignore[arg-type]
+            require_client_authentication=True,
+        )
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         root, key, cert = self._pair()
