@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import pytest
 
 from mesh.supervisor import Supervisor, admin_key, build_plan
 from services.gateway._json import MAX_DEPTH, MAX_DOCUMENT_BYTES
+from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +28,12 @@ ECHO = {"kind": "echo", "tenant": "json-surfaces", "payload": {"text": "hi"}}
 class Edge:
     endpoint: str
     admin: str
-    gateway_http: str  # the gateway's own HTTP port, behind Envoy
+    gateway_http: str  # the gateway's own HTTP port, behind Envoy: mutual TLS
+    gateway_ssl: ssl.SSLContext  # Envoy's leaf, as its real caller presents
 
     @property
     def url(self) -> str:
-        return f"http://{self.endpoint}"
+        return f"https://{self.endpoint}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -42,7 +46,7 @@ async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     plan = build_plan(state, public_port=0, workers=1, auth=True)
     async with Supervisor(plan):
         gateway = f"127.0.0.1:{plan.by_name('gateway').ports['http']}"
-        yield Edge(f"127.0.0.1:{plan.public_port}", admin_key(state), gateway)
+        yield Edge(f"127.0.0.1:{plan.public_port}", admin_key(state), gateway, Mesh(plan).internal_ssl("envoy"))
 
 
 def _assert_error(body: object, error_class: str, field: str | None = None) -> None:
@@ -124,8 +128,9 @@ async def test_an_oversized_websocket_frame_closes_with_1009_and_a_reason(edge: 
     """A 5 MB WebSocket frame closes the connection with 1009 (message too big) and a reason naming the
     limit, through Envoy and on the gateway's own port."""
     host = edge.endpoint if through == "envoy" else edge.gateway_http
+    verify: ssl.SSLContext | bool = True if through == "envoy" else edge.gateway_ssl
     async with aiohttp.ClientSession(headers=edge.headers) as session:
-        async with session.ws_connect(f"http://{host}/v1/ws", max_msg_size=0) as ws:
+        async with session.ws_connect(f"wss://{host}/v1/ws", max_msg_size=0, ssl=verify) as ws:
             await ws.send_str("x" * (5 << 20))
             message = await ws.receive(timeout=10)
         assert message.type == aiohttp.WSMsgType.CLOSE, message
@@ -169,6 +174,8 @@ async def test_schemathesis_finds_the_document_exact(edge: Edge, tmp_path: Path)
         "examples,coverage,fuzzing,stateful",
         "--seed",
         "11",
+        "--tls-verify",
+        os.environ["TIDEMESH_CA"],  # the session's root (its HTTP client does not read SSL_CERT_FILE)
         "--request-timeout",
         "10",
         "--suppress-health-check",
