@@ -10,14 +10,15 @@ import signal
 import time
 from pathlib import Path
 
-from bench import _durability, _edge, _foundation, _inference, _scheduling, _streaming
+from bench import _durability, _edge, _foundation, _inference, _scheduling, _streaming, _tls
+from bench._trust import trust_bench_root
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    suites = ["all", "foundation", "scheduling", "durability", "streaming", "inference", "edge"]
+    suites = ["all", "foundation", "scheduling", "durability", "tls", "streaming", "inference", "edge"]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--flood", type=int, default=20000)
@@ -33,6 +34,7 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C, so every server a bench started (Triton included) is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     RESULTS.mkdir(exist_ok=True)
+    trust_bench_root()  # meshes are secure by default: the bench trusts their root like a user's machine
     if args.suite in ("all", "foundation"):
         figures = asyncio.run(_foundation.run(args.sequential, args.concurrent, args.concurrency))
         _write(
@@ -40,6 +42,8 @@ def main() -> None:
         )
     if args.suite in ("all", "durability"):
         _write("durability", "Durability: fsync always vs interval", asyncio.run(_durability.run(args.runs)))
+    if args.suite in ("all", "tls"):
+        _write("tls", "The cost of TLS: secure default vs --insecure", asyncio.run(_tls.run(args.runs)))
     if args.suite in ("all", "streaming"):
         _write("streaming", "Streaming gateway: fan-out and the Envoy hop", asyncio.run(_streaming.run(args.runs)))
     if args.suite in ("all", "inference"):

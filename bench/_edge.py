@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench._trust import public_channel
 from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
 from mesh.supervisor._limits import raise_open_files_limit
 
@@ -85,7 +86,7 @@ async def _hold_async(
     async def sse(task_id: str) -> bool:
         try:
             response = await session.get(
-                f"http://{endpoint}/v1/tasks/{task_id}/events", timeout=aiohttp.ClientTimeout(sock_connect=30)
+                f"https://{endpoint}/v1/tasks/{task_id}/events", timeout=aiohttp.ClientTimeout(sock_connect=30)
             )
             if response.status != 200:
                 error(f"SSE HTTP {response.status}")
@@ -100,7 +101,7 @@ async def _hold_async(
 
     async def websocket(task_id: str) -> bool:
         try:
-            ws = await session.ws_connect(f"ws://{endpoint}/v1/ws", timeout=aiohttp.ClientWSTimeout(ws_close=5))
+            ws = await session.ws_connect(f"wss://{endpoint}/v1/ws", timeout=aiohttp.ClientWSTimeout(ws_close=5))
             await ws.send_json({"op": "subscribe", "task_id": task_id})
             frame = await asyncio.wait_for(ws.receive(), _FIRST_FRAME_S)
             if frame.type is not aiohttp.WSMsgType.TEXT or json.loads(frame.data).get("type") == "error":
@@ -115,7 +116,7 @@ async def _hold_async(
 
     async def grpc_watch(task_id: str) -> bool:
         if not channels or len(calls) >= len(channels) * _GRPC_STREAMS_PER_CHANNEL:
-            channels.append(grpc.aio.insecure_channel(endpoint))
+            channels.append(public_channel(endpoint))
         call = gateway_pb2_grpc.GatewayServiceStub(channels[-1]).WatchTask(
             gateway_pb2.WatchTaskRequest(task_id=task_id)
         )
@@ -167,7 +168,7 @@ async def _bystand_async(endpoint: str, task_id: str, stop: Any, out: Any) -> No
 
     samples: list[tuple[float, float]] = []
     failures: list[str] = []
-    async with grpc.aio.insecure_channel(endpoint) as channel:
+    async with public_channel(endpoint) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         request = gateway_pb2.GetTaskRequest(task_id=task_id)
         await stub.GetTask(request)

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import aiohttp
-import grpc.aio
 
+from bench._trust import public_channel
 from clients.sdk import Client
+from mesh.security import Transport
 from mesh.supervisor import Supervisor, build_plan
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -31,14 +32,14 @@ async def _grpc_subscriber(endpoint: str, task_id: str) -> int:
 
 
 async def _sse_subscriber(session: aiohttp.ClientSession, endpoint: str, task_id: str) -> int:
-    async with session.get(f"http://{endpoint}/v1/tasks/{task_id}/events") as response:
+    async with session.get(f"https://{endpoint}/v1/tasks/{task_id}/events") as response:
         body = await response.text()
     return body.count("event: task")
 
 
 async def _ws_subscriber(session: aiohttp.ClientSession, endpoint: str, task_id: str) -> int:
     count = 0
-    async with session.ws_connect(f"ws://{endpoint}/v1/ws") as ws:
+    async with session.ws_connect(f"wss://{endpoint}/v1/ws") as ws:
         await ws.send_json({"op": "subscribe", "task_id": task_id})
         async for frame in ws:
             message = json.loads(frame.data)
@@ -68,8 +69,9 @@ async def _delivery(endpoint: str, task_id: str, subscribers: int) -> dict[str, 
     return rates
 
 
-async def _get_p50_ms(endpoint: str, task_id: str, calls: int) -> float:
-    async with grpc.aio.insecure_channel(endpoint) as channel:
+async def _get_p50_ms(endpoint: str, task_id: str, calls: int, as_envoy: Transport | None = None) -> float:
+    """GetTask p50 through Envoy, or (`as_envoy`) straight to the gateway with Envoy's leaf."""
+    async with as_envoy.channel(endpoint) if as_envoy else public_channel(endpoint) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         request = gateway_pb2.GetTaskRequest(task_id=task_id)
         await stub.GetTask(request)
@@ -101,7 +103,12 @@ async def run(runs: int = 3, subscribers: int = 100, chunks: int = 200, calls: i
                 for name, rate in (await _delivery(endpoint, task.task_id, subscribers)).items():
                     rows.setdefault(name, []).append(rate)
                 via_envoy = await _get_p50_ms(endpoint, small.task_id, calls)
-                direct = await _get_p50_ms(plan.by_name("gateway").address, small.task_id, calls)
+                direct = await _get_p50_ms(
+                    plan.by_name("gateway").address,
+                    small.task_id,
+                    calls,
+                    Transport.of(plan.ca_path and Path(plan.ca_path).parent, "envoy"),
+                )
                 rows.setdefault("envoy", []).append(via_envoy)
                 rows.setdefault("direct", []).append(direct)
     lines = [

@@ -1,0 +1,36 @@
+"""The benchmarks' trust root: every mesh a bench starts is secure (the default) and adopts it.
+
+Like a user's machine that trusts an organisation's root: `TIDEMESH_CA` for the SDK,
+`SSL_CERT_FILE` for Python's ssl (aiohttp), `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` for grpcio,
+and `TIDEMESH_CA_DIR` so each mesh's CA adopts it. Processes a bench spawns inherit it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import grpc
+import grpc.aio
+
+from mesh.security import CertificateAuthority
+
+
+def trust_bench_root() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="tidemesh-bench-ca-"))
+    atexit.register(shutil.rmtree, directory, True)
+    root = CertificateAuthority(directory).ensure().root_path
+    os.environ["TIDEMESH_CA_DIR"] = str(directory)
+    for name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+        os.environ[name] = str(root)
+    return root
+
+
+def public_channel(endpoint: str, secure: bool = True) -> grpc.aio.Channel:
+    """gRPC to a mesh's public port: TLS (trusting the bench root), or h2c for --insecure meshes."""
+    if not secure:
+        return grpc.aio.insecure_channel(endpoint)
+    return grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials())
