@@ -20,6 +20,7 @@ from typing import TypeVar
 import pytest
 
 from mesh.security import CertificateAuthority
+from mesh.telemetry import quiet_ssl_eof_noise
 
 _ROOT_DIR = Path(tempfile.mkdtemp(prefix="tidemesh-test-ca-"))
 # Set at import, not in pytest_configure: the sub-directory conftests load before that hook and
@@ -28,6 +29,9 @@ _root = CertificateAuthority(_ROOT_DIR).ensure().root_path
 os.environ["TIDEMESH_CA_DIR"] = str(_ROOT_DIR)
 for _name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
     os.environ[_name] = str(_root)
+
+
+quiet_ssl_eof_noise()  # asyncio's note on every TLS connection nats-py closes
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

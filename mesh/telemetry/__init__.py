@@ -7,6 +7,7 @@ from mesh.telemetry._logging import (
     configure_logging,
     get_logger,
     one_line,
+    quiet_ssl_eof_noise,
     redact,
     redact_message,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "inject_headers",
     "metrics_app",
     "one_line",
+    "quiet_ssl_eof_noise",
     "redact",
     "redact_message",
     "server_interceptors",

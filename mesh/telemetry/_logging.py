@@ -321,9 +321,24 @@ def configure_console_logging(service: str, level: str = "WARNING") -> None:
     _install(service, level, ConsoleFormatter())
 
 
+class _SslEofNoise(logging.Filter):
+    """asyncio warns on every TLS connection nats-py closes ("returning true from eof_received()
+    has no effect when using ssl": its protocol asks to half-close, which TLS cannot): not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "asyncio" and record.getMessage().startswith("returning true from eof_received()"))
+
+
+def quiet_ssl_eof_noise() -> None:
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _SslEofNoise) for f in logger.filters):
+        logger.addFilter(_SslEofNoise())
+
+
 def _install(service: str, level: str, formatter: logging.Formatter) -> None:
     global _service
     _service = service
+    quiet_ssl_eof_noise()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
