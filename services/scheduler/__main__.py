@@ -123,8 +123,17 @@ async def _reap_dead_workers(  # type: ignore[no-untyped-def]
     would otherwise receive the redelivery and sit on it until the ack-wait lapses.
     """
     nak = b'-NAK {"delay": %d}' % int((fetch_expiry_s + 0.5) * 1e9)
+    # Ack subjects of work items only: a heartbeat naming anything else (a task's event subject,
+    # say) must not make the scheduler publish there with its own, wider permissions.
+    work_acks = f"$JS.ACK.{WORK_STREAM}."
     while True:
-        subjects = registry.reap()
+        reaped = registry.reap()
+        subjects = [subject for subject in reaped if subject.startswith(work_acks)]
+        if len(subjects) < len(reaped):
+            log.warning(
+                "dead worker reported subjects that are not work acks: ignored",
+                extra={"ignored": len(reaped) - len(subjects)},
+            )
         for subject in subjects:
             await nc.publish(subject, nak)
         if subjects:

@@ -297,6 +297,35 @@ async def test_a_mesh_identity_outside_the_allow_list_is_refused(
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_a_worker_cannot_steer_the_reaper_onto_other_subjects(mesh: Mesh) -> None:
+    """A heartbeat that names a task's event subject as an in-flight ack, then goes silent, does
+    not make the scheduler publish there (with its wider permissions): only work acks are naked."""
+    task_id = await _task(mesh)
+    async with await mesh.nats() as admin:
+        js = admin.jetstream(timeout=5)
+        before = (await js.stream_info(EVENTS_STREAM, subjects_filter=event_subject(task_id))).state.messages
+        watcher = await admin.subscribe(event_subject(task_id))
+        async with mesh.internal_channel("scheduler", identity="worker") as channel:
+            stub = worker_pb2_grpc.WorkerServiceStub(channel)
+            status = worker_pb2.RegisterWorkerRequest().worker
+            status.worker_id = "rogue-worker"
+            await stub.RegisterWorker(worker_pb2.RegisterWorkerRequest(worker=status), timeout=5)
+            await stub.Heartbeat(
+                worker_pb2.HeartbeatRequest(worker=status, in_flight_ack_subjects=[event_subject(task_id)]), timeout=5
+            )
+
+        async def reaped() -> bool:  # the scheduler logs that it ignored the subject once the worker is dead
+            log = (Path(mesh.plan.state_dir) / "logs" / "scheduler.log").read_text()
+            return "not work acks: ignored" in log
+
+        await eventually(reaped, timeout_s=20, what="the rogue worker presumed dead")
+        await admin.flush()
+        with pytest.raises(nats.errors.TimeoutError):
+            await watcher.next_msg(timeout=0.5)
+        after = (await js.stream_info(EVENTS_STREAM, subjects_filter=event_subject(task_id))).state.messages
+        assert after == before
+
+
 # --- ops ports, Envoy's admin, the public port ------------------------------------------------------
 
 
