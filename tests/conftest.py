@@ -20,7 +20,6 @@ from typing import TypeVar
 import pytest
 
 from mesh.security import CertificateAuthority
-from mesh.telemetry import quiet_ssl_eof_noise
 
 _ROOT_DIR = Path(tempfile.mkdtemp(prefix="tidemesh-test-ca-"))
 # Set at import, not in pytest_configure: the sub-directory conftests load before that hook and
@@ -30,6 +29,8 @@ os.environ["TIDEMESH_CA_DIR"] = str(_ROOT_DIR)
 for _name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
     os.environ[_name] = str(_root)
 
+# Only now: mesh.telemetry imports aiohttp (see above).
+from mesh.telemetry import quiet_ssl_eof_noise  # noqa: E402
 
 quiet_ssl_eof_noise()  # asyncio's note on every TLS connection nats-py closes
 
