@@ -14,6 +14,7 @@ from mesh.errors import ResourceExhausted
 from mesh.supervisor import Supervisor, build_plan
 from mesh.v1 import gateway_pb2, gateway_pb2_grpc, task_pb2
 from tests.conftest import eventually
+from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ async def test_full_lane_is_throttled_with_retry_after(tmp_path: Path) -> None:
         assert "batch lane" in caught.value.message
         await client.submit("echo", {"text": "urgent"}, priority="interactive")
 
-        async with grpc.aio.insecure_channel(client.endpoint) as channel:
+        async with Mesh(plan).public_channel() as channel:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             spec = client.spec("echo", {"text": "y"}, priority="batch")
             with pytest.raises(grpc.aio.AioRpcError) as raw:
@@ -80,8 +81,11 @@ async def test_tenant_quota_throttles_only_that_tenant(tmp_path: Path) -> None:
         depth = await eventually(per_tenant_depth, what="status shows each tenant's partition")
         assert depth["polite"][0] == 1
         assert depth["greedy"][1] >= depth["polite"][1] > 0  # greedy's oldest waited longer
-        metrics_url = f"http://127.0.0.1:{plan.by_name('scheduler').ports['http']}/metrics"
-        async with aiohttp.ClientSession() as session, session.get(metrics_url) as response:
+        secure = Mesh(plan)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(secure.ops_url("scheduler", "/metrics"), ssl=secure.internal_ssl()) as response,
+        ):
             exported = await response.text()
         assert (
             'tidemesh_tenant_queue_pending{pool="ingestion",priority_class="standard",tenant="greedy"} 5.0' in exported
@@ -114,5 +118,5 @@ async def test_tenant_rate_limit_at_the_gateway(tmp_path: Path) -> None:
         await calm.submit("echo", {"text": "fine"})
         async with aiohttp.ClientSession() as session:
             body = {"kind": "echo", "tenant": "eager", "payload": {"text": "rest"}}
-            async with session.post(f"http://{endpoint}/v1/tasks", json=body) as response:
+            async with session.post(f"{Mesh(plan).base_url}/v1/tasks", json=body) as response:
                 assert response.status == 429 and int(response.headers["Retry-After"]) >= 1
