@@ -5,6 +5,10 @@ call to name a credential (see `_auth`), each operation to hold a role on the te
 touches, streams to hold a lease (see `_leases`), and rate-limits submits per credential as
 well as per tenant. `Guard.disabled(events)` — the only way to get a guard without an
 authenticator — lets every caller in anonymously (`None`) and logs that it does.
+
+The guard also reads task ids as the caller means them (`task_names`, `resolve_task`,
+`id_to_submit`): an id a tenant gives is its own task's mesh id or a name it chose, scoped to
+that tenant (`mesh.tasks._ids`), so two tenants' names never meet and a foreign task is missing.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from collections.abc import Iterator
 import grpc.aio
 from aiohttp import web
 
-from mesh.errors import MeshError, NotFound
-from mesh.fabric import EventLog
+from mesh.errors import NotFound
+from mesh.fabric import TOKEN_RE, EventLog
+from mesh.tasks import scoped_task_id
 from mesh.telemetry import get_logger
+from mesh.v1 import task_pb2
 from services.gateway._auth import ANY_TENANT, Authenticator, Principal, authorize
 from services.gateway._leases import Leases, StreamLease
 from services.gateway._ratelimit import RateLimiter
@@ -96,32 +102,58 @@ class Guard:
             return requested
         return principal.tenant
 
-    @staticmethod
-    def check_owned(principal: Principal | None, role: str, tenant: str, missing: MeshError) -> None:
-        """`principal` may act as `role` on something `tenant` owns. Another tenant's thing is
-        answered exactly like a missing one (`missing`), so ids cannot be probed across tenants;
-        a credential without the role at all is refused as such (that says nothing about ids)."""
-        authorize(principal, role)
-        if principal is not None and not principal.may(role, tenant):
-            raise missing
+    def task_names(self, principal: Principal | None, task_id: str) -> list[str]:
+        """The mesh ids `task_id` may name for `principal`, in the order to try them: its own task
+        with that mesh id, else its task of that client-chosen name (see `mesh.tasks._ids`). An
+        admin, or a caller with auth off, has no namespace of its own: it gives mesh ids."""
+        if principal is None or "admin" in principal.roles or not TOKEN_RE.match(principal.tenant):
+            return [task_id]
+        return [task_id, scoped_task_id(principal.tenant, task_id)]
 
-    async def check_task(self, principal: Principal | None, role: str, task_id: str) -> None:
-        """`principal` may act as `role` on the tenant that owns `task_id`; NotFound otherwise."""
+    async def resolve_task(self, principal: Principal | None, role: str, task_id: str) -> str:
+        """The mesh id of the task `task_id` names for `principal`, which may act as `role` on it;
+        NotFound otherwise. A caller that is neither admin nor anonymous gets every name tried, so
+        another tenant's task and a missing one cost the same reads and answer the same words."""
         if principal is None or "admin" in principal.roles:
-            return
+            return task_id
         authorize(principal, role)  # before anything about the task: a missing role says nothing of ids
-        first = await self._events.first(task_id)
-        if first is None or not principal.may(role, first.event.spec.tenant):
-            raise no_such_task(task_id)
+        for candidate in self.task_names(principal, task_id):
+            first = await self._events.first(candidate)
+            if first is not None and principal.may(role, first.event.spec.tenant):
+                return candidate
+        raise no_such_task(task_id)
 
-    async def check_tasks(self, principal: Principal | None, role: str, task_ids: list[str]) -> None:
-        """`check_task` for many tasks, their owners read side by side rather than one by one."""
+    async def resolve_tasks(self, principal: Principal | None, role: str, task_ids: list[str]) -> list[str]:
+        """`resolve_task` for many tasks (in their order), their owners read side by side."""
         if principal is None or "admin" in principal.roles:
-            return
+            return list(task_ids)
         unique = list(dict.fromkeys(task_ids))
+        resolved: dict[str, str] = {}
         for start in range(0, len(unique), _CHECKS_AT_ONCE):
             chunk = unique[start : start + _CHECKS_AT_ONCE]
-            await asyncio.gather(*(self.check_task(principal, role, task_id) for task_id in chunk))
+            found = await asyncio.gather(*(self.resolve_task(principal, role, task_id) for task_id in chunk))
+            resolved.update(zip(chunk, found, strict=True))
+        return [resolved[task_id] for task_id in task_ids]
+
+    async def id_to_submit(self, tenant: str, task_id: str) -> str:
+        """The mesh id a submit for `tenant` that names `task_id` goes under: the tenant's own task
+        with that mesh id if it has one (a retry with the id submit returned, or a task admitted
+        before ids were scoped), else the scoped id of that name — never another tenant's task."""
+        if not task_id or not TOKEN_RE.match(task_id) or not TOKEN_RE.match(tenant):
+            return task_id  # nothing chosen, or a bad id or tenant the scheduler refuses naming the field
+        first = await self._events.first(task_id)
+        if first is not None and first.event.spec.tenant == tenant:
+            return task_id
+        return scoped_task_id(tenant, task_id)
+
+    async def ids_to_submit(self, specs: list[task_pb2.TaskSpec]) -> None:
+        """`id_to_submit` for each spec naming an id, in place, the lookups side by side."""
+        named = [spec for spec in specs if spec.task_id]
+        for start in range(0, len(named), _CHECKS_AT_ONCE):
+            chunk = named[start : start + _CHECKS_AT_ONCE]
+            ids = await asyncio.gather(*(self.id_to_submit(spec.tenant, spec.task_id) for spec in chunk))
+            for spec, task_id in zip(chunk, ids, strict=True):
+                spec.task_id = task_id
 
     def spend(self, principal: Principal | None, count: int = 1) -> None:
         if principal is not None and self._limiter is not None:

@@ -98,8 +98,8 @@ def http_app(
         try:
             check_task_id(task_id)
             after = _whole_number(resume, field, "a sequence number")
-            await guard.check_task(request["principal"], "read", task_id)  # the role and the owner first
-            last = await events.last(task_id)
+            mesh_id = await guard.resolve_task(request["principal"], "read", task_id)  # the role and the owner first
+            last = await events.last(mesh_id)
             if last is None:
                 raise no_such_task(task_id)
             if after > last.event.sequence:  # a 400 before the stream starts; the hub checks again
@@ -111,7 +111,7 @@ def http_app(
             return request.transport is None or request.transport.is_closing()
 
         with guard.lease(request["principal"]) as lease:
-            return await _sse(request, hub.watch(task_id, after, field, client_gone), lease)
+            return await _sse(request, hub.watch(mesh_id, after, field, client_gone), lease)
 
     async def refresh_stream(request: web.Request) -> web.Response:
         try:

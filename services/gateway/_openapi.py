@@ -91,7 +91,11 @@ def _submit_variant(kind: str) -> dict[str, Any]:
             "payload": payload,
             "idempotency_key": {"type": "string", "maxLength": _LIMITS.max_idempotency_key},
             "ordering_key": {"type": "string", "maxLength": _LIMITS.max_idempotency_key},
-            "task_id": {**_TOKEN, "description": "optional client-chosen id"},
+            "task_id": {
+                **_TOKEN,
+                "description": "optional client-chosen id, a name in the tenant's own namespace: the task's id "
+                "(returned) is derived from it, and the tenant may address the task by either",
+            },
         },
     }
 

@@ -80,6 +80,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             if self._limiter is not None:
                 for tenant, count in Counter(spec.tenant for spec in request.specs).items():
                     self._limiter.take(tenant, count)
+            await self._guard.ids_to_submit(list(request.specs))
             admitted = await self._ask(
                 self._scheduler.AdmitTasks, scheduler_pb2.AdmitTasksRequest(specs=request.specs), 30.0
             )
@@ -103,10 +104,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             principal = await self._guard.from_grpc(context)
             for task_id in request.task_ids:
                 check_task_id(task_id, "task_ids")
-            await self._guard.check_tasks(principal, "read", list(request.task_ids))
+            task_ids = await self._guard.resolve_tasks(principal, "read", list(request.task_ids))
         except MeshError as exc:
             await abort_with(context, exc)
-        stream = self._hub.watch_many(list(request.task_ids), request.final_only)
+        stream = self._hub.watch_many(task_ids, request.final_only)
         async for event in self._leased(context, principal, stream):
             yield gateway_pb2.WatchTasksResponse(event=event)
 
@@ -127,9 +128,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetDeadLetterResponse:
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, "read")  # the role first: a missing one says nothing of ids
-            letter = await self._dead_letter(request.task_id)
-            self._guard.check_owned(principal, "read", letter.spec.tenant, _no_dead_letter(request.task_id))
+            letter = await self._dead_letter(principal, "read", request.task_id)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetDeadLetterResponse(dead_letter=letter)
@@ -143,9 +142,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, "submit")
-            letter = await self._dead_letter(request.task_id)
-            self._guard.check_owned(principal, "submit", letter.spec.tenant, _no_dead_letter(request.task_id))
+            letter = await self._dead_letter(principal, "submit", request.task_id)
             # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
             # the final event, and the task then ran or was cancelled) is not a failure to run again.
             last = await self._events.last(letter.task_id)
@@ -189,6 +186,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self._guard.spend(principal)
         if self._limiter is not None:
             self._limiter.take(spec.tenant)
+        spec.task_id = await self._guard.id_to_submit(spec.tenant, spec.task_id)
         response: scheduler_pb2.AdmitTaskResponse = await self._ask(
             self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0
         )
@@ -196,9 +194,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def cancel(self, task_id: str, reason: str, principal: Principal | None = None) -> int:
         """Cancellation through the scheduler, for every protocol; returns the task's state."""
-        await self._guard.check_task(principal, "submit", task_id)
+        mesh_id = await self._guard.resolve_task(principal, "submit", task_id)
         reply = await self._ask(
-            self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=task_id, reason=reason), 10.0
+            self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=mesh_id, reason=reason), 10.0
         )
         return int(reply.state)
 
@@ -210,22 +208,27 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
 
-    async def _dead_letter(self, task_id: str) -> deadletter_pb2.DeadLetter:
+    async def _dead_letter(self, principal: Principal | None, role: str, task_id: str) -> deadletter_pb2.DeadLetter:
+        """The record of the task `task_id` names for `principal` (see `Guard.task_names`), which may
+        act as `role` on it. Another tenant's record answers exactly like a missing one, after the
+        same reads."""
+        self._guard.check(principal, role)  # the role first: a missing one says nothing of ids
         check_task_id(task_id)
-        letter = await self._dead_letters.get(task_id)
-        if letter is None:
-            raise _no_dead_letter(task_id)
-        return letter
+        for candidate in self._guard.task_names(principal, task_id):
+            letter = await self._dead_letters.get(candidate)
+            if letter is not None and (principal is None or principal.may(role, letter.spec.tenant)):
+                return letter
+        raise _no_dead_letter(task_id)
 
     async def WatchTask(
         self, request: gateway_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         try:
             principal = await self._guard.from_grpc(context)
-            await self._guard.check_task(principal, "read", check_task_id(request.task_id))
+            task_id = await self._guard.resolve_task(principal, "read", check_task_id(request.task_id))
         except MeshError as exc:
             await abort_with(context, exc)
-        stream = self._hub.watch(request.task_id, request.after_sequence)
+        stream = self._hub.watch(task_id, request.after_sequence)
         async for event in self._leased(context, principal, stream):
             yield gateway_pb2.WatchTaskResponse(event=event)
 
@@ -254,8 +257,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """The task folded from its events, for gRPC and REST alike."""
         # Owner first, from the first event alone: another tenant's task must not cost the time a
         # fold of its whole chain takes, or it could be told from a missing one by timing.
-        await self._guard.check_task(principal, "read", check_task_id(task_id))
-        task = await self._fold(task_id)
+        mesh_id = await self._guard.resolve_task(principal, "read", check_task_id(task_id))
+        task = await self._fold(mesh_id)
         if task is None:
             raise no_such_task(task_id)
         return task

@@ -161,8 +161,8 @@ class WebSocketSession:
                 self._send({"type": "pong", "id": command.get("id")})
             elif op in ("subscribe", "watch"):
                 task_id = _task_id(command)
-                await self._guard.check_task(self._principal, "read", task_id)
-                self._subscribe(task_id, _after(command))
+                mesh_id = await self._guard.resolve_task(self._principal, "read", task_id)
+                self._subscribe(task_id, mesh_id, _after(command))
             elif op == "unsubscribe":
                 task = self._subscriptions.pop(_task_id(command), None)
                 if task is not None:
@@ -180,14 +180,16 @@ class WebSocketSession:
         except MeshError as exc:
             self._send({**self._error_body(exc), "id": command.get("id")})
 
-    def _subscribe(self, task_id: str, after: int) -> None:
+    def _subscribe(self, task_id: str, mesh_id: str, after: int) -> None:
+        """Follow the task `task_id` names (`mesh_id`), under the id the client gave, which is
+        the one it unsubscribes with."""
         previous = self._subscriptions.pop(task_id, None)
         if previous is not None:
             previous.cancel()
 
         async def follow() -> None:
             # Cancelled on unsubscribe, a new subscribe of the task, or the connection's end.
-            stream = self._hub.watch(task_id, after)
+            stream = self._hub.watch(mesh_id, after)
             try:
                 async for event in guarded(stream, self._lease):
                     self._send({"type": "event", "event": MessageToDict(event)})

@@ -6,6 +6,11 @@ write is idempotent, so a client retry after any crash finishes a half-done admi
 instead of creating a second task; without a retry the reconciler (`_reconcile`) finds a
 task left QUEUED without a work item through its listing entry, written first.
 
+Task ids are one namespace for the whole mesh (`mesh.tasks._ids`): the gateway hands in a
+client-chosen id already scoped to its tenant, and an id another tenant's task has is refused
+(Conflict naming `spec.task_id`), never answered as that task. Idempotency keys are recorded
+per tenant (`<tenant>.<sha256 of the key>`), so two tenants' keys never meet either.
+
 An idempotency key is stored with a fingerprint of the request it came with: the same
 request again returns the original task; another request under the same key is refused
 as a Conflict (FAILED_PRECONDITION / HTTP 409) naming `idempotency_key`.
@@ -121,8 +126,15 @@ class Admitter:
         queued.timestamp.GetCurrentTime()
         try:
             stream_sequence = await self._events.append(queued, after_stream_sequence=0)
-        except ChainMoved:
-            await self._unlist_if_foreign(spec)
+        except ChainMoved as exc:
+            if await self._unlist_if_foreign(spec):
+                # Never "deduplicated" into another tenant's task, which would then answer for
+                # this one while this one never runs. The gateway scopes client-chosen ids to
+                # their tenant, so only a caller that bypasses it can get here.
+                raise Conflict(
+                    "spec.task_id: another tenant's task has this id; leave it out for a new id",
+                    field="spec.task_id",
+                ) from exc
             return False
         except Unavailable as exc:
             # The broker refusing a message for its size is bad input, never a retryable fault.
@@ -132,18 +144,19 @@ class Admitter:
         await self._enqueue(queued, stream_sequence)
         return True
 
-    async def _unlist_if_foreign(self, spec: task_pb2.TaskSpec) -> None:
-        """A client-chosen task id that another tenant's task already has: take back the listing
-        entry just written, so this tenant's list never shows the other's task."""
-        if self._index is None:
-            return
+    async def _unlist_if_foreign(self, spec: task_pb2.TaskSpec) -> bool:
+        """True if another tenant's task already has this id; then take back the listing entry
+        just written, so this tenant's list never shows the other's task."""
         first = await self._events.first(spec.task_id)
-        if first is not None and first.event.spec.tenant != spec.tenant:
+        if first is None or first.event.spec.tenant == spec.tenant:
+            return False
+        if self._index is not None:
             try:
                 await self._index.remove(spec.tenant, spec.task_id)
             except nats.errors.Error:
                 # The listing filters by the task's own tenant, so a stale entry shows nothing.
                 log.warning("could not take back a listing entry", extra={"task": spec.task_id}, exc_info=True)
+        return True
 
     def _complete(self, requested: task_pb2.TaskSpec) -> task_pb2.TaskSpec:
         spec = task_pb2.TaskSpec()

@@ -9,6 +9,7 @@ import pytest
 
 from clients.sdk import Client
 from mesh.supervisor import Supervisor, build_plan, pool_worker_spec
+from mesh.tasks import scoped_task_id
 from mesh.v1 import task_pb2
 from services.inference._minilm import MiniLM
 from tests.conftest import eventually
@@ -74,13 +75,14 @@ async def test_children_waited_on_by_an_interactive_parent_are_boosted(tmp_path:
     plan = build_plan(tmp_path / "mesh", public_port=0, workers=0)
     async with Supervisor(plan) as supervisor, Client(f"127.0.0.1:{plan.public_port}", tenant="orch") as client:
         parent_id = "parent-boost-1"
+        parent_mesh_id = scoped_task_id("orch", parent_id)  # a chosen id is scoped; children's keys name this
         backlog = await client.submit_many(
             [client.spec("echo", {"text": str(i)}, priority="batch") for i in range(200)]
         )
         # The children exist before the parent runs: same idempotency keys the parent will use.
         early = await client.submit_many(
             [
-                client.spec("echo", {"text": t}, priority="batch", idempotency_key=f"{parent_id}:child:{i}")
+                client.spec("echo", {"text": t}, priority="batch", idempotency_key=f"{parent_mesh_id}:child:{i}")
                 for i, t in enumerate(["x", "y"])
             ]
         )
