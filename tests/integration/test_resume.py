@@ -14,6 +14,7 @@ import struct
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import grpc
 import grpc.aio
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,7 @@ async def _grpc(endpoint: str, task_id: str, after: int, limit: int) -> list[tup
     from google.protobuf.json_format import MessageToJson
 
     got = []
-    async with grpc.aio.insecure_channel(endpoint) as channel:
+    async with grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials()) as channel:
         call = gateway_pb2_grpc.GatewayServiceStub(channel).WatchTask(
             gateway_pb2.WatchTaskRequest(task_id=task_id, after_sequence=after)
         )
@@ -53,7 +54,7 @@ async def _sse(endpoint: str, task_id: str, after: int, limit: int) -> list[tupl
     got = []
     headers = {"Last-Event-ID": str(after)}
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{endpoint}/v1/tasks/{task_id}/events", headers=headers) as response:
+        async with session.get(f"https://{endpoint}/v1/tasks/{task_id}/events", headers=headers) as response:
             async for block in _blocks(response):
                 if "event: task" not in block:
                     continue
@@ -75,7 +76,7 @@ async def _blocks(response: aiohttp.ClientResponse):  # type: ignore[no-untyped-
 
 async def _websocket(endpoint: str, task_id: str, after: int, limit: int) -> list[tuple[int, str]]:
     got = []
-    async with aiohttp.ClientSession() as session, session.ws_connect(f"ws://{endpoint}/v1/ws") as ws:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"wss://{endpoint}/v1/ws") as ws:
         await ws.send_json({"op": "subscribe", "task_id": task_id, "after_sequence": after})
         async for frame in ws:
             message = json.loads(frame.data)
@@ -98,7 +99,7 @@ async def _grpc_web(endpoint: str, task_id: str, after: int, limit: int) -> list
     async with (
         aiohttp.ClientSession(connector=connector, version=aiohttp.HttpVersion11) as session,
         session.post(
-            f"http://{endpoint}/mesh.v1.GatewayService/WatchTask", data=_grpcweb.frame(request), headers=headers
+            f"https://{endpoint}/mesh.v1.GatewayService/WatchTask", data=_grpcweb.frame(request), headers=headers
         ) as response,
     ):
         buffer = b""
