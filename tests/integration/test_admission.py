@@ -63,7 +63,7 @@ def _field(error: grpc.aio.AioRpcError) -> str:
 
 @pytest.fixture
 async def gateway(mesh: Mesh) -> AsyncIterator[gateway_pb2_grpc.GatewayServiceStub]:
-    async with grpc.aio.insecure_channel(mesh.endpoint) as channel:
+    async with mesh.public_channel() as channel:
         yield gateway_pb2_grpc.GatewayServiceStub(channel)
 
 
@@ -106,7 +106,7 @@ async def test_label_count_and_keys_are_bounded_through_envoy(
 async def test_oversize_rest_fields_are_400_and_submits_still_work(mesh: Mesh) -> None:
     """REST: over-long keys and ids, and a 900 KB payload, get 400 naming the field; a normal submit
     (gRPC and REST) then still runs to the end."""
-    base = f"http://{mesh.endpoint}/v1/tasks"
+    base = f"{mesh.base_url}/v1/tasks"
     echo = {"kind": "echo", "tenant": "limits", "payload": {"text": "x"}}
     cases = [
         ({**echo, "idempotency_key": "k" * 5000}, "spec.idempotency_key"),
@@ -155,7 +155,7 @@ async def test_reused_idempotency_key_over_grpc(gateway: gateway_pb2_grpc.Gatewa
 async def test_reused_idempotency_key_over_rest(mesh: Mesh) -> None:
     """REST: the same body twice is 201 then 200 deduplicated; another payload under the key is 409
     naming `idempotency_key`."""
-    base = f"http://{mesh.endpoint}/v1/tasks"
+    base = f"{mesh.base_url}/v1/tasks"
     body = {"kind": "echo", "tenant": "idem", "payload": {"text": "one"}, "idempotency_key": uuid.uuid4().hex}
     async with aiohttp.ClientSession() as session:
         async with session.post(base, json=body) as response:
