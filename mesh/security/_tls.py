@@ -76,6 +76,10 @@ class Transport:
     def scheme(self) -> str:
         return "https" if self.leaf else "http"
 
+    def stamp(self) -> object:
+        """Changes whenever the leaf's files are swapped (None when insecure)."""
+        return _stamp(self.leaf) if self.leaf else None
+
     def _require(self) -> LeafFiles:
         if self.leaf is None:
             raise RuntimeError("this transport is plaintext (--insecure)")

@@ -16,6 +16,7 @@ from typing import Any
 
 from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
+from mesh.security import LeafFiles
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
@@ -155,15 +156,25 @@ def _service(
 
 
 def triton_spec(
-    state_dir: Path, grpc_port: int, http_port: int, metrics_port: int, config_name: str | None = None
+    state_dir: Path,
+    grpc_port: int,
+    http_port: int,
+    metrics_port: int,
+    config_name: str | None = None,
+    tls: LeafFiles | None = None,
 ) -> ProcessSpec:
-    """tritonserver on the project's model repository (see `_triton.triton_launch`)."""
-    launch = triton_launch(state_dir, grpc_port, http_port, metrics_port, config_name=config_name)
+    """tritonserver on the project's model repository (see `_triton.triton_launch`); with `tls`,
+    gRPC only, mutual TLS, and its health is the standard gRPC health check over it."""
+    launch = triton_launch(state_dir, grpc_port, http_port, metrics_port, config_name=config_name, tls=tls)
     return ProcessSpec(
         name="triton",
         command=launch.command,
-        ports={"grpc": grpc_port, "http": http_port, "metrics": metrics_port},
-        health=_http_health(http_port, "/v2/health/ready"),
+        ports={"grpc": grpc_port} if tls else {"grpc": grpc_port, "http": http_port, "metrics": metrics_port},
+        health=(
+            Health(url=f"127.0.0.1:{grpc_port}", host="127.0.0.1", port=grpc_port, path="", kind="grpc")
+            if tls
+            else _http_health(http_port, "/v2/health/ready")
+        ),
         address=f"127.0.0.1:{grpc_port}",
         env=launch.env,
     )
@@ -285,7 +296,15 @@ def build_plan(
         )
 
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
-    triton_specs = [triton_spec(state_dir, ports.take(), ports.take(), ports.take())] if triton else []
+    triton_specs = (
+        [
+            triton_spec(
+                state_dir, ports.take(), ports.take(), ports.take(), tls=security.leaf("triton") if security else None
+            )
+        ]
+        if triton
+        else []
+    )
     inference = service(
         "inference",
         "services.inference",

@@ -5,7 +5,8 @@ Three kinds, one interface (`Probe.check` → healthy or not):
   is secure (the services' ops ports require a client certificate of the mesh's root);
 - ``unix``: a GET over a unix socket (Envoy's admin, mode 600, no TCP port);
 - ``nats``: a JetStream account-info request as the supervisor's NATS user (nats-server's
-  monitoring port is off in a secure mesh: it would answer anyone on the host).
+  monitoring port is off in a secure mesh: it would answer anyone on the host);
+- ``grpc``: the standard gRPC health check over mutual TLS (Triton, whose HTTP port is off).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh.fabric._connect import read_nats_user
 from mesh.security import Transport
@@ -32,6 +36,7 @@ class Probe:
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._nats: Any = None
+        self._channel: grpc.aio.Channel | None = None
 
     def _ssl(self) -> ssl.SSLContext | None:
         pki = self._state_dir / "pki"
@@ -53,6 +58,8 @@ class Probe:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._channel is not None:
+            await self._channel.close()
         if self._nats is not None:
             with contextlib.suppress(Exception):
                 await self._nats.close()
@@ -61,12 +68,25 @@ class Probe:
         try:
             if self.health.kind == "nats":
                 return await asyncio.wait_for(self._check_nats(), self._timeout_s)
+            if self.health.kind == "grpc":
+                return await self._check_grpc()
             assert self._session is not None
             url = self.health.url if self.health.kind == "http" else f"http://localhost{self.health.path}"
             async with self._session.get(url) as response:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
+
+    async def _check_grpc(self) -> bool:
+        if self._channel is None:
+            self._channel = Transport.of(self._state_dir / "pki", "supervisor").channel(self.health.url)
+        try:
+            reply = await health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def _check_nats(self) -> bool:
         import nats

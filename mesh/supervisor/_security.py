@@ -30,7 +30,7 @@ from mesh.telemetry import get_logger
 log = get_logger(__name__)
 
 # Every component with a leaf; the NATS users are those that speak to NATS.
-COMPONENTS = ("nats", "scheduler", "inference", "worker", "gateway", "envoy", "supervisor", "cli")
+COMPONENTS = ("nats", "scheduler", "inference", "worker", "gateway", "envoy", "supervisor", "cli", "triton")
 NATS_CLIENTS = ("scheduler", "inference", "worker", "gateway", "supervisor", "cli")
 
 

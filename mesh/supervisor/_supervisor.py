@@ -42,6 +42,10 @@ class Supervisor:
             for child in self.children.values():
                 if child.spec.name == "nats" or child.spec.name.startswith("nats-"):
                     child.signal(signal.SIGHUP)
+        elif component == "triton" and "triton" in self.children:
+            # Triton reads its pair only at start: a graceful restart (in-flight requests get
+            # --exit-timeout-secs); meanwhile the inference service falls back to its CPU model.
+            self.children["triton"].signal(signal.SIGTERM)
 
     async def __aenter__(self) -> Supervisor:
         state = Path(self.plan.state_dir)

@@ -16,6 +16,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from mesh.security import LeafFiles
+
 MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "inference" / "model_repository"
 _PROJECT_ROOT = MODEL_REPOSITORY.parents[2]
 
@@ -48,11 +50,15 @@ def triton_launch(
     metrics_port: int,
     model_repository: Path = MODEL_REPOSITORY,
     config_name: str | None = None,
+    tls: LeafFiles | None = None,
 ) -> TritonLaunch:
     """The command and environment that serve `model_repository` on the given ports.
 
     `config_name` (default: $TIDEMESH_TRITON_CONFIG) picks each model's ``configs/<name>.pbtxt``
-    where it has one — ``gpu`` runs the models on NVIDIA GPUs."""
+    where it has one — ``gpu`` runs the models on NVIDIA GPUs. With `tls` (its leaf), gRPC is
+    mutual TLS under the mesh's root, and the HTTP and metrics endpoints are off: Triton cannot
+    put TLS on them, and they would answer (and run inference for) anyone on the host. Triton
+    checks that a caller's certificate comes from the root; it has no allow-list by identity."""
     config_name = os.environ.get("TIDEMESH_TRITON_CONFIG", "") if config_name is None else config_name
     dist = _dist_dir()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -78,9 +84,23 @@ def triton_launch(
         f"--cache-directory={dist / 'caches'}",
         f"--grpc-port={grpc_port}",
         "--grpc-address=127.0.0.1",
-        f"--http-port={http_port}",
-        "--http-address=127.0.0.1",
-        f"--metrics-port={metrics_port}",
+        *(
+            [
+                "--grpc-use-ssl=true",
+                "--grpc-use-ssl-mutual=true",
+                f"--grpc-server-cert={tls.cert}",
+                f"--grpc-server-key={tls.key}",
+                f"--grpc-root-cert={tls.ca}",
+                "--allow-http=false",
+                "--allow-metrics=false",
+            ]
+            if tls
+            else [
+                f"--http-port={http_port}",
+                "--http-address=127.0.0.1",
+                f"--metrics-port={metrics_port}",
+            ]
+        ),
         "--allow-gpu-metrics=false",
         "--strict-readiness=true",
         "--exit-on-error=true",

@@ -25,7 +25,7 @@ def _backends(args: argparse.Namespace) -> list[InferenceBackend]:
     for address in args.triton:
         from services.inference._triton import TritonBackend  # only the Triton path needs tritonclient
 
-        backends.append(TritonBackend(address, capacity=args.triton_capacity))
+        backends.append(TritonBackend(address, capacity=args.triton_capacity, transport=args.transport))
     if not args.no_cpu:
         backends.append(CpuBackend(threads=args.threads, processes=args.cpu_mode == "process"))
     if not backends:

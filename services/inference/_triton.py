@@ -20,6 +20,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from mesh.errors import InvalidArgument
+from mesh.security import Transport
 from mesh.tasks import split_words
 from services.inference._backend import BackendDown, Chunk, ModelSpec
 
@@ -46,16 +47,47 @@ class TritonBackend:
     name = "triton"
     accepts_tokens = False
 
-    def __init__(self, address: str, capacity: int = 4, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, address: str, capacity: int = 4, timeout_s: float = 30.0, transport: Transport | None = None
+    ) -> None:
         self.address = address
         self.capacity = capacity
         self._timeout_s = timeout_s
-        self._client = triton.InferenceServerClient(address, channel_args=_CHANNEL)
+        # Mutual TLS with the inference service's leaf when the mesh is secure; a renewed leaf
+        # gets a new client at the next refresh (the old one finishes its calls, then closes).
+        self._transport = transport or Transport.insecure()
+        self._stamp = self._transport.stamp()
+        self._client = self._connect()
+        self._retired: set[asyncio.Task[None]] = set()
         self._specs: dict[str, ModelSpec | None] = {}  # None: a model that is not an embedding model
         self._max_batch: dict[str, int] = {}
         self._streaming: set[str] = set()
 
+    def _connect(self) -> triton.InferenceServerClient:
+        if self._transport.secure:
+            creds = self._transport.channel_credentials()
+            return triton.InferenceServerClient(self.address, creds=creds, channel_args=_CHANNEL)
+        return triton.InferenceServerClient(self.address, channel_args=_CHANNEL)
+
+    def _follow_renewal(self) -> None:
+        stamp = self._transport.stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp, old, self._client = stamp, self._client, self._connect()
+
+        async def retire() -> None:
+            try:
+                await asyncio.sleep(self._timeout_s)  # calls in flight on the old client finish first
+            finally:
+                with contextlib.suppress(Exception):
+                    await old.close()
+
+        task = asyncio.create_task(retire())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
     async def refresh(self) -> list[ModelSpec]:
+        self._follow_renewal()
         try:
             if not await self._client.is_server_ready(client_timeout=2.0):
                 raise BackendDown(f"triton at {self.address} is not ready")
@@ -153,5 +185,8 @@ class TritonBackend:
             responses.cancel()  # a consumer that stopped early (cancelled task) cancels Triton's request
 
     async def close(self) -> None:
+        for task in list(self._retired):  # retiring clients close now
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._client.close()
