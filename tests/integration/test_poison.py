@@ -25,7 +25,7 @@ JUNK = b"\xff\xfe not a protobuf \x00\x01 {"
 
 async def _worker_metric(mesh: Mesh, name: str) -> str:
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{mesh.port('worker-1', 'http')}/metrics") as resp:
+        async with session.get(mesh.ops_url("worker-1", "/metrics"), ssl=mesh.internal_ssl()) as resp:
             text = await resp.text()
     return "\n".join(line for line in text.splitlines() if line.startswith(name))
 
