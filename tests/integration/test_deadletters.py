@@ -6,7 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import nats
 import pytest
 
 from clients.sdk import Client
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 async def test_fatal_failure_is_dead_lettered_with_a_diagnosis(mesh: Mesh) -> None:
     """An embed task naming an unknown model fails fatally on its first attempt: its stream ends
     DEAD_LETTERED, an alert is published, and the record classifies it with a runbook."""
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats()
     alerts: asyncio.Queue[dict[str, str]] = asyncio.Queue()
 
     async def on_alert(msg) -> None:  # type: ignore[no-untyped-def]
@@ -81,7 +80,7 @@ async def test_a_letter_whose_task_did_not_end_dead_lettered_is_not_replayed(mes
         events = [e async for e in client.watch(submitted.task_id)]
         assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
         letter = deadletter_pb2.DeadLetter(task_id=submitted.task_id, spec=events[0].spec, error_class="bug")
-        nc = await nats.connect(mesh.nats_url)
+        nc = await mesh.nats()
         try:
             await nc.jetstream().publish(f"tm.dlq.{submitted.task_id}", letter.SerializeToString())
         finally:
