@@ -44,7 +44,14 @@ from mesh.fabric._subjects import (
     tenant_filter,
     work_subject,
 )
-from mesh.fabric._topology import Topology, ensure_topology, ensure_work_consumer
+from mesh.fabric._topology import (
+    TOPOLOGY_BUCKETS,
+    TOPOLOGY_STREAMS,
+    Topology,
+    await_topology,
+    ensure_topology,
+    ensure_work_consumer,
+)
 from mesh.fabric._work import WorkQueue
 
 __all__ = [
@@ -68,6 +75,8 @@ __all__ = [
     "TASKS_STREAM",
     "TERMINAL_STATES",
     "TOKEN_RE",
+    "TOPOLOGY_BUCKETS",
+    "TOPOLOGY_STREAMS",
     "WORKERS_BUCKET",
     "WORK_PREFIX",
     "WORK_STREAM",
@@ -81,6 +90,7 @@ __all__ = [
     "TaskIndex",
     "Topology",
     "WorkQueue",
+    "await_topology",
     "bell_filter",
     "cancel_subject",
     "classify",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 import nats.js.api as api
 import nats.js.errors
 from nats.js import JetStreamContext
 
+from mesh.errors import Unavailable
 from mesh.fabric import _subjects as s
 from mesh.fabric._deadletters import DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
@@ -127,6 +130,36 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     await _ensure_bucket(js, s.WORKERS_BUCKET, 0, topology.replicas)
     await _ensure_bucket(js, ORDER_KEYS_BUCKET, 0, topology.replicas)
     await _ensure_bucket(js, s.INFERENCE_BUCKET, topology.inference_entry_ttl_s, topology.replicas)
+
+
+TOPOLOGY_STREAMS = (
+    s.WORK_STREAM,
+    s.EVENTS_STREAM,
+    ORDERED_STREAM,
+    DLQ_STREAM,
+    TASKS_STREAM,
+    s.QUARANTINE_STREAM,
+)
+TOPOLOGY_BUCKETS = (s.IDEMPOTENCY_BUCKET, s.WORKERS_BUCKET, ORDER_KEYS_BUCKET, s.INFERENCE_BUCKET)
+
+
+async def await_topology(js: JetStreamContext, timeout_s: float = 60.0) -> None:
+    """Wait until every stream and bucket exists — declared by the scheduler, the one process
+    whose NATS user may create or update them (the others may only look)."""
+    deadline = time.monotonic() + timeout_s
+    missing = [*TOPOLOGY_STREAMS, *(f"KV_{bucket}" for bucket in TOPOLOGY_BUCKETS)]
+    delay = 0.05
+    while missing:
+        try:
+            await js.stream_info(missing[0])
+            missing.pop(0)
+            continue
+        except nats.js.errors.NotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise Unavailable(f"stream {missing[0]} is not declared after {timeout_s:.0f}s: is the scheduler up?")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 async def ensure_work_consumer(js: JetStreamContext, topology: Topology, pool: str, lane: str, tenant: str) -> None:

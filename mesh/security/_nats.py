@@ -72,10 +72,11 @@ RECONCILER_CONSUMER = "tm-reconciler"
 NATS_COMPONENTS = ("scheduler", "worker", "gateway", "inference", "supervisor", "cli")
 STREAMS = (WORK_STREAM, EVENTS_STREAM, ORDERED_STREAM, DLQ_STREAM, TASKS_STREAM, QUARANTINE_STREAM)
 TOPOLOGY_BUCKETS = (IDEMPOTENCY_BUCKET, WORKERS_BUCKET, ORDER_KEYS_BUCKET, INFERENCE_BUCKET)
-# Who runs `ensure_topology` at start today (create or update every stream and bucket). Updating
-# a stream can rewrite its limits or subjects, so this is the set to shrink to the scheduler once
-# the gateway and the workers only check that the topology exists.
-TOPOLOGY_DECLARERS = frozenset({"scheduler", "worker", "gateway"})
+# Who runs `ensure_topology` at start (create or update every stream and bucket): the scheduler
+# only — updating a stream can rewrite its limits or subjects. The gateway and the workers wait
+# for it (`await_topology`: stream info only).
+TOPOLOGY_DECLARERS = frozenset({"scheduler"})
+TOPOLOGY_WAITERS = frozenset({"worker", "gateway"})
 TLS_TIMEOUT_S = 2.0
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -202,6 +203,11 @@ def _declare_topology() -> list[str]:
     return grants
 
 
+def _inspect_topology() -> list[str]:
+    """`await_topology`: stream info of every stream and bucket, nothing that changes one."""
+    return [_api("STREAM", "INFO", name) for name in (*STREAMS, *(f"KV_{bucket}" for bucket in TOPOLOGY_BUCKETS))]
+
+
 def _quarantine() -> list[str]:
     """`Quarantine.set_aside`: the record and its alert."""
     return [f"{QUARANTINE_PREFIX}.>", QUARANTINE_ALERT_SUBJECT]
@@ -285,7 +291,13 @@ def _pull(stream: str, consumers: str, *, create: bool) -> list[str]:
 def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[str]]:
     """(publish allow, subscribe allow) of one component: the one declaration of each role."""
     inbox = ["_INBOX.>"]
-    declare = _declare_topology() if component in TOPOLOGY_DECLARERS else []
+    declare = (
+        _declare_topology()
+        if component in TOPOLOGY_DECLARERS
+        else _inspect_topology()
+        if component in TOPOLOGY_WAITERS
+        else []
+    )
     if component == "scheduler":
         # Admission (events, work, parking, index, idempotency), cancel, scale, queue and flow
         # sampling, the reconciler on TM_TASKS, the dead-worker reaper's naks, backend status.

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import DeadLetterStore, EventLog, TaskIndex, Topology, ensure_topology
+from mesh.fabric import DeadLetterStore, EventLog, TaskIndex, await_topology
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.telemetry import get_logger
@@ -34,7 +34,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     guard: Guard | None = None
     try:
         js = nc.jetstream(timeout=5.0)
-        await ensure_topology(js, Topology(replicas=args.replicas, ack_wait_s=args.ack_wait))
+        await await_topology(js)  # the scheduler declares it; this user may only look
         events = EventLog(js, nc)
         hub = EventHub(nc, events)
         await hub.start()

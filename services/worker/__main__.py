@@ -19,7 +19,7 @@ from mesh.fabric import (
     KeySequencer,
     Topology,
     WorkQueue,
-    ensure_topology,
+    await_topology,
 )
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
@@ -53,7 +53,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             ack_wait_s=args.ack_wait,
             tenant_concurrency=_per_tenant("--tenant-concurrency", args.tenant_concurrency, int, "N"),
         )
-        await ensure_topology(js, topology)
+        await await_topology(js)  # the scheduler declares it; this user may only look
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
         events = EventLog(js, nc)
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events)

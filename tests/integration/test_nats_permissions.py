@@ -38,6 +38,7 @@ from mesh.fabric import (
     TaskIndex,
     Topology,
     WorkQueue,
+    await_topology,
     ensure_topology,
     event_subject,
     fold,
@@ -209,9 +210,10 @@ async def test_each_component_runs_its_real_fabric_code_without_a_violation(secu
         _session(secured, "inference") as inference,
         _session(secured, "supervisor") as supervisor,
     ):
-        # Every service declares the topology at start (today's entry points).
-        for session in (scheduler, worker, gateway):
-            await ensure_topology(session.js(), topology)
+        # The scheduler declares the topology; the gateway and workers wait for it (their entry points).
+        await ensure_topology(scheduler.js(), topology)
+        for session in (worker, gateway):
+            await await_topology(session.js(), timeout_s=5)
 
         # Inference registers a backend; the supervisor's autoscaler follows scale recommendations.
         backend = status_pb2.InferenceBackendStatus(instance="host-1", backend="cpu", address="local")

@@ -15,6 +15,7 @@ import os
 import ssl
 import stat
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -203,6 +204,19 @@ async def test_no_service_deletes_or_purges_a_stream_or_bucket(mesh: Mesh, compo
         js = admin.jetstream(timeout=5)
         for stream in (EVENTS_STREAM, WORK_STREAM, f"KV_{CREDENTIALS}"):
             assert (await js.stream_info(stream)).config.name == stream
+
+
+@pytest.mark.parametrize("component", ["worker", "gateway", "inference", "supervisor"])
+async def test_only_the_scheduler_reshapes_a_stream(mesh: Mesh, component: str) -> None:
+    """Updating a stream can rewrite its limits or subjects (a purge or a forgery by other means):
+    only the scheduler, which declares the topology, may; the stream keeps its config."""
+    async with await mesh.nats() as admin:
+        config = (await admin.jetstream(timeout=5).stream_info(EVENTS_STREAM)).config
+    async with await mesh.nats(component) as intruder:
+        with pytest.raises((APIError, nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await intruder.jetstream(timeout=2).update_stream(replace(config, max_msgs=1))
+    async with await mesh.nats() as admin:
+        assert (await admin.jetstream(timeout=5).stream_info(EVENTS_STREAM)).config.max_msgs == config.max_msgs
 
 
 async def test_a_junk_message_on_a_lane_cannot_come_from_outside_the_work_path(mesh: Mesh) -> None:
