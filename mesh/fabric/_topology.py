@@ -143,11 +143,12 @@ TOPOLOGY_STREAMS = (
 TOPOLOGY_BUCKETS = (s.IDEMPOTENCY_BUCKET, s.WORKERS_BUCKET, ORDER_KEYS_BUCKET, s.INFERENCE_BUCKET)
 
 
-async def await_topology(js: JetStreamContext, timeout_s: float = 60.0) -> None:
-    """Wait until every stream and bucket exists — declared by the scheduler, the one process
-    whose NATS user may create or update them (the others may only look)."""
+async def await_topology(js: JetStreamContext, timeout_s: float = 60.0, streams: tuple[str, ...] | None = None) -> None:
+    """Wait until every stream and bucket exists (or just `streams`; a bucket's stream is
+    ``KV_<bucket>``) — declared by the scheduler, the one process whose NATS user may create or
+    update them (the others may only look)."""
     deadline = time.monotonic() + timeout_s
-    missing = [*TOPOLOGY_STREAMS, *(f"KV_{bucket}" for bucket in TOPOLOGY_BUCKETS)]
+    missing = list(streams or (*TOPOLOGY_STREAMS, *(f"KV_{bucket}" for bucket in TOPOLOGY_BUCKETS)))
     delay = 0.05
     while missing:
         try:

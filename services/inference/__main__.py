@@ -9,7 +9,7 @@ import os
 import socket
 from pathlib import Path
 
-from mesh.fabric import INFERENCE_BUCKET
+from mesh.fabric import INFERENCE_BUCKET, await_topology
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.v1 import inference_pb2_grpc
 from services.inference._backend import CpuBackend, InferenceBackend
@@ -45,7 +45,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     nc = await connect_nats(args, "tidemesh-inference") if args.register else None
     registration = None
     if nc is not None:
-        kv = await nc.jetstream(timeout=5.0).key_value(INFERENCE_BUCKET)
+        js = nc.jetstream(timeout=5.0)
+        await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
+        kv = await js.key_value(INFERENCE_BUCKET)
         registration = asyncio.create_task(publish_backends(kv, router, instance))
     host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
     host.add(
