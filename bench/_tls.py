@@ -9,18 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._foundation import _echo_once
 from bench._scheduling import _submit_all
 from clients.sdk import Client
 from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
-
-
-async def _echo_once(client: Client, text: str) -> float:
-    started = time.perf_counter()
-    submitted = await client.submit("echo", {"text": text}, priority="interactive")
-    async for event in client.watch(submitted.task_id):
-        if event.final:
-            break
-    return time.perf_counter() - started
 
 
 async def measure(insecure: bool, batch: int, sequential: int, concurrent: int, callers: int) -> dict[str, float]:

@@ -58,3 +58,22 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float 
             raise AssertionError(f"not met within {timeout_s}s: {what} (last error: {last_error!r})")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports in LISTEN state whose socket the process `pid` holds (inodes matched in /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            columns = line.split()
+            if columns[3] == "0A" and columns[9] in inodes:  # 0A: LISTEN
+                ports.add(int(columns[1].rsplit(":", 1)[1], 16))
+    return ports

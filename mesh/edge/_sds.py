@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 import yaml
@@ -32,6 +31,7 @@ from google.protobuf import any_pb2
 from google.protobuf.json_format import MessageToJson, ParseDict, ParseError
 
 from mesh.security import LeafFiles
+from mesh.security._ca import write_private
 
 __all__ = ["CA_SECRET", "CERT_SECRET", "check_sds", "sds_path", "write_sds"]
 
@@ -54,18 +54,9 @@ def _document(secret: secret_pb2.Secret) -> str:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write `text` to a temporary name beside `path` (mode 600 from the first byte), then rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # the IN_MOVED_TO Envoy's watched_directory reacts to
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Mode 600 from the first byte, then renamed over `path`: the IN_MOVED_TO Envoy's
+    watched_directory reacts to."""
+    write_private(path, text.encode())
 
 
 def _check_pair(leaf: LeafFiles, cert_pem: bytes, key_pem: bytes) -> None:

@@ -43,8 +43,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` atomically with `mode` from the first byte (never world-readable)."""
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` atomically with `mode` from the first byte (never world-readable):
+    a complete temporary file beside it, fsynced, renamed over it (a watcher sees a move-in)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -127,8 +128,8 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_path, _key_pem(key))
-        _write_private(self.root_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_private(key_path, _key_pem(key))
+        write_private(self.root_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         self._root = (cert, key)
         return self
 
@@ -136,8 +137,8 @@ class CertificateAuthority:
         """Take an existing root (``source/ca.crt`` and ``source/ca.key``) as this CA's own."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
-        _write_private(self.directory / "ca.key", (source / "ca.key").read_bytes())
-        _write_private(self.root_path, (source / "ca.crt").read_bytes(), 0o644)
+        write_private(self.directory / "ca.key", (source / "ca.key").read_bytes())
+        write_private(self.root_path, (source / "ca.crt").read_bytes(), 0o644)
         self._root = None
         self._load_root()  # fails here, not at the first leaf, if the pair is unusable
         return self
@@ -185,8 +186,8 @@ class CertificateAuthority:
             .sign(root_key, hashes.SHA256())
         )
         files = self.files(component)
-        _write_private(files.key, _key_pem(key))
-        _write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_private(files.key, _key_pem(key))
+        write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return files
 
     def ensure_leaf(self, component: str) -> LeafFiles:

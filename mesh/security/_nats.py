@@ -62,7 +62,7 @@ from mesh.fabric._subjects import (
     WORK_STREAM,
     WORKERS_BUCKET,
 )
-from mesh.security._ca import LeafFiles, _write_private
+from mesh.security._ca import LeafFiles, write_private
 
 # The gateway's credential store (services/gateway/_auth.py spells it too; a unit test pins both).
 CREDENTIALS_BUCKET = "tm_credentials"
@@ -496,4 +496,4 @@ def route_url(port: int, route_user: NatsUser | None = None, host: str = "127.0.
 
 def write_private_config(path: Path, text: str) -> None:
     """Write a config that holds passwords: owner-only from the first byte, swapped in atomically."""
-    _write_private(path, text.encode())
+    write_private(path, text.encode())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import ssl
 import stat
@@ -33,7 +32,7 @@ from mesh.edge import (
 )
 from mesh.security import CertificateAuthority, LeafFiles
 from mesh.supervisor import find_binary, free_port
-from tests.conftest import eventually
+from tests.conftest import eventually, listening_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -379,29 +378,10 @@ def test_check_validates_a_tls_rendering(tmp_path: Path, pki: CertificateAuthori
 # --- admin -----------------------------------------------------------------------------------
 
 
-def _listening_tcp_ports(pid: int) -> set[int]:
-    """TCP ports in LISTEN state whose socket `pid` holds (from /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            columns = line.split()
-            if columns[3] == "0A" and columns[9] in inodes:  # 0A: LISTEN
-                ports.add(int(columns[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 async def test_admin_is_a_private_unix_socket(edge: Edge) -> None:
     """The admin API is a mode-600 unix socket answering /ready; Envoy listens on no TCP port but the public one."""
     mode = edge.admin_socket.stat().st_mode
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o600
     assert await admin_get(edge.admin_socket, "/ready") == (200, "LIVE\n")
-    assert _listening_tcp_ports(edge.process.pid) == {edge.port}
+    assert listening_ports(edge.process.pid) == {edge.port}

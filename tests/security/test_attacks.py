@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -43,7 +42,7 @@ from mesh.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from tests.conftest import eventually
+from tests.conftest import eventually, listening_ports
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
@@ -71,25 +70,6 @@ async def _task(mesh: Mesh, tenant: str = "victim") -> str:
         events = [event async for event in client.watch(submitted.task_id)]
         assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
     return submitted.task_id
-
-
-def _listening_ports(pid: int) -> set[int]:
-    """TCP ports the process `pid` listens on (its sockets' inodes matched in /proc/net/tcp*)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 async def _connect_as(mesh: Mesh, user: str, password: str, *, tls: bool = True) -> NATS:
@@ -152,7 +132,7 @@ def test_nats_monitoring_is_not_served(mesh: Mesh) -> None:
     nats_process = mesh.plan.by_name("nats")
     pid = mesh.supervisor.children["nats"].pid if mesh.supervisor else None
     assert pid is not None
-    assert _listening_ports(pid) == {nats_process.ports["client"]}
+    assert listening_ports(pid) == {nats_process.ports["client"]}
     assert "monitor" not in nats_process.ports
     assert "http:" not in (Path(mesh.plan.state_dir) / "nats.conf").read_text()
 
@@ -366,7 +346,7 @@ async def test_envoy_admin_is_an_owner_only_socket(mesh: Mesh) -> None:
     and its admin is a unix socket only the mesh's owner can open."""
     pid = mesh.supervisor.children["envoy"].pid if mesh.supervisor else None
     assert pid is not None
-    assert _listening_ports(pid) == {mesh.plan.public_port}
+    assert listening_ports(pid) == {mesh.plan.public_port}
     mode = _socket_mode(mesh.admin_socket)
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     status, _ = await mesh.envoy_admin("/ready")

@@ -15,9 +15,8 @@ from clients.sdk import Client
 from mesh.supervisor import Supervisor, build_plan
 from mesh.supervisor._triton import triton_available
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
-from tests.conftest import eventually
+from tests.conftest import eventually, listening_ports
 from tests.integration.conftest import Mesh
-from tests.security.test_attacks import _listening_ports
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +66,6 @@ async def test_triton_answers_only_mesh_leaves_and_only_over_grpc(mesh: Mesh) ->
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert mesh.supervisor is not None
     pid = mesh.supervisor.children["triton"].pid
-    assert pid is not None and _listening_ports(pid) == {mesh.port("triton", "grpc")}
+    assert pid is not None and listening_ports(pid) == {mesh.port("triton", "grpc")}
     assert set(mesh.plan.by_name("triton").ports) == {"grpc"}
     assert "--grpc-use-ssl-mutual=true" in mesh.plan.by_name("triton").command
