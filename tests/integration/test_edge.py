@@ -1,8 +1,14 @@
-"""The Envoy front door: the generated bootstrap validates, has no drift, and routes real traffic."""
+"""The Envoy front door: the generated bootstrap validates, has no drift, and routes real traffic.
+
+The live Envoy has the shape a secure mesh gives it: TLS on the public port (certificate via
+SDS), mutual TLS to upstreams that must present the gateway's identity, and the admin API on a
+unix socket. Its root is the test session's (tests/conftest.py), which clients already trust.
+"""
 
 from __future__ import annotations
 
 import base64
+import os
 import random
 import socket
 import subprocess
@@ -20,7 +26,16 @@ import pytest_asyncio
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from mesh.edge import EdgeConfig, read_admin_address, render_yaml, wait_for_listener_port
+from mesh.edge import (
+    EdgeConfig,
+    EdgeTls,
+    read_admin_address,
+    render_yaml,
+    wait_for_listener_port,
+    wait_for_listener_port_unix,
+    write_sds,
+)
+from mesh.security import CertificateAuthority, Transport
 from mesh.supervisor import find_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(10)]
@@ -111,13 +126,13 @@ def test_non_loopback_admin_host_is_rejected(host: str) -> None:
 
 @dataclass(frozen=True)
 class Edge:
-    """A running Envoy in front of one gRPC health server and two aiohttp replicas."""
+    """A running Envoy (TLS) in front of one gRPC health server and two aiohttp replicas (mutual TLS)."""
 
     port: int
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
 
 def _bound_socket() -> socket.socket:
@@ -169,9 +184,13 @@ def envoy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def edge(envoy_dir: Path) -> AsyncIterator[Edge]:
     envoy = _envoy()
+    # The session's root (which every client here trusts), with leaves for the upstreams and Envoy.
+    pki = CertificateAuthority(envoy_dir / "pki").adopt(Path(os.environ["TIDEMESH_CA_DIR"]))
+    pki.issue("gateway")
+    upstream = Transport.of(pki.directory, "gateway")
     grpc_server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), grpc_server)
-    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    grpc_port = grpc_server.add_secure_port("127.0.0.1:0", upstream.server_credentials())
     runners: list[web.AppRunner] = []
     try:
         await grpc_server.start()
@@ -182,25 +201,25 @@ async def edge(envoy_dir: Path) -> AsyncIterator[Edge]:
             runners.append(runner)
             sock = _bound_socket()
             http_ports.append(sock.getsockname()[1])
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=upstream.server_ssl_context()).start()
 
+        sds_dir, admin_socket = envoy_dir / "sds", envoy_dir / "admin.sock"
+        write_sds(sds_dir, pki.issue("envoy"))  # Envoy refuses to start without its SDS files
         cfg = EdgeConfig(
             listen_host="127.0.0.1",
             listen_port=0,
-            admin_port=0,
             grpc_upstreams=(("127.0.0.1", grpc_port),),
             http_upstreams=tuple(("127.0.0.1", p) for p in http_ports),
+            tls=EdgeTls(str(sds_dir)),
+            admin_socket=str(admin_socket),
         )
-        config_path, admin_path = envoy_dir / "edge.yaml", envoy_dir / "admin.address"
-        log_path = envoy_dir / "envoy.log"
+        config_path, log_path = envoy_dir / "edge.yaml", envoy_dir / "envoy.log"
         config_path.write_text(render_yaml(cfg))
         base_id = str(random.randint(1_000, 1_000_000))  # distinct shared-memory names per Envoy
-        cmd = [envoy, "-c", str(config_path), "--admin-address-path", str(admin_path)]
-        cmd += ["--base-id", base_id, "--log-level", "warn"]
+        cmd = [envoy, "-c", str(config_path), "--base-id", base_id, "--log-level", "warn"]
         with _running(cmd, log_path) as proc:
             try:
-                admin_host, admin_port = await read_admin_address(admin_path, timeout_s=5)
-                port = await wait_for_listener_port(admin_host, admin_port, timeout_s=5)
+                port = await wait_for_listener_port_unix(admin_socket, timeout_s=5)
             except TimeoutError as exc:
                 log = log_path.read_text()
                 raise AssertionError(f"envoy did not come up (exit={proc.poll()}): {log}") from exc
@@ -248,15 +267,15 @@ def _b64_decode_stream(text: str) -> bytes:
     return bytes(out)
 
 
-async def test_grpc_h2c_through_envoy(edge: Edge) -> None:
-    """A grpc.aio Health/Check over h2c reaches the upstream via the gateway_grpc route."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as channel:
+async def test_grpc_over_tls_through_envoy(edge: Edge) -> None:
+    """A grpc.aio Health/Check over TLS (h2) reaches the upstream via the gateway_grpc route."""
+    async with grpc.aio.secure_channel(f"127.0.0.1:{edge.port}", grpc.ssl_channel_credentials()) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_grpc_web_binary_over_http1(edge: Edge) -> None:
-    """A gRPC-Web (binary) POST over HTTP/1.1 gets a data frame, a grpc-status:0 trailer and CORS exposure."""
+    """A gRPC-Web (binary) POST over HTTPS/1.1 gets a data frame, a grpc-status:0 trailer and CORS exposure."""
     origin = "https://app.example"
     body = _grpc_web_frame(health_pb2.HealthCheckRequest().SerializeToString())
     headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": origin}
@@ -348,10 +367,12 @@ async def test_session_header_sticks_to_one_replica(edge: Edge) -> None:
 
 
 async def test_admin_helpers_time_out_clearly(tmp_path: Path) -> None:
-    """Both discovery helpers raise TimeoutError (not hang) when Envoy never shows up."""
+    """The discovery helpers (TCP admin and admin socket) raise TimeoutError, not hang, when Envoy never shows up."""
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="admin address"):
         await read_admin_address(tmp_path / "missing", timeout_s=0.2)
+    with pytest.raises(TimeoutError, match="not bound"):
+        await wait_for_listener_port_unix(tmp_path / "missing.sock", timeout_s=0.2)
     sock = _bound_socket()  # bound but not listening: connections are refused
     try:
         with pytest.raises(TimeoutError, match="not bound"):

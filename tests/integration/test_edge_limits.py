@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import resource
+import ssl
 import struct
 import subprocess
 import sys
@@ -20,7 +22,8 @@ import pytest_asyncio
 import yaml
 from aiohttp import web
 
-from mesh.edge import EdgeConfig, read_admin_address, render_yaml, wait_for_listener_port
+from mesh.edge import EdgeConfig, EdgeTls, render_yaml, wait_for_listener_port_unix, write_sds
+from mesh.security import CertificateAuthority, Transport
 from mesh.supervisor import find_binary
 from mesh.v1 import gateway_pb2
 from tests.integration.conftest import Mesh
@@ -37,10 +40,11 @@ INTERNALS = ("DecodeError", "Error parsing", "<class", "Traceback", "Exception")
 
 async def _grpc_web_post(endpoint: str, body: bytes) -> tuple[float, dict[str, str]]:
     """POST a raw gRPC-Web body; return the seconds until the reply ended and its status headers/trailers."""
-    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": "http://browser.test"}
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "origin": "https://browser.test"}
     started = time.monotonic()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        async with session.post(f"http://{endpoint}/{GET_TASK}", data=body, headers=headers) as response:
+        # The public port is TLS (the session trusts the mesh's root: tests/conftest.py).
+        async with session.post(f"https://{endpoint}/{GET_TASK}", data=body, headers=headers) as response:
             await response.read()
             status = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith(("grpc-", "tidemesh-"))}
     return time.monotonic() - started, status
@@ -151,8 +155,11 @@ asyncio.run(main())
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def short_edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[int]:
-    """Envoy with a 1 s request-headers timeout in front of a one-route aiohttp app; yields its port."""
+    """Envoy shaped as a secure mesh runs it (TLS, admin socket, mutual TLS to a gateway-identity
+    upstream) with a 1 s request-headers timeout, in front of a one-route aiohttp app; yields its port."""
     state = tmp_path_factory.mktemp("edge-limits")
+    pki = CertificateAuthority(state / "pki").adopt(Path(os.environ["TIDEMESH_CA_DIR"]))  # the session's root
+    pki.issue("gateway")
 
     async def hello(_: web.Request) -> web.Response:
         return web.Response(text="hello")
@@ -161,26 +168,29 @@ async def short_edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     app.router.add_get("/hello", hello)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    server_tls = Transport.of(pki.directory, "gateway").server_ssl_context()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    sds_dir, admin_socket = state / "sds", state / "admin.sock"
+    write_sds(sds_dir, pki.issue("envoy"))  # Envoy refuses to start without its SDS files
     cfg = EdgeConfig(
         listen_host="127.0.0.1",
         listen_port=0,
-        admin_port=0,
         grpc_upstreams=(("127.0.0.1", http_port),),
         http_upstreams=(("127.0.0.1", http_port),),
         request_headers_timeout_s=1.0,
+        tls=EdgeTls(str(sds_dir)),
+        admin_socket=str(admin_socket),
     )
-    config_path, admin_path = state / "edge.yaml", state / "admin.address"
+    config_path = state / "edge.yaml"
     config_path.write_text(render_yaml(cfg))
-    command = [find_binary("envoy"), "-c", str(config_path), "--admin-address-path", str(admin_path)]
+    command = [find_binary("envoy"), "-c", str(config_path)]
     command += ["--base-id", str(random.randint(1_000, 1_000_000)), "--log-level", "warn"]
     with (state / "envoy.log").open("wb") as log:
         envoy = await asyncio.create_subprocess_exec(*command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        admin_host, admin_port = await read_admin_address(admin_path, timeout_s=10)
-        yield await wait_for_listener_port(admin_host, admin_port, timeout_s=10)
+        yield await wait_for_listener_port_unix(admin_socket, timeout_s=10)
     finally:
         envoy.terminate()
         try:
@@ -192,8 +202,9 @@ async def short_edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
 
 async def _trickle_headers(port: int, every_s: float, limit_s: float) -> float:
-    """Send a request's headers a byte every `every_s`; return the seconds until Envoy closed the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """Over TLS, send request headers a byte every `every_s`; return the seconds until Envoy closed the connection."""
+    # The clock starts once the handshake is done: the header timeout is about the request, not TLS.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl.create_default_context())
     request = b"GET /hello HTTP/1.1\r\nHost: edge\r\nX-Slow: " + b"a" * 1000
     started = time.monotonic()
 
@@ -233,6 +244,6 @@ async def test_slowloris_connection_is_closed_within_the_header_timeout(short_ed
 async def test_prompt_requests_pass_the_short_edge(short_edge: int) -> None:
     """A client that sends its headers at once is served through the same Envoy."""
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{short_edge}/hello") as response:
+        async with session.get(f"https://127.0.0.1:{short_edge}/hello") as response:
             assert response.status == 200
             assert await response.text() == "hello"

@@ -195,6 +195,13 @@ class TiltShim:
             raise ValueError(f"http_get_action: bad port {port!r}")
         return {"port": port, "host": host, "scheme": scheme, "path": path}
 
+    @staticmethod
+    def exec_action(command: list[str]) -> dict[str, Any]:
+        # Tilt execs the argv directly (no shell): it must be a non-empty list of strings.
+        if not isinstance(command, list) or not command or not all(isinstance(arg, str) for arg in command):
+            raise ValueError(f"exec_action: command must be a non-empty list of strings, got {command!r}")
+        return {"command": command}
+
     def namespace(self) -> dict[str, Any]:
         tilt_os = SimpleNamespace(
             getenv=lambda key, default=None: os.environ.get(key, default),
@@ -209,6 +216,7 @@ class TiltShim:
             "local_resource": self.local_resource,
             "probe": self.probe,
             "http_get_action": self.http_get_action,
+            "exec_action": self.exec_action,
             "os": tilt_os,
         }
 
@@ -251,28 +259,36 @@ def _evaluate() -> TiltShim:
 
 
 def test_resources_match_the_plan(state_dir: Path) -> None:
-    """Each plan process becomes a local_resource with its command, deps and health probe, in order."""
+    """Each plan process becomes a local_resource with its command, deps and `tidemesh probe` readiness, in order."""
     shim = _evaluate()
     assert (state_dir / "envoy.yaml").exists()  # the Tiltfile's plan run rendered into tmp_path
     plan = _plan(state_dir)
     assert plan["state_dir"] == str(state_dir.resolve())
+    assert plan["secure"] is True  # the default: health endpoints Tilt's http_get cannot reach
 
     assert [r["name"] for r in shim.resources] == [p["name"] for p in plan["processes"]]
     for resource, process in zip(shim.resources, plan["processes"], strict=True):
         assert resource["serve_cmd"] == process["command"]
         assert resource["cmd"] == ""
         assert resource["resource_deps"] == process["depends_on"]
-        http_get = resource["readiness_probe"]["http_get"]
-        health = process["health"]
-        assert (http_get["host"], http_get["port"], http_get["path"]) == (
-            health["host"],
-            health["port"],
-            health["path"],
-        )
+        readiness = resource["readiness_probe"]
+        assert readiness["http_get"] is None and readiness["tcp_socket"] is None
+        command = readiness["exec"]["command"]
+        assert Path(command[0]).name == "tidemesh"
+        assert command[1:] == ["probe", process["name"], "--state-dir", plan["state_dir"]]
         role = {"nats": "broker", "envoy": "edge"}.get(process["name"], "services")
         assert resource["labels"] == [role]
     envoy = next(r for r in shim.resources if r["name"] == "envoy")
-    assert envoy["links"] == [f"http://127.0.0.1:{TEST_PORT}"]
+    assert envoy["links"] == [f"https://127.0.0.1:{TEST_PORT}"]
+
+
+def test_readiness_command_runs_and_fails_while_nothing_is_up(state_dir: Path) -> None:
+    """Each readiness argv is a valid `tidemesh probe` call: it exits 1 (not a usage error) when nothing runs."""
+    shim = _evaluate()
+    for resource in shim.resources:
+        command = resource["readiness_probe"]["exec"]["command"]
+        done = subprocess.run(command, cwd="/", capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 1, (resource["name"], done.returncode, done.stderr)
 
 
 @pytest.mark.parametrize(
