@@ -58,7 +58,7 @@ async def small_mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
 
 
 async def _worker_in_flight(session: aiohttp.ClientSession, mesh: Mesh) -> int:
-    async with session.get(f"http://127.0.0.1:{mesh.port('worker-1', 'http')}/metrics") as resp:
+    async with session.get(mesh.ops_url("worker-1", "/metrics"), ssl=mesh.internal_ssl()) as resp:
         match = re.search(r"^tidemesh_in_flight (\S+)$", await resp.text(), re.MULTILINE)
     return int(float(match.group(1))) if match else 0
 
