@@ -44,10 +44,10 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, timeout_s: floa
                 return lines
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
+async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run `tidemesh ARGS` as a user would; (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
-        TIDEMESH, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        TIDEMESH, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     return process.returncode or 0, out.decode(), err.decode()
@@ -69,7 +69,7 @@ async def _start_up(tmp_path: Path, *extra: str) -> asyncio.subprocess.Process:
 
 
 async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
-    """`tidemesh up --port 0` gets every component healthy, runs a task via the CLI, and SIGTERM stops all."""
+    """`tidemesh up --port 0` boots every component healthy, TLS on, runs a task via the CLI; SIGTERM stops all."""
     process = await _start_up(tmp_path)
     assert process.stdout is not None
     try:
@@ -79,6 +79,12 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         assert len(pids) == 6 and all(_alive(p) for p in pids), output
         endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
         assert "auth: on" in output
+        assert "INSECURE" not in output, output
+        root = re.search(r"TLS: on .* clients trust (\S+)", output)
+        assert root is not None, output
+        assert Path(root.group(1)) == (tmp_path / "state" / "pki" / "ca.crt").resolve()
+        code, out, err = await _cli("ca", "--state-dir", str(tmp_path / "state"))
+        assert code == 0 and out.strip() == root.group(1), err
         anonymous = await asyncio.create_subprocess_exec(
             TIDEMESH,
             "submit",
@@ -162,6 +168,7 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         )
         status_out, _ = await asyncio.wait_for(status.communicate(), 30)
         report = json.loads(status_out)
+        assert report["secure"] is True
         assert {c["name"] for c in report["components"] if c["healthy"]} == {
             "nats",
             "scheduler",
@@ -170,9 +177,42 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
             "gateway",
             "envoy",
         }
+        # The Tiltfile's readiness probe: `tidemesh probe NAME` exits 0 for each healthy component
+        # (https with a client certificate, Envoy's admin socket, NATS over TLS).
+        for name in ("nats", "scheduler", "inference", "worker-1", "gateway", "envoy"):
+            code, _, err = await _cli("probe", name, "--state-dir", str(tmp_path / "state"))
+            assert code == 0, (name, err)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
         assert [p for p in pids if _alive(p)] == []
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_insecure_up_says_so_at_start_and_in_status(tmp_path: Path) -> None:
+    """`tidemesh up --insecure` prints its banner before booting, `status` says INSECURE, and there is no CA."""
+    process = await _start_up(tmp_path, "--insecure")
+    assert process.stdout is not None
+    try:
+        lines = await _read_until(process.stdout, "Ctrl-C to stop.")
+        output = "".join(lines)
+        up_at = next(i for i, line in enumerate(lines) if "tidemesh is up" in line)
+        assert any("INSECURE MESH (--insecure)" in line for line in lines[:up_at]), output  # at start, not only after
+        assert "TLS: on" not in output
+        endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
+        state = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "state"))
+        # A user of an --insecure mesh, who has no root exported (TIDEMESH_CA would ask the CLI for TLS).
+        plain = {k: v for k, v in os.environ.items() if k != "TIDEMESH_CA"}
+        code, table, err = await _cli("status", *state, env=plain)
+        assert code == 0 and table.startswith("INSECURE MESH (--insecure)"), table + err
+        code, out, _ = await _cli("status", "--json", *state, env=plain)
+        assert code == 0 and json.loads(out)["secure"] is False
+        code, out, err = await _cli("ca", "--state-dir", str(tmp_path / "state"))
+        assert code != 0 and out == "" and "no local CA" in err
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
     finally:
         if process.returncode is None:
             process.kill()
@@ -465,7 +505,7 @@ async def test_sessions_stick_to_one_of_two_gateway_replicas(tmp_path: Path) -> 
     assert [p.name for p in plan.processes if p.name.startswith("gateway")] == ["gateway-1", "gateway-2"]
     async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="sticky") as client:
         submitted = await client.submit("echo", {"text": "sticky"})
-        url = f"http://127.0.0.1:{plan.public_port}/v1/tasks/{submitted.task_id}"
+        url = f"https://127.0.0.1:{plan.public_port}/v1/tasks/{submitted.task_id}"
         async with aiohttp.ClientSession() as session:
 
             async def replica(session_id: str) -> str:
