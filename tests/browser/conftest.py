@@ -1,16 +1,31 @@
 """A real browser on another origin: Debian's Chromium driven by Playwright, a static server for
-clients/web/dist, and an auth-on mesh whose Envoy the page calls over gRPC-Web."""
+clients/web/dist, and an auth-on mesh whose Envoy the page calls over gRPC-Web (HTTPS).
+
+How Chromium trusts the mesh: Chromium on Linux verifies against NSS, and adding a root to an NSS
+database needs `certutil` (libnss3-tools), which the suite does not install. Instead the browser
+is launched with ``--ignore-certificate-errors-spki-list=<SHA-256 of Envoy's public key>``:
+Chromium then accepts a chain only if it carries exactly that key (Playwright always passes
+``--user-data-dir``, without which Chromium ignores the switch). The pin is taken from a
+connection that Python first verified against the mesh's root for 127.0.0.1, so the browser
+trusts precisely the key the root vouches for, not "any certificate" (`ignore_https_errors`
+stays False; `test_a_browser_without_the_pin_refuses_the_edge` shows the pin is what lets it in).
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, Page, async_playwright
 
 from mesh.supervisor import Supervisor, admin_key, build_plan
@@ -23,8 +38,25 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
 
 @dataclass(frozen=True)
 class WebMesh:
-    base_url: str  # Envoy's public port: the page's cross-origin target
+    base_url: str  # Envoy's public port (HTTPS): the page's cross-origin target
     admin_key: str
+    spki_pin: str  # base64 SHA-256 of the public key Envoy serves, verified against the mesh's root
+
+
+def edge_spki_pin(host: str, port: int, root: str) -> str:
+    """The SPKI pin (RFC 7469) of the certificate served at host:port, after verifying it against `root`."""
+    context = ssl.create_default_context(cafile=root)  # checks the chain and that it is valid for `host`
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +65,8 @@ async def web_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[We
     state = tmp_path_factory.mktemp("web-mesh")
     plan = build_plan(state, public_port=0, workers=1, auth=True)
     async with Supervisor(plan, health_timeout_s=60):
-        yield WebMesh(f"http://127.0.0.1:{plan.public_port}", admin_key(state))
+        pin = edge_spki_pin("127.0.0.1", plan.public_port, plan.ca_path)
+        yield WebMesh(f"https://127.0.0.1:{plan.public_port}", admin_key(state), pin)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +94,11 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="module")
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
+async def browser(chromium: Path, web_mesh: WebMesh) -> AsyncIterator[Browser]:
+    """Chromium that accepts exactly the mesh edge's key (see the module docstring)."""
+    args = [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={web_mesh.spki_pin}"]
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        launched = await playwright.chromium.launch(executable_path=str(chromium), args=args, headless=True)
         try:
             yield launched
         finally:
@@ -73,7 +108,7 @@ async def browser(chromium: Path) -> AsyncIterator[Browser]:
 @pytest.fixture
 async def page(browser: Browser, page_origin: str) -> AsyncIterator[Page]:
     """The client page, loaded and ready: its functions are on `window.tidemesh`."""
-    context = await browser.new_context()
+    context = await browser.new_context(ignore_https_errors=False)  # certificate errors stay errors
     try:
         opened = await context.new_page()
         await opened.goto(f"{page_origin}/index.html")

@@ -1,16 +1,18 @@
-"""connect-web's gRPC-Web transport in Chromium, from another origin, through Envoy to an auth-on mesh:
-every call carries x-api-key, so each one also proves the CORS preflight allows it."""
+"""connect-web's gRPC-Web transport in Chromium, from another origin, through Envoy (HTTPS) to an auth-on
+mesh: every call carries x-api-key, so each one also proves the CORS preflight allows it. Chromium trusts
+exactly the edge's key (an SPKI pin, see tests/browser/conftest.py), never any certificate."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Browser, Error, Page, async_playwright
 
 from mesh.v1 import task_pb2
-from tests.browser.conftest import WebMesh
+from tests.browser.conftest import CHROMIUM_ARGS, WebMesh
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +85,28 @@ async def test_grpc_web_json_is_refused_as_invalid_argument_in_the_browser(page:
 async def test_rest_replica_header_is_readable(page: Page, web_mesh: WebMesh) -> None:
     """A cross-origin fetch can read x-tidemesh-replica (which gateway replica answered)."""
     assert (await _call(page, "replica", _target(web_mesh))) is not None
+
+
+async def test_the_pinned_browser_verifies_the_edge(browser: Browser, web_mesh: WebMesh) -> None:
+    """With certificate errors not ignored, the pinned Chromium loads a page from Envoy's HTTPS port."""
+    context = await browser.new_context(ignore_https_errors=False)
+    try:
+        response = await (await context.new_page()).goto(f"{web_mesh.base_url}/v1/openapi.json")
+        assert response is not None and response.url.startswith("https://")
+    finally:
+        await context.close()
+
+
+async def test_a_browser_without_the_pin_refuses_the_edge(chromium: Path, web_mesh: WebMesh) -> None:
+    """A Chromium without the SPKI pin refuses Envoy's certificate: the pin, not a blanket bypass, lets it in."""
+    async with async_playwright() as playwright:
+        bare = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await bare.new_context(ignore_https_errors=False)
+            with pytest.raises(Error, match="ERR_CERT_AUTHORITY_INVALID"):
+                await (await context.new_page()).goto(f"{web_mesh.base_url}/v1/openapi.json")
+        finally:
+            await bare.close()
 
 
 # --- the same edge contract without a browser (runs even where Chromium cannot be installed) -----------
