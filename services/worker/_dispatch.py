@@ -215,7 +215,12 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
                 continue
             if not msgs:
-                lane.missed_at = time.monotonic()  # look again soon, not in a second
+                # Look again soon, not in a second: an empty pull zeroed this tenant's backlog,
+                # but on a loaded machine a pull can miss items that are there. Until a recount
+                # restores it, every turn would go to the other backlogged tenants (the share
+                # drifted to 0.5 for a 3:1 weight), so recount within busy_refresh_s.
+                lane.missed_at = time.monotonic()
+                lane.refreshed_at = min(lane.refreshed_at, lane.missed_at - self._refresh_s + self._busy_refresh_s)
                 continue
             lane.pulled_at = time.monotonic()
             for msg in msgs:
