@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import ssl
 from pathlib import Path
@@ -27,8 +29,10 @@ async def connect(
     connect_timeout_s: float = 5.0,
     tls: ssl.SSLContext | None = None,
     user_file: str | Path | None = None,
+    start_timeout_s: float = 30.0,
 ) -> Client:
-    """Connect with endless reconnects (to any listed node); fail fast if none answers at start.
+    """Connect with endless reconnects (to any listed node); `Unavailable` if no connection is
+    made within `start_timeout_s` (no server, a refused user, a server TLS cannot verify).
 
     `tls` verifies the server against the mesh's root (``tls://`` URLs); `user_file` names the
     component's own NATS user, read from its file so the password is never an argument."""
@@ -41,10 +45,18 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
+    last_error: list[Exception] = []
+    refused = asyncio.Event()  # the server turned this user down: not worth retrying at start
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
+        if refused.is_set():
+            return  # keep the refusal as the reason, not the broken pipe that follows it
+        last_error[:] = [exc]
+        if "Authorization Violation" in str(exc):
+            refused.set()
 
-    try:
+    async def _connect() -> Client:
         return await nats.connect(
             servers=urls,
             name=name,
@@ -60,5 +72,24 @@ async def connect(
             user=user,
             password=password,
         )
-    except Exception as exc:  # nats raises several unrelated types for "no server"
-        raise Unavailable(f"cannot reach NATS at {servers}: {exc}") from exc
+
+    # nats-py keeps retrying the first connection too (endless reconnects): a refused user or an
+    # unverifiable server would hang the caller's start, so the start is bounded, and a refusal ends it.
+    connecting = asyncio.ensure_future(_connect())
+    turned_down = asyncio.ensure_future(refused.wait())
+    try:
+        await asyncio.wait({connecting, turned_down}, timeout=start_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        turned_down.cancel()
+    if connecting.done():
+        try:
+            return connecting.result()
+        except Exception as exc:  # nats raises several unrelated types for "no server"
+            raise Unavailable(f"cannot reach NATS at {servers}: {exc}") from exc
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    why = f": {last_error[0]}" if last_error else ""
+    if refused.is_set():
+        raise Unavailable(f"NATS at {servers} refused this user{why}")
+    raise Unavailable(f"cannot connect to NATS at {servers} within {start_timeout_s:g}s{why}")

@@ -28,8 +28,8 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import APIError
 
 from clients.sdk import Client
-from mesh.errors import NotFound
-from mesh.fabric import EVENTS_STREAM, WORK_STREAM, event_subject
+from mesh.errors import NotFound, Unavailable
+from mesh.fabric import EVENTS_STREAM, WORK_STREAM, connect, event_subject
 from mesh.supervisor import Supervisor, admin_key, build_plan
 from mesh.v1 import (
     gateway_pb2,
@@ -477,3 +477,13 @@ async def test_leaves_are_renewed_without_downtime(mesh: Mesh) -> None:
             events = [event async for event in client.watch(submitted.task_id)]
             assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED, kind
     assert all(mesh.supervisor.children[name].restarts == 0 for name in mesh.supervisor.children)
+
+
+async def test_a_refused_nats_user_fails_the_start_instead_of_hanging(mesh: Mesh) -> None:
+    """A service whose NATS user is refused stops with UNAVAILABLE naming the reason, at once."""
+    bogus = Path(mesh.plan.state_dir) / "bogus-user.json"
+    bogus.write_text(json.dumps({"user": "gateway", "password": "wrong"}))
+    with pytest.raises(Unavailable, match="Authorization Violation"):
+        await connect(
+            mesh.nats_url, name="test-bogus", tls=ssl.create_default_context(), user_file=bogus, start_timeout_s=3
+        )
