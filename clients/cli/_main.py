@@ -94,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--cacert",
-            default=os.environ.get("TIDEMESH_CA", ""),
-            help="the root to verify the mesh with (default: $TIDEMESH_CA, else <state-dir>/pki/ca.crt)",
+            default="",
+            help="the root to verify the mesh with (default: <state-dir>/pki/ca.crt, else $TIDEMESH_CA)",
         )
         p.add_argument("--insecure", action="store_true", help="plaintext, to a mesh started with --insecure")
 
@@ -173,15 +173,17 @@ def _client(args: argparse.Namespace, tenant: str = "default") -> Client:
 
 
 def _transport(args: argparse.Namespace) -> dict[str, Any]:
-    """TLS verified against --cacert or the local root; plaintext if the mesh runs --insecure."""
+    """TLS verified against --cacert, else the local mesh's root, else $TIDEMESH_CA; plaintext
+    with --insecure, or when the mesh in --state-dir runs --insecure and no --cacert says otherwise."""
     from mesh.supervisor import Plan
 
+    if args.insecure:
+        return {"insecure": True}
     plan_file = Path(args.state_dir) / "plan.json"
-    local_insecure = plan_file.exists() and not Plan.from_json(json.loads(plan_file.read_text())).secure
-    if args.insecure or (local_insecure and not args.cacert):
+    if not args.cacert and plan_file.exists() and not Plan.from_json(json.loads(plan_file.read_text())).secure:
         return {"insecure": True}
     root = Path(args.state_dir) / "pki" / "ca.crt"
-    return {"ca": args.cacert or (str(root) if root.exists() else None)}
+    return {"ca": args.cacert or (str(root) if root.exists() else None)}  # None: $TIDEMESH_CA, system roots
 
 
 def _credential(args: argparse.Namespace) -> str:

@@ -119,7 +119,16 @@ async def up(args: argparse.Namespace) -> int:
     bounds = {pool: (1, 1) for pool in POOLS} | _autoscale_bounds(args.autoscale)
     autoscaler = LocalAutoscaler(supervisor, bounds)
     try:
-        await autoscaler.__aenter__()
+        # A signal while the autoscaler connects stops the mesh too (its connect is bounded, 30 s).
+        entering = asyncio.create_task(autoscaler.__aenter__())
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({entering, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not entering.done():
+            entering.cancel()
+            await asyncio.gather(entering, return_exceptions=True)
+            return 130
+        entering.result()
         endpoint = f"127.0.0.1:{plan.public_port}"
         print(f"tidemesh is up in {supervisor.boot_seconds:.2f}s — state in {plan.state_dir}")
         for spec in plan.processes:

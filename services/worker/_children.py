@@ -61,7 +61,9 @@ class ChildTasks:
             if parent.HasField("deadline"):
                 child.deadline.CopyFrom(parent.deadline)
         try:
-            reply = await self._scheduler.AdmitTasks(scheduler_pb2.AdmitTasksRequest(specs=children), timeout=30.0)
+            reply = await self._scheduler.AdmitTasks(
+                scheduler_pb2.AdmitTasksRequest(specs=children), timeout=30.0, wait_for_ready=True
+            )  # a restarting scheduler is waited for within the deadline
         except grpc.aio.AioRpcError as exc:
             fatal = exc.code() == grpc.StatusCode.INVALID_ARGUMENT
             raise StepFailed(

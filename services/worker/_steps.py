@@ -71,6 +71,10 @@ async def _infer(ctx: StepContext, model: str, texts: list[str]) -> list[task_pb
         response = await _inference(ctx).Infer(
             inference_pb2.InferRequest(model=model, texts=texts, priority_class=ctx.spec.priority_class),
             timeout=60.0,
+            # A restarting inference service (kill -9, a renewal, an upgrade) is waited for within
+            # the deadline instead of failing the attempt at once: three quick UNAVAILABLEs would
+            # dead-letter the task while the service is still loading its model.
+            wait_for_ready=True,
         )
     except grpc.aio.AioRpcError as exc:
         raise _inference_failed(exc) from exc
@@ -103,7 +107,7 @@ async def embed_chunks(ctx: StepContext) -> list[task_pb2.TaskOutput]:
         priority_class=ctx.spec.priority_class,
     )
     outputs: list[task_pb2.TaskOutput] = []
-    call = _inference(ctx).InferStream(request, timeout=600.0)
+    call = _inference(ctx).InferStream(request, timeout=600.0, wait_for_ready=True)  # see `_infer`
     try:
         async for reply in call:
             if reply.final:
