@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import ssl
 import subprocess
 import time
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from mesh.edge import admin_get
 from mesh.fabric import Quarantine, QuarantineRecord, connect
-from mesh.security import Transport
+from mesh.security import CertificateAuthority, Transport
+from mesh.security._ca import write_private
+from mesh.security._nats import NatsUser, ensure_nats_users, tls_block
 from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
@@ -30,30 +32,36 @@ pytestmark = pytest.mark.integration
 
 @dataclass(frozen=True)
 class NatsServer:
+    """A bare nats-server as the mesh runs its own: TLS under the session's root, one user."""
+
     url: str
-    monitor_url: str
     store_dir: Path
+    user_file: Path
+
+    async def connect(self, name: str = "test") -> NATS:
+        return await connect(self.url, name=name, tls=ssl.create_default_context(), user_file=self.user_file)
 
 
 def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
-    """nats-server on port 0 (-1 = random); the ports file tells where it listens."""
+    """nats-server on a random port (-1) with TLS (a leaf of the session root) and one user;
+    the ports file tells where it listens."""
     ports_dir = tmp / "ports"
     ports_dir.mkdir(parents=True, exist_ok=True)
+    leaf = CertificateAuthority(tmp / "pki").adopt(Path(os.environ["TIDEMESH_CA_DIR"])).issue("nats")
+    user_file = ensure_nats_users(tmp / "users", ["test"])["test"]
+    user = NatsUser.load(user_file)
+    config = tmp / "nats.conf"
+    write_private(
+        config,
+        (
+            "listen: 127.0.0.1:-1\n"
+            f'jetstream {{ store_dir: "{tmp / "js"}" }}\n'
+            f"{tls_block(leaf)}"
+            f'authorization {{ users: [ {{ user: "{user.user}", password: "{user.password}" }} ] }}\n'
+        ).encode(),
+    )
     process = subprocess.Popen(
-        [
-            find_binary("nats-server"),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "-1",
-            "-m",
-            "-1",
-            "-js",
-            "-sd",
-            str(tmp / "js"),
-            "--ports_file_dir",
-            str(ports_dir),
-        ],
+        [find_binary("nats-server"), "-c", str(config), "--ports_file_dir", str(ports_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -62,8 +70,9 @@ def _start_nats(tmp: Path) -> tuple[subprocess.Popen[bytes], NatsServer]:
         if ports_file.exists():
             try:
                 ports = json.loads(ports_file.read_text())
-                return process, NatsServer(ports["nats"][0], ports["monitoring"][0], tmp / "js")
-            except (json.JSONDecodeError, KeyError):
+                url = ports["nats"][0].replace("nats://", "tls://")
+                return process, NatsServer(url, tmp / "js", user_file)
+            except (json.JSONDecodeError, KeyError, IndexError):
                 pass  # the server is still writing the file: read it again
         if process.poll() is not None:
             break
@@ -103,7 +112,7 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
-    async with await nats.connect(nats_server.url) as client:
+    async with await nats_server.connect() as client:
         yield client
 
 

@@ -232,7 +232,7 @@ class _Fabric:
 @pytest.fixture
 async def fabric(private_nats: NatsServer) -> AsyncIterator[_Fabric]:
     """A fresh nats-server of its own (so the reconciler sees only this test's tasks)."""
-    nc = await nats.connect(private_nats.url)
+    nc = await private_nats.connect()
     js = nc.jetstream(timeout=5.0)
     await ensure_topology(js, Topology())
     try:

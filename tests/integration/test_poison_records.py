@@ -8,7 +8,6 @@ import json
 import time
 from typing import TypeVar
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -40,7 +39,7 @@ async def test_unreadable_credential_records_do_not_stop_the_watch(nats_server: 
     """Junk and a wrongly shaped key record in tm_credentials are quarantined; a valid key still
     authenticates, a revocation written after the junk still takes effect, and an unreadable
     revocation still revokes (fail closed)."""
-    nc = await nats.connect(nats_server.url)
+    nc = await nats_server.connect()
     try:
         js = nc.jetstream()
         await ensure_topology(js, Topology())

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-import nats
 import pytest
 
 from clients.sdk import Client
@@ -192,7 +191,7 @@ async def test_an_admin_reads_both_tenants_tasks_by_their_ids(mesh2: TwoTenants)
 async def test_the_scheduler_never_deduplicates_into_another_tenants_task(private_nats: NatsServer) -> None:
     """Behind the gateway: an id another tenant's task has is a Conflict naming spec.task_id, not
     'deduplicated', and the refused tenant's listing entry is taken back."""
-    async with await nats.connect(private_nats.url) as nc:
+    async with await private_nats.connect() as nc:
         js = nc.jetstream(timeout=5.0)
         await ensure_topology(js, Topology())
         index = TaskIndex(js)

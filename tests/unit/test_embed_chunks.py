@@ -35,8 +35,12 @@ class _Call:
 class _Inference:
     def __init__(self, call: _Call) -> None:
         self.call = call
+        self.waits_for_ready: list[bool] = []
 
-    def InferStream(self, request: inference_pb2.InferStreamRequest, timeout: float) -> _Call:
+    def InferStream(
+        self, request: inference_pb2.InferStreamRequest, timeout: float, wait_for_ready: bool = False
+    ) -> _Call:
+        self.waits_for_ready.append(wait_for_ready)
         return self.call
 
 
@@ -72,6 +76,9 @@ async def test_a_chain_that_moves_mid_stream_cancels_the_inference_stream() -> N
 
 
 async def test_a_finished_stream_is_closed_too() -> None:
+    """A stream read to its end is closed as well; it was asked to wait for a restarting service."""
     call = _Call(replies=10)
-    outputs = await embed_chunks(_context(call, emit_fails_at=0))
+    ctx = _context(call, emit_fails_at=0)
+    outputs = await embed_chunks(ctx)
     assert len(outputs) == 10 and call.cancelled
+    assert ctx.inference.waits_for_ready == [True]  # type: ignore[union-attr]
