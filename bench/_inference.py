@@ -27,6 +27,8 @@ import numpy as np
 import tritonclient.grpc.aio as triton
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
+from mesh.security import Transport
+from mesh.supervisor import MeshSecurity
 from mesh.supervisor._triton_server import TritonServer
 from mesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference._spawn import inference_process
@@ -41,7 +43,8 @@ def _texts(n: int, salt: int) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def _service(tmp: Path, *args: str) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
-    async with inference_process(tmp, *args) as stub:
+    """The inference service over mutual TLS, as in a secure mesh (its leaf reaches Triton too)."""
+    async with inference_process(tmp, *args, pki=MeshSecurity.prepare(tmp / "triton").pki_dir) as stub:
         await stub.Infer(inference_pb2.InferRequest(texts=["warm up"]))
         yield stub
 
@@ -104,7 +107,10 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="tidemesh-bench-inference-") as tmp_dir:
         tmp = Path(tmp_dir)
         async with TritonServer(tmp / "triton") as server:
-            direct = triton.InferenceServerClient(server.address)
+            # Direct to Triton with a mesh leaf: the same mutual TLS the inference service speaks.
+            assert server.pki is not None
+            creds = Transport.of(server.pki, "cli").channel_credentials()
+            direct = triton.InferenceServerClient(server.address, creds=creds)
             try:
                 await _direct(direct)(["warm up"])
                 for run_index in range(runs):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mesh.supervisor._child import Child
 from mesh.supervisor._plan import free_port, triton_spec
+from mesh.supervisor._security import MeshSecurity
 
 
 class TritonServer:
@@ -14,16 +15,31 @@ class TritonServer:
     stubs (the child's process group goes with it). `start()` after `stop()` reuses the ports:
     clients see the same endpoint go away and come back."""
 
-    def __init__(self, state_dir: Path, config_name: str | None = None) -> None:
+    def __init__(self, state_dir: Path, config_name: str | None = None, secure: bool = True) -> None:
+        """`secure` (the default): gRPC only, mutual TLS under a mesh CA in ``state_dir/pki``
+        (adopting `TIDEMESH_CA_DIR`'s root when set); `pki` is that folder for its callers."""
         self._log_dir = state_dir / "logs"
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        self.spec = triton_spec(state_dir, free_port(), free_port(), free_port(), config_name)
+        security = MeshSecurity.prepare(state_dir) if secure else None
+        self.pki = security.pki_dir if security else None
+        self.spec = triton_spec(
+            state_dir,
+            free_port(),
+            free_port(),
+            free_port(),
+            config_name,
+            tls=security.leaf("triton") if security else None,
+        )
         self._backends = state_dir / "triton" / "backends"
         self._child: Child | None = None
 
     @property
     def address(self) -> str:
         return self.spec.address
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
 
     def log(self) -> str:
         path = self._log_dir / f"{self.spec.name}.log"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc.aio
 
+from mesh.security import Transport
 from mesh.supervisor import guarded
 from mesh.v1 import inference_pb2_grpc
 
@@ -27,9 +28,16 @@ class InferenceProcess(inference_pb2_grpc.InferenceServiceStub):
 
 
 @contextlib.asynccontextmanager
-async def inference_process(workdir: Path, *args: str, timeout_s: float = 60.0) -> AsyncIterator[InferenceProcess]:
+async def inference_process(
+    workdir: Path, *args: str, timeout_s: float = 60.0, pki: Path | None = None
+) -> AsyncIterator[InferenceProcess]:
     """A stub connected to a fresh inference service started with `args` (never registered in
-    NATS); its log is ``workdir/inference.log``. Stopped (SIGTERM, then SIGKILL) on exit."""
+    NATS); its log is ``workdir/inference.log``. Stopped (SIGTERM, then SIGKILL) on exit.
+
+    With `pki` (a mesh's pki dir) it serves mutual TLS as ``inference`` (and reaches Triton so),
+    and the stub calls it as ``cli``; without, plaintext."""
+    if pki is not None:
+        args = ("--pki", str(pki), *args)
     ready = workdir / f"inference-{uuid.uuid4().hex}.json"
     log_path = workdir / "inference.log"
     with log_path.open("ab") as log:
@@ -45,7 +53,8 @@ async def inference_process(workdir: Path, *args: str, timeout_s: float = 60.0) 
                 raise RuntimeError(f"inference service did not start:\n{log_path.read_text()[-3000:]}")
             await asyncio.sleep(0.05)
         port = json.loads(ready.read_text())["grpc_port"]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        transport = Transport.of(pki, "cli") if pki is not None else Transport.insecure()
+        async with transport.channel(f"127.0.0.1:{port}") as channel:
             yield InferenceProcess(channel, process.pid)
     finally:
         if process.returncode is None:

@@ -16,21 +16,26 @@ import grpc
 import grpc.aio
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mesh.security import Transport
+from mesh.supervisor import MeshSecurity
 from mesh.supervisor._triton_server import TritonServer
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.inference._minilm import MiniLM
 from services.inference._spawn import InferenceProcess, inference_process
-from tests.conftest import eventually
+from tests.conftest import eventually, listening_ports
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 MODEL = "all-minilm-l6-v2"
 
 
 def inference_service(tmp: Path, *args: str) -> AbstractAsyncContextManager[InferenceProcess]:
-    """The inference service as its own process, probing backends often and resting a failed one 1 s."""
-    return inference_process(tmp, "--probe-interval", "0.2", "--breaker-reset", "1.0", *args)
+    """The inference service as its own process, probing backends often and resting a failed one 1 s;
+    mutual TLS under the session's root (it reaches Triton, and is called, with mesh leaves)."""
+    pki = MeshSecurity.prepare(tmp / "mesh").pki_dir
+    return inference_process(tmp, "--probe-interval", "0.2", "--breaker-reset", "1.0", *args, pki=pki)
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +277,23 @@ async def test_bad_input_is_invalid_argument_naming_the_field(tmp_path: Path) ->
         # …and the service still answers good input afterwards.
         ok = await stub.Infer(inference_pb2.InferRequest(texts=["fine"], priority_class=task_pb2.PRIORITY_CLASS_BATCH))
         assert len(ok.embeddings[0].values) == 384
+
+
+async def test_triton_answers_only_mesh_leaves_and_only_over_grpc(triton: TritonServer) -> None:
+    """Plaintext and TLS without a client certificate fail Triton's handshake; a leaf of the
+    mesh's root gets in. Its HTTP and metrics endpoints (no TLS there) are off: it listens on
+    its gRPC port only."""
+    for channel in (
+        grpc.aio.insecure_channel(triton.address),
+        grpc.aio.secure_channel(triton.address, grpc.ssl_channel_credentials()),
+    ):
+        async with channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert triton.pki is not None
+    async with Transport.of(triton.pki, "cli").channel(triton.address) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert set(triton.spec.ports) == {"grpc"} and "--grpc-use-ssl-mutual=true" in triton.spec.command
+    assert triton.pid is not None and listening_ports(triton.pid) == {triton.spec.ports["grpc"]}

@@ -14,6 +14,7 @@ import pytest
 import tritonclient.grpc.aio as triton
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
+from mesh.security import Transport
 from mesh.supervisor._triton_server import TritonServer
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
@@ -54,7 +55,10 @@ async def test_triton_serves_minilm_from_the_gpu(tmp_path: Path) -> None:
     sentences, vectors = _reference()
     server = TritonServer(tmp_path, config_name="gpu")
     async with server:
-        client = triton.InferenceServerClient(server.address)
+        assert server.pki is not None  # mutual TLS, as in a secure mesh
+        client = triton.InferenceServerClient(
+            server.address, creds=Transport.of(server.pki, "cli").channel_credentials()
+        )
         try:
             config = await client.get_model_config("all-minilm-l6-v2", as_json=True)
             assert config["config"]["instance_group"][0]["kind"] == "KIND_GPU"
