@@ -39,6 +39,7 @@ class Child:
         self.restarts = 0
         self.process: asyncio.subprocess.Process | None = None
         self._log_path = log_dir / f"{spec.name}.log"
+        self.killed_after_grace = False  # the last stop needed SIGKILL (graceful stop is a bug otherwise)
         self._state_dir = log_dir.parent  # <state>/logs: probes use <state>/pki and <state>/nats
         self._env = {**os.environ, **spec.env}
         self._stopping = False
@@ -155,6 +156,8 @@ class Child:
             try:
                 await asyncio.wait_for(process.wait(), grace_s)
             except TimeoutError:
+                log.warning("child did not stop within its grace: killing it", extra={"child": self.spec.name})
+                self.killed_after_grace = True
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()

@@ -28,6 +28,7 @@ its record is stored: while the quarantine is away it stays held and is looked a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from dataclasses import dataclass
@@ -103,15 +104,24 @@ class Reconciler:
     async def run(self) -> None:
         """Reconcile every `every_s` seconds until cancelled; a failed pass is retried later, backing off."""
         failures = 0
-        while True:
-            try:
-                await self.run_pass()
-                failures = 0
-            except Exception:  # any failure, a bug too, must not end the reconciler for good
-                failures += 1
-                log.exception("reconcile pass failed; retrying", extra={"failures": failures})
-            delay_s = self._policy.every_s * 2 ** min(failures, 16)
-            await asyncio.sleep(min(delay_s, max(self._policy.max_backoff_s, self._policy.every_s)))
+        try:
+            while True:
+                try:
+                    await self.run_pass()
+                    failures = 0
+                except Exception:  # any failure, a bug too, must not end the reconciler for good
+                    failures += 1
+                    log.exception("reconcile pass failed; retrying", extra={"failures": failures})
+                delay_s = self._policy.every_s * 2 ** min(failures, 16)
+                await asyncio.sleep(min(delay_s, max(self._policy.max_backoff_s, self._policy.every_s)))
+        finally:
+            # Unsubscribed here, not left to the connection's drain: a pull subscription with a
+            # fetch cut short by the cancel kept nc.drain() waiting until the process was killed
+            # (every scheduler stop took the supervisor's whole 10 s grace).
+            subscription, self._subscription = self._subscription, None
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
 
     async def run_pass(self, now_s: float | None = None) -> int:
         """Look at the entries that are due; returns how many tasks got their work item again."""
