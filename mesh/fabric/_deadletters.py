@@ -23,6 +23,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.errors import Unavailable
+from mesh.fabric._index import delete_subject
 from mesh.fabric._quarantine import Quarantine
 from mesh.telemetry import get_logger
 from mesh.v1 import deadletter_pb2
@@ -176,6 +177,6 @@ class DeadLetterStore:
         purged = 0
         for target in targets:
             if await self.get(target) is not None:
-                await self._js.purge_stream(DLQ_STREAM, subject=_subject(target))
+                await delete_subject(self._js, DLQ_STREAM, _subject(target))  # see TaskIndex.remove
                 purged += 1
         return purged

@@ -12,12 +12,29 @@ quarantines it.
 
 from __future__ import annotations
 
+import nats.js.errors
 from nats.js import JetStreamContext
 
 from mesh.fabric._subjects import TOKEN_RE
 
 TASKS_STREAM = "TM_TASKS"
 TASKS_PREFIX = "tm.task"
+
+
+async def delete_subject(js: JetStreamContext, stream: str, subject: str) -> int:
+    """Delete every message of `subject` in `stream`, newest first, by sequence; how many."""
+    deleted = 0
+    while True:
+        try:
+            message = await js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return deleted
+        assert message.seq is not None
+        try:
+            await js.delete_msg(stream, message.seq)
+        except nats.js.errors.NotFoundError:
+            pass  # gone meanwhile (its limit, another remover): look again
+        deleted += 1
 
 
 class TaskIndex:
@@ -29,7 +46,9 @@ class TaskIndex:
         await self._js.publish(f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", headers={"Nats-Msg-Id": f"{task_id}:index"})
 
     async def remove(self, tenant: str, task_id: str) -> None:
-        await self._js.purge_stream(TASKS_STREAM, subject=f"{TASKS_PREFIX}.{tenant}.{task_id}")
+        """Take the entry back (one message per subject): a message delete, not a subject purge —
+        NATS puts a purge on the same API subject as a whole-stream purge, which no service may send."""
+        await delete_subject(self._js, TASKS_STREAM, f"{TASKS_PREFIX}.{tenant}.{task_id}")
 
     async def page(self, tenant: str, limit: int, after: str = "") -> tuple[list[str], str]:
         """Up to `limit` task ids of `tenant`, newest first, older than `after`; and the next token."""

@@ -23,11 +23,11 @@ Permissions follow what the real code sends (nats-py 2.16):
   get on ``KV_<bucket>``; KV writes (put, create, update, delete) → a publish on ``$KV.<bucket>.<key>``;
 - ``delete_msg`` → ``$JS.API.STREAM.MSG.DELETE.<s>`` (readers set junk aside: `Quarantine`);
   ``purge_stream(s, subject=...)`` → ``$JS.API.STREAM.PURGE.<s>`` — the same subject as a whole
-  purge, so it is granted on the two streams whose code purges one subject (see `permissions`).
+  purge, so no service purges: a subject is emptied by deleting its messages by sequence
+  (`mesh.fabric._index.delete_subject`).
 
-Deleting a stream or a bucket (``$JS.API.STREAM.DELETE.>``; a bucket is stream ``KV_<bucket>``) is
-the admin's alone (`cli`); every other user has it denied outright, and purges of every stream it
-has no per-subject purge of.
+Deleting a stream or a bucket (``$JS.API.STREAM.DELETE.>``; a bucket is stream ``KV_<bucket>``)
+and purging one are the admin's alone (`cli`); every other user has both denied outright.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def _dead_letters(manage: bool) -> list[str]:
         *_quarantine(),
     ]
     if manage:
-        grants += [_api("STREAM", "INFO", DLQ_STREAM), _api("STREAM", "PURGE", DLQ_STREAM)]
+        grants.append(_api("STREAM", "INFO", DLQ_STREAM))  # purging a task's record deletes by sequence
     else:
         grants.append(ALERT_SUBJECT)
     return grants
@@ -308,8 +308,9 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_put_work(),
             *_ordering(park=True),
             f"{TASKS_PREFIX}.>",
-            # TaskIndex.remove takes back one entry (a client-chosen id claimed twice): a subject purge.
-            _api("STREAM", "PURGE", TASKS_STREAM),
+            # TaskIndex.remove takes back one entry (a client-chosen id claimed twice): by sequence.
+            _api("STREAM", "MSG", "GET", TASKS_STREAM),
+            _api("STREAM", "MSG", "DELETE", TASKS_STREAM),
             *_kv_read(IDEMPOTENCY_BUCKET),
             *_kv_write(IDEMPOTENCY_BUCKET),
             f"{CANCEL_PREFIX}.>",

@@ -177,6 +177,8 @@ async def test_no_service_deletes_or_purges_a_stream_or_bucket(mesh: Mesh, compo
             lambda: js.delete_key_value(CREDENTIALS),
             lambda: js.delete_stream(EVENTS_STREAM),
             lambda: js.purge_stream(WORK_STREAM),
+            lambda: js.purge_stream("TM_TASKS"),  # the listing: no service purges it either
+            lambda: js.purge_stream("TM_DLQ"),
         ):
             with pytest.raises((APIError, nats.errors.TimeoutError, nats.errors.NoRespondersError)):
                 await attempt()

@@ -85,14 +85,13 @@ def test_subject_matching_follows_nats_wildcards(pattern: str, subject: str, exp
 
 @pytest.mark.parametrize("component", SERVICES)
 def test_no_service_may_delete_or_purge_a_stream_or_bucket(component: str) -> None:
-    """Stream and bucket deletion and bucket purges are denied to every service; whole-stream
-    purges too, except the subject purges the scheduler (TM_TASKS) and gateway (TM_DLQ) run."""
+    """Stream and bucket deletion and purges are denied to every service, with no exception: the
+    listing and dead-letter code empties one subject by deleting its messages by sequence."""
     grant = permissions(component)
     for stream in (*STREAMS, *(f"KV_{b}" for b in (*TOPOLOGY_BUCKETS, CREDENTIALS_BUCKET)), "ANY"):
         assert not grant.may_publish(f"$JS.API.STREAM.DELETE.{stream}")
-    purgeable = {"scheduler": {"TM_TASKS"}, "gateway": {"TM_DLQ"}}.get(component, set())
     for stream in STREAMS:
-        assert grant.may_publish(f"$JS.API.STREAM.PURGE.{stream}") is (stream in purgeable)
+        assert not grant.may_publish(f"$JS.API.STREAM.PURGE.{stream}")
     for bucket in (*TOPOLOGY_BUCKETS, CREDENTIALS_BUCKET):
         assert not grant.may_publish(f"$JS.API.STREAM.PURGE.KV_{bucket}")
 
