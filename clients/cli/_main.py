@@ -18,6 +18,7 @@ from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.fabric import lane_of
 from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT
+from mesh.telemetry import quiet_ssl_eof_noise
 from mesh.v1 import status_pb2, task_pb2
 
 DEFAULT_ENDPOINT = os.environ.get("TIDEMESH_ENDPOINT", "127.0.0.1:8080")
@@ -408,6 +409,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    quiet_ssl_eof_noise()  # asyncio's note on each TLS connection nats-py closes (status probes NATS)
     try:
         code = asyncio.run(_dispatch(args))
     except InvalidArgument as exc:
