@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import stat
@@ -170,34 +171,33 @@ async def pki(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return CertificateAuthority(tmp_path_factory.mktemp("edge-tls-pki")).ensure()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def edge(tmp_path_factory: pytest.TempPathFactory, pki: CertificateAuthority) -> AsyncIterator[Edge]:
-    """Envoy with TLS in front of a stand-in gateway presenting the gateway identity."""
-    upstream = await Upstream(pki.issue("gateway")).start()
+@contextlib.asynccontextmanager
+async def _edge_before(tmp: Path, pki: CertificateAuthority, identity: str) -> AsyncIterator[Edge]:
+    """Envoy with TLS in front of a stand-in gateway that presents `identity`'s leaf."""
+    upstream = await Upstream(pki.issue(identity)).start()
     process: asyncio.subprocess.Process | None = None
     try:
-        started = await _start_edge(tmp_path_factory.mktemp("edge-tls"), pki, upstream)
+        started = await _start_edge(tmp, pki, upstream)
         process = started.process
         yield started
     finally:
         if process is not None:
             await _stop(process)
         await upstream.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def edge(tmp_path_factory: pytest.TempPathFactory, pki: CertificateAuthority) -> AsyncIterator[Edge]:
+    """Envoy with TLS in front of a stand-in gateway presenting the gateway identity."""
+    async with _edge_before(tmp_path_factory.mktemp("edge-tls"), pki, "gateway") as started:
+        yield started
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def impostor_edge(tmp_path_factory: pytest.TempPathFactory, pki: CertificateAuthority) -> AsyncIterator[Edge]:
     """Envoy whose upstream presents a CA-signed leaf of the wrong identity (a worker's)."""
-    upstream = await Upstream(pki.issue("worker")).start()
-    process: asyncio.subprocess.Process | None = None
-    try:
-        started = await _start_edge(tmp_path_factory.mktemp("edge-tls-impostor"), pki, upstream)
-        process = started.process
+    async with _edge_before(tmp_path_factory.mktemp("edge-tls-impostor"), pki, "worker") as started:
         yield started
-    finally:
-        if process is not None:
-            await _stop(process)
-        await upstream.stop()
 
 
 def _client_tls(ca: CertificateAuthority) -> ssl.SSLContext:
