@@ -8,7 +8,6 @@ and `TIDEMESH_CA_DIR` so each mesh's CA adopts it. Processes a bench spawns inhe
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,17 +15,13 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
-from mesh.security import CertificateAuthority
+from mesh.security import trust_in_this_process
 
 
 def trust_bench_root() -> Path:
     directory = Path(tempfile.mkdtemp(prefix="tidemesh-bench-ca-"))
     atexit.register(shutil.rmtree, directory, True)
-    root = CertificateAuthority(directory).ensure().root_path
-    os.environ["TIDEMESH_CA_DIR"] = str(directory)
-    for name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
-        os.environ[name] = str(root)
-    return root
+    return trust_in_this_process(directory)
 
 
 def public_channel(endpoint: str, secure: bool = True) -> grpc.aio.Channel:

@@ -19,15 +19,12 @@ from typing import TypeVar
 
 import pytest
 
-from mesh.security import CertificateAuthority
+from mesh.security import trust_in_this_process
 
 _ROOT_DIR = Path(tempfile.mkdtemp(prefix="tidemesh-test-ca-"))
-# Set at import, not in pytest_configure: the sub-directory conftests load before that hook and
+# At import, not in pytest_configure: the sub-directory conftests load before that hook and
 # import aiohttp, whose connector builds its default SSL context (reading SSL_CERT_FILE) at import.
-_root = CertificateAuthority(_ROOT_DIR).ensure().root_path
-os.environ["TIDEMESH_CA_DIR"] = str(_ROOT_DIR)
-for _name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
-    os.environ[_name] = str(_root)
+trust_in_this_process(_ROOT_DIR)
 
 # Only now: mesh.telemetry imports aiohttp (see above).
 from mesh.telemetry import quiet_ssl_eof_noise  # noqa: E402

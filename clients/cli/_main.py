@@ -17,7 +17,7 @@ from clients.cli._up import plan_from, up
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.fabric import lane_of
-from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT
+from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT, MeshSecurity
 from mesh.telemetry import quiet_ssl_eof_noise
 from mesh.v1 import status_pb2, task_pb2
 
@@ -183,7 +183,7 @@ def _transport(args: argparse.Namespace) -> dict[str, Any]:
     plan_file = Path(args.state_dir) / "plan.json"
     if not args.cacert and plan_file.exists() and not Plan.from_json(json.loads(plan_file.read_text())).secure:
         return {"insecure": True}
-    root = Path(args.state_dir) / "pki" / "ca.crt"
+    root = MeshSecurity(Path(args.state_dir)).root
     return {"ca": args.cacert or (str(root) if root.exists() else None)}  # None: $TIDEMESH_CA, system roots
 
 
@@ -287,7 +287,7 @@ async def _probe(health: Any, state_dir: str) -> bool:
 
 
 def _ca(args: argparse.Namespace) -> int:
-    root = Path(args.state_dir).resolve() / "pki" / "ca.crt"
+    root = MeshSecurity(Path(args.state_dir).resolve()).root
     if not root.exists():
         raise NotFound(f"no local CA in {args.state_dir} (is the mesh started with `tidemesh up`, not --insecure?)")
     print(root)

@@ -12,6 +12,8 @@ quarantines it.
 
 from __future__ import annotations
 
+import contextlib
+
 import nats.js.errors
 from nats.js import JetStreamContext
 
@@ -30,11 +32,9 @@ async def delete_subject(js: JetStreamContext, stream: str, subject: str) -> int
         except nats.js.errors.NotFoundError:
             return deleted
         assert message.seq is not None
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):  # gone meanwhile: look again
             await js.delete_msg(stream, message.seq)
-        except nats.js.errors.NotFoundError:
-            pass  # gone meanwhile (its limit, another remover): look again
-        deleted += 1
+            deleted += 1
 
 
 class TaskIndex:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -151,12 +152,10 @@ async def await_topology(js: JetStreamContext, timeout_s: float = 60.0, streams:
     missing = list(streams or (*TOPOLOGY_STREAMS, *(f"KV_{bucket}" for bucket in TOPOLOGY_BUCKETS)))
     delay = 0.05
     while missing:
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.stream_info(missing[0])
             missing.pop(0)
             continue
-        except nats.js.errors.NotFoundError:
-            pass
         if time.monotonic() > deadline:
             raise Unavailable(f"stream {missing[0]} is not declared after {timeout_s:.0f}s: is the scheduler up?")
         await asyncio.sleep(delay)

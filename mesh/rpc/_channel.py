@@ -20,8 +20,3 @@ def channel(target: str, transport: Transport) -> grpc.aio.Channel:
     """A channel to another component that propagates trace context: mutual TLS with this
     process's leaf (renewed in place), or h2c when the mesh runs --insecure."""
     return transport.channel(target, options=_OPTIONS, interceptors=client_interceptors())
-
-
-def insecure_channel(target: str) -> grpc.aio.Channel:
-    """A plaintext (h2c) channel: for --insecure meshes and tests of plaintext refusal."""
-    return channel(target, Transport.insecure())

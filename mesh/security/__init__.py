@@ -20,6 +20,7 @@ from mesh.security._ca import (
     LeafFiles,
     component_of,
     spiffe_id,
+    trust_in_this_process,
 )
 from mesh.security._policy import CALLERS, MESH, CallerPolicy, allowed_callers
 from mesh.security._tls import RenewingChannel, Transport, peer_component, peer_identity
@@ -39,4 +40,5 @@ __all__ = [
     "peer_component",
     "peer_identity",
     "spiffe_id",
+    "trust_in_this_process",
 ]

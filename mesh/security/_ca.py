@@ -221,3 +221,16 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def trust_in_this_process(directory: Path) -> Path:
+    """Create a root in `directory` and trust it the way a user's machine trusts an organisation's
+    root — for this process and the ones it starts: the SDK (`TIDEMESH_CA`), Python's ssl
+    (`SSL_CERT_FILE`: aiohttp, websockets), grpcio's defaults (`GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`);
+    and every mesh started from here adopts it (`TIDEMESH_CA_DIR`). For test sessions and
+    benchmarks; call it before aiohttp is imported (its default context reads SSL_CERT_FILE then)."""
+    root = CertificateAuthority(directory).ensure().root_path
+    os.environ["TIDEMESH_CA_DIR"] = str(directory)
+    for name in ("TIDEMESH_CA", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+        os.environ[name] = str(root)
+    return root

@@ -46,8 +46,8 @@ class Transport:
     """TLS material of one process (`leaf`), or plaintext when `leaf` is None."""
 
     leaf: LeafFiles | None
-    _contexts: list[tuple[ssl.SSLContext, bool]] = field(default_factory=list, repr=False)
-    _loaded: tuple[float, float, float] = (0, 0, 0)
+    _contexts: list[ssl.SSLContext] = field(default_factory=list, repr=False)
+    _loaded: object = None  # the files' stamp the contexts were last loaded from
 
     @staticmethod
     def insecure() -> Transport:
@@ -62,7 +62,7 @@ class Transport:
         for path in (leaf.ca, leaf.cert, leaf.key):
             if not path.exists():
                 raise FileNotFoundError(f"TLS material missing for {component}: {path} (does `tidemesh up` own it?)")
-        return Transport(leaf)
+        return Transport(leaf, _loaded=_stamp(leaf))
 
     @property
     def secure(self) -> bool:
@@ -71,10 +71,6 @@ class Transport:
     @property
     def identity(self) -> str:
         return self.leaf.identity if self.leaf else ""
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.leaf else "http"
 
     def stamp(self) -> object:
         """Changes whenever the leaf's files are swapped (None when insecure)."""
@@ -86,39 +82,38 @@ class Transport:
         return self.leaf
 
     def _pair(self) -> tuple[bytes, bytes, bytes]:
-        """(root, key, cert) read together, retried once if a swap was half-way."""
+        """(root, key, cert) read together, read again if a swap happened half-way."""
         leaf = self._require()
-        for attempt in range(3):
+        for _ in range(3):
             stamp = _stamp(leaf)
             material = (leaf.ca.read_bytes(), leaf.key.read_bytes(), leaf.cert.read_bytes())
-            if _stamp(leaf) == stamp or attempt == 2:
-                return material
-        raise AssertionError("unreachable")
+            if _stamp(leaf) == stamp:
+                break
+        return material
 
     # --- gRPC ---------------------------------------------------------------------------
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Server TLS that requires a client certificate and follows renewals."""
         leaf = self._require()
-        lock = threading.Lock()
-        root, key, cert = self._pair()
-        current = {"stamp": _stamp(leaf)}
+        lock = threading.Lock()  # grpc asks from its own threads
+        loaded = [_stamp(leaf)]
 
         def config() -> grpc.ServerCertificateConfiguration:
+            root, key, cert = self._pair()
             return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=root)
 
         def fetch() -> grpc.ServerCertificateConfiguration | None:
-            nonlocal root, key, cert
             stamp = _stamp(leaf)
             with lock:
-                if stamp == current["stamp"]:
+                if stamp == loaded[0]:
                     return None  # unchanged: keep serving the loaded pair
                 try:
-                    root, key, cert = self._pair()
+                    fresh = config()
                 except OSError:
-                    return None
-                current["stamp"] = stamp
-                return config()
+                    return None  # half-way through a swap: the next handshake asks again
+                loaded[0] = stamp
+                return fresh
 
         # grpc's stubs say the fetcher returns a configuration; its docs say None keeps the current one.
         return grpc.dynamic_ssl_server_credentials(
@@ -161,8 +156,7 @@ class Transport:
         context.verify_mode = ssl.CERT_REQUIRED
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.leaf.cert, self.leaf.key)
-        self._contexts.append((context, True))
-        self._loaded = _stamp(self.leaf)
+        self._contexts.append(context)
         return context
 
     def client_ssl_context(self) -> ssl.SSLContext | None:
@@ -171,16 +165,15 @@ class Transport:
             return None
         context = ssl.create_default_context(cafile=str(self.leaf.ca))
         context.load_cert_chain(self.leaf.cert, self.leaf.key)
-        self._contexts.append((context, False))
-        self._loaded = _stamp(self.leaf)
+        self._contexts.append(context)
         return context
 
     def refresh(self) -> bool:
         """Reload every context this transport made if the files changed; True when it did."""
-        if self.leaf is None or _stamp(self.leaf) == self._loaded:
+        stamp = self.stamp()
+        if self.leaf is None or stamp == self._loaded:
             return False
-        stamp = _stamp(self.leaf)
-        for context, _ in self._contexts:
+        for context in self._contexts:
             try:
                 context.load_verify_locations(cafile=str(self.leaf.ca))
                 context.load_cert_chain(self.leaf.cert, self.leaf.key)

@@ -11,15 +11,12 @@ planned ones crashed or hang) a dedicated worker takes over until they are back.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from mesh.fabric import SCALE_PREFIX, connect
-from mesh.security import Transport
 from mesh.supervisor._plan import pool_worker_spec
-from mesh.supervisor._security import MeshSecurity
 from mesh.supervisor._supervisor import Supervisor
 from mesh.telemetry import get_logger
 from mesh.v1 import status_pb2
@@ -53,17 +50,10 @@ class LocalAutoscaler:
 
     async def __aenter__(self) -> LocalAutoscaler:
         plan = self._supervisor.plan
-        nodes = ",".join(p.address for p in plan.processes if p.name == "nats" or p.name.startswith("nats-"))
-        if plan.secure:  # as the supervisor's own NATS user, over TLS verified against the root
-            security = MeshSecurity(Path(plan.state_dir))
-            self._nc = await connect(
-                nodes,
-                name="tidemesh-autoscaler",
-                tls=Transport.of(security.pki_dir, "supervisor").client_ssl_context(),
-                user_file=security.nats_user("supervisor"),
-            )
+        if plan.security:  # as the supervisor's own NATS user
+            self._nc = await plan.security.connect_nats(plan.nats_servers, "supervisor", "tidemesh-autoscaler")
         else:
-            self._nc = await connect(nodes, name="tidemesh-autoscaler")
+            self._nc = await connect(plan.nats_servers, name="tidemesh-autoscaler")
         self._sub = await self._nc.subscribe(f"{SCALE_PREFIX}.>", cb=self._on_recommendation)
         return self
 

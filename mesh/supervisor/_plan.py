@@ -6,7 +6,6 @@ plan --json` prints them, and the Tiltfile turns them into local_resources.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
 from mesh.security import LeafFiles
+from mesh.security._ca import write_private
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
@@ -69,9 +69,19 @@ class Plan:
     secure: bool = False
 
     @property
+    def security(self) -> MeshSecurity | None:
+        """Where the mesh keeps its CA and NATS users (None: it runs --insecure)."""
+        return MeshSecurity(Path(self.state_dir)) if self.secure else None
+
+    @property
     def ca_path(self) -> str:
         """The root a client trusts ("" when the mesh runs --insecure)."""
-        return str(Path(self.state_dir) / "pki" / "ca.crt") if self.secure else ""
+        return str(self.security.root) if self.security else ""
+
+    @property
+    def nats_servers(self) -> str:
+        """Every NATS node's client address, comma-separated (a client reconnects to any)."""
+        return ",".join(p.address for p in self.processes if p.name == "nats" or p.name.startswith("nats-"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -246,7 +256,6 @@ def build_plan(
     envoy_admin = ports.take()
     if cluster not in (1, 3, 5):
         raise ValueError("cluster must be 1, 3 or 5 nodes (JetStream needs a quorum)")
-    state_dir.mkdir(parents=True, exist_ok=True)
     node_ports = [(ports.take(), ports.take(), ports.take() if cluster > 1 else 0) for _ in range(cluster)]
     nats_specs = []
     for index, (client_port, monitor_port, cluster_port) in enumerate(node_ports, start=1):
@@ -264,7 +273,7 @@ def build_plan(
             security=nats_security(security) if security else "",
             cluster_security=nats_cluster_security(security) if security and cluster_port else "",
         )
-        _write_owner_only(config, text)  # it holds the users' passwords
+        write_private(config, text.encode())  # it holds the users' passwords
         address = f"{'tls' if secure else 'nats'}://127.0.0.1:{client_port}"
         nats_specs.append(
             ProcessSpec(
@@ -382,10 +391,3 @@ def build_plan(
         ],
         secure=secure,
     )
-
-
-def _write_owner_only(path: Path, text: str) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)

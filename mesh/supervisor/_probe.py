@@ -23,8 +23,8 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh.fabric._connect import read_nats_user
-from mesh.security import Transport
 from mesh.supervisor._plan import Health
+from mesh.supervisor._security import MeshSecurity
 
 
 class Probe:
@@ -32,17 +32,16 @@ class Probe:
 
     def __init__(self, health: Health, state_dir: Path | str, timeout_s: float = 2.0) -> None:
         self.health = health
-        self._state_dir = Path(state_dir)
+        self._security = MeshSecurity(Path(state_dir))
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._nats: Any = None
         self._channel: grpc.aio.Channel | None = None
 
     def _ssl(self) -> ssl.SSLContext | None:
-        pki = self._state_dir / "pki"
-        if not (pki / "supervisor.crt").exists():
-            return None
-        return Transport.of(pki, "supervisor").client_ssl_context()
+        if not self._security.leaf("supervisor").cert.exists():
+            return None  # an --insecure mesh
+        return self._security.transport("supervisor").client_ssl_context()
 
     async def __aenter__(self) -> Probe:
         timeout = aiohttp.ClientTimeout(total=self._timeout_s)
@@ -79,7 +78,7 @@ class Probe:
 
     async def _check_grpc(self) -> bool:
         if self._channel is None:
-            self._channel = Transport.of(self._state_dir / "pki", "supervisor").channel(self.health.url)
+            self._channel = self._security.transport("supervisor").channel(self.health.url)
         try:
             reply = await health_pb2_grpc.HealthStub(self._channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=self._timeout_s
@@ -93,7 +92,7 @@ class Probe:
         from nats.errors import Error as NatsError
 
         if self._nats is None or self._nats.is_closed:
-            user, password = read_nats_user(self._state_dir / "nats" / "supervisor.json")
+            user, password = read_nats_user(self._security.nats_user("supervisor"))
             try:
                 self._nats = await nats.connect(
                     servers=[self.health.url],

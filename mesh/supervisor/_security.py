@@ -11,13 +11,17 @@ pair up by themselves (see `mesh.security._tls`), Envoy through its SDS files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh.security import CertificateAuthority, LeafFiles
+from nats.aio.client import Client as Nats
+
+from mesh.fabric import connect
+from mesh.security import CertificateAuthority, LeafFiles, Transport
 from mesh.security._nats import (
     NatsUser,
     authorization_block,
@@ -61,6 +65,15 @@ class MeshSecurity:
 
     def nats_user(self, component: str) -> Path:
         return self.nats_dir / f"{component}.json"
+
+    def transport(self, component: str) -> Transport:
+        return Transport.of(self.pki_dir, component)
+
+    async def connect_nats(self, servers: str, component: str, name: str) -> Nats:
+        """NATS as `component`'s own user, over TLS verified against the root (with its leaf)."""
+        return await connect(
+            servers, name=name, tls=self.transport(component).client_ssl_context(), user_file=self.nats_user(component)
+        )
 
     @staticmethod
     def prepare(
@@ -150,8 +163,6 @@ class LeafRenewer:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None

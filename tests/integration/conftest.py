@@ -19,10 +19,10 @@ from nats.aio.client import Client as NATS
 
 from mesh.edge import admin_get
 from mesh.fabric import Quarantine, QuarantineRecord, connect
-from mesh.security import CertificateAuthority, Transport
+from mesh.security import CertificateAuthority
 from mesh.security._ca import write_private
 from mesh.security._nats import NatsUser, ensure_nats_users, tls_block
-from mesh.supervisor import Plan, Supervisor, build_plan, find_binary
+from mesh.supervisor import MeshSecurity, Plan, Supervisor, build_plan, find_binary
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
 from tests.conftest import eventually
@@ -136,7 +136,12 @@ class Mesh:
 
     @property
     def nats_url(self) -> str:
-        return self.plan.processes[0].address
+        return self.plan.nats_servers
+
+    @property
+    def security(self) -> MeshSecurity:
+        assert self.plan.security is not None, "this mesh runs --insecure"
+        return self.plan.security
 
     def port(self, process: str, name: str) -> int:
         return self.plan.by_name(process).ports[name]
@@ -147,13 +152,11 @@ class Mesh:
 
     def internal_channel(self, process: str, identity: str = "cli") -> grpc.aio.Channel:
         """gRPC straight to a component's port, with `identity`'s leaf (mutual TLS)."""
-        return Transport.of(Path(self.plan.state_dir) / "pki", identity).channel(
-            f"127.0.0.1:{self.port(process, 'grpc')}"
-        )
+        return self.security.transport(identity).channel(f"127.0.0.1:{self.port(process, 'grpc')}")
 
     def internal_ssl(self, identity: str = "cli") -> ssl.SSLContext:
         """For HTTPS to a component's ops port (/metrics, /healthz): `identity`'s leaf."""
-        context = Transport.of(Path(self.plan.state_dir) / "pki", identity).client_ssl_context()
+        context = self.security.transport(identity).client_ssl_context()
         assert context is not None
         return context
 
@@ -170,13 +173,7 @@ class Mesh:
 
     async def nats(self, component: str = "cli") -> NATS:
         """A NATS client as `component` (default: the operators' admin user), over TLS."""
-        state = Path(self.plan.state_dir)
-        return await connect(
-            self.nats_url,
-            name=f"test-{component}",
-            tls=Transport.of(state / "pki", "cli").client_ssl_context(),
-            user_file=state / "nats" / f"{component}.json",
-        )
+        return await self.security.connect_nats(self.nats_url, component, f"test-{component}")
 
 
 @pytest.fixture
