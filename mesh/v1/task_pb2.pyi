@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -101,20 +102,22 @@ class DocEmbedInput(_message.Message):
     def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., chunk_words: _Optional[int] = ...) -> None: ...
 
 class TaskPayload(_message.Message):
-    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook", "doc_embed")
+    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook", "doc_embed", "custom")
     ECHO_FIELD_NUMBER: _ClassVar[int]
     EMBED_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     FAN_OUT_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     DOC_EMBED_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
     echo: EchoInput
     embed: EmbedInput
     stream: StreamInput
     fan_out: FanOutInput
     webhook: WebhookInput
     doc_embed: DocEmbedInput
-    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ..., doc_embed: _Optional[_Union[DocEmbedInput, _Mapping]] = ...) -> None: ...
+    custom: _any_pb2.Any
+    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ..., doc_embed: _Optional[_Union[DocEmbedInput, _Mapping]] = ..., custom: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_id", "tenant", "kind", "priority_class", "priority", "qos", "idempotency_key", "deadline", "payload", "schema_version", "ordering_key", "parent_task_id", "labels")
@@ -162,14 +165,16 @@ class Embedding(_message.Message):
     def __init__(self, model: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class TaskOutput(_message.Message):
-    __slots__ = ("text", "embedding", "data")
+    __slots__ = ("text", "embedding", "data", "custom")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
     text: str
     embedding: Embedding
     data: bytes
-    def __init__(self, text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    custom: _any_pb2.Any
+    def __init__(self, text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., data: _Optional[bytes] = ..., custom: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
 
 class TaskError(_message.Message):
     __slots__ = ("error_class", "message", "retryable")
@@ -182,7 +187,7 @@ class TaskError(_message.Message):
     def __init__(self, error_class: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "sequence", "timestamp", "state", "output", "partial_confidence", "final", "attempt", "error", "step", "spec", "worker_id", "traceparent", "dropped", "retry_after", "child_task_ids", "work_item_sequence", "live_index")
+    __slots__ = ("task_id", "sequence", "timestamp", "state", "output", "partial_confidence", "final", "attempt", "error", "step", "spec", "worker_id", "traceparent", "dropped", "retry_after", "child_task_ids", "work_item_sequence", "live_index", "checkpoint")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +206,7 @@ class TaskEvent(_message.Message):
     CHILD_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     WORK_ITEM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     LIVE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     sequence: int
     timestamp: _timestamp_pb2.Timestamp
@@ -219,7 +225,8 @@ class TaskEvent(_message.Message):
     child_task_ids: _containers.RepeatedScalarFieldContainer[str]
     work_item_sequence: int
     live_index: int
-    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., output: _Optional[_Union[TaskOutput, _Mapping]] = ..., partial_confidence: _Optional[float] = ..., final: _Optional[bool] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., step: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., dropped: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., child_task_ids: _Optional[_Iterable[str]] = ..., work_item_sequence: _Optional[int] = ..., live_index: _Optional[int] = ...) -> None: ...
+    checkpoint: bytes
+    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[TaskState, str]] = ..., output: _Optional[_Union[TaskOutput, _Mapping]] = ..., partial_confidence: _Optional[float] = ..., final: _Optional[bool] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., step: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., worker_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., dropped: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., child_task_ids: _Optional[_Iterable[str]] = ..., work_item_sequence: _Optional[int] = ..., live_index: _Optional[int] = ..., checkpoint: _Optional[bytes] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
     __slots__ = ("spec", "state", "created", "updated", "last_sequence", "attempt", "result", "error")
