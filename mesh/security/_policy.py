@@ -32,6 +32,10 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.InferenceService/*": frozenset({"worker", "cli"}),
     # The public API is reached through Envoy only (it terminates the callers' TLS).
     "/mesh.v1.GatewayService/*": frozenset({"envoy"}),
+    "/mesh.v1.KindService/*": frozenset({"envoy"}),
+    "/mesh.v1.SchemaService/*": frozenset({"envoy"}),
+    # Workers in any language attach through the front door, with a credential of the `work` role.
+    "/mesh.v1.WorkerSessionService/*": frozenset({"envoy"}),
     "/grpc.health.v1.Health/*": MESH,
     "/grpc.reflection.v1alpha.ServerReflection/*": MESH,
     "/grpc.reflection.v1.ServerReflection/*": MESH,
