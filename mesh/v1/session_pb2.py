@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/session.proto\x12\x07mesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mesh/v1/task.proto\"\xdd\x02\n\x0e\x43onnectRequest\x12!\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x0f.mesh.v1.AttachH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.mesh.v1.HeartbeatH\x00\x12)\n\x07partial\x18\x03 \x01(\x0b\x32\x16.mesh.v1.PartialOutputH\x00\x12)\n\ncheckpoint\x18\x04 \x01(\x0b\x32\x13.mesh.v1.CheckpointH\x00\x12%\n\x06result\x18\x05 \x01(\x0b\x32\x13.mesh.v1.StepResultH\x00\x12\'\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x14.mesh.v1.StepFailureH\x00\x12\'\n\x05spawn\x18\x07 \x01(\x0b\x32\x16.mesh.v1.SpawnChildrenH\x00\x12(\n\ncancel_ack\x18\x08 \x01(\x0b\x32\x12.mesh.v1.CancelAckH\x00\x42\x06\n\x04\x62ody\"\xc2\x02\n\x0f\x43onnectResponse\x12%\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x11.mesh.v1.AttachedH\x00\x12)\n\nassignment\x18\x02 \x01(\x0b\x32\x13.mesh.v1.AssignmentH\x00\x12+\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x19.mesh.v1.CancelAssignmentH\x00\x12\x1f\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x0e.mesh.v1.DrainH\x00\x12(\n\nreport_ack\x18\x05 \x01(\x0b\x32\x12.mesh.v1.ReportAckH\x00\x12+\n\x07spawned\x18\x06 \x01(\x0b\x32\x18.mesh.v1.ChildrenSpawnedH\x00\x12\x30\n\x0e\x63hild_finished\x18\x07 \x01(\x0b\x32\x16.mesh.v1.ChildFinishedH\x00\x42\x06\n\x04\x62ody\"A\n\tKindOffer\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x17\n\x0fschema_versions\x18\x02 \x03(\r\x12\r\n\x05steps\x18\x03 \x03(\t\"\xe1\x01\n\x06\x41ttach\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bworker_name\x18\x02 \x01(\t\x12!\n\x05kinds\x18\x03 \x03(\x0b\x32\x12.mesh.v1.KindOffer\x12+\n\x06labels\x18\x04 \x03(\x0b\x32\x1b.mesh.v1.Attach.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\r\x12\x10\n\x08\x62uild_id\x18\x06 \x01(\t\x12\x0b\n\x03sdk\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xab\x01\n\x08\x41ttached\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rresume_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\"\x1c\n\tHeartbeat\x12\x0f\n\x07running\x18\x01 \x03(\t\"\xb3\x02\n\nAssignment\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x1f\n\x04spec\x18\x02 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\r\x12\"\n\x05\x63\x61rry\x18\x05 \x03(\x0b\x32\x13.mesh.v1.TaskOutput\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x13\n\x0bresume_from\x18\x07 \x01(\r\x12\x17\n\ncheckpoint\x18\x08 \x01(\x0cH\x00\x88\x01\x01\x12\x31\n\rstep_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btraceparent\x18\n \x01(\t\x12\x11\n\tworker_id\x18\x0b \x01(\tB\r\n\x0b_checkpoint\"q\n\rPartialOutput\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\r\x12#\n\x06output\x18\x03 \x01(\x0b\x32\x13.mesh.v1.TaskOutput\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"D\n\nCheckpoint\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\x0c\"I\n\nStepResult\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12$\n\x07outputs\x18\x02 \x03(\x0b\x32\x13.mesh.v1.TaskOutput\"]\n\x0bStepFailure\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65rror_class\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"_\n\rSpawnChildren\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\r\x12#\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"N\n\x0f\x43hildrenSpawned\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\r\x12\x10\n\x08task_ids\x18\x03 \x03(\t\"I\n\rChildFinished\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12!\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"\"\n\tCancelAck\x12\x15\n\rassignment_id\x18\x01 \x01(\t\"9\n\x10\x43\x61ncelAssignment\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x07\n\x05\x44rain\"u\n\tReportAck\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x11\n\x07partial\x18\x02 \x01(\rH\x00\x12\x14\n\ncheckpoint\x18\x03 \x01(\rH\x00\x12\x0f\n\x05\x66inal\x18\x04 \x01(\x08H\x00\x12\r\n\x05stale\x18\x05 \x01(\x08\x42\x08\n\x06report2X\n\x14WorkerSessionService\x12@\n\x07\x43onnect\x12\x17.mesh.v1.ConnectRequest\x1a\x18.mesh.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mesh/v1/session.proto\x12\x07mesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mesh/v1/task.proto\"\xdd\x02\n\x0e\x43onnectRequest\x12!\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x0f.mesh.v1.AttachH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.mesh.v1.HeartbeatH\x00\x12)\n\x07partial\x18\x03 \x01(\x0b\x32\x16.mesh.v1.PartialOutputH\x00\x12)\n\ncheckpoint\x18\x04 \x01(\x0b\x32\x13.mesh.v1.CheckpointH\x00\x12%\n\x06result\x18\x05 \x01(\x0b\x32\x13.mesh.v1.StepResultH\x00\x12\'\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x14.mesh.v1.StepFailureH\x00\x12\'\n\x05spawn\x18\x07 \x01(\x0b\x32\x16.mesh.v1.SpawnChildrenH\x00\x12(\n\ncancel_ack\x18\x08 \x01(\x0b\x32\x12.mesh.v1.CancelAckH\x00\x42\x06\n\x04\x62ody\"\xc2\x02\n\x0f\x43onnectResponse\x12%\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x11.mesh.v1.AttachedH\x00\x12)\n\nassignment\x18\x02 \x01(\x0b\x32\x13.mesh.v1.AssignmentH\x00\x12+\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x19.mesh.v1.CancelAssignmentH\x00\x12\x1f\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x0e.mesh.v1.DrainH\x00\x12(\n\nreport_ack\x18\x05 \x01(\x0b\x32\x12.mesh.v1.ReportAckH\x00\x12+\n\x07spawned\x18\x06 \x01(\x0b\x32\x18.mesh.v1.ChildrenSpawnedH\x00\x12\x30\n\x0e\x63hild_finished\x18\x07 \x01(\x0b\x32\x16.mesh.v1.ChildFinishedH\x00\x42\x06\n\x04\x62ody\"A\n\tKindOffer\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x17\n\x0fschema_versions\x18\x02 \x03(\r\x12\r\n\x05steps\x18\x03 \x03(\t\"\xe1\x01\n\x06\x41ttach\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bworker_name\x18\x02 \x01(\t\x12!\n\x05kinds\x18\x03 \x03(\x0b\x32\x12.mesh.v1.KindOffer\x12+\n\x06labels\x18\x04 \x03(\x0b\x32\x1b.mesh.v1.Attach.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\r\x12\x10\n\x08\x62uild_id\x18\x06 \x01(\t\x12\x0b\n\x03sdk\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xab\x01\n\x08\x41ttached\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rresume_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\".\n\tHeartbeat\x12\x0f\n\x07running\x18\x01 \x03(\t\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"\xb3\x02\n\nAssignment\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x1f\n\x04spec\x18\x02 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x12\n\nstep_index\x18\x04 \x01(\r\x12\"\n\x05\x63\x61rry\x18\x05 \x03(\x0b\x32\x13.mesh.v1.TaskOutput\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x13\n\x0bresume_from\x18\x07 \x01(\r\x12\x17\n\ncheckpoint\x18\x08 \x01(\x0cH\x00\x88\x01\x01\x12\x31\n\rstep_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btraceparent\x18\n \x01(\t\x12\x11\n\tworker_id\x18\x0b \x01(\tB\r\n\x0b_checkpoint\"q\n\rPartialOutput\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\r\x12#\n\x06output\x18\x03 \x01(\x0b\x32\x13.mesh.v1.TaskOutput\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"D\n\nCheckpoint\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\x0c\"I\n\nStepResult\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12$\n\x07outputs\x18\x02 \x03(\x0b\x32\x13.mesh.v1.TaskOutput\"]\n\x0bStepFailure\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65rror_class\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"_\n\rSpawnChildren\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\r\x12#\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"N\n\x0f\x43hildrenSpawned\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\r\x12\x10\n\x08task_ids\x18\x03 \x03(\t\"I\n\rChildFinished\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12!\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x12.mesh.v1.TaskEvent\"\"\n\tCancelAck\x12\x15\n\rassignment_id\x18\x01 \x01(\t\"9\n\x10\x43\x61ncelAssignment\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x07\n\x05\x44rain\"u\n\tReportAck\x12\x15\n\rassignment_id\x18\x01 \x01(\t\x12\x11\n\x07partial\x18\x02 \x01(\rH\x00\x12\x14\n\ncheckpoint\x18\x03 \x01(\rH\x00\x12\x0f\n\x05\x66inal\x18\x04 \x01(\x08H\x00\x12\r\n\x05stale\x18\x05 \x01(\x08\x42\x08\n\x06report2X\n\x14WorkerSessionService\x12@\n\x07\x43onnect\x12\x17.mesh.v1.ConnectRequest\x1a\x18.mesh.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,31 +49,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTACHED']._serialized_start=1092
   _globals['_ATTACHED']._serialized_end=1263
   _globals['_HEARTBEAT']._serialized_start=1265
-  _globals['_HEARTBEAT']._serialized_end=1293
-  _globals['_ASSIGNMENT']._serialized_start=1296
-  _globals['_ASSIGNMENT']._serialized_end=1603
-  _globals['_PARTIALOUTPUT']._serialized_start=1605
-  _globals['_PARTIALOUTPUT']._serialized_end=1718
-  _globals['_CHECKPOINT']._serialized_start=1720
-  _globals['_CHECKPOINT']._serialized_end=1788
-  _globals['_STEPRESULT']._serialized_start=1790
-  _globals['_STEPRESULT']._serialized_end=1863
-  _globals['_STEPFAILURE']._serialized_start=1865
-  _globals['_STEPFAILURE']._serialized_end=1958
-  _globals['_SPAWNCHILDREN']._serialized_start=1960
-  _globals['_SPAWNCHILDREN']._serialized_end=2055
-  _globals['_CHILDRENSPAWNED']._serialized_start=2057
-  _globals['_CHILDRENSPAWNED']._serialized_end=2135
-  _globals['_CHILDFINISHED']._serialized_start=2137
-  _globals['_CHILDFINISHED']._serialized_end=2210
-  _globals['_CANCELACK']._serialized_start=2212
-  _globals['_CANCELACK']._serialized_end=2246
-  _globals['_CANCELASSIGNMENT']._serialized_start=2248
-  _globals['_CANCELASSIGNMENT']._serialized_end=2305
-  _globals['_DRAIN']._serialized_start=2307
-  _globals['_DRAIN']._serialized_end=2314
-  _globals['_REPORTACK']._serialized_start=2316
-  _globals['_REPORTACK']._serialized_end=2433
-  _globals['_WORKERSESSIONSERVICE']._serialized_start=2435
-  _globals['_WORKERSESSIONSERVICE']._serialized_end=2523
+  _globals['_HEARTBEAT']._serialized_end=1311
+  _globals['_ASSIGNMENT']._serialized_start=1314
+  _globals['_ASSIGNMENT']._serialized_end=1621
+  _globals['_PARTIALOUTPUT']._serialized_start=1623
+  _globals['_PARTIALOUTPUT']._serialized_end=1736
+  _globals['_CHECKPOINT']._serialized_start=1738
+  _globals['_CHECKPOINT']._serialized_end=1806
+  _globals['_STEPRESULT']._serialized_start=1808
+  _globals['_STEPRESULT']._serialized_end=1881
+  _globals['_STEPFAILURE']._serialized_start=1883
+  _globals['_STEPFAILURE']._serialized_end=1976
+  _globals['_SPAWNCHILDREN']._serialized_start=1978
+  _globals['_SPAWNCHILDREN']._serialized_end=2073
+  _globals['_CHILDRENSPAWNED']._serialized_start=2075
+  _globals['_CHILDRENSPAWNED']._serialized_end=2153
+  _globals['_CHILDFINISHED']._serialized_start=2155
+  _globals['_CHILDFINISHED']._serialized_end=2228
+  _globals['_CANCELACK']._serialized_start=2230
+  _globals['_CANCELACK']._serialized_end=2264
+  _globals['_CANCELASSIGNMENT']._serialized_start=2266
+  _globals['_CANCELASSIGNMENT']._serialized_end=2323
+  _globals['_DRAIN']._serialized_start=2325
+  _globals['_DRAIN']._serialized_end=2332
+  _globals['_REPORTACK']._serialized_start=2334
+  _globals['_REPORTACK']._serialized_end=2451
+  _globals['_WORKERSESSIONSERVICE']._serialized_start=2453
+  _globals['_WORKERSESSIONSERVICE']._serialized_end=2541
 # @@protoc_insertion_point(module_scope)

@@ -99,10 +99,12 @@ class Attached(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., resume_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("running",)
+    __slots__ = ("running", "draining")
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     running: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, running: _Optional[_Iterable[str]] = ...) -> None: ...
+    draining: bool
+    def __init__(self, running: _Optional[_Iterable[str]] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("assignment_id", "spec", "step", "step_index", "carry", "attempt", "resume_from", "checkpoint", "step_deadline", "traceparent", "worker_id")

@@ -1091,6 +1091,13 @@ class Heartbeat(betterproto2.Message):
     Assignments the worker is running.
     """
 
+    draining: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    The worker is shutting down: the mesh sends it nothing new, lets its running assignments
+    finish (within the mesh's grace), then ends the stream. Ending the request stream instead
+    means the same, without waiting for the mesh.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "Heartbeat", Heartbeat)
 
