@@ -125,22 +125,59 @@ def _check_keys(descriptor: Descriptor, obj: dict[Any, Any], path: str) -> None:
             _check_keys(field.message_type, value, where)
 
 
-# json_format names a failure's place as "at Root.items[2].size" (sometimes quoted): the last one is
-# the innermost, and its first component is the root message's short name.
-_AT = re.compile(r' at "?([A-Za-z_][A-Za-z0-9_]*((\.[A-Za-z_][A-Za-z0-9_]*)|(\[[^\]]*\]))*)"?')
+_PLACE = re.compile(r' at "?[A-Za-z_][^ ]*"?\.?$')
 
 
-def _located(exc: json_format.ParseError, path: str) -> InvalidArgument:
-    text = str(exc)
-    places = _AT.findall(text)
-    field = path
-    if places:
-        place = places[-1][0]
-        rest = place[len(place.split(".")[0].split("[")[0]) :]
-        field = f"{path}{rest}"
-    reason = text.rsplit(" field: ", 1)[-1]
-    reason = _AT.sub("", reason).rstrip(".").strip() or text
-    return InvalidArgument(field, reason)
+def _reason(exc: json_format.ParseError) -> str:
+    """json_format's innermost words: it prefixes "Failed to parse <name> field: " at each level."""
+    text = str(exc).rsplit(" field: ", 1)[-1]
+    return _PLACE.sub("", text).rstrip(".").strip() or str(exc)
+
+
+def _fails(message_class: type[Message], obj: dict[str, Any]) -> json_format.ParseError | None:
+    try:
+        json_format.ParseDict(obj, message_class(), descriptor_pool=_pool(message_class()))
+    except json_format.ParseError as exc:
+        return exc
+    return None
+
+
+def _locate(message_class: type[Message], obj: dict[str, Any], path: str) -> InvalidArgument | None:
+    """The deepest field of `obj` that json_format refuses (it names fields, not indices or keys):
+    each key is tried alone, then each element or map value of the one that fails. Error path only."""
+    from google.protobuf import message_factory
+
+    descriptor = cast(Descriptor, message_class.DESCRIPTOR)
+    for key, value in obj.items():
+        failure = _fails(message_class, {key: value})
+        if failure is None:
+            continue
+        where = f"{path}.{key}"
+        field = _field_of(descriptor, key)
+        inner = field.message_type if field is not None else None
+        if field is None or inner is None or inner.full_name.startswith("google.protobuf."):
+            return InvalidArgument(where, _reason(failure))
+        if _is_map(field):
+            value_type = inner.fields_by_name["value"].message_type
+            if isinstance(value, dict) and value_type is not None:
+                value_class = message_factory.GetMessageClass(value_type)
+                for map_key, item in value.items():
+                    if isinstance(item, dict) and (found := _locate(value_class, item, f"{where}[{map_key!r}]")):
+                        return found
+            return InvalidArgument(where, _reason(failure))
+        item_class = message_factory.GetMessageClass(inner)
+        if field.is_repeated and isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict) and (found := _locate(item_class, item, f"{where}[{index}]")):
+                    return found
+                if not isinstance(item, dict):
+                    return InvalidArgument(f"{where}[{index}]", f"must be a JSON object ({inner.full_name})")
+        elif not field.is_repeated and not isinstance(value, dict):
+            return InvalidArgument(where, f"must be a JSON object ({inner.full_name})")
+        elif isinstance(value, dict) and (found := _locate(item_class, value, where)):
+            return found
+        return InvalidArgument(where, _reason(failure))
+    return None
 
 
 def from_json(message_class: type[Message], obj: Any, path: str) -> Message:
@@ -152,7 +189,7 @@ def from_json(message_class: type[Message], obj: Any, path: str) -> Message:
     try:
         json_format.ParseDict(obj, message, descriptor_pool=_pool(message))
     except json_format.ParseError as exc:
-        raise _located(exc, path) from exc
+        raise (_locate(message_class, obj, path) or InvalidArgument(path, _reason(exc))) from exc
     except RecursionError as exc:
         raise InvalidArgument(path, "nested too deeply") from exc
     return message
