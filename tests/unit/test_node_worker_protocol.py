@@ -481,14 +481,14 @@ async def test_partials_checkpoints_and_result_match_the_python_rules(
 async def test_first_attempt_fails_retryably_then_the_retry_succeeds(
     mesh: MeshEndpoint, textpipe_pb2: ModuleType
 ) -> None:
-    """fail_first_attempt: attempt 1 is a retryable StepFailure (class bug) before any partial; attempt 2 completes."""
+    """fail_first_attempt: attempt 1 is a retryable StepFailure (class retryable) before any partial; attempt 2 ends."""
     async with node_worker(mesh):
         session, _ = await attach(mesh)
         session.send(assignment=assignment(textpipe_pb2, "f-1", "a b\nc", fail_first_attempt=True))
         partials, _, final = await run_acked(session, "f-1")
         assert partials == []
         assert final.WhichOneof("body") == "failure"
-        assert (final.failure.retryable, final.failure.error_class) == (True, "bug")
+        assert (final.failure.retryable, final.failure.error_class) == (True, "retryable")
         assert final.failure.message == "first attempt fails on purpose"
         session.send(assignment=assignment(textpipe_pb2, "f-2", "a b\nc", attempt=2, fail_first_attempt=True))
         partials, _, final = await run_acked(session, "f-2")
@@ -496,18 +496,23 @@ async def test_first_attempt_fails_retryably_then_the_retry_succeeds(
         assert unpack_result(textpipe_pb2, final.result.outputs[0]).words == 3
 
 
-async def test_resumes_from_the_assignments_checkpoint(mesh: MeshEndpoint, textpipe_pb2: ModuleType) -> None:
-    """With a checkpoint and resume_from, counting continues at the saved line and partials are numbered after it."""
+@pytest.mark.parametrize(("resume_from", "sequences"), [(1, [2, 3]), (2, [3])], ids=["in-step", "partial-ahead"])
+async def test_resumes_from_the_assignments_checkpoint(
+    mesh: MeshEndpoint, textpipe_pb2: ModuleType, resume_from: int, sequences: list[int]
+) -> None:
+    """Counting resumes at the checkpoint's line; partials an earlier attempt stored (<= resume_from) are not resent."""
     text = "one two\nthree one\nfour"
     saved = {"one": 1, "two": 1}
     state = canonical({"line": 1, "counts": saved})
     async with node_worker(mesh):
         session, _ = await attach(mesh)
-        session.send(assignment=assignment(textpipe_pb2, "r-2", text, attempt=2, resume_from=1, checkpoint=state))
+        request = assignment(textpipe_pb2, "r-2", text, attempt=2, resume_from=resume_from, checkpoint=state)
+        session.send(assignment=request)
         partials, checkpoints, final = await run_acked(session, "r-2")
     expected = reference_run(text, start=1, counts=saved)
-    assert [p.sequence for p in partials] == [2, 3]
-    assert as_tuples(textpipe_pb2, partials) == float32(expected["partials"])
+    assert [p.sequence for p in partials] == sequences
+    assert as_tuples(textpipe_pb2, partials) == float32(expected["partials"])[-len(sequences) :]
+    assert [c.sequence for c in checkpoints] == [1, 2]
     assert [c.state for c in checkpoints] == expected["checkpoints"]
     result = unpack_result(textpipe_pb2, final.result.outputs[0])
     assert (result.lines, result.words) == (3, 5)

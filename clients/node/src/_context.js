@@ -98,12 +98,14 @@ export class TaskContext {
 
   /**
    * Stream a partial output (a message of the kind's output type, or its init object) with the
-   * producer's confidence 0..1. Sequences continue after the partials earlier attempts streamed.
+   * producer's confidence 0..1. `index` (1, 2, ...) is the partial's place in the step's output: a
+   * handler resuming from a checkpoint gives it, so a partial an earlier attempt already stored is
+   * skipped, not sent twice; without it partials are numbered after earlier attempts' (`resumeFrom`).
    * Throws the abort reason once the assignment is cancelled or stale.
    */
-  emitPartial(output, confidence = 0) {
+  emitPartial(output, confidence = 0, index = undefined) {
     this.signal.throwIfAborted();
-    return this._emitPartial(output, confidence);
+    return this._emitPartial(output, confidence, index);
   }
 
   /** Store resume state: bytes, a string, or a JSON-able object (written as canonical JSON). */

@@ -57,13 +57,17 @@ export class AssignmentAborted extends Error {
   }
 }
 
+const MAX_MESSAGE = 4096;
+
 /** `{errorClass, message, retryable}` for what a handler threw. */
 export function classifyFailure(err) {
   if (err instanceof FatalError) {
-    return { errorClass: err.errorClass || "fatal", message: err.message, retryable: false };
+    return { errorClass: err.errorClass || "fatal", message: err.message.slice(0, MAX_MESSAGE), retryable: false };
   }
-  const message = err instanceof Error ? err.message : String(err);
-  const errorClass = (err && typeof err.errorClass === "string" && err.errorClass) || "bug";
+  // As the Python SDK: an unclassified error's message names its type ("TypeError: …").
+  const classified = err && typeof err.errorClass === "string" && err.errorClass;
+  const text = err instanceof Error ? err.message : String(err);
+  const message = (classified || !(err instanceof Error) ? text : `${err.name}: ${text}`).slice(0, MAX_MESSAGE);
   const retryable = !(err && err.retryable === false);
-  return { errorClass, message, retryable };
+  return { errorClass: classified || "bug", message, retryable };
 }

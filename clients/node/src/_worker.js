@@ -47,6 +47,7 @@ class Held {
   constructor(assignment) {
     this.id = assignment.assignmentId;
     this.controller = new AbortController();
+    this.resumeFrom = assignment.resumeFrom;
     this.nextPartial = assignment.resumeFrom;
     this.nextCheckpoint = 0;
     this.pending = new Map(); // report key ("p:3", "c:1", "final") -> ConnectRequest, in send order
@@ -337,7 +338,7 @@ export class Worker {
       assignment,
       signal: held.controller.signal,
       logger,
-      emitPartial: (output, confidence) => this._emitPartial(held, registration, output, confidence),
+      emitPartial: (output, confidence, index) => this._emitPartial(held, registration, output, confidence, index),
       checkpoint: (bytes) => this._checkpoint(held, bytes),
     });
     let outcome;
@@ -379,13 +380,13 @@ export class Worker {
     const where = carried ? "carry[0]" : "spec.payload";
     if (!body || body.case !== "custom") {
       throw new FatalError(`${where}: expected a custom (google.protobuf.Any) payload, got ${body?.case ?? "none"}`, {
-        errorClass: "invalid_input",
+        errorClass: "schema_mismatch",
       });
     }
     const message = anyUnpack(body.value, registration.input);
     if (message === undefined) {
       throw new FatalError(`${where}: carries ${body.value.typeUrl}, the handler reads ${registration.input.typeName}`, {
-        errorClass: "invalid_input",
+        errorClass: "schema_mismatch",
       });
     }
     return message;
@@ -402,8 +403,15 @@ export class Worker {
     return { body: { case: "custom", value: anyPack(schema, message) } };
   }
 
-  _emitPartial(held, registration, output, confidence) {
-    const sequence = ++held.nextPartial;
+  _emitPartial(held, registration, output, confidence, index) {
+    if (index !== undefined) {
+      if (!Number.isInteger(index) || index < 1) throw new RangeError(`index: a whole number from 1, got ${index}`);
+      if (index <= held.resumeFrom) return Promise.resolve(); // an earlier attempt stored this one
+      held.nextPartial = index;
+    } else {
+      held.nextPartial += 1;
+    }
+    const sequence = held.nextPartial;
     this._report(held, `p:${sequence}`, {
       case: "partial",
       value: { assignmentId: held.id, sequence, output: this._encodeOutput(registration, output), confidence },

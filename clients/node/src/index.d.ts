@@ -58,7 +58,7 @@ export declare class TaskContext<Out extends DescMessage = DescMessage> {
   readonly cancelled: boolean;
   readonly log: Logger;
   resumeJson(): unknown;
-  emitPartial(output: MessageShape<Out> | MessageInitShape<Out>, confidence?: number): Promise<void>;
+  emitPartial(output: MessageShape<Out> | MessageInitShape<Out>, confidence?: number, index?: number): Promise<void>;
   checkpoint(state: Uint8Array | string | object): Promise<void>;
 }
 

@@ -1,7 +1,7 @@
 // The `textpipe.count` handler. The Python example worker implements the same rules; both must
 // give byte-identical results and checkpoints, so every rule below is spelled out in Python terms.
 import { setTimeout as sleep } from "node:timers/promises";
-import { canonicalJson, compareCodePoints } from "../../../clients/node/src/index.js";
+import { RetryableError, canonicalJson, compareCodePoints } from "../../../clients/node/src/index.js";
 
 // Python's str.split() separators: Unicode whitespace (JS's \s lacks \x1c-\x1f and \x85, and adds \ufeff).
 const WHITESPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
@@ -49,13 +49,14 @@ export async function count(request, ctx) {
   if (start > 0) ctx.log.info("resuming from a checkpoint", { line: start });
   for (let i = start; i < lines.length; i += 1) {
     if (request.failFirstAttempt && ctx.attempt === 1 && i === 0) {
-      throw new Error("first attempt fails on purpose");
+      throw new RetryableError("first attempt fails on purpose"); // error_class "retryable"
     }
     for (const word of wordsOf(lines[i])) {
       counts[word] = (counts[word] ?? 0) + 1;
       words += 1;
     }
-    await ctx.emitPartial({ lines: i + 1, words }, (i + 1) / lines.length);
+    // `i + 1`: the partial's place in the step, so one an earlier attempt stored is not sent twice.
+    await ctx.emitPartial({ lines: i + 1, words }, (i + 1) / lines.length, i + 1);
     await ctx.checkpoint(canonicalJson({ line: i + 1, counts }));
     if (request.lineDelayMs) await sleep(request.lineDelayMs, undefined, { signal: ctx.signal });
   }
