@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from clients.cli._render import event_json, event_line
+from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._up import plan_from, up
+from clients.cli._worker import add_worker_commands, list_kinds, run_worker
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.fabric import lane_of
@@ -155,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     client_args(p_dlq)
     p_dlq.add_argument("--json", action="store_true")
 
+    add_schema_commands(sub, client_args)
+
     p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
     p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
 
@@ -162,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     p_probe.add_argument("name")
     p_probe.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
 
+    add_worker_commands(sub, client_args)
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
     p_status.add_argument("--json", action="store_true")
@@ -392,6 +397,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _dlq(args)
     if args.command == "auth":
         return await _auth(args)
+    if args.command == "worker":
+        return await run_worker(args, _transport(args), _credential(args))
+    if args.command == "kinds":
+        return await list_kinds(args, _transport(args), _credential(args))
+    if args.command == "schema":
+        return await schema_command(args, _transport(args), _credential(args))
     async with _client(args) as client:
         if args.command == "watch":
             return await _stream(client, args.task_id, args.after, args.json)
