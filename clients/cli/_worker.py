@@ -1,0 +1,125 @@
+"""`tidemesh worker run module:worker` (like `celery -A`) and `tidemesh kinds`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from clients.sdk import Worker
+from clients.sdk._client import tls_credentials
+from clients.sdk._credentials import authorization_header
+from mesh.errors import InvalidArgument
+from mesh.rpc import raise_from_rpc_error
+from mesh.v1 import kind_pb2, kind_pb2_grpc
+
+EXIT_OK, EXIT_INVALID = 0, 2
+
+
+def add_worker_commands(sub: Any, client_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    p_worker = sub.add_parser("worker", help="run your own task kinds: tidemesh worker run module:worker")
+    worker_sub = p_worker.add_subparsers(dest="worker_command", required=True)
+    p_run = worker_sub.add_parser("run", help="attach a Worker defined in a module and run it until SIGTERM")
+    p_run.add_argument("target", help="MODULE:ATTRIBUTE naming a clients.sdk.Worker (the module is found from .)")
+    p_run.add_argument("--register", action="store_true", help="register its schemas and kinds first (admin)")
+    p_run.add_argument("--name", default="", help="override the worker's name")
+    p_run.add_argument("--capacity", type=int, default=0, help="override how many steps it runs at once")
+    p_run.add_argument("--label", action="append", default=[], help="KEY=VALUE capability label (repeatable)")
+    client_args(p_run)
+    p_kinds = sub.add_parser("kinds", help="the task kinds: built-in and registered, versions, workers serving them")
+    p_kinds.add_argument("--json", action="store_true")
+    client_args(p_kinds)
+
+
+def load_worker(target: str) -> Worker:
+    """The Worker at MODULE:ATTRIBUTE, importing MODULE from the working directory."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise InvalidArgument("target", f"{target!r} is not MODULE:ATTRIBUTE (e.g. textpipe_worker:worker)")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidArgument("target", f"cannot import {module_name!r}: {exc}") from exc
+    worker = getattr(module, attribute, None)
+    if not isinstance(worker, Worker):
+        raise InvalidArgument("target", f"{target} is {type(worker).__name__}, not a clients.sdk.Worker")
+    return worker
+
+
+async def run_worker(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
+    worker = load_worker(args.target)
+    worker.endpoint = worker.endpoint or args.endpoint
+    worker.insecure = worker.insecure or bool(transport.get("insecure"))
+    worker.ca = worker.ca or transport.get("ca")
+    worker.credential = worker.credential or credential
+    worker.name = args.name or worker.name
+    worker.capacity = args.capacity or worker.capacity
+    for label in args.label:
+        key, sep, value = label.partition("=")
+        if not sep or not key:
+            raise InvalidArgument("--label", f"{label!r} is not KEY=VALUE")
+        worker.labels[key] = value
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop, force = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        # First signal: take nothing new, finish what runs. Second: stop now (the mesh redelivers it).
+        (force if stop.is_set() else stop).set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        if args.register:
+            for response in await worker.register():
+                print(f"kind {response.kind.name}: {'registered' if response.created else 'already registered'}")
+        await worker.run(stop, force)
+    except grpc.aio.AioRpcError as exc:
+        raise_from_rpc_error(exc)
+    return EXIT_OK
+
+
+async def list_kinds(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
+    if transport.get("insecure"):
+        channel = grpc.aio.insecure_channel(args.endpoint)
+    else:
+        channel = grpc.aio.secure_channel(args.endpoint, tls_credentials(transport.get("ca")))
+    metadata = (("authorization", authorization_header(credential)),) if credential else ()
+    async with channel:
+        try:
+            stub = kind_pb2_grpc.KindServiceStub(channel)  # type: ignore[no-untyped-call]
+            reply = await stub.ListKinds(kind_pb2.ListKindsRequest(), metadata=metadata, timeout=10.0)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+    if args.json:
+        from google.protobuf.json_format import MessageToJson
+
+        print(MessageToJson(reply, preserving_proto_field_name=True))
+        return EXIT_OK
+    for info in reply.kinds:
+        kind = info.kind
+        origin = "built-in" if kind.builtin else "user"
+        steps = " → ".join(step.name for step in kind.steps)
+        versions = ",".join(f"v{v}" for v in info.schema_versions)
+        print(f"{kind.name:<22} {origin:<8} {kind.input_type} → {kind.output_type}  [{steps}]  {versions}")
+        if kind.required_labels:
+            print(f"{'':<22} requires {', '.join(f'{k}={v}' for k, v in sorted(kind.required_labels.items()))}")
+        for worker in info.workers:
+            served = ",".join(f"v{v}" for v in worker.schema_versions)
+            print(
+                f"{'':<22} worker {worker.worker_name} ({worker.worker_id}) {served} "
+                f"{worker.in_flight}/{worker.capacity} build {worker.build_id or '-'}"
+            )
+        if not kind.builtin and not info.workers:
+            print(f"{'':<22} no worker attached")
+    return EXIT_OK

@@ -1,0 +1,268 @@
+"""A user kind on the real mesh: declared once, its schema registered, a Python worker attached
+through Envoy over the worker protocol, tasks submitted through Envoy — with the guarantees a
+built-in kind has (partials, checkpoints, retries, cancellation, redelivery with resume)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import grpc
+import pytest
+
+from clients.sdk import Client, TaskContext, Worker, unpack
+from mesh.v1 import kind_pb2, kind_pb2_grpc, session_pb2, session_pb2_grpc, task_pb2
+from tests.conftest import eventually
+from tests.integration.conftest import Mesh
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "textpipe" / "python"
+TEXT = "The cat sat.\nThe dog, and the cat!\nfin"
+
+
+@pytest.fixture(scope="module")
+def textpipe() -> Iterator[ModuleType]:
+    """The example's worker module (and its generated textpipe.v1 messages) importable."""
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import textpipe_worker
+
+        yield textpipe_worker
+    finally:
+        sys.path.remove(str(EXAMPLE))
+
+
+def _worker(mesh: Mesh, textpipe: ModuleType, name: str, capacity: int = 4) -> Worker:
+    worker = Worker(mesh.endpoint, name=name, labels={"lang": "python"}, capacity=capacity, ca=mesh.plan.ca_path)
+    worker.definitions = dict(textpipe.worker.definitions)
+    return worker
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    stop = asyncio.Event()
+    job = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.attached.wait(), 30.0)
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(job, 30.0)
+
+
+@pytest.fixture(scope="module")
+async def registered(mesh: Mesh, textpipe: ModuleType) -> None:
+    """The kind and its two message types, registered once for the module."""
+    responses = await _worker(mesh, textpipe, "registrar").register()
+    assert [r.kind.name for r in responses] == ["textpipe.count"]
+
+
+async def _events(client: Client, task_id: str) -> list[task_pb2.TaskEvent]:
+    return [event async for event in client.watch(task_id)]
+
+
+async def test_python_worker_runs_a_user_kind_with_partials_and_checkpoints(
+    mesh: Mesh, textpipe: ModuleType, registered: None
+) -> None:
+    """Submitted through Envoy, run by an attached Python worker: partials in order, a checkpoint
+    per line, the typed result; the same events a built-in kind's stream has."""
+    CountRequest, CountResult = textpipe.CountRequest, textpipe.CountResult
+    async with running(_worker(mesh, textpipe, "py-1")):
+        async with Client(mesh.endpoint, ca=mesh.plan.ca_path) as client:
+            reply = await client.submit("textpipe.count", CountRequest(text=TEXT, top=2))
+            events = await asyncio.wait_for(_events(client, reply.task_id), 30.0)
+    final = events[-1]
+    assert final.state == task_pb2.TASK_STATE_SUCCEEDED and final.final
+    result = unpack(final.output, CountResult)
+    assert (result.lines, result.words) == (3, 9)
+    assert [(w.word, w.count) for w in result.top] == [("the", 3), ("cat", 2)]
+    partials = [unpack(e.output, CountResult) for e in events if e.HasField("output") and not e.final]
+    assert [(p.lines, p.words) for p in partials] == [(1, 3), (2, 8), (3, 9)]
+    checkpoints = [e.checkpoint for e in events if e.checkpoint]
+    assert checkpoints[-1] == b'{"counts":{"and":1,"cat":2,"dog":1,"fin":1,"sat":1,"the":3},"line":3}'
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert {e.worker_id for e in events if e.worker_id} and events[0].spec.schema_version == 1
+
+
+async def test_a_thrown_error_is_retried_and_a_cancel_reaches_the_handler(
+    mesh: Mesh, textpipe: ModuleType, registered: None
+) -> None:
+    """fail_first_attempt → RETRYING then SUCCEEDED on attempt 2; a long task cancelled mid-way
+    ends CANCELLED and its handler stops (no result, the worker is free again)."""
+    CountRequest = textpipe.CountRequest
+    worker = _worker(mesh, textpipe, "py-2")
+    async with running(worker):
+        async with Client(mesh.endpoint, ca=mesh.plan.ca_path) as client:
+            retried = await client.submit("textpipe.count", CountRequest(text="a b\nc", fail_first_attempt=True))
+            events = await asyncio.wait_for(_events(client, retried.task_id), 30.0)
+            states = [e.state for e in events]
+            assert task_pb2.TASK_STATE_RETRYING in states and states[-1] == task_pb2.TASK_STATE_SUCCEEDED
+            assert events[-1].attempt == 2
+            retrying = next(e for e in events if e.state == task_pb2.TASK_STATE_RETRYING)
+            assert "first attempt fails on purpose" in retrying.error.message and retrying.error.retryable
+
+            long_text = "\n".join(f"line {i}" for i in range(200))
+            slow = await client.submit("textpipe.count", CountRequest(text=long_text, line_delay_ms=100))
+
+            async def streaming() -> bool:
+                info = await client.get(slow.task_id)
+                return info.state == task_pb2.TASK_STATE_RUNNING and info.last_sequence >= 4
+
+            await eventually(streaming, 20.0, "the slow task streams")
+            await client.cancel(slow.task_id, "test")
+            events = await asyncio.wait_for(_events(client, slow.task_id), 30.0)
+            assert events[-1].state == task_pb2.TASK_STATE_CANCELLED
+
+            async def idle() -> bool:
+                return not worker._running
+
+            await eventually(idle, 10.0, "the cancelled handler stops")
+
+
+async def test_attach_refusals_name_the_reason(mesh: Mesh, registered: None) -> None:
+    """An unknown kind, an unregistered schema version, a missing required label, no kinds: the
+    stream ends with a clear status before anything is assigned."""
+    cases = [
+        (session_pb2.KindOffer(kind="acme.nothing"), {}, grpc.StatusCode.NOT_FOUND, "acme.nothing"),
+        (
+            session_pb2.KindOffer(kind="textpipe.count", schema_versions=[9]),
+            {},
+            grpc.StatusCode.NOT_FOUND,
+            "no version 9",
+        ),
+        (session_pb2.KindOffer(kind="echo"), {}, grpc.StatusCode.INVALID_ARGUMENT, "built-in"),
+        (session_pb2.KindOffer(kind="textpipe.count", steps=["nope"]), {}, grpc.StatusCode.INVALID_ARGUMENT, "nope"),
+    ]
+    async with mesh.public_channel() as channel:
+        stub = session_pb2_grpc.WorkerSessionServiceStub(channel)
+        for offer, labels, code, words in cases:
+            attach = session_pb2.Attach(worker_name="bad", kinds=[offer], labels=labels, capacity=1)
+            call = stub.Connect(iter([session_pb2.ConnectRequest(attach=attach)]))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in call:
+                    pass
+            assert refused.value.code() == code and words in (refused.value.details() or ""), offer
+        no_capacity = session_pb2.Attach(kinds=[session_pb2.KindOffer(kind="textpipe.count")], capacity=0)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in stub.Connect(iter([session_pb2.ConnectRequest(attach=no_capacity)])):
+                pass
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "attach.capacity" in (refused.value.details() or "")
+
+
+async def test_kinds_are_listed_with_versions_and_workers(mesh: Mesh, textpipe: ModuleType, registered: None) -> None:
+    """ListKinds: the built-in kinds and the user kind, its schema versions and the attached worker."""
+    async with running(_worker(mesh, textpipe, "py-list")):
+        async with mesh.public_channel() as channel:
+            reply = await kind_pb2_grpc.KindServiceStub(channel).ListKinds(kind_pb2.ListKindsRequest(), timeout=10.0)
+    kinds = {info.kind.name: info for info in reply.kinds}
+    assert {"echo", "embed", "stream", "fan_out", "webhook", "doc_embed"} <= set(kinds)
+    assert all(kinds[name].kind.builtin for name in ("echo", "doc_embed"))
+    user = kinds["textpipe.count"]
+    assert not user.kind.builtin and list(user.schema_versions) == [1]
+    assert "py-list" in {w.worker_name for w in user.workers}
+
+
+async def test_bad_payloads_are_refused_naming_the_field(mesh: Mesh, textpipe: ModuleType, registered: None) -> None:
+    """Unknown fields, a known field with the wrong wire type, another message type, an unknown
+    schema version: INVALID_ARGUMENT naming the field path, nothing admitted."""
+    from google.protobuf import any_pb2
+
+    good = textpipe.CountRequest(text="x").SerializeToString()
+    url = "type.googleapis.com/textpipe.v1.CountRequest"
+    cases = [
+        (any_pb2.Any(type_url=url, value=good + b"\xa8\x06\x01"), 0, "spec.payload.custom"),  # field 101
+        (any_pb2.Any(type_url=url, value=b"\x10\x05\x12\x01x"), 0, "top"),  # `top` as length-delimited
+        (any_pb2.Any(type_url="type.googleapis.com/textpipe.v1.CountResult", value=b""), 0, "type_url"),
+        (any_pb2.Any(type_url=url, value=good), 9, "spec.schema_version"),
+    ]
+    async with Client(mesh.endpoint, ca=mesh.plan.ca_path) as client:
+        for payload, version, field in cases:
+            spec = client.spec("textpipe.count", task_pb2.TaskPayload(custom=payload), schema_version=version)
+            from clients.sdk._client import gateway_pb2
+
+            with pytest.raises(Exception) as refused:
+                await client._stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=10.0)
+            error = refused.value
+            assert isinstance(error, grpc.aio.AioRpcError), error
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, error.details())
+            assert field in (error.details() or ""), (field, error.details())
+
+
+def _worker_process(mesh: Mesh, name: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TIDEMESH_ENDPOINT": mesh.endpoint,
+        "TIDEMESH_CA": mesh.plan.ca_path,
+        "TEXTPIPE_WORKER_NAME": name,
+        "TEXTPIPE_CAPACITY": "2",
+    }
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "tidemesh"), "worker", "run", "textpipe_worker:worker"],
+            cwd=EXAMPLE,
+            env={**env, "PYTHONPATH": f"{Path(__file__).resolve().parents[2]}"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_kill_9_of_a_worker_mid_step_redelivers_and_resumes_from_its_checkpoint(
+    mesh: Mesh, textpipe: ModuleType, registered: None, tmp_path: Path
+) -> None:
+    """A worker process killed with SIGKILL mid-step: its session ends after the resume window,
+    the step is redelivered to another worker, which resumes from the stored checkpoint; the
+    result is exact and no partial is stored twice."""
+    CountRequest, CountResult = textpipe.CountRequest, textpipe.CountResult
+    victim = _worker_process(mesh, "victim", tmp_path / "victim.log")
+    try:
+        async with Client(mesh.endpoint, ca=mesh.plan.ca_path) as client:
+            text = "\n".join(f"w{i} common" for i in range(40))
+            reply = await client.submit("textpipe.count", CountRequest(text=text, line_delay_ms=50))
+
+            async def half_way() -> bool:
+                info = await client.get(reply.task_id)
+                return info.last_sequence >= 20
+
+            await eventually(half_way, 30.0, "the victim streams half the lines")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            rescuer = _worker(mesh, textpipe, "rescuer")
+            resumed_from: list[bytes | None] = []
+            definition = rescuer.definitions[("textpipe.count", "")]
+
+            async def recording(request: object, ctx: TaskContext) -> object:
+                resumed_from.append(ctx.resume_state)
+                return await definition.handler(request, ctx)
+
+            rescuer.definitions[("textpipe.count", "")] = dataclasses.replace(definition, handler=recording)
+            async with running(rescuer):
+                events = await asyncio.wait_for(_events(client, reply.task_id), 60.0)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait(10)
+    final = events[-1]
+    assert final.state == task_pb2.TASK_STATE_SUCCEEDED, final
+    assert final.attempt >= 2
+    result = unpack(final.output, CountResult)
+    assert (result.lines, result.words) == (40, 80)
+    assert result.top[0].word == "common" and result.top[0].count == 40
+    partials = [unpack(e.output, CountResult).lines for e in events if e.HasField("output") and not e.final]
+    assert partials == list(range(1, 41)), "every line's partial exactly once, in order"
+    workers = {e.worker_id for e in events if e.worker_id}
+    assert len(workers) >= 2, workers
+    # The rescuer started from the victim's last stored checkpoint, not from line 0.
+    stored = [e.checkpoint for e in events if e.checkpoint and e.worker_id != final.worker_id]
+    assert resumed_from and resumed_from[0] == stored[-1], (resumed_from[:1], stored[-1:])
+    assert json.loads(resumed_from[0] or b"{}")["line"] >= 5
