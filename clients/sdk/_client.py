@@ -12,13 +12,15 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
 from clients.sdk._credentials import credential_interceptors
 from clients.sdk._retry import jittered, should_resume, should_retry
 from mesh.errors import InvalidArgument
 from mesh.fabric import CLASS_OF_LANE
 from mesh.rpc import raise_from_rpc_error
-from mesh.tasks import payload_from_json, qos_tier
+from mesh.tasks import TYPE_URL_PREFIX, payload_from_json, qos_tier
 from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, task_pb2
 
 TERMINAL = frozenset(
@@ -102,7 +104,7 @@ class Client:
     async def submit(
         self,
         kind: str,
-        payload: dict[str, Any] | task_pb2.TaskPayload,
+        payload: dict[str, Any] | task_pb2.TaskPayload | Message,
         priority: str = "standard",
         idempotency_key: str = "",
         task_id: str = "",
@@ -110,6 +112,7 @@ class Client:
         ordering_key: str = "",
         deadline_s: float | None = None,
         qos: str = "guaranteed",
+        schema_version: int = 0,
     ) -> gateway_pb2.SubmitTaskResponse:
         """Admit one task; returns once it is durably stored. `deadline_s` is relative to now.
 
@@ -119,7 +122,7 @@ class Client:
         a second task.
         """
         key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
-        spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos)
+        spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos, schema_version)
         deadline = time.monotonic() + timeout_s
         delay_s = 0.1
         while True:
@@ -136,13 +139,14 @@ class Client:
     def spec(
         self,
         kind: str,
-        payload: dict[str, Any] | task_pb2.TaskPayload,
+        payload: dict[str, Any] | task_pb2.TaskPayload | Message,
         priority: str = "standard",
         idempotency_key: str = "",
         task_id: str = "",
         ordering_key: str = "",
         deadline_s: float | None = None,
         qos: str = "guaranteed",
+        schema_version: int = 0,
     ) -> task_pb2.TaskSpec:
         """A TaskSpec for this client's tenant, e.g. for `submit_many`. `qos="best_effort"`: partial
         results travel live only, and a slow watcher may lose some (see QosTier)."""
@@ -150,7 +154,16 @@ class Client:
             raise InvalidArgument(
                 "priority", f"unknown priority class {priority!r} (one of: {', '.join(CLASS_OF_LANE)})"
             )
-        typed = payload if isinstance(payload, task_pb2.TaskPayload) else payload_for(kind, payload)
+        if isinstance(payload, task_pb2.TaskPayload):
+            typed = payload
+        elif isinstance(payload, Message):  # a user kind's input message
+            typed = task_pb2.TaskPayload(
+                custom=any_pb2.Any(
+                    type_url=TYPE_URL_PREFIX + payload.DESCRIPTOR.full_name, value=payload.SerializeToString()
+                )
+            )
+        else:
+            typed = payload_for(kind, payload)
         spec = task_pb2.TaskSpec(
             task_id=task_id,
             tenant=self.tenant,
@@ -160,6 +173,7 @@ class Client:
             payload=typed,
             ordering_key=ordering_key,
             qos=qos_tier(qos),
+            schema_version=schema_version,
         )
         if deadline_s is not None:
             spec.deadline.FromNanoseconds(int((time.time() + deadline_s) * 1e9))

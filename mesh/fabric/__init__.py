@@ -12,6 +12,7 @@ from mesh.fabric._deadletters import (
 )
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
 from mesh.fabric._index import TASKS_STREAM, TaskIndex
+from mesh.fabric._kinds import KINDS_BUCKET, KindStore
 from mesh.fabric._lanes import lane_totals
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._quarantine import Quarantine, QuarantineRecord, entry_subject
@@ -63,6 +64,7 @@ __all__ = [
     "EVENTS_STREAM",
     "IDEMPOTENCY_BUCKET",
     "INFERENCE_BUCKET",
+    "KINDS_BUCKET",
     "LANE_ORDER",
     "LIVE_PREFIX",
     "ORDERED_STREAM",
@@ -84,6 +86,7 @@ __all__ = [
     "DeadLetterStore",
     "EventLog",
     "KeySequencer",
+    "KindStore",
     "Quarantine",
     "QuarantineRecord",
     "StoredEvent",

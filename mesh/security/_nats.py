@@ -43,6 +43,7 @@ from pathlib import Path
 
 from mesh.fabric._deadletters import ALERT_SUBJECT, DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
+from mesh.fabric._kinds import KINDS_BUCKET
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
 from mesh.fabric._subjects import (
     BELL_PREFIX,
@@ -60,18 +61,19 @@ from mesh.fabric._subjects import (
     SCALE_PREFIX,
     WORK_PREFIX,
     WORK_STREAM,
-    WORKERS_BUCKET,
 )
+from mesh.fabric._topology import TOPOLOGY_BUCKETS
 from mesh.security._ca import LeafFiles, write_private
 
 # The gateway's credential store (services/gateway/_auth.py spells it too; a unit test pins both).
 CREDENTIALS_BUCKET = "tm_credentials"
+# The schema registry (mesh/schemas/_store.py spells it too; tests/unit/test_schema_store.py pins both).
+SCHEMAS_BUCKET = "tm_schemas_off"
 # The scheduler's reconciler's durable consumer on TM_TASKS (services/scheduler/_reconcile.py).
 RECONCILER_CONSUMER = "tm-reconciler"
 
 NATS_COMPONENTS = ("scheduler", "worker", "gateway", "inference", "supervisor", "cli")
 STREAMS = (WORK_STREAM, EVENTS_STREAM, ORDERED_STREAM, DLQ_STREAM, TASKS_STREAM, QUARANTINE_STREAM)
-TOPOLOGY_BUCKETS = (IDEMPOTENCY_BUCKET, WORKERS_BUCKET, ORDER_KEYS_BUCKET, INFERENCE_BUCKET)
 # Who runs `ensure_topology` at start (create or update every stream and bucket): the scheduler
 # only — updating a stream can rewrite its limits or subjects. The gateway and the workers wait
 # for it (`await_topology`: stream info only).
@@ -323,6 +325,9 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_read(INFERENCE_BUCKET),
             *_kv_watch(INFERENCE_BUCKET),
             *_kv_write(INFERENCE_BUCKET),  # a junk entry is deleted after it is quarantined
+            *_kv_read(KINDS_BUCKET),  # admission of user kinds
+            *_kv_watch(KINDS_BUCKET),
+            *_kv_read(SCHEMAS_BUCKET),  # payloads of user kinds are checked against their schema
         ]
         return publish, inbox
     if component == "worker":
@@ -342,6 +347,8 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_dead_letters(manage=False),
             _api("STREAM", "INFO", WORK_STREAM),
             *_pull(WORK_STREAM, "*", create=True),
+            *_kv_read(KINDS_BUCKET),
+            *_kv_read(SCHEMAS_BUCKET),
         ]
         subscribe = [
             *inbox,
@@ -362,8 +369,26 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_read(CREDENTIALS_BUCKET),
             *_kv_watch(CREDENTIALS_BUCKET),
             *_kv_write(CREDENTIALS_BUCKET),
+            # The schema registry it serves (SchemaService) and creates, like the credential store.
+            _api("STREAM", "INFO", f"KV_{SCHEMAS_BUCKET}"),
+            _api("STREAM", "CREATE", f"KV_{SCHEMAS_BUCKET}"),
+            *_kv_read(SCHEMAS_BUCKET),
+            *_kv_watch(SCHEMAS_BUCKET),
+            *_kv_write(SCHEMAS_BUCKET),
+            # The kind registry it serves (KindService) and the worker sessions it hosts, which
+            # run user kinds' steps exactly as a worker runs built-in ones (`services.worker._remote`).
+            *_kv_read(KINDS_BUCKET),
+            *_kv_watch(KINDS_BUCKET),
+            *_kv_write(KINDS_BUCKET),
+            *_append_events(),
+            f"{LIVE_PREFIX}.>",
+            *_put_work(),
+            *_ordering(park=False),
+            _api("STREAM", "INFO", WORK_STREAM),
+            *_pull(WORK_STREAM, "*", create=True),
         ]
-        return publish, [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>"]
+        subscribe = [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>", f"{BELL_PREFIX}.>", f"{CANCEL_PREFIX}.>"]
+        return publish, subscribe
     if component == "inference":
         return [_api("STREAM", "INFO", f"KV_{INFERENCE_BUCKET}"), *_kv_write(INFERENCE_BUCKET)], inbox
     if component == "supervisor":
@@ -382,13 +407,14 @@ def permissions(component: str, pools: Iterable[str] | None = None) -> Permissio
     deny = ["$JS.API.STREAM.DELETE.>"]  # no stream, no bucket is deleted but by the admin
     purged = {stream for stream in STREAMS if _api("STREAM", "PURGE", stream) in publish}
     if purged:  # deny wins over allow, so the other streams and every bucket are denied one by one
-        buckets = (*TOPOLOGY_BUCKETS, CREDENTIALS_BUCKET)
+        buckets = (*TOPOLOGY_BUCKETS, CREDENTIALS_BUCKET, SCHEMAS_BUCKET)
         deny += [_api("STREAM", "PURGE", stream) for stream in STREAMS if stream not in purged]
         deny += [_api("STREAM", "PURGE", f"KV_{bucket}") for bucket in buckets]
     else:
         deny.append(_api("STREAM", "PURGE", ">"))
-    if component not in ("scheduler", "worker"):
-        deny.append(f"{EVENTS_PREFIX}.>")  # only the scheduler and workers append task events
+    if component not in ("scheduler", "worker", "gateway"):
+        # Only the scheduler, workers and the gateway's worker sessions append task events.
+        deny.append(f"{EVENTS_PREFIX}.>")
     if component != "gateway":
         deny.append(f"$KV.{CREDENTIALS_BUCKET}.>")  # only the gateway writes credentials
     return Permissions(tuple(dict.fromkeys(publish)), tuple(dict.fromkeys(subscribe)), tuple(deny))

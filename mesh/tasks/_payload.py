@@ -8,7 +8,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import ParseDict, ParseError
 
 from mesh.errors import InvalidArgument
-from mesh.tasks._catalog import KINDS
+from mesh.tasks._registry import KINDS
 from mesh.v1 import task_pb2
 
 _UINT32_MAX = 2**32 - 1
@@ -20,7 +20,7 @@ def payload_from_json(kind: str, fields: Any) -> task_pb2.TaskPayload:
     Stricter than protobuf's JSON mapping, which also takes "5" for a number and camelCase
     names: a JSON surface takes each field by one name, in the one type its OpenAPI schema gives."""
     if kind not in KINDS:
-        raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {', '.join(sorted(KINDS))})")
+        raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {KINDS.one_of()})")
     if not isinstance(fields, dict):
         raise InvalidArgument("payload", "must be a JSON object")
     case = KINDS[kind].payload_field

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from mesh.errors import InvalidArgument
-from mesh.fabric import TOKEN_RE
-from mesh.tasks._catalog import KINDS
+from mesh.fabric._subjects import TOKEN_RE
+from mesh.tasks._registry import CUSTOM_PAYLOAD, KINDS, TaskKind
 from mesh.v1 import task_pb2
 
 SCHEMA_VERSION = 1
@@ -59,12 +59,12 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
     if spec.task_id:
         check_task_id(spec.task_id, "spec.task_id")
     if not spec.kind:
-        raise InvalidArgument("spec.kind", f"is required (one of: {', '.join(sorted(KINDS))})")
+        raise InvalidArgument("spec.kind", f"is required (one of: {KINDS.one_of()})")
     kind = KINDS.get(spec.kind)
     if kind is None:
         # Echo at most a bounded prefix: a megabyte of kind must not travel back in grpc-message.
         shown = spec.kind if len(spec.kind) <= 64 else f"{spec.kind[:64]}… ({len(spec.kind)} characters)"
-        raise InvalidArgument("spec.kind", f"unknown task kind {shown!r} (one of: {', '.join(sorted(KINDS))})")
+        raise InvalidArgument("spec.kind", f"unknown task kind {shown!r} (one of: {KINDS.one_of()})")
     if spec.priority > 100:
         raise InvalidArgument("spec.priority", "must be between 0 and 100")
     if spec.priority_class not in task_pb2.PriorityClass.values():
@@ -73,7 +73,7 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
         raise InvalidArgument("spec.qos", f"unknown QoS tier {spec.qos}")
     if len(spec.idempotency_key) > limits.max_idempotency_key:
         raise InvalidArgument("spec.idempotency_key", f"longer than {limits.max_idempotency_key} characters")
-    if spec.schema_version > SCHEMA_VERSION:
+    if kind.builtin and spec.schema_version > SCHEMA_VERSION:
         raise InvalidArgument(
             "spec.schema_version", f"version {spec.schema_version} is newer than supported {SCHEMA_VERSION}"
         )
@@ -84,7 +84,7 @@ def validate_spec(spec: task_pb2.TaskSpec, limits: Limits, now_s: float | None =
     _validate_labels(spec, limits)
     if spec.parent_task_id:
         check_task_id(spec.parent_task_id, "spec.parent_task_id")
-    _validate_payload(spec, kind.payload_field, limits)
+    _validate_payload(spec, kind, limits)
     size = spec.ByteSize()
     if size > limits.max_spec_bytes:
         raise InvalidArgument("spec", f"is {size} bytes serialized, over the {limits.max_spec_bytes}-byte limit")
@@ -109,7 +109,8 @@ def _validate_labels(spec: task_pb2.TaskSpec, limits: Limits) -> None:
             raise InvalidArgument(field, "value holds control characters")
 
 
-def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> None:
+def _validate_payload(spec: task_pb2.TaskSpec, kind: TaskKind, limits: Limits) -> None:
+    field = kind.payload_field
     if not spec.HasField("payload") or spec.payload.WhichOneof("body") is None:
         raise InvalidArgument("spec.payload", f"is required: set payload.{field} for kind {spec.kind!r}")
     case = spec.payload.WhichOneof("body")
@@ -118,6 +119,11 @@ def _validate_payload(spec: task_pb2.TaskSpec, field: str, limits: Limits) -> No
     size = spec.payload.ByteSize()
     if size > limits.max_payload_bytes:
         raise InvalidArgument("spec.payload", f"is {size} bytes, over the {limits.max_payload_bytes}-byte limit")
+    if field == CUSTOM_PAYLOAD:
+        # The bytes are checked against the registered schema at admission (`mesh.schemas`).
+        if spec.payload.custom.type_url != kind.input_type_url:
+            raise InvalidArgument("spec.payload.custom.type_url", f"kind {spec.kind!r} takes {kind.input_type_url!r}")
+        return
     if field == "embed" and not spec.payload.embed.text.strip():
         raise InvalidArgument("spec.payload.embed.text", "is empty")
     if field == "webhook":

@@ -6,11 +6,24 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import DeadLetterStore, EventLog, TaskIndex, await_topology
+from mesh.fabric import (
+    CANCEL_PREFIX,
+    KINDS_BUCKET,
+    ORDER_KEYS_BUCKET,
+    DeadLetterStore,
+    EventLog,
+    KeySequencer,
+    KindStore,
+    TaskIndex,
+    Topology,
+    WorkQueue,
+    await_topology,
+)
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
+from mesh.schemas import SchemaRegistry
 from mesh.telemetry import get_logger
-from mesh.v1 import gateway_pb2_grpc, scheduler_pb2_grpc
+from mesh.v1 import gateway_pb2_grpc, kind_pb2_grpc, scheduler_pb2_grpc, schema_pb2_grpc, session_pb2_grpc
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
@@ -22,7 +35,11 @@ from services.gateway._ratelimit import (
     DEFAULT_TENANT_RATE,
     RateLimiter,
 )
+from services.gateway._schemas import SchemaApi
 from services.gateway._service import Gateway
+from services.gateway._sessions import Kinds, WorkerSessions
+from services.worker._children import ChildTasks
+from services.worker._remote import SessionHost
 
 log = get_logger("services.gateway")
 
@@ -32,6 +49,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     scheduler_channel = channel(args.scheduler, args.transport)
     hub: EventHub | None = None
     guard: Guard | None = None
+    sessions: SessionHost | None = None
+    kinds: KindStore | None = None
     try:
         js = nc.jetstream(timeout=5.0)
         await await_topology(js)  # the scheduler declares it; this user may only look
@@ -60,11 +79,56 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         )
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace, transport=args.transport)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
+        # User work: the kind registry and the sessions of workers that attach in any language.
+        schemas = await SchemaRegistry.open(js, args.replicas)
+        schema_api = SchemaApi(schemas, guard)
+        host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
+        kinds = KindStore(await js.key_value(KINDS_BUCKET))
+        await kinds.start()
+
+        async def versions_of(subject: str) -> list[int]:
+            return [v.version for v in await schemas.versions(subject)]
+
+        async def missing_subjects(subjects: list[str]) -> list[str]:
+            return [subject for subject in subjects if not await versions_of(subject)]
+
+        sessions = SessionHost(
+            nc,
+            js,
+            events,
+            kinds,
+            versions_of,
+            Topology(replicas=args.replicas, ack_wait_s=args.ack_wait),
+            sequencer=KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events),
+            children=ChildTasks(nc, js, events, scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel)),
+        )
+        await sessions.start()
+
+        async def on_cancel(msg):  # type: ignore[no-untyped-def]
+            sessions.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])
+
+        await nc.subscribe(f"{CANCEL_PREFIX}.>", cb=on_cancel)
+        host.add(
+            kind_pb2_grpc.add_KindServiceServicer_to_server,
+            Kinds(kinds, guard, sessions, missing_subjects),
+            "mesh.v1.KindService",
+        )
+        host.add(
+            session_pb2_grpc.add_WorkerSessionServiceServicer_to_server,
+            WorkerSessions(sessions, guard, grace_s=args.grace),
+            "mesh.v1.WorkerSessionService",
+        )
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             await stop.wait()
+            # Workers first: their running steps finish (or are handed back) while the stream is up.
+            await sessions.close(args.grace)
             await host.begin_shutdown()
     finally:
+        if sessions is not None:
+            await sessions.close(0.0)
+        if kinds is not None:
+            await kinds.close()
         if guard is not None and guard.authenticator is not None:
             await guard.authenticator.store.close()
         if hub is not None:

@@ -46,7 +46,7 @@ from mesh.telemetry import get_logger
 log = get_logger(__name__)
 
 CREDENTIALS_BUCKET = "tm_credentials"
-ROLES = ("submit", "read", "admin")
+ROLES = ("submit", "read", "work", "admin")  # work: attach workers (WorkerSessionService)
 ANY_TENANT = "*"
 API_KEY_PREFIX = "tmk_"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mesh.fabric import (
     IDEMPOTENCY_BUCKET,
+    KINDS_BUCKET,
     ORDER_KEYS_BUCKET,
     POOLS,
     SCALE_PREFIX,
@@ -15,12 +16,14 @@ from mesh.fabric import (
     WORK_STREAM,
     EventLog,
     KeySequencer,
+    KindStore,
     TaskIndex,
     Topology,
     WorkQueue,
     ensure_topology,
 )
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
+from mesh.schemas import SchemaRegistry
 from mesh.tasks import Limits
 from mesh.telemetry import get_logger
 from mesh.v1 import scheduler_pb2_grpc, worker_pb2_grpc
@@ -31,6 +34,7 @@ from services.scheduler._queues import queue_status
 from services.scheduler._reconcile import ReconcilePolicy, Reconciler
 from services.scheduler._registry import WorkerRegistry
 from services.scheduler._service import Scheduler, Workers
+from services.scheduler._userwork import UserPayloads
 
 log = get_logger("services.scheduler")
 
@@ -51,7 +55,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         flow = FlowControl(_flow_limits(args))
         scaler = Scaler(_scale_policies(args))
         hooks = ScaleHooks(command=args.scale_hook_command, webhook=args.scale_webhook)
-        admitter = Admitter(work, events, idempotency, Limits(), flow, sequencer, TaskIndex(js))
+        kinds = KindStore(await js.key_value(KINDS_BUCKET))
+        user = UserPayloads(kinds, await SchemaRegistry.open(js, args.replicas, create=False))
+        admitter = Admitter(work, events, idempotency, Limits(), flow, sequencer, TaskIndex(js), user=user)
         reconciler = Reconciler(js, events, admitter, ReconcilePolicy(grace_s=args.reconcile_grace))
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
         host.add(

@@ -44,6 +44,7 @@ from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
 from services.scheduler._flow import FlowControl, FlowLimits
+from services.scheduler._userwork import UserPayloads
 
 log = get_logger(__name__)
 
@@ -58,7 +59,9 @@ class Admitter:
         flow: FlowControl | None = None,
         sequencer: KeySequencer | None = None,
         index: TaskIndex | None = None,
+        user: UserPayloads | None = None,
     ) -> None:
+        self._user = user
         self._index = index
         self._work = work
         self._sequencer = sequencer
@@ -68,18 +71,19 @@ class Admitter:
         self._limits = limits
 
     async def admit(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
-        validate_spec(requested, self._limits)
+        version = await self._validate(requested)
         self._flow.admit(requested.tenant, requested.priority_class)
         try:
-            return await self._admit_valid(requested)
+            return await self._admit_valid(requested, version)
         finally:
             self._flow.settled(requested.tenant, requested.priority_class)
 
     async def admit_many(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse]:
         """Validate all, then admit all concurrently (their JetStream writes pipeline)."""
+        versions = []
         for index, spec in enumerate(specs):
             try:
-                validate_spec(spec, self._limits)
+                versions.append(await self._validate(spec))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"specs[{index}].{exc.field.removeprefix('spec.')}", exc.reason) from exc
         demand = Counter((spec.tenant, spec.priority_class) for spec in specs)
@@ -88,13 +92,21 @@ class Admitter:
             for (tenant, priority_class), count in demand.items():
                 self._flow.admit(tenant, priority_class, count)
                 counted.append(((tenant, priority_class), count))
-            return list(await asyncio.gather(*(self._admit_valid(spec) for spec in specs)))
+            admitted = (self._admit_valid(spec, version) for spec, version in zip(specs, versions, strict=True))
+            return list(await asyncio.gather(*admitted))
         finally:
             for (tenant, settled_class), count in counted:
                 self._flow.settled(tenant, settled_class, count)
 
-    async def _admit_valid(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
-        spec = self._complete(requested)
+    async def _validate(self, spec: task_pb2.TaskSpec) -> int:
+        """Validate `spec`; the schema version its payload was checked against."""
+        if self._user is not None:
+            await self._user.know(spec)
+        validate_spec(spec, self._limits)
+        return await self._user.check(spec) if self._user is not None else spec.schema_version
+
+    async def _admit_valid(self, requested: task_pb2.TaskSpec, version: int = 0) -> scheduler_pb2.AdmitTaskResponse:
+        spec = self._complete(requested, version)
         if spec.idempotency_key:
             original = await self._claim_idempotency_key(spec, request_fingerprint(requested))
             if original is not None:
@@ -158,13 +170,13 @@ class Admitter:
                 log.warning("could not take back a listing entry", extra={"task": spec.task_id}, exc_info=True)
         return True
 
-    def _complete(self, requested: task_pb2.TaskSpec) -> task_pb2.TaskSpec:
+    def _complete(self, requested: task_pb2.TaskSpec, version: int = 0) -> task_pb2.TaskSpec:
         spec = task_pb2.TaskSpec()
         spec.CopyFrom(requested)
         spec.task_id = spec.task_id or new_task_id()
         spec.priority_class = spec.priority_class or task_pb2.PRIORITY_CLASS_STANDARD
         spec.qos = spec.qos or task_pb2.QOS_TIER_GUARANTEED
-        spec.schema_version = spec.schema_version or SCHEMA_VERSION
+        spec.schema_version = version or spec.schema_version or SCHEMA_VERSION
         if not spec.HasField("deadline"):
             spec.deadline.FromNanoseconds(int((time.time() + self._limits.default_ttl_s) * 1e9))
         return spec
@@ -216,7 +228,6 @@ class Admitter:
 
     async def _enqueue(self, queued: task_pb2.TaskEvent, stream_sequence: int) -> None:
         spec = queued.spec
-        first_step = KINDS[spec.kind].steps[0]
         item = work_pb2.WorkItem(
             spec=spec,
             step_index=0,
@@ -226,7 +237,7 @@ class Admitter:
             admitted=queued.timestamp,
             enqueued=_now(),
         )
-        subject = work_subject(first_step.pool, spec.priority_class, spec.tenant)
+        subject = work_subject(KINDS[spec.kind].pool(0, spec.schema_version), spec.priority_class, spec.tenant)
         if spec.ordering_key and self._sequencer is not None:
             replay_of = spec.labels.get(REPLAY_OF_LABEL, "")
             if replay_of and await self._sequencer.take_over(replay_of, item, subject):

@@ -30,7 +30,7 @@ from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._fairshare import parse_per_tenant
 from services.worker._priority import WaitBounds
-from services.worker._runner import Runner
+from services.worker._runner import Runner, check_builtin_handlers
 from services.worker._slots import SlotLimits
 from services.worker._webhook import WebhookClient
 
@@ -43,6 +43,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     unknown = set(pools) - set(POOLS)
     if unknown:
         raise SystemExit(f"unknown pools: {', '.join(sorted(unknown))} (known: {', '.join(POOLS)})")
+    check_builtin_handlers()
     nc = await connect_nats(args, f"tidemesh-worker-{worker_id}")
     inference_channel = channel(args.inference, args.transport) if args.inference else None
     scheduler_channel = channel(args.scheduler, args.transport) if args.scheduler else None

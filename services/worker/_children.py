@@ -92,7 +92,7 @@ class ChildTasks:
                 traceparent=event.traceparent,
             )
             item.enqueued.GetCurrentTime()
-            pool = KINDS[spec.kind].steps[0].pool
+            pool = KINDS[spec.kind].pool(0, spec.schema_version)
             await self._work.put(
                 work_subject(pool, spec.priority_class, spec.tenant),
                 item.SerializeToString(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import google.protobuf.message
@@ -36,14 +37,36 @@ from mesh.fabric import (
     runbook_for,
     work_subject,
 )
-from mesh.tasks import KINDS, Kind, Limits, check_task_id, validate_spec
+from mesh.tasks import KINDS, Limits, TaskKind, check_task_id, validate_spec
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
 from mesh.v1 import deadletter_pb2, inference_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
-from services.worker._steps import STEPS, StepContext, StepFailed
+from services.worker._steps import BUILTIN_HANDLERS, StepContext, StepFailed, StepHandler
 from services.worker._webhook import WebhookClient
 
 log = get_logger(__name__)
+
+# The handler of step `index` of a kind in this runner, or None if it runs none.
+HandlerResolver = Callable[[TaskKind, int], StepHandler | None]
+MAX_CHECKPOINT_BYTES = 64 * 1024
+
+
+def builtin_handler(kind: TaskKind, index: int) -> StepHandler | None:
+    return BUILTIN_HANDLERS.get(kind.steps[index].name) if kind.builtin else None
+
+
+def check_builtin_handlers() -> None:
+    """Every step of every built-in kind has a handler (checked when a worker starts)."""
+    missing = [
+        f"{kind.name}/{step.name}"
+        for kind in KINDS.values()
+        if kind.builtin
+        for index, step in enumerate(kind.steps)
+        if builtin_handler(kind, index) is None
+    ]
+    if missing:
+        known = ", ".join(sorted(BUILTIN_HANDLERS))
+        raise RuntimeError(f"no handler for the steps {', '.join(missing)} (handlers: {known})")
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,7 @@ class Chain:
     step: str
     traceparent: str
     partials: int = field(default=0)
+    checkpoint: bytes | None = None  # the latest an earlier attempt of this step stored
     work_item_sequence: int = 0
     live_index: int = 0  # best-effort partials published since the last stored event
 
@@ -170,7 +194,9 @@ class Runner:
         children: ChildTasks | None = None,
         dead_letters: DeadLetterStore | None = None,
         webhooks: WebhookClient | None = None,
+        handlers: HandlerResolver = builtin_handler,
     ) -> None:
+        self._handlers = handlers
         self._webhooks = webhooks
         self._dead_letters = dead_letters or DeadLetterStore(js, events.nc)
         self._sequencer = sequencer
@@ -209,7 +235,7 @@ class Runner:
         finally:
             otel_context.detach(token)
 
-    async def _run(self, msg: Msg, item: work_pb2.WorkItem, kind: Kind, index: int, chain: Chain) -> None:
+    async def _run(self, msg: Msg, item: work_pb2.WorkItem, kind: TaskKind, index: int, chain: Chain) -> None:
         spec = item.spec
         try:
             await self._start(chain, kind, index)
@@ -244,12 +270,18 @@ class Runner:
                 webhooks=self._webhooks,
                 traceparent=chain.traceparent,
                 emit_children=lambda ids: chain.emit(self._events, task_pb2.TASK_STATE_RUNNING, child_task_ids=ids),
+                checkpoint=chain.checkpoint,
+                save_checkpoint=lambda state: self._checkpoint(chain, state),
+                worker_id=self._worker_id,
             )
-            async with asyncio.timeout(kind.step_timeout_s or None):
-                outputs = await STEPS[step.name](context)
+            handler = self._handlers(kind, index)
+            if handler is None:
+                raise StepFailed("bug", f"this runner has no handler for step {step.name!r} of {kind.name!r}", True)
+            async with asyncio.timeout(kind.timeout_s(index) or None):
+                outputs = await handler(context)
         except TimeoutError:
             # A hung call (a dependency that never answers): abandon this attempt and retry.
-            message = f"step {step.name} ran past its {kind.step_timeout_s:.0f}s limit"
+            message = f"step {step.name} ran past its {kind.timeout_s(index):.0f}s limit"
             await self._fail(msg, chain, kind, StepFailed("timeout", message, retryable=True))
             return
         except StepFailed as exc:
@@ -298,7 +330,16 @@ class Runner:
         if spec.ordering_key and self._sequencer is not None:
             await self._sequencer.release(spec, state)
 
-    async def _start(self, chain: Chain, kind: Kind, index: int) -> None:
+    async def _checkpoint(self, chain: Chain, state: bytes) -> None:
+        """Store `state` in the chain (fenced, like every event): a redelivered attempt resumes from it."""
+        if len(state) > MAX_CHECKPOINT_BYTES:
+            raise StepFailed(
+                "invalid_output", f"checkpoint of {len(state)} bytes is over {MAX_CHECKPOINT_BYTES}", False
+            )
+        await chain.emit(self._events, task_pb2.TASK_STATE_RUNNING, checkpoint=state)
+        chain.checkpoint = state
+
+    async def _start(self, chain: Chain, kind: TaskKind, index: int) -> None:
         """Write RUNNING; on a moved chain, decide whether this item is still ours to run."""
         try:
             await chain.emit(self._events, task_pb2.TASK_STATE_RUNNING)
@@ -308,8 +349,7 @@ class Runner:
         last = await self._events.last(chain.task_id)
         if last is None or last.event.state in TERMINAL_STATES:
             raise Superseded(chain.task_id, last.event.state if last else task_pb2.TASK_STATE_UNSPECIFIED)
-        step_names = [s.name for s in kind.steps]
-        last_index = step_names.index(last.event.step) if last.event.step in step_names else -1
+        last_index = kind.step_index(last.event.step)
         if last_index > index:
             raise Superseded(chain.task_id)  # a later step already started: this item is a stale copy
         if last_index == index:
@@ -321,24 +361,30 @@ class Runner:
                 # lose the count).
                 raise Superseded(chain.task_id)
             # A redelivery: an earlier attempt of this step died mid-way. Count what it streamed.
-            chain.partials = await self._count_partials(chain.task_id, index, kind)
+            chain.partials, chain.checkpoint = await self._resume_point(chain.task_id, index, kind)
         chain.sequence, chain.stream_sequence = last.event.sequence, last.stream_sequence
         try:
             await chain.emit(self._events, task_pb2.TASK_STATE_RUNNING)
         except ChainMoved as exc:
             raise Superseded(chain.task_id) from exc
 
-    async def _count_partials(self, task_id: str, index: int, kind: Kind) -> int:
+    async def _resume_point(self, task_id: str, index: int, kind: TaskKind) -> tuple[int, bytes | None]:
+        """What earlier attempts of step `index` left: the partials they streamed, the latest checkpoint."""
         step = kind.steps[index].name
         count = 0
+        checkpoint = None
         async for stored in self._events.read(task_id):
             event = stored.event
-            if event.step == step and event.HasField("output") and not event.final:
+            if event.step != step:
+                continue
+            if event.HasField("output") and not event.final:
                 count += 1
-        return count
+            if event.checkpoint:
+                checkpoint = event.checkpoint
+        return count, checkpoint
 
     async def _enqueue_next(
-        self, item: work_pb2.WorkItem, kind: Kind, index: int, chain: Chain, outputs: list[task_pb2.TaskOutput]
+        self, item: work_pb2.WorkItem, kind: TaskKind, index: int, chain: Chain, outputs: list[task_pb2.TaskOutput]
     ) -> None:
         spec = item.spec
         following = work_pb2.WorkItem(
@@ -353,17 +399,17 @@ class Runner:
         following.enqueued.GetCurrentTime()
         try:
             await self._work.put(
-                work_subject(kind.steps[index].pool, spec.priority_class, spec.tenant),
+                work_subject(kind.pool(index, spec.schema_version), spec.priority_class, spec.tenant),
                 following.SerializeToString(),
                 headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}", "traceparent": item.traceparent},
             )
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"could not store the next step: {exc}") from exc
 
-    async def _fail(self, msg: Msg, chain: Chain, kind: Kind, exc: StepFailed) -> None:
+    async def _fail(self, msg: Msg, chain: Chain, kind: TaskKind, exc: StepFailed) -> None:
         error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
         try:
-            if exc.retryable and chain.attempt < kind.max_attempts:
+            if exc.retryable and chain.attempt < kind.attempts(max(0, kind.step_index(chain.step))):
                 delay_s = self._retry.delay_s(chain.attempt)
                 retry_after = {"retry_after": _duration(delay_s)}
                 await chain.emit(self._events, task_pb2.TASK_STATE_RETRYING, error=error, **retry_after)
@@ -373,7 +419,7 @@ class Runner:
         except ChainMoved:
             await self._on_chain_moved(msg, chain)
 
-    async def _dead_letter(self, msg: Msg, chain: Chain, kind: Kind, exc: StepFailed) -> None:
+    async def _dead_letter(self, msg: Msg, chain: Chain, kind: TaskKind, exc: StepFailed) -> None:
         """Retries exhausted or a fatal error: store the diagnosis, end the chain, then ack."""
         spec = work_pb2.WorkItem.FromString(msg.data).spec
         history = [stored.event async for stored in self._events.read(chain.task_id)]

@@ -1,4 +1,4 @@
-"""Step implementations, keyed by step name (see `mesh.tasks` for the pipelines)."""
+"""The built-in kinds' step handlers, keyed by step name (the kinds are declared in `mesh.tasks.builtin`)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,13 @@ class StepContext:
     emit_children: Callable[[list[str]], Awaitable[None]] | None = None
     webhooks: WebhookClient | None = None
     traceparent: str = ""
+    # The latest checkpoint an earlier attempt of this step stored, and how to store one.
+    checkpoint: bytes | None = None
+    save_checkpoint: Callable[[bytes], Awaitable[None]] | None = None
+    worker_id: str = ""
 
 
-Step = Callable[[StepContext], Awaitable[list[task_pb2.TaskOutput]]]
+StepHandler = Callable[[StepContext], Awaitable[list[task_pb2.TaskOutput]]]
 
 
 async def echo(ctx: StepContext) -> list[task_pb2.TaskOutput]:
@@ -208,7 +212,7 @@ async def call(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(text=text)]
 
 
-STEPS: dict[str, Step] = {
+BUILTIN_HANDLERS: dict[str, StepHandler] = {
     "echo": echo,
     "embed": embed,
     "plan": plan,

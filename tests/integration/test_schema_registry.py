@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
+from nats.aio.client import Client as NATS
 
-from mesh.errors import InvalidArgument, NotFound
+from mesh.errors import InvalidArgument, NotFound, Unavailable
 from mesh.schemas import IncompatibleSchema, SchemaRegistry, compile_proto, decode_strict, fingerprint
+from mesh.security import CertificateAuthority
+from mesh.security._nats import (
+    NATS_COMPONENTS,
+    NatsUser,
+    authorization_block,
+    ensure_nats_users,
+    tls_block,
+    write_private_config,
+)
+from mesh.supervisor import find_binary, free_port
 from mesh.v1 import schema_pb2
+from tests.conftest import eventually
 from tests.integration.conftest import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -144,3 +159,71 @@ async def test_a_reader_binds_once_the_gateway_has_created_the_bucket(private_na
         written, _ = await writer.register("acme.v1.Resize", _set(tmp_path, "v1", V1, "Resize"))
         version, _ = await reader.resolve("acme.v1.Resize")
         assert version == written
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, NatsUser]]]:
+    """nats-server with every component's user and the permissions of its role (as the mesh renders them)."""
+    leaf = CertificateAuthority(tmp_path / "pki").ensure().issue("nats")
+    users = {c: NatsUser.load(p) for c, p in ensure_nats_users(tmp_path / "users", NATS_COMPONENTS).items()}
+    port = free_port()
+    config = tmp_path / "nats.conf"
+    write_private_config(
+        config,
+        f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        + authorization_block(users)
+        + tls_block(leaf),
+    )
+    process = subprocess.Popen([find_binary("nats-server"), "-c", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        yield f"tls://127.0.0.1:{port}", leaf.ca, users
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_the_roles_permissions_fit_what_the_registry_sends(
+    secured_nats: tuple[str, Path, dict[str, NatsUser]], tmp_path: Path
+) -> None:
+    """As the gateway user the registry creates its bucket, registers, lists; as the scheduler and worker
+    users it reads and resolves — with no permissions violation — and a worker's write is refused."""
+    url, ca, users = secured_nats
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(f"{exc}")
+
+    async def connect(component: str) -> NATS:
+        async def attempt() -> NATS:
+            return await nats.connect(
+                url,
+                user=component,
+                password=users[component].password,
+                tls=ssl.create_default_context(cafile=str(ca)),
+                error_cb=on_error,
+                allow_reconnect=False,
+                connect_timeout=1,
+            )
+
+        return await eventually(attempt, 15.0, f"nats-server accepts {component}")
+
+    async with await connect("gateway") as gateway_nc:
+        gateway = await SchemaRegistry.open(gateway_nc.jetstream(timeout=5.0))
+        await gateway.register("acme.v1.Resize", _set(tmp_path, "v1", V1, "Resize"))
+        await gateway.register("acme.v1.Resize", _set(tmp_path, "v2", V2, "Resize"))
+        assert [s.subject for s in await gateway.subjects()] == ["acme.v1.Resize"]
+    for component in ("scheduler", "worker"):
+        async with await connect(component) as reader_nc:
+            reader = await SchemaRegistry.open(reader_nc.jetstream(timeout=5.0), create=False)
+            assert (await reader.resolve("acme.v1.Resize"))[0].version == 2
+            assert (await reader.resolve("acme.v1.Resize", 1))[0].version == 1
+    assert [e for e in errors if "permissions violation" in e] == []
+    async with await connect("worker") as worker_nc:
+        worker = await SchemaRegistry.open(worker_nc.jetstream(timeout=0.5), create=False)
+        with pytest.raises(Unavailable):
+            await worker.register("acme.v1.Resize", _set(tmp_path, "v3", V2.replace(" }", " int32 d = 4; }"), "Resize"))
+
+        async def refused() -> bool:
+            return any("permissions violation" in e and "$kv.tm_schemas" in e for e in errors)
+
+        await eventually(refused, 5.0, "the server refuses the worker's write")
