@@ -68,7 +68,7 @@ from mesh.security._ca import LeafFiles, write_private
 # The gateway's credential store (services/gateway/_auth.py spells it too; a unit test pins both).
 CREDENTIALS_BUCKET = "tm_credentials"
 # The schema registry (mesh/schemas/_store.py spells it too; tests/unit/test_schema_store.py pins both).
-SCHEMAS_BUCKET = "tm_schemas_off"
+SCHEMAS_BUCKET = "tm_schemas"
 # The scheduler's reconciler's durable consumer on TM_TASKS (services/scheduler/_reconcile.py).
 RECONCILER_CONSUMER = "tm-reconciler"
 
