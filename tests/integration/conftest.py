@@ -26,6 +26,7 @@ from mesh.supervisor import MeshSecurity, Plan, Supervisor, build_plan, find_bin
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
 from tests.conftest import eventually
+from tests.integration._textpipe import registered, textpipe  # noqa: F401  (the user-work tests' fixtures)
 
 pytestmark = pytest.mark.integration
 

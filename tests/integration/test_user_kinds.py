@@ -5,14 +5,12 @@ built-in kind has (partials, checkpoints, retries, cancellation, redelivery with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -22,53 +20,19 @@ import pytest
 from clients.sdk import Client, TaskContext, Worker, unpack
 from mesh.v1 import kind_pb2, kind_pb2_grpc, session_pb2, session_pb2_grpc, task_pb2
 from tests.conftest import eventually
+from tests.integration._textpipe import PYTHON_EXAMPLE as EXAMPLE
+from tests.integration._textpipe import TEXT, events_of, python_worker, running
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "textpipe" / "python"
-TEXT = "The cat sat.\nThe dog, and the cat!\nfin"
-
-
-@pytest.fixture(scope="module")
-def textpipe() -> Iterator[ModuleType]:
-    """The example's worker module (and its generated textpipe.v1 messages) importable."""
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        import textpipe_worker
-
-        yield textpipe_worker
-    finally:
-        sys.path.remove(str(EXAMPLE))
-
 
 def _worker(mesh: Mesh, textpipe: ModuleType, name: str, capacity: int = 4) -> Worker:
-    worker = Worker(mesh.endpoint, name=name, labels={"lang": "python"}, capacity=capacity, ca=mesh.plan.ca_path)
-    worker.definitions = dict(textpipe.worker.definitions)
-    return worker
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    stop = asyncio.Event()
-    job = asyncio.create_task(worker.run(stop))
-    try:
-        await asyncio.wait_for(worker.attached.wait(), 30.0)
-        yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(job, 30.0)
-
-
-@pytest.fixture(scope="module")
-async def registered(mesh: Mesh, textpipe: ModuleType) -> None:
-    """The kind and its two message types, registered once for the module."""
-    responses = await _worker(mesh, textpipe, "registrar").register()
-    assert [r.kind.name for r in responses] == ["textpipe.count"]
+    return python_worker(mesh, textpipe, name, capacity)
 
 
 async def _events(client: Client, task_id: str) -> list[task_pb2.TaskEvent]:
-    return [event async for event in client.watch(task_id)]
+    return await events_of(client, task_id)
 
 
 async def test_python_worker_runs_a_user_kind_with_partials_and_checkpoints(

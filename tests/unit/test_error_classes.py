@@ -15,6 +15,7 @@ import pytest
 from clients.sdk._retry import should_resume, should_retry
 from mesh import errors
 from mesh.rpc import raise_from_rpc_error, status_of
+from mesh.v1 import schema_pb2
 from services.gateway._http import _error
 
 
@@ -35,6 +36,10 @@ def _every_error_class() -> Iterator[type[errors.MeshError]]:
 
 
 def _instance(cls: type[errors.MeshError]) -> errors.MeshError:
+    from mesh.schemas import IncompatibleSchema
+
+    if issubclass(cls, IncompatibleSchema):
+        return cls("acme.v1.Shape", schema_pb2.COMPATIBILITY_MODE_BACKWARD, [])
     if issubclass(cls, errors.InvalidArgument):
         return cls("spec.field", "is wrong")
     if issubclass(cls, errors.ResourceExhausted):
