@@ -3,6 +3,7 @@
 - `_descriptors`: descriptor sets — validated, fingerprinted, compiled from .proto, message classes.
 - `_compat`: the compatibility rules (at least buf's WIRE_JSON) and the modes.
 - `_decode`: strict binary and JSON decoding that names the field path of what does not fit.
+- `_json`: mesh messages to JSON with the user messages their Any fields hold.
 - `_store`: `SchemaRegistry` over the NATS KV bucket ``tm_schemas``.
 """
 
@@ -16,6 +17,7 @@ from mesh.schemas._descriptors import (
     load_descriptor_set,
     message_class,
 )
+from mesh.schemas._json import to_dict, type_urls
 from mesh.schemas._store import SCHEMAS_BUCKET, IncompatibleSchema, SchemaRegistry, Subject
 
 __all__ = [
@@ -38,5 +40,7 @@ __all__ = [
     "message_class",
     "mode_from_name",
     "mode_name",
+    "to_dict",
     "to_json",
+    "type_urls",
 ]

@@ -38,6 +38,7 @@ from services.gateway._ratelimit import (
 from services.gateway._schemas import SchemaApi
 from services.gateway._service import Gateway
 from services.gateway._sessions import Kinds, WorkerSessions
+from services.gateway._userjson import JsonCodec
 from services.worker._children import ChildTasks
 from services.worker._remote import SessionHost
 
@@ -68,21 +69,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             limiter=limiter,
             index=TaskIndex(js),
         )
-        app = http_app(
-            events,
-            hub,
-            admit=gateway.admit,
-            cancel=gateway.cancel,
-            guard=guard,
-            listing=gateway.list_tasks,
-            getter=gateway.get_task,
-        )
-        host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace, transport=args.transport)
-        host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
-        # User work: the kind registry and the sessions of workers that attach in any language.
+
+        # User work: the schema registry, the kind registry, and the sessions of workers that
+        # attach in any language.
         schemas = await SchemaRegistry.open(js, args.replicas)
         schema_api = SchemaApi(schemas, guard)
-        host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
         kinds = KindStore(await js.key_value(KINDS_BUCKET))
         await kinds.start()
 
@@ -92,6 +83,19 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         async def missing_subjects(subjects: list[str]) -> list[str]:
             return [subject for subject in subjects if not await versions_of(subject)]
 
+        app = http_app(
+            events,
+            hub,
+            admit=gateway.admit,
+            cancel=gateway.cancel,
+            guard=guard,
+            listing=gateway.list_tasks,
+            getter=gateway.get_task,
+            codec=JsonCodec(kinds, schemas),
+        )
+        host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace, transport=args.transport)
+        host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
+        host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
         sessions = SessionHost(
             nc,
             js,

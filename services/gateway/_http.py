@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, OutOfRange, ResourceExhausted
 from mesh.fabric import CLASS_OF_LANE, EventLog
@@ -36,6 +35,7 @@ from services.gateway._hub import EventHub
 from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._openapi import openapi_document
+from services.gateway._userjson import JsonCodec
 from services.gateway._websocket import BoundedWebSocket, WebSocketSession
 
 log = get_logger(__name__)
@@ -52,7 +52,13 @@ def http_app(
     guard: Guard,  # required: auth off is `Guard.disabled(events)`, never a forgotten argument
     listing: Callable[[str, int, str, Principal | None], Awaitable[tuple[list[task_pb2.TaskInfo], str]]] | None = None,
     getter: Callable[[str, Principal | None], Awaitable[task_pb2.TaskInfo]] | None = None,
+    codec: JsonCodec | None = None,
 ) -> web.Application:
+    codec = codec or JsonCodec()
+
+    async def spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
+        return _spec_from_json(body, await codec.user_payload(body.get("kind"), body))
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/v1/") and request.path not in _PUBLIC:
@@ -66,7 +72,7 @@ def http_app(
         try:
             if admit is None:
                 raise NotFound("this gateway does not accept submissions over HTTP")
-            spec = _spec_from_json(parse_object(await request.read(), "body"))
+            spec = await spec_from_json(parse_object(await request.read(), "body"))
             admitted = await admit(spec, request["principal"])
         except MeshError as exc:
             return _error(exc)
@@ -88,7 +94,7 @@ def http_app(
             )
         except MeshError as exc:
             return _error(exc)
-        return web.json_response({"tasks": [MessageToDict(task) for task in tasks], "next_page_token": token})
+        return web.json_response({"tasks": [await codec.to_dict(task) for task in tasks], "next_page_token": token})
 
     async def task_events(request: web.Request) -> web.StreamResponse:
         """SSE: one `task` event per task event, `id:` = its sequence number, pings while quiet."""
@@ -111,7 +117,7 @@ def http_app(
             return request.transport is None or request.transport.is_closing()
 
         with guard.lease(request["principal"]) as lease:
-            return await _sse(request, hub.watch(mesh_id, after, field, client_gone), lease)
+            return await _sse(request, hub.watch(mesh_id, after, field, client_gone), lease, codec)
 
     async def refresh_stream(request: web.Request) -> web.Response:
         try:
@@ -127,7 +133,7 @@ def http_app(
             task = await getter(request.match_info["task_id"], request["principal"])
         except MeshError as exc:
             return _error(exc)
-        return web.json_response(MessageToDict(task))
+        return web.json_response(await codec.to_dict(task))
 
     async def cancel_task(request: web.Request) -> web.Response:
         task_id = request.match_info["task_id"]
@@ -153,7 +159,9 @@ def http_app(
         ws = BoundedWebSocket(heartbeat=SSE_PING_S)
         request[_STREAMING] = True
         await ws.prepare(request)
-        session = WebSocketSession(ws, hub, admit, cancel, _spec_from_json, _error_body, guard, request["principal"])
+        session = WebSocketSession(
+            ws, hub, admit, cancel, spec_from_json, codec, _error_body, guard, request["principal"]
+        )
         await session.run()
         return ws
 
@@ -210,7 +218,7 @@ _PUBLIC: frozenset[str] = frozenset()  # every /v1 route needs a credential when
 
 
 async def _sse(
-    request: web.Request, stream: AsyncIterator[task_pb2.TaskEvent], lease: StreamLease | None
+    request: web.Request, stream: AsyncIterator[task_pb2.TaskEvent], lease: StreamLease | None, codec: JsonCodec
 ) -> web.StreamResponse:
     """One `task` event per task event (`id:` = its sequence number), pings while quiet; with auth
     on, a first `stream` event names the stream for refreshes, and a lapsed credential ends the
@@ -248,7 +256,7 @@ async def _sse(
                 data = json.dumps(_error_body(event), separators=(",", ":"))
                 await response.write(f"event: error\ndata: {data}\n\n".encode())
                 break
-            data = json.dumps(MessageToDict(event), separators=(",", ":"))
+            data = json.dumps(await codec.to_dict(event), separators=(",", ":"))
             # A best-effort partial has no id of its own: Last-Event-ID stays on the stored event.
             event_id = "" if event.live_index else f"id: {event.sequence}\n"
             await response.write(f"{event_id}event: task\ndata: {data}\n\n".encode())
@@ -262,13 +270,14 @@ async def _sse(
 
 _EMPTY_TENANT = "must not be empty: leave it out to act for the credential's own tenant"
 _SUBMIT_FIELDS = frozenset(
-    {"kind", "tenant", "priority", "payload", "qos", "idempotency_key", "ordering_key", "task_id"}
+    {"kind", "tenant", "priority", "payload", "qos", "idempotency_key", "ordering_key", "task_id", "schema_version"}
 )
 _CANCEL_FIELDS = frozenset({"reason"})
 
 
-def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
-    """A TaskSpec from the REST body; the payload's fields go under the kind's payload case.
+def _spec_from_json(body: dict[str, Any], user_payload: task_pb2.TaskPayload | None = None) -> task_pb2.TaskSpec:
+    """A TaskSpec from the REST body; the payload's fields go under the kind's payload case (a
+    user kind's payload comes mapped through its registered schema, `user_payload`).
 
     A field this surface does not know is an error, never dropped: a misspelt `priority` would
     otherwise run the task in another class without a word."""
@@ -282,9 +291,13 @@ def _spec_from_json(body: dict[str, Any]) -> task_pb2.TaskSpec:
     spec = task_pb2.TaskSpec(
         kind=kind,
         priority_class=CLASS_OF_LANE[priority],
-        payload=payload_from_json(kind, body.get("payload", {})),
+        payload=user_payload or payload_from_json(kind, body.get("payload", {})),
         qos=qos_tier(body.get("qos", "guaranteed")),
     )
+    if user_payload is not None:
+        spec.schema_version = body.get("schema_version", 0)  # checked when the payload was mapped
+    elif "schema_version" in body:
+        raise InvalidArgument("schema_version", "only a user kind's payload has a registered version")
     for field in ("tenant", "idempotency_key", "ordering_key", "task_id"):
         value = body.get(field, "")
         if not isinstance(value, str):

@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from google.protobuf.json_format import MessageToDict
 
 from mesh.errors import InvalidArgument, MeshError, Unauthenticated
 from mesh.tasks import check_task_id
@@ -44,6 +43,7 @@ from services.gateway._guard import Guard
 from services.gateway._hub import EventHub
 from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
 from services.gateway._leases import StreamLease, guarded
+from services.gateway._userjson import JsonCodec
 
 Admit = Callable[[task_pb2.TaskSpec, Principal | None], Awaitable[Any]]
 Cancel = Callable[[str, str, Principal | None], Awaitable[int]]
@@ -81,7 +81,8 @@ class WebSocketSession:
         hub: EventHub,
         admit: Admit | None,
         cancel: Cancel | None,
-        spec_from_json: Callable[[dict[str, Any]], task_pb2.TaskSpec],
+        spec_from_json: Callable[[dict[str, Any]], Awaitable[task_pb2.TaskSpec]],
+        codec: JsonCodec,
         error_body: Callable[[MeshError], dict[str, Any]],
         guard: Guard,
         principal: Principal | None,
@@ -94,6 +95,7 @@ class WebSocketSession:
         self._admit = admit
         self._cancel = cancel
         self._spec_from_json = spec_from_json
+        self._codec = codec
         self._error_body = error_body
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
@@ -192,7 +194,7 @@ class WebSocketSession:
             stream = self._hub.watch(mesh_id, after)
             try:
                 async for event in guarded(stream, self._lease):
-                    self._send({"type": "event", "event": MessageToDict(event)})
+                    self._send({"type": "event", "event": await self._codec.to_dict(event)})
             except MeshError as exc:  # e.g. after_sequence past the task's last event: OutOfRange
                 self._send({**self._error_body(exc), "task_id": task_id})
             finally:
@@ -208,7 +210,7 @@ class WebSocketSession:
         task = command.get("task")
         if not isinstance(task, dict):
             raise InvalidArgument("task", "must be a JSON object (the POST /v1/tasks body)")
-        admitted = await self._admit(self._spec_from_json(task), self._principal)
+        admitted = await self._admit(await self._spec_from_json(task), self._principal)
         self._send(
             {
                 "type": "submitted",

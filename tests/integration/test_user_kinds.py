@@ -230,3 +230,59 @@ async def test_kill_9_of_a_worker_mid_step_redelivers_and_resumes_from_its_check
     stored = [e.checkpoint for e in events if e.checkpoint and e.worker_id != final.worker_id]
     assert resumed_from and resumed_from[0] == stored[-1], (resumed_from[:1], stored[-1:])
     assert json.loads(resumed_from[0] or b"{}")["line"] >= 5
+
+
+async def test_rest_sse_and_websocket_take_and_give_a_user_kinds_plain_json(
+    mesh: Mesh, textpipe: ModuleType, registered: None
+) -> None:
+    """POST a user kind's payload as plain JSON (mapped through its registered schema), follow it
+    over SSE and WebSocket: outputs come back as JSON fields with their @type; a misspelt payload
+    field is a 400 naming it."""
+    import aiohttp
+
+    url = "type.googleapis.com/textpipe.v1.CountResult"
+    body = {"kind": "textpipe.count", "tenant": "rest-user", "payload": {"text": "a b\nb", "top": 1}}
+    async with running(_worker(mesh, textpipe, "py-rest")), aiohttp.ClientSession() as http:
+        async with http.post(f"{mesh.base_url}/v1/tasks", json=body) as response:
+            assert response.status == 201, await response.text()
+            task_id = (await response.json())["task_id"]
+        events = []
+        async with http.get(f"{mesh.base_url}/v1/tasks/{task_id}/events") as response:
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    events.append(json.loads(line[6:]))
+                    if events[-1].get("final"):
+                        break
+        assert events[-1]["state"] == "TASK_STATE_SUCCEEDED"
+        assert events[-1]["output"]["custom"] == {
+            "@type": url,
+            "lines": 2,
+            "words": 3,
+            "top": [{"word": "b", "count": 2}],
+        }
+        assert events[0]["spec"]["payload"]["custom"]["text"] == "a b\nb"
+        partials = [e["output"]["custom"]["lines"] for e in events if "output" in e and not e.get("final")]
+        assert partials == [1, 2]
+        async with http.get(f"{mesh.base_url}/v1/tasks/{task_id}") as response:
+            assert (await response.json())["result"]["custom"]["words"] == 3
+
+        bad = {**body, "payload": {"text": "x", "lines_": 2}}
+        async with http.post(f"{mesh.base_url}/v1/tasks", json=bad) as response:
+            error = await response.json()
+            assert response.status == 400 and error["field"] == "payload.lines_", error
+        wrong_version = {**body, "schema_version": 7}
+        async with http.post(f"{mesh.base_url}/v1/tasks", json=wrong_version) as response:
+            error = await response.json()
+            assert response.status == 400 and error["field"] == "schema_version", error
+
+        async with http.ws_connect(f"{mesh.ws_url}/v1/ws") as ws:
+            await ws.send_json({"op": "submit", "id": "s1", "task": {**body, "payload": {"text": "z z z"}}})
+            submitted = await ws.receive_json(timeout=10.0)
+            assert submitted["type"] == "submitted", submitted
+            await ws.send_json({"op": "subscribe", "task_id": submitted["task_id"]})
+            while True:
+                message = await ws.receive_json(timeout=30.0)
+                assert message["type"] == "event", message
+                if message["event"].get("final"):
+                    break
+            assert message["event"]["output"]["custom"]["top"] == [{"word": "z", "count": 3}]

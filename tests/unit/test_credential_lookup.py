@@ -15,6 +15,7 @@ from mesh.errors import Unauthenticated, Unavailable
 from services.gateway._auth import Authenticator, CredentialStore, _digest
 from services.gateway._guard import Guard
 from services.gateway._http import _error_body
+from services.gateway._userjson import JsonCodec
 from services.gateway._websocket import WebSocketSession
 
 
@@ -91,7 +92,7 @@ async def test_a_websocket_refresh_accepts_a_key_only_kv_knows() -> None:
         kv.values[f"apikey.{key_id}"] = json.dumps(record).encode()
     guard = Guard(None, Authenticator(_store(kv), None))  # type: ignore[arg-type]
     principal = await guard.authenticate(api_key=old)
-    session = WebSocketSession(None, None, None, None, None, _error_body, guard, principal)  # type: ignore[arg-type]
+    session = WebSocketSession(None, None, None, None, None, JsonCodec(), _error_body, guard, principal)  # type: ignore[arg-type]
     with guard.lease(principal) as lease:
         session._lease = lease
         await session._handle(json.dumps({"op": "refresh", "id": "r1", "api_key": new}))
