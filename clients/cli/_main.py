@@ -15,7 +15,7 @@ from typing import Any
 from clients.cli._render import event_json, event_line
 from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._up import plan_from, up
-from clients.cli._worker import add_worker_commands, list_kinds, run_worker
+from clients.cli._worker import add_worker_commands, kinds_command, run_worker
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.fabric import lane_of
@@ -201,7 +201,8 @@ def _credential(args: argparse.Namespace) -> str:
 async def _stream(client: Client, task_id: str, after: int, as_json: bool) -> int:
     final = None
     async for event in client.watch(task_id, after):
-        print(event_json(event) if as_json else event_line(event), flush=True)
+        rendered = await client.to_dict(event) if event.output.HasField("custom") or as_json else None
+        print(event_json(event, rendered) if as_json else event_line(event, rendered), flush=True)
         final = event
     if final is None or final.state == task_pb2.TASK_STATE_SUCCEEDED:
         return EXIT_OK
@@ -400,7 +401,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         return await run_worker(args, _transport(args), _credential(args))
     if args.command == "kinds":
-        return await list_kinds(args, _transport(args), _credential(args))
+        return await kinds_command(args, _transport(args), _credential(args))
     if args.command == "schema":
         return await schema_command(args, _transport(args), _credential(args))
     async with _client(args) as client:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from mesh.v1 import task_pb2
 
 
-def event_json(event: task_pb2.TaskEvent) -> str:
-    return json.dumps(MessageToDict(event), separators=(",", ":"))
+def event_json(event: task_pb2.TaskEvent, rendered: dict[str, Any] | None = None) -> str:
+    """One JSON line; `rendered` is the event as JSON with its user messages resolved (`Client.to_dict`)."""
+    return json.dumps(rendered if rendered is not None else MessageToDict(event), separators=(",", ":"))
 
 
-def event_line(event: task_pb2.TaskEvent) -> str:
+def event_line(event: task_pb2.TaskEvent, rendered: dict[str, Any] | None = None) -> str:
     stamp = event.timestamp.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
     state = task_pb2.TaskState.Name(event.state).removeprefix("TASK_STATE_")
     parts = [stamp, f"#{event.sequence:<3}", f"{state:<10}"]
@@ -31,6 +33,11 @@ def event_line(event: task_pb2.TaskEvent) -> str:
         parts.append(f"embedding[{len(values)}]=[{head}, …] model={output.embedding.model}")
     elif body == "data":
         parts.append(f"{len(output.data)} bytes")
+    elif body == "custom":  # a user kind's message: its fields, as the registry describes them
+        fields = dict((rendered or {}).get("output", {}).get("custom", {}))
+        name = str(fields.pop("@type", output.custom.type_url)).rsplit("/", 1)[-1]
+        text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        parts.append(f"{name} {text if len(text) <= 160 else text[:157] + '...'}")
     if event.HasField("error"):
         parts.append(f"error={event.error.error_class}: {event.error.message}")
     if event.final:

@@ -38,6 +38,17 @@ def add_worker_commands(sub: Any, client_args: Callable[[argparse.ArgumentParser
     p_kinds = sub.add_parser("kinds", help="the task kinds: built-in and registered, versions, workers serving them")
     p_kinds.add_argument("--json", action="store_true")
     client_args(p_kinds)
+    kinds_sub = p_kinds.add_subparsers(dest="kinds_command")
+    p_register = kinds_sub.add_parser("register", help="declare a user kind (admin); its types must be registered")
+    p_register.add_argument("name", help="lower-case dotted, e.g. acme.resize")
+    p_register.add_argument("--input", required=True, help="full name of the input message (a schema subject)")
+    p_register.add_argument("--output", required=True, help="full name of the output message (a schema subject)")
+    p_register.add_argument("--step", action="append", default=[], help="a step name, in order (default: one step)")
+    p_register.add_argument("--require", action="append", default=[], help="KEY=VALUE a worker must advertise")
+    p_register.add_argument("--max-attempts", type=int, default=0, help="attempts per step (default 3)")
+    p_register.add_argument("--step-timeout", type=float, default=None, help="seconds (default 300; 0: none)")
+    p_register.add_argument("--description", default="")
+    client_args(p_register)
 
 
 def load_worker(target: str) -> Worker:
@@ -89,15 +100,40 @@ async def run_worker(args: argparse.Namespace, transport: dict[str, Any], creden
     return EXIT_OK
 
 
-async def list_kinds(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
+def declaration_of(args: argparse.Namespace) -> kind_pb2.KindDeclaration:
+    declaration = kind_pb2.KindDeclaration(
+        name=args.name,
+        input_type=args.input,
+        output_type=args.output,
+        max_attempts=args.max_attempts,
+        description=args.description,
+    )
+    for step in args.step or [args.name.rsplit(".", 1)[-1]]:
+        declaration.steps.add(name=step)
+    for requirement in args.require:
+        key, sep, value = requirement.partition("=")
+        if not sep or not key:
+            raise InvalidArgument("--require", f"{requirement!r} is not KEY=VALUE")
+        declaration.required_labels[key] = value
+    if args.step_timeout is not None:
+        declaration.step_timeout.FromNanoseconds(int(args.step_timeout * 1e9))
+    return declaration
+
+
+async def kinds_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
     if transport.get("insecure"):
         channel = grpc.aio.insecure_channel(args.endpoint)
     else:
         channel = grpc.aio.secure_channel(args.endpoint, tls_credentials(transport.get("ca")))
     metadata = (("authorization", authorization_header(credential)),) if credential else ()
     async with channel:
+        stub = kind_pb2_grpc.KindServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
-            stub = kind_pb2_grpc.KindServiceStub(channel)  # type: ignore[no-untyped-call]
+            if args.kinds_command == "register":
+                request = kind_pb2.RegisterKindRequest(kind=declaration_of(args))
+                registered = await stub.RegisterKind(request, metadata=metadata, timeout=10.0)
+                print(f"kind {registered.kind.name}: {'registered' if registered.created else 'already registered'}")
+                return EXIT_OK
             reply = await stub.ListKinds(kind_pb2.ListKindsRequest(), metadata=metadata, timeout=10.0)
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -17,11 +18,21 @@ from google.protobuf.message import Message
 
 from clients.sdk._credentials import credential_interceptors
 from clients.sdk._retry import jittered, should_resume, should_retry
-from mesh.errors import InvalidArgument
+from mesh.errors import InvalidArgument, MeshError
 from mesh.fabric import CLASS_OF_LANE
 from mesh.rpc import raise_from_rpc_error
-from mesh.tasks import TYPE_URL_PREFIX, payload_from_json, qos_tier
-from mesh.v1 import deadletter_pb2, gateway_pb2, gateway_pb2_grpc, task_pb2
+from mesh.schemas import from_json, message_class, to_dict, type_urls
+from mesh.tasks import KINDS, TYPE_URL_PREFIX, payload_from_json, qos_tier
+from mesh.v1 import (
+    deadletter_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    kind_pb2,
+    kind_pb2_grpc,
+    schema_pb2,
+    schema_pb2_grpc,
+    task_pb2,
+)
 
 TERMINAL = frozenset(
     {
@@ -72,6 +83,10 @@ class Client:
         else:
             self._channel = grpc.aio.secure_channel(endpoint, tls_credentials(ca), interceptors=interceptors)
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._schemas = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._kind_service = kind_pb2_grpc.KindServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._kinds: dict[str, kind_pb2.KindDeclaration] = {}
+        self._classes: dict[tuple[str, int], type[Message]] = {}
 
     async def refresh_credential(self, credential: str) -> None:
         """Use `credential` from now on — for new calls and, in-band, for every open stream."""
@@ -122,6 +137,8 @@ class Client:
         a second task.
         """
         key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
+        if isinstance(payload, dict) and kind not in KINDS:  # a user kind: JSON through its registered schema
+            payload = await self.user_payload(kind, payload, schema_version)
         spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos, schema_version)
         deadline = time.monotonic() + timeout_s
         delay_s = 0.1
@@ -178,6 +195,40 @@ class Client:
         if deadline_s is not None:
             spec.deadline.FromNanoseconds(int((time.time() + deadline_s) * 1e9))
         return spec
+
+    async def _message_class(self, subject: str, version: int = 0) -> type[Message]:
+        """The registered message type `subject` (version 0: the latest), from the schema registry."""
+        cached = self._classes.get((subject, version))
+        if cached is not None:
+            return cached
+        request = schema_pb2.GetSchemaRequest(subject=subject, version=version)
+        reply = await self._call(self._schemas.GetSchema, request)
+        found = message_class(reply.schema.descriptor_set, subject)
+        if version:  # a version never changes; "the latest" is asked again next time
+            self._classes[(subject, version)] = found
+        return found
+
+    async def user_payload(self, kind: str, fields: dict[str, Any], schema_version: int = 0) -> task_pb2.TaskPayload:
+        """A user kind's payload from plain JSON fields, through the kind's registered input type."""
+        if kind not in self._kinds:
+            reply = await self._call(self._kind_service.ListKinds, kind_pb2.ListKindsRequest())
+            self._kinds.update({info.kind.name: info.kind for info in reply.kinds})
+        declaration = self._kinds.get(kind)
+        if declaration is None:
+            raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {', '.join(sorted(self._kinds))})")
+        message = from_json(await self._message_class(declaration.input_type, schema_version), fields, "payload")
+        return task_pb2.TaskPayload(
+            custom=any_pb2.Any(type_url=TYPE_URL_PREFIX + declaration.input_type, value=message.SerializeToString())
+        )
+
+    async def to_dict(self, message: Message) -> dict[str, Any]:
+        """`message` as JSON, with the user messages inside it (outputs, payloads) written field by
+        field through their registered types (base64 where the registry does not know one)."""
+        classes = {}
+        for url in type_urls(message):
+            with contextlib.suppress(MeshError):
+                classes[url] = await self._message_class(url.removeprefix(TYPE_URL_PREFIX))
+        return to_dict(message, classes)
 
     async def submit_many(
         self, specs: list[task_pb2.TaskSpec], timeout_s: float = 60.0
