@@ -94,14 +94,30 @@ class KindWorker(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., schema_versions: _Optional[_Iterable[int]] = ..., labels: _Optional[_Mapping[str, str]] = ..., build_id: _Optional[str] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ...) -> None: ...
 
 class KindInfo(_message.Message):
-    __slots__ = ("kind", "schema_versions", "workers")
+    __slots__ = ("kind", "schema_versions", "workers", "backlog")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
     kind: KindDeclaration
     schema_versions: _containers.RepeatedScalarFieldContainer[int]
     workers: _containers.RepeatedCompositeFieldContainer[KindWorker]
-    def __init__(self, kind: _Optional[_Union[KindDeclaration, _Mapping]] = ..., schema_versions: _Optional[_Iterable[int]] = ..., workers: _Optional[_Iterable[_Union[KindWorker, _Mapping]]] = ...) -> None: ...
+    backlog: _containers.RepeatedCompositeFieldContainer[KindBacklog]
+    def __init__(self, kind: _Optional[_Union[KindDeclaration, _Mapping]] = ..., schema_versions: _Optional[_Iterable[int]] = ..., workers: _Optional[_Iterable[_Union[KindWorker, _Mapping]]] = ..., backlog: _Optional[_Iterable[_Union[KindBacklog, _Mapping]]] = ...) -> None: ...
+
+class KindBacklog(_message.Message):
+    __slots__ = ("step", "schema_version", "queued", "compatible_workers", "note")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    schema_version: int
+    queued: int
+    compatible_workers: int
+    note: str
+    def __init__(self, step: _Optional[str] = ..., schema_version: _Optional[int] = ..., queued: _Optional[int] = ..., compatible_workers: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
 
 class ListKindsResponse(_message.Message):
     __slots__ = ("kinds",)

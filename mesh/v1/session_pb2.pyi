@@ -233,3 +233,32 @@ class ReportAck(_message.Message):
     final: bool
     stale: bool
     def __init__(self, assignment_id: _Optional[str] = ..., partial: _Optional[int] = ..., checkpoint: _Optional[int] = ..., final: _Optional[bool] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class SessionRecord(_message.Message):
+    __slots__ = ("worker_id", "worker_name", "labels", "capacity", "in_flight", "build_id", "sdk", "offers", "updated")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    SDK_FIELD_NUMBER: _ClassVar[int]
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    worker_name: str
+    labels: _containers.ScalarMap[str, str]
+    capacity: int
+    in_flight: int
+    build_id: str
+    sdk: str
+    offers: _containers.RepeatedCompositeFieldContainer[KindOffer]
+    updated: _timestamp_pb2.Timestamp
+    def __init__(self, worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., build_id: _Optional[str] = ..., sdk: _Optional[str] = ..., offers: _Optional[_Iterable[_Union[KindOffer, _Mapping]]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

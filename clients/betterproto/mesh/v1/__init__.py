@@ -56,6 +56,7 @@ __all__ = (
     "InferStreamResponse",
     "InferenceBackendStatus",
     "InferenceServiceStub",
+    "KindBacklog",
     "KindDeclaration",
     "KindInfo",
     "KindOffer",
@@ -98,6 +99,7 @@ __all__ = (
     "SchemaServiceStub",
     "SchemaSubject",
     "SchemaVersion",
+    "SessionRecord",
     "SpawnChildren",
     "StepDeclaration",
     "StepFailure",
@@ -1278,6 +1280,31 @@ default_message_pool.register_message("mesh.v1", "InferStreamResponse", InferStr
 
 
 @dataclass(eq=False, repr=False)
+class KindBacklog(betterproto2.Message):
+    step: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    schema_version: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    queued: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    """
+    Work items queued for (step, version), every tenant and lane.
+    """
+
+    compatible_workers: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    Attached workers that read this version.
+    """
+
+    note: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    "no compatible worker" when queued work has none, else empty.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "KindBacklog", KindBacklog)
+
+
+@dataclass(eq=False, repr=False)
 class KindDeclaration(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -1333,6 +1360,13 @@ class KindInfo(betterproto2.Message):
     """
 
     workers: "list[KindWorker]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    backlog: "list[KindBacklog]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Work of a user kind waiting, per step and input version, and whether any attached worker
+    reads that version: work no worker can read waits (and is dead-lettered as schema_mismatch
+    past its deadline) instead of failing.
+    """
 
 
 default_message_pool.register_message("mesh.v1", "KindInfo", KindInfo)
@@ -1851,6 +1885,42 @@ class SchemaVersion(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "SchemaVersion", SchemaVersion)
+
+
+@dataclass(eq=False, repr=False)
+class SessionRecord(betterproto2.Message):
+    """
+    An attached session as the mesh records it for every gateway (KV tm_sessions, refreshed while
+    it is attached and expiring when its gateway stops refreshing it): who serves what, mesh-wide.
+    """
+
+    worker_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    worker_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    labels: "dict[str, str]" = betterproto2.field(
+        3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)
+    )
+
+    capacity: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+
+    in_flight: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+
+    build_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+    sdk: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    offers: "list[KindOffer]" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    What it serves, resolved: every step and schema version listed.
+    """
+
+    updated: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("mesh.v1", "SessionRecord", SessionRecord)
 
 
 @dataclass(eq=False, repr=False)
