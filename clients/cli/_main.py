@@ -247,7 +247,14 @@ async def _status(args: argparse.Namespace) -> int:
             )
     async with _client(args) as client:
         mesh = await client.status()
+        kinds = await client.kinds()
     from google.protobuf.json_format import MessageToDict
+
+    report["user_work"] = [
+        {"kind": info.kind.name, **MessageToDict(b, always_print_fields_with_no_presence=True)}
+        for info in kinds
+        for b in info.backlog
+    ]
 
     report["queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.queues]
     report["tenant_queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.tenant_queues]
@@ -271,6 +278,13 @@ async def _status(args: argparse.Namespace) -> int:
     for w in mesh.workers:
         health = status_pb2.WorkerHealth.Name(w.health).removeprefix("WORKER_HEALTH_").lower()
         print(f"worker {w.worker_id:<40} {health:<6} in-flight {w.in_flight:<4} completed {w.completed}")
+    for info in kinds:
+        for waiting in info.backlog:
+            note = f"  {waiting.note.upper()}" if waiting.note else ""
+            print(
+                f"user kind {info.kind.name} step {waiting.step} v{waiting.schema_version}: {waiting.queued} queued, "
+                f"{waiting.compatible_workers} compatible workers{note}"
+            )
     if mesh.inference_backends:
         print(f"\n{'inference backend':<24} {'circuit':<10} {'load':>9} {'latency':>10} {'served':>8}  models")
     for b in mesh.inference_backends:

@@ -158,4 +158,10 @@ async def kinds_command(args: argparse.Namespace, transport: dict[str, Any], cre
             )
         if not kind.builtin and not info.workers:
             print(f"{'':<22} no worker attached")
+        for backlog in info.backlog:
+            note = f" — {backlog.note}" if backlog.note else ""
+            print(
+                f"{'':<22} step {backlog.step} v{backlog.schema_version}: {backlog.queued} queued, "
+                f"{backlog.compatible_workers} compatible workers{note}"
+            )
     return EXIT_OK

@@ -221,6 +221,12 @@ class Client:
             custom=any_pb2.Any(type_url=TYPE_URL_PREFIX + declaration.input_type, value=message.SerializeToString())
         )
 
+    async def kinds(self) -> list[kind_pb2.KindInfo]:
+        """Every kind: declarations, schema versions, attached workers, and user work waiting."""
+        reply = await self._call(self._kind_service.ListKinds, kind_pb2.ListKindsRequest())
+        self._kinds.update({info.kind.name: info.kind for info in reply.kinds})
+        return list(reply.kinds)
+
     async def to_dict(self, message: Message) -> dict[str, Any]:
         """`message` as JSON, with the user messages inside it (outputs, payloads) written field by
         field through their registered types (base64 where the registry does not know one)."""

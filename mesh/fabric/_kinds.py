@@ -24,6 +24,9 @@ from mesh.v1 import kind_pb2
 log = get_logger(__name__)
 
 KINDS_BUCKET = "tm_kinds"
+# Attached worker sessions, as their gateways record them (entries expire unless refreshed).
+SESSIONS_BUCKET = "tm_sessions"
+SESSION_ENTRY_TTL_S = 15.0
 
 
 class KindStore:

@@ -15,7 +15,7 @@ from mesh.errors import Unavailable
 from mesh.fabric import _subjects as s
 from mesh.fabric._deadletters import DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
-from mesh.fabric._kinds import KINDS_BUCKET
+from mesh.fabric._kinds import KINDS_BUCKET, SESSION_ENTRY_TTL_S, SESSIONS_BUCKET
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
 
 
@@ -133,6 +133,7 @@ async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     await _ensure_bucket(js, ORDER_KEYS_BUCKET, 0, topology.replicas)
     await _ensure_bucket(js, s.INFERENCE_BUCKET, topology.inference_entry_ttl_s, topology.replicas)
     await _ensure_bucket(js, KINDS_BUCKET, 0, topology.replicas)
+    await _ensure_bucket(js, SESSIONS_BUCKET, SESSION_ENTRY_TTL_S, topology.replicas)
 
 
 TOPOLOGY_STREAMS = (
@@ -143,7 +144,14 @@ TOPOLOGY_STREAMS = (
     TASKS_STREAM,
     s.QUARANTINE_STREAM,
 )
-TOPOLOGY_BUCKETS = (s.IDEMPOTENCY_BUCKET, s.WORKERS_BUCKET, ORDER_KEYS_BUCKET, s.INFERENCE_BUCKET, KINDS_BUCKET)
+TOPOLOGY_BUCKETS = (
+    s.IDEMPOTENCY_BUCKET,
+    s.WORKERS_BUCKET,
+    ORDER_KEYS_BUCKET,
+    s.INFERENCE_BUCKET,
+    KINDS_BUCKET,
+    SESSIONS_BUCKET,
+)
 
 
 async def await_topology(js: JetStreamContext, timeout_s: float = 60.0, streams: tuple[str, ...] | None = None) -> None:

@@ -72,9 +72,16 @@ def to_dict(message: Message, classes: Mapping[str, type[Message]]) -> dict[str,
 def _any_json(value: any_pb2.Any, message_class: type[Message] | None) -> dict[str, Any]:
     if message_class is not None:
         try:
-            return {"@type": value.type_url, **to_json(message_class.FromString(value.value))}
+            fields: Any = to_json(message_class.FromString(value.value))
         except DecodeError:
             pass
+        else:
+            # A well-known type with its own JSON form (a wrapper, a Struct) goes under "value", as proto3 says.
+            return (
+                {"@type": value.type_url, **fields}
+                if isinstance(fields, dict)
+                else {"@type": value.type_url, "value": fields}
+            )
     return {"@type": value.type_url, "value": base64.b64encode(value.value).decode()}
 
 

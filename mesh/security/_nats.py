@@ -43,7 +43,7 @@ from pathlib import Path
 
 from mesh.fabric._deadletters import ALERT_SUBJECT, DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
-from mesh.fabric._kinds import KINDS_BUCKET
+from mesh.fabric._kinds import KINDS_BUCKET, SESSIONS_BUCKET
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
 from mesh.fabric._subjects import (
     BELL_PREFIX,
@@ -380,6 +380,13 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_read(KINDS_BUCKET),
             *_kv_watch(KINDS_BUCKET),
             *_kv_write(KINDS_BUCKET),
+            *_kv_read(SESSIONS_BUCKET),
+            *_kv_watch(SESSIONS_BUCKET),
+            *_kv_write(SESSIONS_BUCKET),
+            ALERT_SUBJECT,  # a user kind's dead letter is announced like any other
+            # Work no attached worker can read is dead-lettered past its deadline: read in place, then removed.
+            _api("STREAM", "MSG", "GET", WORK_STREAM),
+            _api("STREAM", "MSG", "DELETE", WORK_STREAM),
             *_append_events(),
             f"{LIVE_PREFIX}.>",
             *_put_work(),

@@ -10,6 +10,7 @@ from mesh.fabric import (
     CANCEL_PREFIX,
     KINDS_BUCKET,
     ORDER_KEYS_BUCKET,
+    SESSIONS_BUCKET,
     DeadLetterStore,
     EventLog,
     KeySequencer,
@@ -105,6 +106,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             Topology(replicas=args.replicas, ack_wait_s=args.ack_wait),
             sequencer=KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events),
             children=ChildTasks(nc, js, events, scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel)),
+            sessions_kv=await js.key_value(SESSIONS_BUCKET),
         )
         await sessions.start()
 

@@ -17,7 +17,7 @@ from mesh.errors import InvalidArgument, MeshError, PermissionDenied
 from mesh.fabric import KindStore
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
-from mesh.tasks import KINDS, TaskKind
+from mesh.tasks import KINDS, TaskKind, user_pool
 from mesh.telemetry import get_logger
 from mesh.v1 import kind_pb2, kind_pb2_grpc, session_pb2, session_pb2_grpc
 from services.gateway._auth import ANY_TENANT, Principal
@@ -75,15 +75,45 @@ class Kinds(kind_pb2_grpc.KindServiceServicer):
             principal = await self._guard.from_grpc(context)
             self._guard.check(principal, "read")
             await self._store.load()
+            records = await self._sessions.records()
+            queued = await self._sessions.queued()
             reply = kind_pb2.ListKindsResponse()
             for name in sorted(KINDS):
                 kind = KINDS[name]
                 info = reply.kinds.add(kind=kind.declaration())
-                info.schema_versions.extend([1] if kind.builtin else await self._sessions.versions_of(kind.input_type))
-                for session, offer in self._sessions.workers_of(name):
-                    worker = info.workers.add()
-                    worker.CopyFrom(session.status())
-                    worker.schema_versions.extend(offer.versions)
+                if kind.builtin:
+                    info.schema_versions.append(1)
+                    continue
+                info.schema_versions.extend(await self._sessions.versions_of(kind.input_type))
+                readers: dict[tuple[str, int], int] = {}
+                for record in records:
+                    for offer in record.offers:
+                        if offer.kind != name:
+                            continue
+                        info.workers.add(
+                            worker_id=record.worker_id,
+                            worker_name=record.worker_name,
+                            schema_versions=offer.schema_versions,
+                            labels=record.labels,
+                            build_id=record.build_id,
+                            capacity=record.capacity,
+                            in_flight=record.in_flight,
+                        )
+                        for offered_step in offer.steps:
+                            for version in offer.schema_versions:
+                                readers[(offered_step, version)] = readers.get((offered_step, version), 0) + 1
+                for declared in kind.steps:
+                    for version in info.schema_versions:
+                        waiting = queued.get(user_pool(name, declared.name, version), 0)
+                        compatible = readers.get((declared.name, version), 0)
+                        if waiting or compatible:
+                            info.backlog.add(
+                                step=declared.name,
+                                schema_version=version,
+                                queued=waiting,
+                                compatible_workers=compatible,
+                                note="no compatible worker" if waiting and not compatible else "",
+                            )
         except MeshError as exc:
             await abort_with(context, exc)
         return reply

@@ -20,20 +20,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+import google.protobuf.message
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, NotFound, PermissionDenied
-from mesh.fabric import ChainMoved, EventLog, KeySequencer, KindStore, Topology
+from mesh.fabric import (
+    WORK_PREFIX,
+    WORK_STREAM,
+    ChainMoved,
+    EventLog,
+    KeySequencer,
+    KindStore,
+    Topology,
+    parse_work_subject,
+)
 from mesh.tasks import TaskKind, user_pool
 from mesh.telemetry import get_logger
-from mesh.v1 import kind_pb2, session_pb2, task_pb2
+from mesh.v1 import session_pb2, task_pb2, work_pb2
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._runner import Runner
@@ -44,6 +58,8 @@ log = get_logger(__name__)
 # The input schema versions registered for a message type (the schema registry's answer).
 VersionsOf = Callable[[str], Awaitable[list[int]]]
 MAX_CAPACITY = 1024
+USER_POOL_PREFIX = "u-"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class SessionState(Enum):
@@ -293,15 +309,27 @@ class Session:
         self.outbox.put_nowait(None)
         self.ended.set()
 
-    def status(self) -> kind_pb2.KindWorker:
-        return kind_pb2.KindWorker(
+    def record(self) -> session_pb2.SessionRecord:
+        """The session as every gateway sees it (KV tm_sessions)."""
+        record = session_pb2.SessionRecord(
             worker_id=self.worker_id,
             worker_name=self.name,
             labels=self.labels,
-            build_id=self.build_id,
             capacity=self.capacity,
             in_flight=self.dispatcher.in_flight if self.dispatcher else 0,
+            build_id=self.build_id,
+            sdk=self.sdk,
+            offers=[
+                session_pb2.KindOffer(
+                    kind=offer.kind.name,
+                    schema_versions=offer.versions,
+                    steps=[offer.kind.steps[i].name for i in offer.steps],
+                )
+                for offer in self.offers
+            ],
         )
+        record.updated.GetCurrentTime()
+        return record
 
 
 def _ack(
@@ -341,7 +369,14 @@ class SessionHost:
         children: ChildTasks | None = None,
         heartbeat_s: float = 2.0,
         resume_window_s: float = 10.0,
+        sessions_kv: KeyValue | None = None,
+        stranded_every_s: float = 2.0,
     ) -> None:
+        self.sessions_kv = sessions_kv
+        self.stranded_every_s = stranded_every_s
+        self.stranded_batch = 256
+        # Ends tasks whose work no worker can read (`_expire_stranded`); it runs no steps itself.
+        self._expiry = Runner(js, events, "mesh-sessions", None, topology.ack_wait_s, sequencer=sequencer)
         self.nc = nc
         self.js = js
         self.events = events
@@ -378,7 +413,8 @@ class SessionHost:
                 raise NotFound(f"session {attach.session_id[:32]!r} is over; attach without a session id")
             return session, True, session.reattach()
         offers = await self._offers(attach)
-        worker_id = f"{(attach.worker_name or 'worker')[:40]}-{secrets.token_hex(3)}"
+        # One KV key and one subject-safe token: the name's other characters become "-".
+        worker_id = f"{_UNSAFE.sub('-', attach.worker_name or 'worker')[:40]}-{secrets.token_hex(3)}"
         session = Session(self, attach, offers, worker_id)
         await session.start()
         self.sessions[session.id] = session
@@ -429,15 +465,43 @@ class SessionHost:
             if session.dispatcher is not None:
                 session.dispatcher.cancel(task_id)
 
-    def workers_of(self, kind: str) -> list[tuple[Session, Offer]]:
-        return [
-            (session, offer)
-            for session in self.sessions.values()
-            if session.state is not SessionState.ENDED and (offer := session.serves(kind)) is not None
-        ]
+    async def records(self) -> list[session_pb2.SessionRecord]:
+        """Every attached session in the mesh (this gateway's from memory, the others' from KV)."""
+        mine = {s.worker_id: s.record() for s in self.sessions.values() if s.state is not SessionState.ENDED}
+        if self.sessions_kv is None:
+            return list(mine.values())
+        try:
+            keys = await self.sessions_kv.keys()
+        except nats.js.errors.NoKeysError:
+            keys = []
+        except nats.errors.Error as exc:
+            log.warning("session records unreadable: %r", exc)
+            keys = []
+        found = dict(mine)
+        for key in keys:
+            if key in found:
+                continue
+            try:
+                entry = await self.sessions_kv.get(key)
+                found[key] = session_pb2.SessionRecord.FromString(entry.value or b"")
+            except (nats.js.errors.KeyNotFoundError, google.protobuf.message.DecodeError):
+                continue  # expired between the listing and the read, or junk
+        return list(found.values())
+
+    async def queued(self) -> dict[str, int]:
+        """Work items waiting per user-kind pool (every tenant and lane together)."""
+        info = await self.js.stream_info(WORK_STREAM, subjects_filter=f"{WORK_PREFIX}.>")
+        counts: dict[str, int] = {}
+        for subject, count in (info.state.subjects or {}).items():
+            parsed = parse_work_subject(subject)
+            if parsed and parsed[0].startswith(USER_POOL_PREFIX):
+                counts[parsed[0]] = counts.get(parsed[0], 0) + count
+        return counts
 
     async def _sweep(self) -> None:
-        """End sessions that went silent or did not come back within the resume window."""
+        """End sessions that went silent or did not come back within the resume window; publish
+        the live ones; dead-letter work past its deadline that no attached worker can read."""
+        last_stranded = 0.0
         while True:
             await asyncio.sleep(min(self.heartbeat_s, 1.0))
             now = time.monotonic()
@@ -445,10 +509,71 @@ class SessionHost:
                 if session.expired(now):
                     log.warning("worker session ended: silent or gone", extra={"worker_id": session.worker_id})
                     await self.forget(session)
+            try:
+                await self._publish()
+                if now - last_stranded >= self.stranded_every_s:
+                    last_stranded = now
+                    await self._expire_stranded()
+            except Exception as exc:  # a broker hiccup: the next round tries again
+                log.warning("session sweep failed: %r", exc)
+
+    async def _publish(self) -> None:
+        if self.sessions_kv is None:
+            return
+        for session in list(self.sessions.values()):
+            if session.state is not SessionState.ENDED:
+                await self.sessions_kv.put(session.worker_id, session.record().SerializeToString())
+
+    async def _expire_stranded(self) -> None:
+        """Work no attached worker reads waits for one; past its deadline it is dead-lettered as a
+        schema mismatch (read in place, then removed: nobody pulls those pools)."""
+        queued = await self.queued()
+        if not queued:
+            return
+        offered: dict[tuple[str, str], set[int]] = {}
+        for record in await self.records():
+            for offer in record.offers:
+                for step in offer.steps:
+                    offered.setdefault((offer.kind, step), set()).update(offer.schema_versions)
+        served = {user_pool(kind, step, v) for (kind, step), versions in offered.items() for v in versions}
+        now_s = time.time()
+        for pool in sorted(set(queued) - served):
+            for lane in ("interactive", "standard", "batch"):
+                await self._expire_pool(f"{WORK_PREFIX}.{pool}.{lane}.*", now_s, offered)
+
+    async def _expire_pool(self, subjects: str, now_s: float, offered: dict[tuple[str, str], set[int]]) -> None:
+        sequence = 0
+        for _ in range(self.stranded_batch):
+            try:
+                raw = await self.js.get_msg(WORK_STREAM, seq=sequence + 1, subject=subjects, next=True)
+            except nats.js.errors.NotFoundError:
+                return
+            sequence = raw.seq or sequence + 1
+            try:
+                item = work_pb2.WorkItem.FromString(raw.data or b"")
+            except google.protobuf.message.DecodeError:
+                continue  # junk for the dispatcher's quarantine, once a worker pulls this pool
+            spec = item.spec
+            if not spec.HasField("deadline") or spec.deadline.ToMicroseconds() / 1e6 > now_s:
+                continue
+            kind = await self.kinds.ensure(spec.kind)
+            step = kind.steps[item.step_index].name if kind and item.step_index < len(kind.steps) else "?"
+            readers = ", ".join(map(str, sorted(offered.get((spec.kind, step), ())))) or "none"
+            message = (
+                f"no attached worker reads {kind.input_type if kind else spec.kind} version {spec.schema_version} "
+                f"(step {step}; attached workers read: {readers}) before the task's deadline"
+            )
+            if await self._expiry.end_own(item, "schema_mismatch", message):
+                log.warning("stranded work dead-lettered", extra={"task": spec.task_id, "reason": message})
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_msg(WORK_STREAM, sequence)
 
     async def forget(self, session: Session, grace_s: float = 0.0) -> None:
         await session.end(grace_s)
         self.sessions.pop(session.id, None)
+        if self.sessions_kv is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self.sessions_kv.delete(session.worker_id)
 
     async def close(self, grace_s: float) -> None:
         """Drain every session: running steps get `grace_s`, then their work is handed back."""
@@ -462,8 +587,3 @@ class SessionHost:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def offered_versions(sessions: Mapping[str, Session], kind: str) -> set[int]:
-    """The input versions some session of `kind` reads (for status: 'no compatible worker')."""
-    return {v for s in sessions.values() if (o := s.serves(kind)) is not None for v in o.versions}

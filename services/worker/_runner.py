@@ -470,11 +470,21 @@ class Runner:
     async def end_unrunnable(self, msg: Msg, poison: PoisonMessage) -> bool:
         """Dead-letter (schema_mismatch) the task of a work item that decodes but cannot run here
         (an unknown kind or an invalid spec, e.g. across an upgrade), so it does not stay QUEUED
-        forever. Only if the item is the task's own: its chain's first event, QUEUED, carries the
-        same spec, so a forged item naming another tenant's task ends nothing. True if it ended it."""
+        forever. True if it ended it (see `end_own`)."""
         item = poison.item
         if item is None or poison.classification != "schema_mismatch":
             return False
+        attempt = msg.metadata.num_delivered if msg.metadata else 1
+        sequence = msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else 0
+        return await self.end_own(item, "schema_mismatch", poison.error, attempt, sequence)
+
+    async def end_own(
+        self, item: work_pb2.WorkItem, error_class: str, message: str, attempt: int = 1, work_item_sequence: int = 0
+    ) -> bool:
+        """Dead-letter the task of `item` with `error_class`, but only if the item is the task's own:
+        its chain's first event, QUEUED, carries the same spec, so a forged item naming another
+        tenant's task ends nothing. True if it ended it (False: not its own, already over, or the
+        chain moved meanwhile)."""
         spec = item.spec
         try:
             check_task_id(spec.task_id, "spec.task_id")
@@ -490,15 +500,15 @@ class Runner:
             task_id=spec.task_id,
             sequence=last.event.sequence,
             stream_sequence=last.stream_sequence,
-            attempt=msg.metadata.num_delivered if msg.metadata else 1,
+            attempt=attempt,
             worker_id=self._worker_id,
             step=last.event.step,
             traceparent=item.traceparent,
-            work_item_sequence=msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else 0,
+            work_item_sequence=work_item_sequence,
         )
-        error = task_pb2.TaskError(error_class="schema_mismatch", message=poison.error, retryable=False)
+        error = task_pb2.TaskError(error_class=error_class, message=message, retryable=False)
         try:
-            await self._end_dead_lettered(chain, spec, error, fingerprint("schema_mismatch", poison.error), set())
+            await self._end_dead_lettered(chain, spec, error, fingerprint(error_class, message), set())
         except ChainMoved:
             return False  # someone wrote meanwhile (a cancel): the chain is theirs
         METRICS.tasks_finished.labels(spec.kind if spec.kind in KINDS else "unknown", "DEAD_LETTERED").inc()
