@@ -169,10 +169,10 @@ class WorkerSessions(session_pb2_grpc.WorkerSessionServiceServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             if session.state is SessionState.CONNECTED and session.outbox is outbox:
-                session.detach()  # a broken stream: the worker may come back within the resume window
+                session.detach()  # a broken stream (this one still current): the worker may come back
 
     async def _read(self, session: Session, requests: AsyncIterator[session_pb2.ConnectRequest]) -> None:
-        """The worker's reports; the end of its stream is a graceful goodbye (drain, then end)."""
+        """The worker's reports, until its stream ends."""
         async for message in requests:
             session.last_heard = time.monotonic()
             case = message.WhichOneof("body")
@@ -183,8 +183,8 @@ class WorkerSessions(session_pb2_grpc.WorkerSessionServiceServicer):
                 session.take_report(message)
             elif case == "attach":
                 log.warning("a second attach on one stream is ignored", extra={"worker_id": session.worker_id})
-        if session.state is SessionState.CONNECTED:
-            self._host.background(self._host.forget(session, self._grace_s))
+        # The stream ended. A cancelled call and a half-close look alike here, so only a draining
+        # heartbeat says goodbye; otherwise `Connect` detaches the session, which waits for a resume.
 
 
 def _check_worker(principal: Principal | None) -> None:

@@ -143,6 +143,8 @@ class Dispatcher:
         self.completed = 0
         self._step_s = 0.0  # moving average of how long a step holds a slot
         self._stopping = False
+        self._pulling = asyncio.Event()  # cleared while paused: fetch loops take nothing new
+        self._pulling.set()
 
     @property
     def running_task_ids(self) -> list[str]:
@@ -177,8 +179,18 @@ class Dispatcher:
             lane.share.mark(parsed[2])
             lane.bell.set()
 
+    def pause(self) -> None:
+        """Take no new work until `resume` (what is buffered or running stays)."""
+        self._pulling.clear()
+
+    def resume(self) -> None:
+        self._pulling.set()
+
     async def _fetch_loop(self, lane: _Lane) -> None:
         while not self._stopping:
+            if not self._pulling.is_set():
+                await self._pulling.wait()
+                continue
             room = self._buffer_per_lane - self._waiting_per_lane[lane.rank]
             if room <= 0:
                 self._room[lane.rank].clear()
@@ -368,7 +380,7 @@ class Dispatcher:
         """Stop pulling, let running steps finish within `grace_s`, hand the rest back."""
         # The flag, not only cancel(): a fetch may swallow the cancellation and return.
         self._stopping = True
-        for event in (*self._room, self._changed, *(lane.bell for lane in self._lanes.values())):
+        for event in (*self._room, self._changed, self._pulling, *(lane.bell for lane in self._lanes.values())):
             event.set()
         for fetcher in self._fetchers:
             fetcher.cancel()

@@ -276,15 +276,20 @@ class Session:
         held.reports.put_nowait(report)
 
     def detach(self) -> None:
+        """The stream is gone: take no new work (it could not be delivered) until a resume."""
         if self.state is SessionState.CONNECTED:
             self.state = SessionState.DETACHED
             self._detached_at = time.monotonic()
+            if self.dispatcher is not None:
+                self.dispatcher.pause()
 
     def reattach(self) -> list[session_pb2.Assignment]:
         """The session's stream is back: its open assignments, to send again."""
         self.state = SessionState.CONNECTED
         self.last_heard = time.monotonic()
         self.outbox = asyncio.Queue()
+        if self.dispatcher is not None:
+            self.dispatcher.resume()
         pending = []
         for held in self.open.values():
             held.assignment.resume_from = held.partials
@@ -583,7 +588,14 @@ class SessionHost:
                 await self._sweeper
         for session in self.sessions.values():
             session.send(session_pb2.ConnectResponse(drain=session_pb2.Drain()))
-        await asyncio.gather(*(self.forget(s, grace_s) for s in list(self.sessions.values())))
+        # Attached workers get half the grace to finish (the gRPC server needs the rest to stop);
+        # a detached session's steps cannot finish: they are handed back at once.
+        await asyncio.gather(
+            *(
+                self.forget(s, grace_s / 2 if s.state is SessionState.CONNECTED else 0.0)
+                for s in list(self.sessions.values())
+            )
+        )
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

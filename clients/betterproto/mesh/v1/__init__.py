@@ -1096,8 +1096,9 @@ class Heartbeat(betterproto2.Message):
     draining: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
     """
     The worker is shutting down: the mesh sends it nothing new, lets its running assignments
-    finish (within the mesh's grace), then ends the stream. Ending the request stream instead
-    means the same, without waiting for the mesh.
+    finish (within the mesh's grace), then ends the stream. A request stream that ends without
+    this counts as a dropped connection: the session waits out its resume window, then hands
+    its assignments to other workers.
     """
 
 
