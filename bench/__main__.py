@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from bench import _durability, _edge, _foundation, _inference, _scheduling, _streaming, _tls
+from bench import _durability, _edge, _foundation, _inference, _scheduling, _streaming, _tls, _userwork
 from bench._trust import trust_bench_root
 
 RESULTS = Path(__file__).parent / "results"
@@ -18,7 +18,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    suites = ["all", "foundation", "scheduling", "durability", "tls", "streaming", "inference", "edge"]
+    suites = ["all", "foundation", "scheduling", "durability", "tls", "streaming", "inference", "edge", "userwork"]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--flood", type=int, default=20000)
@@ -58,6 +58,8 @@ def main() -> None:
             "Edge load: idle streams through Envoy",
             asyncio.run(_edge.run(args.streams, args.rate, args.holders, args.profile, args.shapes)),
         )
+    if args.suite in ("all", "userwork"):
+        _write("userwork", "User work: the worker protocol vs a built-in kind", asyncio.run(_userwork.run()))
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 
