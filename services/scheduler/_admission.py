@@ -44,7 +44,7 @@ from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
 from services.scheduler._flow import FlowControl, FlowLimits
-from services.scheduler._userwork import UserPayloads
+from services.scheduler._userwork import Resolved, UserPayloads
 
 log = get_logger(__name__)
 
@@ -81,9 +81,10 @@ class Admitter:
     async def admit_many(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse]:
         """Validate all, then admit all concurrently (their JetStream writes pipeline)."""
         versions = []
+        memo: Resolved = {}  # one schema lookup per (type, version) for the whole batch
         for index, spec in enumerate(specs):
             try:
-                versions.append(await self._validate(spec))
+                versions.append(await self._validate(spec, memo))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"specs[{index}].{exc.field.removeprefix('spec.')}", exc.reason) from exc
         demand = Counter((spec.tenant, spec.priority_class) for spec in specs)
@@ -98,12 +99,12 @@ class Admitter:
             for (tenant, settled_class), count in counted:
                 self._flow.settled(tenant, settled_class, count)
 
-    async def _validate(self, spec: task_pb2.TaskSpec) -> int:
+    async def _validate(self, spec: task_pb2.TaskSpec, memo: Resolved | None = None) -> int:
         """Validate `spec`; the schema version its payload was checked against."""
         if self._user is not None:
             await self._user.know(spec)
         validate_spec(spec, self._limits)
-        return await self._user.check(spec) if self._user is not None else spec.schema_version
+        return await self._user.check(spec, memo=memo) if self._user is not None else spec.schema_version
 
     async def _admit_valid(self, requested: task_pb2.TaskSpec, version: int = 0) -> scheduler_pb2.AdmitTaskResponse:
         spec = self._complete(requested, version)
