@@ -240,6 +240,15 @@ export declare type KindInfo = Message<"mesh.v1.KindInfo"> & {
    * @generated from field: repeated mesh.v1.KindWorker workers = 3;
    */
   workers: KindWorker[];
+
+  /**
+   * Work of a user kind waiting, per step and input version, and whether any attached worker
+   * reads that version: work no worker can read waits (and is dead-lettered as schema_mismatch
+   * past its deadline) instead of failing.
+   *
+   * @generated from field: repeated mesh.v1.KindBacklog backlog = 4;
+   */
+  backlog: KindBacklog[];
 };
 
 /**
@@ -247,6 +256,48 @@ export declare type KindInfo = Message<"mesh.v1.KindInfo"> & {
  * Use `create(KindInfoSchema)` to create a new message.
  */
 export declare const KindInfoSchema: GenMessage<KindInfo>;
+
+/**
+ * @generated from message mesh.v1.KindBacklog
+ */
+export declare type KindBacklog = Message<"mesh.v1.KindBacklog"> & {
+  /**
+   * @generated from field: string step = 1;
+   */
+  step: string;
+
+  /**
+   * @generated from field: uint32 schema_version = 2;
+   */
+  schemaVersion: number;
+
+  /**
+   * Work items queued for (step, version), every tenant and lane.
+   *
+   * @generated from field: uint64 queued = 3;
+   */
+  queued: bigint;
+
+  /**
+   * Attached workers that read this version.
+   *
+   * @generated from field: uint32 compatible_workers = 4;
+   */
+  compatibleWorkers: number;
+
+  /**
+   * "no compatible worker" when queued work has none, else empty.
+   *
+   * @generated from field: string note = 5;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message mesh.v1.KindBacklog.
+ * Use `create(KindBacklogSchema)` to create a new message.
+ */
+export declare const KindBacklogSchema: GenMessage<KindBacklog>;
 
 /**
  * @generated from message mesh.v1.ListKindsResponse

@@ -287,8 +287,9 @@ export declare type Heartbeat = Message<"mesh.v1.Heartbeat"> & {
 
   /**
    * The worker is shutting down: the mesh sends it nothing new, lets its running assignments
-   * finish (within the mesh's grace), then ends the stream. Ending the request stream instead
-   * means the same, without waiting for the mesh.
+   * finish (within the mesh's grace), then ends the stream. A request stream that ends without
+   * this counts as a dropped connection: the session waits out its resume window, then hands
+   * its assignments to other workers.
    *
    * @generated from field: bool draining = 2;
    */
@@ -681,6 +682,67 @@ export declare type ReportAck = Message<"mesh.v1.ReportAck"> & {
  * Use `create(ReportAckSchema)` to create a new message.
  */
 export declare const ReportAckSchema: GenMessage<ReportAck>;
+
+/**
+ * An attached session as the mesh records it for every gateway (KV tm_sessions, refreshed while
+ * it is attached and expiring when its gateway stops refreshing it): who serves what, mesh-wide.
+ *
+ * @generated from message mesh.v1.SessionRecord
+ */
+export declare type SessionRecord = Message<"mesh.v1.SessionRecord"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string worker_name = 2;
+   */
+  workerName: string;
+
+  /**
+   * @generated from field: map<string, string> labels = 3;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * @generated from field: uint32 capacity = 4;
+   */
+  capacity: number;
+
+  /**
+   * @generated from field: uint32 in_flight = 5;
+   */
+  inFlight: number;
+
+  /**
+   * @generated from field: string build_id = 6;
+   */
+  buildId: string;
+
+  /**
+   * @generated from field: string sdk = 7;
+   */
+  sdk: string;
+
+  /**
+   * What it serves, resolved: every step and schema version listed.
+   *
+   * @generated from field: repeated mesh.v1.KindOffer offers = 8;
+   */
+  offers: KindOffer[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated = 9;
+   */
+  updated?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.SessionRecord.
+ * Use `create(SessionRecordSchema)` to create a new message.
+ */
+export declare const SessionRecordSchema: GenMessage<SessionRecord>;
 
 /**
  * The language-neutral worker protocol. A worker written in any language with gRPC attaches
