@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Any, Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mesh/v1/task.proto.
  */
 export const file_mesh_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChJtZXNoL3YxL3Rhc2sucHJvdG8SB21lc2gudjEiGQoJRWNob0lucHV0EgwKBHRleHQYASABKAkiKQoKRW1iZWRJbnB1dBIMCgR0ZXh0GAEgASgJEg0KBW1vZGVsGAIgASgJIkMKC1N0cmVhbUlucHV0EgwKBHRleHQYASABKAkSDgoGY2h1bmtzGAIgASgNEhYKDmNodW5rX2RlbGF5X21zGAMgASgNIjAKC0Zhbk91dElucHV0EhIKCmNoaWxkX2tpbmQYASABKAkSDQoFdGV4dHMYAiADKAkiKQoMV2ViaG9va0lucHV0EgsKA3VybBgBIAEoCRIMCgRib2R5GAIgASgJIkEKDURvY0VtYmVkSW5wdXQSDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRITCgtjaHVua193b3JkcxgDIAEoDSKHAgoLVGFza1BheWxvYWQSIgoEZWNobxgBIAEoCzISLm1lc2gudjEuRWNob0lucHV0SAASJAoFZW1iZWQYAiABKAsyEy5tZXNoLnYxLkVtYmVkSW5wdXRIABImCgZzdHJlYW0YAyABKAsyFC5tZXNoLnYxLlN0cmVhbUlucHV0SAASJwoHZmFuX291dBgEIAEoCzIULm1lc2gudjEuRmFuT3V0SW5wdXRIABIoCgd3ZWJob29rGAUgASgLMhUubWVzaC52MS5XZWJob29rSW5wdXRIABIrCglkb2NfZW1iZWQYBiABKAsyFi5tZXNoLnYxLkRvY0VtYmVkSW5wdXRIAEIGCgRib2R5IqwDCghUYXNrU3BlYxIPCgd0YXNrX2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIMCgRraW5kGAMgASgJEi4KDnByaW9yaXR5X2NsYXNzGAQgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEhAKCHByaW9yaXR5GAUgASgNEh0KA3FvcxgGIAEoDjIQLm1lc2gudjEuUW9zVGllchIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLAoIZGVhZGxpbmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKB3BheWxvYWQYCSABKAsyFC5tZXNoLnYxLlRhc2tQYXlsb2FkEhYKDnNjaGVtYV92ZXJzaW9uGAogASgNEhQKDG9yZGVyaW5nX2tleRgLIAEoCRIWCg5wYXJlbnRfdGFza19pZBgMIAEoCRItCgZsYWJlbHMYDSADKAsyHS5tZXNoLnYxLlRhc2tTcGVjLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKgoJRW1iZWRkaW5nEg0KBW1vZGVsGAEgASgJEg4KBnZhbHVlcxgCIAMoAiJdCgpUYXNrT3V0cHV0Eg4KBHRleHQYASABKAlIABInCgllbWJlZGRpbmcYAiABKAsyEi5tZXNoLnYxLkVtYmVkZGluZ0gAEg4KBGRhdGEYAyABKAxIAEIGCgRib2R5IkQKCVRhc2tFcnJvchITCgtlcnJvcl9jbGFzcxgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXJldHJ5YWJsZRgDIAEoCCLkAwoJVGFza0V2ZW50Eg8KB3Rhc2tfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVzdGF0ZRgEIAEoDjISLm1lc2gudjEuVGFza1N0YXRlEiMKBm91dHB1dBgFIAEoCzITLm1lc2gudjEuVGFza091dHB1dBIaChJwYXJ0aWFsX2NvbmZpZGVuY2UYBiABKAISDQoFZmluYWwYByABKAgSDwoHYXR0ZW1wdBgIIAEoDRIhCgVlcnJvchgJIAEoCzISLm1lc2gudjEuVGFza0Vycm9yEgwKBHN0ZXAYCiABKAkSHwoEc3BlYxgLIAEoCzIRLm1lc2gudjEuVGFza1NwZWMSEQoJd29ya2VyX2lkGAwgASgJEhMKC3RyYWNlcGFyZW50GA0gASgJEg8KB2Ryb3BwZWQYDiABKAQSLgoLcmV0cnlfYWZ0ZXIYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOY2hpbGRfdGFza19pZHMYECADKAkSGgoSd29ya19pdGVtX3NlcXVlbmNlGBEgASgEEhIKCmxpdmVfaW5kZXgYEiABKA0imAIKCFRhc2tJbmZvEh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjEiEKBXN0YXRlGAIgASgOMhIubWVzaC52MS5UYXNrU3RhdGUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHdXBkYXRlZBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbGFzdF9zZXF1ZW5jZRgFIAEoBBIPCgdhdHRlbXB0GAYgASgNEiMKBnJlc3VsdBgHIAEoCzITLm1lc2gudjEuVGFza091dHB1dBIhCgVlcnJvchgIIAEoCzISLm1lc2gudjEuVGFza0Vycm9yKoYBCg1Qcmlvcml0eUNsYXNzEh4KGlBSSU9SSVRZX0NMQVNTX1VOU1BFQ0lGSUVEEAASHgoaUFJJT1JJVFlfQ0xBU1NfSU5URVJBQ1RJVkUQARIbChdQUklPUklUWV9DTEFTU19TVEFOREFSRBACEhgKFFBSSU9SSVRZX0NMQVNTX0JBVENIEAMqVgoHUW9zVGllchIYChRRT1NfVElFUl9VTlNQRUNJRklFRBAAEhcKE1FPU19USUVSX0dVQVJBTlRFRUQQARIYChRRT1NfVElFUl9CRVNUX0VGRk9SVBACKtgBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISFwoTVEFTS19TVEFURV9SRVRSWUlORxADEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAQSFQoRVEFTS19TVEFURV9GQUlMRUQQBRIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAGEhwKGFRBU0tfU1RBVEVfREVBRF9MRVRURVJFRBAHYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChJtZXNoL3YxL3Rhc2sucHJvdG8SB21lc2gudjEiGQoJRWNob0lucHV0EgwKBHRleHQYASABKAkiKQoKRW1iZWRJbnB1dBIMCgR0ZXh0GAEgASgJEg0KBW1vZGVsGAIgASgJIkMKC1N0cmVhbUlucHV0EgwKBHRleHQYASABKAkSDgoGY2h1bmtzGAIgASgNEhYKDmNodW5rX2RlbGF5X21zGAMgASgNIjAKC0Zhbk91dElucHV0EhIKCmNoaWxkX2tpbmQYASABKAkSDQoFdGV4dHMYAiADKAkiKQoMV2ViaG9va0lucHV0EgsKA3VybBgBIAEoCRIMCgRib2R5GAIgASgJIkEKDURvY0VtYmVkSW5wdXQSDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRITCgtjaHVua193b3JkcxgDIAEoDSKvAgoLVGFza1BheWxvYWQSIgoEZWNobxgBIAEoCzISLm1lc2gudjEuRWNob0lucHV0SAASJAoFZW1iZWQYAiABKAsyEy5tZXNoLnYxLkVtYmVkSW5wdXRIABImCgZzdHJlYW0YAyABKAsyFC5tZXNoLnYxLlN0cmVhbUlucHV0SAASJwoHZmFuX291dBgEIAEoCzIULm1lc2gudjEuRmFuT3V0SW5wdXRIABIoCgd3ZWJob29rGAUgASgLMhUubWVzaC52MS5XZWJob29rSW5wdXRIABIrCglkb2NfZW1iZWQYBiABKAsyFi5tZXNoLnYxLkRvY0VtYmVkSW5wdXRIABImCgZjdXN0b20YByABKAsyFC5nb29nbGUucHJvdG9idWYuQW55SABCBgoEYm9keSKsAwoIVGFza1NwZWMSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkSDAoEa2luZBgDIAEoCRIuCg5wcmlvcml0eV9jbGFzcxgEIAEoDjIWLm1lc2gudjEuUHJpb3JpdHlDbGFzcxIQCghwcmlvcml0eRgFIAEoDRIdCgNxb3MYBiABKA4yEC5tZXNoLnYxLlFvc1RpZXISFwoPaWRlbXBvdGVuY3lfa2V5GAcgASgJEiwKCGRlYWRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgdwYXlsb2FkGAkgASgLMhQubWVzaC52MS5UYXNrUGF5bG9hZBIWCg5zY2hlbWFfdmVyc2lvbhgKIAEoDRIUCgxvcmRlcmluZ19rZXkYCyABKAkSFgoOcGFyZW50X3Rhc2tfaWQYDCABKAkSLQoGbGFiZWxzGA0gAygLMh0ubWVzaC52MS5UYXNrU3BlYy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIioKCUVtYmVkZGluZxINCgVtb2RlbBgBIAEoCRIOCgZ2YWx1ZXMYAiADKAIihQEKClRhc2tPdXRwdXQSDgoEdGV4dBgBIAEoCUgAEicKCWVtYmVkZGluZxgCIAEoCzISLm1lc2gudjEuRW1iZWRkaW5nSAASDgoEZGF0YRgDIAEoDEgAEiYKBmN1c3RvbRgEIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnlIAEIGCgRib2R5IkQKCVRhc2tFcnJvchITCgtlcnJvcl9jbGFzcxgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXJldHJ5YWJsZRgDIAEoCCL4AwoJVGFza0V2ZW50Eg8KB3Rhc2tfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVzdGF0ZRgEIAEoDjISLm1lc2gudjEuVGFza1N0YXRlEiMKBm91dHB1dBgFIAEoCzITLm1lc2gudjEuVGFza091dHB1dBIaChJwYXJ0aWFsX2NvbmZpZGVuY2UYBiABKAISDQoFZmluYWwYByABKAgSDwoHYXR0ZW1wdBgIIAEoDRIhCgVlcnJvchgJIAEoCzISLm1lc2gudjEuVGFza0Vycm9yEgwKBHN0ZXAYCiABKAkSHwoEc3BlYxgLIAEoCzIRLm1lc2gudjEuVGFza1NwZWMSEQoJd29ya2VyX2lkGAwgASgJEhMKC3RyYWNlcGFyZW50GA0gASgJEg8KB2Ryb3BwZWQYDiABKAQSLgoLcmV0cnlfYWZ0ZXIYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOY2hpbGRfdGFza19pZHMYECADKAkSGgoSd29ya19pdGVtX3NlcXVlbmNlGBEgASgEEhIKCmxpdmVfaW5kZXgYEiABKA0SEgoKY2hlY2twb2ludBgTIAEoDCKYAgoIVGFza0luZm8SHwoEc3BlYxgBIAEoCzIRLm1lc2gudjEuVGFza1NwZWMSIQoFc3RhdGUYAiABKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZRIrCgdjcmVhdGVkGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgd1cGRhdGVkGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1sYXN0X3NlcXVlbmNlGAUgASgEEg8KB2F0dGVtcHQYBiABKA0SIwoGcmVzdWx0GAcgASgLMhMubWVzaC52MS5UYXNrT3V0cHV0EiEKBWVycm9yGAggASgLMhIubWVzaC52MS5UYXNrRXJyb3IqhgEKDVByaW9yaXR5Q2xhc3MSHgoaUFJJT1JJVFlfQ0xBU1NfVU5TUEVDSUZJRUQQABIeChpQUklPUklUWV9DTEFTU19JTlRFUkFDVElWRRABEhsKF1BSSU9SSVRZX0NMQVNTX1NUQU5EQVJEEAISGAoUUFJJT1JJVFlfQ0xBU1NfQkFUQ0gQAypWCgdRb3NUaWVyEhgKFFFPU19USUVSX1VOU1BFQ0lGSUVEEAASFwoTUU9TX1RJRVJfR1VBUkFOVEVFRBABEhgKFFFPU19USUVSX0JFU1RfRUZGT1JUEAIq2AEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIXChNUQVNLX1NUQVRFX1JFVFJZSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBIVChFUQVNLX1NUQVRFX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYSHAoYVEFTS19TVEFURV9ERUFEX0xFVFRFUkVEEAdiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Input of the `echo` kind: returned unchanged.
@@ -225,6 +225,16 @@ export type TaskPayload = Message<"mesh.v1.TaskPayload"> & {
      */
     value: DocEmbedInput;
     case: "docEmbed";
+  } | {
+    /**
+     * The input of a user kind: a message of the kind's registered input type, its type URL
+     * `type.googleapis.com/<full message name>`. `TaskSpec.schema_version` names the registered
+     * version the bytes were written with (0: the latest, resolved at admission).
+     *
+     * @generated from field: google.protobuf.Any custom = 7;
+     */
+    value: Any;
+    case: "custom";
   } | { case: undefined; value?: undefined };
 };
 
@@ -254,7 +264,8 @@ export type TaskSpec = Message<"mesh.v1.TaskSpec"> & {
   tenant: string;
 
   /**
-   * Names the pipeline that runs the task: echo, embed, stream.
+   * Names the pipeline that runs the task: a built-in kind (echo, embed, stream, fan_out,
+   * webhook, doc_embed) or a registered user kind (`tidemesh kinds`).
    *
    * @generated from field: string kind = 3;
    */
@@ -297,7 +308,8 @@ export type TaskSpec = Message<"mesh.v1.TaskSpec"> & {
   payload?: TaskPayload | undefined;
 
   /**
-   * Version of the payload schema the client was built against.
+   * Version of the payload schema the client was built against: for a user kind, the version of
+   * its input type in the schema registry (0: the latest, which admission writes here).
    *
    * @generated from field: uint32 schema_version = 10;
    */
@@ -383,6 +395,14 @@ export type TaskOutput = Message<"mesh.v1.TaskOutput"> & {
      */
     value: Uint8Array;
     case: "data";
+  } | {
+    /**
+     * The output of a user kind: a message of the kind's registered output type.
+     *
+     * @generated from field: google.protobuf.Any custom = 4;
+     */
+    value: Any;
+    case: "custom";
   } | { case: undefined; value?: undefined };
 };
 
@@ -547,6 +567,14 @@ export type TaskEvent = Message<"mesh.v1.TaskEvent"> & {
    * @generated from field: uint32 live_index = 18;
    */
   liveIndex: number;
+
+  /**
+   * Set on a RUNNING event that stores a step's checkpoint: the state a redelivered attempt of
+   * the same step resumes from (the latest one of the step wins).
+   *
+   * @generated from field: bytes checkpoint = 19;
+   */
+  checkpoint: Uint8Array;
 };
 
 /**
