@@ -143,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     p_auth.add_argument("action", choices=["key", "revoke", "token"])
     p_auth.add_argument("credential_id", nargs="?", default="", help="for revoke: an API key id or a token's jti")
     p_auth.add_argument("--tenant", default="")
-    p_auth.add_argument("--roles", default="submit,read", help="comma-separated: submit, read, admin")
+    p_auth.add_argument(
+        "--roles", default="submit,read", help="comma-separated: submit, read, admin, work (a worker's: tenant '*')"
+    )
     p_auth.add_argument("--name", default="")
     p_auth.add_argument("--reason", default="")
     p_auth.add_argument("--ttl", type=float, default=3600.0, help="token lifetime, seconds")

@@ -351,9 +351,12 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             if request.tenant != ANY_TENANT:
                 check_task_id(request.tenant, "tenant")  # same alphabet as task ids
             roles = check_roles(request.roles)
-            if request.tenant == ANY_TENANT and "admin" not in roles:
-                # As for tokens: a credential for every tenant is an admin's, never a wide reader's.
-                raise InvalidArgument("tenant", "'*' (every tenant) is only for keys with the admin role")
+            if request.tenant == ANY_TENANT and "admin" not in roles and roles != {"work"}:
+                # As for tokens: a credential for every tenant is an admin's, never a wide reader's —
+                # or a worker's, which serves every tenant's work of its kinds and may do nothing else.
+                raise InvalidArgument(
+                    "tenant", "'*' (every tenant) is only for keys with the admin role, or the work role alone"
+                )
             key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
         except MeshError as exc:
             await abort_with(context, exc)

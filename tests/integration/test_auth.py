@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import aiohttp
 import grpc
@@ -381,3 +382,40 @@ async def test_a_tenants_status_shows_only_its_own_figures(secured: Secured) -> 
     for lane in status.queues:
         parts = [q for q in status.tenant_queues if q.pool == lane.pool and q.priority_class == lane.priority_class]
         assert lane.pending == sum(q.pending for q in parts) and lane.in_flight == sum(q.in_flight for q in parts)
+
+
+async def test_a_worker_attaches_with_a_work_key_and_nothing_else_does(secured: Secured, textpipe: ModuleType) -> None:
+    """A key with the work role alone, for every tenant, attaches a worker that runs a user kind;
+    it may not submit or register schemas; a submit key, a tenant's work key and no key may not attach."""
+    from clients.sdk import Worker, unpack
+    from tests.integration._textpipe import events_of, running
+
+    registrar = Worker(secured.endpoint, credential=secured.admin)
+    registrar.definitions = dict(textpipe.worker.definitions)
+    await registrar.register()
+    _, work_key = await _key(secured, "*", ["work"])
+    _, submit_key = await _key(secured, "acme", ["submit", "read"])
+    _, tenant_work_key = await _key(secured, "acme", ["work"])
+    for credential, words in (
+        (submit_key, "lacks the 'work' role"),
+        (tenant_work_key, "a worker needs one for '*'"),
+        ("", "credential"),
+    ):
+        refused = Worker(secured.endpoint, name="refused", credential=credential)
+        refused.definitions = dict(textpipe.worker.definitions)
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await asyncio.wait_for(refused.run(), 20.0)
+        assert error.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+        assert words in (error.value.details() or ""), error.value.details()
+    worker = Worker(secured.endpoint, name="keyed", credential=work_key)
+    worker.definitions = dict(textpipe.worker.definitions)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await worker.register()
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with running(worker), Client(secured.endpoint, tenant="acme", credential=submit_key) as client:
+        reply = await client.submit("textpipe.count", textpipe.CountRequest(text="a a b"))
+        events = await events_of(client, reply.task_id)
+        assert unpack(events[-1].output, textpipe.CountResult).words == 3
+    async with Client(secured.endpoint, tenant="acme", credential=work_key) as worker_as_client:
+        with pytest.raises(PermissionDenied):
+            await worker_as_client.submit("textpipe.count", textpipe.CountRequest(text="x"))
