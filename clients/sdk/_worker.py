@@ -181,6 +181,10 @@ class TaskContext:
         )
         return self._call(self._reporter.spawn(request))
 
+    def carried(self, message_type: type[Message]) -> list[Message]:
+        """The previous step's outputs (the input of this step of a multi-step kind), decoded."""
+        return [unpack(output, message_type) for output in self.carry]
+
     def child_results(self) -> AsyncIterator[task_pb2.TaskEvent]:
         """The final events of this task's children, as they end."""
         return self._reporter.children(self.assignment.assignment_id)
@@ -334,15 +338,13 @@ class Worker:
         """The kinds this worker serves, as `KindService.RegisterKind` takes them (one step per
         handler; a kind with one handler and no step name has one step named like its last token)."""
         kinds: dict[str, kind_pb2.KindDeclaration] = {}
-        for definition in self.definitions.values():
+        for definition in self.definitions.values():  # in the order the steps were decorated
             declaration = kinds.setdefault(
                 definition.kind,
-                kind_pb2.KindDeclaration(
-                    name=definition.kind,
-                    input_type=definition.input.DESCRIPTOR.full_name,
-                    output_type=definition.output.DESCRIPTOR.full_name,
-                ),
+                kind_pb2.KindDeclaration(name=definition.kind, input_type=definition.input.DESCRIPTOR.full_name),
             )
+            # The kind returns what its last step returns; earlier steps hand their output on.
+            declaration.output_type = definition.output.DESCRIPTOR.full_name
             declaration.steps.add(name=definition.step or definition.kind.rsplit(".", 1)[-1])
         return list(kinds.values())
 

@@ -211,7 +211,7 @@ class Session:
             if case == "partial":
                 partial = report.partial
                 if partial.sequence > held.partials:  # a resent partial already stored is confirmed again only
-                    _check_output(held.kind, partial.output, "partial.output")
+                    _check_output(held, partial.output, "partial.output")
                     await ctx.emit_partial(partial.output, min(max(partial.confidence, 0.0), 1.0))
                     held.partials = partial.sequence
                 self.send(_ack(assignment_id, partial=partial.sequence))
@@ -225,7 +225,7 @@ class Session:
                 self.send(_ack(assignment_id, checkpoint=checkpoint.sequence))
             elif case == "result":
                 for position, output in enumerate(report.result.outputs):
-                    _check_output(held.kind, output, f"result.outputs[{position}]")
+                    _check_output(held, output, f"result.outputs[{position}]")
                 self.send(_ack(assignment_id, final=True))
                 return list(report.result.outputs)
             elif case == "failure":
@@ -350,13 +350,21 @@ def _ack(
     return session_pb2.ConnectResponse(report_ack=ack)
 
 
-def _check_output(kind: TaskKind, output: task_pb2.TaskOutput, where: str) -> None:
-    """A user kind's output must be its declared output message."""
-    if output.WhichOneof("body") != "custom" or output.custom.type_url != kind.output_type_url:
-        got = output.custom.type_url if output.WhichOneof("body") == "custom" else output.WhichOneof("body")
-        raise StepFailed(
-            "invalid_output", f"{where}: kind {kind.name!r} returns {kind.output_type_url!r}, got {got!r}", False
-        )
+def _check_output(held: _Open, output: task_pb2.TaskOutput, where: str) -> None:
+    """The outputs of a user kind's last step, partial or final, are its declared output message;
+    an earlier step hands the next one any message (its carry) as long as it is one."""
+    kind = held.kind
+    last = held.assignment.step_index == len(kind.steps) - 1
+    case = output.WhichOneof("body")
+    if case == "custom" and (not last or output.custom.type_url == kind.output_type_url):
+        return
+    got = output.custom.type_url if case == "custom" else case
+    expected = kind.output_type_url if last else "a message (TaskOutput.custom)"
+    raise StepFailed(
+        "invalid_output",
+        f"{where}: kind {kind.name!r} step {held.assignment.step!r} returns {expected!r}, got {got!r}",
+        False,
+    )
 
 
 class SessionHost:
