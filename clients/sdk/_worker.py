@@ -379,7 +379,16 @@ class Worker:
     def _attach(self) -> session_pb2.Attach:
         offers: dict[str, session_pb2.KindOffer] = {}
         for definition in self.definitions.values():
-            offer = offers.setdefault(definition.kind, session_pb2.KindOffer(kind=definition.kind))
+            offer = offers.setdefault(
+                definition.kind,
+                # The handler's types: the mesh refuses a kind declared with other ones. A multi-step
+                # kind's steps return different types, so the output is checked per result instead.
+                session_pb2.KindOffer(
+                    kind=definition.kind,
+                    input_type=definition.input.DESCRIPTOR.full_name,
+                    output_type="" if definition.step else definition.output.DESCRIPTOR.full_name,
+                ),
+            )
             if definition.step:
                 offer.steps.append(definition.step)
             for version in definition.versions:

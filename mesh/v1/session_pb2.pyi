@@ -50,14 +50,18 @@ class ConnectResponse(_message.Message):
     def __init__(self, attached: _Optional[_Union[Attached, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelAssignment, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., report_ack: _Optional[_Union[ReportAck, _Mapping]] = ..., spawned: _Optional[_Union[ChildrenSpawned, _Mapping]] = ..., child_finished: _Optional[_Union[ChildFinished, _Mapping]] = ...) -> None: ...
 
 class KindOffer(_message.Message):
-    __slots__ = ("kind", "schema_versions", "steps")
+    __slots__ = ("kind", "schema_versions", "steps", "input_type", "output_type")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TYPE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     schema_versions: _containers.RepeatedScalarFieldContainer[int]
     steps: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, kind: _Optional[str] = ..., schema_versions: _Optional[_Iterable[int]] = ..., steps: _Optional[_Iterable[str]] = ...) -> None: ...
+    input_type: str
+    output_type: str
+    def __init__(self, kind: _Optional[str] = ..., schema_versions: _Optional[_Iterable[int]] = ..., steps: _Optional[_Iterable[str]] = ..., input_type: _Optional[str] = ..., output_type: _Optional[str] = ...) -> None: ...
 
 class Attach(_message.Message):
     __slots__ = ("session_id", "worker_name", "kinds", "labels", "capacity", "build_id", "sdk")

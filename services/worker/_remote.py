@@ -450,6 +450,13 @@ class SessionHost:
                 raise NotFound(f"{where}.kind: no kind {offered.kind[:64]!r} is registered (tidemesh kinds)")
             if kind.builtin:
                 raise InvalidArgument(f"{where}.kind", f"{kind.name!r} is a built-in kind: the mesh's workers run it")
+            for field_name, declared in (("input_type", kind.input_type), ("output_type", kind.output_type)):
+                handled = getattr(offered, field_name)
+                if handled and handled != declared:
+                    raise InvalidArgument(
+                        f"{where}.{field_name}",
+                        f"the handler uses {handled[:128]}; kind {kind.name!r} declares {declared}",
+                    )
             lacking = kind.serves(attach.labels)
             if lacking:
                 raise PermissionDenied(f"{where}: kind {kind.name!r} requires the labels {', '.join(lacking)}")

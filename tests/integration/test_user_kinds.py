@@ -94,8 +94,9 @@ async def test_a_thrown_error_is_retried_and_a_cancel_reaches_the_handler(
 
 
 async def test_attach_refusals_name_the_reason(mesh: Mesh, registered: None) -> None:
-    """An unknown kind, an unregistered schema version, a missing required label, no kinds: the
-    stream ends with a clear status before anything is assigned."""
+    """An unknown kind, an unregistered schema version, a built-in kind, an unknown step, a handler
+    of other types than the kind declares, no capacity: the stream ends with a clear status before
+    anything is assigned."""
     cases = [
         (session_pb2.KindOffer(kind="acme.nothing"), {}, grpc.StatusCode.NOT_FOUND, "acme.nothing"),
         (
@@ -106,6 +107,12 @@ async def test_attach_refusals_name_the_reason(mesh: Mesh, registered: None) -> 
         ),
         (session_pb2.KindOffer(kind="echo"), {}, grpc.StatusCode.INVALID_ARGUMENT, "built-in"),
         (session_pb2.KindOffer(kind="textpipe.count", steps=["nope"]), {}, grpc.StatusCode.INVALID_ARGUMENT, "nope"),
+        (
+            session_pb2.KindOffer(kind="textpipe.count", input_type="acme.v1.Other"),
+            {},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the handler uses acme.v1.Other; kind 'textpipe.count' declares textpipe.v1.CountRequest",
+        ),
     ]
     async with mesh.public_channel() as channel:
         stub = session_pb2_grpc.WorkerSessionServiceStub(channel)

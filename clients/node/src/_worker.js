@@ -189,10 +189,13 @@ export class Worker {
     call.on("status", (status) => {
       if (this._call === call) this._onStreamEnd(status);
     });
+    // The handler's types go with the offer: the mesh refuses a kind declared with other ones.
     const offers = [...this._kinds.values()].map((k) => ({
       kind: k.kind,
       schemaVersions: k.schemaVersions,
       steps: k.steps,
+      inputType: k.input.typeName,
+      outputType: k.steps.length ? "" : k.output.typeName, // a step subset may return an intermediate type
     }));
     this._write({
       case: "attach",

@@ -1391,6 +1391,14 @@ class KindOffer(betterproto2.Message):
     Steps of the kind this worker runs; empty: all of them.
     """
 
+    input_type: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The message types the worker's handler reads and returns (full names). When set they must
+    be the kind's declared types, so a handler built against other types is refused at attach.
+    """
+
+    output_type: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
 
 default_message_pool.register_message("mesh.v1", "KindOffer", KindOffer)
 

@@ -166,6 +166,19 @@ export declare type KindOffer = Message<"mesh.v1.KindOffer"> & {
    * @generated from field: repeated string steps = 3;
    */
   steps: string[];
+
+  /**
+   * The message types the worker's handler reads and returns (full names). When set they must
+   * be the kind's declared types, so a handler built against other types is refused at attach.
+   *
+   * @generated from field: string input_type = 4;
+   */
+  inputType: string;
+
+  /**
+   * @generated from field: string output_type = 5;
+   */
+  outputType: string;
 };
 
 /**
