@@ -490,7 +490,7 @@ class Worker:
         heartbeat: asyncio.Task[None] | None = None
         watcher = asyncio.create_task(self._watch_stop(stop, force, reporter, call))
         try:
-            async for message in call:
+            async for message in _until_cancelled(call, force):
                 case = message.WhichOneof("body")
                 if case == "attached":
                     attached = message.attached
@@ -608,6 +608,16 @@ class Worker:
                 raise
             final = session_pb2.ConnectRequest(failure=_failure(assignment_id, exc, definition))
         reporter.send(final, ("final", 1))
+
+
+async def _until_cancelled(call: Any, force: asyncio.Event) -> AsyncIterator[session_pb2.ConnectResponse]:
+    """The mesh's messages; the stream cancelled by our own second stop signal ends them quietly."""
+    try:
+        async for message in call:
+            yield message
+    except asyncio.CancelledError:
+        if not force.is_set():
+            raise
 
 
 def _decode_input(definition: TaskDefinition, payload: task_pb2.TaskPayload) -> Message:

@@ -293,3 +293,41 @@ async def test_rest_sse_and_websocket_take_and_give_a_user_kinds_plain_json(
                 if message["event"].get("final"):
                     break
             assert message["event"]["output"]["custom"]["top"] == [{"word": "z", "count": 3}]
+
+
+async def test_worker_run_shuts_down_in_two_stages(
+    mesh: Mesh, textpipe: ModuleType, registered: None, tmp_path: Path
+) -> None:
+    """`tidemesh worker run`: the first SIGTERM lets the running task finish on this worker, then
+    the process exits 0; a second SIGTERM stops at once, and the interrupted task is finished by
+    another worker, not lost."""
+    CountRequest = textpipe.CountRequest
+    text = "\n".join(f"w{i}" for i in range(30))
+    async with Client(mesh.endpoint, ca=mesh.plan.ca_path) as client:
+        for signals, name in ((1, "graceful"), (2, "hasty")):
+            process = _worker_process(mesh, name, tmp_path / f"{name}.log")
+            try:
+                reply = await client.submit("textpipe.count", CountRequest(text=text, line_delay_ms=60))
+
+                async def streaming(task_id: str = reply.task_id) -> bool:
+                    return (await client.get(task_id)).last_sequence >= 4
+
+                await eventually(streaming, 30.0, f"{name} streams")
+                for _ in range(signals):
+                    process.send_signal(signal.SIGTERM)
+                    await asyncio.sleep(0.2)  # the two signals are two separate decisions of an operator
+                code = await asyncio.to_thread(process.wait, 30)
+                log = (tmp_path / f"{name}.log").read_text()
+                assert code == 0, log
+                info = await client.get(reply.task_id)
+                if signals == 1:
+                    assert info.state == task_pb2.TASK_STATE_SUCCEEDED, log
+                else:
+                    assert info.state != task_pb2.TASK_STATE_SUCCEEDED, "stopped at once, not after the task"
+                    async with running(_worker(mesh, textpipe, "finisher")):
+                        events = await events_of(client, reply.task_id)
+                    assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
