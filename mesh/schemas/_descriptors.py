@@ -23,7 +23,7 @@ from typing import cast
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FileDescriptor
-from google.protobuf.descriptor_pb2 import FileDescriptorProto, FileDescriptorSet
+from google.protobuf.descriptor_pb2 import DescriptorProto, FileDescriptorProto, FileDescriptorSet
 from google.protobuf.message import DecodeError, Message
 
 from mesh.errors import InvalidArgument
@@ -59,14 +59,41 @@ def check_subject(subject: str, field: str = "subject") -> str:
 
 
 def canonical(fds: FileDescriptorSet) -> FileDescriptorSet:
-    """The stored form: files sorted by name, without source info (comments do not make a version)."""
+    """The stored form: files sorted by name, without source info (comments do not make a version),
+    every field's json_name spelled out. protoc writes the default JSON names into a descriptor
+    set, a generated module's descriptors omit them: the same .proto must be one version either way."""
     files = sorted(fds.file, key=lambda file: file.name)
     out = FileDescriptorSet()
     for file in files:
         copy = out.file.add()
         copy.CopyFrom(file)
         copy.ClearField("source_code_info")
+        for message in copy.message_type:
+            _spell_json_names(message)
     return out
+
+
+def _spell_json_names(message: DescriptorProto) -> None:
+    for field in (*message.field, *message.extension):
+        if not field.HasField("json_name"):
+            field.json_name = _default_json_name(field.name)
+    for nested in message.nested_type:
+        _spell_json_names(nested)
+
+
+def _default_json_name(name: str) -> str:
+    """protoc's ToJsonName: underscores dropped, the letter after each one upper-cased."""
+    out: list[str] = []
+    upper = False
+    for char in name:
+        if char == "_":
+            upper = True
+        elif upper:
+            out.append(char.upper())
+            upper = False
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def fingerprint(fds: FileDescriptorSet) -> str:

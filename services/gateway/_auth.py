@@ -457,8 +457,9 @@ class Authenticator:
             raise Unauthenticated("token's roles claim must be a list of strings")
         credential_id = str(claims.get("jti") or claims.get("sub") or "jwt")
         self._check_revoked(credential_id)
-        if tenant == ANY_TENANT and "admin" not in roles:
-            raise Unauthenticated("only an admin token may name every tenant")
+        if tenant == ANY_TENANT and "admin" not in roles and set(roles) != {"work"}:
+            # A worker's token may name every tenant too: it serves their work and does nothing else.
+            raise Unauthenticated("only an admin token (or one with the work role alone) may name every tenant")
         return Principal(credential_id, tenant, frozenset(roles), float(claims["exp"]))
 
     def _check_revoked(self, credential_id: str) -> None:

@@ -229,3 +229,23 @@ def test_a_generated_class_gives_its_set_with_imports() -> None:
     assert message_class(data, "mesh.v1.SchemaVersion") is rebuilt  # cached
     sample = schema_pb2.SchemaVersion(subject="a.B", version=2, registered=timestamp_pb2.Timestamp(seconds=5))
     assert decode_strict(rebuilt, sample.SerializeToString(), "x").SerializeToString() == sample.SerializeToString()
+
+
+def test_a_proto_compiled_by_protoc_and_its_generated_module_are_one_version() -> None:
+    """protoc's descriptor set spells default json_names, a generated module's omits them: the
+    canonical form (and so the fingerprint) is the same, so registering both ways is one version."""
+    import sys
+    from pathlib import Path
+
+    from mesh.schemas import compile_proto, descriptor_set_of, fingerprint, load_descriptor_set
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "textpipe"
+    sys.path.insert(0, str(example / "python"))
+    try:
+        from textpipe.v1.textpipe_pb2 import CountRequest
+    finally:
+        sys.path.remove(str(example / "python"))
+    compiled = compile_proto(example / "proto" / "textpipe" / "v1" / "textpipe.proto", [example / "proto"])
+    generated = descriptor_set_of(CountRequest)
+    subject = "textpipe.v1.CountRequest"
+    assert fingerprint(load_descriptor_set(compiled, subject)) == fingerprint(load_descriptor_set(generated, subject))

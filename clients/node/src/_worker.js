@@ -4,6 +4,7 @@
 // kept until the mesh confirms it with a report_ack, and sent again after a reconnect that resumes
 // the session — so a dropped stream neither loses nor (the mesh ignores known sequences) duplicates
 // work. A report_ack with `stale` or a CancelAssignment fires the assignment's AbortSignal.
+import net from "node:net";
 import os from "node:os";
 import { once } from "node:events";
 import * as grpc from "@grpc/grpc-js";
@@ -57,6 +58,15 @@ class Held {
   }
 }
 
+/**
+ * TLS names no IP address in SNI (RFC 6066; Node warns when asked to): for an IP endpoint the
+ * handshake names `localhost`, which the mesh's edge certificate covers along with 127.0.0.1.
+ */
+function ipEndpointOptions(endpoint) {
+  const host = endpoint.startsWith("[") ? endpoint.slice(1, endpoint.indexOf("]")) : endpoint.split(":")[0];
+  return net.isIP(host) ? { "grpc.ssl_target_name_override": "localhost" } : {};
+}
+
 export class Worker {
   /**
    * @param {object} options
@@ -80,7 +90,7 @@ export class Worker {
     this.log = asLogger(options.logger).child({ worker: this.name });
     this._credential = loadCredential({ ...options, env });
     this._channelCredentials = channelCredentials({ ...options, env });
-    this._channelOptions = { ...(options.channelOptions ?? {}) };
+    this._channelOptions = { ...ipEndpointOptions(this.endpoint), ...(options.channelOptions ?? {}) };
     this._kinds = new Map();
     this._held = new Map();
     this._state = State.NEW;
