@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from mesh.errors import InvalidArgument, MeshError, PermissionDenied
 from mesh.fabric import KindStore
 from mesh.rpc import ServerContext as Context
-from mesh.rpc import abort_with
+from mesh.rpc import abort_with, duration
 from mesh.tasks import KINDS, TaskKind, user_pool
 from mesh.telemetry import get_logger
 from mesh.v1 import kind_pb2, kind_pb2_grpc, session_pb2, session_pb2_grpc
@@ -29,14 +29,6 @@ log = get_logger(__name__)
 ATTACH_TIMEOUT_S = 10.0
 # Whether every given message type is a registered schema subject (the schema registry's answer).
 SubjectsExist = Callable[[list[str]], Awaitable[list[str]]]
-
-
-def _duration(seconds: float):  # type: ignore[no-untyped-def]
-    from google.protobuf.duration_pb2 import Duration
-
-    duration = Duration()
-    duration.FromNanoseconds(int(seconds * 1e9))
-    return duration
 
 
 class Kinds(kind_pb2_grpc.KindServiceServicer):
@@ -139,8 +131,8 @@ class WorkerSessions(session_pb2_grpc.WorkerSessionServiceServicer):
             attached=session_pb2.Attached(
                 session_id=session.id,
                 worker_id=session.worker_id,
-                heartbeat_interval=_duration(self._host.heartbeat_s),
-                resume_window=_duration(self._host.resume_window_s),
+                heartbeat_interval=duration(self._host.heartbeat_s),
+                resume_window=duration(self._host.resume_window_s),
                 resumed=resumed,
             )
         )

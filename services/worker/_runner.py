@@ -37,6 +37,7 @@ from mesh.fabric import (
     runbook_for,
     work_subject,
 )
+from mesh.rpc import duration
 from mesh.tasks import KINDS, Limits, TaskKind, check_task_id, validate_spec
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
 from mesh.v1 import deadletter_pb2, inference_pb2_grpc, task_pb2, work_pb2
@@ -411,7 +412,7 @@ class Runner:
         try:
             if exc.retryable and chain.attempt < kind.attempts(max(0, kind.step_index(chain.step))):
                 delay_s = self._retry.delay_s(chain.attempt)
-                retry_after = {"retry_after": _duration(delay_s)}
+                retry_after = {"retry_after": duration(delay_s)}
                 await chain.emit(self._events, task_pb2.TASK_STATE_RETRYING, error=error, **retry_after)
                 await msg.nak(delay=delay_s)
                 return
@@ -540,11 +541,3 @@ async def _keep_in_progress(msg: Msg, every_s: float) -> None:
             await msg.in_progress()
         except Exception:  # a missed extension only risks an early redelivery, which is fenced
             log.debug("in-progress ack failed", exc_info=True)
-
-
-def _duration(seconds: float):  # type: ignore[no-untyped-def]
-    from google.protobuf.duration_pb2 import Duration
-
-    duration = Duration()
-    duration.FromNanoseconds(int(seconds * 1e9))
-    return duration

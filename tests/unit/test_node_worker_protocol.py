@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib
 import json
 import os
 import shutil
@@ -42,18 +44,18 @@ COUNT_RESULT_URL = "type.googleapis.com/textpipe.v1.CountResult"
 
 
 def reference_words(line: str) -> list[str]:
-    """Whitespace-split tokens, lowercased, stripped of non-alphanumeric ends; empties dropped."""
-    words = []
-    for token in line.split():
-        word = token.lower()
-        start, end = 0, len(word)
-        while start < end and not word[start].isalnum():
-            start += 1
-        while end > start and not word[end - 1].isalnum():
-            end -= 1
-        if end > start:
-            words.append(word[start:end])
-    return words
+    """The Python example worker's own rule (examples/textpipe/python): the Node worker must match it."""
+    return _python_example().words_of(line)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _python_example() -> ModuleType:
+    folder = str(Path(__file__).resolve().parents[2] / "examples" / "textpipe" / "python")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module("textpipe_worker")
+    finally:
+        sys.path.remove(folder)
 
 
 def reference_lines(text: str) -> list[str]:
