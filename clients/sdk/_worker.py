@@ -124,7 +124,7 @@ class TaskContext:
         # partials earlier attempts streamed: a resumed handler need not send those again.
         self.resume_state: bytes | None = assignment.checkpoint if assignment.HasField("checkpoint") else None
         self.resume_from = assignment.resume_from
-        self.cancelled = False
+        self.cancelled = False  # set when the mesh cancels the assignment (async handlers are also interrupted)
         trace_id = self.traceparent.split("-")[1] if self.traceparent.count("-") == 3 else ""
         self.log = logging.LoggerAdapter(log, {"task_id": self.task_id, "trace_id": trace_id, "attempt": self.attempt})
         self._reporter = reporter
@@ -294,6 +294,7 @@ class Worker:
         self.worker_id = ""
         self._threads = threads
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._contexts: dict[str, TaskContext] = {}
         self._cancelled_by_mesh: set[str] = set()
         self._reporter = _Reporter()
         self._draining = False
@@ -559,6 +560,9 @@ class Worker:
 
     def _cancel(self, assignment_id: str, ack: bool = True) -> None:
         job = self._running.get(assignment_id)
+        ctx = self._contexts.get(assignment_id)
+        if ctx is not None:
+            ctx.cancelled = True  # what a sync handler (in a thread, not interruptible) looks at
         if job is not None:
             if ack:
                 self._cancelled_by_mesh.add(assignment_id)
@@ -581,6 +585,7 @@ class Worker:
                 raise Fatal(f"this worker has no handler for {assignment.spec.kind!r} step {assignment.step!r}", "bug")
             loop = asyncio.get_running_loop()
             ctx = TaskContext(assignment, reporter, loop)
+            self._contexts[assignment_id] = ctx
             request = _decode_input(definition, assignment.spec.payload)
             if definition.is_async:
                 result = await definition.handler(request, ctx)
@@ -596,6 +601,7 @@ class Worker:
                 result=session_pb2.StepResult(assignment_id=assignment_id, outputs=[pack(result)])
             )
         except asyncio.CancelledError:
+            self._contexts.pop(assignment_id, None)
             reporter.forget(assignment_id)
             if assignment_id in self._cancelled_by_mesh:
                 self._cancelled_by_mesh.discard(assignment_id)
@@ -607,6 +613,7 @@ class Worker:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             final = session_pb2.ConnectRequest(failure=_failure(assignment_id, exc, definition))
+        self._contexts.pop(assignment_id, None)
         reporter.send(final, ("final", 1))
 
 

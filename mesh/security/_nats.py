@@ -350,9 +350,22 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_read(KINDS_BUCKET),
             *_kv_read(SCHEMAS_BUCKET),
         ]
+        if pools is None:
+            # A general worker also hosts worker-protocol sessions (`--sessions`): it records them
+            # for every gateway, and dead-letters past their deadline the work no attached worker
+            # reads (read in place, then removed: nobody pulls those pools).
+            publish += [
+                *_kv_watch(KINDS_BUCKET),
+                *_kv_read(SESSIONS_BUCKET),
+                *_kv_watch(SESSIONS_BUCKET),
+                *_kv_write(SESSIONS_BUCKET),
+                _api("STREAM", "MSG", "GET", WORK_STREAM),
+                _api("STREAM", "MSG", "DELETE", WORK_STREAM),
+            ]
         subscribe = [
             *inbox,
-            *(f"{BELL_PREFIX}.{pool}.>" for pool in scoped),
+            # Every pool's doorbells for a general worker: user kinds' pools are named at run time.
+            *((f"{BELL_PREFIX}.>",) if pools is None else (f"{BELL_PREFIX}.{pool}.>" for pool in scoped)),
             f"{CANCEL_PREFIX}.>",
             f"{EVENTS_PREFIX}.>",  # an orchestration step follows its children's events
         ]
@@ -375,27 +388,16 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_read(SCHEMAS_BUCKET),
             *_kv_watch(SCHEMAS_BUCKET),
             *_kv_write(SCHEMAS_BUCKET),
-            # The kind registry it serves (KindService) and the worker sessions it hosts, which
-            # run user kinds' steps exactly as a worker runs built-in ones (`services.worker._remote`).
+            # The kind registry it serves (KindService: ListKinds shows sessions and queued user
+            # work); it relays workers to the session hosts and runs no step itself.
             *_kv_read(KINDS_BUCKET),
             *_kv_watch(KINDS_BUCKET),
             *_kv_write(KINDS_BUCKET),
             *_kv_read(SESSIONS_BUCKET),
             *_kv_watch(SESSIONS_BUCKET),
-            *_kv_write(SESSIONS_BUCKET),
-            ALERT_SUBJECT,  # a user kind's dead letter is announced like any other
-            # Work no attached worker can read is dead-lettered past its deadline: read in place, then removed.
-            _api("STREAM", "MSG", "GET", WORK_STREAM),
-            _api("STREAM", "MSG", "DELETE", WORK_STREAM),
-            *_append_events(),
-            f"{LIVE_PREFIX}.>",
-            *_put_work(),
-            *_ordering(park=False),
             _api("STREAM", "INFO", WORK_STREAM),
-            *_pull(WORK_STREAM, "*", create=True),
         ]
-        subscribe = [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>", f"{BELL_PREFIX}.>", f"{CANCEL_PREFIX}.>"]
-        return publish, subscribe
+        return publish, [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>"]
     if component == "inference":
         return [_api("STREAM", "INFO", f"KV_{INFERENCE_BUCKET}"), *_kv_write(INFERENCE_BUCKET)], inbox
     if component == "supervisor":
@@ -419,9 +421,8 @@ def permissions(component: str, pools: Iterable[str] | None = None) -> Permissio
         deny += [_api("STREAM", "PURGE", f"KV_{bucket}") for bucket in buckets]
     else:
         deny.append(_api("STREAM", "PURGE", ">"))
-    if component not in ("scheduler", "worker", "gateway"):
-        # Only the scheduler, workers and the gateway's worker sessions append task events.
-        deny.append(f"{EVENTS_PREFIX}.>")
+    if component not in ("scheduler", "worker"):
+        deny.append(f"{EVENTS_PREFIX}.>")  # only the scheduler and workers append task events
     if component != "gateway":
         deny.append(f"$KV.{CREDENTIALS_BUCKET}.>")  # only the gateway writes credentials
     return Permissions(tuple(dict.fromkeys(publish)), tuple(dict.fromkeys(subscribe)), tuple(deny))

@@ -34,8 +34,9 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.GatewayService/*": frozenset({"envoy"}),
     "/mesh.v1.KindService/*": frozenset({"envoy"}),
     "/mesh.v1.SchemaService/*": frozenset({"envoy"}),
-    # Workers in any language attach through the front door, with a credential of the `work` role.
-    "/mesh.v1.WorkerSessionService/*": frozenset({"envoy"}),
+    # Workers in any language attach through the front door, with a credential of the `work` role:
+    # Envoy calls the gateway, which checks the credential and relays the stream to a worker process.
+    "/mesh.v1.WorkerSessionService/*": frozenset({"envoy", "gateway"}),
     "/grpc.health.v1.Health/*": MESH,
     "/grpc.reflection.v1alpha.ServerReflection/*": MESH,
     "/grpc.reflection.v1.ServerReflection/*": MESH,

@@ -320,10 +320,6 @@ def build_plan(
         [arg for spec in triton_specs for arg in ("--triton", spec.address)],
         nats_names,  # it registers its backends in NATS
     )
-    gateway_specs = [
-        service(name, "services.gateway", ["--scheduler", scheduler.address, *gateway_args], ["scheduler"])
-        for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
-    ]
     worker_extra = [
         "--scheduler",
         scheduler.address,
@@ -333,12 +329,15 @@ def build_plan(
         str(worker_concurrency),
         *worker_args,
     ]
+    # The general workers also host worker-protocol sessions; the gateways relay workers to them.
     worker_specs = [
         replace(
-            service(f"worker-{index}", "services.worker", worker_extra, ["scheduler", "inference"]), pools=list(POOLS)
+            service(f"worker-{index}", "services.worker", [*worker_extra, "--sessions"], ["scheduler", "inference"]),
+            pools=list(POOLS),
         )
         for index in range(1, workers + 1)
     ]
+    session_hosts = ",".join(spec.address for spec in worker_specs)
     for pool, count in (pool_workers or {}).items():
         concurrency = (pool_concurrency or {}).get(pool, worker_concurrency)
         for index in range(1, count + 1):
@@ -349,6 +348,20 @@ def build_plan(
                 ["scheduler", "inference"],
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
+    gateway_specs = [
+        service(
+            name,
+            "services.gateway",
+            [
+                "--scheduler",
+                scheduler.address,
+                *(["--session-hosts", session_hosts] if session_hosts else []),
+                *gateway_args,
+            ],
+            ["scheduler"],
+        )
+        for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
+    ]
     envoy_config = state_dir / "envoy.yaml"
     admin_socket = str(state_dir / "envoy-admin.sock") if secure else ""
     edge = EdgeConfig(

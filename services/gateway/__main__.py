@@ -6,20 +6,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from mesh.fabric import (
-    CANCEL_PREFIX,
-    KINDS_BUCKET,
-    ORDER_KEYS_BUCKET,
-    SESSIONS_BUCKET,
-    DeadLetterStore,
-    EventLog,
-    KeySequencer,
-    KindStore,
-    TaskIndex,
-    Topology,
-    WorkQueue,
-    await_topology,
-)
+import grpc.aio
+
+from mesh.fabric import KINDS_BUCKET, SESSIONS_BUCKET, DeadLetterStore, EventLog, KindStore, TaskIndex, await_topology
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
@@ -38,10 +27,8 @@ from services.gateway._ratelimit import (
 )
 from services.gateway._schemas import SchemaApi
 from services.gateway._service import Gateway
-from services.gateway._sessions import Kinds, WorkerSessions
+from services.gateway._sessions import Kinds, SessionProxy
 from services.gateway._userjson import JsonCodec
-from services.worker._children import ChildTasks
-from services.worker._remote import SessionHost
 
 log = get_logger("services.gateway")
 
@@ -51,8 +38,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     scheduler_channel = channel(args.scheduler, args.transport)
     hub: EventHub | None = None
     guard: Guard | None = None
-    sessions: SessionHost | None = None
     kinds: KindStore | None = None
+    session_channels: list[grpc.aio.Channel] = []
     try:
         js = nc.jetstream(timeout=5.0)
         await await_topology(js)  # the scheduler declares it; this user may only look
@@ -97,42 +84,23 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace, transport=args.transport)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
-        sessions = SessionHost(
-            nc,
-            js,
-            events,
-            kinds,
-            versions_of,
-            Topology(replicas=args.replicas, ack_wait_s=args.ack_wait),
-            sequencer=KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events),
-            children=ChildTasks(nc, js, events, scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel)),
-            sessions_kv=await js.key_value(SESSIONS_BUCKET),
-        )
-        await sessions.start()
-
-        async def on_cancel(msg):  # type: ignore[no-untyped-def]
-            sessions.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])
-
-        await nc.subscribe(f"{CANCEL_PREFIX}.>", cb=on_cancel)
+        # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.
+        session_channels = [channel(target, args.transport) for target in args.session_hosts.split(",") if target]
         host.add(
             kind_pb2_grpc.add_KindServiceServicer_to_server,
-            Kinds(kinds, guard, sessions, missing_subjects),
+            Kinds(kinds, guard, js, await js.key_value(SESSIONS_BUCKET), versions_of, missing_subjects),
             "mesh.v1.KindService",
         )
-        host.add(
-            session_pb2_grpc.add_WorkerSessionServiceServicer_to_server,
-            WorkerSessions(sessions, guard, grace_s=args.grace),
-            "mesh.v1.WorkerSessionService",
-        )
+        if session_channels:
+            proxy = SessionProxy([session_pb2_grpc.WorkerSessionServiceStub(c) for c in session_channels], guard)
+            host.add(session_pb2_grpc.add_WorkerSessionServiceServicer_to_server, proxy, "mesh.v1.WorkerSessionService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             await stop.wait()
-            # Workers first: their running steps finish (or are handed back) while the stream is up.
-            await sessions.close(args.grace)
             await host.begin_shutdown()
     finally:
-        if sessions is not None:
-            await sessions.close(0.0)
+        for session_channel in session_channels:
+            await session_channel.close()
         if kinds is not None:
             await kinds.close()
         if guard is not None and guard.authenticator is not None:
@@ -179,6 +147,12 @@ def main() -> None:
     )
     parser.add_argument("--auth-dir", default="", help="require credentials: jwt.secret or jwt.pub, admin.key here")
     parser.add_argument("--jwt-audience", default="tidemesh", help="the aud claim tokens must carry")
+    parser.add_argument(
+        "--session-hosts",
+        default="",
+        help="comma-separated HOST:PORT of the worker processes hosting worker-protocol sessions "
+        "(empty: this gateway does not serve WorkerSessionService)",
+    )
     run_service("gateway", parser, serve)
 
 

@@ -8,34 +8,45 @@ version, a required label the worker lacks, a malformed attach.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from mesh.errors import InvalidArgument, MeshError, PermissionDenied
+import grpc.aio
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied
 from mesh.fabric import KindStore
 from mesh.rpc import ServerContext as Context
-from mesh.rpc import abort_with, duration
+from mesh.rpc import abort_with
 from mesh.tasks import KINDS, TaskKind, user_pool
 from mesh.telemetry import get_logger
 from mesh.v1 import kind_pb2, kind_pb2_grpc, session_pb2, session_pb2_grpc
 from services.gateway._auth import ANY_TENANT, Principal
 from services.gateway._guard import Guard
-from services.worker._remote import Session, SessionHost, SessionState
+from services.worker._remote import VersionsOf, queued_user_work, session_records
 
 log = get_logger(__name__)
 
-ATTACH_TIMEOUT_S = 10.0
 # Whether every given message type is a registered schema subject (the schema registry's answer).
 SubjectsExist = Callable[[list[str]], Awaitable[list[str]]]
 
 
 class Kinds(kind_pb2_grpc.KindServiceServicer):
-    def __init__(self, store: KindStore, guard: Guard, sessions: SessionHost, missing_subjects: SubjectsExist) -> None:
+    def __init__(
+        self,
+        store: KindStore,
+        guard: Guard,
+        js: JetStreamContext,
+        sessions_kv: KeyValue,
+        versions_of: VersionsOf,
+        missing_subjects: SubjectsExist,
+    ) -> None:
         self._store = store
         self._guard = guard
-        self._sessions = sessions
+        self._js = js
+        self._sessions_kv = sessions_kv
+        self._versions_of = versions_of
         self._missing_subjects = missing_subjects
 
     async def RegisterKind(
@@ -67,8 +78,8 @@ class Kinds(kind_pb2_grpc.KindServiceServicer):
             principal = await self._guard.from_grpc(context)
             self._guard.check(principal, "read")
             await self._store.load()
-            records = await self._sessions.records()
-            queued = await self._sessions.queued()
+            records = await session_records(self._sessions_kv)
+            queued = await queued_user_work(self._js)
             reply = kind_pb2.ListKindsResponse()
             for name in sorted(KINDS):
                 kind = KINDS[name]
@@ -76,7 +87,7 @@ class Kinds(kind_pb2_grpc.KindServiceServicer):
                 if kind.builtin:
                     info.schema_versions.append(1)
                     continue
-                info.schema_versions.extend(await self._sessions.versions_of(kind.input_type))
+                info.schema_versions.extend(await self._versions_of(kind.input_type))
                 readers: dict[tuple[str, int], int] = {}
                 for record in records:
                     for offer in record.offers:
@@ -111,72 +122,55 @@ class Kinds(kind_pb2_grpc.KindServiceServicer):
         return reply
 
 
-class WorkerSessions(session_pb2_grpc.WorkerSessionServiceServicer):
-    def __init__(self, host: SessionHost, guard: Guard, grace_s: float = 30.0) -> None:
-        self._host = host
+class SessionProxy(session_pb2_grpc.WorkerSessionServiceServicer):
+    """The front door of the worker protocol: checks the worker's credential, then relays its stream
+    to a session host (a worker process, over mutual TLS). The gateway runs no step itself — its
+    NATS user still cannot write task events or work. A new session goes to the next host in turn;
+    a resumed one to the host its session id names (`<host index>~<id>`)."""
+
+    def __init__(self, hosts: list[session_pb2_grpc.WorkerSessionServiceStub], guard: Guard) -> None:
+        if not hosts:
+            raise ValueError("the worker protocol needs at least one session host")
+        self._hosts = hosts
         self._guard = guard
-        self._grace_s = grace_s
+        self._next = itertools.count()
 
     async def Connect(
         self, request_iterator: AsyncIterator[session_pb2.ConnectRequest], context: Context
     ) -> AsyncIterator[session_pb2.ConnectResponse]:
         try:
-            principal = await self._guard.from_grpc(context)
-            _check_worker(principal)
-            first = await _first(request_iterator)
-            session, resumed, pending = await self._host.attach(first.attach)
+            _check_worker(await self._guard.from_grpc(context))
+            first = await anext(request_iterator, None)
+            if first is None or first.WhichOneof("body") != "attach":
+                raise InvalidArgument("attach", "the first message must be attach")
+            index, session_id = self._route(first.attach.session_id)
         except MeshError as exc:
             await abort_with(context, exc)
-        yield session_pb2.ConnectResponse(
-            attached=session_pb2.Attached(
-                session_id=session.id,
-                worker_id=session.worker_id,
-                heartbeat_interval=duration(self._host.heartbeat_s),
-                resume_window=duration(self._host.resume_window_s),
-                resumed=resumed,
-            )
-        )
-        for assignment in pending:
-            yield session_pb2.ConnectResponse(assignment=assignment)
-        outbox = session.outbox
-        reader = asyncio.create_task(self._read(session, request_iterator))
-        try:
-            while True:
-                sending = asyncio.ensure_future(outbox.get())
-                done, _ = await asyncio.wait({sending, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if sending not in done:
-                    sending.cancel()
-                    break  # the worker's side ended (or broke)
-                message = sending.result()
-                if message is None:
-                    return  # the session ended (drained, or forgotten)
-                yield message
-            # What is still queued goes out before the stream closes (the final acks of a drain).
-            while not outbox.empty() and (message := outbox.get_nowait()) is not None:
-                yield message
-            if not reader.cancelled() and reader.exception() is None and session.state is SessionState.DRAINING:
-                await session.ended.wait()
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            if session.state is SessionState.CONNECTED and session.outbox is outbox:
-                session.detach()  # a broken stream (this one still current): the worker may come back
+        first.attach.session_id = session_id
 
-    async def _read(self, session: Session, requests: AsyncIterator[session_pb2.ConnectRequest]) -> None:
-        """The worker's reports, until its stream ends."""
-        async for message in requests:
-            session.last_heard = time.monotonic()
-            case = message.WhichOneof("body")
-            if case == "heartbeat":
-                if message.heartbeat.draining and session.state is SessionState.CONNECTED:
-                    self._host.background(self._host.forget(session, self._grace_s))
-            elif case in ("partial", "checkpoint", "result", "failure", "spawn"):
-                session.take_report(message)
-            elif case == "attach":
-                log.warning("a second attach on one stream is ignored", extra={"worker_id": session.worker_id})
-        # The stream ended. A cancelled call and a half-close look alike here, so only a draining
-        # heartbeat says goodbye; otherwise `Connect` detaches the session, which waits for a resume.
+        async def relayed() -> AsyncIterator[session_pb2.ConnectRequest]:
+            yield first
+            async for message in request_iterator:
+                yield message
+
+        call = self._hosts[index].Connect(relayed(), wait_for_ready=True)
+        try:
+            async for message in call:
+                if message.WhichOneof("body") == "attached":
+                    message.attached.session_id = f"{index}~{message.attached.session_id}"
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or exc.code().name)
+        finally:
+            call.cancel()  # the worker went away: the host sees a dropped stream (its session waits)
+
+    def _route(self, session_id: str) -> tuple[int, str]:
+        if not session_id:
+            return next(self._next) % len(self._hosts), ""
+        index, sep, inner = session_id.partition("~")
+        if not sep or not index.isdigit() or int(index) >= len(self._hosts):
+            raise NotFound(f"session {session_id[:40]!r} is not one this mesh gave out; attach without a session id")
+        return int(index), inner
 
 
 def _check_worker(principal: Principal | None) -> None:
@@ -189,15 +183,3 @@ def _check_worker(principal: Principal | None) -> None:
         raise PermissionDenied(
             f"credential {principal.credential_id} is for tenant {principal.tenant!r}; a worker needs one for '*'"
         )
-
-
-async def _first(requests: AsyncIterator[session_pb2.ConnectRequest]) -> session_pb2.ConnectRequest:
-    try:
-        first = await asyncio.wait_for(anext(requests), ATTACH_TIMEOUT_S)
-    except StopAsyncIteration:
-        raise InvalidArgument("attach", "the stream ended before the worker attached") from None
-    except TimeoutError:
-        raise InvalidArgument("attach", f"no attach within {ATTACH_TIMEOUT_S:.0f}s") from None
-    if first.WhichOneof("body") != "attach":
-        raise InvalidArgument("attach", f"the first message must be attach, got {first.WhichOneof('body')}")
-    return first

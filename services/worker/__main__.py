@@ -13,23 +13,28 @@ import grpc.aio
 
 from mesh.fabric import (
     CANCEL_PREFIX,
+    KINDS_BUCKET,
     ORDER_KEYS_BUCKET,
     POOLS,
+    SESSIONS_BUCKET,
     EventLog,
     KeySequencer,
+    KindStore,
     Topology,
     WorkQueue,
     await_topology,
 )
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
+from mesh.schemas import SchemaRegistry
 from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
-from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
+from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, session_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._fairshare import parse_per_tenant
 from services.worker._priority import WaitBounds
+from services.worker._remote import SessionHost, SessionService
 from services.worker._runner import Runner, check_builtin_handlers
 from services.worker._slots import SlotLimits
 from services.worker._webhook import WebhookClient
@@ -89,11 +94,42 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             tenant_weights=_per_tenant("--tenant-weights", args.tenant_weights, float, "WEIGHT"),
         )
 
+        sessions: SessionHost | None = None
+        host = ServiceHost("worker", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
+        if args.sessions:
+            # The mesh side of the worker protocol: workers in any language, relayed by the gateways.
+            kinds = KindStore(await js.key_value(KINDS_BUCKET))
+            await kinds.start()
+            schemas = await SchemaRegistry.open(js, args.replicas, create=False)
+
+            async def versions_of(subject: str) -> list[int]:
+                return [v.version for v in await schemas.versions(subject)]
+
+            sessions = SessionHost(
+                nc,
+                js,
+                events,
+                kinds,
+                versions_of,
+                topology,
+                sequencer=sequencer,
+                children=children,
+                sessions_kv=await js.key_value(SESSIONS_BUCKET),
+            )
+            await sessions.start()
+            host.add(
+                session_pb2_grpc.add_WorkerSessionServiceServicer_to_server,
+                SessionService(sessions, grace_s=args.grace),
+                "mesh.v1.WorkerSessionService",
+            )
+
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
-            dispatcher.cancel(msg.subject[len(CANCEL_PREFIX) + 1 :])
+            task_id = msg.subject[len(CANCEL_PREFIX) + 1 :]
+            dispatcher.cancel(task_id)
+            if sessions is not None:
+                sessions.cancel(task_id)
 
         await nc.subscribe(f"{CANCEL_PREFIX}.>", cb=on_cancel)
-        host = ServiceHost("worker", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
         async with host:
             await dispatcher.start()
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
@@ -120,7 +156,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await stub.Heartbeat(worker_pb2.HeartbeatRequest(worker=status), timeout=2.0)
             log.info("draining work")
-            await dispatcher.shutdown(args.grace)
+            if sessions is not None:  # attached workers finish (or hand back) their steps meanwhile
+                await asyncio.gather(sessions.close(args.grace), dispatcher.shutdown(args.grace))
+                await sessions.kinds.close()
+            else:
+                await dispatcher.shutdown(args.grace)
             await webhooks.close()
             log.info("work drained")
     finally:
@@ -188,6 +228,11 @@ def main() -> None:
     parser.add_argument("--inference", default="", help="inference service HOST:PORT")
     parser.add_argument("--scheduler", default="", help="scheduler HOST:PORT for registration/heartbeats")
     parser.add_argument("--worker-id", default="")
+    parser.add_argument(
+        "--sessions",
+        action="store_true",
+        help="also host worker-protocol sessions (workers in any language, relayed by the gateways)",
+    )
     parser.add_argument(
         "--webhook-allow",
         default="http://127.0.0.1:,http://localhost:",

@@ -1,5 +1,9 @@
 """The mesh side of the worker protocol: sessions of workers that attach over gRPC.
 
+Sessions live in worker processes (`services.worker --sessions`): they hold the worker role's
+NATS rights (events, work, acks) that the gateway, which authenticates workers and relays their
+streams (`services.gateway._sessions.SessionProxy`), does not have.
+
 A session is one attached worker, in any language. The mesh side holds everything that makes a
 step safe — the JetStream consumers, the fenced event chain, the ack after the output is
 stored, retries, dead letters, ordering keys — by running the same `Dispatcher` and `Runner`
@@ -23,7 +27,7 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -34,7 +38,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mesh.errors import InvalidArgument, NotFound, PermissionDenied
+from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied
 from mesh.fabric import (
     WORK_PREFIX,
     WORK_STREAM,
@@ -45,9 +49,11 @@ from mesh.fabric import (
     Topology,
     parse_work_subject,
 )
+from mesh.rpc import ServerContext as Context
+from mesh.rpc import abort_with, duration
 from mesh.tasks import TaskKind, user_pool
 from mesh.telemetry import get_logger
-from mesh.v1 import session_pb2, task_pb2, work_pb2
+from mesh.v1 import session_pb2, session_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._runner import Runner
@@ -58,6 +64,7 @@ log = get_logger(__name__)
 # The input schema versions registered for a message type (the schema registry's answer).
 VersionsOf = Callable[[str], Awaitable[list[int]]]
 MAX_CAPACITY = 1024
+ATTACH_TIMEOUT_S = 10.0
 USER_POOL_PREFIX = "u-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -431,6 +438,9 @@ class SessionHost:
         session = Session(self, attach, offers, worker_id)
         await session.start()
         self.sessions[session.id] = session
+        if self.sessions_kv is not None:  # visible to every gateway's ListKinds from the first moment
+            with contextlib.suppress(nats.errors.Error):
+                await self.sessions_kv.put(session.worker_id, session.record().SerializeToString())
         log.info(
             "worker session attached",
             extra={"worker_id": worker_id, "kinds": [o.kind.name for o in offers], "pools": session.pools},
@@ -486,37 +496,12 @@ class SessionHost:
                 session.dispatcher.cancel(task_id)
 
     async def records(self) -> list[session_pb2.SessionRecord]:
-        """Every attached session in the mesh (this gateway's from memory, the others' from KV)."""
-        mine = {s.worker_id: s.record() for s in self.sessions.values() if s.state is not SessionState.ENDED}
-        if self.sessions_kv is None:
-            return list(mine.values())
-        try:
-            keys = await self.sessions_kv.keys()
-        except nats.js.errors.NoKeysError:
-            keys = []
-        except nats.errors.Error as exc:
-            log.warning("session records unreadable: %r", exc)
-            keys = []
-        found = dict(mine)
-        for key in keys:
-            if key in found:
-                continue
-            try:
-                entry = await self.sessions_kv.get(key)
-                found[key] = session_pb2.SessionRecord.FromString(entry.value or b"")
-            except (nats.js.errors.KeyNotFoundError, google.protobuf.message.DecodeError):
-                continue  # expired between the listing and the read, or junk
-        return list(found.values())
+        """Every attached session in the mesh (this host's from memory, the others' from KV)."""
+        mine = [s.record() for s in self.sessions.values() if s.state is not SessionState.ENDED]
+        return await session_records(self.sessions_kv, mine)
 
     async def queued(self) -> dict[str, int]:
-        """Work items waiting per user-kind pool (every tenant and lane together)."""
-        info = await self.js.stream_info(WORK_STREAM, subjects_filter=f"{WORK_PREFIX}.>")
-        counts: dict[str, int] = {}
-        for subject, count in (info.state.subjects or {}).items():
-            parsed = parse_work_subject(subject)
-            if parsed and parsed[0].startswith(USER_POOL_PREFIX):
-                counts[parsed[0]] = counts.get(parsed[0], 0) + count
-        return counts
+        return await queued_user_work(self.js)
 
     async def _sweep(self) -> None:
         """End sessions that went silent or did not come back within the resume window; publish
@@ -614,3 +599,119 @@ class SessionHost:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def session_records(
+    kv: KeyValue | None, local: list[session_pb2.SessionRecord] | None = None
+) -> list[session_pb2.SessionRecord]:
+    """Every attached session in the mesh, as their hosts record them in KV (`local` first)."""
+    found = {record.worker_id: record for record in local or []}
+    if kv is None:
+        return list(found.values())
+    try:
+        keys = await kv.keys()
+    except nats.js.errors.NoKeysError:
+        keys = []
+    except nats.errors.Error as exc:
+        log.warning("session records unreadable: %r", exc)
+        keys = []
+    for key in keys:
+        if key in found:
+            continue
+        try:
+            entry = await kv.get(key)
+            found[key] = session_pb2.SessionRecord.FromString(entry.value or b"")
+        except (nats.js.errors.KeyNotFoundError, google.protobuf.message.DecodeError):
+            continue  # expired between the listing and the read, or junk
+    return list(found.values())
+
+
+async def queued_user_work(js: JetStreamContext) -> dict[str, int]:
+    """Work items waiting per user-kind pool (every tenant and lane together)."""
+    info = await js.stream_info(WORK_STREAM, subjects_filter=f"{WORK_PREFIX}.>")
+    counts: dict[str, int] = {}
+    for subject, count in (info.state.subjects or {}).items():
+        parsed = parse_work_subject(subject)
+        if parsed and parsed[0].startswith(USER_POOL_PREFIX):
+            counts[parsed[0]] = counts.get(parsed[0], 0) + count
+    return counts
+
+
+class SessionService(session_pb2_grpc.WorkerSessionServiceServicer):
+    """The worker protocol's stream, mesh side. Reached from the gateways only (mutual TLS, caller
+    `gateway`): they authenticate the worker's credential and relay its stream here."""
+
+    def __init__(self, host: SessionHost, grace_s: float = 30.0) -> None:
+        self._host = host
+        self._grace_s = grace_s
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[session_pb2.ConnectRequest], context: Context
+    ) -> AsyncIterator[session_pb2.ConnectResponse]:
+        try:
+            first = await _first(request_iterator)
+            session, resumed, pending = await self._host.attach(first.attach)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        yield session_pb2.ConnectResponse(
+            attached=session_pb2.Attached(
+                session_id=session.id,
+                worker_id=session.worker_id,
+                heartbeat_interval=duration(self._host.heartbeat_s),
+                resume_window=duration(self._host.resume_window_s),
+                resumed=resumed,
+            )
+        )
+        for assignment in pending:
+            yield session_pb2.ConnectResponse(assignment=assignment)
+        outbox = session.outbox
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        try:
+            while True:
+                sending = asyncio.ensure_future(outbox.get())
+                done, _ = await asyncio.wait({sending, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if sending not in done:
+                    sending.cancel()
+                    break  # the worker's side ended (or broke)
+                message = sending.result()
+                if message is None:
+                    return  # the session ended (drained, or forgotten)
+                yield message
+            # What is still queued goes out before the stream closes (the final acks of a drain).
+            while not outbox.empty() and (message := outbox.get_nowait()) is not None:
+                yield message
+            if not reader.cancelled() and reader.exception() is None and session.state is SessionState.DRAINING:
+                await session.ended.wait()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if session.state is SessionState.CONNECTED and session.outbox is outbox:
+                session.detach()  # a broken stream (this one still current): the worker may come back
+
+    async def _read(self, session: Session, requests: AsyncIterator[session_pb2.ConnectRequest]) -> None:
+        """The worker's reports, until its stream ends."""
+        async for message in requests:
+            session.last_heard = time.monotonic()
+            case = message.WhichOneof("body")
+            if case == "heartbeat":
+                if message.heartbeat.draining and session.state is SessionState.CONNECTED:
+                    self._host.background(self._host.forget(session, self._grace_s))
+            elif case in ("partial", "checkpoint", "result", "failure", "spawn"):
+                session.take_report(message)
+            elif case == "attach":
+                log.warning("a second attach on one stream is ignored", extra={"worker_id": session.worker_id})
+        # The stream ended. A cancelled call and a half-close look alike here, so only a draining
+        # heartbeat says goodbye; otherwise `Connect` detaches the session, which waits for a resume.
+
+
+async def _first(requests: AsyncIterator[session_pb2.ConnectRequest]) -> session_pb2.ConnectRequest:
+    try:
+        first = await asyncio.wait_for(anext(requests), ATTACH_TIMEOUT_S)
+    except StopAsyncIteration:
+        raise InvalidArgument("attach", "the stream ended before the worker attached") from None
+    except TimeoutError:
+        raise InvalidArgument("attach", f"no attach within {ATTACH_TIMEOUT_S:.0f}s") from None
+    if first.WhichOneof("body") != "attach":
+        raise InvalidArgument("attach", f"the first message must be attach, got {first.WhichOneof('body')}")
+    return first

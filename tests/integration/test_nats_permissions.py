@@ -377,10 +377,9 @@ async def _declared(secured: SecuredNats) -> None:
         await ensure_topology(scheduler.js(), Topology())
 
 
-@pytest.mark.parametrize("component", ["inference", "supervisor"])
-async def test_only_the_runners_append_task_events(secured: SecuredNats, component: str) -> None:
-    """A forged SUCCEEDED event on a task's subject from a user that runs no steps (not the
-    scheduler, a worker, or the gateway hosting worker sessions) is refused and not stored."""
+@pytest.mark.parametrize("component", ["gateway", "inference", "supervisor"])
+async def test_only_the_scheduler_and_workers_append_task_events(secured: SecuredNats, component: str) -> None:
+    """A forged SUCCEEDED event on a task's subject, from any other user, is refused and not stored."""
     await _declared(secured)
     task_id = new_task_id()
     forged = task_pb2.TaskEvent(task_id=task_id, sequence=2, state=task_pb2.TASK_STATE_SUCCEEDED, final=True)

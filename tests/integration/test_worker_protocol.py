@@ -163,11 +163,17 @@ async def test_a_wrong_output_type_and_a_hung_step_are_classified_failures(
             attempts.append(assignment.attempt)
             cancel = await silent.receive("cancel", timeout_s=10.0)  # the mesh abandons it at the timeout
             assert cancel.cancel.assignment_id == assignment.assignment_id
+            # A result that comes after that is stale: confirmed as such, never stored.
+            late = session_pb2.StepResult(assignment_id=assignment.assignment_id, outputs=[pack(CountRequest())])
+            silent.send(result=late)
+            stale = (await silent.receive("report_ack")).report_ack
+            assert stale.assignment_id == assignment.assignment_id and stale.stale
         events = await events_of(client, hung.task_id)
         await silent.close()
     assert attempts == [1, 2]
     assert [e.state for e in events].count(task_pb2.TASK_STATE_RETRYING) == 1
     assert events[-1].state == task_pb2.TASK_STATE_DEAD_LETTERED and events[-1].error.error_class == "timeout"
+    assert not [e for e in events if e.final and e.state == task_pb2.TASK_STATE_SUCCEEDED], "the late result"
 
 
 async def test_a_worker_that_vanishes_has_its_work_redelivered(

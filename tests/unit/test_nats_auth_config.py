@@ -96,12 +96,12 @@ def test_no_service_may_delete_or_purge_a_stream_or_bucket(component: str) -> No
         assert not grant.may_publish(f"$JS.API.STREAM.PURGE.KV_{bucket}")
 
 
-def test_only_the_runners_append_events_and_only_the_gateway_writes_credentials() -> None:
-    """The write rules, for every role: events by the scheduler, workers and the gateway (which
-    hosts worker sessions), credentials by the gateway (cli, the admin, may do both)."""
+def test_only_the_scheduler_and_workers_append_events_and_only_the_gateway_writes_credentials() -> None:
+    """The issue's two write rules, for every role (cli, the admin, may do both). Worker sessions
+    run in worker processes: the gateway, which relays workers' streams, still appends nothing."""
     for component in NATS_COMPONENTS:
         grant = permissions(component)
-        assert grant.may_publish("tm.evt.t1") is (component in ("scheduler", "worker", "gateway", "cli"))
+        assert grant.may_publish("tm.evt.t1") is (component in ("scheduler", "worker", "cli"))
         assert grant.may_publish(f"$KV.{CREDENTIALS_BUCKET}.apikey.k") is (component in ("gateway", "cli"))
         assert grant.may_subscribe("_INBOX.abc.1"), component
 
