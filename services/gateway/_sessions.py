@@ -1,9 +1,10 @@
 """The front door of user work: `KindService` (declare a kind) and `WorkerSessionService` (attach a worker).
 
 A worker in any language attaches with a credential of the `work` role (an admin's will do) and
-keeps one bidirectional stream; `services.worker._remote` runs its session. Refusals happen
-before anything is assigned and name the reason: an unknown kind, an unregistered schema
-version, a required label the worker lacks, a malformed attach.
+keeps one bidirectional stream, which the gateway relays to a session host — a general worker
+process, where `services.worker._remote` runs the session. Refusals happen before anything is
+assigned and name the reason: an unknown kind, an unregistered schema version, a required label
+the worker lacks, a malformed attach.
 """
 
 from __future__ import annotations
