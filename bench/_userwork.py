@@ -442,8 +442,8 @@ def _report(
         f"worker process (concurrency {CONCURRENCY}), pulling from NATS. `{USER_KIND}` (messages in "
         f"`bench/{PROTO.join(('proto/', ''))}`, compiled at run time) does the same work in ONE Python SDK worker "
         f"process (`tidemesh worker run bench._userwork_worker:worker`, capacity {CONCURRENCY}) attached through "
-        "Envoy over the worker protocol; the mesh side of its session (dispatcher, runner, fenced event writes) "
-        "runs in the gateway.",
+        "Envoy over the worker protocol; the gateway checks its credential and relays the stream to worker-1, where "
+        "the mesh side of its session (dispatcher, runner, fenced event writes) runs.",
         "",
         f"| measure | {builtin_kind.label} | {user_kind.label} | ratio user / built-in (medians) |",
         "|---|---|---|---|",
@@ -508,27 +508,29 @@ def _findings(builtin: Tally, user: Tally, profile: Profile) -> list[str]:
         verdict = (
             "; neither it nor the mesh as a whole is at its limit (other work shares these cores), so at a fixed 64 "
             "in flight the per-call rate is bound by each task's latency, and a user task makes more hops in "
-            "series (gateway → Envoy → SDK worker and back, with a confirm for its result)"
+            "series (worker-1 → gateway → Envoy → SDK worker and back, with a confirm for its result)"
         )
     lines = [
         "Where the overhead goes:",
         "",
         f"- CPU per task, all processes: {total_b:.1f} ms built-in, {total_u:.1f} ms user "
-        f"({100 * (total_u / total_b - 1):+.0f}%). The built-in worker's {per_task(builtin, 'worker-1'):.1f} ms "
-        f"moves into the gateway, which spends {per_task(user, 'gateway') - per_task(builtin, 'gateway'):+.1f} ms "
-        f"more per user task: the session's Dispatcher and Runner run there, plus the protocol's own messages "
-        f"(assignment, result, ack) through Envoy; the SDK worker adds {per_task(user, 'SDK worker'):.1f} ms.",
+        f"({100 * (total_u / total_b - 1):+.0f}%). worker-1 runs the session's Dispatcher and Runner instead of "
+        f"the step ({per_task(user, 'worker-1') - per_task(builtin, 'worker-1'):+.1f} ms per task), the gateway "
+        f"relays the protocol's messages (assignment, reports, acks) between Envoy and worker-1 "
+        f"({per_task(user, 'gateway') - per_task(builtin, 'gateway'):+.1f} ms), Envoy carries them "
+        f"({per_task(user, 'envoy') - per_task(builtin, 'envoy'):+.1f} ms); the SDK worker adds "
+        f"{per_task(user, 'SDK worker'):.1f} ms.",
         f"- While one task per call ran, the gateway used {gateway_b:.0f}% of a core for `echo` and {gateway_u:.0f}% "
         f"for the user kind, and every process together {all_b:.0f}% and {all_u:.0f}% of the 2 cores' 200%: "
-        "the gateway's one event loop now serves both the client API (submit, watch) and every worker session's "
-        f"step machinery{verdict}. In its profile Runner/Dispatcher tasks took "
+        "the gateway serves the client API (submit, watch) and relays every worker session's stream"
+        f"{verdict}. In its profile Runner/Dispatcher tasks took "
         f"{runner:.0f}% of the loop's samples, the NATS client's read and flush loops {nats:.0f}%, gRPC's own "
         "machinery (Cython tasks, sendmsg/send) most of the rest.",
         f"- Scheduler and NATS spend {per_task(user, 'scheduler') - per_task(builtin, 'scheduler'):+.1f} ms and "
         f"{per_task(user, 'nats') - per_task(builtin, 'nats'):+.1f} ms more per user task: admission decodes each "
-        "user payload against the schema registry, and with `schema_version` 0 (the SDK's default) "
-        "`SchemaRegistry.resolve` reads the subject's latest-version hint and probes the next version in KV for "
-        "every spec, serially within a `submit_many` batch (see the `submit_many` call time above).",
+        "user payload against the schema registry; with `schema_version` 0 (the SDK's default) "
+        "`SchemaRegistry.resolve` reads the subject's latest-version hint and probes the next version in KV, once "
+        "per (type, version) in a `submit_many` batch.",
     ]
     freeze = share.get("gc_get_freeze_count (libpython3.11.so.1.0)", 0.0)
     if freeze:
