@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mesh.runtime._decode import StrictDecoding
 from mesh.runtime._gc import GcPacer
-from mesh.security import CallerPolicy, Transport
+from mesh.security import CallerPolicy, Transport, callers_for
 from mesh.telemetry import METRICS, get_logger, metrics_app, server_interceptors
 
 log = get_logger(__name__)
@@ -66,7 +66,7 @@ class ServiceHost:
         self.server = grpc.aio.server(
             # Outermost: it re-registers what the tracing interceptors return (see `_decode`).
             interceptors=[
-                *([CallerPolicy()] if self.transport.secure else []),
+                *([CallerPolicy(callers_for(name))] if self.transport.secure else []),
                 StrictDecoding(),
                 *server_interceptors(),
             ],

@@ -22,7 +22,7 @@ from mesh.security._ca import (
     spiffe_id,
     trust_in_this_process,
 )
-from mesh.security._policy import CALLERS, MESH, CallerPolicy, allowed_callers
+from mesh.security._policy import CALLERS, MESH, CallerPolicy, allowed_callers, callers_for
 from mesh.security._tls import RenewingChannel, Transport, peer_component, peer_identity
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "RenewingChannel",
     "Transport",
     "allowed_callers",
+    "callers_for",
     "component_of",
     "peer_component",
     "peer_identity",

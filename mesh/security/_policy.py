@@ -34,13 +34,23 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.GatewayService/*": frozenset({"envoy"}),
     "/mesh.v1.KindService/*": frozenset({"envoy"}),
     "/mesh.v1.SchemaService/*": frozenset({"envoy"}),
-    # Workers in any language attach through the front door, with a credential of the `work` role:
-    # Envoy calls the gateway, which checks the credential and relays the stream to a worker process.
-    "/mesh.v1.WorkerSessionService/*": frozenset({"envoy", "gateway"}),
     "/grpc.health.v1.Health/*": MESH,
     "/grpc.reflection.v1alpha.ServerReflection/*": MESH,
     "/grpc.reflection.v1.ServerReflection/*": MESH,
 }
+
+# A service two kinds of server serve, each for its own callers. Workers in any language attach
+# through the front door with a credential of the `work` role: Envoy calls the gateway, which
+# checks the credential and relays the stream to a worker process hosting sessions.
+CALLERS_BY_SERVER: Mapping[str, Mapping[str, frozenset[str]]] = {
+    "gateway": {"/mesh.v1.WorkerSessionService/*": frozenset({"envoy"})},
+    "worker": {"/mesh.v1.WorkerSessionService/*": frozenset({"gateway"})},
+}
+
+
+def callers_for(server: str) -> Mapping[str, frozenset[str]]:
+    """The allow-list a `server` (the component running it) enforces."""
+    return {**CALLERS, **CALLERS_BY_SERVER.get(server, {})}
 
 
 def allowed_callers(method: str, callers: Mapping[str, frozenset[str]] = CALLERS) -> frozenset[str]:

@@ -38,6 +38,8 @@ from mesh.v1 import (
     inference_pb2_grpc,
     scheduler_pb2,
     scheduler_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
     task_pb2,
     worker_pb2,
     worker_pb2_grpc,
@@ -291,6 +293,30 @@ async def test_a_mesh_identity_outside_the_allow_list_is_refused(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call(channel)  # type: ignore[operator]
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("identity", "expected"),
+    [
+        ("envoy", grpc.StatusCode.PERMISSION_DENIED),
+        ("cli", grpc.StatusCode.PERMISSION_DENIED),
+        ("worker", grpc.StatusCode.PERMISSION_DENIED),
+        ("gateway", grpc.StatusCode.INVALID_ARGUMENT),  # the rightful relay: past the policy, a bad first message
+    ],
+)
+async def test_session_hosts_take_worker_streams_from_the_gateway_only(
+    mesh: Mesh, identity: str, expected: grpc.StatusCode
+) -> None:
+    """A worker process hosting worker-protocol sessions trusts that the gateway checked the
+    worker's credential: nobody else — Envoy's identity included — may open a stream there."""
+    async with mesh.internal_channel("worker-1", identity=identity) as channel:
+        call = session_pb2_grpc.WorkerSessionServiceStub(channel).Connect(
+            iter([session_pb2.ConnectRequest(heartbeat=session_pb2.Heartbeat())])
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call:
+                pass
+    assert caught.value.code() == expected, caught.value.details()
 
 
 async def test_a_worker_cannot_steer_the_reaper_onto_other_subjects(mesh: Mesh) -> None:

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from mesh.security import CertificateAuthority, Transport, allowed_callers, component_of, spiffe_id
+from mesh.security import CertificateAuthority, Transport, allowed_callers, callers_for, component_of, spiffe_id
 
 
 def _mode(path: Path) -> int:
@@ -61,6 +61,12 @@ def test_the_allow_list_names_who_calls_what() -> None:
     assert "worker" not in allowed_callers("/mesh.v1.SchedulerService/AbortTask")
     assert allowed_callers("/mesh.v1.GatewayService/SubmitTask") == {"envoy"}
     assert allowed_callers("/mesh.v1.Unknown/Method") == frozenset()
+    # One service, two servers: the gateway takes workers' streams from Envoy only, a worker process
+    # hosting sessions takes them from the gateway only (which checked the credential).
+    connect = "/mesh.v1.WorkerSessionService/Connect"
+    assert allowed_callers(connect, callers_for("gateway")) == {"envoy"}
+    assert allowed_callers(connect, callers_for("worker")) == {"gateway"}
+    assert allowed_callers(connect) == frozenset(), "served nowhere without its server's list"
 
 
 async def test_servers_and_channels_follow_a_renewed_leaf(tmp_path: Path) -> None:
