@@ -17,7 +17,16 @@ from google.protobuf.message import Message
 
 from clients.sdk import Client, TaskContext, Worker, unpack
 from mesh.schemas import compile_proto, message_class
-from mesh.v1 import kind_pb2, kind_pb2_grpc, schema_pb2, schema_pb2_grpc, session_pb2, session_pb2_grpc, task_pb2
+from mesh.v1 import (
+    deadletter_pb2,
+    kind_pb2,
+    kind_pb2_grpc,
+    schema_pb2,
+    schema_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    task_pb2,
+)
 from tests.conftest import eventually
 from tests.integration._textpipe import events_of, running
 from tests.integration.conftest import Mesh
@@ -190,6 +199,8 @@ async def test_work_no_worker_reads_waits_then_dead_letters_as_schema_mismatch(m
         assert f"version {newest}" in events[-1].error.message and "read: 1" in events[-1].error.message
         letter = await client.dead_letter(doomed.task_id)
         assert letter.error_class == "schema_mismatch"
+        assert letter.classification == deadletter_pb2.FAILURE_CLASS_SCHEMA_MISMATCH
+        assert letter.runbook == "docs/runbooks/schema-mismatch.md"
         assert (await client.get(patient.task_id)).state == task_pb2.TASK_STATE_QUEUED, "the patient one waits"
         async with running(_scorer(mesh, "scorer-v3", newest, request_v3, result_v3)):
             events = await events_of(client, patient.task_id)
