@@ -53,7 +53,7 @@ from mesh.fabric._topology import (
     ensure_topology,
     ensure_work_consumer,
 )
-from mesh.fabric._work import WorkQueue
+from mesh.fabric._work import WorkQueue, item_subject, work_item_id
 
 __all__ = [
     "ALERT_SUBJECT",
@@ -106,6 +106,7 @@ __all__ = [
     "event_subject",
     "fingerprint",
     "fold",
+    "item_subject",
     "key_token",
     "lane_filter",
     "lane_of",
@@ -115,5 +116,6 @@ __all__ = [
     "runbook_for",
     "task_id_of_event_subject",
     "tenant_filter",
+    "work_item_id",
     "work_subject",
 ]

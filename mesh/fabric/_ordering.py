@@ -134,11 +134,7 @@ class KeySequencer:
             if not (current.busy and current.task_id == holder_task_id):
                 return False
             if await self._write(token, _KeyState(current.cursor, True, spec.task_id), revision):
-                await self._work.put(
-                    work_subject,
-                    item.SerializeToString(),
-                    headers={"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": item.traceparent},
-                )
+                await self._work.put_item(item, work_subject)
                 return True
         return False
 
@@ -166,11 +162,7 @@ class KeySequencer:
                 continue
             if not await self._write(token, _KeyState(raw.seq or 0, True, item.spec.task_id), revision):
                 continue
-            await self._work.put(
-                work_subject,
-                item.SerializeToString(),
-                headers={"Nats-Msg-Id": f"{item.spec.task_id}:step:0", "traceparent": item.traceparent},
-            )
+            await self._work.put_item(item, work_subject)
             return
 
     async def _read(self, token: str) -> tuple[_KeyState, int]:

@@ -5,14 +5,35 @@ and, once JetStream has acknowledged it, the partition's doorbell is rung on cor
 (``tm.bell.<pool>.<class>.<tenant>``). Workers wait on doorbells rather than holding a
 pull request open per partition, and a doorbell only ever follows a stored item, so the
 pull it triggers finds the item there.
+
+`WorkQueue.put_item` owns everything a publish needs: the subject (the pool of the item's
+step, from its kind's declaration, for the item's schema version), the deduplication id
+(``<task>:step:<index>``, so a retried admission, a re-run step or a released ordered task
+stores one item however often it is sent), the trace header, and the error mapping.
 """
 
 from __future__ import annotations
 
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from mesh.fabric._subjects import bell_subject
+from mesh.errors import InvalidArgument, Unavailable
+from mesh.fabric._subjects import bell_subject, work_subject
+from mesh.tasks._registry import KINDS
+from mesh.v1 import work_pb2
+
+
+def work_item_id(task_id: str, step_index: int, copy: str = "") -> str:
+    """The deduplication id of a task's step item; `copy` names a deliberate second copy (a boost)."""
+    return f"{task_id}:step:{step_index}" + (f":{copy}" if copy else "")
+
+
+def item_subject(item: work_pb2.WorkItem) -> str:
+    """Where `item` goes: its step's pool, its priority class's lane, its tenant's partition."""
+    spec = item.spec
+    pool = KINDS[spec.kind].pool(item.step_index, spec.schema_version)
+    return work_subject(pool, spec.priority_class, spec.tenant)
 
 
 class WorkQueue:
@@ -20,9 +41,21 @@ class WorkQueue:
         self._nc = nc
         self._js = js
 
-    async def put(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        """Store one item (deduplicated by its Nats-Msg-Id header) and ring its doorbell.
+    async def put_item(self, item: work_pb2.WorkItem, subject: str = "", copy: str = "") -> None:
+        """Store `item` (deduplicated by its step's id) and ring its doorbell.
 
-        Raises nats errors as they come; callers translate them at their boundary."""
-        await self._js.publish(subject, data, headers=headers)
-        await self._nc.publish(bell_subject(subject))
+        `subject` defaults to `item_subject(item)` (a parked ordered item carries the one it was
+        admitted for). A broker that refuses the item for its size is bad input (InvalidArgument);
+        any other broker failure is Unavailable: the caller may retry, the id keeps it one item."""
+        spec = item.spec
+        subject = subject or item_subject(item)
+        headers = {"Nats-Msg-Id": work_item_id(spec.task_id, item.step_index, copy)}
+        if item.traceparent:
+            headers["traceparent"] = item.traceparent
+        try:
+            await self._js.publish(subject, item.SerializeToString(), headers=headers)
+            await self._nc.publish(bell_subject(subject))
+        except nats.errors.MaxPayloadError as exc:
+            raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
+        except nats.errors.Error as exc:  # any other broker failure: retryable for the caller
+            raise Unavailable(f"work queue did not store the item: {exc}") from exc

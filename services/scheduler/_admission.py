@@ -38,9 +38,9 @@ from mesh.fabric import (
     StoredEvent,
     TaskIndex,
     WorkQueue,
-    work_subject,
+    item_subject,
 )
-from mesh.tasks import KINDS, SCHEMA_VERSION, Limits, new_task_id, validate_spec
+from mesh.tasks import SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, get_logger
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
 from services.scheduler._flow import FlowControl, FlowLimits
@@ -238,20 +238,14 @@ class Admitter:
             admitted=queued.timestamp,
             enqueued=_now(),
         )
-        subject = work_subject(KINDS[spec.kind].pool(0, spec.schema_version), spec.priority_class, spec.tenant)
         if spec.ordering_key and self._sequencer is not None:
+            subject = item_subject(item)
             replay_of = spec.labels.get(REPLAY_OF_LABEL, "")
             if replay_of and await self._sequencer.take_over(replay_of, item, subject):
                 return
             await self._sequencer.park(item, subject)
             return
-        headers = {"Nats-Msg-Id": f"{spec.task_id}:step:0", "traceparent": queued.traceparent}
-        try:
-            await self._work.put(subject, item.SerializeToString(), headers=headers)
-        except nats.errors.MaxPayloadError as exc:
-            raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
-        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
-            raise Unavailable(f"work queue did not store the task: {exc}") from exc
+        await self._work.put_item(item)
 
 
 def request_fingerprint(requested: task_pb2.TaskSpec) -> str:

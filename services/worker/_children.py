@@ -19,8 +19,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from mesh.fabric import EventLog, WorkQueue, event_subject, work_subject
-from mesh.tasks import KINDS
+from mesh.fabric import EventLog, WorkQueue, event_subject
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, work_pb2
 from services.worker._steps import StepFailed
 
@@ -92,12 +91,7 @@ class ChildTasks:
                 traceparent=event.traceparent,
             )
             item.enqueued.GetCurrentTime()
-            pool = KINDS[spec.kind].pool(0, spec.schema_version)
-            await self._work.put(
-                work_subject(pool, spec.priority_class, spec.tenant),
-                item.SerializeToString(),
-                headers={"Nats-Msg-Id": f"{spec.task_id}:step:0:boost:{spec.priority_class}"},
-            )
+            await self._work.put_item(item, copy=f"boost:{spec.priority_class}")
             boosted += 1
         return boosted
 

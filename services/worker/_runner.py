@@ -35,7 +35,6 @@ from mesh.fabric import (
     fingerprint,
     live_subject,
     runbook_for,
-    work_subject,
 )
 from mesh.rpc import duration
 from mesh.tasks import KINDS, Limits, TaskKind, check_task_id, validate_spec
@@ -398,14 +397,7 @@ class Runner:
             admitted=item.admitted,
         )
         following.enqueued.GetCurrentTime()
-        try:
-            await self._work.put(
-                work_subject(kind.pool(index, spec.schema_version), spec.priority_class, spec.tenant),
-                following.SerializeToString(),
-                headers={"Nats-Msg-Id": f"{spec.task_id}:step:{index}", "traceparent": item.traceparent},
-            )
-        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
-            raise Unavailable(f"could not store the next step: {exc}") from exc
+        await self._work.put_item(following)
 
     async def _fail(self, msg: Msg, chain: Chain, kind: TaskKind, exc: StepFailed) -> None:
         error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)

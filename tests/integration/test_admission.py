@@ -197,11 +197,11 @@ class _LosesFirstItem(WorkQueue):
         super().__init__(nc, js)
         self.failures_left = 1
 
-    async def put(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    async def put_item(self, item: work_pb2.WorkItem, subject: str = "", copy: str = "") -> None:
         if self.failures_left:
             self.failures_left -= 1
-            raise nats.errors.TimeoutError
-        await super().put(subject, data, headers)
+            raise Unavailable("work queue did not store the item: nats: timeout")  # as put_item maps a timeout
+        await super().put_item(item, subject, copy)
 
 
 class _Fabric:
