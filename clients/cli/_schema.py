@@ -19,8 +19,7 @@ import grpc.aio
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from google.protobuf.json_format import MessageToDict
 
-from clients.sdk._client import tls_credentials
-from clients.sdk._credentials import credential_interceptors
+from clients.sdk._client import mesh_channel
 from mesh.errors import Conflict, InvalidArgument
 from mesh.rpc import raise_from_rpc_error
 from mesh.schemas import MODE_NAMES, compile_proto, mode_from_name, mode_name
@@ -87,10 +86,7 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _channel(endpoint: str, transport: dict[str, Any], credential: str) -> grpc.aio.Channel:
-    interceptors = credential_interceptors(lambda: credential)
-    if transport.get("insecure"):
-        return grpc.aio.insecure_channel(endpoint, interceptors=interceptors)
-    return grpc.aio.secure_channel(endpoint, tls_credentials(transport.get("ca")), interceptors=interceptors)
+    return mesh_channel(endpoint, credential, transport.get("ca"), bool(transport.get("insecure")))
 
 
 def _version_line(version: schema_pb2.SchemaVersion) -> str:

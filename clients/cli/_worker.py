@@ -15,12 +15,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from clients.sdk import Worker
-from clients.sdk._client import tls_credentials
-from clients.sdk._credentials import authorization_header
+from clients.sdk import Client, Worker
 from mesh.errors import InvalidArgument
 from mesh.rpc import raise_from_rpc_error
-from mesh.v1 import kind_pb2, kind_pb2_grpc
+from mesh.v1 import kind_pb2
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -121,22 +119,12 @@ def declaration_of(args: argparse.Namespace) -> kind_pb2.KindDeclaration:
 
 
 async def kinds_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
-    if transport.get("insecure"):
-        channel = grpc.aio.insecure_channel(args.endpoint)
-    else:
-        channel = grpc.aio.secure_channel(args.endpoint, tls_credentials(transport.get("ca")))
-    metadata = (("authorization", authorization_header(credential)),) if credential else ()
-    async with channel:
-        stub = kind_pb2_grpc.KindServiceStub(channel)  # type: ignore[no-untyped-call]
-        try:
-            if args.kinds_command == "register":
-                request = kind_pb2.RegisterKindRequest(kind=declaration_of(args))
-                registered = await stub.RegisterKind(request, metadata=metadata, timeout=10.0)
-                print(f"kind {registered.kind.name}: {'registered' if registered.created else 'already registered'}")
-                return EXIT_OK
-            reply = await stub.ListKinds(kind_pb2.ListKindsRequest(), metadata=metadata, timeout=10.0)
-        except grpc.aio.AioRpcError as exc:
-            raise_from_rpc_error(exc)
+    async with Client(args.endpoint, credential=credential, **transport) as client:
+        if args.kinds_command == "register":
+            registered = await client.register_kind(declaration_of(args))
+            print(f"kind {registered.kind.name}: {'registered' if registered.created else 'already registered'}")
+            return EXIT_OK
+        reply = kind_pb2.ListKindsResponse(kinds=await client.kinds())
     if args.json:
         from google.protobuf.json_format import MessageToJson
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,19 @@ def tls_credentials(ca: str | Path | None = None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(Path(path).read_bytes() if path else None)
 
 
+def mesh_channel(
+    endpoint: str, credential: str | Callable[[], str] = "", ca: str | Path | None = None, insecure: bool = False
+) -> grpc.aio.Channel:
+    """A channel to the mesh's front door carrying `credential` (or what the callable returns at each
+    call) on every call: TLS verified against `ca` (`TIDEMESH_CA`, else the system's roots), or
+    plaintext to a mesh started with ``--insecure``."""
+    current = credential if callable(credential) else (lambda: credential)
+    interceptors = credential_interceptors(current)
+    if insecure:
+        return grpc.aio.insecure_channel(endpoint, interceptors=interceptors)
+    return grpc.aio.secure_channel(endpoint, tls_credentials(ca), interceptors=interceptors)
+
+
 def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
     """Build the typed payload of `kind` from plain JSON fields."""
     return payload_from_json(kind, payload)
@@ -77,11 +90,7 @@ class Client:
         self._max_resume_attempts = max_resume_attempts
         self._credential = credential
         self._streams: set[str] = set()  # ids of this client's open streams, for refreshes
-        interceptors = credential_interceptors(lambda: self._credential)
-        if insecure:
-            self._channel = grpc.aio.insecure_channel(endpoint, interceptors=interceptors)
-        else:
-            self._channel = grpc.aio.secure_channel(endpoint, tls_credentials(ca), interceptors=interceptors)
+        self._channel = mesh_channel(endpoint, lambda: self._credential, ca, insecure)
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._schemas = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._kind_service = kind_pb2_grpc.KindServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -137,7 +146,7 @@ class Client:
         a second task.
         """
         key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
-        if isinstance(payload, dict) and kind not in KINDS:  # a user kind: JSON through its registered schema
+        if isinstance(payload, dict) and not (kind in KINDS and KINDS[kind].builtin):  # a user kind's JSON
             payload = await self.user_payload(kind, payload, schema_version)
         spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos, schema_version)
         deadline = time.monotonic() + timeout_s
@@ -220,6 +229,19 @@ class Client:
         return task_pb2.TaskPayload(
             custom=any_pb2.Any(type_url=TYPE_URL_PREFIX + declaration.input_type, value=message.SerializeToString())
         )
+
+    async def register_kind(self, declaration: kind_pb2.KindDeclaration) -> kind_pb2.RegisterKindResponse:
+        """Declare a user kind (admin); its input and output types must be registered schemas."""
+        reply: kind_pb2.RegisterKindResponse = await self._call(
+            self._kind_service.RegisterKind, kind_pb2.RegisterKindRequest(kind=declaration)
+        )
+        return reply
+
+    async def register_schema(self, subject: str, descriptor_set: bytes) -> schema_pb2.RegisterSchemaResponse:
+        """Register a version of `subject` (admin); an incompatible one is refused listing every violation."""
+        request = schema_pb2.RegisterSchemaRequest(subject=subject, descriptor_set=descriptor_set)
+        reply: schema_pb2.RegisterSchemaResponse = await self._call(self._schemas.RegisterSchema, request)
+        return reply
 
     async def kinds(self) -> list[kind_pb2.KindInfo]:
         """Every kind: declarations, schema versions, attached workers, and user work waiting."""

@@ -38,6 +38,11 @@ class _Streaming(_WithCredential, grpc.aio.UnaryStreamClientInterceptor):  # typ
         return await continuation(self._details(details), request)
 
 
+class _Bidi(_WithCredential, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details), request_iterator)
+
+
 def credential_interceptors(current: Callable[[], str]) -> list[Any]:
     # One object per call type: grpc.aio files an interceptor under the first type it matches.
-    return [_Unary(current), _Streaming(current)]
+    return [_Unary(current), _Streaming(current), _Bidi(current)]

@@ -40,9 +40,9 @@ import grpc.aio
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
-from clients.sdk._credentials import authorization_header
+from clients.sdk._client import Client, mesh_channel
 from mesh.tasks import TYPE_URL_PREFIX
-from mesh.v1 import kind_pb2, kind_pb2_grpc, schema_pb2, schema_pb2_grpc, session_pb2, session_pb2_grpc, task_pb2
+from mesh.v1 import kind_pb2, session_pb2, session_pb2_grpc, task_pb2
 
 SDK = "python/0.1.0"
 log = logging.getLogger("tidemesh.worker")
@@ -351,26 +351,17 @@ class Worker:
 
     async def register(self, credential: str = "") -> list[kind_pb2.RegisterKindResponse]:
         """Register this worker's message types (schema registry) and kinds with the mesh: an admin's
-        job, done once (again is harmless: the same declaration is accepted, a different one refused)."""
+        job, done once (again is harmless: the same declaration is accepted, a different one refused).
+        Refusals raise the matching `mesh.errors` class (PermissionDenied without the admin role)."""
         from mesh.schemas import descriptor_set_of
 
-        credential = credential or self.credential or os.environ.get("TIDEMESH_API_KEY", "")
-        metadata = (("authorization", authorization_header(credential)),) if credential else ()
-        async with self._channel() as channel:
-            schemas = schema_pb2_grpc.SchemaServiceStub(channel)  # type: ignore[no-untyped-call]
-            kinds = kind_pb2_grpc.KindServiceStub(channel)  # type: ignore[no-untyped-call]
-            types = {d.input for d in self.definitions.values()} | {d.output for d in self.definitions.values()}
+        types = {d.input for d in self.definitions.values()} | {d.output for d in self.definitions.values()}
+        async with Client(
+            self.endpoint, credential=credential or self._credential(), ca=self.ca, insecure=self.insecure
+        ) as client:
             for message_type in sorted(types, key=lambda t: t.DESCRIPTOR.full_name):
-                request = schema_pb2.RegisterSchemaRequest(
-                    subject=message_type.DESCRIPTOR.full_name, descriptor_set=descriptor_set_of(message_type)
-                )
-                await schemas.RegisterSchema(request, metadata=metadata, timeout=30.0)
-            return [
-                await kinds.RegisterKind(
-                    kind_pb2.RegisterKindRequest(kind=declaration), metadata=metadata, timeout=30.0
-                )
-                for declaration in self.declarations()
-            ]
+                await client.register_schema(message_type.DESCRIPTOR.full_name, descriptor_set_of(message_type))
+            return [await client.register_kind(declaration) for declaration in self.declarations()]
 
     def _definition(self, assignment: session_pb2.Assignment) -> TaskDefinition | None:
         return self.definitions.get((assignment.spec.kind, assignment.step)) or self.definitions.get(
@@ -405,12 +396,8 @@ class Worker:
             sdk=SDK,
         )
 
-    def _channel(self) -> grpc.aio.Channel:
-        if self.insecure:
-            return grpc.aio.insecure_channel(self.endpoint)
-        path = self.ca or os.environ.get("TIDEMESH_CA", "")
-        credentials = grpc.ssl_channel_credentials(Path(path).read_bytes() if path else None)
-        return grpc.aio.secure_channel(self.endpoint, credentials)
+    def _credential(self) -> str:
+        return self.credential or os.environ.get("TIDEMESH_API_KEY", "")
 
     async def run(self, stop: asyncio.Event | None = None, force: asyncio.Event | None = None) -> None:
         """Attach and run assignments until `stop` is set; then finish what runs (two-stage: `force`
@@ -421,16 +408,14 @@ class Worker:
             raise ValueError("no endpoint: give Worker(endpoint=...) the mesh's front door, HOST:PORT")
         stop = stop or asyncio.Event()
         force = force or asyncio.Event()
-        credential = self.credential or os.environ.get("TIDEMESH_API_KEY", "")
-        metadata = (("authorization", authorization_header(credential)),) if credential else ()
         executor = concurrent.futures.ThreadPoolExecutor(self._threads or self.capacity, thread_name_prefix="tidemesh")
         delay_s = 0.2
         try:
-            async with self._channel() as channel:
+            async with mesh_channel(self.endpoint, self._credential(), self.ca, self.insecure) as channel:
                 stub = session_pb2_grpc.WorkerSessionServiceStub(channel)  # type: ignore[no-untyped-call]
                 while True:
                     try:
-                        ended = await self._session(stub, metadata, stop, force, executor)
+                        ended = await self._session(stub, stop, force, executor)
                         delay_s = 0.2
                         if ended:
                             return
@@ -462,7 +447,6 @@ class Worker:
     async def _session(
         self,
         stub: session_pb2_grpc.WorkerSessionServiceStub,
-        metadata: tuple[tuple[str, str], ...],
         stop: asyncio.Event,
         force: asyncio.Event,
         executor: concurrent.futures.Executor,
@@ -487,7 +471,7 @@ class Worker:
                 getting.cancel()
                 return
 
-        call = stub.Connect(requests(), metadata=metadata)
+        call = stub.Connect(requests())
         heartbeat: asyncio.Task[None] | None = None
         watcher = asyncio.create_task(self._watch_stop(stop, force, reporter, call))
         try:

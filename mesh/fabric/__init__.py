@@ -12,7 +12,7 @@ from mesh.fabric._deadletters import (
 )
 from mesh.fabric._events import TERMINAL_STATES, ChainMoved, EventLog, StoredEvent, fold
 from mesh.fabric._index import TASKS_STREAM, TaskIndex
-from mesh.fabric._kinds import KINDS_BUCKET, SESSIONS_BUCKET, KindStore
+from mesh.fabric._kinds import KINDS_BUCKET, SESSION_ENTRY_TTL_S, SESSIONS_BUCKET, KindStore
 from mesh.fabric._lanes import lane_totals
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
 from mesh.fabric._quarantine import Quarantine, QuarantineRecord, entry_subject
@@ -75,6 +75,7 @@ __all__ = [
     "REPLAY_OF_LABEL",
     "SCALE_PREFIX",
     "SESSIONS_BUCKET",
+    "SESSION_ENTRY_TTL_S",
     "TASKS_STREAM",
     "TERMINAL_STATES",
     "TOKEN_RE",

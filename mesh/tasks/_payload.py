@@ -21,6 +21,8 @@ def payload_from_json(kind: str, fields: Any) -> task_pb2.TaskPayload:
     names: a JSON surface takes each field by one name, in the one type its OpenAPI schema gives."""
     if kind not in KINDS:
         raise InvalidArgument("kind", f"unknown task kind {kind!r} (one of: {KINDS.one_of()})")
+    if not KINDS[kind].builtin:  # its JSON maps through the registered schema (the gateway's codec, the SDK)
+        raise InvalidArgument("kind", f"{kind!r} is a user kind: its payload maps through its registered schema")
     if not isinstance(fields, dict):
         raise InvalidArgument("payload", "must be a JSON object")
     case = KINDS[kind].payload_field

@@ -40,6 +40,7 @@ from nats.js.kv import KeyValue
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied
 from mesh.fabric import (
+    SESSION_ENTRY_TTL_S,
     WORK_PREFIX,
     WORK_STREAM,
     ChainMoved,
@@ -506,7 +507,7 @@ class SessionHost:
     async def _sweep(self) -> None:
         """End sessions that went silent or did not come back within the resume window; publish
         the live ones; dead-letter work past its deadline that no attached worker can read."""
-        last_stranded = 0.0
+        last_stranded = last_published = 0.0
         while True:
             await asyncio.sleep(min(self.heartbeat_s, 1.0))
             now = time.monotonic()
@@ -515,7 +516,9 @@ class SessionHost:
                     log.warning("worker session ended: silent or gone", extra={"worker_id": session.worker_id})
                     await self.forget(session)
             try:
-                await self._publish()
+                if now - last_published >= SESSION_ENTRY_TTL_S / 3:  # well inside the entries' expiry
+                    last_published = now
+                    await self._publish()
                 if now - last_stranded >= self.stranded_every_s:
                     last_stranded = now
                     await self._expire_stranded()
