@@ -41,8 +41,9 @@ class WorkQueue:
         self._nc = nc
         self._js = js
 
-    async def put_item(self, item: work_pb2.WorkItem, subject: str = "", copy: str = "") -> None:
-        """Store `item` (deduplicated by its step's id) and ring its doorbell.
+    async def put_item(self, item: work_pb2.WorkItem, subject: str = "", copy: str = "") -> bool:
+        """Store `item` (deduplicated by its step's id) and ring its doorbell; False when the
+        broker already held an item with that id (nothing new was stored).
 
         `subject` defaults to `item_subject(item)` (a parked ordered item carries the one it was
         admitted for). A broker that refuses the item for its size is bad input (InvalidArgument);
@@ -53,9 +54,10 @@ class WorkQueue:
         if item.traceparent:
             headers["traceparent"] = item.traceparent
         try:
-            await self._js.publish(subject, item.SerializeToString(), headers=headers)
+            ack = await self._js.publish(subject, item.SerializeToString(), headers=headers)
             await self._nc.publish(bell_subject(subject))
         except nats.errors.MaxPayloadError as exc:
             raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
         except nats.errors.Error as exc:  # any other broker failure: retryable for the caller
             raise Unavailable(f"work queue did not store the item: {exc}") from exc
+        return not ack.duplicate

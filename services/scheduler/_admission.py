@@ -222,12 +222,13 @@ class Admitter:
             await self._enqueue(last.event, last.stream_sequence)
         return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, deduplicated=True, sequence=1)
 
-    async def requeue(self, queued: StoredEvent) -> None:
+    async def requeue(self, queued: StoredEvent) -> bool:
         """Store the first work item of a task whose admission stopped after its QUEUED event
-        (the reconciler calls this). Safe for the same reasons as `_resume`."""
-        await self._enqueue(queued.event, queued.stream_sequence)
+        (the reconciler calls this); False when the broker already held it. Safe for the same
+        reasons as `_resume`."""
+        return await self._enqueue(queued.event, queued.stream_sequence)
 
-    async def _enqueue(self, queued: task_pb2.TaskEvent, stream_sequence: int) -> None:
+    async def _enqueue(self, queued: task_pb2.TaskEvent, stream_sequence: int) -> bool:
         spec = queued.spec
         item = work_pb2.WorkItem(
             spec=spec,
@@ -242,10 +243,10 @@ class Admitter:
             subject = item_subject(item)
             replay_of = spec.labels.get(REPLAY_OF_LABEL, "")
             if replay_of and await self._sequencer.take_over(replay_of, item, subject):
-                return
+                return True
             await self._sequencer.park(item, subject)
-            return
-        await self._work.put_item(item)
+            return True
+        return await self._work.put_item(item)
 
 
 def request_fingerprint(requested: task_pb2.TaskSpec) -> str:

@@ -82,7 +82,8 @@ class Reconciler:
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._held: list[Msg] = []  # delivered entries not yet due, oldest first
         self._quarantine = Quarantine(js)
-        self.requeued = 0
+        self.requeued = 0  # first work items the broker stored anew
+        self.settled = 0  # listing entries looked at and acked
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         if self._subscription is None:
@@ -124,7 +125,8 @@ class Reconciler:
                     await subscription.unsubscribe()
 
     async def run_pass(self, now_s: float | None = None) -> int:
-        """Look at the entries that are due; returns how many tasks got their work item again."""
+        """Look at the entries that are due; returns how many tasks got their work item again
+        (an item the broker already held, deduplicated by its id, is not counted)."""
         subscription = await self._subscribe()
         room = self._policy.max_per_pass - len(self._held)
         if room > 0:
@@ -157,11 +159,11 @@ class Reconciler:
                     verdict = await self._check_spec(stored)
                     if verdict is Verdict.RETRY:
                         continue  # held: acked only once its record is stored
-                    if verdict is Verdict.GOOD:
-                        await self._admitter.requeue(stored)
-                        requeued += 1
+                    if verdict is Verdict.GOOD and await self._admitter.requeue(stored):
+                        requeued += 1  # counted only when the broker stored a new item
                 await msg.ack()
                 done.add(id(msg))
+                self.settled += 1
         finally:
             # An entry whose re-publish failed stays held and is looked at again next pass.
             self._held = [msg for msg in self._held if id(msg) not in done]

@@ -74,8 +74,9 @@ class _Admitter:
     def __init__(self) -> None:
         self.requeued: list[str] = []
 
-    async def requeue(self, stored: StoredEvent) -> None:
+    async def requeue(self, stored: StoredEvent) -> bool:
         self.requeued.append(stored.event.task_id)
+        return True
 
 
 def _queued(task_id: str, kind: str) -> StoredEvent:
