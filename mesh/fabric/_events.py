@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 
 from mesh.errors import Unavailable
 from mesh.fabric import _subjects as s
+from mesh.fabric._commit import GroupCommit
 from mesh.fabric._quarantine import Quarantine
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
@@ -84,6 +85,7 @@ class EventLog:
         self._tokens = itertools.count()
         self._batches: dict[str, _Batch] = {}
         self._quarantine = Quarantine(js, nc)
+        self._commit = GroupCommit(js, s.EVENTS_STREAM)
 
     @property
     def nc(self) -> Client:
@@ -158,7 +160,7 @@ class EventLog:
         if event.traceparent:
             headers["traceparent"] = event.traceparent
         try:
-            ack = await self._js.publish(s.event_subject(event.task_id), event.SerializeToString(), headers=headers)
+            ack = await self._commit.publish(s.event_subject(event.task_id), event.SerializeToString(), headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ChainMoved(event.task_id) from exc

@@ -17,6 +17,7 @@ import contextlib
 import nats.js.errors
 from nats.js import JetStreamContext
 
+from mesh.fabric._commit import GroupCommit
 from mesh.fabric._subjects import TOKEN_RE
 
 TASKS_STREAM = "TM_TASKS"
@@ -40,10 +41,11 @@ async def delete_subject(js: JetStreamContext, stream: str, subject: str) -> int
 class TaskIndex:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
+        self._commit = GroupCommit(js, TASKS_STREAM)
 
     async def add(self, tenant: str, task_id: str) -> None:
         """Store the entry and wait for the broker's ack; raises nats errors as they come."""
-        await self._js.publish(f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", headers={"Nats-Msg-Id": f"{task_id}:index"})
+        await self._commit.publish(f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", {"Nats-Msg-Id": f"{task_id}:index"})
 
     async def remove(self, tenant: str, task_id: str) -> None:
         """Take the entry back (one message per subject): a message delete, not a subject purge —

@@ -58,7 +58,9 @@ class Topology:
         )
 
     def work_stream(self) -> api.StreamConfig:
-        return self._stream(s.WORK_STREAM, s.WORK_PREFIX, retention=api.RetentionPolicy.WORK_QUEUE)
+        return self._stream(
+            s.WORK_STREAM, s.WORK_PREFIX, retention=api.RetentionPolicy.WORK_QUEUE, allow_atomic=True
+        )
 
     def events_stream(self) -> api.StreamConfig:
         return self._stream(
@@ -67,6 +69,7 @@ class Topology:
             retention=api.RetentionPolicy.LIMITS,
             max_age=self.events_max_age_s,
             allow_direct=True,
+            allow_atomic=True,  # group commit (`_commit`): many appends, one fsync
         )
 
     def ordered_stream(self) -> api.StreamConfig:
@@ -99,6 +102,7 @@ class Topology:
             retention=api.RetentionPolicy.LIMITS,
             max_age=self.events_max_age_s,
             max_msgs_per_subject=1,
+            allow_atomic=True,
         )
 
     def work_consumer(self, pool: str, lane: str, tenant: str) -> api.ConsumerConfig:

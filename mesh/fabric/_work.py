@@ -19,7 +19,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.errors import InvalidArgument, Unavailable
-from mesh.fabric._subjects import bell_subject, work_subject
+from mesh.fabric._commit import GroupCommit
+from mesh.fabric._subjects import WORK_STREAM, bell_subject, work_subject
 from mesh.tasks._registry import KINDS
 from mesh.v1 import work_pb2
 
@@ -40,6 +41,7 @@ class WorkQueue:
     def __init__(self, nc: Client, js: JetStreamContext) -> None:
         self._nc = nc
         self._js = js
+        self._commit = GroupCommit(js, WORK_STREAM)
 
     async def put_item(self, item: work_pb2.WorkItem, subject: str = "", copy: str = "") -> bool:
         """Store `item` (deduplicated by its step's id) and ring its doorbell; False when the
@@ -54,7 +56,7 @@ class WorkQueue:
         if item.traceparent:
             headers["traceparent"] = item.traceparent
         try:
-            ack = await self._js.publish(subject, item.SerializeToString(), headers=headers)
+            ack = await self._commit.publish(subject, item.SerializeToString(), headers)
             await self._nc.publish(bell_subject(subject))
         except nats.errors.MaxPayloadError as exc:
             raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc

@@ -30,6 +30,15 @@ class Metrics:
         self.events_published = Counter(
             "tidemesh_events_published_total", "Task events written to JetStream", registry=r
         )
+        self.broker_commits = Counter(
+            "tidemesh_broker_commits_total",
+            "Durable commits this process made (one fsync each): a plain publish, or an atomic batch",
+            ["stream", "mode"],
+            registry=r,
+        )
+        self.broker_messages = Counter(
+            "tidemesh_broker_messages_total", "Messages this process stored durably", ["stream"], registry=r
+        )
         self.redeliveries = Counter(
             "tidemesh_redeliveries_total", "Work items received more than once", ["pool"], registry=r
         )
