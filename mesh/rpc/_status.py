@@ -16,6 +16,7 @@ import grpc
 import grpc.aio
 
 from mesh import errors
+from mesh.v1 import scheduler_pb2
 
 
 def _canonical_classes() -> dict[grpc.StatusCode, type[errors.MeshError]]:
@@ -60,20 +61,45 @@ def raise_from_rpc_error(exc: grpc.aio.AioRpcError) -> NoReturn:
     A code no class of `mesh.errors` carries (INTERNAL, UNKNOWN, CANCELLED, …) is raised as the
     base MeshError: INTERNAL, which nobody retries — a bug does not go away by calling again."""
     trailers = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
-    code = exc.code()
-    details = exc.details() or code.name
+    raise error_from_status(exc.code(), exc.details() or "", trailers) from exc
+
+
+def error_from_status(code: grpc.StatusCode, details: str, trailers: dict[str, str]) -> errors.MeshError:
+    """The MeshError a status (code, details, `status_of`'s trailers) stands for."""
+    details = details or code.name
     error_type = _CANONICAL.get(code, errors.MeshError)
     field = trailers.get("tidemesh-field", "")
     if issubclass(error_type, errors.InvalidArgument):
         reason = details.removeprefix(f"{field}: ") if field else details
-        raise error_type(field or "request", reason) from exc
+        return error_type(field or "request", reason)
     if issubclass(error_type, errors.ResourceExhausted):
-        raise error_type(details, _seconds(trailers.get("retry-after", ""))) from exc
+        return error_type(details, _seconds(trailers.get("retry-after", "")))
     if issubclass(error_type, errors.Conflict) and field:
-        raise error_type(details, field) from exc
+        return error_type(details, field)
     if error_type is errors.MeshError:
-        raise errors.MeshError(f"{code.name}: {details}") from exc
-    raise error_type(details) from exc
+        return errors.MeshError(f"{code.name}: {details}")
+    return error_type(details)
+
+
+def refusal_of(exc: errors.MeshError) -> scheduler_pb2.Refusal:
+    """One refused item of a batch, carrying what `status_of` would put on the wire."""
+    code, trailers = status_of(exc)
+    extra = dict(trailers)
+    return scheduler_pb2.Refusal(
+        code=code.name,
+        message=exc.message,
+        field=extra.get("tidemesh-field", ""),
+        retry_after_s=float(extra.get("retry-after", "0")),
+    )
+
+
+def error_of_refusal(refusal: scheduler_pb2.Refusal) -> errors.MeshError:
+    """The MeshError a `refusal_of` stands for (an unknown code is INTERNAL)."""
+    code = grpc.StatusCode.__members__.get(refusal.code, grpc.StatusCode.INTERNAL)
+    trailers = {"tidemesh-field": refusal.field} if refusal.field else {}
+    if refusal.retry_after_s:
+        trailers["retry-after"] = f"{refusal.retry_after_s:.3f}"
+    return error_from_status(code, refusal.message, trailers)
 
 
 def _seconds(text: str) -> float:

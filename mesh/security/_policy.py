@@ -24,6 +24,7 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.SchedulerService/AdmitTask": frozenset({"gateway"}),
     # ...and to workers for the children of an orchestration task they are running.
     "/mesh.v1.SchedulerService/AdmitTasks": frozenset({"gateway", "worker"}),
+    "/mesh.v1.SchedulerService/AdmitEach": frozenset({"gateway"}),
     "/mesh.v1.SchedulerService/AbortTask": frozenset({"gateway"}),
     "/mesh.v1.SchedulerService/GetQueueStatus": frozenset({"gateway", "cli", "supervisor"}),
     "/mesh.v1.WorkerService/RegisterWorker": frozenset({"worker"}),

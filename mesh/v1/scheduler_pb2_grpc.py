@@ -45,6 +45,11 @@ class SchedulerServiceStub:
                 request_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksResponse.FromString,
                 _registered_method=True)
+        self.AdmitEach = channel.unary_unary(
+                '/mesh.v1.SchedulerService/AdmitEach',
+                request_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitEachRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitEachResponse.FromString,
+                _registered_method=True)
         self.AbortTask = channel.unary_unary(
                 '/mesh.v1.SchedulerService/AbortTask',
                 request_serializer=mesh_dot_v1_dot_scheduler__pb2.AbortTaskRequest.SerializeToString,
@@ -70,6 +75,14 @@ class SchedulerServiceServicer:
 
     def AdmitTasks(self, request, context):
         """Validate every spec, then enqueue them all; results in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdmitEach(self, request, context):
+        """Admit each spec on its own (the gateway's coalesced submits of many callers): one spec's
+        refusal is its own outcome and never fails the others; outcomes in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +114,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.AdmitTasks,
                     request_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitTasksResponse.SerializeToString,
+            ),
+            'AdmitEach': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitEach,
+                    request_deserializer=mesh_dot_v1_dot_scheduler__pb2.AdmitEachRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_scheduler__pb2.AdmitEachResponse.SerializeToString,
             ),
             'AbortTask': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortTask,
@@ -168,6 +186,33 @@ class SchedulerService:
             '/mesh.v1.SchedulerService/AdmitTasks',
             mesh_dot_v1_dot_scheduler__pb2.AdmitTasksRequest.SerializeToString,
             mesh_dot_v1_dot_scheduler__pb2.AdmitTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitEach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.SchedulerService/AdmitEach',
+            mesh_dot_v1_dot_scheduler__pb2.AdmitEachRequest.SerializeToString,
+            mesh_dot_v1_dot_scheduler__pb2.AdmitEachResponse.FromString,
             options,
             channel_credentials,
             insecure,

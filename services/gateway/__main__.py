@@ -40,6 +40,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     guard: Guard | None = None
     kinds: KindStore | None = None
     session_channels: list[grpc.aio.Channel] = []
+    gateway: Gateway | None = None
     try:
         js = nc.jetstream(timeout=5.0)
         await await_topology(js)  # the scheduler declares it; this user may only look
@@ -99,6 +100,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await stop.wait()
             await host.begin_shutdown()
     finally:
+        if gateway is not None:
+            await gateway.aclose()
         for session_channel in session_channels:
             await session_channel.close()
         if kinds is not None:

@@ -22,6 +22,7 @@ from mesh.v1 import (
     scheduler_pb2_grpc,
     task_pb2,
 )
+from services.gateway._admit import Admissions
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub
@@ -44,6 +45,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         limiter: RateLimiter | None = None,
         index: TaskIndex | None = None,
     ) -> None:
+        # Every single submit goes through the coalescer: one AdmitEach call for many callers.
+        self._admissions = Admissions(scheduler)
         self._index = index
         self._limiter = limiter
         self._guard = guard
@@ -187,10 +190,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         if self._limiter is not None:
             self._limiter.take(spec.tenant)
         spec.task_id = await self._guard.id_to_submit(spec.tenant, spec.task_id)
-        response: scheduler_pb2.AdmitTaskResponse = await self._ask(
-            self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0
-        )
-        return response
+        return await self._admissions.admit(spec)
+
+    async def aclose(self) -> None:
+        """Finish the admissions handed in; take no more."""
+        await self._admissions.aclose()
 
     async def cancel(self, task_id: str, reason: str, principal: Principal | None = None) -> int:
         """Cancellation through the scheduler, for every protocol; returns the task's state."""

@@ -29,7 +29,7 @@ import nats.js.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.kv import KeyValue
 
-from mesh.errors import Conflict, InvalidArgument, Unavailable
+from mesh.errors import Conflict, InvalidArgument, MeshError, Unavailable
 from mesh.fabric import (
     REPLAY_OF_LABEL,
     ChainMoved,
@@ -98,6 +98,24 @@ class Admitter:
         finally:
             for (tenant, settled_class), count in counted:
                 self._flow.settled(tenant, settled_class, count)
+
+    async def admit_each(
+        self, specs: list[task_pb2.TaskSpec]
+    ) -> list[scheduler_pb2.AdmitTaskResponse | MeshError]:
+        """Admit every spec on its own, concurrently (their writes share group commits): one
+        spec's refusal is its own outcome. A failure no class of `mesh.errors` names is one too,
+        as the base MeshError (INTERNAL), so no caller of the batch is left without an answer."""
+        outcomes = await asyncio.gather(*(self.admit(spec) for spec in specs), return_exceptions=True)
+        answers: list[scheduler_pb2.AdmitTaskResponse | MeshError] = []
+        for spec, outcome in zip(specs, outcomes, strict=True):
+            if isinstance(outcome, scheduler_pb2.AdmitTaskResponse | MeshError):
+                answers.append(outcome)
+            elif isinstance(outcome, Exception):
+                log.error("admission failed", extra={"task": spec.task_id}, exc_info=outcome)
+                answers.append(MeshError(f"admission failed: {type(outcome).__name__}"))
+            else:
+                raise outcome  # cancelled: the call is going away
+        return answers
 
     async def _validate(self, spec: task_pb2.TaskSpec, memo: Resolved | None = None) -> int:
         """Validate `spec`; the schema version its payload was checked against."""

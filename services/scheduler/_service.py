@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from mesh.errors import InvalidArgument, MeshError
 from mesh.fabric import EventLog, KeySequencer
 from mesh.rpc import ServerContext as Context
-from mesh.rpc import abort_with
+from mesh.rpc import abort_with, refusal_of
 from mesh.telemetry import METRICS, bind_task, get_logger
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
 from services.scheduler._admission import Admitter
@@ -55,6 +55,20 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             METRICS.tasks_rejected.labels(exc.error_class).inc()
             await abort_with(context, exc)
         return response
+
+    async def AdmitEach(
+        self, request: scheduler_pb2.AdmitEachRequest, context: Context
+    ) -> scheduler_pb2.AdmitEachResponse:
+        if len(request.specs) > MAX_BATCH:
+            await abort_with(context, InvalidArgument("specs", f"at most {MAX_BATCH} tasks per call"))
+        outcomes = []
+        for outcome in await self._admitter.admit_each(list(request.specs)):
+            if isinstance(outcome, MeshError):
+                METRICS.tasks_rejected.labels(outcome.error_class).inc()
+                outcomes.append(scheduler_pb2.AdmitOutcome(refused=refusal_of(outcome)))
+            else:
+                outcomes.append(scheduler_pb2.AdmitOutcome(admitted=outcome))
+        return scheduler_pb2.AdmitEachResponse(outcomes=outcomes)
 
     async def AdmitTasks(
         self, request: scheduler_pb2.AdmitTasksRequest, context: Context

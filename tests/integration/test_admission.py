@@ -7,6 +7,7 @@ against its own nats-server where a fault has to be injected between two writes.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -322,3 +323,25 @@ async def test_old_idempotency_records_are_still_read(fabric: _Fabric) -> None:
     await kv.put(stored_key, b"{not json")
     with pytest.raises(Conflict, match="idempotency_key"):
         await admitter.admit(_echo("legacy", "old", idempotency_key="old-key"))
+
+
+async def test_concurrent_submits_are_admitted_together_and_a_bad_one_fails_alone(
+    gateway: gateway_pb2_grpc.GatewayServiceStub, mesh: Mesh
+) -> None:
+    """Submits of many callers share the gateway's coalesced admission: the one spec the scheduler
+    refuses gets its own INVALID_ARGUMENT naming the field, and every other caller its task."""
+    bad = _echo("together")
+    bad.labels.update({f"k{i}": "v" for i in range(33)})
+    specs = [_echo("together", f"t{i}") for i in range(40)]
+    specs[7] = bad
+    calls = [gateway.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=20) for spec in specs]
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+    refused = answers.pop(7)
+    assert isinstance(refused, grpc.aio.AioRpcError) and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _field(refused) == "spec.labels"
+    ids = [answer.task_id for answer in answers if isinstance(answer, gateway_pb2.SubmitTaskResponse)]
+    assert len(set(ids)) == 39
+    async with Client(mesh.endpoint, tenant="together") as client:
+        finals = [event async for event in client.watch_many(ids, final_only=True)]
+    assert sorted(event.task_id for event in finals) == sorted(ids)
+    assert {event.state for event in finals} == {task_pb2.TASK_STATE_SUCCEEDED}

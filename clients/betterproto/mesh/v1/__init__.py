@@ -6,6 +6,9 @@
 __all__ = (
     "AbortTaskRequest",
     "AbortTaskResponse",
+    "AdmitEachRequest",
+    "AdmitEachResponse",
+    "AdmitOutcome",
     "AdmitTaskRequest",
     "AdmitTaskResponse",
     "AdmitTasksRequest",
@@ -83,6 +86,7 @@ __all__ = (
     "QueueStatus",
     "RefreshStreamCredentialRequest",
     "RefreshStreamCredentialResponse",
+    "Refusal",
     "RegisterKindRequest",
     "RegisterKindResponse",
     "RegisterSchemaRequest",
@@ -442,6 +446,41 @@ class AbortTaskResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "AbortTaskResponse", AbortTaskResponse)
+
+
+@dataclass(eq=False, repr=False)
+class AdmitEachRequest(betterproto2.Message):
+    specs: "list[TaskSpec]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "AdmitEachRequest", AdmitEachRequest)
+
+
+@dataclass(eq=False, repr=False)
+class AdmitEachResponse(betterproto2.Message):
+    outcomes: "list[AdmitOutcome]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "AdmitEachResponse", AdmitEachResponse)
+
+
+@dataclass(eq=False, repr=False)
+class AdmitOutcome(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - outcome:
+    """
+
+    admitted: "AdmitTaskResponse | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="outcome"
+    )
+
+    refused: "Refusal | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="outcome")
+
+
+default_message_pool.register_message("mesh.v1", "AdmitOutcome", AdmitOutcome)
 
 
 @dataclass(eq=False, repr=False)
@@ -1672,6 +1711,33 @@ default_message_pool.register_message("mesh.v1", "RefreshStreamCredentialRespons
 
 
 @dataclass(eq=False, repr=False)
+class Refusal(betterproto2.Message):
+    """
+    One refused spec, as the gRPC status its own AdmitTask call would have ended with.
+    """
+
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The gRPC status code name, e.g. "INVALID_ARGUMENT".
+    """
+
+    message: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    field: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The offending field (INVALID_ARGUMENT; CONFLICT when it names one).
+    """
+
+    retry_after_s: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    RESOURCE_EXHAUSTED: seconds to wait before trying again.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "Refusal", Refusal)
+
+
+@dataclass(eq=False, repr=False)
 class RegisterKindRequest(betterproto2.Message):
     kind: "KindDeclaration | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
@@ -2800,6 +2866,18 @@ class SchedulerServiceStub:
             "/mesh.v1.SchedulerService/AdmitTasks",
             AdmitTasksRequest.SerializeToString,
             AdmitTasksResponse.FromString,
+        )(message)
+
+    def admit_each(self, message: "AdmitEachRequest") -> "AdmitEachResponse":
+        """
+        Admit each spec on its own (the gateway's coalesced submits of many callers): one spec's
+        refusal is its own outcome and never fails the others; outcomes in request order.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.SchedulerService/AdmitEach",
+            AdmitEachRequest.SerializeToString,
+            AdmitEachResponse.FromString,
         )(message)
 
     def abort_task(self, message: "AbortTaskRequest") -> "AbortTaskResponse":

@@ -87,6 +87,105 @@ export declare type AdmitTasksResponse = Message<"mesh.v1.AdmitTasksResponse"> &
 export declare const AdmitTasksResponseSchema: GenMessage<AdmitTasksResponse>;
 
 /**
+ * @generated from message mesh.v1.AdmitEachRequest
+ */
+export declare type AdmitEachRequest = Message<"mesh.v1.AdmitEachRequest"> & {
+  /**
+   * @generated from field: repeated mesh.v1.TaskSpec specs = 1;
+   */
+  specs: TaskSpec[];
+};
+
+/**
+ * Describes the message mesh.v1.AdmitEachRequest.
+ * Use `create(AdmitEachRequestSchema)` to create a new message.
+ */
+export declare const AdmitEachRequestSchema: GenMessage<AdmitEachRequest>;
+
+/**
+ * @generated from message mesh.v1.AdmitEachResponse
+ */
+export declare type AdmitEachResponse = Message<"mesh.v1.AdmitEachResponse"> & {
+  /**
+   * @generated from field: repeated mesh.v1.AdmitOutcome outcomes = 1;
+   */
+  outcomes: AdmitOutcome[];
+};
+
+/**
+ * Describes the message mesh.v1.AdmitEachResponse.
+ * Use `create(AdmitEachResponseSchema)` to create a new message.
+ */
+export declare const AdmitEachResponseSchema: GenMessage<AdmitEachResponse>;
+
+/**
+ * @generated from message mesh.v1.AdmitOutcome
+ */
+export declare type AdmitOutcome = Message<"mesh.v1.AdmitOutcome"> & {
+  /**
+   * @generated from oneof mesh.v1.AdmitOutcome.outcome
+   */
+  outcome: {
+    /**
+     * @generated from field: mesh.v1.AdmitTaskResponse admitted = 1;
+     */
+    value: AdmitTaskResponse;
+    case: "admitted";
+  } | {
+    /**
+     * @generated from field: mesh.v1.Refusal refused = 2;
+     */
+    value: Refusal;
+    case: "refused";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mesh.v1.AdmitOutcome.
+ * Use `create(AdmitOutcomeSchema)` to create a new message.
+ */
+export declare const AdmitOutcomeSchema: GenMessage<AdmitOutcome>;
+
+/**
+ * One refused spec, as the gRPC status its own AdmitTask call would have ended with.
+ *
+ * @generated from message mesh.v1.Refusal
+ */
+export declare type Refusal = Message<"mesh.v1.Refusal"> & {
+  /**
+   * The gRPC status code name, e.g. "INVALID_ARGUMENT".
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The offending field (INVALID_ARGUMENT; CONFLICT when it names one).
+   *
+   * @generated from field: string field = 3;
+   */
+  field: string;
+
+  /**
+   * RESOURCE_EXHAUSTED: seconds to wait before trying again.
+   *
+   * @generated from field: double retry_after_s = 4;
+   */
+  retryAfterS: number;
+};
+
+/**
+ * Describes the message mesh.v1.Refusal.
+ * Use `create(RefusalSchema)` to create a new message.
+ */
+export declare const RefusalSchema: GenMessage<Refusal>;
+
+/**
  * @generated from message mesh.v1.AbortTaskRequest
  */
 export declare type AbortTaskRequest = Message<"mesh.v1.AbortTaskRequest"> & {
@@ -200,6 +299,17 @@ export declare const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof AdmitTasksRequestSchema;
     output: typeof AdmitTasksResponseSchema;
+  },
+  /**
+   * Admit each spec on its own (the gateway's coalesced submits of many callers): one spec's
+   * refusal is its own outcome and never fails the others; outcomes in request order.
+   *
+   * @generated from rpc mesh.v1.SchedulerService.AdmitEach
+   */
+  admitEach: {
+    methodKind: "unary";
+    input: typeof AdmitEachRequestSchema;
+    output: typeof AdmitEachResponseSchema;
   },
   /**
    * Mark a task cancelled, drop its queued work and interrupt its running step.
