@@ -39,12 +39,14 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
-from mesh.runtime._coalesce import Coalescer, CoalescerClosed
+from mesh import failpoints
+from mesh.coalesce import Coalescer, CoalescerClosed
 from mesh.telemetry import METRICS, get_logger
 
 log = get_logger(__name__)
 
 ATOMIC_DISABLED = 10174  # the stream was declared without allow_atomic
+MID_BATCH = "group-commit-mid-batch"
 _HEADER_ROOM = 512  # batch headers added to a message, with margin
 
 
@@ -117,6 +119,9 @@ class GroupCommit:
             headers = {**write.headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(number)}
             if number < last:
                 await self._nc.publish(write.subject, write.data, headers=headers)
+                if number == last // 2 and failpoints.armed(MID_BATCH):
+                    await self._nc.flush()  # half the batch really is on the broker
+                    failpoints.reached(MID_BATCH)
                 continue
             headers["Nats-Batch-Commit"] = "1"
             try:

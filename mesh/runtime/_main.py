@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as Nats
 
+from mesh import failpoints
 from mesh.fabric import connect
 from mesh.security import Transport
 from mesh.telemetry import configure_logging, configure_tracing, get_logger
@@ -30,6 +31,8 @@ def run_service(
     period); a second one exits at once with status 130.
     """
     args = parser.parse_args(argv)
+    for failpoint in args.failpoint:
+        failpoints.arm(failpoint)
     configure_logging(name, os.environ.get("TIDEMESH_LOG_LEVEL", "INFO"))
     configure_tracing(name)
     # This process's TLS material: its leaf is issued for its component name.
@@ -76,6 +79,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--replicas", type=int, default=1, help="JetStream stream replicas (3 on a cluster)")
     parser.add_argument("--ack-wait", type=float, default=30.0, help="seconds before un-acked work is redelivered")
     parser.add_argument("--ready-file", default=None, help="write bound ports here as JSON once serving")
+    parser.add_argument(
+        "--failpoint",
+        action="append",
+        default=[],
+        metavar="NAME=MARKER",
+        help="testing: kill -9 this process once, at failpoint NAME (mesh.failpoints)",
+    )
     parser.add_argument(
         "--pki", default=os.environ.get("TIDEMESH_PKI", ""), help="the mesh's pki dir (root + leaves); none: plaintext"
     )

@@ -2,7 +2,7 @@
 
 Each submit (gRPC, REST, WebSocket) used to be its own AdmitTask call to the scheduler: a TLS'd
 gRPC round trip per task on both sides, the largest share of the CPU a task costs there. Here
-concurrent submits share one AdmitEach call (`mesh.runtime._coalesce`: alone when the mesh is
+concurrent submits share one AdmitEach call (`mesh.coalesce`: alone when the mesh is
 idle, batched when it is busy) and each caller gets its own outcome: a refused spec is that
 caller's error only, exactly the MeshError its own AdmitTask would have raised.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import grpc.aio
 
+from mesh.coalesce import Coalescer, CoalescerClosed
 from mesh.errors import MeshError, Unavailable
 from mesh.rpc import error_of_refusal, raise_from_rpc_error
-from mesh.runtime._coalesce import Coalescer, CoalescerClosed
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 
 MAX_COALESCED = 256  # the scheduler's MAX_BATCH bounds a call too

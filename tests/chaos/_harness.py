@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -86,6 +88,25 @@ async def _steady_load(client: Client, ledger: Ledger, stop: asyncio.Event, acke
         await asyncio.sleep(0.02)
 
 
+async def _burst_load(
+    client: Client, ledger: Ledger, stop: asyncio.Event, acked: list[tuple[str, str]], callers: int
+) -> None:
+    """`callers` submitters at once, each submitting webhook tasks back to back: concurrent
+    admissions, so the scheduler's group commit writes them in shared batches."""
+    counter = itertools.count()
+
+    async def submitter() -> None:
+        while not stop.is_set():
+            index = next(counter)
+            try:
+                submitted = await client.submit("webhook", {"url": ledger.url, "body": f"burst {index}"}, timeout_s=30)
+            except MeshError:
+                continue  # never acknowledged: not counted
+            acked.append((submitted.task_id, "webhook"))
+
+    await asyncio.gather(*(submitter() for _ in range(callers)))
+
+
 async def _recovered(client: Client, since: float, probe_kind: str, timeout_s: float = 60) -> float:
     """Seconds from `since` until a probe task (one that needs the faulted part) completes again."""
     deadline = time.monotonic() + timeout_s
@@ -106,6 +127,19 @@ def kill(supervisor: Supervisor, name: str) -> Callable[[], Awaitable[None]]:
         pid = supervisor.children[name].pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
+
+    return fault
+
+
+def fired(marker: Path, timeout_s: float = 30.0) -> Callable[[], Awaitable[None]]:
+    """The fault a failpoint injects (`mesh.failpoints`): done once its marker says it fired."""
+
+    async def fault() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not os.path.exists(marker):  # noqa: ASYNC240 - a stat per 50 ms poll
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the failpoint never fired ({marker.name}): no batch was committed")
+            await asyncio.sleep(0.05)  # waiting for the process under load to reach the failpoint
 
     return fault
 
@@ -131,11 +165,15 @@ async def run_fault(
     ledger: Ledger,
     load_s: float,
     probe_kind: str = "echo",
+    callers: int = 0,
 ) -> Row:
-    """Load for `load_s` seconds with the fault injected after the first second; then account."""
+    """Load for `load_s` seconds with the fault injected after the first second; then account.
+    `callers` > 0: a burst of that many concurrent submitters instead of the steady load."""
     acked: list[tuple[str, str]] = []
     stop = asyncio.Event()
-    load = asyncio.create_task(_steady_load(client, ledger, stop, acked))
+    load = asyncio.create_task(
+        _burst_load(client, ledger, stop, acked, callers) if callers else _steady_load(client, ledger, stop, acked)
+    )
     await asyncio.sleep(1.0)  # steady state before the fault
     injected = time.monotonic()
     fault_task = asyncio.create_task(fault())

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from clients.sdk import Client
-from mesh.supervisor import Supervisor, build_plan
-from tests.chaos._harness import Row, kill, pause, run_fault, running_ledger, table
+from mesh.fabric._commit import MID_BATCH
+from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
+from tests.chaos._harness import Row, fired, kill, pause, run_fault, running_ledger, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -45,6 +46,35 @@ async def test_single_node_mesh_survives_every_fault(tmp_path: Path, capsys: pyt
     for row in rows:
         assert row.acknowledged > 0, row
         assert (row.lost, row.duplicated) == (0, 0), row
+
+
+async def test_scheduler_killed_in_the_middle_of_a_group_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """48 concurrent submitters, so admissions share atomic batches; the scheduler is killed -9
+    with half of a batch on the broker and its commit unsent (failpoint). The supervisor restarts
+    it; every acknowledged task completes and every effect is applied exactly once."""
+    marker = tmp_path / "mid-batch.fired"
+    plan = build_plan(
+        tmp_path / "mesh",
+        public_port=0,
+        workers=2,
+        ack_wait_s=5.0,
+        tenant_limit=NO_LIMIT,
+        scheduler_args=("--heartbeat-interval", "0.5", "--failpoint", f"{MID_BATCH}={marker}"),
+    )
+    async with (
+        running_ledger() as ledger,
+        Supervisor(plan) as supervisor,
+        Client(f"127.0.0.1:{plan.public_port}", tenant="chaos") as client,
+    ):
+        scheduler_pid = supervisor.children["scheduler"].pid
+        row = await run_fault("kill -9 scheduler mid group commit", fired(marker), client, ledger, LOAD_S, callers=48)
+        assert supervisor.children["scheduler"].pid != scheduler_pid, "the scheduler was never killed"
+    with capsys.disabled():
+        print("\n" + table([row]))
+    assert marker.exists() and row.acknowledged > 0, row
+    assert (row.lost, row.duplicated) == (0, 0), row
 
 
 async def test_cluster_survives_losing_a_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

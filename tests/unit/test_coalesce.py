@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mesh.runtime._coalesce import Coalescer, CoalescerClosed
+from mesh.coalesce import Coalescer, CoalescerClosed
 
 pytestmark = pytest.mark.asyncio
 
