@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from bench import _durability, _edge, _foundation, _inference, _scheduling, _streaming, _tls, _userwork
+from bench import _datapath, _durability, _edge, _foundation, _inference, _scheduling, _streaming, _tls, _userwork
 from bench._trust import trust_bench_root
 
 RESULTS = Path(__file__).parent / "results"
@@ -18,7 +18,18 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    suites = ["all", "foundation", "scheduling", "durability", "tls", "streaming", "inference", "edge", "userwork"]
+    suites = [
+        "all",
+        "datapath",
+        "foundation",
+        "scheduling",
+        "durability",
+        "tls",
+        "streaming",
+        "inference",
+        "edge",
+        "userwork",
+    ]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--flood", type=int, default=20000)
@@ -35,6 +46,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     RESULTS.mkdir(exist_ok=True)
     trust_bench_root()  # meshes are secure by default: the bench trusts their root like a user's machine
+    if args.suite in ("all", "datapath"):
+        figures_text = asyncio.run(_datapath.run(callers=args.concurrency, sequential=args.sequential * 2))
+        _write(
+            "datapath",
+            "The core data path vs Celery + Redis (both persistence modes) and the broker's ceilings",
+            figures_text,
+        )
     if args.suite in ("all", "foundation"):
         figures = asyncio.run(_foundation.run(args.sequential, args.concurrent, args.concurrency))
         _write(

@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -117,7 +118,8 @@ class RedisServer:
     ``url`` is ``redis://127.0.0.1:<port>/0``; ``pid`` the server's PID.
     """
 
-    def __init__(self, *, start_timeout_s: float = 10.0, stop_grace_s: float = 5.0) -> None:
+    def __init__(self, *, durable: bool = False, start_timeout_s: float = 10.0, stop_grace_s: float = 5.0) -> None:
+        self._durable = durable  # AOF with appendfsync always: every write fsync'd before the reply
         self._start_timeout_s = start_timeout_s
         self._stop_grace_s = stop_grace_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -149,7 +151,8 @@ class RedisServer:
             port = free_port()
             with logfile.open("wb") as out:
                 self._proc = subprocess.Popen(
-                    [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                     *(("--appendonly", "yes", "--appendfsync", "always") if self._durable else ("--appendonly", "no")),
                      "--daemonize", "no", "--dir", str(workdir)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
                 )  # fmt: skip
@@ -364,6 +367,58 @@ def celery_throughput(n: int, *, url: str | None = None, warmup: int = 20) -> fl
         return n / (time.perf_counter() - started)
     finally:
         results.clear()  # AsyncResult.__del__ unsubscribes through the backend: before the app closes
+        _close_app(app)
+
+
+def celery_per_call(n: int, *, callers: int = 64, url: str | None = None) -> float:
+    """One task per call: `callers` threads (an app each, as separate services would have), each
+    sending a no-op with ``delay()`` and waiting for its result with ``get()`` before the next;
+    `n` tasks in all. Tasks/s from the first send to the last result."""
+    resolved = _resolve_url(url)
+    left = [n]
+    lock = threading.Lock()
+
+    def caller() -> None:
+        app = make_app(resolved)
+        noop = app.tasks[NOOP]
+        try:
+            noop.delay().get(timeout=60)  # warm: connections and the result subscription
+            start.wait()
+            while True:
+                with lock:
+                    if left[0] <= 0:
+                        return
+                    left[0] -= 1
+                noop.delay().get(timeout=60)
+        finally:
+            _close_app(app)
+
+    start = threading.Event()
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)  # every caller warmed (a bench, not a test: the window is only the warm-up)
+    started = time.perf_counter()
+    start.set()
+    for thread in threads:
+        thread.join()
+    return n / (time.perf_counter() - started)
+
+
+def celery_sequential(n: int = 200, *, url: str | None = None) -> tuple[float, float]:
+    """Idle round trip of one caller, one task at a time: (p50 ms, p99 ms)."""
+    app = make_app(_resolve_url(url))
+    noop = app.tasks[NOOP]
+    try:
+        for _ in range(20):
+            noop.delay().get(timeout=30)
+        samples = []
+        for _ in range(n):
+            started = time.perf_counter()
+            noop.delay().get(timeout=30)
+            samples.append((time.perf_counter() - started) * 1000)
+        return statistics.median(samples), _p99(samples)
+    finally:
         _close_app(app)
 
 

@@ -52,7 +52,8 @@ class NatsServer:
     ``url`` is ``nats://127.0.0.1:<port>`` (read from the server's ports file), ``pid`` the server's PID.
     """
 
-    def __init__(self, *, start_timeout_s: float = 10.0, stop_grace_s: float = 5.0) -> None:
+    def __init__(self, *, sync_always: bool = False, start_timeout_s: float = 10.0, stop_grace_s: float = 5.0) -> None:
+        self._sync_always = sync_always  # fsync every write before the ack, as tidemesh's default
         self._start_timeout_s = start_timeout_s
         self._stop_grace_s = stop_grace_s
         self._proc: asyncio.subprocess.Process | None = None
@@ -70,9 +71,12 @@ class NatsServer:
         workdir = Path(self._dir.name)
         try:
             logfile = workdir / "nats-server.log"
+            config = workdir / "nats.conf"
+            sync = "sync_interval: always" if self._sync_always else ""
+            config.write_text(f'jetstream {{ store_dir: "{workdir / "jetstream"}" {sync} }}\n')
             with logfile.open("wb") as out:
                 self._proc = await asyncio.create_subprocess_exec(
-                    str(binary), "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", str(workdir / "jetstream"),
+                    str(binary), "-c", str(config), "-a", "127.0.0.1", "-p", "-1",
                     "--ports_file_dir", str(workdir),
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 )  # fmt: skip

@@ -58,9 +58,7 @@ class Topology:
         )
 
     def work_stream(self) -> api.StreamConfig:
-        return self._stream(
-            s.WORK_STREAM, s.WORK_PREFIX, retention=api.RetentionPolicy.WORK_QUEUE, allow_atomic=True
-        )
+        return self._stream(s.WORK_STREAM, s.WORK_PREFIX, retention=api.RetentionPolicy.WORK_QUEUE, allow_atomic=True)
 
     def events_stream(self) -> api.StreamConfig:
         return self._stream(

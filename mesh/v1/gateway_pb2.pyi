@@ -102,6 +102,20 @@ class WatchTaskResponse(_message.Message):
     event: _task_pb2.TaskEvent
     def __init__(self, event: _Optional[_Union[_task_pb2.TaskEvent, _Mapping]] = ...) -> None: ...
 
+class RunTaskRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _task_pb2.TaskSpec
+    def __init__(self, spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+
+class RunTaskResponse(_message.Message):
+    __slots__ = ("submitted", "event")
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    submitted: SubmitTaskResponse
+    event: _task_pb2.TaskEvent
+    def __init__(self, submitted: _Optional[_Union[SubmitTaskResponse, _Mapping]] = ..., event: _Optional[_Union[_task_pb2.TaskEvent, _Mapping]] = ...) -> None: ...
+
 class GetTaskRequest(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,11 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.WatchTaskRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchTaskResponse.FromString,
                 _registered_method=True)
+        self.RunTask = channel.unary_stream(
+                '/mesh.v1.GatewayService/RunTask',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.RunTaskRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.RunTaskResponse.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/mesh.v1.GatewayService/GetTask',
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.GetTaskRequest.SerializeToString,
@@ -125,6 +130,15 @@ class GatewayServiceServicer:
 
     def WatchTask(self, request, context):
         """Stream a task's events from `after_sequence` until its final event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTask(self, request, context):
+        """Submit a task and stream its events until its final one, in one call: SubmitTask then
+        WatchTask from the start. The first message is the admission; a stream that breaks after it
+        is resumed with WatchTask from the last sequence seen.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -237,6 +251,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.WatchTask,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchTaskRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.WatchTaskResponse.SerializeToString,
+            ),
+            'RunTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunTask,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.RunTaskRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.RunTaskResponse.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
@@ -359,6 +378,33 @@ class GatewayService:
             '/mesh.v1.GatewayService/WatchTask',
             mesh_dot_v1_dot_gateway__pb2.WatchTaskRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.WatchTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.GatewayService/RunTask',
+            mesh_dot_v1_dot_gateway__pb2.RunTaskRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.RunTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc.aio
 
@@ -28,6 +28,8 @@ from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
+
+T = TypeVar("T")
 
 MAX_WATCHED = 10_000
 MAX_PAGE = 500
@@ -236,9 +238,27 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         async for event in self._leased(context, principal, stream):
             yield gateway_pb2.WatchTaskResponse(event=event)
 
+    async def RunTask(
+        self, request: gateway_pb2.RunTaskRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.RunTaskResponse]:
+        try:
+            principal = await self._guard.from_grpc(context)
+            if not request.HasField("spec"):
+                raise InvalidArgument("spec", "is required")
+            # Both roles before anything is stored: never admit a task the caller may not watch.
+            self._guard.check(principal, "read", self._guard.tenant_for(principal, request.spec.tenant))
+            admitted = await self.admit(request.spec, principal)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        submitted = gateway_pb2.SubmitTaskResponse(
+            task_id=admitted.task_id, deduplicated=admitted.deduplicated, sequence=admitted.sequence
+        )
+        async for response in self._leased(context, principal, _run_responses(submitted, self._hub)):
+            yield response
+
     async def _leased(
-        self, context: Context, principal: Principal | None, stream: AsyncIterator[task_pb2.TaskEvent]
-    ) -> AsyncIterator[task_pb2.TaskEvent]:
+        self, context: Context, principal: Principal | None, stream: AsyncIterator[T]
+    ) -> AsyncIterator[T]:
         """`stream` under the caller's lease: announced, refreshable in-band, cut off when it ends."""
         with self._guard.lease(principal) as lease:
             try:
@@ -378,6 +398,19 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.RevokeCredentialResponse()
+
+
+async def _run_responses(
+    submitted: gateway_pb2.SubmitTaskResponse, hub: EventHub
+) -> AsyncIterator[gateway_pb2.RunTaskResponse]:
+    """RunTask's stream: the admission, then the task's events from the first to the final one."""
+    yield gateway_pb2.RunTaskResponse(submitted=submitted)
+    events = hub.watch(submitted.task_id, 0)
+    try:
+        async for event in events:
+            yield gateway_pb2.RunTaskResponse(event=event)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 async def _announce(context: Context, lease: StreamLease | None) -> None:

@@ -99,9 +99,7 @@ class Admitter:
             for (tenant, settled_class), count in counted:
                 self._flow.settled(tenant, settled_class, count)
 
-    async def admit_each(
-        self, specs: list[task_pb2.TaskSpec]
-    ) -> list[scheduler_pb2.AdmitTaskResponse | MeshError]:
+    async def admit_each(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse | MeshError]:
         """Admit every spec on its own, concurrently (their writes share group commits): one
         spec's refusal is its own outcome. A failure no class of `mesh.errors` names is one too,
         as the base MeshError (INTERNAL), so no caller of the batch is left without an answer."""

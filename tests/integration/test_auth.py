@@ -418,3 +418,19 @@ async def test_a_worker_attaches_with_a_work_key_and_nothing_else_does(secured: 
     async with Client(secured.endpoint, tenant="acme", credential=work_key) as worker_as_client:
         with pytest.raises(PermissionDenied):
             await worker_as_client.submit("textpipe.count", textpipe.CountRequest(text="x"))
+
+
+async def test_run_task_needs_read_as_well_as_submit_and_stores_nothing_without_it(secured: Secured) -> None:
+    """RunTask streams the task back, so it asks for both roles before anything is stored."""
+    _, submit_only = await _key(secured, "runner", ["submit"])
+    _, both = await _key(secured, "runner", ["submit", "read"])
+    async with Client(secured.endpoint, tenant="runner", credential=submit_only) as client:
+        with pytest.raises(PermissionDenied):
+            async for _ in client.run("echo", {"text": "x"}, task_id="run-denied"):
+                pass
+    async with Client(secured.endpoint, tenant="runner", credential=both) as client:
+        with pytest.raises(NotFound):
+            await client.get("run-denied")
+        events = [event async for event in client.run("echo", {"text": "allowed"})]
+    assert events[0].state == task_pb2.TASK_STATE_QUEUED
+    assert events[-1].final and events[-1].state == task_pb2.TASK_STATE_SUCCEEDED

@@ -98,6 +98,8 @@ __all__ = (
     "ReportAck",
     "RevokeCredentialRequest",
     "RevokeCredentialResponse",
+    "RunTaskRequest",
+    "RunTaskResponse",
     "ScaleRecommendation",
     "SchedulerServiceStub",
     "SchemaServiceStub",
@@ -1872,6 +1874,39 @@ default_message_pool.register_message("mesh.v1", "RevokeCredentialResponse", Rev
 
 
 @dataclass(eq=False, repr=False)
+class RunTaskRequest(betterproto2.Message):
+    spec: "TaskSpec | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("mesh.v1", "RunTaskRequest", RunTaskRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RunTaskResponse(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - kind:
+    """
+
+    submitted: "SubmitTaskResponse | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+    """
+    First: the task is durably stored (as SubmitTask answers).
+    """
+
+    event: "TaskEvent | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="kind")
+    """
+    Then its events, up to and including the final one.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "RunTaskResponse", RunTaskResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ScaleRecommendation(betterproto2.Message):
     """
     The scheduler's replica recommendation for one worker pool, from its depth,
@@ -2605,6 +2640,19 @@ class GatewayServiceStub:
             "/mesh.v1.GatewayService/WatchTask",
             WatchTaskRequest.SerializeToString,
             WatchTaskResponse.FromString,
+        )(message)
+
+    def run_task(self, message: "RunTaskRequest") -> "Iterator[RunTaskResponse]":
+        """
+        Submit a task and stream its events until its final one, in one call: SubmitTask then
+        WatchTask from the start. The first message is the admission; a stream that breaks after it
+        is resumed with WatchTask from the last sequence seen.
+        """
+
+        yield from self._channel.unary_stream(
+            "/mesh.v1.GatewayService/RunTask",
+            RunTaskRequest.SerializeToString,
+            RunTaskResponse.FromString,
         )(message)
 
     def get_task(self, message: "GetTaskRequest") -> "GetTaskResponse":

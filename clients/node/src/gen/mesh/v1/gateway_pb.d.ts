@@ -273,6 +273,54 @@ export declare type WatchTaskResponse = Message<"mesh.v1.WatchTaskResponse"> & {
 export declare const WatchTaskResponseSchema: GenMessage<WatchTaskResponse>;
 
 /**
+ * @generated from message mesh.v1.RunTaskRequest
+ */
+export declare type RunTaskRequest = Message<"mesh.v1.RunTaskRequest"> & {
+  /**
+   * @generated from field: mesh.v1.TaskSpec spec = 1;
+   */
+  spec?: TaskSpec | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.RunTaskRequest.
+ * Use `create(RunTaskRequestSchema)` to create a new message.
+ */
+export declare const RunTaskRequestSchema: GenMessage<RunTaskRequest>;
+
+/**
+ * @generated from message mesh.v1.RunTaskResponse
+ */
+export declare type RunTaskResponse = Message<"mesh.v1.RunTaskResponse"> & {
+  /**
+   * @generated from oneof mesh.v1.RunTaskResponse.kind
+   */
+  kind: {
+    /**
+     * First: the task is durably stored (as SubmitTask answers).
+     *
+     * @generated from field: mesh.v1.SubmitTaskResponse submitted = 1;
+     */
+    value: SubmitTaskResponse;
+    case: "submitted";
+  } | {
+    /**
+     * Then its events, up to and including the final one.
+     *
+     * @generated from field: mesh.v1.TaskEvent event = 2;
+     */
+    value: TaskEvent;
+    case: "event";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mesh.v1.RunTaskResponse.
+ * Use `create(RunTaskResponseSchema)` to create a new message.
+ */
+export declare const RunTaskResponseSchema: GenMessage<RunTaskResponse>;
+
+/**
  * @generated from message mesh.v1.GetTaskRequest
  */
 export declare type GetTaskRequest = Message<"mesh.v1.GetTaskRequest"> & {
@@ -640,6 +688,18 @@ export declare const GatewayService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchTaskRequestSchema;
     output: typeof WatchTaskResponseSchema;
+  },
+  /**
+   * Submit a task and stream its events until its final one, in one call: SubmitTask then
+   * WatchTask from the start. The first message is the admission; a stream that breaks after it
+   * is resumed with WatchTask from the last sequence seen.
+   *
+   * @generated from rpc mesh.v1.GatewayService.RunTask
+   */
+  runTask: {
+    methodKind: "server_streaming";
+    input: typeof RunTaskRequestSchema;
+    output: typeof RunTaskResponseSchema;
   },
   /**
    * A task's current state.

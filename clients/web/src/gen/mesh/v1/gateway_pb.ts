@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/gateway.proto.
  */
 export const file_mesh_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChVtZXNoL3YxL2dhdGV3YXkucHJvdG8SB21lc2gudjEiRQoQTGlzdFRhc2tzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFbGltaXQYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLm1lc2gudjEuVGFza0luZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKHlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiUQofUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJCChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVyb2xlcxgCIAMoCRIMCgRuYW1lGAMgASgJIjwKFENyZWF0ZUFwaUtleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIUCgdhcGlfa2V5GAIgASgJQgOAAQEiQAoXUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QSFQoNY3JlZGVudGlhbF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiGgoYUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlIjQKEVN1Ym1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIk0KElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCBIQCghzZXF1ZW5jZRgDIAEoBCI7ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiNgoRV2F0Y2hUYXNrUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEubWVzaC52MS5UYXNrSW5mbyI0ChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI3ChJDYW5jZWxUYXNrUmVzcG9uc2USIQoFc3RhdGUYASABKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZSIWChRHZXRNZXNoU3RhdHVzUmVxdWVzdCL+AQoVR2V0TWVzaFN0YXR1c1Jlc3BvbnNlEiQKBnF1ZXVlcxgBIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSJgoHd29ya2VycxgCIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzEi0KB3NjYWxpbmcYAyADKAsyHC5tZXNoLnYxLlNjYWxlUmVjb21tZW5kYXRpb24SKwoNdGVuYW50X3F1ZXVlcxgEIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSOwoSaW5mZXJlbmNlX2JhY2tlbmRzGAUgAygLMh8ubWVzaC52MS5JbmZlcmVuY2VCYWNrZW5kU3RhdHVzIjYKElN1Ym1pdFRhc2tzUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMiQwoTU3VibWl0VGFza3NSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2UiOQoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSEgoKZmluYWxfb25seRgCIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCI3ChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVsaW1pdBgCIAEoDSJEChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRIpCgxkZWFkX2xldHRlcnMYASADKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiJwoUR2V0RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChVHZXREZWFkTGV0dGVyUmVzcG9uc2USKAoLZGVhZF9sZXR0ZXIYASABKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiKgoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChhSZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiOgoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkiKgoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoBDK1CQoOR2F0ZXdheVNlcnZpY2USRQoKU3VibWl0VGFzaxIaLm1lc2gudjEuU3VibWl0VGFza1JlcXVlc3QaGy5tZXNoLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJECglXYXRjaFRhc2sSGS5tZXNoLnYxLldhdGNoVGFza1JlcXVlc3QaGi5tZXNoLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESPAoHR2V0VGFzaxIXLm1lc2gudjEuR2V0VGFza1JlcXVlc3QaGC5tZXNoLnYxLkdldFRhc2tSZXNwb25zZRJFCgpDYW5jZWxUYXNrEhoubWVzaC52MS5DYW5jZWxUYXNrUmVxdWVzdBobLm1lc2gudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEkgKC1N1Ym1pdFRhc2tzEhsubWVzaC52MS5TdWJtaXRUYXNrc1JlcXVlc3QaHC5tZXNoLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2USRwoKV2F0Y2hUYXNrcxIaLm1lc2gudjEuV2F0Y2hUYXNrc1JlcXVlc3QaGy5tZXNoLnYxLldhdGNoVGFza3NSZXNwb25zZTABEk4KDUdldE1lc2hTdGF0dXMSHS5tZXNoLnYxLkdldE1lc2hTdGF0dXNSZXF1ZXN0Gh4ubWVzaC52MS5HZXRNZXNoU3RhdHVzUmVzcG9uc2USVAoPTGlzdERlYWRMZXR0ZXJzEh8ubWVzaC52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiAubWVzaC52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZRJOCg1HZXREZWFkTGV0dGVyEh0ubWVzaC52MS5HZXREZWFkTGV0dGVyUmVxdWVzdBoeLm1lc2gudjEuR2V0RGVhZExldHRlclJlc3BvbnNlElcKEFJlcGxheURlYWRMZXR0ZXISIC5tZXNoLnYxLlJlcGxheURlYWRMZXR0ZXJSZXF1ZXN0GiEubWVzaC52MS5SZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USVwoQUHVyZ2VEZWFkTGV0dGVycxIgLm1lc2gudjEuUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QaIS5tZXNoLnYxLlB1cmdlRGVhZExldHRlcnNSZXNwb25zZRJCCglMaXN0VGFza3MSGS5tZXNoLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5tZXNoLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEmwKF1JlZnJlc2hTdHJlYW1DcmVkZW50aWFsEicubWVzaC52MS5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlcXVlc3QaKC5tZXNoLnYxLlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVzcG9uc2USSwoMQ3JlYXRlQXBpS2V5EhwubWVzaC52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0Gh0ubWVzaC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJXChBSZXZva2VDcmVkZW50aWFsEiAubWVzaC52MS5SZXZva2VDcmVkZW50aWFsUmVxdWVzdBohLm1lc2gudjEuUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_deadletter, file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChVtZXNoL3YxL2dhdGV3YXkucHJvdG8SB21lc2gudjEiRQoQTGlzdFRhc2tzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFbGltaXQYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLm1lc2gudjEuVGFza0luZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKHlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiUQofUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJCChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVyb2xlcxgCIAMoCRIMCgRuYW1lGAMgASgJIjwKFENyZWF0ZUFwaUtleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIUCgdhcGlfa2V5GAIgASgJQgOAAQEiQAoXUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QSFQoNY3JlZGVudGlhbF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiGgoYUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlIjQKEVN1Ym1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIk0KElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCBIQCghzZXF1ZW5jZRgDIAEoBCI7ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiNgoRV2F0Y2hUYXNrUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCIxCg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEubWVzaC52MS5UYXNrU3BlYyJwCg9SdW5UYXNrUmVzcG9uc2USMAoJc3VibWl0dGVkGAEgASgLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2VIABIjCgVldmVudBgCIAEoCzISLm1lc2gudjEuVGFza0V2ZW50SABCBgoEa2luZCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEubWVzaC52MS5UYXNrSW5mbyI0ChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI3ChJDYW5jZWxUYXNrUmVzcG9uc2USIQoFc3RhdGUYASABKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZSIWChRHZXRNZXNoU3RhdHVzUmVxdWVzdCL+AQoVR2V0TWVzaFN0YXR1c1Jlc3BvbnNlEiQKBnF1ZXVlcxgBIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSJgoHd29ya2VycxgCIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzEi0KB3NjYWxpbmcYAyADKAsyHC5tZXNoLnYxLlNjYWxlUmVjb21tZW5kYXRpb24SKwoNdGVuYW50X3F1ZXVlcxgEIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSOwoSaW5mZXJlbmNlX2JhY2tlbmRzGAUgAygLMh8ubWVzaC52MS5JbmZlcmVuY2VCYWNrZW5kU3RhdHVzIjYKElN1Ym1pdFRhc2tzUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMiQwoTU3VibWl0VGFza3NSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2UiOQoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSEgoKZmluYWxfb25seRgCIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCI3ChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVsaW1pdBgCIAEoDSJEChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRIpCgxkZWFkX2xldHRlcnMYASADKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiJwoUR2V0RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChVHZXREZWFkTGV0dGVyUmVzcG9uc2USKAoLZGVhZF9sZXR0ZXIYASABKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiKgoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChhSZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiOgoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkiKgoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoBDL1CQoOR2F0ZXdheVNlcnZpY2USRQoKU3VibWl0VGFzaxIaLm1lc2gudjEuU3VibWl0VGFza1JlcXVlc3QaGy5tZXNoLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJECglXYXRjaFRhc2sSGS5tZXNoLnYxLldhdGNoVGFza1JlcXVlc3QaGi5tZXNoLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESPgoHUnVuVGFzaxIXLm1lc2gudjEuUnVuVGFza1JlcXVlc3QaGC5tZXNoLnYxLlJ1blRhc2tSZXNwb25zZTABEjwKB0dldFRhc2sSFy5tZXNoLnYxLkdldFRhc2tSZXF1ZXN0GhgubWVzaC52MS5HZXRUYXNrUmVzcG9uc2USRQoKQ2FuY2VsVGFzaxIaLm1lc2gudjEuQ2FuY2VsVGFza1JlcXVlc3QaGy5tZXNoLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJICgtTdWJtaXRUYXNrcxIbLm1lc2gudjEuU3VibWl0VGFza3NSZXF1ZXN0GhwubWVzaC52MS5TdWJtaXRUYXNrc1Jlc3BvbnNlEkcKCldhdGNoVGFza3MSGi5tZXNoLnYxLldhdGNoVGFza3NSZXF1ZXN0GhsubWVzaC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJOCg1HZXRNZXNoU3RhdHVzEh0ubWVzaC52MS5HZXRNZXNoU3RhdHVzUmVxdWVzdBoeLm1lc2gudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlElQKD0xpc3REZWFkTGV0dGVycxIfLm1lc2gudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBogLm1lc2gudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USTgoNR2V0RGVhZExldHRlchIdLm1lc2gudjEuR2V0RGVhZExldHRlclJlcXVlc3QaHi5tZXNoLnYxLkdldERlYWRMZXR0ZXJSZXNwb25zZRJXChBSZXBsYXlEZWFkTGV0dGVyEiAubWVzaC52MS5SZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBohLm1lc2gudjEuUmVwbGF5RGVhZExldHRlclJlc3BvbnNlElcKEFB1cmdlRGVhZExldHRlcnMSIC5tZXNoLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiEubWVzaC52MS5QdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USQgoJTGlzdFRhc2tzEhkubWVzaC52MS5MaXN0VGFza3NSZXF1ZXN0GhoubWVzaC52MS5MaXN0VGFza3NSZXNwb25zZRJsChdSZWZyZXNoU3RyZWFtQ3JlZGVudGlhbBInLm1lc2gudjEuUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXF1ZXN0GigubWVzaC52MS5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlc3BvbnNlEksKDENyZWF0ZUFwaUtleRIcLm1lc2gudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBodLm1lc2gudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USVwoQUmV2b2tlQ3JlZGVudGlhbBIgLm1lc2gudjEuUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QaIS5tZXNoLnYxLlJldm9rZUNyZWRlbnRpYWxSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_mesh_v1_deadletter, file_mesh_v1_status, file_mesh_v1_task]);
 
 /**
  * @generated from message mesh.v1.ListTasksRequest
@@ -291,6 +291,56 @@ export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE_
   messageDesc(file_mesh_v1_gateway, 11);
 
 /**
+ * @generated from message mesh.v1.RunTaskRequest
+ */
+export type RunTaskRequest = Message<"mesh.v1.RunTaskRequest"> & {
+  /**
+   * @generated from field: mesh.v1.TaskSpec spec = 1;
+   */
+  spec?: TaskSpec | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.RunTaskRequest.
+ * Use `create(RunTaskRequestSchema)` to create a new message.
+ */
+export const RunTaskRequestSchema: GenMessage<RunTaskRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_gateway, 12);
+
+/**
+ * @generated from message mesh.v1.RunTaskResponse
+ */
+export type RunTaskResponse = Message<"mesh.v1.RunTaskResponse"> & {
+  /**
+   * @generated from oneof mesh.v1.RunTaskResponse.kind
+   */
+  kind: {
+    /**
+     * First: the task is durably stored (as SubmitTask answers).
+     *
+     * @generated from field: mesh.v1.SubmitTaskResponse submitted = 1;
+     */
+    value: SubmitTaskResponse;
+    case: "submitted";
+  } | {
+    /**
+     * Then its events, up to and including the final one.
+     *
+     * @generated from field: mesh.v1.TaskEvent event = 2;
+     */
+    value: TaskEvent;
+    case: "event";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mesh.v1.RunTaskResponse.
+ * Use `create(RunTaskResponseSchema)` to create a new message.
+ */
+export const RunTaskResponseSchema: GenMessage<RunTaskResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_gateway, 13);
+
+/**
  * @generated from message mesh.v1.GetTaskRequest
  */
 export type GetTaskRequest = Message<"mesh.v1.GetTaskRequest"> & {
@@ -305,7 +355,7 @@ export type GetTaskRequest = Message<"mesh.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 12);
+  messageDesc(file_mesh_v1_gateway, 14);
 
 /**
  * @generated from message mesh.v1.GetTaskResponse
@@ -322,7 +372,7 @@ export type GetTaskResponse = Message<"mesh.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 13);
+  messageDesc(file_mesh_v1_gateway, 15);
 
 /**
  * @generated from message mesh.v1.CancelTaskRequest
@@ -344,7 +394,7 @@ export type CancelTaskRequest = Message<"mesh.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 14);
+  messageDesc(file_mesh_v1_gateway, 16);
 
 /**
  * @generated from message mesh.v1.CancelTaskResponse
@@ -361,7 +411,7 @@ export type CancelTaskResponse = Message<"mesh.v1.CancelTaskResponse"> & {
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 15);
+  messageDesc(file_mesh_v1_gateway, 17);
 
 /**
  * @generated from message mesh.v1.GetMeshStatusRequest
@@ -374,7 +424,7 @@ export type GetMeshStatusRequest = Message<"mesh.v1.GetMeshStatusRequest"> & {
  * Use `create(GetMeshStatusRequestSchema)` to create a new message.
  */
 export const GetMeshStatusRequestSchema: GenMessage<GetMeshStatusRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 16);
+  messageDesc(file_mesh_v1_gateway, 18);
 
 /**
  * @generated from message mesh.v1.GetMeshStatusResponse
@@ -415,7 +465,7 @@ export type GetMeshStatusResponse = Message<"mesh.v1.GetMeshStatusResponse"> & {
  * Use `create(GetMeshStatusResponseSchema)` to create a new message.
  */
 export const GetMeshStatusResponseSchema: GenMessage<GetMeshStatusResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 17);
+  messageDesc(file_mesh_v1_gateway, 19);
 
 /**
  * @generated from message mesh.v1.SubmitTasksRequest
@@ -432,7 +482,7 @@ export type SubmitTasksRequest = Message<"mesh.v1.SubmitTasksRequest"> & {
  * Use `create(SubmitTasksRequestSchema)` to create a new message.
  */
 export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 18);
+  messageDesc(file_mesh_v1_gateway, 20);
 
 /**
  * @generated from message mesh.v1.SubmitTasksResponse
@@ -451,7 +501,7 @@ export type SubmitTasksResponse = Message<"mesh.v1.SubmitTasksResponse"> & {
  * Use `create(SubmitTasksResponseSchema)` to create a new message.
  */
 export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 19);
+  messageDesc(file_mesh_v1_gateway, 21);
 
 /**
  * @generated from message mesh.v1.WatchTasksRequest
@@ -475,7 +525,7 @@ export type WatchTasksRequest = Message<"mesh.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 20);
+  messageDesc(file_mesh_v1_gateway, 22);
 
 /**
  * @generated from message mesh.v1.WatchTasksResponse
@@ -492,7 +542,7 @@ export type WatchTasksResponse = Message<"mesh.v1.WatchTasksResponse"> & {
  * Use `create(WatchTasksResponseSchema)` to create a new message.
  */
 export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 21);
+  messageDesc(file_mesh_v1_gateway, 23);
 
 /**
  * @generated from message mesh.v1.ListDeadLettersRequest
@@ -516,7 +566,7 @@ export type ListDeadLettersRequest = Message<"mesh.v1.ListDeadLettersRequest"> &
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 22);
+  messageDesc(file_mesh_v1_gateway, 24);
 
 /**
  * @generated from message mesh.v1.ListDeadLettersResponse
@@ -533,7 +583,7 @@ export type ListDeadLettersResponse = Message<"mesh.v1.ListDeadLettersResponse">
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 23);
+  messageDesc(file_mesh_v1_gateway, 25);
 
 /**
  * @generated from message mesh.v1.GetDeadLetterRequest
@@ -550,7 +600,7 @@ export type GetDeadLetterRequest = Message<"mesh.v1.GetDeadLetterRequest"> & {
  * Use `create(GetDeadLetterRequestSchema)` to create a new message.
  */
 export const GetDeadLetterRequestSchema: GenMessage<GetDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 24);
+  messageDesc(file_mesh_v1_gateway, 26);
 
 /**
  * @generated from message mesh.v1.GetDeadLetterResponse
@@ -567,7 +617,7 @@ export type GetDeadLetterResponse = Message<"mesh.v1.GetDeadLetterResponse"> & {
  * Use `create(GetDeadLetterResponseSchema)` to create a new message.
  */
 export const GetDeadLetterResponseSchema: GenMessage<GetDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 25);
+  messageDesc(file_mesh_v1_gateway, 27);
 
 /**
  * @generated from message mesh.v1.ReplayDeadLetterRequest
@@ -584,7 +634,7 @@ export type ReplayDeadLetterRequest = Message<"mesh.v1.ReplayDeadLetterRequest">
  * Use `create(ReplayDeadLetterRequestSchema)` to create a new message.
  */
 export const ReplayDeadLetterRequestSchema: GenMessage<ReplayDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 26);
+  messageDesc(file_mesh_v1_gateway, 28);
 
 /**
  * @generated from message mesh.v1.ReplayDeadLetterResponse
@@ -606,7 +656,7 @@ export type ReplayDeadLetterResponse = Message<"mesh.v1.ReplayDeadLetterResponse
  * Use `create(ReplayDeadLetterResponseSchema)` to create a new message.
  */
 export const ReplayDeadLetterResponseSchema: GenMessage<ReplayDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 27);
+  messageDesc(file_mesh_v1_gateway, 29);
 
 /**
  * @generated from message mesh.v1.PurgeDeadLettersRequest
@@ -632,7 +682,7 @@ export type PurgeDeadLettersRequest = Message<"mesh.v1.PurgeDeadLettersRequest">
  * Use `create(PurgeDeadLettersRequestSchema)` to create a new message.
  */
 export const PurgeDeadLettersRequestSchema: GenMessage<PurgeDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 28);
+  messageDesc(file_mesh_v1_gateway, 30);
 
 /**
  * @generated from message mesh.v1.PurgeDeadLettersResponse
@@ -649,7 +699,7 @@ export type PurgeDeadLettersResponse = Message<"mesh.v1.PurgeDeadLettersResponse
  * Use `create(PurgeDeadLettersResponseSchema)` to create a new message.
  */
 export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 29);
+  messageDesc(file_mesh_v1_gateway, 31);
 
 /**
  * The public API of the mesh, served behind Envoy over gRPC and gRPC-Web.
@@ -676,6 +726,18 @@ export const GatewayService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchTaskRequestSchema;
     output: typeof WatchTaskResponseSchema;
+  },
+  /**
+   * Submit a task and stream its events until its final one, in one call: SubmitTask then
+   * WatchTask from the start. The first message is the admission; a stream that breaks after it
+   * is resumed with WatchTask from the last sequence seen.
+   *
+   * @generated from rpc mesh.v1.GatewayService.RunTask
+   */
+  runTask: {
+    methodKind: "server_streaming";
+    input: typeof RunTaskRequestSchema;
+    output: typeof RunTaskResponseSchema;
   },
   /**
    * A task's current state.

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/scheduler.proto.
  */
 export const file_mesh_v1_scheduler: GenFile = /*@__PURE__*/
-  fileDesc("ChdtZXNoL3YxL3NjaGVkdWxlci5wcm90bxIHbWVzaC52MSIzChBBZG1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIkwKEUFkbWl0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFAoMZGVkdXBsaWNhdGVkGAIgASgIEhAKCHNlcXVlbmNlGAMgASgEIjUKEUFkbWl0VGFza3NSZXF1ZXN0EiAKBXNwZWNzGAEgAygLMhEubWVzaC52MS5UYXNrU3BlYyJBChJBZG1pdFRhc2tzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm1lc2gudjEuQWRtaXRUYXNrUmVzcG9uc2UiMwoQQWJvcnRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI2ChFBYm9ydFRhc2tSZXNwb25zZRIhCgVzdGF0ZRgBIAEoDjISLm1lc2gudjEuVGFza1N0YXRlIhcKFUdldFF1ZXVlU3RhdHVzUmVxdWVzdCL/AQoWR2V0UXVldWVTdGF0dXNSZXNwb25zZRIkCgZxdWV1ZXMYASADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEiYKB3dvcmtlcnMYAiADKAsyFS5tZXNoLnYxLldvcmtlclN0YXR1cxItCgdzY2FsaW5nGAMgAygLMhwubWVzaC52MS5TY2FsZVJlY29tbWVuZGF0aW9uEisKDXRlbmFudF9xdWV1ZXMYBCADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEjsKEmluZmVyZW5jZV9iYWNrZW5kcxgFIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1czK0AgoQU2NoZWR1bGVyU2VydmljZRJCCglBZG1pdFRhc2sSGS5tZXNoLnYxLkFkbWl0VGFza1JlcXVlc3QaGi5tZXNoLnYxLkFkbWl0VGFza1Jlc3BvbnNlEkUKCkFkbWl0VGFza3MSGi5tZXNoLnYxLkFkbWl0VGFza3NSZXF1ZXN0GhsubWVzaC52MS5BZG1pdFRhc2tzUmVzcG9uc2USQgoJQWJvcnRUYXNrEhkubWVzaC52MS5BYm9ydFRhc2tSZXF1ZXN0GhoubWVzaC52MS5BYm9ydFRhc2tSZXNwb25zZRJRCg5HZXRRdWV1ZVN0YXR1cxIeLm1lc2gudjEuR2V0UXVldWVTdGF0dXNSZXF1ZXN0Gh8ubWVzaC52MS5HZXRRdWV1ZVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChdtZXNoL3YxL3NjaGVkdWxlci5wcm90bxIHbWVzaC52MSIzChBBZG1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIkwKEUFkbWl0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFAoMZGVkdXBsaWNhdGVkGAIgASgIEhAKCHNlcXVlbmNlGAMgASgEIjUKEUFkbWl0VGFza3NSZXF1ZXN0EiAKBXNwZWNzGAEgAygLMhEubWVzaC52MS5UYXNrU3BlYyJBChJBZG1pdFRhc2tzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm1lc2gudjEuQWRtaXRUYXNrUmVzcG9uc2UiNAoQQWRtaXRFYWNoUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMiPAoRQWRtaXRFYWNoUmVzcG9uc2USJwoIb3V0Y29tZXMYASADKAsyFS5tZXNoLnYxLkFkbWl0T3V0Y29tZSJuCgxBZG1pdE91dGNvbWUSLgoIYWRtaXR0ZWQYASABKAsyGi5tZXNoLnYxLkFkbWl0VGFza1Jlc3BvbnNlSAASIwoHcmVmdXNlZBgCIAEoCzIQLm1lc2gudjEuUmVmdXNhbEgAQgkKB291dGNvbWUiTgoHUmVmdXNhbBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDQoFZmllbGQYAyABKAkSFQoNcmV0cnlfYWZ0ZXJfcxgEIAEoASIzChBBYm9ydFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjYKEUFib3J0VGFza1Jlc3BvbnNlEiEKBXN0YXRlGAEgASgOMhIubWVzaC52MS5UYXNrU3RhdGUiFwoVR2V0UXVldWVTdGF0dXNSZXF1ZXN0Iv8BChZHZXRRdWV1ZVN0YXR1c1Jlc3BvbnNlEiQKBnF1ZXVlcxgBIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSJgoHd29ya2VycxgCIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzEi0KB3NjYWxpbmcYAyADKAsyHC5tZXNoLnYxLlNjYWxlUmVjb21tZW5kYXRpb24SKwoNdGVuYW50X3F1ZXVlcxgEIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSOwoSaW5mZXJlbmNlX2JhY2tlbmRzGAUgAygLMh8ubWVzaC52MS5JbmZlcmVuY2VCYWNrZW5kU3RhdHVzMvgCChBTY2hlZHVsZXJTZXJ2aWNlEkIKCUFkbWl0VGFzaxIZLm1lc2gudjEuQWRtaXRUYXNrUmVxdWVzdBoaLm1lc2gudjEuQWRtaXRUYXNrUmVzcG9uc2USRQoKQWRtaXRUYXNrcxIaLm1lc2gudjEuQWRtaXRUYXNrc1JlcXVlc3QaGy5tZXNoLnYxLkFkbWl0VGFza3NSZXNwb25zZRJCCglBZG1pdEVhY2gSGS5tZXNoLnYxLkFkbWl0RWFjaFJlcXVlc3QaGi5tZXNoLnYxLkFkbWl0RWFjaFJlc3BvbnNlEkIKCUFib3J0VGFzaxIZLm1lc2gudjEuQWJvcnRUYXNrUmVxdWVzdBoaLm1lc2gudjEuQWJvcnRUYXNrUmVzcG9uc2USUQoOR2V0UXVldWVTdGF0dXMSHi5tZXNoLnYxLkdldFF1ZXVlU3RhdHVzUmVxdWVzdBofLm1lc2gudjEuR2V0UXVldWVTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_mesh_v1_status, file_mesh_v1_task]);
 
 /**
  * @generated from message mesh.v1.AdmitTaskRequest
@@ -95,6 +95,109 @@ export const AdmitTasksResponseSchema: GenMessage<AdmitTasksResponse> = /*@__PUR
   messageDesc(file_mesh_v1_scheduler, 3);
 
 /**
+ * @generated from message mesh.v1.AdmitEachRequest
+ */
+export type AdmitEachRequest = Message<"mesh.v1.AdmitEachRequest"> & {
+  /**
+   * @generated from field: repeated mesh.v1.TaskSpec specs = 1;
+   */
+  specs: TaskSpec[];
+};
+
+/**
+ * Describes the message mesh.v1.AdmitEachRequest.
+ * Use `create(AdmitEachRequestSchema)` to create a new message.
+ */
+export const AdmitEachRequestSchema: GenMessage<AdmitEachRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_scheduler, 4);
+
+/**
+ * @generated from message mesh.v1.AdmitEachResponse
+ */
+export type AdmitEachResponse = Message<"mesh.v1.AdmitEachResponse"> & {
+  /**
+   * @generated from field: repeated mesh.v1.AdmitOutcome outcomes = 1;
+   */
+  outcomes: AdmitOutcome[];
+};
+
+/**
+ * Describes the message mesh.v1.AdmitEachResponse.
+ * Use `create(AdmitEachResponseSchema)` to create a new message.
+ */
+export const AdmitEachResponseSchema: GenMessage<AdmitEachResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_scheduler, 5);
+
+/**
+ * @generated from message mesh.v1.AdmitOutcome
+ */
+export type AdmitOutcome = Message<"mesh.v1.AdmitOutcome"> & {
+  /**
+   * @generated from oneof mesh.v1.AdmitOutcome.outcome
+   */
+  outcome: {
+    /**
+     * @generated from field: mesh.v1.AdmitTaskResponse admitted = 1;
+     */
+    value: AdmitTaskResponse;
+    case: "admitted";
+  } | {
+    /**
+     * @generated from field: mesh.v1.Refusal refused = 2;
+     */
+    value: Refusal;
+    case: "refused";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mesh.v1.AdmitOutcome.
+ * Use `create(AdmitOutcomeSchema)` to create a new message.
+ */
+export const AdmitOutcomeSchema: GenMessage<AdmitOutcome> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_scheduler, 6);
+
+/**
+ * One refused spec, as the gRPC status its own AdmitTask call would have ended with.
+ *
+ * @generated from message mesh.v1.Refusal
+ */
+export type Refusal = Message<"mesh.v1.Refusal"> & {
+  /**
+   * The gRPC status code name, e.g. "INVALID_ARGUMENT".
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The offending field (INVALID_ARGUMENT; CONFLICT when it names one).
+   *
+   * @generated from field: string field = 3;
+   */
+  field: string;
+
+  /**
+   * RESOURCE_EXHAUSTED: seconds to wait before trying again.
+   *
+   * @generated from field: double retry_after_s = 4;
+   */
+  retryAfterS: number;
+};
+
+/**
+ * Describes the message mesh.v1.Refusal.
+ * Use `create(RefusalSchema)` to create a new message.
+ */
+export const RefusalSchema: GenMessage<Refusal> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_scheduler, 7);
+
+/**
  * @generated from message mesh.v1.AbortTaskRequest
  */
 export type AbortTaskRequest = Message<"mesh.v1.AbortTaskRequest"> & {
@@ -114,7 +217,7 @@ export type AbortTaskRequest = Message<"mesh.v1.AbortTaskRequest"> & {
  * Use `create(AbortTaskRequestSchema)` to create a new message.
  */
 export const AbortTaskRequestSchema: GenMessage<AbortTaskRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_scheduler, 4);
+  messageDesc(file_mesh_v1_scheduler, 8);
 
 /**
  * @generated from message mesh.v1.AbortTaskResponse
@@ -131,7 +234,7 @@ export type AbortTaskResponse = Message<"mesh.v1.AbortTaskResponse"> & {
  * Use `create(AbortTaskResponseSchema)` to create a new message.
  */
 export const AbortTaskResponseSchema: GenMessage<AbortTaskResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_scheduler, 5);
+  messageDesc(file_mesh_v1_scheduler, 9);
 
 /**
  * @generated from message mesh.v1.GetQueueStatusRequest
@@ -144,7 +247,7 @@ export type GetQueueStatusRequest = Message<"mesh.v1.GetQueueStatusRequest"> & {
  * Use `create(GetQueueStatusRequestSchema)` to create a new message.
  */
 export const GetQueueStatusRequestSchema: GenMessage<GetQueueStatusRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_scheduler, 6);
+  messageDesc(file_mesh_v1_scheduler, 10);
 
 /**
  * @generated from message mesh.v1.GetQueueStatusResponse
@@ -185,7 +288,7 @@ export type GetQueueStatusResponse = Message<"mesh.v1.GetQueueStatusResponse"> &
  * Use `create(GetQueueStatusResponseSchema)` to create a new message.
  */
 export const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_scheduler, 7);
+  messageDesc(file_mesh_v1_scheduler, 11);
 
 /**
  * Admission, state and flow control. Called by gateways; not public.
@@ -212,6 +315,17 @@ export const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof AdmitTasksRequestSchema;
     output: typeof AdmitTasksResponseSchema;
+  },
+  /**
+   * Admit each spec on its own (the gateway's coalesced submits of many callers): one spec's
+   * refusal is its own outcome and never fails the others; outcomes in request order.
+   *
+   * @generated from rpc mesh.v1.SchedulerService.AdmitEach
+   */
+  admitEach: {
+    methodKind: "unary";
+    input: typeof AdmitEachRequestSchema;
+    output: typeof AdmitEachResponseSchema;
   },
   /**
    * Mark a task cancelled, drop its queued work and interrupt its running step.
