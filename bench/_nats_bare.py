@@ -72,8 +72,8 @@ class NatsServer:
         try:
             logfile = workdir / "nats-server.log"
             config = workdir / "nats.conf"
-            sync = "sync_interval: always" if self._sync_always else ""
-            config.write_text(f'jetstream {{ store_dir: "{workdir / "jetstream"}" {sync} }}\n')
+            sync = "\n  sync_interval: always" if self._sync_always else ""
+            config.write_text(f'jetstream {{\n  store_dir: "{workdir / "jetstream"}"{sync}\n}}\n')
             with logfile.open("wb") as out:
                 self._proc = await asyncio.create_subprocess_exec(
                     str(binary), "-c", str(config), "-a", "127.0.0.1", "-p", "-1",
