@@ -70,6 +70,35 @@ class _Kind(Enum):
 Notice = tuple[_Kind, str, task_pb2.TaskEvent | None]
 
 
+class PendingWatch:
+    """`EventHub.watch_new`'s watch: already joined; iterate it once, or `aclose()` it."""
+
+    def __init__(self, hub: EventHub, task_id: str, inbox: _Inbox) -> None:
+        self.task_id = task_id
+        self._hub = hub
+        self._inbox = inbox
+        self._state = "joined"
+
+    def __aiter__(self) -> AsyncIterator[task_pb2.TaskEvent]:
+        if self._state != "joined":
+            raise RuntimeError(f"a pending watch is iterated once (it is {self._state})")
+        self._state = "iterated"
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[task_pb2.TaskEvent]:
+        try:
+            async for event in self._hub._follow(self.task_id, self._inbox, 0):
+                yield event
+        finally:
+            self._hub._leave([self.task_id], self._inbox)
+
+    async def aclose(self) -> None:
+        """Leave, if it was never iterated (an iterated one leaves when its iteration ends)."""
+        if self._state == "joined":
+            self._state = "closed"
+            self._hub._leave([self.task_id], self._inbox)
+
+
 class _Inbox:
     """One watcher's incoming notices: stored events (bounded, recoverable from the store),
     best-effort partials (bounded, lost past the bound and counted), and the hub's wake-ups
@@ -402,7 +431,6 @@ class EventHub:
         self._join([task_id], inbox)
         try:
             last = after_sequence
-            last_live = 0
             async for stored in self._events.read(task_id, after_sequence):
                 last = inbox.sent[task_id] = stored.event.sequence
                 yield stored.event
@@ -422,36 +450,53 @@ class EventHub:
                     inbox.behind(task_id, current.event)  # it moved while we looked
                 elif current.event.final:
                     return  # resumed at the final event: nothing follows
-            while True:
-                kind, _, event = await inbox.get()
-                if kind is _Kind.GONE:
-                    return
-                if kind is _Kind.LIVE:
-                    # A best-effort partial: send it if it follows what was sent; never fill it in.
-                    assert event is not None
-                    if event.sequence == last and event.live_index > last_live:
-                        last_live = event.live_index
-                        yield _with_dropped(event, inbox.take_dropped())
-                    continue
-                if kind is _Kind.STORED and event is not None and event.sequence <= last:
-                    continue
-                if kind is _Kind.BEHIND or (event is not None and event.sequence > last + 1):
-                    # A gap (events missed while reconnecting, or dropped past the buffer): read the store.
-                    async for stored in self._events.read(task_id, last):
-                        last, last_live = stored.event.sequence, 0
-                        inbox.sent[task_id] = last
-                        yield _with_dropped(stored.event, inbox.take_dropped())
-                        if stored.event.final:
-                            return
-                # The live event is next (it can arrive a moment before the store shows it).
-                if kind is _Kind.STORED and event is not None and event.sequence == last + 1:
-                    last, last_live = event.sequence, 0
-                    inbox.sent[task_id] = last
-                    yield _with_dropped(event, inbox.take_dropped())
-                    if event.final:
-                        return
+            async for event in self._follow(task_id, inbox, last):
+                yield event
         finally:
             self._leave([task_id], inbox)
+
+    def watch_new(self, task_id: str) -> PendingWatch:
+        """A watch of a task about to be admitted under `task_id` (RunTask assigns the id before
+        admitting): joined now, before the task has any event, so its events arrive live from
+        the first and the store is read only to fill a gap (a notice missed across a
+        reconnect). `aclose()` it if it is never iterated."""
+        inbox = _Inbox(self._live_buffer, self._stored_buffer)
+        inbox.sent[task_id] = 0
+        inbox.replaying = False
+        self._join([task_id], inbox)
+        return PendingWatch(self, task_id, inbox)
+
+    async def _follow(self, task_id: str, inbox: _Inbox, last: int) -> AsyncIterator[task_pb2.TaskEvent]:
+        """A joined watcher's events after `last`, from its inbox, to the final one."""
+        last_live = 0
+        while True:
+            kind, _, event = await inbox.get()
+            if kind is _Kind.GONE:
+                return
+            if kind is _Kind.LIVE:
+                # A best-effort partial: send it if it follows what was sent; never fill it in.
+                assert event is not None
+                if event.sequence == last and event.live_index > last_live:
+                    last_live = event.live_index
+                    yield _with_dropped(event, inbox.take_dropped())
+                continue
+            if kind is _Kind.STORED and event is not None and event.sequence <= last:
+                continue
+            if kind is _Kind.BEHIND or (event is not None and event.sequence > last + 1):
+                # A gap (events missed while reconnecting, or dropped past the buffer): read the store.
+                async for stored in self._events.read(task_id, last):
+                    last, last_live = stored.event.sequence, 0
+                    inbox.sent[task_id] = last
+                    yield _with_dropped(stored.event, inbox.take_dropped())
+                    if stored.event.final:
+                        return
+            # The live event is next (it can arrive a moment before the store shows it).
+            if kind is _Kind.STORED and event is not None and event.sequence == last + 1:
+                last, last_live = event.sequence, 0
+                inbox.sent[task_id] = last
+                yield _with_dropped(event, inbox.take_dropped())
+                if event.final:
+                    return
 
     async def watch_many(self, task_ids: list[str], final_only: bool = False) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of several tasks (interleaved, each in order) until every one has ended.

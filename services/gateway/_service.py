@@ -13,7 +13,7 @@ from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
-from mesh.tasks import check_task_id
+from mesh.tasks import check_task_id, new_task_id
 from mesh.v1 import (
     deadletter_pb2,
     gateway_pb2,
@@ -25,7 +25,7 @@ from mesh.v1 import (
 from services.gateway._admit import Admissions
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
 from services.gateway._guard import Guard, no_such_task
-from services.gateway._hub import EventHub
+from services.gateway._hub import EventHub, PendingWatch
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
 
@@ -183,15 +183,16 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
 
     async def admit(
-        self, spec: task_pb2.TaskSpec, principal: Principal | None = None
+        self, spec: task_pb2.TaskSpec, principal: Principal | None = None, *, mesh_id: str = ""
     ) -> scheduler_pb2.AdmitTaskResponse:
-        """Admission through the scheduler, for gRPC, REST and WebSocket submits alike."""
+        """Admission through the scheduler, for gRPC, REST and WebSocket submits alike.
+        `mesh_id`: an id this gateway chose with `new_task_id` for a spec that names none."""
         spec.tenant = self._guard.tenant_for(principal, spec.tenant)
         self._guard.check(principal, "submit", spec.tenant)
         self._guard.spend(principal)
         if self._limiter is not None:
             self._limiter.take(spec.tenant)
-        spec.task_id = await self._guard.id_to_submit(spec.tenant, spec.task_id)
+        spec.task_id = mesh_id or await self._guard.id_to_submit(spec.tenant, spec.task_id)
         return await self._admissions.admit(spec)
 
     async def aclose(self) -> None:
@@ -241,19 +242,35 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def RunTask(
         self, request: gateway_pb2.RunTaskRequest, context: Context
     ) -> AsyncIterator[gateway_pb2.RunTaskResponse]:
+        pending: PendingWatch | None = None
         try:
             principal = await self._guard.from_grpc(context)
             if not request.HasField("spec"):
                 raise InvalidArgument("spec", "is required")
             # Both roles before anything is stored: never admit a task the caller may not watch.
             self._guard.check(principal, "read", self._guard.tenant_for(principal, request.spec.tenant))
-            admitted = await self.admit(request.spec, principal)
-        except MeshError as exc:
-            await abort_with(context, exc)
+            if not request.spec.task_id:
+                # The mesh's own id, chosen here: the watch joins before the task has an event,
+                # so every event reaches it live and the store is not read back.
+                pending = self._hub.watch_new(new_task_id())
+            admitted = await self.admit(request.spec, principal, mesh_id=pending.task_id if pending else "")
+        except BaseException as exc:  # refused or cancelled: the joined watch leaves with it
+            if pending is not None:
+                await pending.aclose()
+            if isinstance(exc, MeshError):
+                await abort_with(context, exc)
+            raise
+        events: AsyncIterator[task_pb2.TaskEvent]
+        if pending is not None and admitted.task_id == pending.task_id:
+            events = aiter(pending)
+        else:  # a client-chosen id, or an idempotency key that found an earlier task
+            if pending is not None:
+                await pending.aclose()
+            events = self._hub.watch(admitted.task_id, 0)
         submitted = gateway_pb2.SubmitTaskResponse(
             task_id=admitted.task_id, deduplicated=admitted.deduplicated, sequence=admitted.sequence
         )
-        async for response in self._leased(context, principal, _run_responses(submitted, self._hub)):
+        async for response in self._leased(context, principal, _run_responses(submitted, events)):
             yield response
 
     async def _leased(
@@ -401,11 +418,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
 
 async def _run_responses(
-    submitted: gateway_pb2.SubmitTaskResponse, hub: EventHub
+    submitted: gateway_pb2.SubmitTaskResponse, events: AsyncIterator[task_pb2.TaskEvent]
 ) -> AsyncIterator[gateway_pb2.RunTaskResponse]:
     """RunTask's stream: the admission, then the task's events from the first to the final one."""
     yield gateway_pb2.RunTaskResponse(submitted=submitted)
-    events = hub.watch(submitted.task_id, 0)
     try:
         async for event in events:
             yield gateway_pb2.RunTaskResponse(event=event)

@@ -282,3 +282,32 @@ async def test_a_reconnect_compares_every_watched_task_with_the_store_at_once(mo
         await stream.aclose()  # type: ignore[attr-defined]
     finally:
         await hub.close()
+
+
+async def test_a_watch_joined_before_its_task_exists_gets_every_event_live_without_a_read(rig: Rig) -> None:
+    """RunTask's watch: joined before admission, it is handed every event as it is stored and
+    never reads the store; left unused, it is released by aclose."""
+    hub, store, _ = rig
+    before = _watchers()
+    pending = hub.watch_new("fresh")
+    assert _watchers() == before + 1
+    await _finished(store, "fresh", 3)
+    assert await _all(aiter(pending)) == [1, 2, 3]
+    assert (store.reads, store.lasts) == (0, 0)
+    assert _watchers() == before
+    unused = hub.watch_new("never-admitted")
+    await unused.aclose()
+    assert _watchers() == before
+    with pytest.raises(RuntimeError):
+        aiter(unused)
+
+
+async def test_a_joined_watch_that_missed_its_first_notice_reads_the_gap(rig: Rig) -> None:
+    """The QUEUED notice lost (a reconnect): the next event shows the gap, and the store fills it
+    in order, once each."""
+    hub, store, _ = rig
+    pending = hub.watch_new("gap")
+    await store.append(_event("gap", 1), publish=False)
+    await store.append(_event("gap", 2))
+    await store.append(_event("gap", 3, final=True))
+    assert await _all(aiter(pending)) == [1, 2, 3]
