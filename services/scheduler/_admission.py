@@ -1,7 +1,8 @@
 """Admission: validate, deduplicate, record the task, enqueue its first step.
 
 A submit is acknowledged only after the task's listing entry, its QUEUED event (which
-carries the spec) and its first work item are stored in JetStream, in that order. Every
+carries the spec) and its first work item are stored in JetStream, in that order (the
+idempotency key's claim, when there is one, is written beside the listing entry). Every
 write is idempotent, so a client retry after any crash finishes a half-done admission
 instead of creating a second task; without a retry the reconciler (`_reconcile`) finds a
 task left QUEUED without a work item through its listing entry, written first.
@@ -124,27 +125,40 @@ class Admitter:
 
     async def _admit_valid(self, requested: task_pb2.TaskSpec, version: int = 0) -> scheduler_pb2.AdmitTaskResponse:
         spec = self._complete(requested, version)
+        listed = False
         if spec.idempotency_key:
-            original = await self._claim_idempotency_key(spec, request_fingerprint(requested))
+            # The claim and the listing entry side by side: one fsync'd wait instead of two. An
+            # entry written for a key that turns out to be used names a task that never gets an
+            # event, which the listing and the reconciler skip (as after a crash between them).
+            claim = self._claim_idempotency_key(spec, request_fingerprint(requested))
+            original, _ = await asyncio.gather(claim, self._list(spec))
+            listed = True
             if original is not None:
                 spec.task_id = original
                 return await self._resume(spec)
-        if not await self._store(spec):
+        if not await self._store(spec, listed=listed):
             # The task id exists: a retried submit with a client-chosen id.
             return await self._resume(spec)
         METRICS.tasks_admitted.labels(spec.kind, task_pb2.PriorityClass.Name(spec.priority_class)).inc()
         return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, sequence=1)
 
-    async def _store(self, spec: task_pb2.TaskSpec) -> bool:
-        """Write the listing entry, the QUEUED event (it carries the spec), then the first work
-        item. False if the task id already has a chain (no event or item is written then)."""
-        if self._index is not None:
-            # First and awaited: a task the mesh admits is always listed, and the reconciler,
+    async def _list(self, spec: task_pb2.TaskSpec) -> None:
+        """Write the task's listing entry (and wait for it)."""
+        if self._index is None:
+            return
+        try:
+            await self._index.add(spec.tenant, spec.task_id)
+        except nats.errors.Error as exc:  # any broker failure: retryable for the caller
+            raise Unavailable(f"task index did not store the task: {exc}") from exc
+
+    async def _store(self, spec: task_pb2.TaskSpec, listed: bool = False) -> bool:
+        """Write the listing entry (unless `listed`), the QUEUED event (it carries the spec), then
+        the first work item. False if the task id already has a chain (no event or item is
+        written then)."""
+        if not listed:
+            # Before the QUEUED event: a task the mesh admits is always listed, and the reconciler,
             # which reads the listing entries, sees every task whose admission a crash cut short.
-            try:
-                await self._index.add(spec.tenant, spec.task_id)
-            except nats.errors.Error as exc:  # any broker failure: retryable for the caller
-                raise Unavailable(f"task index did not store the task: {exc}") from exc
+            await self._list(spec)
         queued = task_pb2.TaskEvent(
             task_id=spec.task_id,
             sequence=1,

@@ -188,6 +188,18 @@ async def test_sdk_retries_with_the_same_key_still_dedupe(mesh: Mesh) -> None:
     assert resent[0].deduplicated and resent[0].task_id == sent[0].task_id
 
 
+async def test_a_repeated_key_lists_its_task_once(mesh: Mesh) -> None:
+    """The key's claim and the listing entry are written side by side, so a repeat leaves an entry
+    for an id that never got an event: the listing shows the one task, not the repeats."""
+    tenant = f"listed-{uuid.uuid4().hex[:8]}"
+    key = f"sdk-{uuid.uuid4().hex}"
+    async with Client(mesh.endpoint, tenant=tenant) as client:
+        answers = [await client.submit("echo", {"text": "once"}, idempotency_key=key) for _ in range(4)]
+        listed, _ = await client.list_tasks(limit=50)
+    assert {a.task_id for a in answers} == {answers[0].task_id}
+    assert [task.spec.task_id for task in listed] == [answers[0].task_id]
+
+
 # --- in-process admission against a private nats-server ------------------------------------------
 
 
