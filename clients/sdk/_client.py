@@ -321,6 +321,8 @@ class Client:
                     event = response.event
                     if _fresh(event, last):
                         last = event.sequence if not event.live_index else last
+                        if event.final:
+                            await _ended(call)
                         yield event
                         if event.final:
                             return
@@ -357,6 +359,8 @@ class Client:
                         continue
                     if not event.live_index:
                         last = event.sequence
+                    if event.final:
+                        await _ended(call)
                     yield event
                     if event.final:
                         return
@@ -435,6 +439,15 @@ class Client:
             return await self._stub.GetMeshStatus(gateway_pb2.GetMeshStatusRequest(), timeout=10.0)
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
+
+
+async def _ended(call: Any, within_s: float = 1.0) -> None:
+    """Let a stream whose final event arrived end on its own (the gateway ends it right after)
+    before the caller moves on: cancelling it instead sends a reset, and a connection on which
+    most streams are reset early is closed by Envoy as a rapid-reset flood (GOAWAY)."""
+    with contextlib.suppress(grpc.aio.AioRpcError, TimeoutError):
+        async with asyncio.timeout(within_s):
+            await call.code()
 
 
 def _fresh(event: task_pb2.TaskEvent, last: int) -> bool:
