@@ -1,5 +1,6 @@
 """The NATS JetStream fabric: subjects, topology, event log, connections."""
 
+from mesh.fabric._chain import Chain
 from mesh.fabric._connect import connect
 from mesh.fabric._deadletters import (
     ALERT_SUBJECT,
@@ -84,6 +85,7 @@ __all__ = [
     "WORKERS_BUCKET",
     "WORK_PREFIX",
     "WORK_STREAM",
+    "Chain",
     "ChainMoved",
     "DeadLetterStore",
     "EventLog",

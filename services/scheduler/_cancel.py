@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from mesh.errors import Conflict, NotFound
-from mesh.fabric import TERMINAL_STATES, ChainMoved, EventLog, cancel_subject
+from mesh.fabric import TERMINAL_STATES, Chain, ChainMoved, EventLog, cancel_subject
 from mesh.v1 import task_pb2
 
 _MAX_RACES = 20
@@ -19,17 +19,9 @@ async def cancel_task(nc: Client, events: EventLog, task_id: str, reason: str) -
             raise NotFound(f"task {task_id!r} does not exist")
         if last.event.state in TERMINAL_STATES:
             return last.event.state
-        event = task_pb2.TaskEvent(
-            task_id=task_id,
-            sequence=last.event.sequence + 1,
-            state=task_pb2.TASK_STATE_CANCELLED,
-            final=True,
-            attempt=last.event.attempt,
-            error=task_pb2.TaskError(error_class="cancelled", message=reason or "cancelled by request"),
-        )
-        event.timestamp.GetCurrentTime()
+        error = task_pb2.TaskError(error_class="cancelled", message=reason or "cancelled by request")
         try:
-            await events.append(event, after_stream_sequence=last.stream_sequence)
+            await Chain.after(last).emit(events, task_pb2.TASK_STATE_CANCELLED, final=True, error=error)
         except ChainMoved:
             continue  # the worker wrote meanwhile; look again
         # Best effort: a worker running the task stops at once; one that only has it

@@ -11,12 +11,11 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import google.protobuf.message
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
@@ -25,6 +24,7 @@ from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric import (
     REPLAY_OF_LABEL,
     TERMINAL_STATES,
+    Chain,
     ChainMoved,
     DeadLetterStore,
     EventLog,
@@ -33,7 +33,6 @@ from mesh.fabric import (
     WorkQueue,
     classify,
     fingerprint,
-    live_subject,
     runbook_for,
 )
 from mesh.rpc import duration
@@ -125,60 +124,6 @@ class Superseded(Exception):
     def __init__(self, task_id: str, state: int = task_pb2.TASK_STATE_UNSPECIFIED) -> None:
         super().__init__(task_id)
         self.state = state
-
-
-@dataclass
-class Chain:
-    """The writer's view of one task's event chain."""
-
-    task_id: str
-    sequence: int
-    stream_sequence: int
-    attempt: int
-    worker_id: str
-    step: str
-    traceparent: str
-    partials: int = field(default=0)
-    checkpoint: bytes | None = None  # the latest an earlier attempt of this step stored
-    work_item_sequence: int = 0
-    live_index: int = 0  # best-effort partials published since the last stored event
-
-    async def emit(self, events: EventLog, state: int, **fields: object) -> None:
-        event = task_pb2.TaskEvent(
-            task_id=self.task_id,
-            sequence=self.sequence + 1,
-            state=state,  # type: ignore[arg-type]
-            attempt=self.attempt,
-            step=self.step,
-            worker_id=self.worker_id,
-            traceparent=self.traceparent,
-            work_item_sequence=self.work_item_sequence,
-            **fields,  # type: ignore[arg-type]
-        )
-        event.timestamp.GetCurrentTime()
-        self.stream_sequence = await events.append(event, self.stream_sequence)
-        self.sequence += 1
-        self.live_index = 0
-        METRICS.events_published.inc()
-
-    async def emit_live(self, nc: Client, output: task_pb2.TaskOutput, confidence: float) -> None:
-        """A best-effort partial: core NATS only, numbered after the last stored event."""
-        self.live_index += 1
-        event = task_pb2.TaskEvent(
-            task_id=self.task_id,
-            sequence=self.sequence,
-            live_index=self.live_index,
-            state=task_pb2.TASK_STATE_RUNNING,
-            output=output,
-            partial_confidence=confidence,
-            attempt=self.attempt,
-            step=self.step,
-            worker_id=self.worker_id,
-            traceparent=self.traceparent,
-        )
-        event.timestamp.GetCurrentTime()
-        await nc.publish(live_subject(self.task_id), event.SerializeToString())
-        METRICS.events_published.inc()
 
 
 class Runner:

@@ -11,6 +11,7 @@ from mesh.fabric import (
     EVENTS_STREAM,
     IDEMPOTENCY_BUCKET,
     WORK_STREAM,
+    Chain,
     ChainMoved,
     EventLog,
     Topology,
@@ -22,7 +23,7 @@ from mesh.fabric import (
 from mesh.tasks import Limits, new_task_id
 from mesh.v1 import task_pb2, work_pb2
 from services.scheduler._admission import Admitter
-from services.worker._runner import Chain, Runner
+from services.worker._runner import Runner
 
 pytestmark = pytest.mark.integration
 
