@@ -18,7 +18,7 @@ from clients.cli._up import plan_from, up
 from clients.cli._worker import add_worker_commands, kinds_command, run_worker
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
-from mesh.fabric import lane_of
+from mesh.priority import CLASS_NAMES, class_name
 from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT, MeshSecurity
 from mesh.telemetry import quiet_ssl_eof_noise
 from mesh.v1 import status_pb2, task_pb2
@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p_submit.add_argument("kind")
     p_submit.add_argument("--payload", default="{}", help="JSON fields of the kind's payload")
     p_submit.add_argument("--text", default=None, help="shorthand for --payload '{\"text\": TEXT}'")
-    p_submit.add_argument("--priority", default="standard", choices=["interactive", "standard", "batch"])
+    p_submit.add_argument("--priority", default="standard", choices=CLASS_NAMES)
     p_submit.add_argument("--tenant", default="default")
     p_submit.add_argument("--idempotency-key", default="")
     client_args(p_submit)
@@ -272,7 +272,7 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"{component['name']:<12} {mark:<8} {component['address']}")
     print(f"\n{'pool':<16} {'class':<12} {'tenant':<16} {'pending':>8} {'in-flight':>10} {'oldest(s)':>10}")
     for q in mesh.queues:
-        name = lane_of(q.priority_class)
+        name = class_name(q.priority_class)
         print(f"{q.pool:<16} {name:<12} {'(all)':<16} {q.pending:>8} {q.in_flight:>10} {q.oldest_age_s:>10.2f}")
         for t in (t for t in mesh.tenant_queues if t.pool == q.pool and t.priority_class == q.priority_class):
             print(f"{'':<16} {'':<12} {t.tenant:<16} {t.pending:>8} {t.in_flight:>10} {t.oldest_age_s:>10.2f}")

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from clients.sdk._credentials import credential_interceptors
 from clients.sdk._retry import jittered, should_resume, should_retry
 from mesh.errors import InvalidArgument, MeshError
-from mesh.fabric import CLASS_OF_LANE
+from mesh.priority import CLASS_BY_NAME
 from mesh.rpc import raise_from_rpc_error
 from mesh.schemas import from_json, message_class, to_dict, type_urls
 from mesh.tasks import KINDS, TYPE_URL_PREFIX, payload_from_json, qos_tier
@@ -176,9 +176,9 @@ class Client:
     ) -> task_pb2.TaskSpec:
         """A TaskSpec for this client's tenant, e.g. for `submit_many`. `qos="best_effort"`: partial
         results travel live only, and a slow watcher may lose some (see QosTier)."""
-        if priority not in CLASS_OF_LANE:
+        if priority not in CLASS_BY_NAME:
             raise InvalidArgument(
-                "priority", f"unknown priority class {priority!r} (one of: {', '.join(CLASS_OF_LANE)})"
+                "priority", f"unknown priority class {priority!r} (one of: {', '.join(CLASS_BY_NAME)})"
             )
         if isinstance(payload, task_pb2.TaskPayload):
             typed = payload
@@ -194,7 +194,7 @@ class Client:
             task_id=task_id,
             tenant=self.tenant,
             kind=kind,
-            priority_class=CLASS_OF_LANE[priority],
+            priority_class=CLASS_BY_NAME[priority],
             idempotency_key=idempotency_key,
             payload=typed,
             ordering_key=ordering_key,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from mesh.v1 import task_pb2
+from mesh.priority import class_name
 
 WORK_STREAM = "TM_WORK"
 EVENTS_STREAM = "TM_EVENTS"
@@ -39,30 +39,12 @@ QUARANTINE_ALERT_SUBJECT = "tm.alert.quarantine"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 
-LANES: dict[int, str] = {
-    task_pb2.PRIORITY_CLASS_INTERACTIVE: "interactive",
-    task_pb2.PRIORITY_CLASS_STANDARD: "standard",
-    task_pb2.PRIORITY_CLASS_BATCH: "batch",
-}
-LANE_ORDER = ("interactive", "standard", "batch")
-# Lane name → priority class: how users name classes in the CLI, REST and the SDK.
-CLASS_OF_LANE: dict[str, task_pb2.PriorityClass] = {
-    "interactive": task_pb2.PRIORITY_CLASS_INTERACTIVE,
-    "standard": task_pb2.PRIORITY_CLASS_STANDARD,
-    "batch": task_pb2.PRIORITY_CLASS_BATCH,
-}
-
 # Tenant ids and task ids become subject tokens: keep them to a safe alphabet.
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def lane_of(priority_class: int) -> str:
-    """The lane name of a priority class; UNSPECIFIED means standard."""
-    return LANES.get(priority_class, "standard")
-
-
 def work_subject(pool: str, priority_class: int, tenant: str) -> str:
-    return f"{WORK_PREFIX}.{pool}.{lane_of(priority_class)}.{tenant}"
+    return f"{WORK_PREFIX}.{pool}.{class_name(priority_class)}.{tenant}"
 
 
 def lane_filter(pool: str, lane: str) -> str:

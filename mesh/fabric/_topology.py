@@ -17,6 +17,7 @@ from mesh.fabric._deadletters import DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
 from mesh.fabric._kinds import KINDS_BUCKET, SESSION_ENTRY_TTL_S, SESSIONS_BUCKET
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STREAM
+from mesh.priority import CLASS_NAMES
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ async def _drop_lane_consumers(js: JetStreamContext) -> None:
     """Remove whole-lane consumers left by an older tidemesh: in a work-queue stream they
     would overlap the tenant partitions' consumers. Their undelivered items stay queued."""
     for pool in s.POOLS:
-        for lane in s.LANE_ORDER:
+        for lane in CLASS_NAMES:
             try:
                 await js.delete_consumer(s.WORK_STREAM, f"work-{pool}-{lane}")
             except nats.js.errors.NotFoundError:

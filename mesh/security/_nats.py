@@ -52,7 +52,6 @@ from mesh.fabric._subjects import (
     EVENTS_STREAM,
     IDEMPOTENCY_BUCKET,
     INFERENCE_BUCKET,
-    LANE_ORDER,
     LIVE_PREFIX,
     POOLS,
     QUARANTINE_ALERT_SUBJECT,
@@ -63,6 +62,7 @@ from mesh.fabric._subjects import (
     WORK_STREAM,
 )
 from mesh.fabric._topology import TOPOLOGY_BUCKETS
+from mesh.priority import CLASS_NAMES
 from mesh.security._ca import LeafFiles, write_private
 
 # The gateway's credential store (services/gateway/_auth.py spells it too; a unit test pins both).
@@ -201,7 +201,7 @@ def _declare_topology() -> list[str]:
     whole-lane consumers an older tidemesh left (by their exact names)."""
     grants = [_api("STREAM", verb, stream) for stream in STREAMS for verb in ("INFO", "CREATE", "UPDATE")]
     grants += [_api("STREAM", verb, f"KV_{bucket}") for bucket in TOPOLOGY_BUCKETS for verb in ("INFO", "CREATE")]
-    grants += [_api("CONSUMER", "DELETE", WORK_STREAM, f"work-{pool}-{lane}") for pool in POOLS for lane in LANE_ORDER]
+    grants += [_api("CONSUMER", "DELETE", WORK_STREAM, f"work-{pool}-{lane}") for pool in POOLS for lane in CLASS_NAMES]
     return grants
 
 

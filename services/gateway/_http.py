@@ -25,7 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, OutOfRange, ResourceExhausted
-from mesh.fabric import CLASS_OF_LANE, EventLog
+from mesh.fabric import EventLog
+from mesh.priority import CLASS_BY_NAME
 from mesh.tasks import check_task_id, payload_from_json, qos_tier
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
@@ -286,11 +287,11 @@ def _spec_from_json(body: dict[str, Any], user_payload: task_pb2.TaskPayload | N
     if not isinstance(kind, str):
         raise InvalidArgument("kind", "must be a string naming a task kind")
     priority = body.get("priority", "standard")
-    if not isinstance(priority, str) or priority not in CLASS_OF_LANE:
-        raise InvalidArgument("priority", f"one of: {', '.join(CLASS_OF_LANE)}")
+    if not isinstance(priority, str) or priority not in CLASS_BY_NAME:
+        raise InvalidArgument("priority", f"one of: {', '.join(CLASS_BY_NAME)}")
     spec = task_pb2.TaskSpec(
         kind=kind,
-        priority_class=CLASS_OF_LANE[priority],
+        priority_class=CLASS_BY_NAME[priority],
         payload=user_payload or payload_from_json(kind, body.get("payload", {})),
         qos=qos_tier(body.get("qos", "guaranteed")),
     )

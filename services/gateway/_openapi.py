@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.fabric import CLASS_OF_LANE
+from mesh.priority import CLASS_BY_NAME
 from mesh.tasks import KINDS, QOS_TIERS, Limits
 from mesh.tasks._validate import FAN_OUT_CHILD_KINDS
 
@@ -89,7 +89,7 @@ def _submit_variant(kind: str) -> dict[str, Any]:
         "properties": {
             "kind": {"const": kind},
             "tenant": {**_TOKEN, "description": "defaults to the credential's own tenant; required otherwise"},
-            "priority": {"type": "string", "enum": list(CLASS_OF_LANE), "default": "standard"},
+            "priority": {"type": "string", "enum": list(CLASS_BY_NAME), "default": "standard"},
             "qos": {"type": "string", "enum": list(QOS_TIERS), "default": "guaranteed"},
             "payload": payload,
             "idempotency_key": {"type": "string", "maxLength": _LIMITS.max_idempotency_key},

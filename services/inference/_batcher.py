@@ -52,8 +52,8 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def embed(self, texts: list[str], rank: int = 2) -> tuple[np.ndarray, str]:
-        """Embeddings of `texts` and the backend that made them; lower `rank` goes first (1 … 3)."""
+    async def embed(self, texts: list[str], rank: int = 1) -> tuple[np.ndarray, str]:
+        """Embeddings of `texts` and the backend that made them; lower `rank` (urgency) first."""
         done: asyncio.Future[tuple[np.ndarray, str]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(rank, next(self._order), texts, done))
         return await done

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 
 from mesh.errors import InvalidArgument, MeshError, Unavailable
+from mesh.priority import urgency
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.tasks import split_words
@@ -48,7 +49,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             else:
                 _check_texts(request.texts)
                 vectors, backend = await self._batchers[model.name].embed(
-                    list(request.texts), _rank(request.priority_class)
+                    list(request.texts), urgency(request.priority_class)
                 )
         except MeshError as exc:
             await abort_with(context, exc)
@@ -92,7 +93,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[Chunk]:
         """Chunks from a backend that streams the model natively; where it fails part-way (or there is
         none), the rest come from the batcher, starting after the last chunk delivered."""
-        rank = _rank(request.priority_class)
+        rank = urgency(request.priority_class)
         done = 0
         native = self._router.streaming_backend(model.name)
         if native is not None:
@@ -144,10 +145,6 @@ def _check_text(field: str, text: str) -> None:
         raise InvalidArgument(field, "is empty")
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidArgument(field, f"is {len(text)} characters, over the {MAX_TEXT_CHARS}-character limit")
-
-
-def _rank(priority_class: int) -> int:
-    return priority_class or task_pb2.PRIORITY_CLASS_STANDARD
 
 
 def _embedding(model: str, vector: np.ndarray) -> task_pb2.Embedding:

@@ -131,7 +131,7 @@ class TritonBackend:
                 model,
                 [text],
                 outputs=[InferRequestedOutput("EMBEDDING")],
-                priority=rank,
+                priority=_level(rank),
                 client_timeout=self._timeout_s,
             )
         except InferenceServerException as exc:
@@ -156,7 +156,7 @@ class TritonBackend:
             yield {
                 "model_name": model + CHUNK_SUFFIX,
                 "inputs": [document, size],
-                "priority": rank,
+                "priority": _level(rank),
             }
             await sent.wait()  # keep our half open until the last response arrived
 
@@ -190,3 +190,9 @@ class TritonBackend:
         await asyncio.gather(*self._retired, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._client.close()
+
+
+def _level(rank: int) -> int:
+    """Triton's priority level for an urgency (`mesh.priority.urgency`, 0 the most urgent): its
+    levels count from 1, the highest (0 would mean the model's default level)."""
+    return rank + 1

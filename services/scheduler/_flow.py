@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mesh.errors import ResourceExhausted
-from mesh.fabric import LANE_ORDER, lane_of
+from mesh.priority import CLASS_NAMES, class_name
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class FlowLimits:
 
 @dataclass
 class _Depths:
-    by_lane: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LANE_ORDER, 0))
+    by_lane: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASS_NAMES, 0))
     by_tenant: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -64,7 +64,7 @@ class FlowControl:
 
     def settled(self, tenant: str, priority_class: int, count: int = 1) -> None:
         """The admission of `count` items finished (stored, or failed and never stored)."""
-        lane = lane_of(priority_class)
+        lane = class_name(priority_class)
         self._inflight.by_lane[lane] = self._inflight.by_lane.get(lane, 0) - count
         self._inflight.by_tenant[tenant] -= count
 
@@ -97,7 +97,7 @@ class FlowControl:
 
     def admit(self, tenant: str, priority_class: int, count: int = 1) -> None:
         """Account `count` new items, or raise ResourceExhausted with a retry-after."""
-        lane = lane_of(priority_class)
+        lane = class_name(priority_class)
         lane_limit = self.limits.lane_max_depth[lane]
         lane_depth = self._depths.by_lane.get(lane, 0)
         if lane_depth + count > lane_limit:

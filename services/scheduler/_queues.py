@@ -17,15 +17,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
 from mesh.fabric import (
-    CLASS_OF_LANE,
     POOLS,
     WORK_PREFIX,
     WORK_STREAM,
-    lane_of,
     lane_totals,
     parse_work_subject,
     tenant_filter,
 )
+from mesh.priority import CLASS_BY_NAME, class_name
 from mesh.telemetry import METRICS
 from mesh.v1 import status_pb2, task_pb2
 
@@ -96,7 +95,7 @@ async def _partition_status(
             pass  # drained between the two reads: age stays 0
     return status_pb2.QueueStatus(
         pool=pool,
-        priority_class=CLASS_OF_LANE.get(lane, task_pb2.PRIORITY_CLASS_UNSPECIFIED),
+        priority_class=CLASS_BY_NAME.get(lane, task_pb2.PRIORITY_CLASS_UNSPECIFIED),
         tenant=tenant,
         pending=pending,
         in_flight=in_flight,
@@ -109,12 +108,12 @@ _exported_tenants: set[tuple[str, str, str]] = set()
 
 def _export(sample: QueueSample) -> None:
     for q in sample.lanes:
-        lane = lane_of(q.priority_class)
+        lane = class_name(q.priority_class)
         METRICS.queue_pending.labels(q.pool, lane).set(q.pending)
         METRICS.queue_oldest_age.labels(q.pool, lane).set(q.oldest_age_s)
     current = set()
     for q in sample.tenants:
-        labels = (q.pool, lane_of(q.priority_class), q.tenant)
+        labels = (q.pool, class_name(q.priority_class), q.tenant)
         current.add(labels)
         METRICS.tenant_queue_pending.labels(*labels).set(q.pending)
         METRICS.tenant_queue_oldest_age.labels(*labels).set(q.oldest_age_s)

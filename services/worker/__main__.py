@@ -24,6 +24,7 @@ from mesh.fabric import (
     WorkQueue,
     await_topology,
 )
+from mesh.priority import CLASS_NAMES
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
@@ -212,7 +213,7 @@ def _wait_bounds(text: str) -> WaitBounds:
     values = {}
     for entry in filter(None, text.split(",")):
         lane, _, seconds = entry.partition("=")
-        if lane not in ("interactive", "standard", "batch"):
+        if lane not in CLASS_NAMES:
             raise SystemExit(f"--wait-bounds: unknown class {lane!r}")
         try:
             values[f"{lane}_s"] = float(seconds)

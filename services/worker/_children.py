@@ -20,16 +20,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from mesh.fabric import EventLog, WorkQueue, event_subject
+from mesh.priority import urgency
 from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, work_pb2
 from services.worker._steps import StepFailed
-
-# Lower number = more urgent; UNSPECIFIED counts as standard.
-_URGENCY = {
-    task_pb2.PRIORITY_CLASS_INTERACTIVE: 1,
-    task_pb2.PRIORITY_CLASS_STANDARD: 2,
-    task_pb2.PRIORITY_CLASS_UNSPECIFIED: 2,
-    task_pb2.PRIORITY_CLASS_BATCH: 3,
-}
 
 
 class ChildTasks:
@@ -78,7 +71,7 @@ class ChildTasks:
             event = stored.event
             if event.state != task_pb2.TASK_STATE_QUEUED or not event.HasField("spec"):
                 continue
-            if _URGENCY[event.spec.priority_class] <= _URGENCY[parent.priority_class]:
+            if urgency(event.spec.priority_class) <= urgency(parent.priority_class):
                 continue
             spec = task_pb2.TaskSpec()
             spec.CopyFrom(event.spec)

@@ -39,7 +39,6 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from mesh.fabric import (
-    LANE_ORDER,
     TERMINAL_STATES,
     WORK_STREAM,
     EventLog,
@@ -51,6 +50,7 @@ from mesh.fabric import (
     lane_filter,
     parse_work_subject,
 )
+from mesh.priority import CLASS_NAMES
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import work_pb2
 from services.worker._fairshare import FairShare
@@ -60,7 +60,7 @@ from services.worker._slots import SlotLimits, SlotPolicy, Waiting
 
 log = get_logger(__name__)
 
-INTERACTIVE = 0  # rank of the interactive lane in LANE_ORDER
+INTERACTIVE = CLASS_NAMES.index("interactive")  # its lane's rank: urgency(PRIORITY_CLASS_INTERACTIVE)
 _READY_S = 0.005  # how long a pull waits for items that are not there yet
 _FIRST_PULL_S = 0.05  # the same, on a partition consumer just declared
 
@@ -129,13 +129,13 @@ class Dispatcher:
         self._refresh_s = refresh_s
         self._busy_refresh_s = busy_refresh_s
         self._buffer_per_lane = max(1, concurrency)
-        self._waiting_per_lane = [0] * len(LANE_ORDER)
+        self._waiting_per_lane = [0] * len(CLASS_NAMES)
         self._order = itertools.count()
         # Keyed by task id for cancels; a stale copy of a running item may run beside it
         # under the same id, so slots are counted by the policy, not by this dict.
         self._running: dict[str, _Running] = {}
         self._changed = asyncio.Event()
-        self._room = [asyncio.Event() for _ in LANE_ORDER]
+        self._room = [asyncio.Event() for _ in CLASS_NAMES]
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._bells: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,7 +166,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         for pool in self._pools:
-            for rank, name in enumerate(LANE_ORDER):
+            for rank, name in enumerate(CLASS_NAMES):
                 self._lanes[(pool, name)] = _Lane(pool, name, rank, FairShare(self._weights))
             self._bells.append(await self._nc.subscribe(bell_filter(pool), cb=self._on_bell))
         self._fetchers = [asyncio.create_task(self._fetch_loop(lane)) for lane in self._lanes.values()]

@@ -50,6 +50,7 @@ from mesh.fabric import (
     Topology,
     parse_work_subject,
 )
+from mesh.priority import CLASS_NAMES
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, duration
 from mesh.tasks import TaskKind, user_pool
@@ -546,7 +547,7 @@ class SessionHost:
         served = {user_pool(kind, step, v) for (kind, step), versions in offered.items() for v in versions}
         now_s = time.time()
         for pool in sorted(set(queued) - served):
-            for lane in ("interactive", "standard", "batch"):
+            for lane in CLASS_NAMES:
                 await self._expire_pool(f"{WORK_PREFIX}.{pool}.{lane}.*", now_s, offered)
 
     async def _expire_pool(self, subjects: str, now_s: float, offered: dict[tuple[str, str], set[int]]) -> None:

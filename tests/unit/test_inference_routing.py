@@ -87,10 +87,10 @@ async def _held_batcher(backend: Scripted) -> AsyncIterator[Batcher]:
 async def test_interactive_requests_join_the_next_batch_ahead_of_waiting_batch_work() -> None:
     backend = Scripted("b")
     async with _held_batcher(backend) as batcher:
-        first = asyncio.create_task(batcher.embed(["batch-0"], rank=3))
+        first = asyncio.create_task(batcher.embed(["batch-0"], rank=2))
         await backend.started.wait()  # the backend (capacity 1) is busy with the first batch
-        queued = [asyncio.create_task(batcher.embed([f"batch-{i}"], rank=3)) for i in range(1, 9)]
-        urgent = [asyncio.create_task(batcher.embed([f"interactive-{i}"], rank=1)) for i in range(3)]
+        queued = [asyncio.create_task(batcher.embed([f"batch-{i}"], rank=2)) for i in range(1, 9)]
+        urgent = [asyncio.create_task(batcher.embed([f"interactive-{i}"], rank=0)) for i in range(3)]
         await asyncio.sleep(0)  # let every request reach the queue
         backend.gate.set()
         await asyncio.gather(first, *queued, *urgent)
@@ -102,7 +102,7 @@ async def test_interactive_requests_join_the_next_batch_ahead_of_waiting_batch_w
 async def test_a_batch_whose_requests_all_went_away_cancels_its_model_call() -> None:
     backend = Scripted("b")
     async with _held_batcher(backend) as batcher:
-        calls = [asyncio.create_task(batcher.embed([f"t{i}"], rank=2)) for i in range(3)]
+        calls = [asyncio.create_task(batcher.embed([f"t{i}"], rank=1)) for i in range(3)]
         await backend.started.wait()
         calls[0].cancel()
         await asyncio.sleep(0)
