@@ -127,13 +127,14 @@ class Admitter:
         spec = self._complete(requested, version)
         listed = False
         if spec.idempotency_key:
-            # The claim and the listing entry side by side: one fsync'd wait instead of two. An
-            # entry written for a key that turns out to be used names a task that never gets an
-            # event, which the listing and the reconciler skip (as after a crash between them).
+            # The claim and the listing entry side by side: one fsync'd wait instead of two. The
+            # entry written for a key that turns out to be used is taken back (were that to fail,
+            # it names a task that never gets an event, which the listing and the reconciler skip).
             claim = self._claim_idempotency_key(spec, request_fingerprint(requested))
             original, _ = await asyncio.gather(claim, self._list(spec))
             listed = True
             if original is not None:
+                await self._unlist(spec)
                 spec.task_id = original
                 return await self._resume(spec)
         if not await self._store(spec, listed=listed):
@@ -150,6 +151,15 @@ class Admitter:
             await self._index.add(spec.tenant, spec.task_id)
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"task index did not store the task: {exc}") from exc
+
+    async def _unlist(self, spec: task_pb2.TaskSpec) -> None:
+        """Take back a listing entry written for an id that gets no task."""
+        if self._index is None:
+            return
+        try:
+            await self._index.remove(spec.tenant, spec.task_id)
+        except nats.errors.Error:
+            log.warning("could not take back a listing entry", extra={"task": spec.task_id}, exc_info=True)
 
     async def _store(self, spec: task_pb2.TaskSpec, listed: bool = False) -> bool:
         """Write the listing entry (unless `listed`), the QUEUED event (it carries the spec), then
@@ -193,12 +203,7 @@ class Admitter:
         first = await self._events.first(spec.task_id)
         if first is None or first.event.spec.tenant == spec.tenant:
             return False
-        if self._index is not None:
-            try:
-                await self._index.remove(spec.tenant, spec.task_id)
-            except nats.errors.Error:
-                # The listing filters by the task's own tenant, so a stale entry shows nothing.
-                log.warning("could not take back a listing entry", extra={"task": spec.task_id}, exc_info=True)
+        await self._unlist(spec)  # the listing filters by the task's own tenant: a stale entry shows nothing
         return True
 
     def _complete(self, requested: task_pb2.TaskSpec, version: int = 0) -> task_pb2.TaskSpec:

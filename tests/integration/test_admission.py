@@ -189,8 +189,8 @@ async def test_sdk_retries_with_the_same_key_still_dedupe(mesh: Mesh) -> None:
 
 
 async def test_a_repeated_key_lists_its_task_once(mesh: Mesh) -> None:
-    """The key's claim and the listing entry are written side by side, so a repeat leaves an entry
-    for an id that never got an event: the listing shows the one task, not the repeats."""
+    """The key's claim and the listing entry are written side by side; a repeat's entry is taken
+    back, and the listing shows the one task, not the repeats."""
     tenant = f"listed-{uuid.uuid4().hex[:8]}"
     key = f"sdk-{uuid.uuid4().hex}"
     async with Client(mesh.endpoint, tenant=tenant) as client:
