@@ -41,6 +41,10 @@ class Topology:
     # A tenant partition's consumer that nobody pulled from for this long is removed by
     # the server (its queued items stay in the stream); workers re-create it on demand.
     tenant_consumer_idle_s: float = 3600.0
+    # Tenant partitions (one durable consumer each, per pool and lane) the work stream may hold at
+    # once; nats-server 2.15 caps a stream at 1 000 consumers unless the stream says otherwise,
+    # which would leave the 1 001st active tenant's work unpulled.
+    max_work_consumers: int = 100_000
     # An inference service re-registers its backends every few seconds; a dead one drops out.
     inference_entry_ttl_s: float = 15.0
     # Per-tenant concurrency caps: items of one tenant partition delivered and not yet acked
@@ -59,7 +63,13 @@ class Topology:
         )
 
     def work_stream(self) -> api.StreamConfig:
-        return self._stream(s.WORK_STREAM, s.WORK_PREFIX, retention=api.RetentionPolicy.WORK_QUEUE, allow_atomic=True)
+        return self._stream(
+            s.WORK_STREAM,
+            s.WORK_PREFIX,
+            retention=api.RetentionPolicy.WORK_QUEUE,
+            allow_atomic=True,
+            max_consumers=self.max_work_consumers,
+        )
 
     def events_stream(self) -> api.StreamConfig:
         return self._stream(

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -60,6 +61,8 @@ from services.worker._slots import SlotLimits, SlotPolicy, Waiting
 
 log = get_logger(__name__)
 
+_FIRST_HOLD_S = 1.0  # a refused tenant partition is tried again after this, doubling...
+_MAX_HOLD_S = 30.0  # ...up to this
 INTERACTIVE = CLASS_NAMES.index("interactive")  # its lane's rank: urgency(PRIORITY_CLASS_INTERACTIVE)
 _READY_S = 0.005  # how long a pull waits for items that are not there yet
 _FIRST_PULL_S = 0.05  # the same, on a partition consumer just declared
@@ -97,6 +100,7 @@ class _Lane:
     refreshed_at: float = float("-inf")
     pulled_at: float = float("-inf")  # when a pull last brought items
     missed_at: float = float("-inf")  # when a pull last came back empty though work was expected
+    refusals: dict[str, int] = field(default_factory=dict)  # tenant → pulls the broker refused in a row
 
 
 class Dispatcher:
@@ -203,12 +207,12 @@ class Dispatcher:
                 now = time.monotonic()
                 if now - lane.refreshed_at >= self._refresh_s:
                     await self._refresh(lane)
-                tenant = lane.share.pick()
+                tenant = lane.share.pick(now)
                 busy = now - max(lane.pulled_at, lane.missed_at) < self._refresh_s
                 every_s = self._busy_refresh_s if busy else self._refresh_s
                 if tenant is None and now - lane.refreshed_at >= every_s:
                     await self._refresh(lane)
-                    tenant = lane.share.pick()
+                    tenant = lane.share.pick(now)
                 if tenant is None:
                     lane.bell.clear()
                     with contextlib.suppress(TimeoutError):
@@ -218,7 +222,12 @@ class Dispatcher:
                 # the server until its expiry, so one fresh item would wait out the whole window.
                 asked = min(room, max(1, lane.share.backlog(tenant)))
                 token = lane.share.begin(tenant)
-                msgs = await self._pull(lane, tenant, asked)
+                try:
+                    msgs = await self._pull(lane, tenant, asked)
+                except nats.js.errors.APIError as exc:
+                    self._refused(lane, tenant, exc)
+                    continue
+                lane.refusals.pop(tenant, None)
                 lane.share.settle(tenant, token, asked=asked, got=len(msgs))
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
@@ -251,6 +260,18 @@ class Dispatcher:
                 self._slots.add(Waiting(deadline, next(self._order), due, bound, interactive, fetched))
                 self._waiting_per_lane[lane.rank] += 1
             self._changed.set()
+
+    def _refused(self, lane: _Lane, tenant: str, exc: nats.js.errors.APIError) -> None:
+        """The broker refused this tenant's partition (its consumer, e.g. the stream's consumer
+        limit reached): hold the tenant, backing off, and go on with the lane's other tenants."""
+        refusals = lane.refusals[tenant] = lane.refusals.get(tenant, 0) + 1
+        hold_s = min(_MAX_HOLD_S, _FIRST_HOLD_S * 2 ** (refusals - 1))
+        lane.share.hold(tenant, time.monotonic() + hold_s)
+        lane.partitions.pop(tenant, None)
+        log.warning(
+            "the broker refused a tenant partition; its work waits, the others go on",
+            extra={"pool": lane.pool, "lane": lane.name, "tenant": tenant, "error": str(exc), "retry_in_s": hold_s},
+        )
 
     async def _set_aside(self, msg: Msg, poison: PoisonMessage) -> None:
         """Quarantine a message that is no work item, then terminate it so it is never redelivered.

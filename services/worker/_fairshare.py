@@ -14,6 +14,9 @@ Backlog is an estimate fed from two places: a doorbell per newly published item
 (`mark`) and a periodic authoritative count from the stream (`observe`). A fetch
 that comes back empty empties the estimate — unless an item was marked while the
 fetch was in flight (`begin` / `settle`), so a doorbell is never lost to a race.
+
+A tenant whose partition the broker refuses (`hold`) sits out for a while: one tenant's broken
+partition never stalls the lane for the others.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class _Tenant:
     pass_: float = 0.0
     backlog: int = 0
     marks: int = 0  # doorbells ever seen; compared across a fetch
+    held_until: float = 0.0  # a partition the broker refused: not picked before this time
 
 
 class FairShare:
@@ -73,16 +77,24 @@ class FairShare:
     def backlogged(self) -> bool:
         return any(state.backlog > 0 for state in self._tenants.values())
 
-    def pick(self) -> str | None:
-        """The tenant to pull from next: the backlogged one with the smallest pass."""
+    def pick(self, now: float = 0.0) -> str | None:
+        """The tenant to pull from next: the backlogged one with the smallest pass, of those
+        not held at `now` (see `hold`)."""
         best: tuple[float, str] | None = None
         for tenant, state in self._tenants.items():
+            if state.held_until > now:
+                continue
             if state.backlog > 0 and (best is None or (state.pass_, tenant) < best):
                 best = (state.pass_, tenant)
         if best is None:
             return None
         self._vtime = max(self._vtime, best[0])
         return best[1]
+
+    def hold(self, tenant: str, until: float) -> None:
+        """Skip `tenant` until `until` (its partition could not be pulled from: the others go on,
+        and it keeps its backlog and its place for when it is picked again)."""
+        self._get(tenant).held_until = until
 
     def backlog(self, tenant: str) -> int:
         """How many items `tenant` is thought to have waiting."""

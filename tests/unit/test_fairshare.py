@@ -113,3 +113,20 @@ def test_weights_are_parsed_and_checked() -> None:
             parse_weights(bad)
     with pytest.raises(ValueError, match="positive"):
         FairShare({"acme": 0})
+
+
+def test_a_held_tenant_sits_out_and_keeps_its_backlog_and_place() -> None:
+    """A tenant whose partition the broker refused is skipped until its hold ends; the others
+    are served meanwhile, and it is picked again, backlog intact, once the hold is over."""
+    share = FairShare()
+    share.observe({"refused": 5, "fine": 3})
+    share.hold("refused", until=10.0)
+    picked = []
+    for _ in range(3):
+        tenant = share.pick(now=5.0)
+        assert tenant is not None
+        picked.append(tenant)
+        share.settle(tenant, share.begin(tenant), asked=1, got=1)
+    assert picked == ["fine", "fine", "fine"]
+    assert share.backlog("refused") == 5
+    assert share.pick(now=10.5) == "refused"
