@@ -145,22 +145,35 @@ class Client:
         idempotency key (one is generated when none is given), so a retried submit never creates
         a second task.
         """
+        spec = await self._keyed_spec(
+            kind, payload, priority, idempotency_key, task_id, ordering_key, deadline_s, qos, schema_version
+        )
+        retry = _Retry(timeout_s)
+        while True:
+            try:
+                return await self._stub.SubmitTask(gateway_pb2.SubmitTaskRequest(spec=spec), timeout=retry.left_s())
+            except grpc.aio.AioRpcError as exc:
+                retry.or_raise(exc)
+            await retry.wait()
+
+    async def _keyed_spec(
+        self,
+        kind: str,
+        payload: dict[str, Any] | task_pb2.TaskPayload | Message,
+        priority: str,
+        idempotency_key: str,
+        task_id: str,
+        ordering_key: str,
+        deadline_s: float | None,
+        qos: str,
+        schema_version: int,
+    ) -> task_pb2.TaskSpec:
+        """`spec` for a submit the SDK may retry: with an idempotency key (one is generated when
+        none is given), a user kind's JSON payload encoded through the schema registry."""
         key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
         if isinstance(payload, dict) and not (kind in KINDS and KINDS[kind].builtin):  # a user kind's JSON
             payload = await self.user_payload(kind, payload, schema_version)
-        spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos, schema_version)
-        deadline = time.monotonic() + timeout_s
-        delay_s = 0.1
-        while True:
-            try:
-                return await self._stub.SubmitTask(
-                    gateway_pb2.SubmitTaskRequest(spec=spec), timeout=max(0.5, deadline - time.monotonic())
-                )
-            except grpc.aio.AioRpcError as exc:
-                if not should_retry(exc, idempotent=True) or time.monotonic() + delay_s > deadline:
-                    raise_from_rpc_error(exc)
-            await asyncio.sleep(jittered(delay_s))
-            delay_s = min(delay_s * 2, 2.0)
+        return self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos, schema_version)
 
     def spec(
         self,
@@ -301,12 +314,10 @@ class Client:
         Until the task is admitted, a transient failure is retried as `submit` retries it (same
         idempotency key, so never a second task); once admitted, a broken stream is resumed with
         `watch` after the last event seen, without a gap or a duplicate."""
-        key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
-        if isinstance(payload, dict) and not (kind in KINDS and KINDS[kind].builtin):  # a user kind's JSON
-            payload = await self.user_payload(kind, payload, schema_version)
-        spec = self.spec(kind, payload, priority, key, task_id, ordering_key, deadline_s, qos, schema_version)
-        deadline = time.monotonic() + timeout_s
-        delay_s = 0.1
+        spec = await self._keyed_spec(
+            kind, payload, priority, idempotency_key, task_id, ordering_key, deadline_s, qos, schema_version
+        )
+        retry = _Retry(timeout_s)
         while True:
             call = self._stub.RunTask(gateway_pb2.RunTaskRequest(spec=spec))
             admitted = ""
@@ -332,13 +343,11 @@ class Client:
             except grpc.aio.AioRpcError as exc:
                 if admitted:
                     break  # admitted: resume below with watch
-                if not should_retry(exc, idempotent=True) or time.monotonic() + delay_s > deadline:
-                    raise_from_rpc_error(exc)
+                retry.or_raise(exc)
             finally:
                 self._streams.discard(stream_id)
                 call.cancel()
-            await asyncio.sleep(jittered(delay_s))
-            delay_s = min(delay_s * 2, 2.0)
+            await retry.wait()
         async for event in self.watch(admitted, after_sequence=last):
             yield event
 
@@ -439,6 +448,26 @@ class Client:
             return await self._stub.GetMeshStatus(gateway_pb2.GetMeshStatusRequest(), timeout=10.0)
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
+
+
+class _Retry:
+    """The backoff of a retried submit: jittered, doubling from 0.1 s to 2 s, within `timeout_s`."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._deadline = time.monotonic() + timeout_s
+        self._delay_s = 0.1
+
+    def left_s(self) -> float:
+        return max(0.5, self._deadline - time.monotonic())
+
+    def or_raise(self, exc: grpc.aio.AioRpcError) -> None:
+        """Return if `exc` is worth another try that fits in time; else raise it as a MeshError."""
+        if not should_retry(exc, idempotent=True) or time.monotonic() + self._delay_s > self._deadline:
+            raise_from_rpc_error(exc)
+
+    async def wait(self) -> None:
+        await asyncio.sleep(jittered(self._delay_s))
+        self._delay_s = min(self._delay_s * 2, 2.0)
 
 
 async def _ended(call: Any, within_s: float = 1.0) -> None:
