@@ -11,9 +11,6 @@ from mesh.fabric import (
     KINDS_BUCKET,
     ORDER_KEYS_BUCKET,
     POOLS,
-    SCALE_PREFIX,
-    WORK_PREFIX,
-    WORK_STREAM,
     EventLog,
     KeySequencer,
     KindStore,
@@ -30,7 +27,7 @@ from mesh.v1 import scheduler_pb2_grpc, worker_pb2_grpc
 from services.scheduler._admission import Admitter
 from services.scheduler._autoscale import ScaleHooks, ScalePolicy, Scaler
 from services.scheduler._flow import FlowControl, FlowLimits
-from services.scheduler._queues import queue_status
+from services.scheduler._periodic import PeriodicRoles
 from services.scheduler._reconcile import ReconcilePolicy, Reconciler
 from services.scheduler._registry import WorkerRegistry
 from services.scheduler._service import Scheduler, Workers
@@ -74,77 +71,14 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             "mesh.v1.SchedulerService",
         )
         host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry), "mesh.v1.WorkerService")
-        async with host:
+        roles = PeriodicRoles(
+            nc, js, registry, scaler, hooks, flow, reconciler, args.heartbeat_interval / 2, topology.fetch_expiry_s
+        )
+        async with host, roles:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
-            samplers = [
-                asyncio.create_task(_sample_queues(nc, js, registry, scaler, hooks)),
-                asyncio.create_task(_sample_flow(js, flow)),
-                asyncio.create_task(
-                    _reap_dead_workers(nc, registry, args.heartbeat_interval / 2, topology.fetch_expiry_s)
-                ),
-                asyncio.create_task(reconciler.run()),
-            ]
             await stop.wait()
-            for sampler in samplers:
-                sampler.cancel()
-            await asyncio.gather(*samplers, return_exceptions=True)
     finally:
         await nc.drain()
-
-
-async def _sample_queues(  # type: ignore[no-untyped-def]
-    nc, js, registry: WorkerRegistry, scaler: Scaler, hooks: ScaleHooks
-) -> None:
-    """Keep the queue gauges fresh, and publish scale recommendations (tm.scale.<pool>)."""
-    while True:
-        try:
-            sample = await queue_status(js)
-            registry.forget_dead()
-            for recommendation in scaler.update(sample.lanes, sample.acked, registry.snapshot()):
-                await nc.publish(f"{SCALE_PREFIX}.{recommendation.pool}", recommendation.SerializeToString())
-                await hooks.deliver(recommendation)
-        except Exception as exc:  # a sampling miss must not take the scheduler down
-            log.warning("queue sampling failed: %s", exc)
-        await asyncio.sleep(2.0)
-
-
-async def _sample_flow(js, flow: FlowControl, every_s: float = 0.25) -> None:  # type: ignore[no-untyped-def]
-    """Feed admission control: items per work subject, and how many ever completed."""
-    while True:
-        try:
-            flow.sample_requested()
-            info = await js.stream_info(WORK_STREAM, subjects_filter=f"{WORK_PREFIX}.>")
-            flow.observe(info.state.subjects or {}, info.state.last_seq - info.state.messages)
-        except Exception as exc:  # keep the last sample; admission stays on it
-            log.warning("flow sampling failed: %s", exc)
-        await asyncio.sleep(every_s)
-
-
-async def _reap_dead_workers(  # type: ignore[no-untyped-def]
-    nc, registry: WorkerRegistry, every_s: float, fetch_expiry_s: float
-) -> None:
-    """Nak the items of workers that stopped heartbeating, so JetStream redelivers them soon.
-
-    The nak is delayed past the pull-request expiry: a paused worker's open pull requests
-    would otherwise receive the redelivery and sit on it until the ack-wait lapses.
-    """
-    nak = b'-NAK {"delay": %d}' % int((fetch_expiry_s + 0.5) * 1e9)
-    # Ack subjects of work items only: a heartbeat naming anything else (a task's event subject,
-    # say) must not make the scheduler publish there with its own, wider permissions.
-    work_acks = f"$JS.ACK.{WORK_STREAM}."
-    while True:
-        reaped = registry.reap()
-        subjects = [subject for subject in reaped if subject.startswith(work_acks)]
-        if len(subjects) < len(reaped):
-            log.warning(
-                "dead worker reported subjects that are not work acks: ignored",
-                extra={"ignored": len(reaped) - len(subjects)},
-            )
-        for subject in subjects:
-            await nc.publish(subject, nak)
-        if subjects:
-            log.warning("dead worker: handed back its in-flight work", extra={"items": len(subjects)})
-        await asyncio.sleep(every_s)
 
 
 def _scale_policies(args: argparse.Namespace) -> dict[str, ScalePolicy]:
