@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import socket
 from pathlib import Path
-
-import grpc.aio
 
 from mesh.fabric import (
     CANCEL_PREFIX,
@@ -30,10 +27,11 @@ from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
-from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, session_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
+from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, session_pb2_grpc, status_pb2, worker_pb2_grpc
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._fairshare import parse_per_tenant
+from services.worker._liveness import Liveness
 from services.worker._priority import WaitBounds
 from services.worker._remote import SessionHost, SessionService
 from services.worker._runner import Runner, check_builtin_handlers
@@ -134,7 +132,6 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         async with host:
             await dispatcher.start()
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
-            heartbeats = None
             stub = worker_pb2_grpc.WorkerServiceStub(scheduler_channel) if scheduler_channel else None
             status = status_pb2.WorkerStatus(
                 worker_id=worker_id,
@@ -143,19 +140,14 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
-            if stub is not None:
-                heartbeats = asyncio.create_task(_heartbeat(stub, status, dispatcher))
+            liveness = Liveness(stub, status, dispatcher) if stub is not None else None
+            if liveness is not None:
+                liveness.start()
             log.info("worker running", extra={"worker_id": worker_id, "pools": pools})
             await stop.wait()
             await host.begin_shutdown()
-            if heartbeats is not None and stub is not None:
-                heartbeats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeats
-                # Leave the registry cleanly: a draining worker is not mistaken for a dead one.
-                status.health = status_pb2.WORKER_HEALTH_DRAINING
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    await stub.Heartbeat(worker_pb2.HeartbeatRequest(worker=status), timeout=2.0)
+            if liveness is not None:
+                await liveness.leave()
             log.info("draining work")
             if sessions is not None:  # attached workers finish (or hand back) their steps meanwhile
                 await asyncio.gather(sessions.close(args.grace), dispatcher.shutdown(args.grace))
@@ -170,35 +162,6 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 await open_channel.close()
         log.info("closing nats")
         await nc.drain()
-
-
-async def _heartbeat(
-    stub: worker_pb2_grpc.WorkerServiceStub, status: status_pb2.WorkerStatus, dispatcher: Dispatcher
-) -> None:
-    """Register, then report liveness; the scheduler declares a silent worker dead."""
-    interval_s = 2.0
-    registered = False
-    while True:
-        status.in_flight = dispatcher.in_flight
-        status.completed = dispatcher.completed
-        try:
-            if not registered:
-                reply = await stub.RegisterWorker(worker_pb2.RegisterWorkerRequest(worker=status), timeout=5.0)
-                interval_s = reply.heartbeat_interval.ToMilliseconds() / 1000 or interval_s
-                registered = True
-            else:
-                await stub.Heartbeat(
-                    worker_pb2.HeartbeatRequest(
-                        worker=status,
-                        running_task_ids=dispatcher.running_task_ids,
-                        in_flight_ack_subjects=dispatcher.in_flight_ack_subjects,
-                    ),
-                    timeout=5.0,
-                )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("heartbeat failed: %s", exc.code().name)
-            registered = False
-        await asyncio.sleep(interval_s)
 
 
 def _per_tenant(flag: str, text: str, cast: type, label: str) -> dict:  # type: ignore[type-arg]
