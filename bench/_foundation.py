@@ -12,9 +12,29 @@ from clients.sdk import Client
 from mesh.supervisor import Supervisor, build_plan
 
 
+def _descendants(pids: list[int | None]) -> list[int]:
+    """`pids` and every process below them (a service's own children: the inference service's
+    model process, a resource tracker), from /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid for pid in pids if pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def _rss_mb(pids: list[int | None]) -> float:
+    """Resident memory of the processes `pids` and all their descendants, in MB."""
     total_kb = 0
-    for pid in pids:
+    for pid in _descendants(pids):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
