@@ -84,7 +84,7 @@ def table(figures: dict[str, float], sequential: int, concurrent: int, concurren
             "| figure | value |",
             "|---|---|",
             f"| `tidemesh up` → all healthy | {figures['boot_s']:.2f} s |",
-            f"| RSS of the whole mesh (6 processes), idle | {figures['rss_mb']:.0f} MB |",
+            f"| RSS of the whole mesh (6 processes and their children), idle | {figures['rss_mb']:.0f} MB |",
             f"| RSS after the load | {figures['rss_after_mb']:.0f} MB |",
             f"| echo end to end via Envoy, {sequential} sequential tasks: p50 | {figures['echo_p50_ms']:.2f} ms |",
             f"| same, p99 | {figures['echo_p99_ms']:.2f} ms |",
