@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from pathlib import Path
 
 import grpc.aio
@@ -34,21 +35,22 @@ log = get_logger("services.gateway")
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    nc = await connect_nats(args, "tidemesh-gateway")
-    scheduler_channel = channel(args.scheduler, args.transport)
-    hub: EventHub | None = None
-    guard: Guard | None = None
-    kinds: KindStore | None = None
-    session_channels: list[grpc.aio.Channel] = []
-    gateway: Gateway | None = None
-    try:
+    # Every long-lived part is closed by the stack, in the reverse order of its start.
+    async with contextlib.AsyncExitStack() as stack:
+        nc = await connect_nats(args, "tidemesh-gateway")
+        stack.push_async_callback(nc.drain)
+        scheduler_channel = channel(args.scheduler, args.transport)
+        stack.push_async_callback(scheduler_channel.close)
         js = nc.jetstream(timeout=5.0)
         await await_topology(js)  # the scheduler declares it; this user may only look
         events = EventLog(js, nc)
         hub = EventHub(nc, events)
         await hub.start()
+        stack.push_async_callback(hub.close)
         limiter = RateLimiter(args.tenant_rate, args.tenant_burst) if args.tenant_rate > 0 else None
         guard = await _guard(args, js, events)
+        if guard.authenticator is not None:
+            stack.push_async_callback(guard.authenticator.store.close)
         gateway = Gateway(
             scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel),
             events,
@@ -58,6 +60,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             limiter=limiter,
             index=TaskIndex(js),
         )
+        stack.push_async_callback(gateway.aclose)
 
         # User work: the schema registry, the kind registry, and the sessions of workers that
         # attach in any language.
@@ -65,6 +68,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         schema_api = SchemaApi(schemas, guard)
         kinds = KindStore(await js.key_value(KINDS_BUCKET))
         await kinds.start()
+        stack.push_async_callback(kinds.close)
 
         async def versions_of(subject: str) -> list[int]:
             return [v.version for v in await schemas.versions(subject)]
@@ -86,7 +90,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
         # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.
-        session_channels = [channel(target, args.transport) for target in args.session_hosts.split(",") if target]
+        session_channels: list[grpc.aio.Channel] = []
+        for target in filter(None, args.session_hosts.split(",")):
+            session_channels.append(channel(target, args.transport))
+            stack.push_async_callback(session_channels[-1].close)
         host.add(
             kind_pb2_grpc.add_KindServiceServicer_to_server,
             Kinds(kinds, guard, js, await js.key_value(SESSIONS_BUCKET), versions_of, missing_subjects),
@@ -99,19 +106,6 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             await stop.wait()
             await host.begin_shutdown()
-    finally:
-        if gateway is not None:
-            await gateway.aclose()
-        for session_channel in session_channels:
-            await session_channel.close()
-        if kinds is not None:
-            await kinds.close()
-        if guard is not None and guard.authenticator is not None:
-            await guard.authenticator.store.close()
-        if hub is not None:
-            await hub.close()
-        await scheduler_channel.close()
-        await nc.drain()
 
 
 async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # type: ignore[no-untyped-def]
