@@ -33,6 +33,7 @@ class Chain:
     checkpoint: bytes | None = None  # the latest an earlier attempt of this step stored
     work_item_sequence: int = 0
     live_index: int = 0  # best-effort partials published since the last stored event
+    urgent: bool = False  # an interactive task's chain: its events skip group commit
 
     async def emit(self, events: EventLog, state: int, **fields: object) -> None:
         event = task_pb2.TaskEvent(
@@ -47,7 +48,7 @@ class Chain:
             **fields,  # type: ignore[arg-type]
         )
         event.timestamp.GetCurrentTime()
-        self.stream_sequence = await events.append(event, self.stream_sequence)
+        self.stream_sequence = await events.append(event, self.stream_sequence, urgent=self.urgent)
         self.sequence += 1
         self.live_index = 0
         METRICS.events_published.inc()

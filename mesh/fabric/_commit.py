@@ -8,6 +8,8 @@ does: every write that arrives while a commit is in flight waits for the next on
 of at least `atomic_min` writes goes to the broker as one atomic batch (ADR-50: one fsync, one
 reply) instead of one fsync'd publish each.
 
+- **Interactive work never waits for a batch.** An urgent write (an interactive task's) skips
+  the gathering and goes out at once.
 - **Idle, no added latency.** A write that finds no commit in flight starts one on the next
   loop turn, alone: one plain publish. An atomic commit costs the broker a fixed few
   milliseconds, so a group smaller than `atomic_min` is sent as plain publishes, pipelined.
@@ -40,7 +42,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from mesh import failpoints
-from mesh.coalesce import Coalescer, CoalescerClosed
+from mesh.coalesce import Coalescer, CoalescerClosed, CoalescerState
 from mesh.telemetry import METRICS, get_logger
 
 log = get_logger(__name__)
@@ -85,8 +87,23 @@ class GroupCommit:
         """Refuse new writes; wait for the ones already handed in."""
         await self._writes.aclose()
 
-    async def publish(self, subject: str, data: bytes, headers: Mapping[str, str] | None = None) -> PubAck:
-        """Store one message as ``js.publish`` would; committed together with its neighbours."""
+    async def publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None, *, urgent: bool = False
+    ) -> PubAck:
+        """Store one message as ``js.publish`` would; committed together with its neighbours.
+
+        `urgent` (an interactive task's write) goes out at once as a plain publish: it never waits
+        behind a batch in flight, whose commit costs the broker a few milliseconds."""
+        if urgent:
+            if self._writes.state is CoalescerState.CLOSED:
+                raise nats.errors.ConnectionClosedError
+            answer = await self._js.publish(subject, data, headers=dict(headers or {}))
+            if not answer.duplicate:
+                self.commits += 1
+                self.messages += 1
+                METRICS.broker_commits.labels(self._stream, "single").inc()
+                METRICS.broker_messages.labels(self._stream).inc()
+            return answer
         try:
             return await self._writes.call(_Write(subject, data, dict(headers or {})))
         except CoalescerClosed as exc:

@@ -148,8 +148,9 @@ class EventLog:
                     found[stored.event.task_id] = stored
         return found
 
-    async def append(self, event: task_pb2.TaskEvent, after_stream_sequence: int) -> int:
-        """Store `event` if the chain's last event is at `after_stream_sequence` (0: chain empty).
+    async def append(self, event: task_pb2.TaskEvent, after_stream_sequence: int, *, urgent: bool = False) -> int:
+        """Store `event` if the chain's last event is at `after_stream_sequence` (0: chain empty);
+        `urgent`: an interactive task's event, never held for a group commit.
 
         Returns the new event's stream sequence. Raises ChainMoved if the chain moved on.
         """
@@ -160,7 +161,9 @@ class EventLog:
         if event.traceparent:
             headers["traceparent"] = event.traceparent
         try:
-            ack = await self._commit.publish(s.event_subject(event.task_id), event.SerializeToString(), headers)
+            ack = await self._commit.publish(
+                s.event_subject(event.task_id), event.SerializeToString(), headers, urgent=urgent
+            )
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise ChainMoved(event.task_id) from exc

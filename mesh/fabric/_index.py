@@ -43,9 +43,11 @@ class TaskIndex:
         self._js = js
         self._commit = GroupCommit(js, TASKS_STREAM)
 
-    async def add(self, tenant: str, task_id: str) -> None:
-        """Store the entry and wait for the broker's ack; raises nats errors as they come."""
-        await self._commit.publish(f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", {"Nats-Msg-Id": f"{task_id}:index"})
+    async def add(self, tenant: str, task_id: str, *, urgent: bool = False) -> None:
+        """Store the entry and wait for the broker's ack; raises nats errors as they come.
+        `urgent`: an interactive task's, never held for a group commit."""
+        headers = {"Nats-Msg-Id": f"{task_id}:index"}
+        await self._commit.publish(f"{TASKS_PREFIX}.{tenant}.{task_id}", b"", headers, urgent=urgent)
 
     async def remove(self, tenant: str, task_id: str) -> None:
         """Take the entry back (one message per subject): a message delete, not a subject purge —

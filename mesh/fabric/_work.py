@@ -22,7 +22,7 @@ from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric._commit import GroupCommit
 from mesh.fabric._subjects import WORK_STREAM, bell_subject, work_subject
 from mesh.tasks._registry import KINDS
-from mesh.v1 import work_pb2
+from mesh.v1 import task_pb2, work_pb2
 
 
 def work_item_id(task_id: str, step_index: int, copy: str = "") -> str:
@@ -56,7 +56,8 @@ class WorkQueue:
         if item.traceparent:
             headers["traceparent"] = item.traceparent
         try:
-            ack = await self._commit.publish(subject, item.SerializeToString(), headers)
+            urgent = spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE
+            ack = await self._commit.publish(subject, item.SerializeToString(), headers, urgent=urgent)
             await self._nc.publish(bell_subject(subject))
         except nats.errors.MaxPayloadError as exc:
             raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc

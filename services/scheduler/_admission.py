@@ -148,7 +148,7 @@ class Admitter:
         if self._index is None:
             return
         try:
-            await self._index.add(spec.tenant, spec.task_id)
+            await self._index.add(spec.tenant, spec.task_id, urgent=_urgent(spec))
         except nats.errors.Error as exc:  # any broker failure: retryable for the caller
             raise Unavailable(f"task index did not store the task: {exc}") from exc
 
@@ -178,7 +178,7 @@ class Admitter:
         )
         queued.timestamp.GetCurrentTime()
         try:
-            stream_sequence = await self._events.append(queued, after_stream_sequence=0)
+            stream_sequence = await self._events.append(queued, after_stream_sequence=0, urgent=_urgent(spec))
         except ChainMoved as exc:
             if await self._unlist_if_foreign(spec):
                 # Never "deduplicated" into another tenant's task, which would then answer for
@@ -317,3 +317,8 @@ def _now() -> Timestamp:
     stamp = Timestamp()
     stamp.GetCurrentTime()
     return stamp
+
+
+def _urgent(spec: task_pb2.TaskSpec) -> bool:
+    """An interactive task's admission writes skip group commit (they never wait for a batch)."""
+    return spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE

@@ -171,6 +171,7 @@ class Runner:
             step=step.name,
             traceparent=item.traceparent,
             work_item_sequence=msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else 0,
+            urgent=spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE,
         )
         parent = extract_context({"traceparent": item.traceparent} if item.traceparent else None)
         token = otel_context.attach(parent)

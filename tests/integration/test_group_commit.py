@@ -125,3 +125,17 @@ async def test_closed_commit_refuses_and_lets_handed_in_writes_finish(nc: NATS) 
     assert len(await asyncio.gather(*pending)) == 10
     with pytest.raises(nats.errors.ConnectionClosedError):
         await commit.publish(f"{prefix}.late", b"x")
+
+
+async def test_an_urgent_write_goes_out_alone_beside_a_gathered_group(nc: NATS) -> None:
+    """An interactive task's write is never gathered into the batch of the writes around it: it is
+    its own plain publish, with its own sequence, while the others still share batches."""
+    stream, prefix = await _stream(nc)
+    commit = GroupCommit(nc.jetstream(), stream, atomic_min=4)
+    writes = [commit.publish(f"{prefix}.n{i}", b"x") for i in range(40)]
+    writes.insert(20, commit.publish(f"{prefix}.urgent", b"now", urgent=True))
+    acks = await asyncio.gather(*writes)
+    urgent = acks.pop(20)
+    assert await _stored(nc, stream, urgent.seq) == (f"{prefix}.urgent", b"now")
+    assert sorted([urgent.seq, *(a.seq for a in acks)]) == list(range(1, 42))
+    assert commit.messages == 41 and 2 <= commit.commits < 10  # the urgent one, plus a few batches

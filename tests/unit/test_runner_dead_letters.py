@@ -33,7 +33,7 @@ class _Events:
         for stored in self.chain:
             yield stored
 
-    async def append(self, event: task_pb2.TaskEvent, after_stream_sequence: int) -> int:
+    async def append(self, event: task_pb2.TaskEvent, after_stream_sequence: int, *, urgent: bool = False) -> int:
         if self.moved or after_stream_sequence != self.chain[-1].stream_sequence:
             raise ChainMoved(event.task_id)
         self.chain.append(StoredEvent(event, after_stream_sequence + 1))
