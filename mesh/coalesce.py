@@ -13,8 +13,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -62,15 +61,6 @@ class Coalescer(Generic[T, R]):
         self._pending: list[_Call[T, R]] = []
         self._drain: asyncio.Task[None] | None = None
         self.state = CoalescerState.OPEN
-        self.batches = 0
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         self.state = CoalescerState.CLOSED
@@ -103,7 +93,6 @@ class Coalescer(Generic[T, R]):
         while self._pending:
             size = self._batch_size()
             batch, self._pending = self._pending[:size], self._pending[size:]
-            self.batches += 1
             try:
                 results = await self._flush([call.item for call in batch])
             except Exception as exc:

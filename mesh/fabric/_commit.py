@@ -32,8 +32,6 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import nats.errors
 import nats.js.errors
@@ -75,14 +73,6 @@ class GroupCommit:
         self.commits = 0  # round trips that stored something: one per plain publish, one per batch
         self.messages = 0
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Refuse new writes; wait for the ones already handed in."""
         await self._writes.aclose()
@@ -98,11 +88,7 @@ class GroupCommit:
             if self._writes.state is CoalescerState.CLOSED:
                 raise nats.errors.ConnectionClosedError
             answer = await self._js.publish(subject, data, headers=dict(headers or {}))
-            if not answer.duplicate:
-                self.commits += 1
-                self.messages += 1
-                METRICS.broker_commits.labels(self._stream, "single").inc()
-                METRICS.broker_messages.labels(self._stream).inc()
+            self._stored("single", 0 if answer.duplicate else 1)
             return answer
         try:
             return await self._writes.call(_Write(subject, data, dict(headers or {})))
@@ -157,10 +143,7 @@ class GroupCommit:
         count = int(answer.get("count", last))
         first = int(answer["seq"]) - count + 1
         stream = answer.get("stream", self._stream)
-        self.commits += 1
-        self.messages += last
-        METRICS.broker_commits.labels(self._stream, "batch").inc()
-        METRICS.broker_messages.labels(self._stream).inc(last)
+        self._stored("batch", 1, last)
         return [PubAck(stream=stream, seq=first + offset, duplicate=False) for offset in range(last)]
 
     async def _one_by_one(self, group: list[_Write]) -> list[PubAck | Exception]:
@@ -175,10 +158,15 @@ class GroupCommit:
             if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                 raise answer
             results.append(answer)
-        stored = sum(1 for answer in results if isinstance(answer, PubAck) and not answer.duplicate)
-        self.commits += stored
-        self.messages += stored
-        if stored:
-            METRICS.broker_commits.labels(self._stream, "single").inc(stored)
-            METRICS.broker_messages.labels(self._stream).inc(stored)
+        self._stored("single", sum(1 for answer in results if isinstance(answer, PubAck) and not answer.duplicate))
         return results
+
+    def _stored(self, mode: str, commits: int, messages: int | None = None) -> None:
+        """Count `commits` durable commits of `mode` holding `messages` (one each, by default)."""
+        messages = commits if messages is None else messages
+        if not commits:
+            return
+        self.commits += commits
+        self.messages += messages
+        METRICS.broker_commits.labels(self._stream, mode).inc(commits)
+        METRICS.broker_messages.labels(self._stream).inc(messages)

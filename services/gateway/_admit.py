@@ -34,11 +34,6 @@ class Admissions:
             max_weight=MAX_COALESCED_BYTES,
         )
 
-    @property
-    def batches(self) -> int:
-        """AdmitEach calls made so far."""
-        return self._calls.batches
-
     async def aclose(self) -> None:
         await self._calls.aclose()
 

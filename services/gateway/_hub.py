@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -71,32 +71,39 @@ Notice = tuple[_Kind, str, task_pb2.TaskEvent | None]
 
 
 class PendingWatch:
-    """`EventHub.watch_new`'s watch: already joined; iterate it once, or `aclose()` it."""
+    """`EventHub.watch_new`'s watch: already joined; iterate it once, and `aclose()` it whether
+    or not it was iterated (closing is idempotent)."""
 
     def __init__(self, hub: EventHub, task_id: str, inbox: _Inbox) -> None:
         self.task_id = task_id
         self._hub = hub
         self._inbox = inbox
-        self._state = "joined"
+        self._iteration: AsyncGenerator[task_pb2.TaskEvent, None] | None = None
+        self._left = False
 
     def __aiter__(self) -> AsyncIterator[task_pb2.TaskEvent]:
-        if self._state != "joined":
-            raise RuntimeError(f"a pending watch is iterated once (it is {self._state})")
-        self._state = "iterated"
-        return self._events()
+        if self._iteration is not None or self._left:
+            raise RuntimeError("a pending watch is iterated once, before it is closed")
+        self._iteration = self._events()
+        return self._iteration
 
-    async def _events(self) -> AsyncIterator[task_pb2.TaskEvent]:
+    async def _events(self) -> AsyncGenerator[task_pb2.TaskEvent, None]:
         try:
             async for event in self._hub._follow(self.task_id, self._inbox, 0):
                 yield event
         finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if not self._left:
+            self._left = True
             self._hub._leave([self.task_id], self._inbox)
 
     async def aclose(self) -> None:
-        """Leave, if it was never iterated (an iterated one leaves when its iteration ends)."""
-        if self._state == "joined":
-            self._state = "closed"
-            self._hub._leave([self.task_id], self._inbox)
+        """Leave the hub (an iteration that never started leaves too)."""
+        if self._iteration is not None:
+            await self._iteration.aclose()
+        self._leave()
 
 
 class _Inbox:

@@ -260,9 +260,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             if isinstance(exc, MeshError):
                 await abort_with(context, exc)
             raise
-        events: AsyncIterator[task_pb2.TaskEvent]
+        events: PendingWatch | AsyncIterator[task_pb2.TaskEvent]
         if pending is not None and admitted.task_id == pending.task_id:
-            events = aiter(pending)
+            events = pending
         else:  # a client-chosen id, or an idempotency key that found an earlier task
             if pending is not None:
                 await pending.aclose()
@@ -270,8 +270,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         submitted = gateway_pb2.SubmitTaskResponse(
             task_id=admitted.task_id, deduplicated=admitted.deduplicated, sequence=admitted.sequence
         )
-        async for response in self._leased(context, principal, _run_responses(submitted, events)):
-            yield response
+        try:
+            async for response in self._leased(context, principal, _run_responses(submitted, events)):
+                yield response
+        finally:  # however the call ends, even before the events were looked at
+            await events.aclose()  # type: ignore[union-attr]
 
     async def _leased(
         self, context: Context, principal: Principal | None, stream: AsyncIterator[T]
@@ -418,15 +421,13 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
 
 async def _run_responses(
-    submitted: gateway_pb2.SubmitTaskResponse, events: AsyncIterator[task_pb2.TaskEvent]
+    submitted: gateway_pb2.SubmitTaskResponse, events: PendingWatch | AsyncIterator[task_pb2.TaskEvent]
 ) -> AsyncIterator[gateway_pb2.RunTaskResponse]:
-    """RunTask's stream: the admission, then the task's events from the first to the final one."""
+    """RunTask's stream: the admission, then the task's events from the first to the final one
+    (RunTask closes `events`)."""
     yield gateway_pb2.RunTaskResponse(submitted=submitted)
-    try:
-        async for event in events:
-            yield gateway_pb2.RunTaskResponse(event=event)
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+    async for event in events:
+        yield gateway_pb2.RunTaskResponse(event=event)
 
 
 async def _announce(context: Context, lease: StreamLease | None) -> None:

@@ -300,6 +300,11 @@ async def test_a_watch_joined_before_its_task_exists_gets_every_event_live_witho
     assert _watchers() == before
     with pytest.raises(RuntimeError):
         aiter(unused)
+    never_started = hub.watch_new("iterator-never-started")
+    aiter(never_started)  # handed out, never read: closing still leaves the hub
+    await never_started.aclose()
+    await never_started.aclose()
+    assert _watchers() == before
 
 
 async def test_a_joined_watch_that_missed_its_first_notice_reads_the_gap(rig: Rig) -> None:
