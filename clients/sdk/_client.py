@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from clients.sdk._credentials import credential_interceptors
 from clients.sdk._retry import jittered, should_resume, should_retry
 from mesh.errors import InvalidArgument, MeshError
+from mesh.lifecycle import Lifecycle
 from mesh.priority import CLASS_BY_NAME
 from mesh.rpc import raise_from_rpc_error
 from mesh.schemas import from_json, message_class, to_dict, type_urls
@@ -68,8 +69,10 @@ def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
     return payload_from_json(kind, payload)
 
 
-class Client:
-    """``async with Client("localhost:8080") as client: ...``"""
+class Client(Lifecycle):
+    """``async with Client("localhost:8080") as client: ...`` (usable from construction; `close` once)."""
+
+    noun = "the client"
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class Client:
         self._kind_service = kind_pb2_grpc.KindServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._kinds: dict[str, kind_pb2.KindDeclaration] = {}
         self._classes: dict[tuple[str, int], type[Message]] = {}
+        self._open_now()
 
     async def refresh_credential(self, credential: str) -> None:
         """Use `credential` from now on — for new calls and, in-band, for every open stream."""
@@ -116,13 +120,7 @@ class Client:
             self._streams.add(stream_id)
         return stream_id
 
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         await self._channel.close()
 
     async def submit(

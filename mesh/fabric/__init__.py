@@ -16,6 +16,7 @@ from mesh.fabric._index import TASKS_STREAM, TaskIndex
 from mesh.fabric._kinds import KINDS_BUCKET, SESSION_ENTRY_TTL_S, SESSIONS_BUCKET, KindStore
 from mesh.fabric._lanes import lane_totals
 from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_STREAM, KeySequencer, key_token
+from mesh.fabric._ports import DeadLetterSink, Delivery, EventStore, Publisher, QuarantineSink, WorkSink
 from mesh.fabric._quarantine import Quarantine, QuarantineRecord, entry_subject
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
@@ -82,16 +83,22 @@ __all__ = [
     "WORK_STREAM",
     "Chain",
     "ChainMoved",
+    "DeadLetterSink",
     "DeadLetterStore",
+    "Delivery",
     "EventLog",
+    "EventStore",
     "KeySequencer",
     "KindStore",
+    "Publisher",
     "Quarantine",
     "QuarantineRecord",
+    "QuarantineSink",
     "StoredEvent",
     "TaskIndex",
     "Topology",
     "WorkQueue",
+    "WorkSink",
     "await_topology",
     "bell_filter",
     "cancel_subject",

@@ -1,7 +1,7 @@
 """A writer's view of one task's event chain: the one place an event is appended to it.
 
 `Chain` knows where the chain stands (the last event's sequence and stream sequence) and writes
-the next event fenced on it (`EventLog.append`: a writer that fell behind gets ChainMoved). The
+the next event fenced on it (`EventStore.append`: a writer that fell behind gets ChainMoved). The
 worker's runner writes a step's events through it; the scheduler's cancellation writes the
 final CANCELLED through it (`Chain.after` a stored event).
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nats.aio.client import Client
-
-from mesh.fabric._events import EventLog, StoredEvent
+from mesh.fabric._events import StoredEvent
+from mesh.fabric._ports import EventStore, Publisher
 from mesh.fabric._subjects import live_subject
 from mesh.telemetry import METRICS
 from mesh.v1 import task_pb2
@@ -35,7 +34,7 @@ class Chain:
     live_index: int = 0  # best-effort partials published since the last stored event
     urgent: bool = False  # an interactive task's chain: its events skip group commit
 
-    async def emit(self, events: EventLog, state: int, **fields: object) -> None:
+    async def emit(self, events: EventStore, state: int, **fields: object) -> None:
         event = task_pb2.TaskEvent(
             task_id=self.task_id,
             sequence=self.sequence + 1,
@@ -53,7 +52,7 @@ class Chain:
         self.live_index = 0
         METRICS.events_published.inc()
 
-    async def emit_live(self, nc: Client, output: task_pb2.TaskOutput, confidence: float) -> None:
+    async def emit_live(self, nc: Publisher, output: task_pb2.TaskOutput, confidence: float) -> None:
         """A best-effort partial: core NATS only, numbered after the last stored event."""
         self.live_index += 1
         event = task_pb2.TaskEvent(

@@ -15,6 +15,7 @@ writers fenced on the chain are not blocked by it) and skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Iterable
@@ -32,6 +33,7 @@ from mesh.errors import Unavailable
 from mesh.fabric import _subjects as s
 from mesh.fabric._commit import GroupCommit
 from mesh.fabric._quarantine import Quarantine
+from mesh.lifecycle import Lifecycle
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 
@@ -65,13 +67,17 @@ class _Batch:
     pending: int = 0
 
 
-class EventLog:
+class EventLog(Lifecycle):
     """Append to and read from the TM_EVENTS stream.
 
     Reads use JetStream's batched direct get: one request returns every event of
     a task (``next_by_subj`` + ``batch``) or the last event of many tasks
     (``multi_last``), instead of one round trip per message.
+
+    Open from construction; `close` waits for the writes handed in and drops the reply inbox.
     """
+
+    noun = "the event log"
 
     BATCH = 1024
     TIMEOUT_S = 1.0
@@ -86,6 +92,14 @@ class EventLog:
         self._batches: dict[str, _Batch] = {}
         self._quarantine = Quarantine(js, nc)
         self._commit = GroupCommit(js, s.EVENTS_STREAM)
+        self._open_now()
+
+    async def _stop(self) -> None:
+        await self._commit.aclose()
+        if self._inbox is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._inbox.unsubscribe()
+            self._inbox = None
 
     @property
     def nc(self) -> Client:
@@ -94,6 +108,7 @@ class EventLog:
 
     async def _direct_batch(self, request: dict[str, object]) -> _Batch:
         """Send one batched direct get and collect its messages up to the EOB marker."""
+        self.check_running()
         if self._inbox is None:
             self._inbox_prefix = self._nc.new_inbox()
             self._inbox = await self._nc.subscribe(f"{self._inbox_prefix}.*", cb=self._on_batch_message)
@@ -154,6 +169,7 @@ class EventLog:
 
         Returns the new event's stream sequence. Raises ChainMoved if the chain moved on.
         """
+        self.check_running()
         headers = {
             "Nats-Msg-Id": f"{event.task_id}:{event.sequence}",
             "Nats-Expected-Last-Subject-Sequence": str(after_stream_sequence),

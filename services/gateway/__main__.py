@@ -43,10 +43,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         stack.push_async_callback(scheduler_channel.close)
         js = nc.jetstream(timeout=5.0)
         await await_topology(js)  # the scheduler declares it; this user may only look
-        events = EventLog(js, nc)
-        hub = EventHub(nc, events)
-        await hub.start()
-        stack.push_async_callback(hub.close)
+        events = await stack.enter_async_context(EventLog(js, nc))
+        hub = await stack.enter_async_context(EventHub(nc, events))
         limiter = RateLimiter(args.tenant_rate, args.tenant_burst) if args.tenant_rate > 0 else None
         guard = await _guard(args, js, events)
         if guard.authenticator is not None:

@@ -44,7 +44,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from mesh.errors import MeshError, NotFound, OutOfRange
-from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, EventLog, StoredEvent, task_id_of_event_subject
+from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, EventStore, StoredEvent, task_id_of_event_subject
+from mesh.lifecycle import Lifecycle
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import task_pb2
 
@@ -198,11 +199,13 @@ class _Check:
     quiet: int = 0
 
 
-class EventHub:
+class EventHub(Lifecycle):
+    noun = "the event hub"
+
     def __init__(
         self,
         nc: Client,
-        events: EventLog,
+        events: EventStore,
         recheck_s: float = 10.0,
         live_buffer: int = LIVE_BUFFER,
         stored_buffer: int = STORED_BUFFER,
@@ -224,7 +227,7 @@ class EventHub:
         self._reconciler: asyncio.Task[None] | None = None
         self._reconnects_seen = 0
 
-    async def start(self) -> None:
+    async def _start(self) -> None:
         for prefix, callback in ((EVENTS_PREFIX, self._on_event), (LIVE_PREFIX, self._on_live)):
             self._subs.append(
                 await self._nc.subscribe(
@@ -235,7 +238,7 @@ class EventHub:
         self._reconnects_seen = self._reconnects()
         self._reconciler = asyncio.create_task(self._reconcile_forever(), name="event-hub-reconcile")
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs = []
@@ -278,6 +281,7 @@ class EventHub:
     # --- membership ------------------------------------------------------------------------
 
     def _join(self, task_ids: list[str], inbox: _Inbox) -> None:
+        self.check_running()  # a watch on a hub that is not delivering would never end
         for task_id in task_ids:
             self._watchers.setdefault(task_id, set()).add(inbox)
             if task_id not in self._checks:

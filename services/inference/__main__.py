@@ -40,35 +40,36 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         probe_interval_s=args.probe_interval,
         breaker=lambda: CircuitBreaker(threshold=3, reset_s=args.breaker_reset),
     )
-    await router.start()
-    batchers = Batchers(router, max_batch=args.max_batch, max_delay_s=args.max_delay_ms / 1000)
-    nc = await connect_nats(args, "tidemesh-inference") if args.register else None
-    registration = None
-    if nc is not None:
-        js = nc.jetstream(timeout=5.0)
-        await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
-        kv = await js.key_value(INFERENCE_BUCKET)
-        registration = asyncio.create_task(publish_backends(kv, router, instance))
-    host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
-    host.add(
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server,
-        Inference(router, batchers, instance, args.default_model),
-        "mesh.v1.InferenceService",
-    )
-    try:
-        async with host:
-            host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
-            await stop.wait()
-            await host.begin_shutdown()
-    finally:
-        if registration is not None:
-            registration.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await registration
-        if nc is not None:
-            await nc.drain()
-        await batchers.close()
-        await router.close()
+    async with contextlib.AsyncExitStack() as stack:  # what starts later stops earlier
+        await router.start()
+        stack.push_async_callback(router.close)
+        batchers = await stack.enter_async_context(
+            Batchers(router, max_batch=args.max_batch, max_delay_s=args.max_delay_ms / 1000)
+        )
+        if args.register:
+            nc = await connect_nats(args, "tidemesh-inference")
+            stack.push_async_callback(nc.drain)
+            js = nc.jetstream(timeout=5.0)
+            await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
+            kv = await js.key_value(INFERENCE_BUCKET)
+            registration = asyncio.create_task(publish_backends(kv, router, instance))
+            stack.push_async_callback(_cancel, registration)
+        host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
+        host.add(
+            inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+            Inference(router, batchers, instance, args.default_model),
+            "mesh.v1.InferenceService",
+        )
+        await stack.enter_async_context(host)
+        host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
+        await stop.wait()
+        await host.begin_shutdown()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def main() -> None:

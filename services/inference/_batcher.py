@@ -17,6 +17,7 @@ from functools import partial
 
 import numpy as np
 
+from mesh.lifecycle import Lifecycle
 from mesh.telemetry import METRICS
 from services.inference._router import Router
 
@@ -29,7 +30,9 @@ class _Request:
     done: asyncio.Future[tuple[np.ndarray, str]] = field(compare=False)
 
 
-class Batcher:
+class Batcher(Lifecycle):
+    noun = "the batcher"
+
     def __init__(self, router: Router, model: str, max_batch: int = 32, max_delay_s: float = 0.005):
         self._router = router
         self._model = model
@@ -41,10 +44,10 @@ class Batcher:
         self._calls: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()  # set when a model call ends
 
-    def start(self) -> None:
+    async def _start(self) -> None:
         self._loop_task = asyncio.create_task(self._run())
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         tasks = [t for t in (self._loop_task, *self._calls) if t is not None]
         for task in tasks:
             task.cancel()
@@ -54,6 +57,7 @@ class Batcher:
 
     async def embed(self, texts: list[str], rank: int = 1) -> tuple[np.ndarray, str]:
         """Embeddings of `texts` and the backend that made them; lower `rank` (urgency) first."""
+        self.check_running()
         done: asyncio.Future[tuple[np.ndarray, str]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Request(rank, next(self._order), texts, done))
         return await done
@@ -121,8 +125,10 @@ def _on_done(batch: list[_Request], call: asyncio.Task[None], done: asyncio.Futu
         call.cancel()
 
 
-class Batchers:
-    """One batcher per model, started the first time the model is asked for."""
+class Batchers(Lifecycle):
+    """One batcher per model, started the first time the model is asked for (`get`)."""
+
+    noun = "the batchers"
 
     def __init__(self, router: Router, max_batch: int, max_delay_s: float) -> None:
         self._router = router
@@ -130,13 +136,14 @@ class Batchers:
         self._max_delay_s = max_delay_s
         self._by_model: dict[str, Batcher] = {}
 
-    def __getitem__(self, model: str) -> Batcher:
+    async def get(self, model: str) -> Batcher:
+        self.check_running()
         batcher = self._by_model.get(model)
         if batcher is None:
             batcher = self._by_model[model] = Batcher(self._router, model, self._max_batch, self._max_delay_s)
-            batcher.start()
+            await batcher.start()
         return batcher
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         for batcher in self._by_model.values():
             await batcher.close()

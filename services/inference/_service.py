@@ -48,7 +48,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
                 vectors, backend = await self._router.embed_tokens(model.name, rows)
             else:
                 _check_texts(request.texts)
-                vectors, backend = await self._batchers[model.name].embed(
+                vectors, backend = await (await self._batchers.get(model.name)).embed(
                     list(request.texts), urgency(request.priority_class)
                 )
         except MeshError as exc:
@@ -104,7 +104,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             except BackendDown:
                 pass  # fall through: the batcher finishes the document
         covered = sum(len(c.split()) for c in chunks[:done])
-        batcher = self._batchers[model.name]
+        batcher = await self._batchers.get(model.name)
         for sequence, text in enumerate(chunks[done:], start=done + 1):
             vectors, _ = await batcher.embed([text], rank)
             covered += len(text.split())

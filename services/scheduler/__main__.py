@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from pathlib import Path
 
 from mesh.fabric import (
@@ -37,13 +38,14 @@ log = get_logger("services.scheduler")
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    nc = await connect_nats(args, "tidemesh-scheduler")
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # what starts later stops earlier
+        nc = await connect_nats(args, "tidemesh-scheduler")
+        stack.push_async_callback(nc.drain)
         js = nc.jetstream(timeout=5.0)
         topology = Topology(replicas=args.replicas, ack_wait_s=args.ack_wait)
         await ensure_topology(js, topology)
         idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
-        events = EventLog(js, nc)
+        events = await stack.enter_async_context(EventLog(js, nc))
         work = WorkQueue(nc, js)
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), work, events)
         registry = WorkerRegistry(
@@ -74,11 +76,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         roles = PeriodicRoles(
             nc, js, registry, scaler, hooks, flow, reconciler, args.heartbeat_interval / 2, topology.fetch_expiry_s
         )
-        async with host, roles:
-            host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
-            await stop.wait()
-    finally:
-        await nc.drain()
+        await stack.enter_async_context(host)
+        await stack.enter_async_context(roles)
+        host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
+        await stop.wait()
 
 
 def _scale_policies(args: argparse.Namespace) -> dict[str, ScalePolicy]:

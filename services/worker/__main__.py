@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 from pathlib import Path
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from mesh.fabric import (
     CANCEL_PREFIX,
@@ -48,37 +52,38 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     if unknown:
         raise SystemExit(f"unknown pools: {', '.join(sorted(unknown))} (known: {', '.join(POOLS)})")
     check_builtin_handlers()
-    nc = await connect_nats(args, f"tidemesh-worker-{worker_id}")
-    inference_channel = channel(args.inference, args.transport) if args.inference else None
-    scheduler_channel = channel(args.scheduler, args.transport) if args.scheduler else None
     try:
+        SlotLimits.of(args.concurrency, args.reserve, args.guaranteed_slots)
+    except ValueError as exc:
+        raise SystemExit(f"--concurrency/--reserve/--guaranteed-slots: {exc}") from None
+    topology = Topology(
+        replicas=args.replicas,
+        ack_wait_s=args.ack_wait,
+        tenant_concurrency=_per_tenant("--tenant-concurrency", args.tenant_concurrency, int, "N"),
+    )
+    bounds = _wait_bounds(args.wait_bounds)
+    weights = _per_tenant("--tenant-weights", args.tenant_weights, float, "WEIGHT")
+    # One exit stack: what starts later stops earlier (the callbacks run in reverse).
+    async with contextlib.AsyncExitStack() as stack:
+        nc = await connect_nats(args, f"tidemesh-worker-{worker_id}")
+        stack.push_async_callback(nc.drain)
+        inference_channel = channel(args.inference, args.transport) if args.inference else None
+        scheduler_channel = channel(args.scheduler, args.transport) if args.scheduler else None
+        for open_channel in (inference_channel, scheduler_channel):
+            if open_channel is not None:
+                stack.push_async_callback(open_channel.close)
         js = nc.jetstream(timeout=5.0)
-        topology = Topology(
-            replicas=args.replicas,
-            ack_wait_s=args.ack_wait,
-            tenant_concurrency=_per_tenant("--tenant-concurrency", args.tenant_concurrency, int, "N"),
-        )
         await await_topology(js)  # the scheduler declares it; this user may only look
         inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
-        events = EventLog(js, nc)
+        events = await stack.enter_async_context(EventLog(js, nc))
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events)
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
         children = ChildTasks(nc, js, events, scheduler)
         webhooks = WebhookClient(tuple(p for p in args.webhook_allow.split(",") if p))
-        runner = Runner(
-            js,
-            events,
-            worker_id,
-            inference,
-            ack_wait_s=args.ack_wait,
-            sequencer=sequencer,
-            children=children,
-            webhooks=webhooks,
+        stack.push_async_callback(webhooks.close)
+        runner = Runner.on_fabric(
+            js, events, worker_id, inference, args.ack_wait, sequencer=sequencer, children=children, webhooks=webhooks
         )
-        try:
-            SlotLimits.of(args.concurrency, args.reserve, args.guaranteed_slots)
-        except ValueError as exc:
-            raise SystemExit(f"--concurrency/--reserve/--guaranteed-slots: {exc}") from None
         dispatcher = Dispatcher(
             nc,
             js,
@@ -88,39 +93,13 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             args.concurrency,
             reserve=args.reserve,
             guaranteed=args.guaranteed_slots,
-            bounds=_wait_bounds(args.wait_bounds),
+            bounds=bounds,
             topology=topology,
-            tenant_weights=_per_tenant("--tenant-weights", args.tenant_weights, float, "WEIGHT"),
+            tenant_weights=weights,
+            grace_s=args.grace,
         )
-
-        sessions: SessionHost | None = None
         host = ServiceHost("worker", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
-        if args.sessions:
-            # The mesh side of the worker protocol: workers in any language, relayed by the gateways.
-            kinds = KindStore(await js.key_value(KINDS_BUCKET))
-            await kinds.start()
-            schemas = await SchemaRegistry.open(js, args.replicas, create=False)
-
-            async def versions_of(subject: str) -> list[int]:
-                return [v.version for v in await schemas.versions(subject)]
-
-            sessions = SessionHost(
-                nc,
-                js,
-                events,
-                kinds,
-                versions_of,
-                topology,
-                sequencer=sequencer,
-                children=children,
-                sessions_kv=await js.key_value(SESSIONS_BUCKET),
-            )
-            await sessions.start()
-            host.add(
-                session_pb2_grpc.add_WorkerSessionServiceServicer_to_server,
-                SessionService(sessions, grace_s=args.grace),
-                "mesh.v1.WorkerSessionService",
-            )
+        sessions = await _sessions(args, stack, host, nc, js, events, topology, sequencer, children)
 
         async def on_cancel(msg):  # type: ignore[no-untyped-def]
             task_id = msg.subject[len(CANCEL_PREFIX) + 1 :]
@@ -129,10 +108,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 sessions.cancel(task_id)
 
         await nc.subscribe(f"{CANCEL_PREFIX}.>", cb=on_cancel)
-        async with host:
-            await dispatcher.start()
-            host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
-            stub = worker_pb2_grpc.WorkerServiceStub(scheduler_channel) if scheduler_channel else None
+        await stack.enter_async_context(host)
+        await dispatcher.start()
+        stack.push_async_callback(_drain, dispatcher, sessions, args.grace)
+        host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
+        if scheduler_channel is not None:
             status = status_pb2.WorkerStatus(
                 worker_id=worker_id,
                 pools=pools,
@@ -140,28 +120,65 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
-            liveness = Liveness(stub, status, dispatcher) if stub is not None else None
-            if liveness is not None:
-                liveness.start()
-            log.info("worker running", extra={"worker_id": worker_id, "pools": pools})
-            await stop.wait()
-            await host.begin_shutdown()
-            if liveness is not None:
-                await liveness.leave()
-            log.info("draining work")
-            if sessions is not None:  # attached workers finish (or hand back) their steps meanwhile
-                await asyncio.gather(sessions.close(args.grace), dispatcher.shutdown(args.grace))
-                await sessions.kinds.close()
-            else:
-                await dispatcher.shutdown(args.grace)
-            await webhooks.close()
-            log.info("work drained")
-    finally:
-        for open_channel in (inference_channel, scheduler_channel):
-            if open_channel is not None:
-                await open_channel.close()
-        log.info("closing nats")
-        await nc.drain()
+            await stack.enter_async_context(
+                Liveness(worker_pb2_grpc.WorkerServiceStub(scheduler_channel), status, dispatcher)
+            )
+        stack.push_async_callback(host.begin_shutdown)  # first: refuse new calls, then leave, then drain
+        log.info("worker running", extra={"worker_id": worker_id, "pools": pools})
+        await stop.wait()
+        log.info("draining work")
+
+
+async def _sessions(
+    args: argparse.Namespace,
+    stack: contextlib.AsyncExitStack,
+    host: ServiceHost,
+    nc: Client,
+    js: JetStreamContext,
+    events: EventLog,
+    topology: Topology,
+    sequencer: KeySequencer,
+    children: ChildTasks,
+) -> SessionHost | None:
+    """The mesh side of the worker protocol (workers in any language, relayed by the gateways),
+    if `--sessions`: its kind store and session host, served on `host`."""
+    if not args.sessions:
+        return None
+    kinds = KindStore(await js.key_value(KINDS_BUCKET))
+    await kinds.start()
+    stack.push_async_callback(kinds.close)
+    schemas = await SchemaRegistry.open(js, args.replicas, create=False)
+
+    async def versions_of(subject: str) -> list[int]:
+        return [v.version for v in await schemas.versions(subject)]
+
+    sessions = SessionHost(
+        nc,
+        js,
+        events,
+        kinds,
+        versions_of,
+        topology,
+        sequencer=sequencer,
+        children=children,
+        sessions_kv=await js.key_value(SESSIONS_BUCKET),
+    )
+    await sessions.start()
+    host.add(
+        session_pb2_grpc.add_WorkerSessionServiceServicer_to_server,
+        SessionService(sessions, grace_s=args.grace),
+        "mesh.v1.WorkerSessionService",
+    )
+    return sessions
+
+
+async def _drain(dispatcher: Dispatcher, sessions: SessionHost | None, grace_s: float) -> None:
+    """Running steps finish (or are handed back) within the grace; attached workers meanwhile too."""
+    if sessions is not None:
+        await asyncio.gather(sessions.close(grace_s), dispatcher.shutdown(grace_s))
+    else:
+        await dispatcher.shutdown(grace_s)
+    log.info("work drained")
 
 
 def _per_tenant(flag: str, text: str, cast: type, label: str) -> dict:  # type: ignore[type-arg]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+from types import TracebackType
+from typing import Self
 
 import grpc.aio
 
@@ -32,6 +34,15 @@ class Liveness:
         self._dispatcher = dispatcher
         self._beats: asyncio.Task[None] | None = None
         self.state = LivenessState.NEW
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.leave()
 
     def start(self) -> None:
         if self.state is not LivenessState.NEW:

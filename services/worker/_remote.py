@@ -44,6 +44,7 @@ from mesh.fabric import (
     WORK_PREFIX,
     WORK_STREAM,
     ChainMoved,
+    DeadLetterStore,
     EventLog,
     KeySequencer,
     KindStore,
@@ -57,6 +58,7 @@ from mesh.tasks import TaskKind, user_pool
 from mesh.telemetry import get_logger
 from mesh.v1 import session_pb2, session_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
+from services.worker._deadletter import DeadLettering
 from services.worker._dispatch import Dispatcher
 from services.worker._runner import Runner
 from services.worker._steps import StepContext, StepFailed, StepHandler
@@ -140,7 +142,7 @@ class Session:
         return next((offer for offer in self.offers if offer.kind.name == kind), None)
 
     async def start(self) -> None:
-        runner = Runner(
+        runner = Runner.on_fabric(
             self.host.js,
             self.host.events,
             self.worker_id,
@@ -398,7 +400,7 @@ class SessionHost:
         self.stranded_every_s = stranded_every_s
         self.stranded_batch = 256
         # Ends tasks whose work no worker can read (`_expire_stranded`); it runs no steps itself.
-        self._expiry = Runner(js, events, "mesh-sessions", None, topology.ack_wait_s, sequencer=sequencer)
+        self._expiry = DeadLettering(events, DeadLetterStore(js, nc), "mesh-sessions")
         self.nc = nc
         self.js = js
         self.events = events

@@ -192,6 +192,6 @@ async def test_a_redelivery_whose_count_was_lost_still_finishes_the_task(nc: NAT
         work_item_sequence=msg.metadata.sequence.stream,
     )
     await first_run.emit(events, task_pb2.TASK_STATE_RUNNING)
-    await Runner(js, events, "survivor", None, ack_wait_s=5.0).run(msg)
+    await Runner.on_fabric(js, events, "survivor", None, ack_wait_s=5.0).run(msg)
     last = await events.last(task_id)
     assert last is not None and last.event.state == task_pb2.TASK_STATE_SUCCEEDED

@@ -255,7 +255,7 @@ async def test_each_component_runs_its_real_fabric_code_without_a_violation(secu
         w_js = worker.js()
         w_events = EventLog(w_js, worker.nc)
         w_sequencer = KeySequencer(w_js, await w_js.key_value(ORDER_KEYS_BUCKET), WorkQueue(worker.nc, w_js), w_events)
-        runner = Runner(w_js, w_events, "w-perm", None, ack_wait_s=topology.ack_wait_s, sequencer=w_sequencer)
+        runner = Runner.on_fabric(w_js, w_events, "w-perm", None, ack_wait_s=topology.ack_wait_s, sequencer=w_sequencer)
         dispatcher = Dispatcher(
             worker.nc, w_js, w_events, runner, ["ingestion", "post-processing"], 4, topology=topology
         )

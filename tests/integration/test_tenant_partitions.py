@@ -54,7 +54,7 @@ async def test_a_refused_partition_waits_alone_and_the_lane_serves_the_others(pr
         first = [_echo(tenant) for tenant in ("alpha", "beta", "gamma")]
         for spec in first:
             await admitter.admit(spec)
-        runner = Runner(js, events, "w-partitions", None, ack_wait_s=topology.ack_wait_s)
+        runner = Runner.on_fabric(js, events, "w-partitions", None, ack_wait_s=topology.ack_wait_s)
         dispatcher = Dispatcher(nc, js, events, runner, ["ingestion"], 4, topology=topology)
         await dispatcher.start()
         try:

@@ -1,18 +1,15 @@
-"""EventHub with an in-memory store and bus: how a watcher ends, what an idle one costs, and that
+"""EventHub over the in-memory fabric (`tests/unit/fakes.py`): how a watcher ends, what an idle one costs, and that
 junk on the live subjects is skipped. (The real NATS and Envoy paths: tests/integration/test_watchers.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from mesh.errors import NotFound, OutOfRange
-from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, StoredEvent, event_subject, live_subject
+from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, event_subject, live_subject
 from mesh.telemetry import METRICS
 from mesh.v1 import task_pb2
 from services.gateway import _hub
@@ -20,77 +17,15 @@ from services.gateway._auth import Principal
 from services.gateway._hub import EventHub
 from services.gateway._leases import StreamLease, guarded
 from tests.conftest import eventually
+from tests.unit.fakes import MemoryBus, MemoryFabric
 
-
-@dataclass
-class FakeBus:
-    """Core NATS for the hub: subscriptions on ``<prefix>.>``, publish calls them in order."""
-
-    callbacks: dict[str, Callable[[Any], Awaitable[None]]] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=lambda: {"reconnects": 0})
-
-    async def subscribe(self, subject: str, cb: Callable[[Any], Awaitable[None]], **_: Any) -> SimpleNamespace:
-        prefix = subject.removesuffix(".>")
-        self.callbacks[prefix] = cb
-
-        async def unsubscribe() -> None:
-            self.callbacks.pop(prefix, None)
-
-        return SimpleNamespace(unsubscribe=unsubscribe)
-
-    async def publish(self, subject: str, data: bytes) -> None:
-        for prefix, callback in list(self.callbacks.items()):
-            if subject.startswith(prefix + "."):
-                await callback(SimpleNamespace(subject=subject, data=data))
-
-
-@dataclass
-class FakeStore:
-    """The event store, counting the requests a real one would answer."""
-
-    bus: FakeBus
-    events: dict[str, list[task_pb2.TaskEvent]] = field(default_factory=dict)
-    reads: int = 0
-    lasts: int = 0
-    last_many_calls: list[int] = field(default_factory=list)
-
-    async def append(self, event: task_pb2.TaskEvent, publish: bool = True) -> None:
-        chain = self.events.setdefault(event.task_id, [])
-        assert event.sequence == len(chain) + 1
-        chain.append(event)
-        if publish:  # publish=False: the live notice is lost, as across a reconnect
-            await self.bus.publish(event_subject(event.task_id), event.SerializeToString())
-
-    def _stored(self, event: task_pb2.TaskEvent) -> StoredEvent:
-        copy = task_pb2.TaskEvent()
-        copy.CopyFrom(event)
-        return StoredEvent(copy, event.sequence)
-
-    async def read(self, task_id: str, after_sequence: int = 0) -> AsyncIterator[StoredEvent]:
-        self.reads += 1
-        for event in list(self.events.get(task_id, ())):
-            if event.sequence > after_sequence:
-                yield self._stored(event)
-
-    async def last(self, task_id: str) -> StoredEvent | None:
-        self.lasts += 1
-        chain = self.events.get(task_id)
-        return self._stored(chain[-1]) if chain else None
-
-    async def last_many(self, task_ids: Any) -> dict[str, StoredEvent]:
-        ids = list(task_ids)
-        for start in range(0, len(ids), 256):
-            self.last_many_calls.append(len(ids[start : start + 256]))
-        return {task_id: self._stored(self.events[task_id][-1]) for task_id in ids if self.events.get(task_id)}
-
-
-Rig = tuple[EventHub, FakeStore, FakeBus]
+Rig = tuple[EventHub, MemoryFabric, MemoryBus]
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    bus = FakeBus()
-    store = FakeStore(bus)
+    store = MemoryFabric()
+    bus = store.bus
     hub = EventHub(bus, store, recheck_s=0.2, reap_s=0.05)  # type: ignore[arg-type]
     await hub.start()
     try:
@@ -104,9 +39,9 @@ def _event(task_id: str, sequence: int, final: bool = False) -> task_pb2.TaskEve
     return task_pb2.TaskEvent(task_id=task_id, sequence=sequence, state=state, final=final)
 
 
-async def _finished(store: FakeStore, task_id: str, events: int = 3) -> None:
+async def _finished(store: MemoryFabric, task_id: str, events: int = 3) -> None:
     for sequence in range(1, events + 1):
-        await store.append(_event(task_id, sequence, final=sequence == events))
+        await store.put_event(_event(task_id, sequence, final=sequence == events))
 
 
 async def _all(stream: AsyncIterator[task_pb2.TaskEvent]) -> list[int]:
@@ -139,7 +74,7 @@ async def test_a_resume_past_the_last_event_is_out_of_range_naming_the_field(rig
     """A position past the task's last sequence (finished or not) is OutOfRange on the named field."""
     hub, store, _ = rig
     await _finished(store, "done")
-    await store.append(_event("running", 1))
+    await store.put_event(_event("running", 1))
     baseline = _watchers()
     for task_id, after in [("done", 4), ("done", 2**64), ("running", 2), ("running", 10**30)]:
         with pytest.raises(OutOfRange) as raised:
@@ -155,7 +90,7 @@ async def test_idle_watchers_cost_batched_reconciliation_not_a_read_each(rig: Ri
     the store again; the hub asked for all of them in requests of at most 256 tasks."""
     hub, store, _ = rig
     for index in range(1000):
-        await store.append(_event(f"idle{index}", 1))
+        await store.put_event(_event(f"idle{index}", 1))
     streams = [hub.watch(f"idle{index}") for index in range(1000)]
     assert [(await anext(stream)).sequence for stream in streams] == [1] * 1000
     waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
@@ -180,11 +115,11 @@ async def test_an_event_whose_live_notice_was_lost_is_found_by_reconciliation(ri
     """The store moved without a live notice (lost across a reconnect): the watcher is woken and
     reads it, with no gap and no duplicate, though nothing else arrives live."""
     hub, store, _ = rig
-    await store.append(_event("lost", 1))
+    await store.put_event(_event("lost", 1))
     stream = hub.watch("lost")
     assert (await anext(stream)).sequence == 1
-    await store.append(_event("lost", 2), publish=False)
-    await store.append(_event("lost", 3, final=True), publish=False)
+    await store.put_event(_event("lost", 2), publish=False)
+    await store.put_event(_event("lost", 3, final=True), publish=False)
     assert await _all(stream) == [2, 3]
 
 
@@ -192,7 +127,7 @@ async def test_junk_live_messages_are_skipped_and_counted_never_ending_a_watcher
     """Bytes that are no TaskEvent, and a TaskEvent naming another task, on tm.evt.* and tm.live.*:
     each counted once, and the watcher goes on to the real events."""
     hub, store, bus = rig
-    await store.append(_event("junk", 1))
+    await store.put_event(_event("junk", 1))
     stream = hub.watch("junk")
     assert (await anext(stream)).sequence == 1
     counted = {
@@ -203,7 +138,7 @@ async def test_junk_live_messages_are_skipped_and_counted_never_ending_a_watcher
     for subject in (event_subject("junk"), live_subject("junk")):
         await bus.publish(subject, b"\xff\xff\xff not protobuf")
         await bus.publish(subject, impostor)
-    await store.append(_event("junk", 2, final=True))
+    await store.put_event(_event("junk", 2, final=True))
     assert (await asyncio.wait_for(following, 5)).sequence == 2
     for prefix in (EVENTS_PREFIX, LIVE_PREFIX):
         assert METRICS.watch_malformed.labels(prefix=prefix)._value.get() == counted[prefix] + 2
@@ -212,7 +147,7 @@ async def test_junk_live_messages_are_skipped_and_counted_never_ending_a_watcher
 async def test_a_watcher_whose_client_went_away_ends(rig: Rig) -> None:
     """With a client_gone probe (SSE), the hub's one reaping pass ends a quiet watcher once it says so."""
     hub, store, _ = rig
-    await store.append(_event("quiet", 1))
+    await store.put_event(_event("quiet", 1))
     gone = False
     baseline = _watchers()
     stream = hub.watch("quiet", client_gone=lambda: gone)
@@ -228,13 +163,13 @@ async def test_watch_many_counts_one_watcher_and_lets_go_of_finished_tasks(rig: 
     """The gauge counts a multi-task stream once; a task that ended leaves the hub's watch list."""
     hub, store, _ = rig
     await _finished(store, "m1", 2)
-    await store.append(_event("m2", 1))
+    await store.put_event(_event("m2", 1))
     baseline = _watchers()
     stream = hub.watch_many(["m1", "m2", "m1"])
     seen = [(await anext(stream)).sequence for _ in range(3)]
     assert seen == [1, 2, 1] and _watchers() == baseline + 1
     assert hub.watched_tasks == 1  # m1 finished
-    await store.append(_event("m2", 2, final=True), publish=False)  # found by reconciliation
+    await store.put_event(_event("m2", 2, final=True), publish=False)  # found by reconciliation
     assert await _all(stream) == [2]
     assert _watchers() == baseline and hub.watched_tasks == 0
 
@@ -243,7 +178,7 @@ async def test_guarded_cancelled_mid_read_lets_the_stream_close(rig: Rig) -> Non
     """A leased stream cancelled while it waits (a client that went away): the pending read is
     stopped first, so aclose() works (no 'already running') and the watcher is released."""
     hub, store, _ = rig
-    await store.append(_event("leased", 1))
+    await store.put_event(_event("leased", 1))
     baseline = _watchers()
     lease = StreamLease("s1", Principal("key1", "acme", frozenset({"read"})))
     stream = hub.watch("leased")
@@ -266,15 +201,15 @@ async def test_a_reconnect_compares_every_watched_task_with_the_store_at_once(mo
     """Events stored while the live connection was down (no notice ever comes) reach a quiet watcher
     within about a second of the reconnect, though its first recheck is almost a minute away."""
     monkeypatch.setattr(_hub, "NEW_WATCHER_QUIET", 10)  # first recheck after 0.05 s x 2^10 = 51 s
-    bus = FakeBus()
-    store = FakeStore(bus)
+    store = MemoryFabric()
+    bus = store.bus
     hub = EventHub(bus, store, recheck_s=60.0)  # type: ignore[arg-type]
     await hub.start()
     try:
-        await store.append(_event("gap", 1))
+        await store.put_event(_event("gap", 1))
         stream = hub.watch("gap")
         assert (await anext(stream)).sequence == 1
-        await store.append(_event("gap", 2, final=True), publish=False)
+        await store.put_event(_event("gap", 2, final=True), publish=False)
         following = asyncio.ensure_future(anext(stream))
         bus.stats["reconnects"] += 1
         async with asyncio.timeout(3):
@@ -312,7 +247,7 @@ async def test_a_joined_watch_that_missed_its_first_notice_reads_the_gap(rig: Ri
     in order, once each."""
     hub, store, _ = rig
     pending = hub.watch_new("gap")
-    await store.append(_event("gap", 1), publish=False)
-    await store.append(_event("gap", 2))
-    await store.append(_event("gap", 3, final=True))
+    await store.put_event(_event("gap", 1), publish=False)
+    await store.put_event(_event("gap", 2))
+    await store.put_event(_event("gap", 3, final=True))
     assert await _all(aiter(pending)) == [1, 2, 3]

@@ -76,7 +76,7 @@ async def _router(*backends: Scripted, **kwargs: object) -> Router:
 async def _held_batcher(backend: Scripted) -> AsyncIterator[Batcher]:
     """A started batcher (up to 4 texts per batch) over `backend`, whose calls block until released."""
     batcher = Batcher(await _router(backend), MODEL, max_batch=4, max_delay_s=0.001)
-    batcher.start()
+    await batcher.start()
     backend.gate.clear()
     try:
         yield batcher
