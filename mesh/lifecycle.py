@@ -3,16 +3,23 @@
 A subclass implements `_start` and `_stop`; `start` and `close` check and move the state
 (NEW → RUNNING → STOPPING → STOPPED). A second `start` is an error; `close` is idempotent,
 and closing what never started only marks it stopped. If `_start` fails, `_stop` runs so
-nothing half-started is left behind. An object usable from construction (a client over a
+nothing half-started is left behind. Concurrent `close` calls share one stop, which runs to its end
+even if a caller is cancelled meanwhile. An object usable from construction (a client over a
 channel it opens at once) calls `_open_now` in its `__init__`: entering it then only ties its
 close to the block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from types import TracebackType
 from typing import ClassVar, Self
+
+from mesh.errors import Unavailable
+from mesh.telemetry import get_logger
+
+log = get_logger(__name__)
 
 
 class State(enum.Enum):
@@ -26,6 +33,7 @@ class Lifecycle:
     noun: ClassVar[str] = "it"  # for errors: "the event hub is stopped: it starts once"
     state: State = State.NEW
     _opened_on_init: bool = False
+    _stop_task: asyncio.Future[None] | None = None
 
     async def _start(self) -> None:
         """Acquire what the object holds (subscriptions, tasks)."""
@@ -40,24 +48,33 @@ class Lifecycle:
         try:
             await self._start()
         except BaseException:
-            await self.close()
+            try:
+                await self.close()
+            except Exception:  # the start's own error is the one to report
+                log.warning("%s: cleanup after a failed start failed", self.noun, exc_info=True)
             raise
 
     def _open_now(self) -> None:
         self.state, self._opened_on_init = State.RUNNING, True
 
     def check_running(self) -> None:
-        """Raise unless started and not yet closing (for calls that need what `_start` holds)."""
+        """Unavailable unless started and not yet closing (for calls that need what `_start` holds):
+        a call that races a shutdown is retryable elsewhere."""
         if self.state is not State.RUNNING:
-            raise RuntimeError(f"{self.noun} is {self.state.value}")
+            raise Unavailable(f"{self.noun} is {self.state.value}")
 
     async def close(self) -> None:
         if self.state is State.NEW:
             self.state = State.STOPPED
             return
-        if self.state is not State.RUNNING:
-            return
-        self.state = State.STOPPING
+        if self._stop_task is None:
+            if self.state is not State.RUNNING:
+                return
+            self.state = State.STOPPING
+            self._stop_task = asyncio.ensure_future(self._stop_once())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop_once(self) -> None:
         try:
             await self._stop()
         finally:

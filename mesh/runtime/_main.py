@@ -7,7 +7,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from nats.aio.client import Client as Nats
 
@@ -56,11 +57,28 @@ def run_service(
         await serve(args, stop)
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     except Exception:
         log.exception("service failed")
         sys.exit(1)
     log.info("stopped")
+
+
+EVENT_LOOP_ENV = "TIDEMESH_EVENT_LOOP"
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop (libuv: cheaper I/O callbacks for nats-py, aiohttp and grpc.aio's
+    poller) unless ``TIDEMESH_EVENT_LOOP=asyncio`` asks for the standard loop."""
+    choice = os.environ.get(EVENT_LOOP_ENV, "uvloop")
+    if choice not in ("uvloop", "asyncio"):
+        raise SystemExit(f"{EVENT_LOOP_ENV}: expected uvloop or asyncio, got {choice!r}")
+    if choice == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 async def connect_nats(args: argparse.Namespace, client_name: str) -> Nats:

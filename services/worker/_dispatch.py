@@ -317,8 +317,10 @@ class Dispatcher(Lifecycle):
                 await msg.ack_sync(timeout=5.0)
 
     async def shutdown(self, grace_s: float) -> None:
-        """Stop pulling, let running steps finish within `grace_s`, hand the rest back (idempotent)."""
-        self._grace_s = grace_s
+        """Stop pulling, let running steps finish within `grace_s`, hand the rest back (idempotent:
+        a second call waits for the first, with the first's grace)."""
+        if self.state is State.RUNNING:
+            self._grace_s = grace_s
         await self.close()
 
     async def _stop(self) -> None:

@@ -85,6 +85,8 @@ class MemoryFabric:
     async def put_event(self, event: task_pb2.TaskEvent, publish: bool = True) -> int:
         """Store `event` at the end of its chain, unfenced (a test setting the scene); `publish=False`:
         its live notice is lost, as across a reconnect."""
+        chain = self.chains.get(event.task_id, [])
+        assert event.sequence == len(chain) + 1, f"event {event.sequence} after {len(chain)} events"
         self.sequence += 1
         copy = task_pb2.TaskEvent()
         copy.CopyFrom(event)
@@ -150,7 +152,7 @@ class MemoryFabric:
         return self.sequence
 
     async def withdraw(self, task_id: str, sequence: int) -> None:
-        del self.letters[sequence]
+        self.letters.pop(sequence, None)  # a letter already gone is no error, as in DeadLetterStore
         self.log.append(("withdrawn", task_id))
 
     async def alert(self, letter: deadletter_pb2.DeadLetter) -> None:

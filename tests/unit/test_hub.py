@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from mesh.errors import NotFound, OutOfRange
+from mesh.errors import NotFound, OutOfRange, Unavailable
 from mesh.fabric import EVENTS_PREFIX, LIVE_PREFIX, event_subject, live_subject
 from mesh.telemetry import METRICS
 from mesh.v1 import task_pb2
@@ -251,3 +251,16 @@ async def test_a_joined_watch_that_missed_its_first_notice_reads_the_gap(rig: Ri
     await store.put_event(_event("gap", 2))
     await store.put_event(_event("gap", 3, final=True))
     assert await _all(aiter(pending)) == [1, 2, 3]
+
+
+async def test_a_stopped_hub_refuses_new_watches_as_unavailable() -> None:
+    """A watch on a hub that no longer delivers would never end: it is refused, retryable elsewhere."""
+    store = MemoryFabric()
+    hub = EventHub(store.bus, store)  # type: ignore[arg-type]
+    await hub.start()
+    await store.put_event(_event("t1", 1))
+    await hub.close()
+    with pytest.raises(Unavailable, match="the event hub is stopped"):
+        await anext(hub.watch("t1", 0))
+    with pytest.raises(Unavailable):
+        hub.watch_new("t2")

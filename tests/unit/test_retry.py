@@ -23,7 +23,7 @@ def test_a_step_is_retried_exactly_while_it_is_retryable_and_has_attempts_left(
 ) -> None:
     move = policy.after(retryable=retryable, attempt=attempt, max_attempts=max_attempts, rng=lambda: r)
     if retryable and attempt < max_attempts:
-        assert isinstance(move, Retry)
+        assert move == Retry(policy.delay_s(attempt, rng=lambda: r))
     else:
         assert move == GiveUp(exhausted=retryable)
 

@@ -334,3 +334,75 @@ async def test_a_forged_item_naming_another_task_ends_nothing() -> None:
     poison.item.spec.tenant = "someone-else"
     assert not await _runner(fabric, _echo).end_unrunnable(msg, poison)
     assert fabric.states(spec.task_id) == ["TASK_STATE_QUEUED"] and not fabric.letters
+
+
+async def test_a_stale_copy_of_an_earlier_step_is_acked_without_running_while_a_later_step_runs() -> None:
+    """Step 1 already started (RUNNING of step `emit`): a redelivered copy of step 0 is superseded."""
+    fabric = MemoryFabric()
+    spec = _spec("stream")
+    await _runner(fabric, _echo).run(await fabric.admit(spec))  # step 0 done, step 1 queued
+    later = fabric.delivery(spec.task_id, step_index=1)
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def emitting(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+        started.set()
+        await finish.wait()
+        return [task_pb2.TaskOutput(text="done")]
+
+    step_1 = asyncio.create_task(_runner(fabric, emitting).run(later))
+    await started.wait()
+    stale = fabric.delivery(spec.task_id, step_index=0, attempt=2)
+    ran: list[str] = []
+
+    async def must_not_run(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+        ran.append(ctx.spec.task_id)
+        return []
+
+    await _runner(fabric, must_not_run, "w-2").run(stale)
+    assert ran == [] and stale.settled == "ack"
+    assert fabric.chains[spec.task_id][-1].event.step == "emit"  # the stale copy wrote nothing
+    finish.set()
+    await step_1
+    assert fabric.states(spec.task_id)[-1] == "TASK_STATE_SUCCEEDED" and later.settled == "ack"
+
+
+async def test_a_fatal_failure_that_loses_to_a_cancel_withdraws_its_letter_and_acks() -> None:
+    """The step fails fatally; while the runner dead-letters, a cancel ends the chain first: the letter
+    is withdrawn (none is left to replay) and the item is acked, the chain being over."""
+    fabric = MemoryFabric()
+    msg = await fabric.admit(_spec())
+    real_append = fabric.append
+
+    async def a_cancel_gets_in_first(event: task_pb2.TaskEvent, after: int, *, urgent: bool = False) -> int:
+        if event.state == task_pb2.TASK_STATE_DEAD_LETTERED:
+            last = fabric.chains[event.task_id][-1]
+            cancel = task_pb2.TaskEvent(
+                task_id=event.task_id, sequence=event.sequence, state=task_pb2.TASK_STATE_CANCELLED, final=True
+            )
+            await real_append(cancel, last.stream_sequence)
+        return await real_append(event, after, urgent=urgent)
+
+    fabric.append = a_cancel_gets_in_first  # type: ignore[method-assign]
+
+    async def broken(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+        raise StepFailed("invalid_output", "no such field", retryable=False)
+
+    await _runner(fabric, broken).run(msg)
+    assert fabric.states(msg.task_id)[-1] == "TASK_STATE_CANCELLED"
+    assert fabric.letters == {} and ("withdrawn", msg.task_id) in fabric.log and msg.settled == "ack"
+
+
+async def test_an_item_of_an_unknown_kind_is_dead_lettered_as_a_schema_mismatch() -> None:
+    """A task admitted under a kind this worker does not know (an upgrade in between) ends
+    DEAD_LETTERED with a schema_mismatch letter instead of staying QUEUED."""
+    fabric = MemoryFabric()
+    spec = _spec()
+    spec.kind = "no-such-kind"
+    await fabric.put_event(
+        task_pb2.TaskEvent(task_id=spec.task_id, sequence=1, state=task_pb2.TASK_STATE_QUEUED, spec=spec)
+    )
+    item = work_pb2.WorkItem(spec=spec, step_index=0, last_event_sequence=1, last_event_stream_sequence=1)
+    msg = MemoryDelivery(fabric, "tm.work.u-x.standard.acme", item.SerializeToString(), 2, 1)
+    poison = PoisonMessage("schema_mismatch", "spec.kind: unknown", spec.task_id, work_pb2.WorkItem(spec=spec))
+    assert await _runner(fabric, _echo).end_unrunnable(msg, poison)
+    assert fabric.states(spec.task_id) == ["TASK_STATE_QUEUED", "TASK_STATE_DEAD_LETTERED"]
