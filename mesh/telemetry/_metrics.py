@@ -71,6 +71,11 @@ class Metrics:
         )
         self.in_flight = Gauge("tidemesh_in_flight", "Steps running in this process", registry=r)
         self.watchers = Gauge("tidemesh_watchers", "Open task event streams", registry=r)
+        self.watch_recovered = Counter(
+            "tidemesh_watch_recovered_total",
+            "Watched tasks whose store was ahead of what live delivery had brought (found by reconciliation)",
+            registry=r,
+        )
         self.watch_malformed = Counter(
             "tidemesh_watch_malformed_total",
             "Live task event messages a gateway skipped because they did not parse or named another task",

@@ -264,3 +264,24 @@ async def test_a_stopped_hub_refuses_new_watches_as_unavailable() -> None:
         await anext(hub.watch("t1", 0))
     with pytest.raises(Unavailable):
         hub.watch_new("t2")
+
+
+async def test_a_notice_that_outruns_the_store_and_the_join_still_reaches_a_late_watcher() -> None:
+    """Core NATS delivers an event as it is published, JetStream stores it alongside: a client that
+    submits, then watches a task that just finished, can join after the final notice went by and
+    read the store before it shows the event. The hub hands it the notice it kept; no
+    reconciliation is needed (before, the watcher waited for the first one, ~0.8 s)."""
+    store = MemoryFabric()
+    hub = EventHub(store.bus, store, recheck_s=60.0)  # type: ignore[arg-type]
+    await hub.start()
+    try:
+        await store.put_event(_event("fast", 1))
+        await store.put_event(_event("fast", 2))
+        final = _event("fast", 3, final=True)
+        await store.bus.publish(event_subject("fast"), final.SerializeToString())  # notice first...
+        watching = asyncio.create_task(_all(hub.watch("fast", 0)))
+        await eventually(_when(lambda: store.reads == 1), 5.0, "the watcher's replay read")
+        assert await watching == [1, 2, 3]  # ...the store shows it later (or, here, never)
+        assert store.last_many_calls == []  # found without reconciling
+    finally:
+        await hub.close()
