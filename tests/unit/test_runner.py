@@ -280,6 +280,22 @@ async def test_a_step_past_its_time_limit_is_abandoned_and_retried(monkeypatch: 
     assert msg.settled == "nak"
 
 
+def _a_cancel_wins_before_dead_lettered(fabric: MemoryFabric) -> None:
+    """Make the scheduler's CANCELLED land just before any DEAD_LETTERED append (a lost race)."""
+    real_append = fabric.append
+
+    async def a_cancel_gets_in_first(event: task_pb2.TaskEvent, after: int, *, urgent: bool = False) -> int:
+        if event.state == task_pb2.TASK_STATE_DEAD_LETTERED:
+            last = fabric.chains[event.task_id][-1]
+            cancel = task_pb2.TaskEvent(
+                task_id=event.task_id, sequence=event.sequence, state=task_pb2.TASK_STATE_CANCELLED, final=True
+            )
+            await real_append(cancel, last.stream_sequence)
+        return await real_append(event, after, urgent=urgent)
+
+    fabric.append = a_cancel_gets_in_first  # type: ignore[method-assign]
+
+
 def _unrunnable(fabric: MemoryFabric, spec: task_pb2.TaskSpec) -> tuple[MemoryDelivery, PoisonMessage]:
     broken = task_pb2.TaskSpec()
     broken.CopyFrom(spec)
@@ -307,18 +323,7 @@ async def test_an_unrunnable_task_that_loses_the_race_has_no_dead_letter() -> No
     spec = _spec()
     await fabric.admit(spec)
     msg, poison = _unrunnable(fabric, spec)
-    real_append = fabric.append
-
-    async def a_cancel_gets_in_first(event: task_pb2.TaskEvent, after: int, *, urgent: bool = False) -> int:
-        if event.state == task_pb2.TASK_STATE_DEAD_LETTERED:
-            last = fabric.chains[event.task_id][-1]
-            cancel = task_pb2.TaskEvent(
-                task_id=event.task_id, sequence=event.sequence, state=task_pb2.TASK_STATE_CANCELLED, final=True
-            )
-            await real_append(cancel, last.stream_sequence)
-        return await real_append(event, after, urgent=urgent)
-
-    fabric.append = a_cancel_gets_in_first  # type: ignore[method-assign]
+    _a_cancel_wins_before_dead_lettered(fabric)
     assert not await _runner(fabric, _echo).end_unrunnable(msg, poison)
     assert (fabric.letters, fabric.alerts) == ({}, [])
     assert ("withdrawn", spec.task_id) in fabric.log
@@ -371,18 +376,7 @@ async def test_a_fatal_failure_that_loses_to_a_cancel_withdraws_its_letter_and_a
     is withdrawn (none is left to replay) and the item is acked, the chain being over."""
     fabric = MemoryFabric()
     msg = await fabric.admit(_spec())
-    real_append = fabric.append
-
-    async def a_cancel_gets_in_first(event: task_pb2.TaskEvent, after: int, *, urgent: bool = False) -> int:
-        if event.state == task_pb2.TASK_STATE_DEAD_LETTERED:
-            last = fabric.chains[event.task_id][-1]
-            cancel = task_pb2.TaskEvent(
-                task_id=event.task_id, sequence=event.sequence, state=task_pb2.TASK_STATE_CANCELLED, final=True
-            )
-            await real_append(cancel, last.stream_sequence)
-        return await real_append(event, after, urgent=urgent)
-
-    fabric.append = a_cancel_gets_in_first  # type: ignore[method-assign]
+    _a_cancel_wins_before_dead_lettered(fabric)
 
     async def broken(ctx: StepContext) -> list[task_pb2.TaskOutput]:
         raise StepFailed("invalid_output", "no such field", retryable=False)
