@@ -156,9 +156,9 @@ def test_caps_and_due_order_hold_under_overload(
 
 
 def test_the_observed_starvation_cannot_recur() -> None:
-    """C=32, R=8: interactive steps of 10 s arriving faster than they finish, then one standard
-    item: it starts at once, and in-flight tops out at 40."""
-    jobs = [Job(i * 0.01, 10.0, INTERACTIVE) for i in range(5000)]
+    """C=32, R=8: interactive steps of 10 s arriving faster than they finish (100/s against 4/s,
+    over 10 s), then one standard item amid them: it starts at once, and in-flight tops out at 40."""
+    jobs = [Job(i * 0.01, 10.0, INTERACTIVE) for i in range(1000)]
     standard = Job(5.0, 0.001, STANDARD)
     run = Run(SlotLimits.of(32), [*jobs, standard], lead_s=10.0)
     simulate(run)
