@@ -62,8 +62,9 @@ STORED_BUFFER = 4096
 LIVE_BUFFER = 256
 FIRST_RECHECK_S = 0.05
 TICK_S = 0.05  # the shortest time between two reconciliation passes
-# A new watcher read the store after it joined the live subscription, so nothing can slip between
-# the two: its task is first compared with the store after about a second (0.05 s x 2^4), not 50 ms.
+# A new watcher read the store after it joined the live subscription, and got the notices of its
+# task that arrived just before (`_recall`), so nothing slips between the two: its task is first
+# compared with the store after about a second (0.05 s x 2^4), not 50 ms.
 NEW_WATCHER_QUIET = 4
 RECENT_TASKS = 16_384  # tasks whose last notices the hub keeps for watchers that join late
 RECENT_PER_TASK = 4
@@ -308,10 +309,9 @@ class EventHub(Lifecycle):
         may not be in the store yet (its replay read would miss it). Older ones are skipped as
         already sent."""
         for data in self._recent.get(task_id, ()):
-            with contextlib.suppress(DecodeError):  # counted when it first arrived
-                event = task_pb2.TaskEvent.FromString(data)
-                if event.task_id == task_id and event.sequence >= 1:
-                    inbox.stored(task_id, event)
+            event = _parse(data, task_id, EVENTS_PREFIX, count=False)  # counted when it arrived
+            if event is not None:
+                inbox.stored(task_id, event)
 
     # --- membership ------------------------------------------------------------------------
 
@@ -616,13 +616,15 @@ class EventHub(Lifecycle):
             self._leave(ids, inbox)
 
 
-def _parse(data: bytes, task_id: str, prefix: str) -> task_pb2.TaskEvent | None:
-    """A live message as a TaskEvent of `task_id`; None (counted) for anything else."""
+def _parse(data: bytes, task_id: str, prefix: str, count: bool = True) -> task_pb2.TaskEvent | None:
+    """A live message as a TaskEvent of `task_id`; None (counted, unless `count` is off) for anything else."""
     try:
         event = task_pb2.TaskEvent.FromString(data)
     except DecodeError:
         event = None
     if event is None or event.task_id != task_id or event.sequence < 1:
+        if not count:
+            return None
         METRICS.watch_malformed.labels(prefix=prefix).inc()
         log.warning("skipped a malformed live event message", extra={"subject_prefix": prefix, "task_id": task_id})
         return None
