@@ -86,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("TIDEMESH_TRITON", "") not in ("", "0"),
             help="also run tritonserver (nvidia-pytriton) on the model repository; CPU stays the fallback",
         )
+        p.add_argument(
+            "--model-repository",
+            action="append",
+            default=[],
+            metavar="DIR",
+            dest="model_repositories",
+            help="serve your Triton model repository beside the project's (repeatable; implies --triton)",
+        )
 
     def client_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)

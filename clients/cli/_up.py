@@ -13,7 +13,7 @@ from typing import Any
 from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.fabric import POOLS
-from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key, build_plan
+from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key, build_plan, check_model_repositories
 from mesh.telemetry import configure_console_logging
 
 DEMO: list[tuple[str, dict[str, Any], str]] = [
@@ -60,10 +60,18 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ),
         auth=not args.no_auth,
         triton=args.triton,
+        model_repositories=_model_repositories(args.model_repositories),
         insecure=getattr(args, "insecure", False),
         tenant_limit=(args.tenant_rate, args.tenant_burst),
         credential_limit=(args.credential_rate, args.credential_burst),
     )
+
+
+def _model_repositories(given: list[str]) -> list[Path]:
+    try:
+        return check_model_repositories([Path(d) for d in given])
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def _pairs(text: str, flag: str) -> list[tuple[str, str]]:

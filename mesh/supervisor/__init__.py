@@ -18,6 +18,7 @@ from mesh.supervisor._plan import (
 from mesh.supervisor._probe import Probe
 from mesh.supervisor._security import MeshSecurity
 from mesh.supervisor._supervisor import Supervisor
+from mesh.supervisor._triton import check_model_repositories
 
 __all__ = [
     "CREDENTIAL_LIMIT",
@@ -34,6 +35,7 @@ __all__ = [
     "Supervisor",
     "admin_key",
     "build_plan",
+    "check_model_repositories",
     "find_binary",
     "free_port",
     "guarded",

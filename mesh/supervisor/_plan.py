@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
 from mesh.supervisor._security import MeshSecurity, nats_cluster_security, nats_security
-from mesh.supervisor._triton import triton_launch
+from mesh.supervisor._triton import MODEL_REPOSITORY, triton_launch
 
 # Submit rate limits of every gateway, per tenant and per credential (submits/s, burst): on by
 # default; a rate of 0 turns one off. The gateway's own defaults are the same (`_ratelimit`).
@@ -172,10 +173,22 @@ def triton_spec(
     metrics_port: int,
     config_name: str | None = None,
     tls: LeafFiles | None = None,
+    model_repositories: Sequence[Path] = (),
+    model_repository: Path = MODEL_REPOSITORY,
 ) -> ProcessSpec:
-    """tritonserver on the project's model repository (see `_triton.triton_launch`); with `tls`,
-    gRPC only, mutual TLS, and its health is the standard gRPC health check over it."""
-    launch = triton_launch(state_dir, grpc_port, http_port, metrics_port, config_name=config_name, tls=tls)
+    """tritonserver on the project's model repository and `model_repositories` (see
+    `_triton.triton_launch`); with `tls`, gRPC only, mutual TLS, and its health is the standard
+    gRPC health check over it."""
+    launch = triton_launch(
+        state_dir,
+        grpc_port,
+        http_port,
+        metrics_port,
+        config_name=config_name,
+        tls=tls,
+        model_repository=model_repository,
+        model_repositories=model_repositories,
+    )
     return ProcessSpec(
         name="triton",
         command=launch.command,
@@ -229,6 +242,7 @@ def build_plan(
     gateway_args: tuple[str, ...] = (),
     auth: bool = False,
     triton: bool = False,
+    model_repositories: Sequence[Path] = (),
     tenant_limit: tuple[float, float] = TENANT_LIMIT,
     credential_limit: tuple[float, float] = CREDENTIAL_LIMIT,
     insecure: bool = False,
@@ -238,8 +252,9 @@ def build_plan(
     `workers` serve every pool; `pool_workers` adds dedicated workers per pool, each with the
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`). With `auth`,
     the gateways require credentials (see `_credentials`). With `triton`, a tritonserver serves
-    the project's model repository and the inference service routes to it, falling back to its
-    embedded CPU model. Every gateway rate-limits submits per tenant and per credential
+    the project's model repository (and the user's `model_repositories`, which imply it) and the
+    inference service routes to it, falling back to its embedded CPU model. Every gateway
+    rate-limits submits per tenant and per credential
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
     `gateway_args` come after, so they override. Every hop is TLS (mutual between components),
     NATS takes only its own users, and internal ports want a leaf of the mesh's root, unless
@@ -308,10 +323,15 @@ def build_plan(
     triton_specs = (
         [
             triton_spec(
-                state_dir, ports.take(), ports.take(), ports.take(), tls=security.leaf("triton") if security else None
+                state_dir,
+                ports.take(),
+                ports.take(),
+                ports.take(),
+                tls=security.leaf("triton") if security else None,
+                model_repositories=model_repositories,
             )
         ]
-        if triton
+        if triton or model_repositories
         else []
     )
     inference = service(

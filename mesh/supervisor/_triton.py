@@ -13,6 +13,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,39 @@ def triton_available() -> bool:
         return False
 
 
+def repository_models(repository: Path) -> list[str]:
+    """The models of a Triton model repository: its folders that hold a config or a version."""
+    return sorted(
+        entry.name
+        for entry in repository.iterdir()
+        if entry.is_dir()
+        and ((entry / "config.pbtxt").is_file() or any(v.is_dir() and v.name.isdigit() for v in entry.iterdir()))
+    )
+
+
+def check_model_repositories(repositories: Sequence[Path]) -> list[Path]:
+    """The user's repositories, resolved; ValueError naming the folder if one is not a model
+    repository, or a model name is taken (Triton wants names unique across repositories)."""
+    owners = {name: MODEL_REPOSITORY for name in repository_models(MODEL_REPOSITORY)}
+    resolved = []
+    for given in repositories:
+        repository = Path(given).expanduser().resolve()
+        if not repository.is_dir():
+            raise ValueError(f"--model-repository {given}: no such folder")
+        models = repository_models(repository)
+        if not models:
+            raise ValueError(
+                f"--model-repository {given}: no model in it (a model is a folder with config.pbtxt "
+                "and numbered version folders, e.g. classifier/config.pbtxt and classifier/1/model.py)"
+            )
+        for name in models:
+            if name in owners:
+                raise ValueError(f"--model-repository {given}: model {name!r} is also in {owners[name]}")
+            owners[name] = repository
+        resolved.append(repository)
+    return resolved
+
+
 @dataclass(frozen=True)
 class TritonLaunch:
     command: list[str]
@@ -51,8 +85,14 @@ def triton_launch(
     model_repository: Path = MODEL_REPOSITORY,
     config_name: str | None = None,
     tls: LeafFiles | None = None,
+    model_repositories: Sequence[Path] = (),
 ) -> TritonLaunch:
-    """The command and environment that serve `model_repository` on the given ports.
+    """The command and environment that serve `model_repository`, and the user's
+    `model_repositories` beside it, on the given ports.
+
+    Models are under explicit control: every model of every repository is loaded at start, and
+    after that only when asked (`load_model` / `unload_model` over gRPC) — Triton never loads or
+    unloads one by itself. A model name must be unique across the repositories.
 
     `config_name` (default: $TIDEMESH_TRITON_CONFIG) picks each model's ``configs/<name>.pbtxt``
     where it has one — ``gpu`` runs the models on NVIDIA GPUs. With `tls` (its leaf), gRPC is
@@ -80,6 +120,9 @@ def triton_launch(
     command = [
         str(dist / "bin" / "tritonserver"),
         f"--model-repository={model_repository}",
+        *(f"--model-repository={Path(extra).resolve()}" for extra in model_repositories),
+        "--model-control-mode=explicit",
+        "--load-model=*",
         f"--backend-directory={backends}",
         f"--cache-directory={dist / 'caches'}",
         f"--grpc-port={grpc_port}",
@@ -102,7 +145,9 @@ def triton_launch(
             ]
         ),
         "--allow-gpu-metrics=false",
-        "--strict-readiness=true",
+        # Ready means answering: under explicit control an unloaded model is normal, not a fault
+        # (per-model readiness comes from the repository index).
+        "--strict-readiness=false",
         "--exit-on-error=true",
         # In-flight requests get this long on SIGTERM, inside the supervisor's 10 s grace.
         "--exit-timeout-secs=5",

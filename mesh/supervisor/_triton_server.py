@@ -3,11 +3,13 @@ supervises (`triton_spec`), run by one `Child` on free ports."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mesh.supervisor._child import Child
 from mesh.supervisor._plan import free_port, triton_spec
 from mesh.supervisor._security import MeshSecurity
+from mesh.supervisor._triton import MODEL_REPOSITORY
 
 
 class TritonServer:
@@ -15,7 +17,14 @@ class TritonServer:
     stubs (the child's process group goes with it). `start()` after `stop()` reuses the ports:
     clients see the same endpoint go away and come back."""
 
-    def __init__(self, state_dir: Path, config_name: str | None = None, secure: bool = True) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        config_name: str | None = None,
+        secure: bool = True,
+        model_repositories: Sequence[Path] = (),
+        model_repository: Path = MODEL_REPOSITORY,
+    ) -> None:
         """`secure` (the default): gRPC only, mutual TLS under a mesh CA in ``state_dir/pki``
         (adopting `TIDEMESH_CA_DIR`'s root when set); `pki` is that folder for its callers."""
         self._log_dir = state_dir / "logs"
@@ -29,6 +38,8 @@ class TritonServer:
             free_port(),
             config_name,
             tls=security.leaf("triton") if security else None,
+            model_repositories=model_repositories,
+            model_repository=model_repository,
         )
         self._backends = state_dir / "triton" / "backends"
         self._child: Child | None = None

@@ -22,33 +22,90 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/inference.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"\xa9\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12.\n\x0epriority_class\x18\x03 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\"\n\tinput_ids\x18\x04 \x01(\x0b\x32\x0f.mesh.v1.Tensor\x12\'\n\x0e\x61ttention_mask\x18\x05 \x01(\x0b\x32\x0f.mesh.v1.Tensor\"6\n\x06Tensor\x12\x10\n\x08\x64\x61tatype\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"W\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.mesh.v1.Embedding\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"v\n\x12InferStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"\x8d\x01\n\x13InferStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nchunk_text\x18\x02 \x01(\t\x12%\n\tembedding\x18\x03 \x01(\x0b\x32\x12.mesh.v1.Embedding\x12\x1a\n\x12partial_confidence\x18\x04 \x01(\x02\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\"j\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\"k\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x31\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus2\xdd\x01\n\x10InferenceService\x12\x36\n\x05Infer\x12\x15.mesh.v1.InferRequest\x1a\x16.mesh.v1.InferResponse\x12J\n\x0bInferStream\x12\x1b.mesh.v1.InferStreamRequest\x1a\x1c.mesh.v1.InferStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.mesh.v1.ListModelsRequest\x1a\x1b.mesh.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/inference.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"\xa9\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12.\n\x0epriority_class\x18\x03 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\"\n\tinput_ids\x18\x04 \x01(\x0b\x32\x0f.mesh.v1.Tensor\x12\'\n\x0e\x61ttention_mask\x18\x05 \x01(\x0b\x32\x0f.mesh.v1.Tensor\"6\n\x06Tensor\x12\x10\n\x08\x64\x61tatype\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"W\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.mesh.v1.Embedding\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"v\n\x12InferStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"\x8d\x01\n\x13InferStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nchunk_text\x18\x02 \x01(\t\x12%\n\tembedding\x18\x03 \x01(\x0b\x32\x12.mesh.v1.Embedding\x12\x1a\n\x12partial_confidence\x18\x04 \x01(\x02\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\"\xf4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x08 \x01(\x04\x12\x11\n\tin_flight\x18\t \x01(\r\x12-\n\tlast_used\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdecoupled\x18\x0b \x01(\x08\"k\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x31\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus\"1\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"H\n\x11LoadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x10\n\x08unloaded\x18\x02 \x03(\t\"3\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"\'\n\x13UnloadModelResponse\x12\x10\n\x08\x62\x61\x63kends\x18\x01 \x03(\t\"5\n\x14ModelMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"Q\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x10\n\x08optional\x18\x04 \x01(\x08\"\xd9\x01\n\x15ModelMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\'\n\x06inputs\x18\x04 \x03(\x0b\x32\x17.mesh.v1.TensorMetadata\x12(\n\x07outputs\x18\x05 \x03(\x0b\x32\x17.mesh.v1.TensorMetadata\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\r\x12\x11\n\tdecoupled\x18\x07 \x01(\x08\x12\x10\n\x08\x62\x61\x63kends\x18\x08 \x03(\t\"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"\x99\x01\n\x0eInferParameter\x12\x14\n\nbool_param\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bint64_param\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_param\x18\x03 \x01(\tH\x00\x12\x16\n\x0c\x64ouble_param\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cuint64_param\x18\x05 \x01(\x04H\x00\x42\x12\n\x10parameter_choice\"\xd0\x01\n\x13InferTensorContents\x12\x15\n\rbool_contents\x18\x01 \x03(\x08\x12\x14\n\x0cint_contents\x18\x02 \x03(\x05\x12\x16\n\x0eint64_contents\x18\x03 \x03(\x03\x12\x15\n\ruint_contents\x18\x04 \x03(\r\x12\x17\n\x0fuint64_contents\x18\x05 \x03(\x04\x12\x15\n\rfp32_contents\x18\x06 \x03(\x02\x12\x15\n\rfp64_contents\x18\x07 \x03(\x01\x12\x16\n\x0e\x62ytes_contents\x18\x08 \x03(\x0c\"\xfc\x01\n\x10InferInputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12=\n\nparameters\x18\x04 \x03(\x0b\x32).mesh.v1.InferInputTensor.ParametersEntry\x12.\n\x08\x63ontents\x18\x05 \x01(\x0b\x32\x1c.mesh.v1.InferTensorContents\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"\xbf\x01\n\x1aInferRequestedOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12G\n\nparameters\x18\x02 \x03(\x0b\x32\x33.mesh.v1.InferRequestedOutputTensor.ParametersEntry\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"\x83\x03\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12>\n\nparameters\x18\x04 \x03(\x0b\x32*.mesh.v1.ModelInferRequest.ParametersEntry\x12)\n\x06inputs\x18\x05 \x03(\x0b\x32\x19.mesh.v1.InferInputTensor\x12\x34\n\x07outputs\x18\x06 \x03(\x0b\x32#.mesh.v1.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x12.\n\x0epriority_class\x18\x08 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"\xfe\x01\n\x11InferOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12>\n\nparameters\x18\x04 \x03(\x0b\x32*.mesh.v1.InferOutputTensor.ParametersEntry\x12.\n\x08\x63ontents\x18\x05 \x01(\x0b\x32\x1c.mesh.v1.InferTensorContents\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"\xb3\x02\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12?\n\nparameters\x18\x04 \x03(\x0b\x32+.mesh.v1.ModelInferResponse.ParametersEntry\x12+\n\x07outputs\x18\x05 \x03(\x0b\x32\x1a.mesh.v1.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"F\n\x17ModelStreamInferRequest\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.mesh.v1.ModelInferRequest\"^\n\x18ModelStreamInferResponse\x12\x33\n\x0einfer_response\x18\x01 \x01(\x0b\x32\x1b.mesh.v1.ModelInferResponse\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x32\xa4\x05\n\x10InferenceService\x12\x36\n\x05Infer\x12\x15.mesh.v1.InferRequest\x1a\x16.mesh.v1.InferResponse\x12J\n\x0bInferStream\x12\x1b.mesh.v1.InferStreamRequest\x1a\x1c.mesh.v1.InferStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.mesh.v1.ListModelsRequest\x1a\x1b.mesh.v1.ListModelsResponse\x12N\n\rModelMetadata\x12\x1d.mesh.v1.ModelMetadataRequest\x1a\x1e.mesh.v1.ModelMetadataResponse\x12\x45\n\nModelReady\x12\x1a.mesh.v1.ModelReadyRequest\x1a\x1b.mesh.v1.ModelReadyResponse\x12\x45\n\nModelInfer\x12\x1a.mesh.v1.ModelInferRequest\x1a\x1b.mesh.v1.ModelInferResponse\x12Y\n\x10ModelStreamInfer\x12 .mesh.v1.ModelStreamInferRequest\x1a!.mesh.v1.ModelStreamInferResponse0\x01\x12\x42\n\tLoadModel\x12\x19.mesh.v1.LoadModelRequest\x1a\x1a.mesh.v1.LoadModelResponse\x12H\n\x0bUnloadModel\x12\x1b.mesh.v1.UnloadModelRequest\x1a\x1c.mesh.v1.UnloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INFERREQUEST']._serialized_start=79
-  _globals['_INFERREQUEST']._serialized_end=248
-  _globals['_TENSOR']._serialized_start=250
-  _globals['_TENSOR']._serialized_end=304
-  _globals['_INFERRESPONSE']._serialized_start=306
-  _globals['_INFERRESPONSE']._serialized_end=393
-  _globals['_INFERSTREAMREQUEST']._serialized_start=395
-  _globals['_INFERSTREAMREQUEST']._serialized_end=513
-  _globals['_INFERSTREAMRESPONSE']._serialized_start=516
-  _globals['_INFERSTREAMRESPONSE']._serialized_end=657
-  _globals['_LISTMODELSREQUEST']._serialized_start=659
-  _globals['_LISTMODELSREQUEST']._serialized_end=678
-  _globals['_MODELINFO']._serialized_start=680
-  _globals['_MODELINFO']._serialized_end=786
-  _globals['_LISTMODELSRESPONSE']._serialized_start=788
-  _globals['_LISTMODELSRESPONSE']._serialized_end=895
-  _globals['_INFERENCESERVICE']._serialized_start=898
-  _globals['_INFERENCESERVICE']._serialized_end=1119
+  _globals['_INFERINPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
+  _globals['_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
+  _globals['_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._loaded_options = None
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_INFEROUTPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
+  _globals['_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._loaded_options = None
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_INFERREQUEST']._serialized_start=112
+  _globals['_INFERREQUEST']._serialized_end=281
+  _globals['_TENSOR']._serialized_start=283
+  _globals['_TENSOR']._serialized_end=337
+  _globals['_INFERRESPONSE']._serialized_start=339
+  _globals['_INFERRESPONSE']._serialized_end=426
+  _globals['_INFERSTREAMREQUEST']._serialized_start=428
+  _globals['_INFERSTREAMREQUEST']._serialized_end=546
+  _globals['_INFERSTREAMRESPONSE']._serialized_start=549
+  _globals['_INFERSTREAMRESPONSE']._serialized_end=690
+  _globals['_LISTMODELSREQUEST']._serialized_start=692
+  _globals['_LISTMODELSREQUEST']._serialized_end=711
+  _globals['_MODELINFO']._serialized_start=714
+  _globals['_MODELINFO']._serialized_end=958
+  _globals['_LISTMODELSRESPONSE']._serialized_start=960
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1067
+  _globals['_LOADMODELREQUEST']._serialized_start=1069
+  _globals['_LOADMODELREQUEST']._serialized_end=1118
+  _globals['_LOADMODELRESPONSE']._serialized_start=1120
+  _globals['_LOADMODELRESPONSE']._serialized_end=1192
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1194
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1245
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1247
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1286
+  _globals['_MODELMETADATAREQUEST']._serialized_start=1288
+  _globals['_MODELMETADATAREQUEST']._serialized_end=1341
+  _globals['_TENSORMETADATA']._serialized_start=1343
+  _globals['_TENSORMETADATA']._serialized_end=1424
+  _globals['_MODELMETADATARESPONSE']._serialized_start=1427
+  _globals['_MODELMETADATARESPONSE']._serialized_end=1644
+  _globals['_MODELREADYREQUEST']._serialized_start=1646
+  _globals['_MODELREADYREQUEST']._serialized_end=1696
+  _globals['_MODELREADYRESPONSE']._serialized_start=1698
+  _globals['_MODELREADYRESPONSE']._serialized_end=1733
+  _globals['_INFERPARAMETER']._serialized_start=1736
+  _globals['_INFERPARAMETER']._serialized_end=1889
+  _globals['_INFERTENSORCONTENTS']._serialized_start=1892
+  _globals['_INFERTENSORCONTENTS']._serialized_end=2100
+  _globals['_INFERINPUTTENSOR']._serialized_start=2103
+  _globals['_INFERINPUTTENSOR']._serialized_end=2355
+  _globals['_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_start=2281
+  _globals['_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_end=2355
+  _globals['_INFERREQUESTEDOUTPUTTENSOR']._serialized_start=2358
+  _globals['_INFERREQUESTEDOUTPUTTENSOR']._serialized_end=2549
+  _globals['_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=2281
+  _globals['_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=2355
+  _globals['_MODELINFERREQUEST']._serialized_start=2552
+  _globals['_MODELINFERREQUEST']._serialized_end=2939
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_start=2281
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_end=2355
+  _globals['_INFEROUTPUTTENSOR']._serialized_start=2942
+  _globals['_INFEROUTPUTTENSOR']._serialized_end=3196
+  _globals['_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=2281
+  _globals['_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=2355
+  _globals['_MODELINFERRESPONSE']._serialized_start=3199
+  _globals['_MODELINFERRESPONSE']._serialized_end=3506
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_start=2281
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_end=2355
+  _globals['_MODELSTREAMINFERREQUEST']._serialized_start=3508
+  _globals['_MODELSTREAMINFERREQUEST']._serialized_end=3578
+  _globals['_MODELSTREAMINFERRESPONSE']._serialized_start=3580
+  _globals['_MODELSTREAMINFERRESPONSE']._serialized_end=3674
+  _globals['_INFERENCESERVICE']._serialized_start=3677
+  _globals['_INFERENCESERVICE']._serialized_end=4353
 # @@protoc_insertion_point(module_scope)

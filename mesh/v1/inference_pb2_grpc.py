@@ -50,6 +50,36 @@ class InferenceServiceStub:
                 request_serializer=mesh_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ModelMetadata = channel.unary_unary(
+                '/mesh.v1.InferenceService/ModelMetadata',
+                request_serializer=mesh_dot_v1_dot_inference__pb2.ModelMetadataRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_inference__pb2.ModelMetadataResponse.FromString,
+                _registered_method=True)
+        self.ModelReady = channel.unary_unary(
+                '/mesh.v1.InferenceService/ModelReady',
+                request_serializer=mesh_dot_v1_dot_inference__pb2.ModelReadyRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_inference__pb2.ModelReadyResponse.FromString,
+                _registered_method=True)
+        self.ModelInfer = channel.unary_unary(
+                '/mesh.v1.InferenceService/ModelInfer',
+                request_serializer=mesh_dot_v1_dot_inference__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_inference__pb2.ModelInferResponse.FromString,
+                _registered_method=True)
+        self.ModelStreamInfer = channel.unary_stream(
+                '/mesh.v1.InferenceService/ModelStreamInfer',
+                request_serializer=mesh_dot_v1_dot_inference__pb2.ModelStreamInferRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_inference__pb2.ModelStreamInferResponse.FromString,
+                _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/mesh.v1.InferenceService/LoadModel',
+                request_serializer=mesh_dot_v1_dot_inference__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_inference__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/mesh.v1.InferenceService/UnloadModel',
+                request_serializer=mesh_dot_v1_dot_inference__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_inference__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -77,6 +107,50 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelMetadata(self, request, context):
+        """The Open Inference Protocol (KServe v2) for any model a backend holds: its signature,
+        whether it is ready, and inference with named, typed tensors. A request is checked against
+        the model's metadata first; a mismatch is INVALID_ARGUMENT naming the tensor and dimension.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelReady(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelInfer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelStreamInfer(self, request, context):
+        """One request, every response a decoupled model sends (a non-decoupled model sends one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Model control, for backends in explicit model-control mode (Triton): load a model from a
+        backend's repositories (making room by unloading the least recently used idle models when
+        the backend's memory budget is reached), or unload one once its requests in flight finish.
+        A request for a model no backend holds loads it on demand as well.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +168,36 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=mesh_dot_v1_dot_inference__pb2.ListModelsRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_inference__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ModelMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelMetadata,
+                    request_deserializer=mesh_dot_v1_dot_inference__pb2.ModelMetadataRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_inference__pb2.ModelMetadataResponse.SerializeToString,
+            ),
+            'ModelReady': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelReady,
+                    request_deserializer=mesh_dot_v1_dot_inference__pb2.ModelReadyRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_inference__pb2.ModelReadyResponse.SerializeToString,
+            ),
+            'ModelInfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelInfer,
+                    request_deserializer=mesh_dot_v1_dot_inference__pb2.ModelInferRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_inference__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'ModelStreamInfer': grpc.unary_stream_rpc_method_handler(
+                    servicer.ModelStreamInfer,
+                    request_deserializer=mesh_dot_v1_dot_inference__pb2.ModelStreamInferRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_inference__pb2.ModelStreamInferResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=mesh_dot_v1_dot_inference__pb2.LoadModelRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_inference__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=mesh_dot_v1_dot_inference__pb2.UnloadModelRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_inference__pb2.UnloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +282,168 @@ class InferenceService:
             '/mesh.v1.InferenceService/ListModels',
             mesh_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
             mesh_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.InferenceService/ModelMetadata',
+            mesh_dot_v1_dot_inference__pb2.ModelMetadataRequest.SerializeToString,
+            mesh_dot_v1_dot_inference__pb2.ModelMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelReady(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.InferenceService/ModelReady',
+            mesh_dot_v1_dot_inference__pb2.ModelReadyRequest.SerializeToString,
+            mesh_dot_v1_dot_inference__pb2.ModelReadyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelInfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.InferenceService/ModelInfer',
+            mesh_dot_v1_dot_inference__pb2.ModelInferRequest.SerializeToString,
+            mesh_dot_v1_dot_inference__pb2.ModelInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStreamInfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.InferenceService/ModelStreamInfer',
+            mesh_dot_v1_dot_inference__pb2.ModelStreamInferRequest.SerializeToString,
+            mesh_dot_v1_dot_inference__pb2.ModelStreamInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.InferenceService/LoadModel',
+            mesh_dot_v1_dot_inference__pb2.LoadModelRequest.SerializeToString,
+            mesh_dot_v1_dot_inference__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.InferenceService/UnloadModel',
+            mesh_dot_v1_dot_inference__pb2.UnloadModelRequest.SerializeToString,
+            mesh_dot_v1_dot_inference__pb2.UnloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

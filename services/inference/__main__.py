@@ -16,6 +16,7 @@ from services.inference._backend import CpuBackend, InferenceBackend
 from services.inference._batcher import Batchers
 from services.inference._breaker import CircuitBreaker
 from services.inference._registry import publish_backends
+from services.inference._residency import MIB
 from services.inference._router import Router
 from services.inference._service import Inference
 
@@ -39,6 +40,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         _backends(args),
         probe_interval_s=args.probe_interval,
         breaker=lambda: CircuitBreaker(threshold=3, reset_s=args.breaker_reset),
+        memory_budget_bytes=int(args.model_memory_budget_mb * MIB),
+        default_model_bytes=int(args.default_model_memory_mb * MIB),
     )
     async with contextlib.AsyncExitStack() as stack:  # what starts later stops earlier
         await router.start()
@@ -88,6 +91,19 @@ def main() -> None:
         "--triton", action="append", default=[], metavar="HOST:PORT", help="a Triton gRPC endpoint (repeatable)"
     )
     parser.add_argument("--triton-capacity", type=int, default=4, help="model calls in flight per Triton")
+    parser.add_argument(
+        "--model-memory-budget-mb",
+        type=float,
+        default=0.0,
+        help="memory a backend that loads models on request may fill; past it the least recently used "
+        "idle models are unloaded (0: no budget)",
+    )
+    parser.add_argument(
+        "--default-model-memory-mb",
+        type=float,
+        default=256.0,
+        help="what a model counts against the budget when its config declares no memory_mb parameter",
+    )
     parser.add_argument("--no-cpu", action="store_true", help="no embedded CPU backend (and so no fallback)")
     parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between backend health probes")
     parser.add_argument("--breaker-reset", type=float, default=5.0, help="seconds a failing backend rests")

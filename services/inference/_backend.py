@@ -1,8 +1,9 @@
-"""InferenceBackend: the seam between the inference service and what computes embeddings.
+"""InferenceBackend: the seam between the inference service and what computes.
 
-A backend says which models it holds (`refresh`, which also proves it is alive), embeds a
-batch of texts, and — where the model supports it natively — streams a long document chunk
-by chunk. The router (`_router`) chooses between backends; errors cross this seam as
+A backend says which models it holds and their signatures (`refresh`, which also proves it is
+alive), runs any of them on checked tensors (`infer`, and `stream_infer` for a decoupled
+model), embeds a batch of texts, and — where the model supports it natively — streams a long
+document chunk by chunk. The router (`_router`) chooses between backends; errors cross this seam as
 `BackendDown` (the backend failed: try another) or `InvalidArgument` (the input is wrong:
 no backend will take it).
 """
@@ -15,7 +16,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -23,14 +24,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mesh.errors import InvalidArgument, Unavailable
+from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, Unavailable
+from services.inference._oip import Signature, TensorData, TensorRequest, TensorSpec
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    dimensions: int
+    dimensions: int  # an embedding model's vector size; 0: not an embedding model
     max_sequence_length: int
+    signature: Signature | None = None  # what it takes and gives (None: embeddings only)
+
+    @property
+    def embeds(self) -> bool:
+        return self.dimensions > 0
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,28 @@ class Chunk:
     confidence: float
 
 
+@dataclass(frozen=True)
+class Loadable:
+    """A model a backend can serve: loaded (READY) or in its repositories (UNAVAILABLE, …)."""
+
+    name: str
+    state: str
+    reason: str = ""
+    memory_bytes: int = 0  # what it counts against the memory budget (0: the default estimate)
+
+
 class BackendDown(Unavailable):
     """The backend could not answer (unreachable, crashed, model unloaded); another may."""
+
+
+class ModelFailed(MeshError):
+    """The model itself raised on a request (the backend is fine): reported as the model's own
+    failure (UNKNOWN / HTTP 502, like a proxy's upstream error), not retried elsewhere, and not
+    counted against the backend's circuit."""
+
+    error_class = "model_failed"
+    grpc_code = "UNKNOWN"
+    http_status = 502
 
 
 class InferenceBackend(Protocol):
@@ -54,6 +81,18 @@ class InferenceBackend(Protocol):
     capacity: int
     # Whether it takes pre-tokenized input (token ids) as well as text.
     accepts_tokens: bool
+    # Whether models are loaded and unloaded on request (else it holds what it holds).
+    controls_models: bool
+
+    def available(self) -> Mapping[str, Loadable]:
+        """Every model it holds or could load, as of the last `refresh`."""
+        ...
+
+    async def load(self, model: str) -> None:
+        """Load `model` from the backend's repositories; returns once it is ready."""
+        ...
+
+    async def unload(self, model: str) -> None: ...
 
     async def refresh(self) -> list[ModelSpec]:
         """The models loaded and ready now; raises BackendDown when the backend is unreachable."""
@@ -69,6 +108,14 @@ class InferenceBackend(Protocol):
 
     def stream(self, model: str, text: str, chunk_words: int, rank: int) -> AsyncIterator[Chunk]: ...
 
+    async def infer(self, model: str, request: TensorRequest, rank: int) -> list[TensorData]:
+        """`model` run on checked inputs: the outputs asked for (all when none are named)."""
+        ...
+
+    def stream_infer(self, model: str, request: TensorRequest, rank: int) -> AsyncIterator[list[TensorData]]:
+        """Every response a decoupled `model` sends for one request, in order."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -80,12 +127,13 @@ class CpuBackend:
     name = "cpu"
     address = "embedded"
     accepts_tokens = True
+    controls_models = False
 
     def __init__(self, threads: int = 1, processes: bool = False) -> None:
         from services.inference._minilm import MiniLM
 
         facts = MiniLM.facts()
-        self._spec = ModelSpec(facts.name, facts.dim, facts.max_seq_length)
+        self._spec = ModelSpec(facts.name, facts.dim, facts.max_seq_length, minilm_signature(facts.name, facts.dim))
         self._vocab_size = facts.vocab_size
         self._threads = threads
         self._processes = processes
@@ -133,6 +181,16 @@ class CpuBackend:
             self._warm_up = None
         return [self._spec]
 
+    def available(self) -> Mapping[str, Loadable]:
+        return {self._spec.name: Loadable(self._spec.name, "READY")}
+
+    async def load(self, model: str) -> None:
+        if model != self._spec.name:
+            raise NotFound(f"the embedded CPU backend holds only {self._spec.name!r}")
+
+    async def unload(self, model: str) -> None:
+        raise Conflict("the embedded CPU model is always loaded (it is every model call's last fallback)")
+
     async def embed(self, model: str, texts: list[str], rank: int) -> np.ndarray:
         return await self._run(self._encode, texts)
 
@@ -151,8 +209,36 @@ class CpuBackend:
     def stream(self, model: str, text: str, chunk_words: int, rank: int) -> AsyncIterator[Chunk]:
         raise NotImplementedError("the CPU backend is streamed by the service, a batch per chunk")
 
+    async def infer(self, model: str, request: TensorRequest, rank: int) -> list[TensorData]:
+        (text,) = request.inputs  # the signature has one input, and the request was checked against it
+        texts = [t.decode("utf-8", errors="replace") for t in text.array().reshape(-1)]
+        for index, item in enumerate(texts):
+            if not item.strip():
+                raise InvalidArgument(f"inputs[0].contents[{index}]", "is an empty text")
+        vectors = await self.embed(model, texts, rank)
+        return [TensorData.of(EMBEDDING, "FP32", vectors)]
+
+    def stream_infer(self, model: str, request: TensorRequest, rank: int) -> AsyncIterator[list[TensorData]]:
+        raise NotImplementedError("the CPU backend holds no decoupled model")
+
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+TEXT, EMBEDDING = "TEXT", "EMBEDDING"
+MAX_BATCH = 64  # as the Triton config of the model says: one signature on every backend
+
+
+def minilm_signature(name: str, dimensions: int) -> Signature:
+    """The embedding model's signature, the same on every backend (see its Triton config)."""
+    return Signature(
+        name=name,
+        inputs=(TensorSpec(TEXT, "BYTES", (-1, 1)),),
+        outputs=(TensorSpec(EMBEDDING, "FP32", (-1, dimensions)),),
+        versions=("1",),
+        platform="numpy",
+        max_batch_size=MAX_BATCH,
+    )
 
 
 _process_model: Any = None

@@ -1,4 +1,4 @@
-"""The model-aware router: which backend runs each model call.
+"""The model-aware router: which backend runs each model call, and which models stay loaded.
 
 Backends register the models they hold (re-read every `probe_interval_s`) and their capacity.
 A call goes to a backend that holds the model and whose circuit is closed, choosing by load:
@@ -6,6 +6,12 @@ the expected wait ``(in_flight + 1) / capacity * recent latency``, preferring ba
 still have room. A backend that fails is skipped (its circuit opens) and the call is retried
 on the next one — in practice Triton falls back to the embedded CPU model — so a call fails
 only when every backend that holds the model has failed it.
+
+Backends that control their models (Triton in explicit mode) load one on request or on demand
+— a call for a model none holds but one could load — within a memory budget: the least
+recently used idle models are unloaded first (`_residency`), and a model is unloaded only once
+its calls in flight have finished (new ones go elsewhere meanwhile). Residency is re-read right
+after each load or unload.
 """
 
 from __future__ import annotations
@@ -13,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
 import numpy as np
 
-from mesh.errors import InvalidArgument, Unavailable
+from mesh.errors import Conflict, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import status_pb2
-from services.inference._backend import BackendDown, Chunk, InferenceBackend, ModelSpec
+from services.inference._backend import BackendDown, Chunk, InferenceBackend, Loadable, ModelSpec
 from services.inference._breaker import BreakerState, CircuitBreaker
+from services.inference._oip import TensorData, TensorRequest
+from services.inference._residency import MIB, Resident, evictions
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -43,9 +52,29 @@ class _Slot:
     texts_served: int = 0
     failures: int = 0
     last_error: str = ""
+    using: Counter[str] = field(default_factory=Counter)  # calls in flight per model
+    last_used: dict[str, tuple[float, float]] = field(default_factory=dict)  # model: (monotonic, wall)
+    draining: set[str] = field(default_factory=set)  # being unloaded: no new calls
+    loading: dict[str, asyncio.Task[list[str]]] = field(default_factory=dict)
+    idle: dict[str, asyncio.Event] = field(default_factory=dict)  # set when a draining model's calls end
 
     def usable(self, model: str) -> bool:
-        return model in self.models and self.breaker.would_allow()
+        return model in self.models and model not in self.draining and self.breaker.would_allow()
+
+    @contextlib.contextmanager
+    def use(self, model: str) -> Iterator[None]:
+        self.in_flight += 1
+        self.using[model] += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.using[model] -= 1
+            self.last_used[model] = (time.monotonic(), time.time())
+            if self.using[model] <= 0:
+                del self.using[model]
+                if model in self.idle:
+                    self.idle[model].set()
 
     def expected_wait(self) -> float:
         return (self.in_flight + 1) / max(self.backend.capacity, 1) * self.latency_s
@@ -57,8 +86,14 @@ class Router:
         backends: list[InferenceBackend],
         probe_interval_s: float = 1.0,
         breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
+        memory_budget_bytes: int = 0,
+        default_model_bytes: int = 256 * MIB,
+        drain_timeout_s: float = 30.0,
     ) -> None:
         self._slots = [_Slot(b, breaker()) for b in backends]
+        self._budget = memory_budget_bytes
+        self._default_model_bytes = default_model_bytes
+        self._drain_timeout_s = drain_timeout_s
         # Every model some backend has held: one that is merely down is unavailable, not unknown.
         self._known: dict[str, ModelSpec] = {}
         self._probe_interval_s = probe_interval_s
@@ -81,6 +116,10 @@ class Router:
     def models(self) -> Mapping[str, ModelSpec]:
         """Every model a backend has registered (held now or before), first registration first."""
         return MappingProxyType(self._known)
+
+    def holders(self, model: str) -> list[str]:
+        """The backends that hold `model` now and take calls."""
+        return [s.backend.name for s in self._slots if s.usable(model)]
 
     def capacity(self, model: str) -> int:
         return sum(s.backend.capacity for s in self._slots if model in s.models) or 1
@@ -113,6 +152,29 @@ class Router:
 
     async def _probe_all(self) -> None:
         await asyncio.gather(*(self._probe(slot) for slot in self._slots))
+        await asyncio.gather(*(self._keep_budget(slot) for slot in self._slots))
+
+    async def _keep_budget(self, slot: _Slot) -> None:
+        """A backend over its budget (models loaded before this service, or at Triton's start)
+        is brought under it: idle models out, least recently used (and never used) first."""
+        if not (self._budget and slot.backend.controls_models) or slot.loading or slot.draining:
+            return
+        try:
+            victims = evictions(self._budget, self._residents(slot), "", 0)
+        except (Conflict, ResourceExhausted):
+            return  # over budget with models in use: try again at the next probe
+        if not victims:
+            return
+        slot.draining.update(victims)
+        try:
+            for victim in victims:
+                await slot.backend.unload(victim)
+                log.info(
+                    "model unloaded: over the memory budget", extra={"model": victim, "backend": slot.backend.name}
+                )
+        finally:
+            await self._probe(slot)
+            slot.draining.difference_update(victims)
 
     async def _probe(self, slot: _Slot) -> None:
         try:
@@ -125,7 +187,7 @@ class Router:
             return
         slot.models = {s.name: s for s in specs}
         for spec in specs:
-            self._known.setdefault(spec.name, spec)
+            self._known[spec.name] = spec  # the latest registration: a reloaded model's new signature
         if slot.breaker.state is BreakerState.HALF_OPEN:
             slot.breaker.success()  # it answers again: let work back in
 
@@ -149,25 +211,28 @@ class Router:
         """`call` on the best backend for `model`, falling back on failure; its result and the backend's name."""
         tried: set[int] = set()
         previous: _Slot | None = None
+        loaded = False
         while True:
             slot = self._pick(model, tried, tokens)
+            if slot is None and not loaded and not tried and self.loadable(model):
+                loaded = True  # none holds it, one could: load it on demand, then route again
+                await self.load(model)
+                continue
             if slot is None:
-                if model not in self._known:
+                if model not in self._known and not self.loadable(model):
                     raise InvalidArgument("model", f"unknown model {model!r} (served: {', '.join(self._known)})")
                 raise Unavailable(f"no inference backend can run {model!r} now")
             if previous is not None:
                 METRICS.inference_fallbacks.labels(model, previous.backend.name, slot.backend.name).inc()
             tried.add(self._slots.index(slot))
-            slot.in_flight += 1
             started = time.monotonic()
             try:
-                result = await call(slot.backend)
+                with slot.use(model):
+                    result = await call(slot.backend)
             except BackendDown as exc:
                 self._failed(slot, exc, fatal=True)
                 previous = slot
                 continue
-            finally:
-                slot.in_flight -= 1
             slot.latency_s += _EWMA * (time.monotonic() - started - slot.latency_s)
             slot.texts_served += size
             slot.breaker.success()
@@ -190,6 +255,169 @@ class Router:
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> tuple[np.ndarray, str]:
         return await self._call(model, len(ids), lambda b: b.embed_tokens(model, ids), tokens=True)
 
+    async def infer(self, model: str, request: TensorRequest, rank: int) -> tuple[list[TensorData], str]:
+        """Any model on checked tensors: its outputs and the name of the backend that ran it."""
+        return await self._call(model, 1, lambda b: b.infer(model, request, rank), tokens=False)
+
+    async def stream_infer(
+        self, model: str, request: TensorRequest, rank: int
+    ) -> AsyncIterator[tuple[list[TensorData], str]]:
+        """Every response of a decoupled model, from the best backend that holds it. A backend
+        that fails before its first response is skipped, as in `infer`; one that fails after
+        has already answered in part, so the failure is the caller's."""
+        tried: set[int] = set()
+        if self._pick(model, tried) is None and self.loadable(model):
+            await self.load(model)
+        while True:
+            slot = self._pick(model, tried)
+            if slot is None:
+                raise Unavailable(f"no inference backend can run {model!r} now")
+            tried.add(self._slots.index(slot))
+            answered = False
+            try:
+                with slot.use(model):
+                    async for outputs in slot.backend.stream_infer(model, request, rank):
+                        answered = True
+                        slot.texts_served += 1
+                        yield outputs, slot.backend.name
+                slot.breaker.success()
+                METRICS.inference_requests.labels(model, slot.backend.name).inc()
+                return
+            except BackendDown as exc:
+                self._failed(slot, exc, fatal=True)
+                if answered:
+                    raise
+
+    # ---- model control ----------------------------------------------------------------------
+
+    def _controllers(self, model: str, backend: str = "") -> list[_Slot]:
+        return [
+            s
+            for s in self._slots
+            if s.backend.controls_models
+            and model in s.backend.available()
+            and (not backend or s.backend.name == backend)
+            and s.breaker.would_allow()
+        ]
+
+    def loadable(self, model: str) -> bool:
+        """Whether a backend that controls its models could load `model`."""
+        return bool(self._controllers(model))
+
+    def _memory(self, slot: _Slot, model: str) -> int:
+        entry = slot.backend.available().get(model)
+        return (entry.memory_bytes if entry else 0) or self._default_model_bytes
+
+    def _residents(self, slot: _Slot) -> list[Resident]:
+        return [
+            Resident(
+                name,
+                self._memory(slot, name),
+                slot.last_used.get(name, (0.0, 0.0))[0],
+                slot.using[name],
+                name in slot.draining,
+            )
+            for name in slot.models
+        ]
+
+    async def load(self, model: str, backend: str = "") -> tuple[str, list[str]]:
+        """Load `model` on a backend that can (`backend`, or the one with the least to unload);
+        the backend's name and the idle models unloaded to make room. Concurrent loads of one
+        model on one backend share the first."""
+        slots = self._controllers(model, backend)
+        if not slots:
+            if any(model in s.models for s in self._slots if not backend or s.backend.name == backend):
+                holder = next(s for s in self._slots if model in s.models)
+                return holder.backend.name, []
+            where = f"backend {backend!r}" if backend else "any backend"
+            raise NotFound(f"no model {model!r} in the repositories of {where}")
+        held = [s for s in slots if model in s.models]
+        if held:
+            return held[0].backend.name, []
+
+        def cost(slot: _Slot) -> int:
+            try:
+                return len(evictions(self._budget, self._residents(slot), model, self._memory(slot, model)))
+            except (Conflict, ResourceExhausted):
+                return 1 << 30
+
+        slot = min(slots, key=cost)
+        task = slot.loading.get(model)
+        if task is None:
+            task = asyncio.create_task(self._load(slot, model))
+            slot.loading[model] = task
+            task.add_done_callback(lambda _: slot.loading.pop(model, None))
+        return slot.backend.name, await asyncio.shield(task)
+
+    async def _load(self, slot: _Slot, model: str) -> list[str]:
+        victims = evictions(self._budget, self._residents(slot), model, self._memory(slot, model))
+        for victim in victims:
+            slot.draining.add(victim)  # before any await: no call is routed to it from now on
+        try:
+            for victim in victims:
+                await slot.backend.unload(victim)
+                log.info(
+                    "model unloaded to make room", extra={"model": victim, "for": model, "backend": slot.backend.name}
+                )
+            await slot.backend.load(model)
+        finally:
+            await self._probe(slot)  # residency now, not at the next probe
+            slot.draining.difference_update(victims)
+        log.info("model loaded", extra={"model": model, "backend": slot.backend.name, "unloaded": victims})
+        return victims
+
+    async def unload(self, model: str, backend: str = "") -> list[str]:
+        """Unload `model` from every backend that holds it (or `backend`), each once its calls in
+        flight have finished; new calls go to other holders meanwhile. The backends it left."""
+        slots = [s for s in self._slots if model in s.models and (not backend or s.backend.name == backend)]
+        if not slots:
+            raise NotFound(f"no backend holds a model {model!r}" + (f" on {backend!r}" if backend else ""))
+        fixed = [s.backend.name for s in slots if not s.backend.controls_models]
+        if fixed and not backend:
+            slots = [s for s in slots if s.backend.controls_models]  # the embedded model stays
+        if not slots:
+            raise Conflict(f"model {model!r} is held only by backends that always hold it ({', '.join(fixed)})")
+        await asyncio.gather(*(self._unload(slot, model) for slot in slots))
+        return [s.backend.name for s in slots]
+
+    async def _unload(self, slot: _Slot, model: str) -> None:
+        if not slot.backend.controls_models:
+            await slot.backend.unload(model)  # raises: it always holds its models
+        slot.draining.add(model)
+        idle = slot.idle.setdefault(model, asyncio.Event())
+        try:
+            if slot.using[model]:
+                try:
+                    async with asyncio.timeout(self._drain_timeout_s):
+                        await idle.wait()
+                except TimeoutError:
+                    raise Conflict(
+                        f"model {model!r} still has {slot.using[model]} calls in flight on "
+                        f"{slot.backend.name} after {self._drain_timeout_s:.0f} s; not unloaded"
+                    ) from None
+            await slot.backend.unload(model)
+            await self._probe(slot)
+        finally:
+            slot.draining.discard(model)
+            slot.idle.pop(model, None)
+        log.info("model unloaded", extra={"model": model, "backend": slot.backend.name})
+
+    def catalogue(self) -> list[tuple[str, Loadable, ModelSpec | None, int, float | None]]:
+        """Every (backend, model) a backend holds or could load: its entry, its spec when loaded,
+        calls in flight, and when it was last used (wall time)."""
+        out = []
+        for slot in self._slots:
+            for name, entry in sorted(slot.backend.available().items()):
+                used = slot.last_used.get(name)
+                out.append(
+                    (slot.backend.name, entry, slot.models.get(name), slot.using[name], used[1] if used else None)
+                )
+        return out
+
+    def memory_of(self, backend: str, model: str) -> int:
+        slot = next(s for s in self._slots if s.backend.name == backend)
+        return self._memory(slot, model)
+
     def streaming_backend(self, model: str) -> InferenceBackend | None:
         """A healthy backend that streams `model` natively, if one has room (else the service chunks)."""
         for slot in self._slots:
@@ -202,13 +430,11 @@ class Router:
     ) -> AsyncIterator[Chunk]:
         """`backend`'s native chunk stream, counted as load; a failure marks the backend failed."""
         slot = next(s for s in self._slots if s.backend is backend)
-        slot.in_flight += 1
         try:
-            async for chunk in backend.stream(model, text, size, rank):
-                slot.texts_served += 1
-                yield chunk
+            with slot.use(model):
+                async for chunk in backend.stream(model, text, size, rank):
+                    slot.texts_served += 1
+                    yield chunk
         except BackendDown as exc:
             self._failed(slot, exc, fatal=True)
             raise
-        finally:
-            slot.in_flight -= 1

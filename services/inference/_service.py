@@ -1,4 +1,10 @@
-"""InferenceService servicer: validation, batching, routing, streamed per-chunk results."""
+"""InferenceService servicer: validation, batching, routing, streamed per-chunk results.
+
+Two faces over one router: the Open Inference Protocol for any model a backend holds
+(`ModelMetadata`, `ModelReady`, `ModelInfer`, `ModelStreamInfer`: tensors checked against the
+model's signature in `_oip`), and the typed embedding RPCs (`Infer`, `InferStream`) for the
+models that take TEXT and give EMBEDDING, which every backend runs as the same tensor call.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
-from mesh.errors import InvalidArgument, MeshError, Unavailable
+from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.priority import urgency
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
-from services.inference._backend import BackendDown, Chunk, ModelSpec
+from services.inference._backend import BackendDown, Chunk, Loadable, ModelSpec
 from services.inference._batcher import Batchers
+from services.inference._oip import Signature, TensorData, TensorRequest, check_request, response_proto
 from services.inference._router import Router
 from services.inference._tensors import token_rows
 
@@ -35,7 +42,99 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
                 raise Unavailable(f"no inference backend holds {self._default!r} yet")
             served = ", ".join(sorted(self._router.models())) or "none yet"
             raise InvalidArgument("model", f"unknown model {name!r} (served: {served})")
+        if not model.embeds:
+            raise InvalidArgument("model", f"model {model.name!r} is not an embedding model: call ModelInfer")
         return model
+
+    async def _signature(self, name: str, field: str) -> Signature:
+        """The signature of any model a backend has registered (or can load: it is loaded now to
+        learn it); unknown names are `field`'s fault."""
+        if name and name not in self._router.models() and self._router.loadable(name):
+            await self._router.load(name)
+        model = self._router.models().get(name)
+        if model is None or model.signature is None:
+            served = ", ".join(sorted(m for m, s in self._router.models().items() if s.signature)) or "none yet"
+            if not name:
+                raise InvalidArgument(field, f"is required (models: {served})")
+            raise InvalidArgument(field, f"unknown model {name!r} (models: {served})")
+        return model.signature
+
+    async def ModelMetadata(
+        self, request: inference_pb2.ModelMetadataRequest, context: Context
+    ) -> inference_pb2.ModelMetadataResponse:
+        try:
+            if request.name not in self._router.models() and self._router.loadable(request.name):
+                await self._router.load(request.name)  # in a repository, never loaded: learn it
+            model = self._router.models().get(request.name)
+            if model is None or model.signature is None:
+                raise NotFound(f"no backend has registered a model {request.name!r}")
+            if request.version and model.signature.versions and request.version not in model.signature.versions:
+                raise NotFound(f"model {request.name!r} has no version {request.version!r}")
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return model.signature.to_proto(self._router.holders(request.name))
+
+    async def ModelReady(
+        self, request: inference_pb2.ModelReadyRequest, context: Context
+    ) -> inference_pb2.ModelReadyResponse:
+        return inference_pb2.ModelReadyResponse(ready=bool(self._router.holders(request.name)))
+
+    async def _checked(self, request: inference_pb2.ModelInferRequest) -> tuple[Signature, TensorRequest]:
+        signature = await self._signature(request.model_name, "model_name")
+        return signature, check_request(request, signature)
+
+    async def ModelInfer(
+        self, request: inference_pb2.ModelInferRequest, context: Context
+    ) -> inference_pb2.ModelInferResponse:
+        try:
+            signature, checked = await self._checked(request)
+            if signature.decoupled:
+                message = f"model {signature.name!r} is decoupled (it may answer many times): use ModelStreamInfer"
+                raise InvalidArgument("model_name", message)
+            outputs, backend = await self._router.infer(signature.name, checked, urgency(request.priority_class))
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return self._response(request, checked, outputs, backend)
+
+    async def ModelStreamInfer(
+        self, request: inference_pb2.ModelStreamInferRequest, context: Context
+    ) -> AsyncIterator[inference_pb2.ModelStreamInferResponse]:
+        inner = request.request
+        try:
+            signature, checked = await self._checked(inner)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        rank = urgency(inner.priority_class)
+        try:
+            if not signature.decoupled:
+                outputs, backend = await self._router.infer(signature.name, checked, rank)
+                reply = self._response(inner, checked, outputs, backend)
+                yield inference_pb2.ModelStreamInferResponse(infer_response=reply, final=True)
+                return
+            backend = ""
+            async for outputs, backend in self._router.stream_infer(signature.name, checked, rank):
+                reply = self._response(inner, checked, outputs, backend)
+                yield inference_pb2.ModelStreamInferResponse(infer_response=reply)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        end = inference_pb2.ModelInferResponse(model_name=signature.name, id=inner.id, backend=backend)
+        yield inference_pb2.ModelStreamInferResponse(infer_response=end, final=True)
+
+    @staticmethod
+    def _response(
+        request: inference_pb2.ModelInferRequest, checked: TensorRequest, outputs: list[TensorData], backend: str
+    ) -> inference_pb2.ModelInferResponse:
+        if checked.outputs:  # the outputs asked for, in the order asked (a backend may give more)
+            by_name = {t.name: t for t in outputs}
+            outputs = [by_name[name] for name in checked.outputs if name in by_name]
+        return response_proto(
+            request.model_name,
+            request.model_version,
+            request.id,
+            outputs,
+            raw=bool(request.raw_input_contents),
+            backend=backend,
+        )
 
     async def Infer(self, request: inference_pb2.InferRequest, context: Context) -> inference_pb2.InferResponse:
         try:
@@ -113,22 +212,53 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
     async def ListModels(
         self, request: inference_pb2.ListModelsRequest, context: Context
     ) -> inference_pb2.ListModelsResponse:
-        backends = self._router.snapshot(self._instance)
-        models = self._router.models()
         return inference_pb2.ListModelsResponse(
-            models=[
-                inference_pb2.ModelInfo(
-                    name=name,
-                    dimensions=models[name].dimensions,
-                    max_sequence_length=models[name].max_sequence_length,
-                    backend=b.backend,
-                    ready=b.circuit != "open",
-                )
-                for b in backends
-                for name in b.models
-            ],
-            backends=backends,
+            models=[self._info(*entry) for entry in self._router.catalogue()],
+            backends=self._router.snapshot(self._instance),
         )
+
+    def _info(
+        self, backend: str, entry: Loadable, spec: ModelSpec | None, in_flight: int, last_used: float | None
+    ) -> inference_pb2.ModelInfo:
+        info = inference_pb2.ModelInfo(
+            name=entry.name,
+            backend=backend,
+            state=entry.state,
+            reason=entry.reason,
+            ready=entry.state == "READY" and entry.name in self._router.holders(entry.name) and spec is not None,
+            memory_bytes=self._router.memory_of(backend, entry.name),
+            in_flight=in_flight,
+        )
+        if spec is not None:
+            info.dimensions = spec.dimensions
+            info.max_sequence_length = spec.max_sequence_length
+            info.decoupled = bool(spec.signature and spec.signature.decoupled)
+        if last_used is not None:
+            info.last_used.FromNanoseconds(int(last_used * 1e9))
+        return info
+
+    async def LoadModel(
+        self, request: inference_pb2.LoadModelRequest, context: Context
+    ) -> inference_pb2.LoadModelResponse:
+        try:
+            if not request.name:
+                raise InvalidArgument("name", "is required")
+            backend, unloaded = await self._router.load(request.name, request.backend)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        entry = next(e for e in self._router.catalogue() if e[0] == backend and e[1].name == request.name)
+        return inference_pb2.LoadModelResponse(model=self._info(*entry), unloaded=unloaded)
+
+    async def UnloadModel(
+        self, request: inference_pb2.UnloadModelRequest, context: Context
+    ) -> inference_pb2.UnloadModelResponse:
+        try:
+            if not request.name:
+                raise InvalidArgument("name", "is required")
+            backends = await self._router.unload(request.name, request.backend)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return inference_pb2.UnloadModelResponse(backends=backends)
 
 
 def _check_texts(texts: Sequence[str]) -> None:

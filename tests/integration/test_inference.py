@@ -70,9 +70,13 @@ async def test_triton_serves_minilm_matching_the_reference(triton: TritonServer,
     assert cos.min() >= 0.999, f"min cosine {cos.min():.6f}"
     [backend] = listing.backends
     assert backend.backend == "triton" and backend.address == triton.address
-    assert list(backend.models) == [MODEL] and list(backend.streaming_models) == [MODEL]
+    # every model resident, the chunk stream's own decoupled model too; it streams the embedding model
+    assert list(backend.models) == [MODEL, f"{MODEL}-chunks"] and list(backend.streaming_models) == [MODEL]
     assert backend.circuit == "closed" and backend.texts_served >= len(pairs)
-    assert [(m.name, m.dimensions, m.backend) for m in listing.models] == [(MODEL, 384, "triton")]
+    assert [(m.name, m.dimensions, m.backend, m.state, m.decoupled) for m in listing.models] == [
+        (MODEL, 384, "triton", "READY", False),
+        (f"{MODEL}-chunks", 0, "triton", "READY", True),
+    ]
 
 
 async def test_triton_streams_a_document_chunk_by_chunk(triton: TritonServer, tmp_path: Path, minilm: MiniLM) -> None:
@@ -158,7 +162,7 @@ async def test_falls_back_to_cpu_when_triton_stops_mid_load_and_returns_after(tm
 
             await eventually(back, timeout_s=30, what="requests routed to Triton again")
             recovered = await _backend(stub, "triton")
-            assert recovered.circuit == "closed" and list(recovered.models) == [MODEL]
+            assert recovered.circuit == "closed" and list(recovered.models) == [MODEL, f"{MODEL}-chunks"]
     finally:
         await server.stop()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mesh.errors import InvalidArgument, Unavailable
-from services.inference._backend import BackendDown, Chunk, ModelSpec
+from services.inference._backend import BackendDown, Chunk, Loadable, ModelSpec
 from services.inference._batcher import Batcher
 from services.inference._breaker import BreakerState, CircuitBreaker
 from services.inference._router import Router
@@ -23,6 +23,7 @@ class Scripted:
     """A backend whose calls block until `gate` opens; it records every batch it was given."""
 
     accepts_tokens = False
+    controls_models = False
 
     def __init__(self, name: str, capacity: int = 1, fail: bool = False) -> None:
         self.name = name
@@ -55,6 +56,9 @@ class Scripted:
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> np.ndarray:
         raise AssertionError("not used")
+
+    def available(self) -> dict[str, Loadable]:
+        return {MODEL: Loadable(MODEL, "READY")}
 
     def streams(self, model: str) -> bool:
         return False

@@ -53,10 +53,15 @@ __all__ = (
     "Heartbeat",
     "HeartbeatRequest",
     "HeartbeatResponse",
+    "InferInputTensor",
+    "InferOutputTensor",
+    "InferParameter",
     "InferRequest",
+    "InferRequestedOutputTensor",
     "InferResponse",
     "InferStreamRequest",
     "InferStreamResponse",
+    "InferTensorContents",
     "InferenceBackendStatus",
     "InferenceServiceStub",
     "KindBacklog",
@@ -77,7 +82,17 @@ __all__ = (
     "ListTasksResponse",
     "ListWorkersRequest",
     "ListWorkersResponse",
+    "LoadModelRequest",
+    "LoadModelResponse",
+    "ModelInferRequest",
+    "ModelInferResponse",
     "ModelInfo",
+    "ModelMetadataRequest",
+    "ModelMetadataResponse",
+    "ModelReadyRequest",
+    "ModelReadyResponse",
+    "ModelStreamInferRequest",
+    "ModelStreamInferResponse",
     "PartialOutput",
     "PriorityClass",
     "PurgeDeadLettersRequest",
@@ -123,6 +138,9 @@ __all__ = (
     "TaskSpec",
     "TaskState",
     "Tensor",
+    "TensorMetadata",
+    "UnloadModelRequest",
+    "UnloadModelResponse",
     "WatchTaskRequest",
     "WatchTaskResponse",
     "WatchTasksRequest",
@@ -1237,6 +1255,77 @@ default_message_pool.register_message("mesh.v1", "InferenceBackendStatus", Infer
 
 
 @dataclass(eq=False, repr=False)
+class InferInputTensor(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    datatype: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    shape: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+
+    parameters: "dict[str, InferParameter]" = betterproto2.field(
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
+    )
+
+    contents: "InferTensorContents | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The values, unless the request carries raw_input_contents.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "InferInputTensor", InferInputTensor)
+
+
+@dataclass(eq=False, repr=False)
+class InferOutputTensor(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    datatype: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    shape: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+
+    parameters: "dict[str, InferParameter]" = betterproto2.field(
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
+    )
+
+    contents: "InferTensorContents | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Set when the request sent its inputs as `contents` (and the datatype has a typed field).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "InferOutputTensor", InferOutputTensor)
+
+
+@dataclass(eq=False, repr=False)
+class InferParameter(betterproto2.Message):
+    """
+    A parameter of a request, a response or a tensor.
+
+    Oneofs:
+        - parameter_choice:
+    """
+
+    bool_param: "bool | None" = betterproto2.field(1, betterproto2.TYPE_BOOL, optional=True, group="parameter_choice")
+
+    int64_param: "int | None" = betterproto2.field(2, betterproto2.TYPE_INT64, optional=True, group="parameter_choice")
+
+    string_param: "str | None" = betterproto2.field(
+        3, betterproto2.TYPE_STRING, optional=True, group="parameter_choice"
+    )
+
+    double_param: "float | None" = betterproto2.field(
+        4, betterproto2.TYPE_DOUBLE, optional=True, group="parameter_choice"
+    )
+
+    uint64_param: "int | None" = betterproto2.field(
+        5, betterproto2.TYPE_UINT64, optional=True, group="parameter_choice"
+    )
+
+
+default_message_pool.register_message("mesh.v1", "InferParameter", InferParameter)
+
+
+@dataclass(eq=False, repr=False)
 class InferRequest(betterproto2.Message):
     model: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -1266,6 +1355,18 @@ class InferRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "InferRequest", InferRequest)
+
+
+@dataclass(eq=False, repr=False)
+class InferRequestedOutputTensor(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    parameters: "dict[str, InferParameter]" = betterproto2.field(
+        2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
+    )
+
+
+default_message_pool.register_message("mesh.v1", "InferRequestedOutputTensor", InferRequestedOutputTensor)
 
 
 @dataclass(eq=False, repr=False)
@@ -1319,6 +1420,35 @@ class InferStreamResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "InferStreamResponse", InferStreamResponse)
+
+
+@dataclass(eq=False, repr=False)
+class InferTensorContents(betterproto2.Message):
+    """
+    A tensor's values in a typed field, row-major: BOOL in bool_contents; INT8, INT16, INT32 in
+    int_contents; INT64 in int64_contents; UINT8, UINT16, UINT32 in uint_contents; UINT64 in
+    uint64_contents; FP32, FP64 in fp32/fp64_contents; BYTES in bytes_contents. FP16 travels
+    only as raw contents.
+    """
+
+    bool_contents: "list[bool]" = betterproto2.field(1, betterproto2.TYPE_BOOL, repeated=True)
+
+    int_contents: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
+
+    int64_contents: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+
+    uint_contents: "list[int]" = betterproto2.field(4, betterproto2.TYPE_UINT32, repeated=True)
+
+    uint64_contents: "list[int]" = betterproto2.field(5, betterproto2.TYPE_UINT64, repeated=True)
+
+    fp32_contents: "list[float]" = betterproto2.field(6, betterproto2.TYPE_FLOAT, repeated=True)
+
+    fp64_contents: "list[float]" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, repeated=True)
+
+    bytes_contents: "list[bytes]" = betterproto2.field(8, betterproto2.TYPE_BYTES, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "InferTensorContents", InferTensorContents)
 
 
 @dataclass(eq=False, repr=False)
@@ -1519,7 +1649,7 @@ default_message_pool.register_message("mesh.v1", "ListModelsRequest", ListModels
 class ListModelsResponse(betterproto2.Message):
     models: "list[ModelInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
-    One entry per model and backend that holds it.
+    One entry per model and backend that holds it, or could load it.
     """
 
     backends: "list[InferenceBackendStatus]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -1595,10 +1725,106 @@ default_message_pool.register_message("mesh.v1", "ListWorkersResponse", ListWork
 
 
 @dataclass(eq=False, repr=False)
+class LoadModelRequest(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    backend: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty: the backend that can hold it with the least to unload.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "LoadModelRequest", LoadModelRequest)
+
+
+@dataclass(eq=False, repr=False)
+class LoadModelResponse(betterproto2.Message):
+    model: "ModelInfo | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    unloaded: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Idle models unloaded to make room, least recently used first.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "LoadModelResponse", LoadModelResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ModelInferRequest(betterproto2.Message):
+    model_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    model_version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Echoed in the response.
+    """
+
+    parameters: "dict[str, InferParameter]" = betterproto2.field(
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
+    )
+
+    inputs: "list[InferInputTensor]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    outputs: "list[InferRequestedOutputTensor]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Empty: every output the model has.
+    """
+
+    raw_input_contents: "list[bytes]" = betterproto2.field(7, betterproto2.TYPE_BYTES, repeated=True)
+    """
+    One per input, in order, instead of `contents`: little-endian values, row-major; a BYTES
+    element is a 4-byte little-endian length and then its bytes.
+    """
+
+    priority_class: "PriorityClass" = betterproto2.field(
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: PriorityClass(0)
+    )
+    """
+    Carried into the backend's queue (Triton's priority levels).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ModelInferRequest", ModelInferRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModelInferResponse(betterproto2.Message):
+    model_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    model_version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    parameters: "dict[str, InferParameter]" = betterproto2.field(
+        4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)
+    )
+
+    outputs: "list[InferOutputTensor]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    raw_output_contents: "list[bytes]" = betterproto2.field(6, betterproto2.TYPE_BYTES, repeated=True)
+    """
+    One per output, in order, when the request sent raw contents (or for FP16).
+    """
+
+    backend: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    Which backend answered, e.g. "triton" or "cpu".
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ModelInferResponse", ModelInferResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ModelInfo(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     dimensions: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    An embedding model's vector size; 0 for any other model.
+    """
 
     max_sequence_length: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
@@ -1606,8 +1832,118 @@ class ModelInfo(betterproto2.Message):
 
     ready: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    state: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    READY, UNAVAILABLE (in a repository, not loaded), LOADING or UNLOADING.
+    """
+
+    reason: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    Why a model is not ready (the backend's own words), if it says.
+    """
+
+    memory_bytes: "int" = betterproto2.field(8, betterproto2.TYPE_UINT64)
+    """
+    What it counts against the backend's memory budget (declared, or the default estimate).
+    """
+
+    in_flight: "int" = betterproto2.field(9, betterproto2.TYPE_UINT32)
+
+    last_used: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When a request last used it on this backend (unset: never).
+    """
+
+    decoupled: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
+
 
 default_message_pool.register_message("mesh.v1", "ModelInfo", ModelInfo)
+
+
+@dataclass(eq=False, repr=False)
+class ModelMetadataRequest(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty: the version the backend serves by default.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ModelMetadataRequest", ModelMetadataRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModelMetadataResponse(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    versions: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    platform: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    inputs: "list[TensorMetadata]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    outputs: "list[TensorMetadata]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    max_batch_size: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    """
+    Over 0: the first dimension of every tensor is the batch, at most this many rows.
+    """
+
+    decoupled: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    The model may send any number of responses per request (use ModelStreamInfer).
+    """
+
+    backends: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The backends that hold it now, e.g. "triton", "cpu".
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ModelMetadataResponse", ModelMetadataResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ModelReadyRequest(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("mesh.v1", "ModelReadyRequest", ModelReadyRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModelReadyResponse(betterproto2.Message):
+    ready: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("mesh.v1", "ModelReadyResponse", ModelReadyResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ModelStreamInferRequest(betterproto2.Message):
+    request: "ModelInferRequest | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("mesh.v1", "ModelStreamInferRequest", ModelStreamInferRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModelStreamInferResponse(betterproto2.Message):
+    infer_response: "ModelInferResponse | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    final: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    The last message of the stream. A decoupled model's ends with one that carries no outputs
+    (its end is known only once the model says so); any other model's single response is final.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ModelStreamInferResponse", ModelStreamInferResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2475,6 +2811,54 @@ default_message_pool.register_message("mesh.v1", "Tensor", Tensor)
 
 
 @dataclass(eq=False, repr=False)
+class TensorMetadata(betterproto2.Message):
+    """
+    A tensor's declared signature; -1 in `shape` is a dimension of any size.
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    datatype: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    BOOL, INT8..INT64, UINT8..UINT64, FP16, FP32, FP64 or BYTES.
+    """
+
+    shape: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+
+    optional: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    An input the model runs without.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "TensorMetadata", TensorMetadata)
+
+
+@dataclass(eq=False, repr=False)
+class UnloadModelRequest(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    backend: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty: every backend that holds it.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "UnloadModelRequest", UnloadModelRequest)
+
+
+@dataclass(eq=False, repr=False)
+class UnloadModelResponse(betterproto2.Message):
+    backends: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The backends it was unloaded from.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "UnloadModelResponse", UnloadModelResponse)
+
+
+@dataclass(eq=False, repr=False)
 class WatchTaskRequest(betterproto2.Message):
     task_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -2848,6 +3232,68 @@ class InferenceServiceStub:
             "/mesh.v1.InferenceService/ListModels",
             ListModelsRequest.SerializeToString,
             ListModelsResponse.FromString,
+        )(message)
+
+    def model_metadata(self, message: "ModelMetadataRequest") -> "ModelMetadataResponse":
+        """
+        The Open Inference Protocol (KServe v2) for any model a backend holds: its signature,
+        whether it is ready, and inference with named, typed tensors. A request is checked against
+        the model's metadata first; a mismatch is INVALID_ARGUMENT naming the tensor and dimension.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.InferenceService/ModelMetadata",
+            ModelMetadataRequest.SerializeToString,
+            ModelMetadataResponse.FromString,
+        )(message)
+
+    def model_ready(self, message: "ModelReadyRequest") -> "ModelReadyResponse":
+
+        return self._channel.unary_unary(
+            "/mesh.v1.InferenceService/ModelReady",
+            ModelReadyRequest.SerializeToString,
+            ModelReadyResponse.FromString,
+        )(message)
+
+    def model_infer(self, message: "ModelInferRequest") -> "ModelInferResponse":
+
+        return self._channel.unary_unary(
+            "/mesh.v1.InferenceService/ModelInfer",
+            ModelInferRequest.SerializeToString,
+            ModelInferResponse.FromString,
+        )(message)
+
+    def model_stream_infer(self, message: "ModelStreamInferRequest") -> "Iterator[ModelStreamInferResponse]":
+        """
+        One request, every response a decoupled model sends (a non-decoupled model sends one).
+        """
+
+        yield from self._channel.unary_stream(
+            "/mesh.v1.InferenceService/ModelStreamInfer",
+            ModelStreamInferRequest.SerializeToString,
+            ModelStreamInferResponse.FromString,
+        )(message)
+
+    def load_model(self, message: "LoadModelRequest") -> "LoadModelResponse":
+        """
+        Model control, for backends in explicit model-control mode (Triton): load a model from a
+        backend's repositories (making room by unloading the least recently used idle models when
+        the backend's memory budget is reached), or unload one once its requests in flight finish.
+        A request for a model no backend holds loads it on demand as well.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.InferenceService/LoadModel",
+            LoadModelRequest.SerializeToString,
+            LoadModelResponse.FromString,
+        )(message)
+
+    def unload_model(self, message: "UnloadModelRequest") -> "UnloadModelResponse":
+
+        return self._channel.unary_unary(
+            "/mesh.v1.InferenceService/UnloadModel",
+            UnloadModelRequest.SerializeToString,
+            UnloadModelResponse.FromString,
         )(message)
 
 

@@ -5,6 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Embedding, PriorityClass } from "./task_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { InferenceBackendStatus } from "./status_pb.js";
 
 /**
@@ -208,6 +209,8 @@ export declare type ModelInfo = Message<"mesh.v1.ModelInfo"> & {
   name: string;
 
   /**
+   * An embedding model's vector size; 0 for any other model.
+   *
    * @generated from field: uint32 dimensions = 2;
    */
   dimensions: number;
@@ -226,6 +229,44 @@ export declare type ModelInfo = Message<"mesh.v1.ModelInfo"> & {
    * @generated from field: bool ready = 5;
    */
   ready: boolean;
+
+  /**
+   * READY, UNAVAILABLE (in a repository, not loaded), LOADING or UNLOADING.
+   *
+   * @generated from field: string state = 6;
+   */
+  state: string;
+
+  /**
+   * Why a model is not ready (the backend's own words), if it says.
+   *
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
+
+  /**
+   * What it counts against the backend's memory budget (declared, or the default estimate).
+   *
+   * @generated from field: uint64 memory_bytes = 8;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * @generated from field: uint32 in_flight = 9;
+   */
+  inFlight: number;
+
+  /**
+   * When a request last used it on this backend (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_used = 10;
+   */
+  lastUsed?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool decoupled = 11;
+   */
+  decoupled: boolean;
 };
 
 /**
@@ -239,7 +280,7 @@ export declare const ModelInfoSchema: GenMessage<ModelInfo>;
  */
 export declare type ListModelsResponse = Message<"mesh.v1.ListModelsResponse"> & {
   /**
-   * One entry per model and backend that holds it.
+   * One entry per model and backend that holds it, or could load it.
    *
    * @generated from field: repeated mesh.v1.ModelInfo models = 1;
    */
@@ -256,6 +297,598 @@ export declare type ListModelsResponse = Message<"mesh.v1.ListModelsResponse"> &
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export declare const ListModelsResponseSchema: GenMessage<ListModelsResponse>;
+
+/**
+ * @generated from message mesh.v1.LoadModelRequest
+ */
+export declare type LoadModelRequest = Message<"mesh.v1.LoadModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Empty: the backend that can hold it with the least to unload.
+   *
+   * @generated from field: string backend = 2;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.LoadModelRequest.
+ * Use `create(LoadModelRequestSchema)` to create a new message.
+ */
+export declare const LoadModelRequestSchema: GenMessage<LoadModelRequest>;
+
+/**
+ * @generated from message mesh.v1.LoadModelResponse
+ */
+export declare type LoadModelResponse = Message<"mesh.v1.LoadModelResponse"> & {
+  /**
+   * @generated from field: mesh.v1.ModelInfo model = 1;
+   */
+  model?: ModelInfo | undefined;
+
+  /**
+   * Idle models unloaded to make room, least recently used first.
+   *
+   * @generated from field: repeated string unloaded = 2;
+   */
+  unloaded: string[];
+};
+
+/**
+ * Describes the message mesh.v1.LoadModelResponse.
+ * Use `create(LoadModelResponseSchema)` to create a new message.
+ */
+export declare const LoadModelResponseSchema: GenMessage<LoadModelResponse>;
+
+/**
+ * @generated from message mesh.v1.UnloadModelRequest
+ */
+export declare type UnloadModelRequest = Message<"mesh.v1.UnloadModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Empty: every backend that holds it.
+   *
+   * @generated from field: string backend = 2;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.UnloadModelRequest.
+ * Use `create(UnloadModelRequestSchema)` to create a new message.
+ */
+export declare const UnloadModelRequestSchema: GenMessage<UnloadModelRequest>;
+
+/**
+ * @generated from message mesh.v1.UnloadModelResponse
+ */
+export declare type UnloadModelResponse = Message<"mesh.v1.UnloadModelResponse"> & {
+  /**
+   * The backends it was unloaded from.
+   *
+   * @generated from field: repeated string backends = 1;
+   */
+  backends: string[];
+};
+
+/**
+ * Describes the message mesh.v1.UnloadModelResponse.
+ * Use `create(UnloadModelResponseSchema)` to create a new message.
+ */
+export declare const UnloadModelResponseSchema: GenMessage<UnloadModelResponse>;
+
+/**
+ * @generated from message mesh.v1.ModelMetadataRequest
+ */
+export declare type ModelMetadataRequest = Message<"mesh.v1.ModelMetadataRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Empty: the version the backend serves by default.
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message mesh.v1.ModelMetadataRequest.
+ * Use `create(ModelMetadataRequestSchema)` to create a new message.
+ */
+export declare const ModelMetadataRequestSchema: GenMessage<ModelMetadataRequest>;
+
+/**
+ * A tensor's declared signature; -1 in `shape` is a dimension of any size.
+ *
+ * @generated from message mesh.v1.TensorMetadata
+ */
+export declare type TensorMetadata = Message<"mesh.v1.TensorMetadata"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * BOOL, INT8..INT64, UINT8..UINT64, FP16, FP32, FP64 or BYTES.
+   *
+   * @generated from field: string datatype = 2;
+   */
+  datatype: string;
+
+  /**
+   * @generated from field: repeated int64 shape = 3;
+   */
+  shape: bigint[];
+
+  /**
+   * An input the model runs without.
+   *
+   * @generated from field: bool optional = 4;
+   */
+  optional: boolean;
+};
+
+/**
+ * Describes the message mesh.v1.TensorMetadata.
+ * Use `create(TensorMetadataSchema)` to create a new message.
+ */
+export declare const TensorMetadataSchema: GenMessage<TensorMetadata>;
+
+/**
+ * @generated from message mesh.v1.ModelMetadataResponse
+ */
+export declare type ModelMetadataResponse = Message<"mesh.v1.ModelMetadataResponse"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string versions = 2;
+   */
+  versions: string[];
+
+  /**
+   * @generated from field: string platform = 3;
+   */
+  platform: string;
+
+  /**
+   * @generated from field: repeated mesh.v1.TensorMetadata inputs = 4;
+   */
+  inputs: TensorMetadata[];
+
+  /**
+   * @generated from field: repeated mesh.v1.TensorMetadata outputs = 5;
+   */
+  outputs: TensorMetadata[];
+
+  /**
+   * Over 0: the first dimension of every tensor is the batch, at most this many rows.
+   *
+   * @generated from field: uint32 max_batch_size = 6;
+   */
+  maxBatchSize: number;
+
+  /**
+   * The model may send any number of responses per request (use ModelStreamInfer).
+   *
+   * @generated from field: bool decoupled = 7;
+   */
+  decoupled: boolean;
+
+  /**
+   * The backends that hold it now, e.g. "triton", "cpu".
+   *
+   * @generated from field: repeated string backends = 8;
+   */
+  backends: string[];
+};
+
+/**
+ * Describes the message mesh.v1.ModelMetadataResponse.
+ * Use `create(ModelMetadataResponseSchema)` to create a new message.
+ */
+export declare const ModelMetadataResponseSchema: GenMessage<ModelMetadataResponse>;
+
+/**
+ * @generated from message mesh.v1.ModelReadyRequest
+ */
+export declare type ModelReadyRequest = Message<"mesh.v1.ModelReadyRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string version = 2;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message mesh.v1.ModelReadyRequest.
+ * Use `create(ModelReadyRequestSchema)` to create a new message.
+ */
+export declare const ModelReadyRequestSchema: GenMessage<ModelReadyRequest>;
+
+/**
+ * @generated from message mesh.v1.ModelReadyResponse
+ */
+export declare type ModelReadyResponse = Message<"mesh.v1.ModelReadyResponse"> & {
+  /**
+   * @generated from field: bool ready = 1;
+   */
+  ready: boolean;
+};
+
+/**
+ * Describes the message mesh.v1.ModelReadyResponse.
+ * Use `create(ModelReadyResponseSchema)` to create a new message.
+ */
+export declare const ModelReadyResponseSchema: GenMessage<ModelReadyResponse>;
+
+/**
+ * A parameter of a request, a response or a tensor.
+ *
+ * @generated from message mesh.v1.InferParameter
+ */
+export declare type InferParameter = Message<"mesh.v1.InferParameter"> & {
+  /**
+   * @generated from oneof mesh.v1.InferParameter.parameter_choice
+   */
+  parameterChoice: {
+    /**
+     * @generated from field: bool bool_param = 1;
+     */
+    value: boolean;
+    case: "boolParam";
+  } | {
+    /**
+     * @generated from field: int64 int64_param = 2;
+     */
+    value: bigint;
+    case: "int64Param";
+  } | {
+    /**
+     * @generated from field: string string_param = 3;
+     */
+    value: string;
+    case: "stringParam";
+  } | {
+    /**
+     * @generated from field: double double_param = 4;
+     */
+    value: number;
+    case: "doubleParam";
+  } | {
+    /**
+     * @generated from field: uint64 uint64_param = 5;
+     */
+    value: bigint;
+    case: "uint64Param";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mesh.v1.InferParameter.
+ * Use `create(InferParameterSchema)` to create a new message.
+ */
+export declare const InferParameterSchema: GenMessage<InferParameter>;
+
+/**
+ * A tensor's values in a typed field, row-major: BOOL in bool_contents; INT8, INT16, INT32 in
+ * int_contents; INT64 in int64_contents; UINT8, UINT16, UINT32 in uint_contents; UINT64 in
+ * uint64_contents; FP32, FP64 in fp32/fp64_contents; BYTES in bytes_contents. FP16 travels
+ * only as raw contents.
+ *
+ * @generated from message mesh.v1.InferTensorContents
+ */
+export declare type InferTensorContents = Message<"mesh.v1.InferTensorContents"> & {
+  /**
+   * @generated from field: repeated bool bool_contents = 1;
+   */
+  boolContents: boolean[];
+
+  /**
+   * @generated from field: repeated int32 int_contents = 2;
+   */
+  intContents: number[];
+
+  /**
+   * @generated from field: repeated int64 int64_contents = 3;
+   */
+  int64Contents: bigint[];
+
+  /**
+   * @generated from field: repeated uint32 uint_contents = 4;
+   */
+  uintContents: number[];
+
+  /**
+   * @generated from field: repeated uint64 uint64_contents = 5;
+   */
+  uint64Contents: bigint[];
+
+  /**
+   * @generated from field: repeated float fp32_contents = 6;
+   */
+  fp32Contents: number[];
+
+  /**
+   * @generated from field: repeated double fp64_contents = 7;
+   */
+  fp64Contents: number[];
+
+  /**
+   * @generated from field: repeated bytes bytes_contents = 8;
+   */
+  bytesContents: Uint8Array[];
+};
+
+/**
+ * Describes the message mesh.v1.InferTensorContents.
+ * Use `create(InferTensorContentsSchema)` to create a new message.
+ */
+export declare const InferTensorContentsSchema: GenMessage<InferTensorContents>;
+
+/**
+ * @generated from message mesh.v1.InferInputTensor
+ */
+export declare type InferInputTensor = Message<"mesh.v1.InferInputTensor"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string datatype = 2;
+   */
+  datatype: string;
+
+  /**
+   * @generated from field: repeated int64 shape = 3;
+   */
+  shape: bigint[];
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 4;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * The values, unless the request carries raw_input_contents.
+   *
+   * @generated from field: mesh.v1.InferTensorContents contents = 5;
+   */
+  contents?: InferTensorContents | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.InferInputTensor.
+ * Use `create(InferInputTensorSchema)` to create a new message.
+ */
+export declare const InferInputTensorSchema: GenMessage<InferInputTensor>;
+
+/**
+ * @generated from message mesh.v1.InferRequestedOutputTensor
+ */
+export declare type InferRequestedOutputTensor = Message<"mesh.v1.InferRequestedOutputTensor"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 2;
+   */
+  parameters: { [key: string]: InferParameter };
+};
+
+/**
+ * Describes the message mesh.v1.InferRequestedOutputTensor.
+ * Use `create(InferRequestedOutputTensorSchema)` to create a new message.
+ */
+export declare const InferRequestedOutputTensorSchema: GenMessage<InferRequestedOutputTensor>;
+
+/**
+ * @generated from message mesh.v1.ModelInferRequest
+ */
+export declare type ModelInferRequest = Message<"mesh.v1.ModelInferRequest"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * Echoed in the response.
+   *
+   * @generated from field: string id = 3;
+   */
+  id: string;
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 4;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * @generated from field: repeated mesh.v1.InferInputTensor inputs = 5;
+   */
+  inputs: InferInputTensor[];
+
+  /**
+   * Empty: every output the model has.
+   *
+   * @generated from field: repeated mesh.v1.InferRequestedOutputTensor outputs = 6;
+   */
+  outputs: InferRequestedOutputTensor[];
+
+  /**
+   * One per input, in order, instead of `contents`: little-endian values, row-major; a BYTES
+   * element is a 4-byte little-endian length and then its bytes.
+   *
+   * @generated from field: repeated bytes raw_input_contents = 7;
+   */
+  rawInputContents: Uint8Array[];
+
+  /**
+   * Carried into the backend's queue (Triton's priority levels).
+   *
+   * @generated from field: mesh.v1.PriorityClass priority_class = 8;
+   */
+  priorityClass: PriorityClass;
+};
+
+/**
+ * Describes the message mesh.v1.ModelInferRequest.
+ * Use `create(ModelInferRequestSchema)` to create a new message.
+ */
+export declare const ModelInferRequestSchema: GenMessage<ModelInferRequest>;
+
+/**
+ * @generated from message mesh.v1.InferOutputTensor
+ */
+export declare type InferOutputTensor = Message<"mesh.v1.InferOutputTensor"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string datatype = 2;
+   */
+  datatype: string;
+
+  /**
+   * @generated from field: repeated int64 shape = 3;
+   */
+  shape: bigint[];
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 4;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * Set when the request sent its inputs as `contents` (and the datatype has a typed field).
+   *
+   * @generated from field: mesh.v1.InferTensorContents contents = 5;
+   */
+  contents?: InferTensorContents | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.InferOutputTensor.
+ * Use `create(InferOutputTensorSchema)` to create a new message.
+ */
+export declare const InferOutputTensorSchema: GenMessage<InferOutputTensor>;
+
+/**
+ * @generated from message mesh.v1.ModelInferResponse
+ */
+export declare type ModelInferResponse = Message<"mesh.v1.ModelInferResponse"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * @generated from field: string id = 3;
+   */
+  id: string;
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 4;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * @generated from field: repeated mesh.v1.InferOutputTensor outputs = 5;
+   */
+  outputs: InferOutputTensor[];
+
+  /**
+   * One per output, in order, when the request sent raw contents (or for FP16).
+   *
+   * @generated from field: repeated bytes raw_output_contents = 6;
+   */
+  rawOutputContents: Uint8Array[];
+
+  /**
+   * Which backend answered, e.g. "triton" or "cpu".
+   *
+   * @generated from field: string backend = 7;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.ModelInferResponse.
+ * Use `create(ModelInferResponseSchema)` to create a new message.
+ */
+export declare const ModelInferResponseSchema: GenMessage<ModelInferResponse>;
+
+/**
+ * @generated from message mesh.v1.ModelStreamInferRequest
+ */
+export declare type ModelStreamInferRequest = Message<"mesh.v1.ModelStreamInferRequest"> & {
+  /**
+   * @generated from field: mesh.v1.ModelInferRequest request = 1;
+   */
+  request?: ModelInferRequest | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.ModelStreamInferRequest.
+ * Use `create(ModelStreamInferRequestSchema)` to create a new message.
+ */
+export declare const ModelStreamInferRequestSchema: GenMessage<ModelStreamInferRequest>;
+
+/**
+ * @generated from message mesh.v1.ModelStreamInferResponse
+ */
+export declare type ModelStreamInferResponse = Message<"mesh.v1.ModelStreamInferResponse"> & {
+  /**
+   * @generated from field: mesh.v1.ModelInferResponse infer_response = 1;
+   */
+  inferResponse?: ModelInferResponse | undefined;
+
+  /**
+   * The last message of the stream. A decoupled model's ends with one that carries no outputs
+   * (its end is known only once the model says so); any other model's single response is final.
+   *
+   * @generated from field: bool final = 2;
+   */
+  final: boolean;
+};
+
+/**
+ * Describes the message mesh.v1.ModelStreamInferResponse.
+ * Use `create(ModelStreamInferResponseSchema)` to create a new message.
+ */
+export declare const ModelStreamInferResponseSchema: GenMessage<ModelStreamInferResponse>;
 
 /**
  * Model inference on the embedded CPU backend or Triton.
@@ -292,6 +925,65 @@ export declare const InferenceService: GenService<{
     methodKind: "unary";
     input: typeof ListModelsRequestSchema;
     output: typeof ListModelsResponseSchema;
+  },
+  /**
+   * The Open Inference Protocol (KServe v2) for any model a backend holds: its signature,
+   * whether it is ready, and inference with named, typed tensors. A request is checked against
+   * the model's metadata first; a mismatch is INVALID_ARGUMENT naming the tensor and dimension.
+   *
+   * @generated from rpc mesh.v1.InferenceService.ModelMetadata
+   */
+  modelMetadata: {
+    methodKind: "unary";
+    input: typeof ModelMetadataRequestSchema;
+    output: typeof ModelMetadataResponseSchema;
+  },
+  /**
+   * @generated from rpc mesh.v1.InferenceService.ModelReady
+   */
+  modelReady: {
+    methodKind: "unary";
+    input: typeof ModelReadyRequestSchema;
+    output: typeof ModelReadyResponseSchema;
+  },
+  /**
+   * @generated from rpc mesh.v1.InferenceService.ModelInfer
+   */
+  modelInfer: {
+    methodKind: "unary";
+    input: typeof ModelInferRequestSchema;
+    output: typeof ModelInferResponseSchema;
+  },
+  /**
+   * One request, every response a decoupled model sends (a non-decoupled model sends one).
+   *
+   * @generated from rpc mesh.v1.InferenceService.ModelStreamInfer
+   */
+  modelStreamInfer: {
+    methodKind: "server_streaming";
+    input: typeof ModelStreamInferRequestSchema;
+    output: typeof ModelStreamInferResponseSchema;
+  },
+  /**
+   * Model control, for backends in explicit model-control mode (Triton): load a model from a
+   * backend's repositories (making room by unloading the least recently used idle models when
+   * the backend's memory budget is reached), or unload one once its requests in flight finish.
+   * A request for a model no backend holds loads it on demand as well.
+   *
+   * @generated from rpc mesh.v1.InferenceService.LoadModel
+   */
+  loadModel: {
+    methodKind: "unary";
+    input: typeof LoadModelRequestSchema;
+    output: typeof LoadModelResponseSchema;
+  },
+  /**
+   * @generated from rpc mesh.v1.InferenceService.UnloadModel
+   */
+  unloadModel: {
+    methodKind: "unary";
+    input: typeof UnloadModelRequestSchema;
+    output: typeof UnloadModelResponseSchema;
   },
 }>;
 

@@ -3,6 +3,7 @@
 /* eslint-disable */
 
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_mesh_v1_status } from "./status_pb.js";
 import { file_mesh_v1_task } from "./task_pb.js";
 
@@ -10,7 +11,7 @@ import { file_mesh_v1_task } from "./task_pb.js";
  * Describes the file mesh/v1/inference.proto.
  */
 export const file_mesh_v1_inference = /*@__PURE__*/
-  fileDesc("ChdtZXNoL3YxL2luZmVyZW5jZS5wcm90bxIHbWVzaC52MSKpAQoMSW5mZXJSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBXRleHRzGAIgAygJEi4KDnByaW9yaXR5X2NsYXNzGAMgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEiIKCWlucHV0X2lkcxgEIAEoCzIPLm1lc2gudjEuVGVuc29yEicKDmF0dGVudGlvbl9tYXNrGAUgASgLMg8ubWVzaC52MS5UZW5zb3IiNgoGVGVuc29yEhAKCGRhdGF0eXBlGAEgASgJEg0KBXNoYXBlGAIgAygDEgsKA3JhdxgDIAEoDCJXCg1JbmZlclJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEiYKCmVtYmVkZGluZ3MYAiADKAsyEi5tZXNoLnYxLkVtYmVkZGluZxIPCgdiYWNrZW5kGAMgASgJInYKEkluZmVyU3RyZWFtUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC2NodW5rX3dvcmRzGAMgASgNEi4KDnByaW9yaXR5X2NsYXNzGAQgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzIo0BChNJbmZlclN0cmVhbVJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEhIKCmNodW5rX3RleHQYAiABKAkSJQoJZW1iZWRkaW5nGAMgASgLMhIubWVzaC52MS5FbWJlZGRpbmcSGgoScGFydGlhbF9jb25maWRlbmNlGAQgASgCEg0KBWZpbmFsGAUgASgIIhMKEUxpc3RNb2RlbHNSZXF1ZXN0ImoKCU1vZGVsSW5mbxIMCgRuYW1lGAEgASgJEhIKCmRpbWVuc2lvbnMYAiABKA0SGwoTbWF4X3NlcXVlbmNlX2xlbmd0aBgDIAEoDRIPCgdiYWNrZW5kGAQgASgJEg0KBXJlYWR5GAUgASgIImsKEkxpc3RNb2RlbHNSZXNwb25zZRIiCgZtb2RlbHMYASADKAsyEi5tZXNoLnYxLk1vZGVsSW5mbxIxCghiYWNrZW5kcxgCIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1czLdAQoQSW5mZXJlbmNlU2VydmljZRI2CgVJbmZlchIVLm1lc2gudjEuSW5mZXJSZXF1ZXN0GhYubWVzaC52MS5JbmZlclJlc3BvbnNlEkoKC0luZmVyU3RyZWFtEhsubWVzaC52MS5JbmZlclN0cmVhbVJlcXVlc3QaHC5tZXNoLnYxLkluZmVyU3RyZWFtUmVzcG9uc2UwARJFCgpMaXN0TW9kZWxzEhoubWVzaC52MS5MaXN0TW9kZWxzUmVxdWVzdBobLm1lc2gudjEuTGlzdE1vZGVsc1Jlc3BvbnNlYgZwcm90bzM", [file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChdtZXNoL3YxL2luZmVyZW5jZS5wcm90bxIHbWVzaC52MSKpAQoMSW5mZXJSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBXRleHRzGAIgAygJEi4KDnByaW9yaXR5X2NsYXNzGAMgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEiIKCWlucHV0X2lkcxgEIAEoCzIPLm1lc2gudjEuVGVuc29yEicKDmF0dGVudGlvbl9tYXNrGAUgASgLMg8ubWVzaC52MS5UZW5zb3IiNgoGVGVuc29yEhAKCGRhdGF0eXBlGAEgASgJEg0KBXNoYXBlGAIgAygDEgsKA3JhdxgDIAEoDCJXCg1JbmZlclJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEiYKCmVtYmVkZGluZ3MYAiADKAsyEi5tZXNoLnYxLkVtYmVkZGluZxIPCgdiYWNrZW5kGAMgASgJInYKEkluZmVyU3RyZWFtUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC2NodW5rX3dvcmRzGAMgASgNEi4KDnByaW9yaXR5X2NsYXNzGAQgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzIo0BChNJbmZlclN0cmVhbVJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEhIKCmNodW5rX3RleHQYAiABKAkSJQoJZW1iZWRkaW5nGAMgASgLMhIubWVzaC52MS5FbWJlZGRpbmcSGgoScGFydGlhbF9jb25maWRlbmNlGAQgASgCEg0KBWZpbmFsGAUgASgIIhMKEUxpc3RNb2RlbHNSZXF1ZXN0IvQBCglNb2RlbEluZm8SDAoEbmFtZRgBIAEoCRISCgpkaW1lbnNpb25zGAIgASgNEhsKE21heF9zZXF1ZW5jZV9sZW5ndGgYAyABKA0SDwoHYmFja2VuZBgEIAEoCRINCgVyZWFkeRgFIAEoCBINCgVzdGF0ZRgGIAEoCRIOCgZyZWFzb24YByABKAkSFAoMbWVtb3J5X2J5dGVzGAggASgEEhEKCWluX2ZsaWdodBgJIAEoDRItCglsYXN0X3VzZWQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWRlY291cGxlZBgLIAEoCCJrChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIubWVzaC52MS5Nb2RlbEluZm8SMQoIYmFja2VuZHMYAiADKAsyHy5tZXNoLnYxLkluZmVyZW5jZUJhY2tlbmRTdGF0dXMiMQoQTG9hZE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2JhY2tlbmQYAiABKAkiSAoRTG9hZE1vZGVsUmVzcG9uc2USIQoFbW9kZWwYASABKAsyEi5tZXNoLnYxLk1vZGVsSW5mbxIQCgh1bmxvYWRlZBgCIAMoCSIzChJVbmxvYWRNb2RlbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdiYWNrZW5kGAIgASgJIicKE1VubG9hZE1vZGVsUmVzcG9uc2USEAoIYmFja2VuZHMYASADKAkiNQoUTW9kZWxNZXRhZGF0YVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJIlEKDlRlbnNvck1ldGFkYXRhEgwKBG5hbWUYASABKAkSEAoIZGF0YXR5cGUYAiABKAkSDQoFc2hhcGUYAyADKAMSEAoIb3B0aW9uYWwYBCABKAgi2QEKFU1vZGVsTWV0YWRhdGFSZXNwb25zZRIMCgRuYW1lGAEgASgJEhAKCHZlcnNpb25zGAIgAygJEhAKCHBsYXRmb3JtGAMgASgJEicKBmlucHV0cxgEIAMoCzIXLm1lc2gudjEuVGVuc29yTWV0YWRhdGESKAoHb3V0cHV0cxgFIAMoCzIXLm1lc2gudjEuVGVuc29yTWV0YWRhdGESFgoObWF4X2JhdGNoX3NpemUYBiABKA0SEQoJZGVjb3VwbGVkGAcgASgIEhAKCGJhY2tlbmRzGAggAygJIjIKEU1vZGVsUmVhZHlSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSIjChJNb2RlbFJlYWR5UmVzcG9uc2USDQoFcmVhZHkYASABKAgimQEKDkluZmVyUGFyYW1ldGVyEhQKCmJvb2xfcGFyYW0YASABKAhIABIVCgtpbnQ2NF9wYXJhbRgCIAEoA0gAEhYKDHN0cmluZ19wYXJhbRgDIAEoCUgAEhYKDGRvdWJsZV9wYXJhbRgEIAEoAUgAEhYKDHVpbnQ2NF9wYXJhbRgFIAEoBEgAQhIKEHBhcmFtZXRlcl9jaG9pY2Ui0AEKE0luZmVyVGVuc29yQ29udGVudHMSFQoNYm9vbF9jb250ZW50cxgBIAMoCBIUCgxpbnRfY29udGVudHMYAiADKAUSFgoOaW50NjRfY29udGVudHMYAyADKAMSFQoNdWludF9jb250ZW50cxgEIAMoDRIXCg91aW50NjRfY29udGVudHMYBSADKAQSFQoNZnAzMl9jb250ZW50cxgGIAMoAhIVCg1mcDY0X2NvbnRlbnRzGAcgAygBEhYKDmJ5dGVzX2NvbnRlbnRzGAggAygMIvwBChBJbmZlcklucHV0VGVuc29yEgwKBG5hbWUYASABKAkSEAoIZGF0YXR5cGUYAiABKAkSDQoFc2hhcGUYAyADKAMSPQoKcGFyYW1ldGVycxgEIAMoCzIpLm1lc2gudjEuSW5mZXJJbnB1dFRlbnNvci5QYXJhbWV0ZXJzRW50cnkSLgoIY29udGVudHMYBSABKAsyHC5tZXNoLnYxLkluZmVyVGVuc29yQ29udGVudHMaSgoPUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLm1lc2gudjEuSW5mZXJQYXJhbWV0ZXI6AjgBIr8BChpJbmZlclJlcXVlc3RlZE91dHB1dFRlbnNvchIMCgRuYW1lGAEgASgJEkcKCnBhcmFtZXRlcnMYAiADKAsyMy5tZXNoLnYxLkluZmVyUmVxdWVzdGVkT3V0cHV0VGVuc29yLlBhcmFtZXRlcnNFbnRyeRpKCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubWVzaC52MS5JbmZlclBhcmFtZXRlcjoCOAEigwMKEU1vZGVsSW5mZXJSZXF1ZXN0EhIKCm1vZGVsX25hbWUYASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIKCgJpZBgDIAEoCRI+CgpwYXJhbWV0ZXJzGAQgAygLMioubWVzaC52MS5Nb2RlbEluZmVyUmVxdWVzdC5QYXJhbWV0ZXJzRW50cnkSKQoGaW5wdXRzGAUgAygLMhkubWVzaC52MS5JbmZlcklucHV0VGVuc29yEjQKB291dHB1dHMYBiADKAsyIy5tZXNoLnYxLkluZmVyUmVxdWVzdGVkT3V0cHV0VGVuc29yEhoKEnJhd19pbnB1dF9jb250ZW50cxgHIAMoDBIuCg5wcmlvcml0eV9jbGFzcxgIIAEoDjIWLm1lc2gudjEuUHJpb3JpdHlDbGFzcxpKCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubWVzaC52MS5JbmZlclBhcmFtZXRlcjoCOAEi/gEKEUluZmVyT3V0cHV0VGVuc29yEgwKBG5hbWUYASABKAkSEAoIZGF0YXR5cGUYAiABKAkSDQoFc2hhcGUYAyADKAMSPgoKcGFyYW1ldGVycxgEIAMoCzIqLm1lc2gudjEuSW5mZXJPdXRwdXRUZW5zb3IuUGFyYW1ldGVyc0VudHJ5Ei4KCGNvbnRlbnRzGAUgASgLMhwubWVzaC52MS5JbmZlclRlbnNvckNvbnRlbnRzGkoKD1BhcmFtZXRlcnNFbnRyeRILCgNrZXkYASABKAkSJgoFdmFsdWUYAiABKAsyFy5tZXNoLnYxLkluZmVyUGFyYW1ldGVyOgI4ASKzAgoSTW9kZWxJbmZlclJlc3BvbnNlEhIKCm1vZGVsX25hbWUYASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIKCgJpZBgDIAEoCRI/CgpwYXJhbWV0ZXJzGAQgAygLMisubWVzaC52MS5Nb2RlbEluZmVyUmVzcG9uc2UuUGFyYW1ldGVyc0VudHJ5EisKB291dHB1dHMYBSADKAsyGi5tZXNoLnYxLkluZmVyT3V0cHV0VGVuc29yEhsKE3Jhd19vdXRwdXRfY29udGVudHMYBiADKAwSDwoHYmFja2VuZBgHIAEoCRpKCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubWVzaC52MS5JbmZlclBhcmFtZXRlcjoCOAEiRgoXTW9kZWxTdHJlYW1JbmZlclJlcXVlc3QSKwoHcmVxdWVzdBgBIAEoCzIaLm1lc2gudjEuTW9kZWxJbmZlclJlcXVlc3QiXgoYTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlEjMKDmluZmVyX3Jlc3BvbnNlGAEgASgLMhsubWVzaC52MS5Nb2RlbEluZmVyUmVzcG9uc2USDQoFZmluYWwYAiABKAgypAUKEEluZmVyZW5jZVNlcnZpY2USNgoFSW5mZXISFS5tZXNoLnYxLkluZmVyUmVxdWVzdBoWLm1lc2gudjEuSW5mZXJSZXNwb25zZRJKCgtJbmZlclN0cmVhbRIbLm1lc2gudjEuSW5mZXJTdHJlYW1SZXF1ZXN0GhwubWVzaC52MS5JbmZlclN0cmVhbVJlc3BvbnNlMAESRQoKTGlzdE1vZGVscxIaLm1lc2gudjEuTGlzdE1vZGVsc1JlcXVlc3QaGy5tZXNoLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJOCg1Nb2RlbE1ldGFkYXRhEh0ubWVzaC52MS5Nb2RlbE1ldGFkYXRhUmVxdWVzdBoeLm1lc2gudjEuTW9kZWxNZXRhZGF0YVJlc3BvbnNlEkUKCk1vZGVsUmVhZHkSGi5tZXNoLnYxLk1vZGVsUmVhZHlSZXF1ZXN0GhsubWVzaC52MS5Nb2RlbFJlYWR5UmVzcG9uc2USRQoKTW9kZWxJbmZlchIaLm1lc2gudjEuTW9kZWxJbmZlclJlcXVlc3QaGy5tZXNoLnYxLk1vZGVsSW5mZXJSZXNwb25zZRJZChBNb2RlbFN0cmVhbUluZmVyEiAubWVzaC52MS5Nb2RlbFN0cmVhbUluZmVyUmVxdWVzdBohLm1lc2gudjEuTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlMAESQgoJTG9hZE1vZGVsEhkubWVzaC52MS5Mb2FkTW9kZWxSZXF1ZXN0GhoubWVzaC52MS5Mb2FkTW9kZWxSZXNwb25zZRJICgtVbmxvYWRNb2RlbBIbLm1lc2gudjEuVW5sb2FkTW9kZWxSZXF1ZXN0GhwubWVzaC52MS5VbmxvYWRNb2RlbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_status, file_mesh_v1_task]);
 
 /**
  * Describes the message mesh.v1.InferRequest.
@@ -67,6 +68,132 @@ export const ModelInfoSchema = /*@__PURE__*/
  */
 export const ListModelsResponseSchema = /*@__PURE__*/
   messageDesc(file_mesh_v1_inference, 7);
+
+/**
+ * Describes the message mesh.v1.LoadModelRequest.
+ * Use `create(LoadModelRequestSchema)` to create a new message.
+ */
+export const LoadModelRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 8);
+
+/**
+ * Describes the message mesh.v1.LoadModelResponse.
+ * Use `create(LoadModelResponseSchema)` to create a new message.
+ */
+export const LoadModelResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 9);
+
+/**
+ * Describes the message mesh.v1.UnloadModelRequest.
+ * Use `create(UnloadModelRequestSchema)` to create a new message.
+ */
+export const UnloadModelRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 10);
+
+/**
+ * Describes the message mesh.v1.UnloadModelResponse.
+ * Use `create(UnloadModelResponseSchema)` to create a new message.
+ */
+export const UnloadModelResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 11);
+
+/**
+ * Describes the message mesh.v1.ModelMetadataRequest.
+ * Use `create(ModelMetadataRequestSchema)` to create a new message.
+ */
+export const ModelMetadataRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 12);
+
+/**
+ * Describes the message mesh.v1.TensorMetadata.
+ * Use `create(TensorMetadataSchema)` to create a new message.
+ */
+export const TensorMetadataSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 13);
+
+/**
+ * Describes the message mesh.v1.ModelMetadataResponse.
+ * Use `create(ModelMetadataResponseSchema)` to create a new message.
+ */
+export const ModelMetadataResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 14);
+
+/**
+ * Describes the message mesh.v1.ModelReadyRequest.
+ * Use `create(ModelReadyRequestSchema)` to create a new message.
+ */
+export const ModelReadyRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 15);
+
+/**
+ * Describes the message mesh.v1.ModelReadyResponse.
+ * Use `create(ModelReadyResponseSchema)` to create a new message.
+ */
+export const ModelReadyResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 16);
+
+/**
+ * Describes the message mesh.v1.InferParameter.
+ * Use `create(InferParameterSchema)` to create a new message.
+ */
+export const InferParameterSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 17);
+
+/**
+ * Describes the message mesh.v1.InferTensorContents.
+ * Use `create(InferTensorContentsSchema)` to create a new message.
+ */
+export const InferTensorContentsSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 18);
+
+/**
+ * Describes the message mesh.v1.InferInputTensor.
+ * Use `create(InferInputTensorSchema)` to create a new message.
+ */
+export const InferInputTensorSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 19);
+
+/**
+ * Describes the message mesh.v1.InferRequestedOutputTensor.
+ * Use `create(InferRequestedOutputTensorSchema)` to create a new message.
+ */
+export const InferRequestedOutputTensorSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 20);
+
+/**
+ * Describes the message mesh.v1.ModelInferRequest.
+ * Use `create(ModelInferRequestSchema)` to create a new message.
+ */
+export const ModelInferRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 21);
+
+/**
+ * Describes the message mesh.v1.InferOutputTensor.
+ * Use `create(InferOutputTensorSchema)` to create a new message.
+ */
+export const InferOutputTensorSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 22);
+
+/**
+ * Describes the message mesh.v1.ModelInferResponse.
+ * Use `create(ModelInferResponseSchema)` to create a new message.
+ */
+export const ModelInferResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 23);
+
+/**
+ * Describes the message mesh.v1.ModelStreamInferRequest.
+ * Use `create(ModelStreamInferRequestSchema)` to create a new message.
+ */
+export const ModelStreamInferRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 24);
+
+/**
+ * Describes the message mesh.v1.ModelStreamInferResponse.
+ * Use `create(ModelStreamInferResponseSchema)` to create a new message.
+ */
+export const ModelStreamInferResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 25);
 
 /**
  * Model inference on the embedded CPU backend or Triton.
