@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._render import event_json, event_line
 from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._up import plan_from, up
@@ -177,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     p_probe.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
 
     add_worker_commands(sub, client_args)
+    add_model_commands(sub, client_args)
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
     p_status.add_argument("--json", action="store_true")
@@ -429,6 +431,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         return await schema_command(args, _transport(args), _credential(args))
     async with _client(args) as client:
+        if args.command == "model":
+            return await model_command(args, client)
+        if args.command == "infer":
+            return await infer_command(args, client)
         if args.command == "watch":
             return await _stream(client, args.task_id, args.after, args.json)
         if args.command == "get":

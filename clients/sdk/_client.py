@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from clients.sdk._credentials import credential_interceptors
+from clients.sdk._models import Models
 from clients.sdk._retry import jittered, should_resume, should_retry
 from mesh.errors import InvalidArgument, MeshError
 from mesh.lifecycle import Lifecycle
@@ -97,6 +98,7 @@ class Client(Lifecycle):
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._schemas = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._kind_service = kind_pb2_grpc.KindServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.models = Models(self._channel)  # your models: list, metadata, infer, stream, load, unload
         self._kinds: dict[str, kind_pb2.KindDeclaration] = {}
         self._classes: dict[tuple[str, int], type[Message]] = {}
         self._open_now()

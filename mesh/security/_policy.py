@@ -30,7 +30,8 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.WorkerService/RegisterWorker": frozenset({"worker"}),
     "/mesh.v1.WorkerService/Heartbeat": frozenset({"worker"}),
     "/mesh.v1.WorkerService/ListWorkers": frozenset({"gateway", "cli", "supervisor"}),
-    "/mesh.v1.InferenceService/*": frozenset({"worker", "cli"}),
+    # Workers run models for tasks; the gateway relays callers with a credential (see below).
+    "/mesh.v1.InferenceService/*": frozenset({"worker", "cli", "gateway"}),
     # The public API is reached through Envoy only (it terminates the callers' TLS).
     "/mesh.v1.GatewayService/*": frozenset({"envoy"}),
     "/mesh.v1.KindService/*": frozenset({"envoy"}),
@@ -44,7 +45,11 @@ CALLERS: Mapping[str, frozenset[str]] = {
 # through the front door with a credential of the `work` role: Envoy calls the gateway, which
 # checks the credential and relays the stream to a worker process hosting sessions.
 CALLERS_BY_SERVER: Mapping[str, Mapping[str, frozenset[str]]] = {
-    "gateway": {"/mesh.v1.WorkerSessionService/*": frozenset({"envoy"})},
+    # The same for inference: callers reach their models through Envoy and the gateway's relay.
+    "gateway": {
+        "/mesh.v1.WorkerSessionService/*": frozenset({"envoy"}),
+        "/mesh.v1.InferenceService/*": frozenset({"envoy"}),
+    },
     "worker": {"/mesh.v1.WorkerSessionService/*": frozenset({"gateway"})},
 }
 

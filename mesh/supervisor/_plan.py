@@ -375,10 +375,12 @@ def build_plan(
             [
                 "--scheduler",
                 scheduler.address,
+                "--inference",
+                inference.address,
                 *(["--session-hosts", session_hosts] if session_hosts else []),
                 *gateway_args,
             ],
-            ["scheduler"],
+            ["scheduler"],  # not inference: its relay's channel connects when first used
         )
         for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
     ]

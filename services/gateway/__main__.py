@@ -14,11 +14,19 @@ from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.telemetry import get_logger
-from mesh.v1 import gateway_pb2_grpc, kind_pb2_grpc, scheduler_pb2_grpc, schema_pb2_grpc, session_pb2_grpc
+from mesh.v1 import (
+    gateway_pb2_grpc,
+    inference_pb2_grpc,
+    kind_pb2_grpc,
+    scheduler_pb2_grpc,
+    schema_pb2_grpc,
+    session_pb2_grpc,
+)
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
+from services.gateway._inference import InferenceRelay
 from services.gateway._ratelimit import (
     DEFAULT_CREDENTIAL_BURST,
     DEFAULT_CREDENTIAL_RATE,
@@ -100,6 +108,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         if session_channels:
             proxy = SessionProxy([session_pb2_grpc.WorkerSessionServiceStub(c) for c in session_channels], guard)
             host.add(session_pb2_grpc.add_WorkerSessionServiceServicer_to_server, proxy, "mesh.v1.WorkerSessionService")
+        if args.inference:  # callers' models, through the front door
+            inference_channel = channel(args.inference, args.transport)
+            stack.push_async_callback(inference_channel.close)
+            relay = InferenceRelay(inference_pb2_grpc.InferenceServiceStub(inference_channel), guard)
+            host.add(inference_pb2_grpc.add_InferenceServiceServicer_to_server, relay, "mesh.v1.InferenceService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
             await stop.wait()
@@ -127,6 +140,9 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
 def main() -> None:
     parser = base_parser("tidemesh gateway")
     parser.add_argument("--scheduler", required=True, help="scheduler HOST:PORT")
+    parser.add_argument(
+        "--inference", default="", help="inference service HOST:PORT to relay InferenceService to (empty: not served)"
+    )
     parser.add_argument(
         "--tenant-rate", type=float, default=DEFAULT_TENANT_RATE, help="submits per second per tenant (0: no limit)"
     )

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, Unavailable
-from services.inference._oip import Signature, TensorData, TensorRequest, TensorSpec
+from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec
 
 
 @dataclass(frozen=True)

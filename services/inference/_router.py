@@ -28,11 +28,11 @@ from typing import TypeVar
 import numpy as np
 
 from mesh.errors import Conflict, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from mesh.oip import TensorData, TensorRequest
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import status_pb2
 from services.inference._backend import BackendDown, Chunk, InferenceBackend, Loadable, ModelSpec
 from services.inference._breaker import BreakerState, CircuitBreaker
-from services.inference._oip import TensorData, TensorRequest
 from services.inference._residency import MIB, Resident, evictions
 
 log = get_logger(__name__)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 
 from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from mesh.oip import Signature, TensorData, TensorRequest, check_request, response_proto
 from mesh.priority import urgency
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
@@ -20,7 +21,6 @@ from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.inference._backend import BackendDown, Chunk, Loadable, ModelSpec
 from services.inference._batcher import Batchers
-from services.inference._oip import Signature, TensorData, TensorRequest, check_request, response_proto
 from services.inference._router import Router
 from services.inference._tensors import token_rows
 

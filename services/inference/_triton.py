@@ -24,10 +24,10 @@ from tritonclient.grpc import InferInput, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from mesh.errors import InvalidArgument, NotFound
+from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec, set_parameters
 from mesh.security import Transport
 from mesh.tasks import split_words
 from services.inference._backend import EMBEDDING, TEXT, BackendDown, Chunk, Loadable, ModelFailed, ModelSpec
-from services.inference._oip import Signature, TensorData, TensorRequest, TensorSpec, set_parameters
 
 CHUNK_SUFFIX = "-chunks"
 _FINAL = "triton_final_response"

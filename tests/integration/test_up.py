@@ -20,6 +20,7 @@ from tests.conftest import eventually
 pytestmark = pytest.mark.integration
 
 TIDEMESH = str(Path(sys.executable).parent / "tidemesh")
+USER_MODELS = Path(__file__).resolve().parents[2] / "examples" / "models"
 
 
 def _alive(pid: int) -> bool:
@@ -220,12 +221,14 @@ async def test_insecure_up_says_so_at_start_and_in_status(tmp_path: Path) -> Non
 
 
 async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_path: Path) -> None:
-    """`tidemesh up --triton`: tritonserver runs as one more supervised child; `status` shows both
-    inference backends with the model resident; `submit embed` returns the MiniLM vector; and
-    nothing is left running after SIGTERM (Triton's Python-backend stubs included)."""
+    """`tidemesh up --model-repository examples/models`: tritonserver runs as one more supervised
+    child, serving the user's models beside the project's; `status` shows both inference backends
+    with the model resident; `submit embed` returns the MiniLM vector; the user's models answer
+    through Envoy (see `_user_models_through_the_front_door`); and nothing is left running after
+    SIGTERM (Triton's Python-backend stubs included)."""
     from services.inference._minilm import MiniLM
 
-    process = await _start_up(tmp_path, "--triton")
+    process = await _start_up(tmp_path, "--model-repository", str(USER_MODELS))
     assert process.stdout is not None
     try:
         output = "".join(await _read_until(process.stdout, "Ctrl-C to stop."))
@@ -243,7 +246,13 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
             )
 
         backends = await eventually(both_registered, timeout_s=30, what="cpu and triton registered, model resident")
-        assert backends["triton"]["models"] == ["all-minilm-l6-v2"]
+        assert backends["triton"]["models"] == [
+            "all-minilm-l6-v2",
+            "all-minilm-l6-v2-chunks",
+            "scaler",
+            "streamer",
+            "typed",
+        ]
         assert backends["triton"]["streamingModels"] == ["all-minilm-l6-v2"]
         assert backends["cpu"]["models"] == ["all-minilm-l6-v2"]
         code, table, _ = await _cli("status", *state)
@@ -256,6 +265,8 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         vector = final["output"]["embedding"]["values"]
         expected = MiniLM.load().encode(["tide pools at dawn"])[0]
         assert len(vector) == 384 and float(sum(a * b for a, b in zip(vector, expected, strict=True))) > 0.9999
+
+        await _user_models_through_the_front_door(tmp_path / "state", state)
 
         # Cancelling a doc_embed task mid-stream reaches Triton: its chunk model stops early.
         # 4000 chunks of 2 words: Triton is still at it when the cancel arrives, even on a busy machine
@@ -313,6 +324,43 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def _user_models_through_the_front_door(state_dir: Path, state: tuple[str, ...]) -> None:
+    """The user's models through Envoy and the gateway's relay, as the README shows: listed,
+    described, run (a decoupled one streamed), unloaded and loaded again; bad tensors named; and
+    the roles checked (running a model takes `submit`, loading one `admin`)."""
+    code, out, err = await _cli("model", "list", "--json", *state)
+    assert code == 0, err
+    listed = {(m["name"], m["backend"]): m["state"] for m in json.loads(out)}
+    assert {listed[(n, "triton")] for n in ("scaler", "streamer", "typed")} == {"READY"}
+    assert listed[("all-minilm-l6-v2", "cpu")] == "READY"
+    code, out, err = await _cli("model", "status", "scaler", *state)
+    assert code == 0 and "scaler: READY on triton" in out and "in  X FP32[-1, 1]" in out, (out, err)
+    code, out, err = await _cli("infer", "scaler", "--input", "X=[[1.5],[2.0]]", *state)
+    assert code == 0 and json.loads(out) == {"Y": [[4.5], [6.0]]}, (out, err)
+    code, out, err = await _cli("infer", "streamer", "--input", "COUNT=[3]", "--stream", *state)
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [{"INDEX": [i], "TEXT": [f"part {i}"]} for i in range(3)]
+    code, out, err = await _cli("infer", "scaler", "--input", "X=[[1.0, 2.0]]", *state)
+    assert code == 2 and "inputs[0].shape[1]" in err and "expects 1" in err, (code, out, err)
+    # unloaded, then loaded on demand by the next request
+    code, out, err = await _cli("model", "unload", "scaler", *state)
+    assert code == 0 and "scaler unloaded from triton" in out, (out, err)
+    code, out, _ = await _cli("model", "list", "--json", *state)
+    assert {m["name"]: m["state"] for m in json.loads(out) if m["backend"] == "triton"}["scaler"] == "UNAVAILABLE"
+    code, out, err = await _cli("infer", "scaler", "--input", "X=[[2.0]]", *state)
+    assert code == 0 and json.loads(out) == {"Y": [[6.0]]}, (out, err)
+    # roles: a submit+read key runs models but may not load them; a read-only key may not run them
+    async with Client(state[1], credential=admin_key(state_dir)) as admin:
+        runner = (await admin.create_api_key("acme", ["submit", "read"], "runner")).api_key
+        reader = (await admin.create_api_key("acme", ["read"], "reader")).api_key
+    code, _, err = await _cli("infer", "scaler", "--input", "X=[[1.0]]", "--api-key", runner, *state)
+    assert code == 0, err
+    code, _, err = await _cli("model", "load", "typed", "--api-key", runner, *state)
+    assert code != 0 and "admin" in err, err
+    code, _, err = await _cli("infer", "scaler", "--input", "X=[[1.0]]", "--api-key", reader, *state)
+    assert code != 0 and "submit" in err, err
 
 
 async def _cli_out(*command: str) -> str:

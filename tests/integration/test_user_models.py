@@ -20,11 +20,11 @@ import grpc.aio
 import numpy as np
 import pytest
 
+from mesh.oip import DATATYPES, TensorData
 from mesh.supervisor import MeshSecurity
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
 from mesh.v1 import inference_pb2
-from services.inference._oip import DATATYPES, TensorData
 from services.inference._spawn import InferenceProcess, inference_process
 
 MODELS = Path(__file__).resolve().parents[2] / "examples" / "models"

@@ -259,9 +259,16 @@ async def test_a_worker_identity_cannot_admit_or_abort(mesh: Mesh) -> None:
     [
         (
             "inference",
-            "gateway",
+            "scheduler",
             lambda ch: inference_pb2_grpc.InferenceServiceStub(ch).ListModels(
                 inference_pb2.ListModelsRequest(), timeout=5
+            ),
+        ),
+        (  # the gateway relays InferenceService for Envoy's callers only, never for a worker's leaf
+            "gateway",
+            "worker",
+            lambda ch: inference_pb2_grpc.InferenceServiceStub(ch).LoadModel(
+                inference_pb2.LoadModelRequest(name="x"), timeout=5
             ),
         ),
         (

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesh.errors import Conflict, NotFound, ResourceExhausted
+from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec
 from services.inference._backend import Chunk, Loadable, ModelSpec
-from services.inference._oip import Signature, TensorData, TensorRequest, TensorSpec
 from services.inference._residency import MIB, Resident, evictions
 from services.inference._router import Router
 

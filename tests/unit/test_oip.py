@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mesh.errors import InvalidArgument
-from mesh.v1 import inference_pb2
-from services.inference._oip import (
+from mesh.oip import (
     DATATYPES,
     Signature,
     TensorData,
@@ -21,6 +20,7 @@ from services.inference._oip import (
     check_request,
     response_proto,
 )
+from mesh.v1 import inference_pb2
 
 NUMERIC = [name for name in DATATYPES if name != "BYTES"]
 

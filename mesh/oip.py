@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mesh.errors import InvalidArgument
 from mesh.v1 import inference_pb2
 
+Array = npt.NDArray[Any]
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
 MAX_ELEMENTS = 16 * 1024 * 1024
 
@@ -115,14 +117,25 @@ class TensorData:
     shape: tuple[int, ...]
     raw: bytes
 
-    def array(self) -> np.ndarray:
+    def array(self) -> Array:
         kind = DATATYPES[self.datatype]
         if self.datatype == "BYTES":
             return np.array(_split_bytes(self.raw), dtype=np.object_).reshape(self.shape)
         return np.frombuffer(self.raw, dtype=kind.dtype).reshape(self.shape)
 
     @classmethod
-    def of(cls, name: str, datatype: str, values: np.ndarray) -> TensorData:
+    def from_contents(
+        cls, name: str, datatype: str, shape: tuple[int, ...], contents: inference_pb2.InferTensorContents
+    ) -> TensorData:
+        """A response's typed contents (trusted: the service wrote them) in canonical form."""
+        field_name = DATATYPES[datatype].contents
+        assert field_name is not None, f"{datatype} has no typed contents"
+        values = list(getattr(contents, field_name))
+        array = np.array(values, dtype=DATATYPES[datatype].dtype) if values else np.zeros(0, DATATYPES[datatype].dtype)
+        return cls.of(name, datatype, array.reshape(shape))
+
+    @classmethod
+    def of(cls, name: str, datatype: str, values: Array) -> TensorData:
         """`values` as a tensor of `datatype` (converted to its dtype)."""
         if datatype == "BYTES":
             items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values.reshape(-1)]
@@ -141,7 +154,7 @@ class TensorRequest:
     id: str = ""
     version: str = ""
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, Array]:
         return {t.name: t.array() for t in self.inputs}
 
 

@@ -1,0 +1,111 @@
+"""`InferenceService` at the front door: the inference service's RPCs relayed for callers with a
+credential, so a user's model is reached through Envoy like everything else.
+
+Each RPC needs a role — reading what is served (`read`), running a model (`submit`), loading
+and unloading models (`admin`) — checked before anything is relayed. The inference service's
+answer and its status (code, details, retry-after) pass through unchanged, so a refusal names
+the same tensor and dimension it names inside the mesh; a stream the caller leaves is cancelled
+upstream, which reaches Triton.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import grpc.aio
+
+from mesh.errors import MeshError
+from mesh.rpc import ServerContext as Context
+from mesh.rpc import abort_with
+from mesh.v1 import inference_pb2, inference_pb2_grpc
+from services.gateway._guard import Guard
+
+Reply = TypeVar("Reply")
+
+READ, RUN, ADMIN = "read", "submit", "admin"
+
+
+class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, upstream: inference_pb2_grpc.InferenceServiceStub, guard: Guard) -> None:
+        self._upstream = upstream
+        self._guard = guard
+
+    async def _allowed(self, context: Context, role: str) -> None:
+        try:
+            self._guard.check(await self._guard.from_grpc(context), role)
+        except MeshError as exc:
+            await abort_with(context, exc)
+
+    async def _unary(self, context: Context, role: str, call: Callable[..., Awaitable[Reply]], request: Any) -> Reply:
+        await self._allowed(context, role)
+        try:
+            return await call(request, timeout=context.time_remaining())
+        except grpc.aio.AioRpcError as exc:
+            await _pass_on(context, exc)
+
+    async def _stream(self, context: Context, role: str, call: Callable[..., Any], request: Any) -> AsyncIterator[Any]:
+        await self._allowed(context, role)
+        upstream = call(request, timeout=context.time_remaining())
+        try:
+            async for reply in upstream:
+                yield reply
+        except grpc.aio.AioRpcError as exc:
+            await _pass_on(context, exc)
+        finally:
+            upstream.cancel()  # the caller left (or the stream ended): nothing keeps running upstream
+
+    async def ListModels(
+        self, request: inference_pb2.ListModelsRequest, context: Context
+    ) -> inference_pb2.ListModelsResponse:
+        return await self._unary(context, READ, self._upstream.ListModels, request)
+
+    async def ModelMetadata(
+        self, request: inference_pb2.ModelMetadataRequest, context: Context
+    ) -> inference_pb2.ModelMetadataResponse:
+        return await self._unary(context, READ, self._upstream.ModelMetadata, request)
+
+    async def ModelReady(
+        self, request: inference_pb2.ModelReadyRequest, context: Context
+    ) -> inference_pb2.ModelReadyResponse:
+        return await self._unary(context, READ, self._upstream.ModelReady, request)
+
+    async def Infer(self, request: inference_pb2.InferRequest, context: Context) -> inference_pb2.InferResponse:
+        return await self._unary(context, RUN, self._upstream.Infer, request)
+
+    async def ModelInfer(
+        self, request: inference_pb2.ModelInferRequest, context: Context
+    ) -> inference_pb2.ModelInferResponse:
+        return await self._unary(context, RUN, self._upstream.ModelInfer, request)
+
+    async def InferStream(
+        self, request: inference_pb2.InferStreamRequest, context: Context
+    ) -> AsyncIterator[inference_pb2.InferStreamResponse]:
+        async for reply in self._stream(context, RUN, self._upstream.InferStream, request):
+            yield reply
+
+    async def ModelStreamInfer(
+        self, request: inference_pb2.ModelStreamInferRequest, context: Context
+    ) -> AsyncIterator[inference_pb2.ModelStreamInferResponse]:
+        async for reply in self._stream(context, RUN, self._upstream.ModelStreamInfer, request):
+            yield reply
+
+    async def LoadModel(
+        self, request: inference_pb2.LoadModelRequest, context: Context
+    ) -> inference_pb2.LoadModelResponse:
+        return await self._unary(context, ADMIN, self._upstream.LoadModel, request)
+
+    async def UnloadModel(
+        self, request: inference_pb2.UnloadModelRequest, context: Context
+    ) -> inference_pb2.UnloadModelResponse:
+        return await self._unary(context, ADMIN, self._upstream.UnloadModel, request)
+
+
+async def _pass_on(context: Context, exc: grpc.aio.AioRpcError) -> NoReturn:
+    """The inference service's status as it gave it (its trailers carry retry-after)."""
+    trailers = tuple((k, v) for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str))
+    if trailers:
+        context.set_trailing_metadata(trailers)
+    await context.abort(exc.code(), exc.details() or "")
+    raise AssertionError("unreachable: abort() raises")
