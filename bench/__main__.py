@@ -10,7 +10,18 @@ import signal
 import time
 from pathlib import Path
 
-from bench import _datapath, _durability, _edge, _foundation, _inference, _scheduling, _streaming, _tls, _userwork
+from bench import (
+    _datapath,
+    _durability,
+    _edge,
+    _foundation,
+    _inference,
+    _models,
+    _scheduling,
+    _streaming,
+    _tls,
+    _userwork,
+)
 from bench._trust import trust_bench_root
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,6 +38,7 @@ def main() -> None:
         "tls",
         "streaming",
         "inference",
+        "models",
         "edge",
         "userwork",
     ]
@@ -69,6 +81,12 @@ def main() -> None:
             "inference",
             "Inference: Triton direct vs through tidemesh, batching, CPU",
             asyncio.run(_inference.run(args.runs)),
+        )
+    if args.suite in ("all", "models"):
+        _write(
+            "models",
+            "Your own models: generic inference through tidemesh vs direct tritonclient",
+            asyncio.run(_models.run(args.runs)),
         )
     if args.suite in ("all", "edge"):
         _write(

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mesh.errors import InvalidArgument
-from mesh.v1 import inference_pb2
+from mesh.v1 import inference_pb2, task_pb2, tensor_pb2
 
 Array = npt.NDArray[Any]
 MAX_TENSOR_BYTES = 64 * 1024 * 1024
@@ -92,6 +92,21 @@ class Signature:
     def output(self, name: str) -> TensorSpec | None:
         return next((t for t in self.outputs if t.name == name), None)
 
+    @classmethod
+    def from_proto(cls, meta: inference_pb2.ModelMetadataResponse) -> Signature:
+        def spec(t: inference_pb2.TensorMetadata) -> TensorSpec:
+            return TensorSpec(t.name, t.datatype, tuple(t.shape), t.optional)
+
+        return cls(
+            name=meta.name,
+            inputs=tuple(spec(t) for t in meta.inputs),
+            outputs=tuple(spec(t) for t in meta.outputs),
+            versions=tuple(meta.versions),
+            platform=meta.platform,
+            max_batch_size=meta.max_batch_size,
+            decoupled=meta.decoupled,
+        )
+
     def to_proto(self, backends: Iterable[str] = ()) -> inference_pb2.ModelMetadataResponse:
         def meta(t: TensorSpec) -> inference_pb2.TensorMetadata:
             return inference_pb2.TensorMetadata(name=t.name, datatype=t.datatype, shape=t.shape, optional=t.optional)
@@ -125,7 +140,7 @@ class TensorData:
 
     @classmethod
     def from_contents(
-        cls, name: str, datatype: str, shape: tuple[int, ...], contents: inference_pb2.InferTensorContents
+        cls, name: str, datatype: str, shape: tuple[int, ...], contents: tensor_pb2.InferTensorContents
     ) -> TensorData:
         """A response's typed contents (trusted: the service wrote them) in canonical form."""
         field_name = DATATYPES[datatype].contents
@@ -186,12 +201,12 @@ def _count_bytes_elements(raw: bytes, where: str) -> int:
     return count
 
 
-def parameter_value(parameter: inference_pb2.InferParameter) -> bool | int | float | str:
+def parameter_value(parameter: tensor_pb2.InferParameter) -> bool | int | float | str:
     choice = parameter.WhichOneof("parameter_choice")
     return getattr(parameter, choice) if choice else ""
 
 
-def parameters_of(parameters: Mapping[str, inference_pb2.InferParameter]) -> dict[str, bool | int | float | str]:
+def parameters_of(parameters: Mapping[str, tensor_pb2.InferParameter]) -> dict[str, bool | int | float | str]:
     return {key: parameter_value(value) for key, value in parameters.items()}
 
 
@@ -210,16 +225,82 @@ def set_parameters(target: Any, values: Mapping[str, bool | int | float | str]) 
 
 def check_request(request: inference_pb2.ModelInferRequest, signature: Signature) -> TensorRequest:
     """`request`'s inputs and outputs checked against `signature`, in canonical form."""
-    raw = list(request.raw_input_contents)
-    if raw and len(raw) != len(request.inputs):
+    return check_tensors(
+        signature,
+        request.inputs,
+        request.raw_input_contents,
+        [o.name for o in request.outputs],
+        request.parameters,
+        request.model_version,
+        request.id,
+    )
+
+
+def check_infer_input(payload: task_pb2.InferInput, signature: Signature, prefix: str) -> TensorRequest:
+    """An `infer` task's payload checked against the model's signature; fields named under `prefix`."""
+    return check_tensors(
+        signature,
+        payload.inputs,
+        payload.raw_input_contents,
+        payload.outputs,
+        payload.parameters,
+        payload.model_version,
+        prefix=prefix,
+    )
+
+
+MAX_RANK = 8
+MAX_INPUTS = 64
+
+
+def check_infer_structure(payload: task_pb2.InferInput, prefix: str) -> None:
+    """What an `infer` payload must be whatever the model: a model name, known datatypes, sizes
+    that match the shapes (the model's own signature is checked where it is known)."""
+    if not payload.model or len(payload.model) > 128 or not payload.model.isprintable():
+        raise InvalidArgument(f"{prefix}model", "is required: a model name of at most 128 characters")
+    if not 1 <= len(payload.inputs) <= MAX_INPUTS:
+        raise InvalidArgument(f"{prefix}inputs", f"must hold 1..{MAX_INPUTS} tensors")
+    for index, tensor in enumerate(payload.inputs):
+        if not tensor.name:
+            raise InvalidArgument(f"{prefix}inputs[{index}].name", "is required")
+        if tensor.datatype not in DATATYPES:
+            raise InvalidArgument(
+                f"{prefix}inputs[{index}].datatype", f"is {tensor.datatype!r}; one of {', '.join(DATATYPES)}"
+            )
+        if len(tensor.shape) > MAX_RANK:
+            raise InvalidArgument(f"{prefix}inputs[{index}].shape", f"has over {MAX_RANK} dimensions")
+    for index, name in enumerate(payload.outputs):
+        if not name:
+            raise InvalidArgument(f"{prefix}outputs[{index}]", "is empty")
+    accepting = Signature(
+        payload.model,
+        tuple(TensorSpec(t.name, t.datatype, (-1,) * len(t.shape)) for t in payload.inputs),
+        tuple(TensorSpec(name, "BYTES", ()) for name in payload.outputs),
+    )
+    check_infer_input(payload, accepting, prefix)
+
+
+def check_tensors(
+    signature: Signature,
+    given: Sequence[tensor_pb2.InferInputTensor],
+    raw_contents: Sequence[bytes],
+    wanted: Sequence[str],
+    parameters: Mapping[str, tensor_pb2.InferParameter],
+    version: str = "",
+    request_id: str = "",
+    prefix: str = "",
+) -> TensorRequest:
+    """Inputs, outputs and version checked against `signature`, in canonical form."""
+    raw = list(raw_contents)
+    if raw and len(raw) != len(given):
         raise InvalidArgument(
-            "raw_input_contents", f"holds {len(raw)} entries for {len(request.inputs)} inputs; send one per input"
+            f"{prefix}raw_input_contents", f"holds {len(raw)} entries for {len(given)} inputs; send one per input"
         )
     seen: dict[str, int] = {}
     batch: tuple[int, int] | None = None  # (rows, index of the input that set it)
     inputs = []
-    for index, tensor in enumerate(request.inputs):
-        where = f"inputs[{index}]"
+    for index, tensor in enumerate(given):
+        where = f"{prefix}inputs[{index}]"
         spec = signature.input(tensor.name)
         if spec is None:
             names = ", ".join(t.name for t in signature.inputs)
@@ -245,33 +326,31 @@ def check_request(request: inference_pb2.ModelInferRequest, signature: Signature
         if raw:
             if tensor.HasField("contents") and tensor.contents.ByteSize():
                 raise InvalidArgument(f"{where}.contents", "send values in contents or raw_input_contents, not both")
-            data = _check_raw(raw[index], spec, shape, f"raw_input_contents[{index}]")
+            data = _check_raw(raw[index], spec, shape, f"{prefix}raw_input_contents[{index}]")
         else:
             data = _from_contents(tensor.contents, spec, shape, f"{where}.contents")
         inputs.append(TensorData(spec.name, spec.datatype, shape, data))
     missing = [t for t in signature.inputs if not t.optional and t.name not in seen]
     if missing:
         needed = ", ".join(t.describe() for t in missing)
-        raise InvalidArgument("inputs", f"model {signature.name!r} needs {needed}")
+        raise InvalidArgument(f"{prefix}inputs", f"model {signature.name!r} needs {needed}")
     outputs = []
-    for index, wanted in enumerate(request.outputs):
-        if signature.output(wanted.name) is None:
+    for index, name in enumerate(wanted):
+        if signature.output(name) is None:
             names = ", ".join(t.name for t in signature.outputs)
-            raise InvalidArgument(
-                f"outputs[{index}].name", f"model {signature.name!r} has no output {wanted.name!r} (outputs: {names})"
-            )
-        outputs.append(wanted.name)
-    if request.model_version and signature.versions and request.model_version not in signature.versions:
+            where = f"{prefix}outputs[{index}]" + ("" if prefix else ".name")
+            raise InvalidArgument(where, f"model {signature.name!r} has no output {name!r} (outputs: {names})")
+        outputs.append(name)
+    if version and signature.versions and version not in signature.versions:
         raise InvalidArgument(
-            "model_version",
-            f"model {signature.name!r} has no version {request.model_version!r} "
-            f"(versions: {', '.join(signature.versions)})",
+            f"{prefix}model_version",
+            f"model {signature.name!r} has no version {version!r} (versions: {', '.join(signature.versions)})",
         )
-    return TensorRequest(inputs, outputs, parameters_of(request.parameters), request.id, request.model_version)
+    return TensorRequest(inputs, outputs, parameters_of(parameters), request_id, version)
 
 
 def _check_shape(
-    tensor: inference_pb2.InferInputTensor, spec: TensorSpec, signature: Signature, where: str
+    tensor: tensor_pb2.InferInputTensor, spec: TensorSpec, signature: Signature, where: str
 ) -> tuple[int, ...]:
     shape = tuple(int(d) for d in tensor.shape)
     if len(shape) != len(spec.shape):
@@ -320,7 +399,7 @@ def _check_raw(data: bytes, spec: TensorSpec, shape: tuple[int, ...], where: str
 
 
 def _from_contents(
-    contents: inference_pb2.InferTensorContents, spec: TensorSpec, shape: tuple[int, ...], where: str
+    contents: tensor_pb2.InferTensorContents, spec: TensorSpec, shape: tuple[int, ...], where: str
 ) -> bytes:
     kind = DATATYPES[spec.datatype]
     if kind.contents is None:

@@ -2,7 +2,7 @@
 
 A kind names its input and output message types and its pipeline of steps, each step with
 the pool that runs it, its timeout and its retry budget, and the labels a worker must have
-to serve it. The six built-in kinds are declared through this registry (`mesh.tasks.builtin`)
+to serve it. The built-in kinds are declared through this registry (`mesh.tasks.builtin`)
 exactly as a user kind is; the scheduler validates against it, the gateway maps JSON through
 it, workers and worker sessions execute it. User kinds are registered once, mesh-wide
 (`KindService.RegisterKind`, stored in NATS), and followed into each process's registry.

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from mesh.errors import InvalidArgument
 from mesh.fabric._subjects import TOKEN_RE
+from mesh.oip import check_infer_structure
 from mesh.tasks._registry import CUSTOM_PAYLOAD, KINDS, TaskKind
 from mesh.v1 import task_pb2
 
@@ -124,6 +125,8 @@ def _validate_payload(spec: task_pb2.TaskSpec, kind: TaskKind, limits: Limits) -
         if spec.payload.custom.type_url != kind.input_type_url:
             raise InvalidArgument("spec.payload.custom.type_url", f"kind {spec.kind!r} takes {kind.input_type_url!r}")
         return
+    if field == "infer":
+        check_infer_structure(spec.payload.infer, "spec.payload.infer.")
     if field == "embed" and not spec.payload.embed.text.strip():
         raise InvalidArgument("spec.payload.embed.text", "is empty")
     if field == "webhook":

@@ -1,4 +1,4 @@
-"""The six kinds the mesh ships with, declared through the same registry a user kind uses."""
+"""The kinds the mesh ships with, declared through the same registry a user kind uses."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ BUILTIN_KINDS: tuple[TaskKind, ...] = (
         ),
         max_attempts=5,
         description="chunks a document, embeds the chunks, aggregates one document vector",
+    ),
+    # Any model a backend holds or can load (tidemesh model list), on tensors; a decoupled
+    # model's responses stream as partial outputs. Loading on demand can take a while.
+    builtin_kind(
+        "infer",
+        task_pb2.InferInput,
+        (StepSpec("infer", "inference"),),
+        max_attempts=5,
+        step_timeout_s=300.0,
+        description="runs a model on tensors (the Open Inference Protocol); streams a decoupled model",
     ),
 )
 

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from mesh.v1 import status_pb2 as _status_pb2
 from mesh.v1 import task_pb2 as _task_pb2
+from mesh.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -193,76 +194,6 @@ class ModelReadyResponse(_message.Message):
     ready: bool
     def __init__(self, ready: _Optional[bool] = ...) -> None: ...
 
-class InferParameter(_message.Message):
-    __slots__ = ("bool_param", "int64_param", "string_param", "double_param", "uint64_param")
-    BOOL_PARAM_FIELD_NUMBER: _ClassVar[int]
-    INT64_PARAM_FIELD_NUMBER: _ClassVar[int]
-    STRING_PARAM_FIELD_NUMBER: _ClassVar[int]
-    DOUBLE_PARAM_FIELD_NUMBER: _ClassVar[int]
-    UINT64_PARAM_FIELD_NUMBER: _ClassVar[int]
-    bool_param: bool
-    int64_param: int
-    string_param: str
-    double_param: float
-    uint64_param: int
-    def __init__(self, bool_param: _Optional[bool] = ..., int64_param: _Optional[int] = ..., string_param: _Optional[str] = ..., double_param: _Optional[float] = ..., uint64_param: _Optional[int] = ...) -> None: ...
-
-class InferTensorContents(_message.Message):
-    __slots__ = ("bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents", "fp32_contents", "fp64_contents", "bytes_contents")
-    BOOL_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    INT_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    INT64_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    UINT_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    UINT64_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    FP32_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    FP64_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    BYTES_CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    bool_contents: _containers.RepeatedScalarFieldContainer[bool]
-    int_contents: _containers.RepeatedScalarFieldContainer[int]
-    int64_contents: _containers.RepeatedScalarFieldContainer[int]
-    uint_contents: _containers.RepeatedScalarFieldContainer[int]
-    uint64_contents: _containers.RepeatedScalarFieldContainer[int]
-    fp32_contents: _containers.RepeatedScalarFieldContainer[float]
-    fp64_contents: _containers.RepeatedScalarFieldContainer[float]
-    bytes_contents: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, bool_contents: _Optional[_Iterable[bool]] = ..., int_contents: _Optional[_Iterable[int]] = ..., int64_contents: _Optional[_Iterable[int]] = ..., uint_contents: _Optional[_Iterable[int]] = ..., uint64_contents: _Optional[_Iterable[int]] = ..., fp32_contents: _Optional[_Iterable[float]] = ..., fp64_contents: _Optional[_Iterable[float]] = ..., bytes_contents: _Optional[_Iterable[bytes]] = ...) -> None: ...
-
-class InferInputTensor(_message.Message):
-    __slots__ = ("name", "datatype", "shape", "parameters", "contents")
-    class ParametersEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: InferParameter
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[InferParameter, _Mapping]] = ...) -> None: ...
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    DATATYPE_FIELD_NUMBER: _ClassVar[int]
-    SHAPE_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
-    CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    datatype: str
-    shape: _containers.RepeatedScalarFieldContainer[int]
-    parameters: _containers.MessageMap[str, InferParameter]
-    contents: InferTensorContents
-    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[_Mapping[str, InferParameter]] = ..., contents: _Optional[_Union[InferTensorContents, _Mapping]] = ...) -> None: ...
-
-class InferRequestedOutputTensor(_message.Message):
-    __slots__ = ("name", "parameters")
-    class ParametersEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: InferParameter
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[InferParameter, _Mapping]] = ...) -> None: ...
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    parameters: _containers.MessageMap[str, InferParameter]
-    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[_Mapping[str, InferParameter]] = ...) -> None: ...
-
 class ModelInferRequest(_message.Message):
     __slots__ = ("model_name", "model_version", "id", "parameters", "inputs", "outputs", "raw_input_contents", "priority_class")
     class ParametersEntry(_message.Message):
@@ -270,8 +201,8 @@ class ModelInferRequest(_message.Message):
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
-        value: InferParameter
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[InferParameter, _Mapping]] = ...) -> None: ...
+        value: _tensor_pb2.InferParameter
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_tensor_pb2.InferParameter, _Mapping]] = ...) -> None: ...
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -283,33 +214,12 @@ class ModelInferRequest(_message.Message):
     model_name: str
     model_version: str
     id: str
-    parameters: _containers.MessageMap[str, InferParameter]
-    inputs: _containers.RepeatedCompositeFieldContainer[InferInputTensor]
-    outputs: _containers.RepeatedCompositeFieldContainer[InferRequestedOutputTensor]
+    parameters: _containers.MessageMap[str, _tensor_pb2.InferParameter]
+    inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.InferInputTensor]
+    outputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.InferRequestedOutputTensor]
     raw_input_contents: _containers.RepeatedScalarFieldContainer[bytes]
     priority_class: _task_pb2.PriorityClass
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., id: _Optional[str] = ..., parameters: _Optional[_Mapping[str, InferParameter]] = ..., inputs: _Optional[_Iterable[_Union[InferInputTensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[InferRequestedOutputTensor, _Mapping]]] = ..., raw_input_contents: _Optional[_Iterable[bytes]] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ...) -> None: ...
-
-class InferOutputTensor(_message.Message):
-    __slots__ = ("name", "datatype", "shape", "parameters", "contents")
-    class ParametersEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: InferParameter
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[InferParameter, _Mapping]] = ...) -> None: ...
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    DATATYPE_FIELD_NUMBER: _ClassVar[int]
-    SHAPE_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
-    CONTENTS_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    datatype: str
-    shape: _containers.RepeatedScalarFieldContainer[int]
-    parameters: _containers.MessageMap[str, InferParameter]
-    contents: InferTensorContents
-    def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[_Mapping[str, InferParameter]] = ..., contents: _Optional[_Union[InferTensorContents, _Mapping]] = ...) -> None: ...
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., id: _Optional[str] = ..., parameters: _Optional[_Mapping[str, _tensor_pb2.InferParameter]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.InferInputTensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.InferRequestedOutputTensor, _Mapping]]] = ..., raw_input_contents: _Optional[_Iterable[bytes]] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ...) -> None: ...
 
 class ModelInferResponse(_message.Message):
     __slots__ = ("model_name", "model_version", "id", "parameters", "outputs", "raw_output_contents", "backend")
@@ -318,8 +228,8 @@ class ModelInferResponse(_message.Message):
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
-        value: InferParameter
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[InferParameter, _Mapping]] = ...) -> None: ...
+        value: _tensor_pb2.InferParameter
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_tensor_pb2.InferParameter, _Mapping]] = ...) -> None: ...
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -330,11 +240,11 @@ class ModelInferResponse(_message.Message):
     model_name: str
     model_version: str
     id: str
-    parameters: _containers.MessageMap[str, InferParameter]
-    outputs: _containers.RepeatedCompositeFieldContainer[InferOutputTensor]
+    parameters: _containers.MessageMap[str, _tensor_pb2.InferParameter]
+    outputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.InferOutputTensor]
     raw_output_contents: _containers.RepeatedScalarFieldContainer[bytes]
     backend: str
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., id: _Optional[str] = ..., parameters: _Optional[_Mapping[str, InferParameter]] = ..., outputs: _Optional[_Iterable[_Union[InferOutputTensor, _Mapping]]] = ..., raw_output_contents: _Optional[_Iterable[bytes]] = ..., backend: _Optional[str] = ...) -> None: ...
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., id: _Optional[str] = ..., parameters: _Optional[_Mapping[str, _tensor_pb2.InferParameter]] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.InferOutputTensor, _Mapping]]] = ..., raw_output_contents: _Optional[_Iterable[bytes]] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class ModelStreamInferRequest(_message.Message):
     __slots__ = ("request",)

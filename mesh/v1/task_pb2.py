@@ -25,49 +25,58 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from mesh.v1 import tensor_pb2 as mesh_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/task.proto\x12\x07mesh.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n\tEchoInput\x12\x0c\n\x04text\x18\x01 \x01(\t\")\n\nEmbedInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"C\n\x0bStreamInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x16\n\x0e\x63hunk_delay_ms\x18\x03 \x01(\r\"0\n\x0b\x46\x61nOutInput\x12\x12\n\nchild_kind\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\")\n\x0cWebhookInput\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\"A\n\rDocEmbedInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\"\xaf\x02\n\x0bTaskPayload\x12\"\n\x04\x65\x63ho\x18\x01 \x01(\x0b\x32\x12.mesh.v1.EchoInputH\x00\x12$\n\x05\x65mbed\x18\x02 \x01(\x0b\x32\x13.mesh.v1.EmbedInputH\x00\x12&\n\x06stream\x18\x03 \x01(\x0b\x32\x14.mesh.v1.StreamInputH\x00\x12\'\n\x07\x66\x61n_out\x18\x04 \x01(\x0b\x32\x14.mesh.v1.FanOutInputH\x00\x12(\n\x07webhook\x18\x05 \x01(\x0b\x32\x15.mesh.v1.WebhookInputH\x00\x12+\n\tdoc_embed\x18\x06 \x01(\x0b\x32\x16.mesh.v1.DocEmbedInputH\x00\x12&\n\x06\x63ustom\x18\x07 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x42\x06\n\x04\x62ody\"\xac\x03\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x1d\n\x03qos\x18\x06 \x01(\x0e\x32\x10.mesh.v1.QosTier\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07payload\x18\t \x01(\x0b\x32\x14.mesh.v1.TaskPayload\x12\x16\n\x0eschema_version\x18\n \x01(\r\x12\x14\n\x0cordering_key\x18\x0b \x01(\t\x12\x16\n\x0eparent_task_id\x18\x0c \x01(\t\x12-\n\x06labels\x18\r \x03(\x0b\x32\x1d.mesh.v1.TaskSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\tEmbedding\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\x85\x01\n\nTaskOutput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\tembedding\x18\x02 \x01(\x0b\x32\x12.mesh.v1.EmbeddingH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12&\n\x06\x63ustom\x18\x04 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x42\x06\n\x04\x62ody\"D\n\tTaskError\x12\x13\n\x0b\x65rror_class\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xf8\x03\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.mesh.v1.TaskState\x12#\n\x06output\x18\x05 \x01(\x0b\x32\x13.mesh.v1.TaskOutput\x12\x1a\n\x12partial_confidence\x18\x06 \x01(\x02\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12!\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.mesh.v1.TaskError\x12\x0c\n\x04step\x18\n \x01(\t\x12\x1f\n\x04spec\x18\x0b \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x11\n\tworker_id\x18\x0c \x01(\t\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12\x0f\n\x07\x64ropped\x18\x0e \x01(\x04\x12.\n\x0bretry_after\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x63hild_task_ids\x18\x10 \x03(\t\x12\x1a\n\x12work_item_sequence\x18\x11 \x01(\x04\x12\x12\n\nlive_index\x18\x12 \x01(\r\x12\x12\n\ncheckpoint\x18\x13 \x01(\x0c\"\x98\x02\n\x08TaskInfo\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.mesh.v1.TaskState\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x05 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12#\n\x06result\x18\x07 \x01(\x0b\x32\x13.mesh.v1.TaskOutput\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.mesh.v1.TaskError*\x86\x01\n\rPriorityClass\x12\x1e\n\x1aPRIORITY_CLASS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPRIORITY_CLASS_INTERACTIVE\x10\x01\x12\x1b\n\x17PRIORITY_CLASS_STANDARD\x10\x02\x12\x18\n\x14PRIORITY_CLASS_BATCH\x10\x03*V\n\x07QosTier\x12\x18\n\x14QOS_TIER_UNSPECIFIED\x10\x00\x12\x17\n\x13QOS_TIER_GUARANTEED\x10\x01\x12\x18\n\x14QOS_TIER_BEST_EFFORT\x10\x02*\xd8\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n\x13TASK_STATE_RETRYING\x10\x03\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x04\x12\x15\n\x11TASK_STATE_FAILED\x10\x05\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x06\x12\x1c\n\x18TASK_STATE_DEAD_LETTERED\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/task.proto\x12\x07mesh.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mesh/v1/tensor.proto\"\x19\n\tEchoInput\x12\x0c\n\x04text\x18\x01 \x01(\t\")\n\nEmbedInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"C\n\x0bStreamInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x16\n\x0e\x63hunk_delay_ms\x18\x03 \x01(\r\"0\n\x0b\x46\x61nOutInput\x12\x12\n\nchild_kind\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\")\n\x0cWebhookInput\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\"A\n\rDocEmbedInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\"\x8f\x02\n\nInferInput\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12)\n\x06inputs\x18\x03 \x03(\x0b\x32\x19.mesh.v1.InferInputTensor\x12\x0f\n\x07outputs\x18\x04 \x03(\t\x12\x37\n\nparameters\x18\x05 \x03(\x0b\x32#.mesh.v1.InferInput.ParametersEntry\x12\x1a\n\x12raw_input_contents\x18\x06 \x03(\x0c\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"x\n\x0cTensorOutput\x12\r\n\x05model\x18\x01 \x01(\t\x12+\n\x07outputs\x18\x02 \x03(\x0b\x32\x1a.mesh.v1.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x03 \x03(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"\xd5\x02\n\x0bTaskPayload\x12\"\n\x04\x65\x63ho\x18\x01 \x01(\x0b\x32\x12.mesh.v1.EchoInputH\x00\x12$\n\x05\x65mbed\x18\x02 \x01(\x0b\x32\x13.mesh.v1.EmbedInputH\x00\x12&\n\x06stream\x18\x03 \x01(\x0b\x32\x14.mesh.v1.StreamInputH\x00\x12\'\n\x07\x66\x61n_out\x18\x04 \x01(\x0b\x32\x14.mesh.v1.FanOutInputH\x00\x12(\n\x07webhook\x18\x05 \x01(\x0b\x32\x15.mesh.v1.WebhookInputH\x00\x12+\n\tdoc_embed\x18\x06 \x01(\x0b\x32\x16.mesh.v1.DocEmbedInputH\x00\x12&\n\x06\x63ustom\x18\x07 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x12$\n\x05infer\x18\x08 \x01(\x0b\x32\x13.mesh.v1.InferInputH\x00\x42\x06\n\x04\x62ody\"\xac\x03\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x1d\n\x03qos\x18\x06 \x01(\x0e\x32\x10.mesh.v1.QosTier\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07payload\x18\t \x01(\x0b\x32\x14.mesh.v1.TaskPayload\x12\x16\n\x0eschema_version\x18\n \x01(\r\x12\x14\n\x0cordering_key\x18\x0b \x01(\t\x12\x16\n\x0eparent_task_id\x18\x0c \x01(\t\x12-\n\x06labels\x18\r \x03(\x0b\x32\x1d.mesh.v1.TaskSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\tEmbedding\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\xaf\x01\n\nTaskOutput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\tembedding\x18\x02 \x01(\x0b\x32\x12.mesh.v1.EmbeddingH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12&\n\x06\x63ustom\x18\x04 \x01(\x0b\x32\x14.google.protobuf.AnyH\x00\x12(\n\x07tensors\x18\x05 \x01(\x0b\x32\x15.mesh.v1.TensorOutputH\x00\x42\x06\n\x04\x62ody\"D\n\tTaskError\x12\x13\n\x0b\x65rror_class\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xf8\x03\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05state\x18\x04 \x01(\x0e\x32\x12.mesh.v1.TaskState\x12#\n\x06output\x18\x05 \x01(\x0b\x32\x13.mesh.v1.TaskOutput\x12\x1a\n\x12partial_confidence\x18\x06 \x01(\x02\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12!\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.mesh.v1.TaskError\x12\x0c\n\x04step\x18\n \x01(\t\x12\x1f\n\x04spec\x18\x0b \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x11\n\tworker_id\x18\x0c \x01(\t\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12\x0f\n\x07\x64ropped\x18\x0e \x01(\x04\x12.\n\x0bretry_after\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x63hild_task_ids\x18\x10 \x03(\t\x12\x1a\n\x12work_item_sequence\x18\x11 \x01(\x04\x12\x12\n\nlive_index\x18\x12 \x01(\r\x12\x12\n\ncheckpoint\x18\x13 \x01(\x0c\"\x98\x02\n\x08TaskInfo\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.mesh.v1.TaskState\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x05 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12#\n\x06result\x18\x07 \x01(\x0b\x32\x13.mesh.v1.TaskOutput\x12!\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x12.mesh.v1.TaskError*\x86\x01\n\rPriorityClass\x12\x1e\n\x1aPRIORITY_CLASS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPRIORITY_CLASS_INTERACTIVE\x10\x01\x12\x1b\n\x17PRIORITY_CLASS_STANDARD\x10\x02\x12\x18\n\x14PRIORITY_CLASS_BATCH\x10\x03*V\n\x07QosTier\x12\x18\n\x14QOS_TIER_UNSPECIFIED\x10\x00\x12\x17\n\x13QOS_TIER_GUARANTEED\x10\x01\x12\x18\n\x14QOS_TIER_BEST_EFFORT\x10\x02*\xd8\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n\x13TASK_STATE_RETRYING\x10\x03\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x04\x12\x15\n\x11TASK_STATE_FAILED\x10\x05\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x06\x12\x1c\n\x18TASK_STATE_DEAD_LETTERED\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_INFERINPUT_PARAMETERSENTRY']._loaded_options = None
+  _globals['_INFERINPUT_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_TASKSPEC_LABELSENTRY']._loaded_options = None
   _globals['_TASKSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_PRIORITYCLASS']._serialized_start=2200
-  _globals['_PRIORITYCLASS']._serialized_end=2334
-  _globals['_QOSTIER']._serialized_start=2336
-  _globals['_QOSTIER']._serialized_end=2422
-  _globals['_TASKSTATE']._serialized_start=2425
-  _globals['_TASKSTATE']._serialized_end=2641
-  _globals['_ECHOINPUT']._serialized_start=123
-  _globals['_ECHOINPUT']._serialized_end=148
-  _globals['_EMBEDINPUT']._serialized_start=150
-  _globals['_EMBEDINPUT']._serialized_end=191
-  _globals['_STREAMINPUT']._serialized_start=193
-  _globals['_STREAMINPUT']._serialized_end=260
-  _globals['_FANOUTINPUT']._serialized_start=262
-  _globals['_FANOUTINPUT']._serialized_end=310
-  _globals['_WEBHOOKINPUT']._serialized_start=312
-  _globals['_WEBHOOKINPUT']._serialized_end=353
-  _globals['_DOCEMBEDINPUT']._serialized_start=355
-  _globals['_DOCEMBEDINPUT']._serialized_end=420
-  _globals['_TASKPAYLOAD']._serialized_start=423
-  _globals['_TASKPAYLOAD']._serialized_end=726
-  _globals['_TASKSPEC']._serialized_start=729
-  _globals['_TASKSPEC']._serialized_end=1157
-  _globals['_TASKSPEC_LABELSENTRY']._serialized_start=1112
-  _globals['_TASKSPEC_LABELSENTRY']._serialized_end=1157
-  _globals['_EMBEDDING']._serialized_start=1159
-  _globals['_EMBEDDING']._serialized_end=1201
-  _globals['_TASKOUTPUT']._serialized_start=1204
-  _globals['_TASKOUTPUT']._serialized_end=1337
-  _globals['_TASKERROR']._serialized_start=1339
-  _globals['_TASKERROR']._serialized_end=1407
-  _globals['_TASKEVENT']._serialized_start=1410
-  _globals['_TASKEVENT']._serialized_end=1914
-  _globals['_TASKINFO']._serialized_start=1917
-  _globals['_TASKINFO']._serialized_end=2197
+  _globals['_PRIORITYCLASS']._serialized_start=2698
+  _globals['_PRIORITYCLASS']._serialized_end=2832
+  _globals['_QOSTIER']._serialized_start=2834
+  _globals['_QOSTIER']._serialized_end=2920
+  _globals['_TASKSTATE']._serialized_start=2923
+  _globals['_TASKSTATE']._serialized_end=3139
+  _globals['_ECHOINPUT']._serialized_start=145
+  _globals['_ECHOINPUT']._serialized_end=170
+  _globals['_EMBEDINPUT']._serialized_start=172
+  _globals['_EMBEDINPUT']._serialized_end=213
+  _globals['_STREAMINPUT']._serialized_start=215
+  _globals['_STREAMINPUT']._serialized_end=282
+  _globals['_FANOUTINPUT']._serialized_start=284
+  _globals['_FANOUTINPUT']._serialized_end=332
+  _globals['_WEBHOOKINPUT']._serialized_start=334
+  _globals['_WEBHOOKINPUT']._serialized_end=375
+  _globals['_DOCEMBEDINPUT']._serialized_start=377
+  _globals['_DOCEMBEDINPUT']._serialized_end=442
+  _globals['_INFERINPUT']._serialized_start=445
+  _globals['_INFERINPUT']._serialized_end=716
+  _globals['_INFERINPUT_PARAMETERSENTRY']._serialized_start=642
+  _globals['_INFERINPUT_PARAMETERSENTRY']._serialized_end=716
+  _globals['_TENSOROUTPUT']._serialized_start=718
+  _globals['_TENSOROUTPUT']._serialized_end=838
+  _globals['_TASKPAYLOAD']._serialized_start=841
+  _globals['_TASKPAYLOAD']._serialized_end=1182
+  _globals['_TASKSPEC']._serialized_start=1185
+  _globals['_TASKSPEC']._serialized_end=1613
+  _globals['_TASKSPEC_LABELSENTRY']._serialized_start=1568
+  _globals['_TASKSPEC_LABELSENTRY']._serialized_end=1613
+  _globals['_EMBEDDING']._serialized_start=1615
+  _globals['_EMBEDDING']._serialized_end=1657
+  _globals['_TASKOUTPUT']._serialized_start=1660
+  _globals['_TASKOUTPUT']._serialized_end=1835
+  _globals['_TASKERROR']._serialized_start=1837
+  _globals['_TASKERROR']._serialized_end=1905
+  _globals['_TASKEVENT']._serialized_start=1908
+  _globals['_TASKEVENT']._serialized_end=2412
+  _globals['_TASKINFO']._serialized_start=2415
+  _globals['_TASKINFO']._serialized_end=2695
 # @@protoc_insertion_point(module_scope)

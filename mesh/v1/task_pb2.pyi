@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from mesh.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -101,8 +102,43 @@ class DocEmbedInput(_message.Message):
     chunk_words: int
     def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., chunk_words: _Optional[int] = ...) -> None: ...
 
+class InferInput(_message.Message):
+    __slots__ = ("model", "model_version", "inputs", "outputs", "parameters", "raw_input_contents")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _tensor_pb2.InferParameter
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_tensor_pb2.InferParameter, _Mapping]] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RAW_INPUT_CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.InferInputTensor]
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    parameters: _containers.MessageMap[str, _tensor_pb2.InferParameter]
+    raw_input_contents: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.InferInputTensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., parameters: _Optional[_Mapping[str, _tensor_pb2.InferParameter]] = ..., raw_input_contents: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class TensorOutput(_message.Message):
+    __slots__ = ("model", "outputs", "raw_output_contents", "backend")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    RAW_OUTPUT_CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    outputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.InferOutputTensor]
+    raw_output_contents: _containers.RepeatedScalarFieldContainer[bytes]
+    backend: str
+    def __init__(self, model: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.InferOutputTensor, _Mapping]]] = ..., raw_output_contents: _Optional[_Iterable[bytes]] = ..., backend: _Optional[str] = ...) -> None: ...
+
 class TaskPayload(_message.Message):
-    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook", "doc_embed", "custom")
+    __slots__ = ("echo", "embed", "stream", "fan_out", "webhook", "doc_embed", "custom", "infer")
     ECHO_FIELD_NUMBER: _ClassVar[int]
     EMBED_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +146,7 @@ class TaskPayload(_message.Message):
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     DOC_EMBED_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    INFER_FIELD_NUMBER: _ClassVar[int]
     echo: EchoInput
     embed: EmbedInput
     stream: StreamInput
@@ -117,7 +154,8 @@ class TaskPayload(_message.Message):
     webhook: WebhookInput
     doc_embed: DocEmbedInput
     custom: _any_pb2.Any
-    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ..., doc_embed: _Optional[_Union[DocEmbedInput, _Mapping]] = ..., custom: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    infer: InferInput
+    def __init__(self, echo: _Optional[_Union[EchoInput, _Mapping]] = ..., embed: _Optional[_Union[EmbedInput, _Mapping]] = ..., stream: _Optional[_Union[StreamInput, _Mapping]] = ..., fan_out: _Optional[_Union[FanOutInput, _Mapping]] = ..., webhook: _Optional[_Union[WebhookInput, _Mapping]] = ..., doc_embed: _Optional[_Union[DocEmbedInput, _Mapping]] = ..., custom: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., infer: _Optional[_Union[InferInput, _Mapping]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_id", "tenant", "kind", "priority_class", "priority", "qos", "idempotency_key", "deadline", "payload", "schema_version", "ordering_key", "parent_task_id", "labels")
@@ -165,16 +203,18 @@ class Embedding(_message.Message):
     def __init__(self, model: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class TaskOutput(_message.Message):
-    __slots__ = ("text", "embedding", "data", "custom")
+    __slots__ = ("text", "embedding", "data", "custom", "tensors")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
     text: str
     embedding: Embedding
     data: bytes
     custom: _any_pb2.Any
-    def __init__(self, text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., data: _Optional[bytes] = ..., custom: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    tensors: TensorOutput
+    def __init__(self, text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., data: _Optional[bytes] = ..., custom: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., tensors: _Optional[_Union[TensorOutput, _Mapping]] = ...) -> None: ...
 
 class TaskError(_message.Message):
     __slots__ = ("error_class", "message", "retryable")

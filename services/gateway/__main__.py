@@ -26,7 +26,7 @@ from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, J
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
-from services.gateway._inference import InferenceRelay
+from services.gateway._inference import InferenceRelay, ModelSignatures
 from services.gateway._ratelimit import (
     DEFAULT_CREDENTIAL_BURST,
     DEFAULT_CREDENTIAL_RATE,
@@ -57,6 +57,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         guard = await _guard(args, js, events)
         if guard.authenticator is not None:
             stack.push_async_callback(guard.authenticator.store.close)
+        inference = None  # callers' models, through the front door
+        if args.inference:
+            inference_channel = channel(args.inference, args.transport)
+            stack.push_async_callback(inference_channel.close)
+            inference = inference_pb2_grpc.InferenceServiceStub(inference_channel)
         gateway = Gateway(
             scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel),
             events,
@@ -65,6 +70,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             guard=guard,
             limiter=limiter,
             index=TaskIndex(js),
+            signatures=ModelSignatures(inference) if inference else None,
         )
         stack.push_async_callback(gateway.aclose)
 
@@ -108,10 +114,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         if session_channels:
             proxy = SessionProxy([session_pb2_grpc.WorkerSessionServiceStub(c) for c in session_channels], guard)
             host.add(session_pb2_grpc.add_WorkerSessionServiceServicer_to_server, proxy, "mesh.v1.WorkerSessionService")
-        if args.inference:  # callers' models, through the front door
-            inference_channel = channel(args.inference, args.transport)
-            stack.push_async_callback(inference_channel.close)
-            relay = InferenceRelay(inference_pb2_grpc.InferenceServiceStub(inference_channel), guard)
+        if inference is not None:
+            relay = InferenceRelay(inference, guard)
             host.add(inference_pb2_grpc.add_InferenceServiceServicer_to_server, relay, "mesh.v1.InferenceService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)

@@ -1,5 +1,6 @@
 """`InferenceService` at the front door: the inference service's RPCs relayed for callers with a
-credential, so a user's model is reached through Envoy like everything else.
+credential, so a user's model is reached through Envoy like everything else; and the models'
+signatures, so an `infer` task is checked against its model when it is submitted.
 
 Each RPC needs a role — reading what is served (`read`), running a model (`submit`), loading
 and unloading models (`admin`) — checked before anything is relayed. The inference service's
@@ -10,21 +11,59 @@ upstream, which reaches Triton.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
 
-from mesh.errors import MeshError
+from mesh.errors import InvalidArgument, MeshError
+from mesh.oip import Signature, check_infer_input
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
-from mesh.v1 import inference_pb2, inference_pb2_grpc
+from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.gateway._guard import Guard
 
 Reply = TypeVar("Reply")
 
 READ, RUN, ADMIN = "read", "submit", "admin"
+INFER_PREFIX = "spec.payload.infer."
+
+
+class ModelSignatures:
+    """Models' signatures as the inference service states them, kept `ttl_s` seconds. An `infer`
+    task whose tensors do not fit its model is refused at submit (INVALID_ARGUMENT naming the
+    tensor and dimension) instead of failing later in a worker; a model no backend has or can
+    load is refused too. With the inference service unreachable the task is admitted (it is
+    durable, and the worker checks again when it runs)."""
+
+    def __init__(self, upstream: inference_pb2_grpc.InferenceServiceStub, ttl_s: float = 2.0) -> None:
+        self._upstream = upstream
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Signature]] = {}
+
+    async def check(self, spec: task_pb2.TaskSpec) -> None:
+        if spec.kind != "infer":
+            return
+        payload = spec.payload.infer
+        signature = await self._signature(payload.model)
+        if signature is not None:
+            check_infer_input(payload, signature, INFER_PREFIX)
+
+    async def _signature(self, model: str) -> Signature | None:
+        cached = self._cache.get(model)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
+            return cached[1]
+        try:
+            meta = await self._upstream.ModelMetadata(inference_pb2.ModelMetadataRequest(name=model), timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise InvalidArgument(f"{INFER_PREFIX}model", f"unknown model {model!r} (tidemesh model list)") from exc
+            return None
+        signature = Signature.from_proto(meta)
+        self._cache[model] = (time.monotonic(), signature)
+        return signature
 
 
 class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):

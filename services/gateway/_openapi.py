@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mesh.oip import DATATYPES, MAX_INPUTS, MAX_RANK
 from mesh.priority import CLASS_BY_NAME
 from mesh.tasks import KINDS, QOS_TIERS, Limits
 from mesh.tasks._validate import FAN_OUT_CHILD_KINDS
@@ -69,6 +70,35 @@ _PAYLOADS: dict[str, dict[str, Any]] = {
             "model": {"type": "string"},
             "chunk_words": {"type": "integer", "minimum": 0, "maximum": _LIMITS.max_chunk_words},
         },
+    },
+}
+_PAYLOADS["infer"] = {
+    "required": ["model", "inputs"],
+    "description": "any model (`tidemesh model list`) on tensors in the Open Inference Protocol's JSON form; "
+    "checked against the model's metadata at submit",
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 128},
+        "model_version": {"type": "string"},
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_INPUTS,
+            "items": {
+                "type": "object",
+                "required": ["name", "datatype", "shape"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "datatype": {"type": "string", "enum": list(DATATYPES)},
+                    "shape": {"type": "array", "maxItems": MAX_RANK, "items": {"type": "integer", "minimum": 0}},
+                    "contents": {
+                        "type": "object",
+                        "description": "the values, row-major, in the datatype's field (fp32_contents, "
+                        "int64_contents, bytes_contents as base64, …)",
+                    },
+                },
+            },
+        },
+        "outputs": {"type": "array", "items": {"type": "string", "minLength": 1}},
     },
 }
 # The built-in kinds are documented here; a user kind's payload is its registered schema

@@ -11,6 +11,7 @@ import grpc.aio
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
+from mesh.oip import check_infer_structure
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id, new_task_id
@@ -26,6 +27,7 @@ from services.gateway._admit import Admissions
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub, PendingWatch
+from services.gateway._inference import INFER_PREFIX, ModelSignatures
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
 
@@ -46,9 +48,11 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         guard: Guard,  # required: auth off is `Guard.disabled(events)`, never a forgotten argument
         limiter: RateLimiter | None = None,
         index: TaskIndex | None = None,
+        signatures: ModelSignatures | None = None,
     ) -> None:
         # Every single submit goes through the coalescer: one AdmitEach call for many callers.
         self._admissions = Admissions(scheduler)
+        self._signatures = signatures  # `infer` tasks checked against their model at submit
         self._index = index
         self._limiter = limiter
         self._guard = guard
@@ -78,9 +82,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             principal = await self._guard.from_grpc(context)
             if not request.specs:
                 raise InvalidArgument("specs", "at least one spec is required")
-            for spec in request.specs:
+            for index, spec in enumerate(request.specs):
                 spec.tenant = self._guard.tenant_for(principal, spec.tenant)
                 self._guard.check(principal, "submit", spec.tenant)
+                await self._check_model(spec, f"specs[{index}].")
             self._guard.spend(principal, len(request.specs))
             if self._limiter is not None:
                 for tenant, count in Counter(spec.tenant for spec in request.specs).items():
@@ -192,8 +197,18 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self._guard.spend(principal)
         if self._limiter is not None:
             self._limiter.take(spec.tenant)
+        await self._check_model(spec)
         spec.task_id = mesh_id or await self._guard.id_to_submit(spec.tenant, spec.task_id)
         return await self._admissions.admit(spec)
+
+    async def _check_model(self, spec: task_pb2.TaskSpec, prefix: str = "") -> None:
+        if self._signatures is None or spec.kind != "infer" or spec.payload.WhichOneof("body") != "infer":
+            return  # (a payload of the wrong case is refused by admission, naming it)
+        try:
+            check_infer_structure(spec.payload.infer, INFER_PREFIX)  # first, so the model's check meets a sound payload
+            await self._signatures.check(spec)
+        except InvalidArgument as exc:
+            raise InvalidArgument(prefix + exc.field, exc.reason) from exc
 
     async def aclose(self) -> None:
         """Finish the admissions handed in; take no more."""

@@ -12,7 +12,7 @@ import grpc.aio
 import numpy as np
 
 from mesh.tasks import split_words
-from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
+from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2, tensor_pb2
 
 if TYPE_CHECKING:
     from services.worker._children import ChildTasks
@@ -63,10 +63,17 @@ def _inference(ctx: StepContext) -> inference_pb2_grpc.InferenceServiceStub:
 
 
 def _inference_failed(exc: grpc.aio.AioRpcError) -> StepFailed:
-    """The inference service's refusal as a step failure: bad input is final, the rest retryable."""
-    fatal = exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
-    error_class = "invalid_input" if fatal else "dependency_down"
-    return StepFailed(error_class, f"inference: {exc.code().name}: {exc.details()}", not fatal)
+    """The inference service's refusal as a step failure: bad input is final, and so is the
+    model's own failure on it (UNKNOWN: replay it from the dead letters once the model is fixed);
+    the rest (a backend down, overload) retryable."""
+    message = f"inference: {exc.code().name}: {exc.details()}"
+    if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+        return StepFailed("invalid_input", message, retryable=False)
+    if exc.code() == grpc.StatusCode.UNKNOWN:
+        return StepFailed("bug", message, retryable=False)
+    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return StepFailed("resource_exhausted", message, retryable=True)
+    return StepFailed("dependency_down", message, retryable=True)
 
 
 async def _infer(ctx: StepContext, model: str, texts: list[str]) -> list[task_pb2.Embedding]:
@@ -89,6 +96,52 @@ async def embed(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     payload = ctx.spec.payload.embed
     [vector] = await _infer(ctx, payload.model, [payload.text])
     return [task_pb2.TaskOutput(embedding=vector)]
+
+
+async def infer(ctx: StepContext) -> list[task_pb2.TaskOutput]:
+    """Any model on the task's tensors, through the protocol's stream call: a decoupled model's
+    every response is a partial output (a redelivered attempt skips those already stored) and
+    the last one the output; any other model answers once. The priority class goes with the
+    request into Triton's queue; cancelling the task cancels the call, and Triton's request."""
+    payload = ctx.spec.payload.infer
+    request = inference_pb2.ModelInferRequest(
+        model_name=payload.model,
+        model_version=payload.model_version,
+        id=ctx.spec.task_id,
+        inputs=payload.inputs,
+        outputs=[tensor_pb2.InferRequestedOutputTensor(name=name) for name in payload.outputs],
+        parameters=payload.parameters,
+        raw_input_contents=payload.raw_input_contents,
+        priority_class=ctx.spec.priority_class,
+    )
+    call = _inference(ctx).ModelStreamInfer(
+        inference_pb2.ModelStreamInferRequest(request=request), timeout=300.0, wait_for_ready=True
+    )
+    last: task_pb2.TaskOutput | None = None
+    responses = 0
+    try:
+        async for message in call:
+            reply = message.infer_response
+            if reply.outputs:
+                last = task_pb2.TaskOutput(tensors=_tensors(payload.model, reply))
+            if message.final:
+                break
+            responses += 1
+            if last is not None and responses > ctx.resume_from:
+                await ctx.emit_partial(last, 0.0)
+    except grpc.aio.AioRpcError as exc:
+        raise _inference_failed(exc) from exc
+    finally:
+        call.cancel()
+    if last is None:
+        raise StepFailed("bug", f"model {payload.model!r} sent no outputs", retryable=False)
+    return [last]
+
+
+def _tensors(model: str, reply: inference_pb2.ModelInferResponse) -> task_pb2.TensorOutput:
+    return task_pb2.TensorOutput(
+        model=model, outputs=reply.outputs, raw_output_contents=reply.raw_output_contents, backend=reply.backend
+    )
 
 
 async def chunk(ctx: StepContext) -> list[task_pb2.TaskOutput]:
@@ -222,4 +275,5 @@ BUILTIN_HANDLERS: dict[str, StepHandler] = {
     "chunk": chunk,
     "embed-chunks": embed_chunks,
     "aggregate": aggregate,
+    "infer": infer,
 }

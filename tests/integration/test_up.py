@@ -351,6 +351,33 @@ async def _user_models_through_the_front_door(state_dir: Path, state: tuple[str,
     assert {m["name"]: m["state"] for m in json.loads(out) if m["backend"] == "triton"}["scaler"] == "UNAVAILABLE"
     code, out, err = await _cli("infer", "scaler", "--input", "X=[[2.0]]", *state)
     assert code == 0 and json.loads(out) == {"Y": [[6.0]]}, (out, err)
+    # the `infer` task kind: durable work on the same models, checked against the model at submit
+    scaler_task = {
+        "model": "scaler",
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 1], "contents": {"fp32_contents": [7.0]}}],
+    }
+    code, out, err = await _cli("submit", "infer", "--payload", json.dumps(scaler_task), "--json", *state)
+    assert code == 0, err
+    final = json.loads(out.splitlines()[-1])
+    assert final["state"] == "TASK_STATE_SUCCEEDED", final
+    assert final["output"]["tensors"]["outputs"][0]["contents"]["fp32Contents"] == [21.0]
+    stream_task = {
+        "model": "streamer",
+        "inputs": [{"name": "COUNT", "datatype": "INT32", "shape": [1], "contents": {"int_contents": [4]}}],
+    }
+    code, out, err = await _cli("submit", "infer", "--payload", json.dumps(stream_task), "--json", *state)
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    partials = [e for e in events if e["state"] == "TASK_STATE_RUNNING" and "output" in e]
+    assert [p["output"]["tensors"]["outputs"][0]["contents"]["intContents"] for p in partials] == [[0], [1], [2], [3]]
+    wrong = {
+        "model": "scaler",
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "contents": {"fp32_contents": [1.0, 2.0]}}],
+    }
+    code, _, err = await _cli("submit", "infer", "--payload", json.dumps(wrong), *state)
+    assert code == 2 and "spec.payload.infer.inputs[0].shape[1]" in err, (code, err)
+    code, _, err = await _cli("submit", "infer", "--payload", json.dumps({**scaler_task, "model": "nope"}), *state)
+    assert code == 2 and "spec.payload.infer.model" in err and "unknown model" in err, (code, err)
     # roles: a submit+read key runs models but may not load them; a read-only key may not run them
     async with Client(state[1], credential=admin_key(state_dir)) as admin:
         runner = (await admin.create_api_key("acme", ["submit", "read"], "runner")).api_key

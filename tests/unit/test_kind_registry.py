@@ -19,10 +19,10 @@ def _declaration(**changes: object) -> kind_pb2.KindDeclaration:
     return declaration
 
 
-def test_the_six_built_in_kinds_are_declared_through_the_registry_with_handlers() -> None:
-    """echo … doc_embed are registry entries; every one of their steps has a handler."""
+def test_the_built_in_kinds_are_declared_through_the_registry_with_handlers() -> None:
+    """echo … infer are registry entries; every one of their steps has a handler."""
     builtin = {name for name, kind in KINDS.items() if kind.builtin}
-    assert builtin == {"echo", "embed", "stream", "fan_out", "webhook", "doc_embed"}
+    assert builtin == {"echo", "embed", "stream", "fan_out", "webhook", "doc_embed", "infer"}
     assert KINDS["doc_embed"].input_type == "mesh.v1.DocEmbedInput"
     assert [step.pool for step in KINDS["doc_embed"].steps] == ["ingestion", "inference", "post-processing"]
     check_builtin_handlers()

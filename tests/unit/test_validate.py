@@ -105,3 +105,32 @@ def test_task_ids_sort_by_time_and_are_subject_safe(earlier_ms: int, gap_ms: int
     first, second = new_task_id(earlier_ms), new_task_id(earlier_ms + gap_ms)
     assert first < second
     assert len(first) == 26 and TOKEN_RE.match(first)
+
+
+def _infer(**payload: object) -> task_pb2.TaskSpec:
+    fields: dict[str, object] = {
+        "model": "scaler",
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 1], "contents": {"fp32_contents": [1.0, 2.0]}}],
+    }
+    fields.update(payload)
+    return task_pb2.TaskSpec(
+        tenant="acme", kind="infer", payload=task_pb2.TaskPayload(infer=task_pb2.InferInput(**fields))
+    )
+
+
+def test_an_infer_payload_is_checked_whatever_its_model() -> None:
+    """Without the model's signature (the gateway checks that), admission still refuses what no
+    model could take: no model, no tensor, an unknown datatype, a size that does not fit its shape."""
+    validate_spec(_infer(), Limits())
+    prefix = "spec.payload.infer."
+    assert _field_of(_infer(model="")) == prefix + "model"
+    assert _field_of(_infer(inputs=[])) == prefix + "inputs"
+    assert _field_of(_infer(inputs=[{"name": "X", "datatype": "FP8", "shape": [1]}])) == prefix + "inputs[0].datatype"
+    assert _field_of(_infer(inputs=[{"name": "", "datatype": "FP32", "shape": [1]}])) == prefix + "inputs[0].name"
+    short = [{"name": "X", "datatype": "FP32", "shape": [2, 2], "contents": {"fp32_contents": [1.0]}}]
+    assert _field_of(_infer(inputs=short)) == prefix + "inputs[0].contents.fp32_contents"
+    twice = [{"name": "X", "datatype": "INT32", "shape": [1], "contents": {"int_contents": [1]}}] * 2
+    assert _field_of(_infer(inputs=twice)) == prefix + "inputs[1].name"
+    raw = _infer(inputs=[{"name": "X", "datatype": "FP16", "shape": [2]}], raw_input_contents=[b"\0\0"])
+    assert _field_of(raw) == prefix + "raw_input_contents[0]"  # 2 FP16 values need 4 bytes
+    assert _field_of(_infer(outputs=[""])) == prefix + "outputs[0]"

@@ -4,6 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
+import type { InferInputTensor, InferOutputTensor, InferParameter } from "./tensor_pb.js";
 import type { Any, Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -172,6 +173,92 @@ export declare type DocEmbedInput = Message<"mesh.v1.DocEmbedInput"> & {
 export declare const DocEmbedInputSchema: GenMessage<DocEmbedInput>;
 
 /**
+ * Any model a backend holds or can load, run on tensors (the `infer` kind). Inputs are checked
+ * against the model's metadata at submit; the priority class reaches Triton's priority levels.
+ *
+ * @generated from message mesh.v1.InferInput
+ */
+export declare type InferInput = Message<"mesh.v1.InferInput"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * Empty: the version the backend serves by default.
+   *
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * @generated from field: repeated mesh.v1.InferInputTensor inputs = 3;
+   */
+  inputs: InferInputTensor[];
+
+  /**
+   * Empty: every output the model has.
+   *
+   * @generated from field: repeated string outputs = 4;
+   */
+  outputs: string[];
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 5;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * One per input instead of typed `contents` (FP16 travels only so).
+   *
+   * @generated from field: repeated bytes raw_input_contents = 6;
+   */
+  rawInputContents: Uint8Array[];
+};
+
+/**
+ * Describes the message mesh.v1.InferInput.
+ * Use `create(InferInputSchema)` to create a new message.
+ */
+export declare const InferInputSchema: GenMessage<InferInput>;
+
+/**
+ * What a model answered: the output tensors, as typed contents when the input was typed (raw
+ * otherwise, or with FP16 among them). A decoupled model's every response is a partial output.
+ *
+ * @generated from message mesh.v1.TensorOutput
+ */
+export declare type TensorOutput = Message<"mesh.v1.TensorOutput"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: repeated mesh.v1.InferOutputTensor outputs = 2;
+   */
+  outputs: InferOutputTensor[];
+
+  /**
+   * @generated from field: repeated bytes raw_output_contents = 3;
+   */
+  rawOutputContents: Uint8Array[];
+
+  /**
+   * Which backend answered, e.g. "triton" or "cpu".
+   *
+   * @generated from field: string backend = 4;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.TensorOutput.
+ * Use `create(TensorOutputSchema)` to create a new message.
+ */
+export declare const TensorOutputSchema: GenMessage<TensorOutput>;
+
+/**
  * The typed input of a task; the set case must match the task kind.
  *
  * @generated from message mesh.v1.TaskPayload
@@ -226,6 +313,12 @@ export declare type TaskPayload = Message<"mesh.v1.TaskPayload"> & {
      */
     value: Any;
     case: "custom";
+  } | {
+    /**
+     * @generated from field: mesh.v1.InferInput infer = 8;
+     */
+    value: InferInput;
+    case: "infer";
   } | { case: undefined; value?: undefined };
 };
 
@@ -391,6 +484,14 @@ export declare type TaskOutput = Message<"mesh.v1.TaskOutput"> & {
      */
     value: Any;
     case: "custom";
+  } | {
+    /**
+     * The output of an `infer` task.
+     *
+     * @generated from field: mesh.v1.TensorOutput tensors = 5;
+     */
+    value: TensorOutput;
+    case: "tensors";
   } | { case: undefined; value?: undefined };
 };
 

@@ -1,0 +1,157 @@
+"""Your own models: generic inference (the Open Inference Protocol) through tidemesh's inference
+service against direct tritonclient → Triton on the same model, in one run.
+
+- `scaler` (examples/models: Y = X * 3, batch 4): a model that does next to nothing, so the figure
+  is the cost of the extra hop (checks, routing, one more gRPC call and TLS) in its purest form.
+- all-MiniLM-L6-v2 as tensors (TEXT → EMBEDDING, batch 32): a model with real work, where the hop is
+  a small part — what a team's classifier or reranker sees.
+
+Overhead = direct throughput / tidemesh throughput - 1 (target: at most 10 %). Both paths speak
+mutual TLS to Triton with a mesh leaf; Triton serves the project's repository and examples/models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from mesh.oip import TensorData
+from mesh.security import Transport
+from mesh.supervisor import MeshSecurity
+from mesh.supervisor._triton_server import TritonServer
+from mesh.v1 import inference_pb2, inference_pb2_grpc
+from services.inference._spawn import inference_process
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "models"
+MINILM = "all-minilm-l6-v2"
+Call = Callable[[int], Awaitable[None]]
+
+
+def _scaler_tensors(index: int) -> list[TensorData]:
+    return [TensorData.of("X", "FP32", np.full((4, 1), float(index), np.float32))]
+
+
+def _minilm_tensors(index: int) -> list[TensorData]:
+    texts = np.array([[f"sentence {index}-{i} about tide pools and meshes".encode()] for i in range(32)], np.object_)
+    return [TensorData.of("TEXT", "BYTES", texts)]
+
+
+SHAPES: dict[str, tuple[Callable[[int], list[TensorData]], int]] = {
+    "scaler": (_scaler_tensors, 4),
+    MINILM: (_minilm_tensors, 32),
+}
+
+
+def _direct(stub: service_pb2_grpc.GRPCInferenceServiceStub, model: str) -> Call:
+    make, _ = SHAPES[model]
+
+    async def call(index: int) -> None:
+        request = service_pb2.ModelInferRequest(model_name=model)
+        for tensor in make(index):
+            request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            request.raw_input_contents.append(tensor.raw)
+        await stub.ModelInfer(request, timeout=120)
+
+    return call
+
+
+def _mesh(stub: inference_pb2_grpc.InferenceServiceStub, model: str) -> Call:
+    make, _ = SHAPES[model]
+
+    async def call(index: int) -> None:
+        request = inference_pb2.ModelInferRequest(model_name=model)
+        for tensor in make(index):
+            request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            request.raw_input_contents.append(tensor.raw)
+        await stub.ModelInfer(request, timeout=120)
+
+    return call
+
+
+async def _load(call: Call, callers: int, requests: int, rows: int) -> dict[str, float]:
+    latencies: list[float] = []
+    queue = list(range(requests))
+
+    async def caller() -> None:
+        while queue:
+            index = queue.pop()
+            started = time.perf_counter()
+            await call(index)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rows_per_s": requests * rows / wall,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+@contextlib.asynccontextmanager
+async def _service(tmp: Path, triton: str) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+    async with inference_process(
+        tmp, "--triton", triton, "--no-cpu", pki=MeshSecurity.prepare(tmp / "mesh").pki_dir
+    ) as stub:
+        yield stub
+
+
+async def run(runs: int, callers: int = 8, requests: int = 400) -> str:
+    rows: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="tidemesh-bench-models-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        async with TritonServer(tmp / "triton", model_repositories=[EXAMPLES]) as server:
+            assert server.pki is not None
+            async with Transport.of(server.pki, "cli").channel(server.address) as channel:
+                direct = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                async with _service(tmp, server.address) as stub:
+                    for model, (_, size) in SHAPES.items():
+                        count = requests if model == "scaler" else requests // 10
+                        await _direct(direct, model)(0)  # warm both paths
+                        await _mesh(stub, model)(0)
+                        for run_index in range(runs):
+                            print(f"models: {model} run {run_index + 1}/{runs}", flush=True)
+                            # alternate which path goes first, so drift on a noisy machine evens out
+                            order = [("direct", _direct(direct, model)), ("mesh", _mesh(stub, model))]
+                            for name, call in order if run_index % 2 == 0 else order[::-1]:
+                                figures = await _load(call, callers, count, size)
+                                rows.setdefault(f"{model}:{name}", []).append(figures)
+                                print(f"  {name}: {figures['rows_per_s']:.0f} rows/s p50 {figures['p50_ms']:.1f} ms")
+    return _table(rows, callers)
+
+
+def _spread(values: list[float], digits: int = 0) -> str:
+    ordered = sorted(values)
+    return " / ".join(f"{v:.{digits}f}" for v in (ordered[0], statistics.median(ordered), ordered[-1]))
+
+
+def _table(rows: dict[str, list[dict[str, float]]], callers: int) -> str:
+    lines = [
+        f"{callers} concurrent callers; cells are min / median / max over the runs; both paths mutual TLS.",
+        "",
+        "| model | path | rows/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for key, figures in rows.items():
+        model, path = key.split(":")
+        label = "direct tritonclient → Triton" if path == "direct" else "tidemesh inference service → Triton"
+        lines.append(
+            f"| {model} | {label} | {_spread([f['rows_per_s'] for f in figures])} | "
+            f"{_spread([f['p50_ms'] for f in figures], 1)} | {_spread([f['p99_ms'] for f in figures], 1)} |"
+        )
+    lines += ["", "| model | tidemesh overhead over direct (throughput) | target |", "|---|---|---|"]
+    for model in SHAPES:
+        pairs = zip(rows[f"{model}:direct"], rows[f"{model}:mesh"], strict=True)
+        overheads = [(d["rows_per_s"] / m["rows_per_s"] - 1) * 100 for d, m in pairs]
+        lines.append(f"| {model} | {_spread(overheads, 1)} % | at most 10 % |")
+    return "\n".join(lines)
