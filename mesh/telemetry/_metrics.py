@@ -91,6 +91,12 @@ class Metrics:
             ["model", "from_backend", "to_backend"],
             registry=r,
         )
+        self.inference_spills = Counter(
+            "tidemesh_inference_spills_total",
+            "Model calls sent to a fallback pool because the preferred one was full past the class's wait bound",
+            ["model", "from_backend", "to_backend", "priority_class"],
+            registry=r,
+        )
         self.inference_breaker_trips = Counter(
             "tidemesh_inference_breaker_trips_total", "Times a backend's circuit opened", ["backend"], registry=r
         )

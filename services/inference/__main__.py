@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from mesh.fabric import INFERENCE_BUCKET, await_topology
+from mesh.priority import CLASS_NAMES
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.v1 import inference_pb2_grpc
 from services.inference._backend import CpuBackend, InferenceBackend
@@ -17,7 +18,7 @@ from services.inference._batcher import Batchers
 from services.inference._breaker import CircuitBreaker
 from services.inference._registry import publish_backends
 from services.inference._residency import MIB
-from services.inference._router import Router
+from services.inference._router import SPILL_AFTER_S, Router
 from services.inference._service import Inference
 
 
@@ -42,6 +43,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         breaker=lambda: CircuitBreaker(threshold=3, reset_s=args.breaker_reset),
         memory_budget_bytes=int(args.model_memory_budget_mb * MIB),
         default_model_bytes=int(args.default_model_memory_mb * MIB),
+        spill_after_s=_spill_bounds(args.spill_after_ms),
     )
     async with contextlib.AsyncExitStack() as stack:  # what starts later stops earlier
         await router.start()
@@ -67,6 +69,23 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
         await stop.wait()
         await host.begin_shutdown()
+
+
+def _spill_bounds(text: str) -> tuple[float, ...]:
+    """``interactive=0,standard=100,batch=1000`` (ms) as seconds by urgency; unnamed classes keep
+    their defaults."""
+    bounds = dict(zip(CLASS_NAMES, SPILL_AFTER_S, strict=True))
+    for entry in filter(None, text.split(",")):
+        name, _, value = entry.partition("=")
+        try:
+            if name not in bounds:
+                raise ValueError(name)
+            bounds[name] = float(value) / 1000
+        except ValueError as exc:
+            raise SystemExit(
+                f"--spill-after-ms: expected CLASS=MS with CLASS in {', '.join(CLASS_NAMES)}, got {entry!r}"
+            ) from exc
+    return tuple(bounds[name] for name in CLASS_NAMES)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -103,6 +122,13 @@ def main() -> None:
         type=float,
         default=256.0,
         help="what a model counts against the budget when its config declares no memory_mb parameter",
+    )
+    parser.add_argument(
+        "--spill-after-ms",
+        default="",
+        metavar="CLASS=MS,...",
+        help="how long a call of each class may expect to wait for a full Triton before it spills to the CPU "
+        "model (default interactive=0,standard=100,batch=1000)",
     )
     parser.add_argument("--no-cpu", action="store_true", help="no embedded CPU backend (and so no fallback)")
     parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between backend health probes")

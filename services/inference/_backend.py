@@ -83,6 +83,9 @@ class InferenceBackend(Protocol):
     accepts_tokens: bool
     # Whether models are loaded and unloaded on request (else it holds what it holds).
     controls_models: bool
+    # Its pool's place in placement: 0 the preferred pool (Triton, the accelerators), higher the
+    # pools work spills to when the preferred is full (the embedded CPU model).
+    tier: int
 
     def available(self) -> Mapping[str, Loadable]:
         """Every model it holds or could load, as of the last `refresh`."""
@@ -128,6 +131,7 @@ class CpuBackend:
     address = "embedded"
     accepts_tokens = True
     controls_models = False
+    tier = 1  # the fallback pool: work spills here when Triton is full or down
 
     def __init__(self, threads: int = 1, processes: bool = False) -> None:
         from services.inference._minilm import MiniLM

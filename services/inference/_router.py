@@ -7,6 +7,13 @@ still have room. A backend that fails is skipped (its circuit opens) and the cal
 on the next one — in practice Triton falls back to the embedded CPU model — so a call fails
 only when every backend that holds the model has failed it.
 
+Placement by pool: a model goes to the preferred pool that holds it (the lowest `tier`: Triton,
+where the accelerators are, before the embedded CPU model) while one of its backends has room;
+when all are full, a call waits there if the expected wait is within its priority class's bound
+(`spill_after_s`), and otherwise spills to another pool with room — capacity running out, not only
+a failure, moves work to the CPU. No backend ever runs more calls at once than its capacity: a
+call waits for room on the backend chosen for it.
+
 Backends that control their models (Triton in explicit mode) load one on request or on demand
 — a call for a model none holds but one could load — within a memory budget: the least
 recently used idle models are unloaded first (`_residency`), and a model is unloaded only once
@@ -20,7 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
@@ -29,6 +36,7 @@ import numpy as np
 
 from mesh.errors import Conflict, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from mesh.oip import TensorData, TensorRequest
+from mesh.priority import CLASS_NAMES
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import status_pb2
 from services.inference._backend import BackendDown, Chunk, InferenceBackend, Loadable, ModelSpec
@@ -39,6 +47,9 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 _LATENCY_PRIOR_S = 0.05
+# How long a call of each class (interactive, standard, batch) may expect to wait for the
+# preferred pool before it spills to another: interactive at once, batch after a second.
+SPILL_AFTER_S = (0.0, 0.1, 1.0)
 _EWMA = 0.2
 
 
@@ -57,18 +68,37 @@ class _Slot:
     draining: set[str] = field(default_factory=set)  # being unloaded: no new calls
     loading: dict[str, asyncio.Task[list[str]]] = field(default_factory=dict)
     idle: dict[str, asyncio.Event] = field(default_factory=dict)  # set when a draining model's calls end
+    waiting: int = 0  # calls waiting for room (the capacity is a cap)
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set when a call ends
 
     def usable(self, model: str) -> bool:
         return model in self.models and model not in self.draining and self.breaker.would_allow()
 
-    @contextlib.contextmanager
-    def use(self, model: str) -> Iterator[None]:
+    @property
+    def tier(self) -> int:
+        return getattr(self.backend, "tier", 0)
+
+    def has_room(self) -> bool:
+        return self.in_flight < max(self.backend.capacity, 1)
+
+    @contextlib.asynccontextmanager
+    async def use(self, model: str) -> AsyncIterator[None]:
+        """One call of `model` on this backend, once it has room (at most `capacity` at once)."""
+        if not self.has_room():
+            self.waiting += 1
+            try:
+                while not self.has_room():
+                    self.room.clear()
+                    await self.room.wait()
+            finally:
+                self.waiting -= 1
         self.in_flight += 1
         self.using[model] += 1
         try:
             yield
         finally:
             self.in_flight -= 1
+            self.room.set()
             self.using[model] -= 1
             self.last_used[model] = (time.monotonic(), time.time())
             if self.using[model] <= 0:
@@ -77,7 +107,7 @@ class _Slot:
                     self.idle[model].set()
 
     def expected_wait(self) -> float:
-        return (self.in_flight + 1) / max(self.backend.capacity, 1) * self.latency_s
+        return (self.in_flight + self.waiting + 1) / max(self.backend.capacity, 1) * self.latency_s
 
 
 class Router:
@@ -89,11 +119,13 @@ class Router:
         memory_budget_bytes: int = 0,
         default_model_bytes: int = 256 * MIB,
         drain_timeout_s: float = 30.0,
+        spill_after_s: Sequence[float] = SPILL_AFTER_S,
     ) -> None:
         self._slots = [_Slot(b, breaker()) for b in backends]
         self._budget = memory_budget_bytes
         self._default_model_bytes = default_model_bytes
         self._drain_timeout_s = drain_timeout_s
+        self._spill_after_s = tuple(spill_after_s)  # by urgency: interactive, standard, batch
         # Every model some backend has held: one that is merely down is unavailable, not unknown.
         self._known: dict[str, ModelSpec] = {}
         self._probe_interval_s = probe_interval_s
@@ -193,7 +225,8 @@ class Router:
 
     # ---- routing --------------------------------------------------------------------------
 
-    def _pick(self, model: str, tried: set[int], tokens: bool = False) -> _Slot | None:
+    def _pick(self, model: str, tried: set[int], tokens: bool = False, rank: int = 1) -> _Slot | None:
+        """The backend for a call of `model` at urgency `rank` (see the module's placement rule)."""
         candidates = [
             s
             for i, s in enumerate(self._slots)
@@ -201,19 +234,31 @@ class Router:
         ]
         if not candidates:
             return None
-        with_room = [s for s in candidates if s.in_flight < s.backend.capacity]
-        chosen = min(with_room or candidates, key=_Slot.expected_wait)
+        tier = min(s.tier for s in candidates)
+        preferred = [s for s in candidates if s.tier == tier]
+        with_room = [s for s in preferred if s.has_room()]
+        if with_room:
+            chosen = min(with_room, key=_Slot.expected_wait)
+        else:
+            best = min(preferred, key=_Slot.expected_wait)
+            elsewhere = [s for s in candidates if s.tier != tier and s.has_room()]
+            bound = self._spill_after_s[min(rank, len(self._spill_after_s) - 1)]
+            if elsewhere and best.expected_wait() > bound:
+                chosen = min(elsewhere, key=_Slot.expected_wait)
+                METRICS.inference_spills.labels(model, best.backend.name, chosen.backend.name, CLASS_NAMES[rank]).inc()
+            else:
+                chosen = best  # waits for room there
         return chosen if chosen.breaker.allows() else None
 
     async def _call(
-        self, model: str, size: int, call: Callable[[InferenceBackend], Awaitable[T]], tokens: bool
+        self, model: str, size: int, call: Callable[[InferenceBackend], Awaitable[T]], tokens: bool, rank: int = 1
     ) -> tuple[T, str]:
         """`call` on the best backend for `model`, falling back on failure; its result and the backend's name."""
         tried: set[int] = set()
         previous: _Slot | None = None
         loaded = False
         while True:
-            slot = self._pick(model, tried, tokens)
+            slot = self._pick(model, tried, tokens, rank)
             if slot is None and not loaded and not tried and self.loadable(model):
                 loaded = True  # none holds it, one could: load it on demand, then route again
                 await self.load(model)
@@ -227,7 +272,7 @@ class Router:
             tried.add(self._slots.index(slot))
             started = time.monotonic()
             try:
-                with slot.use(model):
+                async with slot.use(model):
                     result = await call(slot.backend)
             except BackendDown as exc:
                 self._failed(slot, exc, fatal=True)
@@ -250,14 +295,14 @@ class Router:
 
     async def embed(self, model: str, texts: list[str], rank: int) -> tuple[np.ndarray, str]:
         """Vectors for `texts` and the name of the backend that computed them."""
-        return await self._call(model, len(texts), lambda b: b.embed(model, texts, rank), tokens=False)
+        return await self._call(model, len(texts), lambda b: b.embed(model, texts, rank), tokens=False, rank=rank)
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> tuple[np.ndarray, str]:
         return await self._call(model, len(ids), lambda b: b.embed_tokens(model, ids), tokens=True)
 
     async def infer(self, model: str, request: TensorRequest, rank: int) -> tuple[list[TensorData], str]:
         """Any model on checked tensors: its outputs and the name of the backend that ran it."""
-        return await self._call(model, 1, lambda b: b.infer(model, request, rank), tokens=False)
+        return await self._call(model, 1, lambda b: b.infer(model, request, rank), tokens=False, rank=rank)
 
     async def stream_infer(
         self, model: str, request: TensorRequest, rank: int
@@ -266,16 +311,16 @@ class Router:
         that fails before its first response is skipped, as in `infer`; one that fails after
         has already answered in part, so the failure is the caller's."""
         tried: set[int] = set()
-        if self._pick(model, tried) is None and self.loadable(model):
+        if self._pick(model, tried, rank=rank) is None and self.loadable(model):
             await self.load(model)
         while True:
-            slot = self._pick(model, tried)
+            slot = self._pick(model, tried, rank=rank)
             if slot is None:
                 raise Unavailable(f"no inference backend can run {model!r} now")
             tried.add(self._slots.index(slot))
             answered = False
             try:
-                with slot.use(model):
+                async with slot.use(model):
                     async for outputs in slot.backend.stream_infer(model, request, rank):
                         answered = True
                         slot.texts_served += 1
@@ -431,7 +476,7 @@ class Router:
         """`backend`'s native chunk stream, counted as load; a failure marks the backend failed."""
         slot = next(s for s in self._slots if s.backend is backend)
         try:
-            with slot.use(model):
+            async with slot.use(model):
                 async for chunk in backend.stream(model, text, size, rank):
                     slot.texts_served += 1
                     yield chunk

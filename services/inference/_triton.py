@@ -77,6 +77,7 @@ class TritonBackend:
     name = "triton"
     accepts_tokens = False
     controls_models = True  # Triton runs in explicit model-control mode (see mesh.supervisor._triton)
+    tier = 0  # the preferred pool
 
     def __init__(
         self, address: str, capacity: int = 4, timeout_s: float = 30.0, transport: Transport | None = None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mesh.errors import InvalidArgument, Unavailable
+from mesh.telemetry import METRICS
 from services.inference._backend import BackendDown, Chunk, Loadable, ModelSpec
 from services.inference._batcher import Batcher
 from services.inference._breaker import BreakerState, CircuitBreaker
@@ -24,6 +25,7 @@ class Scripted:
 
     accepts_tokens = False
     controls_models = False
+    tier = 0
 
     def __init__(self, name: str, capacity: int = 1, fail: bool = False) -> None:
         self.name = name
@@ -192,3 +194,52 @@ def test_breaker_opens_after_threshold_and_lets_one_trial_through_after_reset() 
     assert breaker.state is BreakerState.CLOSED and breaker.allows() and breaker.allows()
     breaker.failure(fatal=True)
     assert breaker.state is BreakerState.OPEN and breaker.trips == 2
+
+
+async def _held(router: Router, backend: Scripted, count: int, rank: int) -> list[asyncio.Task[tuple[object, str]]]:
+    """`count` calls held inside `backend` (its gate closed)."""
+    backend.gate.clear()
+    before = len(backend.batches)
+    held = [asyncio.create_task(router.embed(MODEL, [f"held-{i}"], rank)) for i in range(count)]
+    for _ in range(100):
+        if len(backend.batches) >= before + count:
+            break
+        await asyncio.sleep(0)
+    assert len(backend.batches) == before + count
+    return held  # type: ignore[return-value]
+
+
+async def test_a_full_preferred_pool_spills_urgent_work_at_once_and_keeps_batch_work_within_its_bound() -> None:
+    """Triton (tier 0) full: an interactive call goes to the CPU pool straight away (capacity running
+    out, not a failure); a batch call expects to wait less than its bound, so it waits for Triton."""
+    triton, cpu = Scripted("triton", capacity=1), Scripted("cpu", capacity=1)
+    cpu.tier = 1  # type: ignore[attr-defined]
+    router = await _router(triton, cpu)
+    _, used = await router.embed(MODEL, ["idle"], 2)
+    assert used == "triton"  # the preferred pool while it has room, whatever the class
+    held = await _held(router, triton, 1, 2)
+    _, used = await router.embed(MODEL, ["urgent"], 0)
+    assert used == "cpu"
+    waiting = asyncio.create_task(router.embed(MODEL, ["bulk"], 2))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done() and cpu.batches == [["urgent"]]  # batch work waits for Triton ...
+    assert [b.in_flight for b in router.snapshot("i")] == [1, 0]  # ... and Triton never runs over its cap
+    triton.gate.set()
+    await asyncio.gather(*held)
+    assert (await waiting)[1] == "triton"
+    spills = METRICS.inference_spills.labels(MODEL, "triton", "cpu", "interactive")._value.get()
+    assert spills >= 1
+    await router.close()
+
+
+async def test_past_its_bound_batch_work_spills_too() -> None:
+    triton, cpu = Scripted("triton", capacity=1), Scripted("cpu", capacity=1)
+    cpu.tier = 1  # type: ignore[attr-defined]
+    router = await _router(triton, cpu, spill_after_s=(0.0, 0.0, 0.01))
+    held = await _held(router, triton, 1, 2)
+    _, used = await router.embed(MODEL, ["bulk"], 2)  # expected wait 2 x 50 ms prior > 10 ms
+    assert used == "cpu"
+    triton.gate.set()
+    await asyncio.gather(*held)
+    await router.close()

@@ -76,6 +76,7 @@ class Repository:
     capacity = 4
     accepts_tokens = False
     controls_models = True
+    tier = 0
 
     def __init__(self, models: dict[str, int], loaded: set[str]) -> None:
         self.memory = models  # name: MiB
