@@ -8,6 +8,10 @@ service against direct tritonclient → Triton on the same model, in one run.
 
 Overhead = direct throughput / tidemesh throughput - 1 (target: at most 10 %). Both paths speak
 mutual TLS to Triton with a mesh leaf; Triton serves the project's repository and examples/models.
+
+Spillover under saturation: batch-class callers keep Triton full with MiniLM batches while an
+interactive caller sends one text at a time; its latency and the backend that answered, with the
+default spill bounds (interactive spills to the embedded CPU model at once) and with spilling off.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from mesh.oip import TensorData
 from mesh.security import Transport
 from mesh.supervisor import MeshSecurity
 from mesh.supervisor._triton_server import TritonServer
-from mesh.v1 import inference_pb2, inference_pb2_grpc
+from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
 from services.inference._spawn import inference_process
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "models"
@@ -106,6 +110,44 @@ async def _service(tmp: Path, triton: str) -> AsyncIterator[inference_pb2_grpc.I
         yield stub
 
 
+async def _spillover(stub: inference_pb2_grpc.InferenceServiceStub, probes: int = 60) -> dict[str, float]:
+    """Interactive probes while 8 batch-class callers keep Triton saturated."""
+    flooding = True
+
+    async def flood(index: int) -> None:
+        while flooding:
+            request = inference_pb2.ModelInferRequest(model_name=MINILM, priority_class=task_pb2.PRIORITY_CLASS_BATCH)
+            for tensor in _minilm_tensors(index):
+                request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+                request.raw_input_contents.append(tensor.raw)
+            await stub.ModelInfer(request, timeout=120)
+
+    floods = [asyncio.create_task(flood(i)) for i in range(8)]
+    await asyncio.sleep(2.0)  # Triton's queue fills
+    latencies, spilled = [], 0
+    try:
+        for index in range(probes):
+            request = inference_pb2.ModelInferRequest(
+                model_name=MINILM, priority_class=task_pb2.PRIORITY_CLASS_INTERACTIVE
+            )
+            request.inputs.add(
+                name="TEXT", datatype="BYTES", shape=[1, 1], contents={"bytes_contents": [f"probe {index}".encode()]}
+            )
+            started = time.perf_counter()
+            reply = await stub.ModelInfer(request, timeout=120)
+            latencies.append(time.perf_counter() - started)
+            spilled += reply.backend == "cpu"
+    finally:
+        flooding = False
+        await asyncio.gather(*floods, return_exceptions=True)
+    latencies.sort()
+    return {
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "on_cpu": spilled / probes,
+    }
+
+
 async def run(runs: int, callers: int = 8, requests: int = 400) -> str:
     rows: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tidemesh-bench-models-") as tmp_dir:
@@ -127,7 +169,40 @@ async def run(runs: int, callers: int = 8, requests: int = 400) -> str:
                                 figures = await _load(call, callers, count, size)
                                 rows.setdefault(f"{model}:{name}", []).append(figures)
                                 print(f"  {name}: {figures['rows_per_s']:.0f} rows/s p50 {figures['p50_ms']:.1f} ms")
-    return _table(rows, callers)
+                spill: dict[str, list[dict[str, float]]] = {}
+                for run_index in range(runs):
+                    for label, extra in (("spill", ()), ("no spill", ("--spill-after-ms", "interactive=1e9"))):
+                        print(f"models: spillover run {run_index + 1}/{runs}, {label}", flush=True)
+                        async with inference_process(
+                            tmp,
+                            "--triton",
+                            server.address,
+                            *extra,
+                            pki=MeshSecurity.prepare(tmp / "mesh").pki_dir,
+                        ) as both:
+                            spill.setdefault(label, []).append(await _spillover(both))
+    return _table(rows, callers) + "\n\n" + _spill_table(spill)
+
+
+def _spill_table(spill: dict[str, list[dict[str, float]]]) -> str:
+    lines = [
+        "Spillover under saturation: interactive MiniLM calls (one text) while 8 batch-class callers keep Triton "
+        "full with batches of 32; Triton and the embedded CPU model both in the service.",
+        "",
+        "| spill bounds | interactive p50 ms | p99 ms | answered by the CPU pool |",
+        "|---|---|---|---|",
+    ]
+    for label, figures in spill.items():
+        bounds = (
+            "default (interactive spills at once)"
+            if label == "spill"
+            else "spilling off (interactive waits for Triton)"
+        )
+        lines.append(
+            f"| {bounds} | {_spread([f['p50_ms'] for f in figures], 1)} | {_spread([f['p99_ms'] for f in figures], 1)} "
+            f"| {_spread([f['on_cpu'] * 100 for f in figures])} % |"
+        )
+    return "\n".join(lines)
 
 
 def _spread(values: list[float], digits: int = 0) -> str:

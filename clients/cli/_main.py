@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
             help="also run tritonserver (nvidia-pytriton) on the model repository; CPU stays the fallback",
         )
         p.add_argument(
+            "--inference",
+            type=int,
+            default=1,
+            dest="inference_replicas",
+            metavar="N",
+            help="inference service replicas (workers place each call by model residency and load)",
+        )
+        p.add_argument(
             "--model-repository",
             action="append",
             default=[],

@@ -61,6 +61,7 @@ def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         auth=not args.no_auth,
         triton=args.triton,
         model_repositories=_model_repositories(args.model_repositories),
+        inference_replicas=args.inference_replicas,
         insecure=getattr(args, "insecure", False),
         tenant_limit=(args.tenant_rate, args.tenant_burst),
         credential_limit=(args.credential_rate, args.credential_burst),

@@ -349,6 +349,9 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_pull(WORK_STREAM, "*", create=True),
             *_kv_read(KINDS_BUCKET),
             *_kv_read(SCHEMAS_BUCKET),
+            # Which inference replica holds which model, and its load: calls are placed by it.
+            *_kv_read(INFERENCE_BUCKET),
+            *_kv_watch(INFERENCE_BUCKET),
         ]
         if pools is None:
             # A general worker also hosts worker-protocol sessions (`--sessions`): it records them

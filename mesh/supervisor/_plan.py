@@ -243,6 +243,7 @@ def build_plan(
     auth: bool = False,
     triton: bool = False,
     model_repositories: Sequence[Path] = (),
+    inference_replicas: int = 1,
     tenant_limit: tuple[float, float] = TENANT_LIMIT,
     credential_limit: tuple[float, float] = CREDENTIAL_LIMIT,
     insecure: bool = False,
@@ -253,7 +254,8 @@ def build_plan(
     pool's own concurrency from `pool_concurrency` (default `worker_concurrency`). With `auth`,
     the gateways require credentials (see `_credentials`). With `triton`, a tritonserver serves
     the project's model repository (and the user's `model_repositories`, which imply it) and the
-    inference service routes to it, falling back to its embedded CPU model. Every gateway
+    inference service routes to it, falling back to its embedded CPU model; `inference_replicas`
+    inference services run side by side, workers placing each call by residency and load. Every gateway
     rate-limits submits per tenant and per credential
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
     `gateway_args` come after, so they override. Every hop is TLS (mutual between components),
@@ -334,17 +336,23 @@ def build_plan(
         if triton or model_repositories
         else []
     )
-    inference = service(
-        "inference",
-        "services.inference",
-        [arg for spec in triton_specs for arg in ("--triton", spec.address)],
-        nats_names,  # it registers its backends in NATS
-    )
+    # Replicas: "inference", then "inference-2", …; each registers its endpoint and residency in
+    # NATS, where workers find them all (they start from the addresses given here).
+    inference_specs = [
+        service(
+            "inference" if index == 1 else f"inference-{index}",
+            "services.inference",
+            [arg for spec in triton_specs for arg in ("--triton", spec.address)],
+            nats_names,  # it registers its backends in NATS
+        )
+        for index in range(1, max(inference_replicas, 1) + 1)
+    ]
+    inference = inference_specs[0]
     worker_extra = [
         "--scheduler",
         scheduler.address,
         "--inference",
-        inference.address,
+        ",".join(spec.address for spec in inference_specs),
         "--concurrency",
         str(worker_concurrency),
         *worker_args,
@@ -415,7 +423,7 @@ def build_plan(
     return Plan(
         state_dir=str(state_dir),
         public_port=public_port,
-        processes=[*nats_specs, *triton_specs, scheduler, inference, *worker_specs, *gateway_specs, envoy],
+        processes=[*nats_specs, *triton_specs, scheduler, *inference_specs, *worker_specs, *gateway_specs, envoy],
         worker_command=[
             py,
             "-m",

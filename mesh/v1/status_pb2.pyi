@@ -81,7 +81,7 @@ class ScaleRecommendation(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., current_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., depth: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., drain_per_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class InferenceBackendStatus(_message.Message):
-    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated")
+    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated", "endpoint")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class InferenceBackendStatus(_message.Message):
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     instance: str
     backend: str
     address: str
@@ -108,4 +109,5 @@ class InferenceBackendStatus(_message.Message):
     failures: int
     last_error: str
     updated: _timestamp_pb2.Timestamp
-    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    endpoint: str
+    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoint: _Optional[str] = ...) -> None: ...

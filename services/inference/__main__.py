@@ -51,14 +51,6 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         batchers = await stack.enter_async_context(
             Batchers(router, max_batch=args.max_batch, max_delay_s=args.max_delay_ms / 1000)
         )
-        if args.register:
-            nc = await connect_nats(args, "tidemesh-inference")
-            stack.push_async_callback(nc.drain)
-            js = nc.jetstream(timeout=5.0)
-            await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
-            kv = await js.key_value(INFERENCE_BUCKET)
-            registration = asyncio.create_task(publish_backends(kv, router, instance))
-            stack.push_async_callback(_cancel, registration)
         host = ServiceHost("inference", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
         host.add(
             inference_pb2_grpc.add_InferenceServiceServicer_to_server,
@@ -66,6 +58,15 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             "mesh.v1.InferenceService",
         )
         await stack.enter_async_context(host)
+        if args.register:  # after the host: the entries carry the port it serves on
+            nc = await connect_nats(args, "tidemesh-inference")
+            stack.push_async_callback(nc.drain)
+            js = nc.jetstream(timeout=5.0)
+            await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
+            kv = await js.key_value(INFERENCE_BUCKET)
+            endpoint = args.advertise or f"127.0.0.1:{host.grpc_port}"
+            registration = asyncio.create_task(publish_backends(kv, router, instance, endpoint))
+            stack.push_async_callback(_cancel, registration)
         host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
         await stop.wait()
         await host.begin_shutdown()
@@ -133,6 +134,9 @@ def main() -> None:
     parser.add_argument("--no-cpu", action="store_true", help="no embedded CPU backend (and so no fallback)")
     parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between backend health probes")
     parser.add_argument("--breaker-reset", type=float, default=5.0, help="seconds a failing backend rests")
+    parser.add_argument(
+        "--advertise", default="", metavar="HOST:PORT", help="the endpoint others call (default 127.0.0.1:<grpc port>)"
+    )
     parser.add_argument("--no-register", dest="register", action="store_false", help="do not register backends in NATS")
     run_service("inference", parser, serve)
 

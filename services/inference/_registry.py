@@ -18,10 +18,11 @@ def _key_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
-async def publish_backends(kv: KeyValue, router: Router, instance: str, every_s: float = 2.0) -> None:
-    """Write one entry per backend, `<instance>.<backend>`, until cancelled."""
+async def publish_backends(kv: KeyValue, router: Router, instance: str, endpoint: str, every_s: float = 1.0) -> None:
+    """Write one entry per backend, `<instance>.<backend>`, with the service's `endpoint`, until
+    cancelled (every second: workers place calls by these figures)."""
     while True:
-        for entry in router.snapshot(instance):
+        for entry in router.snapshot(instance, endpoint):
             try:
                 await kv.put(f"{_key_part(instance)}.{_key_part(entry.backend)}", entry.SerializeToString())
             except Exception as exc:  # the broker is away: the next round tries again

@@ -156,11 +156,12 @@ class Router:
     def capacity(self, model: str) -> int:
         return sum(s.backend.capacity for s in self._slots if model in s.models) or 1
 
-    def snapshot(self, instance: str) -> list[status_pb2.InferenceBackendStatus]:
+    def snapshot(self, instance: str, endpoint: str = "") -> list[status_pb2.InferenceBackendStatus]:
         out = []
         for slot in self._slots:
             entry = status_pb2.InferenceBackendStatus(
                 instance=instance,
+                endpoint=endpoint,
                 backend=slot.backend.name,
                 address=slot.backend.address,
                 circuit=slot.breaker.state.value,

@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from mesh.fabric import (
     CANCEL_PREFIX,
+    INFERENCE_BUCKET,
     KINDS_BUCKET,
     ORDER_KEYS_BUCKET,
     POOLS,
@@ -31,13 +32,14 @@ from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
-from mesh.v1 import inference_pb2_grpc, scheduler_pb2_grpc, session_pb2_grpc, status_pb2, worker_pb2_grpc
+from mesh.v1 import scheduler_pb2_grpc, session_pb2_grpc, status_pb2, worker_pb2_grpc
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._fairshare import parse_per_tenant
 from services.worker._liveness import Liveness
 from services.worker._priority import WaitBounds
 from services.worker._remote import SessionHost, SessionService
+from services.worker._replicas import InferenceReplicas
 from services.worker._runner import Runner, check_builtin_handlers
 from services.worker._slots import SlotLimits
 from services.worker._webhook import WebhookClient
@@ -67,14 +69,20 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:
         nc = await connect_nats(args, f"tidemesh-worker-{worker_id}")
         stack.push_async_callback(nc.drain)
-        inference_channel = channel(args.inference, args.transport) if args.inference else None
         scheduler_channel = channel(args.scheduler, args.transport) if args.scheduler else None
-        for open_channel in (inference_channel, scheduler_channel):
-            if open_channel is not None:
-                stack.push_async_callback(open_channel.close)
+        if scheduler_channel is not None:
+            stack.push_async_callback(scheduler_channel.close)
         js = nc.jetstream(timeout=5.0)
         await await_topology(js)  # the scheduler declares it; this user may only look
-        inference = inference_pb2_grpc.InferenceServiceStub(inference_channel) if inference_channel else None
+        inference = None
+        if args.inference:  # every replica registered in tm_inference, starting from the ones given
+            inference = InferenceReplicas(
+                args.inference.split(","),
+                lambda target: channel(target, args.transport),
+                await js.key_value(INFERENCE_BUCKET),
+            )
+            stack.push_async_callback(inference.close)
+            await inference.follow_registry()
         events = await stack.enter_async_context(EventLog(js, nc))
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events)
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
@@ -206,7 +214,12 @@ def main() -> None:
     parser = base_parser("tidemesh worker")
     parser.add_argument("--pools", default="all", help=f"comma-separated: {','.join(POOLS)} (or all)")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--inference", default="", help="inference service HOST:PORT")
+    parser.add_argument(
+        "--inference",
+        default="",
+        metavar="HOST:PORT,...",
+        help="inference service endpoints to start from (the rest are found in tm_inference as they register)",
+    )
     parser.add_argument("--scheduler", default="", help="scheduler HOST:PORT for registration/heartbeats")
     parser.add_argument("--worker-id", default="")
     parser.add_argument(

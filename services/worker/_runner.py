@@ -34,14 +34,14 @@ from mesh.fabric import (
 from mesh.rpc import duration
 from mesh.tasks import KINDS, TaskKind
 from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
-from mesh.v1 import inference_pb2_grpc, task_pb2, work_pb2
+from mesh.v1 import task_pb2, work_pb2
 from services.worker._acks import ack, attempt_of, keep_in_progress, stream_sequence_of
 from services.worker._children import ChildTasks
 from services.worker._deadletter import DeadLettering
 from services.worker._items import PoisonMessage, check_work_item, next_item
 from services.worker._ownership import Superseded, claim, is_over
 from services.worker._retry import GiveUp, RetryPolicy
-from services.worker._steps import BUILTIN_HANDLERS, StepContext, StepFailed, StepHandler
+from services.worker._steps import BUILTIN_HANDLERS, InferenceClient, StepContext, StepFailed, StepHandler
 from services.worker._webhook import WebhookClient
 
 log = get_logger(__name__)
@@ -79,7 +79,7 @@ class Runner:
         dead_letters: DeadLetterSink,
         live: Publisher,
         worker_id: str,
-        inference: inference_pb2_grpc.InferenceServiceStub | None,
+        inference: InferenceClient | None,
         ack_wait_s: float,
         *,
         retry: RetryPolicy | None = None,
@@ -107,7 +107,7 @@ class Runner:
         js: JetStreamContext,
         events: EventLog,
         worker_id: str,
-        inference: inference_pb2_grpc.InferenceServiceStub | None,
+        inference: InferenceClient | None,
         ack_wait_s: float,
         **options: Any,
     ) -> Runner:

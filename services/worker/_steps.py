@@ -5,18 +5,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import grpc.aio
 import numpy as np
 
 from mesh.tasks import split_words
-from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2, tensor_pb2
+from mesh.v1 import inference_pb2, task_pb2, tensor_pb2
 
 if TYPE_CHECKING:
     from services.worker._children import ChildTasks
     from services.worker._webhook import WebhookClient
+
+
+class InferenceClient(Protocol):
+    """What steps call: the generated stub of one inference service, or `InferenceReplicas`."""
+
+    @property
+    def Infer(self) -> Any: ...
+
+    @property
+    def InferStream(self) -> Any: ...
+
+    @property
+    def ModelStreamInfer(self) -> Any: ...
 
 
 class StepFailed(Exception):
@@ -37,7 +50,7 @@ class StepContext:
     # Partial outputs of this step already in the task's stream (a redelivered step resumes there).
     resume_from: int
     emit_partial: Callable[[task_pb2.TaskOutput, float], Awaitable[None]]
-    inference: inference_pb2_grpc.InferenceServiceStub | None
+    inference: InferenceClient | None
     # Orchestration: spawning and following child tasks, and recording their ids in the stream.
     children: ChildTasks | None = None
     emit_children: Callable[[list[str]], Awaitable[None]] | None = None
@@ -56,7 +69,7 @@ async def echo(ctx: StepContext) -> list[task_pb2.TaskOutput]:
     return [task_pb2.TaskOutput(text=ctx.spec.payload.echo.text)]
 
 
-def _inference(ctx: StepContext) -> inference_pb2_grpc.InferenceServiceStub:
+def _inference(ctx: StepContext) -> InferenceClient:
     if ctx.inference is None:
         raise StepFailed("dependency_down", "this worker has no inference endpoint", retryable=True)
     return ctx.inference

@@ -1252,6 +1252,11 @@ class InferenceBackendStatus(betterproto2.Message):
         13, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
+    endpoint: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    """
+    The inference service's own gRPC endpoint: workers and gateways call it there.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "InferenceBackendStatus", InferenceBackendStatus)
 

@@ -266,6 +266,13 @@ export declare type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendSt
    * @generated from field: google.protobuf.Timestamp updated = 13;
    */
   updated?: Timestamp | undefined;
+
+  /**
+   * The inference service's own gRPC endpoint: workers and gateways call it there.
+   *
+   * @generated from field: string endpoint = 14;
+   */
+  endpoint: string;
 };
 
 /**
