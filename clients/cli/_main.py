@@ -316,6 +316,15 @@ async def _status(args: argparse.Namespace) -> int:
         )
         if b.last_error and b.circuit != "closed":
             print(f"{'':<24} last error: {b.last_error}")
+    hosts = {b.endpoint or b.instance: b for b in mesh.inference_backends if b.devices_note}
+    for where, b in sorted(hosts.items()):
+        print(f"\ndevices of inference {where}: {b.devices_note}")
+        for d in b.devices:
+            sensors = f" {d.power_watts:.0f} W {d.temperature_celsius:.0f} C" if d.kind == "gpu" else ""
+            print(
+                f"  {d.kind} {d.index} {d.name:<28} utilization {d.utilization:>4.0%}  memory "
+                f"{d.memory_used_bytes / 2**30:.1f}/{d.memory_total_bytes / 2**30:.1f} GiB{sensors}"
+            )
     return EXIT_OK
 
 

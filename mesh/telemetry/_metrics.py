@@ -97,6 +97,16 @@ class Metrics:
             ["model", "from_backend", "to_backend", "priority_class"],
             registry=r,
         )
+        device = ["kind", "index", "name"]
+        self.device_utilization = Gauge(
+            "tidemesh_device_utilization_ratio", "A GPU's (or the host CPU's) utilization, 0..1", device, registry=r
+        )
+        self.device_memory_used = Gauge("tidemesh_device_memory_used_bytes", "Device memory in use", device, registry=r)
+        self.device_memory_total = Gauge("tidemesh_device_memory_total_bytes", "Device memory", device, registry=r)
+        self.device_power = Gauge("tidemesh_device_power_watts", "Device power draw (0: no sensor)", device, registry=r)
+        self.device_temperature = Gauge(
+            "tidemesh_device_temperature_celsius", "Device temperature (0: no sensor)", device, registry=r
+        )
         self.inference_breaker_trips = Counter(
             "tidemesh_inference_breaker_trips_total", "Times a backend's circuit opened", ["backend"], registry=r
         )

@@ -81,7 +81,7 @@ class ScaleRecommendation(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., current_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., depth: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., drain_per_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class InferenceBackendStatus(_message.Message):
-    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated", "endpoint")
+    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated", "endpoint", "devices", "devices_note")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,8 @@ class InferenceBackendStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_NOTE_FIELD_NUMBER: _ClassVar[int]
     instance: str
     backend: str
     address: str
@@ -110,4 +112,26 @@ class InferenceBackendStatus(_message.Message):
     last_error: str
     updated: _timestamp_pb2.Timestamp
     endpoint: str
-    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoint: _Optional[str] = ...) -> None: ...
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceStatus]
+    devices_note: str
+    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoint: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[DeviceStatus, _Mapping]]] = ..., devices_note: _Optional[str] = ...) -> None: ...
+
+class DeviceStatus(_message.Message):
+    __slots__ = ("kind", "index", "name", "utilization", "memory_used_bytes", "memory_total_bytes", "power_watts", "temperature_celsius")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    POWER_WATTS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_CELSIUS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    index: int
+    name: str
+    utilization: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    power_watts: float
+    temperature_celsius: float
+    def __init__(self, kind: _Optional[str] = ..., index: _Optional[int] = ..., name: _Optional[str] = ..., utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., power_watts: _Optional[float] = ..., temperature_celsius: _Optional[float] = ...) -> None: ...

@@ -16,6 +16,7 @@ from mesh.v1 import inference_pb2_grpc
 from services.inference._backend import CpuBackend, InferenceBackend
 from services.inference._batcher import Batchers
 from services.inference._breaker import CircuitBreaker
+from services.inference._devices import Devices
 from services.inference._registry import publish_backends
 from services.inference._residency import MIB
 from services.inference._router import SPILL_AFTER_S, Router
@@ -65,7 +66,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
             kv = await js.key_value(INFERENCE_BUCKET)
             endpoint = args.advertise or f"127.0.0.1:{host.grpc_port}"
-            registration = asyncio.create_task(publish_backends(kv, router, instance, endpoint))
+            registration = asyncio.create_task(publish_backends(kv, router, instance, endpoint, Devices()))
             stack.push_async_callback(_cancel, registration)
         host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
         await stop.wait()

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -50,6 +52,7 @@ _LATENCY_PRIOR_S = 0.05
 # How long a call of each class (interactive, standard, batch) may expect to wait for the
 # preferred pool before it spills to another: interactive at once, batch after a second.
 SPILL_AFTER_S = (0.0, 0.1, 1.0)
+_ARRIVALS = itertools.count()
 _EWMA = 0.2
 
 
@@ -68,8 +71,8 @@ class _Slot:
     draining: set[str] = field(default_factory=set)  # being unloaded: no new calls
     loading: dict[str, asyncio.Task[list[str]]] = field(default_factory=dict)
     idle: dict[str, asyncio.Event] = field(default_factory=dict)  # set when a draining model's calls end
-    waiting: int = 0  # calls waiting for room (the capacity is a cap)
-    room: asyncio.Event = field(default_factory=asyncio.Event)  # set when a call ends
+    # Calls waiting for room (the capacity is a cap), most urgent first, then first come.
+    waiters: list[tuple[int, int, asyncio.Future[None]]] = field(default_factory=list)
 
     def usable(self, model: str) -> bool:
         return model in self.models and model not in self.draining and self.breaker.would_allow()
@@ -81,30 +84,46 @@ class _Slot:
     def has_room(self) -> bool:
         return self.in_flight < max(self.backend.capacity, 1)
 
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, turn in self.waiters if not turn.done())
+
     @contextlib.asynccontextmanager
-    async def use(self, model: str) -> AsyncIterator[None]:
-        """One call of `model` on this backend, once it has room (at most `capacity` at once)."""
-        if not self.has_room():
-            self.waiting += 1
+    async def use(self, model: str, rank: int = 1) -> AsyncIterator[None]:
+        """One call of `model` on this backend, once it has room (at most `capacity` at once);
+        waiting calls get the room in order of urgency (`rank`), then of arrival."""
+        if self.has_room() and not self.waiting:
+            self.in_flight += 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self.waiters, (rank, next(_ARRIVALS), turn))
             try:
-                while not self.has_room():
-                    self.room.clear()
-                    await self.room.wait()
-            finally:
-                self.waiting -= 1
-        self.in_flight += 1
+                await turn  # handed over with in_flight already counted (see `_hand_on`)
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self.in_flight -= 1  # given the room just as it was cancelled: pass it on
+                    self._hand_on()
+                raise
         self.using[model] += 1
         try:
             yield
         finally:
             self.in_flight -= 1
-            self.room.set()
+            self._hand_on()
             self.using[model] -= 1
             self.last_used[model] = (time.monotonic(), time.time())
             if self.using[model] <= 0:
                 del self.using[model]
                 if model in self.idle:
                     self.idle[model].set()
+
+    def _hand_on(self) -> None:
+        """Room freed: give it to the most urgent waiter still waiting."""
+        while self.waiters and self.has_room():
+            *_, turn = heapq.heappop(self.waiters)
+            if not turn.done():
+                self.in_flight += 1
+                turn.set_result(None)
 
     def expected_wait(self) -> float:
         return (self.in_flight + self.waiting + 1) / max(self.backend.capacity, 1) * self.latency_s
@@ -273,7 +292,7 @@ class Router:
             tried.add(self._slots.index(slot))
             started = time.monotonic()
             try:
-                async with slot.use(model):
+                async with slot.use(model, rank):
                     result = await call(slot.backend)
             except BackendDown as exc:
                 self._failed(slot, exc, fatal=True)
@@ -321,7 +340,7 @@ class Router:
             tried.add(self._slots.index(slot))
             answered = False
             try:
-                async with slot.use(model):
+                async with slot.use(model, rank):
                     async for outputs in slot.backend.stream_infer(model, request, rank):
                         answered = True
                         slot.texts_served += 1
@@ -477,7 +496,7 @@ class Router:
         """`backend`'s native chunk stream, counted as load; a failure marks the backend failed."""
         slot = next(s for s in self._slots if s.backend is backend)
         try:
-            async with slot.use(model):
+            async with slot.use(model, rank):
                 async for chunk in backend.stream(model, text, size, rank):
                     slot.texts_served += 1
                     yield chunk

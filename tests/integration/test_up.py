@@ -255,6 +255,9 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         ]
         assert backends["triton"]["streamingModels"] == ["all-minilm-l6-v2"]
         assert backends["cpu"]["models"] == ["all-minilm-l6-v2"]
+        # the host's devices come with every entry: its GPUs through NVML, else its CPU, saying why
+        [device] = backends["cpu"]["devices"] if "no GPU" in backends["cpu"]["devicesNote"] else [{"kind": "cpu"}]
+        assert device["kind"] == "cpu" and int(device["memoryTotalBytes"]) > 0, backends["cpu"]
         code, table, _ = await _cli("status", *state)
         assert code == 0 and re.search(r"triton 127\.0\.0\.1:\d+\s+closed .* all-minilm-l6-v2 \(streams\)", table), (
             table

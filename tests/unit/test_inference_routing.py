@@ -243,3 +243,22 @@ async def test_past_its_bound_batch_work_spills_too() -> None:
     triton.gate.set()
     await asyncio.gather(*held)
     await router.close()
+
+
+async def test_calls_waiting_for_room_get_it_most_urgent_first() -> None:
+    only = Scripted("triton", capacity=1)
+    router = await _router(only)
+    held = await _held(router, only, 1, 2)
+    bulk = asyncio.create_task(router.embed(MODEL, ["bulk"], 2))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    urgent = asyncio.create_task(router.embed(MODEL, ["urgent"], 0))
+    gone = asyncio.create_task(router.embed(MODEL, ["gone"], 0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gone.cancel()  # a waiter that leaves does not hold the room
+    only.gate.set()
+    await asyncio.gather(*held, bulk, urgent)
+    assert [b[0] for b in only.batches[-2:]] == ["urgent", "bulk"]  # arrived later, ran first
+    assert [s.in_flight for s in router.snapshot("i")] == [0]
+    await router.close()

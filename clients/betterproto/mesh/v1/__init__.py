@@ -32,6 +32,7 @@ __all__ = (
     "CreateApiKeyRequest",
     "CreateApiKeyResponse",
     "DeadLetter",
+    "DeviceStatus",
     "DocEmbedInput",
     "Drain",
     "EchoInput",
@@ -944,6 +945,41 @@ default_message_pool.register_message("mesh.v1", "DeadLetter", DeadLetter)
 
 
 @dataclass(eq=False, repr=False)
+class DeviceStatus(betterproto2.Message):
+    """
+    One device's figures, as last read.
+    """
+
+    kind: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    "gpu" or "cpu".
+    """
+
+    index: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    utilization: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    0..1 over the last reading interval.
+    """
+
+    memory_used_bytes: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+
+    memory_total_bytes: "int" = betterproto2.field(6, betterproto2.TYPE_UINT64)
+
+    power_watts: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
+    """
+    0 where the device has no such sensor (a CPU here).
+    """
+
+    temperature_celsius: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
+
+
+default_message_pool.register_message("mesh.v1", "DeviceStatus", DeviceStatus)
+
+
+@dataclass(eq=False, repr=False)
 class DocEmbedInput(betterproto2.Message):
     """
     Input of the `doc_embed` kind, a pipeline across the pools: the ingestion pool splits
@@ -1255,6 +1291,16 @@ class InferenceBackendStatus(betterproto2.Message):
     endpoint: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
     """
     The inference service's own gRPC endpoint: workers and gateways call it there.
+    """
+
+    devices: "list[DeviceStatus]" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The devices of the inference service's host: its GPUs (NVML), else its CPU.
+    """
+
+    devices_note: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
+    """
+    Where the device figures come from, and why there is no GPU when there is none.
     """
 
 
