@@ -171,7 +171,10 @@ async def run(runs: int, callers: int = 8, requests: int = 400) -> str:
                                 print(f"  {name}: {figures['rows_per_s']:.0f} rows/s p50 {figures['p50_ms']:.1f} ms")
                 spill: dict[str, list[dict[str, float]]] = {}
                 for run_index in range(runs):
-                    for label, extra in (("spill", ()), ("no spill", ("--spill-after-ms", "interactive=1e9,standard=1e9,batch=1e9"))):
+                    for label, extra in (
+                        ("spill", ()),
+                        ("no spill", ("--spill-after-ms", "interactive=1e9,standard=1e9,batch=1e9")),
+                    ):
                         print(f"models: spillover run {run_index + 1}/{runs}, {label}", flush=True)
                         async with inference_process(
                             tmp,
