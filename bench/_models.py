@@ -110,7 +110,7 @@ async def _service(tmp: Path, triton: str) -> AsyncIterator[inference_pb2_grpc.I
         yield stub
 
 
-async def _spillover(stub: inference_pb2_grpc.InferenceServiceStub, probes: int = 60) -> dict[str, float]:
+async def _spillover(stub: inference_pb2_grpc.InferenceServiceStub, probes: int = 40) -> dict[str, float]:
     """Interactive probes while 8 batch-class callers keep Triton saturated."""
     flooding = True
 

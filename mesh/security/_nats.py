@@ -399,6 +399,9 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_read(SESSIONS_BUCKET),
             *_kv_watch(SESSIONS_BUCKET),
             _api("STREAM", "INFO", WORK_STREAM),
+            # Which inference replica holds which model: InferenceService is relayed by it.
+            *_kv_read(INFERENCE_BUCKET),
+            *_kv_watch(INFERENCE_BUCKET),
         ]
         return publish, [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>"]
     if component == "inference":

@@ -347,7 +347,6 @@ def build_plan(
         )
         for index in range(1, max(inference_replicas, 1) + 1)
     ]
-    inference = inference_specs[0]
     worker_extra = [
         "--scheduler",
         scheduler.address,
@@ -384,7 +383,7 @@ def build_plan(
                 "--scheduler",
                 scheduler.address,
                 "--inference",
-                inference.address,
+                ",".join(spec.address for spec in inference_specs),
                 *(["--session-hosts", session_hosts] if session_hosts else []),
                 *gateway_args,
             ],

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import grpc.aio
 
-from mesh.fabric import KINDS_BUCKET, SESSIONS_BUCKET, DeadLetterStore, EventLog, KindStore, TaskIndex, await_topology
+from mesh.fabric import (
+    INFERENCE_BUCKET,
+    KINDS_BUCKET,
+    SESSIONS_BUCKET,
+    DeadLetterStore,
+    EventLog,
+    KindStore,
+    TaskIndex,
+    await_topology,
+)
+from mesh.replicas import InferenceReplicas
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
@@ -57,11 +67,15 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         guard = await _guard(args, js, events)
         if guard.authenticator is not None:
             stack.push_async_callback(guard.authenticator.store.close)
-        inference = None  # callers' models, through the front door
+        inference = None  # callers' models, through the front door, on every replica registered
         if args.inference:
-            inference_channel = channel(args.inference, args.transport)
-            stack.push_async_callback(inference_channel.close)
-            inference = inference_pb2_grpc.InferenceServiceStub(inference_channel)
+            inference = InferenceReplicas(
+                args.inference.split(","),
+                lambda target: channel(target, args.transport),
+                await js.key_value(INFERENCE_BUCKET),
+            )
+            stack.push_async_callback(inference.close)
+            await inference.follow_registry()
         gateway = Gateway(
             scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel),
             events,
@@ -145,7 +159,10 @@ def main() -> None:
     parser = base_parser("tidemesh gateway")
     parser.add_argument("--scheduler", required=True, help="scheduler HOST:PORT")
     parser.add_argument(
-        "--inference", default="", help="inference service HOST:PORT to relay InferenceService to (empty: not served)"
+        "--inference",
+        default="",
+        metavar="HOST:PORT,...",
+        help="inference endpoints to relay InferenceService to, the rest found as they register (empty: not served)",
     )
     parser.add_argument(
         "--tenant-rate", type=float, default=DEFAULT_TENANT_RATE, help="submits per second per tenant (0: no limit)"

@@ -20,6 +20,7 @@ import grpc.aio
 
 from mesh.errors import InvalidArgument, MeshError
 from mesh.oip import Signature, check_infer_input
+from mesh.replicas import InferenceReplicas
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
@@ -38,7 +39,7 @@ class ModelSignatures:
     load is refused too. With the inference service unreachable the task is admitted (it is
     durable, and the worker checks again when it runs)."""
 
-    def __init__(self, upstream: inference_pb2_grpc.InferenceServiceStub, ttl_s: float = 2.0) -> None:
+    def __init__(self, upstream: InferenceReplicas, ttl_s: float = 2.0) -> None:
         self._upstream = upstream
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, Signature]] = {}
@@ -67,7 +68,7 @@ class ModelSignatures:
 
 
 class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, upstream: inference_pb2_grpc.InferenceServiceStub, guard: Guard) -> None:
+    def __init__(self, upstream: InferenceReplicas, guard: Guard) -> None:
         self._upstream = upstream
         self._guard = guard
 

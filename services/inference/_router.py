@@ -125,8 +125,12 @@ class _Slot:
                 self.in_flight += 1
                 turn.set_result(None)
 
-    def expected_wait(self) -> float:
-        return (self.in_flight + self.waiting + 1) / max(self.backend.capacity, 1) * self.latency_s
+    def expected_wait(self, rank: int = 2) -> float:
+        """How long a call of urgency `rank` may expect to wait here and run: the calls in flight,
+        and the waiting ones it would not jump (as urgent or more), over the capacity, times the
+        recent latency."""
+        ahead = sum(1 for r, _, turn in self.waiters if r <= rank and not turn.done())
+        return (self.in_flight + ahead + 1) / max(self.backend.capacity, 1) * self.latency_s
 
 
 class Router:
@@ -257,15 +261,23 @@ class Router:
         tier = min(s.tier for s in candidates)
         preferred = [s for s in candidates if s.tier == tier]
         with_room = [s for s in preferred if s.has_room()]
+
+        def wait(slot: _Slot) -> float:
+            return slot.expected_wait(rank)
+
         if with_room:
-            chosen = min(with_room, key=_Slot.expected_wait)
+            chosen = min(with_room, key=wait)
         else:
-            best = min(preferred, key=_Slot.expected_wait)
-            elsewhere = [s for s in candidates if s.tier != tier and s.has_room()]
+            best = min(preferred, key=wait)
             bound = self._spill_after_s[min(rank, len(self._spill_after_s) - 1)]
-            if elsewhere and best.expected_wait() > bound:
-                chosen = min(elsewhere, key=_Slot.expected_wait)
-                METRICS.inference_spills.labels(model, best.backend.name, chosen.backend.name, CLASS_NAMES[rank]).inc()
+            elsewhere = [s for s in candidates if s.tier != tier]
+            if elsewhere and wait(best) > bound:
+                # Spill: to a pool with room, else to whichever this call would wait least for.
+                chosen = min([s for s in elsewhere if s.has_room()] or [*elsewhere, best], key=wait)
+                if chosen is not best:
+                    METRICS.inference_spills.labels(
+                        model, best.backend.name, chosen.backend.name, CLASS_NAMES[rank]
+                    ).inc()
             else:
                 chosen = best  # waits for room there
         return chosen if chosen.breaker.allows() else None

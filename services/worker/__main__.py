@@ -27,6 +27,7 @@ from mesh.fabric import (
     await_topology,
 )
 from mesh.priority import CLASS_NAMES
+from mesh.replicas import InferenceReplicas
 from mesh.rpc import channel
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
@@ -39,7 +40,6 @@ from services.worker._fairshare import parse_per_tenant
 from services.worker._liveness import Liveness
 from services.worker._priority import WaitBounds
 from services.worker._remote import SessionHost, SessionService
-from services.worker._replicas import InferenceReplicas
 from services.worker._runner import Runner, check_builtin_handlers
 from services.worker._slots import SlotLimits
 from services.worker._webhook import WebhookClient

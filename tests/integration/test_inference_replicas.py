@@ -1,6 +1,7 @@
 """Many inference replicas in one mesh (`tidemesh up --inference 2`): each registers its own
 endpoint, workers spread calls over them by load, and when one goes away for good its share
-moves to the other without a task failing or waiting for it to return."""
+moves to the other without a task failing or waiting for it to return — for the workers' tasks
+and for the gateway's relay of synchronous calls alike."""
 
 from __future__ import annotations
 
@@ -51,3 +52,8 @@ async def test_workers_spread_calls_over_replicas_and_move_off_one_that_dies(tmp
         assert len(finals) == 40 and {e.state for e in finals} == {task_pb2.TASK_STATE_SUCCEEDED}
         assert max(e.attempt for e in finals) == 1  # moved within the attempt, not retried
         assert elapsed < 30, f"{elapsed:.1f} s: calls waited on the dead replica"
+        # the front door's relay moves off it too: synchronous calls through Envoy keep answering
+        for index in range(6):
+            outputs = await client.models.infer("all-minilm-l6-v2", {"TEXT": [[f"front door {index}".encode()]]})
+            assert outputs["EMBEDDING"].shape == (1, 384)
+        assert {m.backend for m in await client.models.list()} == {"cpu"}

@@ -10,8 +10,8 @@ import grpc
 import grpc.aio
 import pytest
 
+from mesh.replicas import InferenceReplicas
 from mesh.v1 import inference_pb2, inference_pb2_grpc, status_pb2
-from services.worker._replicas import InferenceReplicas
 
 
 class _Service(inference_pb2_grpc.InferenceServiceServicer):

@@ -11,7 +11,7 @@ the next; only the last candidate is waited for (`wait_for_ready`), so a dead re
 holds a task while a live one could answer. A stream moves only before its first message —
 after that it has answered in part, and the step's own retry takes over.
 
-Steps call it exactly as they call the generated stub (`Infer`, `InferStream`, `ModelStreamInfer`).
+Workers' steps and the gateway's relay call it exactly as they call the generated stub.
 """
 
 from __future__ import annotations
@@ -178,6 +178,24 @@ class InferenceReplicas(Lifecycle):
             "ModelInfer", request.model_name, request, kwargs
         )
         return response
+
+    # Calls about models rather than on one: the replicas share their Triton, so any healthy one
+    # answers for all (a load or an unload there is seen by every replica within a second).
+
+    async def ListModels(self, request: inference_pb2.ListModelsRequest, **kwargs: Any) -> Any:
+        return await self._unary("ListModels", "", request, kwargs)
+
+    async def ModelMetadata(self, request: inference_pb2.ModelMetadataRequest, **kwargs: Any) -> Any:
+        return await self._unary("ModelMetadata", request.name, request, kwargs)
+
+    async def ModelReady(self, request: inference_pb2.ModelReadyRequest, **kwargs: Any) -> Any:
+        return await self._unary("ModelReady", request.name, request, kwargs)
+
+    async def LoadModel(self, request: inference_pb2.LoadModelRequest, **kwargs: Any) -> Any:
+        return await self._unary("LoadModel", "", request, kwargs)
+
+    async def UnloadModel(self, request: inference_pb2.UnloadModelRequest, **kwargs: Any) -> Any:
+        return await self._unary("UnloadModel", "", request, kwargs)
 
     def InferStream(self, request: inference_pb2.InferStreamRequest, **kwargs: Any) -> _Stream:
         return _Stream(self, "InferStream", request.model, request, kwargs)
