@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -54,15 +55,19 @@ SHAPES: dict[str, tuple[Callable[[int], list[TensorData]], int]] = {
 }
 
 
+def _filled(request: Any, tensors: list[TensorData]) -> Any:
+    """`request` (Triton's ModelInferRequest or ours: the same fields) with `tensors` as raw contents."""
+    for tensor in tensors:
+        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        request.raw_input_contents.append(tensor.raw)
+    return request
+
+
 def _direct(stub: service_pb2_grpc.GRPCInferenceServiceStub, model: str) -> Call:
     make, _ = SHAPES[model]
 
     async def call(index: int) -> None:
-        request = service_pb2.ModelInferRequest(model_name=model)
-        for tensor in make(index):
-            request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            request.raw_input_contents.append(tensor.raw)
-        await stub.ModelInfer(request, timeout=120)
+        await stub.ModelInfer(_filled(service_pb2.ModelInferRequest(model_name=model), make(index)), timeout=120)
 
     return call
 
@@ -71,11 +76,7 @@ def _mesh(stub: inference_pb2_grpc.InferenceServiceStub, model: str) -> Call:
     make, _ = SHAPES[model]
 
     async def call(index: int) -> None:
-        request = inference_pb2.ModelInferRequest(model_name=model)
-        for tensor in make(index):
-            request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            request.raw_input_contents.append(tensor.raw)
-        await stub.ModelInfer(request, timeout=120)
+        await stub.ModelInfer(_filled(inference_pb2.ModelInferRequest(model_name=model), make(index)), timeout=120)
 
     return call
 
@@ -117,10 +118,7 @@ async def _spillover(stub: inference_pb2_grpc.InferenceServiceStub, probes: int 
     async def flood(index: int) -> None:
         while flooding:
             request = inference_pb2.ModelInferRequest(model_name=MINILM, priority_class=task_pb2.PRIORITY_CLASS_BATCH)
-            for tensor in _minilm_tensors(index):
-                request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-                request.raw_input_contents.append(tensor.raw)
-            await stub.ModelInfer(request, timeout=120)
+            await stub.ModelInfer(_filled(request, _minilm_tensors(index)), timeout=120)
 
     floods = [asyncio.create_task(flood(i)) for i in range(8)]
     await asyncio.sleep(2.0)  # Triton's queue fills

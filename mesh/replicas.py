@@ -25,9 +25,13 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from mesh.fabric import INFERENCE_BUCKET
 from mesh.lifecycle import Lifecycle
+from mesh.rpc import channel
+from mesh.security import Transport
 from mesh.telemetry import get_logger
 from mesh.v1 import inference_pb2, inference_pb2_grpc, status_pb2
 
@@ -87,6 +91,18 @@ class InferenceReplicas(Lifecycle):
         for endpoint in endpoints:
             self._replica(endpoint)
         self._open_now()
+
+    @classmethod
+    async def on_fabric(cls, endpoints: str, transport: Transport, js: JetStreamContext) -> InferenceReplicas:
+        """The replicas a service calls: `endpoints` (comma-separated) to start from, every one
+        registered in `tm_inference` as it comes, over this process's mutual TLS."""
+        replicas = cls(
+            filter(None, endpoints.split(",")),
+            lambda target: channel(target, transport),
+            await js.key_value(INFERENCE_BUCKET),
+        )
+        await replicas.follow_registry()
+        return replicas
 
     def _replica(self, endpoint: str) -> Replica:
         replica = self._replicas.get(endpoint)

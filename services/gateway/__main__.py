@@ -10,7 +10,6 @@ from pathlib import Path
 import grpc.aio
 
 from mesh.fabric import (
-    INFERENCE_BUCKET,
     KINDS_BUCKET,
     SESSIONS_BUCKET,
     DeadLetterStore,
@@ -68,14 +67,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         if guard.authenticator is not None:
             stack.push_async_callback(guard.authenticator.store.close)
         inference = None  # callers' models, through the front door, on every replica registered
-        if args.inference:
-            inference = InferenceReplicas(
-                args.inference.split(","),
-                lambda target: channel(target, args.transport),
-                await js.key_value(INFERENCE_BUCKET),
-            )
+        if args.inference:  # every replica registered in tm_inference, starting from the ones given
+            inference = await InferenceReplicas.on_fabric(args.inference, args.transport, js)
             stack.push_async_callback(inference.close)
-            await inference.follow_registry()
         gateway = Gateway(
             scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel),
             events,

@@ -14,7 +14,6 @@ from nats.js import JetStreamContext
 
 from mesh.fabric import (
     CANCEL_PREFIX,
-    INFERENCE_BUCKET,
     KINDS_BUCKET,
     ORDER_KEYS_BUCKET,
     POOLS,
@@ -76,13 +75,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await await_topology(js)  # the scheduler declares it; this user may only look
         inference = None
         if args.inference:  # every replica registered in tm_inference, starting from the ones given
-            inference = InferenceReplicas(
-                args.inference.split(","),
-                lambda target: channel(target, args.transport),
-                await js.key_value(INFERENCE_BUCKET),
-            )
+            inference = await InferenceReplicas.on_fabric(args.inference, args.transport, js)
             stack.push_async_callback(inference.close)
-            await inference.follow_registry()
         events = await stack.enter_async_context(EventLog(js, nc))
         sequencer = KeySequencer(js, await js.key_value(ORDER_KEYS_BUCKET), WorkQueue(nc, js), events)
         scheduler = scheduler_pb2_grpc.SchedulerServiceStub(scheduler_channel) if scheduler_channel else None
