@@ -106,7 +106,9 @@ def _write(name: str, title: str, body: str) -> None:
         f"Machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
         f"{_cores()} cores. These machines are noisy — compare ratios within one run.\n\n"
     )
-    (RESULTS / f"{name}.md").write_text(header + body + "\n")
+    # Triton on a GPU (bench/gpu_check.sh) writes beside the CPU tables, not over them.
+    suffix = f"-{os.environ['TIDEMESH_TRITON_CONFIG']}" if os.environ.get("TIDEMESH_TRITON_CONFIG") else ""
+    (RESULTS / f"{name}{suffix}.md").write_text(header + body + "\n")
     print(header + body, flush=True)
 
 

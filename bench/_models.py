@@ -104,9 +104,17 @@ async def _load(call: Call, callers: int, requests: int, rows: int) -> dict[str,
 
 
 @contextlib.asynccontextmanager
-async def _service(tmp: Path, triton: str) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+async def _service(tmp: Path, triton: str, callers: int) -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
+    """The inference service on Triton alone, letting as many calls through to it at once as the
+    direct path sends (`--triton-capacity` is a cap)."""
     async with inference_process(
-        tmp, "--triton", triton, "--no-cpu", pki=MeshSecurity.prepare(tmp / "mesh").pki_dir
+        tmp,
+        "--triton",
+        triton,
+        "--no-cpu",
+        "--triton-capacity",
+        str(callers),
+        pki=MeshSecurity.prepare(tmp / "mesh").pki_dir,
     ) as stub:
         yield stub
 
@@ -154,7 +162,7 @@ async def run(runs: int, callers: int = 8, requests: int = 400) -> str:
             assert server.pki is not None
             async with Transport.of(server.pki, "cli").channel(server.address) as channel:
                 direct = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-                async with _service(tmp, server.address) as stub:
+                async with _service(tmp, server.address, callers) as stub:
                     for model, (_, size) in SHAPES.items():
                         count = requests if model == "scaler" else requests // 10
                         await _direct(direct, model)(0)  # warm both paths

@@ -6,8 +6,10 @@
 # Triton (from nvidia-pytriton) loads each model's configs/gpu.pbtxt (KIND_GPU instances); the
 # Python-backend model runs tidemesh's MiniLM through cupy on its GPU. Steps: GPU visible →
 # environment (make venv, cupy) → GPU vectors match the sentence-transformers reference →
-# the GPU-only tests → `python -m bench inference` with Triton on the GPU, written to
-# bench/results/inference-gpu.md. Set RUNS (default 3) to change the number of runs.
+# the GPU-only tests (NVML telemetry among them) → `python -m bench inference` with Triton on the
+# GPU, written to bench/results/inference-gpu.md → `python -m bench models` (generic inference on a
+# user model vs direct tritonclient, spillover to the CPU model when the GPU pool is saturated),
+# written to bench/results/models-gpu.md. Set RUNS (default 3) to change the number of runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +42,4 @@ print(f"gpu_check: min cosine vs sentence-transformers on the GPU: {cos[np.linal
 PY
 $PY -m pytest -q -p no:cacheprovider tests/integration/test_inference_gpu.py
 TIDEMESH_TRITON_CONFIG=gpu $PY -m bench inference --runs "${RUNS:-3}"
+TIDEMESH_TRITON_CONFIG=gpu $PY -m bench models --runs "${RUNS:-3}"

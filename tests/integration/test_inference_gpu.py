@@ -68,3 +68,14 @@ async def test_triton_serves_minilm_from_the_gpu(tmp_path: Path) -> None:
         finally:
             await client.close()
     assert _min_cosine(result.as_numpy("EMBEDDING"), vectors) >= 0.999
+
+
+def test_the_gpu_is_read_through_nvml() -> None:
+    """Telemetry on a real GPU: NVML finds it and reports utilization, memory, power, temperature."""
+    from services.inference._devices import Devices
+
+    devices = Devices()
+    readings = devices.read()
+    assert devices.has_gpu and "from NVML" in devices.note, devices.note
+    assert readings and all(r.kind == "gpu" and r.memory_total_bytes > 0 for r in readings)
+    assert all(0.0 <= r.utilization <= 1.0 and r.temperature_celsius > 0 for r in readings)
