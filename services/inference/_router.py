@@ -1,18 +1,15 @@
 """The model-aware router: which backend runs each model call, and which models stay loaded.
 
 Backends register the models they hold (re-read every `probe_interval_s`) and their capacity.
-A call goes to a backend that holds the model and whose circuit is closed, choosing by load:
-the expected wait ``(in_flight + 1) / capacity * recent latency``, preferring backends that
-still have room. A backend that fails is skipped (its circuit opens) and the call is retried
-on the next one — in practice Triton falls back to the embedded CPU model — so a call fails
-only when every backend that holds the model has failed it.
-
-Placement by pool: a model goes to the preferred pool that holds it (the lowest `tier`: Triton,
-where the accelerators are, before the embedded CPU model) while one of its backends has room;
-when all are full, a call waits there if the expected wait is within its priority class's bound
-(`spill_after_s`), and otherwise spills to another pool with room — capacity running out, not only
-a failure, moves work to the CPU. No backend ever runs more calls at once than its capacity: a
-call waits for room on the backend chosen for it.
+A call goes to a backend that holds the model and whose circuit is closed, by pool and load: the
+preferred pool that holds it (the lowest `tier`: Triton, where the accelerators are, before the
+embedded CPU model) while one of its backends has room, the one with the least expected wait
+``(in flight + waiting ahead + 1) / capacity * recent latency``. When all are full, a call waits
+there if that wait is within its priority class's bound (`spill_after_s`), and otherwise spills to
+another pool — capacity running out, not only a failure, moves work to the CPU. No backend runs
+more calls at once than its capacity: a call waits for room, and the most urgent waiting call
+gets it first. A backend that fails is skipped (its circuit opens) and the call is retried on
+the next one, so a call fails only when every backend that holds the model has failed it.
 
 Backends that control their models (Triton in explicit mode) load one on request or on demand
 — a call for a model none holds but one could load — within a memory budget: the least
@@ -79,7 +76,7 @@ class _Slot:
 
     @property
     def tier(self) -> int:
-        return getattr(self.backend, "tier", 0)
+        return self.backend.tier
 
     def has_room(self) -> bool:
         return self.in_flight < max(self.backend.capacity, 1)

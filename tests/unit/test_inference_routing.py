@@ -213,7 +213,7 @@ async def test_a_full_preferred_pool_spills_urgent_work_at_once_and_keeps_batch_
     """Triton (tier 0) full: an interactive call goes to the CPU pool straight away (capacity running
     out, not a failure); a batch call expects to wait less than its bound, so it waits for Triton."""
     triton, cpu = Scripted("triton", capacity=1), Scripted("cpu", capacity=1)
-    cpu.tier = 1  # type: ignore[attr-defined]
+    cpu.tier = 1  # the fallback pool
     router = await _router(triton, cpu)
     _, used = await router.embed(MODEL, ["idle"], 2)
     assert used == "triton"  # the preferred pool while it has room, whatever the class
@@ -235,7 +235,7 @@ async def test_a_full_preferred_pool_spills_urgent_work_at_once_and_keeps_batch_
 
 async def test_past_its_bound_batch_work_spills_too() -> None:
     triton, cpu = Scripted("triton", capacity=1), Scripted("cpu", capacity=1)
-    cpu.tier = 1  # type: ignore[attr-defined]
+    cpu.tier = 1  # the fallback pool
     router = await _router(triton, cpu, spill_after_s=(0.0, 0.0, 0.01))
     held = await _held(router, triton, 1, 2)
     _, used = await router.embed(MODEL, ["bulk"], 2)  # expected wait 2 x 50 ms prior > 10 ms
