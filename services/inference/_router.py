@@ -68,6 +68,7 @@ class _Slot:
     draining: set[str] = field(default_factory=set)  # being unloaded: no new calls
     loading: dict[str, asyncio.Task[list[str]]] = field(default_factory=dict)
     idle: dict[str, asyncio.Event] = field(default_factory=dict)  # set when a draining model's calls end
+    probe_failed: bool = False  # its last refresh failed: what it holds is not known now
     # Calls waiting for room (the capacity is a cap), most urgent first, then first come.
     waiters: list[tuple[int, int, asyncio.Future[None]]] = field(default_factory=list)
 
@@ -169,6 +170,10 @@ class Router:
         """Every model a backend has registered (held now or before), first registration first."""
         return MappingProxyType(self._known)
 
+    def unreachable(self) -> list[str]:
+        """Backends whose last probe failed: what they hold is not known now."""
+        return [s.backend.name for s in self._slots if s.probe_failed]
+
     def holders(self, model: str) -> list[str]:
         """The backends that hold `model` now and take calls."""
         return [s.backend.name for s in self._slots if s.usable(model)]
@@ -236,8 +241,10 @@ class Router:
             if slot.models:
                 log.warning("inference backend down", extra={"backend": slot.backend.name, "error": exc.message})
             slot.models = {}
+            slot.probe_failed = True
             self._failed(slot, exc, fatal=True)
             return
+        slot.probe_failed = False
         slot.models = {s.name: s for s in specs}
         for spec in specs:
             self._known[spec.name] = spec  # the latest registration: a reloaded model's new signature

@@ -56,6 +56,9 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             served = ", ".join(sorted(m for m, s in self._router.models().items() if s.signature)) or "none yet"
             if not name:
                 raise InvalidArgument(field, f"is required (models: {served})")
+            down = self._router.unreachable()
+            if down:  # it may be in their repositories: a retry, not the caller's mistake
+                raise Unavailable(f"model {name!r} is not known to the backends that answer; down: {', '.join(down)}")
             raise InvalidArgument(field, f"unknown model {name!r} (models: {served})")
         return model.signature
 
@@ -67,6 +70,10 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
                 await self._router.load(request.name)  # in a repository, never loaded: learn it
             model = self._router.models().get(request.name)
             if model is None or model.signature is None:
+                if down := self._router.unreachable():
+                    raise Unavailable(
+                        f"model {request.name!r} is not known to the backends that answer; down: {', '.join(down)}"
+                    )
                 raise NotFound(f"no backend has registered a model {request.name!r}")
             if request.version and model.signature.versions and request.version not in model.signature.versions:
                 raise NotFound(f"model {request.name!r} has no version {request.version!r}")

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from mesh.oip import DATATYPES, TensorData
-from mesh.supervisor import MeshSecurity
+from mesh.supervisor import MeshSecurity, free_port
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
 from mesh.v1 import inference_pb2
@@ -267,3 +267,20 @@ async def test_model_control_within_a_memory_budget(user_triton: TritonServer, t
         refusal = await _refused(stub.UnloadModel(inference_pb2.UnloadModelRequest(name=MINILM)))
         assert refusal.code() == grpc.StatusCode.FAILED_PRECONDITION and "always" in (refusal.details() or "")
     assert on_demand_s < 30
+
+
+async def test_a_model_asked_for_while_triton_is_unreachable_is_unavailable_not_unknown(tmp_path: Path) -> None:
+    """With Triton down, the service cannot know whether a model it has never seen is in Triton's
+    repositories: a retryable UNAVAILABLE, never the caller's INVALID_ARGUMENT (or NOT_FOUND)."""
+    pki = MeshSecurity.prepare(tmp_path / "mesh").pki_dir
+    closed = f"127.0.0.1:{free_port()}"
+    async with inference_process(tmp_path, "--triton", closed, "--probe-interval", "0.2", pki=pki) as stub:
+        request = inference_pb2.ModelInferRequest(model_name="scaler")
+        request.inputs.add(name="X", datatype="FP32", shape=[1, 1], contents={"fp32_contents": [1.0]})
+        assert (await _refused(stub.ModelInfer(request))).code() == grpc.StatusCode.UNAVAILABLE
+        metadata = stub.ModelMetadata(inference_pb2.ModelMetadataRequest(name="scaler"))
+        assert (await _refused(metadata)).code() == grpc.StatusCode.UNAVAILABLE
+        # what the backends that answer hold is served as usual
+        texts = inference_pb2.ModelInferRequest(model_name=MINILM)
+        texts.inputs.add(name="TEXT", datatype="BYTES", shape=[1, 1], contents={"bytes_contents": [b"still here"]})
+        assert (await stub.ModelInfer(texts)).backend == "cpu"
