@@ -10,6 +10,7 @@ forwards them without decoding, and what numpy reads without a copy for the CPU 
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -373,7 +374,7 @@ def _check_shape(
             f"input {spec.name!r} batch {shape[0]} is over model {signature.name!r}'s "
             f"max_batch_size {signature.max_batch_size}",
         )
-    if int(np.prod(shape, dtype=np.int64)) > MAX_ELEMENTS:
+    if math.prod(shape) > MAX_ELEMENTS:
         raise InvalidArgument(f"{where}.shape", f"input {spec.name!r} has over {MAX_ELEMENTS} elements")
     return shape
 
@@ -381,7 +382,7 @@ def _check_shape(
 def _check_raw(data: bytes, spec: TensorSpec, shape: tuple[int, ...], where: str) -> bytes:
     if len(data) > MAX_TENSOR_BYTES:
         raise InvalidArgument(where, f"holds {len(data)} bytes, over the {MAX_TENSOR_BYTES}-byte limit")
-    elements = int(np.prod(shape, dtype=np.int64))
+    elements = math.prod(shape)
     if spec.datatype == "BYTES":
         count = _count_bytes_elements(data, where)
         if count != elements:
@@ -410,7 +411,7 @@ def _from_contents(
             f"{where}.{others[0]}", f"input {spec.name!r} is {spec.datatype}: its values go in {kind.contents}"
         )
     values: Sequence[Any] = getattr(contents, kind.contents)
-    elements = int(np.prod(shape, dtype=np.int64))
+    elements = math.prod(shape)
     if len(values) != elements:
         raise InvalidArgument(
             f"{where}.{kind.contents}",

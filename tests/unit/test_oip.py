@@ -188,3 +188,12 @@ def test_fixed_shapes_without_a_batch_dimension() -> None:
     assert check_request(_request(np.zeros((2, 5), np.int64), "INT64", raw=False), signature).inputs[0].shape == (2, 5)
     refusal = _refusal(_request(np.zeros((3, 5), np.int64), "INT64", raw=False), signature)
     assert refusal.field == "inputs[0].shape[0]" and "expects 2" in refusal.reason
+
+
+def test_a_shape_whose_product_overflows_64_bits_is_refused_not_wrapped_to_zero() -> None:
+    request = inference_pb2.ModelInferRequest(model_name="m")
+    request.inputs.add(name="X", datatype="FP32", shape=[1, 2**32, 2**32])
+    request.raw_input_contents.append(b"")
+    signature = Signature("m", (TensorSpec("X", "FP32", (-1, -1, -1)),), (TensorSpec("Y", "FP32", (-1,)),))
+    refusal = _refusal(request, signature)
+    assert refusal.field == "inputs[0].shape" and "elements" in refusal.reason
