@@ -73,8 +73,13 @@ class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
         self._guard = guard
 
     async def _allowed(self, context: Context, role: str) -> None:
+        """The role checked; running a model spends from the credential's rate limit, like a
+        submit (RESOURCE_EXHAUSTED with a retry-after past it)."""
         try:
-            self._guard.check(await self._guard.from_grpc(context), role)
+            principal = await self._guard.from_grpc(context)
+            self._guard.check(principal, role)
+            if role == RUN:
+                self._guard.spend(principal)
         except MeshError as exc:
             await abort_with(context, exc)
 
