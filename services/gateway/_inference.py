@@ -18,8 +18,8 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import grpc.aio
 
-from mesh.errors import InvalidArgument, MeshError
-from mesh.oip import Signature, check_infer_input
+from mesh.errors import MeshError, NotFound
+from mesh.oip import Signature, check_infer_input, check_infer_structure
 from mesh.replicas import InferenceReplicas
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
@@ -34,10 +34,10 @@ INFER_PREFIX = "spec.payload.infer."
 
 class ModelSignatures:
     """Models' signatures as the inference service states them, kept `ttl_s` seconds. An `infer`
-    task whose tensors do not fit its model is refused at submit (INVALID_ARGUMENT naming the
-    tensor and dimension) instead of failing later in a worker; a model no backend has or can
-    load is refused too. With the inference service unreachable the task is admitted (it is
-    durable, and the worker checks again when it runs)."""
+    task for a model no backend has or can load is NOT_FOUND naming it; one whose tensors do not
+    fit its model is INVALID_ARGUMENT naming the tensor and dimension — at submit, instead of
+    failing later in a worker. With the inference service unreachable the task is admitted (it is
+    durable; admission checks its structure, and the worker checks it against the model)."""
 
     def __init__(self, upstream: InferenceReplicas, ttl_s: float = 2.0) -> None:
         self._upstream = upstream
@@ -45,11 +45,12 @@ class ModelSignatures:
         self._cache: dict[str, tuple[float, Signature]] = {}
 
     async def check(self, spec: task_pb2.TaskSpec) -> None:
-        if spec.kind != "infer":
-            return
+        if spec.kind != "infer" or spec.payload.WhichOneof("body") != "infer":
+            return  # (a payload of the wrong case is refused by admission, naming it)
         payload = spec.payload.infer
         signature = await self._signature(payload.model)
         if signature is not None:
+            check_infer_structure(payload, INFER_PREFIX)  # first, so the model's check meets a sound payload
             check_infer_input(payload, signature, INFER_PREFIX)
 
     async def _signature(self, model: str) -> Signature | None:
@@ -60,7 +61,7 @@ class ModelSignatures:
             meta = await self._upstream.ModelMetadata(inference_pb2.ModelMetadataRequest(name=model), timeout=5.0)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise InvalidArgument(f"{INFER_PREFIX}model", f"unknown model {model!r} (tidemesh model list)") from exc
+                raise NotFound(f"{INFER_PREFIX}model: unknown model {model!r} (tidemesh model list)") from exc
             return None
         signature = Signature.from_proto(meta)
         self._cache[model] = (time.monotonic(), signature)

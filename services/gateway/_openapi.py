@@ -72,6 +72,17 @@ _PAYLOADS: dict[str, dict[str, Any]] = {
         },
     },
 }
+_INT32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+_CONTENTS = {
+    "bool_contents": {"type": "array", "items": {"type": "boolean"}},
+    "int_contents": {"type": "array", "items": _INT32},
+    "int64_contents": {"type": "array", "items": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}},
+    "uint_contents": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}},
+    "uint64_contents": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}},
+    "fp32_contents": {"type": "array", "items": {"type": "number"}},
+    "fp64_contents": {"type": "array", "items": {"type": "number"}},
+    "bytes_contents": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+}
 _PAYLOADS["infer"] = {
     "required": ["model", "inputs"],
     "description": "any model (`tidemesh model list`) on tensors in the Open Inference Protocol's JSON form; "
@@ -85,20 +96,48 @@ _PAYLOADS["infer"] = {
             "maxItems": MAX_INPUTS,
             "items": {
                 "type": "object",
+                "additionalProperties": False,
                 "required": ["name", "datatype", "shape"],
                 "properties": {
                     "name": {"type": "string", "minLength": 1},
                     "datatype": {"type": "string", "enum": list(DATATYPES)},
-                    "shape": {"type": "array", "maxItems": MAX_RANK, "items": {"type": "integer", "minimum": 0}},
+                    "shape": {
+                        "type": "array",
+                        "maxItems": MAX_RANK,
+                        "items": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    },
                     "contents": {
                         "type": "object",
-                        "description": "the values, row-major, in the datatype's field (fp32_contents, "
-                        "int64_contents, bytes_contents as base64, …)",
+                        "additionalProperties": False,
+                        "description": "the values, row-major, in the datatype's one field; their count is the "
+                        "shape's product (checked at submit, with the model's own tensors)",
+                        "properties": _CONTENTS,
                     },
                 },
             },
         },
         "outputs": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "raw_input_contents": {
+            "type": "array",
+            "description": "one per input instead of contents: little-endian values (FP16 travels only so)",
+            "items": {"type": "string", "contentEncoding": "base64"},
+        },
+        "parameters": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "maxProperties": 1,
+                "properties": {
+                    "bool_param": {"type": "boolean"},
+                    "int64_param": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+                    "string_param": {"type": "string"},
+                    "double_param": {"type": "number"},
+                    "uint64_param": {"type": "integer", "minimum": 0, "maximum": 2**64 - 1},
+                },
+            },
+        },
     },
 }
 # The built-in kinds are documented here; a user kind's payload is its registered schema

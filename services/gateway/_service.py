@@ -11,7 +11,6 @@ import grpc.aio
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
-from mesh.oip import check_infer_structure
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.tasks import check_task_id, new_task_id
@@ -27,7 +26,7 @@ from services.gateway._admit import Admissions
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub, PendingWatch
-from services.gateway._inference import INFER_PREFIX, ModelSignatures
+from services.gateway._inference import ModelSignatures
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
 
@@ -202,13 +201,14 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         return await self._admissions.admit(spec)
 
     async def _check_model(self, spec: task_pb2.TaskSpec, prefix: str = "") -> None:
-        if self._signatures is None or spec.kind != "infer" or spec.payload.WhichOneof("body") != "infer":
-            return  # (a payload of the wrong case is refused by admission, naming it)
+        if self._signatures is None:
+            return
         try:
-            check_infer_structure(spec.payload.infer, INFER_PREFIX)  # first, so the model's check meets a sound payload
             await self._signatures.check(spec)
         except InvalidArgument as exc:
             raise InvalidArgument(prefix + exc.field, exc.reason) from exc
+        except NotFound as exc:
+            raise NotFound(prefix + exc.message) from exc
 
     async def aclose(self) -> None:
         """Finish the admissions handed in; take no more."""

@@ -273,6 +273,20 @@ export declare type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendSt
    * @generated from field: string endpoint = 14;
    */
   endpoint: string;
+
+  /**
+   * The devices of the inference service's host: its GPUs (NVML), else its CPU.
+   *
+   * @generated from field: repeated mesh.v1.DeviceStatus devices = 15;
+   */
+  devices: DeviceStatus[];
+
+  /**
+   * Where the device figures come from, and why there is no GPU when there is none.
+   *
+   * @generated from field: string devices_note = 16;
+   */
+  devicesNote: string;
 };
 
 /**
@@ -280,6 +294,65 @@ export declare type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendSt
  * Use `create(InferenceBackendStatusSchema)` to create a new message.
  */
 export declare const InferenceBackendStatusSchema: GenMessage<InferenceBackendStatus>;
+
+/**
+ * One device's figures, as last read.
+ *
+ * @generated from message mesh.v1.DeviceStatus
+ */
+export declare type DeviceStatus = Message<"mesh.v1.DeviceStatus"> & {
+  /**
+   * "gpu" or "cpu".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: uint32 index = 2;
+   */
+  index: number;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * 0..1 over the last reading interval.
+   *
+   * @generated from field: double utilization = 4;
+   */
+  utilization: number;
+
+  /**
+   * @generated from field: uint64 memory_used_bytes = 5;
+   */
+  memoryUsedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 memory_total_bytes = 6;
+   */
+  memoryTotalBytes: bigint;
+
+  /**
+   * 0 where the device has no such sensor (a CPU here).
+   *
+   * @generated from field: double power_watts = 7;
+   */
+  powerWatts: number;
+
+  /**
+   * @generated from field: double temperature_celsius = 8;
+   */
+  temperatureCelsius: number;
+};
+
+/**
+ * Describes the message mesh.v1.DeviceStatus.
+ * Use `create(DeviceStatusSchema)` to create a new message.
+ */
+export declare const DeviceStatusSchema: GenMessage<DeviceStatus>;
 
 /**
  * Health of a registered worker as the scheduler sees it.
