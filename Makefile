@@ -62,8 +62,10 @@ check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, 
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2) and envoy/tidemesh.yaml
+proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2, the Node worker's with buf) and envoy/tidemesh.yaml
 	PYTHON=$(BIN)/python proto/generate.sh
+	@if [ -d clients/node/node_modules ]; then cd clients/node && PATH=$(BIN):$$PATH npm run -s generate; \
+	else echo "clients/node stubs: not regenerated (no node_modules; cd clients/node && npm ci)"; fi
 	$(BIN)/python -m mesh.edge render -o envoy/tidemesh.yaml
 
 bench: venv ## benchmarks side by side with the anchors (Celery + Redis, bare nats-py); tables in bench/results/
