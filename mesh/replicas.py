@@ -88,6 +88,7 @@ class InferenceReplicas(Lifecycle):
         self._rest_s = rest_s
         self._replicas: dict[str, Replica] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._watcher: Any = None
         for endpoint in endpoints:
             self._replica(endpoint)
         self._open_now()
@@ -119,7 +120,7 @@ class InferenceReplicas(Lifecycle):
         """Follow `tm_inference` (until stopped): endpoints, residency and load of every replica."""
         if self._kv is None or self._watch is not None:
             return
-        watcher = await self._kv.watchall()
+        watcher = self._watcher = await self._kv.watchall()
 
         async def follow() -> None:
             async for entry in watcher:
@@ -135,6 +136,9 @@ class InferenceReplicas(Lifecycle):
         self._watch = asyncio.create_task(follow())
 
     async def _stop(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # the connection may be draining already
+                await self._watcher.stop()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
