@@ -23,12 +23,11 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from mesh.oip import TensorData
+from mesh.oip import TensorData, add_raw_inputs
 from mesh.security import Transport
 from mesh.supervisor import MeshSecurity
 from mesh.supervisor._triton_server import TritonServer
@@ -55,19 +54,11 @@ SHAPES: dict[str, tuple[Callable[[int], list[TensorData]], int]] = {
 }
 
 
-def _filled(request: Any, tensors: list[TensorData]) -> Any:
-    """`request` (Triton's ModelInferRequest or ours: the same fields) with `tensors` as raw contents."""
-    for tensor in tensors:
-        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        request.raw_input_contents.append(tensor.raw)
-    return request
-
-
 def _direct(stub: service_pb2_grpc.GRPCInferenceServiceStub, model: str) -> Call:
     make, _ = SHAPES[model]
 
     async def call(index: int) -> None:
-        await stub.ModelInfer(_filled(service_pb2.ModelInferRequest(model_name=model), make(index)), timeout=120)
+        await stub.ModelInfer(add_raw_inputs(service_pb2.ModelInferRequest(model_name=model), make(index)), timeout=120)
 
     return call
 
@@ -76,7 +67,9 @@ def _mesh(stub: inference_pb2_grpc.InferenceServiceStub, model: str) -> Call:
     make, _ = SHAPES[model]
 
     async def call(index: int) -> None:
-        await stub.ModelInfer(_filled(inference_pb2.ModelInferRequest(model_name=model), make(index)), timeout=120)
+        await stub.ModelInfer(
+            add_raw_inputs(inference_pb2.ModelInferRequest(model_name=model), make(index)), timeout=120
+        )
 
     return call
 
@@ -126,7 +119,7 @@ async def _spillover(stub: inference_pb2_grpc.InferenceServiceStub, probes: int 
     async def flood(index: int) -> None:
         while flooding:
             request = inference_pb2.ModelInferRequest(model_name=MINILM, priority_class=task_pb2.PRIORITY_CLASS_BATCH)
-            await stub.ModelInfer(_filled(request, _minilm_tensors(index)), timeout=120)
+            await stub.ModelInfer(add_raw_inputs(request, _minilm_tensors(index)), timeout=120)
 
     floods = [asyncio.create_task(flood(i)) for i in range(8)]
     await asyncio.sleep(2.0)  # Triton's queue fills

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,45 +170,44 @@ class TensorRequest:
     id: str = ""
     version: str = ""
 
-    def arrays(self) -> dict[str, Array]:
-        return {t.name: t.array() for t in self.inputs}
+
+def add_raw_inputs(request: Any, tensors: Iterable[TensorData]) -> Any:
+    """`request` — ours or Triton's ModelInferRequest, the same fields — with `tensors` as its
+    inputs in raw contents."""
+    for tensor in tensors:
+        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        request.raw_input_contents.append(tensor.raw)
+    return request
+
+
+def _frames(raw: bytes, where: str = "raw") -> Iterator[slice]:
+    """Where each length-prefixed BYTES element of `raw` lies; InvalidArgument if it is cut short."""
+    count, offset = 0, 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidArgument(where, f"ends inside the length of BYTES element {count}")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        start, offset = offset + 4, offset + 4 + size
+        if offset > len(raw):
+            raise InvalidArgument(where, f"BYTES element {count} claims {size} bytes past the end")
+        count += 1
+        yield slice(start, offset)
 
 
 def _split_bytes(raw: bytes) -> list[bytes]:
-    items, offset = [], 0
-    while offset < len(raw):
-        (size,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        items.append(raw[offset : offset + size])
-        offset += size
-    return items
+    return [raw[frame] for frame in _frames(raw)]
 
 
 def _join_bytes(items: Iterable[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in items)
 
 
-def _count_bytes_elements(raw: bytes, where: str) -> int:
-    """How many length-prefixed elements `raw` holds; InvalidArgument if it is cut short."""
-    count, offset = 0, 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise InvalidArgument(where, f"ends inside the length of BYTES element {count}")
-        (size,) = struct.unpack_from("<I", raw, offset)
-        offset += 4 + size
-        if offset > len(raw):
-            raise InvalidArgument(where, f"BYTES element {count} claims {size} bytes past the end")
-        count += 1
-    return count
-
-
-def parameter_value(parameter: tensor_pb2.InferParameter) -> bool | int | float | str:
-    choice = parameter.WhichOneof("parameter_choice")
-    return getattr(parameter, choice) if choice else ""
-
-
 def parameters_of(parameters: Mapping[str, tensor_pb2.InferParameter]) -> dict[str, bool | int | float | str]:
-    return {key: parameter_value(value) for key, value in parameters.items()}
+    values: dict[str, bool | int | float | str] = {}
+    for key, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        values[key] = getattr(parameter, choice) if choice else ""
+    return values
 
 
 def set_parameters(target: Any, values: Mapping[str, bool | int | float | str]) -> None:
@@ -384,7 +383,7 @@ def _check_raw(data: bytes, spec: TensorSpec, shape: tuple[int, ...], where: str
         raise InvalidArgument(where, f"holds {len(data)} bytes, over the {MAX_TENSOR_BYTES}-byte limit")
     elements = math.prod(shape)
     if spec.datatype == "BYTES":
-        count = _count_bytes_elements(data, where)
+        count = sum(1 for _ in _frames(data, where))
         if count != elements:
             raise InvalidArgument(
                 where, f"holds {count} BYTES elements; input {spec.name!r} of shape {list(shape)} needs {elements}"
@@ -439,13 +438,11 @@ def response_proto(
     *,
     raw: bool,
     backend: str,
-    parameters: Mapping[str, bool | int | float | str] | None = None,
 ) -> inference_pb2.ModelInferResponse:
     """The response in the form the request used: raw contents, or typed contents (raw for all
     when any output is FP16, which has no typed field — the protocol's rule is all or none)."""
     raw = raw or any(DATATYPES[t.datatype].contents is None for t in outputs)
     response = inference_pb2.ModelInferResponse(model_name=model, model_version=version, id=request_id, backend=backend)
-    set_parameters(response.parameters, parameters or {})
     for tensor in outputs:
         out = response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         if raw:

@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from mesh.oip import Array, TensorData
+from mesh.oip import Array, TensorData, add_raw_inputs
 from mesh.priority import CLASS_BY_NAME
 from mesh.rpc import raise_from_rpc_error
 from mesh.v1 import inference_pb2, inference_pb2_grpc
@@ -63,12 +63,11 @@ class Models:
         request = inference_pb2.ModelInferRequest(
             model_name=model, id=request_id, priority_class=CLASS_BY_NAME[priority]
         )
+        tensors = []
         for name, values in inputs.items():
             array = np.asarray(values, dtype=np.object_ if declared.get(name) == "BYTES" else None)
-            datatype = declared.get(name) or _datatype_of(array)
-            tensor = TensorData.of(name, datatype, array)
-            request.inputs.add(name=name, datatype=datatype, shape=tensor.shape)
-            request.raw_input_contents.append(tensor.raw)
+            tensors.append(TensorData.of(name, declared.get(name) or _datatype_of(array), array))
+        add_raw_inputs(request, tensors)
         for name in outputs:
             request.outputs.add(name=name)
         return request

@@ -53,6 +53,19 @@ _ARRIVALS = itertools.count()
 _EWMA = 0.2
 
 
+@dataclass(frozen=True)
+class Catalogued:
+    """One model as one backend has it (`Router.catalogue`)."""
+
+    backend: str
+    entry: Loadable  # its state in the backend's repository
+    spec: ModelSpec | None  # when loaded
+    in_flight: int
+    last_used: float | None  # wall time of its last call here
+    memory_bytes: int  # what it counts against the budget
+    usable: bool  # loaded, not draining, the backend's circuit letting calls in
+
+
 @dataclass
 class _Slot:
     backend: InferenceBackend
@@ -221,15 +234,19 @@ class Router:
             victims = evictions(self._budget, self._residents(slot), "", 0)
         except (Conflict, ResourceExhausted):
             return  # over budget with models in use: try again at the next probe
-        if not victims:
-            return
+        if victims:
+            await self._unload_idle(slot, victims, "over the memory budget")
+
+    async def _unload_idle(self, slot: _Slot, victims: list[str], why: str, then: str = "") -> None:
+        """Unload idle `victims` (no call is routed to them from the first line on), then load
+        `then` if given; residency is re-read right after, whatever happened."""
         slot.draining.update(victims)
         try:
             for victim in victims:
                 await slot.backend.unload(victim)
-                log.info(
-                    "model unloaded: over the memory budget", extra={"model": victim, "backend": slot.backend.name}
-                )
+                log.info(f"model unloaded: {why}", extra={"model": victim, "backend": slot.backend.name})
+            if then:
+                await slot.backend.load(then)
         finally:
             await self._probe(slot)
             slot.draining.difference_update(victims)
@@ -292,13 +309,9 @@ class Router:
         """`call` on the best backend for `model`, falling back on failure; its result and the backend's name."""
         tried: set[int] = set()
         previous: _Slot | None = None
-        loaded = False
+        await self._resident(model, tokens, rank)
         while True:
             slot = self._pick(model, tried, tokens, rank)
-            if slot is None and not loaded and not tried and self.loadable(model):
-                loaded = True  # none holds it, one could: load it on demand, then route again
-                await self.load(model)
-                continue
             if slot is None:
                 if model not in self._known and not self.loadable(model):
                     raise InvalidArgument("model", f"unknown model {model!r} (served: {', '.join(self._known)})")
@@ -319,6 +332,11 @@ class Router:
             slot.breaker.success()
             METRICS.inference_requests.labels(model, slot.backend.name).inc(size)
             return result, slot.backend.name
+
+    async def _resident(self, model: str, tokens: bool, rank: int) -> None:
+        """None holds `model` but a backend could load it: load it on demand first."""
+        if self._pick(model, set(), tokens, rank) is None and self.loadable(model):
+            await self.load(model)
 
     def _failed(self, slot: _Slot, exc: BackendDown, fatal: bool) -> None:
         trips = slot.breaker.trips
@@ -347,8 +365,7 @@ class Router:
         that fails before its first response is skipped, as in `infer`; one that fails after
         has already answered in part, so the failure is the caller's."""
         tried: set[int] = set()
-        if self._pick(model, tried, rank=rank) is None and self.loadable(model):
-            await self.load(model)
+        await self._resident(model, False, rank)
         while True:
             slot = self._pick(model, tried, rank=rank)
             if slot is None:
@@ -405,16 +422,13 @@ class Router:
         """Load `model` on a backend that can (`backend`, or the one with the least to unload);
         the backend's name and the idle models unloaded to make room. Concurrent loads of one
         model on one backend share the first."""
-        slots = self._controllers(model, backend)
-        if not slots:
-            if any(model in s.models for s in self._slots if not backend or s.backend.name == backend):
-                holder = next(s for s in self._slots if model in s.models)
-                return holder.backend.name, []
-            where = f"backend {backend!r}" if backend else "any backend"
-            raise NotFound(f"no model {model!r} in the repositories of {where}")
-        held = [s for s in slots if model in s.models]
+        held = [s for s in self._slots if model in s.models and (not backend or s.backend.name == backend)]
         if held:
             return held[0].backend.name, []
+        slots = self._controllers(model, backend)
+        if not slots:
+            where = f"backend {backend!r}" if backend else "any backend"
+            raise NotFound(f"no model {model!r} in the repositories of {where}")
 
         def cost(slot: _Slot) -> int:
             try:
@@ -432,18 +446,7 @@ class Router:
 
     async def _load(self, slot: _Slot, model: str) -> list[str]:
         victims = evictions(self._budget, self._residents(slot), model, self._memory(slot, model))
-        for victim in victims:
-            slot.draining.add(victim)  # before any await: no call is routed to it from now on
-        try:
-            for victim in victims:
-                await slot.backend.unload(victim)
-                log.info(
-                    "model unloaded to make room", extra={"model": victim, "for": model, "backend": slot.backend.name}
-                )
-            await slot.backend.load(model)
-        finally:
-            await self._probe(slot)  # residency now, not at the next probe
-            slot.draining.difference_update(victims)
+        await self._unload_idle(slot, victims, f"to make room for {model!r}", then=model)
         log.info("model loaded", extra={"model": model, "backend": slot.backend.name, "unloaded": victims})
         return victims
 
@@ -454,16 +457,13 @@ class Router:
         if not slots:
             raise NotFound(f"no backend holds a model {model!r}" + (f" on {backend!r}" if backend else ""))
         fixed = [s.backend.name for s in slots if not s.backend.controls_models]
-        if fixed and not backend:
-            slots = [s for s in slots if s.backend.controls_models]  # the embedded model stays
+        slots = [s for s in slots if s.backend.controls_models]  # the embedded model always stays
         if not slots:
             raise Conflict(f"model {model!r} is held only by backends that always hold it ({', '.join(fixed)})")
         await asyncio.gather(*(self._unload(slot, model) for slot in slots))
         return [s.backend.name for s in slots]
 
     async def _unload(self, slot: _Slot, model: str) -> None:
-        if not slot.backend.controls_models:
-            await slot.backend.unload(model)  # raises: it always holds its models
         slot.draining.add(model)
         idle = slot.idle.setdefault(model, asyncio.Event())
         try:
@@ -483,26 +483,29 @@ class Router:
             slot.idle.pop(model, None)
         log.info("model unloaded", extra={"model": model, "backend": slot.backend.name})
 
-    def catalogue(self) -> list[tuple[str, Loadable, ModelSpec | None, int, float | None]]:
-        """Every (backend, model) a backend holds or could load: its entry, its spec when loaded,
-        calls in flight, and when it was last used (wall time)."""
+    def catalogue(self) -> list[Catalogued]:
+        """Every model each backend holds or could load."""
         out = []
         for slot in self._slots:
             for name, entry in sorted(slot.backend.available().items()):
                 used = slot.last_used.get(name)
                 out.append(
-                    (slot.backend.name, entry, slot.models.get(name), slot.using[name], used[1] if used else None)
+                    Catalogued(
+                        slot.backend.name,
+                        entry,
+                        slot.models.get(name),
+                        slot.using[name],
+                        used[1] if used else None,
+                        self._memory(slot, name),
+                        slot.usable(name),
+                    )
                 )
         return out
-
-    def memory_of(self, backend: str, model: str) -> int:
-        slot = next(s for s in self._slots if s.backend.name == backend)
-        return self._memory(slot, model)
 
     def streaming_backend(self, model: str) -> InferenceBackend | None:
         """A healthy backend that streams `model` natively, if one has room (else the service chunks)."""
         for slot in self._slots:
-            if slot.usable(model) and slot.backend.streams(model) and slot.in_flight < slot.backend.capacity:
+            if slot.usable(model) and slot.backend.streams(model) and slot.has_room():
                 return slot.backend
         return None
 

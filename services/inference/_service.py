@@ -2,7 +2,7 @@
 
 Two faces over one router: the Open Inference Protocol for any model a backend holds
 (`ModelMetadata`, `ModelReady`, `ModelInfer`, `ModelStreamInfer`: tensors checked against the
-model's signature in `_oip`), and the typed embedding RPCs (`Infer`, `InferStream`) for the
+model's signature in `mesh.oip`), and the typed embedding RPCs (`Infer`, `InferStream`) for the
 models that take TEXT and give EMBEDDING, which every backend runs as the same tensor call.
 """
 
@@ -19,9 +19,9 @@ from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.tasks import split_words
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
-from services.inference._backend import BackendDown, Chunk, Loadable, ModelSpec
+from services.inference._backend import BackendDown, Chunk, ModelSpec
 from services.inference._batcher import Batchers
-from services.inference._router import Router
+from services.inference._router import Catalogued, Router
 from services.inference._tensors import token_rows
 
 MAX_TEXTS = 256
@@ -46,40 +46,41 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             raise InvalidArgument("model", f"model {model.name!r} is not an embedding model: call ModelInfer")
         return model
 
-    async def _signature(self, name: str, field: str) -> Signature:
-        """The signature of any model a backend has registered (or can load: it is loaded now to
-        learn it); unknown names are `field`'s fault."""
+    async def _known(self, name: str) -> Signature | None:
+        """The signature of a model a backend has registered, or can load (it is loaded now to
+        learn it); None if none has it. Unavailable while a backend that might is unreachable:
+        that is a retry, not the caller's mistake."""
         if name and name not in self._router.models() and self._router.loadable(name):
             await self._router.load(name)
         model = self._router.models().get(name)
-        if model is None or model.signature is None:
+        if model is not None and model.signature is not None:
+            return model.signature
+        if name and (down := self._router.unreachable()):
+            raise Unavailable(f"model {name!r} is not known to the backends that answer; down: {', '.join(down)}")
+        return None
+
+    async def _signature(self, name: str, field: str) -> Signature:
+        """The signature of the model a request names; an unknown name is `field`'s fault."""
+        signature = await self._known(name)
+        if signature is None:
             served = ", ".join(sorted(m for m, s in self._router.models().items() if s.signature)) or "none yet"
             if not name:
                 raise InvalidArgument(field, f"is required (models: {served})")
-            down = self._router.unreachable()
-            if down:  # it may be in their repositories: a retry, not the caller's mistake
-                raise Unavailable(f"model {name!r} is not known to the backends that answer; down: {', '.join(down)}")
             raise InvalidArgument(field, f"unknown model {name!r} (models: {served})")
-        return model.signature
+        return signature
 
     async def ModelMetadata(
         self, request: inference_pb2.ModelMetadataRequest, context: Context
     ) -> inference_pb2.ModelMetadataResponse:
         try:
-            if request.name not in self._router.models() and self._router.loadable(request.name):
-                await self._router.load(request.name)  # in a repository, never loaded: learn it
-            model = self._router.models().get(request.name)
-            if model is None or model.signature is None:
-                if down := self._router.unreachable():
-                    raise Unavailable(
-                        f"model {request.name!r} is not known to the backends that answer; down: {', '.join(down)}"
-                    )
+            signature = await self._known(request.name)
+            if signature is None:
                 raise NotFound(f"no backend has registered a model {request.name!r}")
-            if request.version and model.signature.versions and request.version not in model.signature.versions:
+            if request.version and signature.versions and request.version not in signature.versions:
                 raise NotFound(f"model {request.name!r} has no version {request.version!r}")
         except MeshError as exc:
             await abort_with(context, exc)
-        return model.signature.to_proto(self._router.holders(request.name))
+        return signature.to_proto(self._router.holders(request.name))
 
     async def ModelReady(
         self, request: inference_pb2.ModelReadyRequest, context: Context
@@ -220,29 +221,9 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.ListModelsRequest, context: Context
     ) -> inference_pb2.ListModelsResponse:
         return inference_pb2.ListModelsResponse(
-            models=[self._info(*entry) for entry in self._router.catalogue()],
+            models=[_info(entry) for entry in self._router.catalogue()],
             backends=self._router.snapshot(self._instance),
         )
-
-    def _info(
-        self, backend: str, entry: Loadable, spec: ModelSpec | None, in_flight: int, last_used: float | None
-    ) -> inference_pb2.ModelInfo:
-        info = inference_pb2.ModelInfo(
-            name=entry.name,
-            backend=backend,
-            state=entry.state,
-            reason=entry.reason,
-            ready=entry.state == "READY" and entry.name in self._router.holders(entry.name) and spec is not None,
-            memory_bytes=self._router.memory_of(backend, entry.name),
-            in_flight=in_flight,
-        )
-        if spec is not None:
-            info.dimensions = spec.dimensions
-            info.max_sequence_length = spec.max_sequence_length
-            info.decoupled = bool(spec.signature and spec.signature.decoupled)
-        if last_used is not None:
-            info.last_used.FromNanoseconds(int(last_used * 1e9))
-        return info
 
     async def LoadModel(
         self, request: inference_pb2.LoadModelRequest, context: Context
@@ -253,8 +234,8 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             backend, unloaded = await self._router.load(request.name, request.backend)
         except MeshError as exc:
             await abort_with(context, exc)
-        entry = next(e for e in self._router.catalogue() if e[0] == backend and e[1].name == request.name)
-        return inference_pb2.LoadModelResponse(model=self._info(*entry), unloaded=unloaded)
+        entry = next(e for e in self._router.catalogue() if e.backend == backend and e.entry.name == request.name)
+        return inference_pb2.LoadModelResponse(model=_info(entry), unloaded=unloaded)
 
     async def UnloadModel(
         self, request: inference_pb2.UnloadModelRequest, context: Context
@@ -266,6 +247,25 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         return inference_pb2.UnloadModelResponse(backends=backends)
+
+
+def _info(model: Catalogued) -> inference_pb2.ModelInfo:
+    info = inference_pb2.ModelInfo(
+        name=model.entry.name,
+        backend=model.backend,
+        state=model.entry.state,
+        reason=model.entry.reason,
+        ready=model.usable,
+        memory_bytes=model.memory_bytes,
+        in_flight=model.in_flight,
+    )
+    if model.spec is not None:
+        info.dimensions = model.spec.dimensions
+        info.max_sequence_length = model.spec.max_sequence_length
+        info.decoupled = bool(model.spec.signature and model.spec.signature.decoupled)
+    if model.last_used is not None:
+        info.last_used.FromNanoseconds(int(model.last_used * 1e9))
+    return info
 
 
 def _check_texts(texts: Sequence[str]) -> None:

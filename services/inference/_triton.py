@@ -24,7 +24,7 @@ from tritonclient.grpc import InferInput, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from mesh.errors import InvalidArgument, NotFound
-from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec, set_parameters
+from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec, add_raw_inputs, set_parameters
 from mesh.security import Transport
 from mesh.tasks import split_words
 from services.inference._backend import EMBEDDING, TEXT, BackendDown, Chunk, Loadable, ModelFailed, ModelSpec
@@ -215,10 +215,10 @@ class TritonBackend:
         return np.asarray(vectors.array(), dtype=np.float32)
 
     def _request(self, model: str, request: TensorRequest, rank: int) -> service_pb2.ModelInferRequest:
-        wire = service_pb2.ModelInferRequest(model_name=model, model_version=request.version, id=request.id)
-        for tensor in request.inputs:
-            wire.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            wire.raw_input_contents.append(tensor.raw)
+        wire = add_raw_inputs(
+            service_pb2.ModelInferRequest(model_name=model, model_version=request.version, id=request.id),
+            request.inputs,
+        )
         for name in request.outputs:
             wire.outputs.add(name=name)
         set_parameters(wire.parameters, request.parameters)
