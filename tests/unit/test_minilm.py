@@ -1,4 +1,5 @@
-"""The numpy MiniLM encoder against vectors from the real sentence-transformers pipeline."""
+"""The MiniLM encoder, both engines (onnxruntime, numpy), against vectors from the real
+sentence-transformers pipeline."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from services.inference._minilm import MiniLM
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 
 
-@pytest.fixture(scope="module")
-def model() -> MiniLM:
-    return MiniLM.load()
+@pytest.fixture(scope="module", params=["onnx", "numpy"])
+def model(request: pytest.FixtureRequest) -> MiniLM:
+    loaded = MiniLM.load(engine=request.param)
+    assert loaded.engine == request.param
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +36,21 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_matches_sentence_transformers_reference(model: MiniLM, reference: dict[str, Any]) -> None:
-    """Every reference sentence embeds within cosine 0.999 of the sentence-transformers vector."""
+    """Every reference sentence embeds within cosine 0.9999 of the sentence-transformers vector."""
     got = model.encode(reference["sentences"])
     cos = _cosines(got, np.array(reference["vectors"]))
     worst = int(cos.argmin())
-    assert cos.min() >= 0.999, f"min cosine {cos.min():.7f} for {reference['sentences'][worst][:60]!r}"
+    assert cos.min() >= 0.9999, f"min cosine {cos.min():.7f} for {reference['sentences'][worst][:60]!r}"
+
+
+def test_default_engine_is_onnxruntime_on_cpu() -> None:
+    """On CPU with onnxruntime installed (a dependency) the default engine is the onnxruntime graph;
+    an engine it cannot run is refused with the reason."""
+    assert MiniLM.load().engine == "onnx"
+    with pytest.raises(ValueError, match="engine must be"):
+        MiniLM.load(engine="torch")
+    with pytest.raises(RuntimeError, match="runs on device 'cpu'"):
+        MiniLM.load(device="cuda", engine="onnx")
 
 
 def test_output_is_normalised_float32(model: MiniLM, reference: dict[str, Any]) -> None:
@@ -134,7 +147,7 @@ def test_device_path_keeps_every_array_on_the_device(
     got = device.encode(reference["sentences"][:4])
     assert type(got) is np.ndarray
     assert seen and all(t is DeviceArray for t in seen), set(seen)
-    assert np.allclose(got, MiniLM.load().encode(reference["sentences"][:4]), atol=1e-6)
+    assert np.allclose(got, MiniLM.load(engine="numpy").encode(reference["sentences"][:4]), atol=1e-6)
     with pytest.raises(ValueError, match="device must be"):
         MiniLM.load(device="tpu")
 
