@@ -68,10 +68,16 @@ proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2, the No
 	else echo "clients/node stubs: not regenerated (no node_modules; cd clients/node && npm ci)"; fi
 	$(BIN)/python -m mesh.edge render -o envoy/tidemesh.yaml
 
-bench: venv ## benchmarks side by side with the anchors (Celery + Redis, bare nats-py); tables in bench/results/
+bench: venv .venv-reference/.stamp ## benchmarks side by side with the anchors (Celery + Redis, bare nats-py); tables in bench/results/
 	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian) for the Celery anchor"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q redis-server >/dev/null; }
 	$(BIN)/python -m bench
+
+# sentence-transformers on CPU torch, the embedded model's reference, for the bench only (~1 GB, own venv)
+.venv-reference/.stamp:
+	$(PYTHON) -m venv .venv-reference
+	.venv-reference/bin/python -m pip install -q "torch==2.13.0" "sentence-transformers" "numpy<2"
+	touch $@
 
 soak: venv ## the chaos suite under a longer load (TIDEMESH_SOAK_S seconds per fault, default 60)
 	TIDEMESH_SOAK_S=$${TIDEMESH_SOAK_S:-60} $(BIN)/pytest tests/chaos -s

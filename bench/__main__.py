@@ -14,6 +14,7 @@ from bench import (
     _datapath,
     _durability,
     _edge,
+    _embedded,
     _foundation,
     _inference,
     _models,
@@ -38,6 +39,7 @@ def main() -> None:
         "tls",
         "streaming",
         "inference",
+        "embedded",
         "models",
         "edge",
         "userwork",
@@ -81,6 +83,12 @@ def main() -> None:
             "inference",
             "Inference: Triton direct vs through tidemesh, batching, CPU",
             asyncio.run(_inference.run(args.runs)),
+        )
+    if args.suite in ("all", "embedded"):
+        _write(
+            "embedded",
+            "The embedded model: bare engines, sentence-transformers and the mesh, side by side",
+            asyncio.run(_embedded.run(args.runs)),
         )
     if args.suite in ("all", "models"):
         _write(
