@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._inference import _load, _service, _texts, _via_tidemesh
+from bench._inference import _load, _service, _spread, _texts, _via_tidemesh
 from services.inference._minilm import MiniLM, default_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,11 +96,6 @@ async def run(runs: int) -> str:
             rows.setdefault("mesh", []).append(figures["per_s"])
             print("  " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rows.items()), flush=True)
     return _table(rows, worst)
-
-
-def _spread(values: list[float], digits: int = 0) -> str:
-    ordered = sorted(values)
-    return " / ".join(f"{v:.{digits}f}" for v in (ordered[0], statistics.median(ordered), ordered[-1]))
 
 
 def _ratios(rows: dict[str, list[float]], top: str, bottom: str) -> list[float]:
