@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from bench._inference import _load, _service, _spread, _texts, _via_tidemesh
 from services.inference._minilm import MiniLM, default_model_dir
@@ -58,7 +59,7 @@ def _bare(model: MiniLM, batches: list[list[str]]) -> float:
     return sum(map(len, batches)) / (time.perf_counter() - start)
 
 
-def _reference(batches: list[list[str]], check: list[str]) -> tuple[float, np.ndarray] | None:
+def _reference(batches: list[list[str]], check: list[str]) -> tuple[float, npt.NDArray[np.float32]] | None:
     if not REFERENCE_PYTHON.exists():
         return None
     done = subprocess.run(
