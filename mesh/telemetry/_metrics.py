@@ -97,6 +97,12 @@ class Metrics:
             ["model", "from_backend", "to_backend", "priority_class"],
             registry=r,
         )
+        self.inference_refused = Counter(
+            "tidemesh_inference_refused_total",
+            "Model calls refused (RESOURCE_EXHAUSTED) because every backend's queue was past its bound",
+            ["model", "backend", "priority_class"],
+            registry=r,
+        )
         device = ["kind", "index", "name"]
         self.device_utilization = Gauge(
             "tidemesh_device_utilization_ratio", "A GPU's (or the host CPU's) utilization, 0..1", device, registry=r

@@ -19,7 +19,7 @@ from services.inference._breaker import CircuitBreaker
 from services.inference._devices import Devices
 from services.inference._registry import publish_backends
 from services.inference._residency import MIB
-from services.inference._router import SPILL_AFTER_S, Router
+from services.inference._router import MAX_WAIT_S, MAX_WAITING, SPILL_AFTER_S, Router
 from services.inference._service import Inference
 
 
@@ -45,6 +45,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         memory_budget_bytes=int(args.model_memory_budget_mb * MIB),
         default_model_bytes=int(args.default_model_memory_mb * MIB),
         spill_after_s=_spill_bounds(args.spill_after_ms),
+        max_wait_s=args.max_wait_ms / 1000,
+        max_waiting=args.max_waiting,
     )
     async with contextlib.AsyncExitStack() as stack:  # what starts later stops earlier
         await router.start()
@@ -131,6 +133,15 @@ def main() -> None:
         metavar="CLASS=MS,...",
         help="how long a call of each class may expect to wait for a full Triton before it spills to the CPU "
         "model (default interactive=0,standard=100,batch=1000)",
+    )
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=MAX_WAIT_S * 1000,
+        help="refuse a call (RESOURCE_EXHAUSTED, with a retry-after) that would expect to queue longer than this",
+    )
+    parser.add_argument(
+        "--max-waiting", type=int, default=MAX_WAITING, help="refuse a call when this many already queue per backend"
     )
     parser.add_argument("--no-cpu", action="store_true", help="no embedded CPU backend (and so no fallback)")
     parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between backend health probes")

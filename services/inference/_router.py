@@ -8,8 +8,12 @@ embedded CPU model) while one of its backends has room, the one with the least e
 there if that wait is within its priority class's bound (`spill_after_s`), and otherwise spills to
 another pool — capacity running out, not only a failure, moves work to the CPU. No backend runs
 more calls at once than its capacity: a call waits for room, and the most urgent waiting call
-gets it first. A backend that fails is skipped (its circuit opens) and the call is retried on
-the next one, so a call fails only when every backend that holds the model has failed it.
+gets it first. The queue is bounded: a call that would expect to wait longer than `max_wait_s`
+(or find `max_waiting` calls already queued) wherever it could go is refused with
+RESOURCE_EXHAUSTED and a retry-after — the time the queue needs to drain back to the bound — so
+overload is an answer at once, not a deadline expiring. A backend that fails is skipped (its
+circuit opens) and the call is retried on the next one, so a call fails only when every backend
+that holds the model has failed it.
 
 Backends that control their models (Triton in explicit mode) load one on request or on demand
 — a call for a model none holds but one could load — within a memory budget: the least
@@ -49,6 +53,10 @@ _LATENCY_PRIOR_S = 0.05
 # How long a call of each class (interactive, standard, batch) may expect to wait for the
 # preferred pool before it spills to another: interactive at once, batch after a second.
 SPILL_AFTER_S = (0.0, 0.1, 1.0)
+# The longest a call may expect to queue, and the most calls queued per backend, before overload
+# is refused (RESOURCE_EXHAUSTED) rather than waited out.
+MAX_WAIT_S = 10.0
+MAX_WAITING = 1024
 _ARRIVALS = itertools.count()
 _EWMA = 0.2
 
@@ -154,12 +162,16 @@ class Router:
         default_model_bytes: int = 256 * MIB,
         drain_timeout_s: float = 30.0,
         spill_after_s: Sequence[float] = SPILL_AFTER_S,
+        max_wait_s: float = MAX_WAIT_S,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self._slots = [_Slot(b, breaker()) for b in backends]
         self._budget = memory_budget_bytes
         self._default_model_bytes = default_model_bytes
         self._drain_timeout_s = drain_timeout_s
         self._spill_after_s = tuple(spill_after_s)  # by urgency: interactive, standard, batch
+        self._max_wait_s = max_wait_s
+        self._max_waiting = max_waiting
         # Every model some backend has held: one that is merely down is unavailable, not unknown.
         self._known: dict[str, ModelSpec] = {}
         self._probe_interval_s = probe_interval_s
@@ -301,7 +313,22 @@ class Router:
                     ).inc()
             else:
                 chosen = best  # waits for room there
+            self._admit(model, chosen, rank)
         return chosen if chosen.breaker.allows() else None
+
+    def _admit(self, model: str, slot: _Slot, rank: int) -> None:
+        """A call about to queue at `slot` (the least wait it has anywhere): refused when the
+        wait passes the bound or the queue is full, with the time it needs to drain to the bound."""
+        wait = slot.expected_wait(rank)
+        if wait <= self._max_wait_s and slot.waiting < self._max_waiting:
+            return
+        METRICS.inference_refused.labels(model, slot.backend.name, CLASS_NAMES[rank]).inc()
+        raise ResourceExhausted(
+            f"inference for {model!r} is saturated: a call would wait ~{wait:.1f} s on "
+            f"{slot.backend.name} behind {slot.waiting} queued (bound {self._max_wait_s:g} s, "
+            f"{self._max_waiting} calls)",
+            retry_after_s=max(wait - self._max_wait_s, slot.latency_s),
+        )
 
     async def _call(
         self, model: str, size: int, call: Callable[[InferenceBackend], Awaitable[T]], tokens: bool, rank: int = 1

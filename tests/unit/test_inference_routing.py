@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from mesh.errors import InvalidArgument, Unavailable
+from mesh.errors import InvalidArgument, ResourceExhausted, Unavailable
 from mesh.telemetry import METRICS
 from services.inference._backend import BackendDown, Chunk, Loadable, ModelSpec
 from services.inference._batcher import Batcher
@@ -261,4 +261,40 @@ async def test_calls_waiting_for_room_get_it_most_urgent_first() -> None:
     await asyncio.gather(*held, bulk, urgent)
     assert [b[0] for b in only.batches[-2:]] == ["urgent", "bulk"]  # arrived later, ran first
     assert [s.in_flight for s in router.snapshot("i")] == [0]
+    await router.close()
+
+
+async def test_a_queue_past_its_bound_refuses_at_once_with_the_time_it_needs_to_drain() -> None:
+    """Overload is an answer (RESOURCE_EXHAUSTED with a retry-after), not a call left to time out:
+    a call that would wait past `max_wait_s` everywhere is refused, one within it still queues."""
+    only = Scripted("triton", capacity=1)
+    router = await _router(only, max_wait_s=0.12)  # latency prior 50 ms: two calls ahead = 0.15 s
+    held = await _held(router, only, 1, 2)
+    queued = asyncio.create_task(router.embed(MODEL, ["queued"], 2))  # (1 + 0 + 1) x 50 ms: admitted
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not queued.done()
+    with pytest.raises(ResourceExhausted) as refused:
+        await router.embed(MODEL, ["one too many"], 2)
+    assert 0 < refused.value.retry_after_s <= 0.15 and "saturated" in refused.value.message
+    # The bound is per urgency: an interactive call does not wait behind the batch call, so it queues.
+    urgent = asyncio.create_task(router.embed(MODEL, ["urgent"], 0))
+    only.gate.set()
+    await asyncio.gather(*held, queued, urgent)
+    assert [b[0] for b in only.batches[-3:]] == ["held-0", "urgent", "queued"]
+    assert METRICS.inference_refused.labels(MODEL, "triton", "batch")._value.get() >= 1
+    await router.close()
+
+
+async def test_a_full_queue_refuses_even_when_the_wait_looks_short() -> None:
+    only = Scripted("triton", capacity=1)
+    router = await _router(only, max_waiting=1)
+    held = await _held(router, only, 1, 2)
+    queued = asyncio.create_task(router.embed(MODEL, ["queued"], 2))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    with pytest.raises(ResourceExhausted):
+        await router.embed(MODEL, ["over"], 0)
+    only.gate.set()
+    await asyncio.gather(*held, queued)
     await router.close()
