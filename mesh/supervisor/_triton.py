@@ -48,6 +48,26 @@ def repository_models(repository: Path) -> list[str]:
     )
 
 
+def loads_at_start(model_dir: Path, config_name: str = "") -> bool:
+    """Whether Triton loads this model when it starts: yes unless its config (``configs/<name>.pbtxt``
+    where `config_name` picks one, else ``config.pbtxt``) says ``load_at_start: "false"`` — such a
+    model is loaded on demand, by the first call that needs it. A config that does not parse is
+    loaded, so Triton reports what is wrong with it."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    chosen = model_dir / "configs" / f"{config_name}.pbtxt"
+    path = chosen if config_name and chosen.is_file() else model_dir / "config.pbtxt"
+    if not path.is_file():
+        return True
+    try:
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig(), allow_unknown_field=True)
+    except text_format.ParseError:
+        return True
+    value: str = config.parameters["load_at_start"].string_value
+    return value.strip().lower() != "false"
+
+
 def check_model_repositories(repositories: Sequence[Path]) -> list[Path]:
     """The user's repositories, resolved; ValueError naming the folder if one is not a model
     repository, or a model name is taken (Triton wants names unique across repositories)."""
@@ -90,9 +110,10 @@ def triton_launch(
     """The command and environment that serve `model_repository`, and the user's
     `model_repositories` beside it, on the given ports.
 
-    Models are under explicit control: every model of every repository is loaded at start, and
-    after that only when asked (`load_model` / `unload_model` over gRPC) — Triton never loads or
-    unloads one by itself. A model name must be unique across the repositories.
+    Models are under explicit control: every model of every repository is loaded at start (but
+    those whose config says ``load_at_start: "false"``, see `loads_at_start`), and after that
+    only when asked (`load_model` / `unload_model` over gRPC) — Triton never loads or unloads one
+    by itself. A model name must be unique across the repositories.
 
     `config_name` (default: $TIDEMESH_TRITON_CONFIG) picks each model's ``configs/<name>.pbtxt``
     where it has one — ``gpu`` runs the models on NVIDIA GPUs. With `tls` (its leaf), gRPC is
@@ -117,12 +138,18 @@ def triton_launch(
         if path.is_symlink() or path.exists():
             path.unlink()
         path.symlink_to(target)
+    repositories = [model_repository, *(Path(extra).resolve() for extra in model_repositories)]
+    at_start = [
+        name
+        for repository in repositories
+        for name in repository_models(repository)
+        if loads_at_start(repository / name, config_name)
+    ]
     command = [
         str(dist / "bin" / "tritonserver"),
-        f"--model-repository={model_repository}",
-        *(f"--model-repository={Path(extra).resolve()}" for extra in model_repositories),
+        *(f"--model-repository={repository}" for repository in repositories),
         "--model-control-mode=explicit",
-        "--load-model=*",
+        *(f"--load-model={name}" for name in at_start),
         f"--backend-directory={backends}",
         f"--cache-directory={dist / 'caches'}",
         f"--grpc-port={grpc_port}",

@@ -28,7 +28,7 @@ from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 from mesh.v1 import tensor_pb2 as mesh_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/inference.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\x1a\x14mesh/v1/tensor.proto\"\xa9\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12.\n\x0epriority_class\x18\x03 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\"\n\tinput_ids\x18\x04 \x01(\x0b\x32\x0f.mesh.v1.Tensor\x12\'\n\x0e\x61ttention_mask\x18\x05 \x01(\x0b\x32\x0f.mesh.v1.Tensor\"6\n\x06Tensor\x12\x10\n\x08\x64\x61tatype\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"W\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.mesh.v1.Embedding\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"v\n\x12InferStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"\x8d\x01\n\x13InferStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nchunk_text\x18\x02 \x01(\t\x12%\n\tembedding\x18\x03 \x01(\x0b\x32\x12.mesh.v1.Embedding\x12\x1a\n\x12partial_confidence\x18\x04 \x01(\x02\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\"\xf4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x08 \x01(\x04\x12\x11\n\tin_flight\x18\t \x01(\r\x12-\n\tlast_used\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdecoupled\x18\x0b \x01(\x08\"k\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x31\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus\"1\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"H\n\x11LoadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x10\n\x08unloaded\x18\x02 \x03(\t\"3\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"\'\n\x13UnloadModelResponse\x12\x10\n\x08\x62\x61\x63kends\x18\x01 \x03(\t\"5\n\x14ModelMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"Q\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x10\n\x08optional\x18\x04 \x01(\x08\"\xd9\x01\n\x15ModelMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\'\n\x06inputs\x18\x04 \x03(\x0b\x32\x17.mesh.v1.TensorMetadata\x12(\n\x07outputs\x18\x05 \x03(\x0b\x32\x17.mesh.v1.TensorMetadata\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\r\x12\x11\n\tdecoupled\x18\x07 \x01(\x08\x12\x10\n\x08\x62\x61\x63kends\x18\x08 \x03(\t\"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"\x83\x03\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12>\n\nparameters\x18\x04 \x03(\x0b\x32*.mesh.v1.ModelInferRequest.ParametersEntry\x12)\n\x06inputs\x18\x05 \x03(\x0b\x32\x19.mesh.v1.InferInputTensor\x12\x34\n\x07outputs\x18\x06 \x03(\x0b\x32#.mesh.v1.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x12.\n\x0epriority_class\x18\x08 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"\xb3\x02\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12?\n\nparameters\x18\x04 \x03(\x0b\x32+.mesh.v1.ModelInferResponse.ParametersEntry\x12+\n\x07outputs\x18\x05 \x03(\x0b\x32\x1a.mesh.v1.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"F\n\x17ModelStreamInferRequest\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.mesh.v1.ModelInferRequest\"^\n\x18ModelStreamInferResponse\x12\x33\n\x0einfer_response\x18\x01 \x01(\x0b\x32\x1b.mesh.v1.ModelInferResponse\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x32\xa4\x05\n\x10InferenceService\x12\x36\n\x05Infer\x12\x15.mesh.v1.InferRequest\x1a\x16.mesh.v1.InferResponse\x12J\n\x0bInferStream\x12\x1b.mesh.v1.InferStreamRequest\x1a\x1c.mesh.v1.InferStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.mesh.v1.ListModelsRequest\x1a\x1b.mesh.v1.ListModelsResponse\x12N\n\rModelMetadata\x12\x1d.mesh.v1.ModelMetadataRequest\x1a\x1e.mesh.v1.ModelMetadataResponse\x12\x45\n\nModelReady\x12\x1a.mesh.v1.ModelReadyRequest\x1a\x1b.mesh.v1.ModelReadyResponse\x12\x45\n\nModelInfer\x12\x1a.mesh.v1.ModelInferRequest\x1a\x1b.mesh.v1.ModelInferResponse\x12Y\n\x10ModelStreamInfer\x12 .mesh.v1.ModelStreamInferRequest\x1a!.mesh.v1.ModelStreamInferResponse0\x01\x12\x42\n\tLoadModel\x12\x19.mesh.v1.LoadModelRequest\x1a\x1a.mesh.v1.LoadModelResponse\x12H\n\x0bUnloadModel\x12\x1b.mesh.v1.UnloadModelRequest\x1a\x1c.mesh.v1.UnloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/inference.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\x1a\x14mesh/v1/tensor.proto\"\xa9\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12.\n\x0epriority_class\x18\x03 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x12\"\n\tinput_ids\x18\x04 \x01(\x0b\x32\x0f.mesh.v1.Tensor\x12\'\n\x0e\x61ttention_mask\x18\x05 \x01(\x0b\x32\x0f.mesh.v1.Tensor\"6\n\x06Tensor\x12\x10\n\x08\x64\x61tatype\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"W\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.mesh.v1.Embedding\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\"v\n\x12InferStreamRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0b\x63hunk_words\x18\x03 \x01(\r\x12.\n\x0epriority_class\x18\x04 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\"\x8d\x01\n\x13InferStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nchunk_text\x18\x02 \x01(\t\x12%\n\tembedding\x18\x03 \x01(\x0b\x32\x12.mesh.v1.Embedding\x12\x1a\n\x12partial_confidence\x18\x04 \x01(\x02\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\"\x13\n\x11ListModelsRequest\"\xd3\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndimensions\x18\x02 \x01(\r\x12\x1b\n\x13max_sequence_length\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x08 \x01(\x04\x12\x11\n\tin_flight\x18\t \x01(\r\x12-\n\tlast_used\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tdecoupled\x18\x0b \x01(\x08\x12\x0e\n\x06\x66\x61mily\x18\x0c \x01(\t\x12\x12\n\nmin_cosine\x18\r \x01(\x01\x12\x11\n\tprecision\x18\x0e \x01(\t\x12\x13\n\x0b\x64\x65vice_kind\x18\x0f \x01(\t\x12\x11\n\tinstances\x18\x10 \x01(\r\"k\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x31\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus\"1\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"H\n\x11LoadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.mesh.v1.ModelInfo\x12\x10\n\x08unloaded\x18\x02 \x03(\t\"3\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"\'\n\x13UnloadModelResponse\x12\x10\n\x08\x62\x61\x63kends\x18\x01 \x03(\t\"5\n\x14ModelMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"Q\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x10\n\x08optional\x18\x04 \x01(\x08\"\xd9\x01\n\x15ModelMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\'\n\x06inputs\x18\x04 \x03(\x0b\x32\x17.mesh.v1.TensorMetadata\x12(\n\x07outputs\x18\x05 \x03(\x0b\x32\x17.mesh.v1.TensorMetadata\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\r\x12\x11\n\tdecoupled\x18\x07 \x01(\x08\x12\x10\n\x08\x62\x61\x63kends\x18\x08 \x03(\t\"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"\x83\x03\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12>\n\nparameters\x18\x04 \x03(\x0b\x32*.mesh.v1.ModelInferRequest.ParametersEntry\x12)\n\x06inputs\x18\x05 \x03(\x0b\x32\x19.mesh.v1.InferInputTensor\x12\x34\n\x07outputs\x18\x06 \x03(\x0b\x32#.mesh.v1.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x12.\n\x0epriority_class\x18\x08 \x01(\x0e\x32\x16.mesh.v1.PriorityClass\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"\xb3\x02\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12?\n\nparameters\x18\x04 \x03(\x0b\x32+.mesh.v1.ModelInferResponse.ParametersEntry\x12+\n\x07outputs\x18\x05 \x03(\x0b\x32\x1a.mesh.v1.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x1aJ\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.mesh.v1.InferParameter:\x02\x38\x01\"F\n\x17ModelStreamInferRequest\x12+\n\x07request\x18\x01 \x01(\x0b\x32\x1a.mesh.v1.ModelInferRequest\"^\n\x18ModelStreamInferResponse\x12\x33\n\x0einfer_response\x18\x01 \x01(\x0b\x32\x1b.mesh.v1.ModelInferResponse\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x32\xa4\x05\n\x10InferenceService\x12\x36\n\x05Infer\x12\x15.mesh.v1.InferRequest\x1a\x16.mesh.v1.InferResponse\x12J\n\x0bInferStream\x12\x1b.mesh.v1.InferStreamRequest\x1a\x1c.mesh.v1.InferStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.mesh.v1.ListModelsRequest\x1a\x1b.mesh.v1.ListModelsResponse\x12N\n\rModelMetadata\x12\x1d.mesh.v1.ModelMetadataRequest\x1a\x1e.mesh.v1.ModelMetadataResponse\x12\x45\n\nModelReady\x12\x1a.mesh.v1.ModelReadyRequest\x1a\x1b.mesh.v1.ModelReadyResponse\x12\x45\n\nModelInfer\x12\x1a.mesh.v1.ModelInferRequest\x1a\x1b.mesh.v1.ModelInferResponse\x12Y\n\x10ModelStreamInfer\x12 .mesh.v1.ModelStreamInferRequest\x1a!.mesh.v1.ModelStreamInferResponse0\x01\x12\x42\n\tLoadModel\x12\x19.mesh.v1.LoadModelRequest\x1a\x1a.mesh.v1.LoadModelResponse\x12H\n\x0bUnloadModel\x12\x1b.mesh.v1.UnloadModelRequest\x1a\x1c.mesh.v1.UnloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,39 +52,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSREQUEST']._serialized_start=714
   _globals['_LISTMODELSREQUEST']._serialized_end=733
   _globals['_MODELINFO']._serialized_start=736
-  _globals['_MODELINFO']._serialized_end=980
-  _globals['_LISTMODELSRESPONSE']._serialized_start=982
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1089
-  _globals['_LOADMODELREQUEST']._serialized_start=1091
-  _globals['_LOADMODELREQUEST']._serialized_end=1140
-  _globals['_LOADMODELRESPONSE']._serialized_start=1142
-  _globals['_LOADMODELRESPONSE']._serialized_end=1214
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1216
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1267
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1269
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1308
-  _globals['_MODELMETADATAREQUEST']._serialized_start=1310
-  _globals['_MODELMETADATAREQUEST']._serialized_end=1363
-  _globals['_TENSORMETADATA']._serialized_start=1365
-  _globals['_TENSORMETADATA']._serialized_end=1446
-  _globals['_MODELMETADATARESPONSE']._serialized_start=1449
-  _globals['_MODELMETADATARESPONSE']._serialized_end=1666
-  _globals['_MODELREADYREQUEST']._serialized_start=1668
-  _globals['_MODELREADYREQUEST']._serialized_end=1718
-  _globals['_MODELREADYRESPONSE']._serialized_start=1720
-  _globals['_MODELREADYRESPONSE']._serialized_end=1755
-  _globals['_MODELINFERREQUEST']._serialized_start=1758
-  _globals['_MODELINFERREQUEST']._serialized_end=2145
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_start=2071
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_end=2145
-  _globals['_MODELINFERRESPONSE']._serialized_start=2148
-  _globals['_MODELINFERRESPONSE']._serialized_end=2455
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_start=2071
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_end=2145
-  _globals['_MODELSTREAMINFERREQUEST']._serialized_start=2457
-  _globals['_MODELSTREAMINFERREQUEST']._serialized_end=2527
-  _globals['_MODELSTREAMINFERRESPONSE']._serialized_start=2529
-  _globals['_MODELSTREAMINFERRESPONSE']._serialized_end=2623
-  _globals['_INFERENCESERVICE']._serialized_start=2626
-  _globals['_INFERENCESERVICE']._serialized_end=3302
+  _globals['_MODELINFO']._serialized_end=1075
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1077
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1184
+  _globals['_LOADMODELREQUEST']._serialized_start=1186
+  _globals['_LOADMODELREQUEST']._serialized_end=1235
+  _globals['_LOADMODELRESPONSE']._serialized_start=1237
+  _globals['_LOADMODELRESPONSE']._serialized_end=1309
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1311
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1362
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1364
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1403
+  _globals['_MODELMETADATAREQUEST']._serialized_start=1405
+  _globals['_MODELMETADATAREQUEST']._serialized_end=1458
+  _globals['_TENSORMETADATA']._serialized_start=1460
+  _globals['_TENSORMETADATA']._serialized_end=1541
+  _globals['_MODELMETADATARESPONSE']._serialized_start=1544
+  _globals['_MODELMETADATARESPONSE']._serialized_end=1761
+  _globals['_MODELREADYREQUEST']._serialized_start=1763
+  _globals['_MODELREADYREQUEST']._serialized_end=1813
+  _globals['_MODELREADYRESPONSE']._serialized_start=1815
+  _globals['_MODELREADYRESPONSE']._serialized_end=1850
+  _globals['_MODELINFERREQUEST']._serialized_start=1853
+  _globals['_MODELINFERREQUEST']._serialized_end=2240
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_start=2166
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_end=2240
+  _globals['_MODELINFERRESPONSE']._serialized_start=2243
+  _globals['_MODELINFERRESPONSE']._serialized_end=2550
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_start=2166
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_end=2240
+  _globals['_MODELSTREAMINFERREQUEST']._serialized_start=2552
+  _globals['_MODELSTREAMINFERREQUEST']._serialized_end=2622
+  _globals['_MODELSTREAMINFERRESPONSE']._serialized_start=2624
+  _globals['_MODELSTREAMINFERRESPONSE']._serialized_end=2718
+  _globals['_INFERENCESERVICE']._serialized_start=2721
+  _globals['_INFERENCESERVICE']._serialized_end=3397
 # @@protoc_insertion_point(module_scope)

@@ -77,7 +77,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "dimensions", "max_sequence_length", "backend", "ready", "state", "reason", "memory_bytes", "in_flight", "last_used", "decoupled")
+    __slots__ = ("name", "dimensions", "max_sequence_length", "backend", "ready", "state", "reason", "memory_bytes", "in_flight", "last_used", "decoupled", "family", "min_cosine", "precision", "device_kind", "instances")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_SEQUENCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,11 @@ class ModelInfo(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_FIELD_NUMBER: _ClassVar[int]
     DECOUPLED_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    MIN_COSINE_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimensions: int
     max_sequence_length: int
@@ -100,7 +105,12 @@ class ModelInfo(_message.Message):
     in_flight: int
     last_used: _timestamp_pb2.Timestamp
     decoupled: bool
-    def __init__(self, name: _Optional[str] = ..., dimensions: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., backend: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ..., last_used: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decoupled: _Optional[bool] = ...) -> None: ...
+    family: str
+    min_cosine: float
+    precision: str
+    device_kind: str
+    instances: int
+    def __init__(self, name: _Optional[str] = ..., dimensions: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., backend: _Optional[str] = ..., ready: _Optional[bool] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., in_flight: _Optional[int] = ..., last_used: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decoupled: _Optional[bool] = ..., family: _Optional[str] = ..., min_cosine: _Optional[float] = ..., precision: _Optional[str] = ..., device_kind: _Optional[str] = ..., instances: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "backends")

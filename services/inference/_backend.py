@@ -34,10 +34,26 @@ class ModelSpec:
     dimensions: int  # an embedding model's vector size; 0: not an embedding model
     max_sequence_length: int
     signature: Signature | None = None  # what it takes and gives (None: embeddings only)
+    # A variant of another model (`family`: the reference it approximates, e.g. an FP16 build of
+    # an FP32 model) promises its outputs within cosine `min_cosine` of the reference's: a call
+    # for the variant may run where the reference is (see `Router`), never the other way round.
+    family: str = ""
+    min_cosine: float = 0.0
+    precision: str = ""  # as the model declares it ("fp16", "fp32"; "" when it does not)
+    # Where its instances run ("gpu", "cpu"; "" unknown) and how many, from its Triton config.
+    device_kind: str = ""
+    instances: int = 0
 
     @property
     def embeds(self) -> bool:
         return self.dimensions > 0
+
+    def same_tensors(self, other: ModelSpec) -> bool:
+        """Whether `other` takes and gives the same tensors (names, datatypes, shapes)."""
+        if self.signature is None or other.signature is None:
+            return self.signature is other.signature and self.dimensions == other.dimensions
+        mine, theirs = self.signature, other.signature
+        return (mine.inputs, mine.outputs) == (theirs.inputs, theirs.outputs)
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,9 @@ class CpuBackend:
             facts.dim,
             facts.max_seq_length,
             minilm_signature(facts.name, facts.dim, "onnxruntime" if engine_for() == "onnx" else "numpy"),
+            precision="fp32",
+            device_kind="cpu",
+            instances=threads,
         )
         self._vocab_size = facts.vocab_size
         self._threads = threads

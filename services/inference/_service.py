@@ -35,8 +35,12 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         self._instance = instance
         self._default = default_model
 
-    def _model(self, name: str) -> ModelSpec:
-        model = self._router.models().get(name or self._default)
+    async def _model(self, name: str) -> ModelSpec:
+        """The embedding model a request names (empty: the default), loaded first where none
+        holds it but a backend could (an on-demand model: the FP16 variant, a user's)."""
+        wanted = name or self._default
+        await self._on_demand(wanted)
+        model = self._router.models().get(wanted)
         if model is None:
             if (name or self._default) == self._default:  # configured, but no backend has come up with it yet
                 raise Unavailable(f"no inference backend holds {self._default!r} yet")
@@ -46,12 +50,16 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
             raise InvalidArgument("model", f"model {model.name!r} is not an embedding model: call ModelInfer")
         return model
 
+    async def _on_demand(self, name: str) -> None:
+        """Load `name` where no backend has registered it but one could."""
+        if name and name not in self._router.models() and self._router.loadable(name):
+            await self._router.load(name)
+
     async def _known(self, name: str) -> Signature | None:
         """The signature of a model a backend has registered, or can load (it is loaded now to
         learn it); None if none has it. Unavailable while a backend that might is unreachable:
         that is a retry, not the caller's mistake."""
-        if name and name not in self._router.models() and self._router.loadable(name):
-            await self._router.load(name)
+        await self._on_demand(name)
         model = self._router.models().get(name)
         if model is not None and model.signature is not None:
             return model.signature
@@ -146,7 +154,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
 
     async def Infer(self, request: inference_pb2.InferRequest, context: Context) -> inference_pb2.InferResponse:
         try:
-            model = self._model(request.model)
+            model = await self._model(request.model)
             if request.HasField("input_ids"):
                 if request.texts:
                     raise InvalidArgument("texts", "send either texts or input_ids, not both")
@@ -168,7 +176,7 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.InferStreamRequest, context: Context
     ) -> AsyncIterator[inference_pb2.InferStreamResponse]:
         try:
-            model = self._model(request.model)
+            model = await self._model(request.model)
             _check_text("text", request.text)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -263,6 +271,8 @@ def _info(model: Catalogued) -> inference_pb2.ModelInfo:
         info.dimensions = model.spec.dimensions
         info.max_sequence_length = model.spec.max_sequence_length
         info.decoupled = bool(model.spec.signature and model.spec.signature.decoupled)
+        info.family, info.min_cosine, info.precision = model.spec.family, model.spec.min_cosine, model.spec.precision
+        info.device_kind, info.instances = model.spec.device_kind, model.spec.instances
     if model.last_used is not None:
         info.last_used.FromNanoseconds(int(model.last_used * 1e9))
     return info

@@ -155,14 +155,23 @@ class TritonBackend:
         metadata = await self._client.get_model_metadata(name, as_json=True, client_timeout=2.0)
         config = (await self._client.get_model_config(name, as_json=True, client_timeout=2.0))["config"]
         signature = _signature(metadata, config)
-        declared = config.get("parameters", {}).get("memory_mb", {}).get("string_value", "")
-        if declared:
-            self._memory[name] = int(float(declared) * 1024 * 1024)
+        parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        if parameters.get("memory_mb"):
+            self._memory[name] = int(float(parameters["memory_mb"]) * 1024 * 1024)
         text, output = signature.input(TEXT), signature.output(EMBEDDING)
-        if text is None or output is None or signature.decoupled or text.datatype != "BYTES":
-            return ModelSpec(name, 0, 0, signature)
-        max_length = int(config.get("parameters", {}).get("max_sequence_length", {}).get("string_value", 256))
-        return ModelSpec(name, int(output.shape[-1]), max_length, signature)
+        embeds = not (text is None or output is None or signature.decoupled or text.datatype != "BYTES")
+        kind, instances = _placement(config)
+        return ModelSpec(
+            name,
+            int(output.shape[-1]) if embeds and output else 0,
+            int(parameters.get("max_sequence_length") or 256) if embeds else 0,
+            signature,
+            family=parameters.get("family", ""),
+            min_cosine=float(parameters.get("min_cosine") or 0.0),
+            precision=parameters.get("precision", ""),
+            device_kind=kind,
+            instances=instances,
+        )
 
     def available(self) -> Mapping[str, Loadable]:
         return self._available
@@ -345,6 +354,18 @@ def _signature(metadata: dict[str, Any], config: dict[str, Any]) -> Signature:
         decoupled=bool(config.get("model_transaction_policy", {}).get("decoupled", False)),
         priority_levels=int(config.get("dynamic_batching", {}).get("priority_levels", 0)),
     )
+
+
+def _placement(config: dict[str, Any]) -> tuple[str, int]:
+    """Where a loaded model's instances run ("gpu", "cpu"; Triton has resolved KIND_AUTO by then)
+    and how many: a KIND_GPU group runs `count` on each GPU it lists (Triton lists them all when
+    the config names none)."""
+    kinds, count = set(), 0
+    for group in config.get("instance_group", []):
+        kind = str(group.get("kind", "KIND_AUTO")).removeprefix("KIND_").lower()
+        kinds.add("gpu" if kind == "gpu" else "cpu" if kind in ("cpu", "model") else "")
+        count += int(group.get("count", 1)) * max(len(group.get("gpus", [])), 1)
+    return ("gpu" if "gpu" in kinds else "cpu" if "cpu" in kinds else ""), count
 
 
 def _level(rank: int) -> int:

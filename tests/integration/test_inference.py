@@ -29,6 +29,7 @@ from tests.conftest import eventually, listening_ports
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 MODEL = "all-minilm-l6-v2"
+FP16 = f"{MODEL}-fp16"
 
 
 def inference_service(tmp: Path, *args: str) -> AbstractAsyncContextManager[InferenceProcess]:
@@ -76,7 +77,49 @@ async def test_triton_serves_minilm_matching_the_reference(triton: TritonServer,
     assert [(m.name, m.dimensions, m.backend, m.state, m.decoupled) for m in listing.models] == [
         (MODEL, 384, "triton", "READY", False),
         (f"{MODEL}-chunks", 0, "triton", "READY", True),
+        (FP16, 0, "triton", "UNAVAILABLE", False),  # in the repository, loaded on demand only
     ]
+    assert {(m.precision, m.device_kind, m.instances) for m in listing.models if m.state == "READY"} == {
+        ("", "cpu", 1)  # read from the configs Triton loaded (KIND_CPU, one instance; no precision declared)
+    }
+
+
+async def test_the_fp16_variant_loads_on_demand_stays_within_its_tolerance_and_spills_to_fp32(
+    triton: TritonServer, tmp_path: Path, minilm: MiniLM
+) -> None:
+    """The mixed-precision variant is not loaded when Triton starts; the first call for it loads
+    it; its vectors differ from FP32's yet stay within the cosine it declares; and with Triton's
+    one slot busy, interactive calls for it spill to the FP32 model of the CPU pool (its family's
+    reference), whose vectors are within the same tolerance."""
+    from services.inference._minilm import FP16_MIN_COSINE
+
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    texts = [s for s in reference["sentences"] if s.strip()]
+    async with inference_service(
+        tmp_path, "--triton", triton.address, "--triton-capacity", "1", "--max-batch", "1"
+    ) as stub:
+        half = await stub.Infer(inference_pb2.InferRequest(model=FP16, texts=texts))
+        listing = await stub.ListModels(inference_pb2.ListModelsRequest())
+        interactive = task_pb2.PRIORITY_CLASS_INTERACTIVE
+        burst = await asyncio.gather(
+            *(stub.Infer(inference_pb2.InferRequest(model=FP16, texts=[t], priority_class=interactive)) for t in texts)
+        )
+        await stub.UnloadModel(inference_pb2.UnloadModelRequest(name=FP16))  # the module's Triton as it was
+    assert half.backend == "triton" and half.model == FP16
+    cos = _cosines(_vectors(half), minilm.encode(texts).astype(np.float64))
+    assert cos.min() >= FP16_MIN_COSINE and cos.min() < 1 - 1e-7, f"min cosine {cos.min():.8f}"
+    [info] = [m for m in listing.models if m.name == FP16]
+    assert (info.state, info.family, info.precision, info.device_kind, info.instances) == (
+        "READY",
+        MODEL,
+        "fp16",
+        "cpu",
+        1,
+    )
+    assert info.min_cosine == pytest.approx(FP16_MIN_COSINE)
+    assert {r.backend for r in burst} == {"triton", "cpu"}  # capacity running out moved work to the CPU pool
+    spilled = np.array([list(r.embeddings[0].values) for r in burst])
+    assert _cosines(spilled, _vectors(half)).min() >= FP16_MIN_COSINE
 
 
 async def test_triton_streams_a_document_chunk_by_chunk(triton: TritonServer, tmp_path: Path, minilm: MiniLM) -> None:

@@ -38,14 +38,17 @@ class Scripted:
         self.batches: list[list[str]] = []
         self.started = asyncio.Event()
         self.cancelled = 0
+        self.specs = [ModelSpec(MODEL, 2, 8)]  # what it holds
+        self.called: list[str] = []  # the model of each call
 
     async def refresh(self) -> list[ModelSpec]:
         if self.down:
             raise BackendDown(f"{self.name} is down")
-        return [ModelSpec(MODEL, 2, 8)]
+        return self.specs
 
     async def embed(self, model: str, texts: list[str], rank: int) -> np.ndarray:
         self.batches.append(texts)
+        self.called.append(model)
         self.started.set()
         try:
             await self.gate.wait()
@@ -196,11 +199,13 @@ def test_breaker_opens_after_threshold_and_lets_one_trial_through_after_reset() 
     assert breaker.state is BreakerState.OPEN and breaker.trips == 2
 
 
-async def _held(router: Router, backend: Scripted, count: int, rank: int) -> list[asyncio.Task[tuple[object, str]]]:
-    """`count` calls held inside `backend` (its gate closed)."""
+async def _held(
+    router: Router, backend: Scripted, count: int, rank: int, model: str = MODEL
+) -> list[asyncio.Task[tuple[object, str]]]:
+    """`count` calls of `model` held inside `backend` (its gate closed)."""
     backend.gate.clear()
     before = len(backend.batches)
-    held = [asyncio.create_task(router.embed(MODEL, [f"held-{i}"], rank)) for i in range(count)]
+    held = [asyncio.create_task(router.embed(model, [f"held-{i}"], rank)) for i in range(count)]
     for _ in range(100):
         if len(backend.batches) >= before + count:
             break
@@ -297,4 +302,34 @@ async def test_a_full_queue_refuses_even_when_the_wait_looks_short() -> None:
         await router.embed(MODEL, ["over"], 0)
     only.gate.set()
     await asyncio.gather(*held, queued)
+    await router.close()
+
+
+async def test_a_variant_spills_to_its_family_reference_and_the_reference_never_runs_on_a_variant() -> None:
+    """An FP16 variant on the GPU pool, its FP32 reference on the CPU pool: the variant's calls run
+    on the variant while it has room and spill to the reference (the variant only approximates it)
+    when it is full; the reference's calls never go to the variant, and a "variant" whose tensors
+    differ from its reference's gets no stand-in."""
+    variant = "m-fp16"
+    gpu, cpu = Scripted("triton"), Scripted("cpu")
+    cpu.tier = 1
+    gpu.specs = [ModelSpec(variant, 2, 8, family=MODEL, min_cosine=0.999, precision="fp16")]
+    router = await _router(gpu, cpu)
+    assert (await router.embed(variant, ["idle"], 2))[1] == "triton"
+    held = await _held(router, gpu, 1, 2, model=variant)
+    _, used = await router.embed(variant, ["urgent"], 0)
+    assert used == "cpu" and cpu.called == [MODEL]  # the reference ran it
+    gpu.gate.set()
+    await asyncio.gather(*held)
+    assert (await router.embed(MODEL, ["reference"], 0))[1] == "cpu"
+    assert gpu.called == [variant, variant]
+    gpu.specs = [ModelSpec(variant, 3, 8, family=MODEL, min_cosine=0.999)]  # 3-d vectors: not the family's
+    await router._probe_all()
+    held = await _held(router, gpu, 1, 0, model=variant)
+    waiting = asyncio.create_task(router.embed(variant, ["no stand-in"], 0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done() and cpu.called == [MODEL, MODEL]  # it waits for the variant instead
+    gpu.gate.set()
+    await asyncio.gather(*held, waiting)
     await router.close()

@@ -106,13 +106,15 @@ def test_missing_weights_raise_file_not_found(tmp_path: Path) -> None:
         MiniLM.load(tmp_path)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_device_path_keeps_every_array_on_the_device(
-    monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any]
+    monkeypatch: pytest.MonkeyPatch, reference: dict[str, Any], precision: str
 ) -> None:
     """device='cuda' runs the whole forward pass through the array module of the device (cupy on a
     GPU). Here a stand-in cupy — numpy arrays of a type that says it is cupy's, with `.get()` —
     checks that every array the device functions get is a device array (no stray host array) and
-    that results come back as plain numpy, equal to the CPU path."""
+    that results come back as plain numpy, equal to the CPU path at the same precision (FP16: the
+    weights live on the device in FP16)."""
     import sys
     import types
 
@@ -142,12 +144,14 @@ def test_device_path_keeps_every_array_on_the_device(
     fake.cuda = types.SimpleNamespace(Device=lambda index: types.SimpleNamespace(use=lambda: None))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
-    device = MiniLM.load(device="cuda")
+    device = MiniLM.load(device="cuda", precision=precision)
     assert isinstance(device._word, DeviceArray)
+    assert device._layers[0].qkv_w.dtype == (np.float16 if precision == "fp16" else np.float32)
     got = device.encode(reference["sentences"][:4])
     assert type(got) is np.ndarray
     assert seen and all(t is DeviceArray for t in seen), set(seen)
-    assert np.allclose(got, MiniLM.load(engine="numpy").encode(reference["sentences"][:4]), atol=1e-6)
+    on_cpu = MiniLM.load(engine="numpy", precision=precision).encode(reference["sentences"][:4])
+    assert np.allclose(got, on_cpu, atol=1e-6 if precision == "fp32" else 2e-3)
     with pytest.raises(ValueError, match="device must be"):
         MiniLM.load(device="tpu")
 
@@ -157,3 +161,25 @@ def test_facts_from_the_config_files_agree_with_the_loaded_model(model: MiniLM) 
     from services.inference._minilm import ModelFacts
 
     assert MiniLM.facts() == ModelFacts(model.name, model.dim, model.max_seq_length, model.vocab_size)
+
+
+def test_fp16_variant_stays_within_its_tolerance_of_fp32(reference: dict[str, Any]) -> None:
+    """Mixed precision really rounds (the vectors differ from FP32's) yet stays within the cosine
+    the FP16 model variant declares, against FP32 and against sentence-transformers; long inputs
+    (the whole 256-token window) included."""
+    from services.inference._minilm import FP16_MIN_COSINE
+
+    half, full = MiniLM.load(precision="fp16"), MiniLM.load(engine="numpy")
+    assert half.engine == "numpy" and half.precision == "fp16"  # onnxruntime's graph is FP32 only
+    texts = [*reference["sentences"], "the quick brown fox jumps over the lazy dog " * 40]
+    a, b = half.encode(texts), full.encode(texts)
+    assert np.abs(a - b).max() > 1e-5, "FP16 gave the FP32 vectors: nothing was rounded"
+    assert _cosines(a, b).min() >= FP16_MIN_COSINE
+    n = len(reference["sentences"])
+    assert _cosines(a[:n], np.array(reference["vectors"])).min() >= FP16_MIN_COSINE
+    w = half._layers[0].ff1_w
+    assert np.array_equal(w, w.astype(np.float16).astype(np.float32)), "weights not rounded to FP16"
+    with pytest.raises(RuntimeError, match="at precision 'fp32'"):
+        MiniLM.load(engine="onnx", precision="fp16")
+    with pytest.raises(ValueError, match="precision must be"):
+        MiniLM.load(precision="int8")

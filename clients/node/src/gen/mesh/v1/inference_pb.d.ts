@@ -268,6 +268,38 @@ export declare type ModelInfo = Message<"mesh.v1.ModelInfo"> & {
    * @generated from field: bool decoupled = 11;
    */
   decoupled: boolean;
+
+  /**
+   * A variant of another model (an FP16 build of an FP32 one): the reference it approximates,
+   * within cosine `min_cosine`. A call for the variant may run where the reference is.
+   *
+   * @generated from field: string family = 12;
+   */
+  family: string;
+
+  /**
+   * @generated from field: double min_cosine = 13;
+   */
+  minCosine: number;
+
+  /**
+   * As the model declares it: "fp32", "fp16"; empty when it does not.
+   *
+   * @generated from field: string precision = 14;
+   */
+  precision: string;
+
+  /**
+   * Where its instances run ("gpu", "cpu"), and how many, from its config; empty / 0 unknown.
+   *
+   * @generated from field: string device_kind = 15;
+   */
+  deviceKind: string;
+
+  /**
+   * @generated from field: uint32 instances = 16;
+   */
+  instances: number;
 };
 
 /**

@@ -4,17 +4,21 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { InferenceBackendStatus } from "./status_pb.js";
 import { file_mesh_v1_status } from "./status_pb.js";
 import type { Embedding, PriorityClass } from "./task_pb.js";
 import { file_mesh_v1_task } from "./task_pb.js";
+import type { InferInputTensor, InferOutputTensor, InferParameter, InferRequestedOutputTensor } from "./tensor_pb.js";
+import { file_mesh_v1_tensor } from "./tensor_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mesh/v1/inference.proto.
  */
 export const file_mesh_v1_inference: GenFile = /*@__PURE__*/
-  fileDesc("ChdtZXNoL3YxL2luZmVyZW5jZS5wcm90bxIHbWVzaC52MSKpAQoMSW5mZXJSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBXRleHRzGAIgAygJEi4KDnByaW9yaXR5X2NsYXNzGAMgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEiIKCWlucHV0X2lkcxgEIAEoCzIPLm1lc2gudjEuVGVuc29yEicKDmF0dGVudGlvbl9tYXNrGAUgASgLMg8ubWVzaC52MS5UZW5zb3IiNgoGVGVuc29yEhAKCGRhdGF0eXBlGAEgASgJEg0KBXNoYXBlGAIgAygDEgsKA3JhdxgDIAEoDCJXCg1JbmZlclJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEiYKCmVtYmVkZGluZ3MYAiADKAsyEi5tZXNoLnYxLkVtYmVkZGluZxIPCgdiYWNrZW5kGAMgASgJInYKEkluZmVyU3RyZWFtUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC2NodW5rX3dvcmRzGAMgASgNEi4KDnByaW9yaXR5X2NsYXNzGAQgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzIo0BChNJbmZlclN0cmVhbVJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEhIKCmNodW5rX3RleHQYAiABKAkSJQoJZW1iZWRkaW5nGAMgASgLMhIubWVzaC52MS5FbWJlZGRpbmcSGgoScGFydGlhbF9jb25maWRlbmNlGAQgASgCEg0KBWZpbmFsGAUgASgIIhMKEUxpc3RNb2RlbHNSZXF1ZXN0ImoKCU1vZGVsSW5mbxIMCgRuYW1lGAEgASgJEhIKCmRpbWVuc2lvbnMYAiABKA0SGwoTbWF4X3NlcXVlbmNlX2xlbmd0aBgDIAEoDRIPCgdiYWNrZW5kGAQgASgJEg0KBXJlYWR5GAUgASgIImsKEkxpc3RNb2RlbHNSZXNwb25zZRIiCgZtb2RlbHMYASADKAsyEi5tZXNoLnYxLk1vZGVsSW5mbxIxCghiYWNrZW5kcxgCIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1czLdAQoQSW5mZXJlbmNlU2VydmljZRI2CgVJbmZlchIVLm1lc2gudjEuSW5mZXJSZXF1ZXN0GhYubWVzaC52MS5JbmZlclJlc3BvbnNlEkoKC0luZmVyU3RyZWFtEhsubWVzaC52MS5JbmZlclN0cmVhbVJlcXVlc3QaHC5tZXNoLnYxLkluZmVyU3RyZWFtUmVzcG9uc2UwARJFCgpMaXN0TW9kZWxzEhoubWVzaC52MS5MaXN0TW9kZWxzUmVxdWVzdBobLm1lc2gudjEuTGlzdE1vZGVsc1Jlc3BvbnNlYgZwcm90bzM", [file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChdtZXNoL3YxL2luZmVyZW5jZS5wcm90bxIHbWVzaC52MSKpAQoMSW5mZXJSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBXRleHRzGAIgAygJEi4KDnByaW9yaXR5X2NsYXNzGAMgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEiIKCWlucHV0X2lkcxgEIAEoCzIPLm1lc2gudjEuVGVuc29yEicKDmF0dGVudGlvbl9tYXNrGAUgASgLMg8ubWVzaC52MS5UZW5zb3IiNgoGVGVuc29yEhAKCGRhdGF0eXBlGAEgASgJEg0KBXNoYXBlGAIgAygDEgsKA3JhdxgDIAEoDCJXCg1JbmZlclJlc3BvbnNlEg0KBW1vZGVsGAEgASgJEiYKCmVtYmVkZGluZ3MYAiADKAsyEi5tZXNoLnYxLkVtYmVkZGluZxIPCgdiYWNrZW5kGAMgASgJInYKEkluZmVyU3RyZWFtUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIMCgR0ZXh0GAIgASgJEhMKC2NodW5rX3dvcmRzGAMgASgNEi4KDnByaW9yaXR5X2NsYXNzGAQgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzIo0BChNJbmZlclN0cmVhbVJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEhIKCmNodW5rX3RleHQYAiABKAkSJQoJZW1iZWRkaW5nGAMgASgLMhIubWVzaC52MS5FbWJlZGRpbmcSGgoScGFydGlhbF9jb25maWRlbmNlGAQgASgCEg0KBWZpbmFsGAUgASgIIhMKEUxpc3RNb2RlbHNSZXF1ZXN0ItMCCglNb2RlbEluZm8SDAoEbmFtZRgBIAEoCRISCgpkaW1lbnNpb25zGAIgASgNEhsKE21heF9zZXF1ZW5jZV9sZW5ndGgYAyABKA0SDwoHYmFja2VuZBgEIAEoCRINCgVyZWFkeRgFIAEoCBINCgVzdGF0ZRgGIAEoCRIOCgZyZWFzb24YByABKAkSFAoMbWVtb3J5X2J5dGVzGAggASgEEhEKCWluX2ZsaWdodBgJIAEoDRItCglsYXN0X3VzZWQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWRlY291cGxlZBgLIAEoCBIOCgZmYW1pbHkYDCABKAkSEgoKbWluX2Nvc2luZRgNIAEoARIRCglwcmVjaXNpb24YDiABKAkSEwoLZGV2aWNlX2tpbmQYDyABKAkSEQoJaW5zdGFuY2VzGBAgASgNImsKEkxpc3RNb2RlbHNSZXNwb25zZRIiCgZtb2RlbHMYASADKAsyEi5tZXNoLnYxLk1vZGVsSW5mbxIxCghiYWNrZW5kcxgCIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1cyIxChBMb2FkTW9kZWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHYmFja2VuZBgCIAEoCSJIChFMb2FkTW9kZWxSZXNwb25zZRIhCgVtb2RlbBgBIAEoCzISLm1lc2gudjEuTW9kZWxJbmZvEhAKCHVubG9hZGVkGAIgAygJIjMKElVubG9hZE1vZGVsUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2JhY2tlbmQYAiABKAkiJwoTVW5sb2FkTW9kZWxSZXNwb25zZRIQCghiYWNrZW5kcxgBIAMoCSI1ChRNb2RlbE1ldGFkYXRhUmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiUQoOVGVuc29yTWV0YWRhdGESDAoEbmFtZRgBIAEoCRIQCghkYXRhdHlwZRgCIAEoCRINCgVzaGFwZRgDIAMoAxIQCghvcHRpb25hbBgEIAEoCCLZAQoVTW9kZWxNZXRhZGF0YVJlc3BvbnNlEgwKBG5hbWUYASABKAkSEAoIdmVyc2lvbnMYAiADKAkSEAoIcGxhdGZvcm0YAyABKAkSJwoGaW5wdXRzGAQgAygLMhcubWVzaC52MS5UZW5zb3JNZXRhZGF0YRIoCgdvdXRwdXRzGAUgAygLMhcubWVzaC52MS5UZW5zb3JNZXRhZGF0YRIWCg5tYXhfYmF0Y2hfc2l6ZRgGIAEoDRIRCglkZWNvdXBsZWQYByABKAgSEAoIYmFja2VuZHMYCCADKAkiMgoRTW9kZWxSZWFkeVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJIiMKEk1vZGVsUmVhZHlSZXNwb25zZRINCgVyZWFkeRgBIAEoCCKDAwoRTW9kZWxJbmZlclJlcXVlc3QSEgoKbW9kZWxfbmFtZRgBIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEgoKAmlkGAMgASgJEj4KCnBhcmFtZXRlcnMYBCADKAsyKi5tZXNoLnYxLk1vZGVsSW5mZXJSZXF1ZXN0LlBhcmFtZXRlcnNFbnRyeRIpCgZpbnB1dHMYBSADKAsyGS5tZXNoLnYxLkluZmVySW5wdXRUZW5zb3ISNAoHb3V0cHV0cxgGIAMoCzIjLm1lc2gudjEuSW5mZXJSZXF1ZXN0ZWRPdXRwdXRUZW5zb3ISGgoScmF3X2lucHV0X2NvbnRlbnRzGAcgAygMEi4KDnByaW9yaXR5X2NsYXNzGAggASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzGkoKD1BhcmFtZXRlcnNFbnRyeRILCgNrZXkYASABKAkSJgoFdmFsdWUYAiABKAsyFy5tZXNoLnYxLkluZmVyUGFyYW1ldGVyOgI4ASKzAgoSTW9kZWxJbmZlclJlc3BvbnNlEhIKCm1vZGVsX25hbWUYASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIKCgJpZBgDIAEoCRI/CgpwYXJhbWV0ZXJzGAQgAygLMisubWVzaC52MS5Nb2RlbEluZmVyUmVzcG9uc2UuUGFyYW1ldGVyc0VudHJ5EisKB291dHB1dHMYBSADKAsyGi5tZXNoLnYxLkluZmVyT3V0cHV0VGVuc29yEhsKE3Jhd19vdXRwdXRfY29udGVudHMYBiADKAwSDwoHYmFja2VuZBgHIAEoCRpKCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubWVzaC52MS5JbmZlclBhcmFtZXRlcjoCOAEiRgoXTW9kZWxTdHJlYW1JbmZlclJlcXVlc3QSKwoHcmVxdWVzdBgBIAEoCzIaLm1lc2gudjEuTW9kZWxJbmZlclJlcXVlc3QiXgoYTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlEjMKDmluZmVyX3Jlc3BvbnNlGAEgASgLMhsubWVzaC52MS5Nb2RlbEluZmVyUmVzcG9uc2USDQoFZmluYWwYAiABKAgypAUKEEluZmVyZW5jZVNlcnZpY2USNgoFSW5mZXISFS5tZXNoLnYxLkluZmVyUmVxdWVzdBoWLm1lc2gudjEuSW5mZXJSZXNwb25zZRJKCgtJbmZlclN0cmVhbRIbLm1lc2gudjEuSW5mZXJTdHJlYW1SZXF1ZXN0GhwubWVzaC52MS5JbmZlclN0cmVhbVJlc3BvbnNlMAESRQoKTGlzdE1vZGVscxIaLm1lc2gudjEuTGlzdE1vZGVsc1JlcXVlc3QaGy5tZXNoLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJOCg1Nb2RlbE1ldGFkYXRhEh0ubWVzaC52MS5Nb2RlbE1ldGFkYXRhUmVxdWVzdBoeLm1lc2gudjEuTW9kZWxNZXRhZGF0YVJlc3BvbnNlEkUKCk1vZGVsUmVhZHkSGi5tZXNoLnYxLk1vZGVsUmVhZHlSZXF1ZXN0GhsubWVzaC52MS5Nb2RlbFJlYWR5UmVzcG9uc2USRQoKTW9kZWxJbmZlchIaLm1lc2gudjEuTW9kZWxJbmZlclJlcXVlc3QaGy5tZXNoLnYxLk1vZGVsSW5mZXJSZXNwb25zZRJZChBNb2RlbFN0cmVhbUluZmVyEiAubWVzaC52MS5Nb2RlbFN0cmVhbUluZmVyUmVxdWVzdBohLm1lc2gudjEuTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlMAESQgoJTG9hZE1vZGVsEhkubWVzaC52MS5Mb2FkTW9kZWxSZXF1ZXN0GhoubWVzaC52MS5Mb2FkTW9kZWxSZXNwb25zZRJICgtVbmxvYWRNb2RlbBIbLm1lc2gudjEuVW5sb2FkTW9kZWxSZXF1ZXN0GhwubWVzaC52MS5VbmxvYWRNb2RlbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_status, file_mesh_v1_task, file_mesh_v1_tensor]);
 
 /**
  * @generated from message mesh.v1.InferRequest
@@ -218,6 +222,8 @@ export type ModelInfo = Message<"mesh.v1.ModelInfo"> & {
   name: string;
 
   /**
+   * An embedding model's vector size; 0 for any other model.
+   *
    * @generated from field: uint32 dimensions = 2;
    */
   dimensions: number;
@@ -236,6 +242,76 @@ export type ModelInfo = Message<"mesh.v1.ModelInfo"> & {
    * @generated from field: bool ready = 5;
    */
   ready: boolean;
+
+  /**
+   * READY, UNAVAILABLE (in a repository, not loaded), LOADING or UNLOADING.
+   *
+   * @generated from field: string state = 6;
+   */
+  state: string;
+
+  /**
+   * Why a model is not ready (the backend's own words), if it says.
+   *
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
+
+  /**
+   * What it counts against the backend's memory budget (declared, or the default estimate).
+   *
+   * @generated from field: uint64 memory_bytes = 8;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * @generated from field: uint32 in_flight = 9;
+   */
+  inFlight: number;
+
+  /**
+   * When a request last used it on this backend (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp last_used = 10;
+   */
+  lastUsed?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool decoupled = 11;
+   */
+  decoupled: boolean;
+
+  /**
+   * A variant of another model (an FP16 build of an FP32 one): the reference it approximates,
+   * within cosine `min_cosine`. A call for the variant may run where the reference is.
+   *
+   * @generated from field: string family = 12;
+   */
+  family: string;
+
+  /**
+   * @generated from field: double min_cosine = 13;
+   */
+  minCosine: number;
+
+  /**
+   * As the model declares it: "fp32", "fp16"; empty when it does not.
+   *
+   * @generated from field: string precision = 14;
+   */
+  precision: string;
+
+  /**
+   * Where its instances run ("gpu", "cpu"), and how many, from its config; empty / 0 unknown.
+   *
+   * @generated from field: string device_kind = 15;
+   */
+  deviceKind: string;
+
+  /**
+   * @generated from field: uint32 instances = 16;
+   */
+  instances: number;
 };
 
 /**
@@ -250,7 +326,7 @@ export const ModelInfoSchema: GenMessage<ModelInfo> = /*@__PURE__*/
  */
 export type ListModelsResponse = Message<"mesh.v1.ListModelsResponse"> & {
   /**
-   * One entry per model and backend that holds it.
+   * One entry per model and backend that holds it, or could load it.
    *
    * @generated from field: repeated mesh.v1.ModelInfo models = 1;
    */
@@ -268,6 +344,410 @@ export type ListModelsResponse = Message<"mesh.v1.ListModelsResponse"> & {
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
   messageDesc(file_mesh_v1_inference, 7);
+
+/**
+ * @generated from message mesh.v1.LoadModelRequest
+ */
+export type LoadModelRequest = Message<"mesh.v1.LoadModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Empty: the backend that can hold it with the least to unload.
+   *
+   * @generated from field: string backend = 2;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.LoadModelRequest.
+ * Use `create(LoadModelRequestSchema)` to create a new message.
+ */
+export const LoadModelRequestSchema: GenMessage<LoadModelRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 8);
+
+/**
+ * @generated from message mesh.v1.LoadModelResponse
+ */
+export type LoadModelResponse = Message<"mesh.v1.LoadModelResponse"> & {
+  /**
+   * @generated from field: mesh.v1.ModelInfo model = 1;
+   */
+  model?: ModelInfo | undefined;
+
+  /**
+   * Idle models unloaded to make room, least recently used first.
+   *
+   * @generated from field: repeated string unloaded = 2;
+   */
+  unloaded: string[];
+};
+
+/**
+ * Describes the message mesh.v1.LoadModelResponse.
+ * Use `create(LoadModelResponseSchema)` to create a new message.
+ */
+export const LoadModelResponseSchema: GenMessage<LoadModelResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 9);
+
+/**
+ * @generated from message mesh.v1.UnloadModelRequest
+ */
+export type UnloadModelRequest = Message<"mesh.v1.UnloadModelRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Empty: every backend that holds it.
+   *
+   * @generated from field: string backend = 2;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.UnloadModelRequest.
+ * Use `create(UnloadModelRequestSchema)` to create a new message.
+ */
+export const UnloadModelRequestSchema: GenMessage<UnloadModelRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 10);
+
+/**
+ * @generated from message mesh.v1.UnloadModelResponse
+ */
+export type UnloadModelResponse = Message<"mesh.v1.UnloadModelResponse"> & {
+  /**
+   * The backends it was unloaded from.
+   *
+   * @generated from field: repeated string backends = 1;
+   */
+  backends: string[];
+};
+
+/**
+ * Describes the message mesh.v1.UnloadModelResponse.
+ * Use `create(UnloadModelResponseSchema)` to create a new message.
+ */
+export const UnloadModelResponseSchema: GenMessage<UnloadModelResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 11);
+
+/**
+ * @generated from message mesh.v1.ModelMetadataRequest
+ */
+export type ModelMetadataRequest = Message<"mesh.v1.ModelMetadataRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Empty: the version the backend serves by default.
+   *
+   * @generated from field: string version = 2;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message mesh.v1.ModelMetadataRequest.
+ * Use `create(ModelMetadataRequestSchema)` to create a new message.
+ */
+export const ModelMetadataRequestSchema: GenMessage<ModelMetadataRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 12);
+
+/**
+ * A tensor's declared signature; -1 in `shape` is a dimension of any size.
+ *
+ * @generated from message mesh.v1.TensorMetadata
+ */
+export type TensorMetadata = Message<"mesh.v1.TensorMetadata"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * BOOL, INT8..INT64, UINT8..UINT64, FP16, FP32, FP64 or BYTES.
+   *
+   * @generated from field: string datatype = 2;
+   */
+  datatype: string;
+
+  /**
+   * @generated from field: repeated int64 shape = 3;
+   */
+  shape: bigint[];
+
+  /**
+   * An input the model runs without.
+   *
+   * @generated from field: bool optional = 4;
+   */
+  optional: boolean;
+};
+
+/**
+ * Describes the message mesh.v1.TensorMetadata.
+ * Use `create(TensorMetadataSchema)` to create a new message.
+ */
+export const TensorMetadataSchema: GenMessage<TensorMetadata> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 13);
+
+/**
+ * @generated from message mesh.v1.ModelMetadataResponse
+ */
+export type ModelMetadataResponse = Message<"mesh.v1.ModelMetadataResponse"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string versions = 2;
+   */
+  versions: string[];
+
+  /**
+   * @generated from field: string platform = 3;
+   */
+  platform: string;
+
+  /**
+   * @generated from field: repeated mesh.v1.TensorMetadata inputs = 4;
+   */
+  inputs: TensorMetadata[];
+
+  /**
+   * @generated from field: repeated mesh.v1.TensorMetadata outputs = 5;
+   */
+  outputs: TensorMetadata[];
+
+  /**
+   * Over 0: the first dimension of every tensor is the batch, at most this many rows.
+   *
+   * @generated from field: uint32 max_batch_size = 6;
+   */
+  maxBatchSize: number;
+
+  /**
+   * The model may send any number of responses per request (use ModelStreamInfer).
+   *
+   * @generated from field: bool decoupled = 7;
+   */
+  decoupled: boolean;
+
+  /**
+   * The backends that hold it now, e.g. "triton", "cpu".
+   *
+   * @generated from field: repeated string backends = 8;
+   */
+  backends: string[];
+};
+
+/**
+ * Describes the message mesh.v1.ModelMetadataResponse.
+ * Use `create(ModelMetadataResponseSchema)` to create a new message.
+ */
+export const ModelMetadataResponseSchema: GenMessage<ModelMetadataResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 14);
+
+/**
+ * @generated from message mesh.v1.ModelReadyRequest
+ */
+export type ModelReadyRequest = Message<"mesh.v1.ModelReadyRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string version = 2;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message mesh.v1.ModelReadyRequest.
+ * Use `create(ModelReadyRequestSchema)` to create a new message.
+ */
+export const ModelReadyRequestSchema: GenMessage<ModelReadyRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 15);
+
+/**
+ * @generated from message mesh.v1.ModelReadyResponse
+ */
+export type ModelReadyResponse = Message<"mesh.v1.ModelReadyResponse"> & {
+  /**
+   * @generated from field: bool ready = 1;
+   */
+  ready: boolean;
+};
+
+/**
+ * Describes the message mesh.v1.ModelReadyResponse.
+ * Use `create(ModelReadyResponseSchema)` to create a new message.
+ */
+export const ModelReadyResponseSchema: GenMessage<ModelReadyResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 16);
+
+/**
+ * @generated from message mesh.v1.ModelInferRequest
+ */
+export type ModelInferRequest = Message<"mesh.v1.ModelInferRequest"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * Echoed in the response.
+   *
+   * @generated from field: string id = 3;
+   */
+  id: string;
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 4;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * @generated from field: repeated mesh.v1.InferInputTensor inputs = 5;
+   */
+  inputs: InferInputTensor[];
+
+  /**
+   * Empty: every output the model has.
+   *
+   * @generated from field: repeated mesh.v1.InferRequestedOutputTensor outputs = 6;
+   */
+  outputs: InferRequestedOutputTensor[];
+
+  /**
+   * One per input, in order, instead of `contents`: little-endian values, row-major; a BYTES
+   * element is a 4-byte little-endian length and then its bytes.
+   *
+   * @generated from field: repeated bytes raw_input_contents = 7;
+   */
+  rawInputContents: Uint8Array[];
+
+  /**
+   * Carried into the backend's queue (Triton's priority levels).
+   *
+   * @generated from field: mesh.v1.PriorityClass priority_class = 8;
+   */
+  priorityClass: PriorityClass;
+};
+
+/**
+ * Describes the message mesh.v1.ModelInferRequest.
+ * Use `create(ModelInferRequestSchema)` to create a new message.
+ */
+export const ModelInferRequestSchema: GenMessage<ModelInferRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 17);
+
+/**
+ * @generated from message mesh.v1.ModelInferResponse
+ */
+export type ModelInferResponse = Message<"mesh.v1.ModelInferResponse"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * @generated from field: string id = 3;
+   */
+  id: string;
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 4;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * @generated from field: repeated mesh.v1.InferOutputTensor outputs = 5;
+   */
+  outputs: InferOutputTensor[];
+
+  /**
+   * One per output, in order, when the request sent raw contents (or for FP16).
+   *
+   * @generated from field: repeated bytes raw_output_contents = 6;
+   */
+  rawOutputContents: Uint8Array[];
+
+  /**
+   * Which backend answered, e.g. "triton" or "cpu".
+   *
+   * @generated from field: string backend = 7;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.ModelInferResponse.
+ * Use `create(ModelInferResponseSchema)` to create a new message.
+ */
+export const ModelInferResponseSchema: GenMessage<ModelInferResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 18);
+
+/**
+ * @generated from message mesh.v1.ModelStreamInferRequest
+ */
+export type ModelStreamInferRequest = Message<"mesh.v1.ModelStreamInferRequest"> & {
+  /**
+   * @generated from field: mesh.v1.ModelInferRequest request = 1;
+   */
+  request?: ModelInferRequest | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.ModelStreamInferRequest.
+ * Use `create(ModelStreamInferRequestSchema)` to create a new message.
+ */
+export const ModelStreamInferRequestSchema: GenMessage<ModelStreamInferRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 19);
+
+/**
+ * @generated from message mesh.v1.ModelStreamInferResponse
+ */
+export type ModelStreamInferResponse = Message<"mesh.v1.ModelStreamInferResponse"> & {
+  /**
+   * @generated from field: mesh.v1.ModelInferResponse infer_response = 1;
+   */
+  inferResponse?: ModelInferResponse | undefined;
+
+  /**
+   * The last message of the stream. A decoupled model's ends with one that carries no outputs
+   * (its end is known only once the model says so); any other model's single response is final.
+   *
+   * @generated from field: bool final = 2;
+   */
+  final: boolean;
+};
+
+/**
+ * Describes the message mesh.v1.ModelStreamInferResponse.
+ * Use `create(ModelStreamInferResponseSchema)` to create a new message.
+ */
+export const ModelStreamInferResponseSchema: GenMessage<ModelStreamInferResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_inference, 20);
 
 /**
  * Model inference on the embedded CPU backend or Triton.
@@ -304,6 +784,65 @@ export const InferenceService: GenService<{
     methodKind: "unary";
     input: typeof ListModelsRequestSchema;
     output: typeof ListModelsResponseSchema;
+  },
+  /**
+   * The Open Inference Protocol (KServe v2) for any model a backend holds: its signature,
+   * whether it is ready, and inference with named, typed tensors. A request is checked against
+   * the model's metadata first; a mismatch is INVALID_ARGUMENT naming the tensor and dimension.
+   *
+   * @generated from rpc mesh.v1.InferenceService.ModelMetadata
+   */
+  modelMetadata: {
+    methodKind: "unary";
+    input: typeof ModelMetadataRequestSchema;
+    output: typeof ModelMetadataResponseSchema;
+  },
+  /**
+   * @generated from rpc mesh.v1.InferenceService.ModelReady
+   */
+  modelReady: {
+    methodKind: "unary";
+    input: typeof ModelReadyRequestSchema;
+    output: typeof ModelReadyResponseSchema;
+  },
+  /**
+   * @generated from rpc mesh.v1.InferenceService.ModelInfer
+   */
+  modelInfer: {
+    methodKind: "unary";
+    input: typeof ModelInferRequestSchema;
+    output: typeof ModelInferResponseSchema;
+  },
+  /**
+   * One request, every response a decoupled model sends (a non-decoupled model sends one).
+   *
+   * @generated from rpc mesh.v1.InferenceService.ModelStreamInfer
+   */
+  modelStreamInfer: {
+    methodKind: "server_streaming";
+    input: typeof ModelStreamInferRequestSchema;
+    output: typeof ModelStreamInferResponseSchema;
+  },
+  /**
+   * Model control, for backends in explicit model-control mode (Triton): load a model from a
+   * backend's repositories (making room by unloading the least recently used idle models when
+   * the backend's memory budget is reached), or unload one once its requests in flight finish.
+   * A request for a model no backend holds loads it on demand as well.
+   *
+   * @generated from rpc mesh.v1.InferenceService.LoadModel
+   */
+  loadModel: {
+    methodKind: "unary";
+    input: typeof LoadModelRequestSchema;
+    output: typeof LoadModelResponseSchema;
+  },
+  /**
+   * @generated from rpc mesh.v1.InferenceService.UnloadModel
+   */
+  unloadModel: {
+    methodKind: "unary";
+    input: typeof UnloadModelRequestSchema;
+    output: typeof UnloadModelResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mesh_v1_inference, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/status.proto.
  */
 export const file_mesh_v1_status: GenFile = /*@__PURE__*/
-  fileDesc("ChRtZXNoL3YxL3N0YXR1cy5wcm90bxIHbWVzaC52MSLxAQoMV29ya2VyU3RhdHVzEhEKCXdvcmtlcl9pZBgBIAEoCRINCgVwb29scxgCIAMoCRITCgtjb25jdXJyZW5jeRgDIAEoDRIRCglpbl9mbGlnaHQYBCABKA0SJQoGaGVhbHRoGAUgASgOMhUubWVzaC52MS5Xb3JrZXJIZWFsdGgSMgoObGFzdF9oZWFydGJlYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbXBsZXRlZBgHIAEoBBIOCgZmYWlsZWQYCCABKAQSDAoEaG9zdBgJIAEoCRILCgNwaWQYCiABKA0ilQEKC1F1ZXVlU3RhdHVzEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSDwoHcGVuZGluZxgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSFAoMb2xkZXN0X2FnZV9zGAUgASgBEg4KBnRlbmFudBgGIAEoCSKhAQoTU2NhbGVSZWNvbW1lbmRhdGlvbhIMCgRwb29sGAEgASgJEhgKEGN1cnJlbnRfcmVwbGljYXMYAiABKA0SGAoQZGVzaXJlZF9yZXBsaWNhcxgDIAEoDRINCgVkZXB0aBgEIAEoBBIUCgxvbGRlc3RfYWdlX3MYBSABKAESEwoLZHJhaW5fcGVyX3MYBiABKAESDgoGcmVhc29uGAcgASgJIqkCChZJbmZlcmVuY2VCYWNrZW5kU3RhdHVzEhAKCGluc3RhbmNlGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIPCgdjaXJjdWl0GAQgASgJEg4KBm1vZGVscxgFIAMoCRIYChBzdHJlYW1pbmdfbW9kZWxzGAYgAygJEhAKCGNhcGFjaXR5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRISCgpsYXRlbmN5X21zGAkgASgBEhQKDHRleHRzX3NlcnZlZBgKIAEoBBIQCghmYWlsdXJlcxgLIAEoBBISCgpsYXN0X2Vycm9yGAwgASgJEisKB3VwZGF0ZWQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKnoKDFdvcmtlckhlYWx0aBIdChlXT1JLRVJfSEVBTFRIX1VOU1BFQ0lGSUVEEAASFwoTV09SS0VSX0hFQUxUSF9BTElWRRABEhYKEldPUktFUl9IRUFMVEhfREVBRBACEhoKFldPUktFUl9IRUFMVEhfRFJBSU5JTkcQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_mesh_v1_task]);
+  fileDesc("ChRtZXNoL3YxL3N0YXR1cy5wcm90bxIHbWVzaC52MSLxAQoMV29ya2VyU3RhdHVzEhEKCXdvcmtlcl9pZBgBIAEoCRINCgVwb29scxgCIAMoCRITCgtjb25jdXJyZW5jeRgDIAEoDRIRCglpbl9mbGlnaHQYBCABKA0SJQoGaGVhbHRoGAUgASgOMhUubWVzaC52MS5Xb3JrZXJIZWFsdGgSMgoObGFzdF9oZWFydGJlYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbXBsZXRlZBgHIAEoBBIOCgZmYWlsZWQYCCABKAQSDAoEaG9zdBgJIAEoCRILCgNwaWQYCiABKA0ilQEKC1F1ZXVlU3RhdHVzEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSDwoHcGVuZGluZxgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSFAoMb2xkZXN0X2FnZV9zGAUgASgBEg4KBnRlbmFudBgGIAEoCSKhAQoTU2NhbGVSZWNvbW1lbmRhdGlvbhIMCgRwb29sGAEgASgJEhgKEGN1cnJlbnRfcmVwbGljYXMYAiABKA0SGAoQZGVzaXJlZF9yZXBsaWNhcxgDIAEoDRINCgVkZXB0aBgEIAEoBBIUCgxvbGRlc3RfYWdlX3MYBSABKAESEwoLZHJhaW5fcGVyX3MYBiABKAESDgoGcmVhc29uGAcgASgJIvkCChZJbmZlcmVuY2VCYWNrZW5kU3RhdHVzEhAKCGluc3RhbmNlGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIPCgdjaXJjdWl0GAQgASgJEg4KBm1vZGVscxgFIAMoCRIYChBzdHJlYW1pbmdfbW9kZWxzGAYgAygJEhAKCGNhcGFjaXR5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRISCgpsYXRlbmN5X21zGAkgASgBEhQKDHRleHRzX3NlcnZlZBgKIAEoBBIQCghmYWlsdXJlcxgLIAEoBBISCgpsYXN0X2Vycm9yGAwgASgJEisKB3VwZGF0ZWQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGVuZHBvaW50GA4gASgJEiYKB2RldmljZXMYDyADKAsyFS5tZXNoLnYxLkRldmljZVN0YXR1cxIUCgxkZXZpY2VzX25vdGUYECABKAkitwEKDERldmljZVN0YXR1cxIMCgRraW5kGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBG5hbWUYAyABKAkSEwoLdXRpbGl6YXRpb24YBCABKAESGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBSABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAYgASgEEhMKC3Bvd2VyX3dhdHRzGAcgASgBEhsKE3RlbXBlcmF0dXJlX2NlbHNpdXMYCCABKAEqegoMV29ya2VySGVhbHRoEh0KGVdPUktFUl9IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNXT1JLRVJfSEVBTFRIX0FMSVZFEAESFgoSV09SS0VSX0hFQUxUSF9ERUFEEAISGgoWV09SS0VSX0hFQUxUSF9EUkFJTklORxADYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_task]);
 
 /**
  * A worker process and what it is doing.
@@ -273,6 +273,27 @@ export type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendStatus"> &
    * @generated from field: google.protobuf.Timestamp updated = 13;
    */
   updated?: Timestamp | undefined;
+
+  /**
+   * The inference service's own gRPC endpoint: workers and gateways call it there.
+   *
+   * @generated from field: string endpoint = 14;
+   */
+  endpoint: string;
+
+  /**
+   * The devices of the inference service's host: its GPUs (NVML), else its CPU.
+   *
+   * @generated from field: repeated mesh.v1.DeviceStatus devices = 15;
+   */
+  devices: DeviceStatus[];
+
+  /**
+   * Where the device figures come from, and why there is no GPU when there is none.
+   *
+   * @generated from field: string devices_note = 16;
+   */
+  devicesNote: string;
 };
 
 /**
@@ -281,6 +302,66 @@ export type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendStatus"> &
  */
 export const InferenceBackendStatusSchema: GenMessage<InferenceBackendStatus> = /*@__PURE__*/
   messageDesc(file_mesh_v1_status, 3);
+
+/**
+ * One device's figures, as last read.
+ *
+ * @generated from message mesh.v1.DeviceStatus
+ */
+export type DeviceStatus = Message<"mesh.v1.DeviceStatus"> & {
+  /**
+   * "gpu" or "cpu".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: uint32 index = 2;
+   */
+  index: number;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * 0..1 over the last reading interval.
+   *
+   * @generated from field: double utilization = 4;
+   */
+  utilization: number;
+
+  /**
+   * @generated from field: uint64 memory_used_bytes = 5;
+   */
+  memoryUsedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 memory_total_bytes = 6;
+   */
+  memoryTotalBytes: bigint;
+
+  /**
+   * 0 where the device has no such sensor (a CPU here).
+   *
+   * @generated from field: double power_watts = 7;
+   */
+  powerWatts: number;
+
+  /**
+   * @generated from field: double temperature_celsius = 8;
+   */
+  temperatureCelsius: number;
+};
+
+/**
+ * Describes the message mesh.v1.DeviceStatus.
+ * Use `create(DeviceStatusSchema)` to create a new message.
+ */
+export const DeviceStatusSchema: GenMessage<DeviceStatus> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 4);
 
 /**
  * Health of a registered worker as the scheduler sees it.

@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Any, Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { InferInputTensor, InferOutputTensor, InferParameter } from "./tensor_pb.js";
+import { file_mesh_v1_tensor } from "./tensor_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mesh/v1/task.proto.
  */
 export const file_mesh_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChJtZXNoL3YxL3Rhc2sucHJvdG8SB21lc2gudjEiGQoJRWNob0lucHV0EgwKBHRleHQYASABKAkiKQoKRW1iZWRJbnB1dBIMCgR0ZXh0GAEgASgJEg0KBW1vZGVsGAIgASgJIkMKC1N0cmVhbUlucHV0EgwKBHRleHQYASABKAkSDgoGY2h1bmtzGAIgASgNEhYKDmNodW5rX2RlbGF5X21zGAMgASgNIjAKC0Zhbk91dElucHV0EhIKCmNoaWxkX2tpbmQYASABKAkSDQoFdGV4dHMYAiADKAkiKQoMV2ViaG9va0lucHV0EgsKA3VybBgBIAEoCRIMCgRib2R5GAIgASgJIkEKDURvY0VtYmVkSW5wdXQSDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRITCgtjaHVua193b3JkcxgDIAEoDSKvAgoLVGFza1BheWxvYWQSIgoEZWNobxgBIAEoCzISLm1lc2gudjEuRWNob0lucHV0SAASJAoFZW1iZWQYAiABKAsyEy5tZXNoLnYxLkVtYmVkSW5wdXRIABImCgZzdHJlYW0YAyABKAsyFC5tZXNoLnYxLlN0cmVhbUlucHV0SAASJwoHZmFuX291dBgEIAEoCzIULm1lc2gudjEuRmFuT3V0SW5wdXRIABIoCgd3ZWJob29rGAUgASgLMhUubWVzaC52MS5XZWJob29rSW5wdXRIABIrCglkb2NfZW1iZWQYBiABKAsyFi5tZXNoLnYxLkRvY0VtYmVkSW5wdXRIABImCgZjdXN0b20YByABKAsyFC5nb29nbGUucHJvdG9idWYuQW55SABCBgoEYm9keSKsAwoIVGFza1NwZWMSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkSDAoEa2luZBgDIAEoCRIuCg5wcmlvcml0eV9jbGFzcxgEIAEoDjIWLm1lc2gudjEuUHJpb3JpdHlDbGFzcxIQCghwcmlvcml0eRgFIAEoDRIdCgNxb3MYBiABKA4yEC5tZXNoLnYxLlFvc1RpZXISFwoPaWRlbXBvdGVuY3lfa2V5GAcgASgJEiwKCGRlYWRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgdwYXlsb2FkGAkgASgLMhQubWVzaC52MS5UYXNrUGF5bG9hZBIWCg5zY2hlbWFfdmVyc2lvbhgKIAEoDRIUCgxvcmRlcmluZ19rZXkYCyABKAkSFgoOcGFyZW50X3Rhc2tfaWQYDCABKAkSLQoGbGFiZWxzGA0gAygLMh0ubWVzaC52MS5UYXNrU3BlYy5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIioKCUVtYmVkZGluZxINCgVtb2RlbBgBIAEoCRIOCgZ2YWx1ZXMYAiADKAIihQEKClRhc2tPdXRwdXQSDgoEdGV4dBgBIAEoCUgAEicKCWVtYmVkZGluZxgCIAEoCzISLm1lc2gudjEuRW1iZWRkaW5nSAASDgoEZGF0YRgDIAEoDEgAEiYKBmN1c3RvbRgEIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnlIAEIGCgRib2R5IkQKCVRhc2tFcnJvchITCgtlcnJvcl9jbGFzcxgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXJldHJ5YWJsZRgDIAEoCCL4AwoJVGFza0V2ZW50Eg8KB3Rhc2tfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVzdGF0ZRgEIAEoDjISLm1lc2gudjEuVGFza1N0YXRlEiMKBm91dHB1dBgFIAEoCzITLm1lc2gudjEuVGFza091dHB1dBIaChJwYXJ0aWFsX2NvbmZpZGVuY2UYBiABKAISDQoFZmluYWwYByABKAgSDwoHYXR0ZW1wdBgIIAEoDRIhCgVlcnJvchgJIAEoCzISLm1lc2gudjEuVGFza0Vycm9yEgwKBHN0ZXAYCiABKAkSHwoEc3BlYxgLIAEoCzIRLm1lc2gudjEuVGFza1NwZWMSEQoJd29ya2VyX2lkGAwgASgJEhMKC3RyYWNlcGFyZW50GA0gASgJEg8KB2Ryb3BwZWQYDiABKAQSLgoLcmV0cnlfYWZ0ZXIYDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOY2hpbGRfdGFza19pZHMYECADKAkSGgoSd29ya19pdGVtX3NlcXVlbmNlGBEgASgEEhIKCmxpdmVfaW5kZXgYEiABKA0SEgoKY2hlY2twb2ludBgTIAEoDCKYAgoIVGFza0luZm8SHwoEc3BlYxgBIAEoCzIRLm1lc2gudjEuVGFza1NwZWMSIQoFc3RhdGUYAiABKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZRIrCgdjcmVhdGVkGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgd1cGRhdGVkGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1sYXN0X3NlcXVlbmNlGAUgASgEEg8KB2F0dGVtcHQYBiABKA0SIwoGcmVzdWx0GAcgASgLMhMubWVzaC52MS5UYXNrT3V0cHV0EiEKBWVycm9yGAggASgLMhIubWVzaC52MS5UYXNrRXJyb3IqhgEKDVByaW9yaXR5Q2xhc3MSHgoaUFJJT1JJVFlfQ0xBU1NfVU5TUEVDSUZJRUQQABIeChpQUklPUklUWV9DTEFTU19JTlRFUkFDVElWRRABEhsKF1BSSU9SSVRZX0NMQVNTX1NUQU5EQVJEEAISGAoUUFJJT1JJVFlfQ0xBU1NfQkFUQ0gQAypWCgdRb3NUaWVyEhgKFFFPU19USUVSX1VOU1BFQ0lGSUVEEAASFwoTUU9TX1RJRVJfR1VBUkFOVEVFRBABEhgKFFFPU19USUVSX0JFU1RfRUZGT1JUEAIq2AEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIWChJUQVNLX1NUQVRFX1JVTk5JTkcQAhIXChNUQVNLX1NUQVRFX1JFVFJZSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBIVChFUQVNLX1NUQVRFX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAYSHAoYVEFTS19TVEFURV9ERUFEX0xFVFRFUkVEEAdiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChJtZXNoL3YxL3Rhc2sucHJvdG8SB21lc2gudjEiGQoJRWNob0lucHV0EgwKBHRleHQYASABKAkiKQoKRW1iZWRJbnB1dBIMCgR0ZXh0GAEgASgJEg0KBW1vZGVsGAIgASgJIkMKC1N0cmVhbUlucHV0EgwKBHRleHQYASABKAkSDgoGY2h1bmtzGAIgASgNEhYKDmNodW5rX2RlbGF5X21zGAMgASgNIjAKC0Zhbk91dElucHV0EhIKCmNoaWxkX2tpbmQYASABKAkSDQoFdGV4dHMYAiADKAkiKQoMV2ViaG9va0lucHV0EgsKA3VybBgBIAEoCRIMCgRib2R5GAIgASgJIkEKDURvY0VtYmVkSW5wdXQSDAoEdGV4dBgBIAEoCRINCgVtb2RlbBgCIAEoCRITCgtjaHVua193b3JkcxgDIAEoDSKPAgoKSW5mZXJJbnB1dBINCgVtb2RlbBgBIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEikKBmlucHV0cxgDIAMoCzIZLm1lc2gudjEuSW5mZXJJbnB1dFRlbnNvchIPCgdvdXRwdXRzGAQgAygJEjcKCnBhcmFtZXRlcnMYBSADKAsyIy5tZXNoLnYxLkluZmVySW5wdXQuUGFyYW1ldGVyc0VudHJ5EhoKEnJhd19pbnB1dF9jb250ZW50cxgGIAMoDBpKCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubWVzaC52MS5JbmZlclBhcmFtZXRlcjoCOAEieAoMVGVuc29yT3V0cHV0Eg0KBW1vZGVsGAEgASgJEisKB291dHB1dHMYAiADKAsyGi5tZXNoLnYxLkluZmVyT3V0cHV0VGVuc29yEhsKE3Jhd19vdXRwdXRfY29udGVudHMYAyADKAwSDwoHYmFja2VuZBgEIAEoCSLVAgoLVGFza1BheWxvYWQSIgoEZWNobxgBIAEoCzISLm1lc2gudjEuRWNob0lucHV0SAASJAoFZW1iZWQYAiABKAsyEy5tZXNoLnYxLkVtYmVkSW5wdXRIABImCgZzdHJlYW0YAyABKAsyFC5tZXNoLnYxLlN0cmVhbUlucHV0SAASJwoHZmFuX291dBgEIAEoCzIULm1lc2gudjEuRmFuT3V0SW5wdXRIABIoCgd3ZWJob29rGAUgASgLMhUubWVzaC52MS5XZWJob29rSW5wdXRIABIrCglkb2NfZW1iZWQYBiABKAsyFi5tZXNoLnYxLkRvY0VtYmVkSW5wdXRIABImCgZjdXN0b20YByABKAsyFC5nb29nbGUucHJvdG9idWYuQW55SAASJAoFaW5mZXIYCCABKAsyEy5tZXNoLnYxLkluZmVySW5wdXRIAEIGCgRib2R5IqwDCghUYXNrU3BlYxIPCgd0YXNrX2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIMCgRraW5kGAMgASgJEi4KDnByaW9yaXR5X2NsYXNzGAQgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEhAKCHByaW9yaXR5GAUgASgNEh0KA3FvcxgGIAEoDjIQLm1lc2gudjEuUW9zVGllchIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLAoIZGVhZGxpbmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKB3BheWxvYWQYCSABKAsyFC5tZXNoLnYxLlRhc2tQYXlsb2FkEhYKDnNjaGVtYV92ZXJzaW9uGAogASgNEhQKDG9yZGVyaW5nX2tleRgLIAEoCRIWCg5wYXJlbnRfdGFza19pZBgMIAEoCRItCgZsYWJlbHMYDSADKAsyHS5tZXNoLnYxLlRhc2tTcGVjLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiKgoJRW1iZWRkaW5nEg0KBW1vZGVsGAEgASgJEg4KBnZhbHVlcxgCIAMoAiKvAQoKVGFza091dHB1dBIOCgR0ZXh0GAEgASgJSAASJwoJZW1iZWRkaW5nGAIgASgLMhIubWVzaC52MS5FbWJlZGRpbmdIABIOCgRkYXRhGAMgASgMSAASJgoGY3VzdG9tGAQgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueUgAEigKB3RlbnNvcnMYBSABKAsyFS5tZXNoLnYxLlRlbnNvck91dHB1dEgAQgYKBGJvZHkiRAoJVGFza0Vycm9yEhMKC2Vycm9yX2NsYXNzGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEQoJcmV0cnlhYmxlGAMgASgIIvgDCglUYXNrRXZlbnQSDwoHdGFza19pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKBXN0YXRlGAQgASgOMhIubWVzaC52MS5UYXNrU3RhdGUSIwoGb3V0cHV0GAUgASgLMhMubWVzaC52MS5UYXNrT3V0cHV0EhoKEnBhcnRpYWxfY29uZmlkZW5jZRgGIAEoAhINCgVmaW5hbBgHIAEoCBIPCgdhdHRlbXB0GAggASgNEiEKBWVycm9yGAkgASgLMhIubWVzaC52MS5UYXNrRXJyb3ISDAoEc3RlcBgKIAEoCRIfCgRzcGVjGAsgASgLMhEubWVzaC52MS5UYXNrU3BlYxIRCgl3b3JrZXJfaWQYDCABKAkSEwoLdHJhY2VwYXJlbnQYDSABKAkSDwoHZHJvcHBlZBgOIAEoBBIuCgtyZXRyeV9hZnRlchgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5jaGlsZF90YXNrX2lkcxgQIAMoCRIaChJ3b3JrX2l0ZW1fc2VxdWVuY2UYESABKAQSEgoKbGl2ZV9pbmRleBgSIAEoDRISCgpjaGVja3BvaW50GBMgASgMIpgCCghUYXNrSW5mbxIfCgRzcGVjGAEgASgLMhEubWVzaC52MS5UYXNrU3BlYxIhCgVzdGF0ZRgCIAEoDjISLm1lc2gudjEuVGFza1N0YXRlEisKB2NyZWF0ZWQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3VwZGF0ZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYBSABKAQSDwoHYXR0ZW1wdBgGIAEoDRIjCgZyZXN1bHQYByABKAsyEy5tZXNoLnYxLlRhc2tPdXRwdXQSIQoFZXJyb3IYCCABKAsyEi5tZXNoLnYxLlRhc2tFcnJvciqGAQoNUHJpb3JpdHlDbGFzcxIeChpQUklPUklUWV9DTEFTU19VTlNQRUNJRklFRBAAEh4KGlBSSU9SSVRZX0NMQVNTX0lOVEVSQUNUSVZFEAESGwoXUFJJT1JJVFlfQ0xBU1NfU1RBTkRBUkQQAhIYChRQUklPUklUWV9DTEFTU19CQVRDSBADKlYKB1Fvc1RpZXISGAoUUU9TX1RJRVJfVU5TUEVDSUZJRUQQABIXChNRT1NfVElFUl9HVUFSQU5URUVEEAESGAoUUU9TX1RJRVJfQkVTVF9FRkZPUlQQAirYAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhcKE1RBU0tfU1RBVEVfUkVUUllJTkcQAxIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAEEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAUSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBhIcChhUQVNLX1NUQVRFX0RFQURfTEVUVEVSRUQQB2IGcHJvdG8z", [file_google_protobuf_any, file_google_protobuf_duration, file_google_protobuf_timestamp, file_mesh_v1_tensor]);
 
 /**
  * Input of the `echo` kind: returned unchanged.
@@ -181,6 +183,94 @@ export const DocEmbedInputSchema: GenMessage<DocEmbedInput> = /*@__PURE__*/
   messageDesc(file_mesh_v1_task, 5);
 
 /**
+ * Any model a backend holds or can load, run on tensors (the `infer` kind). Inputs are checked
+ * against the model's metadata at submit; the priority class reaches Triton's priority levels.
+ *
+ * @generated from message mesh.v1.InferInput
+ */
+export type InferInput = Message<"mesh.v1.InferInput"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * Empty: the version the backend serves by default.
+   *
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * @generated from field: repeated mesh.v1.InferInputTensor inputs = 3;
+   */
+  inputs: InferInputTensor[];
+
+  /**
+   * Empty: every output the model has.
+   *
+   * @generated from field: repeated string outputs = 4;
+   */
+  outputs: string[];
+
+  /**
+   * @generated from field: map<string, mesh.v1.InferParameter> parameters = 5;
+   */
+  parameters: { [key: string]: InferParameter };
+
+  /**
+   * One per input instead of typed `contents` (FP16 travels only so).
+   *
+   * @generated from field: repeated bytes raw_input_contents = 6;
+   */
+  rawInputContents: Uint8Array[];
+};
+
+/**
+ * Describes the message mesh.v1.InferInput.
+ * Use `create(InferInputSchema)` to create a new message.
+ */
+export const InferInputSchema: GenMessage<InferInput> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_task, 6);
+
+/**
+ * What a model answered: the output tensors, as typed contents when the input was typed (raw
+ * otherwise, or with FP16 among them). A decoupled model's every response is a partial output.
+ *
+ * @generated from message mesh.v1.TensorOutput
+ */
+export type TensorOutput = Message<"mesh.v1.TensorOutput"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: repeated mesh.v1.InferOutputTensor outputs = 2;
+   */
+  outputs: InferOutputTensor[];
+
+  /**
+   * @generated from field: repeated bytes raw_output_contents = 3;
+   */
+  rawOutputContents: Uint8Array[];
+
+  /**
+   * Which backend answered, e.g. "triton" or "cpu".
+   *
+   * @generated from field: string backend = 4;
+   */
+  backend: string;
+};
+
+/**
+ * Describes the message mesh.v1.TensorOutput.
+ * Use `create(TensorOutputSchema)` to create a new message.
+ */
+export const TensorOutputSchema: GenMessage<TensorOutput> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_task, 7);
+
+/**
  * The typed input of a task; the set case must match the task kind.
  *
  * @generated from message mesh.v1.TaskPayload
@@ -235,6 +325,12 @@ export type TaskPayload = Message<"mesh.v1.TaskPayload"> & {
      */
     value: Any;
     case: "custom";
+  } | {
+    /**
+     * @generated from field: mesh.v1.InferInput infer = 8;
+     */
+    value: InferInput;
+    case: "infer";
   } | { case: undefined; value?: undefined };
 };
 
@@ -243,7 +339,7 @@ export type TaskPayload = Message<"mesh.v1.TaskPayload"> & {
  * Use `create(TaskPayloadSchema)` to create a new message.
  */
 export const TaskPayloadSchema: GenMessage<TaskPayload> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 6);
+  messageDesc(file_mesh_v1_task, 8);
 
 /**
  * Everything needed to run a task. Set by the client, completed by the scheduler.
@@ -342,7 +438,7 @@ export type TaskSpec = Message<"mesh.v1.TaskSpec"> & {
  * Use `create(TaskSpecSchema)` to create a new message.
  */
 export const TaskSpecSchema: GenMessage<TaskSpec> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 7);
+  messageDesc(file_mesh_v1_task, 9);
 
 /**
  * An embedding vector.
@@ -366,7 +462,7 @@ export type Embedding = Message<"mesh.v1.Embedding"> & {
  * Use `create(EmbeddingSchema)` to create a new message.
  */
 export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 8);
+  messageDesc(file_mesh_v1_task, 10);
 
 /**
  * A piece of output: a partial chunk or the final result.
@@ -403,6 +499,14 @@ export type TaskOutput = Message<"mesh.v1.TaskOutput"> & {
      */
     value: Any;
     case: "custom";
+  } | {
+    /**
+     * The output of an `infer` task.
+     *
+     * @generated from field: mesh.v1.TensorOutput tensors = 5;
+     */
+    value: TensorOutput;
+    case: "tensors";
   } | { case: undefined; value?: undefined };
 };
 
@@ -411,7 +515,7 @@ export type TaskOutput = Message<"mesh.v1.TaskOutput"> & {
  * Use `create(TaskOutputSchema)` to create a new message.
  */
 export const TaskOutputSchema: GenMessage<TaskOutput> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 9);
+  messageDesc(file_mesh_v1_task, 11);
 
 /**
  * Why a task failed.
@@ -442,7 +546,7 @@ export type TaskError = Message<"mesh.v1.TaskError"> & {
  * Use `create(TaskErrorSchema)` to create a new message.
  */
 export const TaskErrorSchema: GenMessage<TaskError> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 10);
+  messageDesc(file_mesh_v1_task, 12);
 
 /**
  * One entry in a task's event stream. Sequence numbers start at 1, are
@@ -582,7 +686,7 @@ export type TaskEvent = Message<"mesh.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 11);
+  messageDesc(file_mesh_v1_task, 13);
 
 /**
  * A task's current state, folded from its event stream.
@@ -636,7 +740,7 @@ export type TaskInfo = Message<"mesh.v1.TaskInfo"> & {
  * Use `create(TaskInfoSchema)` to create a new message.
  */
 export const TaskInfoSchema: GenMessage<TaskInfo> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_task, 12);
+  messageDesc(file_mesh_v1_task, 14);
 
 /**
  * How urgently a task must be dispatched. Dispatch is by class first; the

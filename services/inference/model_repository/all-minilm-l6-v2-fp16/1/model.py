@@ -1,0 +1,1 @@
+../../all-minilm-l6-v2/1/model.py
