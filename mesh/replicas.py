@@ -4,11 +4,12 @@ with the shortest expected wait, and moves off a replica that fails.
 Every inference service registers its backends in the `tm_inference` bucket — with its own
 endpoint, the models resident, capacity, calls in flight and recent latency — and this client
 follows the bucket (plus the endpoints it was started with, so it works before the first
-registration arrives). A call's replica: one that holds the model (any replica when none does:
-it loads on demand), least ``(in flight there + here + 1) / capacity x latency``. A replica that
-answers UNAVAILABLE (or whose channel is failing) is rested for `rest_s` and the call tried on
-the next; only the last candidate is waited for (`wait_for_ready`), so a dead replica never
-holds a task while a live one could answer. A stream moves only before its first message —
+registration arrives). A call's replica: one that holds the model (else one that could load it
+on demand, on devices that fit it; else any), least ``(in flight and queued there + here + 1) /
+capacity x latency``. A replica that answers UNAVAILABLE (or whose channel is failing) is rested
+for `rest_s` and the call tried on the next, one that answers RESOURCE_EXHAUSTED (saturated) is
+passed over for this call only; only the last candidate is waited for (`wait_for_ready`), so a
+dead replica never holds a task while a live one could answer. A stream moves only before its first message —
 after that it has answered in part, and the step's own retry takes over.
 
 Workers' steps and the gateway's relay call it exactly as they call the generated stub.
@@ -38,6 +39,9 @@ from mesh.v1 import inference_pb2, inference_pb2_grpc, status_pb2
 log = get_logger(__name__)
 
 _MOVE_ON = {grpc.StatusCode.UNAVAILABLE}
+# A saturated replica (its queue past its bound) is not failing: the call tries the next one
+# without resting it; the last one's refusal (with its retry-after) is the caller's answer.
+_SATURATED = {grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 @dataclass
@@ -46,8 +50,10 @@ class Replica:
     stub: inference_pb2_grpc.InferenceServiceStub
     channel: grpc.aio.Channel
     models: frozenset[str] = frozenset()
+    loadable: frozenset[str] = frozenset()  # models it could load on demand (its devices fit them)
     capacity: int = 1
     remote_in_flight: int = 0
+    remote_waiting: int = 0  # calls queued there for room
     latency_s: float = 0.05
     in_flight: int = 0  # this client's calls
     rested_until: float = 0.0
@@ -55,7 +61,8 @@ class Replica:
     backends: dict[str, status_pb2.InferenceBackendStatus] = field(default_factory=dict)
 
     def expected_wait(self) -> float:
-        return (self.remote_in_flight + self.in_flight + 1) / max(self.capacity, 1) * self.latency_s
+        ahead = self.remote_in_flight + self.remote_waiting + self.in_flight
+        return (ahead + 1) / max(self.capacity, 1) * self.latency_s
 
     def healthy(self, now: float) -> bool:
         if now < self.rested_until:
@@ -66,8 +73,10 @@ class Replica:
         self.backends[entry.backend] = entry
         live = [b for b in self.backends.values() if b.circuit != "open"]
         self.models = frozenset(m for b in live for m in b.models)
+        self.loadable = frozenset(m for b in live for m in b.loadable_models)
         self.capacity = sum(b.capacity for b in live) or 1
         self.remote_in_flight = sum(b.in_flight for b in live)
+        self.remote_waiting = sum(b.waiting for b in live)
         latencies = [b.latency_ms / 1000 for b in live if b.latency_ms]
         self.latency_s = min(latencies) if latencies else self.latency_s
         self.registered = True
@@ -149,13 +158,18 @@ class InferenceReplicas(Lifecycle):
     # ---- choosing -----------------------------------------------------------------------------
 
     def _order(self, model: str, tried: set[str]) -> list[Replica]:
-        """Candidates for `model`, best first: healthy holders, then healthy others, then the rest."""
+        """Candidates for `model`, best first: healthy holders, then healthy replicas that could
+        load it (on devices that fit it), then healthy others, then the rest."""
         now = time.monotonic()
         left = [r for r in self._replicas.values() if r.endpoint not in tried]
-        holding = [r for r in left if not model or model in r.models or not r.registered]
+
+        def fit(r: Replica) -> int:
+            if not model or model in r.models or not r.registered:
+                return 0
+            return 1 if model in r.loadable else 2
 
         def rank(r: Replica) -> tuple[int, int, float]:
-            return (0 if r.healthy(now) else 1, 0 if r in holding else 1, r.expected_wait())
+            return (0 if r.healthy(now) else 1, fit(r), r.expected_wait())
 
         return sorted(left, key=rank)
 
@@ -181,9 +195,10 @@ class InferenceReplicas(Lifecycle):
             try:
                 return await getattr(replica.stub, method)(request, wait_for_ready=wait and last, **kwargs)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in _MOVE_ON or last:
+                if exc.code() not in (*_MOVE_ON, *_SATURATED) or last:
                     raise
-                self._failed(replica, exc)
+                if exc.code() in _MOVE_ON:
+                    self._failed(replica, exc)
             finally:
                 replica.in_flight -= 1
 

@@ -316,6 +316,20 @@ async def _status(args: argparse.Namespace) -> int:
         )
         if b.last_error and b.circuit != "closed":
             print(f"{'':<24} last error: {b.last_error}")
+        facts = [f"runs on {'/'.join(b.device_kinds)}"] if b.device_kinds else []
+        facts += [f"{b.waiting} queued"] if b.waiting else []
+        if b.memory_budget_bytes:
+            facts.append(f"memory {b.memory_resident_bytes / 2**20:.0f}/{b.memory_budget_bytes / 2**20:.0f} MiB")
+        facts += [f"loads on demand: {', '.join(b.loadable_models)}"] if b.loadable_models else []
+        if facts:
+            print(f"{'':<24} {'; '.join(facts)}")
+        for st in b.model_statistics:  # the backend's own count (Triton's statistics)
+            served = max(st.success_count, 1)
+            print(
+                f"{'':<24} {st.model}: {st.inference_count} inferences in {st.execution_count} executions, "
+                f"{st.failure_count} failed; per request queue {st.queue_ms_total / served:.1f} ms, "
+                f"compute {st.compute_ms_total / served:.1f} ms"
+            )
     hosts = {b.endpoint or b.instance: b for b in mesh.inference_backends if b.devices_note}
     for where, b in sorted(hosts.items()):
         print(f"\ndevices of inference {where}: {b.devices_note}")

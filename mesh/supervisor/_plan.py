@@ -16,13 +16,14 @@ from typing import Any
 
 from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
+from mesh.model_repository import MODEL_REPOSITORY
 from mesh.security import LeafFiles
 from mesh.security._ca import write_private
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
 from mesh.supervisor._nats import nats_command, nats_config
 from mesh.supervisor._security import MeshSecurity, nats_cluster_security, nats_security
-from mesh.supervisor._triton import MODEL_REPOSITORY, triton_launch
+from mesh.supervisor._triton import triton_launch
 
 # Submit rate limits of every gateway, per tenant and per credential (submits/s, burst): on by
 # default; a rate of 0 turns one off. The gateway's own defaults are the same (`_ratelimit`).
@@ -342,7 +343,11 @@ def build_plan(
         service(
             "inference" if index == 1 else f"inference-{index}",
             "services.inference",
-            [arg for spec in triton_specs for arg in ("--triton", spec.address)],
+            [
+                *(arg for spec in triton_specs for arg in ("--triton", spec.address)),
+                # Triton's repositories, read for what a model needs before it loads
+                *(arg for repository in model_repositories for arg in ("--model-repository", str(repository))),
+            ],
             nats_names,  # it registers its backends in NATS
         )
         for index in range(1, max(inference_replicas, 1) + 1)

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mesh.model_repository import MODEL_REPOSITORY, needs, repository_models
+from mesh.model_repository import config_name as chosen_config
 from mesh.security import LeafFiles
 
-MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "inference" / "model_repository"
 _PROJECT_ROOT = MODEL_REPOSITORY.parents[2]
 
 
@@ -36,36 +37,6 @@ def triton_available() -> bool:
         return (_dist_dir() / "bin" / "tritonserver").is_file()
     except FileNotFoundError:
         return False
-
-
-def repository_models(repository: Path) -> list[str]:
-    """The models of a Triton model repository: its folders that hold a config or a version."""
-    return sorted(
-        entry.name
-        for entry in repository.iterdir()
-        if entry.is_dir()
-        and ((entry / "config.pbtxt").is_file() or any(v.is_dir() and v.name.isdigit() for v in entry.iterdir()))
-    )
-
-
-def loads_at_start(model_dir: Path, config_name: str = "") -> bool:
-    """Whether Triton loads this model when it starts: yes unless its config (``configs/<name>.pbtxt``
-    where `config_name` picks one, else ``config.pbtxt``) says ``load_at_start: "false"`` — such a
-    model is loaded on demand, by the first call that needs it. A config that does not parse is
-    loaded, so Triton reports what is wrong with it."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    chosen = model_dir / "configs" / f"{config_name}.pbtxt"
-    path = chosen if config_name and chosen.is_file() else model_dir / "config.pbtxt"
-    if not path.is_file():
-        return True
-    try:
-        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig(), allow_unknown_field=True)
-    except text_format.ParseError:
-        return True
-    value: str = config.parameters["load_at_start"].string_value
-    return value.strip().lower() != "false"
 
 
 def check_model_repositories(repositories: Sequence[Path]) -> list[Path]:
@@ -111,7 +82,7 @@ def triton_launch(
     `model_repositories` beside it, on the given ports.
 
     Models are under explicit control: every model of every repository is loaded at start (but
-    those whose config says ``load_at_start: "false"``, see `loads_at_start`), and after that
+    those whose config says ``load_at_start: "false"``, see `mesh.model_repository`), and after that
     only when asked (`load_model` / `unload_model` over gRPC) — Triton never loads or unloads one
     by itself. A model name must be unique across the repositories.
 
@@ -120,7 +91,7 @@ def triton_launch(
     mutual TLS under the mesh's root, and the HTTP and metrics endpoints are off: Triton cannot
     put TLS on them, and they would answer (and run inference for) anyone on the host. Triton
     checks that a caller's certificate comes from the root; it has no allow-list by identity."""
-    config_name = os.environ.get("TIDEMESH_TRITON_CONFIG", "") if config_name is None else config_name
+    config_name = chosen_config(config_name)
     dist = _dist_dir()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
@@ -143,7 +114,7 @@ def triton_launch(
         name
         for repository in repositories
         for name in repository_models(repository)
-        if loads_at_start(repository / name, config_name)
+        if needs(repository / name, config_name).load_at_start
     ]
     command = [
         str(dist / "bin" / "tritonserver"),

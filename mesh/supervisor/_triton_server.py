@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mesh.model_repository import MODEL_REPOSITORY
 from mesh.supervisor._child import Child
 from mesh.supervisor._plan import free_port, triton_spec
 from mesh.supervisor._security import MeshSecurity
-from mesh.supervisor._triton import MODEL_REPOSITORY
 
 
 class TritonServer:

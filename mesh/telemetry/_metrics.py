@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class BackendModelStatistics(Collector):
+    """Counters an inference backend keeps itself — Triton's per-model statistics, the figures
+    behind its own nv_inference_* metrics — exported as last read (`mesh.v1.ModelStatistics`
+    entries), so they reach Prometheus under mutual TLS, where Triton's metrics port is off."""
+
+    _COUNTERS = (
+        ("inferences", "Inferences (batch rows) a backend ran, by its own count", "inference_count", 1.0),
+        ("executions", "Model executions (batches) a backend ran, by its own count", "execution_count", 1.0),
+        ("failures", "Inference requests a backend's model failed, by its own count", "failure_count", 1.0),
+        ("queue_seconds", "Time requests queued inside a backend, by its own count", "queue_ms_total", 1e-3),
+        ("compute_seconds", "Time a backend's models computed, by its own count", "compute_ms_total", 1e-3),
+    )
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], list[Any]] = {}
+
+    def set(self, backend: str, address: str, statistics: Sequence[Any]) -> None:
+        self._latest[backend, address] = list(statistics)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, documentation, field, scale in self._COUNTERS:
+            labels = ["backend", "address", "model"]
+            family = CounterMetricFamily(f"tidemesh_backend_model_{name}", documentation, labels=labels)
+            for (backend, address), statistics in self._latest.items():
+                for entry in statistics:
+                    family.add_metric([backend, address, entry.model], getattr(entry, field) * scale)
+            yield family
 
 
 class Metrics:
@@ -123,6 +155,8 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=r,
         )
+        self.backend_model_statistics = BackendModelStatistics()
+        r.register(self.backend_model_statistics)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

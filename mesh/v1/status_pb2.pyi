@@ -81,7 +81,7 @@ class ScaleRecommendation(_message.Message):
     def __init__(self, pool: _Optional[str] = ..., current_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., depth: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., drain_per_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class InferenceBackendStatus(_message.Message):
-    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated", "endpoint", "devices", "devices_note")
+    __slots__ = ("instance", "backend", "address", "circuit", "models", "streaming_models", "capacity", "in_flight", "latency_ms", "texts_served", "failures", "last_error", "updated", "endpoint", "devices", "devices_note", "device_kinds", "waiting", "loadable_models", "memory_budget_bytes", "memory_resident_bytes", "model_statistics")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,12 @@ class InferenceBackendStatus(_message.Message):
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     DEVICES_NOTE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KINDS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    LOADABLE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_RESIDENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_STATISTICS_FIELD_NUMBER: _ClassVar[int]
     instance: str
     backend: str
     address: str
@@ -114,7 +120,35 @@ class InferenceBackendStatus(_message.Message):
     endpoint: str
     devices: _containers.RepeatedCompositeFieldContainer[DeviceStatus]
     devices_note: str
-    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoint: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[DeviceStatus, _Mapping]]] = ..., devices_note: _Optional[str] = ...) -> None: ...
+    device_kinds: _containers.RepeatedScalarFieldContainer[str]
+    waiting: int
+    loadable_models: _containers.RepeatedScalarFieldContainer[str]
+    memory_budget_bytes: int
+    memory_resident_bytes: int
+    model_statistics: _containers.RepeatedCompositeFieldContainer[ModelStatistics]
+    def __init__(self, instance: _Optional[str] = ..., backend: _Optional[str] = ..., address: _Optional[str] = ..., circuit: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., streaming_models: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., latency_ms: _Optional[float] = ..., texts_served: _Optional[int] = ..., failures: _Optional[int] = ..., last_error: _Optional[str] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., endpoint: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[DeviceStatus, _Mapping]]] = ..., devices_note: _Optional[str] = ..., device_kinds: _Optional[_Iterable[str]] = ..., waiting: _Optional[int] = ..., loadable_models: _Optional[_Iterable[str]] = ..., memory_budget_bytes: _Optional[int] = ..., memory_resident_bytes: _Optional[int] = ..., model_statistics: _Optional[_Iterable[_Union[ModelStatistics, _Mapping]]] = ...) -> None: ...
+
+class ModelStatistics(_message.Message):
+    __slots__ = ("model", "version", "inference_count", "execution_count", "success_count", "failure_count", "queue_ms_total", "compute_ms_total", "last_inference")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_MS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LAST_INFERENCE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    inference_count: int
+    execution_count: int
+    success_count: int
+    failure_count: int
+    queue_ms_total: float
+    compute_ms_total: float
+    last_inference: _timestamp_pb2.Timestamp
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inference_count: _Optional[int] = ..., execution_count: _Optional[int] = ..., success_count: _Optional[int] = ..., failure_count: _Optional[int] = ..., queue_ms_total: _Optional[float] = ..., compute_ms_total: _Optional[float] = ..., last_inference: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeviceStatus(_message.Message):
     __slots__ = ("kind", "index", "name", "utilization", "memory_used_bytes", "memory_total_bytes", "power_watts", "temperature_celsius")

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from mesh.fabric import INFERENCE_BUCKET, await_topology
+from mesh.model_repository import MODEL_REPOSITORY, config_name
 from mesh.priority import CLASS_NAMES
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.v1 import inference_pb2_grpc
@@ -23,12 +24,26 @@ from services.inference._router import MAX_WAIT_S, MAX_WAITING, SPILL_AFTER_S, R
 from services.inference._service import Inference
 
 
-def _backends(args: argparse.Namespace) -> list[InferenceBackend]:
+def _backends(args: argparse.Namespace, devices: Devices) -> list[InferenceBackend]:
     backends: list[InferenceBackend] = []
+    kinds = frozenset(
+        {"cpu", "gpu"}
+        if args.triton_devices == "gpu" or (args.triton_devices == "auto" and devices.has_gpu)
+        else {"cpu"}
+    )
     for address in args.triton:
         from services.inference._triton import TritonBackend  # only the Triton path needs tritonclient
 
-        backends.append(TritonBackend(address, capacity=args.triton_capacity, transport=args.transport))
+        backends.append(
+            TritonBackend(
+                address,
+                capacity=args.triton_capacity,
+                transport=args.transport,
+                device_kinds=kinds,
+                repositories=[MODEL_REPOSITORY, *args.model_repository],
+                config_name=config_name(),
+            )
+        )
     if not args.no_cpu:
         backends.append(CpuBackend(threads=args.threads, processes=args.cpu_mode == "process"))
     if not backends:
@@ -38,8 +53,9 @@ def _backends(args: argparse.Namespace) -> list[InferenceBackend]:
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     instance = f"{socket.gethostname()}-{os.getpid()}"
+    devices = Devices()
     router = Router(
-        _backends(args),
+        _backends(args, devices),
         probe_interval_s=args.probe_interval,
         breaker=lambda: CircuitBreaker(threshold=3, reset_s=args.breaker_reset),
         memory_budget_bytes=int(args.model_memory_budget_mb * MIB),
@@ -68,7 +84,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await await_topology(js, streams=(f"KV_{INFERENCE_BUCKET}",))  # the scheduler declares it
             kv = await js.key_value(INFERENCE_BUCKET)
             endpoint = args.advertise or f"127.0.0.1:{host.grpc_port}"
-            registration = asyncio.create_task(publish_backends(kv, router, instance, endpoint, Devices()))
+            registration = asyncio.create_task(publish_backends(kv, router, instance, endpoint, devices))
             stack.push_async_callback(_cancel, registration)
         host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
         await stop.wait()
@@ -142,6 +158,19 @@ def main() -> None:
     )
     parser.add_argument(
         "--max-waiting", type=int, default=MAX_WAITING, help="refuse a call when this many already queue per backend"
+    )
+    parser.add_argument(
+        "--triton-devices",
+        choices=["auto", "cpu", "gpu"],
+        default="auto",
+        help="what Triton's models can run on: auto (a GPU where NVML finds one, and the CPU), cpu, or gpu (and cpu)",
+    )
+    parser.add_argument(
+        "--model-repository",
+        action="append",
+        type=Path,
+        default=[],
+        help="a user model repository Triton serves (repeatable): read for what each model needs before it loads",
     )
     parser.add_argument("--no-cpu", action="store_true", help="no embedded CPU backend (and so no fallback)")
     parser.add_argument("--probe-interval", type=float, default=1.0, help="seconds between backend health probes")

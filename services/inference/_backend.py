@@ -16,7 +16,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ import numpy as np
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec
+from mesh.v1 import status_pb2
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Loadable:
     state: str
     reason: str = ""
     memory_bytes: int = 0  # what it counts against the memory budget (0: the default estimate)
+    device_kind: str = ""  # the device its config needs ("gpu", "cpu"; "": either, or not known)
 
 
 class BackendDown(Unavailable):
@@ -102,6 +104,8 @@ class InferenceBackend(Protocol):
     # Its pool's place in placement: 0 the preferred pool (Triton, the accelerators), higher the
     # pools work spills to when the preferred is full (the embedded CPU model).
     tier: int
+    # The kinds of device its models can run on ("gpu", "cpu").
+    device_kinds: frozenset[str]
 
     def available(self) -> Mapping[str, Loadable]:
         """Every model it holds or could load, as of the last `refresh`."""
@@ -115,6 +119,10 @@ class InferenceBackend(Protocol):
 
     async def refresh(self) -> list[ModelSpec]:
         """The models loaded and ready now; raises BackendDown when the backend is unreachable."""
+        ...
+
+    def statistics(self) -> Sequence[status_pb2.ModelStatistics]:
+        """Per-model counters as the backend reports them, as of the last `refresh` (none: [])."""
         ...
 
     async def embed(self, model: str, texts: list[str], rank: int) -> np.ndarray: ...
@@ -150,6 +158,7 @@ class CpuBackend:
     accepts_tokens = True
     controls_models = False
     tier = 1  # the fallback pool: work spills here when Triton is full or down
+    device_kinds = frozenset({"cpu"})
 
     def __init__(self, threads: int = 1, processes: bool = False) -> None:
         from services.inference._minilm import MiniLM, engine_for
@@ -213,7 +222,10 @@ class CpuBackend:
         return [self._spec]
 
     def available(self) -> Mapping[str, Loadable]:
-        return {self._spec.name: Loadable(self._spec.name, "READY")}
+        return {self._spec.name: Loadable(self._spec.name, "READY", device_kind="cpu")}
+
+    def statistics(self) -> Sequence[status_pb2.ModelStatistics]:
+        return []  # the router counts its calls (tidemesh_inference_texts_total)
 
     async def load(self, model: str) -> None:
         if model != self._spec.name:

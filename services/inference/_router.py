@@ -79,7 +79,7 @@ class Catalogued:
     usable: bool  # loaded, not draining, the backend's circuit letting calls in
 
 
-@dataclass
+@dataclass(eq=False)  # a backend's place: compared by identity
 class _Slot:
     backend: InferenceBackend
     breaker: CircuitBreaker
@@ -235,6 +235,18 @@ class Router:
                 texts_served=slot.texts_served,
                 failures=slot.failures,
                 last_error=slot.last_error,
+                device_kinds=sorted(slot.backend.device_kinds),
+                waiting=slot.waiting,
+                loadable_models=sorted(
+                    m
+                    for m in slot.backend.available()
+                    if m not in slot.models and any(c is slot for c in self._controllers(m))
+                ),
+                memory_budget_bytes=self._budget if slot.backend.controls_models else 0,
+                memory_resident_bytes=sum(self._memory(slot, m) for m in slot.models)
+                if slot.backend.controls_models
+                else 0,
+                model_statistics=slot.backend.statistics(),
             )
             entry.updated.GetCurrentTime()
             out.append(entry)
@@ -287,6 +299,7 @@ class Router:
             return
         slot.probe_failed = False
         slot.models = {s.name: s for s in specs}
+        METRICS.backend_model_statistics.set(slot.backend.name, slot.backend.address, slot.backend.statistics())
         for spec in specs:
             self._known[spec.name] = spec  # the latest registration: a reloaded model's new signature
         if slot.breaker.state is BreakerState.HALF_OPEN:
@@ -448,19 +461,33 @@ class Router:
 
     # ---- model control ----------------------------------------------------------------------
 
-    def _controllers(self, model: str, backend: str = "") -> list[_Slot]:
+    def _controllers(self, model: str, backend: str = "", fitting: bool = True) -> list[_Slot]:
+        """The healthy backends that could load `model` (`fitting`: whose devices can run it)."""
         return [
             s
             for s in self._slots
             if s.backend.controls_models
-            and model in s.backend.available()
+            and (entry := s.backend.available().get(model)) is not None
+            and (not fitting or not entry.device_kind or entry.device_kind in s.backend.device_kinds)
             and (not backend or s.backend.name == backend)
             and s.breaker.would_allow()
         ]
 
     def loadable(self, model: str) -> bool:
-        """Whether a backend that controls its models could load `model`."""
+        """Whether a backend that controls its models could load `model` (on devices that fit)."""
         return bool(self._controllers(model))
+
+    def unfit(self, model: str, backend: str = "") -> str:
+        """Why `model` cannot be loaded although a backend has it: none of those backends has the
+        device its config needs ("" when one could load it, or none has it at all)."""
+        if self._controllers(model, backend):
+            return ""
+        having = self._controllers(model, backend, fitting=False)
+        if not having:
+            return ""
+        kind = having[0].backend.available()[model].device_kind
+        where = ", ".join(f"{s.backend.name} ({'/'.join(sorted(s.backend.device_kinds))})" for s in having)
+        return f"model {model!r} needs a {kind.upper()} and no backend that has it has one: {where}"
 
     def _memory(self, slot: _Slot, model: str) -> int:
         entry = slot.backend.available().get(model)
@@ -487,6 +514,8 @@ class Router:
             return held[0].backend.name, []
         slots = self._controllers(model, backend)
         if not slots:
+            if reason := self.unfit(model, backend):
+                raise Conflict(reason)
             where = f"backend {backend!r}" if backend else "any backend"
             raise NotFound(f"no model {model!r} in the repositories of {where}")
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
-from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, Unavailable
 from mesh.oip import Signature, TensorData, TensorRequest, check_request, response_proto
 from mesh.priority import urgency
 from mesh.rpc import ServerContext as Context
@@ -51,9 +51,13 @@ class Inference(inference_pb2_grpc.InferenceServiceServicer):
         return model
 
     async def _on_demand(self, name: str) -> None:
-        """Load `name` where no backend has registered it but one could."""
-        if name and name not in self._router.models() and self._router.loadable(name):
-            await self._router.load(name)
+        """Load `name` where no backend has registered it but one could; a model whose config
+        needs a device no backend that has it offers is FAILED_PRECONDITION, saying which."""
+        if name and name not in self._router.models():
+            if self._router.loadable(name):
+                await self._router.load(name)
+            elif reason := self._router.unfit(name):
+                raise Conflict(reason)
 
     async def _known(self, name: str) -> Signature | None:
         """The signature of a model a backend has registered, or can load (it is loaded now to

@@ -20,11 +20,26 @@ from mesh.v1 import inference_pb2_grpc
 
 
 class InferenceProcess(inference_pb2_grpc.InferenceServiceStub):
-    """A stub of a running inference service that also knows the service's pid."""
+    """A stub of a running inference service that also knows the service's pid and reads its
+    Prometheus metrics (its ops port, under the same transport)."""
 
-    def __init__(self, channel: grpc.aio.Channel, pid: int) -> None:
+    def __init__(self, channel: grpc.aio.Channel, pid: int, http_port: int = 0, transport: Transport | None = None):
         super().__init__(channel)
         self.pid = pid
+        self._http_port = http_port
+        self._transport = transport or Transport.insecure()
+
+    async def metrics(self) -> str:
+        import aiohttp
+
+        context = self._transport.client_ssl_context()
+        scheme = "https" if context is not None else "http"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{scheme}://127.0.0.1:{self._http_port}/metrics", ssl=context or False) as response,
+        ):
+            response.raise_for_status()
+            return await response.text()
 
 
 @contextlib.asynccontextmanager
@@ -52,10 +67,10 @@ async def inference_process(
             if process.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"inference service did not start:\n{log_path.read_text()[-3000:]}")
             await asyncio.sleep(0.05)
-        port = json.loads(ready.read_text())["grpc_port"]
+        ports = json.loads(ready.read_text())
         transport = Transport.of(pki, "cli") if pki is not None else Transport.insecure()
-        async with transport.channel(f"127.0.0.1:{port}") as channel:
-            yield InferenceProcess(channel, process.pid)
+        async with transport.channel(f"127.0.0.1:{ports['grpc_port']}") as channel:
+            yield InferenceProcess(channel, process.pid, ports["http_port"], transport)
     finally:
         if process.returncode is None:
             process.terminate()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc.aio
@@ -24,9 +25,11 @@ from tritonclient.grpc import InferInput, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from mesh.errors import InvalidArgument, NotFound
+from mesh.model_repository import ModelNeeds, repository_needs
 from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec, add_raw_inputs, set_parameters
 from mesh.security import Transport
 from mesh.tasks import split_words
+from mesh.v1 import status_pb2
 from services.inference._backend import EMBEDDING, TEXT, BackendDown, Chunk, Loadable, ModelFailed, ModelSpec
 
 CHUNK_SUFFIX = "-chunks"
@@ -80,10 +83,25 @@ class TritonBackend:
     tier = 0  # the preferred pool
 
     def __init__(
-        self, address: str, capacity: int = 4, timeout_s: float = 30.0, transport: Transport | None = None
+        self,
+        address: str,
+        capacity: int = 4,
+        timeout_s: float = 30.0,
+        transport: Transport | None = None,
+        device_kinds: frozenset[str] = frozenset({"cpu"}),
+        repositories: Sequence[Path] = (),
+        config_name: str = "",
     ) -> None:
         self.address = address
         self.capacity = capacity
+        # What its models can run on (the host's GPUs, when Triton has them, and its CPU).
+        self.device_kinds = device_kinds
+        # Its model repositories where this service can read them (the same host): what a model
+        # needs is then known before it is loaded (`mesh.model_repository`); else after.
+        self._repositories = [Path(r) for r in repositories]
+        self._config_name = config_name
+        self._needs: dict[str, ModelNeeds] = {}
+        self._statistics: list[status_pb2.ModelStatistics] = []
         self._timeout_s = timeout_s
         # Mutual TLS with the inference service's leaf when the mesh is secure; a renewed leaf
         # gets a new client at the next refresh (the old one finishes its calls, then closes).
@@ -137,14 +155,23 @@ class TritonBackend:
                 del self._specs[gone]
             for name in sorted(ready - set(self._specs)):
                 self._specs[name] = await self._learn(name)
+            statistics = await self._client.get_inference_statistics(as_json=True, client_timeout=2.0)
         except InferenceServerException as exc:
             raise _failure(exc, "refresh") from exc
-        self._available = {
-            m["name"]: Loadable(
-                m["name"], m.get("state") or "UNAVAILABLE", m.get("reason", ""), self._memory.get(m["name"], 0)
+        self._statistics = [_statistics(m) for m in statistics.get("model_stats", []) if m.get("name") in ready]
+        if any(m["name"] not in self._needs for m in index):  # a model new to the repositories
+            self._needs = repository_needs(self._repositories, self._config_name)
+            self._needs.update((m["name"], ModelNeeds()) for m in index if m["name"] not in self._needs)
+        self._available = {}
+        for m in index:
+            needs = self._needs.get(m["name"], ModelNeeds())
+            self._available[m["name"]] = Loadable(
+                m["name"],
+                m.get("state") or "UNAVAILABLE",
+                m.get("reason", ""),
+                self._memory.get(m["name"], 0) or needs.memory_bytes,
+                self._specs[m["name"]].device_kind if m["name"] in self._specs else needs.device_kind,
             )
-            for m in index
-        }
         embedding = {name for name, spec in self._specs.items() if spec.embeds}
         self._streaming = {n.removesuffix(CHUNK_SUFFIX) for n in ready if n.endswith(CHUNK_SUFFIX)} & embedding
         return list(self._specs.values())
@@ -176,7 +203,11 @@ class TritonBackend:
     def available(self) -> Mapping[str, Loadable]:
         return self._available
 
+    def statistics(self) -> Sequence[status_pb2.ModelStatistics]:
+        return self._statistics
+
     async def load(self, model: str) -> None:
+        self._needs.pop(model, None)  # its config is read afresh (it may have been edited)
         try:
             await self._client.load_model(model, client_timeout=_LOAD_TIMEOUT_S)
         except InferenceServerException as exc:
@@ -354,6 +385,31 @@ def _signature(metadata: dict[str, Any], config: dict[str, Any]) -> Signature:
         decoupled=bool(config.get("model_transaction_policy", {}).get("decoupled", False)),
         priority_levels=int(config.get("dynamic_batching", {}).get("priority_levels", 0)),
     )
+
+
+def _statistics(model: dict[str, Any]) -> status_pb2.ModelStatistics:
+    """One model's entry of Triton's statistics (JSON: counts, and durations in ns)."""
+    stats = model.get("inference_stats", {})
+
+    def count(key: str) -> int:
+        return int(stats.get(key, {}).get("count", 0))
+
+    def ms(*keys: str) -> float:
+        return sum(int(stats.get(key, {}).get("ns", 0)) for key in keys) / 1e6
+
+    out = status_pb2.ModelStatistics(
+        model=model.get("name", ""),
+        version=str(model.get("version", "")),
+        inference_count=int(model.get("inference_count", 0)),
+        execution_count=int(model.get("execution_count", 0)),
+        success_count=count("success"),
+        failure_count=count("fail"),
+        queue_ms_total=ms("queue"),
+        compute_ms_total=ms("compute_input", "compute_infer", "compute_output"),
+    )
+    if int(model.get("last_inference", 0)):
+        out.last_inference.FromMilliseconds(int(model["last_inference"]))
+    return out
 
 
 def _placement(config: dict[str, Any]) -> tuple[str, int]:

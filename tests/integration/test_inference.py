@@ -104,6 +104,16 @@ async def test_the_fp16_variant_loads_on_demand_stays_within_its_tolerance_and_s
         burst = await asyncio.gather(
             *(stub.Infer(inference_pb2.InferRequest(model=FP16, texts=[t], priority_class=interactive)) for t in texts)
         )
+        # Triton's own per-model counters reach Prometheus through the service (its metrics port is
+        # off): every text of the first call, and the burst's share Triton ran, by Triton's count
+        ran = len(texts) + sum(r.backend == "triton" for r in burst)
+        pattern = r'tidemesh_backend_model_inferences_total\{address="[^"]+",backend="triton",model="%s"\} ([\d.]+)'
+
+        async def counted() -> float | None:
+            found = re.search(pattern % re.escape(FP16), await stub.metrics())
+            return float(found.group(1)) if found and float(found.group(1)) >= ran else None
+
+        await eventually(counted, timeout_s=10, what=f"Triton's count of {ran} FP16 inferences in /metrics")
         await stub.UnloadModel(inference_pb2.UnloadModelRequest(name=FP16))  # the module's Triton as it was
     assert half.backend == "triton" and half.model == FP16
     cos = _cosines(_vectors(half), minilm.encode(texts).astype(np.float64))

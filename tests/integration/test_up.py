@@ -269,6 +269,23 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         expected = MiniLM.load().encode(["tide pools at dawn"])[0]
         assert len(vector) == 384 and float(sum(a * b for a, b in zip(vector, expected, strict=True))) > 0.9999
 
+        # Triton's own counters (its statistics over mutual TLS: its metrics port is off) in the
+        # registry and the table; what it can load on demand (the FP16 variant), fitting its devices.
+        async def counted() -> dict[str, object] | None:
+            code, out, _ = await _cli("status", "--json", *state)
+            if code != 0:
+                return None
+            triton = {b["backend"]: b for b in json.loads(out)["inference_backends"]}.get("triton", {})
+            stats = {m["model"]: m for m in triton.get("modelStatistics", [])}  # type: ignore[attr-defined]
+            minilm = stats.get("all-minilm-l6-v2", {})
+            return triton if int(minilm.get("successCount", 0)) >= 1 else None
+
+        triton = await eventually(counted, timeout_s=15, what="Triton's statistics for the embed in the registry")
+        assert "cpu" in triton["deviceKinds"] and triton["loadableModels"] == ["all-minilm-l6-v2-fp16"], triton
+        code, table, _ = await _cli("status", *state)
+        assert re.search(r"all-minilm-l6-v2: \d+ inferences in \d+ executions, 0 failed", table), table
+        assert "loads on demand: all-minilm-l6-v2-fp16" in table, table
+
         await _user_models_through_the_front_door(tmp_path / "state", state)
 
         # Cancelling a doc_embed task mid-stream reaches Triton: its chunk model stops early.

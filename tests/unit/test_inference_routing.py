@@ -26,6 +26,7 @@ class Scripted:
     accepts_tokens = False
     controls_models = False
     tier = 0
+    device_kinds = frozenset({"cpu"})
 
     def __init__(self, name: str, capacity: int = 1, fail: bool = False) -> None:
         self.name = name
@@ -67,6 +68,9 @@ class Scripted:
 
     def streams(self, model: str) -> bool:
         return False
+
+    def statistics(self) -> list[object]:
+        return []
 
     def stream(self, model: str, text: str, chunk_words: int, rank: int) -> AsyncIterator[Chunk]:
         raise AssertionError("not used")

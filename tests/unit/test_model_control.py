@@ -77,9 +77,11 @@ class Repository:
     accepts_tokens = False
     controls_models = True
     tier = 0
+    device_kinds = frozenset({"cpu"})
 
     def __init__(self, models: dict[str, int], loaded: set[str]) -> None:
         self.memory = models  # name: MiB
+        self.needs: dict[str, str] = {}  # name: the device kind its config needs
         self.loaded = set(loaded)
         self.calls: list[str] = []
         self.gate = asyncio.Event()
@@ -94,7 +96,7 @@ class Repository:
 
     def available(self) -> dict[str, Loadable]:
         return {
-            n: Loadable(n, "READY" if n in self.loaded else "UNAVAILABLE", "", mib * MIB)
+            n: Loadable(n, "READY" if n in self.loaded else "UNAVAILABLE", "", mib * MIB, self.needs.get(n, ""))
             for n, mib in self.memory.items()
         }
 
@@ -125,6 +127,9 @@ class Repository:
     def streams(self, model: str) -> bool:
         return False
 
+    def statistics(self) -> list[object]:
+        return []
+
     def stream(self, model: str, text: str, chunk_words: int, rank: int) -> AsyncIterator[Chunk]:
         raise AssertionError("not used")
 
@@ -132,8 +137,8 @@ class Repository:
         pass
 
 
-async def _router(backend: Repository, budget_mib: int = 0) -> Router:
-    router = Router([backend], probe_interval_s=3600, memory_budget_bytes=budget_mib * MIB, drain_timeout_s=5)  # type: ignore[list-item]
+async def _router(*backends: Repository, budget_mib: int = 0) -> Router:
+    router = Router(list(backends), probe_interval_s=3600, memory_budget_bytes=budget_mib * MIB, drain_timeout_s=5)  # type: ignore[arg-type]
     await router.start()
     return router
 
@@ -219,3 +224,30 @@ async def test_unknown_models_are_not_found_and_the_loaded_one_is_not_loaded_twi
     assert await router.load("a") == ("triton", [])
     assert repo.calls == []
     await router.close()
+
+
+async def test_a_model_that_needs_a_gpu_is_placed_only_where_there_is_one() -> None:
+    """A model whose config needs a GPU: a CPU-only backend never loads it (not loadable there,
+    not offered in its registration), the GPU backend does, on demand too; with no GPU anywhere
+    the load is a Conflict (FAILED_PRECONDITION) saying what it needs and what there is."""
+    cpu_only, gpu = Repository({"detector": 10}, set()), Repository({"detector": 10}, set())
+    cpu_only.name, gpu.name = "triton-cpu", "triton-gpu"
+    cpu_only.needs = gpu.needs = {"detector": "gpu"}
+    gpu.device_kinds = frozenset({"cpu", "gpu"})
+    router = await _router(cpu_only, gpu)
+    assert router.loadable("detector") and router.unfit("detector") == ""
+    entries = {e.backend: e for e in router.snapshot("i")}
+    assert list(entries["triton-gpu"].loadable_models) == ["detector"]
+    assert list(entries["triton-cpu"].loadable_models) == [] and list(entries["triton-gpu"].device_kinds) == [
+        "cpu",
+        "gpu",
+    ]
+    await router.infer("detector", REQUEST, 1)  # on demand: the GPU backend loads it
+    assert gpu.calls == ["load detector"] and cpu_only.calls == []
+    await router.close()
+
+    alone = await _router(cpu_only)
+    assert not alone.loadable("detector")
+    with pytest.raises(Conflict, match=r"needs a GPU .* triton-cpu \(cpu\)"):
+        await alone.load("detector")
+    await alone.close()

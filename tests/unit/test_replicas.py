@@ -18,9 +18,14 @@ class _Service(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, name: str) -> None:
         self.name = name
         self.calls = 0
+        self.saturated = False
 
-    async def Infer(self, request: inference_pb2.InferRequest, context: object) -> inference_pb2.InferResponse:
+    async def Infer(
+        self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.InferResponse:
         self.calls += 1
+        if self.saturated:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "saturated")
         return inference_pb2.InferResponse(model=request.model, backend=self.name)
 
     async def ModelStreamInfer(
@@ -43,13 +48,17 @@ async def _server(name: str) -> tuple[grpc.aio.Server, _Service, str]:
     return server, service, f"127.0.0.1:{port}"
 
 
-def _status(endpoint: str, models: list[str], in_flight: int = 0) -> status_pb2.InferenceBackendStatus:
+def _status(
+    endpoint: str, models: list[str], in_flight: int = 0, waiting: int = 0, loadable: tuple[str, ...] = ()
+) -> status_pb2.InferenceBackendStatus:
     return status_pb2.InferenceBackendStatus(
         endpoint=endpoint,
         backend="cpu",
         models=models,
+        loadable_models=loadable,
         capacity=2,
         in_flight=in_flight,
+        waiting=waiting,
         latency_ms=10,
         circuit="closed",
     )
@@ -87,6 +96,30 @@ async def test_between_holders_the_less_loaded_replica_is_chosen(two) -> None:  
     assert (await replicas.Infer(inference_pb2.InferRequest(model="m"), timeout=5)).backend == "b"
     _follow(replicas, _status(a, ["m"], in_flight=0), _status(b, ["m"], in_flight=6))
     assert (await replicas.Infer(inference_pb2.InferRequest(model="m"), timeout=5)).backend == "a"
+
+
+async def test_queued_calls_count_and_a_model_none_holds_goes_where_it_can_be_loaded(two) -> None:  # type: ignore[no-untyped-def]
+    """A replica's queue depth counts as load; for a model no replica holds, the one whose
+    backends could load it (its devices fit) is chosen over one that could not, however idle."""
+    replicas, ((_, _, a), (_, _, b)) = two
+    _follow(replicas, _status(a, ["m"], in_flight=2, waiting=8), _status(b, ["m"], in_flight=2, waiting=0))
+    assert (await replicas.Infer(inference_pb2.InferRequest(model="m"), timeout=5)).backend == "b"
+    _follow(replicas, _status(a, ["m"], loadable=("gpu-only",)), _status(b, ["m"], in_flight=0))
+    _follow(replicas, _status(a, ["m"], in_flight=6, loadable=("gpu-only",)))
+    assert (await replicas.Infer(inference_pb2.InferRequest(model="gpu-only"), timeout=5)).backend == "a"
+
+
+async def test_a_saturated_replica_is_passed_over_for_the_call_but_not_rested(two) -> None:  # type: ignore[no-untyped-def]
+    replicas, ((_, service_a, a), (_, service_b, b)) = two
+    _follow(replicas, _status(a, ["m"]), _status(b, ["m"], in_flight=6))  # a is preferred ...
+    service_a.saturated = True  # ... and refuses: its queue is past its bound
+    assert (await replicas.Infer(inference_pb2.InferRequest(model="m"), timeout=5)).backend == "b"
+    service_a.saturated = False
+    assert (await replicas.Infer(inference_pb2.InferRequest(model="m"), timeout=5)).backend == "a"  # not rested
+    service_a.saturated = service_b.saturated = True
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # every one saturated: the caller's answer
+        await replicas.Infer(inference_pb2.InferRequest(model="m"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 async def test_a_replica_that_goes_away_is_passed_over_at_once_and_rested(two) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mesh.supervisor._triton import MODEL_REPOSITORY, loads_at_start, triton_launch
+from mesh.model_repository import MODEL_REPOSITORY, ModelNeeds, needs, repository_needs
+from mesh.supervisor._triton import triton_launch
 from services.inference._triton import _placement
+
+
+def loads_at_start(model_dir: Path, config: str = "") -> bool:
+    return needs(model_dir, config).load_at_start
+
 
 _MODEL = """name: "{name}"
 backend: "python"
@@ -59,3 +65,27 @@ def test_where_a_loaded_model_runs_and_how_many_instances() -> None:
     assert _placement(mixed) == ("gpu", 3)
     assert _placement({"instance_group": [{"kind": "KIND_MODEL"}]}) == ("cpu", 1)
     assert _placement({}) == ("", 0)
+
+
+def test_what_a_model_needs_is_read_before_it_is_loaded(tmp_path: Path) -> None:
+    """Device kind, instances, memory and family from the config Triton would use — the
+    project's FP16 variant among them (a GPU under the ``gpu`` config, CPU otherwise)."""
+    user = tmp_path / "repo"
+    _model(user, "detector", 'parameters { key: "memory_mb", value: { string_value: "1.5" } }', kind="KIND_GPU")
+    _model(user, "anywhere", kind="KIND_AUTO")
+    (user / "bare" / "1").mkdir(parents=True)  # no config: Triton's to complete
+    found = repository_needs([MODEL_REPOSITORY, user])
+    assert found["detector"] == ModelNeeds("gpu", 1, int(1.5 * 1024 * 1024))
+    assert found["anywhere"].device_kind == "" and found["bare"] == ModelNeeds()
+    fp16 = found["all-minilm-l6-v2-fp16"]
+    assert (fp16.device_kind, fp16.load_at_start, fp16.family, fp16.precision) == (
+        "cpu",
+        False,
+        "all-minilm-l6-v2",
+        "fp16",
+    )
+    assert fp16.min_cosine == 0.999
+    assert repository_needs([MODEL_REPOSITORY], "gpu")["all-minilm-l6-v2-fp16"].device_kind == "gpu"
+    gpu_only = frozenset({"gpu"})
+    assert found["detector"].runs_on(frozenset({"cpu", "gpu"})) and not found["detector"].runs_on(frozenset({"cpu"}))
+    assert found["anywhere"].runs_on(frozenset({"cpu"})) and not found["all-minilm-l6-v2"].runs_on(gpu_only)

@@ -93,6 +93,7 @@ __all__ = (
     "ModelMetadataResponse",
     "ModelReadyRequest",
     "ModelReadyResponse",
+    "ModelStatistics",
     "ModelStreamInferRequest",
     "ModelStreamInferResponse",
     "PartialOutput",
@@ -1303,6 +1304,34 @@ class InferenceBackendStatus(betterproto2.Message):
     Where the device figures come from, and why there is no GPU when there is none.
     """
 
+    device_kinds: "list[str]" = betterproto2.field(17, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The kinds of device its models can run on ("gpu", "cpu"): a model whose config needs a
+    GPU is placed only on a backend that has one.
+    """
+
+    waiting: "int" = betterproto2.field(18, betterproto2.TYPE_UINT32)
+    """
+    Calls queued for room (its queue depth), beside the `in_flight` ones.
+    """
+
+    loadable_models: "list[str]" = betterproto2.field(19, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Models in its repositories it could load on demand here (not resident, fitting its devices).
+    """
+
+    memory_budget_bytes: "int" = betterproto2.field(20, betterproto2.TYPE_UINT64)
+    """
+    The memory budget its resident models count against (0: none), and what they count now.
+    """
+
+    memory_resident_bytes: "int" = betterproto2.field(21, betterproto2.TYPE_UINT64)
+
+    model_statistics: "list[ModelStatistics]" = betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Per-model counters as the backend itself reports them (Triton's statistics).
+    """
+
 
 default_message_pool.register_message("mesh.v1", "InferenceBackendStatus", InferenceBackendStatus)
 
@@ -2032,6 +2061,44 @@ class ModelReadyResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "ModelReadyResponse", ModelReadyResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ModelStatistics(betterproto2.Message):
+    """
+    One model's counters as its backend reports them — Triton's statistics extension, the figures
+    behind its nv_inference_* metrics (read over gRPC, so they come under mutual TLS too) —
+    cumulative since the model was loaded.
+    """
+
+    model: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    inference_count: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    """
+    Inferences (rows of a batch) and model executions (batches).
+    """
+
+    execution_count: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+
+    success_count: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+
+    failure_count: "int" = betterproto2.field(6, betterproto2.TYPE_UINT64)
+
+    queue_ms_total: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
+    """
+    Total time requests spent queued, and in the model (input, inference, output), ms.
+    """
+
+    compute_ms_total: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
+
+    last_inference: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("mesh.v1", "ModelStatistics", ModelStatistics)
 
 
 @dataclass(eq=False, repr=False)

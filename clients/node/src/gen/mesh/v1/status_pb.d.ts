@@ -287,6 +287,47 @@ export declare type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendSt
    * @generated from field: string devices_note = 16;
    */
   devicesNote: string;
+
+  /**
+   * The kinds of device its models can run on ("gpu", "cpu"): a model whose config needs a
+   * GPU is placed only on a backend that has one.
+   *
+   * @generated from field: repeated string device_kinds = 17;
+   */
+  deviceKinds: string[];
+
+  /**
+   * Calls queued for room (its queue depth), beside the `in_flight` ones.
+   *
+   * @generated from field: uint32 waiting = 18;
+   */
+  waiting: number;
+
+  /**
+   * Models in its repositories it could load on demand here (not resident, fitting its devices).
+   *
+   * @generated from field: repeated string loadable_models = 19;
+   */
+  loadableModels: string[];
+
+  /**
+   * The memory budget its resident models count against (0: none), and what they count now.
+   *
+   * @generated from field: uint64 memory_budget_bytes = 20;
+   */
+  memoryBudgetBytes: bigint;
+
+  /**
+   * @generated from field: uint64 memory_resident_bytes = 21;
+   */
+  memoryResidentBytes: bigint;
+
+  /**
+   * Per-model counters as the backend itself reports them (Triton's statistics).
+   *
+   * @generated from field: repeated mesh.v1.ModelStatistics model_statistics = 22;
+   */
+  modelStatistics: ModelStatistics[];
 };
 
 /**
@@ -294,6 +335,70 @@ export declare type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendSt
  * Use `create(InferenceBackendStatusSchema)` to create a new message.
  */
 export declare const InferenceBackendStatusSchema: GenMessage<InferenceBackendStatus>;
+
+/**
+ * One model's counters as its backend reports them — Triton's statistics extension, the figures
+ * behind its nv_inference_* metrics (read over gRPC, so they come under mutual TLS too) —
+ * cumulative since the model was loaded.
+ *
+ * @generated from message mesh.v1.ModelStatistics
+ */
+export declare type ModelStatistics = Message<"mesh.v1.ModelStatistics"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * Inferences (rows of a batch) and model executions (batches).
+   *
+   * @generated from field: uint64 inference_count = 3;
+   */
+  inferenceCount: bigint;
+
+  /**
+   * @generated from field: uint64 execution_count = 4;
+   */
+  executionCount: bigint;
+
+  /**
+   * @generated from field: uint64 success_count = 5;
+   */
+  successCount: bigint;
+
+  /**
+   * @generated from field: uint64 failure_count = 6;
+   */
+  failureCount: bigint;
+
+  /**
+   * Total time requests spent queued, and in the model (input, inference, output), ms.
+   *
+   * @generated from field: double queue_ms_total = 7;
+   */
+  queueMsTotal: number;
+
+  /**
+   * @generated from field: double compute_ms_total = 8;
+   */
+  computeMsTotal: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_inference = 9;
+   */
+  lastInference?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.ModelStatistics.
+ * Use `create(ModelStatisticsSchema)` to create a new message.
+ */
+export declare const ModelStatisticsSchema: GenMessage<ModelStatistics>;
 
 /**
  * One device's figures, as last read.

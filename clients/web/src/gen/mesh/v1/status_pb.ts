@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/status.proto.
  */
 export const file_mesh_v1_status: GenFile = /*@__PURE__*/
-  fileDesc("ChRtZXNoL3YxL3N0YXR1cy5wcm90bxIHbWVzaC52MSLxAQoMV29ya2VyU3RhdHVzEhEKCXdvcmtlcl9pZBgBIAEoCRINCgVwb29scxgCIAMoCRITCgtjb25jdXJyZW5jeRgDIAEoDRIRCglpbl9mbGlnaHQYBCABKA0SJQoGaGVhbHRoGAUgASgOMhUubWVzaC52MS5Xb3JrZXJIZWFsdGgSMgoObGFzdF9oZWFydGJlYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbXBsZXRlZBgHIAEoBBIOCgZmYWlsZWQYCCABKAQSDAoEaG9zdBgJIAEoCRILCgNwaWQYCiABKA0ilQEKC1F1ZXVlU3RhdHVzEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSDwoHcGVuZGluZxgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSFAoMb2xkZXN0X2FnZV9zGAUgASgBEg4KBnRlbmFudBgGIAEoCSKhAQoTU2NhbGVSZWNvbW1lbmRhdGlvbhIMCgRwb29sGAEgASgJEhgKEGN1cnJlbnRfcmVwbGljYXMYAiABKA0SGAoQZGVzaXJlZF9yZXBsaWNhcxgDIAEoDRINCgVkZXB0aBgEIAEoBBIUCgxvbGRlc3RfYWdlX3MYBSABKAESEwoLZHJhaW5fcGVyX3MYBiABKAESDgoGcmVhc29uGAcgASgJIvkCChZJbmZlcmVuY2VCYWNrZW5kU3RhdHVzEhAKCGluc3RhbmNlGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIPCgdjaXJjdWl0GAQgASgJEg4KBm1vZGVscxgFIAMoCRIYChBzdHJlYW1pbmdfbW9kZWxzGAYgAygJEhAKCGNhcGFjaXR5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRISCgpsYXRlbmN5X21zGAkgASgBEhQKDHRleHRzX3NlcnZlZBgKIAEoBBIQCghmYWlsdXJlcxgLIAEoBBISCgpsYXN0X2Vycm9yGAwgASgJEisKB3VwZGF0ZWQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGVuZHBvaW50GA4gASgJEiYKB2RldmljZXMYDyADKAsyFS5tZXNoLnYxLkRldmljZVN0YXR1cxIUCgxkZXZpY2VzX25vdGUYECABKAkitwEKDERldmljZVN0YXR1cxIMCgRraW5kGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBG5hbWUYAyABKAkSEwoLdXRpbGl6YXRpb24YBCABKAESGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBSABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAYgASgEEhMKC3Bvd2VyX3dhdHRzGAcgASgBEhsKE3RlbXBlcmF0dXJlX2NlbHNpdXMYCCABKAEqegoMV29ya2VySGVhbHRoEh0KGVdPUktFUl9IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNXT1JLRVJfSEVBTFRIX0FMSVZFEAESFgoSV09SS0VSX0hFQUxUSF9ERUFEEAISGgoWV09SS0VSX0hFQUxUSF9EUkFJTklORxADYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_task]);
+  fileDesc("ChRtZXNoL3YxL3N0YXR1cy5wcm90bxIHbWVzaC52MSLxAQoMV29ya2VyU3RhdHVzEhEKCXdvcmtlcl9pZBgBIAEoCRINCgVwb29scxgCIAMoCRITCgtjb25jdXJyZW5jeRgDIAEoDRIRCglpbl9mbGlnaHQYBCABKA0SJQoGaGVhbHRoGAUgASgOMhUubWVzaC52MS5Xb3JrZXJIZWFsdGgSMgoObGFzdF9oZWFydGJlYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbXBsZXRlZBgHIAEoBBIOCgZmYWlsZWQYCCABKAQSDAoEaG9zdBgJIAEoCRILCgNwaWQYCiABKA0ilQEKC1F1ZXVlU3RhdHVzEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSDwoHcGVuZGluZxgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSFAoMb2xkZXN0X2FnZV9zGAUgASgBEg4KBnRlbmFudBgGIAEoCSKhAQoTU2NhbGVSZWNvbW1lbmRhdGlvbhIMCgRwb29sGAEgASgJEhgKEGN1cnJlbnRfcmVwbGljYXMYAiABKA0SGAoQZGVzaXJlZF9yZXBsaWNhcxgDIAEoDRINCgVkZXB0aBgEIAEoBBIUCgxvbGRlc3RfYWdlX3MYBSABKAESEwoLZHJhaW5fcGVyX3MYBiABKAESDgoGcmVhc29uGAcgASgJIqkEChZJbmZlcmVuY2VCYWNrZW5kU3RhdHVzEhAKCGluc3RhbmNlGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIPCgdjaXJjdWl0GAQgASgJEg4KBm1vZGVscxgFIAMoCRIYChBzdHJlYW1pbmdfbW9kZWxzGAYgAygJEhAKCGNhcGFjaXR5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRISCgpsYXRlbmN5X21zGAkgASgBEhQKDHRleHRzX3NlcnZlZBgKIAEoBBIQCghmYWlsdXJlcxgLIAEoBBISCgpsYXN0X2Vycm9yGAwgASgJEisKB3VwZGF0ZWQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGVuZHBvaW50GA4gASgJEiYKB2RldmljZXMYDyADKAsyFS5tZXNoLnYxLkRldmljZVN0YXR1cxIUCgxkZXZpY2VzX25vdGUYECABKAkSFAoMZGV2aWNlX2tpbmRzGBEgAygJEg8KB3dhaXRpbmcYEiABKA0SFwoPbG9hZGFibGVfbW9kZWxzGBMgAygJEhsKE21lbW9yeV9idWRnZXRfYnl0ZXMYFCABKAQSHQoVbWVtb3J5X3Jlc2lkZW50X2J5dGVzGBUgASgEEjIKEG1vZGVsX3N0YXRpc3RpY3MYFiADKAsyGC5tZXNoLnYxLk1vZGVsU3RhdGlzdGljcyL3AQoPTW9kZWxTdGF0aXN0aWNzEg0KBW1vZGVsGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSFwoPaW5mZXJlbmNlX2NvdW50GAMgASgEEhcKD2V4ZWN1dGlvbl9jb3VudBgEIAEoBBIVCg1zdWNjZXNzX2NvdW50GAUgASgEEhUKDWZhaWx1cmVfY291bnQYBiABKAQSFgoOcXVldWVfbXNfdG90YWwYByABKAESGAoQY29tcHV0ZV9tc190b3RhbBgIIAEoARIyCg5sYXN0X2luZmVyZW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKDERldmljZVN0YXR1cxIMCgRraW5kGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBG5hbWUYAyABKAkSEwoLdXRpbGl6YXRpb24YBCABKAESGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBSABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAYgASgEEhMKC3Bvd2VyX3dhdHRzGAcgASgBEhsKE3RlbXBlcmF0dXJlX2NlbHNpdXMYCCABKAEqegoMV29ya2VySGVhbHRoEh0KGVdPUktFUl9IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNXT1JLRVJfSEVBTFRIX0FMSVZFEAESFgoSV09SS0VSX0hFQUxUSF9ERUFEEAISGgoWV09SS0VSX0hFQUxUSF9EUkFJTklORxADYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_task]);
 
 /**
  * A worker process and what it is doing.
@@ -294,6 +294,47 @@ export type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendStatus"> &
    * @generated from field: string devices_note = 16;
    */
   devicesNote: string;
+
+  /**
+   * The kinds of device its models can run on ("gpu", "cpu"): a model whose config needs a
+   * GPU is placed only on a backend that has one.
+   *
+   * @generated from field: repeated string device_kinds = 17;
+   */
+  deviceKinds: string[];
+
+  /**
+   * Calls queued for room (its queue depth), beside the `in_flight` ones.
+   *
+   * @generated from field: uint32 waiting = 18;
+   */
+  waiting: number;
+
+  /**
+   * Models in its repositories it could load on demand here (not resident, fitting its devices).
+   *
+   * @generated from field: repeated string loadable_models = 19;
+   */
+  loadableModels: string[];
+
+  /**
+   * The memory budget its resident models count against (0: none), and what they count now.
+   *
+   * @generated from field: uint64 memory_budget_bytes = 20;
+   */
+  memoryBudgetBytes: bigint;
+
+  /**
+   * @generated from field: uint64 memory_resident_bytes = 21;
+   */
+  memoryResidentBytes: bigint;
+
+  /**
+   * Per-model counters as the backend itself reports them (Triton's statistics).
+   *
+   * @generated from field: repeated mesh.v1.ModelStatistics model_statistics = 22;
+   */
+  modelStatistics: ModelStatistics[];
 };
 
 /**
@@ -302,6 +343,71 @@ export type InferenceBackendStatus = Message<"mesh.v1.InferenceBackendStatus"> &
  */
 export const InferenceBackendStatusSchema: GenMessage<InferenceBackendStatus> = /*@__PURE__*/
   messageDesc(file_mesh_v1_status, 3);
+
+/**
+ * One model's counters as its backend reports them — Triton's statistics extension, the figures
+ * behind its nv_inference_* metrics (read over gRPC, so they come under mutual TLS too) —
+ * cumulative since the model was loaded.
+ *
+ * @generated from message mesh.v1.ModelStatistics
+ */
+export type ModelStatistics = Message<"mesh.v1.ModelStatistics"> & {
+  /**
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: string version = 2;
+   */
+  version: string;
+
+  /**
+   * Inferences (rows of a batch) and model executions (batches).
+   *
+   * @generated from field: uint64 inference_count = 3;
+   */
+  inferenceCount: bigint;
+
+  /**
+   * @generated from field: uint64 execution_count = 4;
+   */
+  executionCount: bigint;
+
+  /**
+   * @generated from field: uint64 success_count = 5;
+   */
+  successCount: bigint;
+
+  /**
+   * @generated from field: uint64 failure_count = 6;
+   */
+  failureCount: bigint;
+
+  /**
+   * Total time requests spent queued, and in the model (input, inference, output), ms.
+   *
+   * @generated from field: double queue_ms_total = 7;
+   */
+  queueMsTotal: number;
+
+  /**
+   * @generated from field: double compute_ms_total = 8;
+   */
+  computeMsTotal: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_inference = 9;
+   */
+  lastInference?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.ModelStatistics.
+ * Use `create(ModelStatisticsSchema)` to create a new message.
+ */
+export const ModelStatisticsSchema: GenMessage<ModelStatistics> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 4);
 
 /**
  * One device's figures, as last read.
@@ -361,7 +467,7 @@ export type DeviceStatus = Message<"mesh.v1.DeviceStatus"> & {
  * Use `create(DeviceStatusSchema)` to create a new message.
  */
 export const DeviceStatusSchema: GenMessage<DeviceStatus> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_status, 4);
+  messageDesc(file_mesh_v1_status, 5);
 
 /**
  * Health of a registered worker as the scheduler sees it.
