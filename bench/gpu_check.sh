@@ -5,8 +5,9 @@
 #
 # Triton (from nvidia-pytriton) loads each model's configs/gpu.pbtxt (KIND_GPU instances); the
 # Python-backend model runs tidemesh's MiniLM through cupy on its GPU. Steps: GPU visible →
-# environment (make venv, cupy) → GPU vectors match the sentence-transformers reference →
-# the GPU-only tests (NVML telemetry among them) → `python -m bench inference` with Triton on the
+# environment (make venv, cupy) → GPU vectors match the sentence-transformers reference, FP16
+# vectors (cuBLAS FP16 GEMMs) within the variant's tolerance of FP32 → the GPU-only tests (NVML
+# telemetry, the FP16 variant placed on KIND_GPU instances, Triton's statistics) → `python -m bench inference` with Triton on the
 # GPU, written to bench/results/inference-gpu.md → `python -m bench models` (generic inference on a
 # user model vs direct tritonclient, spillover to the CPU model when the GPU pool is saturated),
 # written to bench/results/models-gpu.md. Set RUNS (default 3) to change the number of runs.
@@ -37,8 +38,20 @@ print(f"gpu_check: {props['name'].decode()}, cupy {cupy.__version__}")
 ref = json.loads(Path("tests/data/minilm_reference.json").read_text())
 got = MiniLM.load(device="cuda").encode(ref["sentences"]).astype(np.float64)
 want = np.array(ref["vectors"])
-cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-30)
-print(f"gpu_check: min cosine vs sentence-transformers on the GPU: {cos[np.linalg.norm(want, axis=1) > 0].min():.6f}")
+real = np.linalg.norm(want, axis=1) > 0
+
+
+def cosine(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)
+
+
+print(f"gpu_check: min cosine vs sentence-transformers on the GPU: {cosine(got, want)[real].min():.6f}")
+from services.inference._minilm import FP16_MIN_COSINE
+
+half = MiniLM.load(device="cuda", precision="fp16").encode(ref["sentences"]).astype(np.float64)
+worst = cosine(half, got)[real].min()
+print(f"gpu_check: FP16 vs FP32 on the GPU: min cosine {worst:.6f} (tolerance {FP16_MIN_COSINE})")
+assert worst >= FP16_MIN_COSINE, "FP16 outside its tolerance"
 PY
 $PY -m pytest -q -p no:cacheprovider tests/integration/test_inference_gpu.py
 TIDEMESH_TRITON_CONFIG=gpu $PY -m bench inference --runs "${RUNS:-3}"

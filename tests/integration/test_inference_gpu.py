@@ -79,3 +79,47 @@ def test_the_gpu_is_read_through_nvml() -> None:
     assert devices.has_gpu and "from NVML" in devices.note, devices.note
     assert readings and all(r.kind == "gpu" and r.memory_total_bytes > 0 for r in readings)
     assert all(0.0 <= r.utilization <= 1.0 and r.temperature_celsius > 0 for r in readings)
+
+
+def test_fp16_on_the_gpu_stays_within_its_tolerance_of_fp32() -> None:
+    """Mixed precision on the device (cuBLAS FP16 GEMMs, FP16 weights on the GPU): within the
+    variant's declared cosine of the FP32 GPU vectors and of sentence-transformers, and close to
+    the CPU emulation of the same rounding."""
+    import cupy
+
+    from services.inference._minilm import FP16_MIN_COSINE, MiniLM
+
+    sentences, vectors = _reference()
+    half = MiniLM.load(device="cuda", precision="fp16")
+    assert isinstance(half._layers[0].qkv_w, cupy.ndarray) and half._layers[0].qkv_w.dtype == np.float16
+    got = half.encode(sentences)
+    assert _min_cosine(got, MiniLM.load(device="cuda").encode(sentences)) >= FP16_MIN_COSINE
+    assert _min_cosine(got, vectors) >= FP16_MIN_COSINE
+    assert _min_cosine(got, MiniLM.load(precision="fp16").encode(sentences)) >= 0.9999
+
+
+async def test_triton_on_the_gpu_places_the_fp16_variant_there_and_counts_it(tmp_path: Path) -> None:
+    """The inference service over a GPU Triton (configs/gpu.pbtxt): the FP16 variant, loaded on
+    demand, runs on KIND_GPU instances; the backend says it has a GPU; Triton's statistics count
+    the call."""
+    from mesh.supervisor import MeshSecurity
+    from mesh.v1 import inference_pb2
+    from services.inference._minilm import FP16_MIN_COSINE
+    from services.inference._spawn import inference_process
+
+    sentences, vectors = _reference()
+    server = TritonServer(tmp_path / "triton", config_name="gpu")
+    async with server:
+        pki = MeshSecurity.prepare(tmp_path / "mesh").pki_dir
+        async with inference_process(tmp_path, "--triton", server.address, "--no-cpu", pki=pki) as stub:
+            reply = await stub.Infer(inference_pb2.InferRequest(model="all-minilm-l6-v2-fp16", texts=sentences))
+            listing = await stub.ListModels(inference_pb2.ListModelsRequest())
+    got = np.array([list(e.values) for e in reply.embeddings])
+    assert reply.backend == "triton" and _min_cosine(got, vectors) >= FP16_MIN_COSINE
+    [info] = [m for m in listing.models if m.name == "all-minilm-l6-v2-fp16"]
+    assert (info.device_kind, info.precision, info.family) == ("gpu", "fp16", "all-minilm-l6-v2")
+    [backend] = listing.backends
+    assert "gpu" in backend.device_kinds
+    assert any(
+        s.model == "all-minilm-l6-v2-fp16" and s.inference_count >= len(sentences) for s in backend.model_statistics
+    )
