@@ -15,6 +15,7 @@ from typing import Any
 from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._render import event_json, event_line
 from clients.cli._schema import add_schema_commands, schema_command
+from clients.cli._style import THEME_CHOICES, Style
 from clients.cli._up import plan_from, up
 from clients.cli._worker import add_worker_commands, kinds_command, run_worker
 from clients.sdk import Client
@@ -26,6 +27,9 @@ from mesh.v1 import status_pb2, task_pb2
 
 DEFAULT_ENDPOINT = os.environ.get("TIDEMESH_ENDPOINT", "127.0.0.1:8080")
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+# The role (colour and symbol) of each state word `status` prints.
+_HEALTH_ROLES = {"alive": "ok", "draining": "warn", "dead": "error"}
+_CIRCUIT_ROLES = {"closed": "ok", "half_open": "warn", "open": "error"}
 
 
 def _submits(text: str) -> float:
@@ -118,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
             help="the root to verify the mesh with (default: <state-dir>/pki/ca.crt, else $TIDEMESH_CA)",
         )
         p.add_argument("--insecure", action="store_true", help="plaintext, to a mesh started with --insecure")
+        p.add_argument(
+            "--theme",
+            choices=THEME_CHOICES,
+            default=None,
+            help="colours: auto (the terminal's background), light, dark, high-contrast (default: $TIDEMESH_THEME, "
+            "else auto); NO_COLOR, CLICOLOR, CLICOLOR_FORCE, FORCE_COLOR and TERM=dumb are honoured",
+        )
 
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
     mesh_args(p_up)
@@ -283,11 +294,13 @@ async def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    style = Style.for_stream(sys.stdout, args.theme)
     if report.get("secure") is False:
-        print("INSECURE MESH (--insecure): plaintext on every hop, NATS without users — experiments only\n")
+        insecure = "INSECURE MESH (--insecure): plaintext on every hop, NATS without users — experiments only"
+        print(style.state(insecure, "warn") + "\n")
     for component in report["components"]:  # type: ignore[attr-defined]
-        mark = "healthy" if component["healthy"] else "DOWN"
-        print(f"{component['name']:<12} {mark:<8} {component['address']}")
+        mark = style.state("healthy", "ok", 10) if component["healthy"] else style.state("DOWN", "error", 10)
+        print(f"{component['name']:<12} {mark} {component['address']}")
     print(f"\n{'pool':<16} {'class':<12} {'tenant':<16} {'pending':>8} {'in-flight':>10} {'oldest(s)':>10}")
     for q in mesh.queues:
         name = class_name(q.priority_class)
@@ -297,7 +310,8 @@ async def _status(args: argparse.Namespace) -> int:
     print()
     for w in mesh.workers:
         health = status_pb2.WorkerHealth.Name(w.health).removeprefix("WORKER_HEALTH_").lower()
-        print(f"worker {w.worker_id:<40} {health:<6} in-flight {w.in_flight:<4} completed {w.completed}")
+        mark = style.state(health, _HEALTH_ROLES.get(health, "warn"), 10)
+        print(f"worker {w.worker_id:<40} {mark} in-flight {w.in_flight:<4} completed {w.completed}")
     for info in kinds:
         for waiting in info.backlog:
             note = f"  {waiting.note.upper()}" if waiting.note else ""
@@ -306,12 +320,13 @@ async def _status(args: argparse.Namespace) -> int:
                 f"{waiting.compatible_workers} compatible workers{note}"
             )
     if mesh.inference_backends:
-        print(f"\n{'inference backend':<24} {'circuit':<10} {'load':>9} {'latency':>10} {'served':>8}  models")
+        print(f"\n{'inference backend':<24} {'circuit':<12} {'load':>9} {'latency':>10} {'served':>8}  models")
     for b in mesh.inference_backends:
         models = ", ".join(f"{m} (streams)" if m in b.streaming_models else m for m in b.models) or "(none resident)"
         load = f"{b.in_flight}/{b.capacity}"
+        circuit = style.state(b.circuit, _CIRCUIT_ROLES.get(b.circuit, "warn"), 12)
         print(
-            f"{b.backend + ' ' + b.address:<24} {b.circuit:<10} {load:>9} {b.latency_ms:>8.1f}ms {b.texts_served:>8}"
+            f"{b.backend + ' ' + b.address:<24} {circuit} {load:>9} {b.latency_ms:>8.1f}ms {b.texts_served:>8}"
             f"  {models}"
         )
         if b.last_error and b.circuit != "closed":
