@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import argcomplete
+
+from clients.cli._complete import SHELLS, shell_hook
+from clients.cli._complete import attach as attach_completers
 from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._render import event_json, event_line
 from clients.cli._schema import add_schema_commands, schema_command
@@ -159,6 +163,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
         if name == "watch":
             p.add_argument("--after", type=int, default=0, help="resume after this sequence number")
+
+    p_completion = sub.add_parser(
+        "completion",
+        help="print the shell hook that completes tidemesh (commands, flags, and from the live mesh: kinds, "
+        "tenants, task ids)",
+        description='bash: eval "$(tidemesh completion bash)" in ~/.bashrc; zsh: the same in ~/.zshrc; '
+        "fish: tidemesh completion fish > ~/.config/fish/completions/tidemesh.fish",
+    )
+    p_completion.add_argument("shell", choices=SHELLS)
 
     p_list = sub.add_parser("list", help="a tenant's tasks, newest first")
     p_list.add_argument("--tenant", default="", help="default: the credential's tenant")
@@ -496,7 +509,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    attach_completers(parser)
+    argcomplete.autocomplete(parser)  # answers the shell's completion request (and exits) when it is one
+    args = parser.parse_args(argv)
+    if args.command == "completion":
+        print(shell_hook(args.shell))
+        sys.exit(EXIT_OK)
     quiet_ssl_eof_noise()  # asyncio's note on each TLS connection nats-py closes (status probes NATS)
     try:
         code = asyncio.run(_dispatch(args))
