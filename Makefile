@@ -30,7 +30,7 @@ run: venv ## boot the mesh (NATS, Envoy, all services), run the demo tasks, stay
 	$(BIN)/tidemesh up --demo
 
 test: venv check browser ## contract/drift checks, then the whole test suite on real components
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25  # the slowest tests, to keep the suite under 15 minutes
 
 # tests/browser runs Debian's Chromium through Playwright (never `playwright install`, which downloads).
 CHROMIUM := /usr/bin/chromium

@@ -147,10 +147,12 @@ def test_device_path_keeps_every_array_on_the_device(
     device = MiniLM.load(device="cuda", precision=precision)
     assert isinstance(device._word, DeviceArray)
     assert device._layers[0].qkv_w.dtype == (np.float16 if precision == "fp16" else np.float32)
-    got = device.encode(reference["sentences"][:4])
+    # numpy's FP16 GEMM (the stand-in's) has no BLAS: one short sentence keeps the FP16 case quick
+    texts = reference["sentences"][:4] if precision == "fp32" else ["tide pools at dawn"]
+    got = device.encode(texts)
     assert type(got) is np.ndarray
     assert seen and all(t is DeviceArray for t in seen), set(seen)
-    on_cpu = MiniLM.load(engine="numpy", precision=precision).encode(reference["sentences"][:4])
+    on_cpu = MiniLM.load(engine="numpy", precision=precision).encode(texts)
     assert np.allclose(got, on_cpu, atol=1e-6 if precision == "fp32" else 2e-3)
     with pytest.raises(ValueError, match="device must be"):
         MiniLM.load(device="tpu")
