@@ -315,12 +315,10 @@ class Router:
         reference = self._known.get(spec.family) if spec and spec.family and spec.family != model else None
         return (model, reference.name) if spec and reference and spec.same_tensors(reference) else (model,)
 
-    def _pick(
-        self, model: str, tried: set[int], tokens: bool = False, rank: int = 1, family: bool = True
-    ) -> _Slot | None:
+    def _pick(self, model: str, tried: set[int], tokens: bool = False, rank: int = 1) -> _Slot | None:
         """The backend for a call of `model` at urgency `rank` (see the module's placement rule);
-        with `family`, a backend that holds only its family's reference is a candidate too."""
-        names = self._names(model) if family else (model,)
+        a backend that holds only its family's reference is a candidate too."""
+        names = self._names(model)
         candidates = [
             s
             for i, s in enumerate(self._slots)
@@ -341,7 +339,7 @@ class Router:
             best = min(preferred, key=wait)
             bound = self._spill_after_s[min(rank, len(self._spill_after_s) - 1)]
             elsewhere = [s for s in candidates if s.tier != tier]
-            if elsewhere and wait(best) > bound:
+            if elsewhere and wait(best) > min(bound, self._max_wait_s):  # past the class's bound, or refused
                 # Spill: to a pool with room, else to whichever this call would wait least for.
                 chosen = min([s for s in elsewhere if s.has_room()] or [*elsewhere, best], key=wait)
                 if chosen is not best:
@@ -350,7 +348,8 @@ class Router:
                     ).inc()
             else:
                 chosen = best  # waits for room there
-            self._admit(model, chosen, rank)
+            if not chosen.has_room():  # it would queue: within the bound, or refused
+                self._admit(model, chosen, rank)
         return chosen if chosen.breaker.allows() else None
 
     def _admit(self, model: str, slot: _Slot, rank: int) -> None:
@@ -407,7 +406,8 @@ class Router:
     async def _resident(self, model: str, tokens: bool, rank: int) -> None:
         """None holds `model` itself but a backend could load it: load it on demand first (its
         family's reference elsewhere does not stand in for a variant that is merely unloaded)."""
-        if self._pick(model, set(), tokens, rank, family=False) is None and self.loadable(model):
+        held = any(s.usable(model) and (s.backend.accepts_tokens or not tokens) for s in self._slots)
+        if not held and self.loadable(model):
             await self.load(model)
 
     def _failed(self, slot: _Slot, exc: BackendDown, fatal: bool) -> None:

@@ -337,3 +337,18 @@ async def test_a_variant_spills_to_its_family_reference_and_the_reference_never_
     gpu.gate.set()
     await asyncio.gather(*held, waiting)
     await router.close()
+
+
+async def test_a_saturated_variant_spills_to_its_reference_rather_than_being_refused() -> None:
+    """The bound on queueing applies where the call would go: with the variant's pool past it but
+    its reference free, the call runs on the reference instead of being refused."""
+    variant = "m-fp16"
+    gpu, cpu = Scripted("triton"), Scripted("cpu")
+    cpu.tier = 1
+    gpu.specs = [ModelSpec(variant, 2, 8, family=MODEL, min_cosine=0.999)]
+    router = await _router(gpu, cpu, max_wait_s=0.01, spill_after_s=(1.0, 1.0, 1.0))
+    held = await _held(router, gpu, 1, 2, model=variant)
+    assert (await router.embed(variant, ["batch"], 2))[1] == "cpu"
+    gpu.gate.set()
+    await asyncio.gather(*held)
+    await router.close()
