@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CONFIG_NAME_ENV = "TIDEMESH_TRITON_CONFIG"
 # The project's own repository (all-MiniLM-L6-v2, its chunk stream and its FP16 variant).
@@ -75,10 +76,26 @@ def needs(model_dir: Path, config: str = "") -> ModelNeeds:
         parsed = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig(), allow_unknown_field=True)
     except text_format.ParseError:
         return ModelNeeds()
+    return needs_of(parsed)
+
+
+def loaded_needs(config: dict[str, Any]) -> ModelNeeds:
+    """`needs_of` the config Triton returns for a loaded model (JSON; KIND_AUTO resolved, a
+    KIND_GPU group's GPUs listed)."""
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2
+
+    return needs_of(json_format.ParseDict(config, model_config_pb2.ModelConfig(), ignore_unknown_fields=True))
+
+
+def needs_of(config: Any) -> ModelNeeds:
+    """What a parsed `ModelConfig` asks for. Instances: `count` per group, on each GPU it lists."""
+    from tritonclient.grpc import model_config_pb2
+
     group = model_config_pb2.ModelInstanceGroup
-    kinds = {g.kind for g in parsed.instance_group}
+    kinds = {g.kind for g in config.instance_group}
     kind = "gpu" if group.KIND_GPU in kinds else "cpu" if kinds and group.KIND_AUTO not in kinds else ""
-    parameters = {key: value.string_value.strip() for key, value in parsed.parameters.items()}
+    parameters = {key: value.string_value.strip() for key, value in config.parameters.items()}
 
     def number(key: str) -> float:
         try:
@@ -88,7 +105,7 @@ def needs(model_dir: Path, config: str = "") -> ModelNeeds:
 
     return ModelNeeds(
         device_kind=kind,
-        instances=sum(g.count or 1 for g in parsed.instance_group),
+        instances=sum((g.count or 1) * max(len(g.gpus), 1) for g in config.instance_group),
         memory_bytes=int(number("memory_mb") * MIB),
         load_at_start=parameters.get("load_at_start", "").lower() != "false",
         family=parameters.get("family", ""),

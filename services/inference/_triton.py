@@ -25,7 +25,7 @@ from tritonclient.grpc import InferInput, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from mesh.errors import InvalidArgument, NotFound
-from mesh.model_repository import ModelNeeds, repository_needs
+from mesh.model_repository import ModelNeeds, loaded_needs, repository_needs
 from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec, add_raw_inputs, set_parameters
 from mesh.security import Transport
 from mesh.tasks import split_words
@@ -182,22 +182,22 @@ class TritonBackend:
         metadata = await self._client.get_model_metadata(name, as_json=True, client_timeout=2.0)
         config = (await self._client.get_model_config(name, as_json=True, client_timeout=2.0))["config"]
         signature = _signature(metadata, config)
-        parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        if parameters.get("memory_mb"):
-            self._memory[name] = int(float(parameters["memory_mb"]) * 1024 * 1024)
+        needs = loaded_needs(config)
+        if needs.memory_bytes:
+            self._memory[name] = needs.memory_bytes
         text, output = signature.input(TEXT), signature.output(EMBEDDING)
         embeds = not (text is None or output is None or signature.decoupled or text.datatype != "BYTES")
-        kind, instances = _placement(config)
+        max_length = config.get("parameters", {}).get("max_sequence_length", {}).get("string_value", "")
         return ModelSpec(
             name,
             int(output.shape[-1]) if embeds and output else 0,
-            int(parameters.get("max_sequence_length") or 256) if embeds else 0,
+            int(max_length or 256) if embeds else 0,
             signature,
-            family=parameters.get("family", ""),
-            min_cosine=float(parameters.get("min_cosine") or 0.0),
-            precision=parameters.get("precision", ""),
-            device_kind=kind,
-            instances=instances,
+            family=needs.family,
+            min_cosine=needs.min_cosine,
+            precision=needs.precision,
+            device_kind=needs.device_kind,
+            instances=needs.instances,
         )
 
     def available(self) -> Mapping[str, Loadable]:
@@ -410,18 +410,6 @@ def _statistics(model: dict[str, Any]) -> status_pb2.ModelStatistics:
     if int(model.get("last_inference", 0)):
         out.last_inference.FromMilliseconds(int(model["last_inference"]))
     return out
-
-
-def _placement(config: dict[str, Any]) -> tuple[str, int]:
-    """Where a loaded model's instances run ("gpu", "cpu"; Triton has resolved KIND_AUTO by then)
-    and how many: a KIND_GPU group runs `count` on each GPU it lists (Triton lists them all when
-    the config names none)."""
-    kinds, count = set(), 0
-    for group in config.get("instance_group", []):
-        kind = str(group.get("kind", "KIND_AUTO")).removeprefix("KIND_").lower()
-        kinds.add("gpu" if kind == "gpu" else "cpu" if kind in ("cpu", "model") else "")
-        count += int(group.get("count", 1)) * max(len(group.get("gpus", [])), 1)
-    return ("gpu" if "gpu" in kinds else "cpu" if "cpu" in kinds else ""), count
 
 
 def _level(rank: int) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mesh.model_repository import MODEL_REPOSITORY, ModelNeeds, needs, repository_needs
+from mesh.model_repository import MODEL_REPOSITORY, ModelNeeds, loaded_needs, needs, repository_needs
 from mesh.supervisor._triton import triton_launch
-from services.inference._triton import _placement
 
 
 def loads_at_start(model_dir: Path, config: str = "") -> bool:
@@ -57,14 +56,21 @@ def test_models_that_say_so_are_left_for_on_demand_loading(tmp_path: Path) -> No
 
 
 def test_where_a_loaded_model_runs_and_how_many_instances() -> None:
-    """From the config Triton returns for a loaded model (KIND_AUTO resolved, a KIND_GPU group's
-    GPUs listed): the device kind and the instance count over every group."""
-    assert _placement({"instance_group": [{"kind": "KIND_CPU", "count": 2}]}) == ("cpu", 2)
-    assert _placement({"instance_group": [{"kind": "KIND_GPU", "count": 1, "gpus": [0, 1]}]}) == ("gpu", 2)
+    """From the config Triton returns for a loaded model (JSON; KIND_AUTO resolved, a KIND_GPU
+    group's GPUs listed): the device kind and the instance count over every group."""
+
+    def placed(config: dict[str, object]) -> tuple[str, int]:
+        found = loaded_needs(config)
+        return found.device_kind, found.instances
+
+    assert placed({"instance_group": [{"kind": "KIND_CPU", "count": 2}]}) == ("cpu", 2)
+    assert placed({"instance_group": [{"kind": "KIND_GPU", "count": 1, "gpus": [0, 1]}]}) == ("gpu", 2)
     mixed = {"instance_group": [{"kind": "KIND_GPU", "count": 2, "gpus": [0]}, {"kind": "KIND_CPU", "count": 1}]}
-    assert _placement(mixed) == ("gpu", 3)
-    assert _placement({"instance_group": [{"kind": "KIND_MODEL"}]}) == ("cpu", 1)
-    assert _placement({}) == ("", 0)
+    assert placed(mixed) == ("gpu", 3)
+    assert placed({"instance_group": [{"kind": "KIND_MODEL"}]}) == ("cpu", 1)
+    assert placed({"name": "x", "someFieldTritonAdds": 1}) == ("", 0)
+    memory = {"parameters": {"memory_mb": {"string_value": "2"}, "family": {"string_value": "m"}}}
+    assert (loaded_needs(memory).memory_bytes, loaded_needs(memory).family) == (2 * 1024 * 1024, "m")
 
 
 def test_what_a_model_needs_is_read_before_it_is_loaded(tmp_path: Path) -> None:
