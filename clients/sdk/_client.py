@@ -449,6 +449,29 @@ class Client(Lifecycle):
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
 
+    async def watch_status(self, min_interval_ms: int = 1000) -> AsyncIterator[gateway_pb2.GetMeshStatusResponse]:
+        """The mesh status now, then each time it changes, at most once per `min_interval_ms` (the
+        gateway clamps it to 100..60000). Never ends on its own: a dropped stream is reopened with
+        backoff (a reopened stream starts with the status of that moment)."""
+        request = gateway_pb2.WatchMeshStatusRequest(min_interval_ms=min_interval_ms)
+        failures = 0
+        while True:
+            call = self._stub.WatchMeshStatus(request)
+            stream_id = ""
+            try:
+                stream_id = await self._track(call)
+                async for response in call:
+                    failures = 0
+                    yield response.status
+            except grpc.aio.AioRpcError as exc:
+                if not should_resume(exc) or failures >= self._max_resume_attempts:
+                    raise_from_rpc_error(exc)
+            finally:
+                self._streams.discard(stream_id)
+                call.cancel()
+            failures += 1  # an ended stream is reopened too: the gateway ends it only when it stops
+            await asyncio.sleep(jittered(min(5.0, 0.1 * 2**failures)))
+
 
 class _Retry:
     """The backoff of a retried submit: jittered, doubling from 0.1 s to 2 s, within `timeout_s`."""

@@ -160,6 +160,18 @@ class GetMeshStatusResponse(_message.Message):
     inference_backends: _containers.RepeatedCompositeFieldContainer[_status_pb2.InferenceBackendStatus]
     def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ..., scaling: _Optional[_Iterable[_Union[_status_pb2.ScaleRecommendation, _Mapping]]] = ..., tenant_queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., inference_backends: _Optional[_Iterable[_Union[_status_pb2.InferenceBackendStatus, _Mapping]]] = ...) -> None: ...
 
+class WatchMeshStatusRequest(_message.Message):
+    __slots__ = ("min_interval_ms",)
+    MIN_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    min_interval_ms: int
+    def __init__(self, min_interval_ms: _Optional[int] = ...) -> None: ...
+
+class WatchMeshStatusResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: GetMeshStatusResponse
+    def __init__(self, status: _Optional[_Union[GetMeshStatusResponse, _Mapping]] = ...) -> None: ...
+
 class SubmitTasksRequest(_message.Message):
     __slots__ = ("specs",)
     SPECS_FIELD_NUMBER: _ClassVar[int]

@@ -75,6 +75,11 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.FromString,
                 _registered_method=True)
+        self.WatchMeshStatus = channel.unary_stream(
+                '/mesh.v1.GatewayService/WatchMeshStatus',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/mesh.v1.GatewayService/ListDeadLetters',
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.ListDeadLettersRequest.SerializeToString,
@@ -175,6 +180,14 @@ class GatewayServiceServicer:
 
     def GetMeshStatus(self, request, context):
         """Queue depths and workers, as the scheduler sees them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchMeshStatus(self, request, context):
+        """The mesh status (what GetMeshStatus answers) on connect, then again each time it changes,
+        at most once per `min_interval_ms`. Ends only when the caller leaves (or its credential does).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -281,6 +294,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetMeshStatus,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.SerializeToString,
+            ),
+            'WatchMeshStatus': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMeshStatus,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -540,6 +558,33 @@ class GatewayService:
             '/mesh.v1.GatewayService/GetMeshStatus',
             mesh_dot_v1_dot_gateway__pb2.GetMeshStatusRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.GetMeshStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMeshStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.GatewayService/WatchMeshStatus',
+            mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

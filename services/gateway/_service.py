@@ -29,6 +29,7 @@ from services.gateway._hub import EventHub, PendingWatch
 from services.gateway._inference import ModelSignatures
 from services.gateway._leases import StreamLease, guarded
 from services.gateway._ratelimit import RateLimiter
+from services.gateway._status import interval_s, status_changes
 
 T = TypeVar("T")
 
@@ -338,9 +339,25 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             principal = await self._guard.from_grpc(context)
             self._guard.check(principal, "read")
-            reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
+            return await self.mesh_status(principal)
         except MeshError as exc:
             await abort_with(context, exc)
+
+    async def WatchMeshStatus(
+        self, request: gateway_pb2.WatchMeshStatusRequest, context: Context
+    ) -> AsyncIterator[gateway_pb2.WatchMeshStatusResponse]:
+        try:
+            principal = await self._guard.from_grpc(context)
+            self._guard.check(principal, "read")
+        except MeshError as exc:
+            await abort_with(context, exc)
+        changes = status_changes(lambda: self.mesh_status(principal), interval_s(request.min_interval_ms))
+        async for status in self._leased(context, principal, changes):
+            yield gateway_pb2.WatchMeshStatusResponse(status=status)
+
+    async def mesh_status(self, principal: Principal | None) -> gateway_pb2.GetMeshStatusResponse:
+        """The scheduler's queue and worker figures as `principal` may see them (its `read` role checked)."""
+        reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         queues, tenant_queues = list(reply.queues), list(reply.tenant_queues)
         if principal is not None and "admin" not in principal.roles:
             # A tenant sees its own figures only: neither other tenants' names nor their depths.

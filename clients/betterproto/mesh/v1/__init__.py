@@ -145,6 +145,8 @@ __all__ = (
     "TensorOutput",
     "UnloadModelRequest",
     "UnloadModelResponse",
+    "WatchMeshStatusRequest",
+    "WatchMeshStatusResponse",
     "WatchTaskRequest",
     "WatchTaskResponse",
     "WatchTasksRequest",
@@ -3065,6 +3067,25 @@ default_message_pool.register_message("mesh.v1", "UnloadModelResponse", UnloadMo
 
 
 @dataclass(eq=False, repr=False)
+class WatchMeshStatusRequest(betterproto2.Message):
+    min_interval_ms: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    """
+    The least time between two messages, ms: 0 means 1000; clamped to 100..60000.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "WatchMeshStatusRequest", WatchMeshStatusRequest)
+
+
+@dataclass(eq=False, repr=False)
+class WatchMeshStatusResponse(betterproto2.Message):
+    status: "GetMeshStatusResponse | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("mesh.v1", "WatchMeshStatusResponse", WatchMeshStatusResponse)
+
+
+@dataclass(eq=False, repr=False)
 class WatchTaskRequest(betterproto2.Message):
     task_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -3302,6 +3323,18 @@ class GatewayServiceStub:
             "/mesh.v1.GatewayService/GetMeshStatus",
             GetMeshStatusRequest.SerializeToString,
             GetMeshStatusResponse.FromString,
+        )(message)
+
+    def watch_mesh_status(self, message: "WatchMeshStatusRequest") -> "Iterator[WatchMeshStatusResponse]":
+        """
+        The mesh status (what GetMeshStatus answers) on connect, then again each time it changes,
+        at most once per `min_interval_ms`. Ends only when the caller leaves (or its credential does).
+        """
+
+        yield from self._channel.unary_stream(
+            "/mesh.v1.GatewayService/WatchMeshStatus",
+            WatchMeshStatusRequest.SerializeToString,
+            WatchMeshStatusResponse.FromString,
         )(message)
 
     def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":

@@ -442,6 +442,40 @@ export declare type GetMeshStatusResponse = Message<"mesh.v1.GetMeshStatusRespon
 export declare const GetMeshStatusResponseSchema: GenMessage<GetMeshStatusResponse>;
 
 /**
+ * @generated from message mesh.v1.WatchMeshStatusRequest
+ */
+export declare type WatchMeshStatusRequest = Message<"mesh.v1.WatchMeshStatusRequest"> & {
+  /**
+   * The least time between two messages, ms: 0 means 1000; clamped to 100..60000.
+   *
+   * @generated from field: uint32 min_interval_ms = 1;
+   */
+  minIntervalMs: number;
+};
+
+/**
+ * Describes the message mesh.v1.WatchMeshStatusRequest.
+ * Use `create(WatchMeshStatusRequestSchema)` to create a new message.
+ */
+export declare const WatchMeshStatusRequestSchema: GenMessage<WatchMeshStatusRequest>;
+
+/**
+ * @generated from message mesh.v1.WatchMeshStatusResponse
+ */
+export declare type WatchMeshStatusResponse = Message<"mesh.v1.WatchMeshStatusResponse"> & {
+  /**
+   * @generated from field: mesh.v1.GetMeshStatusResponse status = 1;
+   */
+  status?: GetMeshStatusResponse | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.WatchMeshStatusResponse.
+ * Use `create(WatchMeshStatusResponseSchema)` to create a new message.
+ */
+export declare const WatchMeshStatusResponseSchema: GenMessage<WatchMeshStatusResponse>;
+
+/**
  * @generated from message mesh.v1.SubmitTasksRequest
  */
 export declare type SubmitTasksRequest = Message<"mesh.v1.SubmitTasksRequest"> & {
@@ -751,6 +785,17 @@ export declare const GatewayService: GenService<{
     methodKind: "unary";
     input: typeof GetMeshStatusRequestSchema;
     output: typeof GetMeshStatusResponseSchema;
+  },
+  /**
+   * The mesh status (what GetMeshStatus answers) on connect, then again each time it changes,
+   * at most once per `min_interval_ms`. Ends only when the caller leaves (or its credential does).
+   *
+   * @generated from rpc mesh.v1.GatewayService.WatchMeshStatus
+   */
+  watchMeshStatus: {
+    methodKind: "server_streaming";
+    input: typeof WatchMeshStatusRequestSchema;
+    output: typeof WatchMeshStatusResponseSchema;
   },
   /**
    * Dead-lettered tasks, newest first.

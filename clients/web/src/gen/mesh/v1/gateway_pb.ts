@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/gateway.proto.
  */
 export const file_mesh_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChVtZXNoL3YxL2dhdGV3YXkucHJvdG8SB21lc2gudjEiRQoQTGlzdFRhc2tzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFbGltaXQYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLm1lc2gudjEuVGFza0luZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKHlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiUQofUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJCChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVyb2xlcxgCIAMoCRIMCgRuYW1lGAMgASgJIjwKFENyZWF0ZUFwaUtleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIUCgdhcGlfa2V5GAIgASgJQgOAAQEiQAoXUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QSFQoNY3JlZGVudGlhbF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiGgoYUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlIjQKEVN1Ym1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIk0KElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCBIQCghzZXF1ZW5jZRgDIAEoBCI7ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiNgoRV2F0Y2hUYXNrUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCIxCg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEubWVzaC52MS5UYXNrU3BlYyJwCg9SdW5UYXNrUmVzcG9uc2USMAoJc3VibWl0dGVkGAEgASgLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2VIABIjCgVldmVudBgCIAEoCzISLm1lc2gudjEuVGFza0V2ZW50SABCBgoEa2luZCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEubWVzaC52MS5UYXNrSW5mbyI0ChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI3ChJDYW5jZWxUYXNrUmVzcG9uc2USIQoFc3RhdGUYASABKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZSIWChRHZXRNZXNoU3RhdHVzUmVxdWVzdCL+AQoVR2V0TWVzaFN0YXR1c1Jlc3BvbnNlEiQKBnF1ZXVlcxgBIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSJgoHd29ya2VycxgCIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzEi0KB3NjYWxpbmcYAyADKAsyHC5tZXNoLnYxLlNjYWxlUmVjb21tZW5kYXRpb24SKwoNdGVuYW50X3F1ZXVlcxgEIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSOwoSaW5mZXJlbmNlX2JhY2tlbmRzGAUgAygLMh8ubWVzaC52MS5JbmZlcmVuY2VCYWNrZW5kU3RhdHVzIjYKElN1Ym1pdFRhc2tzUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMiQwoTU3VibWl0VGFza3NSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2UiOQoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSEgoKZmluYWxfb25seRgCIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCI3ChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVsaW1pdBgCIAEoDSJEChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRIpCgxkZWFkX2xldHRlcnMYASADKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiJwoUR2V0RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChVHZXREZWFkTGV0dGVyUmVzcG9uc2USKAoLZGVhZF9sZXR0ZXIYASABKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiKgoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChhSZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiOgoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkiKgoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoBDL1CQoOR2F0ZXdheVNlcnZpY2USRQoKU3VibWl0VGFzaxIaLm1lc2gudjEuU3VibWl0VGFza1JlcXVlc3QaGy5tZXNoLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJECglXYXRjaFRhc2sSGS5tZXNoLnYxLldhdGNoVGFza1JlcXVlc3QaGi5tZXNoLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESPgoHUnVuVGFzaxIXLm1lc2gudjEuUnVuVGFza1JlcXVlc3QaGC5tZXNoLnYxLlJ1blRhc2tSZXNwb25zZTABEjwKB0dldFRhc2sSFy5tZXNoLnYxLkdldFRhc2tSZXF1ZXN0GhgubWVzaC52MS5HZXRUYXNrUmVzcG9uc2USRQoKQ2FuY2VsVGFzaxIaLm1lc2gudjEuQ2FuY2VsVGFza1JlcXVlc3QaGy5tZXNoLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJICgtTdWJtaXRUYXNrcxIbLm1lc2gudjEuU3VibWl0VGFza3NSZXF1ZXN0GhwubWVzaC52MS5TdWJtaXRUYXNrc1Jlc3BvbnNlEkcKCldhdGNoVGFza3MSGi5tZXNoLnYxLldhdGNoVGFza3NSZXF1ZXN0GhsubWVzaC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJOCg1HZXRNZXNoU3RhdHVzEh0ubWVzaC52MS5HZXRNZXNoU3RhdHVzUmVxdWVzdBoeLm1lc2gudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlElQKD0xpc3REZWFkTGV0dGVycxIfLm1lc2gudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBogLm1lc2gudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USTgoNR2V0RGVhZExldHRlchIdLm1lc2gudjEuR2V0RGVhZExldHRlclJlcXVlc3QaHi5tZXNoLnYxLkdldERlYWRMZXR0ZXJSZXNwb25zZRJXChBSZXBsYXlEZWFkTGV0dGVyEiAubWVzaC52MS5SZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBohLm1lc2gudjEuUmVwbGF5RGVhZExldHRlclJlc3BvbnNlElcKEFB1cmdlRGVhZExldHRlcnMSIC5tZXNoLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiEubWVzaC52MS5QdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USQgoJTGlzdFRhc2tzEhkubWVzaC52MS5MaXN0VGFza3NSZXF1ZXN0GhoubWVzaC52MS5MaXN0VGFza3NSZXNwb25zZRJsChdSZWZyZXNoU3RyZWFtQ3JlZGVudGlhbBInLm1lc2gudjEuUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXF1ZXN0GigubWVzaC52MS5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlc3BvbnNlEksKDENyZWF0ZUFwaUtleRIcLm1lc2gudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBodLm1lc2gudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USVwoQUmV2b2tlQ3JlZGVudGlhbBIgLm1lc2gudjEuUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QaIS5tZXNoLnYxLlJldm9rZUNyZWRlbnRpYWxSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_mesh_v1_deadletter, file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChVtZXNoL3YxL2dhdGV3YXkucHJvdG8SB21lc2gudjEiRQoQTGlzdFRhc2tzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFbGltaXQYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJOChFMaXN0VGFza3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLm1lc2gudjEuVGFza0luZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjMKHlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiUQofUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJCChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVyb2xlcxgCIAMoCRIMCgRuYW1lGAMgASgJIjwKFENyZWF0ZUFwaUtleVJlc3BvbnNlEg4KBmtleV9pZBgBIAEoCRIUCgdhcGlfa2V5GAIgASgJQgOAAQEiQAoXUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QSFQoNY3JlZGVudGlhbF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiGgoYUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlIjQKEVN1Ym1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIk0KElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCBIQCghzZXF1ZW5jZRgDIAEoBCI7ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiNgoRV2F0Y2hUYXNrUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCIxCg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEubWVzaC52MS5UYXNrU3BlYyJwCg9SdW5UYXNrUmVzcG9uc2USMAoJc3VibWl0dGVkGAEgASgLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2VIABIjCgVldmVudBgCIAEoCzISLm1lc2gudjEuVGFza0V2ZW50SABCBgoEa2luZCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjIKD0dldFRhc2tSZXNwb25zZRIfCgR0YXNrGAEgASgLMhEubWVzaC52MS5UYXNrSW5mbyI0ChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI3ChJDYW5jZWxUYXNrUmVzcG9uc2USIQoFc3RhdGUYASABKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZSIWChRHZXRNZXNoU3RhdHVzUmVxdWVzdCL+AQoVR2V0TWVzaFN0YXR1c1Jlc3BvbnNlEiQKBnF1ZXVlcxgBIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSJgoHd29ya2VycxgCIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzEi0KB3NjYWxpbmcYAyADKAsyHC5tZXNoLnYxLlNjYWxlUmVjb21tZW5kYXRpb24SKwoNdGVuYW50X3F1ZXVlcxgEIAMoCzIULm1lc2gudjEuUXVldWVTdGF0dXMSOwoSaW5mZXJlbmNlX2JhY2tlbmRzGAUgAygLMh8ubWVzaC52MS5JbmZlcmVuY2VCYWNrZW5kU3RhdHVzIjEKFldhdGNoTWVzaFN0YXR1c1JlcXVlc3QSFwoPbWluX2ludGVydmFsX21zGAEgASgNIkkKF1dhdGNoTWVzaFN0YXR1c1Jlc3BvbnNlEi4KBnN0YXR1cxgBIAEoCzIeLm1lc2gudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlIjYKElN1Ym1pdFRhc2tzUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMiQwoTU3VibWl0VGFza3NSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2UiOQoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSEgoKZmluYWxfb25seRgCIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCI3ChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVsaW1pdBgCIAEoDSJEChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRIpCgxkZWFkX2xldHRlcnMYASADKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiJwoUR2V0RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChVHZXREZWFkTGV0dGVyUmVzcG9uc2USKAoLZGVhZF9sZXR0ZXIYASABKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiKgoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChhSZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiOgoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkiKgoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoBDLNCgoOR2F0ZXdheVNlcnZpY2USRQoKU3VibWl0VGFzaxIaLm1lc2gudjEuU3VibWl0VGFza1JlcXVlc3QaGy5tZXNoLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJECglXYXRjaFRhc2sSGS5tZXNoLnYxLldhdGNoVGFza1JlcXVlc3QaGi5tZXNoLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESPgoHUnVuVGFzaxIXLm1lc2gudjEuUnVuVGFza1JlcXVlc3QaGC5tZXNoLnYxLlJ1blRhc2tSZXNwb25zZTABEjwKB0dldFRhc2sSFy5tZXNoLnYxLkdldFRhc2tSZXF1ZXN0GhgubWVzaC52MS5HZXRUYXNrUmVzcG9uc2USRQoKQ2FuY2VsVGFzaxIaLm1lc2gudjEuQ2FuY2VsVGFza1JlcXVlc3QaGy5tZXNoLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJICgtTdWJtaXRUYXNrcxIbLm1lc2gudjEuU3VibWl0VGFza3NSZXF1ZXN0GhwubWVzaC52MS5TdWJtaXRUYXNrc1Jlc3BvbnNlEkcKCldhdGNoVGFza3MSGi5tZXNoLnYxLldhdGNoVGFza3NSZXF1ZXN0GhsubWVzaC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJOCg1HZXRNZXNoU3RhdHVzEh0ubWVzaC52MS5HZXRNZXNoU3RhdHVzUmVxdWVzdBoeLm1lc2gudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlElYKD1dhdGNoTWVzaFN0YXR1cxIfLm1lc2gudjEuV2F0Y2hNZXNoU3RhdHVzUmVxdWVzdBogLm1lc2gudjEuV2F0Y2hNZXNoU3RhdHVzUmVzcG9uc2UwARJUCg9MaXN0RGVhZExldHRlcnMSHy5tZXNoLnYxLkxpc3REZWFkTGV0dGVyc1JlcXVlc3QaIC5tZXNoLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEk4KDUdldERlYWRMZXR0ZXISHS5tZXNoLnYxLkdldERlYWRMZXR0ZXJSZXF1ZXN0Gh4ubWVzaC52MS5HZXREZWFkTGV0dGVyUmVzcG9uc2USVwoQUmVwbGF5RGVhZExldHRlchIgLm1lc2gudjEuUmVwbGF5RGVhZExldHRlclJlcXVlc3QaIS5tZXNoLnYxLlJlcGxheURlYWRMZXR0ZXJSZXNwb25zZRJXChBQdXJnZURlYWRMZXR0ZXJzEiAubWVzaC52MS5QdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBohLm1lc2gudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLm1lc2gudjEuTGlzdFRhc2tzUmVxdWVzdBoaLm1lc2gudjEuTGlzdFRhc2tzUmVzcG9uc2USbAoXUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWwSJy5tZXNoLnYxLlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVxdWVzdBooLm1lc2gudjEuUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXNwb25zZRJLCgxDcmVhdGVBcGlLZXkSHC5tZXNoLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHS5tZXNoLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElcKEFJldm9rZUNyZWRlbnRpYWwSIC5tZXNoLnYxLlJldm9rZUNyZWRlbnRpYWxSZXF1ZXN0GiEubWVzaC52MS5SZXZva2VDcmVkZW50aWFsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_mesh_v1_deadletter, file_mesh_v1_status, file_mesh_v1_task]);
 
 /**
  * @generated from message mesh.v1.ListTasksRequest
@@ -468,6 +468,42 @@ export const GetMeshStatusResponseSchema: GenMessage<GetMeshStatusResponse> = /*
   messageDesc(file_mesh_v1_gateway, 19);
 
 /**
+ * @generated from message mesh.v1.WatchMeshStatusRequest
+ */
+export type WatchMeshStatusRequest = Message<"mesh.v1.WatchMeshStatusRequest"> & {
+  /**
+   * The least time between two messages, ms: 0 means 1000; clamped to 100..60000.
+   *
+   * @generated from field: uint32 min_interval_ms = 1;
+   */
+  minIntervalMs: number;
+};
+
+/**
+ * Describes the message mesh.v1.WatchMeshStatusRequest.
+ * Use `create(WatchMeshStatusRequestSchema)` to create a new message.
+ */
+export const WatchMeshStatusRequestSchema: GenMessage<WatchMeshStatusRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_gateway, 20);
+
+/**
+ * @generated from message mesh.v1.WatchMeshStatusResponse
+ */
+export type WatchMeshStatusResponse = Message<"mesh.v1.WatchMeshStatusResponse"> & {
+  /**
+   * @generated from field: mesh.v1.GetMeshStatusResponse status = 1;
+   */
+  status?: GetMeshStatusResponse | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.WatchMeshStatusResponse.
+ * Use `create(WatchMeshStatusResponseSchema)` to create a new message.
+ */
+export const WatchMeshStatusResponseSchema: GenMessage<WatchMeshStatusResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_gateway, 21);
+
+/**
  * @generated from message mesh.v1.SubmitTasksRequest
  */
 export type SubmitTasksRequest = Message<"mesh.v1.SubmitTasksRequest"> & {
@@ -482,7 +518,7 @@ export type SubmitTasksRequest = Message<"mesh.v1.SubmitTasksRequest"> & {
  * Use `create(SubmitTasksRequestSchema)` to create a new message.
  */
 export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 20);
+  messageDesc(file_mesh_v1_gateway, 22);
 
 /**
  * @generated from message mesh.v1.SubmitTasksResponse
@@ -501,7 +537,7 @@ export type SubmitTasksResponse = Message<"mesh.v1.SubmitTasksResponse"> & {
  * Use `create(SubmitTasksResponseSchema)` to create a new message.
  */
 export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 21);
+  messageDesc(file_mesh_v1_gateway, 23);
 
 /**
  * @generated from message mesh.v1.WatchTasksRequest
@@ -525,7 +561,7 @@ export type WatchTasksRequest = Message<"mesh.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 22);
+  messageDesc(file_mesh_v1_gateway, 24);
 
 /**
  * @generated from message mesh.v1.WatchTasksResponse
@@ -542,7 +578,7 @@ export type WatchTasksResponse = Message<"mesh.v1.WatchTasksResponse"> & {
  * Use `create(WatchTasksResponseSchema)` to create a new message.
  */
 export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 23);
+  messageDesc(file_mesh_v1_gateway, 25);
 
 /**
  * @generated from message mesh.v1.ListDeadLettersRequest
@@ -566,7 +602,7 @@ export type ListDeadLettersRequest = Message<"mesh.v1.ListDeadLettersRequest"> &
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 24);
+  messageDesc(file_mesh_v1_gateway, 26);
 
 /**
  * @generated from message mesh.v1.ListDeadLettersResponse
@@ -583,7 +619,7 @@ export type ListDeadLettersResponse = Message<"mesh.v1.ListDeadLettersResponse">
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 25);
+  messageDesc(file_mesh_v1_gateway, 27);
 
 /**
  * @generated from message mesh.v1.GetDeadLetterRequest
@@ -600,7 +636,7 @@ export type GetDeadLetterRequest = Message<"mesh.v1.GetDeadLetterRequest"> & {
  * Use `create(GetDeadLetterRequestSchema)` to create a new message.
  */
 export const GetDeadLetterRequestSchema: GenMessage<GetDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 26);
+  messageDesc(file_mesh_v1_gateway, 28);
 
 /**
  * @generated from message mesh.v1.GetDeadLetterResponse
@@ -617,7 +653,7 @@ export type GetDeadLetterResponse = Message<"mesh.v1.GetDeadLetterResponse"> & {
  * Use `create(GetDeadLetterResponseSchema)` to create a new message.
  */
 export const GetDeadLetterResponseSchema: GenMessage<GetDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 27);
+  messageDesc(file_mesh_v1_gateway, 29);
 
 /**
  * @generated from message mesh.v1.ReplayDeadLetterRequest
@@ -634,7 +670,7 @@ export type ReplayDeadLetterRequest = Message<"mesh.v1.ReplayDeadLetterRequest">
  * Use `create(ReplayDeadLetterRequestSchema)` to create a new message.
  */
 export const ReplayDeadLetterRequestSchema: GenMessage<ReplayDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 28);
+  messageDesc(file_mesh_v1_gateway, 30);
 
 /**
  * @generated from message mesh.v1.ReplayDeadLetterResponse
@@ -656,7 +692,7 @@ export type ReplayDeadLetterResponse = Message<"mesh.v1.ReplayDeadLetterResponse
  * Use `create(ReplayDeadLetterResponseSchema)` to create a new message.
  */
 export const ReplayDeadLetterResponseSchema: GenMessage<ReplayDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 29);
+  messageDesc(file_mesh_v1_gateway, 31);
 
 /**
  * @generated from message mesh.v1.PurgeDeadLettersRequest
@@ -682,7 +718,7 @@ export type PurgeDeadLettersRequest = Message<"mesh.v1.PurgeDeadLettersRequest">
  * Use `create(PurgeDeadLettersRequestSchema)` to create a new message.
  */
 export const PurgeDeadLettersRequestSchema: GenMessage<PurgeDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 30);
+  messageDesc(file_mesh_v1_gateway, 32);
 
 /**
  * @generated from message mesh.v1.PurgeDeadLettersResponse
@@ -699,7 +735,7 @@ export type PurgeDeadLettersResponse = Message<"mesh.v1.PurgeDeadLettersResponse
  * Use `create(PurgeDeadLettersResponseSchema)` to create a new message.
  */
 export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 31);
+  messageDesc(file_mesh_v1_gateway, 33);
 
 /**
  * The public API of the mesh, served behind Envoy over gRPC and gRPC-Web.
@@ -789,6 +825,17 @@ export const GatewayService: GenService<{
     methodKind: "unary";
     input: typeof GetMeshStatusRequestSchema;
     output: typeof GetMeshStatusResponseSchema;
+  },
+  /**
+   * The mesh status (what GetMeshStatus answers) on connect, then again each time it changes,
+   * at most once per `min_interval_ms`. Ends only when the caller leaves (or its credential does).
+   *
+   * @generated from rpc mesh.v1.GatewayService.WatchMeshStatus
+   */
+  watchMeshStatus: {
+    methodKind: "server_streaming";
+    input: typeof WatchMeshStatusRequestSchema;
+    output: typeof WatchMeshStatusResponseSchema;
   },
   /**
    * Dead-lettered tasks, newest first.
