@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -16,14 +18,16 @@ import argcomplete
 
 from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
+from clients.cli._help import START_THE_MESH, attach_examples
 from clients.cli._models import add_model_commands, infer_command, model_command
-from clients.cli._render import event_json, event_line
+from clients.cli._output import Declined, Output, add_output_args
+from clients.cli._render import event_line
 from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._style import THEME_CHOICES, Style
 from clients.cli._up import plan_from, up
 from clients.cli._worker import add_worker_commands, kinds_command, run_worker
 from clients.sdk import Client
-from mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from mesh.priority import CLASS_NAMES, class_name
 from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT, MeshSecurity
 from mesh.telemetry import quiet_ssl_eof_noise
@@ -112,12 +116,14 @@ def _parser() -> argparse.ArgumentParser:
             help="serve your Triton model repository beside the project's (repeatable; implies --triton)",
         )
 
-    def client_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    def client_args(p: argparse.ArgumentParser, *, streams: bool = False, destructive: bool = False) -> None:
+        p.add_argument(
+            "--endpoint", default=DEFAULT_ENDPOINT, help="the mesh's front door (default: $TIDEMESH_ENDPOINT)"
+        )
         p.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
         p.add_argument(
             "--api-key",
-            default=os.environ.get("TIDEMESH_API_KEY", ""),
+            default=None,
             help="an API key or JWT (default: $TIDEMESH_API_KEY, else the local mesh's admin key)",
         )
         p.add_argument(
@@ -133,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
             help="colours: auto (the terminal's background), light, dark, high-contrast (default: $TIDEMESH_THEME, "
             "else auto); NO_COLOR, CLICOLOR, CLICOLOR_FORCE, FORCE_COLOR and TERM=dumb are honoured",
         )
+        add_output_args(p, streams=streams, destructive=destructive)
 
     p_up = sub.add_parser("up", help="start the whole mesh locally and supervise it")
     mesh_args(p_up)
@@ -140,10 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     p_up.add_argument(
         "--autoscale", default="", help="act on scale recommendations for these pools, e.g. inference=1:4"
     )
+    add_output_args(p_up, formats=False)
 
     p_plan = sub.add_parser("plan", help="print the process table `up` would start")
     mesh_args(p_plan)
-    p_plan.add_argument("--json", action="store_true")
+    add_output_args(p_plan)
 
     p_submit = sub.add_parser("submit", help="submit a task and stream its events")
     p_submit.add_argument("kind")
@@ -152,17 +160,21 @@ def _parser() -> argparse.ArgumentParser:
     p_submit.add_argument("--priority", default="standard", choices=CLASS_NAMES)
     p_submit.add_argument("--tenant", default="default")
     p_submit.add_argument("--idempotency-key", default="")
-    client_args(p_submit)
-    p_submit.add_argument("--json", action="store_true", help="one JSON event per line")
+    client_args(p_submit, streams=True)
     p_submit.add_argument("--no-wait", action="store_true", help="print the task id and return")
 
-    for name, help_text in (("watch", "stream a task's events"), ("get", "show a task"), ("cancel", "cancel a task")):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("task_id")
-        client_args(p)
-        p.add_argument("--json", action="store_true")
-        if name == "watch":
-            p.add_argument("--after", type=int, default=0, help="resume after this sequence number")
+    p_watch = sub.add_parser("watch", help="stream a task's events")
+    p_watch.add_argument("task_id")
+    p_watch.add_argument("--after", type=int, default=0, help="resume after this sequence number")
+    client_args(p_watch, streams=True)
+    p_get = sub.add_parser("get", help="show a task")
+    p_get.add_argument("task_id")
+    client_args(p_get)
+    p_cancel = sub.add_parser("cancel", help="cancel tasks: one, several, or every unfinished task of a tenant")
+    p_cancel.add_argument("task_ids", nargs="*", metavar="task_id")
+    p_cancel.add_argument("--tenant", default="", help="every unfinished task of this tenant")
+    p_cancel.add_argument("--reason", default="cancelled from the CLI")
+    client_args(p_cancel, destructive=True)
 
     p_completion = sub.add_parser(
         "completion",
@@ -177,7 +189,6 @@ def _parser() -> argparse.ArgumentParser:
     p_list.add_argument("--tenant", default="", help="default: the credential's tenant")
     p_list.add_argument("--limit", type=int, default=20)
     p_list.add_argument("--page-token", default="")
-    p_list.add_argument("--json", action="store_true")
     client_args(p_list)
 
     p_auth = sub.add_parser("auth", help="API keys, revocation, and local test tokens")
@@ -191,14 +202,13 @@ def _parser() -> argparse.ArgumentParser:
     p_auth.add_argument("--reason", default="")
     p_auth.add_argument("--ttl", type=float, default=3600.0, help="token lifetime, seconds")
     p_auth.add_argument("--audience", default="tidemesh")
-    client_args(p_auth)
+    client_args(p_auth, destructive=True)
 
     p_dlq = sub.add_parser("dlq", help="dead-lettered tasks: list, show, replay, purge")
     p_dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
     p_dlq.add_argument("task_id", nargs="?", default="")
-    p_dlq.add_argument("--tenant", default="")
-    client_args(p_dlq)
-    p_dlq.add_argument("--json", action="store_true")
+    p_dlq.add_argument("--tenant", default="", help="list, replay or purge every dead letter of this tenant")
+    client_args(p_dlq, destructive=True)
 
     add_schema_commands(sub, client_args)
 
@@ -213,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     add_model_commands(sub, client_args)
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
-    p_status.add_argument("--json", action="store_true")
+    attach_examples(parser)
     return parser
 
 
@@ -236,24 +246,62 @@ def _transport(args: argparse.Namespace) -> dict[str, Any]:
     return {"ca": args.cacert or (str(root) if root.exists() else None)}  # None: $TIDEMESH_CA, system roots
 
 
-def _credential(args: argparse.Namespace) -> str:
+def _credential_of(args: argparse.Namespace) -> tuple[str, str]:
+    """The credential this command sends and where it came from (said by -v and by auth errors)."""
     from mesh.supervisor import admin_key
 
-    return args.api_key or admin_key(Path(args.state_dir))
+    if args.api_key:
+        return args.api_key, "--api-key"
+    if os.environ.get("TIDEMESH_API_KEY"):
+        return os.environ["TIDEMESH_API_KEY"], "$TIDEMESH_API_KEY"
+    key = admin_key(Path(args.state_dir))
+    where = Path(args.state_dir) / "auth" / "admin.key"
+    return key, (
+        f"the local mesh's admin key ({where})" if key else f"none (no --api-key, no $TIDEMESH_API_KEY, no {where})"
+    )
 
 
-async def _stream(client: Client, task_id: str, after: int, as_json: bool) -> int:
+def _credential(args: argparse.Namespace) -> str:
+    return _credential_of(args)[0]
+
+
+def _connection_notes(args: argparse.Namespace) -> list[str]:
+    """Where a client command connects and with what (-v)."""
+    transport = _transport(args)
+    if transport.get("insecure"):
+        tls = "plaintext (--insecure)"
+    else:
+        tls = f"TLS, verified against {transport['ca'] or os.environ.get('TIDEMESH_CA') or 'the system roots'}"
+    return [f"endpoint: {args.endpoint}", f"transport: {tls}", f"credential: {_credential_of(args)[1]}"]
+
+
+def _event_dict(event: task_pb2.TaskEvent, rendered: dict[str, Any] | None) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return rendered if rendered is not None else MessageToDict(event)
+
+
+_WAITING = (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RETRYING)
+
+
+async def _stream(client: Client, task_id: str, after: int, out: Output) -> int:
+    """A task's events as they come; while it waits in a queue, a spinner (on a terminal) or
+    "still working" lines (accessible, or not a terminal) on stderr."""
     final = None
-    async for event in client.watch(task_id, after):
-        rendered = await client.to_dict(event) if event.output.HasField("custom") or as_json else None
-        print(event_json(event, rendered) if as_json else event_line(event, rendered), flush=True)
-        final = event
+    async with contextlib.AsyncExitStack() as waiting:
+        async for event in client.watch(task_id, after):
+            await waiting.aclose()  # nothing draws over a line of data
+            rendered = await client.to_dict(event) if event.output.HasField("custom") or not out.table else None
+            out.record(_event_dict(event, rendered), event_line(event, rendered, out.stamp))
+            final = event
+            if event.state in _WAITING and not event.final:
+                await waiting.enter_async_context(out.progress(f"task {task_id} waiting in its queue", announce=False))
     if final is None or final.state == task_pb2.TASK_STATE_SUCCEEDED:
         return EXIT_OK
     return EXIT_CANCELLED if final.state == task_pb2.TASK_STATE_CANCELLED else EXIT_FAILED
 
 
-async def _submit(args: argparse.Namespace) -> int:
+async def _submit(args: argparse.Namespace, out: Output) -> int:
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
@@ -266,16 +314,17 @@ async def _submit(args: argparse.Namespace) -> int:
         submitted = await client.submit(
             args.kind, payload, priority=args.priority, idempotency_key=args.idempotency_key
         )
-        if not args.json:
-            dedup = " (deduplicated)" if submitted.deduplicated else ""
-            print(f"task {submitted.task_id}{dedup}", file=sys.stderr, flush=True)
+        out.note(f"task {submitted.task_id}" + (" (deduplicated)" if submitted.deduplicated else ""))
         if args.no_wait:
-            print(submitted.task_id)
+            out.data(
+                {"task_id": submitted.task_id, "deduplicated": submitted.deduplicated},
+                table=lambda: out.line(submitted.task_id),
+            )
             return EXIT_OK
-        return await _stream(client, submitted.task_id, 0, args.json)
+        return await _stream(client, submitted.task_id, 0, out)
 
 
-async def _status(args: argparse.Namespace) -> int:
+async def _status(args: argparse.Namespace, out: Output) -> int:
 
     from mesh.supervisor import Plan
 
@@ -304,10 +353,10 @@ async def _status(args: argparse.Namespace) -> int:
     report["tenant_queues"] = [MessageToDict(q, always_print_fields_with_no_presence=True) for q in mesh.tenant_queues]
     report["workers"] = [MessageToDict(w) for w in mesh.workers]
     report["inference_backends"] = [MessageToDict(b) for b in mesh.inference_backends]
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if not out.table:
+        out.data(report)
         return EXIT_OK
-    style = Style.for_stream(sys.stdout, args.theme)
+    style = out.style or Style.for_stream(sys.stdout, args.theme)
     if report.get("secure") is False:
         insecure = "INSECURE MESH (--insecure): plaintext on every hop, NATS without users — experiments only"
         print(style.state(insecure, "warn") + "\n")
@@ -392,51 +441,128 @@ async def _probe_named(args: argparse.Namespace) -> int:
     return EXIT_OK if await _probe(plan.by_name(args.name).health, args.state_dir) else EXIT_FAILED
 
 
-async def _dlq(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
-
+def _letter_line(letter: Any) -> str:
     from mesh.v1 import deadletter_pb2
 
-    if args.action in ("show", "replay") and not args.task_id:
-        raise InvalidArgument("task_id", f"dlq {args.action} needs a task id")
+    klass = deadletter_pb2.FailureClass.Name(letter.classification).removeprefix("FAILURE_CLASS_")
+    when = letter.dead_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+    replays = f"  replayed as {', '.join(letter.replayed_as)}" if letter.replayed_as else ""
+    return f"{when}  {letter.task_id}  {letter.spec.kind:<8} {klass:<20} {letter.message[:60]}{replays}"
+
+
+async def _dlq(args: argparse.Namespace, out: Output) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    if args.action == "show" and not args.task_id:
+        raise InvalidArgument("task_id", "dlq show needs a task id")
+    if args.action in ("replay", "purge") and not args.task_id and not args.tenant:
+        raise InvalidArgument("task_id", f"dlq {args.action} needs a task id or --tenant")
     async with _client(args) as client:
         if args.action == "list":
             letters = await client.dead_letters(args.tenant)
-            if args.json:
-                print(json.dumps([MessageToDict(letter) for letter in letters], indent=2))
-            for letter in [] if args.json else letters:
-                klass = deadletter_pb2.FailureClass.Name(letter.classification).removeprefix("FAILURE_CLASS_")
-                when = letter.dead_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-                replays = f"  replayed as {', '.join(letter.replayed_as)}" if letter.replayed_as else ""
-                print(f"{when}  {letter.task_id}  {letter.spec.kind:<8} {klass:<20} {letter.message[:60]}{replays}")
+            out.data(
+                [MessageToDict(letter) for letter in letters],
+                table=lambda: out.lines(_letter_line(letter) for letter in letters),
+            )
         elif args.action == "show":
-            print(json.dumps(MessageToDict(await client.dead_letter(args.task_id)), indent=2))
-        elif args.action == "replay":
+            out.data(MessageToDict(await client.dead_letter(args.task_id)), table=None)
+        elif args.action == "replay" and args.task_id:
             replay = await client.replay(args.task_id)
-            print(replay.task_id + (" (already replayed)" if replay.deduplicated else ""))
+            out.data(
+                {"task_id": replay.task_id, "deduplicated": replay.deduplicated},
+                table=lambda: out.line(replay.task_id + (" (already replayed)" if replay.deduplicated else "")),
+            )
+        elif args.action == "replay":
+            await _replay_tenant(client, args.tenant, out)
         else:
-            if not args.task_id and not args.tenant:
-                raise InvalidArgument("task_id", "dlq purge needs a task id or --tenant")
-            print(f"purged {await client.purge_dead_letters(args.task_id, args.tenant)}")
+            if args.task_id:
+                out.confirm(f"purge the dead letter of {args.task_id}", [args.task_id])
+            else:
+                letters = await client.dead_letters(args.tenant, limit=_EVERY)
+                out.confirm(f"purge every dead letter of tenant {args.tenant}", [letter.task_id for letter in letters])
+            purged = await client.purge_dead_letters(args.task_id, args.tenant)
+            out.data({"purged": purged}, table=lambda: out.line(f"purged {purged}"))
     return EXIT_OK
 
 
-async def _list(client: Client, args: argparse.Namespace) -> int:
+_EVERY = 10_000  # the most records one bulk command lists before it acts
+
+
+async def _replay_tenant(client: Client, tenant: str, out: Output) -> None:
+    """Replay every dead letter of `tenant` not replayed yet, after asking, with a progress bar."""
+    letters = [letter for letter in await client.dead_letters(tenant, limit=_EVERY) if not letter.replayed_as]
+    if not letters:
+        out.note(f"no dead letter of tenant {tenant} waits for a replay")
+        out.data([], table=lambda: None)
+        return
+    out.confirm(f"replay {len(letters)} dead letters of tenant {tenant}", [letter.task_id for letter in letters])
+    replayed: list[dict[str, Any]] = []
+    async with out.progress(f"replaying dead letters of {tenant}", total=len(letters)) as progress:
+        for letter in letters:
+            replay = await client.replay(letter.task_id)
+            replayed.append({"dead_letter": letter.task_id, "task_id": replay.task_id})
+            progress.advance(f"{letter.task_id} → {replay.task_id}")
+    out.data(replayed, table=lambda: out.line(f"replayed {len(replayed)} dead letters of tenant {tenant}"))
+
+
+async def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
     from google.protobuf.json_format import MessageToDict
 
     tasks, token = await client.list_tasks(args.tenant, args.limit, args.page_token)
-    if args.json:
-        print(json.dumps({"tasks": [MessageToDict(t) for t in tasks], "next_page_token": token}, indent=2))
+
+    def table() -> None:
+        for task in tasks:
+            state = task_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
+            out.line(f"{task.spec.task_id}  {task.spec.kind:<10} {state:<14} {task.updated.ToJsonString()}")
+        if token:
+            out.note(f"more: --page-token {token}")
+
+    if out.format == "jsonl":  # one task per line; the next page's token on stderr
+        out.data([MessageToDict(t) for t in tasks])
+        if token:
+            out.note(f"more: --page-token {token}")
         return EXIT_OK
-    for task in tasks:
-        state = task_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
-        print(f"{task.spec.task_id}  {task.spec.kind:<10} {state:<14} {task.updated.ToJsonString()}")
-    if token:
-        print(f"more: --page-token {token}")
+    out.data({"tasks": [MessageToDict(t) for t in tasks], "next_page_token": token}, table=table)
     return EXIT_OK
 
 
-async def _auth(args: argparse.Namespace) -> int:
+_UNFINISHED = (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_RETRYING)
+
+
+async def _cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """Cancel the tasks named, or every unfinished one of --tenant; more than one asks first."""
+    ids = list(args.task_ids)
+    if args.tenant:
+        token = ""
+        while len(ids) < _EVERY:
+            tasks, token = await client.list_tasks(args.tenant, 500, token)
+            ids += [t.spec.task_id for t in tasks if t.state in _UNFINISHED]
+            if not token:
+                break
+        if not ids:
+            out.note(f"tenant {args.tenant} has no unfinished task")
+    elif not ids:
+        raise InvalidArgument("task_id", "cancel needs a task id (or several, or --tenant)")
+    if len(ids) > 1 or args.tenant:
+        out.confirm(f"cancel {len(ids)} tasks", ids)
+    states: dict[str, str] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        progress = await stack.enter_async_context(out.progress("cancelling", total=len(ids))) if len(ids) > 1 else None
+        for task_id in ids:
+            states[task_id] = task_pb2.TaskState.Name(await client.cancel(task_id, reason=args.reason))
+            if progress is not None:
+                progress.advance(task_id)
+    if len(ids) == 1 and not args.tenant:
+        out.data({"task_id": ids[0], "state": states[ids[0]]}, table=lambda: out.line(states[ids[0]]))
+    else:
+        out.data(
+            [{"task_id": task_id, "state": state} for task_id, state in states.items()],
+            table=lambda: out.lines(f"{task_id}  {state}" for task_id, state in states.items()),
+        )
+    return EXIT_OK
+
+
+async def _auth(args: argparse.Namespace, out: Output) -> int:
     roles = [r for r in args.roles.split(",") if r]
     if args.action == "token":  # minted locally with the mesh's own signing secret
         from services.gateway._auth import mint_token
@@ -444,45 +570,68 @@ async def _auth(args: argparse.Namespace) -> int:
         secret = Path(args.state_dir) / "auth" / "jwt.secret"
         if not args.tenant or not secret.exists():
             raise InvalidArgument("tenant", f"auth token needs --tenant and {secret} (a mesh started with auth)")
-        print(mint_token(secret.read_text().strip(), args.tenant, roles, args.audience, args.ttl))
+        token = mint_token(secret.read_text().strip(), args.tenant, roles, args.audience, args.ttl)
+        out.data({"token": token}, table=lambda: out.line(token))
         return EXIT_OK
     async with _client(args) as client:
         if args.action == "key":
             if not args.tenant:
                 raise InvalidArgument("tenant", "auth key needs --tenant (or * for an admin key)")
             created = await client.create_api_key(args.tenant, roles, args.name)
-            print(f"key id {created.key_id}\n{created.api_key}")
+            out.data(
+                {"key_id": created.key_id, "api_key": created.api_key},
+                table=lambda: out.lines([f"key id {created.key_id}", created.api_key]),
+            )
         else:
             if not args.credential_id:
                 raise InvalidArgument("credential_id", "auth revoke needs the key id or the token's jti")
+            out.confirm(
+                f"revoke credential {args.credential_id} (its holders are refused from now on)", [args.credential_id]
+            )
             await client.revoke_credential(args.credential_id, args.reason)
-            print(f"revoked {args.credential_id}")
+            out.data({"revoked": args.credential_id}, table=lambda: out.line(f"revoked {args.credential_id}"))
     return EXIT_OK
 
 
-async def _dispatch(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace, out: Output) -> int:
+    plan = plan_from(args)
+    out.data(
+        plan.to_json(),
+        table=lambda: out.lines(
+            f"{spec.name:<12} {spec.address:<28} {' '.join(spec.command)}" for spec in plan.processes
+        ),
+    )
+    return EXIT_OK
+
+
+async def _get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    info = await client.get(args.task_id)
+    out.data(MessageToDict(info), table=None)  # a task's record reads best as YAML
+    return EXIT_OK
+
+
+async def _dispatch(args: argparse.Namespace, out: Output) -> int:
     if args.command == "up":
         return await up(args)
     if args.command == "plan":
-        plan = plan_from(args)
-        if args.json:
-            print(json.dumps(plan.to_json(), indent=2))
-        else:
-            for spec in plan.processes:
-                print(f"{spec.name:<12} {spec.address:<28} {' '.join(spec.command)}")
-        return EXIT_OK
-    if args.command == "submit":
-        return await _submit(args)
-    if args.command == "status":
-        return await _status(args)
+        return _plan(args, out)
     if args.command == "ca":
         return _ca(args)
     if args.command == "probe":
         return await _probe_named(args)
+    if hasattr(args, "endpoint"):
+        for note in _connection_notes(args):
+            out.detail(note)
+    if args.command == "submit":
+        return await _submit(args, out)
+    if args.command == "status":
+        return await _status(args, out)
     if args.command == "dlq":
-        return await _dlq(args)
+        return await _dlq(args, out)
     if args.command == "auth":
-        return await _auth(args)
+        return await _auth(args, out)
     if args.command == "worker":
         return await run_worker(args, _transport(args), _credential(args))
     if args.command == "kinds":
@@ -495,17 +644,39 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "infer":
             return await infer_command(args, client)
         if args.command == "watch":
-            return await _stream(client, args.task_id, args.after, args.json)
+            return await _stream(client, args.task_id, args.after, out)
         if args.command == "get":
-            from google.protobuf.json_format import MessageToJson
-
-            print(MessageToJson(await client.get(args.task_id)))
-            return EXIT_OK
+            return await _get(client, args, out)
         if args.command == "list":
-            return await _list(client, args)
-        state = await client.cancel(args.task_id, reason="cancelled from the CLI")
-        print(task_pb2.TaskState.Name(state))
-        return EXIT_OK
+            return await _list(client, args, out)
+        return await _cancel(client, args, out)
+
+
+def _failure(exc: BaseException, args: argparse.Namespace) -> tuple[str, int]:
+    """What a failed command says — the error, then what to do next — and its exit code."""
+    endpoint = getattr(args, "endpoint", "")
+    if isinstance(exc, Declined):
+        return str(exc), EXIT_INVALID
+    if isinstance(exc, InvalidArgument):
+        hint = ""
+        if "kind" in exc.message and getattr(args, "command", "") == "submit":
+            hint = "\n  the kinds this mesh knows: `tidemesh kinds`"
+        return f"invalid argument: {exc.message}{hint}", EXIT_INVALID
+    if isinstance(exc, NotFound):
+        return f"not found: {exc.message}", EXIT_INVALID
+    if isinstance(exc, Unavailable):
+        where = f" at {endpoint}" if endpoint else ""
+        return f"mesh unavailable{where}: {exc.message}\n  {START_THE_MESH}", EXIT_UNAVAILABLE
+    if isinstance(exc, Unauthenticated | PermissionDenied):
+        source = _credential_of(args)[1] if hasattr(args, "api_key") else "none"
+        verb = "refused the credential" if isinstance(exc, Unauthenticated) else "denied the credential"
+        return (
+            f"{exc.error_class}: {exc.message}\n  the mesh {verb} from {source}; pass another with --api-key "
+            "or $TIDEMESH_API_KEY (`tidemesh auth key --tenant T` makes one)",
+            EXIT_FAILED,
+        )
+    assert isinstance(exc, MeshError)
+    return f"{exc.error_class}: {exc.message}", EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -517,20 +688,14 @@ def main(argv: list[str] | None = None) -> None:
         print(shell_hook(args.shell))
         sys.exit(EXIT_OK)
     quiet_ssl_eof_noise()  # asyncio's note on each TLS connection nats-py closes (status probes NATS)
+    out = Output.from_args(args)
+    if out.verbosity >= 2:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     try:
-        code = asyncio.run(_dispatch(args))
-    except InvalidArgument as exc:
-        print(f"tidemesh: invalid argument: {exc.message}", file=sys.stderr)
-        code = EXIT_INVALID
-    except NotFound as exc:
-        print(f"tidemesh: not found: {exc.message}", file=sys.stderr)
-        code = EXIT_INVALID
-    except Unavailable as exc:
-        print(f"tidemesh: mesh unavailable: {exc.message}", file=sys.stderr)
-        code = EXIT_UNAVAILABLE
-    except MeshError as exc:
-        print(f"tidemesh: {exc.error_class}: {exc.message}", file=sys.stderr)
-        code = EXIT_FAILED
+        code = asyncio.run(_dispatch(args, out))
+    except (MeshError, Declined) as exc:
+        message, code = _failure(exc, args)
+        print(f"tidemesh: {message}", file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

@@ -1,24 +1,29 @@
-"""How the CLI prints events: readable lines with timestamps, or one JSON object per line."""
+"""How the CLI prints an event for people: one line, stamped on the chosen clock."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
-
-from google.protobuf.json_format import MessageToDict
 
 from mesh.v1 import task_pb2
 
 
-def event_json(event: task_pb2.TaskEvent, rendered: dict[str, Any] | None = None) -> str:
-    """One JSON line; `rendered` is the event as JSON with its user messages resolved (`Client.to_dict`)."""
-    return json.dumps(rendered if rendered is not None else MessageToDict(event), separators=(",", ":"))
+def _utc_clock(when: datetime) -> str:
+    return when.strftime("%H:%M:%S.%f")[:-3]
 
 
-def event_line(event: task_pb2.TaskEvent, rendered: dict[str, Any] | None = None) -> str:
-    stamp = event.timestamp.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+def event_line(
+    event: task_pb2.TaskEvent,
+    rendered: dict[str, Any] | None = None,
+    clock: Callable[[datetime], str] = _utc_clock,
+) -> str:
+    """One readable line; `clock` stamps the event's time (UTC) — "" leaves the stamp out."""
+    stamp = clock(event.timestamp.ToDatetime())
     state = task_pb2.TaskState.Name(event.state).removeprefix("TASK_STATE_")
-    parts = [stamp, f"#{event.sequence:<3}", f"{state:<10}"]
+    parts = [stamp] if stamp else []
+    parts += [f"#{event.sequence:<3}", f"{state:<10}"]
     if event.step:
         parts.append(f"step={event.step}")
     if event.partial_confidence:

@@ -8,9 +8,8 @@ registered version's descriptor set, so a CI job can run ``buf breaking new.binp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import grpc.aio
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from google.protobuf.json_format import MessageToDict
 
+from clients.cli._output import Output
 from clients.sdk._client import mesh_channel
 from mesh.errors import Conflict, InvalidArgument
 from mesh.rpc import raise_from_rpc_error
@@ -33,7 +33,7 @@ TIMEOUT_S = 30.0
 
 def add_schema_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
-    client_args: Callable[[argparse.ArgumentParser], None],
+    client_args: Callable[..., None],
 ) -> None:
     """``tidemesh schema ...``; `client_args` adds --endpoint, --api-key, --cacert and the rest."""
     p_schema = subparsers.add_parser("schema", help="the schema registry: register, list, show, check, export")
@@ -58,11 +58,9 @@ def add_schema_commands(
     p_export = actions.add_parser("export", help="write a version's descriptor set, e.g. for buf breaking")
     p_export.add_argument("subject")
     p_export.add_argument("--version", type=int, default=0)
-    p_export.add_argument("-o", "--output", required=True, help="the file to write (.binpb)")
+    p_export.add_argument("--file", required=True, help="the file to write (.binpb)")
     for p in (p_register, p_check, p_list, p_show, p_export):
         client_args(p)
-        if p is not p_export:
-            p.add_argument("--json", action="store_true")
 
 
 def read_descriptor_set(file: str, include_dirs: list[str]) -> bytes:
@@ -97,46 +95,59 @@ def _version_line(version: schema_pb2.SchemaVersion) -> str:
     )
 
 
-def _print_violations(violations: list[schema_pb2.CompatibilityViolation]) -> None:
-    for violation in violations:
-        print(f"  {violation.rule} {violation.path}: {violation.message} (version {violation.against_version})")
+def _violation_line(violation: schema_pb2.CompatibilityViolation) -> str:
+    return f"  {violation.rule} {violation.path}: {violation.message} (version {violation.against_version})"
+
+
+def _schema_lines(schema: schema_pb2.SchemaVersion) -> Iterator[str]:
+    yield _version_line(schema)
+    for file in FileDescriptorSet.FromString(schema.descriptor_set).file:
+        messages = ", ".join(message.name for message in file.message_type)
+        yield f"  {file.name}" + (f": {messages}" if messages else "")
 
 
 async def schema_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
     """Run one ``tidemesh schema`` action against the gateway at ``args.endpoint``."""
-    action = args.schema_action
+    action, out = args.schema_action, Output.from_args(args)
     mode = mode_from_name(args.mode) if getattr(args, "mode", "") else schema_pb2.COMPATIBILITY_MODE_UNSPECIFIED
     data = read_descriptor_set(args.file, args.proto_path) if action in ("register", "check") else b""
     async with _channel(args.endpoint, transport, credential) as channel:
         stub = schema_pb2_grpc.SchemaServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
             if action == "register":
-                return await _register(stub, args, data, mode)
+                return await _register(stub, args, data, mode, out)
             if action == "check":
-                return await _check(stub, args, data, mode)
+                return await _check(stub, args, data, mode, out)
             if action == "list":
-                return await _list(stub, args)
+                return await _list(stub, out)
             got = await stub.GetSchema(
                 schema_pb2.GetSchemaRequest(subject=args.subject, version=args.version), timeout=TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
     if action == "export":
-        _write(args.output, got.schema.descriptor_set)
-        print(f"{_version_line(got.schema)}\nwrote {args.output} ({len(got.schema.descriptor_set)} bytes)")
+        _write(args.file, got.schema.descriptor_set)
+        written = {"schema": _version_dict(got.schema), "file": args.file, "bytes": len(got.schema.descriptor_set)}
+        out.data(
+            written,
+            table=lambda: out.lines([_version_line(got.schema), f"wrote {args.file} ({written['bytes']} bytes)"]),
+        )
         return EXIT_OK
-    if args.json:
-        print(json.dumps(MessageToDict(got.schema), indent=2))
-        return EXIT_OK
-    print(_version_line(got.schema))
-    for file in FileDescriptorSet.FromString(got.schema.descriptor_set).file:
-        messages = ", ".join(message.name for message in file.message_type)
-        print(f"  {file.name}" + (f": {messages}" if messages else ""))
+    out.data(MessageToDict(got.schema), table=lambda: out.lines(_schema_lines(got.schema)))
     return EXIT_OK
 
 
+def _version_dict(schema: schema_pb2.SchemaVersion) -> dict[str, Any]:
+    """A version without its descriptor set (the bytes are what export writes)."""
+    return {k: v for k, v in MessageToDict(schema).items() if k != "descriptorSet"}
+
+
 async def _register(
-    stub: schema_pb2_grpc.SchemaServiceStub, args: argparse.Namespace, data: bytes, mode: schema_pb2.CompatibilityMode
+    stub: schema_pb2_grpc.SchemaServiceStub,
+    args: argparse.Namespace,
+    data: bytes,
+    mode: schema_pb2.CompatibilityMode,
+    out: Output,
 ) -> int:
     request = schema_pb2.RegisterSchemaRequest(subject=args.subject, descriptor_set=data, mode=mode)
     try:
@@ -147,38 +158,48 @@ async def _register(
     except Conflict as exc:  # incompatible: the registry's message lists every violation
         print(f"tidemesh: schema refused: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
-    if args.json:
-        print(json.dumps({"created": reply.created, "schema": MessageToDict(reply.schema)}, indent=2))
-    else:
-        note = "" if reply.created else "  (unchanged: the same schema is already the latest version)"
-        print(_version_line(reply.schema) + note)
+    note = "" if reply.created else "  (unchanged: the same schema is already the latest version)"
+    out.data(
+        {"created": reply.created, "schema": MessageToDict(reply.schema)},
+        table=lambda: out.line(_version_line(reply.schema) + note),
+    )
     return EXIT_OK
 
 
 async def _check(
-    stub: schema_pb2_grpc.SchemaServiceStub, args: argparse.Namespace, data: bytes, mode: schema_pb2.CompatibilityMode
+    stub: schema_pb2_grpc.SchemaServiceStub,
+    args: argparse.Namespace,
+    data: bytes,
+    mode: schema_pb2.CompatibilityMode,
+    out: Output,
 ) -> int:
     request = schema_pb2.CheckSchemaRequest(subject=args.subject, descriptor_set=data, mode=mode)
     reply = await stub.CheckSchema(request, timeout=TIMEOUT_S)
-    if args.json:
-        print(json.dumps(MessageToDict(reply, always_print_fields_with_no_presence=True), indent=2))
-    elif reply.compatible:
-        print(f"{args.subject}: compatible ({mode_name(reply.mode)})")
-    else:
-        print(f"{args.subject}: NOT {mode_name(reply.mode)}-compatible ({len(reply.violations)} violations):")
-        _print_violations(list(reply.violations))
+
+    def table() -> None:
+        if reply.compatible:
+            out.line(f"{args.subject}: compatible ({mode_name(reply.mode)})")
+            return
+        out.line(f"{args.subject}: NOT {mode_name(reply.mode)}-compatible ({len(reply.violations)} violations):")
+        out.lines(_violation_line(violation) for violation in reply.violations)
+
+    out.data(MessageToDict(reply, always_print_fields_with_no_presence=True), table=table)
     return EXIT_OK if reply.compatible else EXIT_FAILED
 
 
-async def _list(stub: schema_pb2_grpc.SchemaServiceStub, args: argparse.Namespace) -> int:
+def _subject_line(subject: schema_pb2.SchemaSubject) -> str:
+    latest = subject.versions[-1] if subject.versions else None
+    where = f"latest {latest.version} (id {latest.id})" if latest else "no versions"
+    return f"{subject.subject:<40} {mode_name(subject.mode):<20} {len(subject.versions):>3} versions  {where}"
+
+
+async def _list(stub: schema_pb2_grpc.SchemaServiceStub, out: Output) -> int:
     reply = await stub.ListSchemas(schema_pb2.ListSchemasRequest(), timeout=TIMEOUT_S)
-    if args.json:
-        print(json.dumps([MessageToDict(s) for s in reply.subjects], indent=2))
-        return EXIT_OK
-    if not reply.subjects:
-        print("no schema is registered")
-    for subject in reply.subjects:
-        latest = subject.versions[-1] if subject.versions else None
-        where = f"latest {latest.version} (id {latest.id})" if latest else "no versions"
-        print(f"{subject.subject:<40} {mode_name(subject.mode):<20} {len(subject.versions):>3} versions  {where}")
+
+    def table() -> None:
+        if not reply.subjects:
+            out.note("no schema is registered")
+        out.lines(_subject_line(subject) for subject in reply.subjects)
+
+    out.data([MessageToDict(s) for s in reply.subjects], table=table)
     return EXIT_OK

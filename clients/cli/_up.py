@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clients.cli._output import Output
 from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.fabric import POOLS
@@ -100,6 +101,7 @@ async def up(args: argparse.Namespace) -> int:
         print(INSECURE_BANNER, file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    out = Output.from_args(args)
     supervisor = Supervisor(plan)
 
     def on_signal() -> None:
@@ -114,7 +116,11 @@ async def up(args: argparse.Namespace) -> int:
 
     boot = asyncio.create_task(supervisor.__aenter__())
     waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({boot, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    total = len(plan.processes)
+    async with out.progress(f"starting {total} processes", total=total) as progress:
+        supervisor.on_healthy = lambda name, seconds: progress.advance(f"{name} healthy after {seconds:.1f}s")
+        await asyncio.wait({boot, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        supervisor.on_healthy = None
     if not boot.done():
         boot.cancel()
         await asyncio.gather(boot, return_exceptions=True)

@@ -8,13 +8,14 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 
+from clients.cli._output import Output
 from clients.sdk import Client, Worker
 from mesh.errors import InvalidArgument
 from mesh.rpc import raise_from_rpc_error
@@ -23,7 +24,7 @@ from mesh.v1 import kind_pb2
 EXIT_OK, EXIT_INVALID = 0, 2
 
 
-def add_worker_commands(sub: Any, client_args: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_worker_commands(sub: Any, client_args: Callable[..., None]) -> None:
     p_worker = sub.add_parser("worker", help="run your own task kinds: tidemesh worker run module:worker")
     worker_sub = p_worker.add_subparsers(dest="worker_command", required=True)
     p_run = worker_sub.add_parser("run", help="attach a Worker defined in a module and run it until SIGTERM")
@@ -34,13 +35,12 @@ def add_worker_commands(sub: Any, client_args: Callable[[argparse.ArgumentParser
     p_run.add_argument("--label", action="append", default=[], help="KEY=VALUE capability label (repeatable)")
     client_args(p_run)
     p_kinds = sub.add_parser("kinds", help="the task kinds: built-in and registered, versions, workers serving them")
-    p_kinds.add_argument("--json", action="store_true")
     client_args(p_kinds)
     kinds_sub = p_kinds.add_subparsers(dest="kinds_command")
     p_register = kinds_sub.add_parser("register", help="declare a user kind (admin); its types must be registered")
     p_register.add_argument("name", help="lower-case dotted, e.g. acme.resize")
-    p_register.add_argument("--input", required=True, help="full name of the input message (a schema subject)")
-    p_register.add_argument("--output", required=True, help="full name of the output message (a schema subject)")
+    p_register.add_argument("--input-type", required=True, help="full name of the input message (a schema subject)")
+    p_register.add_argument("--output-type", required=True, help="full name of the output message (a schema subject)")
     p_register.add_argument("--step", action="append", default=[], help="a step name, in order (default: one step)")
     p_register.add_argument("--require", action="append", default=[], help="KEY=VALUE a worker must advertise")
     p_register.add_argument("--max-attempts", type=int, default=0, help="attempts per step (default 3)")
@@ -101,8 +101,8 @@ async def run_worker(args: argparse.Namespace, transport: dict[str, Any], creden
 def declaration_of(args: argparse.Namespace) -> kind_pb2.KindDeclaration:
     declaration = kind_pb2.KindDeclaration(
         name=args.name,
-        input_type=args.input,
-        output_type=args.output,
+        input_type=args.input_type,
+        output_type=args.output_type,
         max_attempts=args.max_attempts,
         description=args.description,
     )
@@ -118,38 +118,43 @@ def declaration_of(args: argparse.Namespace) -> kind_pb2.KindDeclaration:
     return declaration
 
 
+def _kind_lines(info: kind_pb2.KindInfo) -> Iterator[str]:
+    kind = info.kind
+    origin = "built-in" if kind.builtin else "user"
+    steps = " → ".join(step.name for step in kind.steps)
+    versions = ",".join(f"v{v}" for v in info.schema_versions)
+    yield f"{kind.name:<22} {origin:<8} {kind.input_type} → {kind.output_type}  [{steps}]  {versions}"
+    if kind.required_labels:
+        yield f"{'':<22} requires {', '.join(f'{k}={v}' for k, v in sorted(kind.required_labels.items()))}"
+    for worker in info.workers:
+        served = ",".join(f"v{v}" for v in worker.schema_versions)
+        yield (
+            f"{'':<22} worker {worker.worker_name} ({worker.worker_id}) {served} "
+            f"{worker.in_flight}/{worker.capacity} build {worker.build_id or '-'}"
+        )
+    if not kind.builtin and not info.workers:
+        yield f"{'':<22} no worker attached"
+    for backlog in info.backlog:
+        note = f" — {backlog.note}" if backlog.note else ""
+        yield (
+            f"{'':<22} step {backlog.step} v{backlog.schema_version}: {backlog.queued} queued, "
+            f"{backlog.compatible_workers} compatible workers{note}"
+        )
+
+
 async def kinds_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    out = Output.from_args(args)
     async with Client(args.endpoint, credential=credential, **transport) as client:
         if args.kinds_command == "register":
             registered = await client.register_kind(declaration_of(args))
-            print(f"kind {registered.kind.name}: {'registered' if registered.created else 'already registered'}")
+            said = f"kind {registered.kind.name}: {'registered' if registered.created else 'already registered'}"
+            out.data(MessageToDict(registered, preserving_proto_field_name=True), table=lambda: out.line(said))
             return EXIT_OK
         reply = kind_pb2.ListKindsResponse(kinds=await client.kinds())
-    if args.json:
-        from google.protobuf.json_format import MessageToJson
-
-        print(MessageToJson(reply, preserving_proto_field_name=True))
-        return EXIT_OK
-    for info in reply.kinds:
-        kind = info.kind
-        origin = "built-in" if kind.builtin else "user"
-        steps = " → ".join(step.name for step in kind.steps)
-        versions = ",".join(f"v{v}" for v in info.schema_versions)
-        print(f"{kind.name:<22} {origin:<8} {kind.input_type} → {kind.output_type}  [{steps}]  {versions}")
-        if kind.required_labels:
-            print(f"{'':<22} requires {', '.join(f'{k}={v}' for k, v in sorted(kind.required_labels.items()))}")
-        for worker in info.workers:
-            served = ",".join(f"v{v}" for v in worker.schema_versions)
-            print(
-                f"{'':<22} worker {worker.worker_name} ({worker.worker_id}) {served} "
-                f"{worker.in_flight}/{worker.capacity} build {worker.build_id or '-'}"
-            )
-        if not kind.builtin and not info.workers:
-            print(f"{'':<22} no worker attached")
-        for backlog in info.backlog:
-            note = f" — {backlog.note}" if backlog.note else ""
-            print(
-                f"{'':<22} step {backlog.step} v{backlog.schema_version}: {backlog.queued} queued, "
-                f"{backlog.compatible_workers} compatible workers{note}"
-            )
+    out.data(
+        MessageToDict(reply, preserving_proto_field_name=True),
+        table=lambda: out.lines(line for info in reply.kinds for line in _kind_lines(info)),
+    )
     return EXIT_OK

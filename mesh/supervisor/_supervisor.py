@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mesh.edge import write_sds
@@ -21,8 +22,16 @@ log = get_logger(__name__)
 class Supervisor:
     """`async with Supervisor(plan) as sup:` — everything is up and healthy inside the block."""
 
-    def __init__(self, plan: Plan, health_timeout_s: float = 90.0, grace_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        health_timeout_s: float = 90.0,
+        grace_s: float = 10.0,
+        on_healthy: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """`on_healthy(name, seconds)` hears of each process as it turns healthy during boot."""
         self.plan = plan
+        self.on_healthy = on_healthy
         self.children = {spec.name: Child(spec, Path(plan.state_dir) / "logs") for spec in plan.processes}
         self._health_timeout_s = health_timeout_s
         self._grace_s = grace_s
@@ -76,6 +85,8 @@ class Supervisor:
             await child.start()
             waited = await child.wait_healthy(self._health_timeout_s)
             child.watch_liveness()
+            if self.on_healthy is not None:
+                self.on_healthy(child.spec.name, waited)
             return waited
 
         for child in self.children.values():

@@ -64,7 +64,7 @@ async def test_the_schema_commands_through_the_mesh(mesh: Mesh, tmp_path: Path) 
     code, out, err = await _run(TIDEMESH, "schema", "show", subject, "--version", "1", *client)
     assert code == 0 and f"{subject} version 1" in out and "req.proto: Req" in out, err
     exported = tmp_path / "v1.binpb"
-    code, out, err = await _run(TIDEMESH, "schema", "export", subject, "-o", str(exported), *client)
+    code, out, err = await _run(TIDEMESH, "schema", "export", subject, "--file", str(exported), *client)
     assert code == 0 and exported.stat().st_size > 0, err
     code, out, err = await _run(
         BUF, "breaking", str(tmp_path / "v2"), "--against", str(exported), "--error-format=json"

@@ -126,9 +126,9 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         assert code == 0 and events[0]["taskId"] in [t["spec"]["taskId"] for t in json.loads(out)["tasks"]]
         code, token, _ = await _cli("auth", "token", "--tenant", "default", "--roles", "read", *state)
         assert code == 0 and (await _cli("list", "--api-key", token.strip(), *elsewhere))[0] == 0
-        assert (await _cli("auth", "revoke", key_id, "--reason", "rotated", *state))[0] == 0
+        assert (await _cli("auth", "revoke", key_id, "--reason", "rotated", "--yes", *state))[0] == 0
         code, _, err = await _cli("list", "--api-key", key, *elsewhere)
-        assert code != 0 and "revoked: rotated" in err
+        assert code != 0 and "revoked: rotated" in err and "from --api-key" in err, err
         bad = await asyncio.create_subprocess_exec(
             TIDEMESH,
             "submit",
@@ -360,7 +360,7 @@ async def _user_models_through_the_front_door(state_dir: Path, state: tuple[str,
     assert code == 0 and "scaler: READY on triton" in out and "in  X FP32[-1, 1]" in out, (out, err)
     code, out, err = await _cli("infer", "scaler", "--input", "X=[[1.5],[2.0]]", *state)
     assert code == 0 and json.loads(out) == {"Y": [[4.5], [6.0]]}, (out, err)
-    code, out, err = await _cli("infer", "streamer", "--input", "COUNT=[3]", "--stream", *state)
+    code, out, err = await _cli("infer", "streamer", "--input", "COUNT=[3]", "--stream", "-o", "jsonl", *state)
     assert code == 0, err
     assert [json.loads(line) for line in out.splitlines()] == [{"INDEX": [i], "TEXT": [f"part {i}"]} for i in range(3)]
     code, out, err = await _cli("infer", "scaler", "--input", "X=[[1.0, 2.0]]", *state)

@@ -1,0 +1,109 @@
+"""Every command's examples, in one table, attached to the parsers' help as an "examples:" epilog;
+and the lines that say what to do next when a command fails."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+# The command's path after `tidemesh` → example invocations (with a comment where it helps).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "up": (
+        "tidemesh up --demo                      # the whole mesh, secure, and a short demo workload",
+        "tidemesh up --port 0 --workers 2        # free ports, two workers",
+        "tidemesh up --model-repository ./models  # your Triton models beside the project's",
+    ),
+    "plan": ("tidemesh plan", "tidemesh plan --gateways 2 -o json"),
+    "submit": (
+        'tidemesh submit embed --text "tide pools at dawn"',
+        'tidemesh submit summarize --payload \'{"text": "…"}\' --priority interactive --tenant acme',
+        "tidemesh submit embed --text hi --no-wait              # print the task id and return",
+        "tidemesh submit embed --text hi -o jsonl --timestamps utc",
+    ),
+    "watch": ("tidemesh watch TASK_ID", "tidemesh watch TASK_ID --after 3 -o jsonl"),
+    "get": ("tidemesh get TASK_ID", "tidemesh get TASK_ID -o yaml"),
+    "cancel": (
+        "tidemesh cancel TASK_ID",
+        "tidemesh cancel ID1 ID2 ID3 --yes       # several: asks first on a terminal, --yes in scripts",
+        "tidemesh cancel --tenant acme --yes     # every unfinished task of a tenant",
+    ),
+    "completion": (
+        'eval "$(tidemesh completion bash)"     # in ~/.bashrc',
+        'eval "$(tidemesh completion zsh)"      # in ~/.zshrc',
+        "tidemesh completion fish > ~/.config/fish/completions/tidemesh.fish",
+    ),
+    "list": ("tidemesh list", "tidemesh list --tenant acme --limit 50 -o json"),
+    "auth": (
+        "tidemesh auth key --tenant acme --roles submit,read --name ci",
+        "tidemesh auth revoke KEY_ID --reason rotated --yes",
+        "tidemesh auth token --tenant acme --ttl 600",
+    ),
+    "dlq": (
+        "tidemesh dlq list --tenant acme",
+        "tidemesh dlq show TASK_ID -o yaml",
+        "tidemesh dlq replay TASK_ID",
+        "tidemesh dlq replay --tenant acme      # every dead letter of a tenant, after asking",
+        "tidemesh dlq purge --tenant acme --yes",
+    ),
+    "schema": ("tidemesh schema list", "tidemesh schema register acme.proto --subject acme.v1.ResizeRequest"),
+    "schema register": ("tidemesh schema register acme.proto --subject acme.v1.ResizeRequest -I proto/",),
+    "schema check": ("tidemesh schema check acme.proto --subject acme.v1.ResizeRequest",),
+    "schema list": ("tidemesh schema list", "tidemesh schema list -o json"),
+    "schema show": ("tidemesh schema show acme.v1.ResizeRequest --version 2",),
+    "schema export": ("tidemesh schema export acme.v1.ResizeRequest --file acme.binpb",),
+    "ca": ("tidemesh ca", 'curl --cacert "$(tidemesh ca)" https://127.0.0.1:8080/v1/status'),
+    "probe": ("tidemesh probe gateway && echo healthy",),
+    "worker": ("tidemesh worker run textpipe_worker:worker --register",),
+    "worker run": (
+        "tidemesh worker run textpipe_worker:worker --register",
+        "tidemesh worker run mymod:worker --capacity 8 --label gpu=a100",
+    ),
+    "kinds": ("tidemesh kinds", "tidemesh kinds -o json"),
+    "kinds register": (
+        "tidemesh kinds register acme.resize --input-type acme.v1.ResizeRequest "
+        "--output-type acme.v1.ResizeResult --step fetch --step resize",
+    ),
+    "model": ("tidemesh model list", "tidemesh model load scaler"),
+    "model list": ("tidemesh model list", "tidemesh model list -o yaml"),
+    "model status": ("tidemesh model status scaler",),
+    "model load": ("tidemesh model load scaler --backend triton",),
+    "model unload": ("tidemesh model unload scaler",),
+    "infer": (
+        "tidemesh infer scaler --input 'X=[[1.5],[2.0]]'",
+        "tidemesh infer detector --input 'IMAGE=[…]' --only BOXES -o json",
+    ),
+    "status": ("tidemesh status", "tidemesh status -o json | jq .queues"),
+    "dash": (
+        "tidemesh dash",
+        "tidemesh dash --task TASK_ID",
+        "tidemesh dash --dlq TASK_ID",
+        "tidemesh dash --accessible",
+    ),
+}
+
+START_THE_MESH = (
+    "start one with `tidemesh up` (or `make run`), or point the CLI at a running one "
+    "with --endpoint HOST:PORT / $TIDEMESH_ENDPOINT"
+)
+
+
+def commands(parser: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every command under `parser` as (path, parser): "submit", "schema", "schema register", …"""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                child_path = f"{path} {name}".strip()
+                yield child_path, child
+                yield from commands(child, child_path)
+
+
+def attach_examples(parser: argparse.ArgumentParser) -> None:
+    """Each command's help ends with its examples (kept as written, one per line)."""
+    for path, child in commands(parser):
+        examples = EXAMPLES.get(path)
+        if not examples:
+            continue
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
+        lines = "\n".join(f"  {line}" for line in examples)
+        child.epilog = f"{child.epilog}\n\n" if child.epilog else ""
+        child.epilog += f"examples:\n{lines}"
