@@ -1,0 +1,13 @@
+"""`tidemesh dash`: the terminal dashboard (urwid) over the mesh's public API.
+
+`DashModel` is what it knows (pure state, updated from the status stream and task events),
+`tui._views` turns it into lines, `tui._panes` and `tui._screen` draw them, and `run_dashboard`
+feeds it from a `clients.sdk.Client` on a terminal.
+"""
+
+from tui._app import run_dashboard
+from tui._model import DashModel
+from tui._screen import Screen, View
+from tui._throttle import Throttle, clamp_fps
+
+__all__ = ["DashModel", "Screen", "Throttle", "View", "clamp_fps", "run_dashboard"]

@@ -1,0 +1,65 @@
+"""`tidemesh dash`: the live terminal dashboard (`tui`), with the CLI's credentials, CA and theme."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from clients.cli._style import resolve_theme, wants_colour
+from clients.sdk import Client
+from tui import clamp_fps, run_dashboard
+
+EXIT_OK = 0
+
+
+def _accessible_default() -> bool:
+    return any(os.environ.get(name, "") not in ("", "0") for name in ("TIDEMESH_ACCESSIBLE", "ACCESSIBLE"))
+
+
+def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    p_dash = sub.add_parser(
+        "dash",
+        help="the live dashboard: queues, workers, tasks, a task's stream, inference backends, dead letters",
+        description="Keyboard only: Tab/Shift-Tab between panes, arrows or j/k inside, Enter opens, Esc goes "
+        "back, / filters the tasks, f follows a task's live stream, R replays a dead letter, p pauses, "
+        "r refreshes, ? lists every key, q quits.",
+        epilog="examples:\n  tidemesh dash\n  tidemesh dash --task 01J...   # follow one task's partial outputs\n"
+        "  tidemesh dash --dlq 01J...    # a dead letter's diagnosis, ready to replay\n"
+        "  tidemesh dash --accessible    # one column, no box drawing, changes announced as lines",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_dash.add_argument("--task", default="", metavar="ID", help="open this task's live stream")
+    p_dash.add_argument("--dlq", default="", metavar="ID", help="open this dead letter's diagnosis")
+    p_dash.add_argument("--tenant", default="default", help="whose tasks the task list shows (default: default)")
+    p_dash.add_argument(
+        "--accessible",
+        action="store_true",
+        default=_accessible_default(),
+        help="one column without box drawing; changes announced as appended lines "
+        "(default: $TIDEMESH_ACCESSIBLE or $ACCESSIBLE)",
+    )
+    p_dash.add_argument(
+        "--fps", type=float, default=10.0, help="redraws per second at most, coalesced (1..60; default 10)"
+    )
+    client_args(p_dash)
+
+
+async def dash_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
+    isatty = sys.stdout.isatty()
+    colour = wants_colour(os.environ, isatty)
+    theme = resolve_theme(getattr(args, "theme", None), os.environ, isatty) if colour else None
+    async with Client(args.endpoint, tenant=args.tenant, credential=credential, **transport) as client:
+        await run_dashboard(
+            client,
+            tenant=args.tenant,
+            task_id=args.task,
+            dead_letter=args.dlq,
+            linear=args.accessible,
+            fps=clamp_fps(args.fps),
+            theme=theme,
+            endpoint=args.endpoint,
+        )
+    return EXIT_OK

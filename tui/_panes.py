@@ -1,0 +1,191 @@
+"""The dashboard's widgets: rows that show focus without colour, panes of rows, the help overlay
+and the confirmation dialog. They draw `tui._views` lines and hold no mesh state.
+
+Focus never rests on colour alone: the focused row is drawn in reverse video behind a ``>``
+marker, the focused pane's title is ``> Title <``, and the terminal's cursor sits at the start of
+the focused row (screen readers and BRLTTY follow it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import urwid
+
+from tui._views import Line
+
+# Keys a pane understands itself: vim's beside the arrows.
+VIM_KEYS = {"j": "down", "k": "up", "g": "home", "G": "end", "ctrl d": "page down", "ctrl u": "page up"}
+Size = tuple[()] | tuple[int] | tuple[int, int]  # what urwid passes a widget
+MOVES = {"up", "down", "home", "end", "page up", "page down", "left", "right"}
+
+
+class Row(urwid.Widget):
+    """One line; selectable when it names something (a key). Focused: ``> `` and reverse video,
+    with the cursor on its first column."""
+
+    _sizing = frozenset([urwid.Sizing.FLOW])
+
+    def __init__(self, line: Line) -> None:
+        super().__init__()
+        self.line = line
+
+    def selectable(self) -> bool:
+        return self.line.key is not None
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        return key
+
+    def rows(self, size: Size, focus: bool = False) -> int:
+        return 1
+
+    def render(self, size: Size, focus: bool = False) -> urwid.Canvas:
+        maxcol = size[0] if size else 0
+        if focus and self.selectable():
+            text = urwid.Text([("focus", ("> " + self.line.text).ljust(maxcol))], wrap="clip")
+            canvas = urwid.CompositeCanvas(text.render((maxcol,)))
+            canvas.cursor = (0, 0)
+            return canvas
+        return urwid.Text(["  ", *self.line.markup], wrap="clip").render((maxcol,))
+
+    def get_cursor_coords(self, size: Size) -> tuple[int, int]:
+        return (0, 0)
+
+
+class Pane(urwid.WidgetWrap[urwid.Widget]):
+    """A titled list of rows that keeps its focused row (by key) across updates. Arrows and vim
+    keys move inside it and never out of it (Tab and Shift-Tab move between panes)."""
+
+    def __init__(self, title: str, linear: bool = False) -> None:
+        self.title = title
+        self.linear = linear
+        self.focused = False
+        self.walker: urwid.SimpleFocusListWalker[urwid.Widget] = urwid.SimpleFocusListWalker([])
+        self.listbox = urwid.ListBox(self.walker)  # type: ignore[arg-type]  # urwid types its walker narrowly
+        self.heading = urwid.Text(("heading", title), wrap="clip")
+        if linear:  # no box drawing: a heading line, then the rows
+            frame: urwid.Widget = urwid.Frame(self.listbox, header=self.heading)
+        else:
+            frame = urwid.AttrMap(urwid.LineBox(self.listbox, title=title, title_align="left"), "body")
+        self.box = frame
+        super().__init__(frame)
+
+    def set_title(self, title: str) -> None:
+        self.title = title
+        self.mark_focus(self.focused)
+
+    def mark_focus(self, focused: bool) -> None:
+        self.focused = focused
+        title = f"> {self.title} <" if focused else self.title
+        if self.linear:
+            self.heading.set_text(("heading", title))
+        else:
+            self.box.original_widget.set_title(title)  # type: ignore[attr-defined]
+            self.box.set_attr_map({None: "border" if focused else "body"})  # type: ignore[attr-defined]
+
+    def show(self, lines: list[Line]) -> None:
+        kept = self.focused_key()
+        self.walker[:] = [Row(line) for line in lines]
+        selectable = [i for i, line in enumerate(lines) if line.key is not None]
+        if not selectable:
+            return
+        wanted = next((i for i in selectable if lines[i].key == kept), selectable[0])
+        self.walker.set_focus(wanted)
+
+    def focused_key(self) -> str | None:
+        if not self.walker:
+            return None
+        widget, _ = self.walker.get_focus()
+        return widget.line.key if isinstance(widget, Row) else None
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        key = VIM_KEYS.get(key, key)
+        unhandled = super().keypress(size, key)
+        return None if unhandled in MOVES else unhandled
+
+
+HELP = (
+    ("Tab / Shift-Tab", "next / previous pane"),
+    ("↑ ↓  j k", "move inside a pane (g G: first, last; PgUp PgDn)"),
+    ("Enter", "open: a task's detail, a dead letter's diagnosis"),
+    ("f", "follow the focused task's live stream (partial outputs)"),
+    ("R", "replay the focused dead letter (asks first; Cancel is the default)"),
+    ("Esc", "back (closes this help, a dialog, the filter)"),
+    ("/", "filter the task list (Enter keeps it, Esc clears it)"),
+    ("p", "pause / resume live updates"),
+    ("r", "refresh everything now"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+
+
+def help_overlay(under: urwid.Widget) -> urwid.Overlay[urwid.Widget, urwid.Widget]:
+    """Every key, over `under`."""
+    width = max(len(k) for k, _ in HELP) + 2
+    lines: list[urwid.Widget] = [urwid.Text(("heading", "Keys"))]
+    lines += [urwid.Columns([(width, urwid.Text(("accent", keys))), urwid.Text(what)]) for keys, what in HELP]
+    lines.append(urwid.Text(("muted", "Esc or ? closes this help")))
+    box = urwid.AttrMap(urwid.LineBox(urwid.Pile(lines), title="Help"), "body")
+    return urwid.Overlay(box, under, "center", ("relative", 70), "middle", "pack")
+
+
+class Choice(urwid.Widget):
+    """A dialog button: ``[ Label ]``; focused: ``> [ Label ]`` in reverse video, the cursor on it."""
+
+    _sizing = frozenset([urwid.Sizing.FLOW])
+
+    def __init__(self, label: str, on_press: Callable[[], None]) -> None:
+        super().__init__()
+        self.label = label
+        self.on_press = on_press
+
+    def selectable(self) -> bool:
+        return True
+
+    def rows(self, size: Size, focus: bool = False) -> int:
+        return 1
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        if key in ("enter", " "):
+            self.on_press()
+            return None
+        return key
+
+    def render(self, size: Size, focus: bool = False) -> urwid.Canvas:
+        maxcol = size[0] if size else 0
+        if focus:
+            canvas = urwid.CompositeCanvas(
+                urwid.Text([("focus", f"> [ {self.label} ]".ljust(maxcol))], wrap="clip").render((maxcol,))
+            )
+            canvas.cursor = (0, 0)
+            return canvas
+        return urwid.Text(f"  [ {self.label} ]", wrap="clip").render((maxcol,))
+
+    def get_cursor_coords(self, size: Size) -> tuple[int, int]:
+        return (0, 0)
+
+
+class ConfirmDialog(urwid.WidgetWrap[urwid.Widget]):
+    """A question with Cancel (focused first: Enter alone never confirms) and a confirming button."""
+
+    def __init__(self, question: str, confirm: str, on_confirm: Callable[[], None], on_cancel: Callable[[], None]):
+        self.on_cancel = on_cancel
+        self.buttons = urwid.Columns([Choice("Cancel", on_cancel), Choice(confirm, on_confirm)], dividechars=2)
+        self.buttons.focus_position = 0
+        body = urwid.Pile([urwid.Text(question), urwid.Divider(), self.buttons])
+        body.focus_position = 2
+        hint = urwid.Text(("muted", "←/→ or Tab choose · Enter: do it · Esc: cancel"))
+        super().__init__(urwid.AttrMap(urwid.LineBox(urwid.Pile([body, hint]), title="Confirm"), "body"))
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        if key == "esc":
+            self.on_cancel()
+            return None
+        if key in ("tab", "shift tab"):
+            self.buttons.focus_position = 1 - self.buttons.focus_position
+            return None
+        unhandled = super().keypress(size, key)
+        return None if unhandled in MOVES else unhandled
+
+    def over(self, under: urwid.Widget) -> urwid.Overlay[urwid.Widget, urwid.Widget]:
+        return urwid.Overlay(self, under, "center", ("relative", 60), "middle", "pack")

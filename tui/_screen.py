@@ -1,0 +1,311 @@
+"""The dashboard's screen: the panes laid out (boxed, or linear for `--accessible`), the views one
+opens from them (a task's detail, its live stream, a dead letter's diagnosis), the help overlay,
+the replay dialog, and the keys. What the keys do to the mesh goes through `Actions`; the screen
+only reads the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import urwid
+
+from tui import _views as views
+from tui._model import DashModel
+from tui._panes import ConfirmDialog, Pane, Size, help_overlay
+
+MAIN, TASK, STREAM, DEAD_LETTER = "main", "task", "stream", "dead letter"
+CHANGES_KEPT = 200
+
+
+class Actions(Protocol):
+    """What the screen asks of whoever talks to the mesh (`tui._app.Dashboard`)."""
+
+    def watch_task(self, task_id: str) -> None: ...
+    def stop_watching(self) -> None: ...
+    def replay(self, task_id: str) -> None: ...
+    def refresh(self) -> None: ...
+    def toggle_pause(self) -> None: ...
+    def quit(self) -> None: ...
+    def redraw(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class View:
+    kind: str
+    key: str = ""  # the task id a detail view is about
+
+
+class Screen(urwid.WidgetWrap[urwid.Widget]):
+    def __init__(self, model: DashModel, actions: Actions, *, linear: bool = False, endpoint: str = "") -> None:
+        self.model = model
+        self.actions = actions
+        self.linear = linear
+        self.endpoint = endpoint
+        self.message = ""
+        self.changes: list[str] = []  # the linear mode's announcements, oldest first
+        self.queues = Pane("Queues", linear)
+        self.workers = Pane("Workers", linear)
+        self.tasks = Pane("Tasks", linear)
+        self.backends = Pane("Inference backends", linear)
+        self.dead_letters = Pane("Dead letters", linear)
+        self.detail = Pane("Task", linear)
+        self.announced = Pane("Changes", linear)
+        self.panes = [self.queues, self.workers, self.tasks, self.backends, self.dead_letters]
+        if linear:
+            self.panes.append(self.announced)
+        self.focused = 0
+        self.stack = [View(MAIN)]
+        self.overlay: str | None = None  # "help" or "dialog"
+        self.dialog: ConfirmDialog | None = None
+        self.filter_edit = urwid.Edit(("accent", "/ filter tasks: "))
+        self.filtering = False
+        self.header = urwid.Text("", wrap="clip")
+        self.footer = urwid.Text("", wrap="clip")
+        self.main = self._main_layout()
+        self.frame: urwid.Frame[urwid.Widget, Any, Any] = urwid.Frame(
+            self.main, header=urwid.AttrMap(self.header, "header"), footer=self.footer
+        )
+        super().__init__(urwid.AttrMap(self.frame, "body"))
+        self._focus_pane(0)
+        self.update()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _main_layout(self) -> urwid.Widget:
+        if self.linear:  # one column, top to bottom, headings instead of boxes
+            return urwid.Pile([("weight", 1, pane) for pane in self.panes])
+        top = urwid.Columns([self.queues, self.workers])
+        middle = urwid.Columns([self.tasks, self.backends])
+        return urwid.Pile([("weight", 1, top), ("weight", 1.2, middle), ("weight", 0.8, self.dead_letters)])
+
+    def _focus_pane(self, index: int) -> None:
+        self.focused = index % len(self.panes)
+        for i, pane in enumerate(self.panes):
+            pane.mark_focus(i == self.focused)
+        pile = self.main
+        assert isinstance(pile, urwid.Pile)
+        if self.linear:
+            pile.focus_position = self.focused
+            return
+        place = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (2, None)}[self.focused]
+        pile.focus_position = place[0]
+        if place[1] is not None:
+            columns = pile.contents[place[0]][0]
+            assert isinstance(columns, urwid.Columns)
+            columns.focus_position = place[1]
+
+    @property
+    def view(self) -> View:
+        return self.stack[-1]
+
+    def _show_view(self) -> None:
+        view = self.view
+        if view.kind == MAIN:
+            body: urwid.Widget = self.main
+        else:
+            self.detail.focused = True
+            self.detail.set_title(f"{view.kind.capitalize()} {view.key}")
+            body = self.detail
+        self.frame.body = body
+        self._compose()
+
+    def _compose(self) -> None:
+        base = urwid.AttrMap(self.frame, "body")
+        if self.overlay == "help":
+            self._w = help_overlay(base)
+        elif self.overlay == "dialog" and self.dialog is not None:
+            self._w = self.dialog.over(base)
+        else:
+            self._w = base
+
+    # -- content ------------------------------------------------------------------------------
+
+    def announce(self, sentences: list[str], now: float | None = None) -> None:
+        stamp = time.time() if now is None else now
+        self.changes = (self.changes + [views.announce(s, stamp) for s in sentences])[-CHANGES_KEPT:]
+
+    def update(self, now: float | None = None) -> None:
+        """Redraw every pane from the model (the throttle calls this; then urwid draws)."""
+        now = time.time() if now is None else now
+        model = self.model
+        self.queues.show(views.queue_lines(model))
+        self.workers.show(views.worker_lines(model, now))
+        self.tasks.show(views.task_lines(model))
+        self.tasks.set_title(views.task_title(model))
+        self.backends.show(views.backend_lines(model))
+        self.dead_letters.show(views.dead_letter_lines(model))
+        if self.linear:
+            self.announced.show([views.Line([line], key=str(i)) for i, line in enumerate(self.changes)])
+            if self.focused != len(self.panes) - 1 and self.announced.walker:
+                self.announced.walker.set_focus(len(self.announced.walker) - 1)  # follow the newest
+        view = self.view
+        if view.kind in (TASK, STREAM):
+            events = model.events.get(view.key, [])
+            task = next((t for t in model.tasks if t.spec.task_id == view.key), None)
+            body = views.timeline_lines(events) if view.kind == TASK else views.stream_lines(events)
+            self.detail.show(views.task_facts(task, view.key) + body)
+        elif view.kind == DEAD_LETTER:
+            letter = next((d for d in model.dead_letters if d.task_id == view.key), None)
+            found = views.dead_letter_detail(letter) if letter else [views.Line([f"no dead letter {view.key}"])]
+            self.detail.show(found)
+        live = ("PAUSED", "warn") if model.paused else ("live", "ok")
+        where = "" if view.kind == MAIN else f" · {view.kind} {view.key}"
+        self.header.set_text(
+            [
+                f"tidemesh dash · {self.endpoint} · ",
+                views.state(*live),
+                f"{where} · ? help · q quit",
+            ]
+        )
+        self.footer.set_text(self.message or self._hint())
+
+    def _hint(self) -> str:
+        if self.view.kind == MAIN:
+            return "Tab panes · ↑↓/jk move · Enter open · f follow · R replay · / filter · p pause · r refresh · ? help"
+        if self.view.kind == DEAD_LETTER:
+            return "R replay · Esc back · ? help"
+        return "f live stream · Enter timeline · Esc back · ? help"
+
+    def say(self, message: str) -> None:
+        self.message = message
+        self.footer.set_text(message)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def selectable(self) -> bool:
+        return True  # urwid gives keys only to a selectable top widget, and the help overlay is not one
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        if self.overlay == "dialog":
+            return super().keypress(size, key)
+        if self.overlay == "help":
+            if key in ("esc", "?", "q"):
+                self.overlay = None
+                self._compose()
+            return None
+        if self.filtering:
+            return self._filter_key(size, key)
+        self.message = ""
+        handled = self._command(key)
+        if handled:
+            self.actions.redraw()
+            return None
+        return super().keypress(size, key)
+
+    def _command(self, key: str) -> bool:
+        view = self.view
+        if key == "q":
+            self.actions.quit()
+        elif key == "?":
+            self.overlay = "help"
+            self._compose()
+        elif key in ("tab", "shift tab") and view.kind == MAIN:
+            self._focus_pane(self.focused + (1 if key == "tab" else -1))
+        elif key == "/":
+            self._back_to_main()
+            self._focus_pane(self.panes.index(self.tasks))
+            self.filtering = True
+            self.filter_edit.set_edit_text(self.model.task_filter)
+            self.frame.footer = self.filter_edit
+            self.frame.focus_position = "footer"
+        elif key == "p":
+            self.actions.toggle_pause()
+        elif key == "r":
+            self.actions.refresh()
+            self.say("refreshing…")
+        elif key == "esc":
+            self._back()
+        elif key == "enter":
+            self._open(TASK)
+        elif key == "f":
+            self._open(STREAM)
+        elif key == "R":
+            self._ask_replay()
+        else:
+            return False
+        return True
+
+    def _filter_key(self, size: Size, key: str) -> str | None:
+        if key in ("enter", "esc"):
+            if key == "esc":
+                self.model.task_filter = ""
+            self.filtering = False
+            self.frame.footer = self.footer
+            self.frame.focus_position = "body"
+        else:
+            self.frame.keypress(size, key)  # type: ignore[arg-type]
+            self.model.task_filter = self.filter_edit.edit_text
+        self.actions.redraw()
+        return None
+
+    def _focused_pane(self) -> Pane:
+        return self.panes[self.focused] if self.view.kind == MAIN else self.detail
+
+    def _open(self, kind: str) -> None:
+        """Enter (a task's detail, a dead letter's diagnosis) or f (a task's live stream)."""
+        view, pane = self.view, self._focused_pane()
+        if view.kind in (TASK, STREAM):
+            if view.kind != kind:  # f in the detail, Enter in the stream: the other view of the same task
+                self.stack[-1] = View(kind, view.key)
+                self._show_view()
+            return
+        if view.kind != MAIN or pane.focused_key() is None:
+            return
+        task_id = pane.focused_key() or ""
+        if pane is self.dead_letters and kind == TASK:
+            self.open(View(DEAD_LETTER, task_id))
+        elif pane in (self.tasks, self.dead_letters):
+            self.open(View(kind, task_id))
+
+    def open(self, view: View) -> None:
+        """Show `view` (also how `--task` and `--dlq` start)."""
+        if view.kind in (TASK, STREAM):
+            self.model.open_task(view.key)
+            self.actions.watch_task(view.key)
+        self.stack.append(view)
+        self._show_view()
+        self.update()
+
+    def _back(self) -> None:
+        if len(self.stack) > 1:
+            if self.stack.pop().kind in (TASK, STREAM):
+                self.actions.stop_watching()
+            self._show_view()
+
+    def _back_to_main(self) -> None:
+        while len(self.stack) > 1:
+            self._back()
+
+    def _ask_replay(self) -> None:
+        view = self.view
+        if view.kind == DEAD_LETTER:
+            task_id = view.key
+        elif view.kind == MAIN and self.panes[self.focused] is self.dead_letters:
+            task_id = self.dead_letters.focused_key() or ""
+        else:
+            self.say("R replays a dead letter: focus the Dead letters pane (Tab) first")
+            return
+        if not task_id:
+            return
+
+        def close() -> None:
+            self.overlay, self.dialog = None, None
+            self._compose()
+            self.actions.redraw()
+
+        def confirm() -> None:
+            close()
+            self.say(f"replaying {task_id}…")
+            self.actions.replay(task_id)
+
+        self.dialog = ConfirmDialog(
+            f"Replay dead-lettered task {task_id}? It runs again as a new task ({task_id}-r).",
+            "Replay",
+            on_confirm=confirm,
+            on_cancel=close,
+        )
+        self.overlay = "dialog"
+        self._compose()
