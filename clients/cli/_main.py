@@ -20,7 +20,7 @@ from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
 from clients.cli._help import START_THE_MESH, attach_examples
 from clients.cli._models import add_model_commands, infer_command, model_command
-from clients.cli._output import Declined, Output, add_output_args
+from clients.cli._output import Declined, Output, Progress, add_output_args
 from clients.cli._render import event_line
 from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._style import THEME_CHOICES, Style
@@ -275,27 +275,39 @@ def _connection_notes(args: argparse.Namespace) -> list[str]:
     return [f"endpoint: {args.endpoint}", f"transport: {tls}", f"credential: {_credential_of(args)[1]}"]
 
 
-def _event_dict(event: task_pb2.TaskEvent, rendered: dict[str, Any] | None) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-
-    return rendered if rendered is not None else MessageToDict(event)
-
-
 _WAITING = (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RETRYING)
 
 
 async def _stream(client: Client, task_id: str, after: int, out: Output) -> int:
-    """A task's events as they come; while it waits in a queue, a spinner (on a terminal) or
-    "still working" lines (accessible, or not a terminal) on stderr."""
+    """A task's events as they come; on stderr meanwhile, a spinner while it waits in its queue
+    and a bar of a fan-out's children (on a terminal; "still working" lines otherwise)."""
     final = None
-    async with contextlib.AsyncExitStack() as waiting:
+    async with contextlib.AsyncExitStack() as shown:
+        bar: Progress | None = None
         async for event in client.watch(task_id, after):
-            await waiting.aclose()  # nothing draws over a line of data
-            rendered = await client.to_dict(event) if event.output.HasField("custom") or not out.table else None
-            out.record(_event_dict(event, rendered), event_line(event, rendered, out.stamp))
+            waiting = event.state in _WAITING and not event.final
+            if bar is not None and bar.total is None and not waiting:  # out of the queue
+                await shown.aclose()
+                bar = None
+            if out.table:  # a user kind's output rendered through the registry's descriptors
+                rendered = await client.to_dict(event) if event.output.HasField("custom") else None
+                out.record(None, event_line(event, rendered, out.stamp))
+            else:  # every Any (a user kind's input in the spec too) needs the registry's descriptors
+                out.record(await client.to_dict(event), "")
             final = event
-            if event.state in _WAITING and not event.final:
-                await waiting.enter_async_context(out.progress(f"task {task_id} waiting in its queue", announce=False))
+            if event.final:
+                break
+            if event.child_task_ids and (bar is None or bar.total is None):
+                await shown.aclose()
+                children = len(event.child_task_ids)
+                label = f"{children} child tasks of {task_id}"
+                bar = await shown.enter_async_context(out.progress(label, total=children, announce=False))
+            elif bar is not None and bar.total is not None and event.HasField("output"):
+                bar.advance("a child finished")
+            elif waiting and bar is None:
+                bar = await shown.enter_async_context(
+                    out.progress(f"task {task_id} waiting in its queue", announce=False)
+                )
     if final is None or final.state == task_pb2.TASK_STATE_SUCCEEDED:
         return EXIT_OK
     return EXIT_CANCELLED if final.state == task_pb2.TASK_STATE_CANCELLED else EXIT_FAILED

@@ -109,6 +109,7 @@ class Output:
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
     style: Style | None = None
     still_working_s: float = STILL_WORKING_S
+    _drawing: Progress | None = field(default=None, init=False, repr=False)  # the bar on the terminal now
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Output:
@@ -135,26 +136,34 @@ class Output:
             return
         value = _plain(value)
         if self.format == "json":
-            print(json.dumps(value, indent=2, ensure_ascii=False), file=self.out, flush=True)
+            self._emit(json.dumps(value, indent=2, ensure_ascii=False))
         elif self.format == "jsonl":
             for item in value if isinstance(value, list) else [value]:
-                print(json.dumps(item, separators=(",", ":"), ensure_ascii=False), file=self.out, flush=True)
+                self._emit(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
         else:  # yaml, or a table nobody drew
-            print(yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip(), file=self.out, flush=True)
+            self._emit(yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip())
 
     def record(self, value: Any, line: str) -> None:
         """One item of a stream: a JSON line (json, jsonl), a YAML document, or `line` for people."""
         if self.format == "table":
-            print(line, file=self.out, flush=True)
+            self._emit(line)
         elif self.format == "yaml":
-            document = yaml.safe_dump(_plain(value), sort_keys=False, allow_unicode=True).rstrip()
-            print(f"---\n{document}", file=self.out, flush=True)
+            self._emit("---\n" + yaml.safe_dump(_plain(value), sort_keys=False, allow_unicode=True).rstrip())
         else:
-            print(json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False), file=self.out, flush=True)
+            self._emit(json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False))
 
     def line(self, text: str) -> None:
         """A line of data for people (a table's row); only in table format."""
+        self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        """Data on stdout; a bar drawn on the same terminal steps aside for it and comes back below."""
+        drawing = self._drawing if _isatty(self.out) else None
+        if drawing is not None:
+            drawing.hide()
         print(text, file=self.out, flush=True)
+        if drawing is not None:
+            drawing.show()
 
     def lines(self, texts: Iterable[str]) -> None:
         for text in texts:
@@ -189,8 +198,8 @@ class Output:
     async def progress(self, label: str, total: int | None = None, *, announce: bool = True) -> AsyncIterator[Progress]:
         """Progress of long work: a spinner or bar on a terminal, else timestamped lines (and a
         "still working" line every `still_working_s` while nothing else is said). Without a
-        terminal, `announce=False` says nothing until the first "still working" line — for waits
-        that are usually short and already reported another way (a task's QUEUED event)."""
+        terminal, `announce=False` says only the "still working" lines — for work the command's
+        own output already reports (a task's events: QUEUED, each child's partial result)."""
         progress = Progress(self, label, total, announce)
         async with progress:
             yield progress
@@ -245,6 +254,7 @@ class Progress:
             self._rich = RichProgress(*columns, TimeElapsedColumn(), console=Console(file=output.err), transient=True)
             self._rich.start()
             self._task = self._rich.add_task(self.label, total=self.total)
+            output._drawing = self
         else:
             if self._announce:
                 self._say(f"{self.label} …")
@@ -256,7 +266,17 @@ class Progress:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         if self._rich is not None:
+            self._output._drawing = None
             self._rich.stop()
+
+    def hide(self) -> None:
+        """Take the bar off the terminal (it is transient: nothing stays behind)."""
+        if self._rich is not None:
+            self._rich.stop()
+
+    def show(self) -> None:
+        if self._rich is not None:
+            self._rich.start()
 
     def _say(self, text: str) -> None:
         self._said_at = time.monotonic()
@@ -274,7 +294,7 @@ class Progress:
 
     def update(self, text: str) -> None:
         """What the work is doing now."""
-        if self._output.verbosity < 0:
+        if self._output.verbosity < 0 or (self._rich is None and not self._announce):
             return
         if self._rich is not None:
             self._rich.update(self._task, description=f"{self.label}: {text}")
@@ -284,7 +304,7 @@ class Progress:
     def advance(self, text: str = "") -> None:
         """One more of `total` done (`text` says which)."""
         self.done += 1
-        if self._output.verbosity < 0:
+        if self._output.verbosity < 0 or (self._rich is None and not self._announce):
             return
         if self._rich is not None:
             self._rich.update(self._task, advance=1, description=f"{self.label}: {text}" if text else self.label)

@@ -179,3 +179,14 @@ async def test_failures_say_what_to_do_next(mesh: Mesh) -> None:
     assert c1 == 2 and "embd" in unknown and "embed" in unknown and "`tidemesh kinds`" in unknown, unknown
     assert c2 == 4 and f"mesh unavailable at {nobody}" in down and "`tidemesh up`" in down, down
     # A refused credential names where it came from: test_up (a mesh with auth) and test_cli_errors.
+
+
+async def test_a_fan_out_shows_a_bar_of_its_children_on_a_terminal(mesh: Mesh) -> None:
+    payload = json.dumps({"child_kind": "echo", "texts": ["a", "b", "c"]})
+    argv = ["submit", "fan_out", "--payload", payload, *_args(mesh)]
+    code, shown = await asyncio.to_thread(_terminal, argv, None, _env())
+    assert code == 0 and "3 child tasks of " in shown and CURSOR_MOTION.search(shown), repr(shown)
+    lines = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).splitlines() if "#" in line]
+    assert "SUCCEEDED" in lines[-1] and "(final)" in lines[-1], lines  # the data lines survive the redraws
+    code, plain, err = await _cli(*argv)
+    assert code == 0 and "child tasks" not in plain + err and "\x1b" not in plain, (plain, err)
