@@ -35,16 +35,19 @@ def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], 
     p_dash.add_argument("--dlq", default="", metavar="ID", help="open this dead letter's diagnosis")
     p_dash.add_argument("--tenant", default="default", help="whose tasks the task list shows (default: default)")
     p_dash.add_argument(
-        "--accessible",
-        action="store_true",
-        default=_accessible_default(),
-        help="one column without box drawing; changes announced as appended lines "
-        "(default: $TIDEMESH_ACCESSIBLE or $ACCESSIBLE)",
-    )
-    p_dash.add_argument(
         "--fps", type=float, default=10.0, help="redraws per second at most, coalesced (1..60; default 10)"
     )
     client_args(p_dash)
+    try:
+        p_dash.add_argument(
+            "--accessible",
+            action="store_true",
+            default=None,
+            help="one column without box drawing; changes announced as appended lines "
+            "(default: $TIDEMESH_ACCESSIBLE or $ACCESSIBLE)",
+        )
+    except argparse.ArgumentError:
+        pass  # the CLI's common flags (client_args) have it already, with the same meaning
 
 
 async def dash_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
@@ -57,7 +60,7 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
             tenant=args.tenant,
             task_id=args.task,
             dead_letter=args.dlq,
-            linear=args.accessible,
+            linear=_accessible_default() if args.accessible is None else args.accessible,
             fps=clamp_fps(args.fps),
             theme=theme,
             endpoint=args.endpoint,
