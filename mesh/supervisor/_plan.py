@@ -212,7 +212,7 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
         [*plan.worker_command, "--pools", pool, *extra],
         free_port(),
         free_port(),
-        ["scheduler", "inference"],
+        ["scheduler"],
         [pool],
         plan.secure,
     )
@@ -364,7 +364,7 @@ def build_plan(
     # The general workers also host worker-protocol sessions; the gateways relay workers to them.
     worker_specs = [
         replace(
-            service(f"worker-{index}", "services.worker", [*worker_extra, "--sessions"], ["scheduler", "inference"]),
+            service(f"worker-{index}", "services.worker", [*worker_extra, "--sessions"], ["scheduler"]),
             pools=list(POOLS),
         )
         for index in range(1, workers + 1)
@@ -377,7 +377,7 @@ def build_plan(
                 f"worker-{pool}-{index}",
                 "services.worker",
                 [*worker_extra, "--pools", pool, "--concurrency", str(concurrency)],
-                ["scheduler", "inference"],
+                ["scheduler"],
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
     gateway_specs = [
