@@ -26,10 +26,6 @@ def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], 
         description="Keyboard only: Tab/Shift-Tab between panes, arrows or j/k inside, Enter opens, Esc goes "
         "back, / filters the tasks, f follows a task's live stream, R replays a dead letter, p pauses, "
         "r refreshes, ? lists every key, q quits.",
-        epilog="examples:\n  tidemesh dash\n  tidemesh dash --task 01J...   # follow one task's partial outputs\n"
-        "  tidemesh dash --dlq 01J...    # a dead letter's diagnosis, ready to replay\n"
-        "  tidemesh dash --accessible    # one column, no box drawing, changes announced as lines",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p_dash.add_argument("--task", default="", metavar="ID", help="open this task's live stream")
     p_dash.add_argument("--dlq", default="", metavar="ID", help="open this dead letter's diagnosis")

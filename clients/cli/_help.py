@@ -75,9 +75,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "status": ("tidemesh status", "tidemesh status -o json | jq .queues"),
     "dash": (
         "tidemesh dash",
-        "tidemesh dash --task TASK_ID",
-        "tidemesh dash --dlq TASK_ID",
-        "tidemesh dash --accessible",
+        "tidemesh dash --task TASK_ID   # follow one task's partial outputs",
+        "tidemesh dash --dlq TASK_ID    # a dead letter's diagnosis, ready to replay",
+        "tidemesh dash --accessible     # one column, no box drawing, changes announced as lines",
     ),
 }
 

@@ -18,6 +18,7 @@ import argcomplete
 
 from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
+from clients.cli._dash import add_dash_command, dash_command
 from clients.cli._help import START_THE_MESH, attach_examples
 from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._output import Declined, Output, Progress, add_output_args
@@ -220,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     p_probe.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
 
     add_worker_commands(sub, client_args)
+    add_dash_command(sub, client_args)
     add_model_commands(sub, client_args)
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
@@ -646,6 +648,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return await _auth(args, out)
     if args.command == "worker":
         return await run_worker(args, _transport(args), _credential(args))
+    if args.command == "dash":
+        return await dash_command(args, _transport(args), _credential(args))
     if args.command == "kinds":
         return await kinds_command(args, _transport(args), _credential(args))
     if args.command == "schema":
