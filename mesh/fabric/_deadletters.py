@@ -57,6 +57,20 @@ def runbook_for(classification: int) -> str:
     return f"docs/runbooks/{slug}.md"
 
 
+# A replay runs the same input again: pointless for input that can never succeed (its runbook says
+# fix the producer), worth it once capacity, a dependency, a deadline or a fixed bug allows.
+_NOT_REPLAYABLE = frozenset({deadletter_pb2.FAILURE_CLASS_POISON_INPUT})
+
+
+def actions_for(task_id: str, classification: int) -> tuple[list[str], str]:
+    """The CLI commands that act on a dead letter (as its runbook takes them) and its dashboard view."""
+    commands = [f"tidemesh dlq show {task_id}"]
+    if classification not in _NOT_REPLAYABLE:
+        commands.append(f"tidemesh dlq replay {task_id}")
+    commands.append(f"tidemesh dlq purge {task_id}")
+    return commands, f"tidemesh dash --dlq {task_id}"
+
+
 def fingerprint(error_class: str, message: str, exc: BaseException | None = None) -> str:
     """Same shape of failure → same fingerprint: the exception type and the functions it passed
     through, or else the error class and the message with its numbers and ids masked."""
@@ -122,6 +136,8 @@ class DeadLetterStore:
             "error_class": letter.error_class,
             "message": letter.message,
             "runbook": letter.runbook,
+            "cli_commands": list(letter.cli_commands),
+            "dashboard_view": letter.dashboard_view,
             "trace_id": letter.trace_id,
         }
         await self._nc.publish(ALERT_SUBJECT, json.dumps(alert).encode())

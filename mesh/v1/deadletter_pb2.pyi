@@ -29,7 +29,7 @@ FAILURE_CLASS_DEPENDENCY_DOWN: FailureClass
 FAILURE_CLASS_BUG: FailureClass
 
 class DeadLetter(_message.Message):
-    __slots__ = ("task_id", "spec", "step", "error_class", "message", "fingerprint", "attempts", "worker_ids", "trace_id", "classification", "runbook", "dead_at", "replayed_as", "replay_of")
+    __slots__ = ("task_id", "spec", "step", "error_class", "message", "fingerprint", "attempts", "worker_ids", "trace_id", "classification", "runbook", "dead_at", "replayed_as", "replay_of", "cli_commands", "dashboard_view")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,8 @@ class DeadLetter(_message.Message):
     DEAD_AT_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_AS_FIELD_NUMBER: _ClassVar[int]
     REPLAY_OF_FIELD_NUMBER: _ClassVar[int]
+    CLI_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    DASHBOARD_VIEW_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     spec: _task_pb2.TaskSpec
     step: str
@@ -58,4 +60,6 @@ class DeadLetter(_message.Message):
     dead_at: _timestamp_pb2.Timestamp
     replayed_as: _containers.RepeatedScalarFieldContainer[str]
     replay_of: str
-    def __init__(self, task_id: _Optional[str] = ..., spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., step: _Optional[str] = ..., error_class: _Optional[str] = ..., message: _Optional[str] = ..., fingerprint: _Optional[str] = ..., attempts: _Optional[int] = ..., worker_ids: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., classification: _Optional[_Union[FailureClass, str]] = ..., runbook: _Optional[str] = ..., dead_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed_as: _Optional[_Iterable[str]] = ..., replay_of: _Optional[str] = ...) -> None: ...
+    cli_commands: _containers.RepeatedScalarFieldContainer[str]
+    dashboard_view: str
+    def __init__(self, task_id: _Optional[str] = ..., spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., step: _Optional[str] = ..., error_class: _Optional[str] = ..., message: _Optional[str] = ..., fingerprint: _Optional[str] = ..., attempts: _Optional[int] = ..., worker_ids: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., classification: _Optional[_Union[FailureClass, str]] = ..., runbook: _Optional[str] = ..., dead_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed_as: _Optional[_Iterable[str]] = ..., replay_of: _Optional[str] = ..., cli_commands: _Optional[_Iterable[str]] = ..., dashboard_view: _Optional[str] = ...) -> None: ...

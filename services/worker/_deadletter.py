@@ -16,6 +16,7 @@ from mesh.fabric import (
     ChainMoved,
     DeadLetterSink,
     EventStore,
+    actions_for,
     classify,
     fingerprint,
     runbook_for,
@@ -32,6 +33,7 @@ def letter_for(
 ) -> deadletter_pb2.DeadLetter:
     """The dead letter of the task `chain` writes, failed with `error` (pure but for the clock)."""
     classification = classify(error.error_class)
+    commands, view = actions_for(chain.task_id, classification)
     letter = deadletter_pb2.DeadLetter(
         task_id=chain.task_id,
         spec=spec,
@@ -45,6 +47,8 @@ def letter_for(
         classification=classification,
         runbook=runbook_for(classification),
         replay_of=spec.labels.get(REPLAY_OF_LABEL, ""),
+        cli_commands=commands,
+        dashboard_view=view,
     )
     letter.dead_at.GetCurrentTime()
     return letter

@@ -47,6 +47,11 @@ async def test_fatal_failure_is_dead_lettered_with_a_diagnosis(mesh: Mesh) -> No
     assert letter.trace_id == events[0].traceparent.split("-")[1]
     assert letter.spec.payload.embed.model == "no-such-model"
     assert alert["task_id"] == submitted.task_id and alert["runbook"] == letter.runbook
+    # what acts on it, in the record and in the alert (no replay: the same input fails the same way)
+    task_id = submitted.task_id
+    assert list(letter.cli_commands) == [f"tidemesh dlq show {task_id}", f"tidemesh dlq purge {task_id}"]
+    assert letter.dashboard_view == f"tidemesh dash --dlq {task_id}"
+    assert alert["cli_commands"] == list(letter.cli_commands) and alert["dashboard_view"] == letter.dashboard_view
     assert submitted.task_id in [item.task_id for item in listed]
 
 

@@ -943,6 +943,17 @@ class DeadLetter(betterproto2.Message):
     Set when this task is itself a replay: the task it replays.
     """
 
+    cli_commands: "list[str]" = betterproto2.field(15, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The CLI commands that act on this record, in the order its runbook takes them, e.g.
+    `tidemesh dlq show ID`, `tidemesh dlq replay ID` (only where a replay can succeed).
+    """
+
+    dashboard_view: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
+    """
+    The dashboard view of this record: `tidemesh dash --dlq ID`.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "DeadLetter", DeadLetter)
 

@@ -95,6 +95,21 @@ export declare type DeadLetter = Message<"mesh.v1.DeadLetter"> & {
    * @generated from field: string replay_of = 14;
    */
   replayOf: string;
+
+  /**
+   * The CLI commands that act on this record, in the order its runbook takes them, e.g.
+   * `tidemesh dlq show ID`, `tidemesh dlq replay ID` (only where a replay can succeed).
+   *
+   * @generated from field: repeated string cli_commands = 15;
+   */
+  cliCommands: string[];
+
+  /**
+   * The dashboard view of this record: `tidemesh dash --dlq ID`.
+   *
+   * @generated from field: string dashboard_view = 16;
+   */
+  dashboardView: string;
 };
 
 /**

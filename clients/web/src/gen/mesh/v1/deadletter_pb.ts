@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/deadletter.proto.
  */
 export const file_mesh_v1_deadletter: GenFile = /*@__PURE__*/
-  fileDesc("ChhtZXNoL3YxL2RlYWRsZXR0ZXIucHJvdG8SB21lc2gudjEi1AIKCkRlYWRMZXR0ZXISDwoHdGFza19pZBgBIAEoCRIfCgRzcGVjGAIgASgLMhEubWVzaC52MS5UYXNrU3BlYxIMCgRzdGVwGAMgASgJEhMKC2Vycm9yX2NsYXNzGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSEwoLZmluZ2VycHJpbnQYBiABKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKd29ya2VyX2lkcxgIIAMoCRIQCgh0cmFjZV9pZBgJIAEoCRItCg5jbGFzc2lmaWNhdGlvbhgKIAEoDjIVLm1lc2gudjEuRmFpbHVyZUNsYXNzEg8KB3J1bmJvb2sYCyABKAkSKwoHZGVhZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGF5ZWRfYXMYDSADKAkSEQoJcmVwbGF5X29mGA4gASgJKuwBCgxGYWlsdXJlQ2xhc3MSHQoZRkFJTFVSRV9DTEFTU19VTlNQRUNJRklFRBAAEh4KGkZBSUxVUkVfQ0xBU1NfUE9JU09OX0lOUFVUEAESIQodRkFJTFVSRV9DTEFTU19TQ0hFTUFfTUlTTUFUQ0gQAhIZChVGQUlMVVJFX0NMQVNTX1RJTUVPVVQQAxIlCiFGQUlMVVJFX0NMQVNTX1JFU09VUkNFX0VYSEFVU1RJT04QBBIhCh1GQUlMVVJFX0NMQVNTX0RFUEVOREVOQ1lfRE9XThAFEhUKEUZBSUxVUkVfQ0xBU1NfQlVHEAZiBnByb3RvMw", [file_google_protobuf_timestamp, file_mesh_v1_task]);
+  fileDesc("ChhtZXNoL3YxL2RlYWRsZXR0ZXIucHJvdG8SB21lc2gudjEiggMKCkRlYWRMZXR0ZXISDwoHdGFza19pZBgBIAEoCRIfCgRzcGVjGAIgASgLMhEubWVzaC52MS5UYXNrU3BlYxIMCgRzdGVwGAMgASgJEhMKC2Vycm9yX2NsYXNzGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSEwoLZmluZ2VycHJpbnQYBiABKAkSEAoIYXR0ZW1wdHMYByABKA0SEgoKd29ya2VyX2lkcxgIIAMoCRIQCgh0cmFjZV9pZBgJIAEoCRItCg5jbGFzc2lmaWNhdGlvbhgKIAEoDjIVLm1lc2gudjEuRmFpbHVyZUNsYXNzEg8KB3J1bmJvb2sYCyABKAkSKwoHZGVhZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVwbGF5ZWRfYXMYDSADKAkSEQoJcmVwbGF5X29mGA4gASgJEhQKDGNsaV9jb21tYW5kcxgPIAMoCRIWCg5kYXNoYm9hcmRfdmlldxgQIAEoCSrsAQoMRmFpbHVyZUNsYXNzEh0KGUZBSUxVUkVfQ0xBU1NfVU5TUEVDSUZJRUQQABIeChpGQUlMVVJFX0NMQVNTX1BPSVNPTl9JTlBVVBABEiEKHUZBSUxVUkVfQ0xBU1NfU0NIRU1BX01JU01BVENIEAISGQoVRkFJTFVSRV9DTEFTU19USU1FT1VUEAMSJQohRkFJTFVSRV9DTEFTU19SRVNPVVJDRV9FWEhBVVNUSU9OEAQSIQodRkFJTFVSRV9DTEFTU19ERVBFTkRFTkNZX0RPV04QBRIVChFGQUlMVVJFX0NMQVNTX0JVRxAGYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_task]);
 
 /**
  * The diagnosis record of a dead-lettered task (stream TM_DLQ, subject tm.dlq.<tenant>.<task_id>).
@@ -99,6 +99,21 @@ export type DeadLetter = Message<"mesh.v1.DeadLetter"> & {
    * @generated from field: string replay_of = 14;
    */
   replayOf: string;
+
+  /**
+   * The CLI commands that act on this record, in the order its runbook takes them, e.g.
+   * `tidemesh dlq show ID`, `tidemesh dlq replay ID` (only where a replay can succeed).
+   *
+   * @generated from field: repeated string cli_commands = 15;
+   */
+  cliCommands: string[];
+
+  /**
+   * The dashboard view of this record: `tidemesh dash --dlq ID`.
+   *
+   * @generated from field: string dashboard_view = 16;
+   */
+  dashboardView: string;
 };
 
 /**
