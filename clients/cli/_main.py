@@ -215,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
     p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
+    add_output_args(p_ca)
 
     p_probe = sub.add_parser("probe", help="exit 0 when a process of the running mesh is healthy (Tilt)")
     p_probe.add_argument("name")
@@ -440,11 +441,11 @@ async def _probe(health: Any, state_dir: str) -> bool:
         return await probe.check()
 
 
-def _ca(args: argparse.Namespace) -> int:
+def _ca(args: argparse.Namespace, out: Output) -> int:
     root = MeshSecurity(Path(args.state_dir).resolve()).root
     if not root.exists():
         raise NotFound(f"no local CA in {args.state_dir} (is the mesh started with `tidemesh up`, not --insecure?)")
-    print(root)
+    out.data({"ca": str(root)}, table=lambda: out.line(str(root)))
     return EXIT_OK
 
 
@@ -632,7 +633,7 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
     if args.command == "plan":
         return _plan(args, out)
     if args.command == "ca":
-        return _ca(args)
+        return _ca(args, out)
     if args.command == "probe":
         return await _probe_named(args)
     if hasattr(args, "endpoint"):

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from clients.cli._style import Style
+from clients.cli._style import Style, wants_colour
 
 FORMATS = ("table", "json", "jsonl", "yaml")
 TIMESTAMPS = ("local", "utc", "none")
@@ -248,10 +248,17 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 
-            columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+            colour = wants_colour(os.environ, isatty=True)  # stderr is a terminal here: the conventions decide
+            palette = (output.style or Style.for_stream(output.err)).palette
+            columns: list[Any] = [SpinnerColumn(style=palette["accent"]), TextColumn("{task.description}")]
             if self.total is not None:
-                columns += [BarColumn(), MofNCompleteColumn()]
-            self._rich = RichProgress(*columns, TimeElapsedColumn(), console=Console(file=output.err), transient=True)
+                columns += [
+                    BarColumn(complete_style=palette["accent"], finished_style=palette["ok"], style=palette["muted"]),
+                    MofNCompleteColumn(),
+                ]
+            columns.append(TimeElapsedColumn())
+            console = Console(file=output.err, no_color=not colour, highlight=False)
+            self._rich = RichProgress(*columns, console=console, transient=True)
             self._rich.start()
             self._task = self._rich.add_task(self.label, total=self.total)
             output._drawing = self

@@ -190,3 +190,25 @@ async def test_quiet_progress_says_nothing() -> None:
         progress.advance("nats")
         progress.update("waiting")
     assert err.getvalue() == ""
+
+
+async def test_the_bar_takes_the_theme_and_honours_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clients.cli._style import Style
+
+    async def drawn(**env: str) -> str:
+        for name in ("NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        err = Tty()
+        output = Output(out=io.StringIO(), err=err, style=Style("high-contrast", colour=True))
+        async with output.progress("booting", total=2) as progress:
+            progress.advance("nats")
+        return err.getvalue()
+
+    coloured = await drawn(TERM="xterm-256color", COLORTERM="truecolor")
+    accent = Style("high-contrast", colour=True).palette["accent"].lstrip("#")
+    rgb = ";".join(str(int(accent[i : i + 2], 16)) for i in (0, 2, 4))
+    assert f"38;2;{rgb}m" in coloured, "the spinner and bar are drawn in the theme's accent"
+    plain = await drawn(NO_COLOR="1", TERM="xterm-256color")
+    assert "\x1b[?25l" in plain and not re.search(r"\x1b\[[0-9;]*m", plain), repr(plain)  # redraws, no colour
