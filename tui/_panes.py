@@ -119,12 +119,14 @@ HELP = (
 )
 
 
-def help_overlay(under: urwid.Widget) -> urwid.Overlay[urwid.Widget, urwid.Widget]:
-    """Every key, over `under`."""
+def help_overlay(under: urwid.Widget, linear: bool = False) -> urwid.Widget:
+    """Every key, over `under` in a box; `linear`: the keys alone, as lines from the top."""
     width = max(len(k) for k, _ in HELP) + 2
     lines: list[urwid.Widget] = [urwid.Text(("heading", "Keys"))]
     lines += [urwid.Columns([(width, urwid.Text(("accent", keys))), urwid.Text(what)]) for keys, what in HELP]
     lines.append(urwid.Text(("muted", "Esc or ? closes this help")))
+    if linear:
+        return urwid.AttrMap(urwid.Filler(urwid.Pile(lines), valign="top"), "body")
     box = urwid.AttrMap(urwid.LineBox(urwid.Pile(lines), title="Help"), "body")
     return urwid.Overlay(box, under, "center", ("relative", 70), "middle", "pack")
 
@@ -166,15 +168,30 @@ class Choice(urwid.Widget):
 
 
 class ConfirmDialog(urwid.WidgetWrap[urwid.Widget]):
-    """A question with Cancel (focused first: Enter alone never confirms) and a confirming button."""
+    """A question with Cancel (focused first: Enter alone never confirms) and a confirming button.
+    `linear` (accessible mode): no box, a prompt of plain lines for the bottom of the screen."""
 
-    def __init__(self, question: str, confirm: str, on_confirm: Callable[[], None], on_cancel: Callable[[], None]):
+    def __init__(
+        self,
+        question: str,
+        confirm: str,
+        on_confirm: Callable[[], None],
+        on_cancel: Callable[[], None],
+        *,
+        linear: bool = False,
+    ):
         self.on_cancel = on_cancel
+        self.linear = linear
         self.buttons = urwid.Columns([Choice("Cancel", on_cancel), Choice(confirm, on_confirm)], dividechars=2)
         self.buttons.focus_position = 0
+        hint = urwid.Text(("muted", "←/→ or Tab choose · Enter: do it · Esc: cancel"))
+        if linear:
+            prompt = urwid.Pile([urwid.Text([("heading", "Confirm: "), question]), self.buttons, hint])
+            prompt.focus_position = 1
+            super().__init__(urwid.AttrMap(prompt, "body"))
+            return
         body = urwid.Pile([urwid.Text(question), urwid.Divider(), self.buttons])
         body.focus_position = 2
-        hint = urwid.Text(("muted", "←/→ or Tab choose · Enter: do it · Esc: cancel"))
         super().__init__(urwid.AttrMap(urwid.LineBox(urwid.Pile([body, hint]), title="Confirm"), "body"))
 
     def keypress(self, size: Size, key: str) -> str | None:

@@ -115,11 +115,24 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
     def _compose(self) -> None:
         base = urwid.AttrMap(self.frame, "body")
         if self.overlay == "help":
-            self._w = help_overlay(base)
-        elif self.overlay == "dialog" and self.dialog is not None:
+            self._w = help_overlay(base, self.linear)
+        elif self.overlay == "dialog" and self.dialog is not None and not self.linear:
             self._w = self.dialog.over(base)
         else:
             self._w = base
+        self._bottom()
+
+    def _bottom(self) -> None:
+        """The frame's last line: the linear mode's dialog, the filter, or the hint; the keys go
+        to what it shows when that takes input."""
+        bottom: urwid.Widget = self.footer
+        if self.overlay == "dialog" and self.linear and self.dialog is not None:
+            bottom = self.dialog
+        elif self.filtering:
+            bottom = self.filter_edit
+        if self.frame.footer is not bottom:
+            self.frame.footer = bottom
+        self.frame.focus_position = "body" if bottom is self.footer else "footer"
 
     # -- content ------------------------------------------------------------------------------
 
@@ -209,8 +222,7 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self._focus_pane(self.panes.index(self.tasks))
             self.filtering = True
             self.filter_edit.set_edit_text(self.model.task_filter)
-            self.frame.footer = self.filter_edit
-            self.frame.focus_position = "footer"
+            self._bottom()
         elif key == "p":
             self.actions.toggle_pause()
         elif key == "r":
@@ -233,8 +245,7 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             if key == "esc":
                 self.model.task_filter = ""
             self.filtering = False
-            self.frame.footer = self.footer
-            self.frame.focus_position = "body"
+            self._bottom()
         else:
             self.frame.keypress(size, key)  # type: ignore[arg-type]
             self.model.task_filter = self.filter_edit.edit_text
@@ -301,11 +312,10 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self.say(f"replaying {task_id}…")
             self.actions.replay(task_id)
 
-        self.dialog = ConfirmDialog(
-            f"Replay dead-lettered task {task_id}? It runs again as a new task ({task_id}-r).",
-            "Replay",
-            on_confirm=confirm,
-            on_cancel=close,
-        )
+        question = f"Replay dead-lettered task {task_id}? It runs again as a new task ({task_id}-r)."
+        self.dialog = ConfirmDialog(question, "Replay", on_confirm=confirm, on_cancel=close, linear=self.linear)
         self.overlay = "dialog"
+        if self.linear:
+            self.announce([f"confirm: {question} Cancel is focused (Enter cancels); Right then Enter replays"])
+            self.update()
         self._compose()

@@ -92,6 +92,18 @@ def start(tmux: Tmux, mesh: Mesh, *flags: str) -> None:
     )  # fmt: skip
 
 
+BOX_DRAWING = re.compile("[\u2500-\u257f]")
+CHANGE_LINE = re.compile(r"^(\d\d:\d\d:\d\d) (.+?)\s*$")
+
+
+def assert_cursor_on_focused_row(tmux: Tmux, row_pattern: str) -> None:
+    """The hardware cursor (what BRLTTY and screen readers follow) is on the row with the `>` marker."""
+    x, y = tmux.cursor()
+    rows = tmux.screen().splitlines()
+    marked = [i for i, row in enumerate(rows) if re.match(row_pattern, row)]
+    assert marked == [y] and rows[y][x:].startswith("> "), f"cursor at {x},{y}:\n" + "\n".join(rows)
+
+
 async def test_dashboard_by_keyboard_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> None:
     """Follow a streaming task to its end; filter the task list; the help overlay; replay a dead
     letter through the dialog (Enter alone cancels); see the queue pane while tasks wait."""
@@ -112,6 +124,7 @@ async def test_dashboard_by_keyboard_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> N
         assert [float(p[2]) for p in partials] == sorted(float(p[2]) for p in partials)
         tmux.keys("Escape")
         tmux.wait_for(r"> Queues <")  # back on the main view
+        assert_cursor_on_focused_row(tmux, r"│> \S+/\S+")
 
         # The task list, filtered to the dead task's kind.
         tmux.keys("/", "embed", "Enter")
@@ -156,3 +169,44 @@ async def test_dashboard_by_keyboard_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> N
         finally:
             for task_id in waiting:
                 await client.cancel(task_id)
+
+
+async def test_accessible_mode_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> None:
+    """--accessible: no box drawing anywhere, changes appended as timestamped lines (newest last),
+    the cursor on the focused row, and replay asked as a plain prompt whose default is Cancel."""
+    async with Client(mesh.endpoint, tenant="dash") as client:
+        dead = await client.submit("embed", {"text": "x", "model": "no-such-model"})
+        [event async for event in client.watch(dead.task_id)]
+        start(tmux, mesh, "--accessible")
+        tmux.wait_for(r"^> Queues <")
+        tmux.wait_for(r"^  \d\d:\d\d:\d\d\.\d{3} \S+")  # a dead letter listed
+        assert_cursor_on_focused_row(tmux, r"> \S+/\S+")
+        assert not BOX_DRAWING.search(tmux.screen()), tmux.screen()
+
+        tmux.keys("p")
+        tmux.wait_for(r"live updates paused")
+        tmux.keys("p")
+        tmux.wait_for(r"live updates resumed")
+        echoed = await client.submit("echo", {"text": "hello"})
+        tmux.wait_for(rf"^\s*\d\d:\d\d:\d\d task {echoed.task_id} SUCCEEDED")
+        changes = [CHANGE_LINE.match(row.strip()) for row in tmux.screen().split("Changes", 1)[1].splitlines()]
+        said = [(found.group(1), found.group(2)) for found in changes if found]
+        sentences = [sentence for _, sentence in said]
+        assert sentences.index("live updates paused (p resumes)") < sentences.index("live updates resumed")
+        assert sentences.index("live updates resumed") < sentences.index(f"task {echoed.task_id} SUCCEEDED")
+        assert [stamp for stamp, _ in said] == sorted(stamp for stamp, _ in said), said
+
+        # Replay asks on plain lines at the bottom; Enter on the default (Cancel) does nothing.
+        tmux.keys("Tab", "Tab", "Tab", "Tab")
+        tmux.wait_for(r"^> Dead letters <")
+        assert_cursor_on_focused_row(tmux, r"> \d\d:\d\d:\d\d\.\d{3} ")
+        tmux.keys("R")
+        asked = tmux.wait_for(r"^Confirm: Replay dead-lettered task (\S+)\?")
+        x, y = tmux.cursor()
+        screen = tmux.screen()
+        assert screen.splitlines()[y][x:].startswith("> [ Cancel ]") and not BOX_DRAWING.search(screen), screen
+        before = list((await client.dead_letter(asked.group(1))).replayed_as)
+        tmux.keys("Enter")
+        tmux.wait_gone(r"^Confirm: ")
+        assert list((await client.dead_letter(asked.group(1))).replayed_as) == before
+        tmux.keys("q")

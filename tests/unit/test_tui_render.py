@@ -189,3 +189,34 @@ def test_every_pair_the_dashboard_draws_meets_its_contrast(name: str) -> None:
     ]
     assert not failing
     assert {entry[0] for entry in palette(name)} == {entry[0] for entry in palette(None)}
+
+
+def test_accessible_replay_is_a_linear_prompt_with_cancel_first() -> None:
+    """--accessible: the replay question is plain lines at the bottom (no box), announced as a line,
+    the cursor on the focused Cancel; Enter alone cancels, Right then Enter replays."""
+    actions = Recorder()
+    screen = Screen(model(), actions, linear=True)
+    for _ in range(4):
+        screen.keypress(SIZE, "tab")
+    screen.keypress(SIZE, "R")
+    shown = text(screen)
+    assert not any(ch in shown for ch in "┌┐└┘│─")
+    rows = shown.splitlines()
+    assert rows[-3].startswith("Confirm: Replay dead-lettered task t-dead?")
+    assert rows[-2].startswith("> [ Cancel ]") and "[ Replay ]" in rows[-2]
+    assert screen.render(SIZE, focus=True).cursor == (0, len(rows) - 2)
+    assert any("confirm: Replay dead-lettered task t-dead?" in line for line in screen.changes)
+    screen.keypress(SIZE, "enter")
+    assert "Confirm:" not in text(screen) and ("replay", "t-dead") not in actions.calls
+    screen.keypress(SIZE, "R")
+    screen.keypress(SIZE, "right")
+    screen.keypress(SIZE, "enter")
+    assert ("replay", "t-dead") in actions.calls and text(screen).splitlines()[-1].startswith("replaying t-dead")
+
+
+def test_accessible_help_has_no_box() -> None:
+    """? in --accessible lists the keys as lines, without box drawing."""
+    screen = Screen(model(), Recorder(), linear=True)
+    screen.keypress(SIZE, "?")
+    shown = text(screen)
+    assert "Shift-Tab" in shown and not any(ch in shown for ch in "┌┐└┘│─")
