@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from clients.sdk import Client
+from mesh.v1 import task_pb2
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
@@ -190,3 +191,19 @@ async def test_a_fan_out_shows_a_bar_of_its_children_on_a_terminal(mesh: Mesh) -
     assert "SUCCEEDED" in lines[-1] and "(final)" in lines[-1], lines  # the data lines survive the redraws
     code, plain, err = await _cli(*argv)
     assert code == 0 and "child tasks" not in plain + err and "\x1b" not in plain, (plain, err)
+
+
+async def test_cancelling_many_asks_and_cancels_each(mesh: Mesh) -> None:
+    tenant = f"cancel-{os.getpid()}"
+    slow = {"text": "a b c d", "chunks": 4, "chunk_delay_ms": 10_000}
+    async with Client(mesh.endpoint, tenant=tenant) as client:
+        ids = sorted([(await client.submit("stream", slow)).task_id for _ in range(3)])
+    cancel = ["cancel", "--tenant", tenant, "-o", "json", *_args(mesh)]
+    code, out, err = await _cli(*cancel)
+    assert code == 2 and "refusing to cancel 3 tasks" in err and "pass --yes" in err and out == "", (out, err)
+    code, out, err = await _cli(*cancel, "--yes")
+    assert code == 0, err
+    assert sorted(item["task_id"] for item in json.loads(out)) == ids
+    async with Client(mesh.endpoint, tenant=tenant) as client:
+        for task_id in ids:
+            assert [e async for e in client.watch(task_id)][-1].state == task_pb2.TASK_STATE_CANCELLED

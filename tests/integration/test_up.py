@@ -78,6 +78,9 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         output = "".join(lines)
         pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         assert len(pids) == 6 and all(_alive(p) for p in pids), output
+        # no terminal: the boot's progress as timestamped lines, one per process as it turns healthy
+        healthy = re.findall(r"^\d\d:\d\d:\d\d\.\d{3}  starting 6 processes: ([\w-]+) healthy after", output, re.M)
+        assert sorted(healthy) == sorted(["nats", "scheduler", "inference", "worker-1", "gateway", "envoy"]), output
         endpoint = re.search(r"public endpoint .*: (\S+)", output).group(1)  # type: ignore[union-attr]
         assert "auth: on" in output
         assert "INSECURE" not in output, output
