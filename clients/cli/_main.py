@@ -28,6 +28,7 @@ from clients.cli._style import THEME_CHOICES, Style
 from clients.cli._up import plan_from, up
 from clients.cli._worker import add_worker_commands, kinds_command, run_worker
 from clients.sdk import Client
+from clients.sdk._credentials import calls_log
 from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied, Unauthenticated, Unavailable
 from mesh.priority import CLASS_NAMES, class_name
 from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT, MeshSecurity
@@ -706,8 +707,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_OK)
     quiet_ssl_eof_noise()  # asyncio's note on each TLS connection nats-py closes (status probes NATS)
     out = Output.from_args(args)
-    if out.verbosity >= 2:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    if out.verbosity >= 2:  # every call the client makes, when it ends
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s call %(message)s"))
+        calls_log.addHandler(handler)
+        calls_log.setLevel(logging.DEBUG)
     try:
         code = asyncio.run(_dispatch(args, out))
     except (MeshError, Declined) as exc:

@@ -61,7 +61,7 @@ def add_output_args(
         "--verbose",
         action="count",
         default=0,
-        help="-v: where it connects and with what credential; -vv: also debug logging",
+        help="-v: where it connects and with what credential; -vv: also every call (method, status, time)",
     )
     p.add_argument(
         "--accessible",

@@ -152,15 +152,16 @@ async def test_accessible_mode_appends_timestamped_lines_and_never_moves_the_cur
 
 async def test_formats_clocks_and_verbosity(mesh: Mesh) -> None:
     args = _args(mesh)
-    (c1, jsonl, err1), (c2, table, _), (c3, none, _), (c4, listed, quiet) = await asyncio.gather(
-        _cli("submit", "echo", "--text", "hi", "-o", "jsonl", "-v", *args),
+    (c1, jsonl, err1), (c2, table, _), (c3, none, _) = await asyncio.gather(
+        _cli("submit", "echo", "--text", "hi", "-o", "jsonl", "-vv", *args),
         _cli("submit", "echo", "--text", "hi", "--timestamps", "utc", *args),
         _cli("submit", "echo", "--text", "hi", "--timestamps", "none", *args),
-        _cli("list", "-o", "yaml", "-q", "--limit", "2", *args),
     )
+    c4, listed, quiet = await _cli("list", "-o", "yaml", "-q", "--limit", "2", *args)
     events = [json.loads(line) for line in jsonl.splitlines()]
     assert c1 == 0 and events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["final"], jsonl
     assert re.search(r"^task \w+$", err1, re.M) and "endpoint: " + mesh.endpoint in err1
+    assert re.search(r" call /mesh\.v1\.GatewayService/SubmitTask → OK in [\d.]+ ms$", err1, re.M), err1
     assert "transport: TLS, verified against " + str(mesh.security.root) in err1, err1
     assert re.search(r"^credential: .*" + re.escape(str(mesh.plan.state_dir)) + r"/auth/admin.key", err1, re.M)
     assert c2 == 0 and all(re.match(r"\d\d:\d\d:\d\d\.\d{3}Z  #\d", line) for line in table.splitlines()), table
