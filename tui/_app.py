@@ -17,7 +17,7 @@ import urwid
 
 from clients.sdk import Client
 from mesh.errors import MeshError
-from tui._model import DashModel
+from tui._model import ALERT_AGE_S, DashModel
 from tui._palette import palette
 from tui._screen import DEAD_LETTER, STREAM, Screen, View
 from tui._throttle import Throttle
@@ -31,12 +31,20 @@ class Dashboard:
     """The screen's `Actions`, over one Client."""
 
     def __init__(
-        self, client: Client, *, tenant: str, linear: bool, fps: float, theme: str | None, endpoint: str
+        self,
+        client: Client,
+        *,
+        tenant: str,
+        linear: bool,
+        fps: float,
+        theme: str | None,
+        endpoint: str,
+        alert_age_s: float = ALERT_AGE_S,
     ) -> None:
         self.client = client
         self.tenant = tenant
         self.theme = theme
-        self.model = DashModel()
+        self.model = DashModel(alert_age_s=alert_age_s)
         self.screen = Screen(self.model, self, linear=linear, endpoint=endpoint)
         self.throttle = Throttle(self._draw, fps)
         self.loop: urwid.MainLoop | None = None
@@ -165,7 +173,7 @@ class Dashboard:
         if self.loop is not None:
             self.loop.draw_screen()
 
-    async def run(self, start: View | None = None) -> None:
+    async def run(self, start: View | None = None, pane: str = "") -> None:
         screen = urwid.display.raw.Screen()
         truecolor = os.environ.get("COLORTERM", "") in ("truecolor", "24bit")
         screen.set_terminal_properties(colors=1 if self.theme is None else 16_777_216 if truecolor else 256)
@@ -176,6 +184,8 @@ class Dashboard:
             handle_mouse=False,
             event_loop=urwid.AsyncioEventLoop(loop=asyncio.get_running_loop()),
         )
+        if pane:
+            self.screen.focus_named(pane)
         if start is not None:
             self.screen.open(start)
         self._spawn(self._statuses())
@@ -202,9 +212,14 @@ async def run_dashboard(
     fps: float = 10.0,
     theme: str | None = "dark",
     endpoint: str = "",
+    pane: str = "",
+    alert_age_s: float = ALERT_AGE_S,
 ) -> None:
     """Run the dashboard on this terminal until `q`. `task_id` opens that task's live stream,
-    `dead_letter` that dead letter's diagnosis; `theme` None draws without colour."""
-    dashboard = Dashboard(client, tenant=tenant, linear=linear, fps=fps, theme=theme, endpoint=endpoint)
+    `dead_letter` that dead letter's diagnosis, `pane` focuses that pane (`PANE_NAMES`); `theme`
+    None draws without colour; a lane alerts once its oldest item waited `alert_age_s`."""
+    dashboard = Dashboard(
+        client, tenant=tenant, linear=linear, fps=fps, theme=theme, endpoint=endpoint, alert_age_s=alert_age_s
+    )
     start = View(STREAM, task_id) if task_id else View(DEAD_LETTER, dead_letter) if dead_letter else None
-    await dashboard.run(start)
+    await dashboard.run(start, pane)

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from mesh.fabric import actions_for, runbook_for
 from mesh.priority import class_name
 from mesh.v1 import deadletter_pb2, gateway_pb2, kind_pb2, status_pb2, task_pb2
 
@@ -19,6 +20,9 @@ HISTORY = 30  # depth samples kept per queue, for its sparkline and drain rate
 DRAIN_WINDOW_S = 10.0  # the drain rate is the fall in depth over this much history
 
 QueueKey = tuple[str, int, str]  # pool, priority class, tenant ("": the whole lane)
+ALERT_AGE_S = 30.0  # a lane whose oldest item waited longer than this raises an alert
+DEPENDENCY_DOWN = "docs/runbooks/dependency-down.md"
+RESOURCE_EXHAUSTION = "docs/runbooks/resource-exhaustion.md"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,21 @@ class AttachedWorker:
     capacity: int
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something an operator should act on: what it is, in which state (a word; `severity` is
+    "error" or "warn"), the runbook that says what to do, the CLI commands that act on it and the
+    dashboard view that shows it."""
+
+    key: str  # stable across readings: "backend/…", "worker/…", "lane/…", "dlq/<task id>"
+    word: str
+    severity: str
+    subject: str
+    runbook: str
+    commands: tuple[str, ...]
+    view: str
+
+
 @dataclass
 class DashModel:
     status: gateway_pb2.GetMeshStatusResponse | None = None
@@ -61,9 +80,11 @@ class DashModel:
     # The events of the tasks opened (detail or stream view), in sequence order.
     events: dict[str, list[task_pb2.TaskEvent]] = field(default_factory=dict)
     paused: bool = False
+    alert_age_s: float = ALERT_AGE_S
     _history: dict[QueueKey, deque[tuple[float, int]]] = field(default_factory=dict)
     _held_status: tuple[gateway_pb2.GetMeshStatusResponse, float] | None = None
     _held: list[Callable[[], list[str]]] = field(default_factory=list)
+    _letters_before: set[str] | None = None  # the first listing's dead letters (not new)
 
     # -- updates -------------------------------------------------------------------------------
 
@@ -96,6 +117,8 @@ class DashModel:
 
     def _set_dead_letters(self, letters: list[deadletter_pb2.DeadLetter]) -> list[str]:
         known = {letter.task_id for letter in self.dead_letters}
+        if self._letters_before is None:
+            self._letters_before = {letter.task_id for letter in letters}
         self.dead_letters = letters
         return [
             f"dead letter {letter.task_id}: {letter.error_class} {letter.message[:60]}"
@@ -174,6 +197,75 @@ class DashModel:
             ]
             rows += [self._row(t, None) for t in sorted(partitions, key=lambda t: t.tenant)]
         return rows
+
+    def alerts(self) -> list[Alert]:
+        """What needs acting on, errors first: an open or half-open circuit, a dead or draining
+        worker, a lane whose oldest item waited past `alert_age_s`, a dead letter not replayed
+        ("new" when it arrived while the dashboard watched)."""
+        found: list[Alert] = []
+        status = self.status or gateway_pb2.GetMeshStatusResponse()
+        for b in status.inference_backends:
+            if b.circuit in ("open", "half_open"):
+                found.append(
+                    Alert(
+                        f"backend/{b.instance}/{b.backend}/{b.address}",
+                        b.circuit,
+                        "error" if b.circuit == "open" else "warn",
+                        f"inference {b.backend} {b.address} circuit {b.circuit}"
+                        + (f": {b.last_error[:60]}" if b.last_error else ""),
+                        DEPENDENCY_DOWN,
+                        ("tidemesh status",),
+                        "tidemesh dash --pane backends",
+                    )
+                )
+        for worker in status.workers:
+            word = health_word(worker.health)
+            if word in ("dead", "draining"):
+                found.append(
+                    Alert(
+                        f"worker/{worker.worker_id}",
+                        word,
+                        "error" if word == "dead" else "warn",
+                        f"worker {worker.worker_id} {word} ({','.join(worker.pools)})",
+                        DEPENDENCY_DOWN,
+                        ("tidemesh status",),
+                        "tidemesh dash --pane workers",
+                    )
+                )
+        for lane in status.queues:
+            if lane.pending and lane.oldest_age_s > self.alert_age_s:
+                name = f"{lane.pool}/{class_name(lane.priority_class)}"
+                found.append(
+                    Alert(
+                        f"lane/{name}",
+                        "old",
+                        "warn",
+                        f"queue {name}: oldest waited {lane.oldest_age_s:.0f}s (> {self.alert_age_s:g}s), "
+                        f"{lane.pending} pending",
+                        RESOURCE_EXHAUSTION,
+                        ("tidemesh status",),
+                        "tidemesh dash --pane queues",
+                    )
+                )
+        before = self._letters_before or set()
+        for letter in self.dead_letters:
+            if letter.replayed_as:
+                continue
+            klass = deadletter_pb2.FailureClass.Name(letter.classification).removeprefix("FAILURE_CLASS_")
+            commands, view = actions_for(letter.task_id, letter.classification)
+            new = letter.task_id not in before
+            found.append(
+                Alert(
+                    f"dlq/{letter.task_id}",
+                    "new" if new else "unreplayed",
+                    "error" if new else "warn",
+                    f"dead letter {letter.task_id} {klass}: {letter.message[:60]}",
+                    letter.runbook or runbook_for(letter.classification),
+                    tuple(letter.cli_commands) or tuple(commands),
+                    letter.dashboard_view or view,
+                )
+            )
+        return sorted(found, key=lambda alert: alert.severity != "error")
 
     def _row(self, queue: status_pb2.QueueStatus, measured_drain: float | None) -> QueueRow:
         samples = self._history.get((queue.pool, int(queue.priority_class), queue.tenant), deque())

@@ -107,7 +107,7 @@ class Pane(urwid.WidgetWrap[urwid.Widget]):
 HELP = (
     ("Tab / Shift-Tab", "next / previous pane"),
     ("↑ ↓  j k", "move inside a pane (g G: first, last; PgUp PgDn)"),
-    ("Enter", "open: a task's detail, a dead letter's diagnosis"),
+    ("Enter", "open: a task's detail, a dead letter's diagnosis, an alert's view"),
     ("f", "follow the focused task's live stream (partial outputs)"),
     ("R", "replay the focused dead letter (asks first; Cancel is the default)"),
     ("Esc", "back (closes this help, a dialog, the filter)"),

@@ -17,6 +17,8 @@ from tui._model import DashModel
 from tui._panes import ConfirmDialog, Pane, Size, help_overlay
 
 MAIN, TASK, STREAM, DEAD_LETTER = "main", "task", "stream", "dead letter"
+# The main view's panes by the names `--pane` and an alert's view give them, in Tab order.
+PANE_NAMES = ("queues", "workers", "tasks", "backends", "dead-letters", "alerts")
 CHANGES_KEPT = 200
 
 
@@ -51,9 +53,10 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         self.tasks = Pane("Tasks", linear)
         self.backends = Pane("Inference backends", linear)
         self.dead_letters = Pane("Dead letters", linear)
+        self.alerts = Pane("Alerts", linear)
         self.detail = Pane("Task", linear)
         self.announced = Pane("Changes", linear)
-        self.panes = [self.queues, self.workers, self.tasks, self.backends, self.dead_letters]
+        self.panes = [self.queues, self.workers, self.tasks, self.backends, self.dead_letters, self.alerts]
         if linear:
             self.panes.append(self.announced)
         self.focused = 0
@@ -79,7 +82,14 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             return urwid.Pile([("weight", 1, pane) for pane in self.panes])
         top = urwid.Columns([self.queues, self.workers])
         middle = urwid.Columns([self.tasks, self.backends])
-        return urwid.Pile([("weight", 1, top), ("weight", 1.2, middle), ("weight", 0.8, self.dead_letters)])
+        return urwid.Pile(
+            [
+                ("weight", 1.3, top),
+                ("weight", 1.1, middle),
+                ("weight", 0.6, self.dead_letters),
+                ("weight", 0.6, self.alerts),
+            ]
+        )
 
     def _focus_pane(self, index: int) -> None:
         self.focused = index % len(self.panes)
@@ -90,12 +100,17 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         if self.linear:
             pile.focus_position = self.focused
             return
-        place = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (2, None)}[self.focused]
+        place = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1), 4: (2, None), 5: (3, None)}[self.focused]
         pile.focus_position = place[0]
         if place[1] is not None:
             columns = pile.contents[place[0]][0]
             assert isinstance(columns, urwid.Columns)
             columns.focus_position = place[1]
+
+    def focus_named(self, name: str) -> None:
+        """Focus the main view's pane called `name` (one of PANE_NAMES)."""
+        self._back_to_main()
+        self._focus_pane(PANE_NAMES.index(name))
 
     @property
     def view(self) -> View:
@@ -150,6 +165,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         self.tasks.set_title(views.task_title(model))
         self.backends.show(views.backend_lines(model))
         self.dead_letters.show(views.dead_letter_lines(model))
+        self.alerts.show(views.alert_lines(model))
+        self.alerts.set_title(views.alert_title(model))
         if self.linear:
             self.announced.show([views.Line([line], key=str(i)) for i, line in enumerate(self.changes)])
             if self.focused != len(self.panes) - 1 and self.announced.walker:
@@ -266,10 +283,22 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         if view.kind != MAIN or pane.focused_key() is None:
             return
         task_id = pane.focused_key() or ""
-        if pane is self.dead_letters and kind == TASK:
+        if pane is self.alerts:
+            self._open_alert(task_id)
+        elif pane is self.dead_letters and kind == TASK:
             self.open(View(DEAD_LETTER, task_id))
         elif pane in (self.tasks, self.dead_letters):
             self.open(View(kind, task_id))
+
+    def _open_alert(self, key: str) -> None:
+        """An alert's dashboard view: a dead letter's diagnosis, or the pane that shows it."""
+        alert = next((a for a in self.model.alerts() if a.key == key), None)
+        if alert is None:
+            return
+        if key.startswith("dlq/"):
+            self.open(View(DEAD_LETTER, key.removeprefix("dlq/")))
+        elif "--pane " in alert.view:
+            self.focus_named(alert.view.rsplit("--pane ", 1)[1])
 
     def open(self, view: View) -> None:
         """Show `view` (also how `--task` and `--dlq` start)."""

@@ -168,6 +168,29 @@ def backend_lines(model: DashModel) -> list[Line]:
     return lines
 
 
+def alert_lines(model: DashModel) -> list[Line]:
+    """Each alert: its state word and symbol, what it is and its runbook; under it, the CLI
+    commands that act on it and the dashboard view that shows it."""
+    alerts = model.alerts()
+    if not alerts:
+        return [Line([state("ok", "ok"), ("muted", " nothing to act on")])]
+    lines = []
+    for alert in alerts:
+        lines.append(
+            Line(
+                [state(alert.word, alert.severity, 12), f" {alert.subject[:84]:<84}  runbook {alert.runbook}"],
+                key=alert.key,
+            )
+        )
+        lines.append(Line([("muted", f"{'':14}act: {' · '.join(alert.commands)} · view: {alert.view}")]))
+    return lines
+
+
+def alert_title(model: DashModel) -> str:
+    count = len(model.alerts())
+    return f"Alerts ({count})" if count else "Alerts"
+
+
 def dead_letter_lines(model: DashModel) -> list[Line]:
     lines = [Line([("muted", f"{'dead at':<12} {'task':<34} {'kind':<8} {'class':<18} message")])]
     if not model.dead_letters:

@@ -10,7 +10,7 @@ from typing import Any
 
 from clients.cli._style import resolve_theme, wants_colour
 from clients.sdk import Client
-from tui import clamp_fps, run_dashboard
+from tui import PANE_NAMES, clamp_fps, run_dashboard
 
 EXIT_OK = 0
 
@@ -22,14 +22,22 @@ def _accessible_default() -> bool:
 def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], None]) -> None:
     p_dash = sub.add_parser(
         "dash",
-        help="the live dashboard: queues, workers, tasks, a task's stream, inference backends, dead letters",
-        description="Keyboard only: Tab/Shift-Tab between panes, arrows or j/k inside, Enter opens, Esc goes "
-        "back, / filters the tasks, f follows a task's live stream, R replays a dead letter, p pauses, "
-        "r refreshes, ? lists every key, q quits.",
+        help="the live dashboard: queues, workers, tasks, a task's stream, inference backends, dead letters, alerts",
+        description="Keyboard only: Tab/Shift-Tab between panes, arrows or j/k inside, Enter opens (a task, a "
+        "dead letter, an alert's view), Esc goes back, / filters the tasks, f follows a task's live stream, R "
+        "replays a dead letter, p pauses, r refreshes, ? lists every key, q quits.",
     )
     p_dash.add_argument("--task", default="", metavar="ID", help="open this task's live stream")
     p_dash.add_argument("--dlq", default="", metavar="ID", help="open this dead letter's diagnosis")
+    p_dash.add_argument("--pane", default="", choices=PANE_NAMES, help="start with this pane focused")
     p_dash.add_argument("--tenant", default="default", help="whose tasks the task list shows (default: default)")
+    p_dash.add_argument(
+        "--alert-age-s",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="alert on a lane whose oldest item waited longer than this (default 30)",
+    )
     p_dash.add_argument(
         "--fps", type=float, default=10.0, help="redraws per second at most, coalesced (1..60; default 10)"
     )
@@ -60,5 +68,7 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
             fps=clamp_fps(args.fps),
             theme=theme,
             endpoint=args.endpoint,
+            pane=args.pane,
+            alert_age_s=args.alert_age_s,
         )
     return EXIT_OK

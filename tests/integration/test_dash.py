@@ -1,6 +1,7 @@
 """`tidemesh dash` in tmux against a live mesh, by keyboard alone: a task's live stream to its end,
-the task filter, the help overlay, replaying a dead letter through the dialog (Cancel first), and
-the queue pane while tasks wait."""
+the task filter, the help overlay, replaying a dead letter through the dialog (Cancel first), the
+queue pane while tasks wait, and the accessible mode (no box drawing, announced changes, alerts,
+the cursor on the focused row)."""
 
 from __future__ import annotations
 
@@ -180,6 +181,9 @@ async def test_accessible_mode_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> None:
         start(tmux, mesh, "--accessible")
         tmux.wait_for(r"^> Queues <")
         tmux.wait_for(r"^  \d\d:\d\d:\d\d\.\d{3} \S+")  # a dead letter listed
+        # The dead letter as an alert: state word, runbook, the commands and the view that act on it.
+        tmux.wait_for(r"^  [✖▲] (new|unreplayed)\s+dead letter \S+ \w+: .* runbook docs/runbooks/[a-z-]+\.md")
+        tmux.wait_for(r"^\s+act: tidemesh dlq show \S+ .*· view: tidemesh dash --dlq \S+")
         assert_cursor_on_focused_row(tmux, r"> \S+/\S+")
         assert not BOX_DRAWING.search(tmux.screen()), tmux.screen()
 

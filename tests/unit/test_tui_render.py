@@ -12,7 +12,7 @@ import urwid
 from clients.design import MINIMUM, THEMES, contrast, theme
 from mesh.v1 import deadletter_pb2, gateway_pb2, task_pb2
 from tui import DashModel, Screen, Throttle, clamp_fps
-from tui._model import drain_rate
+from tui._model import DEPENDENCY_DOWN, RESOURCE_EXHAUSTION, drain_rate
 from tui._palette import TEXT_PAIRS, UI_PAIRS, palette
 from tui._screen import STREAM, View
 from tui._views import sparkline
@@ -220,3 +220,63 @@ def test_accessible_help_has_no_box() -> None:
     screen.keypress(SIZE, "?")
     shown = text(screen)
     assert "Shift-Tab" in shown and not any(ch in shown for ch in "┌┐└┘│─")
+
+
+def test_alerts_come_from_the_status_and_the_dead_letters() -> None:
+    """An open circuit, a dead or draining worker, a lane older than the threshold and each dead
+    letter not replayed (new ones: arrived while watching) are alerts, errors first, each with its
+    runbook, the CLI commands that act on it and its dashboard view."""
+    m = model()
+    assert [(a.key, a.word, a.severity) for a in m.alerts()] == [
+        ("backend//cpu/embedded", "open", "error"),
+        ("dlq/t-dead", "unreplayed", "warn"),  # there when the dashboard first listed them
+    ]
+    circuit, letter = m.alerts()
+    assert (circuit.runbook, circuit.commands, circuit.view) == (
+        DEPENDENCY_DOWN,
+        ("tidemesh status",),
+        "tidemesh dash --pane backends",
+    )
+    # A poison input is not worth replaying: its commands are the record's rule's, without replay.
+    assert letter.runbook == "docs/runbooks/poison-input.md" and letter.view == "tidemesh dash --dlq t-dead"
+    assert letter.commands == ("tidemesh dlq show t-dead", "tidemesh dlq purge t-dead")
+
+    reading = status(3)
+    reading.queues[0].oldest_age_s = 45.0
+    reading.inference_backends[0].circuit = "half_open"
+    reading.workers.add(worker_id="worker-2", pools=["cpu"], health=2)
+    reading.workers.add(worker_id="worker-3", pools=["cpu"], health=3)
+    m.apply_status(reading, 104.0)
+    fresh = deadletter_pb2.DeadLetter(
+        task_id="t-new", classification=5, runbook="docs/runbooks/dependency-down.md", cli_commands=["x show"]
+    )
+    fresh.dashboard_view = "tidemesh dash --dlq t-new"
+    replayed = deadletter_pb2.DeadLetter(task_id="t-old", classification=5, replayed_as=["t-old-r"])
+    m.set_dead_letters([*m.dead_letters, fresh, replayed])
+    found = {a.key: a for a in m.alerts()}
+    assert [(a.word, a.severity) for a in m.alerts()][:2] == [("dead", "error"), ("new", "error")]
+    assert (found["worker/worker-3"].word, found["worker/worker-3"].severity) == ("draining", "warn")
+    assert (found["backend//cpu/embedded"].word, found["backend//cpu/embedded"].severity) == ("half_open", "warn")
+    lane = found["lane/inference/standard"]
+    assert (lane.word, lane.runbook, lane.view) == ("old", RESOURCE_EXHAUSTION, "tidemesh dash --pane queues")
+    assert found["dlq/t-new"].commands == ("x show",) and "dlq/t-old" not in found
+    m.alert_age_s = 60.0
+    assert "lane/inference/standard" not in {a.key for a in m.alerts()}
+
+
+def test_the_alerts_pane_shows_each_alert_and_opens_its_view() -> None:
+    """Word and symbol, runbook, commands and view; Enter on an alert goes where it points."""
+    screen = Screen(model(), Recorder())
+    shown = text(screen)
+    assert "Alerts (2)" in shown and "✖ open" in shown and "runbook docs/runbooks/dependency-down.md" in shown
+    assert "act: tidemesh status · view: tidemesh dash --pane backends" in shown
+    assert "act: tidemesh dlq show t-dead · tidemesh dlq purge t-dead · view: tidemesh dash --dlq t-dead" in shown
+    for _ in range(5):
+        screen.keypress(SIZE, "tab")
+    assert "> Alerts (2) <" in text(screen)
+    screen.keypress(SIZE, "enter")
+    assert "> Inference backends <" in text(screen)
+    screen.focus_named("alerts")
+    screen.keypress(SIZE, "down")  # past the circuit's command line to the dead letter
+    screen.keypress(SIZE, "enter")
+    assert "Dead letter t-dead" in text(screen) and "poison" in text(screen).lower()
