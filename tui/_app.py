@@ -7,6 +7,7 @@ at most once per `LIST_REFRESH_S`, and on `r`. Redraws go through one `Throttle`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import time
@@ -40,12 +41,13 @@ class Dashboard:
         theme: str | None,
         endpoint: str,
         alert_age_s: float = ALERT_AGE_S,
+        cli: argparse.ArgumentParser | None = None,
     ) -> None:
         self.client = client
         self.tenant = tenant
         self.theme = theme
         self.model = DashModel(alert_age_s=alert_age_s)
-        self.screen = Screen(self.model, self, linear=linear, endpoint=endpoint)
+        self.screen = Screen(self.model, self, linear=linear, endpoint=endpoint, cli=cli)
         self.throttle = Throttle(self._draw, fps)
         self.loop: urwid.MainLoop | None = None
         self._done = asyncio.Event()
@@ -84,6 +86,47 @@ class Dashboard:
 
     def replay(self, task_id: str) -> None:
         self._spawn(self._replay(task_id))
+
+    def submit(self, kind: str, payload: dict[str, Any], priority: str) -> None:
+        self._spawn(self._submit(kind, payload, priority))
+
+    def cancel(self, task_ids: tuple[str, ...]) -> None:
+        self._spawn(self._cancel(task_ids))
+
+    def set_theme(self, name: str) -> None:
+        """Recolour from the tokens' theme `name` (also when started without colour: asked for)."""
+        self.theme = name
+        if self.loop is not None:
+            screen = self.loop.screen
+            truecolor = os.environ.get("COLORTERM", "") in ("truecolor", "24bit")
+            screen.set_terminal_properties(colors=16_777_216 if truecolor else 256)  # type: ignore[attr-defined]
+            screen.register_palette(palette(name))
+            screen.clear()
+        self.screen.say(f"theme {name}")
+        self.redraw()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def _submit(self, kind: str, payload: dict[str, Any], priority: str) -> None:
+        try:
+            submitted = await self.client.submit(kind, payload, priority=priority)
+        except MeshError as exc:
+            self._trouble(f"submit {kind} refused: {exc.message}")
+            return
+        self.screen.say(f"submitted {kind} as {submitted.task_id}")
+        self._announce([f"submitted {kind} as {submitted.task_id}"])
+        await self._fetch_lists()
+
+    async def _cancel(self, task_ids: tuple[str, ...]) -> None:
+        for task_id in task_ids:
+            try:
+                await self.client.cancel(task_id, "cancelled from tidemesh dash")
+            except MeshError as exc:
+                self._trouble(f"cancel of {task_id} refused: {exc.message}")
+                return
+        self.screen.say(f"cancelled {', '.join(task_ids)}")
+        self._announce([f"cancel asked for {task_id}" for task_id in task_ids])
+        await self._fetch_lists()
 
     # -- feeds --------------------------------------------------------------------------------
 
@@ -214,12 +257,14 @@ async def run_dashboard(
     endpoint: str = "",
     pane: str = "",
     alert_age_s: float = ALERT_AGE_S,
+    cli: argparse.ArgumentParser | None = None,
 ) -> None:
     """Run the dashboard on this terminal until `q`. `task_id` opens that task's live stream,
-    `dead_letter` that dead letter's diagnosis, `pane` focuses that pane (`PANE_NAMES`); `theme`
-    None draws without colour; a lane alerts once its oldest item waited `alert_age_s`."""
+    `dead_letter` that dead letter's diagnosis, `pane` focuses that pane (`PANE_NAMES`); `cli`
+    (the CLI's parser) reads the `:` palette's commands; `theme` None draws without colour; a
+    lane alerts once its oldest item waited `alert_age_s`."""
     dashboard = Dashboard(
-        client, tenant=tenant, linear=linear, fps=fps, theme=theme, endpoint=endpoint, alert_age_s=alert_age_s
+        client, tenant=tenant, linear=linear, fps=fps, theme=theme, endpoint=endpoint, alert_age_s=alert_age_s, cli=cli
     )
     start = View(STREAM, task_id) if task_id else View(DEAD_LETTER, dead_letter) if dead_letter else None
     await dashboard.run(start, pane)

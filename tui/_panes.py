@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import urwid
 
+from tui._commands import USAGE
 from tui._views import Line
 
 # Keys a pane understands itself: vim's beside the arrows.
@@ -89,8 +90,23 @@ class Pane(urwid.WidgetWrap[urwid.Widget]):
         selectable = [i for i, line in enumerate(lines) if line.key is not None]
         if not selectable:
             return
-        wanted = next((i for i in selectable if lines[i].key == kept), selectable[0])
-        self.walker.set_focus(wanted)
+        if not self.focused:  # at rest: from the top, so its heading and newest rows stay in view
+            self.walker.set_focus(selectable[0])
+            self._scroll_to(selectable[0])
+            return
+        self.walker.set_focus(next((i for i in selectable if lines[i].key == kept), selectable[0]))
+
+    def follow_last(self) -> None:
+        """Focus the last row, the rows above it filling the pane (a log that follows its end)."""
+        if self.walker:
+            self.walker.set_focus(len(self.walker) - 1)
+            self._scroll_to(len(self.walker) - 1)
+
+    def _scroll_to(self, rows_above: int) -> None:
+        # urwid keeps the focused row where it was on screen; this puts it `rows_above` down
+        # (urwid clamps it to the pane when it draws).
+        self.listbox.offset_rows = rows_above
+        self.listbox.inset_fraction = (0, 1)
 
     def focused_key(self) -> str | None:
         if not self.walker:
@@ -112,6 +128,7 @@ HELP = (
     ("R", "replay the focused dead letter (asks first; Cancel is the default)"),
     ("Esc", "back (closes this help, a dialog, the filter)"),
     ("/", "filter the task list (Enter keeps it, Esc clears it)"),
+    (":", "a command, as typed at the CLI (below)"),
     ("p", "pause / resume live updates"),
     ("r", "refresh everything now"),
     ("?", "this help"),
@@ -124,6 +141,8 @@ def help_overlay(under: urwid.Widget, linear: bool = False) -> urwid.Widget:
     width = max(len(k) for k, _ in HELP) + 2
     lines: list[urwid.Widget] = [urwid.Text(("heading", "Keys"))]
     lines += [urwid.Columns([(width, urwid.Text(("accent", keys))), urwid.Text(what)]) for keys, what in HELP]
+    lines.append(urwid.Text(("heading", "Commands after :  (Tab completes the verb)")))
+    lines += [urwid.Text(f"  {usage}") for usage in USAGE]
     lines.append(urwid.Text(("muted", "Esc or ? closes this help")))
     if linear:
         return urwid.AttrMap(urwid.Filler(urwid.Pile(lines), valign="top"), "body")

@@ -6,6 +6,7 @@ only reads the model.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 import urwid
 
 from tui import _views as views
+from tui._commands import Command, CommandError, complete, parse
 from tui._model import DashModel
 from tui._panes import ConfirmDialog, Pane, Size, help_overlay
 
@@ -32,6 +34,9 @@ class Actions(Protocol):
     def toggle_pause(self) -> None: ...
     def quit(self) -> None: ...
     def redraw(self) -> None: ...
+    def submit(self, kind: str, payload: dict[str, Any], priority: str) -> None: ...
+    def cancel(self, task_ids: tuple[str, ...]) -> None: ...
+    def set_theme(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,17 @@ class View:
 
 
 class Screen(urwid.WidgetWrap[urwid.Widget]):
-    def __init__(self, model: DashModel, actions: Actions, *, linear: bool = False, endpoint: str = "") -> None:
+    def __init__(
+        self,
+        model: DashModel,
+        actions: Actions,
+        *,
+        linear: bool = False,
+        endpoint: str = "",
+        cli: argparse.ArgumentParser | None = None,
+    ) -> None:
         self.model = model
+        self.cli = cli  # the CLI's own parser: the command palette reads its verbs with it
         self.actions = actions
         self.linear = linear
         self.endpoint = endpoint
@@ -65,6 +79,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         self.dialog: ConfirmDialog | None = None
         self.filter_edit = urwid.Edit(("accent", "/ filter tasks: "))
         self.filtering = False
+        self.command_edit = urwid.Edit(("accent", ":"))
+        self.prompting = False  # the command palette is open
         self.header = urwid.Text("", wrap="clip")
         self.footer = urwid.Text("", wrap="clip")
         self.main = self._main_layout()
@@ -145,6 +161,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             bottom = self.dialog
         elif self.filtering:
             bottom = self.filter_edit
+        elif self.prompting:
+            bottom = self.command_edit
         if self.frame.footer is not bottom:
             self.frame.footer = bottom
         self.frame.focus_position = "body" if bottom is self.footer else "footer"
@@ -169,8 +187,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         self.alerts.set_title(views.alert_title(model))
         if self.linear:
             self.announced.show([views.Line([line], key=str(i)) for i, line in enumerate(self.changes)])
-            if self.focused != len(self.panes) - 1 and self.announced.walker:
-                self.announced.walker.set_focus(len(self.announced.walker) - 1)  # follow the newest
+            if self.focused != len(self.panes) - 1:
+                self.announced.follow_last()  # the newest in view
         view = self.view
         if view.kind in (TASK, STREAM):
             events = model.events.get(view.key, [])
@@ -194,7 +212,10 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
 
     def _hint(self) -> str:
         if self.view.kind == MAIN:
-            return "Tab panes · ↑↓/jk move · Enter open · f follow · R replay · / filter · p pause · r refresh · ? help"
+            return (
+                "Tab panes · ↑↓/jk move · Enter open · f follow · R replay · / filter · : command · p pause · "
+                "r refresh · ? help"
+            )
         if self.view.kind == DEAD_LETTER:
             return "R replay · Esc back · ? help"
         return "f live stream · Enter timeline · Esc back · ? help"
@@ -218,6 +239,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             return None
         if self.filtering:
             return self._filter_key(size, key)
+        if self.prompting:
+            return self._command_key(size, key)
         self.message = ""
         handled = self._command(key)
         if handled:
@@ -239,6 +262,10 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self._focus_pane(self.panes.index(self.tasks))
             self.filtering = True
             self.filter_edit.set_edit_text(self.model.task_filter)
+            self._bottom()
+        elif key == ":":
+            self.prompting = True
+            self.command_edit.set_edit_text("")
             self._bottom()
         elif key == "p":
             self.actions.toggle_pause()
@@ -268,6 +295,62 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self.model.task_filter = self.filter_edit.edit_text
         self.actions.redraw()
         return None
+
+    def _command_key(self, size: Size, key: str) -> str | None:
+        """The palette's line: Tab completes the verb, Enter runs it, Esc closes it."""
+        if key in ("enter", "esc"):
+            line = self.command_edit.edit_text
+            self.prompting = False
+            self._bottom()
+            if key == "enter" and line.strip():
+                self.run_command(line)
+        elif key == "tab":
+            completed, candidates = complete(self.command_edit.edit_text)
+            self.command_edit.set_edit_text(completed)
+            self.command_edit.set_edit_pos(len(completed))
+            if len(candidates) > 1:
+                self.say("  ".join(candidates))
+        else:
+            self.frame.keypress(size, key)  # type: ignore[arg-type]
+        self.actions.redraw()
+        return None
+
+    def run_command(self, line: str) -> None:
+        """Run one palette line; a bad one says why on the message line (and, linear, as a change)."""
+        try:
+            if self.cli is None:
+                raise CommandError("no command palette here (the dashboard was started without the CLI)")
+            command = parse(line, self.cli)
+        except CommandError as exc:
+            self.say(f"error: {exc}")
+            if self.linear:
+                self.announce([f"command {line!r} refused: {exc}"])
+            return
+        self._dispatch(command)
+
+    def _dispatch(self, command: Command) -> None:
+        verb, targets = command.verb, command.targets
+        if verb == "submit":
+            self.actions.submit(command.kind, command.payload, command.priority)
+            self.say(f"submitting {command.kind}…")
+        elif verb == "cancel":
+            self.actions.cancel(targets)
+            self.say(f"cancelling {', '.join(targets)}…")
+        elif verb in ("watch", "get", "show"):
+            self._back_to_main()
+            self.open(View({"watch": STREAM, "get": TASK, "show": DEAD_LETTER}[verb], targets[0]))
+        elif verb == "replay":
+            self._ask_replay(targets[0])
+        elif verb == "filter":
+            self.focus_named("tasks")
+            self.model.task_filter = targets[0]
+        elif verb == "theme":
+            self.actions.set_theme(targets[0])
+        elif verb == "help":
+            self.overlay = "help"
+            self._compose()
+        elif verb == "quit":
+            self.actions.quit()
 
     def _focused_pane(self) -> Pane:
         return self.panes[self.focused] if self.view.kind == MAIN else self.detail
@@ -319,9 +402,11 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         while len(self.stack) > 1:
             self._back()
 
-    def _ask_replay(self) -> None:
+    def _ask_replay(self, named: str = "") -> None:
         view = self.view
-        if view.kind == DEAD_LETTER:
+        if named:
+            task_id = named
+        elif view.kind == DEAD_LETTER:
             task_id = view.key
         elif view.kind == MAIN and self.panes[self.focused] is self.dead_letters:
             task_id = self.dead_letters.focused_key() or ""

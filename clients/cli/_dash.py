@@ -58,6 +58,8 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
     isatty = sys.stdout.isatty()
     colour = wants_colour(os.environ, isatty)
     theme = resolve_theme(getattr(args, "theme", None), os.environ, isatty) if colour else None
+    from clients.cli._main import _parser  # here: _main imports this module
+
     async with Client(args.endpoint, tenant=args.tenant, credential=credential, **transport) as client:
         await run_dashboard(
             client,
@@ -70,5 +72,6 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
             endpoint=args.endpoint,
             pane=args.pane,
             alert_age_s=args.alert_age_s,
+            cli=_parser(),
         )
     return EXIT_OK

@@ -174,7 +174,8 @@ async def test_dashboard_by_keyboard_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> N
 
 async def test_accessible_mode_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> None:
     """--accessible: no box drawing anywhere, changes appended as timestamped lines (newest last),
-    the cursor on the focused row, and replay asked as a plain prompt whose default is Cancel."""
+    a task submitted from the `:` palette, the cursor on the focused row, and replay asked as a
+    plain prompt whose default is Cancel."""
     async with Client(mesh.endpoint, tenant="dash") as client:
         dead = await client.submit("embed", {"text": "x", "model": "no-such-model"})
         [event async for event in client.watch(dead.task_id)]
@@ -191,13 +192,17 @@ async def test_accessible_mode_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> None:
         tmux.wait_for(r"live updates paused")
         tmux.keys("p")
         tmux.wait_for(r"live updates resumed")
-        echoed = await client.submit("echo", {"text": "hello"})
-        tmux.wait_for(rf"^\s*\d\d:\d\d:\d\d task {echoed.task_id} SUCCEEDED")
+        # The command palette, as typed at the CLI (Tab completes the verb): the task shows in the list.
+        tmux.keys(":sub", "Tab", "echo --text hi", "Enter")
+        echoed = tmux.wait_for(r"^\s*\d\d:\d\d:\d\d submitted echo as (\S+)").group(1)
+        tmux.wait_for(rf"^  {echoed}\s+echo\s+")
+        tmux.wait_for(rf"^\s*\d\d:\d\d:\d\d task {echoed} SUCCEEDED")
+        assert (await client.get(echoed)).spec.payload.echo.text == "hi"
         changes = [CHANGE_LINE.match(row.strip()) for row in tmux.screen().split("Changes", 1)[1].splitlines()]
         said = [(found.group(1), found.group(2)) for found in changes if found]
         sentences = [sentence for _, sentence in said]
         assert sentences.index("live updates paused (p resumes)") < sentences.index("live updates resumed")
-        assert sentences.index("live updates resumed") < sentences.index(f"task {echoed.task_id} SUCCEEDED")
+        assert sentences.index("live updates resumed") < sentences.index(f"task {echoed} SUCCEEDED")
         assert [stamp for stamp, _ in said] == sorted(stamp for stamp, _ in said), said
 
         # Replay asks on plain lines at the bottom; Enter on the default (Cancel) does nothing.

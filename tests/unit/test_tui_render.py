@@ -14,8 +14,9 @@ from mesh.v1 import deadletter_pb2, gateway_pb2, task_pb2
 from tui import DashModel, Screen, Throttle, clamp_fps
 from tui._model import DEPENDENCY_DOWN, RESOURCE_EXHAUSTION, drain_rate
 from tui._palette import TEXT_PAIRS, UI_PAIRS, palette
+from tui._panes import Pane
 from tui._screen import STREAM, View
-from tui._views import sparkline
+from tui._views import Line, sparkline
 
 SIZE = (160, 48)
 
@@ -280,3 +281,21 @@ def test_the_alerts_pane_shows_each_alert_and_opens_its_view() -> None:
     screen.keypress(SIZE, "down")  # past the circuit's command line to the dead letter
     screen.keypress(SIZE, "enter")
     assert "Dead letter t-dead" in text(screen) and "poison" in text(screen).lower()
+
+
+def test_a_pane_at_rest_shows_its_top_and_the_focused_pane_keeps_its_row() -> None:
+    """New rows above: an unfocused pane shows them under its heading; a focused one keeps its row."""
+
+    def lines(*keys: str) -> list[Line]:
+        return [Line(["heading"]), *(Line([key], key=key) for key in keys)]
+
+    pane = Pane("Tasks")
+    pane.show(lines(*(f"t{i}" for i in range(10, 0, -1))))
+    pane.render((40, 6))
+    pane.show(lines(*(f"t{i}" for i in range(12, 0, -1))))
+    assert [row.decode().strip("│ ") for row in pane.render((40, 6)).text][1:3] == ["heading", "t12"]
+    pane.mark_focus(True)
+    for _ in range(5):
+        pane.keypress((40, 6), "down")
+    pane.show(lines(*(f"t{i}" for i in range(13, 0, -1))))
+    assert pane.focused_key() == "t7"
