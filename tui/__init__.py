@@ -7,7 +7,19 @@ feeds it from a `clients.sdk.Client` on a terminal.
 
 from tui._app import run_dashboard
 from tui._model import Alert, DashModel
+from tui._motion import Motion, reduced_motion
 from tui._screen import PANE_NAMES, Screen, View
 from tui._throttle import Throttle, clamp_fps
 
-__all__ = ["PANE_NAMES", "Alert", "DashModel", "Screen", "Throttle", "View", "clamp_fps", "run_dashboard"]
+__all__ = [
+    "PANE_NAMES",
+    "Alert",
+    "DashModel",
+    "Motion",
+    "Screen",
+    "Throttle",
+    "View",
+    "clamp_fps",
+    "reduced_motion",
+    "run_dashboard",
+]

@@ -19,6 +19,7 @@ import urwid
 from clients.sdk import Client
 from mesh.errors import MeshError
 from tui._model import ALERT_AGE_S, DashModel
+from tui._motion import Motion
 from tui._palette import palette
 from tui._screen import DEAD_LETTER, STREAM, Screen, View
 from tui._throttle import Throttle
@@ -42,12 +43,16 @@ class Dashboard:
         endpoint: str,
         alert_age_s: float = ALERT_AGE_S,
         cli: argparse.ArgumentParser | None = None,
+        reduced_motion: bool = False,
     ) -> None:
         self.client = client
         self.tenant = tenant
         self.theme = theme
         self.model = DashModel(alert_age_s=alert_age_s)
-        self.screen = Screen(self.model, self, linear=linear, endpoint=endpoint, cli=cli)
+        self._settle: asyncio.TimerHandle | None = None  # the redraw when a transition settles
+        self.screen = Screen(
+            self.model, self, linear=linear, endpoint=endpoint, cli=cli, motion=Motion(enabled=not reduced_motion)
+        )
         self.throttle = Throttle(self._draw, fps)
         self.loop: urwid.MainLoop | None = None
         self._done = asyncio.Event()
@@ -60,6 +65,12 @@ class Dashboard:
 
     def redraw(self) -> None:
         self.throttle.request()
+
+    def redraw_after(self, delay_s: float) -> None:
+        """A redraw `delay_s` from now (when a transition settles); the latest request wins."""
+        if self._settle is not None:
+            self._settle.cancel()
+        self._settle = asyncio.get_running_loop().call_later(delay_s, self.redraw)
 
     def quit(self) -> None:
         self._done.set()
@@ -239,6 +250,8 @@ class Dashboard:
                 await self._done.wait()
         finally:
             self.throttle.cancel()
+            if self._settle is not None:
+                self._settle.cancel()
             running = list(self._tasks)
             for task in running:
                 task.cancel()
@@ -258,13 +271,23 @@ async def run_dashboard(
     pane: str = "",
     alert_age_s: float = ALERT_AGE_S,
     cli: argparse.ArgumentParser | None = None,
+    reduced_motion: bool = False,
 ) -> None:
     """Run the dashboard on this terminal until `q`. `task_id` opens that task's live stream,
     `dead_letter` that dead letter's diagnosis, `pane` focuses that pane (`PANE_NAMES`); `cli`
     (the CLI's parser) reads the `:` palette's commands; `theme` None draws without colour; a
-    lane alerts once its oldest item waited `alert_age_s`."""
+    lane alerts once its oldest item waited `alert_age_s`; `reduced_motion` (or `linear`)
+    turns the transitions off."""
     dashboard = Dashboard(
-        client, tenant=tenant, linear=linear, fps=fps, theme=theme, endpoint=endpoint, alert_age_s=alert_age_s, cli=cli
+        client,
+        tenant=tenant,
+        linear=linear,
+        fps=fps,
+        theme=theme,
+        endpoint=endpoint,
+        alert_age_s=alert_age_s,
+        cli=cli,
+        reduced_motion=reduced_motion or linear,
     )
     start = View(STREAM, task_id) if task_id else View(DEAD_LETTER, dead_letter) if dead_letter else None
     await dashboard.run(start, pane)

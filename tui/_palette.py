@@ -27,7 +27,8 @@ def palette(theme_name: str | None) -> list[PaletteEntry]:
     is monochrome: nothing but bold and reverse video."""
     if theme_name is None:
         mono = {"focus": "standout", "header": "standout", "heading": "bold", "error": "bold", "warn": "bold"}
-        names = ("body", *TEXT_ROLES, "header", "heading", "focus", "border")
+        mono |= {"changed": "bold", "flash": "bold"}
+        names = ("body", *TEXT_ROLES, "header", "heading", "focus", "border", "changed", "flash")
         return [(name, "default", "default", mono.get(name, ""), "default", "default") for name in names]
     colours = theme(theme_name)
     bg, surface = colours["bg"], colours["surface"]
@@ -38,5 +39,9 @@ def palette(theme_name: str | None) -> list[PaletteEntry]:
         ("heading", "default", "default", "bold", f"{colours['fg']},bold", bg),
         ("focus", "default", "default", "standout", bg, colours["focus"]),
         ("border", "default", "default", "bold", colours["focus"], bg),
+        # Motion (`tui._motion`): a row that just appeared, on the surface colour; the border of
+        # the pane the focus just reached, in the accent colour.
+        ("changed", "default", "default", "bold", colours["fg"], surface),
+        ("flash", "default", "default", "bold", colours["accent"], bg),
     ]
     return entries

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import urwid
 
 from tui._commands import USAGE
+from tui._motion import Motion
 from tui._views import Line
 
 # Keys a pane understands itself: vim's beside the arrows.
@@ -27,9 +28,10 @@ class Row(urwid.Widget):
 
     _sizing = frozenset([urwid.Sizing.FLOW])
 
-    def __init__(self, line: Line) -> None:
+    def __init__(self, line: Line, lit: bool = False) -> None:
         super().__init__()
         self.line = line
+        self.lit = lit  # just appeared: drawn highlighted for a moment (see `tui._motion`)
 
     def selectable(self) -> bool:
         return self.line.key is not None
@@ -47,6 +49,8 @@ class Row(urwid.Widget):
             canvas = urwid.CompositeCanvas(text.render((maxcol,)))
             canvas.cursor = (0, 0)
             return canvas
+        if self.lit:
+            return urwid.Text([("changed", ("  " + self.line.text).ljust(maxcol))], wrap="clip").render((maxcol,))
         return urwid.Text(["  ", *self.line.markup], wrap="clip").render((maxcol,))
 
     def get_cursor_coords(self, size: Size) -> tuple[int, int]:
@@ -57,10 +61,12 @@ class Pane(urwid.WidgetWrap[urwid.Widget]):
     """A titled list of rows that keeps its focused row (by key) across updates. Arrows and vim
     keys move inside it and never out of it (Tab and Shift-Tab move between panes)."""
 
-    def __init__(self, title: str, linear: bool = False) -> None:
+    def __init__(self, title: str, linear: bool = False, motion: Motion | None = None) -> None:
         self.title = title
         self.linear = linear
+        self.motion = motion or Motion(enabled=False)
         self.focused = False
+        self._keys: set[str] | None = None  # the rows' keys at the last show (None: never shown)
         self.walker: urwid.SimpleFocusListWalker[urwid.Widget] = urwid.SimpleFocusListWalker([])
         self.listbox = urwid.ListBox(self.walker)  # type: ignore[arg-type]  # urwid types its walker narrowly
         self.heading = urwid.Text(("heading", title), wrap="clip")
@@ -76,17 +82,27 @@ class Pane(urwid.WidgetWrap[urwid.Widget]):
         self.mark_focus(self.focused)
 
     def mark_focus(self, focused: bool) -> None:
+        if focused and not self.focused:
+            self.motion.flash(f"pane/{id(self)}", self.motion.pane_s)
         self.focused = focused
         title = f"> {self.title} <" if focused else self.title
         if self.linear:
             self.heading.set_text(("heading", title))
         else:
+            border = ("flash" if self.motion.lit(f"pane/{id(self)}") else "border") if focused else "body"
             self.box.original_widget.set_title(title)  # type: ignore[attr-defined]
-            self.box.set_attr_map({None: "border" if focused else "body"})  # type: ignore[attr-defined]
+            self.box.set_attr_map({None: border})  # type: ignore[attr-defined]
 
     def show(self, lines: list[Line]) -> None:
         kept = self.focused_key()
-        self.walker[:] = [Row(line) for line in lines]
+        keys = {line.key for line in lines if line.key is not None}
+        for key in keys - (self._keys if self._keys is not None else keys):
+            self.motion.flash(f"row/{id(self)}/{key}", self.motion.fast_s)
+        self._keys = keys
+        self.walker[:] = [
+            Row(line, line.key is not None and self.motion.lit(f"row/{id(self)}/{line.key}")) for line in lines
+        ]
+        self.mark_focus(self.focused)  # the border settles once its flash is over
         selectable = [i for i, line in enumerate(lines) if line.key is not None]
         if not selectable:
             return

@@ -16,6 +16,7 @@ import urwid
 from tui import _views as views
 from tui._commands import Command, CommandError, complete, parse
 from tui._model import DashModel
+from tui._motion import Motion
 from tui._panes import ConfirmDialog, Pane, Size, help_overlay
 
 MAIN, TASK, STREAM, DEAD_LETTER = "main", "task", "stream", "dead letter"
@@ -34,6 +35,7 @@ class Actions(Protocol):
     def toggle_pause(self) -> None: ...
     def quit(self) -> None: ...
     def redraw(self) -> None: ...
+    def redraw_after(self, delay_s: float) -> None: ...
     def submit(self, kind: str, payload: dict[str, Any], priority: str) -> None: ...
     def cancel(self, task_ids: tuple[str, ...]) -> None: ...
     def set_theme(self, name: str) -> None: ...
@@ -54,22 +56,25 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         linear: bool = False,
         endpoint: str = "",
         cli: argparse.ArgumentParser | None = None,
+        motion: Motion | None = None,
     ) -> None:
         self.model = model
+        # Transitions (`tui._motion`): on unless told otherwise, never in the linear mode.
+        self.motion = motion or Motion(enabled=not linear)
         self.cli = cli  # the CLI's own parser: the command palette reads its verbs with it
         self.actions = actions
         self.linear = linear
         self.endpoint = endpoint
         self.message = ""
         self.changes: list[str] = []  # the linear mode's announcements, oldest first
-        self.queues = Pane("Queues", linear)
-        self.workers = Pane("Workers", linear)
-        self.tasks = Pane("Tasks", linear)
-        self.backends = Pane("Inference backends", linear)
-        self.dead_letters = Pane("Dead letters", linear)
-        self.alerts = Pane("Alerts", linear)
-        self.detail = Pane("Task", linear)
-        self.announced = Pane("Changes", linear)
+        self.queues = Pane("Queues", linear, self.motion)
+        self.workers = Pane("Workers", linear, self.motion)
+        self.tasks = Pane("Tasks", linear, self.motion)
+        self.backends = Pane("Inference backends", linear, self.motion)
+        self.dead_letters = Pane("Dead letters", linear, self.motion)
+        self.alerts = Pane("Alerts", linear, self.motion)
+        self.detail = Pane("Task", linear, self.motion)
+        self.announced = Pane("Changes", linear, self.motion)
         self.panes = [self.queues, self.workers, self.tasks, self.backends, self.dead_letters, self.alerts]
         if linear:
             self.panes.append(self.announced)
@@ -209,6 +214,9 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             ]
         )
         self.footer.set_text(self.message or self._hint())
+        settles_in_s = self.motion.settles_in_s()
+        if settles_in_s is not None:  # draw again when the highlight is over
+            self.actions.redraw_after(settles_in_s)
 
     def _hint(self) -> str:
         if self.view.kind == MAIN:

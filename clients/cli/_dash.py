@@ -10,7 +10,7 @@ from typing import Any
 
 from clients.cli._style import resolve_theme, wants_colour
 from clients.sdk import Client
-from tui import PANE_NAMES, clamp_fps, run_dashboard
+from tui import PANE_NAMES, clamp_fps, reduced_motion, run_dashboard
 
 EXIT_OK = 0
 
@@ -41,6 +41,13 @@ def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], 
     p_dash.add_argument(
         "--fps", type=float, default=10.0, help="redraws per second at most, coalesced (1..60; default 10)"
     )
+    p_dash.add_argument(
+        "--reduced-motion",
+        action="store_true",
+        default=None,
+        help="no transitions (a pane's flash, new rows' highlight); always so with --accessible "
+        "(default: $TIDEMESH_REDUCED_MOTION)",
+    )
     client_args(p_dash)
     try:
         p_dash.add_argument(
@@ -60,18 +67,21 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
     theme = resolve_theme(getattr(args, "theme", None), os.environ, isatty) if colour else None
     from clients.cli._main import _parser  # here: _main imports this module
 
+    linear = _accessible_default() if args.accessible is None else args.accessible
+
     async with Client(args.endpoint, tenant=args.tenant, credential=credential, **transport) as client:
         await run_dashboard(
             client,
             tenant=args.tenant,
             task_id=args.task,
             dead_letter=args.dlq,
-            linear=_accessible_default() if args.accessible is None else args.accessible,
+            linear=linear,
             fps=clamp_fps(args.fps),
             theme=theme,
             endpoint=args.endpoint,
             pane=args.pane,
             alert_age_s=args.alert_age_s,
             cli=_parser(),
+            reduced_motion=reduced_motion(args.reduced_motion, linear, os.environ),
         )
     return EXIT_OK
