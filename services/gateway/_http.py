@@ -11,6 +11,7 @@ GET  /v1/openapi.json           the OpenAPI document of the above
 With auth on, every /v1 route needs a credential (see `_auth`); health stays open.
 
 GET  /v1/ws                     the bidirectional WebSocket protocol (see `_websocket`)
+GET  /console/…                 the web console's built page and assets (see `_console`)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mesh.tasks import check_task_id, payload_from_json, qos_tier
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
 from services.gateway._auth import Principal
+from services.gateway._console import add_console
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub
 from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
@@ -176,6 +178,7 @@ def http_app(
     app.router.add_get("/v1/tasks/{task_id}/events", task_events)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/ws", websocket)
+    add_console(app)
     return app
 
 

@@ -41,6 +41,7 @@ class WebMesh:
     base_url: str  # Envoy's public port (HTTPS): the page's cross-origin target
     admin_key: str
     spki_pin: str  # base64 SHA-256 of the public key Envoy serves, verified against the mesh's root
+    ca_path: str = ""  # the mesh's root, for Python clients the tests use alongside the browser
 
 
 def edge_spki_pin(host: str, port: int, root: str) -> str:
@@ -66,7 +67,7 @@ async def web_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[We
     plan = build_plan(state, public_port=0, workers=1, auth=True)
     async with Supervisor(plan, health_timeout_s=60):
         pin = edge_spki_pin("127.0.0.1", plan.public_port, plan.ca_path)
-        yield WebMesh(f"https://127.0.0.1:{plan.public_port}", admin_key(state), pin)
+        yield WebMesh(f"https://127.0.0.1:{plan.public_port}", admin_key(state), pin, str(plan.ca_path))
 
 
 @pytest.fixture(scope="module")

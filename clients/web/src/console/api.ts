@@ -1,0 +1,113 @@
+// The console's one gRPC-Web client: connect-web to the same origin (Envoy translates to the
+// gateway's gRPC), the signed-in credential added to every call by an interceptor.
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { GatewayService } from "../gen/mesh/v1/gateway_pb.js";
+import { PriorityClass, TaskState } from "../gen/mesh/v1/task_pb.js";
+import { WorkerHealth } from "../gen/mesh/v1/status_pb.js";
+import { authorization, credential } from "./session.js";
+
+export type Gateway = Client<typeof GatewayService>;
+
+const withCredential: Interceptor = (next) => async (request) => {
+  const value = credential();
+  if (value) request.header.set("authorization", authorization(value));
+  return next(request);
+};
+
+export function gateway(override?: string): Gateway {
+  const interceptors: Interceptor[] = override
+    ? [(next) => async (request) => (request.header.set("authorization", authorization(override)), next(request))]
+    : [withCredential];
+  return createClient(GatewayService, createGrpcWebTransport({ baseUrl: location.origin, interceptors }));
+}
+
+export interface Failure {
+  code: Code;
+  message: string;
+  field: string | null; // tidemesh-field: the request field an INVALID_ARGUMENT is about
+}
+
+export function failure(error: unknown): Failure {
+  const connect = ConnectError.from(error);
+  return { code: connect.code, message: connect.rawMessage, field: connect.metadata.get("tidemesh-field") };
+}
+
+/** A refused credential: the console asks for another one. */
+export function refused(f: Failure): boolean {
+  return f.code === Code.Unauthenticated;
+}
+
+/** Worth reopening a stream after: the connection, not the request, failed. */
+export function transient(f: Failure): boolean {
+  return f.code === Code.Unavailable || f.code === Code.Unknown || f.code === Code.Internal || f.code === Code.Aborted;
+}
+
+export function describe(f: Failure): string {
+  return `${Code[f.code]}: ${f.message}`;
+}
+
+const STATES: Record<number, [string, string, string]> = {
+  [TaskState.UNSPECIFIED]: ["unknown", "?", ""],
+  [TaskState.QUEUED]: ["queued", "…", ""],
+  [TaskState.RUNNING]: ["running", "▶", "state-warn"],
+  [TaskState.RETRYING]: ["retrying", "↻", "state-warn"],
+  [TaskState.SUCCEEDED]: ["succeeded", "✓", "state-ok"],
+  [TaskState.FAILED]: ["failed", "✗", "state-error"],
+  [TaskState.CANCELLED]: ["cancelled", "⊘", "state-error"],
+  [TaskState.DEAD_LETTERED]: ["dead-lettered", "☠", "state-error"],
+};
+
+export const STATE_NAMES = Object.values(STATES).map(([name]) => name).filter((name) => name !== "unknown");
+
+export function stateName(state: TaskState): string {
+  return (STATES[state] ?? STATES[TaskState.UNSPECIFIED])[0];
+}
+
+/** A state as symbol + word (never colour alone); the class only repeats it in colour. */
+export function stateLabel(state: TaskState): HTMLElement {
+  const [name, symbol, cls] = STATES[state] ?? STATES[TaskState.UNSPECIFIED];
+  const span = document.createElement("span");
+  if (cls) span.className = cls;
+  span.textContent = `${symbol} ${name}`;
+  return span;
+}
+
+export function terminal(state: TaskState): boolean {
+  return state >= TaskState.SUCCEEDED;
+}
+
+export function className(priority: PriorityClass): string {
+  switch (priority) {
+    case PriorityClass.INTERACTIVE:
+      return "interactive";
+    case PriorityClass.BATCH:
+      return "batch";
+    default:
+      return "standard";
+  }
+}
+
+export function healthLabel(health: WorkerHealth): HTMLElement {
+  const labels: Record<number, [string, string]> = {
+    [WorkerHealth.ALIVE]: ["✓ alive", "state-ok"],
+    [WorkerHealth.DRAINING]: ["↓ draining", "state-warn"],
+    [WorkerHealth.DEAD]: ["✗ dead", "state-error"],
+  };
+  const [text, cls] = labels[health] ?? ["? unknown", ""];
+  const span = document.createElement("span");
+  span.className = cls;
+  span.textContent = text;
+  return span;
+}
+
+export function time(stamp: Timestamp | undefined): HTMLElement | string {
+  if (!stamp) return "—";
+  const date = timestampDate(stamp);
+  const element = document.createElement("time");
+  element.dateTime = date.toISOString();
+  element.textContent = date.toLocaleTimeString(undefined, { hour12: false }) + `.${String(date.getMilliseconds()).padStart(3, "0")}`;
+  element.title = date.toISOString();
+  return element;
+}

@@ -1,0 +1,276 @@
+"""The web console in Chromium, served by the mesh itself at /console/ on Envoy's TLS port, signed
+in to an auth-on mesh: sign-in and a refused credential, the live overview, a streaming task's
+partial outputs in order (and resumed after a pause without gap or duplicate), deep links,
+keyboard-only use with visible focus, the theme switch, reduced motion, and axe-core's WCAG
+2.0/2.1/2.2 A+AA rules on every view in every theme (0 violations)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser.conftest import WebMesh
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+AXE = Path(__file__).with_name("vendor") / "axe-core" / "axe.min.js"
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]  # axe's tags are not cumulative
+THEMES = ["light", "dark", "high-contrast"]
+TENANT = "console"
+
+
+async def _submit_stream(web_mesh: WebMesh, words: list[str], delay_ms: int) -> str:
+    """A `stream` task (one partial output per word) submitted over REST; its task id."""
+    body = {
+        "kind": "stream",
+        "tenant": TENANT,
+        "priority": "interactive",
+        "payload": {"text": " ".join(words), "chunks": len(words), "chunk_delay_ms": delay_ms},
+    }
+    tls = ssl.create_default_context(cafile=web_mesh.ca_path)
+    headers = {"authorization": f"ApiKey {web_mesh.admin_key}"}
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session,
+        session.post(f"{web_mesh.base_url}/v1/tasks", json=body, headers=headers) as response,
+    ):
+        assert response.status == 201, await response.text()
+        return str((await response.json())["task_id"])
+
+
+async def _sign_in(page: Page, web_mesh: WebMesh, path: str = "/console/") -> None:
+    await page.goto(f"{web_mesh.base_url}{path}")
+    await page.get_by_label("API key or JWT").fill(web_mesh.admin_key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh context (empty session and local storage) with reduced motion not requested."""
+    context = await browser.new_context(ignore_https_errors=False)
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+async def test_sign_in_refuses_a_bad_key_and_keeps_a_good_one_in_the_tab(page: Page, web_mesh: WebMesh) -> None:
+    """A refused key is an error tied to its field; a good one lives in sessionStorage only; sign out forgets it."""
+    await page.goto(f"{web_mesh.base_url}/console/")
+    field = page.get_by_label("API key or JWT")
+    await field.fill("tmk_nobody_0000")
+    await page.get_by_role("button", name="Sign in").click()
+    error = page.locator("#credential-error")
+    await expect(error).to_contain_text("the mesh refused this credential")
+    await expect(field).to_have_attribute("aria-invalid", "true")
+    assert "credential-error" in (await field.get_attribute("aria-describedby") or "")
+    await expect(field).to_be_focused()
+
+    await field.fill(web_mesh.admin_key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('tidemesh.credential')") == web_mesh.admin_key
+    assert web_mesh.admin_key not in page.url
+    assert web_mesh.admin_key not in json.dumps(await page.evaluate("Object.assign({}, localStorage)"))
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('tidemesh.credential')") is None
+
+
+async def test_the_overview_shows_live_queue_figures(page: Page, web_mesh: WebMesh) -> None:
+    """WatchMeshStatus fills queues per pool and class and workers, and keeps updating (a running task shows)."""
+    await _sign_in(page, web_mesh)
+    queues = page.get_by_role("table", name="Queue depth per pool and class")
+    await expect(queues.get_by_role("row")).not_to_have_count(0)
+    await expect(page.get_by_role("table", name="Workers").get_by_text("✓ alive")).not_to_have_count(0)
+    await expect(page.get_by_role("table", name="Inference backends")).to_be_visible()
+    first = await page.locator("#overview-updated").get_attribute("data-updated")
+    await _submit_stream(web_mesh, ["slow"] * 3, 700)
+    # The running task's queue: 1 in flight on a row of the interactive class, then back to 0.
+    interactive = queues.locator("tr", has=page.get_by_role("cell", name="interactive", exact=True))
+    in_flight = interactive.locator("td:nth-child(4)")
+    await expect(in_flight.filter(has_text="1")).to_have_count(1, timeout=10_000)
+    assert await page.locator("#overview-updated").get_attribute("data-updated") != first
+    await expect(in_flight.filter(has_text="1")).to_have_count(0, timeout=10_000)
+
+
+async def test_a_deep_link_opens_the_task_and_its_outputs_stream_in_order(page: Page, web_mesh: WebMesh) -> None:
+    """/console/tasks/<id> opened signed out asks for a credential, then shows that task; its partial
+    outputs arrive in order in a polite, busy-while-streaming log, each with its sequence number."""
+    words = ["alpha", "beta", "gamma", "delta"]
+    task_id = await _submit_stream(web_mesh, words, 250)
+    await _sign_in(page, web_mesh, f"/console/tasks/{task_id}")
+    assert page.url == f"{web_mesh.base_url}/console/tasks/{task_id}"
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Task {task_id}")
+    log = page.get_by_role("log")
+    await expect(log).to_have_attribute("aria-live", "polite")
+    await expect(page.locator("#stream-status")).to_contain_text("Finished — succeeded", timeout=15_000)
+    await expect(log).to_have_attribute("aria-busy", "false")
+    assert await log.locator(".chunk .text").all_inner_texts() == words
+    sequences = [int(s) for s in await log.locator(".chunk").evaluate_all("els => els.map(e => e.dataset.sequence)")]
+    assert sequences == sorted(set(sequences)), sequences
+    assert await log.locator(".chunk time").count() == len(words)
+    await expect(page.locator("#task-timeline")).to_contain_text("✓ succeeded")
+    assert await page.title() == f"Task {task_id} — tidemesh console"
+
+
+async def test_pausing_and_resuming_the_stream_leaves_no_gap_or_duplicate(page: Page, web_mesh: WebMesh) -> None:
+    """The pause control closes the stream; resuming reopens it after the last sequence shown: every output once."""
+    words = [f"w{i}" for i in range(6)]
+    task_id = await _submit_stream(web_mesh, words, 300)
+    await _sign_in(page, web_mesh, f"/console/tasks/{task_id}")
+    chunks = page.get_by_role("log").locator(".chunk .text")
+    await expect(chunks.first).to_be_visible(timeout=10_000)
+    await page.get_by_role("button", name="Pause stream").click()
+    await expect(page.get_by_role("button", name="Resume stream")).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator("#stream-status")).to_contain_text("Paused after #")
+    shown_while_paused = await chunks.count()
+    assert shown_while_paused < len(words)
+    await page.get_by_role("button", name="Resume stream").click()
+    await expect(page.locator("#stream-status")).to_contain_text("Finished — succeeded", timeout=15_000)
+    assert await chunks.all_inner_texts() == words
+
+
+async def test_the_tasks_view_lists_filters_and_ties_errors_to_fields(page: Page, web_mesh: WebMesh) -> None:
+    """ListTasks for a tenant, filtered by state client-side, linking to each task; a bad tenant errors on its field."""
+    task_id = await _submit_stream(web_mesh, ["one"], 0)
+    await _sign_in(page, web_mesh, "/console/tasks")
+    tenant = page.get_by_label("Tenant")
+    await tenant.fill("bad tenant!")
+    await page.get_by_role("button", name="Show").click()
+    await expect(tenant).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#tenant-error")).not_to_be_empty()
+    await tenant.fill(TENANT)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_role("link", name=task_id)).to_be_visible()
+    assert "tenant=console" in page.url
+    await page.get_by_label("State").select_option("failed")
+    await expect(page.get_by_role("link", name=task_id)).to_have_count(0)
+    await page.get_by_label("State").select_option("")
+    await page.get_by_role("link", name=task_id).click()
+    await expect(page).to_have_url(f"{web_mesh.base_url}/console/tasks/{task_id}")
+
+
+_CONTROLS = "a[href], button:not([disabled]), input, select, [tabindex='0']"
+
+
+# How a control is named in a failure: tag#id[href] and the start of its text.
+_NAME = "e => `${e.tagName.toLowerCase()}#${e.id}[${e.getAttribute('href') ?? ''}] ${e.textContent.slice(0, 30)}`"
+
+
+async def _tab_walk(page: Page) -> None:
+    """Tab from the top reaches every visible control, each with a visible focus outline and a target >= 24x24."""
+    wanted = await page.locator(_CONTROLS).evaluate_all(f"els => els.filter(e => e.checkVisibility()).map({_NAME})")
+    await page.locator("body").focus()
+    reached: list[str] = []
+    for _ in range(len(wanted)):  # one Tab per control: a control reached late means one missed
+        await page.keyboard.press("Tab")
+        focused: dict[str, Any] = await page.evaluate(
+            f"""() => {{ const e = document.activeElement, s = getComputedStyle(e), r = e.getBoundingClientRect();
+                return {{name: ({_NAME})(e), outline: s.outlineStyle, width: parseFloat(s.outlineWidth),
+                        w: r.width, h: r.height}}; }}"""
+        )
+        where = "\n".join(map(str, [page.url, focused, "reached:", *reached, "wanted:", *wanted]))
+        assert focused["outline"] != "none" and focused["width"] >= 2, where
+        assert focused["w"] >= 24 and focused["h"] >= 24, focused
+        reached.append(focused["name"])
+    assert reached == wanted  # every control, in document order
+
+
+async def test_keyboard_alone_reaches_every_control_with_visible_focus(page: Page, web_mesh: WebMesh) -> None:
+    """On the sign-in, overview, tasks and task views, Tab reaches every control and shows where focus is."""
+    task_id = await _submit_stream(web_mesh, ["k"], 0)
+    await page.goto(f"{web_mesh.base_url}/console/")
+    await _tab_walk(page)
+    await _sign_in(page, web_mesh)
+    for path in ("/console/", "/console/tasks", f"/console/tasks?tenant={TENANT}", f"/console/tasks/{task_id}"):
+        await page.goto(f"{web_mesh.base_url}{path}")
+        await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        await _tab_walk(page)
+
+
+async def test_the_theme_is_remembered_and_reduced_motion_stops_the_fade(browser: Browser, web_mesh: WebMesh) -> None:
+    """A chosen theme survives a reload (localStorage); streamed output fades in unless reduced motion is asked for."""
+    context = await browser.new_context(reduced_motion="no-preference", color_scheme="light")
+    try:
+        page = await context.new_page()
+        task_id = await _submit_stream(web_mesh, ["fade"], 0)
+        await _sign_in(page, web_mesh, f"/console/tasks/{task_id}")
+        chunk = page.locator(".chunk").first
+        await expect(chunk).to_be_visible(timeout=10_000)
+        assert await chunk.evaluate("e => getComputedStyle(e).animationName") == "tm-fade-in"
+        await page.emulate_media(reduced_motion="reduce")
+        assert await chunk.evaluate("e => getComputedStyle(e).animationName") == "none"
+
+        background = "() => getComputedStyle(document.documentElement).backgroundColor"
+        assert await page.evaluate(background) == "rgb(255, 255, 255)"  # light follows the system
+        await page.get_by_label("Theme").select_option("high-contrast")
+        await page.reload()
+        await expect(page.get_by_label("Theme")).to_have_value("high-contrast")
+        assert await page.evaluate("document.documentElement.dataset.theme") == "high-contrast"
+        assert await page.evaluate(background) == "rgb(0, 0, 0)"
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+async def axe_page(browser: Browser) -> AsyncIterator[Page]:
+    # bypass_csp: the console's CSP (script-src 'self') would refuse the injected axe script.
+    context = await browser.new_context(reduced_motion="reduce", bypass_csp=True)
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+async def _axe(page: Page) -> list[dict[str, Any]]:
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    options = {"runOnly": {"type": "tag", "values": WCAG_TAGS}, "resultTypes": ["violations"]}
+    result = await page.evaluate("options => axe.run(document, options)", options)
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in result["violations"]
+    ]
+
+
+async def test_axe_finds_no_wcag_violations_on_any_view_in_any_theme(axe_page: Page, web_mesh: WebMesh) -> None:
+    """axe-core (vendored, offline), WCAG 2.0/2.1/2.2 A and AA, reduced motion: 0 violations on each view and theme."""
+    page = axe_page
+    task_id = await _submit_stream(web_mesh, ["x", "y"], 0)
+    findings: dict[str, Any] = {}
+
+    async def check(name: str) -> None:
+        if violations := await _axe(page):
+            findings[name] = violations
+
+    await page.goto(f"{web_mesh.base_url}/console/")
+    await page.get_by_label("API key or JWT").fill("tmk_nobody_0000")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#credential-error")).not_to_be_empty()  # the form with its error showing
+    for theme in THEMES:
+        await page.get_by_label("Theme").select_option(theme)
+        await check(f"sign-in/{theme}")
+    await page.get_by_label("API key or JWT").fill(web_mesh.admin_key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    views = {
+        "overview": ("/console/", page.locator("#overview-updated[data-updated]")),
+        "tasks": (f"/console/tasks?tenant={TENANT}", page.get_by_role("link", name=task_id)),
+        "task": (f"/console/tasks/{task_id}", page.get_by_text("Finished — succeeded")),
+    }
+    for theme in THEMES:
+        await page.evaluate("theme => localStorage.setItem('tidemesh.theme', theme)", theme)
+        for view, (path, ready) in views.items():
+            await page.goto(f"{web_mesh.base_url}{path}")
+            await expect(ready).to_be_visible(timeout=10_000)
+            await check(f"{view}/{theme}")
+    assert not findings, json.dumps(findings, indent=1)

@@ -1,0 +1,73 @@
+"""The gateway serves the built web console: index.html for every view's URL (deep links),
+hashed assets with their content type and a year's caching, revalidation by ETag, a same-origin
+Content-Security-Policy, and a clear 404 when the console was never built."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.gateway._console import CONSOLE_DIST, add_console
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = web.Application()
+    add_console(app)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/tasks", "/console/tasks/01JABC", "/console/dlq/01JABC"])
+async def test_every_view_url_answers_the_page(client: TestClient[web.Request, web.Application], path: str) -> None:
+    """Deep links get the same index.html, revalidated on each load, under a same-origin CSP."""
+    response = await client.get(path)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert await response.read() == (CONSOLE_DIST / "index.html").read_bytes()
+
+
+async def test_assets_are_typed_and_cached_for_a_year(client: TestClient[web.Request, web.Application]) -> None:
+    """Every asset index.html names exists, with its MIME type and an immutable year of caching."""
+    index = (CONSOLE_DIST / "index.html").read_text(encoding="utf-8")
+    names = re.findall(r'"/console/assets/([^"]+)"', index)
+    assert {Path(name).suffix for name in names} == {".js", ".css"}, names
+    for name in names:
+        response = await client.get(f"/console/assets/{name}")
+        assert response.status == 200, name
+        expected = "text/javascript" if name.endswith(".js") else "text/css"
+        assert response.headers["Content-Type"] == f"{expected}; charset=utf-8"
+        assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert await response.read() == (CONSOLE_DIST / "assets" / name).read_bytes()
+
+
+async def test_an_etag_revalidates_to_304(client: TestClient[web.Request, web.Application]) -> None:
+    """The page's ETag answered back gets 304 without a body."""
+    first = await client.get("/console/tasks/x")
+    again = await client.get("/console/", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304 and await again.read() == b""
+
+
+async def test_unknown_assets_and_the_bare_prefix(client: TestClient[web.Request, web.Application]) -> None:
+    """An unknown asset is 404 (never the page, which a script tag would run as JS); /console redirects."""
+    missing = await client.get("/console/assets/nope.js")
+    assert missing.status == 404
+    bare = await client.get("/console", allow_redirects=False)
+    assert bare.status == 301 and bare.headers["Location"] == "/console/"
+
+
+async def test_a_missing_build_says_how_to_make_it(tmp_path: Path) -> None:
+    """Without dist/console the page is a 404 naming `make web`, and the gateway still starts."""
+    app = web.Application()
+    add_console(app, tmp_path / "absent")
+    async with TestClient(TestServer(app)) as test_client:
+        response = await test_client.get("/console/")
+        assert response.status == 404 and "make web" in (await response.json())["message"]
