@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from bench import (
+    _dash,
     _datapath,
     _durability,
     _edge,
@@ -43,6 +44,7 @@ def main() -> None:
         "models",
         "edge",
         "userwork",
+        "dash",
     ]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
@@ -104,6 +106,8 @@ def main() -> None:
         )
     if args.suite in ("all", "userwork"):
         _write("userwork", "User work: the worker protocol vs a built-in kind", asyncio.run(_userwork.run()))
+    if args.suite in ("all", "dash"):
+        _write("dash", "The dashboard's own cost while it follows a busy mesh", asyncio.run(_dash.run()))
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 
