@@ -52,9 +52,10 @@ async def small_mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         # of the 5 000 before the first finish: room for the whole flood.
         scheduler_args=("--lane-max-depth", "interactive=20000"),
     )
-    async with Supervisor(plan, health_timeout_s=60) as supervisor:
+    # The fixture's end stops the mesh, and with it whatever is left of the flood: a short grace, as
+    # draining ten-second steps proves nothing here (test_shutdown.py covers graceful stops).
+    async with Supervisor(plan, health_timeout_s=60, grace_s=2.0) as supervisor:
         yield Mesh(plan, supervisor)
-    # The fixture's end stops the mesh, and with it whatever is left of the flood.
 
 
 async def _worker_in_flight(session: aiohttp.ClientSession, mesh: Mesh) -> int:
