@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from pathlib import Path
 
 import pytest
 
@@ -26,9 +25,10 @@ async def _span(client: Client, task_id: str) -> tuple[float, float, int]:
     return start, _seconds(events[-1].timestamp), events[-1].state
 
 
-@pytest.fixture
-async def endpoint(tmp_path: Path):  # type: ignore[no-untyped-def]
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, worker_concurrency=8)
+@pytest.fixture(scope="module")
+async def endpoint(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One mesh for the module: each test orders its own keys (A and B; K and other)."""
+    plan = build_plan(tmp_path_factory.mktemp("ordering"), public_port=0, workers=1, worker_concurrency=8)
     async with Supervisor(plan):
         yield f"127.0.0.1:{plan.public_port}"
 
