@@ -57,9 +57,10 @@ async def test_aging_bounds_batch_wait_under_continuous_interactive_load(tmp_pat
     )
     async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="aging") as client:
         load_until = time.monotonic() + 6.0
+        measured = asyncio.Event()  # the batch's waits are in: the load has done its part
 
         async def interactive_load() -> None:
-            while time.monotonic() < load_until:
+            while time.monotonic() < load_until and not measured.is_set():
                 submitted = await client.submit(
                     "stream", {"text": "busy", "chunks": 1, "chunk_delay_ms": 300}, priority="interactive"
                 )
@@ -70,6 +71,7 @@ async def test_aging_bounds_batch_wait_under_continuous_interactive_load(tmp_pat
         batch = await client.submit_many([client.spec("echo", {"text": str(i)}, priority="batch") for i in range(5)])
         batch_times = [await _timeline(client, r.task_id) for r in batch]
         load_still_running = time.monotonic() < load_until
+        measured.set()
         await asyncio.gather(*load)
     waits = [running - queued for queued, running, _ in batch_times]
     assert load_still_running, "batch tasks only ran once the interactive load stopped"
