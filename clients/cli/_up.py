@@ -151,6 +151,7 @@ async def up(args: argparse.Namespace) -> int:
             print(f"  {spec.name:<12} pid {pid:<8} {spec.address:<28} health {spec.health.url}")
         print(f"  public endpoint (gRPC, gRPC-Web, HTTP, WebSocket): {endpoint}")
         print(f"  web console: {'https' if plan.secure else 'http'}://{endpoint}/console/")
+        print(f"  terminal dashboard: tidemesh dash --endpoint {endpoint} --state-dir {plan.state_dir}")
         print(f"  mesh RSS: {_mesh_rss_mb(supervisor.pids()):.0f} MB", flush=True)
         if plan.secure:
             print(f"  TLS: on — every hop; clients trust {plan.ca_path} (`tidemesh ca`)")
