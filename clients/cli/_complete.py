@@ -16,6 +16,8 @@ from typing import Any
 
 from argcomplete.shell_integration import shellcode
 
+from clients.cli._connect import client_for
+
 SHELLS = ("bash", "zsh", "fish")
 LIVE_TIMEOUT_S = 2.0
 _RECENT_TASKS = 20
@@ -30,10 +32,9 @@ def shell_hook(shell: str) -> str:
 
 def _live(parsed: argparse.Namespace, fetch: Callable[[Any], Awaitable[Iterable[str]]]) -> list[str]:
     """`fetch(client)` against the mesh `parsed` names, or [] when it does not answer in time."""
-    from clients.cli._main import _client
 
     async def run() -> list[str]:
-        async with asyncio.timeout(LIVE_TIMEOUT_S), _client(parsed) as client:
+        async with asyncio.timeout(LIVE_TIMEOUT_S), client_for(parsed) as client:
             return list(await fetch(client))
 
     with contextlib.suppress(Exception):

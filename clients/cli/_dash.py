@@ -8,11 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from clients.cli._exit import EXIT_OK
 from clients.cli._style import resolve_theme, wants_colour
 from clients.sdk import Client
 from tui import PANE_NAMES, clamp_fps, reduced_motion, run_dashboard
-
-EXIT_OK = 0
 
 
 def _accessible_default() -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.json_format import MessageToDict
 
+from clients.cli._exit import EXIT_OK
 from clients.cli._output import Output
 from clients.sdk import Client
 from mesh.errors import InvalidArgument
@@ -25,8 +26,6 @@ from mesh.priority import CLASS_NAMES
 from mesh.v1 import inference_pb2
 
 __all__ = ["add_model_commands", "infer_command", "model_command"]
-
-EXIT_OK = 0
 
 
 def add_model_commands(

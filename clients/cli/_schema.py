@@ -18,6 +18,7 @@ import grpc.aio
 from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from google.protobuf.json_format import MessageToDict
 
+from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
 from clients.sdk._client import mesh_channel
 from mesh.errors import Conflict, InvalidArgument
@@ -27,7 +28,6 @@ from mesh.v1 import schema_pb2, schema_pb2_grpc
 
 __all__ = ["add_schema_commands", "schema_command"]
 
-EXIT_OK, EXIT_FAILED = 0, 1
 TIMEOUT_S = 30.0
 
 

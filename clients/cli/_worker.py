@@ -15,13 +15,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from clients.cli._exit import EXIT_OK
 from clients.cli._output import Output
 from clients.sdk import Client, Worker
 from mesh.errors import InvalidArgument
 from mesh.rpc import raise_from_rpc_error
 from mesh.v1 import kind_pb2
-
-EXIT_OK, EXIT_INVALID = 0, 2
 
 
 def add_worker_commands(sub: Any, client_args: Callable[..., None]) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clients.cli._main import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, _failure
+from clients.cli._exit import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
+from clients.cli._main import _failure
 from clients.cli._output import Declined
 from mesh.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 

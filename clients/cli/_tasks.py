@@ -1,0 +1,142 @@
+"""Task commands: submit and watch (events as they come, progress beside them), get, list, cancel."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+
+from clients.cli._connect import client_for
+from clients.cli._exit import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
+from clients.cli._output import Output, Progress
+from clients.cli._render import event_line
+from clients.sdk import Client
+from mesh.errors import InvalidArgument
+from mesh.v1 import task_pb2
+
+BULK_LIMIT = 10_000  # the most records one bulk command lists before it acts
+
+_WAITING = (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RETRYING)
+
+
+async def stream_events(client: Client, task_id: str, after: int, out: Output) -> int:
+    """A task's events as they come; on stderr meanwhile, a spinner while it waits in its queue
+    and a bar of a fan-out's children (on a terminal; "still working" lines otherwise)."""
+    final = None
+    async with contextlib.AsyncExitStack() as shown:
+        bar: Progress | None = None
+        async for event in client.watch(task_id, after):
+            waiting = event.state in _WAITING and not event.final
+            if bar is not None and bar.total is None and not waiting:  # out of the queue
+                await shown.aclose()
+                bar = None
+            if out.table:  # a user kind's output rendered through the registry's descriptors
+                rendered = await client.to_dict(event) if event.output.HasField("custom") else None
+                out.record(None, event_line(event, rendered, out.stamp))
+            else:  # every Any (a user kind's input in the spec too) needs the registry's descriptors
+                out.record(await client.to_dict(event), "")
+            final = event
+            if event.final:
+                break
+            if event.child_task_ids and (bar is None or bar.total is None):
+                await shown.aclose()
+                children = len(event.child_task_ids)
+                label = f"{children} child tasks of {task_id}"
+                bar = await shown.enter_async_context(out.progress(label, total=children, announce=False))
+            elif bar is not None and bar.total is not None and event.HasField("output"):
+                bar.advance("a child finished")
+            elif waiting and bar is None:
+                bar = await shown.enter_async_context(
+                    out.progress(f"task {task_id} waiting in its queue", announce=False)
+                )
+    if final is None or final.state == task_pb2.TASK_STATE_SUCCEEDED:
+        return EXIT_OK
+    return EXIT_CANCELLED if final.state == task_pb2.TASK_STATE_CANCELLED else EXIT_FAILED
+
+
+async def submit_command(args: argparse.Namespace, out: Output) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument("--payload", f"not JSON: {exc.msg}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidArgument("--payload", "must be a JSON object")
+    if args.text is not None:
+        payload["text"] = args.text
+    async with client_for(args, args.tenant) as client:
+        submitted = await client.submit(
+            args.kind, payload, priority=args.priority, idempotency_key=args.idempotency_key
+        )
+        out.note(f"task {submitted.task_id}" + (" (deduplicated)" if submitted.deduplicated else ""))
+        if args.no_wait:
+            out.data(
+                {"task_id": submitted.task_id, "deduplicated": submitted.deduplicated},
+                table=lambda: out.line(submitted.task_id),
+            )
+            return EXIT_OK
+        return await stream_events(client, submitted.task_id, 0, out)
+
+
+async def list_command(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    tasks, token = await client.list_tasks(args.tenant, args.limit, args.page_token)
+
+    def table() -> None:
+        for task in tasks:
+            state = task_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
+            out.line(f"{task.spec.task_id}  {task.spec.kind:<10} {state:<14} {task.updated.ToJsonString()}")
+        if token:
+            out.note(f"more: --page-token {token}")
+
+    if out.format == "jsonl":  # one task per line; the next page's token on stderr
+        out.data([MessageToDict(t) for t in tasks])
+        if token:
+            out.note(f"more: --page-token {token}")
+        return EXIT_OK
+    out.data({"tasks": [MessageToDict(t) for t in tasks], "next_page_token": token}, table=table)
+    return EXIT_OK
+
+
+_UNFINISHED = (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_RETRYING)
+
+
+async def cancel_command(client: Client, args: argparse.Namespace, out: Output) -> int:
+    """Cancel the tasks named, or every unfinished one of --tenant; more than one asks first."""
+    ids = list(args.task_ids)
+    if args.tenant:
+        token = ""
+        while len(ids) < BULK_LIMIT:
+            tasks, token = await client.list_tasks(args.tenant, 500, token)
+            ids += [t.spec.task_id for t in tasks if t.state in _UNFINISHED]
+            if not token:
+                break
+        if not ids:
+            out.note(f"tenant {args.tenant} has no unfinished task")
+    elif not ids:
+        raise InvalidArgument("task_id", "cancel needs a task id (or several, or --tenant)")
+    if len(ids) > 1 or args.tenant:
+        out.confirm(f"cancel {len(ids)} tasks", ids)
+    states: dict[str, str] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        progress = await stack.enter_async_context(out.progress("cancelling", total=len(ids))) if len(ids) > 1 else None
+        for task_id in ids:
+            states[task_id] = task_pb2.TaskState.Name(await client.cancel(task_id, reason=args.reason))
+            if progress is not None:
+                progress.advance(task_id)
+    if len(ids) == 1 and not args.tenant:
+        out.data({"task_id": ids[0], "state": states[ids[0]]}, table=lambda: out.line(states[ids[0]]))
+    else:
+        out.data(
+            [{"task_id": task_id, "state": state} for task_id, state in states.items()],
+            table=lambda: out.lines(f"{task_id}  {state}" for task_id, state in states.items()),
+        )
+    return EXIT_OK
+
+
+async def get_command(client: Client, args: argparse.Namespace, out: Output) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    info = await client.get(args.task_id)
+    out.data(MessageToDict(info), table=None)  # a task's record reads best as YAML
+    return EXIT_OK
