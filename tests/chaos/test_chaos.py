@@ -1,6 +1,8 @@
 """Chaos suite: under a steady load of tasks with external effects, kill -9 each component in turn
 (and pause a worker past its deadline); every acknowledged task completes and every effect is
-applied exactly once. `make soak` runs it longer (TIDEMESH_SOAK_S)."""
+applied exactly once. Each fault gets TIDEMESH_SOAK_S seconds of load (default 2.5: one second of
+steady state, the fault, and the load kept up at least 1.5 s past it, or until the faulted part has
+recovered if that takes longer); `make soak` runs it longer."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from tests.chaos._harness import Row, fired, kill, pause, run_fault, running_led
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-LOAD_S = float(os.environ.get("TIDEMESH_SOAK_S", "4"))
+LOAD_S = float(os.environ.get("TIDEMESH_SOAK_S", "2.5"))
 
 
 async def test_single_node_mesh_survives_every_fault(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
