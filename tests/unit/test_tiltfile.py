@@ -285,10 +285,21 @@ def test_resources_match_the_plan(state_dir: Path) -> None:
 def test_readiness_command_runs_and_fails_while_nothing_is_up(state_dir: Path) -> None:
     """Each readiness argv is a valid `tidemesh probe` call: it exits 1 (not a usage error) when nothing runs."""
     shim = _evaluate()
-    for resource in shim.resources:
-        command = resource["readiness_probe"]["exec"]["command"]
-        done = subprocess.run(command, cwd="/", capture_output=True, text=True, timeout=30, check=False)
-        assert done.returncode == 1, (resource["name"], done.returncode, done.stderr)
+    probes: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for resource in shim.resources:  # all at once: each is a start of the CLI
+            command = resource["readiness_probe"]["exec"]["command"]
+            probes[resource["name"]] = subprocess.Popen(
+                command, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        for name, probe in probes.items():
+            _, stderr = probe.communicate(timeout=30)
+            assert probe.returncode == 1, (name, probe.returncode, stderr)
+    finally:
+        for probe in probes.values():
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
 
 
 @pytest.mark.parametrize(
