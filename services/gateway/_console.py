@@ -6,6 +6,8 @@ GET /console/{view...}       index.html for every view's URL (/console/tasks/<id
                              the page routes in the browser; ``no-cache`` with an ETag
 GET /console/assets/{name}   a bundled file; its name carries its content hash, so it is cached for
                              a year (``immutable``); an unknown name is 404
+GET /console/runbooks/{name} a runbook (docs/runbooks/<name>.md, as plain text), which a dead
+                             letter's diagnosis links to; ``no-cache``
 
 The files are read once, at start. Every answer carries a Content-Security-Policy that allows only
 this origin (the console calls the mesh's gRPC-Web on the same port), and no credential is needed:
@@ -15,12 +17,13 @@ the page holds no data until it signs in.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
 
 CONSOLE_DIST = Path(__file__).resolve().parents[2] / "clients" / "web" / "dist" / "console"
+RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -67,11 +70,18 @@ def _not_built(dist: Path) -> web.Response:
     return web.json_response(body, status=404)
 
 
-def add_console(app: web.Application, dist: Path = CONSOLE_DIST) -> None:
-    """Route /console/… on `app` to the built console in `dist` (404 naming `make web` if it is missing)."""
+def add_console(app: web.Application, dist: Path = CONSOLE_DIST, runbooks: Path = RUNBOOKS) -> None:
+    """Route /console/… on `app` to the built console in `dist` (404 naming `make web` if it is missing)
+    and the runbooks in `runbooks`."""
     index_path = dist / "index.html"
     index = _File.read(index_path) if index_path.is_file() else None
     assets = {path.name: _File.read(path) for path in sorted((dist / "assets").glob("*")) if path.is_file()}
+    # Markdown as plain text: readable in the browser as written, and nothing in it runs.
+    books = {
+        path.name: replace(_File.read(path), content_type="text/plain; charset=utf-8")
+        for path in sorted(runbooks.glob("*.md"))
+        if path.is_file()
+    }
 
     async def page(request: web.Request) -> web.Response:
         return _answer(request, index, _INDEX_CACHE) if index else _not_built(dist)
@@ -82,9 +92,16 @@ def add_console(app: web.Application, dist: Path = CONSOLE_DIST) -> None:
             raise web.HTTPNotFound()  # the JSON error shape, from the gateway's middleware
         return _answer(request, found, _ASSET_CACHE)
 
+    async def runbook(request: web.Request) -> web.Response:
+        found = books.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        return _answer(request, found, _INDEX_CACHE)
+
     async def to_slash(request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("/console/")
 
     app.router.add_get("/console", to_slash)
     app.router.add_get("/console/assets/{name}", asset)
+    app.router.add_get("/console/runbooks/{name}", runbook)
     app.router.add_get("/console/{view:.*}", page)

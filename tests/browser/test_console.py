@@ -17,6 +17,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import WebMesh
+from tests.conftest import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -26,22 +27,39 @@ THEMES = ["light", "dark", "high-contrast"]
 TENANT = "console"
 
 
-async def _submit_stream(web_mesh: WebMesh, words: list[str], delay_ms: int) -> str:
-    """A `stream` task (one partial output per word) submitted over REST; its task id."""
-    body = {
-        "kind": "stream",
-        "tenant": TENANT,
-        "priority": "interactive",
-        "payload": {"text": " ".join(words), "chunks": len(words), "chunk_delay_ms": delay_ms},
-    }
+async def _rest(web_mesh: WebMesh, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+    """One REST call to the mesh's public port with the admin key: (status, body text)."""
     tls = ssl.create_default_context(cafile=web_mesh.ca_path)
     headers = {"authorization": f"ApiKey {web_mesh.admin_key}"}
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session,
-        session.post(f"{web_mesh.base_url}/v1/tasks", json=body, headers=headers) as response,
+        session.request(method, f"{web_mesh.base_url}{path}", json=body, headers=headers) as response,
     ):
-        assert response.status == 201, await response.text()
-        return str((await response.json())["task_id"])
+        return response.status, await response.text()
+
+
+async def _submit(web_mesh: WebMesh, kind: str, payload: dict[str, Any], tenant: str = TENANT) -> str:
+    body = {"kind": kind, "tenant": tenant, "priority": "interactive", "payload": payload}
+    status, text = await _rest(web_mesh, "POST", "/v1/tasks", body)
+    assert status == 201, text
+    return str(json.loads(text)["task_id"])
+
+
+async def _submit_stream(web_mesh: WebMesh, words: list[str], delay_ms: int) -> str:
+    """A `stream` task (one partial output per word) submitted over REST; its task id."""
+    payload = {"text": " ".join(words), "chunks": len(words), "chunk_delay_ms": delay_ms}
+    return await _submit(web_mesh, "stream", payload)
+
+
+async def _dead_letter(web_mesh: WebMesh, tenant: str) -> str:
+    """An embed task naming a model nobody has: dead-lettered (poison input) on its first attempt; its id."""
+    task_id = await _submit(web_mesh, "embed", {"text": "hello", "model": "no-such-model"}, tenant)
+
+    async def dead() -> bool:
+        return "dead_lettered" in (await _rest(web_mesh, "GET", f"/v1/tasks/{task_id}"))[1].lower()
+
+    await eventually(dead, what=f"{task_id} dead-lettered")
+    return task_id
 
 
 async def _sign_in(page: Page, web_mesh: WebMesh, path: str = "/console/") -> None:
@@ -159,7 +177,7 @@ async def test_the_tasks_view_lists_filters_and_ties_errors_to_fields(page: Page
     await expect(page).to_have_url(f"{web_mesh.base_url}/console/tasks/{task_id}")
 
 
-_CONTROLS = "a[href], button:not([disabled]), input, select, [tabindex='0']"
+_CONTROLS = "a[href], button:not([disabled]), input, select, textarea, [tabindex='0']"
 
 
 # How a control is named in a failure: tag#id[href] and the start of its text.
@@ -274,3 +292,83 @@ async def test_axe_finds_no_wcag_violations_on_any_view_in_any_theme(axe_page: P
             await expect(ready).to_be_visible(timeout=10_000)
             await check(f"{view}/{theme}")
     assert not findings, json.dumps(findings, indent=1)
+
+
+# ---- slice 2: dead letters, task actions, the generated submit form ----
+
+DIALOG = "dialog[open]"
+
+
+async def test_a_dead_letter_is_diagnosed_and_replayed_through_its_confirmation(page: Page, web_mesh: WebMesh) -> None:
+    """The list and the diagnosis show the record (runbook linked, commands copyable); Replay asks first —
+    Cancel does nothing — and once confirmed links to `<id>-r`."""
+    tenant = "console-dlq"
+    task_id = await _dead_letter(web_mesh, tenant)
+    await _sign_in(page, web_mesh, f"/console/dlq?tenant={tenant}")
+    row = page.get_by_role("row", name=task_id)
+    await expect(row).to_contain_text("poison-input")
+    await expect(row).to_contain_text("no-such-model")
+    await row.get_by_role("link", name=task_id).click()
+    await expect(page).to_have_url(f"{web_mesh.base_url}/console/dlq/{task_id}")
+    diagnosis = page.locator("#dlq-diagnosis")
+    for text in ("embed", "poison-input", "no-such-model", "Attempts", "Fingerprint", "Trace id"):
+        await expect(diagnosis).to_contain_text(text)
+    runbook = page.get_by_role("link", name="docs/runbooks/poison-input.md")
+    assert await runbook.get_attribute("href") == "/console/runbooks/poison-input.md"
+    assert (await _rest(web_mesh, "GET", "/console/runbooks/poison-input.md"))[0] == 200
+    commands = await page.locator("#dlq-commands code").all_inner_texts()
+    assert f"tidemesh dlq show {task_id}" in commands and f"tidemesh dash --dlq {task_id}" in commands
+    await expect(page.get_by_role("button", name="Copy")).to_have_count(len(commands))
+
+    replay = page.get_by_role("button", name="Replay…")
+    await replay.click()
+    dialog = page.get_by_role("dialog", name=f"Replay task {task_id}?")
+    await expect(dialog).to_contain_text(f"{task_id}-r")
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(page.locator(DIALOG)).to_have_count(0)
+    await expect(replay).to_be_focused()
+    await expect(page.locator("#replayed-task")).to_have_count(0)
+    status, _ = await _rest(web_mesh, "GET", f"/v1/tasks/{task_id}-r")
+    assert status == 404  # Cancel replayed nothing
+
+    await replay.click()
+    await dialog.get_by_role("button", name=f"Replay {task_id}").click()
+    link = page.locator("#replayed-task")
+    await expect(link).to_have_text(f"{task_id}-r")
+    await expect(diagnosis.get_by_role("link", name=f"{task_id}-r")).to_be_visible()  # "replayed as"
+    await link.click()
+    await expect(page).to_have_url(f"{web_mesh.base_url}/console/tasks/{task_id}-r")
+
+
+async def test_purge_shows_its_scope_and_deletes_only_when_confirmed(page: Page, web_mesh: WebMesh) -> None:
+    """A tenant-wide purge names the count and the ids before it runs; Escape cancels it; one record's
+    purge names that record; confirmed, the records are gone."""
+    tenant = "console-purge"
+    first, second = [await _dead_letter(web_mesh, tenant) for _ in range(2)]
+    await _sign_in(page, web_mesh, f"/console/dlq?tenant={tenant}")
+    await expect(page.get_by_role("link", name=second)).to_be_visible()
+    purge = page.get_by_role("button", name=f"Purge tenant {tenant}…")
+    await purge.click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog.locator("#purge-scope")).to_contain_text(f"2 dead-letter records of tenant {tenant}")
+    assert sorted(await dialog.locator("#purge-ids code").all_inner_texts()) == sorted([first, second])
+    await page.keyboard.press("Escape")
+    await expect(page.locator(DIALOG)).to_have_count(0)
+    await expect(purge).to_be_focused()
+    await expect(page.get_by_role("link", name=first)).to_be_visible()  # nothing purged
+
+    await page.get_by_role("link", name=first).click()
+    await page.get_by_role("button", name="Purge…").click()
+    await expect(page.get_by_role("dialog").locator("#purge-scope")).to_contain_text(f"1 dead-letter record: {first}")
+    await page.get_by_role("button", name=f"Purge {first}").click()
+    await expect(page.locator("#dlq-outcome")).to_contain_text("Purged 1 record")
+    await page.get_by_role("link", name="All dead letters").click()
+    await page.get_by_label("Tenant").fill(tenant)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_role("link", name=second)).to_be_visible()
+    await expect(page.get_by_role("link", name=first)).to_have_count(0)
+    await page.get_by_role("button", name=f"Purge tenant {tenant}…").click()
+    await page.get_by_role("button", name="Purge 1 record").click()
+    await expect(page.locator("#dlq-outcome")).to_contain_text(f"Purged 1 dead-letter records of tenant {tenant}")
+    await expect(page.get_by_role("link", name=second)).to_have_count(0)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.gateway._console import CONSOLE_DIST, add_console
+from services.gateway._console import CONSOLE_DIST, RUNBOOKS, add_console
 
 
 @pytest.fixture
@@ -23,7 +23,10 @@ async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
         yield test_client
 
 
-@pytest.mark.parametrize("path", ["/console/", "/console/tasks", "/console/tasks/01JABC", "/console/dlq/01JABC"])
+@pytest.mark.parametrize(
+    "path",
+    ["/console/", "/console/tasks", "/console/tasks/01JABC", "/console/dlq", "/console/dlq/01JABC", "/console/submit"],
+)
 async def test_every_view_url_answers_the_page(client: TestClient[web.Request, web.Application], path: str) -> None:
     """Deep links get the same index.html, revalidated on each load, under a same-origin CSP."""
     response = await client.get(path)
@@ -71,3 +74,14 @@ async def test_a_missing_build_says_how_to_make_it(tmp_path: Path) -> None:
     async with TestClient(TestServer(app)) as test_client:
         response = await test_client.get("/console/")
         assert response.status == 404 and "make web" in (await response.json())["message"]
+
+
+async def test_a_runbook_is_served_as_plain_text(client: TestClient[web.Request, web.Application]) -> None:
+    """A dead letter's runbook link (/console/runbooks/<name>.md) reads docs/runbooks as text; others are 404."""
+    response = await client.get("/console/runbooks/poison-input.md")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert await response.read() == (RUNBOOKS / "poison-input.md").read_bytes()
+    assert (await client.get("/console/runbooks/no-such.md")).status == 404
+    assert (await client.get("/console/runbooks/..%2F..%2FREADME.md")).status == 404

@@ -4,6 +4,9 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { GatewayService } from "../gen/mesh/v1/gateway_pb.js";
+import { KindService } from "../gen/mesh/v1/kind_pb.js";
+import { SchemaService } from "../gen/mesh/v1/schema_pb.js";
+import { FailureClass } from "../gen/mesh/v1/deadletter_pb.js";
 import { PriorityClass, TaskState } from "../gen/mesh/v1/task_pb.js";
 import { WorkerHealth } from "../gen/mesh/v1/status_pb.js";
 import { authorization, credential } from "./session.js";
@@ -16,11 +19,25 @@ const withCredential: Interceptor = (next) => async (request) => {
   return next(request);
 };
 
-export function gateway(override?: string): Gateway {
+function transport(override?: string): ReturnType<typeof createGrpcWebTransport> {
   const interceptors: Interceptor[] = override
     ? [(next) => async (request) => (request.header.set("authorization", authorization(override)), next(request))]
     : [withCredential];
-  return createClient(GatewayService, createGrpcWebTransport({ baseUrl: location.origin, interceptors }));
+  return createGrpcWebTransport({ baseUrl: location.origin, interceptors });
+}
+
+export function gateway(override?: string): Gateway {
+  return createClient(GatewayService, transport(override));
+}
+
+/** The kind registry (ListKinds), on the signed-in credential. */
+export function kinds(): Client<typeof KindService> {
+  return createClient(KindService, transport());
+}
+
+/** The schema registry (GetSchema: a user kind's input type as a descriptor set). */
+export function schemas(): Client<typeof SchemaService> {
+  return createClient(SchemaService, transport());
 }
 
 export interface Failure {
@@ -110,4 +127,15 @@ export function time(stamp: Timestamp | undefined): HTMLElement | string {
   element.textContent = date.toLocaleTimeString(undefined, { hour12: false }) + `.${String(date.getMilliseconds()).padStart(3, "0")}`;
   element.title = date.toISOString();
   return element;
+}
+
+/** A dead letter's classification as its runbook names it: poison-input, dependency-down, … */
+export function classificationName(classification: FailureClass): string {
+  return classification ? FailureClass[classification].toLowerCase().replaceAll("_", "-") : "unclassified";
+}
+
+/** Where the console serves a record's runbook (`docs/runbooks/<name>.md`). */
+export function runbookHref(runbook: string): string | null {
+  const name = runbook.split("/").pop() ?? "";
+  return /^[a-z0-9-]+\.md$/.test(name) ? `/console/runbooks/${name}` : null;
 }

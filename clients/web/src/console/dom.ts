@@ -36,3 +36,17 @@ export function table(caption: string, headers: string[], rows: Child[][], numer
     : [h("tr", {}, h("td", { colspan: String(headers.length) }, "None"))];
   return h("table", {}, h("caption", {}, caption), h("thead", {}, head), h("tbody", {}, ...body));
 }
+
+/** A labelled form control with an optional hint and an error line, both tied to it by aria-describedby. */
+export function field(id: string, label: string, control: HTMLElement, hint?: string): HTMLElement {
+  const error = h("p", { id: `${id}-error`, class: "field-error" });
+  control.setAttribute("aria-describedby", [hint ? `${id}-hint` : "", `${id}-error`].join(" ").trim());
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    hint ? h("p", { id: `${id}-hint`, class: "hint" }, hint) : null,
+    control,
+    error,
+  );
+}

@@ -5,6 +5,8 @@ import { h } from "./dom.js";
 import { credential, forget } from "./session.js";
 import { setUpThemeSwitch } from "./theme.js";
 import type { Shell, View } from "./view.js";
+import { deadLetter } from "./views/deadletter.js";
+import { dlq } from "./views/dlq.js";
 import { overview } from "./views/overview.js";
 import { signIn } from "./views/signin.js";
 import { task } from "./views/task.js";
@@ -45,7 +47,8 @@ function view(path: string): View {
   if (!section) return overview(main, shell);
   if (section === "tasks" && !id) return tasks(main, shell);
   if (section === "tasks" && id && !extra.length) return task(main, shell, id);
-  if (section === "dlq" && id && !extra.length) return notFound(`Dead letter ${id}: the dead-letter views arrive in a later release of the console.`);
+  if (section === "dlq" && !id) return dlq(main, shell);
+  if (section === "dlq" && id && !extra.length) return deadLetter(main, shell, id);
   return notFound(`No console view at ${path}.`);
 }
 
@@ -58,6 +61,8 @@ function route(moveFocus: boolean, reason: string | null = null): void {
     connectionLine.textContent = "Not signed in";
     current = signIn(main, reason, () => route(true));
   } else {
+    // Views with a stream say more (Connected, Reconnecting…); the rest still show who is in.
+    if (connectionLine.textContent === "Not signed in") connectionLine.textContent = "Signed in";
     current = view(location.pathname);
   }
   document.title = `${current.title} — tidemesh console`;

@@ -2,23 +2,10 @@
 // shown. The form's values live in the URL's query, so a filtered list can be linked to.
 import type { TaskInfo } from "../../gen/mesh/v1/task_pb.js";
 import { className, describe, failure, gateway, refused, STATE_NAMES, stateLabel, stateName, time } from "../api.js";
-import { h, table } from "../dom.js";
+import { field, h, table } from "../dom.js";
 import type { Shell, View } from "../view.js";
 
 const PAGE = 25;
-
-function field(id: string, label: string, control: HTMLElement, hint?: string): HTMLElement {
-  const error = h("p", { id: `${id}-error`, class: "field-error" });
-  control.setAttribute("aria-describedby", [hint ? `${id}-hint` : "", `${id}-error`].join(" ").trim());
-  return h(
-    "div",
-    { class: "field" },
-    h("label", { for: id }, label),
-    hint ? h("p", { id: `${id}-hint`, class: "hint" }, hint) : null,
-    control,
-    error,
-  );
-}
 
 export function tasks(main: HTMLElement, shell: Shell): View {
   const query = new URLSearchParams(location.search);
