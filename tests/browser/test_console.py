@@ -301,7 +301,7 @@ DIALOG = "dialog[open]"
 
 async def test_a_dead_letter_is_diagnosed_and_replayed_through_its_confirmation(page: Page, web_mesh: WebMesh) -> None:
     """The list and the diagnosis show the record (runbook linked, commands copyable); Replay asks first —
-    Cancel does nothing — and once confirmed links to `<id>-r`."""
+    Cancel does nothing — and once confirmed links to `<id>-r`; Retry on the task is the same replay."""
     tenant = "console-dlq"
     task_id = await _dead_letter(web_mesh, tenant)
     await _sign_in(page, web_mesh, f"/console/dlq?tenant={tenant}")
@@ -339,6 +339,11 @@ async def test_a_dead_letter_is_diagnosed_and_replayed_through_its_confirmation(
     await expect(diagnosis.get_by_role("link", name=f"{task_id}-r")).to_be_visible()  # "replayed as"
     await link.click()
     await expect(page).to_have_url(f"{web_mesh.base_url}/console/tasks/{task_id}-r")
+    # The replay fails the same way (the model is still unknown): Retry on its page replays it in turn.
+    await expect(page.locator("#stream-status")).to_contain_text("dead-lettered", timeout=15_000)
+    await page.get_by_role("button", name="Retry (replay)…").click()
+    await page.get_by_role("button", name=f"Replay {task_id}-r").click()
+    await expect(page.locator("#replayed-task")).to_have_text(f"{task_id}-r-r")
 
 
 async def test_purge_shows_its_scope_and_deletes_only_when_confirmed(page: Page, web_mesh: WebMesh) -> None:
@@ -372,3 +377,17 @@ async def test_purge_shows_its_scope_and_deletes_only_when_confirmed(page: Page,
     await page.get_by_role("button", name="Purge 1 record").click()
     await expect(page.locator("#dlq-outcome")).to_contain_text(f"Purged 1 dead-letter records of tenant {tenant}")
     await expect(page.get_by_role("link", name=second)).to_have_count(0)
+
+
+async def test_a_running_task_is_cancelled_through_its_confirmation(page: Page, web_mesh: WebMesh) -> None:
+    """Cancel on a streaming task asks first (Cancel focused), then CancelTask ends it cancelled."""
+    task_id = await _submit_stream(web_mesh, [f"c{i}" for i in range(30)], 300)
+    await _sign_in(page, web_mesh, f"/console/tasks/{task_id}")
+    await expect(page.get_by_role("log").locator(".chunk").first).to_be_visible(timeout=10_000)
+    await page.get_by_role("button", name="Cancel task…").click()
+    dialog = page.get_by_role("dialog", name=f"Cancel task {task_id}?")
+    await expect(dialog.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
+    await dialog.get_by_role("button", name=f"Cancel {task_id}").click()
+    await expect(page.locator("#stream-status")).to_contain_text("Finished — cancelled", timeout=10_000)
+    await expect(page.get_by_role("button", name="Cancel task…")).to_be_hidden()
+    assert await page.get_by_role("log").locator(".chunk").count() < 30

@@ -2,10 +2,12 @@
 // (WatchTask). A dropped stream is reopened with after_sequence = the last stored event seen, so
 // nothing is missed or shown twice; the pause control closes the stream and resumes it the same way.
 import { Code } from "@connectrpc/connect";
-import type { TaskEvent, TaskInfo, TaskOutput } from "../../gen/mesh/v1/task_pb.js";
+import { TaskState, type TaskEvent, type TaskInfo, type TaskOutput } from "../../gen/mesh/v1/task_pb.js";
 import { className, describe, failure, gateway, refused, stateLabel, stateName, terminal, time, transient } from "../api.js";
+import { confirm } from "../dialog.js";
 import { h } from "../dom.js";
 import { backoff, pause, type Shell, type View } from "../view.js";
+import { replay } from "./deadletter.js";
 
 function outputText(output: TaskOutput | undefined): string | null {
   const body = output?.body;
@@ -46,10 +48,43 @@ export function task(main: HTMLElement, shell: Shell, taskId: string): View {
   );
   const timeline = h("ol", { class: "timeline", id: "task-timeline" });
   const stateCell = h("dd", { id: "task-state" }, "—");
+  const cancelButton = h("button", { type: "button", id: "cancel-task", class: "danger", hidden: true }, "Cancel task…");
+  const retryButton = h("button", { type: "button", id: "retry-task", hidden: true }, "Retry (replay)…");
+  const outcome = h("div", { id: "task-outcome" });
+  let kind = "";
+
+  /** Cancel while the task can still stop; Retry once it is dead-lettered. */
+  function actionsFor(state: TaskState): void {
+    cancelButton.hidden = state === TaskState.UNSPECIFIED || terminal(state);
+    retryButton.hidden = state !== TaskState.DEAD_LETTERED;
+  }
+
+  cancelButton.addEventListener("click", async () => {
+    const confirmed = await confirm(cancelButton, {
+      title: `Cancel task ${taskId}?`,
+      body: [
+        h("p", {}, `This cancels the ${kind} task `, h("code", {}, taskId), " (now ", stateLabel(previousState), "): its worker stops it at the next check and it ends cancelled. Partial outputs already sent stay."),
+      ],
+      action: `Cancel ${taskId}`,
+    });
+    if (!confirmed) return;
+    try {
+      const reply = await gateway().cancelTask({ taskId, reason: "cancelled from the web console" });
+      outcome.replaceChildren(h("p", { role: "status" }, "Cancel requested; the task is ", stateLabel(reply.state), "."));
+    } catch (caught) {
+      const f = failure(caught);
+      if (refused(f)) return shell.refused(f);
+      outcome.replaceChildren(h("p", { class: "alert", role: "alert" }, `Cancel failed — ${describe(f)}`));
+    }
+  });
+
+  retryButton.addEventListener("click", () => void replay(retryButton, shell, taskId, kind, outcome));
 
   function fillSummary(info: TaskInfo): void {
     const entry = (term: string, detail: Node | string): Node[] => [h("dt", {}, term), h("dd", {}, detail)];
     stateCell.replaceChildren(stateLabel(info.state));
+    kind = info.spec?.kind ?? "";
+    if (previousState === -1) actionsFor(info.state);
     summary.replaceChildren(
       ...entry("Kind", info.spec?.kind ?? ""),
       ...entry("Tenant", info.spec?.tenant ?? ""),
@@ -97,6 +132,7 @@ export function task(main: HTMLElement, shell: Shell, taskId: string): View {
         ),
       );
       stateCell.replaceChildren(stateLabel(event.state));
+      actionsFor(event.state);
     }
     if (event.final) {
       done = true;
@@ -174,6 +210,8 @@ export function task(main: HTMLElement, shell: Shell, taskId: string): View {
     h("h1", { tabindex: "-1" }, "Task ", h("code", {}, taskId)),
     summary,
     h("div", { class: "row" }, pauseButton, status),
+    h("div", { class: "row actions" }, cancelButton, retryButton),
+    outcome,
     h("section", { "aria-labelledby": "output-title" }, h("h2", { id: "output-title" }, "Partial outputs"), log),
     h("section", { "aria-labelledby": "timeline-title" }, h("h2", { id: "timeline-title" }, "Timeline"), timeline),
   );
