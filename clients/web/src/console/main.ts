@@ -9,6 +9,7 @@ import { deadLetter } from "./views/deadletter.js";
 import { dlq } from "./views/dlq.js";
 import { overview } from "./views/overview.js";
 import { signIn } from "./views/signin.js";
+import { submit } from "./views/submit.js";
 import { task } from "./views/task.js";
 import { tasks } from "./views/tasks.js";
 
@@ -47,6 +48,7 @@ function view(path: string): View {
   if (!section) return overview(main, shell);
   if (section === "tasks" && !id) return tasks(main, shell);
   if (section === "tasks" && id && !extra.length) return task(main, shell, id);
+  if (section === "submit" && !id) return submit(main, shell);
   if (section === "dlq" && !id) return dlq(main, shell);
   if (section === "dlq" && id && !extra.length) return deadLetter(main, shell, id);
   return notFound(`No console view at ${path}.`);
