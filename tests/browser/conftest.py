@@ -65,7 +65,9 @@ async def web_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[We
     """A whole mesh with auth on (streams carry tidemesh-stream-id only under a credential)."""
     state = tmp_path_factory.mktemp("web-mesh")
     plan = build_plan(state, public_port=0, workers=1, auth=True)
-    async with Supervisor(plan, health_timeout_s=60):
+    # A short grace: a test may leave a slow stream running, which the worker would otherwise drain for
+    # the default grace; how the mesh stops is not under test here.
+    async with Supervisor(plan, health_timeout_s=60, grace_s=2.0):
         pin = edge_spki_pin("127.0.0.1", plan.public_port, plan.ca_path)
         yield WebMesh(f"https://127.0.0.1:{plan.public_port}", admin_key(state), pin, str(plan.ca_path))
 

@@ -7,6 +7,7 @@ keyboard-only use with visible focus, the theme switch, reduced motion, and axe-
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -470,3 +471,96 @@ async def test_a_user_kinds_form_comes_from_its_registered_schema(
     assert spec.payload.custom.type_url == "type.googleapis.com/console.v1.Greeting"
     greeting = message_class(descriptor_set, "console.v1.Greeting").FromString(spec.payload.custom.value)
     assert (greeting.name, greeting.times, list(greeting.tags), greeting.loud) == ("Ada", 2, ["first", "second"], True)  # type: ignore[attr-defined]
+
+
+async def test_axe_finds_no_wcag_violations_on_the_new_views_and_the_dialog(axe_page: Page, web_mesh: WebMesh) -> None:
+    """WCAG 2.0-2.2 A+AA, reduced motion: dead letters, a diagnosis, its open confirmation, and the submit form
+    with a field error — 0 violations in light, dark and high contrast."""
+    page = axe_page
+    task_id = await _dead_letter(web_mesh, "console-axe")
+    await _sign_in(page, web_mesh)
+    findings: dict[str, Any] = {}
+    for theme in THEMES:
+        await page.evaluate("theme => localStorage.setItem('tidemesh.theme', theme)", theme)
+        await page.goto(f"{web_mesh.base_url}/console/dlq?tenant=console-axe")
+        await expect(page.get_by_role("link", name=task_id)).to_be_visible()
+        findings[f"dlq/{theme}"] = await _axe(page)
+        await page.goto(f"{web_mesh.base_url}/console/dlq/{task_id}")
+        await expect(page.locator("#dlq-commands code").first).to_be_visible()
+        findings[f"dead-letter/{theme}"] = await _axe(page)
+        await page.get_by_role("button", name="Replay…").click()
+        await expect(page.locator(DIALOG)).to_be_visible()
+        findings[f"dialog/{theme}"] = await _axe(page)
+        await page.keyboard.press("Escape")
+        await page.goto(f"{web_mesh.base_url}/console/submit?kind=stream")
+        await page.get_by_label("chunks (uint32)").fill("-1")
+        await page.get_by_role("button", name="Submit").click()
+        await expect(page.locator("#input-chunks-error")).not_to_be_empty()
+        findings[f"submit/{theme}"] = await _axe(page)
+    findings = {name: found for name, found in findings.items() if found}
+    assert not findings, json.dumps(findings, indent=1)
+
+
+async def test_keyboard_alone_walks_the_new_views_and_the_dialog_traps_focus(page: Page, web_mesh: WebMesh) -> None:
+    """Tab reaches every control of the dead-letter, diagnosis and submit views; the dialog opens from the
+    keyboard with Cancel focused, keeps Tab and Shift+Tab inside, and Escape returns focus to its opener."""
+    task_id = await _dead_letter(web_mesh, "console-keys")
+    await _sign_in(page, web_mesh)
+    for path, ready in (
+        ("/console/dlq?tenant=console-keys", page.get_by_role("link", name=task_id)),
+        (f"/console/dlq/{task_id}", page.locator("#dlq-commands code").first),
+        ("/console/submit?kind=stream", page.get_by_label("chunks (uint32)")),
+    ):
+        await page.goto(f"{web_mesh.base_url}{path}")
+        await expect(ready).to_be_visible()
+        await _tab_walk(page)
+
+    await page.goto(f"{web_mesh.base_url}/console/dlq/{task_id}")
+    replay = page.get_by_role("button", name="Replay…")
+    await replay.focus()
+    await page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    cancel, confirm = (
+        dialog.get_by_role("button", name="Cancel"),
+        dialog.get_by_role("button", name=f"Replay {task_id}"),
+    )
+    await expect(cancel).to_be_focused()
+    for key, target in (("Tab", confirm), ("Tab", cancel), ("Shift+Tab", confirm), ("Shift+Tab", cancel)):
+        await page.keyboard.press(key)
+        await expect(target).to_be_focused()
+    assert await page.evaluate("document.activeElement.closest('dialog') !== null")
+    await page.keyboard.press("Escape")
+    await expect(page.locator(DIALOG)).to_have_count(0)
+    await expect(replay).to_be_focused()
+    await expect(page.locator("#replayed-task")).to_have_count(0)
+
+
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+async def test_screenshots_of_the_overview_and_a_streaming_task(
+    browser: Browser, web_mesh: WebMesh, tmp_path: Path
+) -> None:
+    """The README's pictures: the overview and a task streaming, 1280x720, light theme, reduced motion.
+    Written to docs/images with TIDEMESH_SCREENSHOTS=1 (else to a temporary folder)."""
+    folder = IMAGES if os.environ.get("TIDEMESH_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 720}, color_scheme="light", reduced_motion="reduce", device_scale_factor=1
+    )
+    try:
+        page = await context.new_page()
+        words = "the tide turns and every partial output arrives in order".split()
+        task_id = await _submit_stream(web_mesh, words, 600)
+        await _sign_in(page, web_mesh)
+        await expect(page.get_by_role("table", name="Workers").get_by_text("✓ alive")).not_to_have_count(0)
+        await page.screenshot(path=folder / "console-overview.png")
+        await page.goto(f"{web_mesh.base_url}/console/tasks/{task_id}")
+        await expect(page.get_by_role("log").locator(".chunk")).to_have_count(3, timeout=10_000)
+        await page.screenshot(path=folder / "console-task-stream.png")
+        await _rest(web_mesh, "POST", f"/v1/tasks/{task_id}/cancel", {})  # not left for the mesh to drain
+    finally:
+        await context.close()
+    for name in ("console-overview.png", "console-task-stream.png"):
+        header = (folder / name).read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(header[16:20], "big") == 1280, name
