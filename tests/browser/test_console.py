@@ -564,3 +564,41 @@ async def test_screenshots_of_the_overview_and_a_streaming_task(
     for name in ("console-overview.png", "console-task-stream.png"):
         header = (folder / name).read_bytes()[:24]
         assert header[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(header[16:20], "big") == 1280, name
+
+
+async def test_text_at_200_percent_needs_no_horizontal_scrolling_at_1280_px(
+    browser: Browser, web_mesh: WebMesh
+) -> None:
+    """With the browser's text size doubled (root font 32 px: the console sizes in rem), every main view
+    at 1280 px wide still fits its width: no horizontal scroll, nothing pushed off the side."""
+    dead = await _dead_letter(web_mesh, "console-zoom")
+    task_id = await _submit_stream(web_mesh, ["zoomed", "text"], 0)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    try:
+        page = await context.new_page()
+        await _sign_in(page, web_mesh)
+        views = {
+            "/console/": page.locator("#overview-updated[data-updated]"),
+            f"/console/tasks?tenant={TENANT}": page.get_by_role("link", name=task_id),
+            f"/console/tasks/{task_id}": page.get_by_text("Finished — succeeded"),
+            "/console/dlq?tenant=console-zoom": page.get_by_role("link", name=dead),
+            f"/console/dlq/{dead}": page.locator("#dlq-commands code").first,
+            "/console/submit?kind=stream": page.get_by_label("chunks (uint32)"),
+        }
+        overflowing: dict[str, Any] = {}
+        for path, ready in views.items():
+            await page.goto(f"{web_mesh.base_url}{path}")
+            await expect(ready).to_be_visible(timeout=10_000)
+            await page.evaluate("document.documentElement.style.fontSize = '200%'")
+            assert await page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") == 28  # 0.875rem
+            measured = await page.evaluate(
+                """() => ({scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+                    wide: [...document.querySelectorAll('main *')]
+                        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                        .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)})"""
+            )
+            if measured["scroll"] > measured["width"] or measured["wide"]:
+                overflowing[path] = measured
+        assert not overflowing, json.dumps(overflowing, indent=1)
+    finally:
+        await context.close()
