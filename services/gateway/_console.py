@@ -9,15 +9,18 @@ GET /console/assets/{name}   a bundled file; its name carries its content hash, 
 GET /console/runbooks/{name} a runbook (docs/runbooks/<name>.md, as plain text), which a dead
                              letter's diagnosis links to; ``no-cache``
 
-The files are read once, at start. Every answer carries a Content-Security-Policy that allows only
+The files are read once, at start, and the text ones gzip-compressed then: a client whose
+Accept-Encoding takes gzip gets that body (``Content-Encoding: gzip``, its own ETag), and every answer for such a
+file says ``Vary: Accept-Encoding``. Every answer carries a Content-Security-Policy that allows only
 this origin (the console calls the mesh's gRPC-Web on the same port), and no credential is needed:
 the page holds no data until it signs in.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -32,6 +35,7 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".woff2": "font/woff2",
+    ".md": "text/plain; charset=utf-8",  # a runbook as written; nothing in it runs
 }
 _SECURITY = {
     "Content-Security-Policy": (
@@ -50,19 +54,42 @@ class _File:
     body: bytes
     content_type: str
     etag: str
+    gzipped: bytes | None = None  # the body gzip-compressed, when text and smaller so
 
     @classmethod
     def read(cls, path: Path) -> _File:
         body = path.read_bytes()
         content_type = _TYPES.get(path.suffix, "application/octet-stream")
-        return cls(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+        compressed = gzip.compress(body, compresslevel=9, mtime=0) if content_type.startswith("text/") else None
+        if compressed is not None and len(compressed) >= len(body):
+            compressed = None
+        return cls(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"', compressed)
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    """Accept-Encoding takes gzip: named (or `*` when gzip is not) with a quality above 0."""
+    qualities: dict[str, float] = {}
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.partition(";")
+        params = params.strip().lower()
+        try:
+            qualities[coding.strip().lower()] = float(params[2:]) if params.startswith("q=") else 1.0
+        except ValueError:
+            qualities[coding.strip().lower()] = 0.0
+    return qualities.get("gzip", qualities.get("*", 0.0)) > 0
 
 
 def _answer(request: web.Request, file: _File, cache: str) -> web.Response:
-    headers = {**_SECURITY, "Cache-Control": cache, "ETag": file.etag}
-    if file.etag in {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}:
+    body, etag, encoding = file.body, file.etag, {}
+    if file.gzipped is not None:
+        if _accepts_gzip(request):
+            # Another representation, so another entity tag (a cache must not answer one with the other).
+            body, etag, encoding = file.gzipped, file.etag[:-1] + '-gzip"', {"Content-Encoding": "gzip"}
+        encoding["Vary"] = "Accept-Encoding"
+    headers = {**_SECURITY, "Cache-Control": cache, "ETag": etag, **encoding}
+    if etag in {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers=headers)
-    return web.Response(body=file.body, headers={**headers, "Content-Type": file.content_type})
+    return web.Response(body=body, headers={**headers, "Content-Type": file.content_type})
 
 
 def _not_built(dist: Path) -> web.Response:
@@ -76,12 +103,7 @@ def add_console(app: web.Application, dist: Path = CONSOLE_DIST, runbooks: Path 
     index_path = dist / "index.html"
     index = _File.read(index_path) if index_path.is_file() else None
     assets = {path.name: _File.read(path) for path in sorted((dist / "assets").glob("*")) if path.is_file()}
-    # Markdown as plain text: readable in the browser as written, and nothing in it runs.
-    books = {
-        path.name: replace(_File.read(path), content_type="text/plain; charset=utf-8")
-        for path in sorted(runbooks.glob("*.md"))
-        if path.is_file()
-    }
+    books = {path.name: _File.read(path) for path in sorted(runbooks.glob("*.md")) if path.is_file()}
 
     async def page(request: web.Request) -> web.Response:
         return _answer(request, index, _INDEX_CACHE) if index else _not_built(dist)

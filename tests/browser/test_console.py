@@ -602,3 +602,14 @@ async def test_text_at_200_percent_needs_no_horizontal_scrolling_at_1280_px(
         assert not overflowing, json.dumps(overflowing, indent=1)
     finally:
         await context.close()
+
+
+async def test_the_script_arrives_gzipped_through_envoy(page: Page, web_mesh: WebMesh) -> None:
+    """Chromium asks for gzip, and the bundled script comes through Envoy with Content-Encoding: gzip."""
+    async with page.expect_response(re.compile(r"/console/assets/main-.*\.js$")) as script:
+        await page.goto(f"{web_mesh.base_url}/console/")
+    response = await script.value
+    headers = await response.all_headers()
+    assert headers.get("content-encoding") == "gzip", headers
+    assert "accept-encoding" in headers.get("vary", "").lower()
+    await expect(page.get_by_label("API key or JWT")).to_be_visible()  # and it ran

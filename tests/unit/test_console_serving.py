@@ -4,6 +4,7 @@ Content-Security-Policy, and a clear 404 when the console was never built."""
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,3 +86,40 @@ async def test_a_runbook_is_served_as_plain_text(client: TestClient[web.Request,
     assert await response.read() == (RUNBOOKS / "poison-input.md").read_bytes()
     assert (await client.get("/console/runbooks/no-such.md")).status == 404
     assert (await client.get("/console/runbooks/..%2F..%2FREADME.md")).status == 404
+
+
+@pytest.mark.parametrize(
+    ("accept", "gzipped"),
+    [
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.5", True),
+        ("*", True),
+        ("", False),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("*, gzip;q=0", False),
+        ("deflate", False),
+    ],
+)
+async def test_the_script_is_gzipped_for_a_client_that_takes_gzip(
+    client: TestClient[web.Request, web.Application], accept: str, gzipped: bool
+) -> None:
+    """Content-Encoding: gzip (compressed once, at start) only when Accept-Encoding takes it; the same bytes
+    either way once decoded, a distinct ETag per representation, Vary on both, and 304 for each's own tag."""
+    index = (CONSOLE_DIST / "index.html").read_text(encoding="utf-8")
+    script = re.search(r'src="(/console/assets/main-[^"]+\.js)"', index)
+    assert script is not None
+    # auto_decompress off: the test reads the bytes on the wire.
+    response = await client.get(script[1], headers={"Accept-Encoding": accept}, auto_decompress=False)
+    body = await response.read()
+    assert response.headers["Vary"] == "Accept-Encoding"
+    plain = (CONSOLE_DIST / "assets" / script[1].rsplit("/", 1)[1]).read_bytes()
+    if gzipped:
+        assert response.headers["Content-Encoding"] == "gzip" and response.headers["ETag"].endswith('-gzip"')
+        assert gzip.decompress(body) == plain and len(body) < len(plain) / 2
+    else:
+        assert "Content-Encoding" not in response.headers and body == plain
+    again = await client.get(
+        script[1], headers={"Accept-Encoding": accept, "If-None-Match": response.headers["ETag"]}, auto_decompress=False
+    )
+    assert again.status == 304
