@@ -52,6 +52,7 @@ def edge_spki_pin(host: str, port: int, root: str) -> str:
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
+    assert der is not None, f"{host}:{port} sent no certificate"
     spki = (
         x509.load_der_x509_certificate(der)
         .public_key()
