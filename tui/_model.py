@@ -16,6 +16,8 @@ from mesh.fabric import actions_for, runbook_for
 from mesh.priority import class_name
 from mesh.v1 import deadletter_pb2, gateway_pb2, kind_pb2, status_pb2, task_pb2
 
+PANE_NAMES = ("queues", "workers", "tasks", "backends", "dead-letters", "alerts")  # the main view, in order
+
 HISTORY = 30  # depth samples kept per queue, for its sparkline and drain rate
 DRAIN_WINDOW_S = 10.0  # the drain rate is the fall in depth over this much history
 

@@ -15,13 +15,12 @@ import urwid
 
 from tui import _views as views
 from tui._commands import Command, CommandError, complete, parse
-from tui._model import DashModel
+from tui._model import PANE_NAMES, DashModel
 from tui._motion import Motion
 from tui._panes import ConfirmDialog, Pane, Size, help_overlay
 
 MAIN, TASK, STREAM, DEAD_LETTER = "main", "task", "stream", "dead letter"
 # The main view's panes by the names `--pane` and an alert's view give them, in Tab order.
-PANE_NAMES = ("queues", "workers", "tasks", "backends", "dead-letters", "alerts")
 CHANGES_KEPT = 200
 
 

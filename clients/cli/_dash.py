@@ -9,13 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from clients.cli._exit import EXIT_OK
+from clients.cli._output import accessible_from
 from clients.cli._style import resolve_theme, wants_colour
 from clients.sdk import Client
-from tui import PANE_NAMES, clamp_fps, reduced_motion, run_dashboard
-
-
-def _accessible_default() -> bool:
-    return any(os.environ.get(name, "") not in ("", "0") for name in ("TIDEMESH_ACCESSIBLE", "ACCESSIBLE"))
+from tui import PANE_NAMES, clamp_fps, reduced_motion
 
 
 def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -47,17 +44,7 @@ def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], 
         help="no transitions (a pane's flash, new rows' highlight); always so with --accessible "
         "(default: $TIDEMESH_REDUCED_MOTION)",
     )
-    client_args(p_dash)
-    try:
-        p_dash.add_argument(
-            "--accessible",
-            action="store_true",
-            default=None,
-            help="one column without box drawing; changes announced as appended lines "
-            "(default: $TIDEMESH_ACCESSIBLE or $ACCESSIBLE)",
-        )
-    except argparse.ArgumentError:
-        pass  # the CLI's common flags (client_args) have it already, with the same meaning
+    client_args(p_dash)  # with --accessible: one column without box drawing, changes announced as lines
 
 
 async def dash_command(args: argparse.Namespace, transport: dict[str, Any], credential: str) -> int:
@@ -66,7 +53,9 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
     theme = resolve_theme(getattr(args, "theme", None), os.environ, isatty) if colour else None
     from clients.cli._main import _parser  # here: _main imports this module
 
-    linear = _accessible_default() if args.accessible is None else args.accessible
+    linear = accessible_from(os.environ) if args.accessible is None else args.accessible
+
+    from tui import run_dashboard  # urwid, only for this command
 
     async with Client(args.endpoint, tenant=args.tenant, credential=credential, **transport) as client:
         await run_dashboard(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # aiohttp is imported by the processes that serve: a client (the CLI) never needs it
+    from aiohttp import web
 
 
 class BackendModelStatistics(Collector):
@@ -167,6 +169,7 @@ METRICS = Metrics()
 
 def metrics_app(metrics: Metrics = METRICS, ready: Callable[[], Awaitable[bool]] | None = None) -> web.Application:
     """An aiohttp app serving ``/metrics`` and ``/healthz`` (200 when `ready()` says so)."""
+    from aiohttp import web
 
     async def get_metrics(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -24,17 +24,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TMUX = "/usr/bin/tmux"
-# The CLI's own glue, as `tidemesh dash` runs it: add_dash_command's parser, then dash_command.
-LAUNCH = """
-import argparse, asyncio, sys
-from clients.cli._dash import add_dash_command, dash_command
-def client_args(p):
-    p.add_argument("--endpoint"); p.add_argument("--ca"); p.add_argument("--theme", default=None)
-parser = argparse.ArgumentParser(prog="tidemesh")
-add_dash_command(parser.add_subparsers(dest="command"), client_args)
-args = parser.parse_args(sys.argv[1:])
-sys.exit(asyncio.run(dash_command(args, {"ca": args.ca}, "")))
-"""
+TIDEMESH = str(Path(sys.executable).parent / "tidemesh")
 
 
 @dataclass
@@ -86,7 +76,7 @@ def tmux() -> Iterator[Tmux]:
 
 
 def start(tmux: Tmux, mesh: Mesh, *flags: str) -> None:
-    command = [sys.executable, "-c", LAUNCH, "dash", "--endpoint", mesh.endpoint, "--ca", str(mesh.security.root)]
+    command = [TIDEMESH, "dash", "--endpoint", mesh.endpoint, "--state-dir", str(mesh.plan.state_dir)]
     tmux.run(
         "new-session", "-d", "-s", "dash", "-x", "160", "-y", "48", "-c", str(REPO),
         shlex.join([*command, "--tenant", "dash", *flags]),
