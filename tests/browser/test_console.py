@@ -108,6 +108,23 @@ async def test_sign_in_refuses_a_bad_key_and_keeps_a_good_one_in_the_tab(page: P
     assert await page.evaluate("sessionStorage.getItem('tidemesh.credential')") is None
 
 
+async def test_the_workers_and_inference_views_show_their_details_live(page: Page, web_mesh: WebMesh) -> None:
+    """/console/workers: each worker with host and pid, and the scaler's replicas per pool; /console/inference:
+    each backend with its circuit as a word, its models and memory."""
+    await _sign_in(page, web_mesh, "/console/workers")
+    workers = page.get_by_role("table", name="Workers")
+    await expect(workers.get_by_text("✓ alive")).not_to_have_count(0)
+    await expect(workers).to_contain_text("(pid ")
+    await expect(page.get_by_role("table", name="Replicas per pool, as the scaler recommends")).to_contain_text(
+        "inference"
+    )
+    await page.get_by_role("link", name="Inference").click()
+    backends = page.get_by_role("table", name="Inference backends")
+    await expect(backends.get_by_role("row")).not_to_have_count(1)  # a header and at least one backend
+    await expect(backends).to_contain_text("closed")
+    await expect(page.get_by_role("link", name="Inference")).to_have_attribute("aria-current", "page")
+
+
 async def test_the_overview_shows_live_queue_figures(page: Page, web_mesh: WebMesh) -> None:
     """WatchMeshStatus fills queues per pool and class and workers, and keeps updating (a running task shows)."""
     await _sign_in(page, web_mesh)
@@ -474,14 +491,18 @@ async def test_a_user_kinds_form_comes_from_its_registered_schema(
 
 
 async def test_axe_finds_no_wcag_violations_on_the_new_views_and_the_dialog(axe_page: Page, web_mesh: WebMesh) -> None:
-    """WCAG 2.0-2.2 A+AA, reduced motion: dead letters, a diagnosis, its open confirmation, and the submit form
-    with a field error — 0 violations in light, dark and high contrast."""
+    """WCAG 2.0-2.2 A+AA, reduced motion: workers, inference, dead letters, a diagnosis, its open confirmation,
+    and the submit form with a field error — 0 violations in light, dark and high contrast."""
     page = axe_page
     task_id = await _dead_letter(web_mesh, "console-axe")
     await _sign_in(page, web_mesh)
     findings: dict[str, Any] = {}
     for theme in THEMES:
         await page.evaluate("theme => localStorage.setItem('tidemesh.theme', theme)", theme)
+        for view in ("workers", "inference"):
+            await page.goto(f"{web_mesh.base_url}/console/{view}")
+            await expect(page.locator("#overview-updated[data-updated]")).to_be_visible()
+            findings[f"{view}/{theme}"] = await _axe(page)
         await page.goto(f"{web_mesh.base_url}/console/dlq?tenant=console-axe")
         await expect(page.get_by_role("link", name=task_id)).to_be_visible()
         findings[f"dlq/{theme}"] = await _axe(page)
@@ -502,11 +523,14 @@ async def test_axe_finds_no_wcag_violations_on_the_new_views_and_the_dialog(axe_
 
 
 async def test_keyboard_alone_walks_the_new_views_and_the_dialog_traps_focus(page: Page, web_mesh: WebMesh) -> None:
-    """Tab reaches every control of the dead-letter, diagnosis and submit views; the dialog opens from the
-    keyboard with Cancel focused, keeps Tab and Shift+Tab inside, and Escape returns focus to its opener."""
+    """Tab reaches every control of the workers, inference, dead-letter, diagnosis and submit views; the dialog
+    opens from the keyboard with Cancel focused, keeps Tab and Shift+Tab inside, and Escape returns focus to its
+    opener."""
     task_id = await _dead_letter(web_mesh, "console-keys")
     await _sign_in(page, web_mesh)
     for path, ready in (
+        ("/console/workers", page.locator("#overview-updated[data-updated]")),
+        ("/console/inference", page.locator("#overview-updated[data-updated]")),
         ("/console/dlq?tenant=console-keys", page.get_by_role("link", name=task_id)),
         (f"/console/dlq/{task_id}", page.locator("#dlq-commands code").first),
         ("/console/submit?kind=stream", page.get_by_label("chunks (uint32)")),
@@ -570,7 +594,7 @@ async def test_text_at_200_percent_needs_no_horizontal_scrolling_at_1280_px(
     browser: Browser, web_mesh: WebMesh
 ) -> None:
     """With the browser's text size doubled (root font 32 px: the console sizes in rem), every main view
-    at 1280 px wide still fits its width: no horizontal scroll, nothing pushed off the side."""
+    at 1280 px wide still fits its width: no horizontal scroll, nothing pushed off the side (the tables too)."""
     dead = await _dead_letter(web_mesh, "console-zoom")
     task_id = await _submit_stream(web_mesh, ["zoomed", "text"], 0)
     context = await browser.new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
@@ -581,6 +605,8 @@ async def test_text_at_200_percent_needs_no_horizontal_scrolling_at_1280_px(
             "/console/": page.locator("#overview-updated[data-updated]"),
             f"/console/tasks?tenant={TENANT}": page.get_by_role("link", name=task_id),
             f"/console/tasks/{task_id}": page.get_by_text("Finished — succeeded"),
+            "/console/workers": page.locator("#overview-updated[data-updated]"),
+            "/console/inference": page.locator("#overview-updated[data-updated]"),
             "/console/dlq?tenant=console-zoom": page.get_by_role("link", name=dead),
             f"/console/dlq/{dead}": page.locator("#dlq-commands code").first,
             "/console/submit?kind=stream": page.get_by_label("chunks (uint32)"),

@@ -26,7 +26,16 @@ async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
 
 @pytest.mark.parametrize(
     "path",
-    ["/console/", "/console/tasks", "/console/tasks/01JABC", "/console/dlq", "/console/dlq/01JABC", "/console/submit"],
+    [
+        "/console/",
+        "/console/tasks",
+        "/console/tasks/01JABC",
+        "/console/dlq",
+        "/console/dlq/01JABC",
+        "/console/submit",
+        "/console/workers",
+        "/console/inference",
+    ],
 )
 async def test_every_view_url_answers_the_page(client: TestClient[web.Request, web.Application], path: str) -> None:
     """Deep links get the same index.html, revalidated on each load, under a same-origin CSP."""

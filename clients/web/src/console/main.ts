@@ -7,11 +7,13 @@ import { setUpThemeSwitch } from "./theme.js";
 import type { Shell, View } from "./view.js";
 import { deadLetter } from "./views/deadletter.js";
 import { dlq } from "./views/dlq.js";
+import { inference } from "./views/inference.js";
 import { overview } from "./views/overview.js";
 import { signIn } from "./views/signin.js";
 import { submit } from "./views/submit.js";
 import { task } from "./views/task.js";
 import { tasks } from "./views/tasks.js";
+import { workers } from "./views/workers.js";
 
 const BASE = "/console/";
 const main = document.getElementById("main") as HTMLElement;
@@ -49,6 +51,8 @@ function view(path: string): View {
   if (section === "tasks" && !id) return tasks(main, shell);
   if (section === "tasks" && id && !extra.length) return task(main, shell, id);
   if (section === "submit" && !id) return submit(main, shell);
+  if (section === "workers" && !id) return workers(main, shell);
+  if (section === "inference" && !id) return inference(main, shell);
   if (section === "dlq" && !id) return dlq(main, shell);
   if (section === "dlq" && id && !extra.length) return deadLetter(main, shell, id);
   return notFound(`No console view at ${path}.`);
