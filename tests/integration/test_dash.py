@@ -87,12 +87,19 @@ BOX_DRAWING = re.compile("[\u2500-\u257f]")
 CHANGE_LINE = re.compile(r"^(\d\d:\d\d:\d\d) (.+?)\s*$")
 
 
-def assert_cursor_on_focused_row(tmux: Tmux, row_pattern: str) -> None:
-    """The hardware cursor (what BRLTTY and screen readers follow) is on the row with the `>` marker."""
-    x, y = tmux.cursor()
-    rows = tmux.screen().splitlines()
-    marked = [i for i, row in enumerate(rows) if re.match(row_pattern, row)]
-    assert marked == [y] and rows[y][x:].startswith("> "), f"cursor at {x},{y}:\n" + "\n".join(rows)
+def assert_cursor_on_focused_row(tmux: Tmux, row_pattern: str, timeout_s: float = 5.0) -> None:
+    """The hardware cursor (what BRLTTY and screen readers follow) is on the row with the `>` marker
+    once a frame is complete (a capture can land mid-redraw: the cursor is then where drawing is)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        x, y = tmux.cursor()
+        rows = tmux.screen().splitlines()
+        marked = [i for i, row in enumerate(rows) if re.match(row_pattern, row)]
+        if marked == [y] and rows[y][x:].startswith("> "):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cursor at {x},{y}, marker on rows {marked}:\n" + "\n".join(rows))
+        time.sleep(0.05)  # polling the pane, bounded by the deadline
 
 
 async def test_dashboard_by_keyboard_on_a_live_mesh(mesh: Mesh, tmux: Tmux) -> None:
