@@ -79,6 +79,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh dash --dlq TASK_ID    # a dead letter's diagnosis, ready to replay",
         "tidemesh dash --accessible     # one column, no box drawing, changes announced as lines",
     ),
+    "desktop": (
+        "tidemesh desktop                        # Flet's window (falls back to --web without its client)",
+        "tidemesh desktop --web --port 8550      # serve the app to a browser, print its URL",
+        "tidemesh desktop --web --tenant acme --theme high-contrast",
+    ),
 }
 
 START_THE_MESH = (

@@ -16,6 +16,7 @@ from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
 from clients.cli._connect import client_for, connection_notes, credential_for, credential_of, transport_for
 from clients.cli._dash import add_dash_command, dash_command
+from clients.cli._desktop import add_desktop_command, desktop_command
 from clients.cli._exit import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from clients.cli._help import START_THE_MESH, attach_examples
 from clients.cli._models import add_model_commands, infer_command, model_command
@@ -217,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_worker_commands(sub, client_args)
     add_dash_command(sub, client_args)
+    add_desktop_command(sub, client_args)
     add_model_commands(sub, client_args)
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
@@ -248,6 +250,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return await run_worker(args, transport_for(args), credential_for(args))
     if args.command == "dash":
         return await dash_command(args, transport_for(args), credential_for(args))
+    if args.command == "desktop":
+        return await desktop_command(args, transport_for(args), credential_for(args))
     if args.command == "kinds":
         return await kinds_command(args, transport_for(args), credential_for(args))
     if args.command == "schema":
