@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from clients.sdk import Client
+from mesh.v1 import task_pb2
 from tests.browser.conftest import WebMesh
+from tests.conftest import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -109,6 +112,41 @@ async def test_a_stream_task_submitted_from_the_form_is_followed_to_succeeded(ap
     numbers = [int(str(label).split()[-1]) for label in labels]
     assert numbers == sorted(set(numbers)) and len(numbers) >= 5, numbers  # in order, no gap, no duplicate
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+
+
+async def _dead_letter(web_mesh: WebMesh) -> str:
+    """An embed task naming a model nobody has, in tenant default: dead-lettered on its first attempt."""
+    endpoint = web_mesh.base_url.removeprefix("https://")
+    async with Client(endpoint, tenant="default", credential=web_mesh.admin_key, ca=web_mesh.ca_path) as client:
+        task_id = (await client.submit("embed", {"text": "hello", "model": "no-such-model"})).task_id
+
+        async def dead() -> bool:
+            return (await client.get(task_id)).state == task_pb2.TASK_STATE_DEAD_LETTERED
+
+        await eventually(dead, what=f"{task_id} dead-lettered")
+    return task_id
+
+
+async def test_replaying_a_dead_letter_asks_first_and_cancel_is_the_default(app_page: Page, web_mesh: WebMesh) -> None:
+    """Replay opens a modal whose focused answer is Cancel (Enter keeps the letter); Replay then runs it as <id>-r."""
+    task_id = await _dead_letter(web_mesh)
+    page = app_page
+    await page.get_by_role("button", name="Dead letters").click()
+    await expect(page.get_by_text(re.compile(rf"^dead letter {task_id}, embed: "))).to_be_attached(timeout=10_000)
+    await page.get_by_role("button", name="Replay", exact=True).click()
+
+    await expect(page.get_by_role("alertdialog")).to_be_attached()
+    question = re.compile(rf"^Replay dead letter {task_id} \(embed, tenant default\)\? It runs again as a new task")
+    await expect(page.get_by_text(question)).to_be_attached()
+    cancel = page.get_by_role("button", name="Cancel", exact=True)
+    await expect(cancel).to_be_focused()
+    await page.keyboard.press("Enter")  # the default answer
+    await expect(cancel).not_to_be_attached()
+    await expect(page.get_by_text(re.compile("^replayed "))).not_to_be_attached()
+
+    await page.get_by_role("button", name="Replay", exact=True).click()
+    await page.get_by_role("button", name="Replay", exact=True).last.click()
+    await expect(page.get_by_text(f"replayed {task_id} as {task_id}-r")).to_be_attached(timeout=10_000)
 
 
 async def test_axe_finds_only_flets_own_meta_viewport(app_page: Page) -> None:
