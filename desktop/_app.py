@@ -38,6 +38,7 @@ from mesh.priority import CLASS_NAMES
 from tui._model import DashModel
 
 STATUS_RETRY_S = 2.0
+THEME_TITLES = (("auto", "system"), ("light", "light"), ("dark", "dark"), ("high-contrast", "high contrast"))
 NAVIGATION = (("overview", "Overview"), ("tasks", "Tasks"), ("submit", "New task"), ("dead letters", "Dead letters"))
 
 
@@ -113,7 +114,9 @@ class DesktopApp:
         page.add(
             ft.Column(
                 [
-                    ft.Row([heading("tidemesh"), self.connection], spacing=spacing("md"), wrap=True),
+                    ft.Row(
+                        [heading("tidemesh"), self.connection, self._theme_switch()], spacing=spacing("md"), wrap=True
+                    ),
                     self.nav,
                     ft.Divider(),
                     self.body,
@@ -123,6 +126,23 @@ class DesktopApp:
         )
         self._jobs.append(page.run_task(self._watch_status))
         await self.show("overview")
+
+    def _theme_switch(self) -> ft.Control:
+        """The colours, switched live: the system's, light, dark or high contrast (all from the tokens)."""
+
+        async def switch(_event: Any) -> None:
+            self.theme = choice.value or "auto"
+            apply_theme(self.page, self.theme)
+            self.page.update()
+
+        choice = ft.Dropdown(
+            label="Theme",
+            value=self.theme,
+            width=200,
+            options=[ft.DropdownOption(key=key, text=title) for key, title in THEME_TITLES],
+            on_select=switch,
+        )
+        return ft.Semantics(content=choice, label="Theme")
 
     async def _closed(self, _event: Any = None) -> None:
         for job in [*self._jobs, *([self._follow] if self._follow else [])]:
@@ -175,11 +195,12 @@ class DesktopApp:
             try:
                 async for status in self.client.watch_status():
                     self.model.apply_status(status, time.monotonic())
+                    was = self.connection.value
                     self.connection.value = "● connected, live"
                     self.connection.semantics_label = "connection: live"
                     if self.view == "overview":
                         self.render()
-                    else:
+                    elif was != self.connection.value:
                         self.page.update()
             except MeshError as exc:
                 self.connection.value = f"✖ mesh unavailable: {exc.message} (retrying)"

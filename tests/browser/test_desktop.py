@@ -104,7 +104,9 @@ async def test_a_stream_task_submitted_from_the_form_is_followed_to_succeeded(ap
     await page.get_by_role("button", name="Submit", exact=True).click()
 
     await expect(page.get_by_text(re.compile(r"^stream of \S+: streaming$"))).to_be_attached(timeout=10_000)
-    await expect(page.get_by_text(re.compile(r"^stream of \S+: finished, SUCCEEDED$"))).to_be_attached(timeout=20_000)
+    finished = page.get_by_text(re.compile(r"^stream of \S+: finished, SUCCEEDED$"))
+    await expect(finished).to_be_attached(timeout=20_000)
+    task_id = str(await finished.text_content()).split()[2].rstrip(":")
     # One line per partial output, each with its confidence: chunk i of 4 says i/4.
     confidences = [await c.text_content() for c in await page.get_by_text(re.compile(r"^confidence \d\.\d\d$")).all()]
     assert confidences == [f"confidence {i / 4:.2f}" for i in range(1, 5)], confidences
@@ -112,6 +114,18 @@ async def test_a_stream_task_submitted_from_the_form_is_followed_to_succeeded(ap
     numbers = [int(str(label).split()[-1]) for label in labels]
     assert numbers == sorted(set(numbers)) and len(numbers) >= 5, numbers  # in order, no gap, no duplicate
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+
+    # The task list has it, and a filter that names its kind and state keeps it.
+    await page.get_by_role("button", name="Tasks").click()
+    row = page.get_by_text(f"task {task_id}, stream, SUCCEEDED", exact=True)
+    await expect(row).to_be_attached(timeout=10_000)
+    search = page.get_by_role("textbox", name="Filter tasks")
+    await search.click()
+    await expect(search).to_be_focused()
+    await search.press_sequentially("stream succeeded", delay=20)
+    await expect(row).to_be_attached()
+    await search.press_sequentially(" nothing-matches", delay=20)
+    await expect(page.get_by_text("no task matches")).to_be_attached()
 
 
 async def _dead_letter(web_mesh: WebMesh) -> str:
@@ -152,5 +166,6 @@ async def test_replaying_a_dead_letter_asks_first_and_cancel_is_the_default(app_
 async def test_axe_finds_only_flets_own_meta_viewport(app_page: Page) -> None:
     """WCAG 2.0-2.2 A+AA over the app with semantics on: the only violation is Flet's page's meta-viewport."""
     await expect(app_page.get_by_role("button", name="Overview")).to_be_attached(timeout=15_000)
+    await expect(app_page.get_by_role("button", name="Theme")).to_be_attached()  # the theme switch, labelled
     violations = await _axe(app_page)
     assert [v["id"] for v in violations] == FLET_OWN_FINDINGS, violations
