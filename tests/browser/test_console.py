@@ -653,3 +653,35 @@ async def test_the_script_arrives_gzipped_through_envoy(page: Page, web_mesh: We
     assert headers.get("content-encoding") == "gzip", headers
     assert "accept-encoding" in headers.get("vary", "").lower()
     await expect(page.get_by_label("API key or JWT")).to_be_visible()  # and it ran
+
+
+async def test_a_renewed_credential_moves_onto_the_open_stream_in_band(page: Page, web_mesh: WebMesh) -> None:
+    """Renew credential checks the new one, moves the task's open stream to it (RefreshStreamCredential) and
+    keeps it: the old key is then revoked and the stream goes on — one WatchTask call, no reconnect."""
+    endpoint = web_mesh.base_url.removeprefix("https://")
+    async with Client(endpoint, tenant=TENANT, credential=web_mesh.admin_key, ca=web_mesh.ca_path) as client:
+        old = await client.create_api_key(TENANT, ["read", "submit"], name="console-old")
+        new = await client.create_api_key(TENANT, ["read", "submit"], name="console-new")
+        words = [f"r{i}" for i in range(8)]
+        task_id = await _submit_stream(web_mesh, words, 400)
+        watches: list[str] = []
+        page.on("request", lambda r: watches.append(r.url) if r.url.endswith("GatewayService/WatchTask") else None)
+        await page.goto(f"{web_mesh.base_url}/console/tasks/{task_id}")
+        await page.get_by_label("API key or JWT").fill(old.api_key)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("log").locator(".chunk").first).to_be_visible(timeout=10_000)
+
+        await page.get_by_role("button", name="Renew credential").click()
+        field = page.get_by_label("New API key or JWT")
+        await expect(field).to_be_focused()
+        await field.fill("tmk_nobody_0000")
+        await page.keyboard.press("Enter")
+        await expect(field).to_have_attribute("aria-invalid", "true")  # refused, the dialog stays
+        await field.fill(new.api_key)
+        await page.get_by_role("button", name="Renew", exact=True).click()
+        await expect(page.locator("#connection")).to_contain_text("1 open stream moved to it in-band")
+        assert await page.evaluate("sessionStorage.getItem('tidemesh.credential')") == new.api_key
+        await client.revoke_credential(old.key_id, reason="rotated")
+        await expect(page.locator("#stream-status")).to_contain_text("Finished — succeeded", timeout=15_000)
+    assert await page.get_by_role("log").locator(".chunk .text").all_inner_texts() == words
+    assert len(watches) == 1, watches  # the stream was never closed and reopened

@@ -8,12 +8,16 @@ export interface Confirmation {
   /** What the action touches: ids, counts, what stays. */
   body: Node[];
   action: string; // the confirm button's text, e.g. "Replay task 01J…"
+  /** Where focus starts (default: Cancel), e.g. a field the dialog asks for. */
+  focus?: HTMLElement;
+  /** Runs on confirm; false keeps the dialog open (it has shown why). */
+  accept?: () => Promise<boolean>;
 }
 
 let counter = 0;
 
 /** Resolves true when the action is confirmed, false on Cancel or Escape. */
-export function confirm(opener: HTMLElement, { title, body, action }: Confirmation): Promise<boolean> {
+export function confirm(opener: HTMLElement, { title, body, action, focus, accept }: Confirmation): Promise<boolean> {
   const id = `dialog-${++counter}`;
   const cancel = h("button", { type: "button", class: "cancel" }, "Cancel");
   const ok = h("button", { type: "button", class: "danger" }, action);
@@ -54,8 +58,19 @@ export function confirm(opener: HTMLElement, { title, body, action }: Confirmati
       }
     });
     cancel.addEventListener("click", () => finish(false));
-    ok.addEventListener("click", () => finish(true));
+    ok.addEventListener("click", async () => {
+      if (!accept) return finish(true);
+      ok.disabled = true;
+      const accepted = await accept();
+      ok.disabled = false;
+      if (accepted) finish(true);
+    });
+    for (const input of dialog.querySelectorAll("input")) {
+      input.addEventListener("keydown", (event) => {
+        if (event.key === "Enter") (event.preventDefault(), ok.click());
+      });
+    }
     dialog.showModal();
-    cancel.focus(); // the safe choice is the default
+    (focus ?? cancel).focus(); // the safe choice is the default
   });
 }

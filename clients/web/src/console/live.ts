@@ -4,6 +4,7 @@
 import type { GetMeshStatusResponse } from "../gen/mesh/v1/gateway_pb.js";
 import { describe, failure, gateway, refused } from "./api.js";
 import { h } from "./dom.js";
+import { trackStream } from "./session.js";
 import { backoff, pause, type Shell, type View } from "./view.js";
 
 const INTERVAL_MS = 500;
@@ -42,10 +43,14 @@ export function liveStatus(
   async function watch(): Promise<void> {
     const client = gateway();
     for (let attempt = 0; !stop.signal.aborted; attempt++) {
+      const track = trackStream(); // a renewed credential moves onto this stream in-band
       try {
-        for await (const reply of client.watchMeshStatus({ minIntervalMs: INTERVAL_MS }, { signal: stop.signal })) {
+        const options = { signal: stop.signal, onHeader: track.onHeader };
+        let first = true;
+        for await (const reply of client.watchMeshStatus({ minIntervalMs: INTERVAL_MS }, options)) {
           attempt = 0;
-          shell.connection("Connected");
+          if (first) shell.connection("Connected"); // once per connection: the line may say something else meanwhile
+          first = false;
           if (!reply.status) continue;
           latest = reply.status;
           if (!paused) show(reply.status);
@@ -56,6 +61,8 @@ export function liveStatus(
         if (refused(f)) return shell.refused(f);
         updated.textContent = `Disconnected (${describe(f)}); reconnecting…`;
         shell.connection("Reconnecting…");
+      } finally {
+        track.release();
       }
       await pause(backoff(attempt), stop.signal);
     }

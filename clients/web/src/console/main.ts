@@ -3,6 +3,7 @@
 import { describe, type Failure } from "./api.js";
 import { h } from "./dom.js";
 import { credential, forget } from "./session.js";
+import { renewCredential } from "./renew.js";
 import { setUpThemeSwitch } from "./theme.js";
 import type { Shell, View } from "./view.js";
 import { deadLetter } from "./views/deadletter.js";
@@ -19,6 +20,7 @@ const BASE = "/console/";
 const main = document.getElementById("main") as HTMLElement;
 const nav = document.getElementById("nav") as HTMLElement;
 const signOut = document.getElementById("sign-out") as HTMLButtonElement;
+const renew = document.getElementById("renew") as HTMLButtonElement;
 const connectionLine = document.getElementById("connection") as HTMLElement;
 let current: View | null = null;
 
@@ -63,6 +65,7 @@ function route(moveFocus: boolean, reason: string | null = null): void {
   const signedIn = credential() !== null;
   nav.hidden = !signedIn;
   signOut.hidden = !signedIn;
+  renew.hidden = !signedIn;
   if (!signedIn) {
     connectionLine.textContent = "Not signed in";
     current = signIn(main, reason, () => route(true));
@@ -97,6 +100,7 @@ signOut.addEventListener("click", () => {
   history.pushState(null, "", BASE);
   route(true, null);
 });
+renew.addEventListener("click", () => void renewCredential(renew, (text) => (connectionLine.textContent = text)));
 setUpThemeSwitch(document.getElementById("theme") as HTMLSelectElement);
 route(false);
 document.documentElement.dataset.ready = "true";

@@ -18,3 +18,25 @@ export function forget(): void {
 export function authorization(value: string): string {
   return value.startsWith("tmk_") ? `ApiKey ${value}` : `Bearer ${value}`;
 }
+
+// The streams open now (their tidemesh-stream-id), so a renewed credential can be moved onto each
+// of them in-band (RefreshStreamCredential) instead of the streams being closed and reopened.
+const openStreams = new Set<string>();
+
+/** Call options' onHeader for a stream, and a release for when it ends. */
+export function trackStream(): { onHeader: (headers: Headers) => void; release: () => void } {
+  let id: string | null = null;
+  return {
+    onHeader(headers) {
+      id = headers.get("tidemesh-stream-id");
+      if (id) openStreams.add(id);
+    },
+    release() {
+      if (id) openStreams.delete(id);
+    },
+  };
+}
+
+export function streamIds(): string[] {
+  return [...openStreams];
+}

@@ -6,6 +6,7 @@ import { TaskState, type TaskEvent, type TaskInfo, type TaskOutput } from "../..
 import { className, describe, failure, gateway, refused, stateLabel, stateName, terminal, time, transient } from "../api.js";
 import { confirm } from "../dialog.js";
 import { h } from "../dom.js";
+import { trackStream } from "../session.js";
 import { backoff, pause, type Shell, type View } from "../view.js";
 import { replay } from "./deadletter.js";
 
@@ -150,9 +151,10 @@ export function task(main: HTMLElement, shell: Shell, taskId: string): View {
       const onStop = (): void => controller.abort();
       stop.signal.addEventListener("abort", onStop, { once: true });
       const signal = controller.signal;
+      const track = trackStream(); // a renewed credential moves onto this stream in-band
       try {
         setStatus(after ? `Streaming — resumed after #${after}…` : "Streaming…", true);
-        for await (const { event } of client.watchTask({ taskId, afterSequence: after }, { signal })) {
+        for await (const { event } of client.watchTask({ taskId, afterSequence: after }, { signal, onHeader: track.onHeader })) {
           if (!event) continue;
           attempt = 0;
           const key = `${event.sequence}:${event.liveIndex}`;
@@ -172,6 +174,7 @@ export function task(main: HTMLElement, shell: Shell, taskId: string): View {
         }
         setStatus(`Connection lost (${describe(f)}); resuming after #${after}…`, false);
       } finally {
+        track.release();
         stop.signal.removeEventListener("abort", onStop);
       }
       await pause(backoff(attempt), stop.signal);
