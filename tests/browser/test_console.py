@@ -6,6 +6,7 @@ keyboard-only use with visible focus, the theme switch, reduced motion, and axe-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -685,3 +686,66 @@ async def test_a_renewed_credential_moves_onto_the_open_stream_in_band(page: Pag
         await expect(page.locator("#stream-status")).to_contain_text("Finished — succeeded", timeout=15_000)
     assert await page.get_by_role("log").locator(".chunk .text").all_inner_texts() == words
     assert len(watches) == 1, watches  # the stream was never closed and reopened
+
+
+class _Cutter:
+    """A TCP relay in front of Envoy whose open connections the test can cut: a real dropped connection
+    (the browser sees its stream break mid-response), where going offline leaves open streams alone."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> _Cutter:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.cut()
+
+    def cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers.update({writer, upstream_writer})
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.transport.abort()
+                self._writers.discard(sink)
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def test_a_dropped_connection_resumes_without_gap_or_duplicate(page: Page, web_mesh: WebMesh) -> None:
+    """The connection under a stream is cut mid-response: the console says so and reopens WatchTask after the
+    last sequence shown — every output exactly once, in order."""
+    words = [f"d{i}" for i in range(8)]
+    task_id = await _submit_stream(web_mesh, words, 300)
+    async with _Cutter(int(web_mesh.base_url.rsplit(":", 1)[1])) as cutter:
+        relayed = WebMesh(f"https://127.0.0.1:{cutter.port}", web_mesh.admin_key, web_mesh.spki_pin)
+        watches: list[str] = []
+        page.on("request", lambda r: watches.append(r.url) if r.url.endswith("GatewayService/WatchTask") else None)
+        await _sign_in(page, relayed, f"/console/tasks/{task_id}")
+        chunks = page.get_by_role("log").locator(".chunk")
+        await expect(chunks.nth(1)).to_be_visible(timeout=10_000)
+        cutter.cut()
+        await expect(page.locator("#stream-status")).to_contain_text("Connection lost", timeout=10_000)
+        await expect(page.locator("#stream-status")).to_contain_text("Finished — succeeded", timeout=15_000)
+    assert len(watches) >= 2, watches  # the stream was reopened
+    assert await chunks.locator(".text").all_inner_texts() == words
+    sequences = [int(s) for s in await chunks.evaluate_all("els => els.map(e => e.dataset.sequence)")]
+    assert sequences == sorted(set(sequences)), sequences
