@@ -21,8 +21,10 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-async def serve_web(main: AppMain, host: str, port: int, on_ready: Callable[[str], None]) -> None:
-    """Serve until SIGINT or SIGTERM; `on_ready(url)` once the port accepts connections."""
+async def serve_web(
+    main: AppMain, host: str, port: int, on_ready: Callable[[str], None], stop: asyncio.Event | None = None
+) -> None:
+    """Serve until SIGINT, SIGTERM or `stop` is set; `on_ready(url)` once the port accepts connections."""
     import flet_web.fastapi as flet_fastapi
     import uvicorn
 
@@ -32,9 +34,18 @@ async def serve_web(main: AppMain, host: str, port: int, on_ready: Callable[[str
     # Flet's own logging stays at warnings: it never sees a credential, but it is noisy.
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=bound, log_level="warning", ws="websockets-sansio"))
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # uvicorn raises the signal again after its shutdown
+    # uvicorn catches SIGINT/SIGTERM while it serves, then raises the signal again once it has shut
+    # down; this no-op handler absorbs that, so the caller still closes its client and exits 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: None)
     serving = asyncio.create_task(server.serve())
+
+    async def stop_when_told() -> None:
+        if stop is not None:
+            await stop.wait()
+            server.should_exit = True
+
+    stopper = asyncio.create_task(stop_when_told())
     try:
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers only the flag)
             await asyncio.sleep(0.05)
@@ -44,6 +55,7 @@ async def serve_web(main: AppMain, host: str, port: int, on_ready: Callable[[str
         await serving
     finally:
         server.should_exit = True
+        stopper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
         for signum in (signal.SIGINT, signal.SIGTERM):
