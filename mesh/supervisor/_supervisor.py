@@ -28,13 +28,17 @@ class Supervisor:
         health_timeout_s: float = 90.0,
         grace_s: float = 10.0,
         on_healthy: Callable[[str, float], None] | None = None,
+        liveness: tuple[float, int] = (1.0, 5),
     ) -> None:
-        """`on_healthy(name, seconds)` hears of each process as it turns healthy during boot."""
+        """`on_healthy(name, seconds)` hears of each process as it turns healthy during boot;
+        `liveness` is (seconds between health checks, failures in a row) before a child that is
+        alive but unresponsive is killed for a restart (see `Child.watch_liveness`)."""
         self.plan = plan
         self.on_healthy = on_healthy
         self.children = {spec.name: Child(spec, Path(plan.state_dir) / "logs") for spec in plan.processes}
         self._health_timeout_s = health_timeout_s
         self._grace_s = grace_s
+        self._liveness = liveness
         self.boot_seconds = 0.0
         self._closed = False
         # Leaves are renewed while the mesh runs (Envoy's SDS files swapped after its own).
@@ -84,7 +88,7 @@ class Supervisor:
                 await healthy[dependency]
             await child.start()
             waited = await child.wait_healthy(self._health_timeout_s)
-            child.watch_liveness()
+            child.watch_liveness(*self._liveness)
             if self.on_healthy is not None:
                 self.on_healthy(child.spec.name, waited)
             return waited
@@ -121,7 +125,7 @@ class Supervisor:
         self.children[spec.name] = child
         await child.start()
         await child.wait_healthy(self._health_timeout_s)
-        child.watch_liveness()
+        child.watch_liveness(*self._liveness)
         return child
 
     async def remove(self, name: str) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -420,31 +421,47 @@ async def _cli_out(*command: str) -> str:
     return out.decode()
 
 
-async def test_killed_worker_task_is_redelivered_and_completes(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+async def healing_mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Supervisor]:
+    """One mesh (one worker, 2 s ack-wait, liveness checked every 0.5 s, 3 misses) for the
+    recovery tests that fault one child and see it come back: each starts from a healthy mesh,
+    counts restarts and kills from what it found, and leaves the mesh healthy again. (The default
+    liveness of 1 s and 5 misses would only make the frozen-child test wait ~10 s for the same kill.)"""
+    plan = build_plan(tmp_path_factory.mktemp("healing"), public_port=0, workers=1, ack_wait_s=2.0)
+    async with Supervisor(plan, health_timeout_s=60, liveness=(0.5, 3)) as supervisor:
+        yield supervisor
+
+
+async def _all_healthy(supervisor: Supervisor) -> None:
+    for child in supervisor.children.values():
+        await child.wait_healthy(30)
+
+
+async def test_killed_worker_task_is_redelivered_and_completes(healing_mesh: Supervisor) -> None:
     """kill -9 of the worker mid-task: the supervisor restarts it, JetStream redelivers the step,
     and the task completes with every chunk streamed exactly once."""
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, ack_wait_s=2.0)
-    async with Supervisor(plan, health_timeout_s=60) as supervisor:
-        endpoint = f"127.0.0.1:{plan.public_port}"
-        worker = supervisor.children["worker-1"]
-        old_pid = worker.pid
-        assert old_pid is not None
-        words = [f"w{i}" for i in range(12)]
-        async with Client(endpoint, tenant="chaos") as client:
-            submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 12, "chunk_delay_ms": 150})
-            events: list[task_pb2.TaskEvent] = []
-            killed = False
-            async for event in client.watch(submitted.task_id):
-                events.append(event)
-                if not killed and sum(e.HasField("output") for e in events) == 3:
-                    os.kill(old_pid, signal.SIGKILL)
-                    killed = True
-        assert worker.restarts >= 1 and worker.pid != old_pid
-        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
-        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-        partials = [e.output.text for e in events if e.HasField("output") and not e.final]
-        assert partials == words
-        assert max(e.attempt for e in events) >= 2  # the emit step ran again, resuming after chunk 3
+    supervisor = healing_mesh
+    await _all_healthy(supervisor)
+    endpoint = f"127.0.0.1:{supervisor.plan.public_port}"
+    worker = supervisor.children["worker-1"]
+    old_pid, restarts = worker.pid, worker.restarts
+    assert old_pid is not None
+    words = [f"w{i}" for i in range(12)]
+    async with Client(endpoint, tenant="chaos") as client:
+        submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 12, "chunk_delay_ms": 150})
+        events: list[task_pb2.TaskEvent] = []
+        killed = False
+        async for event in client.watch(submitted.task_id):
+            events.append(event)
+            if not killed and sum(e.HasField("output") for e in events) == 3:
+                os.kill(old_pid, signal.SIGKILL)
+                killed = True
+    assert worker.restarts > restarts and worker.pid != old_pid
+    assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    partials = [e.output.text for e in events if e.HasField("output") and not e.final]
+    assert partials == words
+    assert max(e.attempt for e in events) >= 2  # the emit step ran again, resuming after chunk 3
 
 
 async def test_jetstream_state_survives_a_restart_of_the_mesh(tmp_path: Path) -> None:
@@ -460,24 +477,24 @@ async def test_jetstream_state_survives_a_restart_of_the_mesh(tmp_path: Path) ->
     assert info.state == task_pb2.TASK_STATE_SUCCEEDED and info.result.text == "kept"
 
 
-async def test_crashed_child_is_restarted_with_backoff(tmp_path: Path) -> None:
+async def test_crashed_child_is_restarted_with_backoff(healing_mesh: Supervisor) -> None:
     """A child killed outside the supervisor comes back healthy."""
-    plan = build_plan(tmp_path / "mesh", public_port=0)
-    async with Supervisor(plan) as supervisor:
-        gateway = supervisor.children["gateway"]
-        old_pid = gateway.pid
-        assert old_pid is not None
-        os.kill(old_pid, signal.SIGKILL)
+    supervisor = healing_mesh
+    await _all_healthy(supervisor)
+    gateway = supervisor.children["gateway"]
+    old_pid, restarts = gateway.pid, gateway.restarts
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
 
-        async def restarted() -> bool:
-            return gateway.restarts >= 1 and gateway.pid != old_pid
+    async def restarted() -> bool:
+        return gateway.restarts > restarts and gateway.pid != old_pid
 
-        await eventually(restarted, what="gateway restarted")
-        await gateway.wait_healthy(30)
-        async with Client(f"127.0.0.1:{plan.public_port}") as client:
-            submitted = await client.submit("echo", {"text": "after restart"})
-            events = [e async for e in client.watch(submitted.task_id)]
-        assert events[-1].output.text == "after restart"
+    await eventually(restarted, what="gateway restarted")
+    await gateway.wait_healthy(30)
+    async with Client(f"127.0.0.1:{supervisor.plan.public_port}") as client:
+        submitted = await client.submit("echo", {"text": "after restart"})
+        events = [e async for e in client.watch(submitted.task_id)]
+    assert events[-1].output.text == "after restart"
 
 
 async def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
@@ -552,26 +569,26 @@ async def test_dedicated_pool_workers_run_a_multi_pool_pipeline(tmp_path: Path) 
         assert {w.pools[0]: w.concurrency for w in status.workers}["inference"] == 2
 
 
-async def test_unresponsive_child_is_killed_and_restarted(tmp_path: Path) -> None:
+async def test_unresponsive_child_is_killed_and_restarted(healing_mesh: Supervisor) -> None:
     """Auto-healing: a worker that is alive but stops answering (SIGSTOP) is killed by the
     supervisor's liveness check and replaced; the replacement runs tasks."""
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1)
-    async with Supervisor(plan) as supervisor:
-        worker = supervisor.children["worker-1"]
-        frozen = worker.pid
-        assert frozen is not None
-        os.kill(frozen, signal.SIGSTOP)
+    supervisor = healing_mesh
+    await _all_healthy(supervisor)
+    worker = supervisor.children["worker-1"]
+    frozen, kills = worker.pid, worker.unresponsive_kills
+    assert frozen is not None
+    os.kill(frozen, signal.SIGSTOP)
 
-        async def replaced() -> bool:
-            return worker.unresponsive_kills >= 1 and worker.pid != frozen
+    async def replaced() -> bool:
+        return worker.unresponsive_kills > kills and worker.pid != frozen
 
-        await eventually(replaced, timeout_s=20, what="the frozen worker replaced")
-        await worker.wait_healthy(30)
-        assert not _alive(frozen)
-        async with Client(f"127.0.0.1:{plan.public_port}") as client:
-            submitted = await client.submit("echo", {"text": "healed"})
-            events = [e async for e in client.watch(submitted.task_id)]
-        assert events[-1].output.text == "healed"
+    await eventually(replaced, timeout_s=20, what="the frozen worker replaced")
+    await worker.wait_healthy(30)
+    assert not _alive(frozen)
+    async with Client(f"127.0.0.1:{supervisor.plan.public_port}") as client:
+        submitted = await client.submit("echo", {"text": "healed"})
+        events = [e async for e in client.watch(submitted.task_id)]
+    assert events[-1].output.text == "healed"
 
 
 async def test_task_resumes_after_the_whole_mesh_restarts(tmp_path: Path) -> None:
