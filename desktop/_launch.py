@@ -26,9 +26,10 @@ class NoDesktop:
 
 
 def display_missing(env: Mapping[str, str], system: str | None = None) -> NoDesktop | None:
-    """On Linux a window needs $DISPLAY or $WAYLAND_DISPLAY (a headless server has neither)."""
-    if (system or platform.system()) == "Linux" and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
-        return NoDesktop("no display (neither $DISPLAY nor $WAYLAND_DISPLAY is set)")
+    """On Linux Flet opens its window only with $DISPLAY (X11 or XWayland): without it Flet itself
+    treats the machine as a headless server."""
+    if (system or platform.system()) == "Linux" and not env.get("DISPLAY"):
+        return NoDesktop("no display ($DISPLAY is not set)")
     return None
 
 
