@@ -1,5 +1,6 @@
-// A tenant's tasks, newest first, a page at a time (ListTasks); state and kind filter the page
-// shown. The form's values live in the URL's query, so a filtered list can be linked to.
+// A tenant's tasks, newest first, a page at a time (ListTasks); state, kind and a creation-time
+// window filter the page shown. The form's values live in the URL's query, so a filtered list can be linked to.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { TaskInfo } from "../../gen/mesh/v1/task_pb.js";
 import { className, describe, failure, gateway, refused, STATE_NAMES, stateLabel, stateName, time } from "../api.js";
 import { field, h, table } from "../dom.js";
@@ -20,12 +21,19 @@ export function tasks(main: HTMLElement, shell: Shell): View {
   state.value = query.get("state") ?? "";
   const kind = h("input", { id: "kind", name: "kind", type: "text", autocomplete: "off", spellcheck: "false" });
   kind.value = query.get("kind") ?? "";
+  // Local date and time (datetime-local); in the URL as written, e.g. after=2026-12-03T17:05.
+  const after = h("input", { id: "after", name: "after", type: "datetime-local", step: "1" });
+  after.value = query.get("after") ?? "";
+  const before = h("input", { id: "before", name: "before", type: "datetime-local", step: "1" });
+  before.value = query.get("before") ?? "";
   const form = h(
     "form",
     { class: "fields", role: "search", "aria-label": "Tasks", novalidate: true },
     field("tenant", "Tenant", tenant, "Empty: your credential's own tenant."),
     field("state", "State", state),
     field("kind", "Kind", kind),
+    field("after", "Created after", after),
+    field("before", "Created before", before),
     h("button", { type: "submit" }, "Show"),
   );
   const summary = h("p", { id: "tasks-summary", role: "status" });
@@ -40,7 +48,7 @@ export function tasks(main: HTMLElement, shell: Shell): View {
 
   function clearError(): void {
     tenant.removeAttribute("aria-invalid");
-    for (const id of ["tenant", "state", "kind"]) document.getElementById(`${id}-error`)!.textContent = "";
+    for (const id of ["tenant", "state", "kind", "after", "before"]) document.getElementById(`${id}-error`)!.textContent = "";
   }
 
   function showError(message: string, fieldName: string | null, moveFocus: boolean): void {
@@ -59,7 +67,16 @@ export function tasks(main: HTMLElement, shell: Shell): View {
   function render(): void {
     const wanted = state.value;
     const kindText = kind.value.trim();
-    const shown = loaded.filter((t) => (!wanted || stateName(t.state) === wanted) && (!kindText || t.spec?.kind === kindText));
+    const from = after.value ? new Date(after.value).getTime() : -Infinity;
+    const until = before.value ? new Date(before.value).getTime() : Infinity;
+    const created = (t: TaskInfo): number => (t.created ? timestampDate(t.created).getTime() : 0);
+    const shown = loaded.filter(
+      (t) =>
+        (!wanted || stateName(t.state) === wanted) &&
+        (!kindText || t.spec?.kind === kindText) &&
+        created(t) >= from &&
+        created(t) < until,
+    );
     const rows = shown.map((t) => [
       h("a", { href: `/console/tasks/${encodeURIComponent(t.spec?.taskId ?? "")}` }, h("code", {}, t.spec?.taskId ?? "")),
       t.spec?.kind ?? "",
@@ -100,6 +117,8 @@ export function tasks(main: HTMLElement, shell: Shell): View {
     if (tenant.value.trim()) params.set("tenant", tenant.value.trim());
     if (state.value) params.set("state", state.value);
     if (kind.value.trim()) params.set("kind", kind.value.trim());
+    if (after.value) params.set("after", after.value);
+    if (before.value) params.set("before", before.value);
     const search = params.toString();
     history.replaceState(null, "", `/console/tasks${search ? `?${search}` : ""}`);
   }
@@ -111,7 +130,7 @@ export function tasks(main: HTMLElement, shell: Shell): View {
     pageIndex = 0;
     void load(true);
   });
-  for (const control of [state, kind]) control.addEventListener("change", () => (remember(), render()));
+  for (const control of [state, kind, after, before]) control.addEventListener("change", () => (remember(), render()));
   older.addEventListener("click", () => {
     tokens[pageIndex + 1] = nextToken;
     pageIndex++;
