@@ -408,6 +408,7 @@ async def test_purge_shows_its_scope_and_deletes_only_when_confirmed(page: Page,
     await page.get_by_role("button", name="Purge 1 record").click()
     await expect(page.locator("#dlq-outcome")).to_contain_text(f"Purged 1 dead-letter records of tenant {tenant}")
     await expect(page.get_by_role("link", name=second)).to_have_count(0)
+    await expect(page.locator("#dlq-outcome")).to_be_focused()  # the purge button went with the records
 
 
 async def test_a_running_task_is_cancelled_through_its_confirmation(page: Page, web_mesh: WebMesh) -> None:
@@ -421,6 +422,7 @@ async def test_a_running_task_is_cancelled_through_its_confirmation(page: Page, 
     await dialog.get_by_role("button", name=f"Cancel {task_id}").click()
     await expect(page.locator("#stream-status")).to_contain_text("Finished — cancelled", timeout=10_000)
     await expect(page.get_by_role("button", name="Cancel task…")).to_be_hidden()
+    await expect(page.locator("#task-outcome")).to_be_focused()  # not dropped to the page's start with its button
     assert await page.get_by_role("log").locator(".chunk").count() < 30
 
 

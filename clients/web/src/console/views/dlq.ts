@@ -34,7 +34,7 @@ export function dlq(main: HTMLElement, shell: Shell): View {
   const summary = h("p", { id: "dlq-summary", role: "status" });
   const results = h("div", { id: "dlq-results" });
   const purge = h("button", { type: "button", id: "purge-tenant", class: "danger", hidden: true }, "Purge tenant…");
-  const outcome = h("div", { id: "dlq-outcome" });
+  const outcome = h("div", { id: "dlq-outcome", tabindex: "-1" });
   let generation = 0;
 
   async function load(asked = false): Promise<void> {
@@ -107,6 +107,7 @@ export function dlq(main: HTMLElement, shell: Shell): View {
       const reply = await gateway().purgeDeadLetters({ tenant: wanted });
       outcome.replaceChildren(h("p", { role: "status" }, `Purged ${reply.purged} dead-letter records of tenant ${wanted}.`));
       await load();
+      if (purge.hidden) outcome.focus(); // the button it was on is gone with the records
     } catch (caught) {
       const f = failure(caught);
       if (refused(f)) return shell.refused(f);

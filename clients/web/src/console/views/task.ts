@@ -51,13 +51,16 @@ export function task(main: HTMLElement, shell: Shell, taskId: string): View {
   const stateCell = h("dd", { id: "task-state" }, "—");
   const cancelButton = h("button", { type: "button", id: "cancel-task", class: "danger", hidden: true }, "Cancel task…");
   const retryButton = h("button", { type: "button", id: "retry-task", hidden: true }, "Retry (replay)…");
-  const outcome = h("div", { id: "task-outcome" });
+  const outcome = h("div", { id: "task-outcome", tabindex: "-1" });
   let kind = "";
 
   /** Cancel while the task can still stop; Retry once it is dead-lettered. */
   function actionsFor(state: TaskState): void {
+    const focused = document.activeElement;
     cancelButton.hidden = state === TaskState.UNSPECIFIED || terminal(state);
     retryButton.hidden = state !== TaskState.DEAD_LETTERED;
+    // Focus on a button that just went away would fall to the page's start: keep it at the outcome.
+    if (focused instanceof HTMLElement && focused.hidden) outcome.focus();
   }
 
   cancelButton.addEventListener("click", async () => {
