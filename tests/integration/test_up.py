@@ -464,19 +464,6 @@ async def test_killed_worker_task_is_redelivered_and_completes(healing_mesh: Sup
     assert max(e.attempt for e in events) >= 2  # the emit step ran again, resuming after chunk 3
 
 
-async def test_jetstream_state_survives_a_restart_of_the_mesh(tmp_path: Path) -> None:
-    """A task finished before `up` stops is still readable after the mesh restarts on the same state dir."""
-    state = tmp_path / "state"
-    plan = build_plan(state, public_port=0)
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="durable") as client:
-        submitted = await client.submit("echo", {"text": "kept"})
-        [e async for e in client.watch(submitted.task_id)]
-    plan = build_plan(state, public_port=0)
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="durable") as client:
-        info = await client.get(submitted.task_id)
-    assert info.state == task_pb2.TASK_STATE_SUCCEEDED and info.result.text == "kept"
-
-
 async def test_crashed_child_is_restarted_with_backoff(healing_mesh: Supervisor) -> None:
     """A child killed outside the supervisor comes back healthy."""
     supervisor = healing_mesh
@@ -591,22 +578,30 @@ async def test_unresponsive_child_is_killed_and_restarted(healing_mesh: Supervis
     assert events[-1].output.text == "healed"
 
 
-async def test_task_resumes_after_the_whole_mesh_restarts(tmp_path: Path) -> None:
-    """Checkpointing: stop the whole mesh in the middle of a streaming task, start it again on the
-    same state dir, re-attach from the last sequence seen: the task finishes with every chunk once."""
+async def test_jetstream_state_and_a_running_task_survive_a_restart_of_the_whole_mesh(tmp_path: Path) -> None:
+    """A task finished before the mesh stops is still readable after it restarts on the same state
+    dir. Checkpointing: stop the whole mesh in the middle of a streaming task, start it again on the
+    same state dir, re-attach from the last sequence seen: the task finishes with every chunk once.
+    (One restart for both: each needs a mesh stopped and started again on its state.)"""
     state = tmp_path / "state"
     words = [f"c{i}" for i in range(16)]
     seen: list[task_pb2.TaskEvent] = []
     plan = build_plan(state, public_port=0, ack_wait_s=5.0)
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="restart") as client:
-        submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 16, "chunk_delay_ms": 150})
-        async for event in client.watch(submitted.task_id):
-            seen.append(event)
-            if sum(e.HasField("output") for e in seen) == 4:
-                break
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="durable") as durable:
+        kept = await durable.submit("echo", {"text": "kept"})
+        [e async for e in durable.watch(kept.task_id)]
+        async with Client(f"127.0.0.1:{plan.public_port}", tenant="restart") as client:
+            submitted = await client.submit("stream", {"text": " ".join(words), "chunks": 16, "chunk_delay_ms": 150})
+            async for event in client.watch(submitted.task_id):
+                seen.append(event)
+                if sum(e.HasField("output") for e in seen) == 4:
+                    break
     plan = build_plan(state, public_port=0, ack_wait_s=5.0)
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="restart") as client:
-        seen += [e async for e in client.watch(submitted.task_id, after_sequence=seen[-1].sequence)]
+    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="durable") as durable:
+        info = await durable.get(kept.task_id)
+        async with Client(f"127.0.0.1:{plan.public_port}", tenant="restart") as client:
+            seen += [e async for e in client.watch(submitted.task_id, after_sequence=seen[-1].sequence)]
+    assert info.state == task_pb2.TASK_STATE_SUCCEEDED and info.result.text == "kept"
     assert seen[-1].state == task_pb2.TASK_STATE_SUCCEEDED
     assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
     assert [e.output.text for e in seen if e.HasField("output") and not e.final] == words
