@@ -437,9 +437,13 @@ async def test_a_stream_task_is_submitted_from_the_generated_form(page: Page, we
     await expect(page.get_by_label("Kind")).to_have_value("stream")
     await text.fill("one two three")
     await chunks.fill("three")
+    rank = page.get_by_label("Priority within the class")
+    await rank.fill("101")
     await page.get_by_role("button", name="Submit").click()
     await expect(chunks).to_have_attribute("aria-invalid", "true")
-    await expect(chunks).to_be_focused()
+    await expect(rank).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#submit-rank-error")).to_contain_text("0 to 100")
+    await expect(chunks).to_be_focused()  # the first field in error
     error = page.locator("#input-chunks-error")
     await expect(error).to_contain_text("must be a whole number from 0 to 4294967295")
     assert "input-chunks-error" in (await chunks.get_attribute("aria-describedby") or "")
@@ -449,11 +453,29 @@ async def test_a_stream_task_is_submitted_from_the_generated_form(page: Page, we
     await page.get_by_label("chunk_delay_ms (uint32)").fill("150")
     await page.get_by_label("Tenant").fill(TENANT)
     await page.get_by_label("Priority class").select_option(label="interactive")
+    await rank.fill("7")
+    await page.get_by_label("Idempotency key").fill("console-form-1")
     await page.get_by_role("button", name="Submit").click()
     await expect(page).to_have_url(re.compile(r"/console/tasks/[^/?]+$"))
+    task_url = page.url
     await expect(page.locator("#stream-status")).to_contain_text("Finished — succeeded", timeout=15_000)
     assert await page.get_by_role("log").locator(".chunk .text").all_inner_texts() == ["one", "two", "three"]
     await expect(page.locator("#task-summary")).to_contain_text("interactive")
+    # What only the mesh checks (chunks 1..10000) comes back on its field too (tidemesh-field).
+    await page.go_back()
+    await page.get_by_label("text (string)").fill("one two three")
+    await page.get_by_label("Tenant").fill(TENANT)
+    await page.get_by_role("button", name="Submit").click()
+    await expect(page.get_by_label("chunks (uint32)")).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#input-chunks-error")).to_contain_text("spec.payload.stream.chunks")
+    # The same request under the same idempotency key: the mesh answers with the first task, which opens.
+    await page.get_by_label("chunks (uint32)").fill("3")
+    await page.get_by_label("chunk_delay_ms (uint32)").fill("150")
+    await page.get_by_label("Priority class").select_option(label="interactive")
+    await page.get_by_label("Priority within the class").fill("7")
+    await page.get_by_label("Idempotency key").fill("console-form-1")
+    await page.get_by_role("button", name="Submit").click()
+    await expect(page).to_have_url(task_url)
 
 
 GREET = """syntax = "proto3";

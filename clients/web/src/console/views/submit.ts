@@ -159,6 +159,9 @@ export function submit(main: HTMLElement, shell: Shell): View {
     h("option", { value: String(PriorityClass.BATCH) }, "batch"),
   );
   priority.value = String(PriorityClass.STANDARD);
+  const rank = h("input", { id: "submit-rank", name: "priority", type: "text", inputmode: "numeric", autocomplete: "off" });
+  rank.value = "0";
+  const idempotency = h("input", { id: "submit-idempotency", name: "idempotency_key", type: "text", autocomplete: "off", spellcheck: "false" });
   const inputFields = h("fieldset", { id: "submit-input" });
   const formError = h("div", { id: "submit-outcome" });
   const send = h("button", { type: "submit" }, "Submit");
@@ -169,6 +172,8 @@ export function submit(main: HTMLElement, shell: Shell): View {
     inputFields,
     field("submit-tenant", "Tenant", tenant, "Empty: your credential's own tenant."),
     field("submit-priority", "Priority class", priority, "Interactive is dispatched first, then standard, then batch."),
+    field("submit-rank", "Priority within the class", rank, "0 to 100; higher runs first."),
+    field("submit-idempotency", "Idempotency key", idempotency, "Optional: a repeated submit with the same key returns the first task."),
     send,
     formError,
   );
@@ -238,6 +243,8 @@ export function submit(main: HTMLElement, shell: Shell): View {
   function fieldFor(name: string | null): { id: string; control: HTMLElement } | null {
     if (!name) return null;
     if (name === "spec.tenant" || name === "tenant") return { id: "submit-tenant", control: tenant };
+    if (name === "spec.priority") return { id: "submit-rank", control: rank };
+    if (name === "spec.idempotency_key") return { id: "submit-idempotency", control: idempotency };
     if (name.endsWith("kind")) return { id: "submit-kind", control: kindSelect };
     const last = name.split(".").pop();
     return inputs.find((input) => input.name === last) ?? null;
@@ -264,6 +271,12 @@ export function submit(main: HTMLElement, shell: Shell): View {
       setError(target, "a tenant is 1 to 64 of A-Z a-z 0-9 _ -.");
       invalid.push(target);
     }
+    const rankText = rank.value.trim();
+    if (!/^\d{1,3}$/.test(rankText) || Number(rankText) > 100) {
+      const target = { id: "submit-rank", control: rank };
+      setError(target, "the priority is a whole number from 0 to 100.");
+      invalid.push(target);
+    }
     if (invalid.length) {
       invalid[0].control.focus();
       return;
@@ -281,7 +294,14 @@ export function submit(main: HTMLElement, shell: Shell): View {
     send.disabled = true;
     try {
       const reply = await gateway().submitTask({
-        spec: { kind: kindSelect.value, tenant: tenantText, priorityClass: Number(priority.value), payload },
+        spec: {
+          kind: kindSelect.value,
+          tenant: tenantText,
+          priorityClass: Number(priority.value),
+          priority: Number(rankText),
+          idempotencyKey: idempotency.value.trim(),
+          payload,
+        },
       });
       shell.navigate(`/console/tasks/${encodeURIComponent(reply.taskId)}`);
     } catch (caught) {
