@@ -164,6 +164,7 @@ async def _sessions(
         sequencer=sequencer,
         children=children,
         sessions_kv=await js.key_value(SESSIONS_BUCKET),
+        resume_window_s=args.resume_window,
     )
     await sessions.start()
     host.add(
@@ -225,6 +226,13 @@ def main() -> None:
         "--webhook-allow",
         default="http://127.0.0.1:,http://localhost:",
         help="comma-separated URL prefixes webhook tasks may call",
+    )
+    parser.add_argument(
+        "--resume-window",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a worker-protocol session outlives a broken stream before its assignments go to others",
     )
     parser.add_argument("--reserve", type=int, default=None, help="extra slots only interactive work may use")
     parser.add_argument(

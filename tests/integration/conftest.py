@@ -201,8 +201,17 @@ async def quarantined(client: NATS, source: str, subject: str, sequence: int = 0
 
 @pytest.fixture(scope="session")
 async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    """The whole mesh — nats, scheduler, inference, a worker, gateway, Envoy — as `tidemesh up` runs it."""
-    plan = build_plan(tmp_path_factory.mktemp("mesh"), public_port=0, workers=1, ack_wait_s=5.0)
+    """The whole mesh — nats, scheduler, inference, a worker, gateway, Envoy — as `tidemesh up` runs it.
+    Its worker-protocol sessions outlive a broken stream 4 s (the default is 10 s): the tests of a
+    worker that vanishes or is killed wait that long for its work to move, and the tests that
+    reattach do so at once."""
+    plan = build_plan(
+        tmp_path_factory.mktemp("mesh"),
+        public_port=0,
+        workers=1,
+        ack_wait_s=5.0,
+        worker_args=("--resume-window", "4"),
+    )
     async with Supervisor(plan, health_timeout_s=60) as supervisor:
         yield Mesh(plan, supervisor)
 
