@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mesh.fabric import actions_for
+from mesh.fabric import actions_for, console_path
 from mesh.v1 import deadletter_pb2, task_pb2
 from tui._model import DashModel, QueueRow, health_word, output_text, state_word
 
@@ -227,6 +227,7 @@ def dead_letter_detail(letter: deadletter_pb2.DeadLetter) -> list[Line]:
     # The record's own commands (older records have none: the same rule, applied here).
     commands = list(letter.cli_commands) or actions_for(letter.task_id, letter.classification)[0]
     facts += [("from the CLI" if i == 0 else "", command) for i, command in enumerate(commands)]
+    facts.append(("web console", letter.console_path or console_path("dlq", letter.task_id)))
     return [Line([("muted", f"{name:<13}"), value], key=letter.task_id) for name, value in facts]
 
 

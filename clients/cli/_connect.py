@@ -59,3 +59,11 @@ def connection_notes(args: argparse.Namespace) -> list[str]:
     else:
         tls = f"TLS, verified against {transport['ca'] or os.environ.get('TIDEMESH_CA') or 'the system roots'}"
     return [f"endpoint: {args.endpoint}", f"transport: {tls}", f"credential: {credential_of(args)[1]}"]
+
+
+def console_url(args: argparse.Namespace, view: str, task_id: str) -> str:
+    """The web console's page of a task or dead letter on the mesh this command talks to."""
+    from mesh.fabric import console_path
+
+    scheme = "http" if transport_for(args).get("insecure") else "https"
+    return f"{scheme}://{args.endpoint}{console_path(view, task_id)}"

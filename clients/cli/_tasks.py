@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 
-from clients.cli._connect import client_for
+from clients.cli._connect import client_for, console_url
 from clients.cli._exit import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output, Progress
 from clients.cli._render import event_line
@@ -68,6 +68,7 @@ async def submit_command(args: argparse.Namespace, out: Output) -> int:
             args.kind, payload, priority=args.priority, idempotency_key=args.idempotency_key
         )
         out.note(f"task {submitted.task_id}" + (" (deduplicated)" if submitted.deduplicated else ""))
+        out.note(f"  follow it in the web console: {console_url(args, 'tasks', submitted.task_id)}")
         if args.no_wait:
             out.data(
                 {"task_id": submitted.task_id, "deduplicated": submitted.deduplicated},

@@ -9,6 +9,7 @@ from mesh.fabric._deadletters import (
     DeadLetterStore,
     actions_for,
     classify,
+    console_path,
     fingerprint,
     runbook_for,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "cancel_subject",
     "classify",
     "connect",
+    "console_path",
     "consumer_name",
     "ensure_topology",
     "ensure_work_consumer",

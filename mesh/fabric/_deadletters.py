@@ -62,6 +62,16 @@ def runbook_for(classification: int) -> str:
 _NOT_REPLAYABLE = frozenset({deadletter_pb2.FAILURE_CLASS_POISON_INPUT})
 
 
+CONSOLE_VIEWS = ("tasks", "dlq")  # the web console's pages of one record (clients/web/src/console)
+
+
+def console_path(view: str, task_id: str) -> str:
+    """The web console's page of a task (``tasks``) or a dead letter (``dlq``) on the public port."""
+    if view not in CONSOLE_VIEWS:
+        raise ValueError(f"no console view {view!r}: one of {', '.join(CONSOLE_VIEWS)}")
+    return f"/console/{view}/{task_id}"
+
+
 def actions_for(task_id: str, classification: int) -> tuple[list[str], str]:
     """The CLI commands that act on a dead letter (as its runbook takes them) and its dashboard view."""
     commands = [f"tidemesh dlq show {task_id}"]
@@ -138,6 +148,7 @@ class DeadLetterStore:
             "runbook": letter.runbook,
             "cli_commands": list(letter.cli_commands),
             "dashboard_view": letter.dashboard_view,
+            "console_path": letter.console_path,
             "trace_id": letter.trace_id,
         }
         await self._nc.publish(ALERT_SUBJECT, json.dumps(alert).encode())

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mesh/v1/deadletter.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mesh/v1/task.proto\"\x82\x03\n\nDeadLetter\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x1f\n\x04spec\x18\x02 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x13\n\x0b\x65rror_class\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x12\n\nworker_ids\x18\x08 \x03(\t\x12\x10\n\x08trace_id\x18\t \x01(\t\x12-\n\x0e\x63lassification\x18\n \x01(\x0e\x32\x15.mesh.v1.FailureClass\x12\x0f\n\x07runbook\x18\x0b \x01(\t\x12+\n\x07\x64\x65\x61\x64_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplayed_as\x18\r \x03(\t\x12\x11\n\treplay_of\x18\x0e \x01(\t\x12\x14\n\x0c\x63li_commands\x18\x0f \x03(\t\x12\x16\n\x0e\x64\x61shboard_view\x18\x10 \x01(\t*\xec\x01\n\x0c\x46\x61ilureClass\x12\x1d\n\x19\x46\x41ILURE_CLASS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x41ILURE_CLASS_POISON_INPUT\x10\x01\x12!\n\x1d\x46\x41ILURE_CLASS_SCHEMA_MISMATCH\x10\x02\x12\x19\n\x15\x46\x41ILURE_CLASS_TIMEOUT\x10\x03\x12%\n!FAILURE_CLASS_RESOURCE_EXHAUSTION\x10\x04\x12!\n\x1d\x46\x41ILURE_CLASS_DEPENDENCY_DOWN\x10\x05\x12\x15\n\x11\x46\x41ILURE_CLASS_BUG\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mesh/v1/deadletter.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12mesh/v1/task.proto\"\x98\x03\n\nDeadLetter\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x1f\n\x04spec\x18\x02 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x13\n\x0b\x65rror_class\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x12\n\nworker_ids\x18\x08 \x03(\t\x12\x10\n\x08trace_id\x18\t \x01(\t\x12-\n\x0e\x63lassification\x18\n \x01(\x0e\x32\x15.mesh.v1.FailureClass\x12\x0f\n\x07runbook\x18\x0b \x01(\t\x12+\n\x07\x64\x65\x61\x64_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplayed_as\x18\r \x03(\t\x12\x11\n\treplay_of\x18\x0e \x01(\t\x12\x14\n\x0c\x63li_commands\x18\x0f \x03(\t\x12\x16\n\x0e\x64\x61shboard_view\x18\x10 \x01(\t\x12\x14\n\x0c\x63onsole_path\x18\x11 \x01(\t*\xec\x01\n\x0c\x46\x61ilureClass\x12\x1d\n\x19\x46\x41ILURE_CLASS_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x41ILURE_CLASS_POISON_INPUT\x10\x01\x12!\n\x1d\x46\x41ILURE_CLASS_SCHEMA_MISMATCH\x10\x02\x12\x19\n\x15\x46\x41ILURE_CLASS_TIMEOUT\x10\x03\x12%\n!FAILURE_CLASS_RESOURCE_EXHAUSTION\x10\x04\x12!\n\x1d\x46\x41ILURE_CLASS_DEPENDENCY_DOWN\x10\x05\x12\x15\n\x11\x46\x41ILURE_CLASS_BUG\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.deadletter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILURECLASS']._serialized_start=480
-  _globals['_FAILURECLASS']._serialized_end=716
+  _globals['_FAILURECLASS']._serialized_start=502
+  _globals['_FAILURECLASS']._serialized_end=738
   _globals['_DEADLETTER']._serialized_start=91
-  _globals['_DEADLETTER']._serialized_end=477
+  _globals['_DEADLETTER']._serialized_end=499
 # @@protoc_insertion_point(module_scope)

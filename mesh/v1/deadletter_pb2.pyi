@@ -29,7 +29,7 @@ FAILURE_CLASS_DEPENDENCY_DOWN: FailureClass
 FAILURE_CLASS_BUG: FailureClass
 
 class DeadLetter(_message.Message):
-    __slots__ = ("task_id", "spec", "step", "error_class", "message", "fingerprint", "attempts", "worker_ids", "trace_id", "classification", "runbook", "dead_at", "replayed_as", "replay_of", "cli_commands", "dashboard_view")
+    __slots__ = ("task_id", "spec", "step", "error_class", "message", "fingerprint", "attempts", "worker_ids", "trace_id", "classification", "runbook", "dead_at", "replayed_as", "replay_of", "cli_commands", "dashboard_view", "console_path")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class DeadLetter(_message.Message):
     REPLAY_OF_FIELD_NUMBER: _ClassVar[int]
     CLI_COMMANDS_FIELD_NUMBER: _ClassVar[int]
     DASHBOARD_VIEW_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_PATH_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     spec: _task_pb2.TaskSpec
     step: str
@@ -62,4 +63,5 @@ class DeadLetter(_message.Message):
     replay_of: str
     cli_commands: _containers.RepeatedScalarFieldContainer[str]
     dashboard_view: str
-    def __init__(self, task_id: _Optional[str] = ..., spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., step: _Optional[str] = ..., error_class: _Optional[str] = ..., message: _Optional[str] = ..., fingerprint: _Optional[str] = ..., attempts: _Optional[int] = ..., worker_ids: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., classification: _Optional[_Union[FailureClass, str]] = ..., runbook: _Optional[str] = ..., dead_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed_as: _Optional[_Iterable[str]] = ..., replay_of: _Optional[str] = ..., cli_commands: _Optional[_Iterable[str]] = ..., dashboard_view: _Optional[str] = ...) -> None: ...
+    console_path: str
+    def __init__(self, task_id: _Optional[str] = ..., spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., step: _Optional[str] = ..., error_class: _Optional[str] = ..., message: _Optional[str] = ..., fingerprint: _Optional[str] = ..., attempts: _Optional[int] = ..., worker_ids: _Optional[_Iterable[str]] = ..., trace_id: _Optional[str] = ..., classification: _Optional[_Union[FailureClass, str]] = ..., runbook: _Optional[str] = ..., dead_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed_as: _Optional[_Iterable[str]] = ..., replay_of: _Optional[str] = ..., cli_commands: _Optional[_Iterable[str]] = ..., dashboard_view: _Optional[str] = ..., console_path: _Optional[str] = ...) -> None: ...

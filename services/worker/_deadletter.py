@@ -18,6 +18,7 @@ from mesh.fabric import (
     EventStore,
     actions_for,
     classify,
+    console_path,
     fingerprint,
     runbook_for,
 )
@@ -49,6 +50,7 @@ def letter_for(
         replay_of=spec.labels.get(REPLAY_OF_LABEL, ""),
         cli_commands=commands,
         dashboard_view=view,
+        console_path=console_path("dlq", chain.task_id),
     )
     letter.dead_at.GetCurrentTime()
     return letter

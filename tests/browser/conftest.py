@@ -19,7 +19,7 @@ import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
 @dataclass(frozen=True)
 class WebMesh:
     base_url: str  # Envoy's public port (HTTPS): the page's cross-origin target
-    admin_key: str
+    admin_key: str = field(repr=False)  # a failing test prints its fixtures: never the key
     spki_pin: str  # base64 SHA-256 of the public key Envoy serves, verified against the mesh's root
     ca_path: str = ""  # the mesh's root, for Python clients the tests use alongside the browser
 

@@ -162,6 +162,8 @@ async def test_formats_clocks_and_verbosity(mesh: Mesh) -> None:
     assert c1 == 0 and events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["final"], jsonl
     assert re.search(r"^task \w+$", err1, re.M) and "endpoint: " + mesh.endpoint in err1
     assert re.search(r" call /mesh\.v1\.GatewayService/SubmitTask → OK in [\d.]+ ms$", err1, re.M), err1
+    task_id = re.search(r"^task (\w+)$", err1, re.M).group(1)  # type: ignore[union-attr]
+    assert f"follow it in the web console: https://{mesh.endpoint}/console/tasks/{task_id}" in err1, err1
     assert "transport: TLS, verified against " + str(mesh.security.root) in err1, err1
     assert re.search(r"^credential: .*" + re.escape(str(mesh.plan.state_dir)) + r"/auth/admin.key", err1, re.M)
     assert c2 == 0 and all(re.match(r"\d\d:\d\d:\d\d\.\d{3}Z  #\d", line) for line in table.splitlines()), table

@@ -52,6 +52,7 @@ async def test_fatal_failure_is_dead_lettered_with_a_diagnosis(mesh: Mesh) -> No
     assert list(letter.cli_commands) == [f"tidemesh dlq show {task_id}", f"tidemesh dlq purge {task_id}"]
     assert letter.dashboard_view == f"tidemesh dash --dlq {task_id}"
     assert alert["cli_commands"] == list(letter.cli_commands) and alert["dashboard_view"] == letter.dashboard_view
+    assert letter.console_path == f"/console/dlq/{task_id}" and alert["console_path"] == letter.console_path
     assert submitted.task_id in [item.task_id for item in listed]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.fabric import actions_for, runbook_for
+from mesh.fabric import actions_for, console_path, runbook_for
 from mesh.v1 import deadletter_pb2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,7 +17,7 @@ CLASSES = [value for value in deadletter_pb2.FailureClass.values() if value]
 def test_the_runbook_shows_what_its_records_carry(classification: int) -> None:
     page = (REPO / runbook_for(classification)).read_text()
     commands, view = actions_for("TASK_ID", classification)
-    for action in [*commands, view]:
+    for action in [*commands, view, console_path("dlq", "TASK_ID")]:
         assert f"`{action}`" in page, f"{runbook_for(classification)} does not show {action}"
 
 
@@ -28,3 +28,9 @@ def test_only_input_that_can_succeed_is_offered_a_replay() -> None:
         commands, view = actions_for("t1", classification)
         assert commands == ["tidemesh dlq show t1", "tidemesh dlq replay t1", "tidemesh dlq purge t1"]
         assert view == "tidemesh dash --dlq t1"
+
+
+def test_console_paths_are_the_console_s_pages() -> None:
+    assert console_path("dlq", "t1") == "/console/dlq/t1" and console_path("tasks", "t1") == "/console/tasks/t1"
+    with pytest.raises(ValueError, match="no console view"):
+        console_path("nope", "t1")

@@ -954,6 +954,11 @@ class DeadLetter(betterproto2.Message):
     The dashboard view of this record: `tidemesh dash --dlq ID`.
     """
 
+    console_path: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    """
+    The web console's page of this record on the public port: `/console/dlq/ID`.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "DeadLetter", DeadLetter)
 

@@ -110,6 +110,13 @@ export declare type DeadLetter = Message<"mesh.v1.DeadLetter"> & {
    * @generated from field: string dashboard_view = 16;
    */
   dashboardView: string;
+
+  /**
+   * The web console's page of this record on the public port: `/console/dlq/ID`.
+   *
+   * @generated from field: string console_path = 17;
+   */
+  consolePath: string;
 };
 
 /**
