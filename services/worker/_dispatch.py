@@ -122,6 +122,7 @@ class Dispatcher(Lifecycle):
         self._slots: SlotPolicy[_Fetched] = SlotPolicy(SlotLimits.of(concurrency, reserve, guaranteed))
         self._bounds = bounds or WaitBounds()
         self._grace_s = grace_s
+        self._hurry = asyncio.Event()  # the running steps cannot finish: the grace is not waited out
         topology = topology or Topology()
         self._ack_wait_s = topology.ack_wait_s
         weights = dict(tenant_weights or {})
@@ -316,12 +317,34 @@ class Dispatcher(Lifecycle):
             with contextlib.suppress(Exception):
                 await msg.ack_sync(timeout=5.0)
 
+    def hurry(self) -> None:
+        """The running steps can no longer finish (the remote worker running them is gone): a
+        shutdown hands them back now rather than at the end of its grace."""
+        self._hurry.set()
+
     async def shutdown(self, grace_s: float) -> None:
         """Stop pulling, let running steps finish within `grace_s`, hand the rest back (idempotent:
         a second call waits for the first, with the first's grace)."""
         if self.state is State.RUNNING:
             self._grace_s = grace_s
         await self.close()
+
+    async def _hurried(self) -> None:
+        await self._hurry.wait()
+
+    async def _wait_out_grace(self, jobs: list[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+        """The jobs still running once all are done, the grace is over, or `hurry` was called."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace_s
+        hurried = asyncio.create_task(self._hurried())
+        pending = set(jobs)
+        try:
+            while pending and not hurried.done() and (left := deadline - loop.time()) > 0:
+                _, pending = await asyncio.wait({*pending, hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(hurried)
+        finally:
+            hurried.cancel()
+        return {job for job in jobs if not job.done()}
 
     async def _stop(self) -> None:
         # The state (STOPPING), not only cancel(): a fetch may swallow the cancellation and return.
@@ -342,7 +365,7 @@ class Dispatcher(Lifecycle):
                 await waiting.payload.msg.nak()
         jobs = [r.job for r in self._running.values()]
         if jobs:
-            _, pending = await asyncio.wait(jobs, timeout=self._grace_s)
+            pending = await self._wait_out_grace(jobs)
             for running in list(self._running.values()):
                 if running.job in pending:
                     running.job.cancel()

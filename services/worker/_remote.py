@@ -694,6 +694,10 @@ class SessionService(session_pb2_grpc.WorkerSessionServiceServicer):
                 await reader
             if session.state is SessionState.CONNECTED and session.outbox is outbox:
                 session.detach()  # a broken stream (this one still current): the worker may come back
+            elif session.state is SessionState.DRAINING and session.outbox is outbox and session.dispatcher:
+                # A draining session never resumes: with its stream gone its steps cannot finish,
+                # so they go back to the queue now, not at the end of the drain's grace.
+                session.dispatcher.hurry()
 
     async def _read(self, session: Session, requests: AsyncIterator[session_pb2.ConnectRequest]) -> None:
         """The worker's reports, until its stream ends."""

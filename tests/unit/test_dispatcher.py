@@ -138,6 +138,22 @@ async def test_shutdown_hands_back_what_waits_and_what_outlives_the_grace(rig: R
         await rig.dispatcher.start()
 
 
+async def test_a_hurried_shutdown_hands_running_steps_back_without_waiting_out_the_grace(
+    rig: Rig, steps: Steps
+) -> None:
+    """`hurry` (the remote worker running the steps is gone): a shutdown with a long grace hands
+    the running steps back at once."""
+    deliveries = [await rig.admit() for _ in range(2)]
+    await eventually(_probe(lambda: len(steps.running) == 2), 5.0, "two steps running")
+    draining = asyncio.create_task(rig.dispatcher.shutdown(30.0))
+    await asyncio.sleep(0.1)
+    assert not draining.done(), "the grace is waited out while the steps may still finish"
+    rig.dispatcher.hurry()
+    await asyncio.wait_for(draining, 5.0)
+    assert [d.settled for d in deliveries] == ["nak"] * 2
+    assert sorted(steps.cancelled) == sorted(d.task_id for d in deliveries)
+
+
 def _probe(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     async def probe() -> bool:
         return bool(condition())
