@@ -114,7 +114,7 @@ class LanePartitions:
         try:
             msgs = await self._pull(tenant, asked)
         except nats.js.errors.APIError as exc:
-            self._refused(tenant, exc)
+            await self._refused(tenant, exc)
             return []
         self.refusals.pop(tenant, None)
         self.share.settle(tenant, token, asked=asked, got=len(msgs))
@@ -129,12 +129,12 @@ class LanePartitions:
         self.pulled_at = time.monotonic()
         return list(msgs)
 
-    def _refused(self, tenant: str, exc: nats.js.errors.APIError) -> None:
+    async def _refused(self, tenant: str, exc: nats.js.errors.APIError) -> None:
         """The broker refused this tenant's partition: hold the tenant, backing off."""
         refusals = self.refusals[tenant] = self.refusals.get(tenant, 0) + 1
         hold_s = min(MAX_HOLD_S, FIRST_HOLD_S * 2 ** (refusals - 1))
         self.share.hold(tenant, time.monotonic() + hold_s)
-        self.partitions.pop(tenant, None)
+        await self._unbind(tenant)
         log.warning(
             "the broker refused a tenant partition; its work waits, the others go on",
             extra={"pool": self.pool, "lane": self.name, "tenant": tenant, "error": str(exc), "retry_in_s": hold_s},
@@ -172,8 +172,16 @@ class LanePartitions:
         except (nats.errors.TimeoutError, TimeoutError):
             return []
         except Exception:
-            self.partitions.pop(tenant, None)  # declare and bind afresh next time
+            await self._unbind(tenant)  # declare and bind afresh next time
             raise
+
+    async def _unbind(self, tenant: str) -> None:
+        """Forget the tenant's partition, unsubscribed: a subscription only dropped from the map
+        stays on the connection, whose drain at exit then waits on its pull (past the grace)."""
+        partition = self.partitions.pop(tenant, None)
+        if partition is not None:
+            with contextlib.suppress(Exception):
+                await partition[0].unsubscribe()
 
     async def close(self) -> None:
         """Unsubscribe the partitions (an outstanding pull would make the connection's drain wait)."""
