@@ -93,6 +93,7 @@ class KindStore:
 
     async def _follow(self) -> None:
         while True:
+            watcher = None
             try:
                 watcher = await self._kv.watchall(ignore_deletes=True)
                 async for entry in watcher:
@@ -103,6 +104,12 @@ class KindStore:
             except Exception as exc:  # a broker restart: watch again (ensure() reads through meanwhile)
                 log.warning("kind watch failed: %r", exc)
                 await asyncio.sleep(1.0)
+            finally:
+                # Unsubscribed, not only abandoned: a watch left subscribed keeps taking messages
+                # nobody reads, and the connection's drain at exit waits on them (past the grace).
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
         if self._watch is not None:
