@@ -21,6 +21,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 LOAD_S = float(os.environ.get("TIDEMESH_SOAK_S", "2.5"))
 
 
+def _killed_at_stop(supervisor: Supervisor) -> list[str]:
+    """Children the mesh's stop had to SIGKILL after their grace (e.g. a worker whose NATS drain
+    hung on a pull subscription it had leaked when the broker refused a partition)."""
+    return [name for name, child in supervisor.children.items() if child.killed_after_grace]
+
+
 async def test_single_node_mesh_survives_every_fault(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Worker, scheduler, gateway, inference, nats-server (kill -9) and a paused worker: 0 lost, 0 duplicated."""
     plan = build_plan(
@@ -43,6 +49,7 @@ async def test_single_node_mesh_survives_every_fault(tmp_path: Path, capsys: pyt
         for name, fault in faults:
             probe = "embed" if "inference" in name else "echo"  # recovery = the faulted part works again
             rows.append(await run_fault(name, fault, client, ledger, LOAD_S, probe))
+    assert _killed_at_stop(supervisor) == [], "every child stops within its grace once the faults are over"
     with capsys.disabled():
         print("\n" + table(rows))
     for row in rows:
@@ -73,6 +80,7 @@ async def test_scheduler_killed_in_the_middle_of_a_group_commit(
         scheduler_pid = supervisor.children["scheduler"].pid
         row = await run_fault("kill -9 scheduler mid group commit", fired(marker), client, ledger, LOAD_S, callers=48)
         assert supervisor.children["scheduler"].pid != scheduler_pid, "the scheduler was never killed"
+    assert _killed_at_stop(supervisor) == [], "every child stops within its grace once the faults are over"
     with capsys.disabled():
         print("\n" + table([row]))
     assert marker.exists() and row.acknowledged > 0, row
@@ -88,6 +96,7 @@ async def test_cluster_survives_losing_a_node(tmp_path: Path, capsys: pytest.Cap
         Client(f"127.0.0.1:{plan.public_port}", tenant="chaos") as client,
     ):
         row = await run_fault("kill -9 one of 3 nats nodes", kill(supervisor, "nats-2"), client, ledger, LOAD_S)
+    assert _killed_at_stop(supervisor) == [], "every child stops within its grace once the faults are over"
     with capsys.disabled():
         print("\n" + table([row]))
     assert row.acknowledged > 0
