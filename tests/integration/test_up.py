@@ -88,105 +88,55 @@ async def test_up_boots_serves_and_leaves_no_process(tmp_path: Path) -> None:
         root = re.search(r"TLS: on .* clients trust (\S+)", output)
         assert root is not None, output
         assert Path(root.group(1)) == (tmp_path / "state" / "pki" / "ca.crt").resolve()
-        code, out, err = await _cli("ca", "--state-dir", str(tmp_path / "state"))
-        assert code == 0 and out.strip() == root.group(1), err
-        anonymous = await asyncio.create_subprocess_exec(
-            TIDEMESH,
-            "submit",
-            "echo",
-            "--endpoint",
-            endpoint,
-            "--state-dir",
-            str(tmp_path / "elsewhere"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, anonymous_err = await asyncio.wait_for(anonymous.communicate(), 30)
-        assert anonymous.returncode != 0 and b"unauthenticated" in anonymous_err
-        submit = await asyncio.create_subprocess_exec(
-            TIDEMESH,
-            "submit",
-            "echo",
-            "--text",
-            "from the cli",
-            "--endpoint",
-            endpoint,
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(submit.communicate(), 30)
-        assert submit.returncode == 0, err.decode()
-        events = [json.loads(line) for line in out.decode().splitlines()]
-        assert events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["output"]["text"] == "from the cli"
-        state = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "state"))
+        state_dir = str(tmp_path / "state")
+        state = ("--endpoint", endpoint, "--state-dir", state_dir)
         elsewhere = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "elsewhere"))
-        code, out, _ = await _cli("auth", "key", "--tenant", "default", "--roles", "read", *state)
-        assert code == 0
+        names = ("nats", "scheduler", "inference", "worker-1", "gateway", "envoy")
+        # The commands that do not depend on one another run at once (each CLI start costs most of
+        # a second): the CA path, an anonymous and a bad submit, the dead letters, the status, the
+        # submit the key checks below list, and the Tiltfile's readiness probe for each component
+        # (`tidemesh probe NAME` exits 0 when healthy: https with a client certificate, Envoy's
+        # admin socket, NATS over TLS), all at once as Tilt runs them.
+        ca, anonymous, submit, bad, dlq, status, *probes = await asyncio.gather(
+            _cli("ca", "--state-dir", state_dir),
+            _cli("submit", "echo", *elsewhere),
+            _cli("submit", "echo", "--text", "from the cli", *state, "--json"),
+            _cli("submit", "teleport", *state),
+            _cli("dlq", "list", *state, "--json"),
+            _cli("status", *state, "--json"),
+            *(_cli("probe", name, "--state-dir", state_dir) for name in names),
+        )
+        code, out, err = ca
+        assert code == 0 and out.strip() == root.group(1), err
+        code, _, err = anonymous
+        assert code != 0 and "unauthenticated" in err, err
+        code, out, err = submit
+        assert code == 0, err
+        events = [json.loads(line) for line in out.splitlines()]
+        assert events[-1]["state"] == "TASK_STATE_SUCCEEDED" and events[-1]["output"]["text"] == "from the cli"
+        code, _, err = bad
+        assert code == 2 and "kind" in err, err
+        code, out, err = dlq
+        assert code == 0 and json.loads(out) == [], err
+        report = json.loads(status[1])
+        assert report["secure"] is True
+        assert {c["name"] for c in report["components"] if c["healthy"]} == set(names)
+        for name, (code, _, err) in zip(names, probes, strict=True):
+            assert code == 0, (name, err)
+        (code, out, _), (token_code, token, _) = await asyncio.gather(
+            _cli("auth", "key", "--tenant", "default", "--roles", "read", *state),
+            _cli("auth", "token", "--tenant", "default", "--roles", "read", *state),
+        )
+        assert code == 0 and token_code == 0
         key_id, key = out.split()[2], out.split()[3]
-        code, out, _ = await _cli("list", "--api-key", key, "--json", *elsewhere)
+        (code, out, _), (token_code, _, _) = await asyncio.gather(
+            _cli("list", "--api-key", key, "--json", *elsewhere), _cli("list", "--api-key", token.strip(), *elsewhere)
+        )
         assert code == 0 and events[0]["taskId"] in [t["spec"]["taskId"] for t in json.loads(out)["tasks"]]
-        code, token, _ = await _cli("auth", "token", "--tenant", "default", "--roles", "read", *state)
-        assert code == 0 and (await _cli("list", "--api-key", token.strip(), *elsewhere))[0] == 0
+        assert token_code == 0
         assert (await _cli("auth", "revoke", key_id, "--reason", "rotated", "--yes", *state))[0] == 0
         code, _, err = await _cli("list", "--api-key", key, *elsewhere)
         assert code != 0 and "revoked: rotated" in err and "from --api-key" in err, err
-        bad = await asyncio.create_subprocess_exec(
-            TIDEMESH,
-            "submit",
-            "teleport",
-            "--endpoint",
-            endpoint,
-            "--state-dir",
-            str(tmp_path / "state"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, bad_err = await asyncio.wait_for(bad.communicate(), 30)
-        assert bad.returncode == 2 and b"kind" in bad_err
-        dlq = await asyncio.create_subprocess_exec(
-            TIDEMESH,
-            "dlq",
-            "list",
-            "--endpoint",
-            endpoint,
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        dlq_out, dlq_err = await asyncio.wait_for(dlq.communicate(), 30)
-        assert dlq.returncode == 0 and json.loads(dlq_out) == [], dlq_err.decode()
-        status = await asyncio.create_subprocess_exec(
-            TIDEMESH,
-            "status",
-            "--endpoint",
-            endpoint,
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        status_out, _ = await asyncio.wait_for(status.communicate(), 30)
-        report = json.loads(status_out)
-        assert report["secure"] is True
-        assert {c["name"] for c in report["components"] if c["healthy"]} == {
-            "nats",
-            "scheduler",
-            "inference",
-            "worker-1",
-            "gateway",
-            "envoy",
-        }
-        # The Tiltfile's readiness probe: `tidemesh probe NAME` exits 0 for each healthy component
-        # (https with a client certificate, Envoy's admin socket, NATS over TLS).
-        for name in ("nats", "scheduler", "inference", "worker-1", "gateway", "envoy"):
-            code, _, err = await _cli("probe", name, "--state-dir", str(tmp_path / "state"))
-            assert code == 0, (name, err)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
         assert [p for p in pids if _alive(p)] == []
