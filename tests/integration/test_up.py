@@ -160,13 +160,16 @@ async def test_insecure_up_says_so_at_start_and_in_status(tmp_path: Path) -> Non
         state = ("--endpoint", endpoint, "--state-dir", str(tmp_path / "state"))
         # A user of an --insecure mesh, who has no root exported (TIDEMESH_CA would ask the CLI for TLS).
         plain = {k: v for k, v in os.environ.items() if k != "TIDEMESH_CA"}
-        code, table, err = await _cli("status", *state, env=plain)
+        (code, table, err), (json_code, out, _), ca = await asyncio.gather(
+            _cli("status", *state, env=plain),
+            _cli("status", "--json", *state, env=plain),
+            _cli("ca", "--state-dir", str(tmp_path / "state")),
+        )
         # a state is a word and a symbol (▲, or ! where the output is not UTF-8), never colour alone
         assert code == 0 and re.match(r"[▲!] INSECURE MESH \(--insecure\)", table), table + err
         assert "\x1b[" not in table  # a pipe gets no colour
-        code, out, _ = await _cli("status", "--json", *state, env=plain)
-        assert code == 0 and json.loads(out)["secure"] is False
-        code, out, err = await _cli("ca", "--state-dir", str(tmp_path / "state"))
+        assert json_code == 0 and json.loads(out)["secure"] is False
+        code, out, err = ca
         assert code != 0 and out == "" and "no local CA" in err
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
@@ -214,11 +217,12 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         # the host's devices come with every entry: its GPUs through NVML, else its CPU, saying why
         [device] = backends["cpu"]["devices"] if "no GPU" in backends["cpu"]["devicesNote"] else [{"kind": "cpu"}]
         assert device["kind"] == "cpu" and int(device["memoryTotalBytes"]) > 0, backends["cpu"]
-        code, table, _ = await _cli("status", *state)
+        (code, table, _), (embed_code, out, err) = await asyncio.gather(
+            _cli("status", *state), _cli("submit", "embed", "--text", "tide pools at dawn", "--json", *state)
+        )
         closed = r"triton 127\.0\.0\.1:\d+\s+[✔+] closed .* all-minilm-l6-v2 \(streams\)"  # word and symbol
         assert code == 0 and re.search(closed, table), table
-        code, out, err = await _cli("submit", "embed", "--text", "tide pools at dawn", "--json", *state)
-        assert code == 0, err
+        assert embed_code == 0, err
         final = json.loads(out.splitlines()[-1])
         vector = final["output"]["embedding"]["values"]
         expected = MiniLM.load().encode(["tide pools at dawn"])[0]
@@ -305,19 +309,27 @@ async def _user_models_through_the_front_door(state_dir: Path, state: tuple[str,
     """The user's models through Envoy and the gateway's relay, as the README shows: listed,
     described, run (a decoupled one streamed), unloaded and loaded again; bad tensors named; and
     the roles checked (running a model takes `submit`, loading one `admin`)."""
-    code, out, err = await _cli("model", "list", "--json", *state)
+    # The reads that do not depend on one another at once (each CLI start costs most of a second).
+    model_list, model_status, scaled, streamed, misshaped = await asyncio.gather(
+        _cli("model", "list", "--json", *state),
+        _cli("model", "status", "scaler", *state),
+        _cli("infer", "scaler", "--input", "X=[[1.5],[2.0]]", *state),
+        _cli("infer", "streamer", "--input", "COUNT=[3]", "--stream", "-o", "jsonl", *state),
+        _cli("infer", "scaler", "--input", "X=[[1.0, 2.0]]", *state),
+    )
+    code, out, err = model_list
     assert code == 0, err
     listed = {(m["name"], m["backend"]): m["state"] for m in json.loads(out)}
     assert {listed[(n, "triton")] for n in ("scaler", "streamer", "typed")} == {"READY"}
     assert listed[("all-minilm-l6-v2", "cpu")] == "READY"
-    code, out, err = await _cli("model", "status", "scaler", *state)
+    code, out, err = model_status
     assert code == 0 and "scaler: READY on triton" in out and "in  X FP32[-1, 1]" in out, (out, err)
-    code, out, err = await _cli("infer", "scaler", "--input", "X=[[1.5],[2.0]]", *state)
+    code, out, err = scaled
     assert code == 0 and json.loads(out) == {"Y": [[4.5], [6.0]]}, (out, err)
-    code, out, err = await _cli("infer", "streamer", "--input", "COUNT=[3]", "--stream", "-o", "jsonl", *state)
+    code, out, err = streamed
     assert code == 0, err
     assert [json.loads(line) for line in out.splitlines()] == [{"INDEX": [i], "TEXT": [f"part {i}"]} for i in range(3)]
-    code, out, err = await _cli("infer", "scaler", "--input", "X=[[1.0, 2.0]]", *state)
+    code, out, err = misshaped
     assert code == 2 and "inputs[0].shape[1]" in err and "expects 1" in err, (code, out, err)
     # unloaded, then loaded on demand by the next request
     code, out, err = await _cli("model", "unload", "scaler", *state)
@@ -331,37 +343,48 @@ async def _user_models_through_the_front_door(state_dir: Path, state: tuple[str,
         "model": "scaler",
         "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 1], "contents": {"fp32_contents": [7.0]}}],
     }
-    code, out, err = await _cli("submit", "infer", "--payload", json.dumps(scaler_task), "--json", *state)
-    assert code == 0, err
-    final = json.loads(out.splitlines()[-1])
-    assert final["state"] == "TASK_STATE_SUCCEEDED", final
-    assert final["output"]["tensors"]["outputs"][0]["contents"]["fp32Contents"] == [21.0]
     stream_task = {
         "model": "streamer",
         "inputs": [{"name": "COUNT", "datatype": "INT32", "shape": [1], "contents": {"int_contents": [4]}}],
     }
-    code, out, err = await _cli("submit", "infer", "--payload", json.dumps(stream_task), "--json", *state)
-    assert code == 0, err
-    events = [json.loads(line) for line in out.splitlines()]
-    partials = [e for e in events if e["state"] == "TASK_STATE_RUNNING" and "output" in e]
-    assert [p["output"]["tensors"]["outputs"][0]["contents"]["intContents"] for p in partials] == [[0], [1], [2], [3]]
     wrong = {
         "model": "scaler",
         "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "contents": {"fp32_contents": [1.0, 2.0]}}],
     }
-    code, _, err = await _cli("submit", "infer", "--payload", json.dumps(wrong), *state)
+    scaled_task, streamed_task, misshaped_task, unknown_task = await asyncio.gather(
+        _cli("submit", "infer", "--payload", json.dumps(scaler_task), "--json", *state),
+        _cli("submit", "infer", "--payload", json.dumps(stream_task), "--json", *state),
+        _cli("submit", "infer", "--payload", json.dumps(wrong), *state),
+        _cli("submit", "infer", "--payload", json.dumps({**scaler_task, "model": "nope"}), *state),
+    )
+    code, out, err = scaled_task
+    assert code == 0, err
+    final = json.loads(out.splitlines()[-1])
+    assert final["state"] == "TASK_STATE_SUCCEEDED", final
+    assert final["output"]["tensors"]["outputs"][0]["contents"]["fp32Contents"] == [21.0]
+    code, out, err = streamed_task
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    partials = [e for e in events if e["state"] == "TASK_STATE_RUNNING" and "output" in e]
+    assert [p["output"]["tensors"]["outputs"][0]["contents"]["intContents"] for p in partials] == [[0], [1], [2], [3]]
+    code, _, err = misshaped_task
     assert code == 2 and "spec.payload.infer.inputs[0].shape[1]" in err, (code, err)
-    code, _, err = await _cli("submit", "infer", "--payload", json.dumps({**scaler_task, "model": "nope"}), *state)
+    code, _, err = unknown_task
     assert code == 2 and "spec.payload.infer.model" in err and "unknown model" in err, (code, err)
     # roles: a submit+read key runs models but may not load them; a read-only key may not run them
     async with Client(state[1], credential=admin_key(state_dir)) as admin:
         runner = (await admin.create_api_key("acme", ["submit", "read"], "runner")).api_key
         reader = (await admin.create_api_key("acme", ["read"], "reader")).api_key
-    code, _, err = await _cli("infer", "scaler", "--input", "X=[[1.0]]", "--api-key", runner, *state)
+    ran, load, read_only = await asyncio.gather(
+        _cli("infer", "scaler", "--input", "X=[[1.0]]", "--api-key", runner, *state),
+        _cli("model", "load", "typed", "--api-key", runner, *state),
+        _cli("infer", "scaler", "--input", "X=[[1.0]]", "--api-key", reader, *state),
+    )
+    code, _, err = ran
     assert code == 0, err
-    code, _, err = await _cli("model", "load", "typed", "--api-key", runner, *state)
+    code, _, err = load
     assert code != 0 and "admin" in err, err
-    code, _, err = await _cli("infer", "scaler", "--input", "X=[[1.0]]", "--api-key", reader, *state)
+    code, _, err = read_only
     assert code != 0 and "submit" in err, err
 
 
