@@ -46,31 +46,39 @@ async def test_the_schema_commands_through_the_mesh(mesh: Mesh, tmp_path: Path) 
     )
     assert code == 0, err
     assert f"{subject} version 1" in out
-    code, out, err = await _run(
-        TIDEMESH, "schema", "register", str(v1), "--subject", subject, "-I", str(v1.parents[2]), *client
-    )
-    assert code == 0 and "unchanged" in out, err
     broken = _proto(tmp_path / "v2", package, "int64 width = 1;")
     include = ("-I", str(broken.parents[2]))
-    code, out, err = await _run(TIDEMESH, "schema", "check", str(broken), "--subject", subject, *include, *client)
+    exported = tmp_path / "v1.binpb"
+    # With version 1 registered, the commands that only read it (or are refused) run at once.
+    again, check, refused, listed, shown, export, missing = await asyncio.gather(
+        _run(TIDEMESH, "schema", "register", str(v1), "--subject", subject, "-I", str(v1.parents[2]), *client),
+        _run(TIDEMESH, "schema", "check", str(broken), "--subject", subject, *include, *client),
+        _run(TIDEMESH, "schema", "register", str(broken), "--subject", subject, *include, *client),
+        _run(TIDEMESH, "schema", "list", *client),
+        _run(TIDEMESH, "schema", "show", subject, "--version", "1", *client),
+        _run(TIDEMESH, "schema", "export", subject, "--file", str(exported), *client),
+        _run(TIDEMESH, "schema", "show", f"{package}.Missing", *client),
+    )
+    code, out, err = again
+    assert code == 0 and "unchanged" in out, err
+    code, out, err = check
     assert code == 1 and "NOT backward-compatible" in out, (out, err)
     assert "FIELD_SAME_TYPE" in out and "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED" in out
-    code, out, err = await _run(TIDEMESH, "schema", "register", str(broken), "--subject", subject, *include, *client)
+    code, out, err = refused
     assert code == 1, out
     for rule in ("FIELD_SAME_TYPE", "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED", "FIELD_NO_DELETE_UNLESS_NAME_RESERVED"):
         assert rule in err, err
-    code, out, err = await _run(TIDEMESH, "schema", "list", *client)
+    code, out, err = listed
     assert code == 0 and subject in out, err
-    code, out, err = await _run(TIDEMESH, "schema", "show", subject, "--version", "1", *client)
+    code, out, err = shown
     assert code == 0 and f"{subject} version 1" in out and "req.proto: Req" in out, err
-    exported = tmp_path / "v1.binpb"
-    code, out, err = await _run(TIDEMESH, "schema", "export", subject, "--file", str(exported), *client)
+    code, out, err = export
     assert code == 0 and exported.stat().st_size > 0, err
-    code, out, err = await _run(
-        BUF, "breaking", str(tmp_path / "v2"), "--against", str(exported), "--error-format=json"
+    code, out, err = missing
+    assert code == 2 and "not registered" in err, (out, err)
+    (code, out, err), (again_code, again_out, again_err) = await asyncio.gather(
+        _run(BUF, "breaking", str(tmp_path / "v2"), "--against", str(exported), "--error-format=json"),
+        _run(TIDEMESH, "schema", "register", str(exported), "--subject", subject, *client),
     )
     assert code != 0 and "FIELD_WIRE_JSON_COMPATIBLE_TYPE" in out, (out, err)
-    code, out, err = await _run(TIDEMESH, "schema", "register", str(exported), "--subject", subject, *client)
-    assert code == 0 and "unchanged" in out, err  # a descriptor-set file registers like its .proto
-    code, out, err = await _run(TIDEMESH, "schema", "show", f"{package}.Missing", *client)
-    assert code == 2 and "not registered" in err, (out, err)
+    assert again_code == 0 and "unchanged" in again_out, again_err  # a descriptor-set file registers like its .proto
