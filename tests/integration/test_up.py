@@ -217,11 +217,11 @@ async def test_up_with_triton_embeds_through_the_mesh_and_shows_backends(tmp_pat
         # the host's devices come with every entry: its GPUs through NVML, else its CPU, saying why
         [device] = backends["cpu"]["devices"] if "no GPU" in backends["cpu"]["devicesNote"] else [{"kind": "cpu"}]
         assert device["kind"] == "cpu" and int(device["memoryTotalBytes"]) > 0, backends["cpu"]
-        (code, table, _), (embed_code, out, err) = await asyncio.gather(
-            _cli("status", *state), _cli("submit", "embed", "--text", "tide pools at dawn", "--json", *state)
-        )
+        # the table read before the embed runs: the reading the JSON above waited for, not one mid-call
+        code, table, _ = await _cli("status", *state)
         closed = r"triton 127\.0\.0\.1:\d+\s+[✔+] closed .* all-minilm-l6-v2 \(streams\)"  # word and symbol
         assert code == 0 and re.search(closed, table), table
+        embed_code, out, err = await _cli("submit", "embed", "--text", "tide pools at dawn", "--json", *state)
         assert embed_code == 0, err
         final = json.loads(out.splitlines()[-1])
         vector = final["output"]["embedding"]["values"]
