@@ -119,6 +119,17 @@ export function healthLabel(health: WorkerHealth): HTMLElement {
   return span;
 }
 
+// A backend's circuit as a word and a symbol (closed, half_open, open), never colour alone.
+export function circuitLabel(state: string): HTMLElement | string {
+  if (!state) return "—";
+  const cls = state === "closed" ? "state-ok" : state === "open" ? "state-error" : "state-warn";
+  const symbol = state === "closed" ? "✓" : state === "open" ? "✗" : "◐";
+  const span = document.createElement("span");
+  span.className = cls;
+  span.textContent = `${symbol} ${state}`;
+  return span;
+}
+
 export function time(stamp: Timestamp | undefined): HTMLElement | string {
   if (!stamp) return "—";
   const date = timestampDate(stamp);

@@ -3,17 +3,10 @@
 // and its last error.
 import type { GetMeshStatusResponse } from "../../gen/mesh/v1/gateway_pb.js";
 import type { InferenceBackendStatus } from "../../gen/mesh/v1/status_pb.js";
-import { time } from "../api.js";
+import { circuitLabel, time } from "../api.js";
 import { h, table } from "../dom.js";
 import { bytes, liveStatus } from "../live.js";
 import type { Shell, View } from "../view.js";
-
-function circuit(state: string): HTMLElement | string {
-  if (!state) return "—";
-  const cls = state === "closed" ? "state-ok" : state === "open" ? "state-error" : "state-warn";
-  const symbol = state === "closed" ? "✓" : state === "open" ? "✗" : "◐";
-  return h("span", { class: cls }, `${symbol} ${state}`);
-}
 
 function devices(backend: InferenceBackendStatus): string {
   if (!backend.devices.length) return backend.devicesNote || "—";
@@ -26,7 +19,7 @@ function render(status: GetMeshStatusResponse, body: HTMLElement): void {
   const rows = status.inferenceBackends.map((b) => [
     h("code", {}, b.instance),
     `${b.backend}${b.address ? ` at ${b.address}` : ""}`,
-    circuit(b.circuit),
+    circuitLabel(b.circuit),
     b.models.join(", ") || "—",
     b.streamingModels.join(", ") || "—",
     b.loadableModels.join(", ") || "—",

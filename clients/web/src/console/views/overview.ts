@@ -1,7 +1,7 @@
 // The mesh at a glance, live: queue depth per pool and class with the drain rate, workers and
 // inference backends (each has a view of its own with more: /console/workers, /console/inference).
 import type { GetMeshStatusResponse } from "../../gen/mesh/v1/gateway_pb.js";
-import { className, healthLabel, time } from "../api.js";
+import { circuitLabel, className, healthLabel, time } from "../api.js";
 import { h, table } from "../dom.js";
 import { liveStatus } from "../live.js";
 import type { Shell, View } from "../view.js";
@@ -28,7 +28,7 @@ function render(status: GetMeshStatusResponse, body: HTMLElement): void {
   const backendRows = status.inferenceBackends.map((b) => [
     h("code", {}, b.instance),
     b.backend,
-    b.circuit || "—",
+    circuitLabel(b.circuit),
     b.models.join(", ") || "—",
     `${b.inFlight} / ${b.capacity}`,
     b.latencyMs.toFixed(1),
