@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from clients.cli._connect import client_for
 from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
 from clients.cli._style import Style
-from clients.cli._tasks import BULK_LIMIT
+from clients.cli._tasks import BULK_LIMIT, for_each
 from clients.cli._up import plan_from
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, NotFound
@@ -26,22 +27,21 @@ _CIRCUIT_ROLES = {"closed": "ok", "half_open": "warn", "open": "error"}
 
 
 async def status_command(args: argparse.Namespace, out: Output) -> int:
-
     from mesh.supervisor import Plan
 
     report: dict[str, object] = {"components": [], "queues": [], "tenant_queues": [], "workers": []}
     plan_file = Path(args.state_dir) / "plan.json"
-    if plan_file.exists():
-        plan = Plan.from_json(json.loads(plan_file.read_text()))
-        report["secure"] = plan.secure
-        for spec in plan.processes:
-            healthy = await _probe(spec.health, args.state_dir)
-            report["components"].append(  # type: ignore[attr-defined]
-                {"name": spec.name, "address": spec.address, "healthy": healthy}
-            )
     async with client_for(args) as client:
-        mesh = await client.status()
-        kinds = await client.kinds()
+        mesh_and_kinds = asyncio.gather(client.status(), client.kinds())
+        if plan_file.exists():  # every component probed at once, beside the calls
+            plan = Plan.from_json(json.loads(plan_file.read_text()))
+            report["secure"] = plan.secure
+            healthy = await asyncio.gather(*(_probe(spec.health, args.state_dir) for spec in plan.processes))
+            report["components"] = [
+                {"name": spec.name, "address": spec.address, "healthy": ok}
+                for spec, ok in zip(plan.processes, healthy, strict=True)
+            ]
+        mesh, kinds = await mesh_and_kinds
     from google.protobuf.json_format import MessageToDict
 
     report["user_work"] = [
@@ -194,12 +194,15 @@ async def _replay_tenant(client: Client, tenant: str, out: Output) -> None:
         out.data([], table=lambda: None)
         return
     out.confirm(f"replay {len(letters)} dead letters of tenant {tenant}", [letter.task_id for letter in letters])
-    replayed: list[dict[str, Any]] = []
     async with out.progress(f"replaying dead letters of {tenant}", total=len(letters)) as progress:
-        for letter in letters:
-            replay = await client.replay(letter.task_id)
-            replayed.append({"dead_letter": letter.task_id, "task_id": replay.task_id})
-            progress.advance(f"{letter.task_id} → {replay.task_id}")
+        replays = await for_each(
+            letters, lambda letter: client.replay(letter.task_id), progress,
+            lambda letter, replay: f"{letter.task_id} → {replay.task_id}",
+        )  # fmt: skip
+    replayed = [
+        {"dead_letter": letter.task_id, "task_id": replay.task_id}
+        for letter, replay in zip(letters, replays, strict=True)
+    ]
     out.data(replayed, table=lambda: out.line(f"replayed {len(replayed)} dead letters of tenant {tenant}"))
 
 

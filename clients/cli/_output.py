@@ -205,11 +205,11 @@ class Output:
             yield progress
 
     # -- confirmations ----------------------------------------------------------------------------
-    def confirm(self, action: str, ids: Iterable[str], count: int | None = None) -> None:
+    def confirm(self, action: str, ids: Iterable[str]) -> None:
         """Ask before `action` ("purge 12 dead letters of tenant acme") touches `ids`; raises
         Declined when declined, or when there is no terminal to ask on and no ``--yes``."""
         shown = list(ids)
-        total = len(shown) if count is None else count
+        total = len(shown)
         if self.yes:
             return
         if not _isatty(self.stdin):
@@ -226,7 +226,7 @@ class Output:
 
 
 class Progress:
-    """One piece of long work being reported; `update` what it is doing, `advance` when counted."""
+    """One piece of long work being reported; `advance` as each part of it is done."""
 
     def __init__(self, output: Output, label: str, total: int | None, announce: bool = True) -> None:
         self._output = output
@@ -298,15 +298,6 @@ class Progress:
             if time.monotonic() - self._said_at >= every:
                 counted = f", {self.done}/{self.total}" if self.total is not None else ""
                 self._say(f"still working: {self.label} ({time.monotonic() - started:.0f} s{counted})")
-
-    def update(self, text: str) -> None:
-        """What the work is doing now."""
-        if self._output.verbosity < 0 or (self._rich is None and not self._announce):
-            return
-        if self._rich is not None:
-            self._rich.update(self._task, description=f"{self.label}: {text}")
-        else:
-            self._say(f"{self.label}: {text}")
 
     def advance(self, text: str = "") -> None:
         """One more of `total` done (`text` says which)."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from clients.cli._connect import client_for, console_url
 from clients.cli._exit import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
@@ -15,6 +18,34 @@ from mesh.errors import InvalidArgument
 from mesh.v1 import task_pb2
 
 BULK_LIMIT = 10_000  # the most records one bulk command lists before it acts
+BULK_CONCURRENCY = 16  # calls a bulk command keeps in flight at once
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def for_each(
+    items: Sequence[T], call: Callable[[T], Awaitable[R]], progress: Progress, said: Callable[[T, R], str]
+) -> list[R]:
+    """`call` on every item, `BULK_CONCURRENCY` at a time; `progress` advances (saying `said`) as
+    each finishes. The results in the items' order; the first failure stops the rest."""
+    gate = asyncio.Semaphore(BULK_CONCURRENCY)
+
+    async def one(item: T) -> R:
+        async with gate:
+            result = await call(item)
+        progress.advance(said(item, result))
+        return result
+
+    calls = [asyncio.ensure_future(one(item)) for item in items]
+    try:
+        return list(await asyncio.gather(*calls))
+    except BaseException:
+        for pending in calls:
+            pending.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        raise
+
 
 _WAITING = (task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RETRYING)
 
@@ -82,20 +113,19 @@ async def list_command(client: Client, args: argparse.Namespace, out: Output) ->
     from google.protobuf.json_format import MessageToDict
 
     tasks, token = await client.list_tasks(args.tenant, args.limit, args.page_token)
+    rows = [MessageToDict(t) for t in tasks]
 
     def table() -> None:
         for task in tasks:
             state = task_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
             out.line(f"{task.spec.task_id}  {task.spec.kind:<10} {state:<14} {task.updated.ToJsonString()}")
-        if token:
-            out.note(f"more: --page-token {token}")
 
-    if out.format == "jsonl":  # one task per line; the next page's token on stderr
-        out.data([MessageToDict(t) for t in tasks])
-        if token:
-            out.note(f"more: --page-token {token}")
-        return EXIT_OK
-    out.data({"tasks": [MessageToDict(t) for t in tasks], "next_page_token": token}, table=table)
+    if out.format == "jsonl":  # one task per line
+        out.data(rows)
+    else:
+        out.data({"tasks": rows, "next_page_token": token}, table=table)
+    if token and out.format in ("table", "jsonl"):  # the others carry it in the data
+        out.note(f"more: --page-token {token}")
     return EXIT_OK
 
 
@@ -114,24 +144,25 @@ async def cancel_command(client: Client, args: argparse.Namespace, out: Output) 
                 break
         if not ids:
             out.note(f"tenant {args.tenant} has no unfinished task")
+            out.data([], table=lambda: None)
+            return EXIT_OK
     elif not ids:
         raise InvalidArgument("task_id", "cancel needs a task id (or several, or --tenant)")
-    if len(ids) > 1 or args.tenant:
-        out.confirm(f"cancel {len(ids)} tasks", ids)
-    states: dict[str, str] = {}
-    async with contextlib.AsyncExitStack() as stack:
-        progress = await stack.enter_async_context(out.progress("cancelling", total=len(ids))) if len(ids) > 1 else None
-        for task_id in ids:
-            states[task_id] = task_pb2.TaskState.Name(await client.cancel(task_id, reason=args.reason))
-            if progress is not None:
-                progress.advance(task_id)
     if len(ids) == 1 and not args.tenant:
-        out.data({"task_id": ids[0], "state": states[ids[0]]}, table=lambda: out.line(states[ids[0]]))
-    else:
-        out.data(
-            [{"task_id": task_id, "state": state} for task_id, state in states.items()],
-            table=lambda: out.lines(f"{task_id}  {state}" for task_id, state in states.items()),
-        )
+        state = task_pb2.TaskState.Name(await client.cancel(ids[0], reason=args.reason))
+        out.data({"task_id": ids[0], "state": state}, table=lambda: out.line(state))
+        return EXIT_OK
+    out.confirm(f"cancel {len(ids)} tasks", ids)
+
+    async def cancel(task_id: str) -> str:
+        return task_pb2.TaskState.Name(await client.cancel(task_id, reason=args.reason))
+
+    async with out.progress("cancelling", total=len(ids)) as progress:
+        states = await for_each(ids, cancel, progress, lambda task_id, state: f"{task_id} {state}")
+    out.data(
+        [{"task_id": task_id, "state": state} for task_id, state in zip(ids, states, strict=True)],
+        table=lambda: out.lines(f"{task_id}  {state}" for task_id, state in zip(ids, states, strict=True)),
+    )
     return EXIT_OK
 
 

@@ -188,7 +188,6 @@ async def test_quiet_progress_says_nothing() -> None:
     output, _, err = _output(verbosity=-1)
     async with output.progress("booting", total=1) as progress:
         progress.advance("nats")
-        progress.update("waiting")
     assert err.getvalue() == ""
 
 
@@ -212,3 +211,45 @@ async def test_the_bar_takes_the_theme_and_honours_no_color(monkeypatch: pytest.
     assert f"38;2;{rgb}m" in coloured, "the spinner and bar are drawn in the theme's accent"
     plain = await drawn(NO_COLOR="1", TERM="xterm-256color")
     assert "\x1b[?25l" in plain and not re.search(r"\x1b\[[0-9;]*m", plain), repr(plain)  # redraws, no colour
+
+
+async def test_bulk_calls_run_bounded_keep_order_and_stop_at_a_failure() -> None:
+    from clients.cli._tasks import BULK_CONCURRENCY, for_each
+
+    in_flight, most, started = 0, 0, []
+    release = asyncio.Event()
+
+    async def call(item: int) -> int:
+        nonlocal in_flight, most
+        started.append(item)
+        in_flight += 1
+        most = max(most, in_flight)
+        if len(started) == BULK_CONCURRENCY:
+            release.set()
+        await release.wait()
+        in_flight -= 1
+        return item * 10
+
+    output, _, err = _output(timestamps="none")
+    items = list(range(BULK_CONCURRENCY * 2))
+    async with output.progress("calling", total=len(items)) as progress:
+        results = await for_each(items, call, progress, lambda item, result: f"{item}={result}")
+    assert results == [item * 10 for item in items] and most == BULK_CONCURRENCY
+    assert err.getvalue().count("calling: ") == len(items) and f"({len(items)}/{len(items)})" in err.getvalue()
+
+    never_finished, cancelled = asyncio.Event(), []
+
+    async def failing(item: int) -> int:
+        if item == 0:
+            raise RuntimeError("refused")
+        try:
+            await never_finished.wait()  # the others wait until cancelled
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+        return item
+
+    async with output.progress("failing", total=4) as progress:
+        with pytest.raises(RuntimeError, match="refused"):
+            await for_each([0, 1, 2, 3], failing, progress, lambda item, result: "")
+    assert sorted(cancelled) == [1, 2, 3]  # stopped, not left running behind the failure
