@@ -11,8 +11,23 @@
 # GPU, written to bench/results/inference-gpu.md → `python -m bench models` (generic inference on a
 # user model vs direct tritonclient, spillover to the CPU model when the GPU pool is saturated),
 # written to bench/results/models-gpu.md. Set RUNS (default 3) to change the number of runs.
+#
+#   bench/gpu_check.sh --device   # on the lent accelerator machine (no registry, 64 MiB travels):
+#                                 # `python -m bench.gpu_pack` here first, then run this with carry [".gpu"]
+#
+# --device runs what fits there (bench/gpu_device.py, its own python3 and the carried wheels): MiniLM
+# at FP32 on the GPU vs the reference, the FP16 variant vs FP32 within its tolerance, throughput of
+# each, and NVML telemetry through the service's own Devices; the report goes to $OUT (else
+# bench/results)/gpu-device.md. Triton cannot run there: its wheel (55 MB) and the model's weights
+# (91 MB) do not fit in what travels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--device" ]; then
+  [ -d .gpu/minilm ] || { echo "gpu_check: no .gpu/ pack here (run python -m bench.gpu_pack first)" >&2; exit 2; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl
+  PYTHONPATH=/tmp/site exec python3 bench/gpu_device.py --out "${OUT:-bench/results}"
+fi
 
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L; then
   echo "gpu_check: no NVIDIA GPU visible (nvidia-smi missing or failing); nothing to measure" >&2
