@@ -241,6 +241,7 @@ def build_plan(
     fsync: str = "always",
     gateways: int = 1,
     gateway_args: tuple[str, ...] = (),
+    inference_args: tuple[str, ...] = (),
     auth: bool = False,
     triton: bool = False,
     model_repositories: Sequence[Path] = (),
@@ -248,6 +249,8 @@ def build_plan(
     tenant_limit: tuple[float, float] = TENANT_LIMIT,
     credential_limit: tuple[float, float] = CREDENTIAL_LIMIT,
     insecure: bool = False,
+    cors_allow_origins: Sequence[str] = ("*",),
+    request_headers_timeout_s: float = 10.0,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -261,7 +264,10 @@ def build_plan(
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
     `gateway_args` come after, so they override. Every hop is TLS (mutual between components),
     NATS takes only its own users, and internal ports want a leaf of the mesh's root, unless
-    `insecure` (plaintext, for experiments; see `_security`)."""
+    `insecure` (plaintext, for experiments; see `_security`).
+
+    `inference_args` go to every inference service; `cors_allow_origins` and
+    `request_headers_timeout_s` are Envoy's (see `EdgeConfig`)."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     security = None if insecure else MeshSecurity.prepare(state_dir)
@@ -347,6 +353,7 @@ def build_plan(
                 *(arg for spec in triton_specs for arg in ("--triton", spec.address)),
                 # Triton's repositories, read for what a model needs before it loads
                 *(arg for repository in model_repositories for arg in ("--model-repository", str(repository))),
+                *inference_args,
             ],
             nats_names,  # it registers its backends in NATS
         )
@@ -408,6 +415,8 @@ def build_plan(
         # Secure: TLS for callers, mutual TLS to the gateways, admin on an owner-only unix socket.
         tls=EdgeTls(str(security.pki_dir / "envoy-sds")) if security else None,
         admin_socket=admin_socket,
+        cors_allow_origins=tuple(cors_allow_origins),
+        request_headers_timeout_s=request_headers_timeout_s,
     )
     if security:
         write_sds(security.pki_dir / "envoy-sds", security.leaf("envoy"))
