@@ -5,12 +5,17 @@ reaches `NAME`, after creating the file `MARKER` — so the process the supervis
 the same arguments finds the marker and runs on, and the test can tell the fault really fired.
 Nothing is armed unless the flag is given; an unarmed failpoint costs one dict lookup.
 
+`grow` is the one failpoint that does not kill: armed, it makes its process hold a lot of memory
+at once (and wait there), for the supervisor's memory cap to act on.
+
 Failpoints in the code:
     group-commit-mid-batch   half of an atomic batch is on the broker, its commit not sent
+    worker-step-memory       a worker about to run a step grows by 512 MiB and waits (`grow`)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -31,13 +36,33 @@ def armed(name: str) -> bool:
     return marker is not None and not marker.exists()
 
 
-def reached(name: str) -> None:
-    """Die here if `name` is armed and has not fired yet."""
-    marker = _ARMED.get(name)
-    if marker is None:
-        return
+_HELD: list[bytes] = []
+
+
+def _fire(marker: Path) -> bool:
+    """Create the marker; False if an earlier life of this service already did."""
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
-        return  # fired in an earlier life of this service
+        return False
+    return True
+
+
+async def grow(name: str, mib: int = 512, wait_s: float = 30.0) -> None:
+    """If `name` is armed and has not fired: hold `mib` MiB of resident memory (pages written,
+    so they count) and wait up to `wait_s` — a supervisor enforcing a memory cap kills the process
+    meanwhile; without one the memory is let go and the caller goes on."""
+    marker = _ARMED.get(name)
+    if marker is None or not _fire(marker):
+        return
+    _HELD.append(b"\x01" * (mib << 20))
+    await asyncio.sleep(wait_s)
+    _HELD.clear()
+
+
+def reached(name: str) -> None:
+    """Die here if `name` is armed and has not fired yet."""
+    marker = _ARMED.get(name)
+    if marker is None or not _fire(marker):
+        return  # unarmed, or fired in an earlier life of this service
     os.kill(os.getpid(), signal.SIGKILL)

@@ -8,6 +8,7 @@
     tm.live.<task_id>                 best-effort partial events (core NATS, never stored)
     tm.quarantine.<source>            messages set aside as unparseable/invalid (stream TM_QUARANTINE)
     tm.alert.quarantine               announcement of each new quarantine record (core NATS)
+    tm.alert.restart                  a supervised process restarted, and why (core NATS)
 
 Priority lanes are the <class> token; tenant partitions are the <tenant> token. Each
 (pool, lane, tenant) partition has its own durable consumer, so workers can pull from
@@ -36,6 +37,7 @@ BELL_PREFIX = "tm.bell"
 LIVE_PREFIX = "tm.live"
 QUARANTINE_PREFIX = "tm.quarantine"
 QUARANTINE_ALERT_SUBJECT = "tm.alert.quarantine"
+RESTART_ALERT_SUBJECT = "tm.alert.restart"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 

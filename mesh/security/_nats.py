@@ -57,6 +57,7 @@ from mesh.fabric._subjects import (
     QUARANTINE_ALERT_SUBJECT,
     QUARANTINE_PREFIX,
     QUARANTINE_STREAM,
+    RESTART_ALERT_SUBJECT,
     SCALE_PREFIX,
     WORK_PREFIX,
     WORK_STREAM,
@@ -352,6 +353,7 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             # Which inference replica holds which model, and its load: calls are placed by it.
             *_kv_read(INFERENCE_BUCKET),
             *_kv_watch(INFERENCE_BUCKET),
+            RESTART_ALERT_SUBJECT,  # why the supervisor restarted it (mesh.runtime.announce_restart)
         ]
         if pools is None:
             # A general worker also hosts worker-protocol sessions (`--sessions`): it records them

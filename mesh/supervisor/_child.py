@@ -1,15 +1,26 @@
-"""One supervised child process: start, health-wait, restart with backoff, stop."""
+"""One supervised child process: start, health-wait, restart with backoff, stop.
+
+Once healthy, a child is watched (`Child.watch`): one that stops answering its health check is
+killed for a restart, and so is one whose resident memory passes its cap (`ProcessSpec.memory_cap_mb`:
+the process and every process it started, read from /proc) — SIGKILL at once, as the kernel's OOM
+killer would, since a grace period would let it grow on. The restarted process learns why from
+``TIDEMESH_RESTART_REASON`` (JSON: ``reason`` — ``exited``, ``unresponsive`` or ``memory_cap`` —
+and the figures), so it can announce it (workers raise an alert, see `services.worker`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import enum
+import json
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
+from mesh.runtime import RESTART_REASON_ENV
 from mesh.supervisor._binaries import guarded
 from mesh.supervisor._plan import ProcessSpec
 from mesh.supervisor._probe import Probe
@@ -23,6 +34,27 @@ def _kill_group(pgid: int) -> None:
     so grandchildren it did not stop — or could not, having been killed — do not outlive it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1 << 20
+
+
+def resident_bytes(pid: int, proc: Path = Path("/proc")) -> int:
+    """Resident memory of `pid` and of every process below it (0 for one that is gone)."""
+    total, pending, seen = 0, [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            total += int((proc / str(current) / "statm").read_text().split()[1]) * _PAGE
+            for task in (proc / str(current) / "task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue  # exited while being read
+    return total
 
 
 class ChildState(enum.Enum):
@@ -46,6 +78,10 @@ class Child:
         self._watch: asyncio.Task[None] | None = None
         self._liveness: asyncio.Task[None] | None = None
         self.unresponsive_kills = 0
+        self.memory_kills = 0
+        self.peak_rss_bytes = 0  # the largest resident size seen by the memory watch
+        self._memory: asyncio.Task[None] | None = None
+        self._restart_reason: dict[str, Any] = {}  # why the process was last killed, for its successor
         self._restarted = asyncio.Event()
 
     @property
@@ -58,15 +94,16 @@ class Child:
         await self._spawn()
         self._watch = asyncio.create_task(self._supervise())
 
-    async def _spawn(self) -> None:
+    async def _spawn(self, reason: dict[str, Any] | None = None) -> None:
         log_file = self._log_path.open("ab")
+        env = {**self._env, RESTART_REASON_ENV: json.dumps(reason)} if reason else self._env
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *guarded(self.spec.command),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
-                env=self._env,
+                env=env,
                 # Own session: a terminal's Ctrl-C reaches only the supervisor, which then
                 # stops children in order (a second signal would make them exit at once).
                 start_new_session=True,
@@ -87,16 +124,18 @@ class Child:
                 return
             if time.monotonic() - started > 30:
                 backoff_s = 0.25
+            reason = {"reason": "exited", **self._restart_reason, "exit_code": code, "at": time.time()}
+            self._restart_reason = {}
             log.warning(
                 "child exited; restarting",
-                extra={"child": self.spec.name, "exit_code": code, "backoff_s": backoff_s},
+                extra={"child": self.spec.name, "exit_code": code, "backoff_s": backoff_s, "why": reason["reason"]},
             )
             self.state = ChildState.BACKOFF
             await asyncio.sleep(backoff_s)
             backoff_s = min(backoff_s * 2, 10.0)
             if self._stopping:
                 return
-            await self._spawn()
+            await self._spawn(reason)
             self.restarts += 1
             self._restarted.set()
 
@@ -116,11 +155,41 @@ class Child:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.25)
 
-    def watch_liveness(self, every_s: float = 1.0, failures: int = 5) -> None:
-        """Auto-heal: once healthy, a child that stops answering its health check `failures`
+    def watch(self, every_s: float = 1.0, failures: int = 5, memory_every_s: float = 0.25) -> None:
+        """Auto-heal, once healthy: a child that stops answering its health check `failures`
         times in a row while its process is alive (a hung event loop, SIGSTOP, a deadlock) is
-        killed, and the supervision loop restarts it."""
+        killed, and the supervision loop restarts it; with a memory cap, so is one whose resident
+        memory passes it (read every `memory_every_s`)."""
         self._liveness = asyncio.create_task(self._check_liveness(every_s, failures))
+        if self.spec.memory_cap_mb:
+            self._memory = asyncio.create_task(self._check_memory(memory_every_s))
+
+    def _kill_for_restart(self, reason: dict[str, Any]) -> bool:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return False
+        self._restart_reason = reason
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        return True
+
+    async def _check_memory(self, every_s: float) -> None:
+        cap = self.spec.memory_cap_mb * MIB
+        while not self._stopping:
+            await asyncio.sleep(every_s)
+            process = self.process
+            if process is None or process.returncode is not None:
+                continue
+            rss = resident_bytes(process.pid)
+            self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+            if rss <= cap:
+                continue
+            figures = {"rss_mb": round(rss / MIB, 1), "cap_mb": self.spec.memory_cap_mb}
+            log.warning(
+                "child over its memory cap: killing it for a restart", extra={"child": self.spec.name, **figures}
+            )
+            if self._kill_for_restart({"reason": "memory_cap", **figures}):
+                self.memory_kills += 1
 
     async def _check_liveness(self, every_s: float, failures: int) -> None:
         missed = 0
@@ -136,15 +205,14 @@ class Child:
                 process = self.process
                 if armed and missed >= failures and process is not None and process.returncode is None:
                     log.warning("child unresponsive: killing it for a restart", extra={"child": self.spec.name})
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                    self.unresponsive_kills += 1
+                    if self._kill_for_restart({"reason": "unresponsive", "missed_checks": missed}):
+                        self.unresponsive_kills += 1
                     missed, armed = 0, False
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace_s`. Idempotent."""
         self._stopping = True
-        for task in (self._watch, self._liveness):
+        for task in (self._watch, self._liveness, self._memory):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

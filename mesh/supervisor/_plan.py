@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ class ProcessSpec:
     pools: list[str] = field(default_factory=list)
     # Environment on top of the supervisor's own (Triton's library and Python paths).
     env: dict[str, str] = field(default_factory=dict)
+    # Resident memory (the process and what it started) above which the supervisor kills it for a
+    # restart, in MiB; 0: no cap (see `Child.watch_memory`).
+    memory_cap_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Plan:
     worker_command: list[str] = field(default_factory=list)
     # TLS on every hop, authenticated NATS (the default); False only for `--insecure`.
     secure: bool = False
+    # Workers' memory caps in MiB by pool ("*": every worker), for the workers scaling adds.
+    memory_caps_mb: dict[str, int] = field(default_factory=dict)
 
     @property
     def security(self) -> MeshSecurity | None:
@@ -96,6 +101,7 @@ class Plan:
             processes=[ProcessSpec(**{**p, "health": Health(**p["health"])}) for p in data["processes"]],
             worker_command=data.get("worker_command", []),
             secure=data.get("secure", False),
+            memory_caps_mb=data.get("memory_caps_mb", {}),
         )
 
     def by_name(self, name: str) -> ProcessSpec:
@@ -207,7 +213,7 @@ def triton_spec(
 def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None = None) -> ProcessSpec:
     """An extra worker serving only `pool`, on free ports (started when scaling a pool out)."""
     extra = ["--concurrency", str(concurrency)] if concurrency else []
-    return _service(
+    spec = _service(
         f"worker-{pool}-auto-{index}",
         [*plan.worker_command, "--pools", pool, *extra],
         free_port(),
@@ -216,6 +222,24 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
         [pool],
         plan.secure,
     )
+    return replace(spec, memory_cap_mb=memory_cap_for([pool], plan.memory_caps_mb))
+
+
+def memory_cap_for(pools: Sequence[str], caps_mb: Mapping[str, int]) -> int:
+    """A worker's memory cap: the smallest of the caps of the pools it serves, else the cap for
+    every worker (``*``); 0 when none applies."""
+    given = [caps_mb[pool] for pool in pools if caps_mb.get(pool)]
+    return min(given) if given else caps_mb.get("*", 0)
+
+
+def check_memory_caps(caps_mb: Mapping[str, int]) -> dict[str, int]:
+    """Caps by pool name or ``*``, each a positive number of MiB; a bad one raises ValueError naming it."""
+    for pool, cap in caps_mb.items():
+        if pool != "*" and pool not in POOLS:
+            raise ValueError(f"memory cap for {pool!r}: expected one of {', '.join(POOLS)} or '*'")
+        if not isinstance(cap, int) or cap < 64:
+            raise ValueError(f"memory cap for {pool!r}: expected a whole number of MiB, at least 64, got {cap!r}")
+    return dict(caps_mb)
 
 
 def _limit_args(what: str, rate: float, burst: float) -> tuple[str, ...]:
@@ -251,6 +275,7 @@ def build_plan(
     insecure: bool = False,
     cors_allow_origins: Sequence[str] = ("*",),
     request_headers_timeout_s: float = 10.0,
+    memory_caps_mb: Mapping[str, int] | None = None,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -262,13 +287,16 @@ def build_plan(
     inference services run side by side, workers placing each call by residency and load. Every gateway
     rate-limits submits per tenant and per credential
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
-    `gateway_args` come after, so they override. Every hop is TLS (mutual between components),
-    NATS takes only its own users, and internal ports want a leaf of the mesh's root, unless
-    `insecure` (plaintext, for experiments; see `_security`).
+    `gateway_args` come after, so they override. `memory_caps_mb` caps each worker's resident
+    memory (by pool, ``*`` for every worker; a worker serving several pools gets the smallest): the
+    supervisor kills a worker over its cap and restarts it, its tasks retried. Every hop is TLS
+    (mutual between components), NATS takes only its own users, and internal ports want a leaf of
+    the mesh's root, unless `insecure` (plaintext, for experiments; see `_security`).
 
     `inference_args` go to every inference service; `cors_allow_origins` and
     `request_headers_timeout_s` are Envoy's (see `EdgeConfig`)."""
     state_dir = state_dir.resolve()
+    caps = check_memory_caps(memory_caps_mb or {})
     state_dir.mkdir(parents=True, exist_ok=True)
     security = None if insecure else MeshSecurity.prepare(state_dir)
     secure = security is not None
@@ -387,6 +415,7 @@ def build_plan(
                 ["scheduler"],
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
+    worker_specs = [replace(spec, memory_cap_mb=memory_cap_for(spec.pools, caps)) for spec in worker_specs]
     gateway_specs = [
         service(
             name,
@@ -446,4 +475,5 @@ def build_plan(
             *worker_extra,
         ],
         secure=secure,
+        memory_caps_mb=caps,
     )

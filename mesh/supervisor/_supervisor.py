@@ -32,7 +32,7 @@ class Supervisor:
     ) -> None:
         """`on_healthy(name, seconds)` hears of each process as it turns healthy during boot;
         `liveness` is (seconds between health checks, failures in a row) before a child that is
-        alive but unresponsive is killed for a restart (see `Child.watch_liveness`)."""
+        alive but unresponsive is killed for a restart (see `Child.watch`)."""
         self.plan = plan
         self.on_healthy = on_healthy
         self.children = {spec.name: Child(spec, Path(plan.state_dir) / "logs") for spec in plan.processes}
@@ -88,7 +88,7 @@ class Supervisor:
                 await healthy[dependency]
             await child.start()
             waited = await child.wait_healthy(self._health_timeout_s)
-            child.watch_liveness(*self._liveness)
+            child.watch(*self._liveness)
             if self.on_healthy is not None:
                 self.on_healthy(child.spec.name, waited)
             return waited
@@ -125,7 +125,7 @@ class Supervisor:
         self.children[spec.name] = child
         await child.start()
         await child.wait_healthy(self._health_timeout_s)
-        child.watch_liveness(*self._liveness)
+        child.watch(*self._liveness)
         return child
 
     async def remove(self, name: str) -> None:

@@ -76,6 +76,12 @@ class Metrics:
         self.redeliveries = Counter(
             "tidemesh_redeliveries_total", "Work items received more than once", ["pool"], registry=r
         )
+        self.restarts = Counter(
+            "tidemesh_restarts_total",
+            "Times the supervisor restarted this process, by why (exited, unresponsive, memory_cap)",
+            ["component", "reason"],
+            registry=r,
+        )
         self.queue_pending = Gauge(
             "tidemesh_queue_pending", "Work items waiting", ["pool", "priority_class"], registry=r
         )

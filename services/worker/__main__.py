@@ -28,7 +28,7 @@ from mesh.fabric import (
 from mesh.priority import CLASS_NAMES
 from mesh.replicas import InferenceReplicas
 from mesh.rpc import channel
-from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
+from mesh.runtime import ServiceHost, announce_restart, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.tasks import new_task_id
 from mesh.telemetry import get_logger
@@ -68,6 +68,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:
         nc = await connect_nats(args, f"tidemesh-worker-{worker_id}")
         stack.push_async_callback(nc.drain)
+        await announce_restart(nc, "worker", worker_id)  # why the supervisor restarted it, if it did
         scheduler_channel = channel(args.scheduler, args.transport) if args.scheduler else None
         if scheduler_channel is not None:
             stack.push_async_callback(scheduler_channel.close)

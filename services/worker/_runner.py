@@ -17,6 +17,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from opentelemetry import context as otel_context
 
+from mesh import failpoints
 from mesh.fabric import (
     Chain,
     ChainMoved,
@@ -49,6 +50,7 @@ log = get_logger(__name__)
 # The handler of step `index` of a kind in this runner, or None if it runs none.
 HandlerResolver = Callable[[TaskKind, int], StepHandler | None]
 MAX_CHECKPOINT_BYTES = 64 * 1024
+STEP_MEMORY = "worker-step-memory"  # failpoint: grow past a memory cap before a step (mesh.failpoints)
 
 __all__ = ["MAX_CHECKPOINT_BYTES", "PoisonMessage", "RetryPolicy", "Runner", "check_work_item"]
 
@@ -161,6 +163,8 @@ class Runner:
         ticker = asyncio.create_task(keep_in_progress(msg, self._ack_wait_s / 3))
         started = time.perf_counter()
         try:
+            if failpoints.armed(STEP_MEMORY):
+                await failpoints.grow(STEP_MEMORY)
             handler = self._handlers(kind, index)
             if handler is None:
                 raise StepFailed("bug", f"this runner has no handler for step {step.name!r} of {kind.name!r}", True)

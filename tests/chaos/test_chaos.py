@@ -6,14 +6,19 @@ recovered if that takes longer); `make soak` runs it longer."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import ssl
 from pathlib import Path
 
 import pytest
 
 from clients.sdk import Client
+from mesh.fabric import RESTART_ALERT_SUBJECT, connect
 from mesh.fabric._commit import MID_BATCH
-from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
+from mesh.supervisor import NO_LIMIT, MeshSecurity, Supervisor, build_plan
+from services.worker._runner import STEP_MEMORY
 from tests.chaos._harness import Row, fired, kill, pause, run_fault, running_ledger, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -100,4 +105,51 @@ async def test_cluster_survives_losing_a_node(tmp_path: Path, capsys: pytest.Cap
     with capsys.disabled():
         print("\n" + table([row]))
     assert row.acknowledged > 0
+    assert (row.lost, row.duplicated) == (0, 0), row
+
+
+async def test_a_worker_over_its_memory_cap_is_restarted_and_its_tasks_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Workers capped at 512 MiB; one grows by 512 MiB in the middle of a step (failpoint). The
+    supervisor kills it (SIGKILL) and restarts it, the restarted worker raises an alert saying
+    why, and every acknowledged task completes exactly once — the lost worker's items retried."""
+    marker = tmp_path / "memory.fired"
+    plan = build_plan(
+        tmp_path / "mesh",
+        public_port=0,
+        workers=2,
+        ack_wait_s=5.0,
+        memory_caps_mb={"*": 512},
+        scheduler_args=("--heartbeat-interval", "0.5"),
+        worker_args=("--failpoint", f"{STEP_MEMORY}={marker}"),
+    )
+    alerts: list[dict[str, object]] = []
+    user_file = MeshSecurity(Path(plan.state_dir)).nats_user("cli")
+    async with (
+        running_ledger() as ledger,
+        Supervisor(plan) as supervisor,
+        await connect(plan.nats_servers, "chaos-alerts", tls=ssl.create_default_context(), user_file=user_file) as nc,
+        Client(f"127.0.0.1:{plan.public_port}", tenant="chaos") as client,
+    ):
+
+        async def on_alert(msg) -> None:  # type: ignore[no-untyped-def]
+            alerts.append(json.loads(msg.data))
+
+        await nc.subscribe(RESTART_ALERT_SUBJECT, cb=on_alert)
+        workers = [supervisor.children[name] for name in ("worker-1", "worker-2")]
+        row = await run_fault("worker over its 512 MiB memory cap", fired(marker), client, ledger, LOAD_S)
+        async with asyncio.timeout(20):
+            while not alerts:  # the restarted worker announces itself once connected
+                await asyncio.sleep(0.05)
+    assert _killed_at_stop(supervisor) == [], "every child stops within its grace once the faults are over"
+    with capsys.disabled():
+        print("\n" + table([row]))
+    assert sum(w.memory_kills for w in workers) == 1, [w.memory_kills for w in workers]
+    killed = next(w for w in workers if w.memory_kills)
+    assert killed.restarts == 1 and killed.peak_rss_bytes > 512 << 20
+    (alert,) = alerts
+    assert alert["component"] == "worker" and alert["reason"] == "memory_cap" and alert["cap_mb"] == 512
+    assert float(alert["rss_mb"]) > 512 and alert["runbook"] == "docs/runbooks/restarts.md"  # type: ignore[arg-type]
+    assert row.acknowledged > 0, row
     assert (row.lost, row.duplicated) == (0, 0), row
