@@ -210,8 +210,10 @@ class Child:
                     missed, armed = 0, False
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `grace_s`. Idempotent."""
+        """SIGTERM, then SIGKILL after `grace_s` (or the process's own `stop_grace_s`, when
+        longer). Idempotent."""
         self._stopping = True
+        grace_s = max(grace_s, self.spec.stop_grace_s)
         for task in (self._watch, self._liveness, self._memory):
             if task is not None:
                 task.cancel()

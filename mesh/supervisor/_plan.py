@@ -30,6 +30,10 @@ from mesh.supervisor._triton import triton_launch
 TENANT_LIMIT = (1000.0, 2000.0)
 CREDENTIAL_LIMIT = (500.0, 1000.0)
 NO_LIMIT = (0.0, 1.0)  # benchmarks that measure capacity (they submit thousands at once)
+# A worker drains its steps for this long on SIGTERM (its --grace); the supervisor waits that
+# plus the margin (handing the rest back, leaving NATS) before SIGKILL.
+WORKER_GRACE_S = 10.0
+STOP_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class ProcessSpec:
     # Resident memory (the process and what it started) above which the supervisor kills it for a
     # restart, in MiB; 0: no cap (see `Child.watch_memory`).
     memory_cap_mb: int = 0
+    # How long the supervisor waits after SIGTERM before SIGKILL, when longer than its own grace:
+    # a worker drains its steps for its `--grace`, then hands the rest back and disconnects.
+    stop_grace_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,15 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
         [pool],
         plan.secure,
     )
-    return replace(spec, memory_cap_mb=memory_cap_for([pool], plan.memory_caps_mb))
+    return replace(
+        spec, memory_cap_mb=memory_cap_for([pool], plan.memory_caps_mb), stop_grace_s=_grace_in(plan.worker_command)
+    )
+
+
+def _grace_in(command: Sequence[str]) -> float:
+    """The stop grace a worker started with `command` needs: its last ``--grace`` plus the margin."""
+    graces = [float(command[i + 1]) for i, arg in enumerate(command[:-1]) if arg == "--grace"]
+    return (graces[-1] if graces else WORKER_GRACE_S) + STOP_MARGIN_S
 
 
 def memory_cap_for(pools: Sequence[str], caps_mb: Mapping[str, int]) -> int:
@@ -255,6 +270,7 @@ def build_plan(
     public_port: int = 8080,
     workers: int = 1,
     worker_concurrency: int = 32,
+    worker_grace_s: float = WORKER_GRACE_S,
     ack_wait_s: float = 30.0,
     listen_host: str = "127.0.0.1",
     scheduler_args: tuple[str, ...] = (),
@@ -394,6 +410,8 @@ def build_plan(
         ",".join(spec.address for spec in inference_specs),
         "--concurrency",
         str(worker_concurrency),
+        "--grace",
+        f"{worker_grace_s:g}",
         *worker_args,
     ]
     # The general workers also host worker-protocol sessions; the gateways relay workers to them.
@@ -415,7 +433,10 @@ def build_plan(
                 ["scheduler"],
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
-    worker_specs = [replace(spec, memory_cap_mb=memory_cap_for(spec.pools, caps)) for spec in worker_specs]
+    worker_specs = [
+        replace(spec, memory_cap_mb=memory_cap_for(spec.pools, caps), stop_grace_s=_grace_in(worker_extra))
+        for spec in worker_specs
+    ]
     gateway_specs = [
         service(
             name,

@@ -1,5 +1,6 @@
-"""Memory caps: a supervised child whose resident memory (its own and its children's) passes its cap
-is killed and restarted, and its successor learns why (`TIDEMESH_RESTART_REASON`)."""
+"""Supervision: a child whose resident memory (its own and its children's) passes its cap is killed
+and restarted, and its successor learns why (`TIDEMESH_RESTART_REASON`); a worker draining a long
+step at shutdown is given its own grace, not killed at the supervisor's."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from clients.sdk import Client
+from mesh.supervisor import Supervisor, build_plan
 from mesh.supervisor._child import Child, resident_bytes
-from mesh.supervisor._plan import Health, ProcessSpec, check_memory_caps, memory_cap_for
+from mesh.supervisor._plan import (
+    STOP_MARGIN_S,
+    Health,
+    ProcessSpec,
+    check_memory_caps,
+    memory_cap_for,
+    pool_worker_spec,
+)
+from mesh.v1 import task_pb2
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)
 
 # Writes what it was told at start, then (first life only) grows to ~300 MiB in a grandchild.
 _CHILD = """
@@ -79,3 +90,20 @@ def test_a_worker_gets_the_smallest_cap_of_its_pools() -> None:
 def test_bad_caps_are_refused_naming_them(caps: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_memory_caps(caps)
+
+
+async def test_a_worker_draining_a_long_step_gets_its_own_grace(tmp_path: Path) -> None:
+    """Workers drain for 2 s, the supervisor's grace is 2 s too: before, the supervisor killed the
+    worker while it was handing its step back; now it waits the worker's grace and the margin."""
+    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, worker_grace_s=2.0)
+    worker = next(spec for spec in plan.processes if spec.name == "worker-1")
+    assert worker.command[worker.command.index("--grace") + 1] == "2"
+    assert worker.stop_grace_s == 2.0 + STOP_MARGIN_S
+    assert pool_worker_spec(plan, "inference", 1).stop_grace_s == 2.0 + STOP_MARGIN_S  # scaled-out ones too
+    async with Supervisor(plan, grace_s=2.0) as supervisor, Client(f"127.0.0.1:{plan.public_port}") as client:
+        submitted = await client.submit("stream", {"text": "a long step here", "chunks": 3, "chunk_delay_ms": 5_000})
+        async for event in client.watch(submitted.task_id):
+            if event.state == task_pb2.TASK_STATE_RUNNING:
+                break  # the step is in flight: the stop below drains it
+    child = supervisor.children["worker-1"]
+    assert not child.killed_after_grace, "the worker was SIGKILLed while draining"
