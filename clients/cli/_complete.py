@@ -68,13 +68,22 @@ def tenants(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]
     return [t for t in _live(parsed_args, fetch) if t.startswith(prefix)]
 
 
+def states(prefix: str, **_: Any) -> list[str]:
+    """`--state`: every state's name, after the ones already given (``failed,dead-l`` → ``failed,dead-lettered``)."""
+    from mesh.v1 import task_pb2
+
+    done, _comma, last = prefix.rpartition(",")
+    names = [n.removeprefix("TASK_STATE_").lower().replace("_", "-") for n in task_pb2.TaskState.keys()[1:]]
+    return [f"{done},{name}" if done else name for name in names if name.startswith(last.lower())]
+
+
 def attach(parser: argparse.ArgumentParser) -> None:
-    """Put the live completers on every sub-command's ``kind``, ``task_id`` and ``--tenant``."""
+    """Put the completers on every sub-command's ``kind``, ``task_id``, ``--tenant`` and ``--state``."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 attach(sub)
             continue
-        completer = {"kind": kinds, "task_id": task_ids, "tenant": tenants}.get(action.dest)
+        completer = {"kind": kinds, "task_id": task_ids, "tenant": tenants, "state": states}.get(action.dest)
         if completer is not None:
             action.completer = completer  # type: ignore[attr-defined]

@@ -32,7 +32,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         'eval "$(tidemesh completion zsh)"      # in ~/.zshrc',
         "tidemesh completion fish > ~/.config/fish/completions/tidemesh.fish",
     ),
-    "list": ("tidemesh list", "tidemesh list --tenant acme --limit 50 -o json"),
+    "list": (
+        "tidemesh list",
+        "tidemesh list --tenant acme --limit 50 -o json",
+        "tidemesh list --kind stream --state failed,dead-lettered --since 2h",
+        "tidemesh list --since 2026-12-03T09:00 --until 2026-12-03T17:00   # local times",
+    ),
     "auth": (
         "tidemesh auth key --tenant acme --roles submit,read --name ci",
         "tidemesh auth revoke KEY_ID --reason rotated --yes",

@@ -181,10 +181,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_completion.add_argument("shell", choices=SHELLS)
 
-    p_list = sub.add_parser("list", help="a tenant's tasks, newest first")
+    p_list = sub.add_parser(
+        "list",
+        help="a tenant's tasks, newest first (the mesh filters by kind, state and creation time)",
+        description="A filtered page may hold fewer tasks than --limit, even none, and still say where more "
+        "may follow (--page-token): each call looks at a bounded number of tasks.",
+    )
     p_list.add_argument("--tenant", default="", help="default: the credential's tenant")
     p_list.add_argument("--limit", type=int, default=20)
     p_list.add_argument("--page-token", default="")
+    p_list.add_argument("--kind", default="", help="only tasks of this kind")
+    p_list.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        help="only tasks in these states: queued, running, retrying, succeeded, failed, cancelled, "
+        "dead-lettered (repeat the flag or separate with commas)",
+    )
+    p_list.add_argument(
+        "--since", default="", help="only tasks created at or after: a time (2026-12-03T17:05, local) or an age (2h)"
+    )
+    p_list.add_argument("--until", default="", help="only tasks created before: a time or an age, as --since")
     client_args(p_list)
 
     p_auth = sub.add_parser("auth", help="API keys, revocation, and local test tokens")

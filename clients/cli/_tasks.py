@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from clients.cli._connect import client_for, console_url
 from clients.cli._exit import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output, Progress
 from clients.cli._render import event_line
-from clients.sdk import Client
+from clients.sdk import Client, task_state
 from mesh.errors import InvalidArgument
 from mesh.v1 import task_pb2
 
@@ -109,10 +111,54 @@ async def submit_command(args: argparse.Namespace, out: Output) -> int:
         return await stream_events(client, submitted.task_id, 0, out)
 
 
+_AGE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhdw])$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+# The request's fields, as `list`'s flags name them (the mesh's errors name the fields).
+_LIST_FLAGS = {"kind": "--kind", "states": "--state", "created_after": "--since", "created_before": "--until"}
+
+
+def moment(text: str, flag: str, now: datetime | None = None) -> datetime:
+    """`--since`/`--until`: an ISO 8601 time (local unless it names its zone) or an age before now
+    (``90s``, ``15m``, ``2h``, ``7d``, ``1w``)."""
+    age = _AGE.match(text.strip().lower())
+    if age:
+        return (now or datetime.now(UTC)) - timedelta(seconds=float(age[1]) * _AGE_SECONDS[age[2]])
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidArgument(
+            flag,
+            f"{text!r} is neither a time (2026-12-03T17:05, local unless it names its zone) nor an age (15m, 2h, 7d)",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.astimezone()  # a time without a zone is the local time
+
+
+def list_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """`list`'s filters as `Client.list_tasks` takes them; each bad one names its flag."""
+    states = [name for given in args.state for name in given.split(",") if name.strip()]
+    try:
+        chosen = [task_state(name) for name in states]
+    except InvalidArgument as exc:
+        raise InvalidArgument("--state", exc.reason) from None
+    since = moment(args.since, "--since") if args.since else None
+    until = moment(args.until, "--until") if args.until else None
+    if since is not None and until is not None and until <= since:
+        raise InvalidArgument(
+            "--until", f"must be later than --since ({until.isoformat()} is not after {since.isoformat()})"
+        )
+    return {"kind": args.kind, "states": chosen, "created_after": since, "created_before": until}
+
+
 async def list_command(client: Client, args: argparse.Namespace, out: Output) -> int:
     from google.protobuf.json_format import MessageToDict
 
-    tasks, token = await client.list_tasks(args.tenant, args.limit, args.page_token)
+    try:
+        tasks, token = await client.list_tasks(args.tenant, args.limit, args.page_token, **list_filters(args))
+    except InvalidArgument as exc:
+        flag = _LIST_FLAGS.get(exc.field.split("[")[0])
+        if flag is None:
+            raise
+        raise InvalidArgument(flag, exc.reason) from None
     rows = [MessageToDict(t) for t in tasks]
 
     def table() -> None:
@@ -138,8 +184,8 @@ async def cancel_command(client: Client, args: argparse.Namespace, out: Output) 
     if args.tenant:
         token = ""
         while len(ids) < BULK_LIMIT:
-            tasks, token = await client.list_tasks(args.tenant, 500, token)
-            ids += [t.spec.task_id for t in tasks if t.state in _UNFINISHED]
+            tasks, token = await client.list_tasks(args.tenant, 500, token, states=_UNFINISHED)
+            ids += [t.spec.task_id for t in tasks if t.state in _UNFINISHED]  # a state may have moved on
             if not token:
                 break
         if not ids:

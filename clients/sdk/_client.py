@@ -7,9 +7,10 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -63,6 +64,29 @@ def mesh_channel(
     if insecure:
         return grpc.aio.insecure_channel(endpoint, interceptors=interceptors)
     return grpc.aio.secure_channel(endpoint, tls_credentials(ca), interceptors=interceptors)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def task_state(state: int | str) -> task_pb2.TaskState:
+    """A TaskState from its number or its name in any case, with or without TASK_STATE_
+    (``"dead-lettered"`` too); an unknown name raises InvalidArgument naming `states`."""
+    if isinstance(state, int):
+        return cast(task_pb2.TaskState, state)  # a number as given: the mesh checks it
+    name = state.strip().upper().replace("-", "_").removeprefix("TASK_STATE_")
+    if name == "UNSPECIFIED" or f"TASK_STATE_{name}" not in task_pb2.TaskState.keys():
+        known = ", ".join(n.removeprefix("TASK_STATE_").lower() for n in task_pb2.TaskState.keys()[1:])
+        raise InvalidArgument("states", f"unknown state {state!r} (one of: {known})")
+    return cast(task_pb2.TaskState, task_pb2.TaskState.Value(f"TASK_STATE_{name}"))
+
+
+def _unix_ns(moment: datetime | float, field: str) -> int:
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise InvalidArgument(field, "a datetime needs its timezone (e.g. datetime.now(UTC))")
+        return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    return round(moment * 1_000_000_000)
 
 
 def payload_for(kind: str, payload: dict[str, Any]) -> task_pb2.TaskPayload:
@@ -418,11 +442,31 @@ class Client(Lifecycle):
         return (await self._call(self._stub.PurgeDeadLetters, request)).purged
 
     async def list_tasks(
-        self, tenant: str = "", limit: int = 50, page_token: str = ""
+        self,
+        tenant: str = "",
+        limit: int = 50,
+        page_token: str = "",
+        *,
+        kind: str = "",
+        states: Iterable[int | str] = (),
+        created_after: datetime | float | None = None,
+        created_before: datetime | float | None = None,
     ) -> tuple[list[task_pb2.TaskInfo], str]:
         """A page of tasks, newest first, and the token of the next page ("" on the last). `tenant`
-        defaults to this client's."""
-        request = gateway_pb2.ListTasksRequest(tenant=tenant or self.tenant, limit=limit, page_token=page_token)
+        defaults to this client's. The mesh filters: only `kind`, only `states` (TaskState numbers
+        or names: ``"running"``, ``"TASK_STATE_RUNNING"``), only tasks created in
+        [`created_after`, `created_before`) (timezone-aware datetimes or Unix seconds). A filtered
+        page may be short, even empty, with a token to go on from (see ListTasksResponse)."""
+        request = gateway_pb2.ListTasksRequest(
+            tenant=tenant or self.tenant,
+            limit=limit,
+            page_token=page_token,
+            kind=kind,
+            states=[task_state(state) for state in states],
+        )
+        for field, moment in (("created_after", created_after), ("created_before", created_before)):
+            if moment is not None:
+                getattr(request, field).FromNanoseconds(_unix_ns(moment, field))
         reply = await self._call(self._stub.ListTasks, request)
         return list(reply.tasks), reply.next_page_token
 

@@ -54,12 +54,15 @@ class TaskIndex:
         NATS puts a purge on the same API subject as a whole-stream purge, which no service may send."""
         await delete_subject(self._js, TASKS_STREAM, f"{TASKS_PREFIX}.{tenant}.{task_id}")
 
-    async def page(self, tenant: str, limit: int, after: str = "") -> tuple[list[str], str]:
-        """Up to `limit` task ids of `tenant`, newest first, older than `after`; and the next token."""
+    async def ids(self, tenant: str, after: str = "") -> list[str]:
+        """Every task id of `tenant`, newest first, older than `after` (a page token) when given."""
         info = await self._js.stream_info(TASKS_STREAM, subjects_filter=f"{TASKS_PREFIX}.{tenant}.*")
         tails = (subject.rsplit(".", 1)[1] for subject in info.state.subjects or {})
         ids = sorted((tail for tail in tails if TOKEN_RE.match(tail)), reverse=True)
-        if after:
-            ids = [task_id for task_id in ids if task_id < after]
+        return [task_id for task_id in ids if task_id < after] if after else ids
+
+    async def page(self, tenant: str, limit: int, after: str = "") -> tuple[list[str], str]:
+        """Up to `limit` task ids of `tenant`, newest first, older than `after`; and the next token."""
+        ids = await self.ids(tenant, after)
         page = ids[:limit]
         return page, (page[-1] if len(ids) > limit else "")

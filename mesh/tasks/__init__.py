@@ -2,7 +2,7 @@
 
 from mesh.tasks import builtin as _builtin  # noqa: F401  (declares the built-in kinds)
 from mesh.tasks._chunks import split_words
-from mesh.tasks._ids import new_task_id, scoped_task_id
+from mesh.tasks._ids import assigned_at_ms, new_task_id, scoped_task_id
 from mesh.tasks._payload import payload_from_json
 from mesh.tasks._qos import QOS_TIERS, qos_tier
 from mesh.tasks._registry import (
@@ -27,6 +27,7 @@ __all__ = [
     "Limits",
     "StepSpec",
     "TaskKind",
+    "assigned_at_ms",
     "check_kind_name",
     "check_task_id",
     "new_task_id",

@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _DIGEST_CHARS = 24  # 120 bits
 _PREFIX_CHARS = 37  # 37 + "_" + 24 = 62: room for a replay's "-r" within 64
 _DOMAIN = b"tidemesh/scoped-task-id/v1\x00"
+# 26 characters, 130 bits of which the top 2 are zero (48 bits of time then 80 random): 0-7 first.
+_ASSIGNED_RE = re.compile(r"^[0-7][0-9a-hjkmnp-tv-z]{25}$")
 
 
 def _base32(value: int, length: int) -> str:
@@ -51,6 +54,17 @@ def new_task_id(now_ms: int | None = None) -> str:
     """A ULID-style id: 48 bits of milliseconds then 80 random bits."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     return _base32((now_ms << 80) | int.from_bytes(os.urandom(10), "big"), 26)
+
+
+def assigned_at_ms(task_id: str) -> int | None:
+    """The millisecond a mesh-assigned id was made at (its first 10 characters); None for an id of
+    another shape (scoped, a replay's, or one stored before ids were scoped that is no ULID)."""
+    if not _ASSIGNED_RE.match(task_id):
+        return None
+    value = 0
+    for char in task_id[:10]:  # 50 bits: the 2 zero bits, then the 48 of milliseconds
+        value = value * 32 + _ALPHABET.index(char)
+    return value
 
 
 def scoped_task_id(tenant: str, chosen: str) -> str:

@@ -223,7 +223,8 @@ class GatewayServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time.
+        """A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time,
+        optionally only those of a kind, in some states, or created in a time window.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

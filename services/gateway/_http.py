@@ -1,7 +1,8 @@
 """The gateway's HTTP side (behind Envoy on the same public port): REST, SSE and a WebSocket.
 
 POST /v1/tasks                  submit (JSON: kind, tenant, payload, priority, idempotency_key)
-GET  /v1/tasks?tenant=&limit=&page_token=   a tenant's tasks, newest first
+GET  /v1/tasks?tenant=&limit=&page_token=   a tenant's tasks, newest first; filters: kind=, state= (repeated),
+                                created_after=, created_before= (RFC 3339)
 GET  /v1/tasks/{id}             the task's current state
 GET  /v1/tasks/{id}/events      Server-Sent Events; resume with Last-Event-ID (= sequence number)
 POST /v1/tasks/{id}/cancel      cancel (JSON, optional: reason)
@@ -37,6 +38,7 @@ from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub
 from services.gateway._json import MAX_DOCUMENT_BYTES, parse_object, reject_unknown
 from services.gateway._leases import StreamLease, guarded
+from services.gateway._listing import TaskFilter, filter_of_query
 from services.gateway._openapi import openapi_document
 from services.gateway._userjson import JsonCodec
 from services.gateway._websocket import BoundedWebSocket, WebSocketSession
@@ -53,7 +55,8 @@ def http_app(
     cancel: Callable[[str, str, Principal | None], Awaitable[int]] | None = None,
     *,
     guard: Guard,  # required: auth off is `Guard.disabled(events)`, never a forgotten argument
-    listing: Callable[[str, int, str, Principal | None], Awaitable[tuple[list[task_pb2.TaskInfo], str]]] | None = None,
+    listing: Callable[[str, int, str, Principal | None, TaskFilter], Awaitable[tuple[list[task_pb2.TaskInfo], str]]]
+    | None = None,
     getter: Callable[[str, Principal | None], Awaitable[task_pb2.TaskInfo]] | None = None,
     codec: JsonCodec | None = None,
 ) -> web.Application:
@@ -88,12 +91,17 @@ def http_app(
         try:
             if listing is None:
                 raise NotFound("this gateway does not list tasks")
-            limit = request.query.get("limit", "0")
-            page_size = _whole_number(limit, "limit")
-            if request.query.get("tenant") == "":
+            query = request.query
+            for name in query:
+                if name not in _LIST_PARAMETERS:  # a misspelt filter must not list every task
+                    shown = name if len(name) <= 32 else f"{name[:32]}…"
+                    raise InvalidArgument(shown, f"no such parameter (known: {', '.join(_LIST_PARAMETERS)})")
+            page_size = _whole_number(query.get("limit", "0"), "limit")
+            if query.get("tenant") == "":
                 raise InvalidArgument("tenant", _EMPTY_TENANT)
+            wanted = filter_of_query(query, query.getall("state", []))
             tasks, token = await listing(
-                request.query.get("tenant", ""), page_size, request.query.get("page_token", ""), request["principal"]
+                query.get("tenant", ""), page_size, query.get("page_token", ""), request["principal"], wanted
             )
         except MeshError as exc:
             return _error(exc)
@@ -277,6 +285,7 @@ _SUBMIT_FIELDS = frozenset(
     {"kind", "tenant", "priority", "payload", "qos", "idempotency_key", "ordering_key", "task_id", "schema_version"}
 )
 _CANCEL_FIELDS = frozenset({"reason"})
+_LIST_PARAMETERS = ("tenant", "limit", "page_token", "kind", "state", "created_after", "created_before")
 
 
 def _spec_from_json(body: dict[str, Any], user_payload: task_pb2.TaskPayload | None = None) -> task_pb2.TaskSpec:

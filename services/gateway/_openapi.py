@@ -12,6 +12,7 @@ from mesh.oip import DATATYPES, MAX_INPUTS, MAX_RANK
 from mesh.priority import CLASS_BY_NAME
 from mesh.tasks import KINDS, QOS_TIERS, Limits
 from mesh.tasks._validate import FAN_OUT_CHILD_KINDS
+from services.gateway._listing import KIND_PATTERN, STATE_NAMES
 
 _ERROR = {
     "type": "object",
@@ -237,7 +238,8 @@ def openapi_document() -> dict[str, Any]:
             "/v1/tasks": {
                 "get": {
                     "operationId": "listTasks",
-                    "description": "A tenant's tasks, newest first, a page at a time.",
+                    "description": "A tenant's tasks, newest first, a page at a time. With a filter, a page "
+                    "may hold fewer than `limit` tasks (even none) while next_page_token goes on.",
                     "parameters": [
                         {
                             "name": "tenant",
@@ -259,7 +261,39 @@ def openapi_document() -> dict[str, Any]:
                             "in": "query",
                             "required": False,
                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$"},
-                            "description": "the previous page's next_page_token (empty: the first page)",
+                            "description": "the previous page's next_page_token (empty: the first page); "
+                            "a place in the list, valid under any filter",
+                        },
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": KIND_PATTERN},
+                            "description": "only tasks of this kind",
+                        },
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "required": False,
+                            "style": "form",
+                            "explode": True,
+                            "schema": {"type": "array", "items": {"type": "string", "enum": list(STATE_NAMES)}},
+                            "description": "only tasks in one of these states (repeat the parameter for several)",
+                        },
+                        {
+                            "name": "created_after",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "format": "date-time"},
+                            "description": "only tasks created at or after this time (RFC 3339, e.g. "
+                            "2026-12-03T17:05:00Z)",
+                        },
+                        {
+                            "name": "created_before",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "format": "date-time"},
+                            "description": "only tasks created before this time; later than created_after (else 400)",
                         },
                     ],
                     "responses": {

@@ -28,6 +28,7 @@ from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub, PendingWatch
 from services.gateway._inference import ModelSignatures
 from services.gateway._leases import StreamLease, guarded
+from services.gateway._listing import TaskFilter, filter_of_request, filtered_page
 from services.gateway._ratelimit import RateLimiter
 from services.gateway._status import interval_s, status_changes
 
@@ -373,17 +374,24 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
 
     async def ListTasks(self, request: gateway_pb2.ListTasksRequest, context: Context) -> gateway_pb2.ListTasksResponse:
         try:
+            principal = await self._guard.from_grpc(context)
             tasks, token = await self.list_tasks(
-                request.tenant, request.limit, request.page_token, await self._guard.from_grpc(context)
+                request.tenant, request.limit, request.page_token, principal, filter_of_request(request)
             )
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.ListTasksResponse(tasks=tasks, next_page_token=token)
 
     async def list_tasks(
-        self, tenant: str, limit: int, page_token: str, principal: Principal | None
+        self,
+        tenant: str,
+        limit: int,
+        page_token: str,
+        principal: Principal | None,
+        wanted: TaskFilter = TaskFilter(),  # noqa: B008 (frozen: one shared empty filter is safe)
     ) -> tuple[list[task_pb2.TaskInfo], str]:
-        """A page of a tenant's tasks, newest first, for gRPC and REST alike."""
+        """A page of a tenant's tasks, newest first, that `wanted` keeps, for gRPC and REST alike
+        (see `services.gateway._listing` for how a filtered page is found)."""
         tenant = self._guard.tenant_for(principal, tenant)
         if not tenant:
             raise InvalidArgument("tenant", "is required")
@@ -395,11 +403,22 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self._guard.check(principal, "read", tenant)
         if self._index is None:
             raise Conflict("this gateway keeps no task index")
-        ids, token = await self._index.page(tenant, limit or 50, page_token)
-        tasks = await asyncio.gather(*(self._fold(task_id) for task_id in ids))
-        # The index is the tenant's own list, but an entry can name a task id another tenant owns (a
-        # client-chosen id claimed twice, its entry not yet taken back): never show someone else's task.
-        return [task for task in tasks if task is not None and task.spec.tenant == tenant], token
+
+        async def fold_own(task_id: str) -> task_pb2.TaskInfo | None:
+            # The index is the tenant's own list, but an entry can name a task id another tenant owns (a
+            # client-chosen id claimed twice, its entry not yet taken back): never show someone else's task.
+            task = await self._fold(task_id)
+            return task if task is not None and task.spec.tenant == tenant else None
+
+        async def states_of(task_ids: list[str]) -> dict[str, int]:
+            return {task_id: stored.event.state for task_id, stored in (await self._events.last_many(task_ids)).items()}
+
+        if wanted:
+            ids = await self._index.ids(tenant, page_token)
+            return await filtered_page(ids, wanted, limit or 50, fold_own, states_of)
+        page, token = await self._index.page(tenant, limit or 50, page_token)
+        tasks = await asyncio.gather(*(fold_own(task_id) for task_id in page))
+        return [task for task in tasks if task is not None], token
 
     async def _fold(self, task_id: str) -> task_pb2.TaskInfo | None:
         events = [stored.event async for stored in self._events.read(task_id)]

@@ -181,21 +181,53 @@ async def test_pausing_and_resuming_the_stream_leaves_no_gap_or_duplicate(page: 
 
 
 async def test_the_tasks_view_lists_filters_and_ties_errors_to_fields(page: Page, web_mesh: WebMesh) -> None:
-    """ListTasks for a tenant, filtered by state client-side, linking to each task; a bad tenant errors on its field."""
-    task_id = await _submit_stream(web_mesh, ["one"], 0)
+    """ListTasks for a tenant, filtered by the mesh (a stream task older than a page of echoes is on
+    the first filtered page), deep-linkable, linking to each task; each refused value errors on its field."""
+    tenant = "console-filter"
+    task_id = await _submit(web_mesh, "stream", {"text": "one", "chunks": 1}, tenant)
+    echoes = await asyncio.gather(*(_submit(web_mesh, "echo", {"text": str(i)}, tenant) for i in range(26)))
     await _sign_in(page, web_mesh, "/console/tasks")
-    tenant = page.get_by_label("Tenant")
-    await tenant.fill("bad tenant!")
+    tenant_field = page.get_by_label("Tenant")
+    await tenant_field.fill("bad tenant!")
     await page.get_by_role("button", name="Show").click()
-    await expect(tenant).to_have_attribute("aria-invalid", "true")
+    await expect(tenant_field).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#tenant-error")).not_to_be_empty()
-    await tenant.fill(TENANT)
+    await tenant_field.fill(tenant)
     await page.get_by_role("button", name="Show").click()
-    await expect(page.get_by_role("link", name=task_id)).to_be_visible()
-    assert "tenant=console" in page.url
+    await expect(page.locator("#tasks-summary")).to_contain_text("25 tasks on page 1; older tasks on the next page")
+    await expect(page.get_by_role("link", name=task_id)).to_have_count(0)  # 26 echoes are newer
+    assert "tenant=console-filter" in page.url
+
+    await page.goto(f"{web_mesh.base_url}/console/tasks?tenant={tenant}&kind=stream&state=succeeded")
+    await expect(page.get_by_role("link", name=task_id)).to_be_visible(timeout=10_000)
+    await expect(page.locator("#tasks-summary")).to_have_text("1 matching task on page 1.")
+    await expect(page.get_by_label("Kind")).to_have_value("stream")
+    await expect(page.get_by_label("State")).to_have_value("succeeded")
     await page.get_by_label("State").select_option("failed")
-    await expect(page.get_by_role("link", name=task_id)).to_have_count(0)
+    await expect(page.locator("#tasks-summary")).to_have_text("0 matching tasks on page 1.")
+    assert "state=failed" in page.url and "kind=stream" in page.url
+    await page.get_by_label("Kind").fill("echo")
     await page.get_by_label("State").select_option("")
+    await expect(page.get_by_role("link", name=echoes[-1])).to_be_visible()
+    assert "state=" not in page.url
+
+    kind = page.get_by_label("Kind")
+    await kind.fill("Not A Kind")
+    await page.get_by_role("button", name="Show").click()
+    await expect(kind).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#kind-error")).to_contain_text("kind: a kind is")
+    await expect(kind).to_be_focused()
+    await kind.fill("stream")
+    await page.get_by_label("Created after").fill("2026-12-03T10:00")
+    await page.get_by_label("Created before").fill("2026-12-03T09:00")
+    await page.get_by_role("button", name="Show").click()
+    before = page.get_by_label("Created before")
+    await expect(before).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#before-error")).to_contain_text("later than created_after")
+    await expect(kind).not_to_have_attribute("aria-invalid", "true")
+    await before.fill("")
+    await page.get_by_label("Created after").fill("")
+    await page.get_by_role("button", name="Show").click()
     await page.get_by_role("link", name=task_id).click()
     await expect(page).to_have_url(f"{web_mesh.base_url}/console/tasks/{task_id}")
 
@@ -790,7 +822,7 @@ async def test_the_tasks_view_filters_by_creation_time(page: Page, web_mesh: Web
     await _sign_in(page, web_mesh)
     hour_ago, in_an_hour = [await page.evaluate(_LOCAL_TIME, ms) for ms in (-3_600_000, 3_600_000)]
     await page.goto(f"{web_mesh.base_url}/console/tasks?tenant={TENANT}&after={in_an_hour}")
-    await expect(page.locator("#tasks-summary")).to_contain_text("0 of")
+    await expect(page.locator("#tasks-summary")).to_contain_text("0 matching tasks on page 1")
     await expect(page.get_by_role("link", name=task_id)).to_have_count(0)
     await page.get_by_label("Created after").fill(hour_ago)
     await page.get_by_label("Created before").fill(in_an_hour)

@@ -210,3 +210,30 @@ async def test_cancelling_many_asks_and_cancels_each(mesh: Mesh) -> None:
     async with Client(mesh.endpoint, tenant=tenant) as client:
         for task_id in ids:
             assert [e async for e in client.watch(task_id)][-1].state == task_pb2.TASK_STATE_CANCELLED
+
+
+async def test_list_filters_on_the_mesh_and_names_the_flag_at_fault(mesh: Mesh) -> None:
+    """`tidemesh list --kind --state --since --until` lists only the matching tasks; a bad value names its flag."""
+    tenant = f"list-cli-{os.getpid()}"
+    async with Client(mesh.endpoint, tenant=tenant) as client:
+        echo = await client.submit("echo", {"text": "hi"})
+        stream = await client.submit("stream", {"text": "a b", "chunks": 2})
+        for task in (echo, stream):
+            [e async for e in client.watch(task.task_id)]
+    args = ["--tenant", tenant, "-o", "json", *_args(mesh)]
+    (c1, echoes, _), (c2, streams, _), (c3, later, _), (c4, both, _), *refusals = await asyncio.gather(
+        _cli("list", "--kind", "echo", "--state", "succeeded", "--since", "1h", *args),
+        _cli("list", "--state", "FAILED", "--state", "succeeded,dead-lettered", "--kind", "stream", *args),
+        _cli("list", "--since", "2020-01-01T00:00:00+00:00", "--until", "2999-01-01T00:00:00Z", *args),
+        _cli("list", "--since", "2000-01-01T00:00", "--until", "1w", *args),
+        _cli("list", "--state", "done", *args),
+        _cli("list", "--since", "last tuesday", *args),
+        _cli("list", "--since", "1h", "--until", "2h", *args),
+        _cli("list", "--kind", "Echo", *args),
+    )
+    assert c1 == 0 and [t["spec"]["taskId"] for t in json.loads(echoes)["tasks"]] == [echo.task_id], echoes
+    assert c2 == 0 and [t["spec"]["taskId"] for t in json.loads(streams)["tasks"]] == [stream.task_id], streams
+    assert c3 == 0 and [t["spec"]["taskId"] for t in json.loads(later)["tasks"]] == [stream.task_id, echo.task_id]
+    assert c4 == 0 and json.loads(both)["tasks"] == [], both  # created in the last week: none before it
+    for (code, _, err), flag in zip(refusals, ["--state", "--since", "--until", "--kind"], strict=True):
+        assert code == 2 and f"invalid argument: {flag}: " in err, (flag, err)

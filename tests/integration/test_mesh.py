@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -521,3 +522,97 @@ async def test_list_a_tenants_tasks_newest_first_in_pages(mesh: Mesh) -> None:
         assert page["next_page_token"] == newest_first[1]
         async with session.get(url) as response:
             assert response.status == 400 and (await response.json())["field"] == "tenant"
+
+
+async def test_list_filters_by_kind_state_and_creation_time_over_grpc_and_rest(mesh: Mesh) -> None:
+    """ListTasks and GET /v1/tasks filter on the server: by kind, by states, by a creation window
+    [after, before); filtered pages page on with tokens valid under any filter; each bad filter
+    value is INVALID_ARGUMENT / 400 naming its field."""
+    tenant = f"filter-{new_task_id()[-6:].lower()}"
+    async with Client(mesh.endpoint, tenant=tenant) as client:
+        first_echo = await client.submit("echo", {"text": "a"})
+        short_stream = await client.submit("stream", {"text": "x y", "chunks": 2})
+        second_echo = await client.submit("echo", {"text": "b"})
+        for task in (first_echo, short_stream, second_echo):
+            [e async for e in client.watch(task.task_id)]
+        long_stream = await client.submit("stream", {"text": "a b c", "chunks": 50, "chunk_delay_ms": 200})
+        await client.cancel(long_stream.task_id)
+        [e async for e in client.watch(long_stream.task_id)]
+
+        async def all_four() -> list[task_pb2.TaskInfo] | None:
+            tasks, _ = await client.list_tasks(limit=10)
+            return tasks if len(tasks) == 4 else None
+
+        everything = await eventually(all_four, what="the index lists all four tasks")
+        ids = [t.spec.task_id for t in everything]
+        assert ids == [long_stream.task_id, second_echo.task_id, short_stream.task_id, first_echo.task_id]
+        created = {t.spec.task_id: t.created.ToDatetime(tzinfo=UTC) for t in everything}
+
+        async def listed(**filters: object) -> list[str]:
+            tasks, token = await client.list_tasks(limit=10, **filters)  # type: ignore[arg-type]
+            assert token == ""
+            return [t.spec.task_id for t in tasks]
+
+        assert await listed(kind="echo") == [second_echo.task_id, first_echo.task_id]
+        assert await listed(states=["cancelled"]) == [long_stream.task_id]
+        assert await listed(kind="stream", states=["succeeded", "failed"]) == [short_stream.task_id]
+        assert await listed(kind="acme.nothing") == []
+        window = {"created_after": created[short_stream.task_id], "created_before": created[long_stream.task_id]}
+        assert await listed(**window) == [second_echo.task_id, short_stream.task_id]  # after inclusive, before not
+        assert await listed(created_after=created[long_stream.task_id] + timedelta(hours=1)) == []
+
+        # One echo a page: each page is full, the last has no token; a filtered page's token goes on unfiltered.
+        page, token = await client.list_tasks(limit=1, kind="echo")
+        assert [t.spec.task_id for t in page] == [second_echo.task_id] and token == second_echo.task_id
+        page, token = await client.list_tasks(limit=1, kind="echo", page_token=token)
+        assert [t.spec.task_id for t in page] == [first_echo.task_id] and token == ""
+        page, _ = await client.list_tasks(limit=10, page_token=second_echo.task_id)
+        assert [t.spec.task_id for t in page] == [short_stream.task_id, first_echo.task_id]
+
+        for filters, field in [
+            ({"states": [0]}, "states[0]"),
+            ({"states": [99]}, "states[0]"),
+            ({"kind": "Not A Kind"}, "kind"),
+            (
+                {"created_after": created[long_stream.task_id], "created_before": created[first_echo.task_id]},
+                "created_before",
+            ),
+        ]:
+            with pytest.raises(InvalidArgument) as caught:
+                await client.list_tasks(**filters)  # type: ignore[arg-type]
+            assert caught.value.field == field, (filters, caught.value)
+
+    def rfc3339(moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    async with aiohttp.ClientSession() as session:
+        url = f"{mesh.base_url}/v1/tasks"
+
+        async def rest(params: list[tuple[str, str]]) -> tuple[int, dict]:  # type: ignore[type-arg]
+            async with session.get(url, params=[("tenant", tenant), *params]) as response:
+                return response.status, await response.json()
+
+        status, body = await rest([("kind", "echo"), ("state", "SUCCEEDED")])
+        assert status == 200 and [t["spec"]["taskId"] for t in body["tasks"]] == [
+            second_echo.task_id,
+            first_echo.task_id,
+        ]
+        status, body = await rest([("state", "TASK_STATE_CANCELLED"), ("state", "FAILED")])
+        assert [t["spec"]["taskId"] for t in body["tasks"]] == [long_stream.task_id]
+        window_params = [
+            ("created_after", rfc3339(created[short_stream.task_id])),
+            ("created_before", rfc3339(created[long_stream.task_id])),
+        ]
+        status, body = await rest(window_params)
+        assert [t["spec"]["taskId"] for t in body["tasks"]] == [second_echo.task_id, short_stream.task_id]
+        status, body = await rest([("kind", "echo"), ("limit", "1")])
+        assert body["next_page_token"] == second_echo.task_id
+        for params, field in [
+            ([("state", "bogus")], "state"),
+            ([("created_after", "yesterday")], "created_after"),
+            ([("created_after", window_params[1][1]), ("created_before", window_params[0][1])], "created_before"),
+            ([("kind", "")], "kind"),
+            ([("states", "QUEUED")], "states"),  # a misspelt filter is refused, never ignored
+        ]:
+            status, body = await rest(params)
+            assert status == 400 and body["field"] == field, (params, body)

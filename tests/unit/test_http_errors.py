@@ -15,7 +15,7 @@ async def _broken_getter(task_id: str, principal: object) -> object:
     raise RuntimeError("secret internals of the gateway")
 
 
-async def _down_listing(tenant: str, limit: int, token: str, principal: object) -> object:
+async def _down_listing(tenant: str, limit: int, token: str, principal: object, wanted: object) -> object:
     raise Unavailable("the event store did not answer")
 
 

@@ -1825,7 +1825,34 @@ class ListTasksRequest(betterproto2.Message):
 
     page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
     """
-    From the previous page's next_page_token.
+    From the previous page's next_page_token. A token is a place in the tenant's list, valid
+    under any filter (a page's filters may change while paging on).
+    """
+
+    kind: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The filters below all apply (each unset one keeps every task); a bad value is
+    INVALID_ARGUMENT naming its field.
+    Only tasks of this kind (a built-in name such as `stream`, or a user kind's `acme.resize`).
+    """
+
+    states: "list[TaskState]" = betterproto2.field(5, betterproto2.TYPE_ENUM, repeated=True)
+    """
+    Only tasks in one of these states (each a defined state, never UNSPECIFIED).
+    """
+
+    created_after: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only tasks created at or after this time (their first event's timestamp).
+    """
+
+    created_before: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only tasks created before this time; later than created_after when both are set.
     """
 
 
@@ -1835,6 +1862,10 @@ default_message_pool.register_message("mesh.v1", "ListTasksRequest", ListTasksRe
 @dataclass(eq=False, repr=False)
 class ListTasksResponse(betterproto2.Message):
     tasks: "list[TaskInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit`. With a filter, a page may hold fewer (even none) while next_page_token is
+    set: one call examines a bounded number of the tenant's tasks, and the next page goes on.
+    """
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
@@ -3400,7 +3431,8 @@ class GatewayServiceStub:
 
     def list_tasks(self, message: "ListTasksRequest") -> "ListTasksResponse":
         """
-        A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time.
+        A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time,
+        optionally only those of a kind, in some states, or created in a time window.
         """
 
         return self._channel.unary_unary(

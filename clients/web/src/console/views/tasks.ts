@@ -1,12 +1,20 @@
-// A tenant's tasks, newest first, a page at a time (ListTasks); state, kind and a creation-time
-// window filter the page shown. The form's values live in the URL's query, so a filtered list can be linked to.
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { TaskInfo } from "../../gen/mesh/v1/task_pb.js";
+// A tenant's tasks, newest first, a page at a time (ListTasks). State, kind and a creation-time
+// window are filters the mesh applies: a filtered page holds only matching tasks (possibly fewer
+// than a page, with older ones to go on to). The form's values live in the URL's query, so a
+// filtered list can be linked to (/console/tasks?kind=stream&state=failed).
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { TaskState, type TaskInfo } from "../../gen/mesh/v1/task_pb.js";
 import { className, describe, failure, gateway, refused, STATE_NAMES, stateLabel, stateName, time } from "../api.js";
 import { field, h, table } from "../dom.js";
 import type { Shell, View } from "../view.js";
 
 const PAGE = 25;
+// The state names of the URL and the select (api's STATE_NAMES) → TaskState.
+const STATE_BY_NAME = new Map(
+  Object.values(TaskState)
+    .filter((value): value is TaskState => typeof value === "number" && value !== TaskState.UNSPECIFIED)
+    .map((value) => [stateName(value), value]),
+);
 
 export function tasks(main: HTMLElement, shell: Shell): View {
   const query = new URLSearchParams(location.search);
@@ -46,38 +54,42 @@ export function tasks(main: HTMLElement, shell: Shell): View {
   let loaded: TaskInfo[] = [];
   let generation = 0; // a late reply for an earlier request is dropped
 
+  // The request field a refusal names (tidemesh-field) → the control it is about.
+  const controls: Record<string, HTMLInputElement | HTMLSelectElement> = {
+    tenant,
+    page_token: tenant,
+    kind,
+    states: state,
+    created_after: after,
+    created_before: before,
+  };
+
   function clearError(): void {
-    tenant.removeAttribute("aria-invalid");
-    for (const id of ["tenant", "state", "kind", "after", "before"]) document.getElementById(`${id}-error`)!.textContent = "";
+    for (const control of [tenant, state, kind, after, before]) {
+      control.removeAttribute("aria-invalid");
+      document.getElementById(`${control.id}-error`)!.textContent = "";
+    }
   }
 
   function showError(message: string, fieldName: string | null, moveFocus: boolean): void {
-    const target = fieldName === "tenant" || fieldName === "page_token" ? "tenant" : null;
+    const target = fieldName ? controls[fieldName.replace(/\[\d+\]$/, "")] : undefined;
+    results.replaceChildren();
     if (target) {
-      tenant.setAttribute("aria-invalid", "true");
-      document.getElementById("tenant-error")!.textContent = message;
-      if (moveFocus) tenant.focus(); // only after a search the user asked for, never on arrival
-      results.replaceChildren();
+      target.setAttribute("aria-invalid", "true");
+      document.getElementById(`${target.id}-error`)!.textContent = message;
+      if (moveFocus) target.focus(); // only after a search the user asked for, never on arrival
     } else {
       results.replaceChildren(h("p", { class: "alert", role: "alert" }, message));
     }
     summary.textContent = "";
   }
 
+  function filtered(): boolean {
+    return Boolean(state.value || kind.value.trim() || after.value || before.value);
+  }
+
   function render(): void {
-    const wanted = state.value;
-    const kindText = kind.value.trim();
-    const from = after.value ? new Date(after.value).getTime() : -Infinity;
-    const until = before.value ? new Date(before.value).getTime() : Infinity;
-    const created = (t: TaskInfo): number => (t.created ? timestampDate(t.created).getTime() : 0);
-    const shown = loaded.filter(
-      (t) =>
-        (!wanted || stateName(t.state) === wanted) &&
-        (!kindText || t.spec?.kind === kindText) &&
-        created(t) >= from &&
-        created(t) < until,
-    );
-    const rows = shown.map((t) => [
+    const rows = loaded.map((t) => [
       h("a", { href: `/console/tasks/${encodeURIComponent(t.spec?.taskId ?? "")}` }, h("code", {}, t.spec?.taskId ?? "")),
       t.spec?.kind ?? "",
       stateLabel(t.state),
@@ -89,9 +101,16 @@ export function tasks(main: HTMLElement, shell: Shell): View {
     results.replaceChildren(
       table(`Tasks, page ${pageIndex + 1}`, ["Task", "Kind", "State", "Class", "Created", "Updated", "Attempt"], rows, new Set([6])),
     );
-    summary.textContent = `${shown.length} of ${loaded.length} tasks on page ${pageIndex + 1}${nextToken ? "; older tasks on the next page" : ""}.`;
+    const count = `${loaded.length} ${filtered() ? "matching " : ""}task${loaded.length === 1 ? "" : "s"} on page ${pageIndex + 1}`;
+    const more = nextToken ? (filtered() ? "; more may match on the next page" : "; older tasks on the next page") : "";
+    summary.textContent = `${count}${more}.`;
     newer.disabled = pageIndex === 0;
     older.disabled = !nextToken;
+  }
+
+  /** A datetime-local value (local time) as a Timestamp; empty: no bound. */
+  function bound(input: HTMLInputElement): ReturnType<typeof timestampFromDate> | undefined {
+    return input.value ? timestampFromDate(new Date(input.value)) : undefined;
   }
 
   async function load(asked = false): Promise<void> {
@@ -99,7 +118,16 @@ export function tasks(main: HTMLElement, shell: Shell): View {
     clearError();
     summary.textContent = "Loading…";
     try {
-      const reply = await gateway().listTasks({ tenant: tenant.value.trim(), limit: PAGE, pageToken: tokens[pageIndex] });
+      const wanted = STATE_BY_NAME.get(state.value);
+      const reply = await gateway().listTasks({
+        tenant: tenant.value.trim(),
+        limit: PAGE,
+        pageToken: tokens[pageIndex],
+        kind: kind.value.trim(),
+        states: wanted === undefined ? [] : [wanted],
+        createdAfter: bound(after),
+        createdBefore: bound(before),
+      });
       if (mine !== generation) return;
       loaded = reply.tasks;
       nextToken = reply.nextPageToken;
@@ -123,14 +151,19 @@ export function tasks(main: HTMLElement, shell: Shell): View {
     history.replaceState(null, "", `/console/tasks${search ? `?${search}` : ""}`);
   }
 
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  function fromTheStart(asked: boolean): void {
     remember();
     tokens.length = 1;
     pageIndex = 0;
-    void load(true);
+    void load(asked);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    fromTheStart(true);
   });
-  for (const control of [state, kind, after, before]) control.addEventListener("change", () => (remember(), render()));
+  // A changed filter asks the mesh again, from the newest task (a token is a place, not a filter).
+  for (const control of [state, kind, after, before]) control.addEventListener("change", () => fromTheStart(false));
   older.addEventListener("click", () => {
     tokens[pageIndex + 1] = nextToken;
     pageIndex++;

@@ -33,11 +33,42 @@ export declare type ListTasksRequest = Message<"mesh.v1.ListTasksRequest"> & {
   limit: number;
 
   /**
-   * From the previous page's next_page_token.
+   * From the previous page's next_page_token. A token is a place in the tenant's list, valid
+   * under any filter (a page's filters may change while paging on).
    *
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * The filters below all apply (each unset one keeps every task); a bad value is
+   * INVALID_ARGUMENT naming its field.
+   * Only tasks of this kind (a built-in name such as `stream`, or a user kind's `acme.resize`).
+   *
+   * @generated from field: string kind = 4;
+   */
+  kind: string;
+
+  /**
+   * Only tasks in one of these states (each a defined state, never UNSPECIFIED).
+   *
+   * @generated from field: repeated mesh.v1.TaskState states = 5;
+   */
+  states: TaskState[];
+
+  /**
+   * Only tasks created at or after this time (their first event's timestamp).
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 6;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only tasks created before this time; later than created_after when both are set.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 7;
+   */
+  createdBefore?: Timestamp | undefined;
 };
 
 /**
@@ -51,6 +82,9 @@ export declare const ListTasksRequestSchema: GenMessage<ListTasksRequest>;
  */
 export declare type ListTasksResponse = Message<"mesh.v1.ListTasksResponse"> & {
   /**
+   * At most `limit`. With a filter, a page may hold fewer (even none) while next_page_token is
+   * set: one call examines a bounded number of the tenant's tasks, and the next page goes on.
+   *
    * @generated from field: repeated mesh.v1.TaskInfo tasks = 1;
    */
   tasks: TaskInfo[];
@@ -839,7 +873,8 @@ export declare const GatewayService: GenService<{
     output: typeof PurgeDeadLettersResponseSchema;
   },
   /**
-   * A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time.
+   * A tenant's tasks, newest first (ids the mesh assigns sort by admission time), a page at a time,
+   * optionally only those of a kind, in some states, or created in a time window.
    *
    * @generated from rpc mesh.v1.GatewayService.ListTasks
    */
