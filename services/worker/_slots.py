@@ -37,7 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from mesh.v1 import task_pb2
+from services.worker._priority import WaitBounds, dispatch_deadline, due_time
+
 T = TypeVar("T")
+# Simulated classes by index, most urgent first (as mesh.priority.CLASS_NAMES).
+_CLASSES = (task_pb2.PRIORITY_CLASS_INTERACTIVE, task_pb2.PRIORITY_CLASS_STANDARD, task_pb2.PRIORITY_CLASS_BATCH)
 
 
 @dataclass(frozen=True)
@@ -155,3 +160,43 @@ class SlotPolicy(Generic[T]):
             if self.other_in_flight <= 0:
                 raise ValueError("no standard/batch step is running")
             self.other_in_flight -= 1
+
+
+class SimulatedSlots:
+    """`SlotPolicy` as `mesh.capacity.simulate` drives it: the same choice of what starts next,
+    on the simulated clock, with each class's deadline and due time as the dispatcher gives them
+    (`Dispatcher._wait`) — so a plan's preview runs the workers' own policy."""
+
+    def __init__(self, clock: Callable[[], float], limits: SlotLimits, bounds: WaitBounds, lead_s: float = 0.0) -> None:
+        self._policy: SlotPolicy[tuple[int, int]] = SlotPolicy(limits, clock)
+        self._bounds, self._lead_s = bounds, lead_s
+        self._order = 0
+
+    def add(self, item: int, klass: int, arrived_s: float) -> None:
+        priority_class = _CLASSES[klass]
+        self._order += 1
+        self._policy.add(
+            Waiting(
+                dispatch_deadline(priority_class, 0, arrived_s, self._bounds),
+                self._order,
+                due_time(priority_class, arrived_s, self._bounds),
+                self._bounds.bound_s(priority_class),
+                klass == 0,
+                (item, klass),
+            )
+        )
+
+    def take(self) -> tuple[int, int] | None:
+        chosen = self._policy.take(self._lead_s)
+        return None if chosen is None else chosen.payload
+
+    def release(self, klass: int) -> None:
+        self._policy.release(klass == 0)
+
+
+def simulated(
+    limits: SlotLimits, bounds: WaitBounds | None = None, lead_s: float = 0.0
+) -> Callable[[Callable[[], float], int], SimulatedSlots]:
+    """A policy factory for `mesh.capacity.simulate`: classes are indexed in `CLASS_NAMES` order
+    (interactive, standard, batch), and the pool's slots are `limits` (its workers' together)."""
+    return lambda clock, _slots: SimulatedSlots(clock, limits, bounds or WaitBounds(), lead_s)
