@@ -7,6 +7,7 @@
     ├── Conflict            state does not allow the operation      → FAILED_PRECONDITION / HTTP 409
     ├── ResourceExhausted   overload or quota; carries retry_after_s → RESOURCE_EXHAUSTED / HTTP 429
     ├── Unavailable         a dependency is down; safe to retry     → UNAVAILABLE / HTTP 503
+    │                       (retry_after_s when it knows when)
     ├── DeadlineExceeded    the task's deadline passed              → DEADLINE_EXCEEDED / HTTP 504
     ├── Unauthenticated     no credential, or a bad one             → UNAUTHENTICATED / HTTP 401
     └── PermissionDenied    a credential that may not do this       → PERMISSION_DENIED / HTTP 403
@@ -86,9 +87,15 @@ class ResourceExhausted(MeshError):
 
 
 class Unavailable(MeshError):
+    """A dependency is down; `retry_after_s`, when set, says when to try again (0: the caller's backoff)."""
+
     error_class = "dependency_down"
     grpc_code = "UNAVAILABLE"
     http_status = 503
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceeded(MeshError):

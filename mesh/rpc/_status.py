@@ -5,7 +5,7 @@ browser, grpcurl) can read them without google.rpc protos:
 
     tidemesh-error-class   stable error class, e.g. ``invalid_input``
     tidemesh-field         the offending field for INVALID_ARGUMENT
-    retry-after            seconds, for RESOURCE_EXHAUSTED
+    retry-after            seconds, for RESOURCE_EXHAUSTED (and UNAVAILABLE when the server knows)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def status_of(exc: errors.MeshError) -> tuple[grpc.StatusCode, tuple[tuple[str, 
     trailers: list[tuple[str, str]] = [("tidemesh-error-class", exc.error_class)]
     if field := getattr(exc, "field", ""):  # InvalidArgument always; Conflict when it names one
         trailers.append(("tidemesh-field", field))
-    if isinstance(exc, errors.ResourceExhausted):
+    if isinstance(exc, errors.ResourceExhausted) or (isinstance(exc, errors.Unavailable) and exc.retry_after_s):
         trailers.append(("retry-after", f"{exc.retry_after_s:.3f}"))
     return code, tuple(trailers)
 
@@ -74,6 +74,8 @@ def error_from_status(code: grpc.StatusCode, details: str, trailers: dict[str, s
         return error_type(field or "request", reason)
     if issubclass(error_type, errors.ResourceExhausted):
         return error_type(details, _seconds(trailers.get("retry-after", "")))
+    if issubclass(error_type, errors.Unavailable) and "retry-after" in trailers:
+        return error_type(details, _seconds(trailers["retry-after"]))
     if issubclass(error_type, errors.Conflict) and field:
         return error_type(details, field)
     if error_type is errors.MeshError:
