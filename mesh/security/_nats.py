@@ -28,6 +28,11 @@ Permissions follow what the real code sends (nats-py 2.16):
 
 Deleting a stream or a bucket (``$JS.API.STREAM.DELETE.>``; a bucket is stream ``KV_<bucket>``)
 and purging one are the admin's alone (`cli`); every other user has both denied outright.
+
+The audit stream (``TM_AUDIT``, `mesh.audit`) is append-only for every service: the gateway (the
+one writer, `AUDIT_WRITERS`) may create it, append to ``tm.audit.>`` and read it by sequence;
+updating it (which could shorten its limits), deleting or purging it or one of its messages is
+denied to every user but the admin — explicitly, so no later grant can open it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh.audit._stream import AUDIT_PREFIX, AUDIT_STREAM
 from mesh.fabric._deadletters import ALERT_SUBJECT, DLQ_PREFIX, DLQ_STREAM
 from mesh.fabric._index import TASKS_PREFIX, TASKS_STREAM
 from mesh.fabric._kinds import KINDS_BUCKET, SESSIONS_BUCKET
@@ -80,6 +86,8 @@ STREAMS = (WORK_STREAM, EVENTS_STREAM, ORDERED_STREAM, DLQ_STREAM, TASKS_STREAM,
 # for it (`await_topology`: stream info only).
 TOPOLOGY_DECLARERS = frozenset({"scheduler"})
 TOPOLOGY_WAITERS = frozenset({"worker", "gateway"})
+# Who appends to the audit (administrative actions are recorded where they are checked).
+AUDIT_WRITERS = frozenset({"gateway"})
 TLS_TIMEOUT_S = 2.0
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -291,6 +299,16 @@ def _pull(stream: str, consumers: str, *, create: bool) -> list[str]:
     return grants
 
 
+def _audit() -> list[str]:
+    """`mesh.audit`: declare TM_AUDIT (create never changes an existing stream), append, read by sequence."""
+    return [
+        f"{AUDIT_PREFIX}.>",
+        _api("STREAM", "INFO", AUDIT_STREAM),
+        _api("STREAM", "CREATE", AUDIT_STREAM),
+        _api("STREAM", "MSG", "GET", AUDIT_STREAM),
+    ]
+
+
 def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[str]]:
     """(publish allow, subscribe allow) of one component: the one declaration of each role."""
     inbox = ["_INBOX.>"]
@@ -404,6 +422,8 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             # Which inference replica holds which model: InferenceService is relayed by it.
             *_kv_read(INFERENCE_BUCKET),
             *_kv_watch(INFERENCE_BUCKET),
+            # The administrative actions it checks, recorded (and served to admins and auditors).
+            *_audit(),
         ]
         return publish, [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>"]
     if component == "inference":
@@ -433,6 +453,11 @@ def permissions(component: str, pools: Iterable[str] | None = None) -> Permissio
         deny.append(f"{EVENTS_PREFIX}.>")  # only the scheduler and workers append task events
     if component != "gateway":
         deny.append(f"$KV.{CREDENTIALS_BUCKET}.>")  # only the gateway writes credentials
+    # The audit is append-only for every service, whatever else a role is granted.
+    deny += [_api("STREAM", verb, AUDIT_STREAM) for verb in ("UPDATE", "PURGE", "DELETE")]
+    deny.append(_api("STREAM", "MSG", "DELETE", AUDIT_STREAM))
+    if component not in AUDIT_WRITERS:
+        deny.append(f"{AUDIT_PREFIX}.>")
     return Permissions(tuple(dict.fromkeys(publish)), tuple(dict.fromkeys(subscribe)), tuple(deny))
 
 
