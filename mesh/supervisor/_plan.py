@@ -262,7 +262,12 @@ def _limit_args(what: str, rate: float, burst: float) -> tuple[str, ...]:
         raise ValueError(
             f"{what} limit: the rate must be ≥ 0 (0: off) and the burst ≥ 1, got {rate:g}/s burst {burst:g}"
         )
-    return (f"--{what}-rate", f"{rate:g}", f"--{what}-burst", f"{max(burst, 1):g}")
+    return (f"--{what}-rate", _number(rate), f"--{what}-burst", _number(max(burst, 1)))
+
+
+def _number(value: float) -> str:
+    """A number as a flag's value, exactly (``:g`` would round 1000.125 to 1000.12)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def build_plan(
