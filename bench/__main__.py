@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from bench import (
+    _capacity,
     _dash,
     _datapath,
     _durability,
@@ -45,6 +46,7 @@ def main() -> None:
         "edge",
         "userwork",
         "dash",
+        "capacity",
     ]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
@@ -108,6 +110,9 @@ def main() -> None:
         _write("userwork", "User work: the worker protocol vs a built-in kind", asyncio.run(_userwork.run()))
     if args.suite in ("all", "dash"):
         _write("dash", "The dashboard's own cost while it follows a busy mesh", asyncio.run(_dash.run()))
+    if args.suite in ("all", "capacity"):
+        title = "Capacity: a change's predicted queue wait vs the wait measured after applying it"
+        _write("capacity", title, asyncio.run(_capacity.run()))
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 
