@@ -54,6 +54,7 @@ check: venv ## buf lint/format/breaking, generated-code and Envoy-config drift, 
 	  diff -r -x __pycache__ $$tmp/clients/betterproto clients/betterproto && rm -rf $$tmp && \
 	  echo "generated code: no drift" || { rm -rf $$tmp; echo "generated code is stale: run make proto"; exit 1; }
 	$(BIN)/python -m mesh.edge check envoy/tidemesh.yaml
+	$(BIN)/python -m mesh.manifest check docs/manifest.schema.json
 	@# The browser bundle is checked in; where `make web` has installed its tools, rebuild it and require no change.
 	@if [ -d clients/web/node_modules ]; then (cd clients/web && npm run -s build >/dev/null) && \
 	  git diff --exit-code --stat -- clients/web/dist clients/web/src/gen && echo "clients/web bundle: no drift" || \
@@ -67,6 +68,9 @@ proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2, the No
 	@if [ -d clients/node/node_modules ]; then cd clients/node && PATH=$(BIN):$$PATH npm run -s generate; \
 	else echo "clients/node stubs: not regenerated (no node_modules; cd clients/node && npm ci)"; fi
 	$(BIN)/python -m mesh.edge render -o envoy/tidemesh.yaml
+
+schema: venv ## regenerate docs/manifest.schema.json, the manifest's published JSON Schema, from mesh/manifest
+	$(BIN)/python -m mesh.manifest render -o docs/manifest.schema.json
 
 bench: venv .venv-reference/.stamp ## benchmarks side by side with the anchors (Celery + Redis, bare nats-py); tables in bench/results/
 	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian) for the Celery anchor"; \
@@ -85,4 +89,4 @@ soak: venv ## the chaos suite under a longer load (TIDEMESH_SOAK_S seconds per f
 clean: ## remove the venv and local state
 	rm -rf $(VENV) state .tilt-state
 
-.PHONY: help venv run test check proto bench soak clean browser web
+.PHONY: help venv run test check proto schema bench soak clean browser web

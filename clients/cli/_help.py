@@ -12,8 +12,29 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh up --demo                      # the whole mesh, secure, and a short demo workload",
         "tidemesh up --port 0 --workers 2        # free ports, two workers",
         "tidemesh up --model-repository ./models  # your Triton models beside the project's",
+        "tidemesh up -f tidemesh.yaml -v         # from a manifest; flags given override it (-v says which)",
     ),
-    "plan": ("tidemesh plan", "tidemesh plan --gateways 2 -o json"),
+    "plan": ("tidemesh plan", "tidemesh plan --gateways 2 -o json", "tidemesh plan -f tidemesh.yaml"),
+    "config": (
+        "tidemesh config validate -f tidemesh.yaml",
+        "tidemesh config export > tidemesh.yaml   # the running mesh's manifest",
+        "tidemesh config explain durability.fsync",
+    ),
+    "config validate": ("tidemesh config validate -f tidemesh.yaml", "tidemesh config validate -f mesh.json -o json"),
+    "config export": (
+        "tidemesh config export > tidemesh.yaml   # what `tidemesh up -f tidemesh.yaml` runs again",
+        "tidemesh config export --full -o json   # every field, not only what differs from the preset",
+    ),
+    "config presets": ("tidemesh config presets", "tidemesh config presets -o yaml"),
+    "config explain": (
+        "tidemesh config explain durability.fsync",
+        "tidemesh config explain tenants.named.acme.weight -o json",
+    ),
+    "config diff-presets": (
+        "tidemesh config diff-presets dev prod",
+        "tidemesh config diff-presets base staging -o json",
+    ),
+    "config schema": ("tidemesh config schema -o json > tidemesh.schema.json",),
     "submit": (
         'tidemesh submit embed --text "tide pools at dawn"',
         'tidemesh submit summarize --payload \'{"text": "…"}\' --priority interactive --tenant acme',

@@ -14,6 +14,7 @@ import argcomplete
 
 from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
+from clients.cli._config import add_config_commands, add_file_arg, config_command, explicit_options
 from clients.cli._connect import client_for, connection_notes, credential_for, credential_of, transport_for
 from clients.cli._dash import add_dash_command, dash_command
 from clients.cli._desktop import add_desktop_command, desktop_command
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def mesh_args(p: argparse.ArgumentParser) -> None:
+        add_file_arg(p)
         p.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
         p.add_argument("--port", type=int, default=8080, help="public Envoy port (0: pick free ports)")
         p.add_argument("--workers", type=int, default=1, help="worker processes serving every pool")
@@ -224,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     client_args(p_dlq, destructive=True)
 
     add_schema_commands(sub, client_args)
+    add_config_commands(sub, add_output_args, os.environ.get("TIDEMESH_STATE_DIR", "state"))
 
     p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
     p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
@@ -252,6 +255,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return ca_command(args, out)
     if args.command == "probe":
         return await probe_command(args)
+    if args.command == "config":
+        return await config_command(args, out)
     if hasattr(args, "endpoint"):
         for note in connection_notes(args):
             out.detail(note)
@@ -319,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     attach_completers(parser)
     argcomplete.autocomplete(parser)  # answers the shell's completion request (and exits) when it is one
     args = parser.parse_args(argv)
+    args.explicit = explicit_options(parser, sys.argv[1:] if argv is None else argv)  # `up -f`: flags override
     if args.command == "completion":
         print(shell_hook(args.shell))
         sys.exit(EXIT_OK)

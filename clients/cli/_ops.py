@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clients.cli._config import plan_for, resolve_args, say_resolved
 from clients.cli._connect import client_for
 from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
 from clients.cli._style import Style
 from clients.cli._tasks import BULK_LIMIT, for_each
-from clients.cli._up import plan_from
 from clients.sdk import Client
 from mesh.errors import InvalidArgument, NotFound
 from mesh.priority import class_name
@@ -238,7 +238,9 @@ async def auth_command(args: argparse.Namespace, out: Output) -> int:
 
 
 def plan_command(args: argparse.Namespace, out: Output) -> int:
-    plan = plan_from(args)
+    resolved = resolve_args(args)
+    say_resolved(resolved, out)
+    plan = plan_for(resolved.manifest)
     out.data(
         plan.to_json(),
         table=lambda: out.lines(

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clients.cli._config import plan_for, resolve_args, say_resolved
 from clients.cli._output import Output
 from clients.cli._render import event_line
 from clients.sdk import Client
-from mesh.fabric import POOLS
-from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key, build_plan, check_model_repositories
+from mesh.manifest import autoscale_bounds, record
+from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key
 from mesh.telemetry import configure_console_logging
 
 DEMO: list[tuple[str, dict[str, Any], str]] = [
@@ -32,59 +33,9 @@ DEMO: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def _autoscale_bounds(text: str) -> dict[str, tuple[int, int]]:
-    bounds = {}
-    for entry in filter(None, text.split(",")):
-        pool, _, span = entry.partition("=")
-        low, _, high = span.partition(":")
-        if pool not in POOLS or not (low.isdigit() and high.isdigit()) or int(low) > int(high):
-            raise SystemExit(f"--autoscale: expected POOL=MIN:MAX with POOL in {', '.join(POOLS)}, got {entry!r}")
-        bounds[pool] = (int(low), int(high))
-    return bounds
-
-
 def plan_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    return build_plan(
-        Path(args.state_dir),
-        public_port=args.port,
-        workers=args.workers,
-        ack_wait_s=args.ack_wait,
-        scheduler_args=("--scale", args.autoscale) if getattr(args, "autoscale", "") else (),
-        pool_workers={pool: int(n) for pool, n in _pairs(args.pool_workers, "--pool-workers")},
-        pool_concurrency={pool: int(n) for pool, n in _pairs(args.pool_concurrency, "--pool-concurrency")},
-        cluster=args.cluster,
-        gateways=args.gateways,
-        fsync=args.fsync,
-        worker_args=(
-            *(("--tenant-weights", args.tenant_weights) if args.tenant_weights else ()),
-            *(("--tenant-concurrency", args.tenant_concurrency) if args.tenant_concurrency else ()),
-        ),
-        auth=not args.no_auth,
-        triton=args.triton,
-        model_repositories=_model_repositories(args.model_repositories),
-        inference_replicas=args.inference_replicas,
-        insecure=getattr(args, "insecure", False),
-        tenant_limit=(args.tenant_rate, args.tenant_burst),
-        credential_limit=(args.credential_rate, args.credential_burst),
-    )
-
-
-def _model_repositories(given: list[str]) -> list[Path]:
-    try:
-        return check_model_repositories([Path(d) for d in given])
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
-
-
-def _pairs(text: str, flag: str) -> list[tuple[str, str]]:
-    """``POOL=N,…`` entries, checked."""
-    pairs = []
-    for entry in filter(None, text.split(",")):
-        pool, _, value = entry.partition("=")
-        if pool not in POOLS or not value.isdigit():
-            raise SystemExit(f"{flag}: expected POOL=N with POOL in {', '.join(POOLS)}, got {entry!r}")
-        pairs.append((pool, value))
-    return pairs
+    """The process table `args` (of `up` or `plan`: flags, and a manifest with -f) describe."""
+    return plan_for(resolve_args(args).manifest)
 
 
 INSECURE_BANNER = (
@@ -96,12 +47,16 @@ INSECURE_BANNER = (
 async def up(args: argparse.Namespace) -> int:
     # The supervisor's own warnings, one redacted line each (never raw input on the terminal).
     configure_console_logging("tidemesh")
-    plan = plan_from(args)
+    out = Output.from_args(args)
+    resolved = resolve_args(args)
+    say_resolved(resolved, out)
+    manifest = resolved.manifest
+    plan = plan_for(manifest)
+    record(plan, manifest)  # `tidemesh config export` reads it back beside plan.json
     if not plan.secure:
         print(INSECURE_BANNER, file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    out = Output.from_args(args)
     supervisor = Supervisor(plan)
 
     def on_signal() -> None:
@@ -130,9 +85,8 @@ async def up(args: argparse.Namespace) -> int:
     if boot.exception() is not None:
         print(f"tidemesh up failed: {boot.exception()}", file=sys.stderr)
         return 1
-    # Pools without --autoscale bounds get 1:1: a standby worker whenever the pool has none alive.
-    bounds = {pool: (1, 1) for pool in POOLS} | _autoscale_bounds(args.autoscale)
-    autoscaler = LocalAutoscaler(supervisor, bounds)
+    # Pools without autoscale bounds get 1:1: a standby worker whenever the pool has none alive.
+    autoscaler = LocalAutoscaler(supervisor, autoscale_bounds(manifest))
     try:
         # A signal while the autoscaler connects stops the mesh too (its connect is bounded, 30 s).
         entering = asyncio.create_task(autoscaler.__aenter__())
@@ -162,7 +116,7 @@ async def up(args: argparse.Namespace) -> int:
             print(f"  auth: on — admin API key in {Path(plan.state_dir) / 'auth' / 'admin.key'} (the CLI uses it)")
         else:
             print("  auth: OFF (--no-auth): every caller is let in")
-        if args.demo:
+        if manifest.demo:
             await run_demo(endpoint, credential, plan.ca_path)
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
