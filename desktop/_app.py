@@ -20,26 +20,42 @@ from typing import Any
 import flet as ft
 
 from clients.sdk import Client
+from desktop._form import (
+    FieldSpec,
+    FormErrors,
+    InputForm,
+    builtin_class,
+    check_submit_options,
+    field_of_refusal,
+    form_for,
+    payload_of,
+    read_form,
+)
 from desktop._model import (
-    FormError,
     LetterLine,
     Mark,
+    letter_line,
     letter_lines,
     overview,
-    parse_submission,
+    parse_route,
     replay_question,
+    route_for,
     stream_lines,
     stream_outcome,
     task_lines,
 )
 from desktop._theme import THEME_SLOTS, TONES, Scheme, fonts, scheme, spacing
-from mesh.errors import MeshError
+from mesh.errors import InvalidArgument, MeshError
 from mesh.priority import CLASS_NAMES
+from mesh.v1 import kind_pb2, task_pb2
 from tui._model import DashModel
 
 STATUS_RETRY_S = 2.0
 THEME_TITLES = (("auto", "system"), ("light", "light"), ("dark", "dark"), ("high-contrast", "high contrast"))
 NAVIGATION = (("overview", "Overview"), ("tasks", "Tasks"), ("submit", "New task"), ("dead letters", "Dead letters"))
+ANY_STATE = "any"
+STATE_CHOICES = [name.removeprefix("TASK_STATE_").lower() for name in task_pb2.TaskState.keys()[1:]]
+FormControl = ft.TextField | ft.Dropdown | ft.Checkbox
 
 
 def flet_theme(name: str) -> ft.Theme:
@@ -69,13 +85,15 @@ def heading(value: str) -> ft.Text:
 
 
 class DesktopApp:
-    def __init__(self, page: ft.Page, client: Client, tenant: str, theme: str = "auto") -> None:
+    def __init__(self, page: ft.Page, client: Client, tenant: str, theme: str = "auto", open_route: str = "") -> None:
         self.page = page
         self.client = client
         self.tenant = tenant
         self.theme = theme
+        self.open_route = open_route  # where the window opens (`--open`); a browser's URL says it itself
         self.model = DashModel()
         self.view = "overview"
+        self.route = ""  # the route shown: a route change to it again is not a navigation
         self.task_id = ""  # the task the detail view shows
         self.connection = text("◷ connecting to the mesh…", "connection: connecting")
         self.body = ft.Column(expand=True, scroll=ft.ScrollMode.AUTO, spacing=spacing("sm"))
@@ -83,24 +101,37 @@ class DesktopApp:
         self._jobs: list[Future[Any]] = []
         self._follow: Future[Any] | None = None
         self._note = text("")
-        # The submit form keeps what was typed across view changes.
-        self.kind = ft.TextField(label="Kind", value="stream", hint_text="stream, echo, embed, … (tidemesh kinds)")
-        self.text_field = ft.TextField(label="Text", hint_text="the payload's text field (optional)")
-        self.payload = ft.TextField(
-            label="Payload JSON",
-            hint_text='the kind\'s fields, e.g. {"chunks": 3} (empty: {})',
-            multiline=True,
-            min_lines=2,
-            max_lines=6,
-        )
+        # The submit form, generated from the chosen kind's input message; it keeps what was typed
+        # across view changes (until another kind is chosen).
+        self.kinds: list[kind_pb2.KindInfo] = []
+        self.kind_choice = ft.Dropdown(label="Kind", width=320, options=[], on_select=self._kind_chosen)
+        self.form: InputForm | None = None
+        self.inputs: dict[str, FormControl] = {}
+        self.form_fields = ft.Column(spacing=spacing("sm"))
         self.priority = ft.Dropdown(
             label="Priority",
             value="standard",
+            width=320,
             options=[ft.DropdownOption(key=name, text=name) for name in CLASS_NAMES],
+        )
+        self.idempotency = ft.TextField(
+            label="Idempotency key", hint_text="optional: a repeated submit with this key returns the first task"
+        )
+        # The tasks view: kind and state are asked of the mesh; the words filter what came back.
+        self.kind_filter = ft.TextField(
+            label="Kind filter", hint_text="only this kind (empty: any)", width=260, on_submit=self._refresh_tasks
+        )
+        self.state_filter = ft.Dropdown(
+            label="State filter",
+            value=ANY_STATE,
+            width=220,
+            options=[ft.DropdownOption(key=name, text=name) for name in (ANY_STATE, *STATE_CHOICES)],
+            on_select=self._refresh_tasks,
         )
         self.filter = ft.TextField(label="Filter tasks", hint_text="words of the id, kind, state or tenant")
         self.filter.on_change = self._filter_changed
         self.task_list = ft.Column(spacing=spacing("xs"))
+        self.letter: LetterLine | None = None  # the dead letter its own view shows
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -125,7 +156,28 @@ class DesktopApp:
             )
         )
         self._jobs.append(page.run_task(self._watch_status))
-        await self.show("overview")
+        page.on_route_change = self._route_changed
+        # A browser opens the route in its URL (already in its history); the window opens `--open`'s.
+        self.route = page.route
+        await self.go(page.route if page.route not in ("", "/") else self.open_route or "/")
+
+    async def go(self, route: str) -> None:
+        """Show the view at `route` (see `desktop._model.parse_route`); an unknown one says so on the overview."""
+        try:
+            view, item = parse_route(route)
+        except ValueError as exc:
+            self._say(f"✖ {exc}")
+            view, item = "overview", ""
+        if view == "detail":
+            await self.open_task(item)
+        elif view == "letter":
+            await self.open_letter(item)
+        else:
+            await self.show(view)
+
+    async def _route_changed(self, event: ft.RouteChangeEvent) -> None:
+        if event.route != self.route:  # the browser's back or forward, or an edited URL
+            await self.go(event.route)
 
     def _theme_switch(self) -> ft.Control:
         """The colours, switched live: the system's, light, dark or high contrast (all from the tokens)."""
@@ -157,6 +209,11 @@ class DesktopApp:
 
     async def show(self, view: str) -> None:
         self.view = view
+        item = self.task_id if view == "detail" else self.letter.task_id if view == "letter" and self.letter else ""
+        route = route_for(view, item)
+        if route != self.route:
+            self.route = route
+            await self.page.push_route(route)  # the URL (and history) follow; its change event is ours
         self.nav.controls = [
             ft.Button(
                 ("▸ " if name == view else "") + title,
@@ -169,6 +226,8 @@ class DesktopApp:
             await self._load_tasks()
         elif view == "dead letters":
             await self._load_letters()
+        elif view == "submit" and not self.kinds:
+            await self._load_kinds()
         self.render()
 
     def _goto(self, view: str) -> Callable[[Any], Awaitable[None]]:
@@ -184,6 +243,7 @@ class DesktopApp:
             "detail": self._detail,
             "submit": self._submit_form,
             "dead letters": self._letters,
+            "letter": self._letter,
         }
         self.body.controls = views[self.view]()
         self.page.update()
@@ -210,7 +270,11 @@ class DesktopApp:
 
     def _overview(self) -> list[ft.Control]:
         seen = overview(self.model)
-        controls: list[ft.Control] = [heading("Overview"), text("Queues (pool/class/tenant)", weight="bold")]
+        controls: list[ft.Control] = [
+            heading("Overview"),
+            self._note,
+            text("Queues (pool/class/tenant)", weight="bold"),
+        ]
         if not seen.queues:
             controls.append(text("no queue reading yet" if self.model.status is None else "every queue is empty"))
         for queue in seen.queues:
@@ -234,10 +298,21 @@ class DesktopApp:
     # -- tasks --------------------------------------------------------------------------------
 
     async def _load_tasks(self) -> None:
+        state = self.state_filter.value or ANY_STATE
+        for control in (self.kind_filter, self.state_filter):
+            _set_error(control, None)
         try:
-            tasks, _ = await self.client.list_tasks(self.tenant, limit=100)
+            tasks, _ = await self.client.list_tasks(
+                self.tenant,
+                limit=100,
+                kind=(self.kind_filter.value or "").strip(),
+                states=[] if state == ANY_STATE else [state],
+            )
         except MeshError as exc:
+            if isinstance(exc, InvalidArgument) and exc.field.startswith(("kind", "states")):
+                _set_error(self.kind_filter if exc.field == "kind" else self.state_filter, exc.message)
             self._say(f"✖ could not list tasks: {exc.message}")
+            self.model.set_tasks([])
             return
         self.model.set_tasks(tasks)
 
@@ -258,18 +333,34 @@ class DesktopApp:
                 wrap=True,
             )
             for line in lines
-        ] or [text("no task matches" if self.model.tasks else f"tenant {self.tenant} has no task yet")]
+        ] or [text(self._no_task())]
+
+    def _no_task(self) -> str:
+        if self.model.tasks:
+            return "no task matches"
+        if (self.kind_filter.value or "").strip() or (self.state_filter.value or ANY_STATE) != ANY_STATE:
+            return "no task matches the kind and state filters"
+        return f"tenant {self.tenant} has no task yet"
 
     def _tasks(self) -> list[ft.Control]:
         self._fill_task_list()
         return [
             heading(f"Tasks of tenant {self.tenant}"),
-            ft.Row([self.filter, ft.Button("Refresh", tooltip="Reload the task list", on_click=self._refresh_tasks)]),
+            ft.Row(
+                [
+                    self.kind_filter,
+                    ft.Semantics(content=self.state_filter, label="State filter"),
+                    ft.Button("Refresh", tooltip="Ask the mesh for the tasks again", on_click=self._refresh_tasks),
+                ],
+                wrap=True,
+            ),
+            self.filter,
             self._note,
             self.task_list,
         ]
 
     async def _refresh_tasks(self, _event: Any) -> None:
+        self._say("")
         await self._load_tasks()
         self.render()
 
@@ -289,6 +380,17 @@ class DesktopApp:
         self.model.open_task(task_id)
         self._follow = self.page.run_task(self._follow_task, task_id)
         await self.show("detail")
+
+    async def open_letter(self, task_id: str) -> None:
+        """Show the dead letter of `task_id` alone, with its replay (a deep link from an alert or runbook)."""
+        try:
+            self.letter = letter_line(await self.client.dead_letter(task_id))
+        except MeshError as exc:
+            self.letter = None
+            self._say(f"✖ no dead letter {task_id}: {exc.message}")
+            await self.show("dead letters")
+            return
+        await self.show("letter")
 
     async def _follow_task(self, task_id: str) -> None:
         try:
@@ -348,35 +450,105 @@ class DesktopApp:
 
     # -- submit -------------------------------------------------------------------------------
 
+    async def _load_kinds(self) -> None:
+        try:
+            self.kinds = await self.client.kinds()
+        except MeshError as exc:
+            self._say(f"✖ could not list the kinds: {exc.message}")
+            return
+        self.kind_choice.options = [
+            ft.DropdownOption(key=info.kind.name, text=info.kind.name + ("" if info.kind.builtin else " (user kind)"))
+            for info in self.kinds
+        ]
+        names = [info.kind.name for info in self.kinds]
+        if self.kind_choice.value not in names and names:
+            self.kind_choice.value = "stream" if "stream" in names else names[0]
+        await self._load_form()
+
+    async def _kind_chosen(self, _event: Any) -> None:
+        self._say("")
+        await self._load_form()
+        self.render()
+
+    async def _load_form(self) -> None:
+        """The chosen kind's form: its input message from the generated descriptors (a built-in
+        kind) or the schema registry (a user kind); one control per field."""
+        info = next((k for k in self.kinds if k.kind.name == self.kind_choice.value), None)
+        if info is None or (self.form is not None and self.form.kind == info.kind.name):
+            return
+        self.form, self.inputs = None, {}
+        builtin = builtin_class(info.kind.input_type)
+        try:
+            case, message = builtin if builtin else (None, await self.client.message_class(info.kind.input_type))
+        except MeshError as exc:
+            self._say(f"✖ no form for {info.kind.name}: {exc.message}")
+            return
+        self.form = form_for(info.kind, message, case)
+        self.inputs = {spec.name: _control_for(spec) for spec in self.form.fields}
+
     def _submit_form(self) -> list[ft.Control]:
+        form = self.form
+        fields: list[ft.Control] = []
+        if form is not None:
+            fields.append(text(f"Input: {form.type_name}", f"input message {form.type_name}", weight="bold"))
+            if form.description:
+                fields.append(text(form.description))
+            for spec in form.fields:
+                control = self.inputs[spec.name]
+                fields.append(ft.Semantics(content=control, label=spec.label) if spec.control == "choice" else control)
+            if not form.fields:
+                fields.append(text(f"{form.type_name} has no fields: nothing to fill in"))
+        self.form_fields.controls = fields
         return [
-            heading("Submit a task"),
-            self.kind,
-            self.text_field,
-            self.payload,
+            heading(f"Submit a task as tenant {self.tenant}"),
+            ft.Semantics(content=self.kind_choice, label="Kind"),
+            self.form_fields,
             ft.Semantics(content=self.priority, label="Priority"),
-            ft.Button("Submit", tooltip="Submit the task and follow its events", on_click=self._submit),
+            self.idempotency,
+            ft.Button("Submit", tooltip="Check the form, submit the task and follow its events", on_click=self._submit),
             self._note,
         ]
 
+    def _controls(self) -> dict[str, FormControl]:
+        """Every control an error can be about, by the field name it fills."""
+        return {
+            **self.inputs,
+            "kind": self.kind_choice,
+            "priority": self.priority,
+            "idempotency_key": self.idempotency,
+        }
+
     async def _submit(self, _event: Any) -> None:
-        # The fields an error can name (the priority is a closed choice).
-        fields: dict[str, ft.TextField] = {"kind": self.kind, "text": self.text_field, "payload": self.payload}
-        for field in fields.values():
-            field.error = None
-        try:
-            wanted = parse_submission(
-                self.kind.value or "", self.text_field.value or "", self.payload.value or "", self.priority.value or ""
-            )
-            reply = await self.client.submit(wanted.kind, wanted.payload, priority=wanted.priority)
-        except (FormError, MeshError) as exc:
-            # A FormError names its field; the mesh's InvalidArgument a dotted path (spec.payload.text).
-            path = str(getattr(exc, "field", ""))
-            named = [name for name in ("kind", "text") if path == name or path.endswith(f".{name}")]
-            if path:
-                fields[named[0] if named else "payload"].error = exc.message
-            self._say(f"✖ {path or 'refused'}: {exc.message}")
+        controls = self._controls()
+        for control in controls.values():
+            _set_error(control, None)
+        form = self.form
+        if form is None:
+            self._say("✖ choose a kind first")
             self.render()
+            return
+        try:
+            key = (self.idempotency.value or "").strip()
+            check_submit_options(self.priority.value or "", key)
+            message = read_form(form, {name: control.value for name, control in self.inputs.items()})
+            reply = await self.client.submit(
+                form.kind, payload_of(form, message), priority=self.priority.value or "", idempotency_key=key
+            )
+        except FormErrors as exc:  # checked here: nothing was sent
+            for name, said in exc.errors.items():
+                _set_error(controls.get(name), said)
+            count = len(exc.errors)
+            self._say(f"✖ not submitted: {count} field{'s' if count > 1 else ''} to fix — {exc}")
+            self.render()
+            await _focus(controls.get(next(iter(exc.errors))))
+            return
+        except MeshError as exc:
+            # The mesh's InvalidArgument names a dotted path (spec.payload.stream.chunks): on that field.
+            named = field_of_refusal(form, getattr(exc, "field", ""))
+            _set_error(controls.get(named), exc.message)
+            self._say(f"✖ refused: {exc.message}")
+            self.render()
+            await _focus(controls.get(named))
             return
         self._say(f"submitted {reply.task_id}")
         await self.open_task(reply.task_id)
@@ -410,6 +582,34 @@ class DesktopApp:
             ft.Button("Refresh", tooltip="Reload the dead letters", on_click=self._goto("dead letters")),
             self._note,
             *(rows or [text(f"tenant {self.tenant} has no dead letter")]),
+        ]
+
+    def _letter(self) -> list[ft.Control]:
+        letter = self.letter
+        if letter is None:
+            return [heading("Dead letter"), self._note]
+        done = f"replayed as {letter.replayed_as}" if letter.replayed_as else "not replayed yet"
+        return [
+            heading(f"Dead letter {letter.task_id}"),
+            text(f"☠ {letter.kind}, tenant {letter.tenant}: {letter.reason}", letter.label),
+            text(done),
+            ft.Row(
+                [
+                    ft.Button(
+                        "Replay" if not letter.replayed_as else "Replay again",
+                        tooltip=f"Replay dead letter {letter.task_id} (asks first)",
+                        on_click=self._asker(letter),
+                    ),
+                    ft.Button(
+                        "Open task", tooltip=f"Open task {letter.task_id}", on_click=self._opener(letter.task_id)
+                    ),
+                    ft.Button(
+                        "All dead letters", tooltip="Show every dead letter", on_click=self._goto("dead letters")
+                    ),
+                ],
+                wrap=True,
+            ),
+            self._note,
         ]
 
     def _asker(self, letter: LetterLine) -> Callable[[Any], Awaitable[None]]:
@@ -447,11 +647,43 @@ class DesktopApp:
         self.page.show_dialog(dialog)
 
 
-def session(client: Client, tenant: str, theme: str) -> Callable[[ft.Page], Awaitable[None]]:
+def _control_for(spec: FieldSpec) -> FormControl:
+    """One labelled control for one field of the input message (see `desktop._form`)."""
+    if spec.control == "bool":
+        return ft.Checkbox(label=spec.label, value=spec.default == "true")
+    if spec.control == "choice":
+        options = [ft.DropdownOption(key=name, text=name) for name in spec.choices]
+        return ft.Dropdown(label=spec.label, value=spec.default, options=options, width=320)
+    many = spec.control in ("lines", "json")
+    return ft.TextField(
+        label=spec.label,
+        value=spec.default,
+        hint_text=spec.hint or None,
+        multiline=many,
+        min_lines=2 if many else None,
+        max_lines=6 if many else None,
+    )
+
+
+def _set_error(control: FormControl | None, message: str | None) -> None:
+    """An error shown on (and read out with) its field; None clears it. A check box cannot be wrong."""
+    if isinstance(control, ft.TextField):
+        control.error = message
+    elif isinstance(control, ft.Dropdown):
+        control.error_text = message
+
+
+async def _focus(control: FormControl | None) -> None:
+    if isinstance(control, ft.TextField | ft.Dropdown):
+        with contextlib.suppress(Exception):  # a control not on the page yet cannot take focus
+            await control.focus()  # type: ignore[no-untyped-call]  # Flet's own method is untyped
+
+
+def session(client: Client, tenant: str, theme: str, open_route: str = "") -> Callable[[ft.Page], Awaitable[None]]:
     """The `main` Flet calls for every new window or browser session."""
 
     async def main(page: ft.Page) -> None:
         with contextlib.suppress(asyncio.CancelledError):
-            await DesktopApp(page, client, tenant, theme).start()
+            await DesktopApp(page, client, tenant, theme, open_route).start()
 
     return main

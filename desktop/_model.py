@@ -1,6 +1,6 @@
 """What the desktop app shows, as plain data: rows for the overview, the task list, a task's
-stream and the dead letters, and the submit form's parsing. No Flet here, so every rule is
-unit-tested without a window (`tests/unit/test_desktop_model.py`).
+stream and the dead letters, and each view's route. No Flet here, so every rule is unit-tested
+without a window (`tests/unit/test_desktop_model.py`); the submit form is `desktop._form`.
 
 The live state itself is the dashboard's (`tui._model.DashModel`): one model of the mesh for
 both surfaces. States are always a word with a symbol (never colour alone); `tone` names the
@@ -9,16 +9,14 @@ design-token role a view may colour them with.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from mesh.priority import CLASS_NAMES
 from mesh.v1 import deadletter_pb2, gateway_pb2
 from tui._model import DashModel, health_word, output_text, state_word
 
-VIEWS = ("overview", "tasks", "detail", "submit", "dead letters")
+VIEWS = ("overview", "tasks", "detail", "submit", "dead letters", "letter")
 
 # word → (symbol, token role). Symbols differ in shape, so the state reads without colour.
 _STATE_MARKS: dict[str, tuple[str, str]] = {
@@ -208,18 +206,19 @@ class LetterLine:
         return f"dead letter {self.task_id}, {self.kind}: {self.reason}{done}"
 
 
+def letter_line(letter: deadletter_pb2.DeadLetter) -> LetterLine:
+    return LetterLine(
+        letter.task_id,
+        letter.spec.kind,
+        letter.spec.tenant,
+        f"{deadletter_pb2.FailureClass.Name(letter.classification).removeprefix('FAILURE_CLASS_')} "
+        f"{letter.error_class}: {letter.message[:80]}",
+        ", ".join(letter.replayed_as),
+    )
+
+
 def letter_lines(model: DashModel) -> list[LetterLine]:
-    return [
-        LetterLine(
-            letter.task_id,
-            letter.spec.kind,
-            letter.spec.tenant,
-            f"{deadletter_pb2.FailureClass.Name(letter.classification).removeprefix('FAILURE_CLASS_')} "
-            f"{letter.error_class}: {letter.message[:80]}",
-            ", ".join(letter.replayed_as),
-        )
-        for letter in model.dead_letters
-    ]
+    return [letter_line(letter) for letter in model.dead_letters]
 
 
 def replay_question(letter: LetterLine) -> str:
@@ -230,41 +229,34 @@ def replay_question(letter: LetterLine) -> str:
     )
 
 
-class FormError(ValueError):
-    """A field of the submit form that does not parse; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+# Where each view lives: the app's route (the URL path in a browser, `tidemesh desktop --open`).
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a task id, as the mesh spells one
+_VIEW_ROUTES = {"overview": "/", "tasks": "/tasks", "submit": "/submit", "dead letters": "/dlq"}
 
 
-@dataclass(frozen=True)
-class Submission:
-    kind: str
-    payload: dict[str, Any]
-    priority: str
+def route_for(view: str, item: str = "") -> str:
+    """The route of a view (`detail` and `letter` name their task)."""
+    if view == "detail":
+        return f"/tasks/{item}"
+    if view == "letter":
+        return f"/dlq/{item}"
+    return _VIEW_ROUTES[view]
 
 
-def parse_submission(kind: str, text: str, payload_json: str, priority: str) -> Submission:
-    """The submit form as a request: the payload's JSON object, with `text` set from the text field
-    when given (as `tidemesh submit --text` does). Raises `FormError` naming the field at fault."""
-    kind = kind.strip()
-    if not kind:
-        raise FormError("kind", "name the kind to run (for example stream or echo)")
-    if priority not in CLASS_NAMES:
-        raise FormError("priority", f"one of {', '.join(CLASS_NAMES)}")
-    payload: Any = {}
-    if payload_json.strip():
-        try:
-            payload = json.loads(payload_json)
-        except json.JSONDecodeError as exc:
-            raise FormError("payload", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-        if not isinstance(payload, dict):
-            raise FormError("payload", "must be a JSON object of the kind's fields")
-    if text:
-        payload = {**payload, "text": text}
-    return Submission(kind, payload, priority)
+def parse_route(route: str) -> tuple[str, str]:
+    """(view, task id) of a route: ``/``, ``/tasks``, ``/tasks/ID``, ``/submit``, ``/dlq``, ``/dlq/ID``
+    (the leading slash optional, a query ignored). Raises ValueError saying what routes there are."""
+    path = route.split("?", 1)[0].strip().strip("/")
+    parts = path.split("/") if path else []
+    views = {route.strip("/"): view for view, route in _VIEW_ROUTES.items()}
+    if len(parts) <= 1 and (parts[0] if parts else "") in views:
+        return views[parts[0] if parts else ""], ""
+    if len(parts) == 2 and parts[0] in ("tasks", "dlq") and _ID.match(parts[1]):
+        return ("detail" if parts[0] == "tasks" else "letter"), parts[1]
+    raise ValueError(
+        f"no view at {route!r}: the app has /, tasks, tasks/TASK_ID, submit, dlq and dlq/TASK_ID "
+        "(a task id is 1 to 64 of A-Z a-z 0-9 _ -)"
+    )
 
 
 def _clock(moment: datetime) -> str:

@@ -109,6 +109,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh desktop                        # Flet's window (falls back to --web without its client)",
         "tidemesh desktop --web --port 8550      # serve the app to a browser, print its URL",
         "tidemesh desktop --web --tenant acme --theme high-contrast",
+        "tidemesh desktop --open dlq/TASK_ID     # straight to a dead letter (tasks/TASK_ID: a task's stream)",
     ),
 }
 

@@ -54,13 +54,18 @@ def tls_credentials(ca: str | Path | None = None) -> grpc.ChannelCredentials:
 
 
 def mesh_channel(
-    endpoint: str, credential: str | Callable[[], str] = "", ca: str | Path | None = None, insecure: bool = False
+    endpoint: str,
+    credential: str | Callable[[], str] = "",
+    ca: str | Path | None = None,
+    insecure: bool = False,
+    surface: str = "",
 ) -> grpc.aio.Channel:
     """A channel to the mesh's front door carrying `credential` (or what the callable returns at each
     call) on every call: TLS verified against `ca` (`TIDEMESH_CA`, else the system's roots), or
-    plaintext to a mesh started with ``--insecure``."""
+    plaintext to a mesh started with ``--insecure``. `surface` (cli, console, dash, desktop) is
+    declared on every call, for the audit of administrative actions."""
     current = credential if callable(credential) else (lambda: credential)
-    interceptors = credential_interceptors(current)
+    interceptors = credential_interceptors(current, surface)
     if insecure:
         return grpc.aio.insecure_channel(endpoint, interceptors=interceptors)
     return grpc.aio.secure_channel(endpoint, tls_credentials(ca), interceptors=interceptors)
@@ -107,8 +112,10 @@ class Client(Lifecycle):
         credential: str = "",
         ca: str | Path | None = None,
         insecure: bool = False,
+        surface: str = "",
     ) -> None:
-        """`credential`: an API key (``tmk_…``) or a JWT, sent on every call.
+        """`credential`: an API key (``tmk_…``) or a JWT, sent on every call; `surface`: the
+        tool this client is (cli, dash, desktop), named in the audit of administrative calls.
 
         The connection is TLS: the server is verified against `ca` (a local mesh's root,
         ``<state>/pki/ca.crt``; `TIDEMESH_CA` when not given), else the system's roots.
@@ -118,7 +125,7 @@ class Client(Lifecycle):
         self._max_resume_attempts = max_resume_attempts
         self._credential = credential
         self._streams: set[str] = set()  # ids of this client's open streams, for refreshes
-        self._channel = mesh_channel(endpoint, lambda: self._credential, ca, insecure)
+        self._channel = mesh_channel(endpoint, lambda: self._credential, ca, insecure, surface)
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._schemas = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._kind_service = kind_pb2_grpc.KindServiceStub(self._channel)  # type: ignore[no-untyped-call]
@@ -253,6 +260,11 @@ class Client(Lifecycle):
         if version:  # a version never changes; "the latest" is asked again next time
             self._classes[(subject, version)] = found
         return found
+
+    async def message_class(self, subject: str, version: int = 0) -> type[Message]:
+        """The message type the schema registry holds for `subject` (version 0: the latest), e.g. a
+        user kind's input type, to build its payload or a form from."""
+        return await self._message_class(subject, version)
 
     async def user_payload(self, kind: str, fields: dict[str, Any], schema_version: int = 0) -> task_pb2.TaskPayload:
         """A user kind's payload from plain JSON fields, through the kind's registered input type."""

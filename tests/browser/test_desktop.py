@@ -1,12 +1,14 @@
 """The Flet app's web build in Chromium: `tidemesh desktop --web` against an auth-on mesh (the
 admin key in its environment, never in argv), Flutter's semantics tree enabled, controls found by
-role and label; a `stream` task submitted from the form and its partial outputs followed to
-SUCCEEDED; axe-core's WCAG A+AA rules, whose one finding is Flet's own `meta-viewport` (its
-index.html disables zooming), recorded here rather than hidden."""
+role and label; a `stream` task submitted from the form generated from its input message (and a
+user kind's, from the schema registry) and its partial outputs followed to SUCCEEDED; the mesh's
+task filters; routes in the URL opening their view; axe-core's WCAG A+AA rules, whose one finding
+is Flet's own `meta-viewport` (its index.html disables zooming), recorded here rather than hidden."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from clients.sdk import Client
-from mesh.v1 import task_pb2
+from mesh.schemas import compile_proto, message_class
+from mesh.v1 import kind_pb2, task_pb2
 from tests.browser.conftest import WebMesh
 from tests.conftest import eventually
 
@@ -64,19 +67,46 @@ async def desktop_url(web_mesh: WebMesh) -> AsyncIterator[str]:
             assert code == 0, f"tidemesh desktop exited {code} on SIGTERM"
 
 
-@pytest.fixture
-async def app_page(browser: Browser, desktop_url: str) -> AsyncIterator[Page]:
-    """The app loaded with Flutter's semantics tree on (a click on its placeholder turns it on)."""
+@contextlib.asynccontextmanager
+async def _opened(browser: Browser, url: str) -> AsyncIterator[Page]:
+    """The app loaded at `url` with Flutter's semantics tree on (a click on its placeholder turns it on)."""
     context = await browser.new_context()
     try:
         page = await context.new_page()
-        await page.goto(desktop_url)
+        await page.goto(url)
         placeholder = page.locator("flt-semantics-placeholder")
         await placeholder.wait_for(state="attached", timeout=30_000)
         await placeholder.dispatch_event("click")
         yield page
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def app_page(browser: Browser, desktop_url: str) -> AsyncIterator[Page]:
+    async with _opened(browser, desktop_url) as page:
+        yield page
+
+
+async def _type(page: Page, name: str, typed: str) -> None:
+    """Replace a text field's value by typing, as a person would (keys sent before Flutter focuses it are lost)."""
+    field = _textbox(page, name)
+    await field.click()
+    await expect(field).to_be_focused()
+    await page.keyboard.press("Control+a")
+    await field.press_sequentially(typed, delay=20)
+    await expect(field).to_have_value(typed)
+
+
+def _textbox(page: Page, label: str) -> Locator:
+    """A text field by its label (an empty focused field's name goes on with its hint)."""
+    return page.get_by_role("textbox", name=re.compile(rf"^{re.escape(label)}( |$)"))
+
+
+async def _choose(page: Page, dropdown: str, option: str) -> None:
+    """Open a dropdown (a button with its label) and pick an option (a button in its menu)."""
+    await page.get_by_role("button", name=dropdown, exact=True).click()
+    await page.get_by_role("button", name=option, exact=True).click()
 
 
 async def _axe(page: Page) -> list[dict[str, Any]]:
@@ -88,25 +118,36 @@ async def _axe(page: Page) -> list[dict[str, Any]]:
 
 
 async def test_a_stream_task_submitted_from_the_form_is_followed_to_succeeded(app_page: Page) -> None:
-    """Live overview, then New task: a stream task's partial outputs (sequence, confidence) arrive and it succeeds."""
+    """Live overview, then New task: the form is StreamInput's fields; a bad number is refused on its field
+    before anything is sent; then the task's partial outputs (sequence, confidence) arrive and it succeeds,
+    at its own route; the mesh's kind and state filters find it in the task list."""
     page = app_page  # Flutter exposes each control by its semantics label (the app's labels say it in words)
     await expect(page.get_by_text("connection: live")).to_be_attached(timeout=15_000)
     await expect(page.get_by_text(re.compile(r"^worker \S+ alive, pools ")).first).to_be_attached()
 
     await page.get_by_role("button", name="New task").click()
-    for name, typed in (("Text", "tide pools at dawn"), ("Payload JSON", '{"chunks": 4, "chunk_delay_ms": 150}')):
-        field = page.get_by_role("textbox", name=name)
-        await field.click()
-        await expect(field).to_be_focused()  # keys sent before Flutter focuses the field are lost
-        await field.press_sequentially(typed, delay=20)
-        await expect(field).to_have_value(typed)
+    await expect(page.get_by_text("input message mesh.v1.StreamInput")).to_be_attached(timeout=10_000)
+    for label in ("text (string)", "chunks (uint32)", "chunk_delay_ms (uint32)"):  # from the descriptor
+        await expect(_textbox(page, label)).to_be_attached()
     await expect(page.get_by_role("button", name="Priority")).to_be_attached()
+    await _type(page, "chunks (uint32)", "four")
     await page.get_by_role("button", name="Submit", exact=True).click()
+    chunks = _textbox(page, "chunks (uint32)")
+    await expect(chunks).to_have_attribute("aria-description", "chunks must be a whole number from 0 to 4294967295")
+    await expect(page.get_by_text(re.compile(r"^✖ not submitted: 1 field to fix"))).to_be_attached()
+    await expect(chunks).to_be_focused()  # the first field in error takes the focus
+
+    await _type(page, "chunks (uint32)", "4")
+    await _type(page, "chunk_delay_ms (uint32)", "150")
+    await _type(page, "text (string)", "tide pools at dawn")
+    await page.get_by_role("button", name="Submit", exact=True).click()
+    await expect(chunks).not_to_be_attached()
 
     await expect(page.get_by_text(re.compile(r"^stream of \S+: streaming$"))).to_be_attached(timeout=10_000)
     finished = page.get_by_text(re.compile(r"^stream of \S+: finished, SUCCEEDED$"))
     await expect(finished).to_be_attached(timeout=20_000)
     task_id = str(await finished.text_content()).split()[2].rstrip(":")
+    await expect(page).to_have_url(re.compile(rf"/tasks/{task_id}$"))  # the view's route, in the URL
     # One line per partial output, each with its confidence: chunk i of 4 says i/4.
     confidences = [await c.text_content() for c in await page.get_by_text(re.compile(r"^confidence \d\.\d\d$")).all()]
     assert confidences == [f"confidence {i / 4:.2f}" for i in range(1, 5)], confidences
@@ -115,17 +156,77 @@ async def test_a_stream_task_submitted_from_the_form_is_followed_to_succeeded(ap
     assert numbers == sorted(set(numbers)) and len(numbers) >= 5, numbers  # in order, no gap, no duplicate
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
 
-    # The task list has it, and a filter that names its kind and state keeps it.
+    # The task list has it; the mesh's filters keep it (stream, succeeded) or leave it out (echo).
     await page.get_by_role("button", name="Tasks").click()
     row = page.get_by_text(f"task {task_id}, stream, SUCCEEDED", exact=True)
     await expect(row).to_be_attached(timeout=10_000)
+    await _type(page, "Kind filter", "echo")
+    await page.keyboard.press("Enter")
+    await expect(row).not_to_be_attached()
+    await _type(page, "Kind filter", "stream")
+    await page.keyboard.press("Enter")
+    await expect(row).to_be_attached()
+    await _choose(page, "State filter", "failed")
+    await expect(page.get_by_text("no task matches the kind and state filters")).to_be_attached()
+    await _choose(page, "State filter", "succeeded")
+    await expect(row).to_be_attached()
     search = page.get_by_role("textbox", name="Filter tasks")
     await search.click()
     await expect(search).to_be_focused()
-    await search.press_sequentially("stream succeeded", delay=20)
-    await expect(row).to_be_attached()
-    await search.press_sequentially(" nothing-matches", delay=20)
-    await expect(page.get_by_text("no task matches")).to_be_attached()
+    await search.press_sequentially("nothing-matches", delay=20)
+    await expect(page.get_by_text("no task matches", exact=True)).to_be_attached()
+
+
+GREET = """syntax = "proto3";
+package desktop.v1;
+message Greeting { string name = 1; uint32 times = 2; repeated string tags = 3; bool loud = 4; }
+"""
+
+
+async def test_a_user_kinds_form_comes_from_its_registered_schema(
+    browser: Browser, desktop_url: str, web_mesh: WebMesh, tmp_path: Path
+) -> None:
+    """A kind registered with its schema gets a form from the registry's descriptor set (text, a number,
+    lines for a repeated field, a check box for a bool); the task carries the message packed in `custom`."""
+    source = tmp_path / "desktop" / "v1" / "greet.proto"
+    source.parent.mkdir(parents=True)
+    source.write_text(GREET)
+    descriptor_set = compile_proto(source, [tmp_path])
+    declaration = kind_pb2.KindDeclaration(
+        name="desktop.greet", input_type="desktop.v1.Greeting", output_type="desktop.v1.Greeting"
+    )
+    declaration.steps.add(name="greet")
+    endpoint = web_mesh.base_url.removeprefix("https://")
+    async with (
+        Client(endpoint, tenant="default", credential=web_mesh.admin_key, ca=web_mesh.ca_path) as client,
+        _opened(browser, desktop_url) as page,
+    ):
+        await client.register_schema("desktop.v1.Greeting", descriptor_set)
+        await client.register_kind(declaration)
+        await page.get_by_role("button", name="New task").click()
+        await expect(page.get_by_text("input message mesh.v1.StreamInput")).to_be_attached(timeout=10_000)
+        await _choose(page, "Kind", "desktop.greet (user kind)")
+        await expect(page.get_by_text("input message desktop.v1.Greeting")).to_be_attached(timeout=10_000)
+        await _type(page, "name (string)", "Ada")
+        await _type(page, "times (uint32)", "2")
+        tags = _textbox(page, "tags (repeated string)")
+        await tags.click()
+        await expect(tags).to_be_focused()
+        await tags.press_sequentially("first", delay=20)
+        await page.keyboard.press("Enter")  # a new line: one tag per line
+        await tags.press_sequentially("second", delay=20)
+        loud = page.get_by_role("checkbox", name="loud (bool)")
+        await loud.click()
+        await expect(loud).to_be_checked()
+        await page.get_by_role("button", name="Submit", exact=True).click()
+        heading = page.get_by_text(re.compile(r"^Task \S+$"))
+        await expect(heading).to_be_attached(timeout=10_000)
+        task_id = str(await heading.text_content()).split()[1]
+        spec = (await client.get(task_id)).spec
+        await client.cancel(task_id)  # no worker serves the kind here
+    assert spec.kind == "desktop.greet" and spec.payload.custom.type_url == "type.googleapis.com/desktop.v1.Greeting"
+    greeting = message_class(descriptor_set, "desktop.v1.Greeting").FromString(spec.payload.custom.value)
+    assert (greeting.name, greeting.times, list(greeting.tags), greeting.loud) == ("Ada", 2, ["first", "second"], True)  # type: ignore[attr-defined]
 
 
 async def _dead_letter(web_mesh: WebMesh) -> str:
@@ -161,6 +262,35 @@ async def test_replaying_a_dead_letter_asks_first_and_cancel_is_the_default(app_
     await page.get_by_role("button", name="Replay", exact=True).click()
     await page.get_by_role("button", name="Replay", exact=True).last.click()
     await expect(page.get_by_text(f"replayed {task_id} as {task_id}-r")).to_be_attached(timeout=10_000)
+
+
+async def test_a_route_in_the_url_opens_its_view(browser: Browser, desktop_url: str, web_mesh: WebMesh) -> None:
+    """/tasks/<id> opens that task's live stream, /dlq/<id> that dead letter with its replay; a route to no
+    view lands on the overview saying which routes there are; `--open` refuses one before starting."""
+    endpoint = web_mesh.base_url.removeprefix("https://")
+    async with Client(endpoint, tenant="default", credential=web_mesh.admin_key, ca=web_mesh.ca_path) as client:
+        task_id = (await client.submit("stream", {"text": "deep link", "chunks": 2})).task_id
+    letter_id = await _dead_letter(web_mesh)
+    async with _opened(browser, f"{desktop_url}tasks/{task_id}") as page:
+        await expect(page.get_by_text(f"Task {task_id}", exact=True)).to_be_attached(timeout=15_000)
+        await expect(page.get_by_text(f"stream of {task_id}: finished, SUCCEEDED")).to_be_attached(timeout=15_000)
+        await page.get_by_role("button", name="Dead letters").click()
+        await expect(page).to_have_url(f"{desktop_url}dlq")
+        await page.go_back()  # the browser's history walks the app's routes
+        await expect(page.get_by_text(f"Task {task_id}", exact=True)).to_be_attached(timeout=10_000)
+    async with _opened(browser, f"{desktop_url}dlq/{letter_id}") as page:
+        await expect(page.get_by_text(f"Dead letter {letter_id}", exact=True)).to_be_attached(timeout=15_000)
+        await expect(page.get_by_text(re.compile(rf"^dead letter {letter_id}, embed: POISON_INPUT "))).to_be_attached()
+        await expect(page.get_by_role("button", name="Replay", exact=True)).to_be_attached()
+    async with _opened(browser, f"{desktop_url}no/such/view") as page:
+        await expect(
+            page.get_by_text(re.compile(r"^✖ no view at '/no/such/view': the app has /, tasks"))
+        ).to_be_attached(timeout=15_000)
+    refused = await asyncio.create_subprocess_exec(
+        str(TIDEMESH), "desktop", "--web", "--open", "tasks/a.b", stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(refused.communicate(), 30)
+    assert refused.returncode == 2 and b"invalid argument: --open: no view at 'tasks/a.b'" in err, err
 
 
 async def test_axe_finds_only_flets_own_meta_viewport(app_page: Page) -> None:

@@ -1,5 +1,5 @@
 """The desktop app's data without Flet: overview rows, task and stream lines (word + symbol,
-sequence, time, confidence), dead letters and the replay question, and the submit form's parsing."""
+sequence, time, confidence), dead letters and the replay question, and every view's route."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from desktop._model import (
-    FormError,
     letter_lines,
     overview,
-    parse_submission,
+    parse_route,
     replay_question,
+    route_for,
     state_mark,
     stream_lines,
     stream_outcome,
     task_lines,
 )
-from mesh.priority import CLASS_NAMES
 from mesh.v1 import deadletter_pb2, gateway_pb2, task_pb2
 from tui._model import DashModel
 
@@ -131,32 +130,32 @@ def test_a_dead_letter_and_the_question_its_replay_asks() -> None:
     assert "t-9 (embed, tenant acme)" in question and "t-9-r" in question
 
 
-def test_the_submit_form_parses_to_a_request() -> None:
-    """The text field sets the payload's text over the JSON; an empty payload is {}."""
-    wanted = parse_submission(" stream ", "tide", '{"chunks": 3, "text": "old"}', "interactive")
-    assert (wanted.kind, wanted.payload, wanted.priority) == ("stream", {"chunks": 3, "text": "tide"}, "interactive")
-    assert parse_submission("echo", "", "  ", "standard").payload == {}
-
-
 @pytest.mark.parametrize(
-    ("kind", "payload", "priority", "field"),
+    ("route", "view", "task_id"),
     [
-        ("", "{}", "standard", "kind"),
-        ("echo", "{nope", "standard", "payload"),
-        ("echo", "[1, 2]", "standard", "payload"),
-        ("echo", "{}", "urgent", "priority"),
+        ("/", "overview", ""),
+        ("", "overview", ""),
+        ("/tasks", "tasks", ""),
+        ("tasks/01abc", "detail", "01abc"),
+        ("/tasks/my-task_1/", "detail", "my-task_1"),
+        ("/submit?kind=stream", "submit", ""),
+        ("/dlq", "dead letters", ""),
+        ("dlq/01abc-r", "letter", "01abc-r"),
     ],
 )
-def test_a_bad_form_names_its_field(kind: str, payload: str, priority: str, field: str) -> None:
-    """Each refusal names the field to fix, as the form shows it beside that field."""
-    with pytest.raises(FormError) as caught:
-        parse_submission(kind, "", payload, priority)
-    assert caught.value.field == field
+def test_every_view_has_a_route_and_back(route: str, view: str, task_id: str) -> None:
+    """A route (with or without its leading slash, a query ignored) names a view; the view's route reads back."""
+    assert parse_route(route) == (view, task_id)
+    assert parse_route(route_for(view, task_id)) == (view, task_id)
 
 
-@given(st.dictionaries(st.text(min_size=1), st.integers() | st.text()), st.sampled_from(CLASS_NAMES))
-def test_any_json_object_round_trips_through_the_form(payload: dict[str, object], priority: str) -> None:
-    """Whatever JSON object is typed reaches the request unchanged."""
-    import json
+@pytest.mark.parametrize("route", ["/nope", "/tasks/a/b", "/tasks/a.b", "/dlq/" + "x" * 65, "/detail", "/letter/x"])
+def test_a_route_to_no_view_says_which_there_are(route: str) -> None:
+    with pytest.raises(ValueError, match="tasks/TASK_ID, submit, dlq and dlq/TASK_ID"):
+        parse_route(route)
 
-    assert parse_submission("echo", "", json.dumps(payload), priority).payload == payload
+
+@given(st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True))
+def test_any_task_id_deep_links_to_its_task_and_its_dead_letter(task_id: str) -> None:
+    assert parse_route(route_for("detail", task_id)) == ("detail", task_id)
+    assert parse_route(route_for("letter", task_id)) == ("letter", task_id)
