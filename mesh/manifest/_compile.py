@@ -205,8 +205,8 @@ def _nested(path: str, value: Any) -> dict[str, Any]:
 _INFRASTRUCTURE = {
     "--nats", "--grpc", "--http", "--replicas", "--pki", "--nats-user", "--scheduler", "--inference",
     "--session-hosts", "--sessions", "--pools", "--concurrency", "--auth-dir", "--triton", "--model-repository",
-    "--ack-wait", "--grace", "--ready-file", "--advertise", "--worker-id", "--tenant-rate", "--tenant-burst",
-    "--credential-rate", "--credential-burst",
+    "--ack-wait", "--grace", "--ready-file", "--advertise", "--worker-id", "--audit-dir",
+    "--tenant-rate", "--tenant-burst", "--credential-rate", "--credential-burst",
 }  # fmt: skip
 _HELD = {
     "scheduler": {"--scale", "--lane-max-depth", "--tenant-max-depth"},
