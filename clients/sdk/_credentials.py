@@ -1,4 +1,5 @@
-"""Credentials on every call of a Client: an interceptor that adds the current one — and, at
+"""Credentials on every call of a Client: an interceptor that adds the current one (and the surface
+the client declares, ``x-tidemesh-surface``, for the audit) — and, at
 DEBUG on the ``tidemesh.sdk.calls`` logger (the CLI's ``-vv``), a line per call when it ends:
 the method, its status code and how long it took (never its metadata: the credential stays out)."""
 
@@ -13,6 +14,7 @@ from typing import Any
 import grpc.aio
 
 calls_log = logging.getLogger("tidemesh.sdk.calls")
+SURFACE_HEADER = "x-tidemesh-surface"  # cli, console, dash, desktop: where an audited call came from
 
 
 def authorization_header(credential: str) -> str:
@@ -23,8 +25,9 @@ def authorization_header(credential: str) -> str:
 class _WithCredential:
     """Reads the credential at each call, so a refresh applies to every later call."""
 
-    def __init__(self, current: Callable[[], str]) -> None:
+    def __init__(self, current: Callable[[], str], surface: str = "") -> None:
         self._current = current
+        self._surface = surface
 
     _tracing: set[asyncio.Task[None]] = set()  # the loggers of calls in flight (kept from the GC)
 
@@ -40,10 +43,13 @@ class _WithCredential:
 
     def _details(self, details: Any) -> Any:
         credential = self._current()
-        if not credential:
+        if not credential and not self._surface:
             return details
-        metadata = [(k, v) for k, v in (details.metadata or ()) if k != "authorization"]
-        metadata.append(("authorization", authorization_header(credential)))
+        metadata = [(k, v) for k, v in (details.metadata or ()) if k not in ("authorization", SURFACE_HEADER)]
+        if credential:
+            metadata.append(("authorization", authorization_header(credential)))
+        if self._surface:
+            metadata.append((SURFACE_HEADER, self._surface))
         return details._replace(metadata=tuple(metadata))
 
 
@@ -67,6 +73,6 @@ async def _log_when_done(method: str, call: Any, started: float) -> None:
     calls_log.debug("%s → %s in %.1f ms", method, code.name, (time.perf_counter() - started) * 1000)
 
 
-def credential_interceptors(current: Callable[[], str]) -> list[Any]:
+def credential_interceptors(current: Callable[[], str], surface: str = "") -> list[Any]:
     # One object per call type: grpc.aio files an interceptor under the first type it matches.
-    return [_Unary(current), _Streaming(current), _Bidi(current)]
+    return [_Unary(current, surface), _Streaming(current, surface), _Bidi(current, surface)]
