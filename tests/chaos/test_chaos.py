@@ -125,6 +125,7 @@ async def test_a_worker_over_its_memory_cap_is_restarted_and_its_tasks_retried(
         worker_args=("--failpoint", f"{STEP_MEMORY}={marker}"),
     )
     alerts: list[dict[str, object]] = []
+    alerted = asyncio.Event()
     user_file = MeshSecurity(Path(plan.state_dir)).nats_user("cli")
     async with (
         running_ledger() as ledger,
@@ -135,13 +136,13 @@ async def test_a_worker_over_its_memory_cap_is_restarted_and_its_tasks_retried(
 
         async def on_alert(msg) -> None:  # type: ignore[no-untyped-def]
             alerts.append(json.loads(msg.data))
+            alerted.set()
 
         await nc.subscribe(RESTART_ALERT_SUBJECT, cb=on_alert)
         workers = [supervisor.children[name] for name in ("worker-1", "worker-2")]
         row = await run_fault("worker over its 512 MiB memory cap", fired(marker), client, ledger, LOAD_S)
         async with asyncio.timeout(20):
-            while not alerts:  # the restarted worker announces itself once connected
-                await asyncio.sleep(0.05)
+            await alerted.wait()  # the restarted worker announces itself once connected
     assert _killed_at_stop(supervisor) == [], "every child stops within its grace once the faults are over"
     with capsys.disabled():
         print("\n" + table([row]))

@@ -28,7 +28,7 @@ def test_the_wait_quantile_is_where_the_tail_leaves_that_much(c: int, rho: float
     pool = MMc(rho * c / service, service, c)
     t = pool.wait_quantile_s(q)
     tail = pool.p_wait * math.exp(-(c / service - pool.arrival_per_s) * t)
-    assert t == 0.0 and pool.p_wait <= 1 - q or tail == pytest.approx(1 - q, rel=1e-6)
+    assert (t == 0.0 and pool.p_wait <= 1 - q) or tail == pytest.approx(1 - q, rel=1e-6)
 
 
 def test_an_unstable_pool_waits_forever() -> None:
