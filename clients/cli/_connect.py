@@ -15,7 +15,7 @@ from mesh.supervisor import MeshSecurity
 
 def client_for(args: argparse.Namespace, tenant: str = "default") -> Client:
     """A client of the mesh in --state-dir: its admin key and its root, unless told otherwise."""
-    return Client(args.endpoint, tenant=tenant, credential=credential_for(args), **transport_for(args))
+    return Client(args.endpoint, tenant=tenant, credential=credential_for(args), surface="cli", **transport_for(args))
 
 
 def transport_for(args: argparse.Namespace) -> dict[str, Any]:

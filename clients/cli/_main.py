@@ -12,6 +12,7 @@ import sys
 
 import argcomplete
 
+from clients.cli._audit import add_audit_commands, audit_command
 from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
 from clients.cli._config import add_config_commands, add_file_arg, config_command, explicit_options
@@ -226,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     client_args(p_dlq, destructive=True)
 
     add_schema_commands(sub, client_args)
+    add_audit_commands(sub, client_args)
     add_config_commands(sub, add_output_args, os.environ.get("TIDEMESH_STATE_DIR", "state"))
 
     p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
@@ -278,6 +280,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return await kinds_command(args, transport_for(args), credential_for(args))
     if args.command == "schema":
         return await schema_command(args, transport_for(args), credential_for(args))
+    if args.command == "audit":
+        return await audit_command(args, transport_for(args), credential_for(args))
     async with client_for(args) as client:
         if args.command == "model":
             return await model_command(args, client)

@@ -29,6 +29,7 @@ from mesh.audit._entries import Stored, decode
 from mesh.audit._errors import AuditError, SigningKeyError, Unreadable
 from mesh.audit._export import EXPORT_FORMAT, Export, anchors_of, entry_line, read_export, write_export
 from mesh.audit._log import AuditLog
+from mesh.audit._proto import record_from_proto, record_to_proto, stored_from_proto, stored_to_proto
 from mesh.audit._record import (
     ALLOWED,
     ANONYMOUS,
@@ -105,7 +106,11 @@ __all__ = [
     "now_rfc3339",
     "public_key_pem",
     "read_export",
+    "record_from_proto",
+    "record_to_proto",
     "seal",
+    "stored_from_proto",
+    "stored_to_proto",
     "tamper_resistant",
     "verify",
     "write_export",

@@ -69,11 +69,14 @@ class Actor:
     roles: tuple[str, ...] = ()
     amr: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", tuple(sorted(self.roles)))  # a set, in one order everywhere
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "credential_id": self.credential_id,
             "tenant": self.tenant,
-            "roles": sorted(self.roles),
+            "roles": list(self.roles),
             "amr": list(self.amr),
         }
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mesh.audit import ensure_signing_key
 from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
 from mesh.model_repository import MODEL_REPOSITORY
@@ -324,6 +325,8 @@ def build_plan(
     gateway_args = (*_limit_args("tenant", *tenant_limit), *_limit_args("credential", *credential_limit), *gateway_args)
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
+    # Every mesh keeps an audit of its administrative actions, checkpoints signed with its own key.
+    gateway_args = ("--audit-dir", str(ensure_signing_key(state_dir / "audit")), *gateway_args)
     ports = _Ports(public_port)
     public_port = public_port or free_port()
     envoy_admin = ports.take()

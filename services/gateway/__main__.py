@@ -9,6 +9,8 @@ from pathlib import Path
 
 import grpc.aio
 
+from mesh.audit import SIGNING_KEY_FILE as AUDIT_KEY_FILE
+from mesh.audit import AuditLog, JetStreamAuditStore, Signer, declare_audit_stream
 from mesh.fabric import (
     KINDS_BUCKET,
     SESSIONS_BUCKET,
@@ -24,6 +26,7 @@ from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.telemetry import get_logger
 from mesh.v1 import (
+    audit_pb2_grpc,
     gateway_pb2_grpc,
     inference_pb2_grpc,
     kind_pb2_grpc,
@@ -31,6 +34,8 @@ from mesh.v1 import (
     schema_pb2_grpc,
     session_pb2_grpc,
 )
+from services.gateway._audit import Auditor
+from services.gateway._audit_api import AuditApi
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
@@ -66,6 +71,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         guard = await _guard(args, js, events)
         if guard.authenticator is not None:
             stack.push_async_callback(guard.authenticator.store.close)
+        auditor = await _auditor(args, js)
+        if auditor.log is not None:
+            await stack.enter_async_context(auditor.log)  # timed checkpoints; the tail signed at close
         inference = None  # callers' models, through the front door, on every replica registered
         if args.inference:  # every replica registered in tm_inference, starting from the ones given
             inference = await InferenceReplicas.on_fabric(args.inference, args.transport, js)
@@ -76,6 +84,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             hub,
             DeadLetterStore(js, nc),
             guard=guard,
+            auditor=auditor,
             limiter=limiter,
             index=TaskIndex(js),
             signatures=ModelSignatures(inference) if inference else None,
@@ -109,6 +118,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host = ServiceHost("gateway", args.grpc, args.http, http_app=app, grace_s=args.grace, transport=args.transport)
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
+        host.add(audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditApi(guard, auditor), "mesh.v1.AuditService")
         # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.
         session_channels: list[grpc.aio.Channel] = []
         for target in filter(None, args.session_hosts.split(",")):
@@ -123,7 +133,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             proxy = SessionProxy([session_pb2_grpc.WorkerSessionServiceStub(c) for c in session_channels], guard)
             host.add(session_pb2_grpc.add_WorkerSessionServiceServicer_to_server, proxy, "mesh.v1.WorkerSessionService")
         if inference is not None:
-            relay = InferenceRelay(inference, guard)
+            relay = InferenceRelay(inference, guard, auditor)
             host.add(inference_pb2_grpc.add_InferenceServiceServicer_to_server, relay, "mesh.v1.InferenceService")
         async with host:
             host.write_ready_file(Path(args.ready_file) if args.ready_file else None)
@@ -147,6 +157,23 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
     jwt_settings = JwtSettings.from_dir(directory, args.jwt_audience)
     log.info("auth is on", extra={"jwt": bool(jwt_settings), "audience": args.jwt_audience})
     return Guard(events, Authenticator(store, jwt_settings), credential_limiter)
+
+
+async def _auditor(args: argparse.Namespace, js) -> Auditor:  # type: ignore[no-untyped-def]
+    """The audit is on when --audit-dir names the folder of the mesh's checkpoint signing key (read
+    by path; `tidemesh up` creates it). The stream is declared here: the gateway is its writer."""
+    if not args.audit_dir:
+        return Auditor.disabled()
+    signer = Signer.load(Path(args.audit_dir) / AUDIT_KEY_FILE)
+    await declare_audit_stream(js, args.replicas)
+    audit_log = AuditLog(
+        JetStreamAuditStore(js),
+        signer,
+        checkpoint_every=args.audit_checkpoint_records,
+        checkpoint_interval_s=args.audit_checkpoint_seconds,
+    )
+    log.info("audit is on", extra={"stream": "TM_AUDIT", "key_id": signer.key_id})
+    return Auditor(audit_log)
 
 
 def main() -> None:
@@ -173,6 +200,17 @@ def main() -> None:
     )
     parser.add_argument("--auth-dir", default="", help="require credentials: jwt.secret or jwt.pub, admin.key here")
     parser.add_argument("--jwt-audience", default="tidemesh", help="the aud claim tokens must carry")
+    parser.add_argument(
+        "--audit-dir",
+        default="",
+        help="record administrative actions in the audit (TM_AUDIT), checkpoints signed with signing.key here",
+    )
+    parser.add_argument(
+        "--audit-checkpoint-records", type=int, default=100, help="sign a checkpoint every this many records"
+    )
+    parser.add_argument(
+        "--audit-checkpoint-seconds", type=float, default=60.0, help="and every this many seconds while one is unsigned"
+    )
     parser.add_argument(
         "--session-hosts",
         default="",

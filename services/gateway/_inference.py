@@ -7,6 +7,10 @@ and unloading models (`admin`) — checked before anything is relayed. The infer
 answer and its status (code, details, retry-after) pass through unchanged, so a refusal names
 the same tensor and dimension it names inside the mesh; a stream the caller leaves is cancelled
 upstream, which reaches Triton.
+
+Loading and unloading a model are administrative actions, recorded in the audit (`_audit`):
+each fails closed (UNAVAILABLE with a retry-after, nothing relayed) when the audit cannot record
+that it starts; a refused attempt is recorded too.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from mesh.errors import MeshError, NotFound
 from mesh.oip import Signature, check_infer_input, check_infer_structure
 from mesh.replicas import InferenceReplicas
 from mesh.rpc import ServerContext as Context
-from mesh.rpc import abort_with
+from mesh.rpc import abort_with, raise_from_rpc_error
 from mesh.v1 import inference_pb2, inference_pb2_grpc, task_pb2
+from services.gateway._audit import Auditor, surface_of
 from services.gateway._guard import Guard
 
 Reply = TypeVar("Reply")
@@ -69,9 +74,10 @@ class ModelSignatures:
 
 
 class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, upstream: InferenceReplicas, guard: Guard) -> None:
+    def __init__(self, upstream: InferenceReplicas, guard: Guard, auditor: Auditor) -> None:
         self._upstream = upstream
         self._guard = guard
+        self._auditor = auditor
 
     async def _allowed(self, context: Context, role: str) -> None:
         """The role checked; running a model spends from the credential's rate limit, like a
@@ -90,6 +96,30 @@ class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
             return await call(request, timeout=context.time_remaining())
         except grpc.aio.AioRpcError as exc:
             await _pass_on(context, exc)
+
+    async def _administer(
+        self, context: Context, action: str, call: Callable[..., Awaitable[Reply]], request: Any
+    ) -> Reply:
+        """An admin call, audited: the role checked, the start recorded, then relayed."""
+        upstream_error: grpc.aio.AioRpcError | None = None
+        try:
+            principal = await self._guard.from_grpc(context)
+            where = f" on {request.backend}" if request.backend else ""
+            surface = surface_of(context.invocation_metadata())
+            async with self._auditor.action(principal, action, f"model:{request.name}", surface) as act:
+                self._guard.check(principal, ADMIN)
+                await act.allowed(detail=f"{request.name}{where}")
+                try:
+                    reply = await call(request, timeout=context.time_remaining())
+                except grpc.aio.AioRpcError as exc:
+                    upstream_error = exc
+                    raise_from_rpc_error(exc)  # recorded as the action's failure, then passed on as given
+                act.done(f"{request.name}{where}")
+        except MeshError as exc:
+            if upstream_error is not None:
+                await _pass_on(context, upstream_error)
+            await abort_with(context, exc)
+        return reply
 
     async def _stream(self, context: Context, role: str, call: Callable[..., Any], request: Any) -> AsyncIterator[Any]:
         await self._allowed(context, role)
@@ -140,12 +170,12 @@ class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
     async def LoadModel(
         self, request: inference_pb2.LoadModelRequest, context: Context
     ) -> inference_pb2.LoadModelResponse:
-        return await self._unary(context, ADMIN, self._upstream.LoadModel, request)
+        return await self._administer(context, "model.load", self._upstream.LoadModel, request)
 
     async def UnloadModel(
         self, request: inference_pb2.UnloadModelRequest, context: Context
     ) -> inference_pb2.UnloadModelResponse:
-        return await self._unary(context, ADMIN, self._upstream.UnloadModel, request)
+        return await self._administer(context, "model.unload", self._upstream.UnloadModel, request)
 
 
 async def _pass_on(context: Context, exc: grpc.aio.AioRpcError) -> NoReturn:

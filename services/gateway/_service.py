@@ -1,4 +1,8 @@
-"""GatewayService servicer: the public API, forwarding admission to the scheduler."""
+"""GatewayService servicer: the public API, forwarding admission to the scheduler.
+
+Its administrative calls — dead-letter replay and purge, API key creation, revocation, cancel —
+are recorded in the audit (`_audit`): each fails closed (UNAVAILABLE with a retry-after, nothing
+done) when the audit cannot record that it starts, and a refused attempt is recorded too."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
+from mesh.audit import digest
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
 from mesh.rpc import ServerContext as Context
@@ -23,6 +28,7 @@ from mesh.v1 import (
     task_pb2,
 )
 from services.gateway._admit import Admissions
+from services.gateway._audit import AuditedAction, Auditor, surface_of
 from services.gateway._auth import ANY_TENANT, Principal, check_roles
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub, PendingWatch
@@ -47,6 +53,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         dead_letters: DeadLetterStore,
         *,
         guard: Guard,  # required: auth off is `Guard.disabled(events)`, never a forgotten argument
+        auditor: Auditor,  # required too: no audit is `Auditor.disabled()`
         limiter: RateLimiter | None = None,
         index: TaskIndex | None = None,
         signatures: ModelSignatures | None = None,
@@ -57,6 +64,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self._index = index
         self._limiter = limiter
         self._guard = guard
+        self._auditor = auditor
         self._scheduler = scheduler
         self._events = events
         self._hub = hub
@@ -153,39 +161,59 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """
         try:
             principal = await self._guard.from_grpc(context)
-            letter = await self._dead_letter(principal, "submit", request.task_id)
-            # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
-            # the final event, and the task then ran or was cancelled) is not a failure to run again.
-            last = await self._events.last(letter.task_id)
-            if last is not None and last.event.state != task_pb2.TASK_STATE_DEAD_LETTERED:
-                state = task_pb2.TaskState.Name(last.event.state)
-                raise Conflict(f"task {letter.task_id!r} did not end dead-lettered (it is {state}): nothing to replay")
-            spec = task_pb2.TaskSpec()
-            spec.CopyFrom(letter.spec)
-            spec.task_id = f"{letter.task_id}-r"
-            spec.labels[REPLAY_OF_LABEL] = letter.task_id
-            spec.ClearField("deadline")  # the original's deadline has usually passed: a fresh default
-            spec.idempotency_key = ""  # the original's key would resolve to the original task
-            if len(spec.task_id) > 64:
-                raise Conflict(f"task {letter.task_id!r} has been replayed too many times")
-            admitted = await self._ask(self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0)
-            if admitted.task_id not in letter.replayed_as:
-                letter.replayed_as.append(admitted.task_id)
-                await self._dead_letters.record(letter)
+            async with self._auditor.action(
+                principal, "dlq.replay", f"dlq:{request.task_id}", surface_of(context.invocation_metadata())
+            ) as act:
+                admitted = await self._replay(principal, request.task_id, act)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.ReplayDeadLetterResponse(task_id=admitted.task_id, deduplicated=admitted.deduplicated)
 
+    async def _replay(
+        self, principal: Principal | None, task_id: str, act: AuditedAction
+    ) -> scheduler_pb2.AdmitTaskResponse:
+        letter = await self._dead_letter(principal, "submit", task_id)
+        # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
+        # the final event, and the task then ran or was cancelled) is not a failure to run again.
+        last = await self._events.last(letter.task_id)
+        if last is not None and last.event.state != task_pb2.TASK_STATE_DEAD_LETTERED:
+            state = task_pb2.TaskState.Name(last.event.state)
+            raise Conflict(f"task {letter.task_id!r} did not end dead-lettered (it is {state}): nothing to replay")
+        spec = task_pb2.TaskSpec()
+        spec.CopyFrom(letter.spec)
+        spec.task_id = f"{letter.task_id}-r"
+        spec.labels[REPLAY_OF_LABEL] = letter.task_id
+        spec.ClearField("deadline")  # the original's deadline has usually passed: a fresh default
+        spec.idempotency_key = ""  # the original's key would resolve to the original task
+        if len(spec.task_id) > 64:
+            raise Conflict(f"task {letter.task_id!r} has been replayed too many times")
+        await act.allowed(before=digest({"replayed_as": list(letter.replayed_as)}))
+        admitted: scheduler_pb2.AdmitTaskResponse = await self._ask(
+            self._scheduler.AdmitTask, scheduler_pb2.AdmitTaskRequest(spec=spec), 10.0
+        )
+        if admitted.task_id not in letter.replayed_as:
+            letter.replayed_as.append(admitted.task_id)
+            await self._dead_letters.record(letter)
+        act.done(f"replayed as {admitted.task_id}", after=digest({"replayed_as": list(letter.replayed_as)}))
+        return admitted
+
     async def PurgeDeadLetters(
         self, request: gateway_pb2.PurgeDeadLettersRequest, context: Context
     ) -> gateway_pb2.PurgeDeadLettersResponse:
+        target = f"dlq:{request.task_id}" if request.task_id else f"dlq:tenant={request.tenant}"
         try:
-            self._guard.check(await self._guard.from_grpc(context), "admin")
-            if not request.task_id and not request.tenant:
-                raise InvalidArgument("task_id", "name a task_id or a tenant to purge")
+            principal = await self._guard.from_grpc(context)
+            async with self._auditor.action(
+                principal, "dlq.purge", target, surface_of(context.invocation_metadata())
+            ) as act:
+                self._guard.check(principal, "admin")
+                if not request.task_id and not request.tenant:
+                    raise InvalidArgument("task_id", "name a task_id or a tenant to purge")
+                await act.allowed()
+                purged = await self._dead_letters.purge(request.task_id, request.tenant)
+                act.done(f"purged {purged} dead letters")
         except MeshError as exc:
             await abort_with(context, exc)
-        purged = await self._dead_letters.purge(request.task_id, request.tenant)
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
 
     async def admit(
@@ -216,12 +244,17 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """Finish the admissions handed in; take no more."""
         await self._admissions.aclose()
 
-    async def cancel(self, task_id: str, reason: str, principal: Principal | None = None) -> int:
-        """Cancellation through the scheduler, for every protocol; returns the task's state."""
-        mesh_id = await self._guard.resolve_task(principal, "submit", task_id)
-        reply = await self._ask(
-            self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=mesh_id, reason=reason), 10.0
-        )
+    async def cancel(
+        self, task_id: str, reason: str, principal: Principal | None = None, *, surface: str = "rest"
+    ) -> int:
+        """Cancellation through the scheduler, for every protocol (audited); returns the task's state."""
+        async with self._auditor.action(principal, "task.cancel", f"task:{task_id}", surface) as act:
+            mesh_id = await self._guard.resolve_task(principal, "submit", task_id)
+            await act.allowed(detail=reason)
+            reply = await self._ask(
+                self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=mesh_id, reason=reason), 10.0
+            )
+            act.done(f"{task_pb2.TaskState.Name(reply.state)}: {reason}")
         return int(reply.state)
 
     @staticmethod
@@ -329,7 +362,12 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.CancelTaskResponse:
         try:
             principal = await self._guard.from_grpc(context)
-            state = await self.cancel(check_task_id(request.task_id), request.reason, principal)
+            state = await self.cancel(
+                check_task_id(request.task_id),
+                request.reason,
+                principal,
+                surface=surface_of(context.invocation_metadata(), "grpc"),
+            )
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.CancelTaskResponse(state=state)  # type: ignore[arg-type]
@@ -440,32 +478,58 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.CreateApiKeyRequest, context: Context
     ) -> gateway_pb2.CreateApiKeyResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "admin")
-            if self._guard.authenticator is None:
-                raise Conflict("auth is off on this gateway: there is nowhere to keep keys")
-            if request.tenant != ANY_TENANT:
-                check_task_id(request.tenant, "tenant")  # same alphabet as task ids
-            roles = check_roles(request.roles)
-            if request.tenant == ANY_TENANT and "admin" not in roles and roles != {"work"}:
-                # As for tokens: a credential for every tenant is an admin's, never a wide reader's —
-                # or a worker's, which serves every tenant's work of its kinds and may do nothing else.
-                raise InvalidArgument(
-                    "tenant", "'*' (every tenant) is only for keys with the admin role, or the work role alone"
-                )
-            key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
+            principal = await self._guard.from_grpc(context)
+            async with self._auditor.action(
+                principal, "auth.key.create", f"tenant:{request.tenant}", surface_of(context.invocation_metadata())
+            ) as act:
+                key_id, token = await self._create_key(principal, request, act)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.CreateApiKeyResponse(key_id=key_id, api_key=token)
+
+    async def _create_key(
+        self, principal: Principal | None, request: gateway_pb2.CreateApiKeyRequest, act: AuditedAction
+    ) -> tuple[str, str]:
+        self._guard.check(principal, "admin")
+        if self._guard.authenticator is None:
+            raise Conflict("auth is off on this gateway: there is nowhere to keep keys")
+        if request.tenant != ANY_TENANT:
+            check_task_id(request.tenant, "tenant")  # same alphabet as task ids
+        roles = check_roles(request.roles)
+        if request.tenant == ANY_TENANT and "admin" not in roles and roles != {"work"}:
+            # As for tokens: a credential for every tenant is an admin's, never a wide reader's —
+            # or a worker's, which serves every tenant's work of its kinds and may do nothing else.
+            raise InvalidArgument(
+                "tenant", "'*' (every tenant) is only for keys with the admin role, or the work role alone"
+            )
+        await act.allowed()
+        key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
+        # The key's id, tenant, roles and name; never its secret (it is shown once, to the caller only).
+        kept = {"key_id": key_id, "tenant": request.tenant, "roles": sorted(roles), "name": request.name}
+        act.done(f"key {key_id} for tenant {request.tenant}, roles {','.join(sorted(roles))}", after=digest(kept))
+        return key_id, token
 
     async def RevokeCredential(
         self, request: gateway_pb2.RevokeCredentialRequest, context: Context
     ) -> gateway_pb2.RevokeCredentialResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "admin")
-            if self._guard.authenticator is None:
-                raise Conflict("auth is off on this gateway")
-            check_task_id(request.credential_id, "credential_id")
-            await self._guard.authenticator.store.revoke(request.credential_id, request.reason)
+            principal = await self._guard.from_grpc(context)
+            async with self._auditor.action(
+                principal,
+                "auth.revoke",
+                f"credential:{request.credential_id}",
+                surface_of(context.invocation_metadata()),
+            ) as act:
+                self._guard.check(principal, "admin")
+                if self._guard.authenticator is None:
+                    raise Conflict("auth is off on this gateway")
+                check_task_id(request.credential_id, "credential_id")
+                await act.allowed(detail=request.reason)
+                await self._guard.authenticator.store.revoke(request.credential_id, request.reason)
+                act.done(
+                    f"revoked: {request.reason or 'revoked'}",
+                    after=digest({"revoked": request.credential_id, "reason": request.reason}),
+                )
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.RevokeCredentialResponse()

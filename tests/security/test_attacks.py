@@ -28,10 +28,14 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import APIError
 
 from clients.sdk import Client
-from mesh.errors import NotFound, Unavailable
+from clients.sdk._client import mesh_channel
+from mesh.errors import NotFound, PermissionDenied, Unavailable
 from mesh.fabric import EVENTS_STREAM, WORK_STREAM, connect, event_subject
+from mesh.rpc import raise_from_rpc_error
 from mesh.supervisor import Supervisor, admin_key, build_plan
 from mesh.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     gateway_pb2,
     gateway_pb2_grpc,
     inference_pb2,
@@ -412,22 +416,60 @@ async def test_the_public_port_refuses_plaintext(mesh: Mesh) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def _audit_of(mesh: Mesh, credential: str, credential_id: str) -> list[audit_pb2.AuditRecord]:
+    """The audit records of `credential_id`, read with `credential` (PermissionDenied if it may not)."""
+    async with mesh_channel(mesh.endpoint, credential) as channel:
+        request = audit_pb2.ListAuditRecordsRequest(credential_id=credential_id, limit=500)
+        try:
+            reply = await audit_pb2_grpc.AuditServiceStub(channel).ListAuditRecords(request, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+    return list(reply.records)
+
+
+async def test_a_refused_admin_attempt_is_audited_and_only_admins_read_the_audit(mesh: Mesh) -> None:
+    """A read-only key tries to purge dead letters, mint a key and read the audit: each is refused,
+    and each refusal is in the audit under that key's id — which only the admin may read. The key
+    the admin minted is recorded by its id, never its secret."""
+    async with Client(mesh.endpoint, credential=_admin(mesh)) as admin:
+        created = await admin.create_api_key("victim", ["read"], name="audited")
+    async with Client(mesh.endpoint, tenant="victim", credential=created.api_key) as reader:
+        with pytest.raises(PermissionDenied):
+            await reader.purge_dead_letters(tenant="victim")
+        with pytest.raises(PermissionDenied):
+            await reader.create_api_key("*", ["admin"])
+    with pytest.raises(PermissionDenied, match="'admin' or 'auditor'"):
+        await _audit_of(mesh, created.api_key, created.key_id)
+    refused = {(r.action, r.decision, r.outcome) for r in await _audit_of(mesh, _admin(mesh), created.key_id)}
+    assert refused == {
+        ("dlq.purge", "refused", "refused"),
+        ("auth.key.create", "refused", "refused"),
+        ("audit.read", "refused", "refused"),
+    }
+    minted = [r for r in await _audit_of(mesh, _admin(mesh), "admin") if created.key_id in r.detail]
+    assert [r.outcome for r in minted] == ["succeeded"] and minted[0].after.startswith("sha256:")
+    everything = await _audit_of(mesh, _admin(mesh), "")
+    assert everything and not any(created.api_key in str(record) for record in everything)
+
+
 # --- files ------------------------------------------------------------------------------------------
 
 
 def test_keys_and_passwords_are_owner_only(mesh: Mesh) -> None:
-    """Private keys, NATS users, the NATS config and Envoy's SDS secrets are mode 600 in 700 folders."""
+    """Private keys (the audit's signing key too), NATS users, the NATS config and Envoy's SDS secrets
+    are mode 600 in 700 folders."""
     state = Path(mesh.plan.state_dir)
     secrets = [
         *state.glob("pki/*.key"),
         *state.glob("nats/*.json"),
         state / "nats.conf",
         *state.glob("pki/envoy-sds/*"),
+        state / "audit" / "signing.key",
     ]
     assert len(secrets) > 10
     for path in secrets:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    for folder in (state / "pki", state / "nats", state / "pki" / "envoy-sds"):
+    for folder in (state / "pki", state / "nats", state / "pki" / "envoy-sds", state / "audit"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
@@ -436,6 +478,7 @@ def test_no_secret_is_a_process_argument(mesh: Mesh) -> None:
     state = Path(mesh.plan.state_dir)
     secrets = [json.loads(p.read_text())["password"] for p in state.glob("nats/*.json")]
     secrets += [admin_key(state), (state / "auth" / "jwt.secret").read_text().strip()]
+    secrets += [line for line in (state / "audit" / "signing.key").read_text().splitlines() if "PRIVATE" not in line]
     assert mesh.supervisor is not None
     for name, pid in mesh.supervisor.pids().items():
         command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")

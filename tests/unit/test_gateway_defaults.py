@@ -16,6 +16,7 @@ from clients.cli._main import _parser
 from clients.cli._up import plan_from
 from mesh.supervisor import CREDENTIAL_LIMIT, TENANT_LIMIT, build_plan
 from services.gateway import _ratelimit
+from services.gateway._audit import Auditor
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._service import Gateway
@@ -38,16 +39,36 @@ async def test_auth_off_is_explicit_and_said_in_the_log(caplog: pytest.LogCaptur
 
 
 def test_gateway_and_http_app_require_a_guard() -> None:
-    """Neither the gRPC servicer nor the HTTP app can be built without naming a guard."""
+    """Neither the gRPC servicer nor the HTTP app can be built without naming a guard (nor the
+    servicer without naming its auditor)."""
     with pytest.raises(TypeError, match="guard"):
-        Gateway(_NOTHING, _NOTHING, _NOTHING, _NOTHING)  # type: ignore[call-arg]
+        Gateway(_NOTHING, _NOTHING, _NOTHING, _NOTHING, auditor=Auditor.disabled())  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="guard"):
         http_app(_NOTHING, _NOTHING)  # type: ignore[call-arg]
-    Gateway(_NOTHING, _NOTHING, _NOTHING, _NOTHING, guard=Guard.disabled(_NOTHING))
+    with pytest.raises(TypeError, match="auditor"):
+        Gateway(_NOTHING, _NOTHING, _NOTHING, _NOTHING, guard=Guard.disabled(_NOTHING))  # type: ignore[call-arg]
+    Gateway(_NOTHING, _NOTHING, _NOTHING, _NOTHING, guard=Guard.disabled(_NOTHING), auditor=Auditor.disabled())
+
+
+def test_audit_off_is_explicit_and_said_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """`Auditor(None)` raises; `Auditor.disabled()` records nothing and logs a warning that says so;
+    every plan `tidemesh up` runs starts its gateways with the audit on."""
+    with pytest.raises(TypeError, match=r"Auditor\.disabled"):
+        Auditor(None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        assert Auditor.disabled().log is None
+    assert any("AUDIT IS OFF" in record.getMessage() for record in caplog.records)
 
 
 def _gateway_command(plan: Any) -> str:
     return " ".join(next(p for p in plan.processes if p.name.startswith("gateway")).command)
+
+
+def test_every_planned_gateway_keeps_the_audit(tmp_path: Path) -> None:
+    """`build_plan` makes the mesh's signing key (600) and starts each gateway with --audit-dir."""
+    command = _gateway_command(build_plan(tmp_path, public_port=0))
+    assert f"--audit-dir {tmp_path.resolve() / 'audit'}" in command
+    assert ((tmp_path / "audit" / "signing.key").stat().st_mode & 0o777) == 0o600
 
 
 def test_the_plan_defaults_are_the_gateways_own() -> None:
