@@ -36,10 +36,13 @@ def _every_error_class() -> Iterator[type[errors.MeshError]]:
 
 
 def _instance(cls: type[errors.MeshError]) -> errors.MeshError:
+    from mesh.manifest._load import Issue, ManifestError
     from mesh.schemas import IncompatibleSchema
 
     if issubclass(cls, IncompatibleSchema):
         return cls("acme.v1.Shape", schema_pb2.COMPATIBILITY_MODE_BACKWARD, [])
+    if issubclass(cls, ManifestError):
+        return cls("tidemesh.yaml", [Issue("pools.general.workers", "must be at least 1")])
     if issubclass(cls, errors.InvalidArgument):
         return cls("spec.field", "is wrong")
     if issubclass(cls, errors.ResourceExhausted):
