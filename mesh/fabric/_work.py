@@ -17,11 +17,13 @@ from __future__ import annotations
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric._commit import GroupCommit
 from mesh.fabric._subjects import WORK_STREAM, bell_subject, work_subject
 from mesh.tasks._registry import KINDS
+from mesh.telemetry import current_traceparent, failed, span, task_attributes
 from mesh.v1 import task_pb2, work_pb2
 
 
@@ -53,14 +55,33 @@ class WorkQueue:
         spec = item.spec
         subject = subject or item_subject(item)
         headers = {"Nats-Msg-Id": work_item_id(spec.task_id, item.step_index, copy)}
-        if item.traceparent:
-            headers["traceparent"] = item.traceparent
-        try:
-            urgent = spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE
-            ack = await self._commit.publish(subject, item.SerializeToString(), headers, urgent=urgent)
-            await self._nc.publish(bell_subject(subject))
-        except nats.errors.MaxPayloadError as exc:
-            raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
-        except nats.errors.Error as exc:  # any other broker failure: retryable for the caller
-            raise Unavailable(f"work queue did not store the item: {exc}") from exc
+        # The producer side of the JetStream hop (OpenTelemetry messaging conventions): the item
+        # carries this span's context, the worker's consumer span continues it.
+        attributes = task_attributes(spec, step_index=item.step_index, pool=subject.split(".")[2])
+        attributes.update(
+            {
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
+                "messaging.destination.name": subject,
+                "messaging.message.id": headers["Nats-Msg-Id"],
+            }
+        )
+        with span(
+            f"publish {WORK_STREAM}", attributes, kind=SpanKind.PRODUCER, parent=item.traceparent or None
+        ) as current:
+            if current is not None:
+                item.traceparent = current_traceparent()
+            if item.traceparent:
+                headers["traceparent"] = item.traceparent
+            try:
+                urgent = spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE
+                ack = await self._commit.publish(subject, item.SerializeToString(), headers, urgent=urgent)
+                await self._nc.publish(bell_subject(subject))
+            except nats.errors.MaxPayloadError as exc:
+                failed(current, exc)
+                raise InvalidArgument("spec", "is too large for the broker's message size limit") from exc
+            except nats.errors.Error as exc:  # any other broker failure: retryable for the caller
+                failed(current, exc)
+                raise Unavailable(f"work queue did not store the item: {exc}") from exc
         return not ack.duplicate

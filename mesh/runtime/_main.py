@@ -15,7 +15,7 @@ from nats.aio.client import Client as Nats
 from mesh import failpoints
 from mesh.fabric import connect
 from mesh.security import Transport
-from mesh.telemetry import configure_logging, configure_tracing, get_logger
+from mesh.telemetry import configure_logging, configure_tracing, get_logger, shutdown_tracing
 
 log = get_logger(__name__)
 
@@ -60,7 +60,9 @@ def run_service(
         run_loop(main())
     except Exception:
         log.exception("service failed")
+        shutdown_tracing()
         sys.exit(1)
+    shutdown_tracing()  # the spans still buffered leave before the process does
     log.info("stopped")
 
 

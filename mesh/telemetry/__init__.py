@@ -13,17 +13,26 @@ from mesh.telemetry._logging import (
 )
 from mesh.telemetry._metrics import METRICS, Metrics, metrics_app
 from mesh.telemetry._tracing import (
+    KEEP,
     client_interceptors,
     configure_tracing,
+    context_of,
     current_traceparent,
+    exporting,
     extract_context,
+    fail_current,
+    failed,
+    full_spans,
     inject_headers,
     server_interceptors,
-    step_span,
+    shutdown_tracing,
+    span,
+    task_attributes,
     tracer,
 )
 
 __all__ = [
+    "KEEP",
     "METRICS",
     "REDACTED",
     "Metrics",
@@ -32,8 +41,13 @@ __all__ = [
     "configure_console_logging",
     "configure_logging",
     "configure_tracing",
+    "context_of",
     "current_traceparent",
+    "exporting",
     "extract_context",
+    "fail_current",
+    "failed",
+    "full_spans",
     "get_logger",
     "inject_headers",
     "metrics_app",
@@ -42,6 +56,8 @@ __all__ = [
     "redact",
     "redact_message",
     "server_interceptors",
-    "step_span",
+    "shutdown_tracing",
+    "span",
+    "task_attributes",
     "tracer",
 ]

@@ -3,8 +3,8 @@
 The OpenTelemetry gRPC instrumentation records a span per call, which costs about a
 third of a gateway's CPU at load. tidemesh needs the context to *travel* (so logs
 and task events share a trace id); these interceptors only move ``traceparent``
-between metadata and the current context. Set TIDEMESH_OTEL_SPANS=1 to use the
-full instrumentation instead (when an exporter is configured).
+between metadata and the current context. With an OTLP exporter configured (or
+TIDEMESH_OTEL_SPANS=1) the full instrumentation records spans instead (`_tracing`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 from mesh.v1 import task_pb2 as mesh_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/scheduler.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"3\n\x10\x41\x64mitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"L\n\x11\x41\x64mitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"5\n\x11\x41\x64mitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"A\n\x12\x41\x64mitTasksResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mesh.v1.AdmitTaskResponse\"4\n\x10\x41\x64mitEachRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"<\n\x11\x41\x64mitEachResponse\x12\'\n\x08outcomes\x18\x01 \x03(\x0b\x32\x15.mesh.v1.AdmitOutcome\"n\n\x0c\x41\x64mitOutcome\x12.\n\x08\x61\x64mitted\x18\x01 \x01(\x0b\x32\x1a.mesh.v1.AdmitTaskResponseH\x00\x12#\n\x07refused\x18\x02 \x01(\x0b\x32\x10.mesh.v1.RefusalH\x00\x42\t\n\x07outcome\"N\n\x07Refusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x15\n\rretry_after_s\x18\x04 \x01(\x01\"3\n\x10\x41\x62ortTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11\x41\x62ortTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x17\n\x15GetQueueStatusRequest\"\xff\x01\n\x16GetQueueStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12;\n\x12inference_backends\x18\x05 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus2\xf8\x02\n\x10SchedulerService\x12\x42\n\tAdmitTask\x12\x19.mesh.v1.AdmitTaskRequest\x1a\x1a.mesh.v1.AdmitTaskResponse\x12\x45\n\nAdmitTasks\x12\x1a.mesh.v1.AdmitTasksRequest\x1a\x1b.mesh.v1.AdmitTasksResponse\x12\x42\n\tAdmitEach\x12\x19.mesh.v1.AdmitEachRequest\x1a\x1a.mesh.v1.AdmitEachResponse\x12\x42\n\tAbortTask\x12\x19.mesh.v1.AbortTaskRequest\x1a\x1a.mesh.v1.AbortTaskResponse\x12Q\n\x0eGetQueueStatus\x12\x1e.mesh.v1.GetQueueStatusRequest\x1a\x1f.mesh.v1.GetQueueStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesh/v1/scheduler.proto\x12\x07mesh.v1\x1a\x14mesh/v1/status.proto\x1a\x12mesh/v1/task.proto\"3\n\x10\x41\x64mitTaskRequest\x12\x1f\n\x04spec\x18\x01 \x01(\x0b\x32\x11.mesh.v1.TaskSpec\"L\n\x11\x41\x64mitTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08sequence\x18\x03 \x01(\x04\"5\n\x11\x41\x64mitTasksRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\"A\n\x12\x41\x64mitTasksResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mesh.v1.AdmitTaskResponse\"J\n\x10\x41\x64mitEachRequest\x12 \n\x05specs\x18\x01 \x03(\x0b\x32\x11.mesh.v1.TaskSpec\x12\x14\n\x0ctraceparents\x18\x02 \x03(\t\"<\n\x11\x41\x64mitEachResponse\x12\'\n\x08outcomes\x18\x01 \x03(\x0b\x32\x15.mesh.v1.AdmitOutcome\"n\n\x0c\x41\x64mitOutcome\x12.\n\x08\x61\x64mitted\x18\x01 \x01(\x0b\x32\x1a.mesh.v1.AdmitTaskResponseH\x00\x12#\n\x07refused\x18\x02 \x01(\x0b\x32\x10.mesh.v1.RefusalH\x00\x42\t\n\x07outcome\"N\n\x07Refusal\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x15\n\rretry_after_s\x18\x04 \x01(\x01\"3\n\x10\x41\x62ortTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11\x41\x62ortTaskResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.mesh.v1.TaskState\"\x17\n\x15GetQueueStatusRequest\"\xff\x01\n\x16GetQueueStatusResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12&\n\x07workers\x18\x02 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus\x12-\n\x07scaling\x18\x03 \x03(\x0b\x32\x1c.mesh.v1.ScaleRecommendation\x12+\n\rtenant_queues\x18\x04 \x03(\x0b\x32\x14.mesh.v1.QueueStatus\x12;\n\x12inference_backends\x18\x05 \x03(\x0b\x32\x1f.mesh.v1.InferenceBackendStatus2\xf8\x02\n\x10SchedulerService\x12\x42\n\tAdmitTask\x12\x19.mesh.v1.AdmitTaskRequest\x1a\x1a.mesh.v1.AdmitTaskResponse\x12\x45\n\nAdmitTasks\x12\x1a.mesh.v1.AdmitTasksRequest\x1a\x1b.mesh.v1.AdmitTasksResponse\x12\x42\n\tAdmitEach\x12\x19.mesh.v1.AdmitEachRequest\x1a\x1a.mesh.v1.AdmitEachResponse\x12\x42\n\tAbortTask\x12\x19.mesh.v1.AbortTaskRequest\x1a\x1a.mesh.v1.AbortTaskResponse\x12Q\n\x0eGetQueueStatus\x12\x1e.mesh.v1.GetQueueStatusRequest\x1a\x1f.mesh.v1.GetQueueStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,21 +42,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMITTASKSRESPONSE']._serialized_start=264
   _globals['_ADMITTASKSRESPONSE']._serialized_end=329
   _globals['_ADMITEACHREQUEST']._serialized_start=331
-  _globals['_ADMITEACHREQUEST']._serialized_end=383
-  _globals['_ADMITEACHRESPONSE']._serialized_start=385
-  _globals['_ADMITEACHRESPONSE']._serialized_end=445
-  _globals['_ADMITOUTCOME']._serialized_start=447
-  _globals['_ADMITOUTCOME']._serialized_end=557
-  _globals['_REFUSAL']._serialized_start=559
-  _globals['_REFUSAL']._serialized_end=637
-  _globals['_ABORTTASKREQUEST']._serialized_start=639
-  _globals['_ABORTTASKREQUEST']._serialized_end=690
-  _globals['_ABORTTASKRESPONSE']._serialized_start=692
-  _globals['_ABORTTASKRESPONSE']._serialized_end=746
-  _globals['_GETQUEUESTATUSREQUEST']._serialized_start=748
-  _globals['_GETQUEUESTATUSREQUEST']._serialized_end=771
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=774
-  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=1029
-  _globals['_SCHEDULERSERVICE']._serialized_start=1032
-  _globals['_SCHEDULERSERVICE']._serialized_end=1408
+  _globals['_ADMITEACHREQUEST']._serialized_end=405
+  _globals['_ADMITEACHRESPONSE']._serialized_start=407
+  _globals['_ADMITEACHRESPONSE']._serialized_end=467
+  _globals['_ADMITOUTCOME']._serialized_start=469
+  _globals['_ADMITOUTCOME']._serialized_end=579
+  _globals['_REFUSAL']._serialized_start=581
+  _globals['_REFUSAL']._serialized_end=659
+  _globals['_ABORTTASKREQUEST']._serialized_start=661
+  _globals['_ABORTTASKREQUEST']._serialized_end=712
+  _globals['_ABORTTASKRESPONSE']._serialized_start=714
+  _globals['_ABORTTASKRESPONSE']._serialized_end=768
+  _globals['_GETQUEUESTATUSREQUEST']._serialized_start=770
+  _globals['_GETQUEUESTATUSREQUEST']._serialized_end=793
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_start=796
+  _globals['_GETQUEUESTATUSRESPONSE']._serialized_end=1051
+  _globals['_SCHEDULERSERVICE']._serialized_start=1054
+  _globals['_SCHEDULERSERVICE']._serialized_end=1430
 # @@protoc_insertion_point(module_scope)

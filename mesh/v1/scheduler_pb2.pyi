@@ -37,10 +37,12 @@ class AdmitTasksResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AdmitTaskResponse, _Mapping]]] = ...) -> None: ...
 
 class AdmitEachRequest(_message.Message):
-    __slots__ = ("specs",)
+    __slots__ = ("specs", "traceparents")
     SPECS_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
     specs: _containers.RepeatedCompositeFieldContainer[_task_pb2.TaskSpec]
-    def __init__(self, specs: _Optional[_Iterable[_Union[_task_pb2.TaskSpec, _Mapping]]] = ...) -> None: ...
+    traceparents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, specs: _Optional[_Iterable[_Union[_task_pb2.TaskSpec, _Mapping]]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AdmitEachResponse(_message.Message):
     __slots__ = ("outcomes",)

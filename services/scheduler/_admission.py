@@ -24,6 +24,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import nats.errors
 import nats.js.errors
@@ -42,7 +43,7 @@ from mesh.fabric import (
     item_subject,
 )
 from mesh.tasks import SCHEMA_VERSION, Limits, new_task_id, validate_spec
-from mesh.telemetry import METRICS, current_traceparent, get_logger
+from mesh.telemetry import METRICS, current_traceparent, failed, get_logger, span, task_attributes
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
 from services.scheduler._flow import FlowControl, FlowLimits
 from services.scheduler._userwork import Resolved, UserPayloads
@@ -71,13 +72,19 @@ class Admitter:
         self._idempotency = idempotency
         self._limits = limits
 
-    async def admit(self, requested: task_pb2.TaskSpec) -> scheduler_pb2.AdmitTaskResponse:
-        version = await self._validate(requested)
-        self._flow.admit(requested.tenant, requested.priority_class)
-        try:
-            return await self._admit_valid(requested, version)
-        finally:
-            self._flow.settled(requested.tenant, requested.priority_class)
+    async def admit(self, requested: task_pb2.TaskSpec, traceparent: str = "") -> scheduler_pb2.AdmitTaskResponse:
+        """Admit one spec, in the trace of its submit (`traceparent`; default: the current one)."""
+        with span(f"admit {requested.kind}", task_attributes(requested), parent=traceparent or None) as current:
+            try:
+                version = await self._validate(requested)
+                self._flow.admit(requested.tenant, requested.priority_class)
+                try:
+                    return await self._admit_valid(requested, version)
+                finally:
+                    self._flow.settled(requested.tenant, requested.priority_class)
+            except MeshError as exc:
+                failed(current, exc)
+                raise
 
     async def admit_many(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse]:
         """Validate all, then admit all concurrently (their JetStream writes pipeline)."""
@@ -100,11 +107,17 @@ class Admitter:
             for (tenant, settled_class), count in counted:
                 self._flow.settled(tenant, settled_class, count)
 
-    async def admit_each(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.AdmitTaskResponse | MeshError]:
-        """Admit every spec on its own, concurrently (their writes share group commits): one
-        spec's refusal is its own outcome. A failure no class of `mesh.errors` names is one too,
-        as the base MeshError (INTERNAL), so no caller of the batch is left without an answer."""
-        outcomes = await asyncio.gather(*(self.admit(spec) for spec in specs), return_exceptions=True)
+    async def admit_each(
+        self, specs: list[task_pb2.TaskSpec], traceparents: Sequence[str] = ()
+    ) -> list[scheduler_pb2.AdmitTaskResponse | MeshError]:
+        """Admit every spec on its own, concurrently (their writes share group commits), each in
+        its own trace (`traceparents`, in order): one spec's refusal is its own outcome. A failure
+        no class of `mesh.errors` names is one too, as the base MeshError (INTERNAL), so no caller
+        of the batch is left without an answer."""
+        parents = list(traceparents)[: len(specs)] + [""] * max(0, len(specs) - len(traceparents))
+        outcomes = await asyncio.gather(
+            *(self.admit(spec, parent) for spec, parent in zip(specs, parents, strict=True)), return_exceptions=True
+        )
         answers: list[scheduler_pb2.AdmitTaskResponse | MeshError] = []
         for spec, outcome in zip(specs, outcomes, strict=True):
             if isinstance(outcome, scheduler_pb2.AdmitTaskResponse | MeshError):

@@ -62,7 +62,7 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         if len(request.specs) > MAX_BATCH:
             await abort_with(context, InvalidArgument("specs", f"at most {MAX_BATCH} tasks per call"))
         outcomes = []
-        for outcome in await self._admitter.admit_each(list(request.specs)):
+        for outcome in await self._admitter.admit_each(list(request.specs), list(request.traceparents)):
             if isinstance(outcome, MeshError):
                 METRICS.tasks_rejected.labels(outcome.error_class).inc()
                 outcomes.append(scheduler_pb2.AdmitOutcome(refused=refusal_of(outcome)))

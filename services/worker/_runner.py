@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.js import JetStreamContext
-from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
 
 from mesh import failpoints
 from mesh.fabric import (
+    WORK_STREAM,
     Chain,
     ChainMoved,
     DeadLetterSink,
@@ -34,7 +35,16 @@ from mesh.fabric import (
 )
 from mesh.rpc import duration
 from mesh.tasks import KINDS, TaskKind
-from mesh.telemetry import METRICS, bind_task, extract_context, get_logger, step_span
+from mesh.telemetry import (
+    METRICS,
+    bind_task,
+    current_traceparent,
+    fail_current,
+    failed,
+    get_logger,
+    span,
+    task_attributes,
+)
 from mesh.v1 import task_pb2, work_pb2
 from services.worker._acks import ack, attempt_of, keep_in_progress, stream_sequence_of
 from services.worker._children import ChildTasks
@@ -137,13 +147,23 @@ class Runner:
             work_item_sequence=stream_sequence_of(msg),
             urgent=spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE,
         )
-        parent = extract_context({"traceparent": item.traceparent} if item.traceparent else None)
-        token = otel_context.attach(parent)
-        try:
-            with bind_task(spec.task_id), step_span(f"step {step.name}"):
-                await self._run(msg, item, kind, item.step_index, chain)
-        finally:
-            otel_context.detach(token)
+        attributes = task_attributes(spec, step=step.name, pool=step.pool, attempt=attempt)
+        consumed = {
+            **attributes,
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": msg.subject,
+        }
+        # The consumer side of the JetStream hop (its parent: the producer span the item carries),
+        # then the step; what the step writes and publishes continues the step's span.
+        with (
+            bind_task(spec.task_id),
+            span(f"process {WORK_STREAM}", consumed, kind=SpanKind.CONSUMER, parent=item.traceparent),
+            span(f"step {step.name}", attributes) as current,
+        ):
+            if current is not None:
+                chain.traceparent = current_traceparent()
+            await self._run(msg, item, kind, item.step_index, chain)
 
     async def _run(self, msg: Delivery, item: work_pb2.WorkItem, kind: TaskKind, index: int, chain: Chain) -> None:
         spec = item.spec
@@ -257,6 +277,18 @@ class Runner:
     async def _fail(self, msg: Delivery, chain: Chain, kind: TaskKind, exc: StepFailed) -> None:
         max_attempts = kind.attempts(max(0, kind.step_index(chain.step)))
         move = self._retry.after(retryable=exc.retryable, attempt=chain.attempt, max_attempts=max_attempts)
+        fail_current(exc)
+        # Kept whatever the sampling ratio: a failing attempt's trace is the one worth reading.
+        what = "dead-letter" if isinstance(move, GiveUp) else "retry"
+        attributes = {
+            "tidemesh.task.id": chain.task_id,
+            "tidemesh.kind": kind.name,
+            "tidemesh.step": chain.step,
+            "tidemesh.attempt": chain.attempt,
+            "tidemesh.error.class": exc.error_class,
+        }
+        with span(f"{what} {chain.step}", attributes, keep=True) as current:
+            failed(current, exc)
         try:
             if isinstance(move, GiveUp):
                 await self._dead_letter(msg, chain, kind, exc)

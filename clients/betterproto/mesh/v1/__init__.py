@@ -490,6 +490,12 @@ default_message_pool.register_message("mesh.v1", "AbortTaskResponse", AbortTaskR
 class AdmitEachRequest(betterproto2.Message):
     specs: "list[TaskSpec]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    traceparents: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The W3C traceparent of each spec's submit, in the same order (empty: none): the calls
+    coalesced into one AdmitEach each keep their own trace.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "AdmitEachRequest", AdmitEachRequest)
 

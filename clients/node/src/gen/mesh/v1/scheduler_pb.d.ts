@@ -94,6 +94,14 @@ export declare type AdmitEachRequest = Message<"mesh.v1.AdmitEachRequest"> & {
    * @generated from field: repeated mesh.v1.TaskSpec specs = 1;
    */
   specs: TaskSpec[];
+
+  /**
+   * The W3C traceparent of each spec's submit, in the same order (empty: none): the calls
+   * coalesced into one AdmitEach each keep their own trace.
+   *
+   * @generated from field: repeated string traceparents = 2;
+   */
+  traceparents: string[];
 };
 
 /**

@@ -1,0 +1,186 @@
+"""Traces leave the mesh: a real OTLP/gRPC receiver (the TraceService of opentelemetry-proto) gets
+one whole trace for a task submitted through Envoy — the gateway, admission, the JetStream hop as
+a producer and a consumer span, the worker's step, and the inference call — with the task's
+attributes; a failing task's retries are kept whatever the sampling ratio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc.aio
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from clients.sdk import Client
+from mesh.supervisor import Supervisor, build_plan
+from mesh.v1 import task_pb2
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@dataclass
+class Received:
+    service: str
+    span: trace_pb2.Span
+
+    @property
+    def attributes(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for kv in self.span.attributes:
+            value = kv.value
+            out[kv.key] = getattr(value, value.WhichOneof("value") or "string_value")
+        return out
+
+
+@dataclass
+class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Every span exported to it, kept in arrival order."""
+
+    spans: list[Received] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def Export(self, request, context):  # type: ignore[no-untyped-def]
+        for resource_spans in request.resource_spans:
+            service = next(
+                (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), ""
+            )
+            for scope in resource_spans.scope_spans:
+                self.spans.extend(Received(service, s) for s in scope.spans)
+        self.arrived.set()
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def of_task(self, task_id: str) -> list[Received]:
+        traces = {r.span.trace_id for r in self.spans if r.attributes.get("tidemesh.task.id") == task_id}
+        return [r for r in self.spans if r.span.trace_id in traces]
+
+    async def until(self, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            self.arrived.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"spans never arrived: {sorted({(r.service, r.span.name) for r in self.spans})}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), left)
+
+
+@contextlib.asynccontextmanager
+async def _receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    receiver = Receiver()
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield receiver, f"http://127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+def _chain(spans: list[Received], leaf: Received) -> list[str]:
+    """Span names from `leaf` up to its root, following parent span ids."""
+    by_id = {r.span.span_id: r for r in spans}
+    names, current = [], leaf
+    while True:
+        names.append(f"{current.service}: {current.span.name}")
+        parent = by_id.get(current.span.parent_span_id)
+        if parent is None:
+            return names
+        current = parent
+
+
+async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with _receiver() as (receiver, endpoint):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export every 0.2 s, not 5 s
+        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1)
+        async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
+            events = [e async for e in client.run("embed", {"text": "a traced sentence"})]
+            assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+            task_id = events[-1].task_id
+
+            def inference_arrived() -> bool:
+                return any(r.service == "inference" for r in receiver.of_task(task_id))
+
+            await receiver.until(inference_arrived)
+        spans = receiver.of_task(task_id)
+        assert len({r.span.trace_id for r in spans}) == 1, "one trace for the task"
+        leaf = next(r for r in spans if r.service == "inference" and r.span.kind == trace_pb2.Span.SPAN_KIND_SERVER)
+        chain = _chain(spans, leaf)
+        assert chain[:2] == ["inference: /mesh.v1.InferenceService/Infer", "worker: /mesh.v1.InferenceService/Infer"]
+        assert chain[2:5] == ["worker: step embed", "worker: process TM_WORK", "scheduler: publish TM_WORK"]
+        assert chain[5] == "scheduler: admit embed"
+        assert chain[-1] == "gateway: /mesh.v1.GatewayService/RunTask", chain
+        by_name = {r.span.name: r for r in spans}
+        consumer, producer = by_name["process TM_WORK"], by_name["publish TM_WORK"]
+        assert consumer.span.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
+        assert producer.span.kind == trace_pb2.Span.SPAN_KIND_PRODUCER
+        assert [link.span_id for link in consumer.span.links] == [producer.span.span_id]  # the message's link
+        assert producer.attributes["messaging.system"] == "nats"
+        assert str(producer.attributes["messaging.destination.name"]).startswith("tm.work.inference.standard.")
+        step = by_name["step embed"].attributes
+        assert step["tidemesh.task.id"] == task_id and step["tidemesh.tenant"] == "traced"
+        assert (step["tidemesh.kind"], step["tidemesh.step"], step["tidemesh.pool"]) == ("embed", "embed", "inference")
+        assert (step["tidemesh.priority_class"], step["tidemesh.attempt"]) == ("standard", 1)
+
+
+@contextlib.asynccontextmanager
+async def _flaky_endpoint() -> AsyncIterator[str]:
+    """503 the first time (a retry), 400 after (a refusal: the task is dead-lettered)."""
+    answered = 0
+
+    async def answer(_: web.Request) -> web.Response:
+        nonlocal answered
+        answered += 1
+        return web.Response(status=503 if answered == 1 else 400, text="no")
+
+    app = web.Application()
+    app.router.add_post("/hook", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_failing_task_is_kept_when_the_ratio_drops_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Head sampling at 0: no span of a healthy task leaves, but a task whose webhook fails is
+    recorded attempt by attempt — its retry and its dead letter — in the task's own trace."""
+    async with _receiver() as (receiver, endpoint), _flaky_endpoint() as hook:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1)
+        async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
+            healthy = [e async for e in client.run("echo", {"text": "fine"})][-1]
+            failing = [e async for e in client.run("webhook", {"url": hook, "body": "x"})]
+            assert failing[-1].state == task_pb2.TASK_STATE_DEAD_LETTERED
+            task_id = failing[-1].task_id
+            letter = await client.dead_letter(task_id)
+
+            def dead_letter_span() -> bool:
+                return any(r.span.name == "dead-letter call" for r in receiver.of_task(task_id))
+
+            await receiver.until(dead_letter_span)
+        kept = receiver.of_task(task_id)
+        assert sorted(r.span.name for r in kept) == ["dead-letter call", "retry call"]
+        assert {r.span.trace_id.hex() for r in kept} == {letter.trace_id}  # the dead letter names this trace
+        classes = {r.span.name: r.attributes["tidemesh.error.class"] for r in kept}
+        assert classes == {"retry call": "dependency_down", "dead-letter call": "invalid_input"}
+        for r in kept:
+            assert r.attributes["tidemesh.keep"] is True
+            assert r.span.status.code == trace_pb2.Status.STATUS_CODE_ERROR
+        assert sorted(int(r.attributes["tidemesh.attempt"]) for r in kept) == [1, 2]  # type: ignore[call-overload]
+        assert receiver.of_task(healthy.task_id) == [], "a healthy task at ratio 0 sends nothing"
