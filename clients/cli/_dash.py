@@ -57,7 +57,7 @@ async def dash_command(args: argparse.Namespace, transport: dict[str, Any], cred
 
     from tui import run_dashboard  # urwid, only for this command
 
-    async with Client(args.endpoint, tenant=args.tenant, credential=credential, **transport) as client:
+    async with Client(args.endpoint, tenant=args.tenant, credential=credential, surface="dash", **transport) as client:
         await run_dashboard(
             client,
             tenant=args.tenant,

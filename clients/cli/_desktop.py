@@ -60,7 +60,9 @@ async def desktop_command(args: argparse.Namespace, transport: dict[str, Any], c
     from desktop._serve import run_window, serve_web
 
     theme = getattr(args, "theme", None) or os.environ.get("TIDEMESH_THEME", "") or "auto"
-    async with Client(args.endpoint, tenant=args.tenant, credential=credential, **transport) as client:
+    async with Client(
+        args.endpoint, tenant=args.tenant, credential=credential, surface="desktop", **transport
+    ) as client:
         web = args.web
         if not web:
             refusal = await asyncio.to_thread(desktop_refusal, environment(), fetch_flet_client)
