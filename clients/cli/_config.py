@@ -169,6 +169,9 @@ FLAGS: dict[str, Flag] = {
     ),
     "demo": _one("--demo", "demo"),
     "autoscale": Flag("--autoscale", ("pools.*.autoscale",), _autoscale),
+    "otlp": _one("--otlp", "observability.tracing.otlpEndpoint"),
+    "otlp_protocol": _one("--otlp-protocol", "observability.tracing.otlpProtocol"),
+    "trace_sampling": _one("--trace-sampling", "observability.tracing.samplingRatio"),
 }
 
 # Options of `up` that say how it speaks, not what mesh it runs (and -f, the manifest itself).

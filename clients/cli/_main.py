@@ -114,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
             dest="model_repositories",
             help="serve your Triton model repository beside the project's (repeatable; implies --triton)",
         )
+        p.add_argument(
+            "--otlp",
+            default="",
+            metavar="ENDPOINT",
+            help="send every process's spans over OTLP, e.g. http://localhost:4317 (a collector, Jaeger, Tempo)",
+        )
+        p.add_argument("--otlp-protocol", default="grpc", choices=["grpc", "http/protobuf"], help="OTLP's transport")
+        p.add_argument(
+            "--trace-sampling",
+            type=float,
+            default=1.0,
+            metavar="RATIO",
+            help="share of tasks traced (0-1); failing, retried and dead-lettered attempts are always kept",
+        )
 
     def client_args(p: argparse.ArgumentParser, *, streams: bool = False, destructive: bool = False) -> None:
         p.add_argument(

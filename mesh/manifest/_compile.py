@@ -138,6 +138,9 @@ def plan_arguments(m: Manifest) -> dict[str, Any]:
         "cors_allow_origins": public.cors.allow_origins,
         "request_headers_timeout_s": public.limits.request_headers_timeout_seconds,
         "memory_caps_mb": _memory_caps(m),
+        "otlp_endpoint": m.observability.tracing.otlp_endpoint,
+        "otlp_protocol": m.observability.tracing.otlp_protocol,
+        "trace_sampling_ratio": m.observability.tracing.sampling_ratio,
     }
 
 
@@ -265,6 +268,11 @@ def observe(plan: Any) -> Observed:
 
     put("experiments.insecure", not plan.secure)
     put("endpoints.public.port", plan.public_port)
+    env = getattr(plan, "env", {})
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        put("observability.tracing.otlpEndpoint", env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        put("observability.tracing.otlpProtocol", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"))
+        put("observability.tracing.samplingRatio", float(env.get("OTEL_TRACES_SAMPLER_ARG", "1.0")))
     envoy = by_role.get("envoy", [])
     if envoy:
         put("endpoints.public.host", envoy[0].address.rpartition(":")[0])

@@ -578,6 +578,37 @@ class Role:
 
 
 @dataclass(frozen=True)
+class Tracing:
+    """Spans that leave the mesh over OTLP (an OpenTelemetry Collector, Jaeger, Tempo)."""
+
+    otlp_endpoint: str = setting(
+        "",
+        doc="Where every process sends its spans (`--otlp`), e.g. http://localhost:4317; empty: spans stay in "
+        "the mesh (the trace context still travels and reaches the logs).",
+        pattern=r"^(https?://.+)?$",
+        tradeoff="Full spans cost CPU on every hop; the collector sees each task's whole trace.",
+    )
+    otlp_protocol: Literal["grpc", "http/protobuf"] = setting(
+        "grpc", doc="OTLP over gRPC (port 4317) or HTTP with protobuf bodies (port 4318) (`--otlp-protocol`)."
+    )
+    sampling_ratio: float = setting(
+        1.0,
+        doc="The share of tasks whose traces are kept, decided at the first hop (`--trace-sampling`); a failing, "
+        "retried or dead-lettered attempt is kept whatever the ratio.",
+        minimum=0,
+        maximum=1,
+        tradeoff="Lower costs the collector less; a task outside the sample leaves only its failures.",
+    )
+
+
+@dataclass(frozen=True)
+class Observability:
+    """What the mesh tells the monitoring it runs beside."""
+
+    tracing: Tracing = setting(default_factory=Tracing, doc="Traces over OTLP.")
+
+
+@dataclass(frozen=True)
 class Experiments:
     """Switches for experiments only; no preset sets them."""
 
@@ -629,6 +660,9 @@ class Manifest:
     )
     durability: Durability = setting(
         default_factory=Durability, doc="What an acknowledged write survives: fsync, replicas, redelivery, retention."
+    )
+    observability: Observability = setting(
+        default_factory=Observability, doc="What the mesh tells the monitoring it runs beside (traces over OTLP)."
     )
     policies: Policies = setting(
         default_factory=Policies,

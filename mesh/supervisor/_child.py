@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ class ChildState(enum.Enum):
 
 
 class Child:
-    def __init__(self, spec: ProcessSpec, log_dir: Path) -> None:
+    def __init__(self, spec: ProcessSpec, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        """`env`: what the whole mesh's processes start with, under the process's own `spec.env`."""
         self.spec = spec
         self.state = ChildState.NEW
         self.restarts = 0
@@ -73,7 +75,7 @@ class Child:
         self._log_path = log_dir / f"{spec.name}.log"
         self.killed_after_grace = False  # the last stop needed SIGKILL (graceful stop is a bug otherwise)
         self._state_dir = log_dir.parent  # <state>/logs: probes use <state>/pki and <state>/nats
-        self._env = {**os.environ, **spec.env}
+        self._env = {**os.environ, **(env or {}), **spec.env}
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
         self._liveness: asyncio.Task[None] | None = None

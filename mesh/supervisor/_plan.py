@@ -82,6 +82,8 @@ class Plan:
     secure: bool = False
     # Workers' memory caps in MiB by pool ("*": every worker), for the workers scaling adds.
     memory_caps_mb: dict[str, int] = field(default_factory=dict)
+    # Environment every process of the mesh starts with, scaled-out ones too (the OTLP exporter's).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def security(self) -> MeshSecurity | None:
@@ -110,6 +112,7 @@ class Plan:
             worker_command=data.get("worker_command", []),
             secure=data.get("secure", False),
             memory_caps_mb=data.get("memory_caps_mb", {}),
+            env=data.get("env", {}),
         )
 
     def by_name(self, name: str) -> ProcessSpec:
@@ -241,6 +244,25 @@ def _grace_in(command: Sequence[str]) -> float:
     return (graces[-1] if graces else WORKER_GRACE_S) + STOP_MARGIN_S
 
 
+def otlp_env(endpoint: str, protocol: str = "grpc", ratio: float = 1.0) -> dict[str, str]:
+    """The standard OpenTelemetry variables that send every process's spans to `endpoint` (none
+    when it is empty); a bad value raises ValueError naming it."""
+    if not endpoint:
+        return {}
+    if not endpoint.startswith(("http://", "https://")):
+        raise ValueError(f"otlp endpoint: expected http://HOST:PORT or https://HOST:PORT, got {endpoint!r}")
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ValueError(f"otlp protocol: expected grpc or http/protobuf, got {protocol!r}")
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"trace sampling ratio: expected 0 to 1, got {ratio!r}")
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": f"{ratio}",
+    }
+
+
 def memory_cap_for(pools: Sequence[str], caps_mb: Mapping[str, int]) -> int:
     """A worker's memory cap: the smallest of the caps of the pools it serves, else the cap for
     every worker (``*``); 0 when none applies."""
@@ -298,6 +320,9 @@ def build_plan(
     cors_allow_origins: Sequence[str] = ("*",),
     request_headers_timeout_s: float = 10.0,
     memory_caps_mb: Mapping[str, int] | None = None,
+    otlp_endpoint: str = "",
+    otlp_protocol: str = "grpc",
+    trace_sampling_ratio: float = 1.0,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -311,7 +336,9 @@ def build_plan(
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
     `gateway_args` come after, so they override. `memory_caps_mb` caps each worker's resident
     memory (by pool, ``*`` for every worker; a worker serving several pools gets the smallest): the
-    supervisor kills a worker over its cap and restarts it, its tasks retried. Every hop is TLS
+    supervisor kills a worker over its cap and restarts it, its tasks retried. With
+    `otlp_endpoint` every process sends its spans there (`mesh.telemetry._tracing`; `otlp_protocol`
+    grpc or http/protobuf, head sampling at `trace_sampling_ratio`). Every hop is TLS
     (mutual between components), NATS takes only its own users, and internal ports want a leaf of
     the mesh's root, unless `insecure` (plaintext, for experiments; see `_security`).
 
@@ -319,6 +346,7 @@ def build_plan(
     `request_headers_timeout_s` are Envoy's (see `EdgeConfig`)."""
     state_dir = state_dir.resolve()
     caps = check_memory_caps(memory_caps_mb or {})
+    env = otlp_env(otlp_endpoint, otlp_protocol, trace_sampling_ratio)
     state_dir.mkdir(parents=True, exist_ok=True)
     security = None if insecure else MeshSecurity.prepare(state_dir)
     secure = security is not None
@@ -505,4 +533,5 @@ def build_plan(
         ],
         secure=secure,
         memory_caps_mb=caps,
+        env=env,
     )

@@ -35,7 +35,7 @@ class Supervisor:
         alive but unresponsive is killed for a restart (see `Child.watch`)."""
         self.plan = plan
         self.on_healthy = on_healthy
-        self.children = {spec.name: Child(spec, Path(plan.state_dir) / "logs") for spec in plan.processes}
+        self.children = {spec.name: Child(spec, Path(plan.state_dir) / "logs", plan.env) for spec in plan.processes}
         self._health_timeout_s = health_timeout_s
         self._grace_s = grace_s
         self._liveness = liveness
@@ -121,7 +121,7 @@ class Supervisor:
         """Start one more supervised child (e.g. a worker when scaling out) and wait until healthy."""
         if spec.name in self.children:
             raise ValueError(f"a child named {spec.name!r} exists")
-        child = Child(spec, Path(self.plan.state_dir) / "logs")
+        child = Child(spec, Path(self.plan.state_dir) / "logs", self.plan.env)
         self.children[spec.name] = child
         await child.start()
         await child.wait_healthy(self._health_timeout_s)

@@ -98,9 +98,8 @@ def _chain(spans: list[Received], leaf: Received) -> list[str]:
 
 async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with _receiver() as (receiver, endpoint):
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export every 0.2 s, not 5 s
-        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1)
+        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, otlp_endpoint=endpoint)
         async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
             events = [e async for e in client.run("embed", {"text": "a traced sentence"})]
             assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
@@ -159,10 +158,8 @@ async def test_a_failing_task_is_kept_when_the_ratio_drops_everything(
     """Head sampling at 0: no span of a healthy task leaves, but a task whose webhook fails is
     recorded attempt by attempt — its retry and its dead letter — in the task's own trace."""
     async with _receiver() as (receiver, endpoint), _flaky_endpoint() as hook:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
-        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1)
+        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, otlp_endpoint=endpoint, trace_sampling_ratio=0)
         async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
             healthy = [e async for e in client.run("echo", {"text": "fine"})][-1]
             failing = [e async for e in client.run("webhook", {"url": hook, "body": "x"})]

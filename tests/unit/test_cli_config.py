@@ -44,6 +44,9 @@ EXAMPLES: dict[str, list[str]] = {
     "model_repositories": ["--model-repository", "examples/models"],
     "demo": ["--demo"],
     "autoscale": ["--autoscale", "inference=1:4"],
+    "otlp": ["--otlp", "http://localhost:4317"],
+    "otlp_protocol": ["--otlp-protocol", "http/protobuf"],
+    "trace_sampling": ["--trace-sampling", "0.25"],
 }
 REPO = Path(__file__).resolve().parents[2]
 
