@@ -34,12 +34,14 @@ test: venv check browser ## contract/drift checks, then the whole test suite on 
 
 # tests/browser runs Debian's Chromium through Playwright (never `playwright install`, which downloads).
 CHROMIUM := /usr/bin/chromium
-browser: ## install Debian's chromium for tests/browser when missing (apt); those tests skip only without it
-	@[ -x $(CHROMIUM) ] || { echo "installing chromium (Debian) for tests/browser"; \
+# certutil (libnss3-tools) puts the test mesh's root into an NSS store of the pa11y test's own, which
+# Chromium verifies Envoy's certificate against; pa11y itself comes from npm at test time (tests/browser/pa11y).
+browser: ## install Debian's chromium (and certutil) for tests/browser when missing (apt); those tests skip only without it
+	@[ -x $(CHROMIUM) ] && command -v certutil >/dev/null || { echo "installing chromium, libnss3-tools (Debian) for tests/browser"; \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
-	  $$sudo apt-get install -y -q chromium >/dev/null || \
-	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q chromium >/dev/null; } || \
-	  echo "could not install chromium: tests/browser will skip"; }
+	  $$sudo apt-get install -y -q chromium libnss3-tools >/dev/null || \
+	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q chromium libnss3-tools >/dev/null; } || \
+	  echo "could not install chromium and libnss3-tools: tests/browser will skip or fail saying so"; }
 
 web: venv ## regenerate and bundle clients/web (Node 20+; npm ci, protoc-gen-es, esbuild); dist/ is checked in
 	cd clients/web && npm ci --no-audit --no-fund && npm run build

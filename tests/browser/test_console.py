@@ -22,7 +22,8 @@ from playwright.async_api import Browser, Page, expect
 from clients.sdk import Client
 from mesh.schemas import compile_proto, message_class
 from mesh.v1 import kind_pb2
-from tests.browser.conftest import WebMesh
+from tests.browser._pa11y import Pa11yFailed, View, ensure_pa11y, pa11y_run, trusting_home
+from tests.browser.conftest import CHROMIUM_ARGS, WebMesh
 from tests.conftest import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 AXE = Path(__file__).with_name("vendor") / "axe-core" / "axe.min.js"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]  # axe's tags are not cumulative
 THEMES = ["light", "dark", "high-contrast"]
+REVIEW_OPTGROUPS = "Guideline1_3.1_3_1.H85.2"  # pa11y's htmlcs: "group related options with optgroup"
 TENANT = "console"
 
 
@@ -828,3 +830,50 @@ async def test_the_tasks_view_filters_by_creation_time(page: Page, web_mesh: Web
     await page.get_by_label("Created before").fill(in_an_hour)
     await expect(page.get_by_role("link", name=task_id)).to_be_visible()
     assert f"after={hour_ago.replace(':', '%3A')}" in page.url
+
+
+@pytest.mark.timeout(120)  # some 20 pages, two runners each
+async def test_pa11y_axe_and_htmlcs_find_no_wcag2aa_error_on_any_view(
+    web_mesh: WebMesh, chromium: Path, tmp_path: Path
+) -> None:
+    """pa11y with both its runners (axe, HTML_CodeSniffer), WCAG 2 AA, on every view (some in every theme),
+    over TLS through Envoy, in Chromium trusting the mesh's root from its NSS store: no error; without the
+    root Chromium refuses the edge."""
+    ensure_pa11y()
+    task_id = await _submit_stream(web_mesh, ["p", "q"], 0)  # a finished stream for the task view
+    letter = await _dead_letter(web_mesh, "console-pa11y")
+    paused = ("click element #pause-overview",)  # a still page to check
+    # Every view as the system has it (light, here); the task list and a task, whose states carry the
+    # themes' colours, in the dark and high-contrast themes too (axe checks every view in every theme).
+    themed = ("system", "dark", "high-contrast")
+    views = [
+        View("sign-in", "/console/", "#credential", signed_in=False),
+        View("overview", "/console/", "#overview-updated[data-updated]", paused),
+        View("tasks", f"/console/tasks?tenant={TENANT}", "#tasks-results table", themes=themed),
+        View("task", f"/console/tasks/{task_id}", "#task-output[aria-busy=false]", themes=themed),
+        View("submit", "/console/submit?kind=stream", "#input-chunks"),
+        View("workers", "/console/workers", "#overview-updated[data-updated]", paused),
+        View("inference", "/console/inference", "#overview-updated[data-updated]", paused),
+        View("dead letters", "/console/dlq?tenant=console-pa11y", "#dlq-results table"),
+        View("dead letter", f"/console/dlq/{letter}", "#dlq-commands code"),
+    ]
+    home = trusting_home(tmp_path / "home", Path(web_mesh.ca_path))
+    results = await pa11y_run(web_mesh.base_url, web_mesh.admin_key, chromium, CHROMIUM_ARGS, home, views)
+    assert sorted(results) == sorted(f"{view.name}/{theme}" for view in views for theme in view.themes)
+    # Errors fail, and so does every warning but one: HTML_CodeSniffer asks a person to check each
+    # select for groups of options that belong in an optgroup (H85.2); none of the console's lists has any.
+    found = {
+        name: [
+            (i["runner"], i["type"], i["code"], i["selector"], i["message"][:160])
+            for i in r["issues"]
+            if i["type"] == "error" or not i["code"].endswith(REVIEW_OPTGROUPS)
+        ]
+        for name, r in results.items()
+    }
+    assert not any(found.values()), json.dumps(found, indent=1)
+    assert any(i["code"].endswith(REVIEW_OPTGROUPS) for i in results["tasks/dark"]["issues"])  # htmlcs ran there
+    assert all(r["url"].startswith(web_mesh.base_url) for r in results.values())  # over TLS, through Envoy
+
+    (tmp_path / "bare").mkdir()  # the same browser without the mesh's root: the edge is refused
+    with pytest.raises(Pa11yFailed, match="ERR_CERT_AUTHORITY_INVALID"):
+        await pa11y_run(web_mesh.base_url, "", chromium, CHROMIUM_ARGS, tmp_path / "bare", views[:1])

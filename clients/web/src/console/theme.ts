@@ -1,5 +1,7 @@
 // The theme switch: "system" follows prefers-color-scheme / prefers-contrast (tokens.css); a
 // chosen theme is set on <html data-theme> and remembered in localStorage.
+import { choose } from "./dom.js";
+
 const KEY = "tidemesh.theme";
 const THEMES = ["light", "dark", "high-contrast"];
 
@@ -10,7 +12,7 @@ export function applyTheme(choice: string): void {
 
 export function setUpThemeSwitch(select: HTMLSelectElement): void {
   const saved = localStorage.getItem(KEY) ?? "system";
-  select.value = THEMES.includes(saved) ? saved : "system";
+  choose(select, THEMES.includes(saved) ? saved : "system");
   applyTheme(select.value);
   select.addEventListener("change", () => {
     localStorage.setItem(KEY, select.value);

@@ -18,7 +18,7 @@ import { anyPack, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import type { KindInfo } from "../../gen/mesh/v1/kind_pb.js";
 import { PriorityClass, TaskPayloadSchema, type TaskPayload } from "../../gen/mesh/v1/task_pb.js";
 import { describe, failure, gateway, kinds, refused, schemas } from "../api.js";
-import { field, h } from "../dom.js";
+import { choose, field, h } from "../dom.js";
 import type { Shell, View } from "../view.js";
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/; // a tenant, as admission checks it
@@ -87,10 +87,12 @@ function inputFor(f: DescField, prefix: string): Input {
   const base = { id, name: f.name };
   if (f.fieldKind === "scalar" && f.scalar === ScalarType.BOOL) {
     const control = h("select", { id, name: f.name }, h("option", { value: "false" }, "false"), h("option", { value: "true" }, "true"));
+    choose(control);
     return { ...base, control, read: () => ({ value: control.value === "true" }) };
   }
   if (f.fieldKind === "enum") {
     const control = h("select", { id, name: f.name }, ...f.enum.values.map((v) => h("option", { value: v.name }, v.name)));
+    choose(control);
     return { ...base, control, read: () => ({ value: control.value }) };
   }
   if (f.fieldKind === "scalar") {
@@ -158,7 +160,7 @@ export function submit(main: HTMLElement, shell: Shell): View {
     h("option", { value: String(PriorityClass.STANDARD) }, "standard"),
     h("option", { value: String(PriorityClass.BATCH) }, "batch"),
   );
-  priority.value = String(PriorityClass.STANDARD);
+  choose(priority, String(PriorityClass.STANDARD));
   const rank = h("input", { id: "submit-rank", name: "priority", type: "text", inputmode: "numeric", autocomplete: "off" });
   rank.value = "0";
   const idempotency = h("input", { id: "submit-idempotency", name: "idempotency_key", type: "text", autocomplete: "off", spellcheck: "false" });
@@ -333,7 +335,7 @@ export function submit(main: HTMLElement, shell: Shell): View {
       ...known.map((k) => h("option", { value: k.kind?.name ?? "" }, `${k.kind?.name}${k.kind?.builtin ? "" : " (user kind)"}`)),
     );
     const wanted = query.get("kind");
-    if (wanted && known.some((k) => k.kind?.name === wanted)) kindSelect.value = wanted;
+    choose(kindSelect, wanted && known.some((k) => k.kind?.name === wanted) ? wanted : undefined);
     await showKind();
   }
 

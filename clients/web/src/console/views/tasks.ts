@@ -5,7 +5,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { TaskState, type TaskInfo } from "../../gen/mesh/v1/task_pb.js";
 import { className, describe, failure, gateway, refused, STATE_NAMES, stateLabel, stateName, time } from "../api.js";
-import { field, h, table } from "../dom.js";
+import { choose, field, h, table } from "../dom.js";
 import type { Shell, View } from "../view.js";
 
 const PAGE = 25;
@@ -26,7 +26,7 @@ export function tasks(main: HTMLElement, shell: Shell): View {
     h("option", { value: "" }, "Any state"),
     ...STATE_NAMES.map((name) => h("option", { value: name }, name)),
   );
-  state.value = query.get("state") ?? "";
+  choose(state, query.get("state") ?? "");
   const kind = h("input", { id: "kind", name: "kind", type: "text", autocomplete: "off", spellcheck: "false" });
   kind.value = query.get("kind") ?? "";
   // Local date and time (datetime-local); in the URL as written, e.g. after=2026-12-03T17:05.
