@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mesh.audit import ensure_signing_key
 from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
@@ -263,6 +264,15 @@ def otlp_env(endpoint: str, protocol: str = "grpc", ratio: float = 1.0) -> dict[
     }
 
 
+def _collector(endpoint: str, protocol: str) -> tuple[str, int, str] | None:
+    """Where Envoy sends its spans: the collector of `endpoint` when it is plain http:// (Envoy's
+    TLS to a collector needs roots of its own: with https:// the front door records no span)."""
+    url = urlsplit(endpoint)
+    if url.scheme != "http" or not url.hostname:
+        return None
+    return (url.hostname, url.port or (4317 if protocol == "grpc" else 4318), protocol)
+
+
 def memory_cap_for(pools: Sequence[str], caps_mb: Mapping[str, int]) -> int:
     """A worker's memory cap: the smallest of the caps of the pools it serves, else the cap for
     every worker (``*``); 0 when none applies."""
@@ -503,6 +513,8 @@ def build_plan(
         admin_socket=admin_socket,
         cors_allow_origins=tuple(cors_allow_origins),
         request_headers_timeout_s=request_headers_timeout_s,
+        otlp_collector=_collector(otlp_endpoint, otlp_protocol),
+        trace_sampling=trace_sampling_ratio,
     )
     if security:
         write_sds(security.pki_dir / "envoy-sds", security.leaf("envoy"))

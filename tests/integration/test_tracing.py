@@ -105,10 +105,11 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
             assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
             task_id = events[-1].task_id
 
-            def inference_arrived() -> bool:
-                return any(r.service == "inference" for r in receiver.of_task(task_id))
+            def every_hop_arrived() -> bool:
+                services = {r.service for r in receiver.of_task(task_id)}
+                return {"inference", "envoy"} <= services
 
-            await receiver.until(inference_arrived)
+            await receiver.until(every_hop_arrived)
         spans = receiver.of_task(task_id)
         assert len({r.span.trace_id for r in spans}) == 1, "one trace for the task"
         leaf = next(r for r in spans if r.service == "inference" and r.span.kind == trace_pb2.Span.SPAN_KIND_SERVER)
@@ -116,7 +117,8 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
         assert chain[:2] == ["inference: /mesh.v1.InferenceService/Infer", "worker: /mesh.v1.InferenceService/Infer"]
         assert chain[2:5] == ["worker: step embed", "worker: process TM_WORK", "scheduler: publish TM_WORK"]
         assert chain[5] == "scheduler: admit embed"
-        assert chain[-1] == "gateway: /mesh.v1.GatewayService/RunTask", chain
+        assert chain[-2] == "gateway: /mesh.v1.GatewayService/RunTask", chain
+        assert chain[-1].startswith("envoy: "), chain  # the front door's own span, the trace's root
         by_name = {r.span.name: r for r in spans}
         consumer, producer = by_name["process TM_WORK"], by_name["publish TM_WORK"]
         assert consumer.span.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
