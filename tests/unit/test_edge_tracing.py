@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,8 +14,9 @@ from mesh.edge import EdgeConfig, render_yaml
 from mesh.supervisor._binaries import find_binary
 
 
-def _hcm(config: dict) -> dict:  # type: ignore[type-arg]
-    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+def _hcm(config: dict[str, Any]) -> dict[str, Any]:
+    hcm: dict[str, Any] = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
