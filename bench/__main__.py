@@ -23,6 +23,7 @@ from bench import (
     _scheduling,
     _streaming,
     _tls,
+    _tracing,
     _userwork,
 )
 from bench._trust import trust_bench_root
@@ -47,6 +48,7 @@ def main() -> None:
         "userwork",
         "dash",
         "capacity",
+        "tracing",
     ]
     parser.add_argument("suite", nargs="?", default="all", choices=suites)
     parser.add_argument("--runs", type=int, default=3)
@@ -113,6 +115,12 @@ def main() -> None:
     if args.suite in ("all", "capacity"):
         title = "Capacity: a change's predicted queue wait vs the wait measured after applying it"
         _write("capacity", title, asyncio.run(_capacity.run()))
+    if args.suite in ("all", "tracing"):
+        _write(
+            "tracing",
+            "The cost of full tracing: spans exported over OTLP vs context only",
+            asyncio.run(_tracing.run(args.runs)),
+        )
     if args.suite in ("all", "scheduling"):
         _write("scheduling", "Scheduling vs Celery", asyncio.run(_scheduling.run(args.runs, flood=args.flood)))
 
