@@ -11,41 +11,16 @@ tasks/s, CPU per task of the mesh's Python processes (gateway, scheduler, worker
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc.aio
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
 from bench._datapath import _PYTHON_PROCESSES, _cpu_s
+from bench._otlp import receiving
 from bench._scheduling import _p, _submit_all
 from clients.sdk import Client
 from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
-
-
-class _Counter(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.spans = 0
-
-    async def Export(self, request, context):  # type: ignore[no-untyped-def]
-        self.spans += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@contextlib.asynccontextmanager
-async def _receiver() -> AsyncIterator[tuple[_Counter, str]]:
-    counter, server = _Counter(), grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(counter, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield counter, f"http://127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
 
 
 async def _measure(otlp: str, tasks: int, sequential: int) -> dict[str, float]:
@@ -85,10 +60,10 @@ async def run(runs: int, tasks: int = 2000, sequential: int = 100) -> str:
             if mode == "off":
                 rows[mode].append(await _measure("", tasks, sequential))
                 continue
-            async with _receiver() as (counter, endpoint):
+            async with receiving(keep=False) as (sink, endpoint):
                 rows[mode].append(await _measure(endpoint, tasks, sequential))
                 await asyncio.sleep(1.5)  # the last batch of spans (exported every 5 s at most, flushed at stop)
-                spans_per_task.append(counter.spans / (tasks + sequential + 200))
+                spans_per_task.append(sink.count / (tasks + sequential + 200))
 
     def spread(mode: str, key: str, digits: int = 1) -> str:
         values = sorted(row[key] for row in rows[mode])

@@ -166,12 +166,15 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     parent: str | None = None,
     keep: bool = False,
+    new_trace: bool = False,
 ) -> Iterator[trace.Span | None]:
     """A recorded span (child of `parent`, a traceparent, when given) when full spans are on;
     otherwise only `parent`'s context is made current (free). Yields the span (None when off).
     A MeshError or any exception ends it with an error status; `keep` records it whatever the
-    sampler's ratio."""
-    context = context_of(parent) if parent is not None else None
+    sampler's ratio. `new_trace` starts a trace of its own, linked to the current span (one task
+    of a batch call: one trace per task, each pointing at the call that brought it)."""
+    batch_link = [Link(trace.get_current_span().get_span_context())] if new_trace else []
+    context = otel_context.Context() if new_trace else context_of(parent) if parent is not None else None
     if not full_spans():
         token = otel_context.attach(context) if context is not None else None
         try:
@@ -184,6 +187,7 @@ def span(
     if keep:
         attrs[KEEP] = True
     links = [Link(trace.get_current_span(context).get_span_context())] if kind is SpanKind.CONSUMER and context else []
+    links += [link for link in batch_link if link.context.is_valid]
     with tracer().start_as_current_span(
         name, context=context, kind=kind, attributes=attrs, links=links, record_exception=True
     ) as current:

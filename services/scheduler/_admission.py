@@ -101,11 +101,16 @@ class Admitter:
             for (tenant, priority_class), count in demand.items():
                 self._flow.admit(tenant, priority_class, count)
                 counted.append(((tenant, priority_class), count))
-            admitted = (self._admit_valid(spec, version) for spec, version in zip(specs, versions, strict=True))
+            admitted = (self._admit_traced(spec, version) for spec, version in zip(specs, versions, strict=True))
             return list(await asyncio.gather(*admitted))
         finally:
             for (tenant, settled_class), count in counted:
                 self._flow.settled(tenant, settled_class, count)
+
+    async def _admit_traced(self, spec: task_pb2.TaskSpec, version: int) -> scheduler_pb2.AdmitTaskResponse:
+        """One task of a batch call, in a trace of its own linked to the call's."""
+        with span(f"admit {spec.kind}", task_attributes(spec), new_trace=True):
+            return await self._admit_valid(spec, version)
 
     async def admit_each(
         self, specs: list[task_pb2.TaskSpec], traceparents: Sequence[str] = ()

@@ -5,83 +5,20 @@ attributes; a failing task's retries are kept whatever the sampling ratio."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc.aio
 import pytest
 from aiohttp import web
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from bench._otlp import Received, receiving
 from clients.sdk import Client
 from mesh.supervisor import Supervisor, build_plan
 from mesh.v1 import task_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-@dataclass
-class Received:
-    service: str
-    span: trace_pb2.Span
-
-    @property
-    def attributes(self) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for kv in self.span.attributes:
-            value = kv.value
-            out[kv.key] = getattr(value, value.WhichOneof("value") or "string_value")
-        return out
-
-
-@dataclass
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """Every span exported to it, kept in arrival order."""
-
-    spans: list[Received] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def Export(self, request, context):  # type: ignore[no-untyped-def]
-        for resource_spans in request.resource_spans:
-            service = next(
-                (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), ""
-            )
-            for scope in resource_spans.scope_spans:
-                self.spans.extend(Received(service, s) for s in scope.spans)
-        self.arrived.set()
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def of_task(self, task_id: str) -> list[Received]:
-        traces = {r.span.trace_id for r in self.spans if r.attributes.get("tidemesh.task.id") == task_id}
-        return [r for r in self.spans if r.span.trace_id in traces]
-
-    async def until(self, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            self.arrived.clear()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"spans never arrived: {sorted({(r.service, r.span.name) for r in self.spans})}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), left)
-
-
-@contextlib.asynccontextmanager
-async def _receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    receiver = Receiver()
-    server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield receiver, f"http://127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
 
 
 def _chain(spans: list[Received], leaf: Received) -> list[str]:
@@ -97,7 +34,7 @@ def _chain(spans: list[Received], leaf: Received) -> list[str]:
 
 
 async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with _receiver() as (receiver, endpoint):
+    async with receiving() as (receiver, endpoint):
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export every 0.2 s, not 5 s
         plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, otlp_endpoint=endpoint)
         async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
@@ -110,6 +47,20 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
                 return {"inference", "envoy"} <= services
 
             await receiver.until(every_hop_arrived)
+            batch = [r.task_id for r in await client.submit_many([client.spec("echo", {"text": t}) for t in "ab"])]
+            [e async for e in client.watch_many(batch)]
+
+            def batch_steps_arrived() -> bool:
+                return all(any(r.span.name == "step echo" for r in receiver.of_task(t)) for t in batch)
+
+            await receiver.until(batch_steps_arrived)
+        # A batch call: one trace per task, each admission linked to the call that brought it.
+        traces = [{r.span.trace_id for r in receiver.of_task(t)} for t in batch]
+        assert all(len(t) == 1 for t in traces) and traces[0] != traces[1], traces
+        call = next(r for r in receiver.spans if r.span.name == "/mesh.v1.GatewayService/SubmitTasks")
+        for t in batch:
+            admit = next(r for r in receiver.of_task(t) if r.span.name == "admit echo")
+            assert [link.trace_id for link in admit.span.links] == [call.span.trace_id]
         spans = receiver.of_task(task_id)
         assert len({r.span.trace_id for r in spans}) == 1, "one trace for the task"
         leaf = next(r for r in spans if r.service == "inference" and r.span.kind == trace_pb2.Span.SPAN_KIND_SERVER)
@@ -159,7 +110,7 @@ async def test_a_failing_task_is_kept_when_the_ratio_drops_everything(
 ) -> None:
     """Head sampling at 0: no span of a healthy task leaves, but a task whose webhook fails is
     recorded attempt by attempt — its retry and its dead letter — in the task's own trace."""
-    async with _receiver() as (receiver, endpoint), _flaky_endpoint() as hook:
+    async with receiving() as (receiver, endpoint), _flaky_endpoint() as hook:
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
         plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, otlp_endpoint=endpoint, trace_sampling_ratio=0)
         async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
