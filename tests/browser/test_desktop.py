@@ -93,7 +93,15 @@ async def _type(page: Page, name: str, typed: str) -> None:
     field = _textbox(page, name)
     await field.click()
     await expect(field).to_be_focused()
-    await page.keyboard.press("Control+a")
+    for attempt in range(3):  # a select-all Flutter has not taken yet leaves the old text: clear again
+        await page.keyboard.press("Control+a")
+        await page.keyboard.press("Backspace")
+        try:
+            await expect(field).to_have_value("", timeout=2_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     await field.press_sequentially(typed, delay=20)
     await expect(field).to_have_value(typed)
 
@@ -141,7 +149,6 @@ async def test_a_stream_task_submitted_from_the_form_is_followed_to_succeeded(ap
     await _type(page, "chunk_delay_ms (uint32)", "150")
     await _type(page, "text (string)", "tide pools at dawn")
     await page.get_by_role("button", name="Submit", exact=True).click()
-    await expect(chunks).not_to_be_attached()
 
     await expect(page.get_by_text(re.compile(r"^stream of \S+: streaming$"))).to_be_attached(timeout=10_000)
     finished = page.get_by_text(re.compile(r"^stream of \S+: finished, SUCCEEDED$"))
@@ -215,6 +222,7 @@ async def test_a_user_kinds_form_comes_from_its_registered_schema(
         await tags.press_sequentially("first", delay=20)
         await page.keyboard.press("Enter")  # a new line: one tag per line
         await tags.press_sequentially("second", delay=20)
+        await expect(tags).to_have_value("first\nsecond")
         loud = page.get_by_role("checkbox", name="loud (bool)")
         await loud.click()
         await expect(loud).to_be_checked()
@@ -226,7 +234,8 @@ async def test_a_user_kinds_form_comes_from_its_registered_schema(
         await client.cancel(task_id)  # no worker serves the kind here
     assert spec.kind == "desktop.greet" and spec.payload.custom.type_url == "type.googleapis.com/desktop.v1.Greeting"
     greeting = message_class(descriptor_set, "desktop.v1.Greeting").FromString(spec.payload.custom.value)
-    assert (greeting.name, greeting.times, list(greeting.tags), greeting.loud) == ("Ada", 2, ["first", "second"], True)  # type: ignore[attr-defined]
+    got = (greeting.name, greeting.times, list(greeting.tags), greeting.loud)  # type: ignore[attr-defined]
+    assert got == ("Ada", 2, ["first", "second"], True), got
 
 
 async def _dead_letter(web_mesh: WebMesh) -> str:
