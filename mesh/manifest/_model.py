@@ -583,9 +583,10 @@ class Tracing:
 
     otlp_endpoint: str = setting(
         "",
-        doc="Where every process sends its spans (`--otlp`), e.g. http://localhost:4317; empty: spans stay in "
-        "the mesh (the trace context still travels and reaches the logs).",
-        pattern=r"^(https?://.+)?$",
+        doc="Where every process sends its spans (`--otlp`): HOST:PORT (plaintext, e.g. localhost:4317), "
+        "http://HOST:PORT or https://HOST:PORT; empty: spans stay in the mesh (the trace context still travels "
+        "and reaches the logs).",
+        pattern=r"^((https?://)?[A-Za-z0-9.\[\]:_-]+(:[0-9]{1,5})?(/\S*)?)?$",
         tradeoff="Full spans cost CPU on every hop; the collector sees each task's whole trace.",
     )
     otlp_protocol: Literal["grpc", "http/protobuf"] = setting(

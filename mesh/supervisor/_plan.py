@@ -245,13 +245,23 @@ def _grace_in(command: Sequence[str]) -> float:
     return (graces[-1] if graces else WORKER_GRACE_S) + STOP_MARGIN_S
 
 
+def otlp_url(endpoint: str) -> str:
+    """`endpoint` as a URL: a bare HOST:PORT is a plaintext collector (``http://HOST:PORT``), as
+    `tidemesh up --otlp localhost:4317` means; https:// asks for TLS."""
+    if "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"otlp endpoint: expected HOST:PORT, http://HOST:PORT or https://HOST:PORT, got {endpoint!r}")
+    return endpoint
+
+
 def otlp_env(endpoint: str, protocol: str = "grpc", ratio: float = 1.0) -> dict[str, str]:
     """The standard OpenTelemetry variables that send every process's spans to `endpoint` (none
     when it is empty); a bad value raises ValueError naming it."""
     if not endpoint:
         return {}
-    if not endpoint.startswith(("http://", "https://")):
-        raise ValueError(f"otlp endpoint: expected http://HOST:PORT or https://HOST:PORT, got {endpoint!r}")
+    endpoint = otlp_url(endpoint)
     if protocol not in ("grpc", "http/protobuf"):
         raise ValueError(f"otlp protocol: expected grpc or http/protobuf, got {protocol!r}")
     if not 0 <= ratio <= 1:
@@ -513,7 +523,7 @@ def build_plan(
         admin_socket=admin_socket,
         cors_allow_origins=tuple(cors_allow_origins),
         request_headers_timeout_s=request_headers_timeout_s,
-        otlp_collector=_collector(otlp_endpoint, otlp_protocol),
+        otlp_collector=_collector(otlp_url(otlp_endpoint), otlp_protocol) if otlp_endpoint else None,
         trace_sampling=trace_sampling_ratio,
     )
     if security:

@@ -64,3 +64,19 @@ def test_without_a_collector_envoy_records_no_span() -> None:
 def test_bad_tracing_settings_are_refused(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=message):
         EdgeConfig(**kwargs)
+
+
+def test_a_bare_collector_address_is_plaintext_otlp() -> None:
+    """`tidemesh up --otlp localhost:4317`: every process and Envoy send to http://localhost:4317."""
+    from mesh.supervisor._plan import _collector, otlp_env, otlp_url
+
+    env = otlp_env("localhost:4317", ratio=0.5)
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4317"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.5"
+    assert _collector(otlp_url("localhost:4317"), "grpc") == ("localhost", 4317, "grpc")
+    assert _collector(otlp_url("https://collector:4317"), "grpc") is None  # Envoy's TLS to it: not rendered
+    for bad, message in (("ftp://x", "otlp endpoint"), ("http://", "otlp endpoint")):
+        with pytest.raises(ValueError, match=message):
+            otlp_env(bad)
+    with pytest.raises(ValueError, match="sampling ratio"):
+        otlp_env("localhost:4317", ratio=2)
