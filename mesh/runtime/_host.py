@@ -57,6 +57,9 @@ class ServiceHost:
         # Mutual TLS on both ports unless the mesh runs --insecure; the gRPC allow-list
         # (`mesh.security.CALLERS`) then names who may call each method.
         self.transport = transport or Transport.insecure()
+        if self.transport.leaf is not None:  # their expiry, for the certificate alert
+            METRICS.certificates.watch(self.transport.leaf.cert, "leaf", name)
+            METRICS.certificates.watch(self.transport.leaf.ca, "root", name)
         self._grpc_address = grpc_address
         self._http_address = http_address
         self._grace_s = grace_s

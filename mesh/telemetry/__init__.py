@@ -11,7 +11,8 @@ from mesh.telemetry._logging import (
     redact,
     redact_message,
 )
-from mesh.telemetry._metrics import METRICS, Metrics, metrics_app
+from mesh.telemetry._metrics import METRICS, PROTOCOLS, Metrics, exemplar, metrics_app
+from mesh.telemetry._tenants import OTHER, TenantLabels
 from mesh.telemetry._tracing import (
     KEEP,
     client_interceptors,
@@ -34,8 +35,11 @@ from mesh.telemetry._tracing import (
 __all__ = [
     "KEEP",
     "METRICS",
+    "OTHER",
+    "PROTOCOLS",
     "REDACTED",
     "Metrics",
+    "TenantLabels",
     "bind_task",
     "client_interceptors",
     "configure_console_logging",
@@ -43,6 +47,7 @@ __all__ = [
     "configure_tracing",
     "context_of",
     "current_traceparent",
+    "exemplar",
     "exporting",
     "extract_context",
     "fail_current",

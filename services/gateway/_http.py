@@ -115,7 +115,7 @@ def http_app(
         try:
             check_task_id(task_id)
             after = _whole_number(resume, field, "a sequence number")
-            mesh_id = await guard.resolve_task(request["principal"], "read", task_id)  # the role and the owner first
+            mesh_id = await guard.resolve_task(request["principal"], "task.read", task_id)  # the action and the owner first
             last = await events.last(mesh_id)
             if last is None:
                 raise no_such_task(task_id)
@@ -128,7 +128,8 @@ def http_app(
             return request.transport is None or request.transport.is_closing()
 
         with guard.lease(request["principal"]) as lease:
-            return await _sse(request, hub.watch(mesh_id, after, field, client_gone), lease, codec)
+            stream = hub.watch(mesh_id, after, field, client_gone, protocol="sse")
+            return await _sse(request, stream, lease, codec)
 
     async def refresh_stream(request: web.Request) -> web.Response:
         try:

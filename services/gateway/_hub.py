@@ -129,7 +129,9 @@ class _Inbox:
         live_limit: int = LIVE_BUFFER,
         stored_limit: int = STORED_BUFFER,
         client_gone: Callable[[], bool] | None = None,
+        protocol: str = "grpc",
     ) -> None:
+        self.protocol = protocol  # how the client reached the gateway, for the stream metrics
         self._queue: asyncio.Queue[Notice] = asyncio.Queue()
         self._ready = asyncio.Event()
         self._live_limit = live_limit
@@ -315,7 +317,7 @@ class EventHub(Lifecycle):
 
     # --- membership ------------------------------------------------------------------------
 
-    def _join(self, task_ids: list[str], inbox: _Inbox) -> None:
+    def _join(self, task_ids: list[str], inbox: _Inbox, resumed: bool = False) -> None:
         self.check_running()  # a watch on a hub that is not delivering would never end
         for task_id in task_ids:
             self._watchers.setdefault(task_id, set()).add(inbox)
@@ -327,6 +329,7 @@ class EventHub(Lifecycle):
             self._reaped.add(inbox)
             self._wake.set()
         METRICS.watchers.inc()
+        METRICS.stream_opened(inbox.protocol, resumed)
 
     def _part(self, task_id: str, inbox: _Inbox) -> None:
         """`inbox` no longer follows `task_id`."""
@@ -342,6 +345,7 @@ class EventHub(Lifecycle):
             self._part(task_id, inbox)
         self._reaped.discard(inbox)
         METRICS.watchers.dec()
+        METRICS.stream_closed(inbox.protocol)
 
     # --- reconciliation with the store ----------------------------------------------------------
 
@@ -472,16 +476,18 @@ class EventHub(Lifecycle):
         after_sequence: int = 0,
         resume_field: str = "after_sequence",
         client_gone: Callable[[], bool] | None = None,
+        protocol: str = "grpc",
     ) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of `task_id` after `after_sequence`, ending with the final one.
 
         Resumed at the final event, it ends at once having sent nothing; resumed past the
         task's last event, it raises OutOfRange naming `resume_field`. With `client_gone`,
-        it ends (having sent nothing more) once that says the client went away.
+        it ends (having sent nothing more) once that says the client went away. `protocol`
+        (grpc, grpc-web, sse, websocket) labels the stream in the metrics.
         """
-        inbox = _Inbox(self._live_buffer, self._stored_buffer, client_gone)
+        inbox = _Inbox(self._live_buffer, self._stored_buffer, client_gone, protocol)
         inbox.sent[task_id] = after_sequence
-        self._join([task_id], inbox)
+        self._join([task_id], inbox, resumed=after_sequence > 0)
         try:
             last = after_sequence
             async for stored in self._events.read(task_id, after_sequence):
@@ -508,12 +514,12 @@ class EventHub(Lifecycle):
         finally:
             self._leave([task_id], inbox)
 
-    def watch_new(self, task_id: str) -> PendingWatch:
+    def watch_new(self, task_id: str, protocol: str = "grpc") -> PendingWatch:
         """A watch of a task about to be admitted under `task_id` (RunTask assigns the id before
         admitting): joined now, before the task has any event, so its events arrive live from
         the first and the store is read only to fill a gap (a notice missed across a
         reconnect). `aclose()` it if it is never iterated."""
-        inbox = _Inbox(self._live_buffer, self._stored_buffer)
+        inbox = _Inbox(self._live_buffer, self._stored_buffer, protocol=protocol)
         inbox.sent[task_id] = 0
         inbox.replaying = False
         self._join([task_id], inbox)
@@ -551,7 +557,9 @@ class EventHub(Lifecycle):
                 if event.final:
                     return
 
-    async def watch_many(self, task_ids: list[str], final_only: bool = False) -> AsyncIterator[task_pb2.TaskEvent]:
+    async def watch_many(
+        self, task_ids: list[str], final_only: bool = False, protocol: str = "grpc"
+    ) -> AsyncIterator[task_pb2.TaskEvent]:
         """Events of several tasks (interleaved, each in order) until every one has ended.
 
         With `final_only`, just each task's final event: the current state of all of
@@ -559,7 +567,7 @@ class EventHub(Lifecycle):
         """
         ids = list(dict.fromkeys(task_ids))
         # Best-effort partials are for single-task watches; this stream carries stored events.
-        inbox = _Inbox(live_limit=0, stored_limit=self._stored_buffer)
+        inbox = _Inbox(live_limit=0, stored_limit=self._stored_buffer, protocol=protocol)
         self._join(ids, inbox)
         last = inbox.sent
         last.update(dict.fromkeys(ids, 0))

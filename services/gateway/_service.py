@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
+from mesh.access import action_named
 from mesh.audit import digest
-from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound
+from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, PermissionDenied
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, raise_from_rpc_error
@@ -29,7 +30,7 @@ from mesh.v1 import (
 )
 from services.gateway._admit import Admissions
 from services.gateway._audit import AuditedAction, Auditor, surface_of
-from services.gateway._auth import ANY_TENANT, Principal, check_roles
+from services.gateway._auth import ANY_TENANT, Principal
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub, PendingWatch
 from services.gateway._inference import ModelSignatures
@@ -93,7 +94,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 raise InvalidArgument("specs", "at least one spec is required")
             for index, spec in enumerate(request.specs):
                 spec.tenant = self._guard.tenant_for(principal, spec.tenant)
-                self._guard.check(principal, "submit", spec.tenant)
+                self._guard.check(principal, "task.submit", spec.tenant)
                 await self._check_model(spec, f"specs[{index}].")
             self._guard.spend(principal, len(request.specs))
             if self._limiter is not None:
@@ -123,10 +124,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             principal = await self._guard.from_grpc(context)
             for task_id in request.task_ids:
                 check_task_id(task_id, "task_ids")
-            task_ids = await self._guard.resolve_tasks(principal, "read", list(request.task_ids))
+            task_ids = await self._guard.resolve_tasks(principal, "task.read", list(request.task_ids))
         except MeshError as exc:
             await abort_with(context, exc)
-        stream = self._hub.watch_many(task_ids, request.final_only)
+        stream = self._hub.watch_many(task_ids, request.final_only, protocol_of(context))
         async for event in self._leased(context, principal, stream):
             yield gateway_pb2.WatchTasksResponse(event=event)
 
@@ -136,7 +137,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         try:
             principal = await self._guard.from_grpc(context)
             tenant = self._guard.tenant_for(principal, request.tenant)
-            self._guard.check(principal, "read", tenant or None)
+            self._guard.check(principal, "dlq.read", tenant or ANY_TENANT)  # none named: every tenant's
         except MeshError as exc:
             await abort_with(context, exc)
         letters = await self._dead_letters.list(tenant, request.limit or 100)
@@ -147,7 +148,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetDeadLetterResponse:
         try:
             principal = await self._guard.from_grpc(context)
-            letter = await self._dead_letter(principal, "read", request.task_id)
+            letter = await self._dead_letter(principal, "dlq.read", request.task_id)
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.GetDeadLetterResponse(dead_letter=letter)
@@ -172,7 +173,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def _replay(
         self, principal: Principal | None, task_id: str, act: AuditedAction
     ) -> scheduler_pb2.AdmitTaskResponse:
-        letter = await self._dead_letter(principal, "submit", task_id)
+        letter = await self._dead_letter(principal, "dlq.replay", task_id)
         # A letter whose task did not end DEAD_LETTERED (a worker crashed between the letter and
         # the final event, and the task then ran or was cancelled) is not a failure to run again.
         last = await self._events.last(letter.task_id)
@@ -206,15 +207,27 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             async with self._auditor.action(
                 principal, "dlq.purge", target, surface_of(context.invocation_metadata())
             ) as act:
-                self._guard.check(principal, "admin")
-                if not request.task_id and not request.tenant:
-                    raise InvalidArgument("task_id", "name a task_id or a tenant to purge")
+                task_id, tenant = await self._purge_target(principal, request)
                 await act.allowed()
-                purged = await self._dead_letters.purge(request.task_id, request.tenant)
+                purged = await self._dead_letters.purge(task_id, tenant)
                 act.done(f"purged {purged} dead letters")
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.PurgeDeadLettersResponse(purged=purged)
+
+    async def _purge_target(
+        self, principal: Principal | None, request: gateway_pb2.PurgeDeadLettersRequest
+    ) -> tuple[str, str]:
+        """What a purge deletes, as (task id, tenant): one letter the caller may purge, or a tenant's."""
+        if request.task_id:
+            if self._guard.wide(principal, "dlq.purge"):
+                return check_task_id(request.task_id), ""  # a mesh id, purged whatever tenant owns it
+            return (await self._dead_letter(principal, "dlq.purge", request.task_id)).task_id, ""
+        if not request.tenant:
+            self._guard.check(principal, "dlq.purge")  # a missing action first, then the missing field
+            raise InvalidArgument("task_id", "name a task_id or a tenant to purge")
+        self._guard.check(principal, "dlq.purge", request.tenant)
+        return "", request.tenant
 
     async def admit(
         self, spec: task_pb2.TaskSpec, principal: Principal | None = None, *, mesh_id: str = ""
@@ -222,7 +235,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """Admission through the scheduler, for gRPC, REST and WebSocket submits alike.
         `mesh_id`: an id this gateway chose with `new_task_id` for a spec that names none."""
         spec.tenant = self._guard.tenant_for(principal, spec.tenant)
-        self._guard.check(principal, "submit", spec.tenant)
+        self._guard.check(principal, "task.submit", spec.tenant)
         self._guard.spend(principal)
         if self._limiter is not None:
             self._limiter.take(spec.tenant)
@@ -249,7 +262,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> int:
         """Cancellation through the scheduler, for every protocol (audited); returns the task's state."""
         async with self._auditor.action(principal, "task.cancel", f"task:{task_id}", surface) as act:
-            mesh_id = await self._guard.resolve_task(principal, "submit", task_id)
+            mesh_id = await self._guard.resolve_task(principal, "task.cancel", task_id)
             await act.allowed(detail=reason)
             reply = await self._ask(
                 self._scheduler.AbortTask, scheduler_pb2.AbortTaskRequest(task_id=mesh_id, reason=reason), 10.0
@@ -265,15 +278,15 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
 
-    async def _dead_letter(self, principal: Principal | None, role: str, task_id: str) -> deadletter_pb2.DeadLetter:
+    async def _dead_letter(self, principal: Principal | None, action: str, task_id: str) -> deadletter_pb2.DeadLetter:
         """The record of the task `task_id` names for `principal` (see `Guard.task_names`), which may
-        act as `role` on it. Another tenant's record answers exactly like a missing one, after the
+        take `action` on it. Another tenant's record answers exactly like a missing one, after the
         same reads."""
-        self._guard.check(principal, role)  # the role first: a missing one says nothing of ids
+        self._guard.check(principal, action)  # the action first: a missing one says nothing of ids
         check_task_id(task_id)
         for candidate in self._guard.task_names(principal, task_id):
             letter = await self._dead_letters.get(candidate)
-            if letter is not None and (principal is None or principal.may(role, letter.spec.tenant)):
+            if letter is not None and self._guard.allows(principal, action, letter.spec.tenant):
                 return letter
         raise _no_dead_letter(task_id)
 
@@ -282,10 +295,10 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> AsyncIterator[gateway_pb2.WatchTaskResponse]:
         try:
             principal = await self._guard.from_grpc(context)
-            task_id = await self._guard.resolve_task(principal, "read", check_task_id(request.task_id))
+            task_id = await self._guard.resolve_task(principal, "task.read", check_task_id(request.task_id))
         except MeshError as exc:
             await abort_with(context, exc)
-        stream = self._hub.watch(task_id, request.after_sequence)
+        stream = self._hub.watch(task_id, request.after_sequence, protocol=protocol_of(context))
         async for event in self._leased(context, principal, stream):
             yield gateway_pb2.WatchTaskResponse(event=event)
 
@@ -297,12 +310,12 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             principal = await self._guard.from_grpc(context)
             if not request.HasField("spec"):
                 raise InvalidArgument("spec", "is required")
-            # Both roles before anything is stored: never admit a task the caller may not watch.
-            self._guard.check(principal, "read", self._guard.tenant_for(principal, request.spec.tenant))
+            # Both actions before anything is stored: never admit a task the caller may not watch.
+            self._guard.check(principal, "task.read", self._guard.tenant_for(principal, request.spec.tenant))
             if not request.spec.task_id:
                 # The mesh's own id, chosen here: the watch joins before the task has an event,
                 # so every event reaches it live and the store is not read back.
-                pending = self._hub.watch_new(new_task_id())
+                pending = self._hub.watch_new(new_task_id(), protocol_of(context))
             admitted = await self.admit(request.spec, principal, mesh_id=pending.task_id if pending else "")
         except BaseException as exc:  # refused or cancelled: the joined watch leaves with it
             if pending is not None:
@@ -316,7 +329,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         else:  # a client-chosen id, or an idempotency key that found an earlier task
             if pending is not None:
                 await pending.aclose()
-            events = self._hub.watch(admitted.task_id, 0)
+            events = self._hub.watch(admitted.task_id, 0, protocol=protocol_of(context))
         submitted = gateway_pb2.SubmitTaskResponse(
             task_id=admitted.task_id, deduplicated=admitted.deduplicated, sequence=admitted.sequence
         )
@@ -351,7 +364,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         """The task folded from its events, for gRPC and REST alike."""
         # Owner first, from the first event alone: another tenant's task must not cost the time a
         # fold of its whole chain takes, or it could be told from a missing one by timing.
-        mesh_id = await self._guard.resolve_task(principal, "read", check_task_id(task_id))
+        mesh_id = await self._guard.resolve_task(principal, "task.read", check_task_id(task_id))
         task = await self._fold(mesh_id)
         if task is None:
             raise no_such_task(task_id)
@@ -377,7 +390,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetMeshStatusResponse:
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, "read")
+            self._guard.check(principal, "status.read")
             return await self.mesh_status(principal)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -387,7 +400,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> AsyncIterator[gateway_pb2.WatchMeshStatusResponse]:
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, "read")
+            self._guard.check(principal, "status.read")
         except MeshError as exc:
             await abort_with(context, exc)
         changes = status_changes(lambda: self.mesh_status(principal), interval_s(request.min_interval_ms))
@@ -395,12 +408,13 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             yield gateway_pb2.WatchMeshStatusResponse(status=status)
 
     async def mesh_status(self, principal: Principal | None) -> gateway_pb2.GetMeshStatusResponse:
-        """The scheduler's queue and worker figures as `principal` may see them (its `read` role checked)."""
+        """The scheduler's queue and worker figures as `principal` may see them (status.read checked)."""
         reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
         queues, tenant_queues = list(reply.queues), list(reply.tenant_queues)
-        if principal is not None and "admin" not in principal.roles:
+        reach = self._guard.reach(principal, "status.read")
+        if reach is not None:
             # A tenant sees its own figures only: neither other tenants' names nor their depths.
-            tenant_queues = [q for q in tenant_queues if q.tenant == principal.tenant]
+            tenant_queues = [q for q in tenant_queues if q.tenant in reach]
             queues = lane_totals(tenant_queues)
         return gateway_pb2.GetMeshStatusResponse(
             queues=queues,
@@ -438,7 +452,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             check_task_id(page_token, "page_token")
         if limit > MAX_PAGE:
             raise InvalidArgument("limit", f"at most {MAX_PAGE}")
-        self._guard.check(principal, "read", tenant)
+        self._guard.check(principal, "task.read", tenant)
         if self._index is None:
             raise Conflict("this gateway keeps no task index")
 
@@ -490,18 +504,23 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
     async def _create_key(
         self, principal: Principal | None, request: gateway_pb2.CreateApiKeyRequest, act: AuditedAction
     ) -> tuple[str, str]:
-        self._guard.check(principal, "admin")
+        if not request.tenant:
+            raise InvalidArgument("tenant", "is required: the key's tenant, or '*' for every tenant")
+        self._guard.check(principal, "auth.key.create", request.tenant)
         if self._guard.authenticator is None:
             raise Conflict("auth is off on this gateway: there is nowhere to keep keys")
         if request.tenant != ANY_TENANT:
             check_task_id(request.tenant, "tenant")  # same alphabet as task ids
-        roles = check_roles(request.roles)
-        if request.tenant == ANY_TENANT and "admin" not in roles and roles != {"work"}:
-            # As for tokens: a credential for every tenant is an admin's, never a wide reader's —
-            # or a worker's, which serves every tenant's work of its kinds and may do nothing else.
-            raise InvalidArgument(
-                "tenant", "'*' (every tenant) is only for keys with the admin role, or the work role alone"
-            )
+        # As for tokens: a credential for every tenant holds only roles made for that, never a wide
+        # reader's; and one for a tenant never a role for every tenant.
+        roles = self._guard.roles.check_credential(request.tenant, request.roles)
+        if principal is not None:
+            beyond = self._guard.roles.beyond(principal.tenant, principal.roles, request.tenant, roles)
+            if beyond:
+                raise PermissionDenied(
+                    f"credential {principal.credential_id} may not give roles: {beyond} "
+                    "(a key never holds more than the credential that mints it)"
+                )
         await act.allowed()
         key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
         # The key's id, tenant, roles and name; never its secret (it is shown once, to the caller only).
@@ -520,10 +539,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 f"credential:{request.credential_id}",
                 surface_of(context.invocation_metadata()),
             ) as act:
-                self._guard.check(principal, "admin")
-                if self._guard.authenticator is None:
-                    raise Conflict("auth is off on this gateway")
-                check_task_id(request.credential_id, "credential_id")
+                await self._check_revoke(principal, request.credential_id)
                 await act.allowed(detail=request.reason)
                 await self._guard.authenticator.store.revoke(request.credential_id, request.reason)
                 act.done(
@@ -533,6 +549,49 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         except MeshError as exc:
             await abort_with(context, exc)
         return gateway_pb2.RevokeCredentialResponse()
+
+    async def _check_revoke(self, principal: Principal | None, credential_id: str) -> None:
+        """A role for every tenant revokes any credential; a tenant's (tenant-admin) only the API keys
+        of the tenants it reaches — a key of another tenant and no key at all answer the same."""
+        self._guard.check(principal, "auth.revoke")
+        if self._guard.authenticator is None:
+            raise Conflict("auth is off on this gateway")
+        check_task_id(credential_id, "credential_id")
+        if principal is None or self._guard.wide(principal, "auth.revoke"):
+            return
+        key = await self._guard.authenticator.store.find_api_key(credential_id)
+        if key is None or not self._guard.allows(principal, "auth.revoke", key.tenant):
+            raise PermissionDenied(
+                f"credential {principal.credential_id} may not auth.revoke {credential_id!r}: it is no API key of "
+                "a tenant this credential administers (a token's jti needs a role for every tenant)"
+            )
+
+    async def CheckAccess(
+        self, request: gateway_pb2.CheckAccessRequest, context: Context
+    ) -> gateway_pb2.CheckAccessResponse:
+        """The caller's own decision for an action (`tidemesh auth can-i`): allowed by which role, or
+        refused and why. Any credential may ask, of itself only."""
+        try:
+            principal = await self._guard.from_grpc(context)
+            action = action_named(request.action)
+            tenant: str | None = None
+            if action.scope == "tenant":
+                tenant = request.tenant or (principal.tenant if principal is not None else "") or None
+                if tenant is not None and tenant != ANY_TENANT:
+                    check_task_id(tenant, "tenant")
+            decision = self._guard.decide(principal, action.name, tenant)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.CheckAccessResponse(
+            allowed=decision.allowed,
+            action=action.name,
+            tenant=tenant or "",
+            role=decision.role,
+            reason=decision.reason,
+            credential_id=principal.credential_id if principal is not None else "",
+            credential_tenant=principal.tenant if principal is not None else "",
+            roles=sorted(principal.roles) if principal is not None else [],
+        )
 
 
 async def _run_responses(
@@ -553,3 +612,9 @@ async def _announce(context: Context, lease: StreamLease | None) -> None:
 
 def _no_dead_letter(task_id: str) -> NotFound:
     return NotFound(f"task {task_id!r} has no dead-letter record")
+
+
+def protocol_of(context: Context) -> str:
+    """How the caller reached the gateway: ``grpc-web`` (a browser, through Envoy's gRPC-Web
+    filter, which keeps the client's ``x-grpc-web`` header) or ``grpc``."""
+    return "grpc-web" if any(key == "x-grpc-web" for key, _ in context.invocation_metadata() or ()) else "grpc"

@@ -163,7 +163,7 @@ class WebSocketSession:
                 self._send({"type": "pong", "id": command.get("id")})
             elif op in ("subscribe", "watch"):
                 task_id = _task_id(command)
-                mesh_id = await self._guard.resolve_task(self._principal, "read", task_id)
+                mesh_id = await self._guard.resolve_task(self._principal, "task.read", task_id)
                 self._subscribe(task_id, mesh_id, _after(command))
             elif op == "unsubscribe":
                 task = self._subscriptions.pop(_task_id(command), None)
@@ -191,7 +191,7 @@ class WebSocketSession:
 
         async def follow() -> None:
             # Cancelled on unsubscribe, a new subscribe of the task, or the connection's end.
-            stream = self._hub.watch(mesh_id, after)
+            stream = self._hub.watch(mesh_id, after, protocol="websocket")
             try:
                 async for event in guarded(stream, self._lease):
                     self._send({"type": "event", "event": await self._codec.to_dict(event)})

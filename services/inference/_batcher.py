@@ -18,7 +18,6 @@ from functools import partial
 import numpy as np
 
 from mesh.lifecycle import Lifecycle
-from mesh.telemetry import METRICS
 from services.inference._router import Router
 
 
@@ -105,7 +104,6 @@ class Batcher(Lifecycle):
 
     async def _call(self, batch: list[_Request]) -> None:
         texts = [t for r in batch for t in r.texts]
-        METRICS.inference_batch.labels(self._model).observe(len(texts))
         try:
             vectors, backend = await self._router.embed(self._model, texts, batch[0].rank)
         except Exception as exc:

@@ -185,12 +185,21 @@ class Router:
         self._known: dict[str, ModelSpec] = {}
         self._probe_interval_s = probe_interval_s
         self._probe_task: asyncio.Task[None] | None = None
+        self._unexport: Callable[[], None] | None = None
 
     async def start(self) -> None:
         await self._probe_all()
         self._probe_task = asyncio.create_task(self._probe_loop())
+        self._unexport = METRICS.inference_breaker_open.provide(self._breakers_open)
+
+    def _breakers_open(self) -> list[tuple[list[str], float]]:
+        """1 per backend whose circuit keeps calls from it (open, or half-open), read when scraped."""
+        return [([s.backend.name], float(s.breaker.state is not BreakerState.CLOSED)) for s in self._slots]
 
     async def close(self) -> None:
+        if self._unexport is not None:
+            self._unexport()
+            self._unexport = None
         if self._probe_task is not None:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -394,13 +403,16 @@ class Router:
                 async with slot.use(served, rank):
                     result = await call(slot.backend, served)
             except BackendDown as exc:
+                METRICS.inference_failures.labels(served, slot.backend.name).inc()
                 self._failed(slot, exc, fatal=True)
                 previous = slot
                 continue
-            slot.latency_s += _EWMA * (time.monotonic() - started - slot.latency_s)
+            elapsed_s = time.monotonic() - started
+            slot.latency_s += _EWMA * (elapsed_s - slot.latency_s)
             slot.texts_served += size
             slot.breaker.success()
             METRICS.inference_requests.labels(served, slot.backend.name).inc(size)
+            METRICS.inferred(served, slot.backend.name, size, elapsed_s)
             return result, slot.backend.name
 
     async def _resident(self, model: str, tokens: bool, rank: int) -> None:

@@ -42,6 +42,7 @@ from mesh.fabric import (
     WorkQueue,
     item_subject,
 )
+from mesh.priority import class_name
 from mesh.tasks import SCHEMA_VERSION, Limits, new_task_id, validate_spec
 from mesh.telemetry import METRICS, current_traceparent, failed, get_logger, span, task_attributes
 from mesh.v1 import scheduler_pb2, task_pb2, work_pb2
@@ -158,7 +159,7 @@ class Admitter:
         if not await self._store(spec, listed=listed):
             # The task id exists: a retried submit with a client-chosen id.
             return await self._resume(spec)
-        METRICS.tasks_admitted.labels(spec.kind, task_pb2.PriorityClass.Name(spec.priority_class)).inc()
+        METRICS.admitted(spec.kind, class_name(spec.priority_class), spec.tenant)
         return scheduler_pb2.AdmitTaskResponse(task_id=spec.task_id, sequence=1)
 
     async def _list(self, spec: task_pb2.TaskSpec) -> None:

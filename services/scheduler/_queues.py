@@ -9,6 +9,7 @@ yet (no worker pulled from it) still shows its items as waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -111,14 +112,21 @@ def _export(sample: QueueSample) -> None:
         lane = class_name(q.priority_class)
         METRICS.queue_pending.labels(q.pool, lane).set(q.pending)
         METRICS.queue_oldest_age.labels(q.pool, lane).set(q.oldest_age_s)
-    current = set()
+    # Per tenant only for the tenants the metrics name (the busiest by admissions); the rest of a
+    # lane's partitions are summed as "other", with the oldest age among them.
+    pending: dict[tuple[str, str, str], int] = {}
+    oldest: dict[tuple[str, str, str], float] = {}
     for q in sample.tenants:
-        labels = (q.pool, class_name(q.priority_class), q.tenant)
-        current.add(labels)
-        METRICS.tenant_queue_pending.labels(*labels).set(q.pending)
-        METRICS.tenant_queue_oldest_age.labels(*labels).set(q.oldest_age_s)
+        labels = (q.pool, class_name(q.priority_class), METRICS.tenants.label(q.tenant, count=False))
+        pending[labels] = pending.get(labels, 0) + q.pending
+        oldest[labels] = max(oldest.get(labels, 0.0), q.oldest_age_s)
+    for labels, count in pending.items():
+        METRICS.tenant_queue_pending.labels(*labels).set(count)
+        METRICS.tenant_queue_oldest_age.labels(*labels).set(oldest[labels])
+    current = set(pending)
     for labels in _exported_tenants - current:  # an emptied partition leaves the metrics
-        METRICS.tenant_queue_pending.remove(*labels)
-        METRICS.tenant_queue_oldest_age.remove(*labels)
+        with contextlib.suppress(KeyError):  # or left with its tenant (`TenantLabels`)
+            METRICS.tenant_queue_pending.remove(*labels)
+            METRICS.tenant_queue_oldest_age.remove(*labels)
     _exported_tenants.clear()
     _exported_tenants.update(current)

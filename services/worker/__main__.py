@@ -31,7 +31,7 @@ from mesh.rpc import channel
 from mesh.runtime import ServiceHost, announce_restart, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.tasks import new_task_id
-from mesh.telemetry import get_logger
+from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import scheduler_pb2_grpc, session_pb2_grpc, status_pb2, worker_pb2_grpc
 from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
@@ -63,6 +63,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         tenant_concurrency=_per_tenant("--tenant-concurrency", args.tenant_concurrency, int, "N"),
     )
     bounds = _wait_bounds(args.wait_bounds)
+    for name, bound_s in (
+        ("interactive", bounds.interactive_s),
+        ("standard", bounds.standard_s),
+        ("batch", bounds.batch_s),
+    ):
+        METRICS.queue_wait_bound.labels(name).set(bound_s)  # what an alert compares each lane's oldest age with
     weights = _per_tenant("--tenant-weights", args.tenant_weights, float, "WEIGHT")
     # One exit stack: what starts later stops earlier (the callbacks run in reverse).
     async with contextlib.AsyncExitStack() as stack:

@@ -28,6 +28,23 @@ from mesh.v1 import deadletter_pb2, task_pb2, work_pb2
 
 log = get_logger(__name__)
 
+# The error classes a step reports (StepFailed's): a metric's label carries one of these, or
+# "other" (a worker in another language may report any string).
+STEP_ERROR_CLASSES = frozenset(
+    {"invalid_input", "schema_mismatch", "timeout", "resource_exhausted", "dependency_down", "child_failed", "bug"}
+    | {"invalid_output", "internal"}
+)
+
+
+def error_label(error_class: str) -> str:
+    """`error_class` as a metric label: a known class, or ``other``."""
+    return error_class if error_class in STEP_ERROR_CLASSES else "other"
+
+
+def classification_label(error_class: str) -> str:
+    """The dead-letter classification of `error_class` as a metric label (``poison_input``, ``bug``, …)."""
+    return deadletter_pb2.FailureClass.Name(classify(error_class)).removeprefix("FAILURE_CLASS_").lower()
+
 
 def letter_for(
     chain: Chain, spec: task_pb2.TaskSpec, error: task_pb2.TaskError, fault: str, worker_ids: set[str]
@@ -110,5 +127,7 @@ class DeadLettering:
             await self.end(chain, spec, error, fingerprint(error_class, message))
         except ChainMoved:
             return False  # someone wrote meanwhile (a cancel): the chain is theirs
-        METRICS.tasks_finished.labels(spec.kind if spec.kind in KINDS else "unknown", "DEAD_LETTERED").inc()
+        METRICS.dead_lettered(
+            spec.kind if spec.kind in KINDS else "unknown", classification_label(error_class), spec.tenant
+        )
         return True

@@ -55,7 +55,7 @@ from mesh.priority import CLASS_NAMES
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, duration
 from mesh.tasks import TaskKind, user_pool
-from mesh.telemetry import get_logger
+from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import session_pb2, session_pb2_grpc, task_pb2, work_pb2
 from services.worker._children import ChildTasks
 from services.worker._deadletter import DeadLettering
@@ -540,6 +540,7 @@ class SessionHost:
         schema mismatch (read in place, then removed: nobody pulls those pools)."""
         queued = await self.queued()
         if not queued:
+            _export_unserved({})
             return
         offered: dict[tuple[str, str], set[int]] = {}
         for record in await self.records():
@@ -547,6 +548,7 @@ class SessionHost:
                 for step in offer.steps:
                     offered.setdefault((offer.kind, step), set()).update(offer.schema_versions)
         served = {user_pool(kind, step, v) for (kind, step), versions in offered.items() for v in versions}
+        _export_unserved({pool: count for pool, count in queued.items() if pool not in served})
         now_s = time.time()
         for pool in sorted(set(queued) - served):
             for lane in CLASS_NAMES:
@@ -605,6 +607,19 @@ class SessionHost:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_unserved_pools: set[str] = set()
+
+
+def _export_unserved(unserved: dict[str, int]) -> None:
+    """Work waiting in pools no attached worker reads (`tidemesh_queue_without_worker`)."""
+    for pool, count in unserved.items():
+        METRICS.queue_without_worker.labels(pool).set(count)
+    for pool in _unserved_pools - set(unserved):
+        METRICS.queue_without_worker.remove(pool)
+    _unserved_pools.clear()
+    _unserved_pools.update(unserved)
 
 
 async def session_records(

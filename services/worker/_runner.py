@@ -33,6 +33,7 @@ from mesh.fabric import (
     WorkSink,
     fingerprint,
 )
+from mesh.priority import class_name
 from mesh.rpc import duration
 from mesh.tasks import KINDS, TaskKind
 from mesh.telemetry import (
@@ -48,7 +49,7 @@ from mesh.telemetry import (
 from mesh.v1 import task_pb2, work_pb2
 from services.worker._acks import ack, attempt_of, keep_in_progress, stream_sequence_of
 from services.worker._children import ChildTasks
-from services.worker._deadletter import DeadLettering
+from services.worker._deadletter import DeadLettering, classification_label, error_label
 from services.worker._items import PoisonMessage, check_work_item, next_item
 from services.worker._ownership import Superseded, claim, is_over
 from services.worker._retry import GiveUp, RetryPolicy
@@ -180,6 +181,9 @@ class Runner:
             )
             return
         step = kind.steps[index]
+        if chain.attempt == 1 and item.HasField("enqueued"):  # a retry's wait includes its backoff: not counted
+            wait_s = time.time() - item.enqueued.ToNanoseconds() / 1e9
+            METRICS.waited(step.pool, class_name(spec.priority_class), wait_s)
         ticker = asyncio.create_task(keep_in_progress(msg, self._ack_wait_s / 3))
         started = time.perf_counter()
         try:
@@ -214,7 +218,7 @@ class Runner:
         finally:
             ticker.cancel()
             elapsed_s = time.perf_counter() - started
-            METRICS.step_seconds.labels(spec.kind, step.name, step.pool).observe(elapsed_s)
+            METRICS.step_ran(spec.kind, step.name, step.pool, elapsed_s)
             log.info(
                 "step finished",
                 extra={"step": step.name, "pool": step.pool, "attempt": chain.attempt, "ms": round(elapsed_s * 1e3, 2)},
@@ -230,7 +234,7 @@ class Runner:
                     partial_confidence=1.0,
                     final=True,
                 )
-                METRICS.tasks_finished.labels(spec.kind, "SUCCEEDED").inc()
+                METRICS.finished(spec.kind, "SUCCEEDED", spec.tenant)
                 await self._release_key(spec, task_pb2.TASK_STATE_SUCCEEDED)
         except ChainMoved:
             await self._on_chain_moved(msg, chain)
@@ -278,6 +282,15 @@ class Runner:
         max_attempts = kind.attempts(max(0, kind.step_index(chain.step)))
         move = self._retry.after(retryable=exc.retryable, attempt=chain.attempt, max_attempts=max_attempts)
         fail_current(exc)
+        pool = kind.steps[max(0, kind.step_index(chain.step))].pool
+        METRICS.step_failed(
+            kind.name,
+            chain.step,
+            pool,
+            error_label(exc.error_class),
+            classification_label(exc.error_class),
+            retry=not isinstance(move, GiveUp),
+        )
         # Kept whatever the sampling ratio: a failing attempt's trace is the one worth reading.
         what = "dead-letter" if isinstance(move, GiveUp) else "retry"
         attributes = {
@@ -306,7 +319,7 @@ class Runner:
         spec = work_pb2.WorkItem.FromString(msg.data).spec
         error = task_pb2.TaskError(error_class=exc.error_class, message=exc.message, retryable=exc.retryable)
         await self._dead.end(chain, spec, error, fingerprint(exc.error_class, exc.message, exc.__cause__))
-        METRICS.tasks_finished.labels(kind.name, "DEAD_LETTERED").inc()
+        METRICS.dead_lettered(kind.name, classification_label(exc.error_class), spec.tenant)
         await ack(msg)
 
     async def end_unrunnable(self, msg: Delivery, poison: PoisonMessage) -> bool:
