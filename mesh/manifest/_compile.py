@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mesh.access import roles_section
 from mesh.manifest._fields import encode, merge
 from mesh.manifest._model import CLASS_NAMES, POOL_NAMES, Autoscale, Manifest
 
@@ -141,6 +142,7 @@ def plan_arguments(m: Manifest) -> dict[str, Any]:
         "otlp_endpoint": m.observability.tracing.otlp_endpoint,
         "otlp_protocol": m.observability.tracing.otlp_protocol,
         "trace_sampling_ratio": m.observability.tracing.sampling_ratio,
+        "roles": {name: encode(role) for name, role in m.roles.items()},
     }
 
 
@@ -217,7 +219,7 @@ _HELD = {
         "--tenant-weights", "--tenant-concurrency", "--wait-bounds", "--reserve", "--guaranteed-slots",
         "--resume-window", "--webhook-allow",
     },
-    "gateway": {"--jwt-audience"},
+    "gateway": {"--jwt-audience", "--roles-file"},
     "inference": {flag for flag, _ in _INFERENCE_FLAGS} | {"--spill-after-ms", "--no-cpu"},
 }  # fmt: skip
 
@@ -329,6 +331,8 @@ def observe(plan: Any) -> Observed:
     put("endpoints.public.auth.required", "--auth-dir" in gateway)
     if (audience := _last(gateway, "--jwt-audience")) is not None:
         put("endpoints.public.auth.jwtAudience", audience)
+    if (roles_file := _last(gateway, "--roles-file")) is not None:
+        put("roles", roles_section(Path(roles_file)))
     for flag, path in (
         ("--tenant-rate", "tenants.defaults.submitsPerSecond"),
         ("--tenant-burst", "tenants.defaults.submitBurst"),

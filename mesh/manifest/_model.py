@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mesh.access import ALIASES, BUILTIN_NAMES, BY_NAME, unknown_action
 from mesh.manifest._fields import SecretRef, setting
 
 API_VERSION = "tidemesh.dev/v1alpha1"
@@ -23,6 +24,7 @@ POOL_NAMES = ("ingestion", "orchestration", "inference", "post-processing")
 CLASS_NAMES = ("interactive", "standard", "batch")
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 KIND_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
+ACTION_PATTERN = r"^[a-z]+(\.[a-z]+)+$"  # an action's shape; which ones exist, Role.check says
 CAPS_LATER = "per-pool resource caps are enforced in a later release"
 APPLY_LATER = "`tidemesh config apply` acts on it in a later release"
 
@@ -569,12 +571,28 @@ class Policies:
 
 @dataclass(frozen=True)
 class Role:
-    """A role of your own: permissions per action, optionally within tenants (placeholder)."""
+    """A role of your own: the actions it grants, optionally only in some tenants (`mesh.access`)."""
 
-    permissions: tuple[str, ...] = setting(doc="Actions the role may take, e.g. task.submit.", required=True)
-    tenants: tuple[str, ...] | None = setting(
-        None, doc="The tenants it may act in (null: every tenant).", pattern=TOKEN_PATTERN
+    permissions: tuple[str, ...] = setting(
+        doc="Actions the role grants, e.g. task.read, dlq.replay (`tidemesh auth roles` lists them).",
+        required=True,
+        pattern=ACTION_PATTERN,
     )
+    tenants: tuple[str, ...] | None = setting(
+        None,
+        doc="The only tenants it acts in (null: its credential's tenant; a credential for every tenant, '*', "
+        "may hold it only if it lists them or grants no action on tenants).",
+        pattern=TOKEN_PATTERN,
+    )
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.permissions:
+            yield "permissions", "a role grants at least one action"
+        for index, action in enumerate(self.permissions):
+            if action not in BY_NAME:
+                yield f"permissions[{index}]", unknown_action(action)
+        if self.tenants is not None and not self.tenants:
+            yield "tenants", "list one or more tenants (null: no limit)"
 
 
 @dataclass(frozen=True)
@@ -671,14 +689,18 @@ class Manifest:
     )
     roles: dict[str, Role] = setting(
         default_factory=dict,
-        doc="Roles of your own, by name (placeholder).",
+        doc="Roles of your own, by name, beside the built-in ones (viewer, submitter, operator, tenant-admin, "
+        "policy-admin, auditor, worker, admin); API keys and tokens name them like built-in ones.",
         key_pattern=TOKEN_PATTERN,
-        enforced=False,
-        later="roles are checked in a later release",
     )
     experiments: Experiments = setting(
         default_factory=Experiments, doc="Switches for experiments only; no preset sets them."
     )
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        for name in self.roles:
+            if name in BUILTIN_NAMES or name in ALIASES:
+                yield f"roles.{name}", f"{name!r} is a built-in role (or its alias): choose another name"
 
 
 def declared_only(data: dict[str, Any], base: dict[str, Any] | None = None) -> list[str]:

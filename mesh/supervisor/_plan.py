@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mesh.access import ROLES_FILE, write_roles
 from mesh.audit import ensure_signing_key
 from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
@@ -343,6 +344,7 @@ def build_plan(
     otlp_endpoint: str = "",
     otlp_protocol: str = "grpc",
     trace_sampling_ratio: float = 1.0,
+    roles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -363,7 +365,9 @@ def build_plan(
     the mesh's root, unless `insecure` (plaintext, for experiments; see `_security`).
 
     `inference_args` go to every inference service; `cors_allow_origins` and
-    `request_headers_timeout_s` are Envoy's (see `EdgeConfig`)."""
+    `request_headers_timeout_s` are Envoy's (see `EdgeConfig`). `roles`, custom roles as the
+    manifest's ``roles`` section holds them (`mesh.access`), are written to
+    ``<state_dir>/auth/roles.json`` for every gateway (``--roles-file``)."""
     state_dir = state_dir.resolve()
     caps = check_memory_caps(memory_caps_mb or {})
     env = otlp_env(otlp_endpoint, otlp_protocol, trace_sampling_ratio)
@@ -373,6 +377,8 @@ def build_plan(
     gateway_args = (*_limit_args("tenant", *tenant_limit), *_limit_args("credential", *credential_limit), *gateway_args)
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
+    if roles:  # checked as it is written: a bad role (an unknown action) is a ValueError naming its path
+        gateway_args = (*gateway_args, "--roles-file", str(write_roles(state_dir / "auth" / ROLES_FILE, roles)))
     # Every mesh keeps an audit of its administrative actions, checkpoints signed with its own key.
     gateway_args = ("--audit-dir", str(ensure_signing_key(state_dir / "audit")), *gateway_args)
     ports = _Ports(public_port)

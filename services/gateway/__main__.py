@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc.aio
 
+from mesh.access import RoleCatalog, RoleError, read_roles
 from mesh.audit import SIGNING_KEY_FILE as AUDIT_KEY_FILE
 from mesh.audit import AuditLog, JetStreamAuditStore, Signer, declare_audit_stream
 from mesh.fabric import (
@@ -26,6 +27,7 @@ from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.telemetry import get_logger
 from mesh.v1 import (
+    access_pb2_grpc,
     audit_pb2_grpc,
     gateway_pb2_grpc,
     inference_pb2_grpc,
@@ -34,6 +36,7 @@ from mesh.v1 import (
     schema_pb2_grpc,
     session_pb2_grpc,
 )
+from services.gateway._access import AccessApi
 from services.gateway._audit import Auditor
 from services.gateway._audit_api import AuditApi
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
@@ -119,6 +122,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.add(gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway, "mesh.v1.GatewayService")
         host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
         host.add(audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditApi(guard, auditor), "mesh.v1.AuditService")
+        host.add(access_pb2_grpc.add_AccessServiceServicer_to_server, AccessApi(guard), "mesh.v1.AccessService")
         # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.
         session_channels: list[grpc.aio.Channel] = []
         for target in filter(None, args.session_hosts.split(",")):
@@ -142,11 +146,20 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # type: ignore[no-untyped-def]
-    """Auth is on when --auth-dir is given: JWT key and bootstrap admin key from that folder."""
+    """Auth is on when --auth-dir is given: JWT key and bootstrap admin key from that folder; the
+    custom roles of --roles-file beside the built-in ones (a bad file stops the gateway, naming it)."""
     credential_limiter = None
     if args.credential_rate > 0:
         credential_limiter = RateLimiter(args.credential_rate, args.credential_burst, what="credential")
+    roles = RoleCatalog()
+    if args.roles_file:
+        try:
+            roles = read_roles(Path(args.roles_file))
+        except RoleError as exc:
+            raise SystemExit(f"--roles-file {args.roles_file}: {exc}") from exc
     if not args.auth_dir:
+        if roles.custom:
+            log.warning("custom roles are not in force: auth is off (%d roles)", len(roles.custom))
         return Guard.disabled(events)
     directory = Path(args.auth_dir)
     store = await CredentialStore.open(js, args.replicas)
@@ -155,8 +168,11 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
     if admin_key.exists():
         store.add_static_key(admin_key.read_text().strip(), ANY_TENANT, ["admin"], "bootstrap admin")
     jwt_settings = JwtSettings.from_dir(directory, args.jwt_audience)
-    log.info("auth is on", extra={"jwt": bool(jwt_settings), "audience": args.jwt_audience})
-    return Guard(events, Authenticator(store, jwt_settings), credential_limiter)
+    log.info(
+        "auth is on",
+        extra={"jwt": bool(jwt_settings), "audience": args.jwt_audience, "custom_roles": len(roles.custom)},
+    )
+    return Guard(events, Authenticator(store, jwt_settings, roles), credential_limiter)
 
 
 async def _auditor(args: argparse.Namespace, js) -> Auditor:  # type: ignore[no-untyped-def]
@@ -200,6 +216,11 @@ def main() -> None:
     )
     parser.add_argument("--auth-dir", default="", help="require credentials: jwt.secret or jwt.pub, admin.key here")
     parser.add_argument("--jwt-audience", default="tidemesh", help="the aud claim tokens must carry")
+    parser.add_argument(
+        "--roles-file",
+        default="",
+        help="custom roles beside the built-in ones (JSON: the manifest's roles section; `tidemesh up` writes it)",
+    )
     parser.add_argument(
         "--audit-dir",
         default="",

@@ -1,9 +1,10 @@
-"""AuditService servicer: the audit read through the gateway, by admins and auditors only.
+"""AuditService servicer: the audit read through the gateway, by credentials allowed audit.read
+(listing, showing) and audit.export — the admin and auditor roles.
 
 Listing and showing records are reads (not themselves recorded); an export is recorded like any
 administrative action (`_audit`), and signs a checkpoint of the head before it streams, so what
-it carries ends covered by a signature. A caller without the role is PERMISSION_DENIED, and the
-refused attempt is recorded.
+it carries ends covered by a signature. A caller without the action is PERMISSION_DENIED naming
+it, and the refused attempt is recorded.
 """
 
 from __future__ import annotations
@@ -19,14 +20,7 @@ from services.gateway._audit import Auditor, surface_of
 from services.gateway._auth import Principal
 from services.gateway._guard import Guard
 
-READER_ROLES = frozenset({"admin", "auditor"})  # auditor: read-only access to the audit
 MAX_PAGE = 500
-
-
-def check_reader(principal: Principal | None) -> None:
-    """PermissionDenied unless `principal` may read the audit (None: auth is off)."""
-    if principal is not None and not READER_ROLES & principal.roles:
-        raise PermissionDenied(f"credential {principal.credential_id} lacks the 'admin' or 'auditor' role")
 
 
 class AuditApi(audit_pb2_grpc.AuditServiceServicer):
@@ -37,7 +31,7 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
     async def _reader(self, context: Context, action: str) -> tuple[AuditLog, Principal | None]:
         principal = await self._guard.from_grpc(context)
         try:
-            check_reader(principal)
+            self._guard.check(principal, action)
         except PermissionDenied as exc:
             await self._auditor.refused(principal, action, "audit", surface_of(context.invocation_metadata()), exc)
             raise

@@ -4,8 +4,9 @@ Credentials (every endpoint but health and the OpenAPI document requires one whe
 
 - **JWT** — ``authorization: Bearer <token>``. Checked: signature (HS256 with a shared secret, or
   RS256/ES256 with a public key), ``exp`` (required), ``aud`` (must name this mesh). Claims:
-  ``tenant`` (a tenant id, or ``*`` for an admin), ``roles`` (``submit``, ``read``, ``admin``) and
-  ``jti`` (its id, for revocation).
+  ``tenant`` (a tenant id, or ``*`` for every tenant), ``roles`` (role names, `mesh.access`: viewer,
+  submitter, operator, tenant-admin, policy-admin, auditor, worker, admin, the mesh's own; and the
+  earlier words read, submit, work, admin as their aliases) and ``jti`` (its id, for revocation).
 - **API key** — ``authorization: ApiKey tmk_<id>_<secret>`` or ``x-api-key: tmk_<id>_<secret>``.
   Looked up by id in the KV bucket ``tm_credentials`` and checked against its SHA-256 hash; it
   carries a tenant and roles and lasts until revoked.
@@ -16,6 +17,9 @@ change (milliseconds on one cluster).
 
 Browsers cannot set headers on EventSource or WebSocket: there the credential may come as the
 ``access_token`` query parameter. Secrets never reach logs — only credential ids do.
+
+What a principal may do is decided by its roles (`mesh.access.RoleCatalog`, through the `Guard`);
+its roles are kept by their canonical names (``read`` becomes ``viewer``).
 """
 
 from __future__ import annotations
@@ -39,41 +43,27 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mesh.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from mesh.access import ANY_TENANT as ANY_TENANT  # re-exported: the gateway's modules take it from here
+from mesh.access import RoleCatalog
+from mesh.errors import InvalidArgument, Unauthenticated, Unavailable
 from mesh.fabric import Quarantine, entry_subject
 from mesh.telemetry import get_logger
 
 log = get_logger(__name__)
 
 CREDENTIALS_BUCKET = "tm_credentials"
-ROLES = ("submit", "read", "work", "admin")  # work: attach workers (WorkerSessionService)
-ANY_TENANT = "*"
 API_KEY_PREFIX = "tmk_"
+BUILTIN = RoleCatalog()  # the built-in roles alone: what a gateway started without custom roles knows
 
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller."""
+    """An authenticated caller: its roles by canonical name (see `mesh.access`)."""
 
     credential_id: str
     tenant: str
     roles: frozenset[str]
     expires_at: float | None = None  # unix seconds; None: until revoked
-
-    def may(self, role: str, tenant: str | None = None) -> bool:
-        if "admin" in self.roles:
-            return True
-        return role in self.roles and (tenant is None or tenant == self.tenant)
-
-
-def authorize(principal: Principal | None, role: str, tenant: str | None = None) -> None:
-    """Raise PermissionDenied unless `principal` may act as `role` on `tenant` (None: auth is off)."""
-    if principal is None:
-        return
-    if role not in principal.roles and "admin" not in principal.roles:
-        raise PermissionDenied(f"credential {principal.credential_id} lacks the {role!r} role")
-    if tenant is not None and not principal.may(role, tenant):
-        raise PermissionDenied(f"credential {principal.credential_id} may not act for tenant {tenant!r}")
 
 
 @dataclass(frozen=True)
@@ -110,14 +100,6 @@ def new_api_key() -> tuple[str, str]:
     """(key id, token): the token is shown once; only its hash is stored."""
     key_id = secrets.token_hex(6)
     return key_id, f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
-
-
-def check_roles(roles: Iterable[str]) -> frozenset[str]:
-    chosen = frozenset(roles)
-    unknown = chosen - set(ROLES)
-    if unknown or not chosen:
-        raise InvalidArgument("roles", f"one or more of {', '.join(ROLES)}; got {sorted(chosen)}")
-    return chosen
 
 
 class CredentialStore:
@@ -176,8 +158,12 @@ class CredentialStore:
         self._listeners.append(listener)
 
     async def create_key(self, tenant: str, roles: Iterable[str], name: str = "") -> tuple[str, str]:
+        """A new key for `tenant` with `roles` (already checked by the caller: `RoleCatalog.check_credential`)."""
+        checked = sorted(roles)
+        if not checked:
+            raise InvalidArgument("roles", "a key holds one or more roles")
         key_id, token = new_api_key()
-        digest, checked = _digest(token), sorted(check_roles(roles))
+        digest = _digest(token)
         record = {"digest": digest, "tenant": tenant, "roles": checked, "name": name}
         await self._record("the new API key", lambda kv: kv.create(f"apikey.{key_id}", json.dumps(record).encode()))
         # Known here before the caller sees it: the next call on this replica needs no KV read.
@@ -397,9 +383,10 @@ def _key_id_of(token: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, store: CredentialStore, jwt_settings: JwtSettings | None) -> None:
+    def __init__(self, store: CredentialStore, jwt_settings: JwtSettings | None, roles: RoleCatalog = BUILTIN) -> None:
         self.store = store
         self._jwt = jwt_settings
+        self.roles = roles
 
     async def identify(self, authorization: str = "", api_key: str = "") -> Principal:
         """`authenticate`, after reading from KV an API key this replica has not heard of yet."""
@@ -429,7 +416,7 @@ class Authenticator:
         if key is None or not hmac.compare_digest(key.digest, _digest(token)):
             raise Unauthenticated("unknown API key")
         self._check_revoked(key.key_id)
-        return Principal(key.key_id, key.tenant, key.roles)
+        return Principal(key.key_id, key.tenant, self.roles.canonical(key.roles))
 
     def _token(self, token: str) -> Principal:
         if self._jwt is None:
@@ -457,10 +444,17 @@ class Authenticator:
             raise Unauthenticated("token's roles claim must be a list of strings")
         credential_id = str(claims.get("jti") or claims.get("sub") or "jwt")
         self._check_revoked(credential_id)
-        if tenant == ANY_TENANT and "admin" not in roles and set(roles) != {"work"}:
-            # A worker's token may name every tenant too: it serves their work and does nothing else.
-            raise Unauthenticated("only an admin token (or one with the work role alone) may name every tenant")
-        return Principal(credential_id, tenant, frozenset(roles), float(claims["exp"]))
+        held = self.roles.canonical(roles)
+        if tenant == ANY_TENANT:
+            # A token for every tenant holds only roles made for that (admin, auditor, a worker's …):
+            # never a wide reader's or submitter's.
+            narrow = sorted(name for name in held if not (role := self.roles.role(name)) or not role.for_every_tenant)
+            if narrow or not held:
+                raise Unauthenticated(
+                    f"a token for every tenant ('*') holds only roles for every tenant; {', '.join(narrow) or 'none'} "
+                    "is not one (name the token's tenant)"
+                )
+        return Principal(credential_id, tenant, held, float(claims["exp"]))
 
     def _check_revoked(self, credential_id: str) -> None:
         reason = self.store.revoked(credential_id)
@@ -468,12 +462,21 @@ class Authenticator:
             raise Unauthenticated(f"credential {credential_id} was revoked: {reason}")
 
 
-def mint_token(secret: str, tenant: str, roles: Iterable[str], audience: str, ttl_s: float, token_id: str = "") -> str:
-    """An HS256 token, for `tidemesh auth token` and tests."""
+def mint_token(
+    secret: str,
+    tenant: str,
+    roles: Iterable[str],
+    audience: str,
+    ttl_s: float,
+    token_id: str = "",
+    catalog: RoleCatalog = BUILTIN,
+) -> str:
+    """An HS256 token, for `tidemesh auth token` and tests; its roles' names checked (InvalidArgument
+    naming ``roles``), not where they may be held (the gateway refuses that when the token comes)."""
     now = time.time()
     claims = {
         "tenant": tenant,
-        "roles": sorted(check_roles(roles)),
+        "roles": sorted(catalog.check_names(roles)),
         "aud": audience,
         "iat": int(now),
         "exp": now + ttl_s,

@@ -1,10 +1,12 @@
 """One gateway's access control, shared by gRPC, REST, SSE and WebSocket.
 
 Auth is on unless it is turned off out loud: `Guard(events, authenticator)` requires every
-call to name a credential (see `_auth`), each operation to hold a role on the tenant it
-touches, streams to hold a lease (see `_leases`), and rate-limits submits per credential as
-well as per tenant. `Guard.disabled(events)` — the only way to get a guard without an
-authenticator — lets every caller in anonymously (`None`) and logs that it does.
+call to name a credential (see `_auth`), each call to be allowed its action on the tenant it
+touches (`check`: one action per call, `_routes`; the decision is `mesh.access`'s, and a refusal
+is PERMISSION_DENIED naming the action and why), streams to hold a lease (see `_leases`), and
+rate-limits submits per credential as well as per tenant. `Guard.disabled(events)` — the only
+way to get a guard without an authenticator — lets every caller in anonymously (`None`) and logs
+that it does.
 
 The guard also reads task ids as the caller means them (`task_names`, `resolve_task`,
 `id_to_submit`): an id a tenant gives is its own task's mesh id or a name it chose, scoped to
@@ -20,12 +22,13 @@ from collections.abc import Iterator
 import grpc.aio
 from aiohttp import web
 
-from mesh.errors import NotFound
+from mesh.access import Decision, RoleCatalog
+from mesh.errors import NotFound, PermissionDenied
 from mesh.fabric import TOKEN_RE, EventLog
 from mesh.tasks import scoped_task_id
 from mesh.telemetry import get_logger
 from mesh.v1 import task_pb2
-from services.gateway._auth import ANY_TENANT, Authenticator, Principal, authorize
+from services.gateway._auth import ANY_TENANT, BUILTIN, Authenticator, Principal
 from services.gateway._leases import Leases, StreamLease
 from services.gateway._ratelimit import RateLimiter
 
@@ -91,9 +94,36 @@ class Guard:
             authorization = f"ApiKey {token}" if token.startswith("tmk_") else f"Bearer {token}"
         return await self.authenticate(authorization, request.headers.get("X-Api-Key", ""))
 
-    @staticmethod
-    def check(principal: Principal | None, role: str, tenant: str | None = None) -> None:
-        authorize(principal, role, tenant)
+    @property
+    def roles(self) -> RoleCatalog:
+        return self.authenticator.roles if self.authenticator is not None else BUILTIN
+
+    def decide(self, principal: Principal | None, action: str, tenant: str | None = None) -> Decision:
+        """May `principal` take `action` on `tenant` (``*``: every tenant; None: in some tenant, the
+        check before a call learns whose task it touches)? With auth off, anyone may."""
+        if principal is None:
+            return Decision(True, action, tenant, "", "auth is off on this gateway: every caller may do anything")
+        return self.roles.decide(principal.tenant, principal.roles, action, tenant)
+
+    def allows(self, principal: Principal | None, action: str, tenant: str | None = None) -> bool:
+        return self.decide(principal, action, tenant).allowed
+
+    def check(self, principal: Principal | None, action: str, tenant: str | None = None) -> None:
+        """PermissionDenied naming `action` and why, unless `principal` may take it on `tenant`."""
+        decision = self.decide(principal, action, tenant)
+        if not decision.allowed:
+            assert principal is not None
+            raise PermissionDenied(f"credential {principal.credential_id} may not {action}: {decision.reason}")
+
+    def wide(self, principal: Principal | None, action: str) -> bool:
+        """Whether `principal` may take `action` in every tenant (auth off: yes)."""
+        return self.allows(principal, action, ANY_TENANT)
+
+    def reach(self, principal: Principal | None, action: str) -> frozenset[str] | None:
+        """The tenants in which `principal` may take `action` (None: every tenant)."""
+        if principal is None:
+            return None
+        return self.roles.reach(principal.tenant, principal.roles, action)
 
     @staticmethod
     def tenant_for(principal: Principal | None, requested: str) -> str:
@@ -104,34 +134,36 @@ class Guard:
 
     def task_names(self, principal: Principal | None, task_id: str) -> list[str]:
         """The mesh ids `task_id` may name for `principal`, in the order to try them: its own task
-        with that mesh id, else its task of that client-chosen name (see `mesh.tasks._ids`). An
-        admin, or a caller with auth off, has no namespace of its own: it gives mesh ids."""
-        if principal is None or "admin" in principal.roles or not TOKEN_RE.match(principal.tenant):
+        with that mesh id, else its task of that client-chosen name (see `mesh.tasks._ids`). A
+        credential for every tenant, or a caller with auth off, has no namespace of its own: it
+        gives mesh ids."""
+        if principal is None or not TOKEN_RE.match(principal.tenant):
             return [task_id]
         return [task_id, scoped_task_id(principal.tenant, task_id)]
 
-    async def resolve_task(self, principal: Principal | None, role: str, task_id: str) -> str:
-        """The mesh id of the task `task_id` names for `principal`, which may act as `role` on it;
-        NotFound otherwise. A caller that is neither admin nor anonymous gets every name tried, so
+    async def resolve_task(self, principal: Principal | None, action: str, task_id: str) -> str:
+        """The mesh id of the task `task_id` names for `principal`, which may take `action` on it;
+        NotFound otherwise. A caller allowed `action` in only some tenants gets every name tried, so
         another tenant's task and a missing one cost the same reads and answer the same words."""
-        if principal is None or "admin" in principal.roles:
+        if self.wide(principal, action):
             return task_id
-        authorize(principal, role)  # before anything about the task: a missing role says nothing of ids
+        assert principal is not None
+        self.check(principal, action)  # before anything about the task: a missing action says nothing of ids
         for candidate in self.task_names(principal, task_id):
             first = await self._events.first(candidate)
-            if first is not None and principal.may(role, first.event.spec.tenant):
+            if first is not None and self.allows(principal, action, first.event.spec.tenant):
                 return candidate
         raise no_such_task(task_id)
 
-    async def resolve_tasks(self, principal: Principal | None, role: str, task_ids: list[str]) -> list[str]:
+    async def resolve_tasks(self, principal: Principal | None, action: str, task_ids: list[str]) -> list[str]:
         """`resolve_task` for many tasks (in their order), their owners read side by side."""
-        if principal is None or "admin" in principal.roles:
+        if self.wide(principal, action):
             return list(task_ids)
         unique = list(dict.fromkeys(task_ids))
         resolved: dict[str, str] = {}
         for start in range(0, len(unique), _CHECKS_AT_ONCE):
             chunk = unique[start : start + _CHECKS_AT_ONCE]
-            found = await asyncio.gather(*(self.resolve_task(principal, role, task_id) for task_id in chunk))
+            found = await asyncio.gather(*(self.resolve_task(principal, action, task_id) for task_id in chunk))
             resolved.update(zip(chunk, found, strict=True))
         return [resolved[task_id] for task_id in task_ids]
 

@@ -115,7 +115,7 @@ def http_app(
         try:
             check_task_id(task_id)
             after = _whole_number(resume, field, "a sequence number")
-            mesh_id = await guard.resolve_task(request["principal"], "task.read", task_id)  # the action and the owner first
+            mesh_id = await guard.resolve_task(request["principal"], "task.read", task_id)  # action, then owner
             last = await events.last(mesh_id)
             if last is None:
                 raise no_such_task(task_id)

@@ -2,8 +2,8 @@
 credential, so a user's model is reached through Envoy like everything else; and the models'
 signatures, so an `infer` task is checked against its model when it is submitted.
 
-Each RPC needs a role — reading what is served (`read`), running a model (`submit`), loading
-and unloading models (`admin`) — checked before anything is relayed. The inference service's
+Each RPC needs its action — reading what is served (model.read), running a model (model.infer),
+loading and unloading models (model.load, model.unload) — checked before anything is relayed. The inference service's
 answer and its status (code, details, retry-after) pass through unchanged, so a refusal names
 the same tensor and dimension it names inside the mesh; a stream the caller leaves is cancelled
 upstream, which reaches Triton.
@@ -33,7 +33,7 @@ from services.gateway._guard import Guard
 
 Reply = TypeVar("Reply")
 
-READ, RUN, ADMIN = "read", "submit", "admin"
+READ, RUN = "model.read", "model.infer"
 INFER_PREFIX = "spec.payload.infer."
 
 
@@ -79,19 +79,19 @@ class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
         self._guard = guard
         self._auditor = auditor
 
-    async def _allowed(self, context: Context, role: str) -> None:
-        """The role checked; running a model spends from the credential's rate limit, like a
+    async def _allowed(self, context: Context, action: str) -> None:
+        """The action checked; running a model spends from the credential's rate limit, like a
         submit (RESOURCE_EXHAUSTED with a retry-after past it)."""
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, role)
-            if role == RUN:
+            self._guard.check(principal, action)
+            if action == RUN:
                 self._guard.spend(principal)
         except MeshError as exc:
             await abort_with(context, exc)
 
-    async def _unary(self, context: Context, role: str, call: Callable[..., Awaitable[Reply]], request: Any) -> Reply:
-        await self._allowed(context, role)
+    async def _unary(self, context: Context, action: str, call: Callable[..., Awaitable[Reply]], request: Any) -> Reply:
+        await self._allowed(context, action)
         try:
             return await call(request, timeout=context.time_remaining())
         except grpc.aio.AioRpcError as exc:
@@ -100,14 +100,14 @@ class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
     async def _administer(
         self, context: Context, action: str, call: Callable[..., Awaitable[Reply]], request: Any
     ) -> Reply:
-        """An admin call, audited: the role checked, the start recorded, then relayed."""
+        """An administrative call, audited: its action checked, the start recorded, then relayed."""
         upstream_error: grpc.aio.AioRpcError | None = None
         try:
             principal = await self._guard.from_grpc(context)
             where = f" on {request.backend}" if request.backend else ""
             surface = surface_of(context.invocation_metadata())
             async with self._auditor.action(principal, action, f"model:{request.name}", surface) as act:
-                self._guard.check(principal, ADMIN)
+                self._guard.check(principal, action)
                 await act.allowed(detail=f"{request.name}{where}")
                 try:
                     reply = await call(request, timeout=context.time_remaining())
@@ -121,8 +121,10 @@ class InferenceRelay(inference_pb2_grpc.InferenceServiceServicer):
             await abort_with(context, exc)
         return reply
 
-    async def _stream(self, context: Context, role: str, call: Callable[..., Any], request: Any) -> AsyncIterator[Any]:
-        await self._allowed(context, role)
+    async def _stream(
+        self, context: Context, action: str, call: Callable[..., Any], request: Any
+    ) -> AsyncIterator[Any]:
+        await self._allowed(context, action)
         upstream = call(request, timeout=context.time_remaining())
         try:
             async for reply in upstream:

@@ -31,7 +31,7 @@ class StreamLease:
 
     def refresh(self, principal: Principal) -> None:
         same_scope = principal.tenant in (self.principal.tenant, ANY_TENANT)
-        if not same_scope or not principal.roles >= (self.principal.roles - {"admin"}):
+        if not same_scope or not principal.roles >= (self.principal.roles - {"admin"}):  # canonical names
             raise PermissionDenied("a refresh must keep the stream's tenant and roles")
         self.principal = principal
         self._changed.set()

@@ -1,7 +1,7 @@
 """SchemaService servicer: the schema registry's API, on the gateway's credentials.
 
-Registering a version needs the ``admin`` role (it changes what every tenant's payloads must look
-like); checking, listing and reading need ``read``. An incompatible candidate is FAILED_PRECONDITION
+Registering a version needs schema.register (it changes what every tenant's payloads must look
+like: admin's); checking, listing and reading need schema.read. An incompatible candidate is FAILED_PRECONDITION
 whose message lists every violation; `CheckSchema` returns them as data instead.
 """
 
@@ -24,7 +24,7 @@ class SchemaApi(schema_pb2_grpc.SchemaServiceServicer):
         self, request: schema_pb2.RegisterSchemaRequest, context: Context
     ) -> schema_pb2.RegisterSchemaResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "admin")
+            self._guard.check(await self._guard.from_grpc(context), "schema.register")
             version, created = await self._registry.register(request.subject, request.descriptor_set, request.mode)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -34,7 +34,7 @@ class SchemaApi(schema_pb2_grpc.SchemaServiceServicer):
         self, request: schema_pb2.CheckSchemaRequest, context: Context
     ) -> schema_pb2.CheckSchemaResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "read")
+            self._guard.check(await self._guard.from_grpc(context), "schema.read")
             violations, mode = await self._registry.check(request.subject, request.descriptor_set, request.mode)
         except MeshError as exc:
             await abort_with(context, exc)
@@ -46,7 +46,7 @@ class SchemaApi(schema_pb2_grpc.SchemaServiceServicer):
         self, request: schema_pb2.ListSchemasRequest, context: Context
     ) -> schema_pb2.ListSchemasResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "read")
+            self._guard.check(await self._guard.from_grpc(context), "schema.read")
             subjects = await self._registry.subjects()
         except MeshError as exc:
             await abort_with(context, exc)
@@ -54,7 +54,7 @@ class SchemaApi(schema_pb2_grpc.SchemaServiceServicer):
 
     async def GetSchema(self, request: schema_pb2.GetSchemaRequest, context: Context) -> schema_pb2.GetSchemaResponse:
         try:
-            self._guard.check(await self._guard.from_grpc(context), "read")
+            self._guard.check(await self._guard.from_grpc(context), "schema.read")
             version = await self._registry.get(request.subject, request.version)
         except MeshError as exc:
             await abort_with(context, exc)

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
-from mesh.access import action_named
 from mesh.audit import digest
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, PermissionDenied
 from mesh.fabric import REPLAY_OF_LABEL, DeadLetterStore, EventLog, TaskIndex, fold, lane_totals
@@ -30,7 +29,7 @@ from mesh.v1 import (
 )
 from services.gateway._admit import Admissions
 from services.gateway._audit import AuditedAction, Auditor, surface_of
-from services.gateway._auth import ANY_TENANT, Principal
+from services.gateway._auth import ANY_TENANT, CredentialStore, Principal
 from services.gateway._guard import Guard, no_such_task
 from services.gateway._hub import EventHub, PendingWatch
 from services.gateway._inference import ModelSignatures
@@ -539,9 +538,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 f"credential:{request.credential_id}",
                 surface_of(context.invocation_metadata()),
             ) as act:
-                await self._check_revoke(principal, request.credential_id)
+                store = await self._check_revoke(principal, request.credential_id)
                 await act.allowed(detail=request.reason)
-                await self._guard.authenticator.store.revoke(request.credential_id, request.reason)
+                await store.revoke(request.credential_id, request.reason)
                 act.done(
                     f"revoked: {request.reason or 'revoked'}",
                     after=digest({"revoked": request.credential_id, "reason": request.reason}),
@@ -550,48 +549,24 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
             await abort_with(context, exc)
         return gateway_pb2.RevokeCredentialResponse()
 
-    async def _check_revoke(self, principal: Principal | None, credential_id: str) -> None:
-        """A role for every tenant revokes any credential; a tenant's (tenant-admin) only the API keys
-        of the tenants it reaches — a key of another tenant and no key at all answer the same."""
+    async def _check_revoke(self, principal: Principal | None, credential_id: str) -> CredentialStore:
+        """The store to revoke `credential_id` in, if `principal` may: a role for every tenant revokes
+        any credential; a tenant's (tenant-admin) only the API keys of the tenants it reaches — a key
+        of another tenant and no key at all answer the same."""
         self._guard.check(principal, "auth.revoke")
         if self._guard.authenticator is None:
             raise Conflict("auth is off on this gateway")
+        store = self._guard.authenticator.store
         check_task_id(credential_id, "credential_id")
         if principal is None or self._guard.wide(principal, "auth.revoke"):
-            return
-        key = await self._guard.authenticator.store.find_api_key(credential_id)
+            return store
+        key = await store.find_api_key(credential_id)
         if key is None or not self._guard.allows(principal, "auth.revoke", key.tenant):
             raise PermissionDenied(
                 f"credential {principal.credential_id} may not auth.revoke {credential_id!r}: it is no API key of "
                 "a tenant this credential administers (a token's jti needs a role for every tenant)"
             )
-
-    async def CheckAccess(
-        self, request: gateway_pb2.CheckAccessRequest, context: Context
-    ) -> gateway_pb2.CheckAccessResponse:
-        """The caller's own decision for an action (`tidemesh auth can-i`): allowed by which role, or
-        refused and why. Any credential may ask, of itself only."""
-        try:
-            principal = await self._guard.from_grpc(context)
-            action = action_named(request.action)
-            tenant: str | None = None
-            if action.scope == "tenant":
-                tenant = request.tenant or (principal.tenant if principal is not None else "") or None
-                if tenant is not None and tenant != ANY_TENANT:
-                    check_task_id(tenant, "tenant")
-            decision = self._guard.decide(principal, action.name, tenant)
-        except MeshError as exc:
-            await abort_with(context, exc)
-        return gateway_pb2.CheckAccessResponse(
-            allowed=decision.allowed,
-            action=action.name,
-            tenant=tenant or "",
-            role=decision.role,
-            reason=decision.reason,
-            credential_id=principal.credential_id if principal is not None else "",
-            credential_tenant=principal.tenant if principal is not None else "",
-            roles=sorted(principal.roles) if principal is not None else [],
-        )
+        return store
 
 
 async def _run_responses(

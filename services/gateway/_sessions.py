@@ -1,7 +1,8 @@
 """The front door of user work: `KindService` (declare a kind) and `WorkerSessionService` (attach a worker).
 
-A worker in any language attaches with a credential of the `work` role (an admin's will do) and
-keeps one bidirectional stream, which the gateway relays to a session host — a general worker
+A worker in any language attaches with a credential allowed worker.attach in every tenant (the
+``worker`` role, once ``work``, on a credential for ``*``; an admin's will do) and keeps one
+bidirectional stream, which the gateway relays to a session host — a general worker
 process, where `services.worker._remote` runs the session. Refusals happen before anything is
 assigned and name the reason: an unknown kind, an unregistered schema version, a required label
 the worker lacks, a malformed attach.
@@ -16,14 +17,14 @@ import grpc.aio
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied
+from mesh.errors import InvalidArgument, MeshError, NotFound
 from mesh.fabric import KindStore
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
 from mesh.tasks import KINDS, TaskKind, user_pool
 from mesh.telemetry import get_logger
 from mesh.v1 import kind_pb2, kind_pb2_grpc, session_pb2, session_pb2_grpc
-from services.gateway._auth import ANY_TENANT, Principal
+from services.gateway._auth import ANY_TENANT
 from services.gateway._guard import Guard
 from services.worker._remote import VersionsOf, queued_user_work, session_records
 
@@ -55,7 +56,7 @@ class Kinds(kind_pb2_grpc.KindServiceServicer):
     ) -> kind_pb2.RegisterKindResponse:
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, "admin")
+            self._guard.check(principal, "kind.register")
             kind = await self.register(request.kind)
             created = await self._store.register(kind)
         except MeshError as exc:
@@ -77,7 +78,7 @@ class Kinds(kind_pb2_grpc.KindServiceServicer):
     async def ListKinds(self, request: kind_pb2.ListKindsRequest, context: Context) -> kind_pb2.ListKindsResponse:
         try:
             principal = await self._guard.from_grpc(context)
-            self._guard.check(principal, "read")
+            self._guard.check(principal, "kind.read")
             await self._store.load()
             records = await session_records(self._sessions_kv)
             queued = await queued_user_work(self._js)
@@ -140,7 +141,8 @@ class SessionProxy(session_pb2_grpc.WorkerSessionServiceServicer):
         self, request_iterator: AsyncIterator[session_pb2.ConnectRequest], context: Context
     ) -> AsyncIterator[session_pb2.ConnectResponse]:
         try:
-            _check_worker(await self._guard.from_grpc(context))
+            # A worker serves every tenant's work of its kinds: its credential must reach every tenant.
+            self._guard.check(await self._guard.from_grpc(context), "worker.attach", ANY_TENANT)
             first = await anext(request_iterator, None)
             if first is None or first.WhichOneof("body") != "attach":
                 raise InvalidArgument("attach", "the first message must be attach")
@@ -172,15 +174,3 @@ class SessionProxy(session_pb2_grpc.WorkerSessionServiceServicer):
         if not sep or not index.isdigit() or int(index) >= len(self._hosts):
             raise NotFound(f"session {session_id[:40]!r} is not one this mesh gave out; attach without a session id")
         return int(index), inner
-
-
-def _check_worker(principal: Principal | None) -> None:
-    """A worker serves every tenant's work of its kinds: its credential must be for all tenants."""
-    if principal is None:
-        return
-    if "work" not in principal.roles and "admin" not in principal.roles:
-        raise PermissionDenied(f"credential {principal.credential_id} lacks the 'work' role")
-    if principal.tenant != ANY_TENANT:
-        raise PermissionDenied(
-            f"credential {principal.credential_id} is for tenant {principal.tenant!r}; a worker needs one for '*'"
-        )

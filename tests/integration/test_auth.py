@@ -113,7 +113,7 @@ async def test_api_keys_are_scoped_to_a_tenant_and_roles(secured: Secured) -> No
             await acme.create_api_key("acme", ["admin"])
     async with Client(secured.endpoint, tenant="acme", credential=reader) as read_only:
         assert (await read_only.get(submitted.task_id)).state == task_pb2.TASK_STATE_SUCCEEDED
-        with pytest.raises(PermissionDenied, match="'submit' role"):
+        with pytest.raises(PermissionDenied, match="may not task.submit: no role of it grants"):
             await read_only.submit("echo", {"text": "x"})
     async with Client(secured.endpoint, tenant="", credential=reader) as own:
 
@@ -145,7 +145,7 @@ async def test_jwts_are_checked(secured: Secured) -> None:
         (secured.token("acme", ["submit"], ttl_s=-5), "token expired"),
         (secured.token("acme", ["submit"], ttl_s=60, audience="elsewhere"), "audience"),
         (mint_token("another-secret-of-at-least-32-bytes!", "acme", ["submit"], "tidemesh", 60), "signature"),
-        (secured.token("*", ["submit"], ttl_s=60), "only an admin"),
+        (secured.token("*", ["submit"], ttl_s=60), "holds only roles for every tenant"),
     ]
     for token, reason in cases:
         async with Client(secured.endpoint, tenant="acme", credential=token) as client:
@@ -395,7 +395,8 @@ async def test_a_tenants_status_shows_only_its_own_figures(secured: Secured) -> 
 
 async def test_a_worker_attaches_with_a_work_key_and_nothing_else_does(secured: Secured, textpipe: ModuleType) -> None:
     """A key with the work role alone, for every tenant, attaches a worker that runs a user kind;
-    it may not submit or register schemas; a submit key, a tenant's work key and no key may not attach."""
+    it may not submit or register schemas; a submit key, a tenant's work token and no key may not
+    attach, and no key for one tenant is minted with the work role (it is for every tenant)."""
     from clients.sdk import Worker, unpack
     from tests.integration._textpipe import events_of, running
 
@@ -404,10 +405,13 @@ async def test_a_worker_attaches_with_a_work_key_and_nothing_else_does(secured: 
     await registrar.register()
     _, work_key = await _key(secured, "*", ["work"])
     _, submit_key = await _key(secured, "acme", ["submit", "read"])
-    _, tenant_work_key = await _key(secured, "acme", ["work"])
+    with pytest.raises(InvalidArgument, match="worker is a role for every tenant") as refused_key:
+        await _key(secured, "acme", ["work"])
+    assert refused_key.value.field == "tenant"
+    tenant_work_key = secured.token("acme", ["work"], ttl_s=60)  # a token for one tenant can still say so
     for credential, words in (
-        (submit_key, "lacks the 'work' role"),
-        (tenant_work_key, "a worker needs one for '*'"),
+        (submit_key, "may not worker.attach: no role of it grants"),
+        (tenant_work_key, "worker.attach for every tenant needs a role for every tenant"),
         ("", "credential"),
     ):
         refused = Worker(secured.endpoint, name="refused", credential=credential)

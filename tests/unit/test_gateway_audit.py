@@ -7,13 +7,15 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mesh.access import RoleCatalog
 from mesh.audit import AuditLog, AuditRecord, MemoryAuditStore, Signer
 from mesh.errors import Conflict, PermissionDenied, Unavailable
 from services.gateway._audit import Auditor, surface_of
-from services.gateway._auth import Principal, authorize
+from services.gateway._auth import Principal
 
 ADMIN = Principal("key-admin", "*", frozenset({"admin"}))
-READER = Principal("key-reader", "acme", frozenset({"read"}))
+READER = Principal("key-reader", "acme", frozenset({"viewer"}))
+ROLES = RoleCatalog()
 
 
 def _auditor() -> tuple[MemoryAuditStore, Auditor]:
@@ -31,7 +33,7 @@ async def test_an_allowed_action_is_recorded_before_and_after() -> None:
     credential, its roles, the surface and the resource."""
     _, auditor = _auditor()
     async with auditor.action(ADMIN, "dlq.purge", "dlq:tenant=acme", "cli") as act:
-        authorize(ADMIN, "admin")
+        assert ROLES.decide(ADMIN.tenant, ADMIN.roles, "dlq.purge", "acme").allowed
         await act.allowed()
         assert [r.entry.outcome for r in await _records(auditor)] == ["started"]
         act.done("purged 3 dead letters")
@@ -50,12 +52,13 @@ async def test_a_refused_attempt_is_recorded_and_still_refused() -> None:
     """A PERMISSION_DENIED before the start: one `refused` record, and the error reaches the caller."""
     _, auditor = _auditor()
     with pytest.raises(PermissionDenied):
-        async with auditor.action(READER, "auth.key.create", "tenant:*", "grpc") as act:
-            authorize(READER, "admin")
-            await act.allowed()
+        async with auditor.action(READER, "auth.key.create", "tenant:*", "grpc"):
+            decision = ROLES.decide(READER.tenant, READER.roles, "auth.key.create", "*")
+            raise PermissionDenied(f"credential {READER.credential_id} may not auth.key.create: {decision.reason}")
     (refused,) = await _records(auditor)
     assert (refused.entry.decision, refused.entry.outcome) == ("refused", "refused")
-    assert refused.entry.actor.credential_id == "key-reader" and "lacks the 'admin' role" in refused.entry.detail
+    assert refused.entry.actor.credential_id == "key-reader"
+    assert "may not auth.key.create: no role of it grants auth.key.create" in refused.entry.detail
 
 
 async def test_with_the_audit_down_the_action_fails_closed() -> None:

@@ -152,12 +152,16 @@ export const RefreshStreamCredentialResponseSchema: GenMessage<RefreshStreamCred
  */
 export type CreateApiKeyRequest = Message<"mesh.v1.CreateApiKeyRequest"> & {
   /**
+   * The key's tenant, or "*" for every tenant (only roles made for every tenant).
+   *
    * @generated from field: string tenant = 1;
    */
   tenant: string;
 
   /**
-   * One or more of: submit, read, admin.
+   * One or more roles: viewer, submitter, operator, tenant-admin, policy-admin, auditor, worker,
+   * admin, or the mesh's own (the earlier read, submit, work, admin are aliases). Never more than
+   * the caller holds.
    *
    * @generated from field: repeated string roles = 2;
    */
