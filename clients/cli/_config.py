@@ -190,8 +190,9 @@ def add_file_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-class _Unset:
-    """Stands in for a flag's value until argparse sets it (so a flag left out shows)."""
+class _Unset(list):  # type: ignore[type-arg]
+    """Stands in for a flag's value until argparse sets it (so a flag left out shows). A list, so
+    that an ``append`` flag (``--model-repository``) given once appends to a copy of it."""
 
 
 def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

@@ -248,3 +248,14 @@ def test_the_yaml_examples_in_the_readme_validate() -> None:
 
     for document in manifests:
         resolve(document, "README.md")
+
+
+def test_an_append_flag_given_once_is_explicit() -> None:
+    """`up --model-repository DIR` (an append action) is seen as given, not crashed on."""
+    from clients.cli._config import explicit_options
+
+    assert explicit_options(PARSER, ["up", "--model-repository", "examples/models"]) == {"model_repositories"}
+    assert explicit_options(PARSER, ["up", "--model-repository", "a", "--model-repository", "b", "--workers", "2"]) == {
+        "model_repositories",
+        "workers",
+    }
