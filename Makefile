@@ -74,6 +74,9 @@ proto: venv ## regenerate stubs from proto/ (grpcio-tools + betterproto2, the No
 	else echo "clients/node stubs: not regenerated (no node_modules; cd clients/node && npm ci)"; fi
 	$(BIN)/python -m mesh.edge render -o envoy/tidemesh.yaml
 
+dashboards: venv ## regenerate docs/observability/dashboards/*.json (Grafana) from docs/observability/dashboards.py
+	$(BIN)/python docs/observability/dashboards.py
+
 schema: venv ## regenerate docs/manifest.schema.json, the manifest's published JSON Schema, from mesh/manifest
 	$(BIN)/python -m mesh.manifest render -o docs/manifest.schema.json
 
@@ -94,4 +97,4 @@ soak: venv ## the chaos suite under a longer load (TIDEMESH_SOAK_S seconds per f
 clean: ## remove the venv and local state
 	rm -rf $(VENV) state .tilt-state
 
-.PHONY: help venv run test check proto schema bench soak clean browser web
+.PHONY: help venv run test check proto dashboards schema bench soak clean browser web

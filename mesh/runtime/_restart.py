@@ -3,7 +3,8 @@
 The supervisor (`mesh.supervisor`) starts a process it restarts with ``TIDEMESH_RESTART_REASON``
 set to a JSON object — ``reason`` (``exited``, ``unresponsive`` or ``memory_cap``), the exit code,
 the figures that tripped it (``rss_mb``, ``cap_mb``), and when. The new process logs it, counts it
-(``tidemesh_restarts_total{component,reason}``) and raises an alert on ``tm.alert.restart`` with the
+(``tidemesh_restarts_total{component,reason}``, and when in
+``tidemesh_last_restart_timestamp_seconds``) and raises an alert on ``tm.alert.restart`` with the
 runbook that explains it. A first start has no reason and announces nothing.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from nats.aio.client import Client
@@ -45,6 +47,10 @@ async def announce_restart(nc: Client, component: str, instance: str) -> dict[st
         return None
     alert = {"component": component, "instance": instance, **reason, "runbook": RUNBOOK}
     METRICS.restarts.labels(component, reason["reason"]).inc()
+    at = reason.get("at")
+    # A new process's counter starts at 1, which Prometheus' increase() cannot tell from an old
+    # one: the time of the restart is what an alert can read.
+    METRICS.last_restart.labels(component, reason["reason"]).set(at if isinstance(at, (int, float)) else time.time())
     log.warning("restarted by the supervisor", extra={"why": reason["reason"], **alert})
     await nc.publish(RESTART_ALERT_SUBJECT, json.dumps(alert).encode())
     return alert

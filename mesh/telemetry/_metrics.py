@@ -227,6 +227,12 @@ class Metrics:
             ["component", "reason"],
             registry=r,
         )
+        self.last_restart = Gauge(
+            "tidemesh_last_restart_timestamp_seconds",
+            "When the supervisor last restarted this process (Unix seconds), by why",
+            ["component", "reason"],
+            registry=r,
+        )
         # --- queues (scheduler) ------------------------------------------------------------------
         self.queue_pending = Gauge(
             "tidemesh_queue_pending", "Work items waiting", ["pool", "priority_class"], registry=r

@@ -192,8 +192,11 @@ class Runner:
             handler = self._handlers(kind, index)
             if handler is None:
                 raise StepFailed("bug", f"this runner has no handler for step {step.name!r} of {kind.name!r}", True)
-            async with asyncio.timeout(kind.timeout_s(index) or None):
-                outputs = await handler(self._context(item, chain))
+            try:
+                async with asyncio.timeout(kind.timeout_s(index) or None):
+                    outputs = await handler(self._context(item, chain))
+            finally:  # counted before the outcome moves the task on (a retry, a dead letter, the next step)
+                METRICS.step_ran(spec.kind, step.name, step.pool, time.perf_counter() - started)
         except TimeoutError:
             # A hung call (a dependency that never answers): abandon this attempt and retry.
             message = f"step {step.name} ran past its {kind.timeout_s(index):.0f}s limit"
@@ -218,7 +221,6 @@ class Runner:
         finally:
             ticker.cancel()
             elapsed_s = time.perf_counter() - started
-            METRICS.step_ran(spec.kind, step.name, step.pool, elapsed_s)
             log.info(
                 "step finished",
                 extra={"step": step.name, "pool": step.pool, "attempt": chain.attempt, "ms": round(elapsed_s * 1e3, 2)},
