@@ -17,6 +17,8 @@ from bench._otlp import Received, receiving
 from clients.sdk import Client
 from mesh.supervisor import Supervisor, build_plan
 from mesh.v1 import task_pb2
+from tests.integration._metrics import exemplars
+from tests.integration.conftest import Mesh
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -47,6 +49,10 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
                 return {"inference", "envoy"} <= services
 
             await receiver.until(every_hop_arrived)
+            # The histograms' exemplars lead to spans the receiver holds: the step's own, the model call's.
+            mesh = Mesh(plan)
+            step = await exemplars(mesh, "worker-1", "tidemesh_step_duration_seconds_bucket", kind="embed")
+            infer = await exemplars(mesh, "inference", "tidemesh_inference_duration_seconds_bucket")
             batch = [r.task_id for r in await client.submit_many([client.spec("echo", {"text": t}) for t in "ab"])]
             [e async for e in client.watch_many(batch)]
 
@@ -63,6 +69,9 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
             assert [link.trace_id for link in admit.span.links] == [call.span.trace_id]
         spans = receiver.of_task(task_id)
         assert len({r.span.trace_id for r in spans}) == 1, "one trace for the task"
+        held = {(r.span.trace_id.hex(), r.span.span_id.hex()): r for r in spans}
+        assert held[step[-1]["trace_id"], step[-1]["span_id"]].span.name == "step embed", step
+        assert held[infer[-1]["trace_id"], infer[-1]["span_id"]].service == "inference", infer
         leaf = next(r for r in spans if r.service == "inference" and r.span.kind == trace_pb2.Span.SPAN_KIND_SERVER)
         chain = _chain(spans, leaf)
         assert chain[:2] == ["inference: /mesh.v1.InferenceService/Infer", "worker: /mesh.v1.InferenceService/Infer"]
