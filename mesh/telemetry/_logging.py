@@ -1,4 +1,7 @@
-"""Structured JSON logs carrying the service, task id and trace id of the current context.
+"""Structured JSON logs carrying the service, task id, tenant, and trace and span ids of the
+current context — to stderr, and over OTLP too when ``OTEL_LOGS_EXPORTER=otlp`` (the collector of
+the traces, ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``_LOGS_ENDPOINT``; ``OTEL_EXPORTER_OTLP_PROTOCOL``
+grpc or http/protobuf), each record the same cleaned fields as its JSON line.
 
 Every line passes one redaction point, whatever logged it — our code, a library, an exception's
 text: API keys keep only their id (``tmk_<id>_…``), JWTs and bearer credentials are replaced, a
@@ -16,6 +19,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -29,6 +33,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 
 _task_id: contextvars.ContextVar[str] = contextvars.ContextVar("tidemesh_task_id", default="")
+_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tidemesh_tenant", default="")
 _service = "tidemesh"
 
 # tmk_<id>_<secret> (the id has no underscore): the id is what operators need; the secret is
@@ -260,6 +265,9 @@ def _fields(record: logging.LogRecord, formatter: logging.Formatter, *, block_te
     task_id = _task_id.get()
     if task_id:
         entry["task_id"] = _text(task_id)
+    tenant = _tenant.get()
+    if tenant:
+        entry["tenant"] = _text(tenant)
     span = trace.get_current_span().get_span_context()
     if span.is_valid:
         entry["trace_id"] = f"{span.trace_id:032x}"
@@ -310,8 +318,10 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send this process's logs to stderr as one JSON object per line."""
+    """Send this process's logs to stderr as one JSON object per line (and over OTLP, if asked)."""
     _install(service, level, JsonFormatter())
+    if otlp_logs():
+        logging.getLogger().addHandler(otlp_log_handler(service))
     # nats-py logs every reconnect attempt at error level; keep it, but not at debug noise.
     logging.getLogger("nats").setLevel(logging.WARNING)
 
@@ -351,10 +361,99 @@ def get_logger(name: str) -> logging.Logger:
 
 
 @contextlib.contextmanager
-def bind_task(task_id: str) -> Iterator[None]:
-    """Tag every log line emitted inside the block with `task_id`."""
+def bind_task(task_id: str, tenant: str = "") -> Iterator[None]:
+    """Tag every log line emitted inside the block with `task_id` (and `tenant`, when given)."""
     token = _task_id.set(task_id)
+    tenant_token = _tenant.set(tenant) if tenant else None
     try:
         yield
     finally:
+        if tenant_token is not None:
+            _tenant.reset(tenant_token)
         _task_id.reset(token)
+
+
+# --- OTLP -------------------------------------------------------------------------------------------
+
+
+def otlp_logs(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether log records also leave over OTLP: ``OTEL_LOGS_EXPORTER=otlp`` and an endpoint."""
+    env = os.environ if environ is None else environ
+    endpoint = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return bool(endpoint) and "otlp" in env.get("OTEL_LOGS_EXPORTER", "").replace(" ", "").split(",")
+
+
+def _log_exporter() -> Any:
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter  # type: ignore[assignment]
+    else:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL: expected grpc or http/protobuf, got {protocol!r}")
+    return OTLPLogExporter()  # endpoint, headers, certificate, compression, timeout: from the environment
+
+
+_SEVERITY = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "ERROR": 17, "CRITICAL": 21}  # OTel's SeverityNumber
+
+
+class OtlpLogHandler(logging.Handler):
+    """Emits each record as an OpenTelemetry log record with the fields of its JSON line — through
+    the same redaction point — the message as its body, the rest as attributes, and the trace and
+    span ids of the current context."""
+
+    def __init__(self, service: str, exporter: Any = None) -> None:
+        super().__init__()
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.sdk.resources import Resource
+
+        attributes = {"service.namespace": "tidemesh"}
+        if not os.environ.get("OTEL_SERVICE_NAME"):
+            attributes["service.name"] = service
+        self.provider = LoggerProvider(resource=Resource.create(attributes))
+        self.provider.add_log_record_processor(BatchLogRecordProcessor(exporter or _log_exporter()))
+        self._logger = self.provider.get_logger("tidemesh")
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from opentelemetry._logs import LogRecord, SeverityNumber
+
+        if record.name.startswith("opentelemetry"):
+            return  # the exporter's own complaints would feed themselves back through it
+        try:
+            fields = _fields(record, self._formatter, block_text=True)
+            body = fields.pop("msg")
+            for key in ("ts", "level", "service", "trace_id", "span_id"):
+                fields.pop(key, None)  # carried by the record itself and its resource
+            attributes = {
+                key: value if isinstance(value, (str, bool, int, float)) else _compact(value)
+                for key, value in fields.items()
+                if value is not None
+            }
+            span = trace.get_current_span().get_span_context()
+            self._logger.emit(
+                LogRecord(
+                    timestamp=int(record.created * 1e9),
+                    trace_id=span.trace_id if span.is_valid else None,
+                    span_id=span.span_id if span.is_valid else None,
+                    trace_flags=span.trace_flags if span.is_valid else None,
+                    severity_text=record.levelname,
+                    severity_number=SeverityNumber(_SEVERITY.get(record.levelname, 9)),
+                    body=body,
+                    attributes=attributes,
+                )
+            )
+        except Exception:  # a log line must never take the process down
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.provider.shutdown()
+        super().close()
+
+
+def otlp_log_handler(service: str, exporter: Any = None) -> OtlpLogHandler:
+    """A handler sending records over OTLP (`exporter`: the environment's OTLP exporter by default)."""
+    return OtlpLogHandler(service, exporter)

@@ -158,7 +158,7 @@ class Runner:
         # The consumer side of the JetStream hop (its parent: the producer span the item carries),
         # then the step; what the step writes and publishes continues the step's span.
         with (
-            bind_task(spec.task_id),
+            bind_task(spec.task_id, spec.tenant),
             span(f"process {WORK_STREAM}", consumed, kind=SpanKind.CONSUMER, parent=item.traceparent),
             span(f"step {step.name}", attributes) as current,
         ):
