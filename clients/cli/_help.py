@@ -60,10 +60,23 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh list --since 2026-12-03T09:00 --until 2026-12-03T17:00   # local times",
     ),
     "auth": (
-        "tidemesh auth key --tenant acme --roles submit,read --name ci",
-        "tidemesh auth revoke KEY_ID --reason rotated --yes",
-        "tidemesh auth token --tenant acme --ttl 600",
+        "tidemesh auth key --tenant acme --roles submitter,viewer --name ci",
+        "tidemesh auth can-i dlq.purge --tenant acme",
+        "tidemesh auth roles",
     ),
+    "auth key": (
+        "tidemesh auth key --tenant acme --roles operator --name on-call",
+        "tidemesh auth key --tenant '*' --roles auditor -o json",
+        "tidemesh auth key --tenant '*' --roles worker --name gpu-workers   # for `tidemesh worker run`",
+    ),
+    "auth revoke": ("tidemesh auth revoke KEY_ID --reason rotated --yes",),
+    "auth token": ("tidemesh auth token --tenant acme --roles viewer --ttl 600",),
+    "auth can-i": (
+        "tidemesh auth can-i dlq.purge                 # in the credential's own tenant; exit 0 yes, 1 no",
+        "tidemesh auth can-i task.read --tenant globex -o json",
+        "tidemesh auth can-i worker.attach --tenant '*' -v   # -v: which credential ($TIDEMESH_API_KEY) asked",
+    ),
+    "auth roles": ("tidemesh auth roles", "tidemesh auth roles -o json | jq '.roles[].name'"),
     "dlq": (
         "tidemesh dlq list --tenant acme",
         "tidemesh dlq show TASK_ID -o yaml",

@@ -13,6 +13,7 @@ import sys
 import argcomplete
 
 from clients.cli._audit import add_audit_commands, audit_command
+from clients.cli._auth import add_auth_commands, auth_command
 from clients.cli._complete import SHELLS, shell_hook
 from clients.cli._complete import attach as attach_completers
 from clients.cli._config import add_config_commands, add_file_arg, config_command, explicit_options
@@ -22,7 +23,7 @@ from clients.cli._desktop import add_desktop_command, desktop_command
 from clients.cli._exit import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from clients.cli._help import START_THE_MESH, attach_examples
 from clients.cli._models import add_model_commands, infer_command, model_command
-from clients.cli._ops import auth_command, ca_command, dlq_command, plan_command, probe_command, status_command
+from clients.cli._ops import ca_command, dlq_command, plan_command, probe_command, status_command
 from clients.cli._output import Declined, Output, add_output_args
 from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._style import THEME_CHOICES
@@ -221,18 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     p_list.add_argument("--until", default="", help="only tasks created before: a time or an age, as --since")
     client_args(p_list)
 
-    p_auth = sub.add_parser("auth", help="API keys, revocation, and local test tokens")
-    p_auth.add_argument("action", choices=["key", "revoke", "token"])
-    p_auth.add_argument("credential_id", nargs="?", default="", help="for revoke: an API key id or a token's jti")
-    p_auth.add_argument("--tenant", default="")
-    p_auth.add_argument(
-        "--roles", default="submit,read", help="comma-separated: submit, read, admin, work (a worker's: tenant '*')"
-    )
-    p_auth.add_argument("--name", default="")
-    p_auth.add_argument("--reason", default="")
-    p_auth.add_argument("--ttl", type=float, default=3600.0, help="token lifetime, seconds")
-    p_auth.add_argument("--audience", default="tidemesh")
-    client_args(p_auth, destructive=True)
+    add_auth_commands(sub, client_args)
 
     p_dlq = sub.add_parser("dlq", help="dead-lettered tasks: list, show, replay, purge")
     p_dlq.add_argument("action", choices=["list", "show", "replay", "purge"])

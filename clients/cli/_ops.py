@@ -206,37 +206,6 @@ async def _replay_tenant(client: Client, tenant: str, out: Output) -> None:
     out.data(replayed, table=lambda: out.line(f"replayed {len(replayed)} dead letters of tenant {tenant}"))
 
 
-async def auth_command(args: argparse.Namespace, out: Output) -> int:
-    roles = [r for r in args.roles.split(",") if r]
-    if args.action == "token":  # minted locally with the mesh's own signing secret
-        from services.gateway._auth import mint_token
-
-        secret = Path(args.state_dir) / "auth" / "jwt.secret"
-        if not args.tenant or not secret.exists():
-            raise InvalidArgument("tenant", f"auth token needs --tenant and {secret} (a mesh started with auth)")
-        token = mint_token(secret.read_text().strip(), args.tenant, roles, args.audience, args.ttl)
-        out.data({"token": token}, table=lambda: out.line(token))
-        return EXIT_OK
-    async with client_for(args) as client:
-        if args.action == "key":
-            if not args.tenant:
-                raise InvalidArgument("tenant", "auth key needs --tenant (or * for an admin key)")
-            created = await client.create_api_key(args.tenant, roles, args.name)
-            out.data(
-                {"key_id": created.key_id, "api_key": created.api_key},
-                table=lambda: out.lines([f"key id {created.key_id}", created.api_key]),
-            )
-        else:
-            if not args.credential_id:
-                raise InvalidArgument("credential_id", "auth revoke needs the key id or the token's jti")
-            out.confirm(
-                f"revoke credential {args.credential_id} (its holders are refused from now on)", [args.credential_id]
-            )
-            await client.revoke_credential(args.credential_id, args.reason)
-            out.data({"revoked": args.credential_id}, table=lambda: out.line(f"revoked {args.credential_id}"))
-    return EXIT_OK
-
-
 def plan_command(args: argparse.Namespace, out: Output) -> int:
     resolved = resolve_args(args)
     say_resolved(resolved, out)

@@ -27,6 +27,8 @@ from mesh.rpc import raise_from_rpc_error
 from mesh.schemas import from_json, message_class, to_dict, type_urls
 from mesh.tasks import KINDS, TYPE_URL_PREFIX, payload_from_json, qos_tier
 from mesh.v1 import (
+    access_pb2,
+    access_pb2_grpc,
     deadletter_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
@@ -129,6 +131,7 @@ class Client(Lifecycle):
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         self._schemas = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._kind_service = kind_pb2_grpc.KindServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._access = access_pb2_grpc.AccessServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.models = Models(self._channel)  # your models: list, metadata, infer, stream, load, unload
         self._kinds: dict[str, kind_pb2.KindDeclaration] = {}
         self._classes: dict[tuple[str, int], type[Message]] = {}
@@ -483,7 +486,8 @@ class Client(Lifecycle):
         return list(reply.tasks), reply.next_page_token
 
     async def create_api_key(self, tenant: str, roles: list[str], name: str = "") -> gateway_pb2.CreateApiKeyResponse:
-        """A new API key for `tenant` (needs an admin credential); the key is returned only here."""
+        """A new API key for `tenant` ('*': every tenant) with `roles` (viewer, submitter, operator, …;
+        never more than this client's credential holds: auth.key.create); returned only here."""
         request = gateway_pb2.CreateApiKeyRequest(tenant=tenant, roles=roles, name=name)
         return await self._call(self._stub.CreateApiKey, request)
 
@@ -492,6 +496,10 @@ class Client(Lifecycle):
         await self._call(
             self._stub.RevokeCredential, gateway_pb2.RevokeCredentialRequest(credential_id=credential_id, reason=reason)
         )
+
+    async def check_access(self, action: str, tenant: str = "") -> access_pb2.CheckAccessResponse:
+        """Whether this client's credential may take `action` (in `tenant`; empty: its own), and why."""
+        return await self._call(self._access.CheckAccess, access_pb2.CheckAccessRequest(action=action, tenant=tenant))
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:

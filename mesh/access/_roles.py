@@ -232,6 +232,8 @@ class RoleCatalog:
         before a call learns whose task it touches)? A mesh action ignores `tenant`."""
         if action not in BY_NAME:
             raise ValueError(unknown_action(action))
+        if BY_NAME[action].scope == "mesh":
+            tenant = None
         roles = self.held(names)
         granting = [role for role in roles if action in role.actions]
         if not granting:

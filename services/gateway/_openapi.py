@@ -191,7 +191,7 @@ _SUBMITTED = {
 _STATUSES = {
     "400": "malformed request; `field` names the culprit",
     "401": "no credential, or one that is malformed, expired or revoked",
-    "403": "the credential lacks the role, or is for another tenant",
+    "403": "the credential may not take the action (named, with why): it lacks it, or is for another tenant",
     "404": "no such task (or route)",
     "405": "the path does not take this method (see Allow)",
     "409": "a conflict; the message says which",

@@ -17,14 +17,17 @@ import grpc.aio
 import pytest
 from nats.aio.client import Client as NATS
 
+from clients.sdk import Client
+from mesh.access import ROLES_FILE, read_roles
 from mesh.edge import admin_get
 from mesh.fabric import Quarantine, QuarantineRecord, connect
 from mesh.security import CertificateAuthority
 from mesh.security._ca import write_private
 from mesh.security._nats import NatsUser, ensure_nats_users, tls_block
-from mesh.supervisor import MeshSecurity, Plan, Supervisor, build_plan, find_binary
+from mesh.supervisor import MeshSecurity, Plan, Supervisor, admin_key, build_plan, find_binary
 from mesh.supervisor._triton import triton_available
 from mesh.supervisor._triton_server import TritonServer
+from services.gateway._auth import mint_token
 from tests.conftest import eventually
 from tests.integration._textpipe import registered, textpipe  # noqa: F401  (the user-work tests' fixtures)
 
@@ -214,6 +217,58 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
     )
     async with Supervisor(plan, health_timeout_s=60) as supervisor:
         yield Mesh(plan, supervisor)
+
+
+@dataclass(frozen=True)
+class Secured:
+    """A mesh with auth on, its bootstrap admin key, JWT secret and custom roles (`secured`)."""
+
+    endpoint: str
+    admin: str
+    secret: str
+    state: Path
+
+    def token(self, tenant: str, roles: list[str], ttl_s: float, audience: str = "tidemesh", jti: str = "") -> str:
+        return mint_token(self.secret, tenant, roles, audience, ttl_s, jti, catalog=read_roles(self.roles_file))
+
+    @property
+    def roles_file(self) -> Path:
+        return self.state / "auth" / ROLES_FILE
+
+    async def key(self, tenant: str, roles: list[str], name: str = "test") -> tuple[str, str]:
+        """(key id, API key) minted by the admin."""
+        async with Client(self.endpoint, credential=self.admin) as admin:
+            created = await admin.create_api_key(tenant, roles, name=name)
+        return created.key_id, created.api_key
+
+
+# The shared auth mesh's own roles (tests/integration/test_roles.py uses them).
+SECURED_ROLES = {
+    "replayer": {"permissions": ["dlq.read", "dlq.replay", "task.read"], "tenants": ["roles-a"]},
+    "model-ops": {"permissions": ["model.read", "model.load", "model.unload"], "tenants": None},
+}
+
+
+@pytest.fixture(scope="session")
+async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secured]:
+    """One mesh with auth on for the session: submits limited to 2/s (bursts of 10) per credential,
+    custom roles `SECURED_ROLES`."""
+    state = tmp_path_factory.mktemp("secured")
+    plan = build_plan(
+        state,
+        public_port=0,
+        workers=1,
+        auth=True,
+        gateway_args=("--credential-rate", "2", "--credential-burst", "10"),
+        roles=SECURED_ROLES,
+    )
+    async with Supervisor(plan):
+        yield Secured(
+            f"127.0.0.1:{plan.public_port}",
+            admin_key(state),
+            (state / "auth" / "jwt.secret").read_text().strip(),
+            state,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -438,7 +438,7 @@ async def test_a_refused_admin_attempt_is_audited_and_only_admins_read_the_audit
             await reader.purge_dead_letters(tenant="victim")
         with pytest.raises(PermissionDenied):
             await reader.create_api_key("*", ["admin"])
-    with pytest.raises(PermissionDenied, match="may not audit.read"):
+    with pytest.raises(PermissionDenied, match=r"may not audit\.read"):
         await _audit_of(mesh, created.api_key, created.key_id)
     refused = {(r.action, r.decision, r.outcome) for r in await _audit_of(mesh, _admin(mesh), created.key_id)}
     assert refused == {

@@ -178,6 +178,16 @@ REFUSED: list[tuple[dict[str, Any], str, bool]] = [
     ),
     (doc(policies={"mode": "block"}), "policies.mode: expected one of 'audit', 'warn', 'enforce'", True),
     (
+        doc(roles={"ops": {"permissions": ["task.read", "dlq.replya"]}}),
+        "roles.ops.permissions[1]: unknown action 'dlq.replya'; did you mean dlq.replay?",
+        False,
+    ),
+    (doc(roles={"ops": {"permissions": ["Task Read"]}}), "roles.ops.permissions[0]: 'Task Read' does not match", True),
+    (doc(roles={"ops": {"permissions": []}}), "roles.ops.permissions: a role grants at least one action", False),
+    (doc(roles={"ops": {"tenants": ["acme"]}}), "roles.ops.permissions: is required", True),
+    (doc(roles={"viewer": {"permissions": ["task.read"]}}), "roles.viewer: 'viewer' is a built-in role", False),
+    (doc(roles={"work": {"permissions": ["task.read"]}}), "roles.work: 'work' is a built-in role", False),
+    (
         doc(endpoints={"public": {"tls": {"issuer": "none"}}}),
         "endpoints.public.tls.issuer: expected one of 'mesh-ca'",
         True,
@@ -429,6 +439,7 @@ def test_a_plan_shows_every_field_its_manifest_gave_it(preset: str | None, state
             inference={"spillAfter": {"standardMs": 50}, "cpu": {"threads": 2}, "batching": {"maxDelayMs": 2.5}},
             pools={"inference": {"workers": 1, "concurrency": 4, "autoscale": {"min": 1, "max": 3}}},
             endpoints={"public": {"port": 0, "cors": {"allowOrigins": ["https://a.example"]}}},
+            roles={"replayer": {"permissions": ["dlq.read", "dlq.replay"], "tenants": ["acme"]}},
         )
     )
     assert _agrees(manifest, state_dir) == []
@@ -507,6 +518,14 @@ _fields = st.fixed_dictionaries(
             },
         ),
         "experiments": st.fixed_dictionaries({"insecure": st.booleans()}),
+        "roles": st.dictionaries(
+            st.sampled_from(["replayer", "model-ops"]),
+            st.fixed_dictionaries(
+                {"permissions": st.lists(st.sampled_from(["task.read", "dlq.replay", "model.load"]), min_size=1)},
+                optional={"tenants": st.none() | st.lists(st.sampled_from(["acme", "globex"]), min_size=1)},
+            ),
+            max_size=2,
+        ),
     },
 )
 

@@ -7,9 +7,10 @@ from typing import Any
 import grpc
 import pytest
 
-from mesh.errors import NotFound
+from mesh.access import RoleCatalog
+from mesh.errors import NotFound, PermissionDenied
 from mesh.v1 import schema_pb2
-from services.gateway._auth import Principal, authorize
+from services.gateway._auth import Principal
 from services.gateway._schemas import SchemaApi
 
 
@@ -32,7 +33,7 @@ class FakeContext:
 
 
 class FakeGuard:
-    """The caller is `principal`; `check` is the gateway's own authorize."""
+    """The caller is `principal`; `check` decides as the gateway's own guard does (mesh.access)."""
 
     def __init__(self, roles: set[str]) -> None:
         self.principal = Principal("key1", "acme", frozenset(roles))
@@ -41,8 +42,10 @@ class FakeGuard:
         return self.principal
 
     @staticmethod
-    def check(principal: Principal | None, role: str, tenant: str | None = None) -> None:
-        authorize(principal, role, tenant)
+    def check(principal: Principal, action: str, tenant: str | None = None) -> None:
+        decision = RoleCatalog().decide(principal.tenant, principal.roles, action, tenant)
+        if not decision.allowed:
+            raise PermissionDenied(f"credential {principal.credential_id} may not {action}: {decision.reason}")
 
 
 class FakeRegistry:
@@ -72,7 +75,7 @@ async def test_registering_needs_admin() -> None:
     context = FakeContext()
     with pytest.raises(Aborted):
         await api.RegisterSchema(schema_pb2.RegisterSchemaRequest(subject="acme.v1.Req"), context)  # type: ignore[arg-type]
-    assert context.code == grpc.StatusCode.PERMISSION_DENIED and "admin" in context.details
+    assert context.code == grpc.StatusCode.PERMISSION_DENIED and "may not schema.register" in context.details
     assert registry.calls == []
     admin, admin_registry = _api({"admin"})
     reply = await admin.RegisterSchema(schema_pb2.RegisterSchemaRequest(subject="acme.v1.Req"), FakeContext())  # type: ignore[arg-type]
