@@ -3,6 +3,7 @@ when the scraper asks for it, and the gauges read when scraped (breakers, certif
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from mesh.runtime import RESTART_REASON_ENV, announce_restart
 from mesh.security import CertificateAuthority
-from mesh.telemetry import OTHER, Metrics, TenantLabels, exemplar, metrics_app
+from mesh.telemetry import METRICS, OTHER, Metrics, TenantLabels, exemplar, metrics_app
 from mesh.telemetry._tenants import TOP_TENANTS_ENV, top_tenants_from_env
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -191,3 +193,20 @@ def test_certificate_expiry_is_read_from_the_file(tmp_path: Path) -> None:
     expires = ca.expires_at("worker")
     assert expires is not None
     assert expiry() == {("leaf", "worker"): expires.timestamp()}  # the missing file is absent, not 0
+
+
+async def test_a_restart_is_counted_and_dated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restarted process counts its restart and exports when it happened (what the restart
+    alert reads: a new process's counter starts at 1, which increase() cannot see)."""
+    published: list[tuple[str, bytes]] = []
+
+    class Broker:
+        async def publish(self, subject: str, data: bytes) -> None:
+            published.append((subject, data))
+
+    monkeypatch.setenv(RESTART_REASON_ENV, json.dumps({"reason": "memory_cap", "at": 1_800_000_000.5}))
+    before = METRICS.restarts.labels("worker", "memory_cap")._value.get()
+    alert = await announce_restart(Broker(), "worker", "worker-7")  # type: ignore[arg-type]
+    assert alert is not None and published and json.loads(published[0][1])["reason"] == "memory_cap"
+    assert METRICS.restarts.labels("worker", "memory_cap")._value.get() == before + 1
+    assert METRICS.last_restart.labels("worker", "memory_cap")._value.get() == 1_800_000_000.5
