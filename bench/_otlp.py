@@ -4,12 +4,16 @@ tracing bench exports to, and what the tracing tests read spans back from."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc.aio
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -66,9 +70,15 @@ class SpanSink(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def receiving(keep: bool = True) -> AsyncIterator[tuple[SpanSink, str]]:
-    """A receiver on a free port: (the sink, its endpoint for OTEL_EXPORTER_OTLP_ENDPOINT)."""
-    sink, server = SpanSink(keep), grpc.aio.server()
+async def receiving(keep: bool = True, http: bool = False) -> AsyncIterator[tuple[SpanSink, str]]:
+    """A receiver on a free port: (the sink, its endpoint for OTEL_EXPORTER_OTLP_ENDPOINT) —
+    OTLP/gRPC, or with `http` OTLP/HTTP (protobuf bodies POSTed to /v1/traces)."""
+    sink = SpanSink(keep)
+    if http:
+        async with _over_http(sink) as endpoint:
+            yield sink, endpoint
+        return
+    server = grpc.aio.server()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -76,3 +86,47 @@ async def receiving(keep: bool = True) -> AsyncIterator[tuple[SpanSink, str]]:
         yield sink, f"http://127.0.0.1:{port}"
     finally:
         await server.stop(None)
+
+
+_ID_KEYS = {"traceId", "spanId", "parentSpanId"}
+
+
+def _ids_as_base64(node: Any) -> Any:
+    """OTLP/JSON spells trace and span ids in hex where protobuf's JSON mapping wants base64."""
+    if isinstance(node, dict):
+        return {
+            k: base64.b64encode(bytes.fromhex(v)).decode() if k in _ID_KEYS and isinstance(v, str) else _ids_as_base64(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_ids_as_base64(v) for v in node]
+    return node
+
+
+@contextlib.asynccontextmanager
+async def _over_http(sink: SpanSink) -> AsyncIterator[str]:
+    from aiohttp import web
+
+    async def export(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.content_type == "application/json":  # OTLP/JSON (Triton's exporter sends it)
+            message = json_format.ParseDict(
+                _ids_as_base64(json.loads(body)),
+                trace_service_pb2.ExportTraceServiceRequest(),
+                ignore_unknown_fields=True,
+            )
+        else:
+            message = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        reply = await sink.Export(message, None)  # type: ignore[no-untyped-call]
+        return web.Response(body=reply.SerializeToString(), content_type="application/x-protobuf")
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_post("/v1/traces", export)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()

@@ -195,6 +195,8 @@ def triton_spec(
     tls: LeafFiles | None = None,
     model_repositories: Sequence[Path] = (),
     model_repository: Path = MODEL_REPOSITORY,
+    traces_url: str = "",
+    trace_ratio: float = 1.0,
 ) -> ProcessSpec:
     """tritonserver on the project's model repository and `model_repositories` (see
     `_triton.triton_launch`); with `tls`, gRPC only, mutual TLS, and its health is the standard
@@ -208,6 +210,8 @@ def triton_spec(
         tls=tls,
         model_repository=model_repository,
         model_repositories=model_repositories,
+        traces_url=traces_url,
+        trace_ratio=trace_ratio,
     )
     return ProcessSpec(
         name="triton",
@@ -273,6 +277,15 @@ def otlp_env(endpoint: str, protocol: str = "grpc", ratio: float = 1.0) -> dict[
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": f"{ratio}",
     }
+
+
+def _http_traces_url(endpoint: str, protocol: str) -> str:
+    """Where Triton sends its spans: the collector's OTLP/HTTP traces path, when the mesh speaks
+    http/protobuf to a plain http:// collector (""; Triton records none, otherwise)."""
+    if not endpoint or protocol != "http/protobuf":
+        return ""
+    url = otlp_url(endpoint)
+    return f"{url.rstrip('/')}/v1/traces" if url.startswith("http://") else ""
 
 
 def _collector(endpoint: str, protocol: str) -> tuple[str, int, str] | None:
@@ -444,6 +457,9 @@ def build_plan(
                 ports.take(),
                 tls=security.leaf("triton") if security else None,
                 model_repositories=model_repositories,
+                # Triton's exporter speaks OTLP/HTTP only: it traces when the mesh's collector does.
+                traces_url=_http_traces_url(otlp_endpoint, otlp_protocol),
+                trace_ratio=trace_sampling_ratio,
             )
         ]
         if triton or model_repositories

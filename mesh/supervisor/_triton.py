@@ -68,6 +68,21 @@ class TritonLaunch:
     env: dict[str, str]
 
 
+def _trace_args(traces_url: str, ratio: float) -> list[str]:
+    """Triton's OpenTelemetry tracing (OTLP/HTTP, which its exporter sends as JSON)."""
+    if not traces_url or ratio <= 0:
+        return []
+    settings = (
+        "mode=opentelemetry",
+        f"opentelemetry,url={traces_url.removeprefix('http://')}",
+        "opentelemetry,resource=service.name=triton",
+        "opentelemetry,resource=service.namespace=tidemesh",
+        f"rate={max(1, round(1 / ratio))}",
+        "level=TIMESTAMPS",
+    )
+    return [arg for setting in settings for arg in ("--trace-config", setting)]
+
+
 def triton_launch(
     state_dir: Path,
     grpc_port: int,
@@ -77,6 +92,8 @@ def triton_launch(
     config_name: str | None = None,
     tls: LeafFiles | None = None,
     model_repositories: Sequence[Path] = (),
+    traces_url: str = "",
+    trace_ratio: float = 1.0,
 ) -> TritonLaunch:
     """The command and environment that serve `model_repository`, and the user's
     `model_repositories` beside it, on the given ports.
@@ -90,7 +107,11 @@ def triton_launch(
     where it has one — ``gpu`` runs the models on NVIDIA GPUs. With `tls` (its leaf), gRPC is
     mutual TLS under the mesh's root, and the HTTP and metrics endpoints are off: Triton cannot
     put TLS on them, and they would answer (and run inference for) anyone on the host. Triton
-    checks that a caller's certificate comes from the root; it has no allow-list by identity."""
+    checks that a caller's certificate comes from the root; it has no allow-list by identity.
+
+    `traces_url` (an OTLP/HTTP collector's ``.../v1/traces``): Triton records a span per request
+    with OpenTelemetry and continues the trace context the inference service sends with each
+    call; `trace_ratio` is the share of requests it traces (its rate is 1 in round(1/ratio))."""
     config_name = chosen_config(config_name)
     dist = _dist_dir()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -151,6 +172,7 @@ def triton_launch(
         "--exit-timeout-secs=5",
         "--log-info=true",
         *([f"--model-config-name={config_name}"] if config_name else []),
+        *_trace_args(traces_url, trace_ratio),
     ]
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env_bin = str(Path(sys.executable).parent)

@@ -24,9 +24,11 @@ class TritonServer:
         secure: bool = True,
         model_repositories: Sequence[Path] = (),
         model_repository: Path = MODEL_REPOSITORY,
+        traces_url: str = "",
     ) -> None:
         """`secure` (the default): gRPC only, mutual TLS under a mesh CA in ``state_dir/pki``
-        (adopting `TIDEMESH_CA_DIR`'s root when set); `pki` is that folder for its callers."""
+        (adopting `TIDEMESH_CA_DIR`'s root when set); `pki` is that folder for its callers.
+        `traces_url`: an OTLP/HTTP ``.../v1/traces`` Triton sends a span per request to."""
         self._log_dir = state_dir / "logs"
         self._log_dir.mkdir(parents=True, exist_ok=True)
         security = MeshSecurity.prepare(state_dir) if secure else None
@@ -40,6 +42,7 @@ class TritonServer:
             tls=security.leaf("triton") if security else None,
             model_repositories=model_repositories,
             model_repository=model_repository,
+            traces_url=traces_url,
         )
         self._backends = state_dir / "triton" / "backends"
         self._child: Child | None = None

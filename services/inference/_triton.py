@@ -29,6 +29,7 @@ from mesh.model_repository import ModelNeeds, loaded_needs, repository_needs
 from mesh.oip import Signature, TensorData, TensorRequest, TensorSpec, add_raw_inputs, set_parameters
 from mesh.security import Transport
 from mesh.tasks import split_words
+from mesh.telemetry import client_interceptors
 from mesh.v1 import status_pb2
 from services.inference._backend import EMBEDDING, TEXT, BackendDown, Chunk, Loadable, ModelFailed, ModelSpec
 
@@ -119,9 +120,11 @@ class TritonBackend:
         if self._transport.secure:
             creds = self._transport.channel_credentials()
             client = triton.InferenceServerClient(self.address, creds=creds, channel_args=_CHANNEL)
-            return client, grpc.aio.secure_channel(self.address, creds, options=_CHANNEL)
+            channel = grpc.aio.secure_channel(self.address, creds, options=_CHANNEL, interceptors=client_interceptors())
+            return client, channel
         client = triton.InferenceServerClient(self.address, channel_args=_CHANNEL)
-        return client, grpc.aio.insecure_channel(self.address, options=_CHANNEL)
+        # Model calls carry the trace context: Triton continues it (its OpenTelemetry tracing).
+        return client, grpc.aio.insecure_channel(self.address, options=_CHANNEL, interceptors=client_interceptors())
 
     def _follow_renewal(self) -> None:
         stamp = self._transport.stamp()

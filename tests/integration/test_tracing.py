@@ -9,18 +9,26 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
+from opentelemetry import context as otel_context
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from bench._otlp import Received, receiving
 from clients.sdk import Client
+from mesh.oip import TensorData, TensorRequest
+from mesh.security import Transport
 from mesh.supervisor import Supervisor, build_plan
+from mesh.supervisor._triton_server import TritonServer
+from mesh.telemetry import context_of
 from mesh.v1 import task_pb2
+from services.inference._triton import TritonBackend
 from tests.integration._metrics import exemplars
 from tests.integration.conftest import Mesh
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
 
 
 def _chain(spans: list[Received], leaf: Received) -> list[str]:
@@ -36,9 +44,13 @@ def _chain(spans: list[Received], leaf: Received) -> list[str]:
 
 
 async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with receiving() as (receiver, endpoint):
+    """Over OTLP/HTTP: Envoy, the gateway, admission, the JetStream hop, the step and the
+    inference call, in one trace."""
+    async with receiving(http=True) as (receiver, endpoint):
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export every 0.2 s, not 5 s
-        plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, otlp_endpoint=endpoint)
+        plan = build_plan(
+            tmp_path / "mesh", public_port=0, workers=1, otlp_endpoint=endpoint, otlp_protocol="http/protobuf"
+        )
         async with Supervisor(plan), Client(f"127.0.0.1:{plan.public_port}", tenant="traced") as client:
             events = [e async for e in client.run("embed", {"text": "a traced sentence"})]
             assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
@@ -86,10 +98,10 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
         assert [link.span_id for link in consumer.span.links] == [producer.span.span_id]  # the message's link
         assert producer.attributes["messaging.system"] == "nats"
         assert str(producer.attributes["messaging.destination.name"]).startswith("tm.work.inference.standard.")
-        step = by_name["step embed"].attributes
-        assert step["tidemesh.task.id"] == task_id and step["tidemesh.tenant"] == "traced"
-        assert (step["tidemesh.kind"], step["tidemesh.step"], step["tidemesh.pool"]) == ("embed", "embed", "inference")
-        assert (step["tidemesh.priority_class"], step["tidemesh.attempt"]) == ("standard", 1)
+        attrs = by_name["step embed"].attributes
+        assert attrs["tidemesh.task.id"] == task_id and attrs["tidemesh.tenant"] == "traced"
+        assert (attrs["tidemesh.kind"], attrs["tidemesh.step"], attrs["tidemesh.pool"]) == ("embed", "embed", "inference")
+        assert (attrs["tidemesh.priority_class"], attrs["tidemesh.attempt"]) == ("standard", 1)
 
 
 @contextlib.asynccontextmanager
@@ -143,3 +155,31 @@ async def test_a_failing_task_is_kept_when_the_ratio_drops_everything(
             assert r.span.status.code == trace_pb2.Status.STATUS_CODE_ERROR
         assert sorted(int(r.attributes["tidemesh.attempt"]) for r in kept) == [1, 2]  # type: ignore[call-overload]
         assert receiver.of_task(healthy.task_id) == [], "a healthy task at ratio 0 sends nothing"
+
+
+async def test_triton_continues_the_trace_of_a_model_call(tmp_path: Path) -> None:
+    """Triton in OpenTelemetry mode (OTLP/HTTP, which its exporter sends as JSON): a model call the
+    inference service's Triton backend makes in a trace comes back as Triton's request span, a
+    child of the caller's span in the same trace."""
+    async with receiving(http=True) as (receiver, endpoint):
+        server = TritonServer(tmp_path, model_repositories=[EXAMPLES], traces_url=f"{endpoint}/v1/traces")
+        async with server:
+            assert server.pki is not None
+            backend = TritonBackend(server.address, transport=Transport.of(server.pki, "inference"))
+            try:
+                await backend.refresh()
+                trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+                token = otel_context.attach(context_of(f"00-{trace_id}-{span_id}-01"))
+                try:
+                    request = TensorRequest([TensorData.of("X", "FP32", np.ones((1, 1), np.float32))], [])
+                    (y,) = await backend.infer("scaler", request, rank=1)
+                finally:
+                    otel_context.detach(token)
+                assert y.array().tolist() == [[3.0]]
+                await receiver.until(lambda: any(r.span.name == "InferRequest" for r in receiver.spans))
+            finally:
+                await backend.close()
+        (request_span,) = [r for r in receiver.spans if r.span.name == "InferRequest"]
+        assert request_span.service == "triton"
+        assert (request_span.span.trace_id.hex(), request_span.span.parent_span_id.hex()) == (trace_id, span_id)
+        assert {r.span.name for r in receiver.spans} >= {"InferRequest", "scaler"}  # its model's span within
