@@ -10,6 +10,8 @@
     │                       (retry_after_s when it knows when)
     ├── DeadlineExceeded    the task's deadline passed              → DEADLINE_EXCEEDED / HTTP 504
     ├── Unauthenticated     no credential, or a bad one             → UNAUTHENTICATED / HTTP 401
+    │   └── StepUpRequired  a sensitive action wants a fresh second factor (the action and
+    │                       resource to step up for; WWW-Authenticate, RFC 9470)
     └── PermissionDenied    a credential that may not do this       → PERMISSION_DENIED / HTTP 403
 
 MeshError itself (a bug, or a failure nobody classified) is INTERNAL / HTTP 500, which
@@ -110,6 +112,27 @@ class Unauthenticated(MeshError):
     error_class = "unauthenticated"
     grpc_code = "UNAUTHENTICATED"
     http_status = 401
+
+
+class StepUpRequired(Unauthenticated):
+    """A sensitive action needs a fresh second factor first: a step-up token (`tidemesh auth step-up`)
+    bound to `action` on `resource`, with ``amr`` ``otp``; the challenge says what is missing."""
+
+    error_class = "step_up_required"
+
+    def __init__(self, message: str, action: str = "", resource: str = "") -> None:
+        super().__init__(message)
+        self.action = action
+        self.resource = resource
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value (RFC 9470's insufficient_user_authentication; acr_values otp)."""
+        quoted = self.message.replace("\\", "\\\\").replace('"', '\\"')
+        return (
+            f'Bearer error="insufficient_user_authentication", error_description="{quoted}", '
+            f'acr_values="otp", action="{self.action}", resource="{self.resource}"'
+        )
 
 
 class PermissionDenied(MeshError):

@@ -1,4 +1,5 @@
-"""`tidemesh auth key|revoke|token|can-i|roles` — credentials, and what they may do.
+"""`tidemesh auth key|revoke|token|can-i|roles|enroll|confirm|step-up` — credentials, what they may
+do, and the second factor of sensitive actions.
 
 ``key`` and ``revoke`` ask the gateway (CreateApiKey, RevokeCredential: a key never gets more than
 the credential that mints it; a tenant-admin mints and revokes its own tenant's keys). ``token``
@@ -7,11 +8,18 @@ ACTION`` asks the gateway for the caller's own decision (AccessService.CheckAcce
 allowed, 1 when refused, saying which role allows it or what is missing. ``roles`` lists the
 built-in roles, the mesh's own (``<state>/auth/roles.json``, written from the manifest) and every
 action, without a mesh.
+
+Step-up (a mesh with ``endpoints.public.auth.stepUp: required``): ``enroll`` makes the caller's
+TOTP secret (shown once, with its otpauth:// URI) and, on a terminal, confirms it with a first code;
+``confirm`` does that later; ``step-up ACTION --resource R`` trades a fresh code for a token
+approving that one call (``key`` and ``revoke`` do it by themselves when challenged, as do ``dlq
+purge`` and ``audit export``). Codes come from the terminal or ``$TIDEMESH_OTP`` (`_stepup`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,8 @@ from typing import Any
 from clients.cli._connect import client_for
 from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
+from clients.cli._stepup import otp_code, step_up_of, with_step_up
+from clients.sdk import Client
 from mesh.access import ACTIONS, ANY_TENANT, ROLES_FILE, RoleCatalog, RoleError, read_roles
 from mesh.errors import InvalidArgument
 
@@ -56,7 +66,17 @@ def add_auth_commands(
     p_can.add_argument("action_name", metavar="ACTION", help="an action, e.g. dlq.purge (`tidemesh auth roles`)")
     p_can.add_argument("--tenant", default="", help="in this tenant ('*': every tenant; default: the credential's)")
     p_roles = actions.add_parser("roles", help="the roles (built-in and the mesh's own) and every action")
-    for p in (p_key, p_token, p_can, p_roles):
+    p_enroll = actions.add_parser(
+        "enroll", help="enrol a TOTP authenticator for this credential (for sensitive actions' step-up)"
+    )
+    p_enroll.add_argument("--replace", action="store_true", help="replace the active one (asks a code of it first)")
+    actions.add_parser("confirm", help="activate the enrolled authenticator with its first code")
+    p_step = actions.add_parser(
+        "step-up", help="a short-lived token approving ACTION on RESOURCE once, for a fresh one-time code"
+    )
+    p_step.add_argument("action_name", metavar="ACTION", help="as the challenge named it, e.g. dlq.purge")
+    p_step.add_argument("--resource", required=True, help="as the challenge named it, e.g. dlq:tenant=acme")
+    for p in (p_key, p_token, p_can, p_roles, p_enroll, p_step, actions.choices["confirm"]):
         client_args(p)
     client_args(p_revoke, destructive=True)
 
@@ -69,10 +89,15 @@ async def auth_command(args: argparse.Namespace, out: Output) -> int:
     async with client_for(args) as client:
         if args.auth_action == "can-i":
             return _answer(await client.check_access(args.action_name, args.tenant), out)
+        if args.auth_action in ("enroll", "confirm", "step-up"):
+            return await _second_factor(args, client, out)
         if args.auth_action == "key":
             if not args.tenant:
                 raise InvalidArgument("tenant", "auth key needs --tenant (or '*' for a key for every tenant)")
-            created = await client.create_api_key(args.tenant, _roles_of(args.roles), args.name)
+            roles = _roles_of(args.roles)
+            created = await with_step_up(
+                out, step_up_of(client), lambda token: client.create_api_key(args.tenant, roles, args.name, token)
+            )
             out.data(
                 {"key_id": created.key_id, "api_key": created.api_key},
                 table=lambda: out.lines([f"key id {created.key_id}", created.api_key]),
@@ -83,8 +108,41 @@ async def auth_command(args: argparse.Namespace, out: Output) -> int:
         out.confirm(
             f"revoke credential {args.credential_id} (its holders are refused from now on)", [args.credential_id]
         )
-        await client.revoke_credential(args.credential_id, args.reason)
+        await with_step_up(
+            out, step_up_of(client), lambda token: client.revoke_credential(args.credential_id, args.reason, token)
+        )
         out.data({"revoked": args.credential_id}, table=lambda: out.line(f"revoked {args.credential_id}"))
+    return EXIT_OK
+
+
+async def _second_factor(args: argparse.Namespace, client: Client, out: Output) -> int:
+    if args.auth_action == "enroll":
+        current = otp_code("a code of the authenticator now active: ") if args.replace else ""
+        enrolment = await client.enroll_totp(current)
+        shown = {"operator": enrolment.operator, "secret": enrolment.secret, "uri": enrolment.provisioning_uri}
+        out.data(
+            shown,
+            table=lambda: out.lines(
+                [f"TOTP secret for {enrolment.operator} (shown once): {enrolment.secret}", enrolment.provisioning_uri]
+            ),
+        )
+        if not sys.stdin.isatty():  # its first code cannot have been known before the secret
+            out.note("add it to your authenticator app, then: tidemesh auth confirm")
+            return EXIT_OK
+        await client.confirm_totp(otp_code("the authenticator's first code: "))
+        out.note(f"second factor of {enrolment.operator} is active")
+        return EXIT_OK
+    if args.auth_action == "confirm":
+        await client.confirm_totp(otp_code("the authenticator's code: "))
+        out.data({"confirmed": True}, table=lambda: out.line("second factor active"))
+        return EXIT_OK
+    reply = await client.step_up(args.action_name, args.resource, otp_code("one-time code: "))
+    expires = reply.expires_at.ToDatetime().isoformat() + "Z"
+    out.data(
+        {"token": reply.token, "expires_at": expires, "amr": list(reply.amr)},
+        table=lambda: out.line(reply.token),
+    )
+    out.note(f"approves {args.action_name} on {args.resource} once, until {expires}")
     return EXIT_OK
 
 

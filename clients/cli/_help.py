@@ -76,6 +76,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh auth can-i task.read --tenant globex -o json",
         "tidemesh auth can-i worker.attach --tenant '*' -v   # -v: which credential ($TIDEMESH_API_KEY) asked",
     ),
+    "auth enroll": (
+        "tidemesh auth enroll                   # the TOTP secret and its otpauth:// URI, then the first code",
+        "tidemesh auth enroll --replace -o json",
+    ),
+    "auth confirm": ("tidemesh auth confirm                  # the code from $TIDEMESH_OTP, else asked",),
+    "auth step-up": (
+        "tidemesh auth step-up dlq.purge --resource dlq:tenant=acme   # a token for that one call",
+        "tidemesh auth step-up audit.export --resource audit -o json",
+    ),
     "auth roles": ("tidemesh auth roles", "tidemesh auth roles -o json | jq '.roles[].name'"),
     "dlq": (
         "tidemesh dlq list --tenant acme",

@@ -13,6 +13,7 @@ from clients.cli._config import plan_for, resolve_args, say_resolved
 from clients.cli._connect import client_for
 from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
+from clients.cli._stepup import step_up_of, with_step_up
 from clients.cli._style import Style
 from clients.cli._tasks import BULK_LIMIT, for_each
 from clients.sdk import Client
@@ -181,7 +182,9 @@ async def dlq_command(args: argparse.Namespace, out: Output) -> int:
             else:
                 letters = await client.dead_letters(args.tenant, limit=BULK_LIMIT)
                 out.confirm(f"purge every dead letter of tenant {args.tenant}", [letter.task_id for letter in letters])
-            purged = await client.purge_dead_letters(args.task_id, args.tenant)
+            purged = await with_step_up(
+                out, step_up_of(client), lambda token: client.purge_dead_letters(args.task_id, args.tenant, token)
+            )
             out.data({"purged": purged}, table=lambda: out.line(f"purged {purged}"))
     return EXIT_OK
 

@@ -39,6 +39,8 @@ from mesh.v1 import (
     task_pb2,
 )
 
+STEP_UP_HEADER = "x-tidemesh-step-up"  # a step-up token, with the one call it approves
+
 TERMINAL = frozenset(
     {
         task_pb2.TASK_STATE_SUCCEEDED,
@@ -452,9 +454,11 @@ class Client(Lifecycle):
         """Run a dead-lettered task again (as `<task_id>-r`); repeating the call is harmless."""
         return await self._call(self._stub.ReplayDeadLetter, gateway_pb2.ReplayDeadLetterRequest(task_id=task_id))
 
-    async def purge_dead_letters(self, task_id: str = "", tenant: str = "") -> int:
+    async def purge_dead_letters(self, task_id: str = "", tenant: str = "", step_up: str = "") -> int:
+        """Delete one dead letter, or a tenant's; `step_up`: a token of `step_up()` where the mesh
+        wants a second factor (StepUpRequired names the action and resource to step up for)."""
         request = gateway_pb2.PurgeDeadLettersRequest(task_id=task_id, tenant=tenant)
-        return (await self._call(self._stub.PurgeDeadLetters, request)).purged
+        return (await self._call(self._stub.PurgeDeadLetters, request, step_up)).purged
 
     async def list_tasks(
         self,
@@ -485,24 +489,43 @@ class Client(Lifecycle):
         reply = await self._call(self._stub.ListTasks, request)
         return list(reply.tasks), reply.next_page_token
 
-    async def create_api_key(self, tenant: str, roles: list[str], name: str = "") -> gateway_pb2.CreateApiKeyResponse:
+    async def create_api_key(
+        self, tenant: str, roles: list[str], name: str = "", step_up: str = ""
+    ) -> gateway_pb2.CreateApiKeyResponse:
         """A new API key for `tenant` ('*': every tenant) with `roles` (viewer, submitter, operator, …;
-        never more than this client's credential holds: auth.key.create); returned only here."""
+        never more than this client's credential holds: auth.key.create); returned only here. An
+        admin key may want a step-up token (`step_up`)."""
         request = gateway_pb2.CreateApiKeyRequest(tenant=tenant, roles=roles, name=name)
-        return await self._call(self._stub.CreateApiKey, request)
+        return await self._call(self._stub.CreateApiKey, request, step_up)
 
-    async def revoke_credential(self, credential_id: str, reason: str = "") -> None:
-        """Revoke an API key (by key id) or a token (by jti); its open streams end at once (admin)."""
-        await self._call(
-            self._stub.RevokeCredential, gateway_pb2.RevokeCredentialRequest(credential_id=credential_id, reason=reason)
-        )
+    async def revoke_credential(self, credential_id: str, reason: str = "", step_up: str = "") -> None:
+        """Revoke an API key (by key id) or a token (by jti); its open streams end at once. An admin
+        key's revocation may want a step-up token (`step_up`)."""
+        request = gateway_pb2.RevokeCredentialRequest(credential_id=credential_id, reason=reason)
+        await self._call(self._stub.RevokeCredential, request, step_up)
 
     async def check_access(self, action: str, tenant: str = "") -> access_pb2.CheckAccessResponse:
         """Whether this client's credential may take `action` (in `tenant`; empty: its own), and why."""
         return await self._call(self._access.CheckAccess, access_pb2.CheckAccessRequest(action=action, tenant=tenant))
 
-    async def _call(self, method: Any, request: Any) -> Any:
+    async def enroll_totp(self, current_code: str = "") -> access_pb2.EnrollTotpResponse:
+        """A new TOTP authenticator for this credential (its secret, shown once), pending until
+        `confirm_totp`; replacing an active one takes a code of it."""
+        return await self._call(self._access.EnrollTotp, access_pb2.EnrollTotpRequest(current_code=current_code))
+
+    async def confirm_totp(self, code: str) -> None:
+        await self._call(self._access.ConfirmTotp, access_pb2.ConfirmTotpRequest(code=code))
+
+    async def step_up(self, action: str, resource: str, code: str) -> access_pb2.StepUpResponse:
+        """A short-lived token approving `action` on `resource` once (amr otp), for a fresh code;
+        pass it as `step_up=` to that call."""
+        request = access_pb2.StepUpRequest(action=action, resource=resource, code=code)
+        return await self._call(self._access.StepUp, request)
+
+    async def _call(self, method: Any, request: Any, step_up: str = "") -> Any:
         try:
+            if step_up:
+                return await method(request, timeout=10.0, metadata=((STEP_UP_HEADER, step_up),))
             return await method(request, timeout=10.0)
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)

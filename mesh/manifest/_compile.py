@@ -143,6 +143,7 @@ def plan_arguments(m: Manifest) -> dict[str, Any]:
         "otlp_protocol": m.observability.tracing.otlp_protocol,
         "trace_sampling_ratio": m.observability.tracing.sampling_ratio,
         "roles": {name: encode(role) for name, role in m.roles.items()},
+        "step_up": public.auth.step_up == "required",
     }
 
 
@@ -219,7 +220,7 @@ _HELD = {
         "--tenant-weights", "--tenant-concurrency", "--wait-bounds", "--reserve", "--guaranteed-slots",
         "--resume-window", "--webhook-allow",
     },
-    "gateway": {"--jwt-audience", "--roles-file"},
+    "gateway": {"--jwt-audience", "--roles-file", "--step-up"},
     "inference": {flag for flag, _ in _INFERENCE_FLAGS} | {"--spill-after-ms", "--no-cpu"},
 }  # fmt: skip
 
@@ -329,6 +330,7 @@ def observe(plan: Any) -> Observed:
     gateway = command_flags("gateway")
     put("endpoints.public.gateways", len(by_role.get("gateway", [])))
     put("endpoints.public.auth.required", "--auth-dir" in gateway)
+    put("endpoints.public.auth.stepUp", "required" if "--step-up" in gateway else "off")
     if (audience := _last(gateway, "--jwt-audience")) is not None:
         put("endpoints.public.auth.jwtAudience", audience)
     if (roles_file := _last(gateway, "--roles-file")) is not None:

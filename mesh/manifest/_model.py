@@ -325,6 +325,14 @@ class Auth:
         tradeoff="Off saves passing a key; the CLI finds the local admin key by itself, so keep it on.",
     )
     jwt_audience: str = setting("tidemesh", doc="The aud claim tokens must carry.")
+    step_up: Literal["off", "required"] = setting(
+        "off",
+        doc="required: sensitive actions (purging dead letters, exporting the audit, minting or revoking admin "
+        "keys) want a fresh TOTP second factor — refused with a step-up challenge, then `tidemesh auth step-up`; "
+        "each operator enrols one first (`tidemesh auth enroll`).",
+        tradeoff="required stops a leaked key from purging or exporting on its own; every such action costs a "
+        "code from an authenticator app.",
+    )
     jwt_secret: SecretRef | None = setting(
         None,
         doc="The HS256 secret tokens are signed with, by reference (null: the mesh generates "

@@ -69,6 +69,7 @@ DEV = Preset(
             "a runaway submit loop stops at 10 000 queued items instead of filling the laptop's disk",
         ),
         Choice("policies.mode", "audit", "policy findings are recorded, never in the way while you iterate"),
+        Choice("endpoints.public.auth.stepUp", "off", "no authenticator app between you and a purge on a laptop"),
     ),
 )
 
@@ -95,6 +96,11 @@ STAGING = Preset(
             "testers and CI reach it over the network; TLS and auth are on for every caller",
         ),
         Choice("policies.mode", "warn", "a change that would be blocked in production is said here, not blocked"),
+        Choice(
+            "endpoints.public.auth.stepUp",
+            "required",
+            "purges, audit exports and admin keys ask for a second factor, as in production",
+        ),
     ),
 )
 
@@ -141,6 +147,11 @@ PROD = Preset(
             "host; 4 GiB leaves room for model-sized inputs",
         ),
         Choice("policies.mode", "enforce", "a change that breaks a rule is blocked, not merely reported"),
+        Choice(
+            "endpoints.public.auth.stepUp",
+            "required",
+            "a leaked key alone cannot purge dead letters, export the audit or mint an admin key",
+        ),
     ),
 )
 

@@ -6,6 +6,8 @@ browser, grpcurl) can read them without google.rpc protos:
     tidemesh-error-class   stable error class, e.g. ``invalid_input``
     tidemesh-field         the offending field for INVALID_ARGUMENT
     retry-after            seconds, for RESOURCE_EXHAUSTED (and UNAVAILABLE when the server knows)
+    www-authenticate       a step-up challenge (StepUpRequired, RFC 9470), with
+    tidemesh-step-up-action / tidemesh-step-up-resource   what to step up for
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def status_of(exc: errors.MeshError) -> tuple[grpc.StatusCode, tuple[tuple[str, 
         trailers.append(("tidemesh-field", field))
     if isinstance(exc, errors.ResourceExhausted) or (isinstance(exc, errors.Unavailable) and exc.retry_after_s):
         trailers.append(("retry-after", f"{exc.retry_after_s:.3f}"))
+    if isinstance(exc, errors.StepUpRequired):
+        trailers += [
+            ("www-authenticate", exc.challenge),
+            ("tidemesh-step-up-action", exc.action),
+            ("tidemesh-step-up-resource", exc.resource),
+        ]
     return code, tuple(trailers)
 
 
@@ -78,6 +86,9 @@ def error_from_status(code: grpc.StatusCode, details: str, trailers: dict[str, s
         return error_type(details, _seconds(trailers["retry-after"]))
     if issubclass(error_type, errors.Conflict) and field:
         return error_type(details, field)
+    if issubclass(error_type, errors.Unauthenticated) and "tidemesh-step-up-action" in trailers:
+        action, resource = trailers["tidemesh-step-up-action"], trailers.get("tidemesh-step-up-resource", "")
+        return errors.StepUpRequired(details, action, resource)
     if error_type is errors.MeshError:
         return errors.MeshError(f"{code.name}: {details}")
     return error_type(details)

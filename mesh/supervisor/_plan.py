@@ -358,6 +358,7 @@ def build_plan(
     otlp_protocol: str = "grpc",
     trace_sampling_ratio: float = 1.0,
     roles: Mapping[str, Mapping[str, Any]] | None = None,
+    step_up: bool = False,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -380,7 +381,8 @@ def build_plan(
     `inference_args` go to every inference service; `cors_allow_origins` and
     `request_headers_timeout_s` are Envoy's (see `EdgeConfig`). `roles`, custom roles as the
     manifest's ``roles`` section holds them (`mesh.access`), are written to
-    ``<state_dir>/auth/roles.json`` for every gateway (``--roles-file``)."""
+    ``<state_dir>/auth/roles.json`` for every gateway (``--roles-file``). With `step_up`, sensitive
+    actions want a fresh second factor (``--step-up``; see `services.gateway._stepup`)."""
     state_dir = state_dir.resolve()
     caps = check_memory_caps(memory_caps_mb or {})
     env = otlp_env(otlp_endpoint, otlp_protocol, trace_sampling_ratio)
@@ -390,6 +392,8 @@ def build_plan(
     gateway_args = (*_limit_args("tenant", *tenant_limit), *_limit_args("credential", *credential_limit), *gateway_args)
     if auth:
         gateway_args = (*gateway_args, "--auth-dir", str(ensure_credentials(state_dir / "auth")))
+    if step_up:
+        gateway_args = (*gateway_args, "--step-up")
     if roles:  # checked as it is written: a bad role (an unknown action) is a ValueError naming its path
         gateway_args = (*gateway_args, "--roles-file", str(write_roles(state_dir / "auth" / ROLES_FILE, roles)))
     # Every mesh keeps an audit of its administrative actions, checkpoints signed with its own key.

@@ -22,19 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/access.proto\x12\x07mesh.v1\"4\n\x12\x43heckAccessRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"\xa5\x01\n\x13\x43heckAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rcredential_id\x18\x06 \x01(\t\x12\x19\n\x11\x63redential_tenant\x18\x07 \x01(\t\x12\r\n\x05roles\x18\x08 \x03(\t2Y\n\rAccessService\x12H\n\x0b\x43heckAccess\x12\x1b.mesh.v1.CheckAccessRequest\x1a\x1c.mesh.v1.CheckAccessResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/access.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x11\x45nrollTotpRequest\x12\x14\n\x0c\x63urrent_code\x18\x01 \x01(\t\"P\n\x12\x45nrollTotpResponse\x12\x0e\n\x06secret\x18\x01 \x01(\t\x12\x18\n\x10provisioning_uri\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\"\"\n\x12\x43onfirmTotpRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"\x15\n\x13\x43onfirmTotpResponse\"?\n\rStepUpRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"\\\n\x0eStepUpResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x61mr\x18\x03 \x03(\t\"4\n\x12\x43heckAccessRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\"\xa5\x01\n\x13\x43heckAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rcredential_id\x18\x06 \x01(\t\x12\x19\n\x11\x63redential_tenant\x18\x07 \x01(\t\x12\r\n\x05roles\x18\x08 \x03(\t2\xa5\x02\n\rAccessService\x12H\n\x0b\x43heckAccess\x12\x1b.mesh.v1.CheckAccessRequest\x1a\x1c.mesh.v1.CheckAccessResponse\x12\x45\n\nEnrollTotp\x12\x1a.mesh.v1.EnrollTotpRequest\x1a\x1b.mesh.v1.EnrollTotpResponse\x12H\n\x0b\x43onfirmTotp\x12\x1b.mesh.v1.ConfirmTotpRequest\x1a\x1c.mesh.v1.ConfirmTotpResponse\x12\x39\n\x06StepUp\x12\x16.mesh.v1.StepUpRequest\x1a\x17.mesh.v1.StepUpResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHECKACCESSREQUEST']._serialized_start=33
-  _globals['_CHECKACCESSREQUEST']._serialized_end=85
-  _globals['_CHECKACCESSRESPONSE']._serialized_start=88
-  _globals['_CHECKACCESSRESPONSE']._serialized_end=253
-  _globals['_ACCESSSERVICE']._serialized_start=255
-  _globals['_ACCESSSERVICE']._serialized_end=344
+  _globals['_ENROLLTOTPREQUEST']._serialized_start=66
+  _globals['_ENROLLTOTPREQUEST']._serialized_end=107
+  _globals['_ENROLLTOTPRESPONSE']._serialized_start=109
+  _globals['_ENROLLTOTPRESPONSE']._serialized_end=189
+  _globals['_CONFIRMTOTPREQUEST']._serialized_start=191
+  _globals['_CONFIRMTOTPREQUEST']._serialized_end=225
+  _globals['_CONFIRMTOTPRESPONSE']._serialized_start=227
+  _globals['_CONFIRMTOTPRESPONSE']._serialized_end=248
+  _globals['_STEPUPREQUEST']._serialized_start=250
+  _globals['_STEPUPREQUEST']._serialized_end=313
+  _globals['_STEPUPRESPONSE']._serialized_start=315
+  _globals['_STEPUPRESPONSE']._serialized_end=407
+  _globals['_CHECKACCESSREQUEST']._serialized_start=409
+  _globals['_CHECKACCESSREQUEST']._serialized_end=461
+  _globals['_CHECKACCESSRESPONSE']._serialized_start=464
+  _globals['_CHECKACCESSRESPONSE']._serialized_end=629
+  _globals['_ACCESSSERVICE']._serialized_start=632
+  _globals['_ACCESSSERVICE']._serialized_end=925
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,21 @@ class AccessServiceStub:
                 request_serializer=mesh_dot_v1_dot_access__pb2.CheckAccessRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_access__pb2.CheckAccessResponse.FromString,
                 _registered_method=True)
+        self.EnrollTotp = channel.unary_unary(
+                '/mesh.v1.AccessService/EnrollTotp',
+                request_serializer=mesh_dot_v1_dot_access__pb2.EnrollTotpRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_access__pb2.EnrollTotpResponse.FromString,
+                _registered_method=True)
+        self.ConfirmTotp = channel.unary_unary(
+                '/mesh.v1.AccessService/ConfirmTotp',
+                request_serializer=mesh_dot_v1_dot_access__pb2.ConfirmTotpRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_access__pb2.ConfirmTotpResponse.FromString,
+                _registered_method=True)
+        self.StepUp = channel.unary_unary(
+                '/mesh.v1.AccessService/StepUp',
+                request_serializer=mesh_dot_v1_dot_access__pb2.StepUpRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_access__pb2.StepUpResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -58,6 +73,36 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollTotp(self, request, context):
+        """Step-up for sensitive actions (purging dead letters, exporting the audit, minting or
+        revoking admin keys, …): with step-up on, such a call without a fresh second factor is
+        UNAUTHENTICATED with a challenge — trailers www-authenticate (RFC 9470's
+        insufficient_user_authentication, acr_values="otp"), tidemesh-step-up-action and
+        tidemesh-step-up-resource. The caller answers with a TOTP code for a step-up token and
+        calls again with it in x-tidemesh-step-up.
+
+        Enrol a TOTP authenticator for the caller (its API key, or its token's subject): a new
+        secret, shown only here, pending until ConfirmTotp. Replacing an active one takes a code of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotp(self, request, context):
+        """Make the pending authenticator active with its first code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StepUp(self, request, context):
+        """A short-lived token (amr ["otp"]) approving one action on one resource, once, for a fresh
+        code (a code is taken once: a replayed one is refused).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +110,21 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.CheckAccess,
                     request_deserializer=mesh_dot_v1_dot_access__pb2.CheckAccessRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_access__pb2.CheckAccessResponse.SerializeToString,
+            ),
+            'EnrollTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollTotp,
+                    request_deserializer=mesh_dot_v1_dot_access__pb2.EnrollTotpRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_access__pb2.EnrollTotpResponse.SerializeToString,
+            ),
+            'ConfirmTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotp,
+                    request_deserializer=mesh_dot_v1_dot_access__pb2.ConfirmTotpRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_access__pb2.ConfirmTotpResponse.SerializeToString,
+            ),
+            'StepUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.StepUp,
+                    request_deserializer=mesh_dot_v1_dot_access__pb2.StepUpRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_access__pb2.StepUpResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -97,6 +157,87 @@ class AccessService:
             '/mesh.v1.AccessService/CheckAccess',
             mesh_dot_v1_dot_access__pb2.CheckAccessRequest.SerializeToString,
             mesh_dot_v1_dot_access__pb2.CheckAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.AccessService/EnrollTotp',
+            mesh_dot_v1_dot_access__pb2.EnrollTotpRequest.SerializeToString,
+            mesh_dot_v1_dot_access__pb2.EnrollTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.AccessService/ConfirmTotp',
+            mesh_dot_v1_dot_access__pb2.ConfirmTotpRequest.SerializeToString,
+            mesh_dot_v1_dot_access__pb2.ConfirmTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StepUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.AccessService/StepUp',
+            mesh_dot_v1_dot_access__pb2.StepUpRequest.SerializeToString,
+            mesh_dot_v1_dot_access__pb2.StepUpResponse.FromString,
             options,
             channel_credentials,
             insecure,

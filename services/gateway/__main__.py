@@ -54,6 +54,7 @@ from services.gateway._ratelimit import (
 from services.gateway._schemas import SchemaApi
 from services.gateway._service import Gateway
 from services.gateway._sessions import Kinds, SessionProxy
+from services.gateway._stepup import BucketEntries, SecondFactors
 from services.gateway._userjson import JsonCodec
 
 log = get_logger("services.gateway")
@@ -158,6 +159,8 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
         except RoleError as exc:
             raise SystemExit(f"--roles-file {args.roles_file}: {exc}") from exc
     if not args.auth_dir:
+        if args.step_up:
+            log.warning("--step-up is not in force: auth is off")
         if roles.custom:
             log.warning("custom roles are not in force: auth is off (%d roles)", len(roles.custom))
         return Guard.disabled(events)
@@ -168,11 +171,22 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
     if admin_key.exists():
         store.add_static_key(admin_key.read_text().strip(), ANY_TENANT, ["admin"], "bootstrap admin")
     jwt_settings = JwtSettings.from_dir(directory, args.jwt_audience)
+    second_factors = None
+    if args.step_up:
+        try:
+            second_factors = SecondFactors.from_dir(BucketEntries(store), directory)
+        except ValueError as exc:
+            raise SystemExit(f"--step-up: {exc}") from exc
     log.info(
         "auth is on",
-        extra={"jwt": bool(jwt_settings), "audience": args.jwt_audience, "custom_roles": len(roles.custom)},
+        extra={
+            "jwt": bool(jwt_settings),
+            "audience": args.jwt_audience,
+            "custom_roles": len(roles.custom),
+            "step_up": second_factors is not None,
+        },
     )
-    return Guard(events, Authenticator(store, jwt_settings, roles), credential_limiter)
+    return Guard(events, Authenticator(store, jwt_settings, roles), credential_limiter, second_factors)
 
 
 async def _auditor(args: argparse.Namespace, js) -> Auditor:  # type: ignore[no-untyped-def]
@@ -216,6 +230,12 @@ def main() -> None:
     )
     parser.add_argument("--auth-dir", default="", help="require credentials: jwt.secret or jwt.pub, admin.key here")
     parser.add_argument("--jwt-audience", default="tidemesh", help="the aud claim tokens must carry")
+    parser.add_argument(
+        "--step-up",
+        action="store_true",
+        help="sensitive actions (purge dead letters, export the audit, mint or revoke admin keys) want a fresh "
+        "second factor: TOTP, totp.key and step-up.secret in --auth-dir",
+    )
     parser.add_argument(
         "--roles-file",
         default="",

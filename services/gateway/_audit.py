@@ -10,8 +10,10 @@ before it changes anything, then does it. What is written:
 - after the body: its outcome, *succeeded* (with `act.done`'s detail) or *failed* (the error's
   code and message). Should that second write fail, the action stands and the gateway logs it
   loudly — the started record already says it was attempted, by whom.
-- a PERMISSION_DENIED before ``allowed()``: a record *refused*, best effort (the caller is
-  refused either way). Calls without a valid credential are not recorded (there is no one to name).
+- a PERMISSION_DENIED before ``allowed()``, or a step-up challenge (a sensitive action without a
+  fresh second factor): a record *refused*, best effort (the caller is refused either way). Calls
+  without a valid credential are not recorded (there is no one to name).
+- after a step-up, ``act.approved(principal)``: the records name the ``amr`` it brought (``otp``).
 
 Reads and Submit are never audited: nothing here is on the hot path. The surface is what the
 client declares in ``x-tidemesh-surface`` (cli, console, dash, desktop) — a label, not a proof —
@@ -38,7 +40,7 @@ from mesh.audit import (
     AuditLog,
     Entry,
 )
-from mesh.errors import MeshError, PermissionDenied, Unavailable
+from mesh.errors import MeshError, PermissionDenied, StepUpRequired, Unavailable
 from mesh.telemetry import get_logger
 from services.gateway._auth import Principal
 
@@ -65,9 +67,7 @@ def current_trace_id() -> str:
 def actor_of(principal: Principal | None) -> Actor:
     if principal is None:
         return Actor(ANONYMOUS)
-    return Actor(
-        principal.credential_id, principal.tenant, tuple(principal.roles), tuple(getattr(principal, "amr", ()))
-    )
+    return Actor(principal.credential_id, principal.tenant, tuple(sorted(principal.roles)), tuple(principal.amr))
 
 
 class Auditor:
@@ -93,7 +93,7 @@ class Auditor:
             await self.log.append(entry)
 
     async def refused(
-        self, principal: Principal | None, action: str, resource: str, surface: str, exc: PermissionDenied
+        self, principal: Principal | None, action: str, resource: str, surface: str, exc: MeshError
     ) -> None:
         """Record a refused attempt, best effort: the caller is refused whether or not it is stored."""
         entry = Entry(
@@ -103,7 +103,7 @@ class Auditor:
             REFUSED,
             REFUSED,
             surface=surface,
-            detail=f"PERMISSION_DENIED: {exc.message}",
+            detail=f"{exc.grpc_code}: {exc.message}",
             trace_id=current_trace_id(),
         )
         try:
@@ -155,6 +155,11 @@ class AuditedAction:
             ) from exc
         self._started = True
 
+    def approved(self, principal: Principal | None) -> None:
+        """The caller as a step-up approved it (its ``amr``), for every record from here on."""
+        self._principal = principal
+        self._actor = actor_of(principal)
+
     def done(self, detail: str = "", after: str = "") -> None:
         """What the action did, for its outcome record (never a secret)."""
         self._detail, self._after = detail, after
@@ -166,7 +171,7 @@ class AuditedAction:
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         if not self._started:
-            if isinstance(exc, PermissionDenied):
+            if isinstance(exc, PermissionDenied | StepUpRequired):
                 await self._auditor.refused(self._principal, self.action, self.resource, self._surface, exc)
             elif exc is None:
                 raise RuntimeError(f"audited action {self.action} ended without recording that it started")

@@ -85,6 +85,7 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
             audit, principal = await self._reader(context, "audit.export")
             surface = surface_of(context.invocation_metadata())
             async with self._auditor.action(principal, "audit.export", "audit", surface) as act:
+                act.approved(await self._guard.approve(principal, "audit.export", "audit"))  # a fresh second factor
                 await act.allowed()
                 await audit.checkpoint()  # covers the export's own start record too
                 yield audit_pb2.ExportAuditResponse(

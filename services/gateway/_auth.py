@@ -33,7 +33,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jwt
@@ -64,6 +64,10 @@ class Principal:
     tenant: str
     roles: frozenset[str]
     expires_at: float | None = None  # unix seconds; None: until revoked
+    subject: str = ""  # who: a token's sub ("" for an API key, whose id is who)
+    amr: tuple[str, ...] = ()  # how it was authenticated beyond the credential: ("otp",) after a step-up
+    # A step-up token the call brought (x-tidemesh-step-up), checked only by an action that wants one.
+    step_up_token: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,11 @@ class CredentialStore:
             f"the revocation of {credential_id} (in force on this gateway only until it is)",
             lambda kv: kv.put(f"revoked.{credential_id}", json.dumps(record).encode()),
         )
+
+    @property
+    def bucket(self) -> KeyValue:
+        """The credentials bucket as it is now (declared again if it went)."""
+        return self._kv
 
     def api_key(self, key_id: str) -> _ApiKey | None:
         return self._keys.get(key_id)
@@ -388,15 +397,17 @@ class Authenticator:
         self._jwt = jwt_settings
         self.roles = roles
 
-    async def identify(self, authorization: str = "", api_key: str = "") -> Principal:
-        """`authenticate`, after reading from KV an API key this replica has not heard of yet."""
+    async def identify(self, authorization: str = "", api_key: str = "", step_up: str = "") -> Principal:
+        """`authenticate`, after reading from KV an API key this replica has not heard of yet;
+        `step_up` (a step-up token, checked only where an action wants one) rides along."""
         token = api_key.strip()
         scheme, _, value = authorization.strip().partition(" ")
         if not token and scheme.lower() == "apikey":
             token = value.strip()
         if token:
             await self.store.find_api_key(_key_id_of(token))
-        return self.authenticate(authorization, api_key)
+        principal = self.authenticate(authorization, api_key)
+        return replace(principal, step_up_token=step_up.strip()) if step_up else principal
 
     def authenticate(self, authorization: str = "", api_key: str = "") -> Principal:
         """The caller behind an ``authorization`` header value or an ``x-api-key`` value (from memory)."""
@@ -454,7 +465,10 @@ class Authenticator:
                     f"a token for every tenant ('*') holds only roles for every tenant; {', '.join(narrow) or 'none'} "
                     "is not one (name the token's tenant)"
                 )
-        return Principal(credential_id, tenant, held, float(claims["exp"]))
+        subject = claims.get("sub")
+        return Principal(
+            credential_id, tenant, held, float(claims["exp"]), subject=subject if isinstance(subject, str) else ""
+        )
 
     def _check_revoked(self, credential_id: str) -> None:
         reason = self.store.revoked(credential_id)

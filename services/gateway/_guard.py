@@ -3,7 +3,8 @@
 Auth is on unless it is turned off out loud: `Guard(events, authenticator)` requires every
 call to name a credential (see `_auth`), each call to be allowed its action on the tenant it
 touches (`check`: one action per call, `_routes`; the decision is `mesh.access`'s, and a refusal
-is PERMISSION_DENIED naming the action and why), streams to hold a lease (see `_leases`), and
+is PERMISSION_DENIED naming the action and why), a sensitive action to bring a fresh second
+factor when step-up is on (`approve`, `_stepup`), streams to hold a lease (see `_leases`), and
 rate-limits submits per credential as well as per tenant. `Guard.disabled(events)` — the only
 way to get a guard without an authenticator — lets every caller in anonymously (`None`) and logs
 that it does.
@@ -31,6 +32,7 @@ from mesh.v1 import task_pb2
 from services.gateway._auth import ANY_TENANT, BUILTIN, Authenticator, Principal
 from services.gateway._leases import Leases, StreamLease
 from services.gateway._ratelimit import RateLimiter
+from services.gateway._stepup import STEP_UP_HEADER, SecondFactors
 
 log = get_logger(__name__)
 
@@ -43,11 +45,13 @@ class Guard:
         events: EventLog,
         authenticator: Authenticator,
         credential_limiter: RateLimiter | None = None,
+        second_factors: SecondFactors | None = None,
     ) -> None:
         # Fail closed: a forgotten authenticator must not quietly mean "anyone may call".
         if not isinstance(authenticator, Authenticator):
             raise TypeError("Guard needs an Authenticator; Guard.disabled(events) turns auth off on purpose")
         self._setup(events, authenticator, credential_limiter)
+        self.second_factors = second_factors  # None: no step-up for sensitive actions
 
     @classmethod
     def disabled(cls, events: EventLog) -> Guard:
@@ -58,6 +62,7 @@ class Guard:
         )
         guard = cls.__new__(cls)
         guard._setup(events, None, None)
+        guard.second_factors = None
         return guard
 
     def _setup(
@@ -72,18 +77,20 @@ class Guard:
     def enabled(self) -> bool:
         return self.authenticator is not None
 
-    async def authenticate(self, authorization: str = "", api_key: str = "") -> Principal | None:
+    async def authenticate(self, authorization: str = "", api_key: str = "", step_up: str = "") -> Principal | None:
         """The principal of a credential; an API key minted a moment ago on another replica counts."""
         if self.authenticator is None:
             return None
-        return await self.authenticator.identify(authorization, api_key)
+        return await self.authenticator.identify(authorization, api_key, step_up)
 
     async def from_grpc(self, context: grpc.aio.ServicerContext) -> Principal | None:  # type: ignore[type-arg]
         """The caller of a gRPC call; an API key minted a moment ago on another replica counts."""
         if self.authenticator is None:
             return None
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        return await self.authenticate(metadata.get("authorization", ""), metadata.get("x-api-key", ""))
+        return await self.authenticate(
+            metadata.get("authorization", ""), metadata.get("x-api-key", ""), metadata.get(STEP_UP_HEADER, "")
+        )
 
     async def from_http(self, request: web.Request) -> Principal | None:
         """Header first; browsers' EventSource and WebSocket can only send ?access_token=."""
@@ -92,7 +99,9 @@ class Guard:
         authorization = request.headers.get("Authorization", "")
         if not authorization and (token := request.query.get("access_token", "")):
             authorization = f"ApiKey {token}" if token.startswith("tmk_") else f"Bearer {token}"
-        return await self.authenticate(authorization, request.headers.get("X-Api-Key", ""))
+        return await self.authenticate(
+            authorization, request.headers.get("X-Api-Key", ""), request.headers.get(STEP_UP_HEADER, "")
+        )
 
     @property
     def roles(self) -> RoleCatalog:
@@ -114,6 +123,14 @@ class Guard:
         if not decision.allowed:
             assert principal is not None
             raise PermissionDenied(f"credential {principal.credential_id} may not {action}: {decision.reason}")
+
+    async def approve(self, principal: Principal | None, action: str, resource: str) -> Principal | None:
+        """For a sensitive action (`_stepup.SENSITIVE`), after its permission: `principal` with the
+        ``amr`` of the step-up token it brought for `action` on `resource`; StepUpRequired (a
+        challenge) without one. With step-up off (or auth off) it is `principal` as it came."""
+        if principal is None or self.second_factors is None:
+            return principal
+        return await self.second_factors.approve(principal, action, resource)
 
     def wide(self, principal: Principal | None, action: str) -> bool:
         """Whether `principal` may take `action` in every tenant (auth off: yes)."""

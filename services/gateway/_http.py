@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mesh.errors import InvalidArgument, MeshError, NotFound, OutOfRange, ResourceExhausted
+from mesh.errors import InvalidArgument, MeshError, NotFound, OutOfRange, ResourceExhausted, StepUpRequired
 from mesh.fabric import EventLog
 from mesh.priority import CLASS_BY_NAME
 from mesh.tasks import check_task_id, payload_from_json, qos_tier
@@ -348,5 +348,7 @@ def _error_body(exc: MeshError) -> dict[str, Any]:
 def _error(exc: MeshError) -> web.Response:
     # HTTP's Retry-After is whole seconds: round up so a client never comes back early.
     headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(exc, ResourceExhausted) else None
+    if isinstance(exc, StepUpRequired):  # RFC 9470: what the client must bring to be let through
+        headers = {"WWW-Authenticate": exc.challenge}
     # The status is the error class's own (`mesh.errors`): a subclass gets its parent's.
     return web.json_response(_error_body(exc), status=exc.http_status, headers=headers)

@@ -67,6 +67,9 @@ CREDENTIAL_ONLY: dict[str, str] = {
     "/mesh.v1.GatewayService/RefreshStreamCredential": "swaps the credential of the caller's own open stream, "
     "which must keep its tenant and roles",
     "/mesh.v1.AccessService/CheckAccess": "explains the caller's own decisions, of its own credential only",
+    "/mesh.v1.AccessService/EnrollTotp": "the caller's own second factor",
+    "/mesh.v1.AccessService/ConfirmTotp": "the caller's own second factor",
+    "/mesh.v1.AccessService/StepUp": "a step-up token for the caller's own credential: it grants nothing alone",
     "POST /v1/streams/{stream_id}/refresh": "the SSE stream's RefreshStreamCredential",
     "GET /v1/ws": "each op of the WebSocket checks its own action (WEBSOCKET_ACTIONS)",
     "GET /v1/openapi.json": "the API's description: no credential at all",

@@ -207,6 +207,7 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 principal, "dlq.purge", target, surface_of(context.invocation_metadata())
             ) as act:
                 task_id, tenant = await self._purge_target(principal, request)
+                act.approved(await self._guard.approve(principal, "dlq.purge", target))  # a fresh second factor
                 await act.allowed()
                 purged = await self._dead_letters.purge(task_id, tenant)
                 act.done(f"purged {purged} dead letters")
@@ -520,6 +521,8 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                     f"credential {principal.credential_id} may not give roles: {beyond} "
                     "(a key never holds more than the credential that mints it)"
                 )
+        if "admin" in roles:  # minting an admin key wants a fresh second factor
+            act.approved(await self._guard.approve(principal, "auth.key.create", act.resource))
         await act.allowed()
         key_id, token = await self._guard.authenticator.store.create_key(request.tenant, roles, request.name)
         # The key's id, tenant, roles and name; never its secret (it is shown once, to the caller only).
@@ -539,6 +542,9 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
                 surface_of(context.invocation_metadata()),
             ) as act:
                 store = await self._check_revoke(principal, request.credential_id)
+                revoked = await store.find_api_key(request.credential_id)
+                if revoked is not None and "admin" in self._guard.roles.canonical(revoked.roles):
+                    act.approved(await self._guard.approve(principal, "auth.revoke", act.resource))
                 await act.allowed(detail=request.reason)
                 await store.revoke(request.credential_id, request.reason)
                 act.done(

@@ -498,7 +498,8 @@ _fields = st.fixed_dictionaries(
                     optional={
                         "gateways": st.integers(1, 2),
                         "auth": st.fixed_dictionaries(
-                            {"required": st.booleans(), "jwtAudience": st.sampled_from(["a", "b"])}
+                            {"required": st.booleans(), "jwtAudience": st.sampled_from(["a", "b"])},
+                            optional={"stepUp": st.sampled_from(["off", "required"])},
                         ),
                     },
                 )

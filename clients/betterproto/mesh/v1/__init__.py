@@ -36,6 +36,8 @@ __all__ = (
     "ChildrenSpawned",
     "CompatibilityMode",
     "CompatibilityViolation",
+    "ConfirmTotpRequest",
+    "ConfirmTotpResponse",
     "ConnectRequest",
     "ConnectResponse",
     "CreateApiKeyRequest",
@@ -47,6 +49,8 @@ __all__ = (
     "EchoInput",
     "EmbedInput",
     "Embedding",
+    "EnrollTotpRequest",
+    "EnrollTotpResponse",
     "ExportAuditRequest",
     "ExportAuditResponse",
     "FailureClass",
@@ -143,6 +147,8 @@ __all__ = (
     "StepDeclaration",
     "StepFailure",
     "StepResult",
+    "StepUpRequest",
+    "StepUpResponse",
     "StreamInput",
     "SubmitTaskRequest",
     "SubmitTaskResponse",
@@ -1026,6 +1032,25 @@ default_message_pool.register_message("mesh.v1", "CompatibilityViolation", Compa
 
 
 @dataclass(eq=False, repr=False)
+class ConfirmTotpRequest(betterproto2.Message):
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The authenticator's current code (6 digits).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "ConfirmTotpRequest", ConfirmTotpRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ConfirmTotpResponse(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("mesh.v1", "ConfirmTotpResponse", ConfirmTotpResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ConnectRequest(betterproto2.Message):
     """
     What the worker sends.
@@ -1300,6 +1325,38 @@ class EmbedInput(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "EmbedInput", EmbedInput)
+
+
+@dataclass(eq=False, repr=False)
+class EnrollTotpRequest(betterproto2.Message):
+    current_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    A code of the authenticator already active, to replace it (empty for a first enrolment).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "EnrollTotpRequest", EnrollTotpRequest)
+
+
+@dataclass(eq=False, repr=False)
+class EnrollTotpResponse(betterproto2.Message):
+    secret: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The TOTP secret (base32) — shown once, never stored in the clear.
+    """
+
+    provisioning_uri: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    otpauth://totp/… for an authenticator app (a QR code of it).
+    """
+
+    operator: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Who it is for: the API key id, or the token's subject.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "EnrollTotpResponse", EnrollTotpResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2996,6 +3053,44 @@ default_message_pool.register_message("mesh.v1", "StepResult", StepResult)
 
 
 @dataclass(eq=False, repr=False)
+class StepUpRequest(betterproto2.Message):
+    action: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The action to approve, as the challenge named it (e.g. dlq.purge).
+    """
+
+    resource: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    What it is on, as the challenge named it (e.g. dlq:tenant=acme).
+    """
+
+    code: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    A fresh code of the caller's authenticator (6 digits).
+    """
+
+
+default_message_pool.register_message("mesh.v1", "StepUpRequest", StepUpRequest)
+
+
+@dataclass(eq=False, repr=False)
+class StepUpResponse(betterproto2.Message):
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Send it in x-tidemesh-step-up with the one call it approves.
+    """
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    amr: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "StepUpResponse", StepUpResponse)
+
+
+@dataclass(eq=False, repr=False)
 class StreamInput(betterproto2.Message):
     """
     Input of the `stream` kind: a multi-step task that plans `chunks` pieces of
@@ -3606,6 +3701,48 @@ class AccessServiceStub:
             "/mesh.v1.AccessService/CheckAccess",
             CheckAccessRequest.SerializeToString,
             CheckAccessResponse.FromString,
+        )(message)
+
+    def enroll_totp(self, message: "EnrollTotpRequest") -> "EnrollTotpResponse":
+        """
+        Step-up for sensitive actions (purging dead letters, exporting the audit, minting or
+        revoking admin keys, …): with step-up on, such a call without a fresh second factor is
+        UNAUTHENTICATED with a challenge — trailers www-authenticate (RFC 9470's
+        insufficient_user_authentication, acr_values="otp"), tidemesh-step-up-action and
+        tidemesh-step-up-resource. The caller answers with a TOTP code for a step-up token and
+        calls again with it in x-tidemesh-step-up.
+
+        Enrol a TOTP authenticator for the caller (its API key, or its token's subject): a new
+        secret, shown only here, pending until ConfirmTotp. Replacing an active one takes a code of it.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.AccessService/EnrollTotp",
+            EnrollTotpRequest.SerializeToString,
+            EnrollTotpResponse.FromString,
+        )(message)
+
+    def confirm_totp(self, message: "ConfirmTotpRequest") -> "ConfirmTotpResponse":
+        """
+        Make the pending authenticator active with its first code.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.AccessService/ConfirmTotp",
+            ConfirmTotpRequest.SerializeToString,
+            ConfirmTotpResponse.FromString,
+        )(message)
+
+    def step_up(self, message: "StepUpRequest") -> "StepUpResponse":
+        """
+        A short-lived token (amr ["otp"]) approving one action on one resource, once, for a fresh
+        code (a code is taken once: a replayed one is refused).
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.AccessService/StepUp",
+            StepUpRequest.SerializeToString,
+            StepUpResponse.FromString,
         )(message)
 
 

@@ -4,11 +4,152 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file mesh/v1/access.proto.
  */
 export declare const file_mesh_v1_access: GenFile;
+
+/**
+ * @generated from message mesh.v1.EnrollTotpRequest
+ */
+export declare type EnrollTotpRequest = Message<"mesh.v1.EnrollTotpRequest"> & {
+  /**
+   * A code of the authenticator already active, to replace it (empty for a first enrolment).
+   *
+   * @generated from field: string current_code = 1;
+   */
+  currentCode: string;
+};
+
+/**
+ * Describes the message mesh.v1.EnrollTotpRequest.
+ * Use `create(EnrollTotpRequestSchema)` to create a new message.
+ */
+export declare const EnrollTotpRequestSchema: GenMessage<EnrollTotpRequest>;
+
+/**
+ * @generated from message mesh.v1.EnrollTotpResponse
+ */
+export declare type EnrollTotpResponse = Message<"mesh.v1.EnrollTotpResponse"> & {
+  /**
+   * The TOTP secret (base32) — shown once, never stored in the clear.
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * otpauth://totp/… for an authenticator app (a QR code of it).
+   *
+   * @generated from field: string provisioning_uri = 2;
+   */
+  provisioningUri: string;
+
+  /**
+   * Who it is for: the API key id, or the token's subject.
+   *
+   * @generated from field: string operator = 3;
+   */
+  operator: string;
+};
+
+/**
+ * Describes the message mesh.v1.EnrollTotpResponse.
+ * Use `create(EnrollTotpResponseSchema)` to create a new message.
+ */
+export declare const EnrollTotpResponseSchema: GenMessage<EnrollTotpResponse>;
+
+/**
+ * @generated from message mesh.v1.ConfirmTotpRequest
+ */
+export declare type ConfirmTotpRequest = Message<"mesh.v1.ConfirmTotpRequest"> & {
+  /**
+   * The authenticator's current code (6 digits).
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message mesh.v1.ConfirmTotpRequest.
+ * Use `create(ConfirmTotpRequestSchema)` to create a new message.
+ */
+export declare const ConfirmTotpRequestSchema: GenMessage<ConfirmTotpRequest>;
+
+/**
+ * @generated from message mesh.v1.ConfirmTotpResponse
+ */
+export declare type ConfirmTotpResponse = Message<"mesh.v1.ConfirmTotpResponse"> & {
+};
+
+/**
+ * Describes the message mesh.v1.ConfirmTotpResponse.
+ * Use `create(ConfirmTotpResponseSchema)` to create a new message.
+ */
+export declare const ConfirmTotpResponseSchema: GenMessage<ConfirmTotpResponse>;
+
+/**
+ * @generated from message mesh.v1.StepUpRequest
+ */
+export declare type StepUpRequest = Message<"mesh.v1.StepUpRequest"> & {
+  /**
+   * The action to approve, as the challenge named it (e.g. dlq.purge).
+   *
+   * @generated from field: string action = 1;
+   */
+  action: string;
+
+  /**
+   * What it is on, as the challenge named it (e.g. dlq:tenant=acme).
+   *
+   * @generated from field: string resource = 2;
+   */
+  resource: string;
+
+  /**
+   * A fresh code of the caller's authenticator (6 digits).
+   *
+   * @generated from field: string code = 3;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message mesh.v1.StepUpRequest.
+ * Use `create(StepUpRequestSchema)` to create a new message.
+ */
+export declare const StepUpRequestSchema: GenMessage<StepUpRequest>;
+
+/**
+ * @generated from message mesh.v1.StepUpResponse
+ */
+export declare type StepUpResponse = Message<"mesh.v1.StepUpResponse"> & {
+  /**
+   * Send it in x-tidemesh-step-up with the one call it approves.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated string amr = 3;
+   */
+  amr: string[];
+};
+
+/**
+ * Describes the message mesh.v1.StepUpResponse.
+ * Use `create(StepUpResponseSchema)` to create a new message.
+ */
+export declare const StepUpResponseSchema: GenMessage<StepUpResponse>;
 
 /**
  * @generated from message mesh.v1.CheckAccessRequest
@@ -113,6 +254,45 @@ export declare const AccessService: GenService<{
     methodKind: "unary";
     input: typeof CheckAccessRequestSchema;
     output: typeof CheckAccessResponseSchema;
+  },
+  /**
+   * Step-up for sensitive actions (purging dead letters, exporting the audit, minting or
+   * revoking admin keys, …): with step-up on, such a call without a fresh second factor is
+   * UNAUTHENTICATED with a challenge — trailers www-authenticate (RFC 9470's
+   * insufficient_user_authentication, acr_values="otp"), tidemesh-step-up-action and
+   * tidemesh-step-up-resource. The caller answers with a TOTP code for a step-up token and
+   * calls again with it in x-tidemesh-step-up.
+   *
+   * Enrol a TOTP authenticator for the caller (its API key, or its token's subject): a new
+   * secret, shown only here, pending until ConfirmTotp. Replacing an active one takes a code of it.
+   *
+   * @generated from rpc mesh.v1.AccessService.EnrollTotp
+   */
+  enrollTotp: {
+    methodKind: "unary";
+    input: typeof EnrollTotpRequestSchema;
+    output: typeof EnrollTotpResponseSchema;
+  },
+  /**
+   * Make the pending authenticator active with its first code.
+   *
+   * @generated from rpc mesh.v1.AccessService.ConfirmTotp
+   */
+  confirmTotp: {
+    methodKind: "unary";
+    input: typeof ConfirmTotpRequestSchema;
+    output: typeof ConfirmTotpResponseSchema;
+  },
+  /**
+   * A short-lived token (amr ["otp"]) approving one action on one resource, once, for a fresh
+   * code (a code is taken once: a replayed one is refused).
+   *
+   * @generated from rpc mesh.v1.AccessService.StepUp
+   */
+  stepUp: {
+    methodKind: "unary";
+    input: typeof StepUpRequestSchema;
+    output: typeof StepUpResponseSchema;
   },
 }>;
 

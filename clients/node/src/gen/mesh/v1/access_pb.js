@@ -3,26 +3,69 @@
 /* eslint-disable */
 
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file mesh/v1/access.proto.
  */
 export const file_mesh_v1_access = /*@__PURE__*/
-  fileDesc("ChRtZXNoL3YxL2FjY2Vzcy5wcm90bxIHbWVzaC52MSI0ChJDaGVja0FjY2Vzc1JlcXVlc3QSDgoGYWN0aW9uGAEgASgJEg4KBnRlbmFudBgCIAEoCSKlAQoTQ2hlY2tBY2Nlc3NSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEg4KBmFjdGlvbhgCIAEoCRIOCgZ0ZW5hbnQYAyABKAkSDAoEcm9sZRgEIAEoCRIOCgZyZWFzb24YBSABKAkSFQoNY3JlZGVudGlhbF9pZBgGIAEoCRIZChFjcmVkZW50aWFsX3RlbmFudBgHIAEoCRINCgVyb2xlcxgIIAMoCTJZCg1BY2Nlc3NTZXJ2aWNlEkgKC0NoZWNrQWNjZXNzEhsubWVzaC52MS5DaGVja0FjY2Vzc1JlcXVlc3QaHC5tZXNoLnYxLkNoZWNrQWNjZXNzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChRtZXNoL3YxL2FjY2Vzcy5wcm90bxIHbWVzaC52MSIpChFFbnJvbGxUb3RwUmVxdWVzdBIUCgxjdXJyZW50X2NvZGUYASABKAkiUAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRIYChBwcm92aXNpb25pbmdfdXJpGAIgASgJEhAKCG9wZXJhdG9yGAMgASgJIiIKEkNvbmZpcm1Ub3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0NvbmZpcm1Ub3RwUmVzcG9uc2UiPwoNU3RlcFVwUmVxdWVzdBIOCgZhY3Rpb24YASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDAoEY29kZRgDIAEoCSJcCg5TdGVwVXBSZXNwb25zZRINCgV0b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNhbXIYAyADKAkiNAoSQ2hlY2tBY2Nlc3NSZXF1ZXN0Eg4KBmFjdGlvbhgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkipQEKE0NoZWNrQWNjZXNzUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZhY3Rpb24YAiABKAkSDgoGdGVuYW50GAMgASgJEgwKBHJvbGUYBCABKAkSDgoGcmVhc29uGAUgASgJEhUKDWNyZWRlbnRpYWxfaWQYBiABKAkSGQoRY3JlZGVudGlhbF90ZW5hbnQYByABKAkSDQoFcm9sZXMYCCADKAkypQIKDUFjY2Vzc1NlcnZpY2USSAoLQ2hlY2tBY2Nlc3MSGy5tZXNoLnYxLkNoZWNrQWNjZXNzUmVxdWVzdBocLm1lc2gudjEuQ2hlY2tBY2Nlc3NSZXNwb25zZRJFCgpFbnJvbGxUb3RwEhoubWVzaC52MS5FbnJvbGxUb3RwUmVxdWVzdBobLm1lc2gudjEuRW5yb2xsVG90cFJlc3BvbnNlEkgKC0NvbmZpcm1Ub3RwEhsubWVzaC52MS5Db25maXJtVG90cFJlcXVlc3QaHC5tZXNoLnYxLkNvbmZpcm1Ub3RwUmVzcG9uc2USOQoGU3RlcFVwEhYubWVzaC52MS5TdGVwVXBSZXF1ZXN0GhcubWVzaC52MS5TdGVwVXBSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+
+/**
+ * Describes the message mesh.v1.EnrollTotpRequest.
+ * Use `create(EnrollTotpRequestSchema)` to create a new message.
+ */
+export const EnrollTotpRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 0);
+
+/**
+ * Describes the message mesh.v1.EnrollTotpResponse.
+ * Use `create(EnrollTotpResponseSchema)` to create a new message.
+ */
+export const EnrollTotpResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 1);
+
+/**
+ * Describes the message mesh.v1.ConfirmTotpRequest.
+ * Use `create(ConfirmTotpRequestSchema)` to create a new message.
+ */
+export const ConfirmTotpRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 2);
+
+/**
+ * Describes the message mesh.v1.ConfirmTotpResponse.
+ * Use `create(ConfirmTotpResponseSchema)` to create a new message.
+ */
+export const ConfirmTotpResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 3);
+
+/**
+ * Describes the message mesh.v1.StepUpRequest.
+ * Use `create(StepUpRequestSchema)` to create a new message.
+ */
+export const StepUpRequestSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 4);
+
+/**
+ * Describes the message mesh.v1.StepUpResponse.
+ * Use `create(StepUpResponseSchema)` to create a new message.
+ */
+export const StepUpResponseSchema = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 5);
 
 /**
  * Describes the message mesh.v1.CheckAccessRequest.
  * Use `create(CheckAccessRequestSchema)` to create a new message.
  */
 export const CheckAccessRequestSchema = /*@__PURE__*/
-  messageDesc(file_mesh_v1_access, 0);
+  messageDesc(file_mesh_v1_access, 6);
 
 /**
  * Describes the message mesh.v1.CheckAccessResponse.
  * Use `create(CheckAccessResponseSchema)` to create a new message.
  */
 export const CheckAccessResponseSchema = /*@__PURE__*/
-  messageDesc(file_mesh_v1_access, 1);
+  messageDesc(file_mesh_v1_access, 7);
 
 /**
  * Who may do what (mesh.access): the caller's own decisions, explained. Every guarded call of

@@ -4,13 +4,161 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mesh/v1/access.proto.
  */
 export const file_mesh_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("ChRtZXNoL3YxL2FjY2Vzcy5wcm90bxIHbWVzaC52MSI0ChJDaGVja0FjY2Vzc1JlcXVlc3QSDgoGYWN0aW9uGAEgASgJEg4KBnRlbmFudBgCIAEoCSKlAQoTQ2hlY2tBY2Nlc3NSZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIEg4KBmFjdGlvbhgCIAEoCRIOCgZ0ZW5hbnQYAyABKAkSDAoEcm9sZRgEIAEoCRIOCgZyZWFzb24YBSABKAkSFQoNY3JlZGVudGlhbF9pZBgGIAEoCRIZChFjcmVkZW50aWFsX3RlbmFudBgHIAEoCRINCgVyb2xlcxgIIAMoCTJZCg1BY2Nlc3NTZXJ2aWNlEkgKC0NoZWNrQWNjZXNzEhsubWVzaC52MS5DaGVja0FjY2Vzc1JlcXVlc3QaHC5tZXNoLnYxLkNoZWNrQWNjZXNzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChRtZXNoL3YxL2FjY2Vzcy5wcm90bxIHbWVzaC52MSIpChFFbnJvbGxUb3RwUmVxdWVzdBIUCgxjdXJyZW50X2NvZGUYASABKAkiUAoSRW5yb2xsVG90cFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCRIYChBwcm92aXNpb25pbmdfdXJpGAIgASgJEhAKCG9wZXJhdG9yGAMgASgJIiIKEkNvbmZpcm1Ub3RwUmVxdWVzdBIMCgRjb2RlGAEgASgJIhUKE0NvbmZpcm1Ub3RwUmVzcG9uc2UiPwoNU3RlcFVwUmVxdWVzdBIOCgZhY3Rpb24YASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDAoEY29kZRgDIAEoCSJcCg5TdGVwVXBSZXNwb25zZRINCgV0b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNhbXIYAyADKAkiNAoSQ2hlY2tBY2Nlc3NSZXF1ZXN0Eg4KBmFjdGlvbhgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkipQEKE0NoZWNrQWNjZXNzUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBIOCgZhY3Rpb24YAiABKAkSDgoGdGVuYW50GAMgASgJEgwKBHJvbGUYBCABKAkSDgoGcmVhc29uGAUgASgJEhUKDWNyZWRlbnRpYWxfaWQYBiABKAkSGQoRY3JlZGVudGlhbF90ZW5hbnQYByABKAkSDQoFcm9sZXMYCCADKAkypQIKDUFjY2Vzc1NlcnZpY2USSAoLQ2hlY2tBY2Nlc3MSGy5tZXNoLnYxLkNoZWNrQWNjZXNzUmVxdWVzdBocLm1lc2gudjEuQ2hlY2tBY2Nlc3NSZXNwb25zZRJFCgpFbnJvbGxUb3RwEhoubWVzaC52MS5FbnJvbGxUb3RwUmVxdWVzdBobLm1lc2gudjEuRW5yb2xsVG90cFJlc3BvbnNlEkgKC0NvbmZpcm1Ub3RwEhsubWVzaC52MS5Db25maXJtVG90cFJlcXVlc3QaHC5tZXNoLnYxLkNvbmZpcm1Ub3RwUmVzcG9uc2USOQoGU3RlcFVwEhYubWVzaC52MS5TdGVwVXBSZXF1ZXN0GhcubWVzaC52MS5TdGVwVXBSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message mesh.v1.EnrollTotpRequest
+ */
+export type EnrollTotpRequest = Message<"mesh.v1.EnrollTotpRequest"> & {
+  /**
+   * A code of the authenticator already active, to replace it (empty for a first enrolment).
+   *
+   * @generated from field: string current_code = 1;
+   */
+  currentCode: string;
+};
+
+/**
+ * Describes the message mesh.v1.EnrollTotpRequest.
+ * Use `create(EnrollTotpRequestSchema)` to create a new message.
+ */
+export const EnrollTotpRequestSchema: GenMessage<EnrollTotpRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 0);
+
+/**
+ * @generated from message mesh.v1.EnrollTotpResponse
+ */
+export type EnrollTotpResponse = Message<"mesh.v1.EnrollTotpResponse"> & {
+  /**
+   * The TOTP secret (base32) — shown once, never stored in the clear.
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * otpauth://totp/… for an authenticator app (a QR code of it).
+   *
+   * @generated from field: string provisioning_uri = 2;
+   */
+  provisioningUri: string;
+
+  /**
+   * Who it is for: the API key id, or the token's subject.
+   *
+   * @generated from field: string operator = 3;
+   */
+  operator: string;
+};
+
+/**
+ * Describes the message mesh.v1.EnrollTotpResponse.
+ * Use `create(EnrollTotpResponseSchema)` to create a new message.
+ */
+export const EnrollTotpResponseSchema: GenMessage<EnrollTotpResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 1);
+
+/**
+ * @generated from message mesh.v1.ConfirmTotpRequest
+ */
+export type ConfirmTotpRequest = Message<"mesh.v1.ConfirmTotpRequest"> & {
+  /**
+   * The authenticator's current code (6 digits).
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message mesh.v1.ConfirmTotpRequest.
+ * Use `create(ConfirmTotpRequestSchema)` to create a new message.
+ */
+export const ConfirmTotpRequestSchema: GenMessage<ConfirmTotpRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 2);
+
+/**
+ * @generated from message mesh.v1.ConfirmTotpResponse
+ */
+export type ConfirmTotpResponse = Message<"mesh.v1.ConfirmTotpResponse"> & {
+};
+
+/**
+ * Describes the message mesh.v1.ConfirmTotpResponse.
+ * Use `create(ConfirmTotpResponseSchema)` to create a new message.
+ */
+export const ConfirmTotpResponseSchema: GenMessage<ConfirmTotpResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 3);
+
+/**
+ * @generated from message mesh.v1.StepUpRequest
+ */
+export type StepUpRequest = Message<"mesh.v1.StepUpRequest"> & {
+  /**
+   * The action to approve, as the challenge named it (e.g. dlq.purge).
+   *
+   * @generated from field: string action = 1;
+   */
+  action: string;
+
+  /**
+   * What it is on, as the challenge named it (e.g. dlq:tenant=acme).
+   *
+   * @generated from field: string resource = 2;
+   */
+  resource: string;
+
+  /**
+   * A fresh code of the caller's authenticator (6 digits).
+   *
+   * @generated from field: string code = 3;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message mesh.v1.StepUpRequest.
+ * Use `create(StepUpRequestSchema)` to create a new message.
+ */
+export const StepUpRequestSchema: GenMessage<StepUpRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 4);
+
+/**
+ * @generated from message mesh.v1.StepUpResponse
+ */
+export type StepUpResponse = Message<"mesh.v1.StepUpResponse"> & {
+  /**
+   * Send it in x-tidemesh-step-up with the one call it approves.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated string amr = 3;
+   */
+  amr: string[];
+};
+
+/**
+ * Describes the message mesh.v1.StepUpResponse.
+ * Use `create(StepUpResponseSchema)` to create a new message.
+ */
+export const StepUpResponseSchema: GenMessage<StepUpResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_access, 5);
 
 /**
  * @generated from message mesh.v1.CheckAccessRequest
@@ -37,7 +185,7 @@ export type CheckAccessRequest = Message<"mesh.v1.CheckAccessRequest"> & {
  * Use `create(CheckAccessRequestSchema)` to create a new message.
  */
 export const CheckAccessRequestSchema: GenMessage<CheckAccessRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_access, 0);
+  messageDesc(file_mesh_v1_access, 6);
 
 /**
  * @generated from message mesh.v1.CheckAccessResponse
@@ -97,7 +245,7 @@ export type CheckAccessResponse = Message<"mesh.v1.CheckAccessResponse"> & {
  * Use `create(CheckAccessResponseSchema)` to create a new message.
  */
 export const CheckAccessResponseSchema: GenMessage<CheckAccessResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_access, 1);
+  messageDesc(file_mesh_v1_access, 7);
 
 /**
  * Who may do what (mesh.access): the caller's own decisions, explained. Every guarded call of
@@ -117,6 +265,45 @@ export const AccessService: GenService<{
     methodKind: "unary";
     input: typeof CheckAccessRequestSchema;
     output: typeof CheckAccessResponseSchema;
+  },
+  /**
+   * Step-up for sensitive actions (purging dead letters, exporting the audit, minting or
+   * revoking admin keys, …): with step-up on, such a call without a fresh second factor is
+   * UNAUTHENTICATED with a challenge — trailers www-authenticate (RFC 9470's
+   * insufficient_user_authentication, acr_values="otp"), tidemesh-step-up-action and
+   * tidemesh-step-up-resource. The caller answers with a TOTP code for a step-up token and
+   * calls again with it in x-tidemesh-step-up.
+   *
+   * Enrol a TOTP authenticator for the caller (its API key, or its token's subject): a new
+   * secret, shown only here, pending until ConfirmTotp. Replacing an active one takes a code of it.
+   *
+   * @generated from rpc mesh.v1.AccessService.EnrollTotp
+   */
+  enrollTotp: {
+    methodKind: "unary";
+    input: typeof EnrollTotpRequestSchema;
+    output: typeof EnrollTotpResponseSchema;
+  },
+  /**
+   * Make the pending authenticator active with its first code.
+   *
+   * @generated from rpc mesh.v1.AccessService.ConfirmTotp
+   */
+  confirmTotp: {
+    methodKind: "unary";
+    input: typeof ConfirmTotpRequestSchema;
+    output: typeof ConfirmTotpResponseSchema;
+  },
+  /**
+   * A short-lived token (amr ["otp"]) approving one action on one resource, once, for a fresh
+   * code (a code is taken once: a replayed one is refused).
+   *
+   * @generated from rpc mesh.v1.AccessService.StepUp
+   */
+  stepUp: {
+    methodKind: "unary";
+    input: typeof StepUpRequestSchema;
+    output: typeof StepUpResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mesh_v1_access, 0);
