@@ -167,12 +167,14 @@ def span(
     parent: str | None = None,
     keep: bool = False,
     new_trace: bool = False,
+    link_to: Sequence[str] = (),
 ) -> Iterator[trace.Span | None]:
     """A recorded span (child of `parent`, a traceparent, when given) when full spans are on;
     otherwise only `parent`'s context is made current (free). Yields the span (None when off).
     A MeshError or any exception ends it with an error status; `keep` records it whatever the
     sampler's ratio. `new_trace` starts a trace of its own, linked to the current span (one task
-    of a batch call: one trace per task, each pointing at the call that brought it)."""
+    of a batch call: one trace per task, each pointing at the call that brought it); `link_to`
+    (traceparents) are other spans it serves too (the other requests of one model batch)."""
     batch_link = [Link(trace.get_current_span().get_span_context())] if new_trace else []
     context = otel_context.Context() if new_trace else context_of(parent) if parent is not None else None
     if not full_spans():
@@ -188,6 +190,10 @@ def span(
         attrs[KEEP] = True
     links = [Link(trace.get_current_span(context).get_span_context())] if kind is SpanKind.CONSUMER and context else []
     links += [link for link in batch_link if link.context.is_valid]
+    for other in link_to:
+        served = trace.get_current_span(context_of(other)).get_span_context()
+        if served.is_valid:
+            links.append(Link(served))
     with tracer().start_as_current_span(
         name, context=context, kind=kind, attributes=attrs, links=links, record_exception=True
     ) as current:

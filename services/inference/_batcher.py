@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,6 +19,7 @@ from functools import partial
 import numpy as np
 
 from mesh.lifecycle import Lifecycle
+from mesh.telemetry import current_traceparent, full_spans, span
 from services.inference._router import Router
 
 
@@ -27,6 +29,9 @@ class _Request:
     order: int
     texts: list[str] = field(compare=False)
     done: asyncio.Future[tuple[np.ndarray, str]] = field(compare=False)
+    # The caller's context: the batch's model call runs in its first request's trace, linked to
+    # the others' (`_call`).
+    context: contextvars.Context = field(compare=False, default_factory=contextvars.copy_context)
 
 
 class Batcher(Lifecycle):
@@ -67,7 +72,7 @@ class Batcher(Lifecycle):
                 self._room.clear()
                 await self._room.wait()
             batch = await self._gather()
-            call = asyncio.create_task(self._call(batch))
+            call = asyncio.create_task(self._call(batch), context=batch[0].context)
             self._calls.add(call)
             call.add_done_callback(self._finished)
             for request in batch:  # the last request to go away cancels the model call
@@ -104,8 +109,15 @@ class Batcher(Lifecycle):
 
     async def _call(self, batch: list[_Request]) -> None:
         texts = [t for r in batch for t in r.texts]
+        others = [r.context.run(current_traceparent) for r in batch[1:]] if full_spans() else []
+        attributes = {
+            "tidemesh.model": self._model,
+            "tidemesh.batch.requests": len(batch),
+            "tidemesh.batch.texts": len(texts),
+        }
         try:
-            vectors, backend = await self._router.embed(self._model, texts, batch[0].rank)
+            with span(f"embed batch {self._model}", attributes, link_to=others):
+                vectors, backend = await self._router.embed(self._model, texts, batch[0].rank)
         except Exception as exc:
             for request in batch:
                 if not request.done.done():

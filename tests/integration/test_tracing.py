@@ -92,6 +92,8 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
         assert chain[-2] == "gateway: /mesh.v1.GatewayService/RunTask", chain
         assert chain[-1].startswith("envoy: "), chain  # the front door's own span, the trace's root
         by_name = {r.span.name: r for r in spans}
+        # the batcher's model call runs in the trace of its batch's first request
+        assert by_name["embed batch all-minilm-l6-v2"].span.parent_span_id == leaf.span.span_id
         consumer, producer = by_name["process TM_WORK"], by_name["publish TM_WORK"]
         assert consumer.span.kind == trace_pb2.Span.SPAN_KIND_CONSUMER
         assert producer.span.kind == trace_pb2.Span.SPAN_KIND_PRODUCER
@@ -100,7 +102,8 @@ async def test_one_trace_per_task_crosses_every_hop(tmp_path: Path, monkeypatch:
         assert str(producer.attributes["messaging.destination.name"]).startswith("tm.work.inference.standard.")
         attrs = by_name["step embed"].attributes
         assert attrs["tidemesh.task.id"] == task_id and attrs["tidemesh.tenant"] == "traced"
-        assert (attrs["tidemesh.kind"], attrs["tidemesh.step"], attrs["tidemesh.pool"]) == ("embed", "embed", "inference")
+        where = (attrs["tidemesh.kind"], attrs["tidemesh.step"], attrs["tidemesh.pool"])
+        assert where == ("embed", "embed", "inference")
         assert (attrs["tidemesh.priority_class"], attrs["tidemesh.attempt"]) == ("standard", 1)
 
 
