@@ -1,5 +1,5 @@
 """The manifest from the terminal: ``tidemesh up|plan -f tidemesh.yaml`` and ``tidemesh config
-validate|export|presets|explain|diff-presets|schema``.
+validate|export|presets|explain|diff-presets|schema|render``.
 
 Every flag of ``up`` (and ``plan``) is a manifest field (`FLAGS`; a test walks the parser so none
 is left out). Without ``-f`` the flags alone make the manifest; with it, the file (over its
@@ -326,6 +326,38 @@ def add_config_commands(
     p_schema = actions.add_parser("schema", help="print the manifest's JSON Schema (docs/manifest.schema.json)")
     for p in (p_validate, p_export, p_presets, p_explain, p_diff, p_schema):
         output_args(p)
+    _add_render(actions, output_args)
+
+
+def _add_render(actions: argparse._SubParsersAction, output_args: Callable[..., None]) -> None:  # type: ignore[type-arg]
+    from mesh.kube import KubeOptions
+
+    defaults = KubeOptions()
+    p = actions.add_parser("render", help="the manifest as what a platform applies: kubernetes (docs/deploy.md)")
+    p.add_argument("target", choices=["kubernetes"], help="the platform")
+    p.add_argument("-f", "--file", default=None, metavar="MANIFEST", help="tidemesh.yaml (default: every default)")
+    p.add_argument(
+        "-o",
+        "--out",
+        default="-",
+        metavar="DIR|-",
+        help="a folder for mesh.yaml, secrets.yaml (the Secrets' shape) and create-secrets.sh; "
+        "- (the default): the objects on stdout, without the Secrets",
+    )
+    p.add_argument("--namespace", default=defaults.namespace, help="where the mesh runs")
+    p.add_argument("--image", default=defaults.image, help="the tidemesh image every pod runs")
+    p.add_argument("--cluster-domain", default=defaults.cluster_domain, help="the cluster's DNS domain")
+    p.add_argument("--nats-storage", default=defaults.nats_storage, help="each NATS node's JetStream volume")
+    p.add_argument("--storage-class", default=defaults.storage_class, help="for the volumes (default: the cluster's)")
+    p.add_argument(
+        "--public-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients reach the front door by (its certificate answers to it); repeat for several",
+    )
+    p.add_argument("--leaf-days", type=int, default=defaults.leaf_days, help="how long the leaves in the Secrets live")
+    output_args(p, formats=False)
 
 
 async def config_command(args: argparse.Namespace, out: Output) -> int:
@@ -340,6 +372,8 @@ async def config_command(args: argparse.Namespace, out: Output) -> int:
         return _explain(args.field, out)
     if action == "diff-presets":
         return _diff_presets(args.left, args.right, out)
+    if action == "render":
+        return _render(args, out)
     out.data(schema(), table=lambda: out.line(json.dumps(schema(), indent=2, ensure_ascii=False)))
     return EXIT_OK
 
@@ -448,4 +482,45 @@ def _diff_presets(left: str, right: str, out: Output) -> int:
                     out.line(f"{'':<{width}}    {name}: {why}")
 
     out.data(data, table=table)
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace, out: Output) -> int:
+    from mesh.kube import KubeOptions, render_kubernetes
+
+    source = args.file or "the defaults"
+    manifest = resolve(read(args.file), args.file) if args.file else resolve(HEADER, "the defaults")
+    options = KubeOptions(
+        namespace=args.namespace,
+        image=args.image,
+        cluster_domain=args.cluster_domain,
+        nats_storage=args.nats_storage,
+        storage_class=args.storage_class,
+        public_hosts=tuple(args.public_host),
+        leaf_days=args.leaf_days,
+    )
+    rendering = render_kubernetes(manifest, options, source)
+    for note in rendering.notes:
+        out.note(f"note: {note}")
+    if args.out == "-":
+        out.line(rendering.documents().rstrip("\n"))
+        out.note(
+            f"note: the {len(rendering.secrets)} Secrets are not in this stream (applying empty ones would erase "
+            "filled ones): render with -o DIR for create-secrets.sh, which makes them"
+        )
+        return EXIT_OK
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mesh.yaml").write_text(rendering.documents())
+    (folder / "secrets.yaml").write_text(
+        "# The Secrets' shape only (empty values): create-secrets.sh makes and fills them.\n"
+        "# Do not apply this file: it would empty the filled ones.\n" + rendering.documents(rendering.secrets)
+    )
+    script = folder / "create-secrets.sh"
+    script.write_text(rendering.script)
+    script.chmod(0o755)
+    out.note(f"wrote {folder / 'mesh.yaml'} ({len(rendering.objects)} objects), {folder / 'secrets.yaml'}, {script}")
+    out.note(
+        f"next: {script} STATE_DIR (the Secrets, from that state dir), then kubectl apply -f {folder / 'mesh.yaml'}"
+    )
     return EXIT_OK

@@ -35,6 +35,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh config diff-presets base staging -o json",
     ),
     "config schema": ("tidemesh config schema -o json > tidemesh.schema.json",),
+    "config render": (
+        "tidemesh config render kubernetes -f tidemesh.yaml -o deploy/k8s   # then deploy/k8s/create-secrets.sh state",
+        "tidemesh config render kubernetes -f tidemesh.yaml --namespace mesh --public-host mesh.example.com",
+        "tidemesh config render kubernetes -f tidemesh.yaml | kubectl apply --dry-run=server -f -",
+    ),
     "submit": (
         'tidemesh submit embed --text "tide pools at dawn"',
         'tidemesh submit summarize --payload \'{"text": "…"}\' --priority interactive --tenant acme',

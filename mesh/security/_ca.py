@@ -15,6 +15,7 @@ import datetime as dt
 import ipaddress
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,10 +153,23 @@ class CertificateAuthority:
             self._root = (cert, key)
         return self._root
 
-    def issue(self, component: str, lifetime: dt.timedelta | None = None) -> LeafFiles:
-        """A fresh leaf for `component` (server and client use), written over the old one."""
+    def issue(
+        self,
+        component: str,
+        lifetime: dt.timedelta | None = None,
+        hosts: Sequence[str] = (),
+        into: Path | None = None,
+    ) -> LeafFiles:
+        """A fresh leaf for `component` (server and client use), written over the old one.
+
+        `hosts` are DNS names the leaf also answers to (``*.name`` wildcards allowed): the names
+        other hosts reach it by, e.g. in-cluster service names (`mesh.kube`). `into` writes the
+        pair to another folder than the CA's own (the root stays where it is)."""
         if not component or "/" in component or component.startswith("."):
             raise ValueError(f"component must be a plain name, got {component!r}")
+        for host in hosts:
+            if not host or any(c.isspace() for c in host) or "*" in host.removeprefix("*."):
+                raise ValueError(f"{component}: a leaf's host name must be a DNS name or *.name, got {host!r}")
         root, root_key = self._load_root()
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
@@ -174,6 +188,7 @@ class CertificateAuthority:
                         x509.UniformResourceIdentifier(spiffe_id(component)),
                         x509.DNSName("localhost"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        *(x509.DNSName(host) for host in dict.fromkeys(hosts)),
                     ]
                 ),
                 critical=False,
@@ -186,6 +201,9 @@ class CertificateAuthority:
             .sign(root_key, hashes.SHA256())
         )
         files = self.files(component)
+        if into is not None:
+            into.mkdir(parents=True, exist_ok=True, mode=0o700)
+            files = LeafFiles(component, self.root_path, into / f"{component}.crt", into / f"{component}.key")
         write_private(files.key, _key_pem(key))
         write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return files

@@ -94,6 +94,7 @@ def triton_launch(
     model_repositories: Sequence[Path] = (),
     traces_url: str = "",
     trace_ratio: float = 1.0,
+    grpc_address: str = "127.0.0.1",
 ) -> TritonLaunch:
     """The command and environment that serve `model_repository`, and the user's
     `model_repositories` beside it, on the given ports.
@@ -111,7 +112,8 @@ def triton_launch(
 
     `traces_url` (an OTLP/HTTP collector's ``.../v1/traces``): Triton records a span per request
     with OpenTelemetry and continues the trace context the inference service sends with each
-    call; `trace_ratio` is the share of requests it traces (its rate is 1 in round(1/ratio))."""
+    call; `trace_ratio` is the share of requests it traces (its rate is 1 in round(1/ratio)).
+    `grpc_address` is where gRPC listens: loopback on one host, every address in a pod (`mesh.kube`)."""
     config_name = chosen_config(config_name)
     dist = _dist_dir()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -145,7 +147,7 @@ def triton_launch(
         f"--backend-directory={backends}",
         f"--cache-directory={dist / 'caches'}",
         f"--grpc-port={grpc_port}",
-        "--grpc-address=127.0.0.1",
+        f"--grpc-address={grpc_address}",
         *(
             [
                 "--grpc-use-ssl=true",
