@@ -37,7 +37,7 @@ import math
 import shlex
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -618,6 +618,10 @@ def render_kubernetes(
         if options.storage_class:
             claim["spec"]["storageClassName"] = options.storage_class
         objects.append(claim)
+    # The plan runs one Envoy on its host; in a cluster the front door gets as many replicas as the
+    # gateways behind it, so it stays open while one restarts.
+    gateways = manifest.endpoints.public.gateways
+    workloads = [replace(w, replicas=gateways) if w.role == "envoy" else w for w in workloads]
     secret_files: dict[str, list[StateFile]] = {}
     for w in workloads:
         files = secret_files.setdefault(secret_name(names, w.component), [])

@@ -116,7 +116,7 @@ def test_every_workload_has_its_controller_probes_pdb_service_and_resources(prod
         "tide-worker-inference": 1,
         "tide-worker-post-processing": 1,
         "tide-gateway": 2,
-        "tide-envoy": 1,
+        "tide-envoy": 2,  # as many as the gateways behind it
     }
     assert {name: w["spec"]["replicas"] for name, w in workloads.items()} == expected
     pdbs, services = _by(prod, "PodDisruptionBudget"), _by(prod, "Service")
