@@ -91,13 +91,14 @@ async def receiving(keep: bool = True, http: bool = False) -> AsyncIterator[tupl
 _ID_KEYS = {"traceId", "spanId", "parentSpanId"}
 
 
+def _hex_to_base64(value: Any) -> Any:
+    return base64.b64encode(bytes.fromhex(value)).decode() if isinstance(value, str) else value
+
+
 def _ids_as_base64(node: Any) -> Any:
     """OTLP/JSON spells trace and span ids in hex where protobuf's JSON mapping wants base64."""
     if isinstance(node, dict):
-        return {
-            k: base64.b64encode(bytes.fromhex(v)).decode() if k in _ID_KEYS and isinstance(v, str) else _ids_as_base64(v)
-            for k, v in node.items()
-        }
+        return {k: _hex_to_base64(v) if k in _ID_KEYS else _ids_as_base64(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_ids_as_base64(v) for v in node]
     return node
