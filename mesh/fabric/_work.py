@@ -14,6 +14,8 @@ stores one item however often it is sent), the trace header, and the error mappi
 
 from __future__ import annotations
 
+from typing import Any
+
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -23,7 +25,7 @@ from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric._commit import GroupCommit
 from mesh.fabric._subjects import WORK_STREAM, bell_subject, work_subject
 from mesh.tasks._registry import KINDS
-from mesh.telemetry import current_traceparent, failed, span, task_attributes
+from mesh.telemetry import current_traceparent, failed, messaging_attributes, span, task_attributes
 from mesh.v1 import task_pb2, work_pb2
 
 
@@ -55,18 +57,16 @@ class WorkQueue:
         spec = item.spec
         subject = subject or item_subject(item)
         headers = {"Nats-Msg-Id": work_item_id(spec.task_id, item.step_index, copy)}
+
         # The producer side of the JetStream hop (OpenTelemetry messaging conventions): the item
         # carries this span's context, the worker's consumer span continues it.
-        attributes = task_attributes(spec, step_index=item.step_index, pool=subject.split(".")[2])
-        attributes.update(
-            {
-                "messaging.system": "nats",
-                "messaging.operation.type": "send",
-                "messaging.operation.name": "publish",
-                "messaging.destination.name": subject,
+        def attributes() -> dict[str, Any]:  # built only when the span is recorded
+            return {
+                **task_attributes(spec, step_index=item.step_index, pool=subject.split(".")[2]),
+                **messaging_attributes("send", subject, **{"operation.name": "publish"}),
                 "messaging.message.id": headers["Nats-Msg-Id"],
             }
-        )
+
         with span(
             f"publish {WORK_STREAM}", attributes, kind=SpanKind.PRODUCER, parent=item.traceparent or None
         ) as current:

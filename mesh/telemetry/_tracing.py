@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -159,10 +159,13 @@ def full_spans() -> bool:
     return exporting() or os.environ.get("TIDEMESH_OTEL_SPANS", "0") == "1"
 
 
+SpanAttributes = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+
+
 @contextlib.contextmanager
 def span(
     name: str,
-    attributes: Mapping[str, Any] | None = None,
+    attributes: SpanAttributes = None,
     kind: SpanKind = SpanKind.INTERNAL,
     parent: str | None = None,
     keep: bool = False,
@@ -171,6 +174,7 @@ def span(
 ) -> Iterator[trace.Span | None]:
     """A recorded span (child of `parent`, a traceparent, when given) when full spans are on;
     otherwise only `parent`'s context is made current (free). Yields the span (None when off).
+    `attributes` may be a function, called only when the span is recorded (hot paths pass one).
     A MeshError or any exception ends it with an error status; `keep` records it whatever the
     sampler's ratio. `new_trace` starts a trace of its own, linked to the current span (one task
     of a batch call: one trace per task, each pointing at the call that brought it); `link_to`
@@ -185,7 +189,8 @@ def span(
             if token is not None:
                 otel_context.detach(token)
         return
-    attrs = {k: v for k, v in (attributes or {}).items() if v not in (None, "")}
+    given = attributes() if callable(attributes) else attributes
+    attrs = {k: v for k, v in (given or {}).items() if v not in (None, "")}
     if keep:
         attrs[KEEP] = True
     links = [Link(trace.get_current_span(context).get_span_context())] if kind is SpanKind.CONSUMER and context else []
@@ -198,6 +203,18 @@ def span(
         name, context=context, kind=kind, attributes=attrs, links=links, record_exception=True
     ) as current:
         yield current
+
+
+def messaging_attributes(operation: str, destination: str, **more: Any) -> dict[str, Any]:
+    """OpenTelemetry's messaging attributes of one JetStream hop: `operation` is ``send`` (a
+    producer's publish) or ``process`` (a consumer's)."""
+    attributes = {
+        "messaging.system": "nats",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": destination,
+    }
+    attributes.update({f"messaging.{key}": value for key, value in more.items()})
+    return attributes
 
 
 def task_attributes(spec: Any, **more: Any) -> dict[str, Any]:

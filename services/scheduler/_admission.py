@@ -75,7 +75,7 @@ class Admitter:
 
     async def admit(self, requested: task_pb2.TaskSpec, traceparent: str = "") -> scheduler_pb2.AdmitTaskResponse:
         """Admit one spec, in the trace of its submit (`traceparent`; default: the current one)."""
-        with span(f"admit {requested.kind}", task_attributes(requested), parent=traceparent or None) as current:
+        with span(f"admit {requested.kind}", lambda: task_attributes(requested), parent=traceparent or None) as current:
             try:
                 version = await self._validate(requested)
                 self._flow.admit(requested.tenant, requested.priority_class)
@@ -110,7 +110,7 @@ class Admitter:
 
     async def _admit_traced(self, spec: task_pb2.TaskSpec, version: int) -> scheduler_pb2.AdmitTaskResponse:
         """One task of a batch call, in a trace of its own linked to the call's."""
-        with span(f"admit {spec.kind}", task_attributes(spec), new_trace=True):
+        with span(f"admit {spec.kind}", lambda: task_attributes(spec), new_trace=True):
             return await self._admit_valid(spec, version)
 
     async def admit_each(

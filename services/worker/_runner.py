@@ -43,6 +43,7 @@ from mesh.telemetry import (
     fail_current,
     failed,
     get_logger,
+    messaging_attributes,
     span,
     task_attributes,
 )
@@ -148,13 +149,13 @@ class Runner:
             work_item_sequence=stream_sequence_of(msg),
             urgent=spec.priority_class == task_pb2.PRIORITY_CLASS_INTERACTIVE,
         )
-        attributes = task_attributes(spec, step=step.name, pool=step.pool, attempt=attempt)
-        consumed = {
-            **attributes,
-            "messaging.system": "nats",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": msg.subject,
-        }
+
+        def attributes() -> dict[str, Any]:  # built only when the spans are recorded
+            return task_attributes(spec, step=step.name, pool=step.pool, attempt=attempt)
+
+        def consumed() -> dict[str, Any]:
+            return {**attributes(), **messaging_attributes("process", msg.subject)}
+
         # The consumer side of the JetStream hop (its parent: the producer span the item carries),
         # then the step; what the step writes and publishes continues the step's span.
         with (
