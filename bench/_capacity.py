@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from aiohttp import web
 
+from bench._serve import serving
 from clients.sdk import Client
 from mesh.capacity import ClassLoad, MMc, simulate
 from mesh.supervisor import NO_LIMIT, Supervisor, build_plan
@@ -40,8 +41,8 @@ def _ts(event: task_pb2.TaskEvent) -> float:
     return event.timestamp.ToNanoseconds() / 1e9
 
 
-async def _slow_endpoint() -> tuple[web.AppRunner, str]:
-    """A local HTTP endpoint that answers each webhook after STEP_MS: the step's service time."""
+def _slow_endpoint() -> web.Application:
+    """A webhook endpoint that answers after STEP_MS: the step's service time."""
 
     async def answer(_: web.Request) -> web.Response:
         await asyncio.sleep(STEP_MS / 1000)
@@ -49,21 +50,13 @@ async def _slow_endpoint() -> tuple[web.AppRunner, str]:
 
     app = web.Application()
     app.router.add_post("/hook", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/hook"
+    return app
 
 
 async def _measure(concurrency: int, seconds: float, rate: float, seed: int) -> dict[str, object]:
     """Poisson arrivals for `seconds` on a fresh mesh; per task its queue wait and service time."""
-    endpoint, url = await _slow_endpoint()
-    try:
-        return await _measure_at(url, concurrency, seconds, rate, seed)
-    finally:
-        await endpoint.cleanup()
+    async with serving(_slow_endpoint()) as base:
+        return await _measure_at(f"{base}/hook", concurrency, seconds, rate, seed)
 
 
 async def _measure_at(url: str, concurrency: int, seconds: float, rate: float, seed: int) -> dict[str, object]:

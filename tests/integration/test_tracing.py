@@ -16,6 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from bench._otlp import Received, receiving
+from bench._serve import serving
 from clients.sdk import Client
 from mesh.oip import TensorData, TensorRequest
 from mesh.security import Transport
@@ -119,14 +120,8 @@ async def _flaky_endpoint() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/hook", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield f"{base}/hook"
 
 
 async def test_a_failing_task_is_kept_when_the_ratio_drops_everything(
