@@ -155,10 +155,13 @@ async def test_a_failing_task_is_kept_when_the_ratio_drops_everything(
         assert receiver.of_task(healthy.task_id) == [], "a healthy task at ratio 0 sends nothing"
 
 
-async def test_triton_continues_the_trace_of_a_model_call(tmp_path: Path) -> None:
+async def test_triton_continues_the_trace_of_a_model_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Triton in OpenTelemetry mode (OTLP/HTTP, which its exporter sends as JSON): a model call the
     inference service's Triton backend makes in a trace comes back as Triton's request span, a
     child of the caller's span in the same trace."""
+    # This process records no spans of its own: the context-only interceptors carry the caller's
+    # traceparent (whatever an earlier test in this process configured).
+    monkeypatch.setattr("mesh.telemetry._tracing._full", False)
     async with receiving(http=True) as (receiver, endpoint):
         server = TritonServer(tmp_path, model_repositories=[EXAMPLES], traces_url=f"{endpoint}/v1/traces")
         async with server:
