@@ -168,6 +168,18 @@ class GetMeshStatusResponse(_message.Message):
     inference_backends: _containers.RepeatedCompositeFieldContainer[_status_pb2.InferenceBackendStatus]
     def __init__(self, queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[_status_pb2.WorkerStatus, _Mapping]]] = ..., scaling: _Optional[_Iterable[_Union[_status_pb2.ScaleRecommendation, _Mapping]]] = ..., tenant_queues: _Optional[_Iterable[_Union[_status_pb2.QueueStatus, _Mapping]]] = ..., inference_backends: _Optional[_Iterable[_Union[_status_pb2.InferenceBackendStatus, _Mapping]]] = ...) -> None: ...
 
+class GetLoadRequest(_message.Message):
+    __slots__ = ("window_s",)
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    window_s: float
+    def __init__(self, window_s: _Optional[float] = ...) -> None: ...
+
+class GetLoadResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: _status_pb2.LoadReport
+    def __init__(self, report: _Optional[_Union[_status_pb2.LoadReport, _Mapping]] = ...) -> None: ...
+
 class WatchMeshStatusRequest(_message.Message):
     __slots__ = ("min_interval_ms",)
     MIN_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]

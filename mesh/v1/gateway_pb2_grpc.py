@@ -80,6 +80,11 @@ class GatewayServiceStub:
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusResponse.FromString,
                 _registered_method=True)
+        self.GetLoad = channel.unary_unary(
+                '/mesh.v1.GatewayService/GetLoad',
+                request_serializer=mesh_dot_v1_dot_gateway__pb2.GetLoadRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_gateway__pb2.GetLoadResponse.FromString,
+                _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/mesh.v1.GatewayService/ListDeadLetters',
                 request_serializer=mesh_dot_v1_dot_gateway__pb2.ListDeadLettersRequest.SerializeToString,
@@ -193,6 +198,15 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoad(self, request, context):
+        """The load the mesh measured per pool and priority class over a sliding window — arrival
+        rates, service-time samples, queue waits, depth, workers and slots — for capacity previews
+        (`tidemesh config plan`). Mesh-wide figures: status.read in every tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDeadLetters(self, request, context):
         """Dead-lettered tasks, newest first.
         """
@@ -300,6 +314,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.WatchMeshStatus,
                     request_deserializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusResponse.SerializeToString,
+            ),
+            'GetLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoad,
+                    request_deserializer=mesh_dot_v1_dot_gateway__pb2.GetLoadRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_gateway__pb2.GetLoadResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -586,6 +605,33 @@ class GatewayService:
             '/mesh.v1.GatewayService/WatchMeshStatus',
             mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusRequest.SerializeToString,
             mesh_dot_v1_dot_gateway__pb2.WatchMeshStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.GatewayService/GetLoad',
+            mesh_dot_v1_dot_gateway__pb2.GetLoadRequest.SerializeToString,
+            mesh_dot_v1_dot_gateway__pb2.GetLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

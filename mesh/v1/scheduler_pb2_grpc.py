@@ -60,6 +60,11 @@ class SchedulerServiceStub:
                 request_serializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusResponse.FromString,
                 _registered_method=True)
+        self.GetLoadReport = channel.unary_unary(
+                '/mesh.v1.SchedulerService/GetLoadReport',
+                request_serializer=mesh_dot_v1_dot_scheduler__pb2.GetLoadReportRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetLoadReportResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -102,6 +107,13 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoadReport(self, request, context):
+        """The measured load per pool and priority class over a sliding window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +141,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.GetQueueStatus,
                     request_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusResponse.SerializeToString,
+            ),
+            'GetLoadReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoadReport,
+                    request_deserializer=mesh_dot_v1_dot_scheduler__pb2.GetLoadReportRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_scheduler__pb2.GetLoadReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +284,33 @@ class SchedulerService:
             '/mesh.v1.SchedulerService/GetQueueStatus',
             mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusRequest.SerializeToString,
             mesh_dot_v1_dot_scheduler__pb2.GetQueueStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoadReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.SchedulerService/GetLoadReport',
+            mesh_dot_v1_dot_scheduler__pb2.GetLoadReportRequest.SerializeToString,
+            mesh_dot_v1_dot_scheduler__pb2.GetLoadReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -169,3 +169,103 @@ class DeviceStatus(_message.Message):
     power_watts: float
     temperature_celsius: float
     def __init__(self, kind: _Optional[str] = ..., index: _Optional[int] = ..., name: _Optional[str] = ..., utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., power_watts: _Optional[float] = ..., temperature_celsius: _Optional[float] = ...) -> None: ...
+
+class LoadSlice(_message.Message):
+    __slots__ = ("pool", "priority_class", "arrived", "started", "first_started", "ended", "service_s_total", "service_s", "wait_s", "buffered", "running")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ARRIVED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_STARTED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_S_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_S_FIELD_NUMBER: _ClassVar[int]
+    WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    priority_class: _task_pb2.PriorityClass
+    arrived: int
+    started: int
+    first_started: int
+    ended: int
+    service_s_total: float
+    service_s: _containers.RepeatedScalarFieldContainer[float]
+    wait_s: _containers.RepeatedScalarFieldContainer[float]
+    buffered: int
+    running: int
+    def __init__(self, pool: _Optional[str] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ..., arrived: _Optional[int] = ..., started: _Optional[int] = ..., first_started: _Optional[int] = ..., ended: _Optional[int] = ..., service_s_total: _Optional[float] = ..., service_s: _Optional[_Iterable[float]] = ..., wait_s: _Optional[_Iterable[float]] = ..., buffered: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+
+class PoolSlots(_message.Message):
+    __slots__ = ("pool", "workers", "slots", "dedicated_workers", "dedicated_slots")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    workers: int
+    slots: int
+    dedicated_workers: int
+    dedicated_slots: int
+    def __init__(self, pool: _Optional[str] = ..., workers: _Optional[int] = ..., slots: _Optional[int] = ..., dedicated_workers: _Optional[int] = ..., dedicated_slots: _Optional[int] = ...) -> None: ...
+
+class WorkerLoad(_message.Message):
+    __slots__ = ("slices", "slots")
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    slices: _containers.RepeatedCompositeFieldContainer[LoadSlice]
+    slots: _containers.RepeatedCompositeFieldContainer[PoolSlots]
+    def __init__(self, slices: _Optional[_Iterable[_Union[LoadSlice, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[PoolSlots, _Mapping]]] = ...) -> None: ...
+
+class PoolClassLoad(_message.Message):
+    __slots__ = ("pool", "priority_class", "arrival_per_s", "served_per_s", "service_s_samples", "service_mean_s", "wait_p50_s", "wait_p95_s", "depth", "pending", "in_flight", "running", "workers", "slots", "dedicated_workers", "dedicated_slots", "arrived", "served", "retried")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_PER_S_FIELD_NUMBER: _ClassVar[int]
+    SERVED_PER_S_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_S_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_MEAN_S_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P50_S_FIELD_NUMBER: _ClassVar[int]
+    WAIT_P95_S_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ARRIVED_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
+    RETRIED_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    priority_class: _task_pb2.PriorityClass
+    arrival_per_s: float
+    served_per_s: float
+    service_s_samples: _containers.RepeatedScalarFieldContainer[float]
+    service_mean_s: float
+    wait_p50_s: float
+    wait_p95_s: float
+    depth: int
+    pending: int
+    in_flight: int
+    running: int
+    workers: int
+    slots: int
+    dedicated_workers: int
+    dedicated_slots: int
+    arrived: int
+    served: int
+    retried: int
+    def __init__(self, pool: _Optional[str] = ..., priority_class: _Optional[_Union[_task_pb2.PriorityClass, str]] = ..., arrival_per_s: _Optional[float] = ..., served_per_s: _Optional[float] = ..., service_s_samples: _Optional[_Iterable[float]] = ..., service_mean_s: _Optional[float] = ..., wait_p50_s: _Optional[float] = ..., wait_p95_s: _Optional[float] = ..., depth: _Optional[int] = ..., pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., running: _Optional[int] = ..., workers: _Optional[int] = ..., slots: _Optional[int] = ..., dedicated_workers: _Optional[int] = ..., dedicated_slots: _Optional[int] = ..., arrived: _Optional[int] = ..., served: _Optional[int] = ..., retried: _Optional[int] = ...) -> None: ...
+
+class LoadReport(_message.Message):
+    __slots__ = ("window_s", "measured_at", "loads")
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
+    LOADS_FIELD_NUMBER: _ClassVar[int]
+    window_s: float
+    measured_at: _timestamp_pb2.Timestamp
+    loads: _containers.RepeatedCompositeFieldContainer[PoolClassLoad]
+    def __init__(self, window_s: _Optional[float] = ..., measured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[PoolClassLoad, _Mapping]]] = ...) -> None: ...

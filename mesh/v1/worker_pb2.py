@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from mesh.v1 import status_pb2 as mesh_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/worker.proto\x12\x07mesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14mesh/v1/status.proto\">\n\x15RegisterWorkerRequest\x12%\n\x06worker\x18\x01 \x01(\x0b\x32\x15.mesh.v1.WorkerStatus\"O\n\x16RegisterWorkerResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"s\n\x10HeartbeatRequest\x12%\n\x06worker\x18\x01 \x01(\x0b\x32\x15.mesh.v1.WorkerStatus\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x1e\n\x16in_flight_ack_subjects\x18\x03 \x03(\t\"\"\n\x11HeartbeatResponse\x12\r\n\x05\x64rain\x18\x01 \x01(\x08\"\x14\n\x12ListWorkersRequest\"=\n\x13ListWorkersResponse\x12&\n\x07workers\x18\x01 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus2\xf0\x01\n\rWorkerService\x12Q\n\x0eRegisterWorker\x12\x1e.mesh.v1.RegisterWorkerRequest\x1a\x1f.mesh.v1.RegisterWorkerResponse\x12\x42\n\tHeartbeat\x12\x19.mesh.v1.HeartbeatRequest\x1a\x1a.mesh.v1.HeartbeatResponse\x12H\n\x0bListWorkers\x12\x1b.mesh.v1.ListWorkersRequest\x1a\x1c.mesh.v1.ListWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/worker.proto\x12\x07mesh.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14mesh/v1/status.proto\">\n\x15RegisterWorkerRequest\x12%\n\x06worker\x18\x01 \x01(\x0b\x32\x15.mesh.v1.WorkerStatus\"O\n\x16RegisterWorkerResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x96\x01\n\x10HeartbeatRequest\x12%\n\x06worker\x18\x01 \x01(\x0b\x32\x15.mesh.v1.WorkerStatus\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x1e\n\x16in_flight_ack_subjects\x18\x03 \x03(\t\x12!\n\x04load\x18\x04 \x01(\x0b\x32\x13.mesh.v1.WorkerLoad\"\"\n\x11HeartbeatResponse\x12\r\n\x05\x64rain\x18\x01 \x01(\x08\"\x14\n\x12ListWorkersRequest\"=\n\x13ListWorkersResponse\x12&\n\x07workers\x18\x01 \x03(\x0b\x32\x15.mesh.v1.WorkerStatus2\xf0\x01\n\rWorkerService\x12Q\n\x0eRegisterWorker\x12\x1e.mesh.v1.RegisterWorkerRequest\x1a\x1f.mesh.v1.RegisterWorkerResponse\x12\x42\n\tHeartbeat\x12\x19.mesh.v1.HeartbeatRequest\x1a\x1a.mesh.v1.HeartbeatResponse\x12H\n\x0bListWorkers\x12\x1b.mesh.v1.ListWorkersRequest\x1a\x1c.mesh.v1.ListWorkersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERWORKERREQUEST']._serialized_end=149
   _globals['_REGISTERWORKERRESPONSE']._serialized_start=151
   _globals['_REGISTERWORKERRESPONSE']._serialized_end=230
-  _globals['_HEARTBEATREQUEST']._serialized_start=232
-  _globals['_HEARTBEATREQUEST']._serialized_end=347
-  _globals['_HEARTBEATRESPONSE']._serialized_start=349
-  _globals['_HEARTBEATRESPONSE']._serialized_end=383
-  _globals['_LISTWORKERSREQUEST']._serialized_start=385
-  _globals['_LISTWORKERSREQUEST']._serialized_end=405
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=407
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=468
-  _globals['_WORKERSERVICE']._serialized_start=471
-  _globals['_WORKERSERVICE']._serialized_end=711
+  _globals['_HEARTBEATREQUEST']._serialized_start=233
+  _globals['_HEARTBEATREQUEST']._serialized_end=383
+  _globals['_HEARTBEATRESPONSE']._serialized_start=385
+  _globals['_HEARTBEATRESPONSE']._serialized_end=419
+  _globals['_LISTWORKERSREQUEST']._serialized_start=421
+  _globals['_LISTWORKERSREQUEST']._serialized_end=441
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=443
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=504
+  _globals['_WORKERSERVICE']._serialized_start=507
+  _globals['_WORKERSERVICE']._serialized_end=747
 # @@protoc_insertion_point(module_scope)

@@ -23,14 +23,16 @@ class RegisterWorkerResponse(_message.Message):
     def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker", "running_task_ids", "in_flight_ack_subjects")
+    __slots__ = ("worker", "running_task_ids", "in_flight_ack_subjects", "load")
     WORKER_FIELD_NUMBER: _ClassVar[int]
     RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_ACK_SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
     worker: _status_pb2.WorkerStatus
     running_task_ids: _containers.RepeatedScalarFieldContainer[str]
     in_flight_ack_subjects: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker: _Optional[_Union[_status_pb2.WorkerStatus, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., in_flight_ack_subjects: _Optional[_Iterable[str]] = ...) -> None: ...
+    load: _status_pb2.WorkerLoad
+    def __init__(self, worker: _Optional[_Union[_status_pb2.WorkerStatus, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., in_flight_ack_subjects: _Optional[_Iterable[str]] = ..., load: _Optional[_Union[_status_pb2.WorkerLoad, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("drain",)

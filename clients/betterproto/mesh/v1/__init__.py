@@ -60,6 +60,10 @@ __all__ = (
     "GetAuditRecordResponse",
     "GetDeadLetterRequest",
     "GetDeadLetterResponse",
+    "GetLoadReportRequest",
+    "GetLoadReportResponse",
+    "GetLoadRequest",
+    "GetLoadResponse",
     "GetMeshStatusRequest",
     "GetMeshStatusResponse",
     "GetQueueStatusRequest",
@@ -105,6 +109,8 @@ __all__ = (
     "ListWorkersResponse",
     "LoadModelRequest",
     "LoadModelResponse",
+    "LoadReport",
+    "LoadSlice",
     "ModelInferRequest",
     "ModelInferResponse",
     "ModelInfo",
@@ -116,6 +122,8 @@ __all__ = (
     "ModelStreamInferRequest",
     "ModelStreamInferResponse",
     "PartialOutput",
+    "PoolClassLoad",
+    "PoolSlots",
     "PriorityClass",
     "PurgeDeadLettersRequest",
     "PurgeDeadLettersResponse",
@@ -175,6 +183,7 @@ __all__ = (
     "WebhookInput",
     "WorkItem",
     "WorkerHealth",
+    "WorkerLoad",
     "WorkerServiceStub",
     "WorkerSessionServiceStub",
     "WorkerStatus",
@@ -1443,6 +1452,44 @@ default_message_pool.register_message("mesh.v1", "GetDeadLetterResponse", GetDea
 
 
 @dataclass(eq=False, repr=False)
+class GetLoadReportRequest(betterproto2.Message):
+    window_s: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    """
+    Seconds to cover: 0 means the scheduler's window (--load-window, default 300); at most that.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "GetLoadReportRequest", GetLoadReportRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetLoadReportResponse(betterproto2.Message):
+    report: "LoadReport | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("mesh.v1", "GetLoadReportResponse", GetLoadReportResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetLoadRequest(betterproto2.Message):
+    window_s: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    """
+    Seconds to cover: 0 means the scheduler's window (default 300); at most that.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "GetLoadRequest", GetLoadRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetLoadResponse(betterproto2.Message):
+    report: "LoadReport | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("mesh.v1", "GetLoadResponse", GetLoadResponse)
+
+
+@dataclass(eq=False, repr=False)
 class GetMeshStatusRequest(betterproto2.Message):
     pass
 
@@ -1568,6 +1615,11 @@ class HeartbeatRequest(betterproto2.Message):
     """
     Ack subjects of the work items it holds. If the worker is declared dead the
     scheduler naks them, so JetStream redelivers at once instead of after ack-wait.
+    """
+
+    load: "WorkerLoad | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    What the worker measured since its last heartbeat (the mesh's live load, `GetLoad`).
     """
 
 
@@ -2292,6 +2344,85 @@ default_message_pool.register_message("mesh.v1", "LoadModelResponse", LoadModelR
 
 
 @dataclass(eq=False, repr=False)
+class LoadReport(betterproto2.Message):
+    """
+    The mesh's measured load, per pool and priority class.
+    """
+
+    window_s: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    """
+    The seconds the figures cover: the window asked for, rounded out to the scheduler's 5 s
+    buckets, or less when the scheduler has measured for less.
+    """
+
+    measured_at: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    loads: "list[PoolClassLoad]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every built-in pool's classes, then any other pool (user kinds') with load in the window.
+    """
+
+
+default_message_pool.register_message("mesh.v1", "LoadReport", LoadReport)
+
+
+@dataclass(eq=False, repr=False)
+class LoadSlice(betterproto2.Message):
+    """
+    What one process measured for one pool and priority class since its last report (a worker's
+    HeartbeatRequest.load): counts, sums, and a uniform sample of what it timed. The scheduler adds
+    these up over a sliding window (LoadReport).
+    """
+
+    pool: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    priority_class: "PriorityClass" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: PriorityClass(0)
+    )
+
+    arrived: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    """
+    Work items this process stored in the lane (arrivals; one the broker already held is none).
+    """
+
+    started: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    """
+    Attempts that took a slot: all of them, and the first attempts among them.
+    """
+
+    first_started: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+
+    ended: "int" = betterproto2.field(6, betterproto2.TYPE_UINT64)
+    """
+    Attempts that gave their slot back (any outcome), and the seconds they held it, summed.
+    """
+
+    service_s_total: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
+
+    service_s: "list[float]" = betterproto2.field(8, betterproto2.TYPE_DOUBLE, repeated=True)
+    """
+    Up to 64 of those attempts' seconds, a uniform sample of the `ended` ones.
+    """
+
+    wait_s: "list[float]" = betterproto2.field(9, betterproto2.TYPE_DOUBLE, repeated=True)
+    """
+    Up to 64 queue waits (stored to started, seconds), a uniform sample of the `first_started`.
+    """
+
+    buffered: "int" = betterproto2.field(10, betterproto2.TYPE_UINT32)
+    """
+    Now, not since the last report: items it holds waiting for a slot, and steps it runs.
+    """
+
+    running: "int" = betterproto2.field(11, betterproto2.TYPE_UINT32)
+
+
+default_message_pool.register_message("mesh.v1", "LoadSlice", LoadSlice)
+
+
+@dataclass(eq=False, repr=False)
 class ModelInferRequest(betterproto2.Message):
     model_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -2563,6 +2694,111 @@ class PartialOutput(betterproto2.Message):
 
 
 default_message_pool.register_message("mesh.v1", "PartialOutput", PartialOutput)
+
+
+@dataclass(eq=False, repr=False)
+class PoolClassLoad(betterproto2.Message):
+    """
+    The load of one pool and priority class, measured by the running mesh over a window: what a
+    capacity model (mesh.capacity.Load) takes as its arrival rate, service times and backlog.
+    """
+
+    pool: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    priority_class: "PriorityClass" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: PriorityClass(0)
+    )
+
+    arrival_per_s: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Work items stored in the lane per second (a pipeline's steps arrive each in its own pool).
+    """
+
+    served_per_s: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Attempts that ended per second, any outcome (retries included).
+    """
+
+    service_s_samples: "list[float]" = betterproto2.field(5, betterproto2.TYPE_DOUBLE, repeated=True)
+    """
+    Up to 256 seconds of service: how long one attempt held its slot, not its wait; drawn evenly
+    from every attempt that ended in the window. Empty where none ended.
+    """
+
+    service_mean_s: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    The mean over every attempt that ended in the window (not only the samples).
+    """
+
+    wait_p50_s: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
+    """
+    Queue wait of first attempts, from the item stored to its step started (0 when none started).
+    """
+
+    wait_p95_s: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
+
+    depth: "int" = betterproto2.field(9, betterproto2.TYPE_UINT64)
+    """
+    Items waiting now: undelivered in JetStream (`pending`) plus those workers hold waiting for a slot.
+    """
+
+    pending: "int" = betterproto2.field(10, betterproto2.TYPE_UINT64)
+
+    in_flight: "int" = betterproto2.field(11, betterproto2.TYPE_UINT64)
+    """
+    Delivered and not yet acknowledged (running, or waiting at a worker), and running now.
+    """
+
+    running: "int" = betterproto2.field(12, betterproto2.TYPE_UINT32)
+
+    workers: "int" = betterproto2.field(13, betterproto2.TYPE_UINT32)
+    """
+    The pool's, the same in each of its classes: alive workers serving it and their slots. A
+    worker serving several pools counts in each in full (its slots are shared between them);
+    `dedicated_*` count only workers that serve this pool alone.
+    """
+
+    slots: "int" = betterproto2.field(14, betterproto2.TYPE_UINT32)
+
+    dedicated_workers: "int" = betterproto2.field(15, betterproto2.TYPE_UINT32)
+
+    dedicated_slots: "int" = betterproto2.field(16, betterproto2.TYPE_UINT32)
+
+    arrived: "int" = betterproto2.field(17, betterproto2.TYPE_UINT64)
+    """
+    The window's counts behind the rates: items arrived, attempts ended, retries started.
+    """
+
+    served: "int" = betterproto2.field(18, betterproto2.TYPE_UINT64)
+
+    retried: "int" = betterproto2.field(19, betterproto2.TYPE_UINT64)
+
+
+default_message_pool.register_message("mesh.v1", "PoolClassLoad", PoolClassLoad)
+
+
+@dataclass(eq=False, repr=False)
+class PoolSlots(betterproto2.Message):
+    """
+    The slots one process offers one pool: its built-in workers' (`concurrency`, in every pool it
+    serves) or its worker-protocol sessions' (their capacity, in their kinds' pools).
+    """
+
+    pool: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    workers: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    slots: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    dedicated_workers: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    Those of workers that serve this pool alone.
+    """
+
+    dedicated_slots: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+
+
+default_message_pool.register_message("mesh.v1", "PoolSlots", PoolSlots)
 
 
 @dataclass(eq=False, repr=False)
@@ -3602,6 +3838,20 @@ default_message_pool.register_message("mesh.v1", "WebhookInput", WebhookInput)
 
 
 @dataclass(eq=False, repr=False)
+class WorkerLoad(betterproto2.Message):
+    """
+    A worker process's load report, sent with each heartbeat.
+    """
+
+    slices: "list[LoadSlice]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    slots: "list[PoolSlots]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("mesh.v1", "WorkerLoad", WorkerLoad)
+
+
+@dataclass(eq=False, repr=False)
 class WorkerStatus(betterproto2.Message):
     """
     A worker process and what it is doing.
@@ -3909,6 +4159,19 @@ class GatewayServiceStub:
             WatchMeshStatusResponse.FromString,
         )(message)
 
+    def get_load(self, message: "GetLoadRequest") -> "GetLoadResponse":
+        """
+        The load the mesh measured per pool and priority class over a sliding window — arrival
+        rates, service-time samples, queue waits, depth, workers and slots — for capacity previews
+        (`tidemesh config plan`). Mesh-wide figures: status.read in every tenant.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.GatewayService/GetLoad",
+            GetLoadRequest.SerializeToString,
+            GetLoadResponse.FromString,
+        )(message)
+
     def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
         """
         Dead-lettered tasks, newest first.
@@ -4209,6 +4472,17 @@ class SchedulerServiceStub:
             "/mesh.v1.SchedulerService/GetQueueStatus",
             GetQueueStatusRequest.SerializeToString,
             GetQueueStatusResponse.FromString,
+        )(message)
+
+    def get_load_report(self, message: "GetLoadReportRequest") -> "GetLoadReportResponse":
+        """
+        The measured load per pool and priority class over a sliding window.
+        """
+
+        return self._channel.unary_unary(
+            "/mesh.v1.SchedulerService/GetLoadReport",
+            GetLoadReportRequest.SerializeToString,
+            GetLoadReportResponse.FromString,
         )(message)
 
 

@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import type { Message } from "@bufbuild/protobuf";
 import type { TaskEvent, TaskInfo, TaskSpec, TaskState } from "./task_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import type { InferenceBackendStatus, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
+import type { InferenceBackendStatus, LoadReport, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
 import type { DeadLetter } from "./deadletter_pb.js";
 
 /**
@@ -480,6 +480,40 @@ export declare type GetMeshStatusResponse = Message<"mesh.v1.GetMeshStatusRespon
 export declare const GetMeshStatusResponseSchema: GenMessage<GetMeshStatusResponse>;
 
 /**
+ * @generated from message mesh.v1.GetLoadRequest
+ */
+export declare type GetLoadRequest = Message<"mesh.v1.GetLoadRequest"> & {
+  /**
+   * Seconds to cover: 0 means the scheduler's window (default 300); at most that.
+   *
+   * @generated from field: double window_s = 1;
+   */
+  windowS: number;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadRequest.
+ * Use `create(GetLoadRequestSchema)` to create a new message.
+ */
+export declare const GetLoadRequestSchema: GenMessage<GetLoadRequest>;
+
+/**
+ * @generated from message mesh.v1.GetLoadResponse
+ */
+export declare type GetLoadResponse = Message<"mesh.v1.GetLoadResponse"> & {
+  /**
+   * @generated from field: mesh.v1.LoadReport report = 1;
+   */
+  report?: LoadReport | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadResponse.
+ * Use `create(GetLoadResponseSchema)` to create a new message.
+ */
+export declare const GetLoadResponseSchema: GenMessage<GetLoadResponse>;
+
+/**
  * @generated from message mesh.v1.WatchMeshStatusRequest
  */
 export declare type WatchMeshStatusRequest = Message<"mesh.v1.WatchMeshStatusRequest"> & {
@@ -834,6 +868,18 @@ export declare const GatewayService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchMeshStatusRequestSchema;
     output: typeof WatchMeshStatusResponseSchema;
+  },
+  /**
+   * The load the mesh measured per pool and priority class over a sliding window — arrival
+   * rates, service-time samples, queue waits, depth, workers and slots — for capacity previews
+   * (`tidemesh config plan`). Mesh-wide figures: status.read in every tenant.
+   *
+   * @generated from rpc mesh.v1.GatewayService.GetLoad
+   */
+  getLoad: {
+    methodKind: "unary";
+    input: typeof GetLoadRequestSchema;
+    output: typeof GetLoadResponseSchema;
   },
   /**
    * Dead-lettered tasks, newest first.

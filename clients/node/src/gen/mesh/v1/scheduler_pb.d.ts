@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { TaskSpec, TaskState } from "./task_pb.js";
-import type { InferenceBackendStatus, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
+import type { InferenceBackendStatus, LoadReport, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
 
 /**
  * Describes the file mesh/v1/scheduler.proto.
@@ -283,6 +283,40 @@ export declare type GetQueueStatusResponse = Message<"mesh.v1.GetQueueStatusResp
 export declare const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse>;
 
 /**
+ * @generated from message mesh.v1.GetLoadReportRequest
+ */
+export declare type GetLoadReportRequest = Message<"mesh.v1.GetLoadReportRequest"> & {
+  /**
+   * Seconds to cover: 0 means the scheduler's window (--load-window, default 300); at most that.
+   *
+   * @generated from field: double window_s = 1;
+   */
+  windowS: number;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadReportRequest.
+ * Use `create(GetLoadReportRequestSchema)` to create a new message.
+ */
+export declare const GetLoadReportRequestSchema: GenMessage<GetLoadReportRequest>;
+
+/**
+ * @generated from message mesh.v1.GetLoadReportResponse
+ */
+export declare type GetLoadReportResponse = Message<"mesh.v1.GetLoadReportResponse"> & {
+  /**
+   * @generated from field: mesh.v1.LoadReport report = 1;
+   */
+  report?: LoadReport | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadReportResponse.
+ * Use `create(GetLoadReportResponseSchema)` to create a new message.
+ */
+export declare const GetLoadReportResponseSchema: GenMessage<GetLoadReportResponse>;
+
+/**
  * Admission, state and flow control. Called by gateways; not public.
  *
  * @generated from service mesh.v1.SchedulerService
@@ -338,6 +372,16 @@ export declare const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof GetQueueStatusRequestSchema;
     output: typeof GetQueueStatusResponseSchema;
+  },
+  /**
+   * The measured load per pool and priority class over a sliding window.
+   *
+   * @generated from rpc mesh.v1.SchedulerService.GetLoadReport
+   */
+  getLoadReport: {
+    methodKind: "unary";
+    input: typeof GetLoadReportRequestSchema;
+    output: typeof GetLoadReportResponseSchema;
   },
 }>;
 

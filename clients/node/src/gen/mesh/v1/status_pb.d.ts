@@ -460,6 +460,315 @@ export declare type DeviceStatus = Message<"mesh.v1.DeviceStatus"> & {
 export declare const DeviceStatusSchema: GenMessage<DeviceStatus>;
 
 /**
+ * What one process measured for one pool and priority class since its last report (a worker's
+ * HeartbeatRequest.load): counts, sums, and a uniform sample of what it timed. The scheduler adds
+ * these up over a sliding window (LoadReport).
+ *
+ * @generated from message mesh.v1.LoadSlice
+ */
+export declare type LoadSlice = Message<"mesh.v1.LoadSlice"> & {
+  /**
+   * @generated from field: string pool = 1;
+   */
+  pool: string;
+
+  /**
+   * @generated from field: mesh.v1.PriorityClass priority_class = 2;
+   */
+  priorityClass: PriorityClass;
+
+  /**
+   * Work items this process stored in the lane (arrivals; one the broker already held is none).
+   *
+   * @generated from field: uint64 arrived = 3;
+   */
+  arrived: bigint;
+
+  /**
+   * Attempts that took a slot: all of them, and the first attempts among them.
+   *
+   * @generated from field: uint64 started = 4;
+   */
+  started: bigint;
+
+  /**
+   * @generated from field: uint64 first_started = 5;
+   */
+  firstStarted: bigint;
+
+  /**
+   * Attempts that gave their slot back (any outcome), and the seconds they held it, summed.
+   *
+   * @generated from field: uint64 ended = 6;
+   */
+  ended: bigint;
+
+  /**
+   * @generated from field: double service_s_total = 7;
+   */
+  serviceSTotal: number;
+
+  /**
+   * Up to 64 of those attempts' seconds, a uniform sample of the `ended` ones.
+   *
+   * @generated from field: repeated double service_s = 8;
+   */
+  serviceS: number[];
+
+  /**
+   * Up to 64 queue waits (stored to started, seconds), a uniform sample of the `first_started`.
+   *
+   * @generated from field: repeated double wait_s = 9;
+   */
+  waitS: number[];
+
+  /**
+   * Now, not since the last report: items it holds waiting for a slot, and steps it runs.
+   *
+   * @generated from field: uint32 buffered = 10;
+   */
+  buffered: number;
+
+  /**
+   * @generated from field: uint32 running = 11;
+   */
+  running: number;
+};
+
+/**
+ * Describes the message mesh.v1.LoadSlice.
+ * Use `create(LoadSliceSchema)` to create a new message.
+ */
+export declare const LoadSliceSchema: GenMessage<LoadSlice>;
+
+/**
+ * The slots one process offers one pool: its built-in workers' (`concurrency`, in every pool it
+ * serves) or its worker-protocol sessions' (their capacity, in their kinds' pools).
+ *
+ * @generated from message mesh.v1.PoolSlots
+ */
+export declare type PoolSlots = Message<"mesh.v1.PoolSlots"> & {
+  /**
+   * @generated from field: string pool = 1;
+   */
+  pool: string;
+
+  /**
+   * @generated from field: uint32 workers = 2;
+   */
+  workers: number;
+
+  /**
+   * @generated from field: uint32 slots = 3;
+   */
+  slots: number;
+
+  /**
+   * Those of workers that serve this pool alone.
+   *
+   * @generated from field: uint32 dedicated_workers = 4;
+   */
+  dedicatedWorkers: number;
+
+  /**
+   * @generated from field: uint32 dedicated_slots = 5;
+   */
+  dedicatedSlots: number;
+};
+
+/**
+ * Describes the message mesh.v1.PoolSlots.
+ * Use `create(PoolSlotsSchema)` to create a new message.
+ */
+export declare const PoolSlotsSchema: GenMessage<PoolSlots>;
+
+/**
+ * A worker process's load report, sent with each heartbeat.
+ *
+ * @generated from message mesh.v1.WorkerLoad
+ */
+export declare type WorkerLoad = Message<"mesh.v1.WorkerLoad"> & {
+  /**
+   * @generated from field: repeated mesh.v1.LoadSlice slices = 1;
+   */
+  slices: LoadSlice[];
+
+  /**
+   * @generated from field: repeated mesh.v1.PoolSlots slots = 2;
+   */
+  slots: PoolSlots[];
+};
+
+/**
+ * Describes the message mesh.v1.WorkerLoad.
+ * Use `create(WorkerLoadSchema)` to create a new message.
+ */
+export declare const WorkerLoadSchema: GenMessage<WorkerLoad>;
+
+/**
+ * The load of one pool and priority class, measured by the running mesh over a window: what a
+ * capacity model (mesh.capacity.Load) takes as its arrival rate, service times and backlog.
+ *
+ * @generated from message mesh.v1.PoolClassLoad
+ */
+export declare type PoolClassLoad = Message<"mesh.v1.PoolClassLoad"> & {
+  /**
+   * @generated from field: string pool = 1;
+   */
+  pool: string;
+
+  /**
+   * @generated from field: mesh.v1.PriorityClass priority_class = 2;
+   */
+  priorityClass: PriorityClass;
+
+  /**
+   * Work items stored in the lane per second (a pipeline's steps arrive each in its own pool).
+   *
+   * @generated from field: double arrival_per_s = 3;
+   */
+  arrivalPerS: number;
+
+  /**
+   * Attempts that ended per second, any outcome (retries included).
+   *
+   * @generated from field: double served_per_s = 4;
+   */
+  servedPerS: number;
+
+  /**
+   * Up to 256 seconds of service: how long one attempt held its slot, not its wait; drawn evenly
+   * from every attempt that ended in the window. Empty where none ended.
+   *
+   * @generated from field: repeated double service_s_samples = 5;
+   */
+  serviceSSamples: number[];
+
+  /**
+   * The mean over every attempt that ended in the window (not only the samples).
+   *
+   * @generated from field: double service_mean_s = 6;
+   */
+  serviceMeanS: number;
+
+  /**
+   * Queue wait of first attempts, from the item stored to its step started (0 when none started).
+   *
+   * @generated from field: double wait_p50_s = 7;
+   */
+  waitP50S: number;
+
+  /**
+   * @generated from field: double wait_p95_s = 8;
+   */
+  waitP95S: number;
+
+  /**
+   * Items waiting now: undelivered in JetStream (`pending`) plus those workers hold waiting for a slot.
+   *
+   * @generated from field: uint64 depth = 9;
+   */
+  depth: bigint;
+
+  /**
+   * @generated from field: uint64 pending = 10;
+   */
+  pending: bigint;
+
+  /**
+   * Delivered and not yet acknowledged (running, or waiting at a worker), and running now.
+   *
+   * @generated from field: uint64 in_flight = 11;
+   */
+  inFlight: bigint;
+
+  /**
+   * @generated from field: uint32 running = 12;
+   */
+  running: number;
+
+  /**
+   * The pool's, the same in each of its classes: alive workers serving it and their slots. A
+   * worker serving several pools counts in each in full (its slots are shared between them);
+   * `dedicated_*` count only workers that serve this pool alone.
+   *
+   * @generated from field: uint32 workers = 13;
+   */
+  workers: number;
+
+  /**
+   * @generated from field: uint32 slots = 14;
+   */
+  slots: number;
+
+  /**
+   * @generated from field: uint32 dedicated_workers = 15;
+   */
+  dedicatedWorkers: number;
+
+  /**
+   * @generated from field: uint32 dedicated_slots = 16;
+   */
+  dedicatedSlots: number;
+
+  /**
+   * The window's counts behind the rates: items arrived, attempts ended, retries started.
+   *
+   * @generated from field: uint64 arrived = 17;
+   */
+  arrived: bigint;
+
+  /**
+   * @generated from field: uint64 served = 18;
+   */
+  served: bigint;
+
+  /**
+   * @generated from field: uint64 retried = 19;
+   */
+  retried: bigint;
+};
+
+/**
+ * Describes the message mesh.v1.PoolClassLoad.
+ * Use `create(PoolClassLoadSchema)` to create a new message.
+ */
+export declare const PoolClassLoadSchema: GenMessage<PoolClassLoad>;
+
+/**
+ * The mesh's measured load, per pool and priority class.
+ *
+ * @generated from message mesh.v1.LoadReport
+ */
+export declare type LoadReport = Message<"mesh.v1.LoadReport"> & {
+  /**
+   * The seconds the figures cover: the window asked for, rounded out to the scheduler's 5 s
+   * buckets, or less when the scheduler has measured for less.
+   *
+   * @generated from field: double window_s = 1;
+   */
+  windowS: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp measured_at = 2;
+   */
+  measuredAt?: Timestamp | undefined;
+
+  /**
+   * Every built-in pool's classes, then any other pool (user kinds') with load in the window.
+   *
+   * @generated from field: repeated mesh.v1.PoolClassLoad loads = 3;
+   */
+  loads: PoolClassLoad[];
+};
+
+/**
+ * Describes the message mesh.v1.LoadReport.
+ * Use `create(LoadReportSchema)` to create a new message.
+ */
+export declare const LoadReportSchema: GenMessage<LoadReport>;
+
+/**
  * Health of a registered worker as the scheduler sees it.
  *
  * @generated from enum mesh.v1.WorkerHealth

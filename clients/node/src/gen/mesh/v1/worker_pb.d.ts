@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { WorkerStatus } from "./status_pb.js";
+import type { WorkerLoad, WorkerStatus } from "./status_pb.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -67,6 +67,13 @@ export declare type HeartbeatRequest = Message<"mesh.v1.HeartbeatRequest"> & {
    * @generated from field: repeated string in_flight_ack_subjects = 3;
    */
   inFlightAckSubjects: string[];
+
+  /**
+   * What the worker measured since its last heartbeat (the mesh's live load, `GetLoad`).
+   *
+   * @generated from field: mesh.v1.WorkerLoad load = 4;
+   */
+  load?: WorkerLoad | undefined;
 };
 
 /**

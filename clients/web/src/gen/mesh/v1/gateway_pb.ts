@@ -8,7 +8,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { DeadLetter } from "./deadletter_pb.js";
 import { file_mesh_v1_deadletter } from "./deadletter_pb.js";
-import type { InferenceBackendStatus, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
+import type { InferenceBackendStatus, LoadReport, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
 import { file_mesh_v1_status } from "./status_pb.js";
 import type { TaskEvent, TaskInfo, TaskSpec, TaskState } from "./task_pb.js";
 import { file_mesh_v1_task } from "./task_pb.js";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/gateway.proto.
  */
 export const file_mesh_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChVtZXNoL3YxL2dhdGV3YXkucHJvdG8SB21lc2gudjEi3gEKEExpc3RUYXNrc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEg0KBWxpbWl0GAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkSDAoEa2luZBgEIAEoCRIiCgZzdGF0ZXMYBSADKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZRIxCg1jcmVhdGVkX2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES5tZXNoLnYxLlRhc2tJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzCh5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJIlEKH1JlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVzcG9uc2USLgoKZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFcm9sZXMYAiADKAkSDAoEbmFtZRgDIAEoCSI8ChRDcmVhdGVBcGlLZXlSZXNwb25zZRIOCgZrZXlfaWQYASABKAkSFAoHYXBpX2tleRgCIAEoCUIDgAEBIkAKF1Jldm9rZUNyZWRlbnRpYWxSZXF1ZXN0EhUKDWNyZWRlbnRpYWxfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIhoKGFJldm9rZUNyZWRlbnRpYWxSZXNwb25zZSI0ChFTdWJtaXRUYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEubWVzaC52MS5UYXNrU3BlYyJNChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgSEAoIc2VxdWVuY2UYAyABKAQiOwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIjYKEVdhdGNoVGFza1Jlc3BvbnNlEiEKBWV2ZW50GAEgASgLMhIubWVzaC52MS5UYXNrRXZlbnQiMQoOUnVuVGFza1JlcXVlc3QSHwoEc3BlYxgBIAEoCzIRLm1lc2gudjEuVGFza1NwZWMicAoPUnVuVGFza1Jlc3BvbnNlEjAKCXN1Ym1pdHRlZBgBIAEoCzIbLm1lc2gudjEuU3VibWl0VGFza1Jlc3BvbnNlSAASIwoFZXZlbnQYAiABKAsyEi5tZXNoLnYxLlRhc2tFdmVudEgAQgYKBGtpbmQiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIyCg9HZXRUYXNrUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLm1lc2gudjEuVGFza0luZm8iNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiNwoSQ2FuY2VsVGFza1Jlc3BvbnNlEiEKBXN0YXRlGAEgASgOMhIubWVzaC52MS5UYXNrU3RhdGUiFgoUR2V0TWVzaFN0YXR1c1JlcXVlc3Qi/gEKFUdldE1lc2hTdGF0dXNSZXNwb25zZRIkCgZxdWV1ZXMYASADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEiYKB3dvcmtlcnMYAiADKAsyFS5tZXNoLnYxLldvcmtlclN0YXR1cxItCgdzY2FsaW5nGAMgAygLMhwubWVzaC52MS5TY2FsZVJlY29tbWVuZGF0aW9uEisKDXRlbmFudF9xdWV1ZXMYBCADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEjsKEmluZmVyZW5jZV9iYWNrZW5kcxgFIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1cyIxChZXYXRjaE1lc2hTdGF0dXNSZXF1ZXN0EhcKD21pbl9pbnRlcnZhbF9tcxgBIAEoDSJJChdXYXRjaE1lc2hTdGF0dXNSZXNwb25zZRIuCgZzdGF0dXMYASABKAsyHi5tZXNoLnYxLkdldE1lc2hTdGF0dXNSZXNwb25zZSI2ChJTdWJtaXRUYXNrc1JlcXVlc3QSIAoFc3BlY3MYASADKAsyES5tZXNoLnYxLlRhc2tTcGVjIkMKE1N1Ym1pdFRhc2tzUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLm1lc2gudjEuU3VibWl0VGFza1Jlc3BvbnNlIjkKEVdhdGNoVGFza3NSZXF1ZXN0EhAKCHRhc2tfaWRzGAEgAygJEhIKCmZpbmFsX29ubHkYAiABKAgiNwoSV2F0Y2hUYXNrc1Jlc3BvbnNlEiEKBWV2ZW50GAEgASgLMhIubWVzaC52MS5UYXNrRXZlbnQiNwoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFbGltaXQYAiABKA0iRAoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USKQoMZGVhZF9sZXR0ZXJzGAEgAygLMhMubWVzaC52MS5EZWFkTGV0dGVyIicKFEdldERlYWRMZXR0ZXJSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiQQoVR2V0RGVhZExldHRlclJlc3BvbnNlEigKC2RlYWRfbGV0dGVyGAEgASgLMhMubWVzaC52MS5EZWFkTGV0dGVyIioKF1JlcGxheURlYWRMZXR0ZXJSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiQQoYUmVwbGF5RGVhZExldHRlclJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFAoMZGVkdXBsaWNhdGVkGAIgASgIIjoKF1B1cmdlRGVhZExldHRlcnNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGdGVuYW50GAIgASgJIioKGFB1cmdlRGVhZExldHRlcnNSZXNwb25zZRIOCgZwdXJnZWQYASABKAQyzQoKDkdhdGV3YXlTZXJ2aWNlEkUKClN1Ym1pdFRhc2sSGi5tZXNoLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2USRAoJV2F0Y2hUYXNrEhkubWVzaC52MS5XYXRjaFRhc2tSZXF1ZXN0GhoubWVzaC52MS5XYXRjaFRhc2tSZXNwb25zZTABEj4KB1J1blRhc2sSFy5tZXNoLnYxLlJ1blRhc2tSZXF1ZXN0GhgubWVzaC52MS5SdW5UYXNrUmVzcG9uc2UwARI8CgdHZXRUYXNrEhcubWVzaC52MS5HZXRUYXNrUmVxdWVzdBoYLm1lc2gudjEuR2V0VGFza1Jlc3BvbnNlEkUKCkNhbmNlbFRhc2sSGi5tZXNoLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GhsubWVzaC52MS5DYW5jZWxUYXNrUmVzcG9uc2USSAoLU3VibWl0VGFza3MSGy5tZXNoLnYxLlN1Ym1pdFRhc2tzUmVxdWVzdBocLm1lc2gudjEuU3VibWl0VGFza3NSZXNwb25zZRJHCgpXYXRjaFRhc2tzEhoubWVzaC52MS5XYXRjaFRhc2tzUmVxdWVzdBobLm1lc2gudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESTgoNR2V0TWVzaFN0YXR1cxIdLm1lc2gudjEuR2V0TWVzaFN0YXR1c1JlcXVlc3QaHi5tZXNoLnYxLkdldE1lc2hTdGF0dXNSZXNwb25zZRJWCg9XYXRjaE1lc2hTdGF0dXMSHy5tZXNoLnYxLldhdGNoTWVzaFN0YXR1c1JlcXVlc3QaIC5tZXNoLnYxLldhdGNoTWVzaFN0YXR1c1Jlc3BvbnNlMAESVAoPTGlzdERlYWRMZXR0ZXJzEh8ubWVzaC52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiAubWVzaC52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZRJOCg1HZXREZWFkTGV0dGVyEh0ubWVzaC52MS5HZXREZWFkTGV0dGVyUmVxdWVzdBoeLm1lc2gudjEuR2V0RGVhZExldHRlclJlc3BvbnNlElcKEFJlcGxheURlYWRMZXR0ZXISIC5tZXNoLnYxLlJlcGxheURlYWRMZXR0ZXJSZXF1ZXN0GiEubWVzaC52MS5SZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USVwoQUHVyZ2VEZWFkTGV0dGVycxIgLm1lc2gudjEuUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QaIS5tZXNoLnYxLlB1cmdlRGVhZExldHRlcnNSZXNwb25zZRJCCglMaXN0VGFza3MSGS5tZXNoLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5tZXNoLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEmwKF1JlZnJlc2hTdHJlYW1DcmVkZW50aWFsEicubWVzaC52MS5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlcXVlc3QaKC5tZXNoLnYxLlJlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVzcG9uc2USSwoMQ3JlYXRlQXBpS2V5EhwubWVzaC52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0Gh0ubWVzaC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJXChBSZXZva2VDcmVkZW50aWFsEiAubWVzaC52MS5SZXZva2VDcmVkZW50aWFsUmVxdWVzdBohLm1lc2gudjEuUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_deadletter, file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChVtZXNoL3YxL2dhdGV3YXkucHJvdG8SB21lc2gudjEi3gEKEExpc3RUYXNrc1JlcXVlc3QSDgoGdGVuYW50GAEgASgJEg0KBWxpbWl0GAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkSDAoEa2luZBgEIAEoCRIiCgZzdGF0ZXMYBSADKA4yEi5tZXNoLnYxLlRhc2tTdGF0ZRIxCg1jcmVhdGVkX2FmdGVyGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoRTGlzdFRhc2tzUmVzcG9uc2USIAoFdGFza3MYASADKAsyES5tZXNoLnYxLlRhc2tJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzCh5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJIlEKH1JlZnJlc2hTdHJlYW1DcmVkZW50aWFsUmVzcG9uc2USLgoKZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZ0ZW5hbnQYASABKAkSDQoFcm9sZXMYAiADKAkSDAoEbmFtZRgDIAEoCSI8ChRDcmVhdGVBcGlLZXlSZXNwb25zZRIOCgZrZXlfaWQYASABKAkSFAoHYXBpX2tleRgCIAEoCUIDgAEBIkAKF1Jldm9rZUNyZWRlbnRpYWxSZXF1ZXN0EhUKDWNyZWRlbnRpYWxfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIhoKGFJldm9rZUNyZWRlbnRpYWxSZXNwb25zZSI0ChFTdWJtaXRUYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEubWVzaC52MS5UYXNrU3BlYyJNChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgSEAoIc2VxdWVuY2UYAyABKAQiOwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIjYKEVdhdGNoVGFza1Jlc3BvbnNlEiEKBWV2ZW50GAEgASgLMhIubWVzaC52MS5UYXNrRXZlbnQiMQoOUnVuVGFza1JlcXVlc3QSHwoEc3BlYxgBIAEoCzIRLm1lc2gudjEuVGFza1NwZWMicAoPUnVuVGFza1Jlc3BvbnNlEjAKCXN1Ym1pdHRlZBgBIAEoCzIbLm1lc2gudjEuU3VibWl0VGFza1Jlc3BvbnNlSAASIwoFZXZlbnQYAiABKAsyEi5tZXNoLnYxLlRhc2tFdmVudEgAQgYKBGtpbmQiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIyCg9HZXRUYXNrUmVzcG9uc2USHwoEdGFzaxgBIAEoCzIRLm1lc2gudjEuVGFza0luZm8iNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiNwoSQ2FuY2VsVGFza1Jlc3BvbnNlEiEKBXN0YXRlGAEgASgOMhIubWVzaC52MS5UYXNrU3RhdGUiFgoUR2V0TWVzaFN0YXR1c1JlcXVlc3Qi/gEKFUdldE1lc2hTdGF0dXNSZXNwb25zZRIkCgZxdWV1ZXMYASADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEiYKB3dvcmtlcnMYAiADKAsyFS5tZXNoLnYxLldvcmtlclN0YXR1cxItCgdzY2FsaW5nGAMgAygLMhwubWVzaC52MS5TY2FsZVJlY29tbWVuZGF0aW9uEisKDXRlbmFudF9xdWV1ZXMYBCADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEjsKEmluZmVyZW5jZV9iYWNrZW5kcxgFIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1cyIiCg5HZXRMb2FkUmVxdWVzdBIQCgh3aW5kb3dfcxgBIAEoASI2Cg9HZXRMb2FkUmVzcG9uc2USIwoGcmVwb3J0GAEgASgLMhMubWVzaC52MS5Mb2FkUmVwb3J0IjEKFldhdGNoTWVzaFN0YXR1c1JlcXVlc3QSFwoPbWluX2ludGVydmFsX21zGAEgASgNIkkKF1dhdGNoTWVzaFN0YXR1c1Jlc3BvbnNlEi4KBnN0YXR1cxgBIAEoCzIeLm1lc2gudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlIjYKElN1Ym1pdFRhc2tzUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMiQwoTU3VibWl0VGFza3NSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubWVzaC52MS5TdWJtaXRUYXNrUmVzcG9uc2UiOQoRV2F0Y2hUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSEgoKZmluYWxfb25seRgCIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5tZXNoLnYxLlRhc2tFdmVudCI3ChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0Eg4KBnRlbmFudBgBIAEoCRINCgVsaW1pdBgCIAEoDSJEChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRIpCgxkZWFkX2xldHRlcnMYASADKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiJwoUR2V0RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChVHZXREZWFkTGV0dGVyUmVzcG9uc2USKAoLZGVhZF9sZXR0ZXIYASABKAsyEy5tZXNoLnYxLkRlYWRMZXR0ZXIiKgoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJBChhSZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiOgoXUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkiKgoYUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEg4KBnB1cmdlZBgBIAEoBDKLCwoOR2F0ZXdheVNlcnZpY2USRQoKU3VibWl0VGFzaxIaLm1lc2gudjEuU3VibWl0VGFza1JlcXVlc3QaGy5tZXNoLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJECglXYXRjaFRhc2sSGS5tZXNoLnYxLldhdGNoVGFza1JlcXVlc3QaGi5tZXNoLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESPgoHUnVuVGFzaxIXLm1lc2gudjEuUnVuVGFza1JlcXVlc3QaGC5tZXNoLnYxLlJ1blRhc2tSZXNwb25zZTABEjwKB0dldFRhc2sSFy5tZXNoLnYxLkdldFRhc2tSZXF1ZXN0GhgubWVzaC52MS5HZXRUYXNrUmVzcG9uc2USRQoKQ2FuY2VsVGFzaxIaLm1lc2gudjEuQ2FuY2VsVGFza1JlcXVlc3QaGy5tZXNoLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJICgtTdWJtaXRUYXNrcxIbLm1lc2gudjEuU3VibWl0VGFza3NSZXF1ZXN0GhwubWVzaC52MS5TdWJtaXRUYXNrc1Jlc3BvbnNlEkcKCldhdGNoVGFza3MSGi5tZXNoLnYxLldhdGNoVGFza3NSZXF1ZXN0GhsubWVzaC52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJOCg1HZXRNZXNoU3RhdHVzEh0ubWVzaC52MS5HZXRNZXNoU3RhdHVzUmVxdWVzdBoeLm1lc2gudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlElYKD1dhdGNoTWVzaFN0YXR1cxIfLm1lc2gudjEuV2F0Y2hNZXNoU3RhdHVzUmVxdWVzdBogLm1lc2gudjEuV2F0Y2hNZXNoU3RhdHVzUmVzcG9uc2UwARI8CgdHZXRMb2FkEhcubWVzaC52MS5HZXRMb2FkUmVxdWVzdBoYLm1lc2gudjEuR2V0TG9hZFJlc3BvbnNlElQKD0xpc3REZWFkTGV0dGVycxIfLm1lc2gudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBogLm1lc2gudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USTgoNR2V0RGVhZExldHRlchIdLm1lc2gudjEuR2V0RGVhZExldHRlclJlcXVlc3QaHi5tZXNoLnYxLkdldERlYWRMZXR0ZXJSZXNwb25zZRJXChBSZXBsYXlEZWFkTGV0dGVyEiAubWVzaC52MS5SZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBohLm1lc2gudjEuUmVwbGF5RGVhZExldHRlclJlc3BvbnNlElcKEFB1cmdlRGVhZExldHRlcnMSIC5tZXNoLnYxLlB1cmdlRGVhZExldHRlcnNSZXF1ZXN0GiEubWVzaC52MS5QdXJnZURlYWRMZXR0ZXJzUmVzcG9uc2USQgoJTGlzdFRhc2tzEhkubWVzaC52MS5MaXN0VGFza3NSZXF1ZXN0GhoubWVzaC52MS5MaXN0VGFza3NSZXNwb25zZRJsChdSZWZyZXNoU3RyZWFtQ3JlZGVudGlhbBInLm1lc2gudjEuUmVmcmVzaFN0cmVhbUNyZWRlbnRpYWxSZXF1ZXN0GigubWVzaC52MS5SZWZyZXNoU3RyZWFtQ3JlZGVudGlhbFJlc3BvbnNlEksKDENyZWF0ZUFwaUtleRIcLm1lc2gudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBodLm1lc2gudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USVwoQUmV2b2tlQ3JlZGVudGlhbBIgLm1lc2gudjEuUmV2b2tlQ3JlZGVudGlhbFJlcXVlc3QaIS5tZXNoLnYxLlJldm9rZUNyZWRlbnRpYWxSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_mesh_v1_deadletter, file_mesh_v1_status, file_mesh_v1_task]);
 
 /**
  * @generated from message mesh.v1.ListTasksRequest
@@ -506,6 +506,42 @@ export const GetMeshStatusResponseSchema: GenMessage<GetMeshStatusResponse> = /*
   messageDesc(file_mesh_v1_gateway, 19);
 
 /**
+ * @generated from message mesh.v1.GetLoadRequest
+ */
+export type GetLoadRequest = Message<"mesh.v1.GetLoadRequest"> & {
+  /**
+   * Seconds to cover: 0 means the scheduler's window (default 300); at most that.
+   *
+   * @generated from field: double window_s = 1;
+   */
+  windowS: number;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadRequest.
+ * Use `create(GetLoadRequestSchema)` to create a new message.
+ */
+export const GetLoadRequestSchema: GenMessage<GetLoadRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_gateway, 20);
+
+/**
+ * @generated from message mesh.v1.GetLoadResponse
+ */
+export type GetLoadResponse = Message<"mesh.v1.GetLoadResponse"> & {
+  /**
+   * @generated from field: mesh.v1.LoadReport report = 1;
+   */
+  report?: LoadReport | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadResponse.
+ * Use `create(GetLoadResponseSchema)` to create a new message.
+ */
+export const GetLoadResponseSchema: GenMessage<GetLoadResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_gateway, 21);
+
+/**
  * @generated from message mesh.v1.WatchMeshStatusRequest
  */
 export type WatchMeshStatusRequest = Message<"mesh.v1.WatchMeshStatusRequest"> & {
@@ -522,7 +558,7 @@ export type WatchMeshStatusRequest = Message<"mesh.v1.WatchMeshStatusRequest"> &
  * Use `create(WatchMeshStatusRequestSchema)` to create a new message.
  */
 export const WatchMeshStatusRequestSchema: GenMessage<WatchMeshStatusRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 20);
+  messageDesc(file_mesh_v1_gateway, 22);
 
 /**
  * @generated from message mesh.v1.WatchMeshStatusResponse
@@ -539,7 +575,7 @@ export type WatchMeshStatusResponse = Message<"mesh.v1.WatchMeshStatusResponse">
  * Use `create(WatchMeshStatusResponseSchema)` to create a new message.
  */
 export const WatchMeshStatusResponseSchema: GenMessage<WatchMeshStatusResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 21);
+  messageDesc(file_mesh_v1_gateway, 23);
 
 /**
  * @generated from message mesh.v1.SubmitTasksRequest
@@ -556,7 +592,7 @@ export type SubmitTasksRequest = Message<"mesh.v1.SubmitTasksRequest"> & {
  * Use `create(SubmitTasksRequestSchema)` to create a new message.
  */
 export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 22);
+  messageDesc(file_mesh_v1_gateway, 24);
 
 /**
  * @generated from message mesh.v1.SubmitTasksResponse
@@ -575,7 +611,7 @@ export type SubmitTasksResponse = Message<"mesh.v1.SubmitTasksResponse"> & {
  * Use `create(SubmitTasksResponseSchema)` to create a new message.
  */
 export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 23);
+  messageDesc(file_mesh_v1_gateway, 25);
 
 /**
  * @generated from message mesh.v1.WatchTasksRequest
@@ -599,7 +635,7 @@ export type WatchTasksRequest = Message<"mesh.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 24);
+  messageDesc(file_mesh_v1_gateway, 26);
 
 /**
  * @generated from message mesh.v1.WatchTasksResponse
@@ -616,7 +652,7 @@ export type WatchTasksResponse = Message<"mesh.v1.WatchTasksResponse"> & {
  * Use `create(WatchTasksResponseSchema)` to create a new message.
  */
 export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 25);
+  messageDesc(file_mesh_v1_gateway, 27);
 
 /**
  * @generated from message mesh.v1.ListDeadLettersRequest
@@ -640,7 +676,7 @@ export type ListDeadLettersRequest = Message<"mesh.v1.ListDeadLettersRequest"> &
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 26);
+  messageDesc(file_mesh_v1_gateway, 28);
 
 /**
  * @generated from message mesh.v1.ListDeadLettersResponse
@@ -657,7 +693,7 @@ export type ListDeadLettersResponse = Message<"mesh.v1.ListDeadLettersResponse">
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 27);
+  messageDesc(file_mesh_v1_gateway, 29);
 
 /**
  * @generated from message mesh.v1.GetDeadLetterRequest
@@ -674,7 +710,7 @@ export type GetDeadLetterRequest = Message<"mesh.v1.GetDeadLetterRequest"> & {
  * Use `create(GetDeadLetterRequestSchema)` to create a new message.
  */
 export const GetDeadLetterRequestSchema: GenMessage<GetDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 28);
+  messageDesc(file_mesh_v1_gateway, 30);
 
 /**
  * @generated from message mesh.v1.GetDeadLetterResponse
@@ -691,7 +727,7 @@ export type GetDeadLetterResponse = Message<"mesh.v1.GetDeadLetterResponse"> & {
  * Use `create(GetDeadLetterResponseSchema)` to create a new message.
  */
 export const GetDeadLetterResponseSchema: GenMessage<GetDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 29);
+  messageDesc(file_mesh_v1_gateway, 31);
 
 /**
  * @generated from message mesh.v1.ReplayDeadLetterRequest
@@ -708,7 +744,7 @@ export type ReplayDeadLetterRequest = Message<"mesh.v1.ReplayDeadLetterRequest">
  * Use `create(ReplayDeadLetterRequestSchema)` to create a new message.
  */
 export const ReplayDeadLetterRequestSchema: GenMessage<ReplayDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 30);
+  messageDesc(file_mesh_v1_gateway, 32);
 
 /**
  * @generated from message mesh.v1.ReplayDeadLetterResponse
@@ -730,7 +766,7 @@ export type ReplayDeadLetterResponse = Message<"mesh.v1.ReplayDeadLetterResponse
  * Use `create(ReplayDeadLetterResponseSchema)` to create a new message.
  */
 export const ReplayDeadLetterResponseSchema: GenMessage<ReplayDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 31);
+  messageDesc(file_mesh_v1_gateway, 33);
 
 /**
  * @generated from message mesh.v1.PurgeDeadLettersRequest
@@ -756,7 +792,7 @@ export type PurgeDeadLettersRequest = Message<"mesh.v1.PurgeDeadLettersRequest">
  * Use `create(PurgeDeadLettersRequestSchema)` to create a new message.
  */
 export const PurgeDeadLettersRequestSchema: GenMessage<PurgeDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 32);
+  messageDesc(file_mesh_v1_gateway, 34);
 
 /**
  * @generated from message mesh.v1.PurgeDeadLettersResponse
@@ -773,7 +809,7 @@ export type PurgeDeadLettersResponse = Message<"mesh.v1.PurgeDeadLettersResponse
  * Use `create(PurgeDeadLettersResponseSchema)` to create a new message.
  */
 export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_mesh_v1_gateway, 33);
+  messageDesc(file_mesh_v1_gateway, 35);
 
 /**
  * The public API of the mesh, served behind Envoy over gRPC and gRPC-Web.
@@ -874,6 +910,18 @@ export const GatewayService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchMeshStatusRequestSchema;
     output: typeof WatchMeshStatusResponseSchema;
+  },
+  /**
+   * The load the mesh measured per pool and priority class over a sliding window — arrival
+   * rates, service-time samples, queue waits, depth, workers and slots — for capacity previews
+   * (`tidemesh config plan`). Mesh-wide figures: status.read in every tenant.
+   *
+   * @generated from rpc mesh.v1.GatewayService.GetLoad
+   */
+  getLoad: {
+    methodKind: "unary";
+    input: typeof GetLoadRequestSchema;
+    output: typeof GetLoadResponseSchema;
   },
   /**
    * Dead-lettered tasks, newest first.

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { InferenceBackendStatus, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
+import type { InferenceBackendStatus, LoadReport, QueueStatus, ScaleRecommendation, WorkerStatus } from "./status_pb.js";
 import { file_mesh_v1_status } from "./status_pb.js";
 import type { TaskSpec, TaskState } from "./task_pb.js";
 import { file_mesh_v1_task } from "./task_pb.js";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/scheduler.proto.
  */
 export const file_mesh_v1_scheduler: GenFile = /*@__PURE__*/
-  fileDesc("ChdtZXNoL3YxL3NjaGVkdWxlci5wcm90bxIHbWVzaC52MSIzChBBZG1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIkwKEUFkbWl0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFAoMZGVkdXBsaWNhdGVkGAIgASgIEhAKCHNlcXVlbmNlGAMgASgEIjUKEUFkbWl0VGFza3NSZXF1ZXN0EiAKBXNwZWNzGAEgAygLMhEubWVzaC52MS5UYXNrU3BlYyJBChJBZG1pdFRhc2tzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm1lc2gudjEuQWRtaXRUYXNrUmVzcG9uc2UiSgoQQWRtaXRFYWNoUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMSFAoMdHJhY2VwYXJlbnRzGAIgAygJIjwKEUFkbWl0RWFjaFJlc3BvbnNlEicKCG91dGNvbWVzGAEgAygLMhUubWVzaC52MS5BZG1pdE91dGNvbWUibgoMQWRtaXRPdXRjb21lEi4KCGFkbWl0dGVkGAEgASgLMhoubWVzaC52MS5BZG1pdFRhc2tSZXNwb25zZUgAEiMKB3JlZnVzZWQYAiABKAsyEC5tZXNoLnYxLlJlZnVzYWxIAEIJCgdvdXRjb21lIk4KB1JlZnVzYWwSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg0KBWZpZWxkGAMgASgJEhUKDXJldHJ5X2FmdGVyX3MYBCABKAEiMwoQQWJvcnRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI2ChFBYm9ydFRhc2tSZXNwb25zZRIhCgVzdGF0ZRgBIAEoDjISLm1lc2gudjEuVGFza1N0YXRlIhcKFUdldFF1ZXVlU3RhdHVzUmVxdWVzdCL/AQoWR2V0UXVldWVTdGF0dXNSZXNwb25zZRIkCgZxdWV1ZXMYASADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEiYKB3dvcmtlcnMYAiADKAsyFS5tZXNoLnYxLldvcmtlclN0YXR1cxItCgdzY2FsaW5nGAMgAygLMhwubWVzaC52MS5TY2FsZVJlY29tbWVuZGF0aW9uEisKDXRlbmFudF9xdWV1ZXMYBCADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEjsKEmluZmVyZW5jZV9iYWNrZW5kcxgFIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1czL4AgoQU2NoZWR1bGVyU2VydmljZRJCCglBZG1pdFRhc2sSGS5tZXNoLnYxLkFkbWl0VGFza1JlcXVlc3QaGi5tZXNoLnYxLkFkbWl0VGFza1Jlc3BvbnNlEkUKCkFkbWl0VGFza3MSGi5tZXNoLnYxLkFkbWl0VGFza3NSZXF1ZXN0GhsubWVzaC52MS5BZG1pdFRhc2tzUmVzcG9uc2USQgoJQWRtaXRFYWNoEhkubWVzaC52MS5BZG1pdEVhY2hSZXF1ZXN0GhoubWVzaC52MS5BZG1pdEVhY2hSZXNwb25zZRJCCglBYm9ydFRhc2sSGS5tZXNoLnYxLkFib3J0VGFza1JlcXVlc3QaGi5tZXNoLnYxLkFib3J0VGFza1Jlc3BvbnNlElEKDkdldFF1ZXVlU3RhdHVzEh4ubWVzaC52MS5HZXRRdWV1ZVN0YXR1c1JlcXVlc3QaHy5tZXNoLnYxLkdldFF1ZXVlU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_mesh_v1_status, file_mesh_v1_task]);
+  fileDesc("ChdtZXNoL3YxL3NjaGVkdWxlci5wcm90bxIHbWVzaC52MSIzChBBZG1pdFRhc2tSZXF1ZXN0Eh8KBHNwZWMYASABKAsyES5tZXNoLnYxLlRhc2tTcGVjIkwKEUFkbWl0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFAoMZGVkdXBsaWNhdGVkGAIgASgIEhAKCHNlcXVlbmNlGAMgASgEIjUKEUFkbWl0VGFza3NSZXF1ZXN0EiAKBXNwZWNzGAEgAygLMhEubWVzaC52MS5UYXNrU3BlYyJBChJBZG1pdFRhc2tzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm1lc2gudjEuQWRtaXRUYXNrUmVzcG9uc2UiSgoQQWRtaXRFYWNoUmVxdWVzdBIgCgVzcGVjcxgBIAMoCzIRLm1lc2gudjEuVGFza1NwZWMSFAoMdHJhY2VwYXJlbnRzGAIgAygJIjwKEUFkbWl0RWFjaFJlc3BvbnNlEicKCG91dGNvbWVzGAEgAygLMhUubWVzaC52MS5BZG1pdE91dGNvbWUibgoMQWRtaXRPdXRjb21lEi4KCGFkbWl0dGVkGAEgASgLMhoubWVzaC52MS5BZG1pdFRhc2tSZXNwb25zZUgAEiMKB3JlZnVzZWQYAiABKAsyEC5tZXNoLnYxLlJlZnVzYWxIAEIJCgdvdXRjb21lIk4KB1JlZnVzYWwSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg0KBWZpZWxkGAMgASgJEhUKDXJldHJ5X2FmdGVyX3MYBCABKAEiMwoQQWJvcnRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI2ChFBYm9ydFRhc2tSZXNwb25zZRIhCgVzdGF0ZRgBIAEoDjISLm1lc2gudjEuVGFza1N0YXRlIhcKFUdldFF1ZXVlU3RhdHVzUmVxdWVzdCL/AQoWR2V0UXVldWVTdGF0dXNSZXNwb25zZRIkCgZxdWV1ZXMYASADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEiYKB3dvcmtlcnMYAiADKAsyFS5tZXNoLnYxLldvcmtlclN0YXR1cxItCgdzY2FsaW5nGAMgAygLMhwubWVzaC52MS5TY2FsZVJlY29tbWVuZGF0aW9uEisKDXRlbmFudF9xdWV1ZXMYBCADKAsyFC5tZXNoLnYxLlF1ZXVlU3RhdHVzEjsKEmluZmVyZW5jZV9iYWNrZW5kcxgFIAMoCzIfLm1lc2gudjEuSW5mZXJlbmNlQmFja2VuZFN0YXR1cyIoChRHZXRMb2FkUmVwb3J0UmVxdWVzdBIQCgh3aW5kb3dfcxgBIAEoASI8ChVHZXRMb2FkUmVwb3J0UmVzcG9uc2USIwoGcmVwb3J0GAEgASgLMhMubWVzaC52MS5Mb2FkUmVwb3J0MsgDChBTY2hlZHVsZXJTZXJ2aWNlEkIKCUFkbWl0VGFzaxIZLm1lc2gudjEuQWRtaXRUYXNrUmVxdWVzdBoaLm1lc2gudjEuQWRtaXRUYXNrUmVzcG9uc2USRQoKQWRtaXRUYXNrcxIaLm1lc2gudjEuQWRtaXRUYXNrc1JlcXVlc3QaGy5tZXNoLnYxLkFkbWl0VGFza3NSZXNwb25zZRJCCglBZG1pdEVhY2gSGS5tZXNoLnYxLkFkbWl0RWFjaFJlcXVlc3QaGi5tZXNoLnYxLkFkbWl0RWFjaFJlc3BvbnNlEkIKCUFib3J0VGFzaxIZLm1lc2gudjEuQWJvcnRUYXNrUmVxdWVzdBoaLm1lc2gudjEuQWJvcnRUYXNrUmVzcG9uc2USUQoOR2V0UXVldWVTdGF0dXMSHi5tZXNoLnYxLkdldFF1ZXVlU3RhdHVzUmVxdWVzdBofLm1lc2gudjEuR2V0UXVldWVTdGF0dXNSZXNwb25zZRJOCg1HZXRMb2FkUmVwb3J0Eh0ubWVzaC52MS5HZXRMb2FkUmVwb3J0UmVxdWVzdBoeLm1lc2gudjEuR2V0TG9hZFJlcG9ydFJlc3BvbnNlYgZwcm90bzM", [file_mesh_v1_status, file_mesh_v1_task]);
 
 /**
  * @generated from message mesh.v1.AdmitTaskRequest
@@ -299,6 +299,42 @@ export const GetQueueStatusResponseSchema: GenMessage<GetQueueStatusResponse> = 
   messageDesc(file_mesh_v1_scheduler, 11);
 
 /**
+ * @generated from message mesh.v1.GetLoadReportRequest
+ */
+export type GetLoadReportRequest = Message<"mesh.v1.GetLoadReportRequest"> & {
+  /**
+   * Seconds to cover: 0 means the scheduler's window (--load-window, default 300); at most that.
+   *
+   * @generated from field: double window_s = 1;
+   */
+  windowS: number;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadReportRequest.
+ * Use `create(GetLoadReportRequestSchema)` to create a new message.
+ */
+export const GetLoadReportRequestSchema: GenMessage<GetLoadReportRequest> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_scheduler, 12);
+
+/**
+ * @generated from message mesh.v1.GetLoadReportResponse
+ */
+export type GetLoadReportResponse = Message<"mesh.v1.GetLoadReportResponse"> & {
+  /**
+   * @generated from field: mesh.v1.LoadReport report = 1;
+   */
+  report?: LoadReport | undefined;
+};
+
+/**
+ * Describes the message mesh.v1.GetLoadReportResponse.
+ * Use `create(GetLoadReportResponseSchema)` to create a new message.
+ */
+export const GetLoadReportResponseSchema: GenMessage<GetLoadReportResponse> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_scheduler, 13);
+
+/**
  * Admission, state and flow control. Called by gateways; not public.
  *
  * @generated from service mesh.v1.SchedulerService
@@ -354,6 +390,16 @@ export const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof GetQueueStatusRequestSchema;
     output: typeof GetQueueStatusResponseSchema;
+  },
+  /**
+   * The measured load per pool and priority class over a sliding window.
+   *
+   * @generated from rpc mesh.v1.SchedulerService.GetLoadReport
+   */
+  getLoadReport: {
+    methodKind: "unary";
+    input: typeof GetLoadReportRequestSchema;
+    output: typeof GetLoadReportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mesh_v1_scheduler, 0);

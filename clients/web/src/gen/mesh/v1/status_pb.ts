@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/status.proto.
  */
 export const file_mesh_v1_status: GenFile = /*@__PURE__*/
-  fileDesc("ChRtZXNoL3YxL3N0YXR1cy5wcm90bxIHbWVzaC52MSLxAQoMV29ya2VyU3RhdHVzEhEKCXdvcmtlcl9pZBgBIAEoCRINCgVwb29scxgCIAMoCRITCgtjb25jdXJyZW5jeRgDIAEoDRIRCglpbl9mbGlnaHQYBCABKA0SJQoGaGVhbHRoGAUgASgOMhUubWVzaC52MS5Xb3JrZXJIZWFsdGgSMgoObGFzdF9oZWFydGJlYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbXBsZXRlZBgHIAEoBBIOCgZmYWlsZWQYCCABKAQSDAoEaG9zdBgJIAEoCRILCgNwaWQYCiABKA0ilQEKC1F1ZXVlU3RhdHVzEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSDwoHcGVuZGluZxgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSFAoMb2xkZXN0X2FnZV9zGAUgASgBEg4KBnRlbmFudBgGIAEoCSKhAQoTU2NhbGVSZWNvbW1lbmRhdGlvbhIMCgRwb29sGAEgASgJEhgKEGN1cnJlbnRfcmVwbGljYXMYAiABKA0SGAoQZGVzaXJlZF9yZXBsaWNhcxgDIAEoDRINCgVkZXB0aBgEIAEoBBIUCgxvbGRlc3RfYWdlX3MYBSABKAESEwoLZHJhaW5fcGVyX3MYBiABKAESDgoGcmVhc29uGAcgASgJIqkEChZJbmZlcmVuY2VCYWNrZW5kU3RhdHVzEhAKCGluc3RhbmNlGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIPCgdjaXJjdWl0GAQgASgJEg4KBm1vZGVscxgFIAMoCRIYChBzdHJlYW1pbmdfbW9kZWxzGAYgAygJEhAKCGNhcGFjaXR5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRISCgpsYXRlbmN5X21zGAkgASgBEhQKDHRleHRzX3NlcnZlZBgKIAEoBBIQCghmYWlsdXJlcxgLIAEoBBISCgpsYXN0X2Vycm9yGAwgASgJEisKB3VwZGF0ZWQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGVuZHBvaW50GA4gASgJEiYKB2RldmljZXMYDyADKAsyFS5tZXNoLnYxLkRldmljZVN0YXR1cxIUCgxkZXZpY2VzX25vdGUYECABKAkSFAoMZGV2aWNlX2tpbmRzGBEgAygJEg8KB3dhaXRpbmcYEiABKA0SFwoPbG9hZGFibGVfbW9kZWxzGBMgAygJEhsKE21lbW9yeV9idWRnZXRfYnl0ZXMYFCABKAQSHQoVbWVtb3J5X3Jlc2lkZW50X2J5dGVzGBUgASgEEjIKEG1vZGVsX3N0YXRpc3RpY3MYFiADKAsyGC5tZXNoLnYxLk1vZGVsU3RhdGlzdGljcyL3AQoPTW9kZWxTdGF0aXN0aWNzEg0KBW1vZGVsGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSFwoPaW5mZXJlbmNlX2NvdW50GAMgASgEEhcKD2V4ZWN1dGlvbl9jb3VudBgEIAEoBBIVCg1zdWNjZXNzX2NvdW50GAUgASgEEhUKDWZhaWx1cmVfY291bnQYBiABKAQSFgoOcXVldWVfbXNfdG90YWwYByABKAESGAoQY29tcHV0ZV9tc190b3RhbBgIIAEoARIyCg5sYXN0X2luZmVyZW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKDERldmljZVN0YXR1cxIMCgRraW5kGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBG5hbWUYAyABKAkSEwoLdXRpbGl6YXRpb24YBCABKAESGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBSABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAYgASgEEhMKC3Bvd2VyX3dhdHRzGAcgASgBEhsKE3RlbXBlcmF0dXJlX2NlbHNpdXMYCCABKAEqegoMV29ya2VySGVhbHRoEh0KGVdPUktFUl9IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNXT1JLRVJfSEVBTFRIX0FMSVZFEAESFgoSV09SS0VSX0hFQUxUSF9ERUFEEAISGgoWV09SS0VSX0hFQUxUSF9EUkFJTklORxADYgZwcm90bzM", [file_google_protobuf_timestamp, file_mesh_v1_task]);
+  fileDesc("ChRtZXNoL3YxL3N0YXR1cy5wcm90bxIHbWVzaC52MSLxAQoMV29ya2VyU3RhdHVzEhEKCXdvcmtlcl9pZBgBIAEoCRINCgVwb29scxgCIAMoCRITCgtjb25jdXJyZW5jeRgDIAEoDRIRCglpbl9mbGlnaHQYBCABKA0SJQoGaGVhbHRoGAUgASgOMhUubWVzaC52MS5Xb3JrZXJIZWFsdGgSMgoObGFzdF9oZWFydGJlYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNvbXBsZXRlZBgHIAEoBBIOCgZmYWlsZWQYCCABKAQSDAoEaG9zdBgJIAEoCRILCgNwaWQYCiABKA0ilQEKC1F1ZXVlU3RhdHVzEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSDwoHcGVuZGluZxgDIAEoBBIRCglpbl9mbGlnaHQYBCABKAQSFAoMb2xkZXN0X2FnZV9zGAUgASgBEg4KBnRlbmFudBgGIAEoCSKhAQoTU2NhbGVSZWNvbW1lbmRhdGlvbhIMCgRwb29sGAEgASgJEhgKEGN1cnJlbnRfcmVwbGljYXMYAiABKA0SGAoQZGVzaXJlZF9yZXBsaWNhcxgDIAEoDRINCgVkZXB0aBgEIAEoBBIUCgxvbGRlc3RfYWdlX3MYBSABKAESEwoLZHJhaW5fcGVyX3MYBiABKAESDgoGcmVhc29uGAcgASgJIqkEChZJbmZlcmVuY2VCYWNrZW5kU3RhdHVzEhAKCGluc3RhbmNlGAEgASgJEg8KB2JhY2tlbmQYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIPCgdjaXJjdWl0GAQgASgJEg4KBm1vZGVscxgFIAMoCRIYChBzdHJlYW1pbmdfbW9kZWxzGAYgAygJEhAKCGNhcGFjaXR5GAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDRISCgpsYXRlbmN5X21zGAkgASgBEhQKDHRleHRzX3NlcnZlZBgKIAEoBBIQCghmYWlsdXJlcxgLIAEoBBISCgpsYXN0X2Vycm9yGAwgASgJEisKB3VwZGF0ZWQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGVuZHBvaW50GA4gASgJEiYKB2RldmljZXMYDyADKAsyFS5tZXNoLnYxLkRldmljZVN0YXR1cxIUCgxkZXZpY2VzX25vdGUYECABKAkSFAoMZGV2aWNlX2tpbmRzGBEgAygJEg8KB3dhaXRpbmcYEiABKA0SFwoPbG9hZGFibGVfbW9kZWxzGBMgAygJEhsKE21lbW9yeV9idWRnZXRfYnl0ZXMYFCABKAQSHQoVbWVtb3J5X3Jlc2lkZW50X2J5dGVzGBUgASgEEjIKEG1vZGVsX3N0YXRpc3RpY3MYFiADKAsyGC5tZXNoLnYxLk1vZGVsU3RhdGlzdGljcyL3AQoPTW9kZWxTdGF0aXN0aWNzEg0KBW1vZGVsGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSFwoPaW5mZXJlbmNlX2NvdW50GAMgASgEEhcKD2V4ZWN1dGlvbl9jb3VudBgEIAEoBBIVCg1zdWNjZXNzX2NvdW50GAUgASgEEhUKDWZhaWx1cmVfY291bnQYBiABKAQSFgoOcXVldWVfbXNfdG90YWwYByABKAESGAoQY29tcHV0ZV9tc190b3RhbBgIIAEoARIyCg5sYXN0X2luZmVyZW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKDERldmljZVN0YXR1cxIMCgRraW5kGAEgASgJEg0KBWluZGV4GAIgASgNEgwKBG5hbWUYAyABKAkSEwoLdXRpbGl6YXRpb24YBCABKAESGQoRbWVtb3J5X3VzZWRfYnl0ZXMYBSABKAQSGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAYgASgEEhMKC3Bvd2VyX3dhdHRzGAcgASgBEhsKE3RlbXBlcmF0dXJlX2NlbHNpdXMYCCABKAEi8AEKCUxvYWRTbGljZRIMCgRwb29sGAEgASgJEi4KDnByaW9yaXR5X2NsYXNzGAIgASgOMhYubWVzaC52MS5Qcmlvcml0eUNsYXNzEg8KB2Fycml2ZWQYAyABKAQSDwoHc3RhcnRlZBgEIAEoBBIVCg1maXJzdF9zdGFydGVkGAUgASgEEg0KBWVuZGVkGAYgASgEEhcKD3NlcnZpY2Vfc190b3RhbBgHIAEoARIRCglzZXJ2aWNlX3MYCCADKAESDgoGd2FpdF9zGAkgAygBEhAKCGJ1ZmZlcmVkGAogASgNEg8KB3J1bm5pbmcYCyABKA0ibQoJUG9vbFNsb3RzEgwKBHBvb2wYASABKAkSDwoHd29ya2VycxgCIAEoDRINCgVzbG90cxgDIAEoDRIZChFkZWRpY2F0ZWRfd29ya2VycxgEIAEoDRIXCg9kZWRpY2F0ZWRfc2xvdHMYBSABKA0iUwoKV29ya2VyTG9hZBIiCgZzbGljZXMYASADKAsyEi5tZXNoLnYxLkxvYWRTbGljZRIhCgVzbG90cxgCIAMoCzISLm1lc2gudjEuUG9vbFNsb3RzIp8DCg1Qb29sQ2xhc3NMb2FkEgwKBHBvb2wYASABKAkSLgoOcHJpb3JpdHlfY2xhc3MYAiABKA4yFi5tZXNoLnYxLlByaW9yaXR5Q2xhc3MSFQoNYXJyaXZhbF9wZXJfcxgDIAEoARIUCgxzZXJ2ZWRfcGVyX3MYBCABKAESGQoRc2VydmljZV9zX3NhbXBsZXMYBSADKAESFgoOc2VydmljZV9tZWFuX3MYBiABKAESEgoKd2FpdF9wNTBfcxgHIAEoARISCgp3YWl0X3A5NV9zGAggASgBEg0KBWRlcHRoGAkgASgEEg8KB3BlbmRpbmcYCiABKAQSEQoJaW5fZmxpZ2h0GAsgASgEEg8KB3J1bm5pbmcYDCABKA0SDwoHd29ya2VycxgNIAEoDRINCgVzbG90cxgOIAEoDRIZChFkZWRpY2F0ZWRfd29ya2VycxgPIAEoDRIXCg9kZWRpY2F0ZWRfc2xvdHMYECABKA0SDwoHYXJyaXZlZBgRIAEoBBIOCgZzZXJ2ZWQYEiABKAQSDwoHcmV0cmllZBgTIAEoBCJ2CgpMb2FkUmVwb3J0EhAKCHdpbmRvd19zGAEgASgBEi8KC21lYXN1cmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgVsb2FkcxgDIAMoCzIWLm1lc2gudjEuUG9vbENsYXNzTG9hZCp6CgxXb3JrZXJIZWFsdGgSHQoZV09SS0VSX0hFQUxUSF9VTlNQRUNJRklFRBAAEhcKE1dPUktFUl9IRUFMVEhfQUxJVkUQARIWChJXT1JLRVJfSEVBTFRIX0RFQUQQAhIaChZXT1JLRVJfSEVBTFRIX0RSQUlOSU5HEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_mesh_v1_task]);
 
 /**
  * A worker process and what it is doing.
@@ -468,6 +468,320 @@ export type DeviceStatus = Message<"mesh.v1.DeviceStatus"> & {
  */
 export const DeviceStatusSchema: GenMessage<DeviceStatus> = /*@__PURE__*/
   messageDesc(file_mesh_v1_status, 5);
+
+/**
+ * What one process measured for one pool and priority class since its last report (a worker's
+ * HeartbeatRequest.load): counts, sums, and a uniform sample of what it timed. The scheduler adds
+ * these up over a sliding window (LoadReport).
+ *
+ * @generated from message mesh.v1.LoadSlice
+ */
+export type LoadSlice = Message<"mesh.v1.LoadSlice"> & {
+  /**
+   * @generated from field: string pool = 1;
+   */
+  pool: string;
+
+  /**
+   * @generated from field: mesh.v1.PriorityClass priority_class = 2;
+   */
+  priorityClass: PriorityClass;
+
+  /**
+   * Work items this process stored in the lane (arrivals; one the broker already held is none).
+   *
+   * @generated from field: uint64 arrived = 3;
+   */
+  arrived: bigint;
+
+  /**
+   * Attempts that took a slot: all of them, and the first attempts among them.
+   *
+   * @generated from field: uint64 started = 4;
+   */
+  started: bigint;
+
+  /**
+   * @generated from field: uint64 first_started = 5;
+   */
+  firstStarted: bigint;
+
+  /**
+   * Attempts that gave their slot back (any outcome), and the seconds they held it, summed.
+   *
+   * @generated from field: uint64 ended = 6;
+   */
+  ended: bigint;
+
+  /**
+   * @generated from field: double service_s_total = 7;
+   */
+  serviceSTotal: number;
+
+  /**
+   * Up to 64 of those attempts' seconds, a uniform sample of the `ended` ones.
+   *
+   * @generated from field: repeated double service_s = 8;
+   */
+  serviceS: number[];
+
+  /**
+   * Up to 64 queue waits (stored to started, seconds), a uniform sample of the `first_started`.
+   *
+   * @generated from field: repeated double wait_s = 9;
+   */
+  waitS: number[];
+
+  /**
+   * Now, not since the last report: items it holds waiting for a slot, and steps it runs.
+   *
+   * @generated from field: uint32 buffered = 10;
+   */
+  buffered: number;
+
+  /**
+   * @generated from field: uint32 running = 11;
+   */
+  running: number;
+};
+
+/**
+ * Describes the message mesh.v1.LoadSlice.
+ * Use `create(LoadSliceSchema)` to create a new message.
+ */
+export const LoadSliceSchema: GenMessage<LoadSlice> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 6);
+
+/**
+ * The slots one process offers one pool: its built-in workers' (`concurrency`, in every pool it
+ * serves) or its worker-protocol sessions' (their capacity, in their kinds' pools).
+ *
+ * @generated from message mesh.v1.PoolSlots
+ */
+export type PoolSlots = Message<"mesh.v1.PoolSlots"> & {
+  /**
+   * @generated from field: string pool = 1;
+   */
+  pool: string;
+
+  /**
+   * @generated from field: uint32 workers = 2;
+   */
+  workers: number;
+
+  /**
+   * @generated from field: uint32 slots = 3;
+   */
+  slots: number;
+
+  /**
+   * Those of workers that serve this pool alone.
+   *
+   * @generated from field: uint32 dedicated_workers = 4;
+   */
+  dedicatedWorkers: number;
+
+  /**
+   * @generated from field: uint32 dedicated_slots = 5;
+   */
+  dedicatedSlots: number;
+};
+
+/**
+ * Describes the message mesh.v1.PoolSlots.
+ * Use `create(PoolSlotsSchema)` to create a new message.
+ */
+export const PoolSlotsSchema: GenMessage<PoolSlots> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 7);
+
+/**
+ * A worker process's load report, sent with each heartbeat.
+ *
+ * @generated from message mesh.v1.WorkerLoad
+ */
+export type WorkerLoad = Message<"mesh.v1.WorkerLoad"> & {
+  /**
+   * @generated from field: repeated mesh.v1.LoadSlice slices = 1;
+   */
+  slices: LoadSlice[];
+
+  /**
+   * @generated from field: repeated mesh.v1.PoolSlots slots = 2;
+   */
+  slots: PoolSlots[];
+};
+
+/**
+ * Describes the message mesh.v1.WorkerLoad.
+ * Use `create(WorkerLoadSchema)` to create a new message.
+ */
+export const WorkerLoadSchema: GenMessage<WorkerLoad> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 8);
+
+/**
+ * The load of one pool and priority class, measured by the running mesh over a window: what a
+ * capacity model (mesh.capacity.Load) takes as its arrival rate, service times and backlog.
+ *
+ * @generated from message mesh.v1.PoolClassLoad
+ */
+export type PoolClassLoad = Message<"mesh.v1.PoolClassLoad"> & {
+  /**
+   * @generated from field: string pool = 1;
+   */
+  pool: string;
+
+  /**
+   * @generated from field: mesh.v1.PriorityClass priority_class = 2;
+   */
+  priorityClass: PriorityClass;
+
+  /**
+   * Work items stored in the lane per second (a pipeline's steps arrive each in its own pool).
+   *
+   * @generated from field: double arrival_per_s = 3;
+   */
+  arrivalPerS: number;
+
+  /**
+   * Attempts that ended per second, any outcome (retries included).
+   *
+   * @generated from field: double served_per_s = 4;
+   */
+  servedPerS: number;
+
+  /**
+   * Up to 256 seconds of service: how long one attempt held its slot, not its wait; drawn evenly
+   * from every attempt that ended in the window. Empty where none ended.
+   *
+   * @generated from field: repeated double service_s_samples = 5;
+   */
+  serviceSSamples: number[];
+
+  /**
+   * The mean over every attempt that ended in the window (not only the samples).
+   *
+   * @generated from field: double service_mean_s = 6;
+   */
+  serviceMeanS: number;
+
+  /**
+   * Queue wait of first attempts, from the item stored to its step started (0 when none started).
+   *
+   * @generated from field: double wait_p50_s = 7;
+   */
+  waitP50S: number;
+
+  /**
+   * @generated from field: double wait_p95_s = 8;
+   */
+  waitP95S: number;
+
+  /**
+   * Items waiting now: undelivered in JetStream (`pending`) plus those workers hold waiting for a slot.
+   *
+   * @generated from field: uint64 depth = 9;
+   */
+  depth: bigint;
+
+  /**
+   * @generated from field: uint64 pending = 10;
+   */
+  pending: bigint;
+
+  /**
+   * Delivered and not yet acknowledged (running, or waiting at a worker), and running now.
+   *
+   * @generated from field: uint64 in_flight = 11;
+   */
+  inFlight: bigint;
+
+  /**
+   * @generated from field: uint32 running = 12;
+   */
+  running: number;
+
+  /**
+   * The pool's, the same in each of its classes: alive workers serving it and their slots. A
+   * worker serving several pools counts in each in full (its slots are shared between them);
+   * `dedicated_*` count only workers that serve this pool alone.
+   *
+   * @generated from field: uint32 workers = 13;
+   */
+  workers: number;
+
+  /**
+   * @generated from field: uint32 slots = 14;
+   */
+  slots: number;
+
+  /**
+   * @generated from field: uint32 dedicated_workers = 15;
+   */
+  dedicatedWorkers: number;
+
+  /**
+   * @generated from field: uint32 dedicated_slots = 16;
+   */
+  dedicatedSlots: number;
+
+  /**
+   * The window's counts behind the rates: items arrived, attempts ended, retries started.
+   *
+   * @generated from field: uint64 arrived = 17;
+   */
+  arrived: bigint;
+
+  /**
+   * @generated from field: uint64 served = 18;
+   */
+  served: bigint;
+
+  /**
+   * @generated from field: uint64 retried = 19;
+   */
+  retried: bigint;
+};
+
+/**
+ * Describes the message mesh.v1.PoolClassLoad.
+ * Use `create(PoolClassLoadSchema)` to create a new message.
+ */
+export const PoolClassLoadSchema: GenMessage<PoolClassLoad> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 9);
+
+/**
+ * The mesh's measured load, per pool and priority class.
+ *
+ * @generated from message mesh.v1.LoadReport
+ */
+export type LoadReport = Message<"mesh.v1.LoadReport"> & {
+  /**
+   * The seconds the figures cover: the window asked for, rounded out to the scheduler's 5 s
+   * buckets, or less when the scheduler has measured for less.
+   *
+   * @generated from field: double window_s = 1;
+   */
+  windowS: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp measured_at = 2;
+   */
+  measuredAt?: Timestamp | undefined;
+
+  /**
+   * Every built-in pool's classes, then any other pool (user kinds') with load in the window.
+   *
+   * @generated from field: repeated mesh.v1.PoolClassLoad loads = 3;
+   */
+  loads: PoolClassLoad[];
+};
+
+/**
+ * Describes the message mesh.v1.LoadReport.
+ * Use `create(LoadReportSchema)` to create a new message.
+ */
+export const LoadReportSchema: GenMessage<LoadReport> = /*@__PURE__*/
+  messageDesc(file_mesh_v1_status, 10);
 
 /**
  * Health of a registered worker as the scheduler sees it.

@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
-import type { WorkerStatus } from "./status_pb.js";
+import type { WorkerLoad, WorkerStatus } from "./status_pb.js";
 import { file_mesh_v1_status } from "./status_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mesh/v1/worker.proto.
  */
 export const file_mesh_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRtZXNoL3YxL3dvcmtlci5wcm90bxIHbWVzaC52MSI+ChVSZWdpc3RlcldvcmtlclJlcXVlc3QSJQoGd29ya2VyGAEgASgLMhUubWVzaC52MS5Xb3JrZXJTdGF0dXMiTwoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24icwoQSGVhcnRiZWF0UmVxdWVzdBIlCgZ3b3JrZXIYASABKAsyFS5tZXNoLnYxLldvcmtlclN0YXR1cxIYChBydW5uaW5nX3Rhc2tfaWRzGAIgAygJEh4KFmluX2ZsaWdodF9hY2tfc3ViamVjdHMYAyADKAkiIgoRSGVhcnRiZWF0UmVzcG9uc2USDQoFZHJhaW4YASABKAgiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0Ij0KE0xpc3RXb3JrZXJzUmVzcG9uc2USJgoHd29ya2VycxgBIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzMvABCg1Xb3JrZXJTZXJ2aWNlElEKDlJlZ2lzdGVyV29ya2VyEh4ubWVzaC52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaHy5tZXNoLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USQgoJSGVhcnRiZWF0EhkubWVzaC52MS5IZWFydGJlYXRSZXF1ZXN0GhoubWVzaC52MS5IZWFydGJlYXRSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLm1lc2gudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GhwubWVzaC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_mesh_v1_status]);
+  fileDesc("ChRtZXNoL3YxL3dvcmtlci5wcm90bxIHbWVzaC52MSI+ChVSZWdpc3RlcldvcmtlclJlcXVlc3QSJQoGd29ya2VyGAEgASgLMhUubWVzaC52MS5Xb3JrZXJTdGF0dXMiTwoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ilgEKEEhlYXJ0YmVhdFJlcXVlc3QSJQoGd29ya2VyGAEgASgLMhUubWVzaC52MS5Xb3JrZXJTdGF0dXMSGAoQcnVubmluZ190YXNrX2lkcxgCIAMoCRIeChZpbl9mbGlnaHRfYWNrX3N1YmplY3RzGAMgAygJEiEKBGxvYWQYBCABKAsyEy5tZXNoLnYxLldvcmtlckxvYWQiIgoRSGVhcnRiZWF0UmVzcG9uc2USDQoFZHJhaW4YASABKAgiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0Ij0KE0xpc3RXb3JrZXJzUmVzcG9uc2USJgoHd29ya2VycxgBIAMoCzIVLm1lc2gudjEuV29ya2VyU3RhdHVzMvABCg1Xb3JrZXJTZXJ2aWNlElEKDlJlZ2lzdGVyV29ya2VyEh4ubWVzaC52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaHy5tZXNoLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USQgoJSGVhcnRiZWF0EhkubWVzaC52MS5IZWFydGJlYXRSZXF1ZXN0GhoubWVzaC52MS5IZWFydGJlYXRSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLm1lc2gudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GhwubWVzaC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_mesh_v1_status]);
 
 /**
  * @generated from message mesh.v1.RegisterWorkerRequest
@@ -73,6 +73,13 @@ export type HeartbeatRequest = Message<"mesh.v1.HeartbeatRequest"> & {
    * @generated from field: repeated string in_flight_ack_subjects = 3;
    */
   inFlightAckSubjects: string[];
+
+  /**
+   * What the worker measured since its last heartbeat (the mesh's live load, `GetLoad`).
+   *
+   * @generated from field: mesh.v1.WorkerLoad load = 4;
+   */
+  load?: WorkerLoad | undefined;
 };
 
 /**
