@@ -4,7 +4,8 @@ An item is stored in its tenant partition of TM_WORK (``tm.work.<pool>.<class>.<
 and, once JetStream has acknowledged it, the partition's doorbell is rung on core NATS
 (``tm.bell.<pool>.<class>.<tenant>``). Workers wait on doorbells rather than holding a
 pull request open per partition, and a doorbell only ever follows a stored item, so the
-pull it triggers finds the item there.
+pull it triggers finds the item there. A stored item is an arrival of its lane's measured load
+(`mesh.load.METER`; one the broker already held is not).
 
 `WorkQueue.put_item` owns everything a publish needs: the subject (the pool of the item's
 step, from its kind's declaration, for the item's schema version), the deduplication id
@@ -23,7 +24,8 @@ from opentelemetry.trace import SpanKind
 
 from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric._commit import GroupCommit
-from mesh.fabric._subjects import WORK_STREAM, bell_subject, work_subject
+from mesh.fabric._subjects import WORK_STREAM, bell_subject, parse_work_subject, work_subject
+from mesh.load import METER
 from mesh.tasks._registry import KINDS
 from mesh.telemetry import current_traceparent, failed, messaging_attributes, span, task_attributes
 from mesh.v1 import task_pb2, work_pb2
@@ -84,4 +86,6 @@ class WorkQueue:
             except nats.errors.Error as exc:  # any other broker failure: retryable for the caller
                 failed(current, exc)
                 raise Unavailable(f"work queue did not store the item: {exc}") from exc
+        if not ack.duplicate and (lane := parse_work_subject(subject)) is not None:
+            METER.arrived(lane[0], lane[1])  # an arrival in the lane's measured load (mesh.load)
         return not ack.duplicate

@@ -27,6 +27,7 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.SchedulerService/AdmitEach": frozenset({"gateway"}),
     "/mesh.v1.SchedulerService/AbortTask": frozenset({"gateway"}),
     "/mesh.v1.SchedulerService/GetQueueStatus": frozenset({"gateway", "cli", "supervisor"}),
+    "/mesh.v1.SchedulerService/GetLoadReport": frozenset({"gateway", "cli", "supervisor"}),
     "/mesh.v1.WorkerService/RegisterWorker": frozenset({"worker"}),
     "/mesh.v1.WorkerService/Heartbeat": frozenset({"worker"}),
     "/mesh.v1.WorkerService/ListWorkers": frozenset({"gateway", "cli", "supervisor"}),

@@ -20,6 +20,7 @@ from mesh.fabric import (
     WorkQueue,
     ensure_topology,
 )
+from mesh.load import DEFAULT_WINDOW_S, LoadWindow
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.tasks import Limits
@@ -59,6 +60,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         admitter = Admitter(work, events, idempotency, Limits(), flow, sequencer, TaskIndex(js), user=user)
         reconciler = Reconciler(js, events, admitter, ReconcilePolicy(grace_s=args.reconcile_grace))
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
+        load = LoadWindow(args.load_window, pools=POOLS)  # the measured load that GetLoadReport serves
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
             Scheduler(
@@ -69,10 +71,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 registry,
                 sequencer,
                 scaler,
+                load,
             ),
             "mesh.v1.SchedulerService",
         )
-        host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry), "mesh.v1.WorkerService")
+        host.add(worker_pb2_grpc.add_WorkerServiceServicer_to_server, Workers(registry, load), "mesh.v1.WorkerService")
         roles = PeriodicRoles(
             nc, js, registry, scaler, hooks, flow, reconciler, args.heartbeat_interval / 2, topology.fetch_expiry_s
         )
@@ -106,6 +109,13 @@ def _flow_limits(args: argparse.Namespace) -> FlowLimits:
     return FlowLimits(lane_max_depth=lanes, tenant_max_depth=args.tenant_max_depth)
 
 
+def _window_s(text: str) -> float:
+    value = float(text)
+    if not 10 <= value <= 3600:  # NaN fails too; under two buckets says nothing, an hour is plenty
+        raise argparse.ArgumentTypeError(f"must be 10..3600 seconds, got {text}")
+    return value
+
+
 def main() -> None:
     parser = base_parser("tidemesh scheduler")
     parser.add_argument("--heartbeat-interval", type=float, default=2.0)
@@ -123,6 +133,13 @@ def main() -> None:
         help="seconds after admission a task still QUEUED without its work item is enqueued again",
     )
     parser.add_argument("--scale-webhook", default="", help="POST the recommendation JSON here on a change")
+    parser.add_argument(
+        "--load-window",
+        type=_window_s,
+        default=DEFAULT_WINDOW_S,
+        metavar="SECONDS",
+        help="the sliding window of the measured load (GetLoad): kept this long, and its default span",
+    )
     run_service("scheduler", parser, serve)
 
 

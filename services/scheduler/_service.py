@@ -9,11 +9,12 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.errors import InvalidArgument, MeshError
-from mesh.fabric import EventLog, KeySequencer
+from mesh.fabric import POOLS, EventLog, KeySequencer
+from mesh.load import METER, LoadWindow
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with, refusal_of
 from mesh.telemetry import METRICS, bind_task, get_logger
-from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2, worker_pb2_grpc
+from mesh.v1 import scheduler_pb2, scheduler_pb2_grpc, status_pb2, worker_pb2, worker_pb2_grpc
 from services.scheduler._admission import Admitter
 from services.scheduler._autoscale import Scaler
 from services.scheduler._backends import inference_backends
@@ -35,7 +36,9 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         registry: WorkerRegistry,
         sequencer: KeySequencer | None = None,
         scaler: Scaler | None = None,
+        load: LoadWindow | None = None,
     ) -> None:
+        self._load = load or LoadWindow(pools=POOLS)
         self._sequencer = sequencer
         self._scaler = scaler
         self._nc = nc
@@ -119,10 +122,24 @@ class Scheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             scaling=self._scaler.latest if self._scaler else [],
         )
 
+    async def GetLoadReport(
+        self, request: scheduler_pb2.GetLoadReportRequest, context: Context
+    ) -> scheduler_pb2.GetLoadReportResponse:
+        try:
+            self._load.check(request.window_s)  # before anything is read
+            self._load.record(METER.take())  # what this process stored itself (step 0 of each admission)
+            sample = await queue_status(self._js)
+            alive = {w.worker_id for w in self._registry.snapshot() if w.health == status_pb2.WORKER_HEALTH_ALIVE}
+            report = self._load.report(request.window_s, alive=alive, queues=sample.tenants)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return scheduler_pb2.GetLoadReportResponse(report=report)
+
 
 class Workers(worker_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, registry: WorkerRegistry) -> None:
+    def __init__(self, registry: WorkerRegistry, load: LoadWindow | None = None) -> None:
         self._registry = registry
+        self._load = load
 
     async def RegisterWorker(
         self, request: worker_pb2.RegisterWorkerRequest, context: Context
@@ -140,6 +157,9 @@ class Workers(worker_pb2_grpc.WorkerServiceServicer):
         self._registry.heartbeat(
             request.worker, list(request.running_task_ids), ack_subjects=list(request.in_flight_ack_subjects)
         )
+        if self._load is not None:
+            self._load.record(request.load.slices, request.worker.worker_id, request.load.slots)
+            self._load.record(METER.take())  # this process's own arrivals, heard as often as the workers'
         return worker_pb2.HeartbeatResponse()
 
     async def ListWorkers(

@@ -37,6 +37,7 @@ from services.worker._children import ChildTasks
 from services.worker._dispatch import Dispatcher
 from services.worker._fairshare import parse_per_tenant
 from services.worker._liveness import Liveness
+from services.worker._load import pool_slots
 from services.worker._priority import WaitBounds
 from services.worker._remote import SessionHost, SessionService
 from services.worker._runner import Runner, check_builtin_handlers
@@ -130,7 +131,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 pid=os.getpid(),
             )
             await stack.enter_async_context(
-                Liveness(worker_pb2_grpc.WorkerServiceStub(scheduler_channel), status, dispatcher)
+                Liveness(
+                    worker_pb2_grpc.WorkerServiceStub(scheduler_channel),
+                    status,
+                    dispatcher,
+                    slots=lambda: pool_slots(pools, args.concurrency, sessions),
+                )
             )
         stack.push_async_callback(host.begin_shutdown)  # first: refuse new calls, then leave, then drain
         log.info("worker running", extra={"worker_id": worker_id, "pools": pools})

@@ -46,9 +46,11 @@ from mesh.fabric import (
     parse_work_subject,
 )
 from mesh.lifecycle import Lifecycle, State
+from mesh.load import METER, LoadMeter
 from mesh.priority import CLASS_NAMES
 from mesh.telemetry import METRICS, get_logger
 from mesh.v1 import work_pb2
+from services.worker._acks import attempt_of
 from services.worker._fairshare import FairShare
 from services.worker._items import PoisonMessage, check_work_item
 from services.worker._partitions import LanePartitions, LaneSource
@@ -77,6 +79,7 @@ class _Fetched:
     lane: int
     item: work_pb2.WorkItem
     msg: Delivery
+    pool: str  # from its subject: where the meter counts it ("" if the subject says none)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class _Running:
     lane: int
     job: asyncio.Task[None]
     interactive: bool
+    pool: str
     cancelled_by_request: bool = False
     started: float = field(default_factory=time.monotonic)
 
@@ -112,9 +116,12 @@ class Dispatcher(Lifecycle):
         grace_s: float = 5.0,
         open_lane: OpenLane | None = None,
         quarantine: QuarantineSink | None = None,
+        meter: LoadMeter = METER,
     ) -> None:
         """`js` is the JetStream context the default lanes (`LanePartitions`) and quarantine use;
-        `open_lane` and `quarantine` replace them (unit tests run on an in-memory fabric)."""
+        `open_lane` and `quarantine` replace them (unit tests run on an in-memory fabric). `meter`
+        counts what starts and ends, and times it (`mesh.load`: the mesh's measured load)."""
+        self._meter = meter
         self._nc = nc
         self._events = events
         self._runner = runner
@@ -227,9 +234,12 @@ class Dispatcher(Lifecycle):
         deadline = dispatch_deadline(spec.priority_class, spec.priority, enqueued_s, self._bounds)
         due = due_time(spec.priority_class, enqueued_s, self._bounds)
         bound = self._bounds.bound_s(spec.priority_class)
-        fetched = _Fetched(rank, item, msg)
+        parsed = parse_work_subject(msg.subject)
+        fetched = _Fetched(rank, item, msg, parsed[0] if parsed else "")
         self._slots.add(Waiting(deadline, next(self._order), due, bound, rank == INTERACTIVE, fetched))
         self._waiting_per_lane[rank] += 1
+        if fetched.pool:
+            self._meter.buffered(fetched.pool, CLASS_NAMES[rank], +1)
 
     async def _set_aside(self, msg: Delivery, poison: PoisonMessage) -> None:
         """Quarantine a message that is no work item, then terminate it so it is never redelivered.
@@ -270,11 +280,26 @@ class Dispatcher(Lifecycle):
             fetched = waiting.payload
             self._waiting_per_lane[fetched.lane] -= 1
             self._room[fetched.lane].set()
+            self._measure_start(fetched)
             job = asyncio.create_task(self._runner.run(fetched.msg, fetched.item))
-            running = _Running(fetched.item.spec.task_id, fetched.msg, fetched.lane, job, waiting.interactive)
+            running = _Running(
+                fetched.item.spec.task_id, fetched.msg, fetched.lane, job, waiting.interactive, fetched.pool
+            )
             self._running[running.task_id] = running
             METRICS.in_flight.inc()
             job.add_done_callback(functools.partial(self._on_done, running))
+
+    def _measure_start(self, fetched: _Fetched) -> None:
+        """Count an attempt taking its slot, with its queue wait (stored to now) if it is the
+        item's first (a retry's wait holds its backoff: not a queue's)."""
+        if not fetched.pool:
+            return
+        name = CLASS_NAMES[fetched.lane]
+        self._meter.buffered(fetched.pool, name, -1)
+        item = fetched.item
+        first = attempt_of(fetched.msg) == 1 and item.HasField("enqueued")
+        wait_s = time.time() - item.enqueued.ToNanoseconds() / 1e9 if first else None
+        self._meter.started(fetched.pool, name, wait_s)
 
     def _on_done(self, running: _Running, _: asyncio.Task[None]) -> None:
         # The next step of the same task may already run under the same id: remove only ours.
@@ -282,7 +307,10 @@ class Dispatcher(Lifecycle):
             del self._running[running.task_id]
         self._slots.release(running.interactive)
         METRICS.in_flight.dec()
-        self._step_s = 0.8 * self._step_s + 0.2 * (time.monotonic() - running.started)
+        held_s = time.monotonic() - running.started
+        self._step_s = 0.8 * self._step_s + 0.2 * held_s
+        if running.pool:  # service time: how long the attempt held its slot, its wait not included
+            self._meter.ended(running.pool, CLASS_NAMES[running.lane], held_s)
         self._changed.set()
         job = running.job
         if job.cancelled():
@@ -361,6 +389,8 @@ class Dispatcher(Lifecycle):
             with contextlib.suppress(Exception):
                 await bell.unsubscribe()
         for waiting in self._slots.clear():
+            if waiting.payload.pool:
+                self._meter.buffered(waiting.payload.pool, CLASS_NAMES[waiting.payload.lane], -1)
             with contextlib.suppress(Exception):
                 await waiting.payload.msg.nak()
         jobs = [r.job for r in self._running.values()]

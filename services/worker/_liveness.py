@@ -1,5 +1,6 @@
 """A worker's liveness protocol with the scheduler: register, heartbeat (in-flight work, running
-tasks, ack subjects of what it holds), and leave as DRAINING so the registry never mistakes a
+tasks, ack subjects of what it holds, and its load report: what `mesh.load.METER` counted since the
+last heartbeat, and its slots per pool), and leave as DRAINING so the registry never mistakes a
 draining worker for a dead one (whose work it would hand back)."""
 
 from __future__ import annotations
@@ -7,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 import grpc.aio
 
+from mesh.load import METER, LoadMeter
 from mesh.telemetry import get_logger
 from mesh.v1 import status_pb2, worker_pb2, worker_pb2_grpc
 from services.worker._dispatch import Dispatcher
@@ -27,11 +30,20 @@ class LivenessState(enum.Enum):
 
 class Liveness:
     def __init__(
-        self, stub: worker_pb2_grpc.WorkerServiceStub, status: status_pb2.WorkerStatus, dispatcher: Dispatcher
+        self,
+        stub: worker_pb2_grpc.WorkerServiceStub,
+        status: status_pb2.WorkerStatus,
+        dispatcher: Dispatcher,
+        slots: Callable[[], list[status_pb2.PoolSlots]] | None = None,
+        meter: LoadMeter = METER,
     ) -> None:
+        """`slots`: what this process offers each pool now (default: `status.concurrency` in each
+        of `status.pools`)."""
         self._stub = stub
         self._status = status
         self._dispatcher = dispatcher
+        self._slots = slots or self._own_slots
+        self._meter = meter
         self._beats: asyncio.Task[None] | None = None
         self.state = LivenessState.NEW
 
@@ -61,7 +73,41 @@ class Liveness:
             await self._beats
         self._status.health = status_pb2.WORKER_HEALTH_DRAINING
         with contextlib.suppress(grpc.aio.AioRpcError):
-            await self._stub.Heartbeat(worker_pb2.HeartbeatRequest(worker=self._status), timeout=2.0)
+            load = status_pb2.WorkerLoad(slices=self._meter.take())  # what it measured last
+            await self._stub.Heartbeat(worker_pb2.HeartbeatRequest(worker=self._status, load=load), timeout=2.0)
+
+    def _own_slots(self) -> list[status_pb2.PoolSlots]:
+        pools, concurrency = self._status.pools, self._status.concurrency
+        alone = len(pools) == 1
+        return [
+            status_pb2.PoolSlots(
+                pool=pool,
+                workers=1,
+                slots=concurrency,
+                dedicated_workers=int(alone),
+                dedicated_slots=concurrency if alone else 0,
+            )
+            for pool in pools
+        ]
+
+    async def _heartbeat(self) -> None:
+        """One heartbeat with the load measured since the last one; if it does not arrive, that
+        load goes back to the meter for the next."""
+        status, dispatcher = self._status, self._dispatcher
+        load = status_pb2.WorkerLoad(slices=self._meter.take(), slots=self._slots())
+        try:
+            await self._stub.Heartbeat(
+                worker_pb2.HeartbeatRequest(
+                    worker=status,
+                    running_task_ids=dispatcher.running_task_ids,
+                    in_flight_ack_subjects=dispatcher.in_flight_ack_subjects,
+                    load=load,
+                ),
+                timeout=5.0,
+            )
+        except BaseException:
+            self._meter.put_back(load.slices)
+            raise
 
     async def _beat(self) -> None:
         """Register, then report liveness; the scheduler declares a silent worker dead."""
@@ -78,14 +124,7 @@ class Liveness:
                     interval_s = reply.heartbeat_interval.ToMilliseconds() / 1000 or interval_s
                     registered = True
                 else:
-                    await self._stub.Heartbeat(
-                        worker_pb2.HeartbeatRequest(
-                            worker=status,
-                            running_task_ids=dispatcher.running_task_ids,
-                            in_flight_ack_subjects=dispatcher.in_flight_ack_subjects,
-                        ),
-                        timeout=5.0,
-                    )
+                    await self._heartbeat()
             except grpc.aio.AioRpcError as exc:
                 log.warning("heartbeat failed: %s", exc.code().name)
                 registered = False
