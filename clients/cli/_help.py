@@ -140,6 +140,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh infer detector --input 'IMAGE=[…]' --only BOXES -o json",
     ),
     "status": ("tidemesh status", "tidemesh status -o json | jq .queues"),
+    "load": (
+        "tidemesh load                           # the last 5 minutes, pools and classes with load",
+        "tidemesh load --window 60 --all",
+        "tidemesh load -o json | jq '.loads[] | {pool, priorityClass, arrivalPerS, serviceSSamples}'",
+    ),
     "dash": (
         "tidemesh dash",
         "tidemesh dash --task TASK_ID   # follow one task's partial outputs",

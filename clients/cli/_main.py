@@ -22,6 +22,7 @@ from clients.cli._dash import add_dash_command, dash_command
 from clients.cli._desktop import add_desktop_command, desktop_command
 from clients.cli._exit import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from clients.cli._help import START_THE_MESH, attach_examples
+from clients.cli._load import add_load_command, load_command
 from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._ops import ca_command, dlq_command, plan_command, probe_command, status_command
 from clients.cli._output import Declined, Output, add_output_args
@@ -248,6 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     add_model_commands(sub, client_args)
     p_status = sub.add_parser("status", help="components, health and queue depths")
     client_args(p_status)
+    add_load_command(sub, client_args)
     attach_examples(parser)
     return parser
 
@@ -270,6 +272,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return await submit_command(args, out)
     if args.command == "status":
         return await status_command(args, out)
+    if args.command == "load":
+        return await load_command(args, out)
     if args.command == "dlq":
         return await dlq_command(args, out)
     if args.command == "auth":

@@ -36,6 +36,7 @@ from mesh.v1 import (
     kind_pb2_grpc,
     schema_pb2,
     schema_pb2_grpc,
+    status_pb2,
     task_pb2,
 )
 
@@ -535,6 +536,15 @@ class Client(Lifecycle):
             return await self._stub.GetMeshStatus(gateway_pb2.GetMeshStatusRequest(), timeout=10.0)
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
+
+    async def load(self, window_s: float = 0.0) -> status_pb2.LoadReport:
+        """The load the mesh measured over the last `window_s` seconds (0: the scheduler's window,
+        300 s by default), per pool and priority class: arrival and service rates, service-time
+        samples (seconds one attempt held its slot), queue wait p50/p95, depth, workers and slots.
+        Each `PoolClassLoad` is what `mesh.capacity.Load` takes. Needs status.read in every tenant."""
+        request = gateway_pb2.GetLoadRequest(window_s=window_s)
+        response: gateway_pb2.GetLoadResponse = await self._call(self._stub.GetLoad, request)
+        return response.report
 
     async def watch_status(self, min_interval_ms: int = 1000) -> AsyncIterator[gateway_pb2.GetMeshStatusResponse]:
         """The mesh status now, then each time it changes, at most once per `min_interval_ms` (the

@@ -20,6 +20,7 @@ RPC_ACTIONS: dict[str, tuple[str, ...]] = {
     "/mesh.v1.GatewayService/CancelTask": ("task.cancel",),
     "/mesh.v1.GatewayService/GetMeshStatus": ("status.read",),
     "/mesh.v1.GatewayService/WatchMeshStatus": ("status.read",),
+    "/mesh.v1.GatewayService/GetLoad": ("status.read",),
     "/mesh.v1.GatewayService/ListDeadLetters": ("dlq.read",),
     "/mesh.v1.GatewayService/GetDeadLetter": ("dlq.read",),
     "/mesh.v1.GatewayService/ReplayDeadLetter": ("dlq.replay",),

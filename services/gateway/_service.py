@@ -407,6 +407,17 @@ class Gateway(gateway_pb2_grpc.GatewayServiceServicer):
         async for status in self._leased(context, principal, changes):
             yield gateway_pb2.WatchMeshStatusResponse(status=status)
 
+    async def GetLoad(self, request: gateway_pb2.GetLoadRequest, context: Context) -> gateway_pb2.GetLoadResponse:
+        try:
+            principal = await self._guard.from_grpc(context)
+            # Mesh-wide figures, every tenant's work summed: status.read in every tenant.
+            self._guard.check(principal, "status.read", ANY_TENANT)
+            request_s = scheduler_pb2.GetLoadReportRequest(window_s=request.window_s)
+            reply = await self._ask(self._scheduler.GetLoadReport, request_s, 10.0)
+        except MeshError as exc:
+            await abort_with(context, exc)
+        return gateway_pb2.GetLoadResponse(report=reply.report)
+
     async def mesh_status(self, principal: Principal | None) -> gateway_pb2.GetMeshStatusResponse:
         """The scheduler's queue and worker figures as `principal` may see them (status.read checked)."""
         reply = await self._ask(self._scheduler.GetQueueStatus, scheduler_pb2.GetQueueStatusRequest(), 10.0)
