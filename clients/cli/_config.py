@@ -20,6 +20,7 @@ from typing import Any
 
 from clients.cli._exit import EXIT_OK
 from clients.cli._output import Output
+from clients.cli._plan import add_change_commands
 from mesh.errors import InvalidArgument, Unavailable
 from mesh.fabric import POOLS
 from mesh.manifest import (
@@ -308,9 +309,13 @@ def add_config_commands(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     output_args: Callable[..., None],
     state_dir_default: str,
+    client_args: Callable[..., None],
 ) -> None:
-    """``tidemesh config ...``; `output_args` adds -o, -q, -v and the rest."""
-    p_config = subparsers.add_parser("config", help="the manifest: validate, export, presets, explain a field")
+    """``tidemesh config ...``; `output_args` adds -o, -q, -v and the rest, `client_args` the
+    endpoint and credential of the changes to a running mesh (`_plan`)."""
+    p_config = subparsers.add_parser(
+        "config", help="the manifest: validate, explain, export; plan, apply and roll back changes to a running mesh"
+    )
     actions = p_config.add_subparsers(dest="config_action", required=True)
     p_validate = actions.add_parser("validate", help="check a manifest against the schema, naming each bad field")
     p_validate.add_argument("-f", "--file", required=True, metavar="MANIFEST", help="tidemesh.yaml (or JSON)")
@@ -327,6 +332,7 @@ def add_config_commands(
     for p in (p_validate, p_export, p_presets, p_explain, p_diff, p_schema):
         output_args(p)
     _add_render(actions, output_args)
+    add_change_commands(actions, client_args)
 
 
 def _add_render(actions: argparse._SubParsersAction, output_args: Callable[..., None]) -> None:  # type: ignore[type-arg]

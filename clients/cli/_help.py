@@ -21,6 +21,19 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh config explain durability.fsync",
     ),
     "config validate": ("tidemesh config validate -f tidemesh.yaml", "tidemesh config validate -f mesh.json -o json"),
+    "config plan": (
+        "tidemesh config plan -f tidemesh.yaml          # diff, steps and their cost, policy verdicts, simulation",
+        "tidemesh config plan -f tidemesh.yaml --out change.json -o json",
+    ),
+    "config apply": (
+        "tidemesh config apply tidemesh.plan.json      # roll out, bake 30 s behind the health gate",
+        "tidemesh config apply change.json --bake 120   # Ctrl-C rolls it back",
+    ),
+    "config history": ("tidemesh config history", "tidemesh config history --limit 5 -o json"),
+    "config rollback": (
+        "tidemesh config rollback                      # the revision before the current one",
+        "tidemesh config rollback 3 --bake 60",
+    ),
     "config export": (
         "tidemesh config export > tidemesh.yaml   # what `tidemesh up -f tidemesh.yaml` runs again",
         "tidemesh config export --full -o json   # every field, not only what differs from the preset",

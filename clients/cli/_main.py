@@ -26,6 +26,7 @@ from clients.cli._load import add_load_command, load_command
 from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._ops import ca_command, dlq_command, plan_command, probe_command, status_command
 from clients.cli._output import Declined, Output, add_output_args
+from clients.cli._plan import CHANGE_ACTIONS, change_command
 from clients.cli._schema import add_schema_commands, schema_command
 from clients.cli._style import THEME_CHOICES
 from clients.cli._tasks import cancel_command, get_command, list_command, stream_events, submit_command
@@ -233,7 +234,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_schema_commands(sub, client_args)
     add_audit_commands(sub, client_args)
-    add_config_commands(sub, add_output_args, os.environ.get("TIDEMESH_STATE_DIR", "state"))
+    add_config_commands(sub, add_output_args, os.environ.get("TIDEMESH_STATE_DIR", "state"), client_args)
 
     p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
     p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
@@ -263,6 +264,8 @@ async def _dispatch(args: argparse.Namespace, out: Output) -> int:
         return ca_command(args, out)
     if args.command == "probe":
         return await probe_command(args)
+    if args.command == "config" and args.config_action in CHANGE_ACTIONS:
+        return await change_command(args, transport_for(args), credential_for(args), out)
     if args.command == "config":
         return await config_command(args, out)
     if hasattr(args, "endpoint"):

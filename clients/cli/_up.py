@@ -12,6 +12,7 @@ from typing import Any
 
 from clients.cli._config import plan_for, resolve_args, say_resolved
 from clients.cli._output import Output
+from clients.cli._plan import controller_for
 from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.manifest import autoscale_bounds, record
@@ -87,6 +88,7 @@ async def up(args: argparse.Namespace) -> int:
         return 1
     # Pools without autoscale bounds get 1:1: a standby worker whenever the pool has none alive.
     autoscaler = LocalAutoscaler(supervisor, autoscale_bounds(manifest))
+    config = None
     try:
         # A signal while the autoscaler connects stops the mesh too (its connect is bounded, 30 s).
         entering = asyncio.create_task(autoscaler.__aenter__())
@@ -98,6 +100,8 @@ async def up(args: argparse.Namespace) -> int:
             await asyncio.gather(entering, return_exceptions=True)
             return 130
         entering.result()
+        # Configuration changes (`tidemesh config plan|apply`), revisions kept in NATS.
+        config = await controller_for(supervisor, manifest).__aenter__()
         endpoint = f"127.0.0.1:{plan.public_port}"
         print(f"tidemesh is up in {supervisor.boot_seconds:.2f}s — state in {plan.state_dir}")
         for spec in plan.processes:
@@ -122,6 +126,8 @@ async def up(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         print("stopping…", flush=True)
+        if config is not None:
+            await config.__aexit__(None, None, None)
         await autoscaler.__aexit__(None, None, None)
         await supervisor.shutdown()
         print("stopped: no child process left.", flush=True)

@@ -9,8 +9,7 @@ and WebSocket op to its action). Its scope says what it is checked against:
 - ``mesh``: what every tenant shares (models, kinds, schemas, the audit, the configuration) — no
   tenant to check; allowed to any role that holds it.
 
-A ``reserved`` action is declared for a role to hold before any call is guarded by it (the plan
-and apply of the configuration, and policy overrides, reach the gateway in a later release).
+A ``reserved`` action is declared for a role to hold before any call is guarded by it.
 """
 
 from __future__ import annotations
@@ -53,8 +52,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("schema.register", "register a schema version", "mesh"),
     Action("audit.read", "list and show audit records", "mesh"),
     Action("audit.export", "export the audit with its signed checkpoints", "mesh"),
-    Action("config.plan", "preview a configuration change", "mesh", reserved=True),
-    Action("config.apply", "apply a configuration change", "mesh", reserved=True),
+    Action("config.plan", "read the configuration's revisions and plan a change", "mesh"),
+    Action("config.apply", "apply a configuration change (or roll one back)", "mesh"),
     Action("policy.override", "go ahead with a change a policy blocks", "mesh", reserved=True),
 )
 

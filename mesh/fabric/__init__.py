@@ -22,6 +22,8 @@ from mesh.fabric._ports import DeadLetterSink, Delivery, EventStore, Publisher, 
 from mesh.fabric._quarantine import Quarantine, QuarantineRecord, entry_subject
 from mesh.fabric._subjects import (
     CANCEL_PREFIX,
+    CONFIG_BUCKET,
+    CONFIG_PREFIX,
     EVENTS_PREFIX,
     EVENTS_STREAM,
     IDEMPOTENCY_BUCKET,
@@ -60,6 +62,8 @@ from mesh.fabric._work import WorkQueue, item_subject, work_item_id
 __all__ = [
     "ALERT_SUBJECT",
     "CANCEL_PREFIX",
+    "CONFIG_BUCKET",
+    "CONFIG_PREFIX",
     "DLQ_STREAM",
     "EVENTS_PREFIX",
     "EVENTS_STREAM",

@@ -38,6 +38,10 @@ LIVE_PREFIX = "tm.live"
 QUARANTINE_PREFIX = "tm.quarantine"
 QUARANTINE_ALERT_SUBJECT = "tm.alert.quarantine"
 RESTART_ALERT_SUBJECT = "tm.alert.restart"
+# Configuration revisions (`mesh.revisions`): the bucket the supervisor keeps them in, and the
+# subjects the gateway asks it to plan, apply and abort on (its answers: <prefix>.progress.<id>).
+CONFIG_BUCKET = "tm_config"
+CONFIG_PREFIX = "tm.config"
 
 POOLS = ("ingestion", "orchestration", "inference", "post-processing")
 

@@ -54,6 +54,8 @@ from mesh.fabric._ordering import ORDER_KEYS_BUCKET, ORDERED_PREFIX, ORDERED_STR
 from mesh.fabric._subjects import (
     BELL_PREFIX,
     CANCEL_PREFIX,
+    CONFIG_BUCKET,
+    CONFIG_PREFIX,
     EVENTS_PREFIX,
     EVENTS_STREAM,
     IDEMPOTENCY_BUCKET,
@@ -424,13 +426,29 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_watch(INFERENCE_BUCKET),
             # The administrative actions it checks, recorded (and served to admins and auditors).
             *_audit(),
+            # Configuration changes it relays to the supervisor, and the revisions it reads.
+            f"{CONFIG_PREFIX}.plan",
+            f"{CONFIG_PREFIX}.apply",
+            f"{CONFIG_PREFIX}.abort.*",
+            *_kv_read(CONFIG_BUCKET),
+            *_kv_watch(CONFIG_BUCKET),
         ]
-        return publish, [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>"]
+        return publish, [*inbox, f"{EVENTS_PREFIX}.>", f"{LIVE_PREFIX}.>", f"{CONFIG_PREFIX}.progress.>"]
     if component == "inference":
         return [_api("STREAM", "INFO", f"KV_{INFERENCE_BUCKET}"), *_kv_write(INFERENCE_BUCKET)], inbox
     if component == "supervisor":
-        # Its health probe asks JetStream's account info; the local autoscaler follows recommendations.
-        return [_api("INFO")], [*inbox, f"{SCALE_PREFIX}.>"]
+        # Its health probe asks JetStream's account info; the local autoscaler follows recommendations;
+        # the configuration controller keeps the revisions and answers plans and applies.
+        publish = [
+            _api("INFO"),
+            _api("STREAM", "CREATE", f"KV_{CONFIG_BUCKET}"),
+            *_kv_read(CONFIG_BUCKET),
+            *_kv_watch(CONFIG_BUCKET),
+            *_kv_write(CONFIG_BUCKET),
+            f"{CONFIG_PREFIX}.progress.>",
+        ]
+        config = [f"{CONFIG_PREFIX}.plan", f"{CONFIG_PREFIX}.apply", f"{CONFIG_PREFIX}.abort.*"]
+        return publish, [*inbox, f"{SCALE_PREFIX}.>", *config]
     if component == "cli":
         return [">"], [">"]  # the operators' admin: everything, deletion included
     raise ValueError(f"no NATS role for {component!r} (known: {', '.join(NATS_COMPONENTS)})")
@@ -444,7 +462,7 @@ def permissions(component: str, pools: Iterable[str] | None = None) -> Permissio
     deny = ["$JS.API.STREAM.DELETE.>"]  # no stream, no bucket is deleted but by the admin
     purged = {stream for stream in STREAMS if _api("STREAM", "PURGE", stream) in publish}
     if purged:  # deny wins over allow, so the other streams and every bucket are denied one by one
-        buckets = (*TOPOLOGY_BUCKETS, CREDENTIALS_BUCKET, SCHEMAS_BUCKET)
+        buckets = (*TOPOLOGY_BUCKETS, CREDENTIALS_BUCKET, SCHEMAS_BUCKET, CONFIG_BUCKET)
         deny += [_api("STREAM", "PURGE", stream) for stream in STREAMS if stream not in purged]
         deny += [_api("STREAM", "PURGE", f"KV_{bucket}") for bucket in buckets]
     else:

@@ -38,6 +38,7 @@ CALLERS: Mapping[str, frozenset[str]] = {
     "/mesh.v1.KindService/*": frozenset({"envoy"}),
     "/mesh.v1.SchemaService/*": frozenset({"envoy"}),
     "/mesh.v1.AuditService/*": frozenset({"envoy"}),
+    "/mesh.v1.ConfigService/*": frozenset({"envoy"}),
     "/mesh.v1.AccessService/*": frozenset({"envoy"}),
     "/grpc.health.v1.Health/*": MESH,
     "/grpc.reflection.v1alpha.ServerReflection/*": MESH,

@@ -6,6 +6,8 @@ plan --json` prints them, and the Tiltfile turns them into local_resources.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import socket
 import sys
@@ -71,6 +73,9 @@ class ProcessSpec:
     # How long the supervisor waits after SIGTERM before SIGKILL, when longer than its own grace:
     # a worker drains its steps for its `--grace`, then hands the rest back and disconnects.
     stop_grace_s: float = 0.0
+    # A digest of the files the process reads only at start (its config, roles), so that two
+    # specs differ when those do — a change to them restarts it (`mesh.revisions`).
+    files_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,10 @@ class Plan:
     def by_name(self, name: str) -> ProcessSpec:
         return next(p for p in self.processes if p.name == name)
 
+    def ports(self) -> dict[str, dict[str, int]]:
+        """Every process's ports by role: what `build_plan(reuse_ports=...)` keeps."""
+        return {p.name: dict(p.ports) for p in self.processes}
+
 
 # Listening ports for `--port 0` come from below the kernel's ephemeral range (32768+ on
 # Linux): a port the kernel hands out for binding port 0 can be taken by any outgoing
@@ -148,17 +157,28 @@ def free_port() -> int:
 
 
 class _Ports:
-    """Deterministic ports from the public one, or free ones when it is 0."""
+    """Deterministic ports from the public one, or free ones when it is 0. With `reuse` (a running
+    plan's ports by process name and role), a process of that name keeps its ports and any other
+    takes free ones (so a change applied to a running mesh moves no port of what it keeps)."""
 
-    def __init__(self, public_port: int) -> None:
-        self._next = public_port + 1 if public_port else 0
+    def __init__(self, public_port: int, reuse: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self._next = public_port + 1 if public_port and reuse is None else 0
+        self._reuse = reuse or {}
 
-    def take(self) -> int:
+    def take(self, name: str = "", role: str = "") -> int:
+        kept = self._reuse.get(name, {}).get(role)
+        if kept:
+            return kept
         if not self._next:
             return free_port()
         port = self._next
         self._next += 1
         return port
+
+
+def _digest(*texts: str) -> str:
+    """A spec's `files_digest`: what the files it reads at start hold."""
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
 def _http_health(port: int, path: str, secure: bool = False) -> Health:
@@ -359,6 +379,7 @@ def build_plan(
     trace_sampling_ratio: float = 1.0,
     roles: Mapping[str, Mapping[str, Any]] | None = None,
     step_up: bool = False,
+    reuse_ports: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -382,7 +403,8 @@ def build_plan(
     `request_headers_timeout_s` are Envoy's (see `EdgeConfig`). `roles`, custom roles as the
     manifest's ``roles`` section holds them (`mesh.access`), are written to
     ``<state_dir>/auth/roles.json`` for every gateway (``--roles-file``). With `step_up`, sensitive
-    actions want a fresh second factor (``--step-up``; see `services.gateway._stepup`)."""
+    actions want a fresh second factor (``--step-up``; see `services.gateway._stepup`). With
+    `reuse_ports` (`Plan.ports()` of a running mesh) every process it names keeps its ports."""
     state_dir = state_dir.resolve()
     caps = check_memory_caps(memory_caps_mb or {})
     env = otlp_env(otlp_endpoint, otlp_protocol, trace_sampling_ratio)
@@ -398,15 +420,19 @@ def build_plan(
         gateway_args = (*gateway_args, "--roles-file", str(write_roles(state_dir / "auth" / ROLES_FILE, roles)))
     # Every mesh keeps an audit of its administrative actions, checkpoints signed with its own key.
     gateway_args = ("--audit-dir", str(ensure_signing_key(state_dir / "audit")), *gateway_args)
-    ports = _Ports(public_port)
-    public_port = public_port or free_port()
-    envoy_admin = ports.take()
+    ports = _Ports(public_port, reuse_ports)
+    public_port = ports.take("envoy", "public") if reuse_ports else public_port or free_port()
+    envoy_admin = ports.take("envoy", "admin")
     if cluster not in (1, 3, 5):
         raise ValueError("cluster must be 1, 3 or 5 nodes (JetStream needs a quorum)")
-    node_ports = [(ports.take(), ports.take(), ports.take() if cluster > 1 else 0) for _ in range(cluster)]
+    node_names = ["nats"] if cluster == 1 else [f"nats-{i}" for i in range(1, cluster + 1)]
+    node_ports = [
+        (ports.take(n, "client"), ports.take(n, "monitor"), ports.take(n, "cluster") if cluster > 1 else 0)
+        for n in node_names
+    ]
     nats_specs = []
     for index, (client_port, monitor_port, cluster_port) in enumerate(node_ports, start=1):
-        name = "nats" if cluster == 1 else f"nats-{index}"
+        name = node_names[index - 1]
         store = state_dir / ("jetstream" if cluster == 1 else f"jetstream-{index}")
         config = state_dir / f"{name}.conf"
         text = nats_config(
@@ -437,6 +463,7 @@ def build_plan(
                     else _http_health(monitor_port, "/healthz?js-enabled-only=true")
                 ),
                 address=address,
+                files_digest=_digest(text),
             )
         )
     nats_names = [spec.name for spec in nats_specs]
@@ -445,7 +472,7 @@ def build_plan(
     common = ["--nats", nats_url, "--ack-wait", str(ack_wait_s), "--replicas", str(min(cluster, 3))]
 
     def service(name: str, module: str, extra: list[str], depends_on: list[str]) -> ProcessSpec:
-        grpc_port, http_port = ports.take(), ports.take()
+        grpc_port, http_port = ports.take(name, "grpc"), ports.take(name, "http")
         own = security.service_args(module.removeprefix("services.")) if security else []
         return _service(
             name, [py, "-m", module, *common, *own, *extra], grpc_port, http_port, depends_on, secure=secure
@@ -456,9 +483,9 @@ def build_plan(
         [
             triton_spec(
                 state_dir,
-                ports.take(),
-                ports.take(),
-                ports.take(),
+                ports.take("triton", "grpc"),
+                ports.take("triton", "http"),
+                ports.take("triton", "metrics"),
                 tls=security.leaf("triton") if security else None,
                 model_repositories=model_repositories,
                 # Triton's exporter speaks OTLP/HTTP only: it traces when the mesh's collector does.
@@ -535,6 +562,9 @@ def build_plan(
         )
         for name in (["gateway"] if gateways == 1 else [f"gateway-{i}" for i in range(1, gateways + 1)])
     ]
+    if roles:  # read from --roles-file at start
+        roles_digest = _digest(json.dumps(roles, sort_keys=True, default=str))
+        gateway_specs = [replace(spec, files_digest=roles_digest) for spec in gateway_specs]
     envoy_config = state_dir / "envoy.yaml"
     admin_socket = str(state_dir / "envoy-admin.sock") if secure else ""
     edge = EdgeConfig(
@@ -554,7 +584,8 @@ def build_plan(
     )
     if security:
         write_sds(security.pki_dir / "envoy-sds", security.leaf("envoy"))
-    envoy_config.write_text(render_yaml(edge))
+    envoy_text = render_yaml(edge)
+    envoy_config.write_text(envoy_text)
     envoy = ProcessSpec(
         name="envoy",
         command=[find_binary("envoy"), "-c", str(envoy_config), "--base-id", str(public_port), "--log-level", "warn"],
@@ -566,6 +597,7 @@ def build_plan(
         ),
         depends_on=[g.name for g in gateway_specs],
         address=f"{listen_host}:{public_port}",
+        files_digest=_digest(envoy_text),
     )
     return Plan(
         state_dir=str(state_dir),

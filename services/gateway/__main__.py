@@ -29,6 +29,7 @@ from mesh.telemetry import get_logger
 from mesh.v1 import (
     access_pb2_grpc,
     audit_pb2_grpc,
+    config_pb2_grpc,
     gateway_pb2_grpc,
     inference_pb2_grpc,
     kind_pb2_grpc,
@@ -40,6 +41,7 @@ from services.gateway._access import AccessApi
 from services.gateway._audit import Auditor
 from services.gateway._audit_api import AuditApi
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
+from services.gateway._config_api import ConfigApi
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
@@ -124,6 +126,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
         host.add(audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditApi(guard, auditor), "mesh.v1.AuditService")
         host.add(access_pb2_grpc.add_AccessServiceServicer_to_server, AccessApi(guard), "mesh.v1.AccessService")
+        host.add(
+            config_pb2_grpc.add_ConfigServiceServicer_to_server,
+            ConfigApi(nc, js, guard, auditor),
+            "mesh.v1.ConfigService",
+        )
         # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.
         session_channels: list[grpc.aio.Channel] = []
         for target in filter(None, args.session_hosts.split(",")):

@@ -46,6 +46,10 @@ RPC_ACTIONS: dict[str, tuple[str, ...]] = {
     "/mesh.v1.AuditService/ListAuditRecords": ("audit.read",),
     "/mesh.v1.AuditService/GetAuditRecord": ("audit.read",),
     "/mesh.v1.AuditService/ExportAudit": ("audit.export",),
+    "/mesh.v1.ConfigService/GetConfig": ("config.plan",),
+    "/mesh.v1.ConfigService/ListRevisions": ("config.plan",),
+    "/mesh.v1.ConfigService/PlanConfig": ("config.plan",),
+    "/mesh.v1.ConfigService/ApplyConfig": ("config.apply",),
 }
 
 # (method, route) of the HTTP app → its action; the routes under /v1 that need a credential only.

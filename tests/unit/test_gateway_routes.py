@@ -17,6 +17,7 @@ from mesh.access import ACTIONS, BY_NAME, RoleCatalog, custom_role
 from mesh.v1 import (
     access_pb2,
     audit_pb2,
+    config_pb2,
     gateway_pb2,
     inference_pb2,
     kind_pb2,
@@ -28,6 +29,7 @@ from services.gateway._access import AccessApi
 from services.gateway._audit import Auditor
 from services.gateway._audit_api import AuditApi
 from services.gateway._auth import Authenticator, CredentialStore
+from services.gateway._config_api import ConfigApi
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._inference import InferenceRelay
@@ -45,6 +47,7 @@ SERVICES: tuple[ServiceDescriptor, ...] = (
     inference_pb2.DESCRIPTOR.services_by_name["InferenceService"],
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"],
     access_pb2.DESCRIPTOR.services_by_name["AccessService"],
+    config_pb2.DESCRIPTOR.services_by_name["ConfigService"],
 )
 TOKEN = "tmk_k1_secret"
 
@@ -152,6 +155,7 @@ def _servicers(guard: Guard) -> dict[str, Any]:
         "mesh.v1.InferenceService": InferenceRelay(none, guard, auditor),
         "mesh.v1.AuditService": AuditApi(guard, auditor),
         "mesh.v1.AccessService": AccessApi(guard),
+        "mesh.v1.ConfigService": ConfigApi(none, none, guard, auditor),
     }
 
 
