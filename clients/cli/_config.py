@@ -331,6 +331,9 @@ def add_config_commands(
     p_schema = actions.add_parser("schema", help="print the manifest's JSON Schema (docs/manifest.schema.json)")
     for p in (p_validate, p_export, p_presets, p_explain, p_diff, p_schema):
         output_args(p)
+    from clients.cli._policy import add_policy_command  # `config policy`: the policy engine's verdicts
+
+    add_policy_command(actions, output_args, state_dir_default)
     _add_render(actions, output_args)
     add_change_commands(actions, client_args)
 
@@ -380,6 +383,10 @@ async def config_command(args: argparse.Namespace, out: Output) -> int:
         return _diff_presets(args.left, args.right, out)
     if action == "render":
         return _render(args, out)
+    if action == "policy":
+        from clients.cli._policy import policy_command
+
+        return await policy_command(args, out)
     out.data(schema(), table=lambda: out.line(json.dumps(schema(), indent=2, ensure_ascii=False)))
     return EXIT_OK
 

@@ -16,6 +16,7 @@ from clients.cli._plan import controller_for
 from clients.cli._render import event_line
 from clients.sdk import Client
 from mesh.manifest import autoscale_bounds, record
+from mesh.policy import PolicyWatch
 from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key
 from mesh.telemetry import configure_console_logging
 
@@ -86,6 +87,8 @@ async def up(args: argparse.Namespace) -> int:
     if boot.exception() is not None:
         print(f"tidemesh up failed: {boot.exception()}", file=sys.stderr)
         return 1
+    # The policies against the running mesh, every policies.watchSeconds (alerts: tm.alert.policy.<rule>).
+    policy = PolicyWatch.of(supervisor)
     # Pools without autoscale bounds get 1:1: a standby worker whenever the pool has none alive.
     autoscaler = LocalAutoscaler(supervisor, autoscale_bounds(manifest))
     config = None
@@ -100,6 +103,7 @@ async def up(args: argparse.Namespace) -> int:
             await asyncio.gather(entering, return_exceptions=True)
             return 130
         entering.result()
+        await policy.__aenter__()
         # Configuration changes (`tidemesh config plan|apply`), revisions kept in NATS.
         config = await controller_for(supervisor, manifest).__aenter__()
         endpoint = f"127.0.0.1:{plan.public_port}"
@@ -126,6 +130,7 @@ async def up(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         print("stopping…", flush=True)
+        await policy.close()
         if config is not None:
             await config.__aexit__(None, None, None)
         await autoscaler.__aexit__(None, None, None)

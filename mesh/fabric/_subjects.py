@@ -9,6 +9,7 @@
     tm.quarantine.<source>            messages set aside as unparseable/invalid (stream TM_QUARANTINE)
     tm.alert.quarantine               announcement of each new quarantine record (core NATS)
     tm.alert.restart                  a supervised process restarted, and why (core NATS)
+    tm.alert.policy.<rule>            a policy rule violated by the running mesh, or cleared (core NATS)
 
 Priority lanes are the <class> token; tenant partitions are the <tenant> token. Each
 (pool, lane, tenant) partition has its own durable consumer, so workers can pull from
@@ -38,6 +39,7 @@ LIVE_PREFIX = "tm.live"
 QUARANTINE_PREFIX = "tm.quarantine"
 QUARANTINE_ALERT_SUBJECT = "tm.alert.quarantine"
 RESTART_ALERT_SUBJECT = "tm.alert.restart"
+POLICY_ALERT_PREFIX = "tm.alert.policy"  # + .<rule> (mesh.policy.PolicyWatch)
 # Configuration revisions (`mesh.revisions`): the bucket the supervisor keeps them in, and the
 # subjects the gateway asks it to plan, apply and abort on (its answers: <prefix>.progress.<id>).
 CONFIG_BUCKET = "tm_config"

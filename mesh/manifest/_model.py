@@ -548,33 +548,94 @@ class Durability:
     retention: Retention = setting(default_factory=Retention, doc="How long task events and dead letters are kept.")
 
 
+_MODE_DOC = (
+    "audit (recorded: `tidemesh config policy`, an alert, a metric), warn (said by plan and apply too) or "
+    "enforce (apply refuses the change)"
+)
+
+
 @dataclass(frozen=True)
 class PolicyRule:
-    """One policy rule (its language comes with the policy engine)."""
+    """A policy rule of your own: a CEL expression that holds (is true) over the manifest and the
+    live mesh (`mesh.policy`; docs/policies.md lists what a rule reads)."""
 
-    name: str = setting(doc="The rule's name.", pattern=TOKEN_PATTERN, required=True)
-    expression: str = setting(doc="What must hold, in the policy engine's language.", required=True)
-    mode: Literal["audit", "warn", "enforce"] | None = setting(None, doc="This rule's mode (null: policies.mode).")
+    name: str = setting(
+        doc="The rule's name (a built-in rule's is refused); alerts go to tm.alert.policy.<name>.",
+        pattern=TOKEN_PATTERN,
+        required=True,
+    )
+    expression: str = setting(
+        doc="What must hold, in CEL: true when the rule holds. It reads manifest (this document with every "
+        "field, keys as written here), routes ({kind: {step: pool}}), live (the running mesh's figures; a rule "
+        "that reads it is evaluated only against a running mesh) and, with each, item and key.",
+        required=True,
+    )
+    each: str | None = setting(
+        None,
+        doc="Evaluate the expression once per entry, e.g. manifest.tenants.named.* or live.workers.* (* is every "
+        "key of a mapping or index of a list): item is the entry, key its name; each entry that fails is a "
+        "violation at its own path (null: once, for the whole manifest).",
+        pattern=r"^(manifest|live|routes)(\.|\[).+$",
+    )
+    message: str | None = setting(
+        None, doc='What a violation says: a CEL expression giving a string, e.g. "tenant " + key + " is too big".'
+    )
+    mode: Literal["audit", "warn", "enforce"] | None = setting(
+        None, doc=f"This rule's mode in every environment: {_MODE_DOC} (null: policies.mode)."
+    )
     severity: Literal["low", "medium", "high", "critical"] = setting("medium", doc="How bad a violation is.")
+    remediation: str = setting("", doc="What to do about a violation (shown with it, and in its alert).")
+    runbook: str = setting("", doc="A page that explains the rule (empty: docs/runbooks/policies.md).")
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        from mesh.policy import rule_problems  # here: mesh.policy reads this model
+
+        yield from rule_problems(self)
+
+
+@dataclass(frozen=True)
+class PolicyOverride:
+    """A built-in rule, in this mesh: its mode, or off."""
+
+    mode: Literal["audit", "warn", "enforce"] | None = setting(
+        None,
+        doc="The rule's mode here, whatever the preset's default and policies.mode (null: the lesser of those).",
+    )
+    enabled: bool = setting(True, doc="false: the rule is not evaluated at all.")
 
 
 @dataclass(frozen=True)
 class Policies:
-    """Policies over the manifest and the live mesh (placeholder: the engine comes later)."""
+    """Policies over the manifest and the live mesh: the built-in rules and your own, each in a
+    mode per environment (`mesh.policy`, docs/policies.md)."""
 
     mode: Literal["audit", "warn", "enforce"] = setting(
         "audit",
-        doc="What a violation does: audit (recorded), warn (said), enforce (blocks a change).",
-        enforced=False,
-        later="the policy engine evaluates rules in a later release",
+        doc=f"The most a rule does when it is violated, unless it names its own mode: {_MODE_DOC}. A built-in "
+        "rule runs in the lesser of this and its default for the preset (`tidemesh config policy --rules`).",
         tradeoff="enforce blocks dangerous changes but also urgent ones; audit only records.",
     )
     rules: tuple[PolicyRule, ...] = setting(
-        (),
-        doc="Policy rules of your own.",
-        enforced=False,
-        later="the policy engine evaluates rules in a later release",
+        (), doc="Policy rules of your own, checked when the manifest is read (a bad expression names its path)."
     )
+    overrides: dict[str, PolicyOverride] = setting(
+        default_factory=dict,
+        doc="Built-in rules by name (max-retries, tls-outside-dev, tenant-quota, allowed-kinds-known, "
+        "kind-pool-bindings, gpu-caps, durability-replicas): set one's mode, or turn it off.",
+        key_pattern=TOKEN_PATTERN,
+    )
+    watch_seconds: float = setting(
+        30.0,
+        doc="How often `tidemesh up` evaluates the policies against the running mesh; each new violation "
+        "(and its clearing) is an alert on tm.alert.policy.<rule>.",
+        minimum=1,
+        tradeoff="Shorter notices a live figure sooner; each evaluation reads the work and dead-letter streams.",
+    )
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        from mesh.policy import policies_problems  # here: mesh.policy reads this model
+
+        yield from policies_problems(self)
 
 
 @dataclass(frozen=True)
@@ -693,7 +754,7 @@ class Manifest:
     )
     policies: Policies = setting(
         default_factory=Policies,
-        doc="Policies over the manifest and the live mesh (a placeholder until the policy engine).",
+        doc="Policies over the manifest and the live mesh: built-in rules and your own, audit, warn or enforce.",
     )
     roles: dict[str, Role] = setting(
         default_factory=dict,
@@ -709,6 +770,9 @@ class Manifest:
         for name in self.roles:
             if name in BUILTIN_NAMES or name in ALIASES:
                 yield f"roles.{name}", f"{name!r} is a built-in role (or its alias): choose another name"
+        from mesh.policy import manifest_problems  # here: mesh.policy reads this model
+
+        yield from manifest_problems(self)  # a rule of its own that cannot be evaluated on it
 
 
 def declared_only(data: dict[str, Any], base: dict[str, Any] | None = None) -> list[str]:

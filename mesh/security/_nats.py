@@ -61,6 +61,7 @@ from mesh.fabric._subjects import (
     IDEMPOTENCY_BUCKET,
     INFERENCE_BUCKET,
     LIVE_PREFIX,
+    POLICY_ALERT_PREFIX,
     POOLS,
     QUARANTINE_ALERT_SUBJECT,
     QUARANTINE_PREFIX,
@@ -311,6 +312,12 @@ def _audit() -> list[str]:
     ]
 
 
+def _policy_watch() -> list[str]:
+    """`mesh.policy.PolicyWatch` in `tidemesh up`: the work and dead-letter streams' state (stream info
+    only, never a message), and its alerts."""
+    return [_api("STREAM", "INFO", WORK_STREAM), _api("STREAM", "INFO", DLQ_STREAM), f"{POLICY_ALERT_PREFIX}.>"]
+
+
 def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[str]]:
     """(publish allow, subscribe allow) of one component: the one declaration of each role."""
     inbox = ["_INBOX.>"]
@@ -441,6 +448,7 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
         # the configuration controller keeps the revisions and answers plans and applies.
         publish = [
             _api("INFO"),
+            *_policy_watch(),
             _api("STREAM", "CREATE", f"KV_{CONFIG_BUCKET}"),
             *_kv_read(CONFIG_BUCKET),
             *_kv_watch(CONFIG_BUCKET),

@@ -296,13 +296,15 @@ class Metrics:
             ["prefix"],
             registry=r,
         )
-        # A placeholder the alert rules already watch: nothing records it yet (see docs/observability).
+        # Counted where the policies are evaluated against the running mesh (mesh.policy.PolicyWatch).
         self.policy_violations = Counter(
             "tidemesh_policy_violations_total",
-            "Calls refused by an access policy (placeholder: not recorded yet)",
-            ["policy", "action"],
+            "Policy violations the running mesh was found in, each counted once when it appears, by rule, "
+            "severity and mode (audit, warn, enforce)",
+            ["rule", "severity", "mode"],
             registry=r,
         )
+
         # --- inference ---------------------------------------------------------------------------
         self.inference_requests = Counter(
             "tidemesh_inference_texts_total", "Texts embedded", ["model", "backend"], registry=r

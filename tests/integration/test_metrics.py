@@ -174,7 +174,7 @@ async def test_a_tenant_label_names_at_most_the_top_n(mesh: Mesh) -> None:
 
 # Named by a panel or a rule, but with no series until what they count happens: a restart, a
 # saturated or failing backend, a fallback or spill, stranded user work, a rejected submit; the
-# policy counter is a placeholder nothing records yet (docs/runbooks/policy-violations.md).
+# policy counter counts only what the running mesh violates (docs/runbooks/policies.md).
 RARE = {
     "tidemesh_restarts_total",
     "tidemesh_last_restart_timestamp_seconds",
