@@ -35,8 +35,10 @@ from mesh.capacity import Load, PoolPreview, preview
 from mesh.errors import InvalidArgument, MeshError
 from mesh.manifest import Manifest, SecretRef, diff, document_of, encode, read, resolve, walk
 from mesh.manifest._fields import matches
+from mesh.manifest._model import POOL_NAMES
+from mesh.priority import class_name
 from mesh.rpc import raise_from_rpc_error
-from mesh.v1 import access_pb2, access_pb2_grpc, config_pb2, config_pb2_grpc
+from mesh.v1 import access_pb2, access_pb2_grpc, config_pb2, config_pb2_grpc, gateway_pb2, gateway_pb2_grpc
 
 __all__ = ["CHANGE_ACTIONS", "EXIT_CHANGES", "add_change_commands", "change_command", "masked_changes"]
 
@@ -114,14 +116,26 @@ def simulate_change(before: Manifest, after: Manifest, loads: Sequence[Load]) ->
 
 
 async def measured_loads(channel: grpc.aio.Channel) -> tuple[list[Load], str]:
-    """What the mesh measured recently, as loads; ([], why) where it has no figures."""
+    """What the mesh measured over its load window (GetLoad), as loads; ([], why) without figures.
+    A row whose arrivals have no finished attempt yet to time is left out, and said."""
+    stub = gateway_pb2_grpc.GatewayServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
-        from clients.sdk._load import loads_from_channel  # the live figures (GetLoad), where served
-    except ImportError:
-        return [], "this mesh serves no load figures"
-    loads: list[Load]
-    loads, why = await loads_from_channel(channel)
-    return loads, why
+        reply = await stub.GetLoad(gateway_pb2.GetLoadRequest(), timeout=TIMEOUT_S)
+    except grpc.aio.AioRpcError as exc:
+        return [], f"the mesh's load figures cannot be read: {exc.details()}"
+    loads, untimed = [], []
+    for row in reply.report.loads:
+        name = class_name(row.priority_class)
+        if row.pool not in POOL_NAMES or not (row.arrival_per_s or row.depth):
+            continue
+        if not row.service_s_samples:
+            untimed.append(f"{row.pool}/{name}")
+            continue
+        loads.append(Load(row.pool, name, row.arrival_per_s, tuple(row.service_s_samples), int(row.depth)))
+    window = f"measured over the last {reply.report.window_s:.0f} s"
+    if untimed:
+        window += f"; no attempt finished yet to time in {', '.join(untimed)}"
+    return loads, window if loads else f"no load {window}"
 
 
 # --- the commands -------------------------------------------------------------------------------

@@ -9,9 +9,13 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+
+from clients.sdk import Client
+from mesh.supervisor import admin_key
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +42,7 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, timeout_s: floa
                 return "".join(lines)
 
 
-def _json(path: Path) -> object:
+def _json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
@@ -77,12 +81,26 @@ async def test_plan_apply_gate_rollback_history_on_a_running_mesh(tmp_path: Path
         code, out, err = await _cli("config", "plan", "-f", str(first), *at, "--out", plan_file("same.json"))
         assert code == 0 and "no change" in out, (out, err)
 
-        # A change: exit 2, the diff and the step with its cost; applied behind the gate.
+        # Some load the mesh measures, for the plan's simulation.
+        credential, ca = admin_key(state), str(state / "pki" / "ca.crt")
+        async with Client(endpoint, tenant="acme", credential=credential, ca=ca) as client:
+
+            async def one(index: int) -> None:
+                async for _ in client.run("echo", {"text": f"t{index}"}):
+                    pass
+
+            await asyncio.gather(*(one(i) for i in range(12)))
+
+        # A change: exit 2, the diff and the step with its cost, simulated now and after; applied
+        # behind the gate.
         good = _manifest(tmp_path / "good.yaml", state, concurrency=4)
         code, out, err = await _cli("config", "plan", "-f", str(good), *at, "--out", plan_file("good.json"))
         assert code == 2, (out, err)
         assert "pools.general.concurrency: 8 → 4" in out and "restart  worker-1" in out, out
+        assert "simulation (queue wait p50 / p95" in out and "ingestion/standard at" in out, out
         plan = _json(tmp_path / "good.json")
+        (row,) = plan["simulation"]
+        assert row["pool"] == "ingestion" and (row["now"]["slots"], row["after"]["slots"]) == (8, 4)
         assert plan["base"]["revision"] == 1 and [s["component"] for s in plan["steps"]] == ["worker-1"]
         code, out, err = await _cli("config", "apply", plan_file("good.json"), "--bake", "2", *at)
         assert code == 0 and "applied      revision 2 is live" in out, (out, err)
