@@ -5,12 +5,14 @@ reaches `NAME`, after creating the file `MARKER` — so the process the supervis
 the same arguments finds the marker and runs on, and the test can tell the fault really fired.
 Nothing is armed unless the flag is given; an unarmed failpoint costs one dict lookup.
 
-`grow` is the one failpoint that does not kill: armed, it makes its process hold a lot of memory
-at once (and wait there), for the supervisor's memory cap to act on.
+`grow` and `spin` do not kill: armed, `grow` makes its process hold a lot of memory at once (and
+wait there), for the supervisor's memory cap to act on, and `spin` keeps a thread of it busy on the
+CPU for a while, for a CPU cap to hold.
 
 Failpoints in the code:
     group-commit-mid-batch   half of an atomic batch is on the broker, its commit not sent
     worker-step-memory       a worker about to run a step grows by 512 MiB and waits (`grow`)
+    worker-step-cpu          a worker about to run a step keeps a thread busy for 3 s (`spin`)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 _ARMED: dict[str, Path] = {}
@@ -58,6 +61,21 @@ async def grow(name: str, mib: int = 512, wait_s: float = 30.0) -> None:
     _HELD.append(b"\x01" * (mib << 20))
     await asyncio.sleep(wait_s)
     _HELD.clear()
+
+
+async def spin(name: str, seconds: float = 3.0) -> None:
+    """If `name` is armed and has not fired: keep one thread busy on the CPU for `seconds` of wall
+    time (the event loop runs on meanwhile), then go on."""
+    marker = _ARMED.get(name)
+    if marker is None or not _fire(marker):
+        return
+
+    def busy() -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            pass
+
+    await asyncio.to_thread(busy)
 
 
 def reached(name: str) -> None:

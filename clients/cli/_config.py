@@ -46,7 +46,7 @@ from mesh.manifest import (
     resolve,
     schema,
 )
-from mesh.supervisor import build_plan, check_model_repositories
+from mesh.supervisor import GpuMemory, build_plan, check_model_repositories, probe_cpu_limiter
 
 __all__ = [
     "FLAGS",
@@ -391,17 +391,37 @@ async def config_command(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def host_caps(manifest: Manifest) -> list[dict[str, Any]]:
+    """How the manifest's CPU and GPU-memory caps would act on this host: per kind of cap it sets,
+    whether exactly (a cgroup, NVML) and how — found without changing anything."""
+    caps = [manifest.pools.general.caps, *(p.caps for p in manifest.pools.by_name().values())]
+    found = []
+    if any(c.cpus is not None for c in caps):
+        kind, exact, note = probe_cpu_limiter()
+        found.append({"cap": "cpus", "how": kind, "exact": exact, "note": note})
+    if any(c.gpu_memory_mb is not None for c in caps):
+        gpu = GpuMemory()
+        found.append({"cap": "gpuMemoryMb", "how": "nvml", "exact": gpu.available, "note": gpu.note})
+        gpu.close()
+    return found
+
+
 def _validate(args: argparse.Namespace, out: Output) -> int:
     document = read(args.file)
     manifest = resolve(document, args.file)
     declared = declared_only(encode(manifest), base_of(manifest))
-    report = {"file": args.file, "valid": True, "preset": manifest.preset, "declaredOnly": declared}
+    here = host_caps(manifest)
+    report: dict[str, Any] = {"file": args.file, "valid": True, "preset": manifest.preset, "declaredOnly": declared}
+    if here:  # how the CPU and GPU-memory caps it sets would act on this host
+        report["caps"] = here
 
     def table() -> None:
         preset = f" (preset {manifest.preset})" if manifest.preset else ""
         out.line(f"{args.file}: valid{preset}")
         for path in declared:
             out.line(f"  {path}: declared, not enforced yet")
+        for cap in here:
+            out.line(f"  caps.{cap['cap']} on this host: {cap['note']}")
 
     out.data(report, table=table)
     return EXIT_OK

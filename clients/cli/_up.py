@@ -115,6 +115,8 @@ async def up(args: argparse.Namespace) -> int:
         print(f"  web console: {'https' if plan.secure else 'http'}://{endpoint}/console/")
         print(f"  terminal dashboard: tidemesh dash --endpoint {endpoint} --state-dir {plan.state_dir}")
         print(f"  mesh RSS: {_mesh_rss_mb(supervisor.pids()):.0f} MB", flush=True)
+        for line in supervisor.caps_notes():  # how the workers' CPU and GPU-memory caps act on this host
+            print(f"  {line}", flush=True)
         if plan.secure:
             print(f"  TLS: on — every hop; clients trust {plan.ca_path} (`tidemesh ca`)")
         else:

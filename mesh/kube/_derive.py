@@ -71,6 +71,7 @@ class Workload:
     files: tuple[StateFile, ...]
     pools: tuple[str, ...] = ()
     memory_cap_mb: int = 0
+    cpus: float = 0.0  # the plan's CPU cap (the smallest of its pools', else every worker's)
     stop_grace_s: float = 0.0
     env: Mapping[str, str] = field(default_factory=dict)
 
@@ -273,6 +274,7 @@ def derive(
                 files=tuple(dict.fromkeys(files)),
                 pools=tuple(spec.pools),
                 memory_cap_mb=spec.memory_cap_mb,
+                cpus=spec.cpus,
                 stop_grace_s=spec.stop_grace_s,
                 env={**plan.env, **{k: v for k, v in spec.env.items() if role != "triton"}},
             )

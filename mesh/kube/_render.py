@@ -158,19 +158,17 @@ def _mib(value: int) -> str:
     return f"{value}Mi"
 
 
-def _resources(w: Workload, manifest: Manifest, gpu: bool) -> dict[str, Any]:
-    """Requests and limits: the manifest's caps where it sets them (a worker's memory cap is the
-    plan's: the smallest of its pools'), else `_RESOURCES`."""
+def _resources(w: Workload, gpu: bool) -> dict[str, Any]:
+    """Requests and limits: the manifest's caps where it sets them (a worker's caps are the
+    plan's: the smallest of its pools', else every worker's), else `_RESOURCES`."""
     cpu, memory_request, memory_limit = _RESOURCES[w.role]
     if w.role == "worker" and w.memory_cap_mb:
         memory_limit = w.memory_cap_mb
         memory_request = min(memory_request, memory_limit)
     requests: dict[str, Any] = {"cpu": cpu, "memory": _mib(memory_request)}
     limits: dict[str, Any] = {"memory": _mib(memory_limit)}
-    if w.role == "worker":
-        caps = manifest.pools.general.caps if w.key == "worker" else manifest.pools.by_name()[w.pools[0]].caps
-        if caps.cpus is not None:
-            requests["cpu"] = limits["cpu"] = f"{math.ceil(caps.cpus * 1000)}m"
+    if w.role == "worker" and w.cpus:
+        requests["cpu"] = limits["cpu"] = f"{math.ceil(w.cpus * 1000)}m"
     if gpu:
         limits["nvidia.com/gpu"] = 1
     return {"requests": requests, "limits": limits}
@@ -273,7 +271,7 @@ def _pod_template(
         "command": list(w.command),
         "ports": _ports(w, public_port),
         "env": env,
-        "resources": _resources(w, manifest, gpu),
+        "resources": _resources(w, gpu),
         **_probes(w.probe),
         "volumeMounts": mounts,
         # tritonserver writes beside its binary (its backends' caches): its root stays writable.
@@ -560,10 +558,10 @@ def _notes(manifest: Manifest, workloads: Sequence[Workload], autoscaled: Mappin
     caps = {"general": manifest.pools.general.caps, **{n: p.caps for n, p in manifest.pools.by_name().items()}}
     for name, cap in caps.items():
         if cap.gpu_memory_mb is not None:
-            notes.append(f"pools.{name}.caps.gpuMemoryMb: no Kubernetes resource holds it; not rendered")
+            # `tidemesh up`'s supervisor reads NVML beside each worker; a pod has no supervisor.
+            notes.append(f"pools.{name}.caps.gpuMemoryMb: no Kubernetes resource holds it; not enforced in pods")
     for path in declared_only(encode(manifest), base_of(manifest)):
-        if not path.endswith(".caps.cpus"):  # rendered as the workers' CPU requests and limits
-            notes.append(f"{path} is declared in the manifest but not enforced yet")
+        notes.append(f"{path} is declared in the manifest but not enforced yet")
     return notes
 
 

@@ -138,7 +138,9 @@ def plan_arguments(m: Manifest) -> dict[str, Any]:
         "credential_limit": (public.limits.credential_submits_per_second, public.limits.credential_burst),
         "cors_allow_origins": public.cors.allow_origins,
         "request_headers_timeout_s": public.limits.request_headers_timeout_seconds,
-        "memory_caps_mb": _memory_caps(m),
+        "memory_caps_mb": _caps(m, "memory_mb"),
+        "cpu_caps": _caps(m, "cpus"),
+        "gpu_memory_caps_mb": _caps(m, "gpu_memory_mb"),
         "otlp_endpoint": m.observability.tracing.otlp_endpoint,
         "otlp_protocol": m.observability.tracing.otlp_protocol,
         "trace_sampling_ratio": m.observability.tracing.sampling_ratio,
@@ -147,11 +149,11 @@ def plan_arguments(m: Manifest) -> dict[str, Any]:
     }
 
 
-def _memory_caps(m: Manifest) -> dict[str, int]:
-    caps = {name: p.caps.memory_mb for name, p in m.pools.by_name().items() if p.caps.memory_mb is not None}
-    if m.pools.general.caps.memory_mb is not None:
-        caps["*"] = m.pools.general.caps.memory_mb
-    return caps
+def _caps(m: Manifest, which: str) -> dict[str, Any]:
+    """One kind of cap (a `Caps` field) by pool, the general workers' as ``*`` (build_plan's form)."""
+    caps = {name: getattr(p.caps, which) for name, p in m.pools.by_name().items()}
+    caps["*"] = getattr(m.pools.general.caps, which)
+    return {name: cap for name, cap in caps.items() if cap is not None}
 
 
 def autoscale_bounds(m: Manifest) -> dict[str, tuple[int, int]]:
@@ -312,6 +314,10 @@ def observe(plan: Any) -> Observed:
             put(f"pools.{pool}.concurrency", int(concurrency))
     for pool, cap in getattr(plan, "memory_caps_mb", {}).items():
         put(f"pools.{'general' if pool == '*' else pool}.caps.memoryMb", int(cap))
+    for pool, cores in getattr(plan, "cpu_caps", {}).items():
+        put(f"pools.{'general' if pool == '*' else pool}.caps.cpus", float(cores))
+    for pool, cap in getattr(plan, "gpu_memory_caps_mb", {}).items():
+        put(f"pools.{'general' if pool == '*' else pool}.caps.gpuMemoryMb", int(cap))
     for name, weight in _entries(_last(worker, "--tenant-weights")).items():
         put(f"tenants.named.{name}.weight", float(weight))
     for name, cap in _entries(_last(worker, "--tenant-concurrency")).items():

@@ -25,7 +25,6 @@ CLASS_NAMES = ("interactive", "standard", "batch")
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 KIND_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
 ACTION_PATTERN = r"^[a-z]+(\.[a-z]+)+$"  # an action's shape; which ones exist, Role.check says
-CAPS_LATER = "per-pool resource caps are enforced in a later release"
 APPLY_LATER = "`tidemesh config apply` acts on it in a later release"
 
 
@@ -49,17 +48,21 @@ class Caps:
     )
     cpus: float | None = setting(
         None,
-        doc="CPU cores one worker process may use.",
-        exclusive_minimum=0,
-        enforced=False,
-        later=CAPS_LATER,
+        doc="CPU cores one worker process (with its children) may use, e.g. 0.5: held by a cgroup of its own "
+        "(cpu.max, or cpu.cfs_quota_us on cgroup v1); where no cgroup is writable, approximated by pinning it to "
+        "that many whole cores, which `tidemesh up` says.",
+        minimum=0.01,
+        tradeoff="A cap keeps one busy step from starving the host's other workers; too low and a worker falls "
+        "behind on its heartbeats and steps under honest load.",
     )
     gpu_memory_mb: int | None = setting(
         None,
-        doc="GPU memory (MiB) one worker process may hold.",
-        minimum=0,
-        enforced=False,
-        later=CAPS_LATER,
+        doc="Most GPU memory (MiB, with its children's, as NVML reports it) a worker may hold: past it the "
+        "supervisor kills it, restarts it and its task is retried, with an alert; CuPy and JAX are told a limit "
+        "just below it.",
+        minimum=1,
+        tradeoff="A cap keeps one step from taking a GPU other workers share; the CUDA context alone takes a few "
+        "hundred MiB of it.",
     )
 
 

@@ -146,6 +146,12 @@ PROD = Preset(
             "a leaking step gets its worker restarted (and the task retried, with an alert) before it takes the "
             "host; 4 GiB leaves room for model-sized inputs",
         ),
+        Choice(
+            "pools.general.caps.cpus",
+            2.0,
+            "a worker's event loop needs one core at its default concurrency and native code (a BLAS pool, a "
+            "subprocess) a second; past two, one busy step would starve the host's other processes",
+        ),
         Choice("policies.mode", "enforce", "a change that breaks a rule is blocked, not merely reported"),
         Choice(
             "endpoints.public.auth.stepUp",

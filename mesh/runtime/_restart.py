@@ -1,11 +1,11 @@
 """Why this process was (re)started: the supervisor's word, announced once connected.
 
 The supervisor (`mesh.supervisor`) starts a process it restarts with ``TIDEMESH_RESTART_REASON``
-set to a JSON object — ``reason`` (``exited``, ``unresponsive`` or ``memory_cap``), the exit code,
-the figures that tripped it (``rss_mb``, ``cap_mb``), and when. The new process logs it, counts it
-(``tidemesh_restarts_total{component,reason}``, and when in
-``tidemesh_last_restart_timestamp_seconds``) and raises an alert on ``tm.alert.restart`` with the
-runbook that explains it. A first start has no reason and announces nothing.
+set to a JSON object — ``reason`` (``exited``, ``unresponsive``, ``memory_cap`` or
+``gpu_memory_cap``), the exit code, the figures that tripped it (``rss_mb`` or ``gpu_mb``, and
+``cap_mb``), and when. The new process logs it, counts it (``tidemesh_restarts_total{component,reason}``,
+and when in ``tidemesh_last_restart_timestamp_seconds``) and raises an alert on ``tm.alert.restart``
+with the runbook that explains it. A first start has no reason and announces nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mesh.telemetry import METRICS, get_logger
 log = get_logger(__name__)
 
 RESTART_REASON_ENV = "TIDEMESH_RESTART_REASON"
-REASONS = ("exited", "unresponsive", "memory_cap")
+REASONS = ("exited", "unresponsive", "memory_cap", "gpu_memory_cap")
 RUNBOOK = "docs/runbooks/restarts.md"
 
 

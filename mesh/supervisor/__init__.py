@@ -3,7 +3,9 @@
 from mesh.supervisor._autoscaler import LocalAutoscaler
 from mesh.supervisor._binaries import find_binary, guarded
 from mesh.supervisor._child import Child, ChildState
+from mesh.supervisor._cpu import CpuLimiter, open_cpu_limiter, probe_cpu_limiter
 from mesh.supervisor._credentials import admin_key
+from mesh.supervisor._gpu import GpuMemory
 from mesh.supervisor._plan import (
     CREDENTIAL_LIMIT,
     NO_LIMIT,
@@ -26,6 +28,8 @@ __all__ = [
     "TENANT_LIMIT",
     "Child",
     "ChildState",
+    "CpuLimiter",
+    "GpuMemory",
     "Health",
     "LocalAutoscaler",
     "MeshSecurity",
@@ -39,5 +43,7 @@ __all__ = [
     "find_binary",
     "free_port",
     "guarded",
+    "open_cpu_limiter",
     "pool_worker_spec",
+    "probe_cpu_limiter",
 ]

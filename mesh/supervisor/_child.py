@@ -2,10 +2,13 @@
 
 Once healthy, a child is watched (`Child.watch`): one that stops answering its health check is
 killed for a restart, and so is one whose resident memory passes its cap (`ProcessSpec.memory_cap_mb`:
-the process and every process it started, read from /proc) — SIGKILL at once, as the kernel's OOM
-killer would, since a grace period would let it grow on. The restarted process learns why from
-``TIDEMESH_RESTART_REASON`` (JSON: ``reason`` — ``exited``, ``unresponsive`` or ``memory_cap`` —
-and the figures), so it can announce it (workers raise an alert, see `services.worker`).
+the process and every process it started, read from /proc) or whose GPU memory passes its GPU cap
+(`ProcessSpec.gpu_memory_cap_mb`, the same tree, from NVML: `_gpu`) — SIGKILL at once, as the
+kernel's OOM killer would, since a grace period would let it grow on. The restarted process learns
+why from ``TIDEMESH_RESTART_REASON`` (JSON: ``reason`` — ``exited``, ``unresponsive``,
+``memory_cap`` or ``gpu_memory_cap`` — and the figures), so it can announce it (workers raise an
+alert, see `services.worker`). A CPU cap (`ProcessSpec.cpus`) throttles rather than kills: the child
+is put in its own cgroup right after each spawn (`_cpu`), and the group goes when the child stops.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 
 from mesh.runtime import RESTART_REASON_ENV
 from mesh.supervisor._binaries import guarded
+from mesh.supervisor._cpu import CpuLimiter
+from mesh.supervisor._gpu import GpuMemory, framework_env
 from mesh.supervisor._plan import ProcessSpec
 from mesh.supervisor._probe import Probe
 from mesh.telemetry import get_logger
@@ -41,18 +46,37 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
 
 
-def resident_bytes(pid: int, proc: Path = Path("/proc")) -> int:
-    """Resident memory of `pid` and of every process below it (0 for one that is gone)."""
-    total, pending, seen = 0, [pid], set()
+def process_tree(pid: int, proc: Path = Path("/proc")) -> set[int]:
+    """`pid` and every process below it that is alive (empty for one that is gone)."""
+    found: set[int] = set()
+    pending = [pid]
     while pending:
         current = pending.pop()
-        if current in seen:
+        if current in found:
             continue
-        seen.add(current)
+        try:
+            children = [
+                int(c)
+                for task in (proc / str(current) / "task").iterdir()
+                for c in (task / "children").read_text().split()
+            ]
+        except (OSError, ValueError):
+            continue  # exited while being read
+        found.add(current)
+        pending.extend(children)
+    return found
+
+
+def resident_bytes(pid: int, proc: Path = Path("/proc")) -> int:
+    """Resident memory of `pid` and of every process below it (0 for one that is gone)."""
+    return _resident(process_tree(pid, proc), proc)
+
+
+def _resident(pids: set[int], proc: Path = Path("/proc")) -> int:
+    total = 0
+    for current in pids:
         try:
             total += int((proc / str(current) / "statm").read_text().split()[1]) * _PAGE
-            for task in (proc / str(current) / "task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
         except (OSError, ValueError, IndexError):
             continue  # exited while being read
     return total
@@ -66,8 +90,18 @@ class ChildState(enum.Enum):
 
 
 class Child:
-    def __init__(self, spec: ProcessSpec, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
-        """`env`: what the whole mesh's processes start with, under the process's own `spec.env`."""
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        cpu: CpuLimiter | None = None,
+        gpu: GpuMemory | None = None,
+    ) -> None:
+        """`env`: what the whole mesh's processes start with, under the process's own `spec.env`;
+        `cpu` enforces `spec.cpus` and `gpu` reads what `spec.gpu_memory_cap_mb` caps (the
+        supervisor's, opened once for the mesh, or given later with `bind`; a cap without one is
+        refused at `start`)."""
         self.spec = spec
         self.state = ChildState.NEW
         self.restarts = 0
@@ -76,15 +110,24 @@ class Child:
         self.killed_after_grace = False  # the last stop needed SIGKILL (graceful stop is a bug otherwise)
         self._state_dir = log_dir.parent  # <state>/logs: probes use <state>/pki and <state>/nats
         self._env = {**os.environ, **(env or {}), **spec.env}
+        self._cpu = cpu
+        self._gpu = gpu
         self._stopping = False
         self._watch: asyncio.Task[None] | None = None
         self._liveness: asyncio.Task[None] | None = None
         self.unresponsive_kills = 0
         self.memory_kills = 0
+        self.gpu_memory_kills = 0
         self.peak_rss_bytes = 0  # the largest resident size seen by the memory watch
+        self.peak_gpu_bytes = 0  # the largest GPU memory seen by the GPU-memory watch
         self._memory: asyncio.Task[None] | None = None
         self._restart_reason: dict[str, Any] = {}  # why the process was last killed, for its successor
         self._restarted = asyncio.Event()
+
+    def bind(self, cpu: CpuLimiter | None = None, gpu: GpuMemory | None = None) -> None:
+        """Give the child the mesh's CPU limiter and GPU reader (before `start`)."""
+        self._cpu = cpu or self._cpu
+        self._gpu = gpu or self._gpu
 
     @property
     def pid(self) -> int | None:
@@ -93,12 +136,18 @@ class Child:
     async def start(self) -> None:
         if self.state is not ChildState.NEW:
             raise RuntimeError(f"{self.spec.name} was already started")
+        if self.spec.cpus and self._cpu is None:
+            raise ValueError(f"{self.spec.name}: a CPU cap needs a CpuLimiter (the Supervisor opens one)")
+        if self.spec.gpu_memory_cap_mb and self._gpu is None:
+            raise ValueError(f"{self.spec.name}: a GPU-memory cap needs a GpuMemory reader (the Supervisor opens one)")
         await self._spawn()
         self._watch = asyncio.create_task(self._supervise())
 
     async def _spawn(self, reason: dict[str, Any] | None = None) -> None:
         log_file = self._log_path.open("ab")
-        env = {**self._env, RESTART_REASON_ENV: json.dumps(reason)} if reason else self._env
+        env = {**self._env, RESTART_REASON_ENV: json.dumps(reason)} if reason else dict(self._env)
+        if self.spec.gpu_memory_cap_mb and self._gpu is not None:  # the frameworks that take a limit
+            env |= framework_env(self.spec.gpu_memory_cap_mb, self._gpu.smallest_device_bytes(), env)
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *guarded(self.spec.command),
@@ -113,6 +162,24 @@ class Child:
         finally:
             log_file.close()
         self.state = ChildState.RUNNING
+        if self.spec.cpus and self._cpu is not None:
+            self._limit_cpu(self.process.pid, first=reason is None)
+
+    def _limit_cpu(self, pid: int, first: bool) -> None:
+        """Into its CPU group at once (it is still starting; what it spawns later is born inside).
+        A first start that cannot be capped fails; a restart runs on, and says so."""
+        assert self._cpu is not None
+        try:
+            self._cpu.limit(self.spec.name, pid, self.spec.cpus)
+        except OSError as exc:
+            if first:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                raise RuntimeError(f"{self.spec.name}: its CPU cap ({self._cpu.kind}) could not be set: {exc}") from exc
+            log.error(
+                "CPU cap not set on a restarted child: it runs uncapped",
+                extra={"child": self.spec.name, "limiter": self._cpu.kind, "error": str(exc)},
+            )
 
     async def _supervise(self) -> None:
         """Restart on unexpected exit: backoff 0.25 s doubling to 10 s, reset after 30 s of uptime."""
@@ -160,10 +227,11 @@ class Child:
     def watch(self, every_s: float = 1.0, failures: int = 5, memory_every_s: float = 0.25) -> None:
         """Auto-heal, once healthy: a child that stops answering its health check `failures`
         times in a row while its process is alive (a hung event loop, SIGSTOP, a deadlock) is
-        killed, and the supervision loop restarts it; with a memory cap, so is one whose resident
-        memory passes it (read every `memory_every_s`)."""
+        killed, and the supervision loop restarts it; with a memory or GPU-memory cap, so is one whose
+        resident memory or GPU memory passes it (read every `memory_every_s`)."""
         self._liveness = asyncio.create_task(self._check_liveness(every_s, failures))
-        if self.spec.memory_cap_mb:
+        gpu_watched = self.spec.gpu_memory_cap_mb and self._gpu is not None and self._gpu.available
+        if self.spec.memory_cap_mb or gpu_watched:
             self._memory = asyncio.create_task(self._check_memory(memory_every_s))
 
     def _kill_for_restart(self, reason: dict[str, Any]) -> bool:
@@ -177,21 +245,37 @@ class Child:
 
     async def _check_memory(self, every_s: float) -> None:
         cap = self.spec.memory_cap_mb * MIB
+        gpu_cap = self.spec.gpu_memory_cap_mb * MIB
+        gpu = self._gpu if gpu_cap and self._gpu is not None and self._gpu.available else None
         while not self._stopping:
             await asyncio.sleep(every_s)
             process = self.process
             if process is None or process.returncode is not None:
                 continue
-            rss = resident_bytes(process.pid)
-            self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
-            if rss <= cap:
-                continue
-            figures = {"rss_mb": round(rss / MIB, 1), "cap_mb": self.spec.memory_cap_mb}
-            log.warning(
-                "child over its memory cap: killing it for a restart", extra={"child": self.spec.name, **figures}
-            )
-            if self._kill_for_restart({"reason": "memory_cap", **figures}):
-                self.memory_kills += 1
+            tree = process_tree(process.pid)
+            if cap:
+                rss = _resident(tree)
+                self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+                if rss > cap:
+                    figures = {"rss_mb": round(rss / MIB, 1), "cap_mb": self.spec.memory_cap_mb}
+                    log.warning(
+                        "child over its memory cap: killing it for a restart",
+                        extra={"child": self.spec.name, **figures},
+                    )
+                    if self._kill_for_restart({"reason": "memory_cap", **figures}):
+                        self.memory_kills += 1
+                    continue
+            if gpu is not None:
+                used = await asyncio.to_thread(gpu.used_bytes, tree)  # a driver call: off the loop
+                self.peak_gpu_bytes = max(self.peak_gpu_bytes, used)
+                if used > gpu_cap:
+                    figures = {"gpu_mb": round(used / MIB, 1), "cap_mb": self.spec.gpu_memory_cap_mb}
+                    log.warning(
+                        "child over its GPU-memory cap: killing it for a restart",
+                        extra={"child": self.spec.name, **figures},
+                    )
+                    if self._kill_for_restart({"reason": "gpu_memory_cap", **figures}):
+                        self.gpu_memory_kills += 1
 
     async def _check_liveness(self, every_s: float, failures: int) -> None:
         missed = 0
@@ -235,6 +319,9 @@ class Child:
                 await process.wait()
         if process is not None:
             _kill_group(process.pid)
+        if self.spec.cpus and self._cpu is not None:
+            # What escaped its process group is killed with it; the kernel may take a moment to let go.
+            await asyncio.to_thread(self._cpu.release, self.spec.name)
         self.state = ChildState.STOPPED
 
     def signal(self, signum: int) -> None:

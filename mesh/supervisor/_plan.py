@@ -39,6 +39,10 @@ NO_LIMIT = (0.0, 1.0)  # benchmarks that measure capacity (they submit thousands
 # plus the margin (handing the rest back, leaving NATS) before SIGKILL.
 WORKER_GRACE_S = 10.0
 STOP_MARGIN_S = 5.0
+# What a memory cap must leave a worker at the least: one at rest holds about 90 MiB (measured by
+# tests/integration/test_cpu_caps.py, which holds it below this), its steps' buffers come on top;
+# a cap below restarts it for nothing. No preset caps a worker below it (tests/unit/test_caps.py).
+WORKER_AT_REST_MB = 256
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,13 @@ class ProcessSpec:
     # Environment on top of the supervisor's own (Triton's library and Python paths).
     env: dict[str, str] = field(default_factory=dict)
     # Resident memory (the process and what it started) above which the supervisor kills it for a
-    # restart, in MiB; 0: no cap (see `Child.watch_memory`).
+    # restart, in MiB; 0: no cap (see `Child.watch`).
     memory_cap_mb: int = 0
+    # CPU cores the process (and what it started) may use, held by a cgroup (`_cpu`); 0: no cap.
+    cpus: float = 0.0
+    # GPU memory (the process and what it started, from NVML) above which the supervisor kills it
+    # for a restart, in MiB; 0: no cap.
+    gpu_memory_cap_mb: int = 0
     # How long the supervisor waits after SIGTERM before SIGKILL, when longer than its own grace:
     # a worker drains its steps for its `--grace`, then hands the rest back and disconnects.
     stop_grace_s: float = 0.0
@@ -89,6 +98,9 @@ class Plan:
     secure: bool = False
     # Workers' memory caps in MiB by pool ("*": every worker), for the workers scaling adds.
     memory_caps_mb: dict[str, int] = field(default_factory=dict)
+    # Workers' CPU caps (cores) and GPU-memory caps (MiB) by pool ("*": every worker), likewise.
+    cpu_caps: dict[str, float] = field(default_factory=dict)
+    gpu_memory_caps_mb: dict[str, int] = field(default_factory=dict)
     # Environment every process of the mesh starts with, scaled-out ones too (the OTLP exporter's).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -119,6 +131,8 @@ class Plan:
             worker_command=data.get("worker_command", []),
             secure=data.get("secure", False),
             memory_caps_mb=data.get("memory_caps_mb", {}),
+            cpu_caps=data.get("cpu_caps", {}),
+            gpu_memory_caps_mb=data.get("gpu_memory_caps_mb", {}),
             env=data.get("env", {}),
         )
 
@@ -260,7 +274,11 @@ def pool_worker_spec(plan: Plan, pool: str, index: int, concurrency: int | None 
         plan.secure,
     )
     return replace(
-        spec, memory_cap_mb=memory_cap_for([pool], plan.memory_caps_mb), stop_grace_s=_grace_in(plan.worker_command)
+        spec,
+        memory_cap_mb=memory_cap_for([pool], plan.memory_caps_mb),
+        cpus=cap_for([pool], plan.cpu_caps),
+        gpu_memory_cap_mb=memory_cap_for([pool], plan.gpu_memory_caps_mb),
+        stop_grace_s=_grace_in(plan.worker_command),
     )
 
 
@@ -317,21 +335,41 @@ def _collector(endpoint: str, protocol: str) -> tuple[str, int, str] | None:
     return (url.hostname, url.port or (4317 if protocol == "grpc" else 4318), protocol)
 
 
+def cap_for(pools: Sequence[str], caps: Mapping[str, float]) -> float:
+    """A worker's cap: the smallest of the caps of the pools it serves, else the cap for every
+    worker (``*``); 0 when none applies."""
+    given = [caps[pool] for pool in pools if caps.get(pool)]
+    return min(given) if given else caps.get("*", 0)
+
+
 def memory_cap_for(pools: Sequence[str], caps_mb: Mapping[str, int]) -> int:
-    """A worker's memory cap: the smallest of the caps of the pools it serves, else the cap for
-    every worker (``*``); 0 when none applies."""
-    given = [caps_mb[pool] for pool in pools if caps_mb.get(pool)]
-    return min(given) if given else caps_mb.get("*", 0)
+    """A worker's memory (or GPU-memory) cap in MiB, as `cap_for` chooses it."""
+    return int(cap_for(pools, caps_mb))
 
 
-def check_memory_caps(caps_mb: Mapping[str, int]) -> dict[str, int]:
-    """Caps by pool name or ``*``, each a positive number of MiB; a bad one raises ValueError naming it."""
+def _check_pool(what: str, pool: str) -> None:
+    if pool != "*" and pool not in POOLS:
+        raise ValueError(f"{what} cap for {pool!r}: expected one of {', '.join(POOLS)} or '*'")
+
+
+def check_memory_caps(caps_mb: Mapping[str, int], what: str = "memory", least: int = 64) -> dict[str, int]:
+    """Caps by pool name or ``*``, each a whole number of MiB, at least `least`; a bad one raises
+    ValueError naming it."""
     for pool, cap in caps_mb.items():
-        if pool != "*" and pool not in POOLS:
-            raise ValueError(f"memory cap for {pool!r}: expected one of {', '.join(POOLS)} or '*'")
-        if not isinstance(cap, int) or cap < 64:
-            raise ValueError(f"memory cap for {pool!r}: expected a whole number of MiB, at least 64, got {cap!r}")
+        _check_pool(what, pool)
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < least:
+            raise ValueError(f"{what} cap for {pool!r}: expected a whole number of MiB, at least {least}, got {cap!r}")
     return dict(caps_mb)
+
+
+def check_cpu_caps(caps: Mapping[str, float]) -> dict[str, float]:
+    """CPU caps by pool name or ``*``, each at least 0.01 cores (the kernel's smallest quota is a
+    hundredth of its period); a bad one raises ValueError naming it."""
+    for pool, cores in caps.items():
+        _check_pool("CPU", pool)
+        if not isinstance(cores, (int, float)) or isinstance(cores, bool) or not cores >= 0.01:
+            raise ValueError(f"CPU cap for {pool!r}: expected a number of cores, at least 0.01, got {cores!r}")
+    return {pool: float(cores) for pool, cores in caps.items()}
 
 
 def _limit_args(what: str, rate: float, burst: float) -> tuple[str, ...]:
@@ -374,6 +412,8 @@ def build_plan(
     cors_allow_origins: Sequence[str] = ("*",),
     request_headers_timeout_s: float = 10.0,
     memory_caps_mb: Mapping[str, int] | None = None,
+    cpu_caps: Mapping[str, float] | None = None,
+    gpu_memory_caps_mb: Mapping[str, int] | None = None,
     otlp_endpoint: str = "",
     otlp_protocol: str = "grpc",
     trace_sampling_ratio: float = 1.0,
@@ -393,7 +433,9 @@ def build_plan(
     (`tenant_limit`, `credential_limit`: submits/s and burst; a rate of 0 is no limit);
     `gateway_args` come after, so they override. `memory_caps_mb` caps each worker's resident
     memory (by pool, ``*`` for every worker; a worker serving several pools gets the smallest): the
-    supervisor kills a worker over its cap and restarts it, its tasks retried. With
+    supervisor kills a worker over its cap and restarts it, its tasks retried; `gpu_memory_caps_mb`
+    does the same for the GPU memory NVML attributes to it, and `cpu_caps` (cores) holds it to a
+    share of the CPU (a cgroup per worker where one is writable, else pinned cores: `_cpu`). With
     `otlp_endpoint` every process sends its spans there (`mesh.telemetry._tracing`; `otlp_protocol`
     grpc or http/protobuf, head sampling at `trace_sampling_ratio`). Every hop is TLS
     (mutual between components), NATS takes only its own users, and internal ports want a leaf of
@@ -407,6 +449,8 @@ def build_plan(
     `reuse_ports` (`Plan.ports()` of a running mesh) every process it names keeps its ports."""
     state_dir = state_dir.resolve()
     caps = check_memory_caps(memory_caps_mb or {})
+    cpus = check_cpu_caps(cpu_caps or {})
+    gpu_caps = check_memory_caps(gpu_memory_caps_mb or {}, "GPU-memory", least=1)
     env = otlp_env(otlp_endpoint, otlp_protocol, trace_sampling_ratio)
     state_dir.mkdir(parents=True, exist_ok=True)
     security = None if insecure else MeshSecurity.prepare(state_dir)
@@ -543,7 +587,13 @@ def build_plan(
             )
             worker_specs.append(replace(dedicated, pools=[pool]))
     worker_specs = [
-        replace(spec, memory_cap_mb=memory_cap_for(spec.pools, caps), stop_grace_s=_grace_in(worker_extra))
+        replace(
+            spec,
+            memory_cap_mb=memory_cap_for(spec.pools, caps),
+            cpus=cap_for(spec.pools, cpus),
+            gpu_memory_cap_mb=memory_cap_for(spec.pools, gpu_caps),
+            stop_grace_s=_grace_in(worker_extra),
+        )
         for spec in worker_specs
     ]
     gateway_specs = [
@@ -613,5 +663,7 @@ def build_plan(
         ],
         secure=secure,
         memory_caps_mb=caps,
+        cpu_caps=cpus,
+        gpu_memory_caps_mb=gpu_caps,
         env=env,
     )

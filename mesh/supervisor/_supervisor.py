@@ -11,6 +11,8 @@ from pathlib import Path
 
 from mesh.edge import write_sds
 from mesh.supervisor._child import Child
+from mesh.supervisor._cpu import CpuLimiter, open_cpu_limiter
+from mesh.supervisor._gpu import GpuMemory
 from mesh.supervisor._limits import raise_open_files_limit
 from mesh.supervisor._plan import Plan, ProcessSpec
 from mesh.supervisor._security import LeafRenewer, MeshSecurity
@@ -41,6 +43,9 @@ class Supervisor:
         self._liveness = liveness
         self.boot_seconds = 0.0
         self._closed = False
+        # Opened at entry when some worker has a CPU or GPU-memory cap (scaled-out ones included).
+        self.cpu: CpuLimiter | None = None
+        self.gpu: GpuMemory | None = None
         # Leaves are renewed while the mesh runs (Envoy's SDS files swapped after its own).
         self.renewer = (
             LeafRenewer(MeshSecurity(Path(plan.state_dir)), after_renewal=self._after_renewal) if plan.secure else None
@@ -67,6 +72,7 @@ class Supervisor:
         raise_open_files_limit()  # before any child starts: they inherit it
         started = time.monotonic()
         try:
+            self._open_caps()
             await self._boot()
         except BaseException:
             await self.shutdown()
@@ -78,6 +84,27 @@ class Supervisor:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shutdown()
+
+    def _open_caps(self) -> None:
+        """The CPU limiter (its cgroups made, stale ones swept) and the GPU reader the caps need."""
+        specs = self.plan.processes
+        if self.plan.cpu_caps or any(spec.cpus for spec in specs):
+            self.cpu = open_cpu_limiter()
+        if self.plan.gpu_memory_caps_mb or any(spec.gpu_memory_cap_mb for spec in specs):
+            self.gpu = GpuMemory()
+            if not self.gpu.available:
+                log.warning("GPU-memory caps are not read here", extra={"note": self.gpu.note})
+        for child in self.children.values():
+            child.bind(self.cpu, self.gpu)
+
+    def caps_notes(self) -> list[str]:
+        """How the caps act on this host, one line each (what `tidemesh up` prints)."""
+        notes = []
+        if self.cpu is not None:
+            notes.append(f"CPU caps: {self.cpu.note}")
+        if self.gpu is not None:
+            notes.append(f"GPU-memory caps: {self.gpu.note}")
+        return notes
 
     async def _boot(self) -> None:
         """Start each process once its dependencies are healthy; independent ones in parallel."""
@@ -116,12 +143,16 @@ class Supervisor:
         middle = [c for c in order if c not in front and c not in broker]
         for group in (front, middle, broker):
             await asyncio.gather(*(child.stop(self._grace_s) for child in group))
+        if self.cpu is not None:
+            self.cpu.close()  # the mesh's cgroup goes with its last child
+        if self.gpu is not None:
+            self.gpu.close()
 
     async def add(self, spec: ProcessSpec) -> Child:
         """Start one more supervised child (e.g. a worker when scaling out) and wait until healthy."""
         if spec.name in self.children:
             raise ValueError(f"a child named {spec.name!r} exists")
-        child = Child(spec, Path(self.plan.state_dir) / "logs", self.plan.env)
+        child = Child(spec, Path(self.plan.state_dir) / "logs", self.plan.env, self.cpu, self.gpu)
         self.children[spec.name] = child
         await child.start()
         await child.wait_healthy(self._health_timeout_s)

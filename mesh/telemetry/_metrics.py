@@ -223,7 +223,7 @@ class Metrics:
         )
         self.restarts = Counter(
             "tidemesh_restarts_total",
-            "Times the supervisor restarted this process, by why (exited, unresponsive, memory_cap)",
+            "Times the supervisor restarted this process, by why (exited, unresponsive, memory_cap, gpu_memory_cap)",
             ["component", "reason"],
             registry=r,
         )

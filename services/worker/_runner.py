@@ -63,6 +63,7 @@ log = get_logger(__name__)
 HandlerResolver = Callable[[TaskKind, int], StepHandler | None]
 MAX_CHECKPOINT_BYTES = 64 * 1024
 STEP_MEMORY = "worker-step-memory"  # failpoint: grow past a memory cap before a step (mesh.failpoints)
+STEP_CPU = "worker-step-cpu"  # failpoint: keep a thread busy before a step, for a CPU cap (mesh.failpoints)
 
 __all__ = ["MAX_CHECKPOINT_BYTES", "PoisonMessage", "RetryPolicy", "Runner", "check_work_item"]
 
@@ -190,6 +191,8 @@ class Runner:
         try:
             if failpoints.armed(STEP_MEMORY):
                 await failpoints.grow(STEP_MEMORY)
+            if failpoints.armed(STEP_CPU):
+                await failpoints.spin(STEP_CPU)
             handler = self._handlers(kind, index)
             if handler is None:
                 raise StepFailed("bug", f"this runner has no handler for step {step.name!r} of {kind.name!r}", True)

@@ -153,14 +153,16 @@ def test_each_autoscaled_pool_has_an_autoscaler_on_its_queue_within_its_bounds(p
 
 
 def test_resources_come_from_the_manifest_caps(prod: Rendering) -> None:
-    """A pool's memory cap is its workers' limit (the general workers take the smallest of every
-    pool's, as the plan does); a CPU cap is request and limit; Triton on GPUs asks for one."""
+    """A pool's memory cap is its workers' limit, its CPU cap their request and limit (the general
+    workers take the smallest of every pool's, as the plan does); Triton on GPUs asks for one."""
     workloads = _workloads(prod)
     limits = {name: _container(w)["resources"]["limits"] for name, w in workloads.items()}
     assert limits["tide-worker-inference"]["memory"] == "2048Mi"
     assert limits["tide-worker"]["memory"] == "2048Mi"
     assert limits["tide-worker-ingestion"]["memory"] == "4096Mi"  # the prod preset's cap for every worker
     assert limits["tide-worker-post-processing"]["cpu"] == "1500m"
+    assert limits["tide-worker"]["cpu"] == "1500m"  # the smallest of the pools' and the prod preset's 2 cores
+    assert limits["tide-worker-ingestion"]["cpu"] == "2000m"  # the prod preset's, for every worker
     assert _container(workloads["tide-worker-post-processing"])["resources"]["requests"]["cpu"] == "1500m"
     assert limits["tide-triton"]["nvidia.com/gpu"] == 1
     assert "nvidia.com/gpu" not in limits["tide-inference"]

@@ -350,17 +350,17 @@ def test_diff_presets_lists_each_field_that_differs_with_the_reasons() -> None:
 
 
 def test_declared_only_lists_the_unenforced_fields_a_manifest_sets() -> None:
-    """Caps on CPU, allowed kinds, a kind and a policy rule are declared, not enforced: listed by field."""
+    """Allowed kinds and a kind are declared, not enforced: listed by field; the resource caps
+    (memory, CPU, GPU memory) and the policy rules act, and are not."""
     manifest = resolve(
         doc(
-            pools={"inference": {"caps": {"cpus": 2, "memoryMb": 512}}},
+            pools={"inference": {"caps": {"cpus": 2, "memoryMb": 512, "gpuMemoryMb": 1024}}},
             tenants={"named": {"acme": {"weight": 2, "allowedKinds": ["echo"]}}},
             kinds={"acme.x": {"inputType": "a.B", "outputType": "a.C", "steps": [{"name": "s"}]}},
             policies={"rules": [{"name": "r", "expression": "true"}]},
         )
     )
     assert declared_only(encode(manifest)) == [
-        "pools.inference.caps.cpus",
         "tenants.named.acme.allowedKinds",
         "kinds",
     ]
@@ -456,10 +456,19 @@ _fields = st.fixed_dictionaries(
                         "workers": st.integers(0, 3),
                         "concurrency": st.integers(1, 64),
                         "sessionResumeSeconds": st.floats(0.5, 60),
-                        "caps": st.fixed_dictionaries({"memoryMb": st.none() | st.integers(64, 8192)}),
+                        "caps": st.fixed_dictionaries(
+                            {"memoryMb": st.none() | st.integers(64, 8192)},
+                            optional={
+                                "cpus": st.none() | st.floats(0.01, 16),
+                                "gpuMemoryMb": st.none() | st.integers(1, 81920),
+                            },
+                        ),
                     },
                 ),
-                "ingestion": st.fixed_dictionaries({"workers": st.integers(0, 2), "concurrency": st.integers(1, 8)}),
+                "ingestion": st.fixed_dictionaries(
+                    {"workers": st.integers(0, 2), "concurrency": st.integers(1, 8)},
+                    optional={"caps": st.fixed_dictionaries({}, optional={"cpus": st.floats(0.01, 4)})},
+                ),
             },
         ),
         "durability": st.fixed_dictionaries(
