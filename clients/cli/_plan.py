@@ -4,8 +4,9 @@
 diff per field against the live revision (secret references masked), the steps it takes with
 their cost, what cannot change in place, and a simulation of its impact — per pool and class,
 queue wait p50/p95, utilization and drain time, now and after, at the arrival rates and service
-times the mesh measured (`mesh.capacity.preview`). It writes the plan (``--out``, default
-``tidemesh.plan.json``). Exit 0: nothing would change; 2: changes; 1: an error.
+times the mesh measured (`mesh.capacity.preview`), and the policies' verdicts (`mesh.policy`). It
+writes the plan (``--out``, default ``tidemesh.plan.json``). Exit 0: nothing would change; 2:
+changes; 1: an error, or a change that cannot be applied (in place, or past an enforced policy).
 
 ``apply PLAN`` applies exactly that plan (the mesh refuses it if it moved on since), streams the
 rollout and the health gate's bake, and ends applied or rolled back (exit 0 or 1); Ctrl-C rolls
@@ -36,6 +37,7 @@ from mesh.errors import InvalidArgument, MeshError
 from mesh.manifest import Manifest, SecretRef, diff, document_of, encode, read, resolve, walk
 from mesh.manifest._fields import matches
 from mesh.manifest._model import POOL_NAMES
+from mesh.policy import evaluate
 from mesh.priority import class_name
 from mesh.rpc import raise_from_rpc_error
 from mesh.v1 import access_pb2, access_pb2_grpc, config_pb2, config_pb2_grpc, gateway_pb2, gateway_pb2_grpc
@@ -58,6 +60,9 @@ def add_change_commands(actions: argparse._SubParsersAction, client_args: Callab
     p_apply = actions.add_parser("apply", help="apply a plan: roll out, watch the health gate, roll back if it trips")
     p_apply.add_argument("plan", help="the file `tidemesh config plan` wrote")
     p_apply.add_argument("--bake", type=float, default=30.0, metavar="SECONDS", help="how long the gate watches")
+    p_apply.add_argument(
+        "--override-policies", action="store_true", help="go ahead past enforced policies (policy.override)"
+    )
     p_history = actions.add_parser("history", help="the configuration's revisions, newest first")
     p_history.add_argument("--limit", type=int, default=20)
     p_rollback = actions.add_parser("rollback", help="apply an earlier revision (default: the one before the current)")
@@ -165,7 +170,7 @@ async def change_command(args: argparse.Namespace, transport: dict[str, Any], cr
                 return await _plan(stub, channel, args, out)
             if args.config_action == "apply":
                 plan = _read_plan(args.plan)
-                return await _apply(stub, channel, plan, args.bake, out)
+                return await _apply(stub, channel, plan, args.bake, out, override=args.override_policies)
             if args.config_action == "history":
                 return await _history(stub, args.limit, out)
             return await _rollback(stub, channel, args, out)
@@ -190,6 +195,7 @@ async def make_plan(
         config_pb2.PlanConfigRequest(manifest_json=json.dumps(document)), timeout=TIMEOUT_S * 2
     )
     loads, why = await measured_loads(channel)
+    verdicts = evaluate(new)
     return {
         "apiVersion": "tidemesh.dev/v1alpha1",
         "kind": PLAN_KIND,
@@ -201,6 +207,8 @@ async def make_plan(
         "steps": [{"action": s.action, "component": s.component, "cost": s.cost} for s in planned.steps],
         "refused": list(planned.refused),
         "stepsDigest": planned.steps_digest,
+        "policies": [v.to_json() for v in verdicts.violations],
+        "blocked": [f"{v.rule} at {v.path or 'the mesh'}: {v.message}" for v in verdicts.blocking],
         "simulation": simulate_change(live, new, loads),
         "simulationNote": why,
     }
@@ -223,6 +231,10 @@ def _say_plan(plan: dict[str, Any], out: Output) -> None:
         out.line(f"  {step['action']:<8} {step['component']:<14} {step['cost']}")
     for refused in plan["refused"]:
         out.line(f"  cannot change in place: {refused}")
+    for v in plan["policies"]:
+        out.line(f"  policy {v['rule']} ({v['mode']}, {v['severity']}) at {v['path'] or 'the mesh'}: {v['message']}")
+    if plan["blocked"]:
+        out.line("  blocked: an enforced policy refuses it (policy.override, with a second factor, goes ahead)")
     if plan["simulation"]:
         out.line("simulation (queue wait p50 / p95, utilization; now → after):")
         for row in plan["simulation"]:
@@ -262,7 +274,7 @@ async def _plan(
         out.line(f"plan written to {args.out}")
 
     out.data(plan, table=table)
-    if plan["refused"]:
+    if plan["refused"] or plan["blocked"]:
         return EXIT_FAILED
     return EXIT_CHANGES if plan["changes"] or plan["steps"] else EXIT_OK
 
@@ -288,6 +300,7 @@ async def _apply(
     bake_s: float,
     out: Output,
     rollback_to: int = 0,
+    override: bool = False,
 ) -> int:
     request = config_pb2.ApplyConfigRequest(
         manifest_json=json.dumps(plan["manifest"]),
@@ -295,6 +308,7 @@ async def _apply(
         steps_digest=plan["stepsDigest"],
         bake_seconds=bake_s,
         rollback_to=rollback_to,
+        override_policies=override,
     )
     events: list[dict[str, Any]] = []
 

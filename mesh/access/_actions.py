@@ -54,7 +54,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("audit.export", "export the audit with its signed checkpoints", "mesh"),
     Action("config.plan", "read the configuration's revisions and plan a change", "mesh"),
     Action("config.apply", "apply a configuration change (or roll one back)", "mesh"),
-    Action("policy.override", "go ahead with a change a policy blocks", "mesh", reserved=True),
+    Action("policy.override", "go ahead with a change an enforced policy blocks", "mesh"),
 )
 
 BY_NAME: dict[str, Action] = {action.name: action for action in ACTIONS}

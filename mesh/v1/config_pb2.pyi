@@ -78,18 +78,20 @@ class PlanConfigResponse(_message.Message):
     def __init__(self, current: _Optional[_Union[ConfigRevision, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[RolloutStep, _Mapping]]] = ..., refused: _Optional[_Iterable[str]] = ..., steps_digest: _Optional[str] = ..., manifest_digest: _Optional[str] = ...) -> None: ...
 
 class ApplyConfigRequest(_message.Message):
-    __slots__ = ("manifest_json", "base_digest", "steps_digest", "bake_seconds", "rollback_to")
+    __slots__ = ("manifest_json", "base_digest", "steps_digest", "bake_seconds", "rollback_to", "override_policies")
     MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
     BASE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     STEPS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     BAKE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_TO_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDE_POLICIES_FIELD_NUMBER: _ClassVar[int]
     manifest_json: str
     base_digest: str
     steps_digest: str
     bake_seconds: float
     rollback_to: int
-    def __init__(self, manifest_json: _Optional[str] = ..., base_digest: _Optional[str] = ..., steps_digest: _Optional[str] = ..., bake_seconds: _Optional[float] = ..., rollback_to: _Optional[int] = ...) -> None: ...
+    override_policies: bool
+    def __init__(self, manifest_json: _Optional[str] = ..., base_digest: _Optional[str] = ..., steps_digest: _Optional[str] = ..., bake_seconds: _Optional[float] = ..., rollback_to: _Optional[int] = ..., override_policies: _Optional[bool] = ...) -> None: ...
 
 class ApplyConfigResponse(_message.Message):
     __slots__ = ("phase", "message", "revision", "component", "final", "at")

@@ -41,7 +41,7 @@ from services.gateway._access import AccessApi
 from services.gateway._audit import Auditor
 from services.gateway._audit_api import AuditApi
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
-from services.gateway._config_api import ConfigApi
+from services.gateway._config_api import ConfigApi, blocking_policies
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
@@ -128,7 +128,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.add(access_pb2_grpc.add_AccessServiceServicer_to_server, AccessApi(guard), "mesh.v1.AccessService")
         host.add(
             config_pb2_grpc.add_ConfigServiceServicer_to_server,
-            ConfigApi(nc, js, guard, auditor),
+            ConfigApi(nc, js, guard, auditor, policy=blocking_policies),
             "mesh.v1.ConfigService",
         )
         # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.

@@ -27,6 +27,8 @@ from nats.js.client import JetStreamContext
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, PermissionDenied, Unavailable
 from mesh.fabric import CONFIG_PREFIX
+from mesh.manifest import ManifestError, resolve
+from mesh.policy import evaluate
 from mesh.revisions import Revision, RevisionStore, digest_of
 from mesh.rpc import ServerContext as Context
 from mesh.rpc import abort_with
@@ -37,7 +39,7 @@ from services.gateway._guard import Guard
 
 ANSWER_S = 10.0  # how long the supervisor may take to answer a plan or accept an apply
 MAX_LIMIT = 200
-# (manifest document, principal) -> the blocking policy findings, one line each ([]: none)
+# manifest document -> the blocking policy findings, one line each ([]: none)
 PolicyCheck = Callable[[dict[str, Any]], Awaitable[list[str]]]
 
 
@@ -75,6 +77,15 @@ def _document(text: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidArgument("manifest_json", "must be a JSON object (a manifest)")
     return document
+
+
+async def blocking_policies(document: dict[str, Any]) -> list[str]:
+    """The enforced policies (`mesh.policy`) `document` violates, one line each."""
+    try:
+        manifest = resolve(document, "manifest_json")
+    except ManifestError as exc:
+        raise InvalidArgument("manifest_json", str(exc)) from None
+    return [f"{v.rule} at {v.path or 'the mesh'}: {v.message}" for v in evaluate(manifest).blocking]
 
 
 class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
@@ -195,7 +206,7 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
                 current = await (await self._revisions()).current()
                 if current is not None and current.manifest.get("preset") == "prod":
                     act.approved(await self._guard.approve(principal, "config.apply", resource))
-                await self._check_policies(principal, document, resource)
+                overridden = await self._check_policies(principal, document, resource, request.override_policies)
                 await act.allowed(before=request.base_digest)
                 body = {
                     "manifest": document,
@@ -219,18 +230,27 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
                         at=_timestamp(float(answer.get("at", 0.0))),
                     )
                 if last.get("phase") == "applied":
-                    act.done(f"revision {last.get('revision')} applied", after=digest_of(document))
+                    note = f" past enforced policies ({'; '.join(overridden)})" if overridden else ""
+                    act.done(f"revision {last.get('revision')} applied{note}", after=digest_of(document))
                 else:
                     act.done(f"revision {last.get('revision')} rolled back: {last.get('message', '')}")
         except MeshError as exc:
             await abort_with(context, exc)
 
-    async def _check_policies(self, principal: Principal | None, document: dict[str, Any], resource: str) -> None:
+    async def _check_policies(
+        self, principal: Principal | None, document: dict[str, Any], resource: str, override: bool
+    ) -> list[str]:
+        """The blocking policies the caller goes past (with `override`); Conflict naming them without."""
         if self._policy is None:
-            return
+            return []
         blocking = await self._policy(document)
         if not blocking:
-            return
-        if not self._guard.allows(principal, "policy.override", None):
-            raise Conflict("enforced policies block this change: " + "; ".join(blocking))
+            return []
+        if not override:
+            raise Conflict(
+                "enforced policies block this change: " + "; ".join(blocking) + " (policy.override with "
+                "--override-policies goes ahead)"
+            )
+        self._guard.check(principal, "policy.override")
         await self._guard.approve(principal, "policy.override", resource)
+        return blocking

@@ -52,6 +52,11 @@ RPC_ACTIONS: dict[str, tuple[str, ...]] = {
     "/mesh.v1.ConfigService/ApplyConfig": ("config.apply",),
 }
 
+# Actions a call checks only when the request asks for what they allow (beside its own action).
+CONDITIONAL_ACTIONS: dict[str, tuple[str, str]] = {
+    "/mesh.v1.ConfigService/ApplyConfig": ("policy.override", "with override_policies, past an enforced policy"),
+}
+
 # (method, route) of the HTTP app → its action; the routes under /v1 that need a credential only.
 REST_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/tasks"): ("task.submit",),

@@ -123,6 +123,18 @@ async def test_plan_apply_gate_rollback_history_on_a_running_mesh(tmp_path: Path
         running = _json(state / "plan.json")
         assert next(p for p in running["processes"] if p["name"] == "worker-1")["memory_cap_mb"] == 0
 
+        # An enforced policy of the manifest's own blocks a change at plan and at apply.
+        rule = {"name": "small-workers", "expression": "manifest.pools.general.concurrency <= 6", "mode": "enforce"}
+        blocked = _manifest(tmp_path / "blocked.yaml", state, concurrency=7)
+        document = yaml.safe_load(blocked.read_text())
+        blocked.write_text(yaml.safe_dump({**document, "policies": {"rules": [rule]}}))
+        code, out, err = await _cli("config", "plan", "-f", str(blocked), *at, "--out", plan_file("blocked.json"))
+        assert code == 1 and "policy small-workers (enforce" in out and "blocked:" in out, (out, err)
+        code, out, err = await _cli("config", "apply", plan_file("blocked.json"), "--bake", "2", *at)
+        assert code == 1 and "enforced policies block this change: small-workers" in err, (out, err)
+        code, out, err = await _cli("config", "history", *at, "-o", "json")
+        assert json.loads(out)[0]["revision"] == 3, out  # refused before any revision was made
+
         # Ctrl-C during the bake rolls the change back too.
         slow = _manifest(tmp_path / "slow.yaml", state, concurrency=6)
         code, out, err = await _cli("config", "plan", "-f", str(slow), *at, "--out", plan_file("slow.json"))

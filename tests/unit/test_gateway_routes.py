@@ -33,7 +33,7 @@ from services.gateway._config_api import ConfigApi
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._inference import InferenceRelay
-from services.gateway._routes import CREDENTIAL_ONLY, REST_ACTIONS, RPC_ACTIONS, WEBSOCKET_ACTIONS
+from services.gateway._routes import CONDITIONAL_ACTIONS, CREDENTIAL_ONLY, REST_ACTIONS, RPC_ACTIONS, WEBSOCKET_ACTIONS
 from services.gateway._schemas import SchemaApi
 from services.gateway._service import Gateway
 from services.gateway._sessions import Kinds, SessionProxy
@@ -81,10 +81,10 @@ def test_every_rest_route_and_websocket_op_names_its_action_or_why_it_needs_none
 
 def test_every_action_is_declared_and_every_declared_one_guards_a_call() -> None:
     """The tables name declared actions only; every action not reserved guards some call, and a
-    reserved one (config.apply, policy.override …) none yet."""
+    reserved one none yet (a conditional one guards a call when its request asks for it)."""
     named = {
         a for table in (RPC_ACTIONS, REST_ACTIONS, WEBSOCKET_ACTIONS) for actions in table.values() for a in actions
-    }
+    } | {action for action, _ in CONDITIONAL_ACTIONS.values()}
     assert named <= set(BY_NAME)
     assert named == {action.name for action in ACTIONS if not action.reserved}
 

@@ -613,6 +613,12 @@ class ApplyConfigRequest(betterproto2.Message):
     The revision this one rolls back to (0: a change).
     """
 
+    override_policies: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    """
+    Go ahead past enforced policies that block the change: needs policy.override (and a fresh
+    second factor bound to the change where step-up is on); recorded in the audit.
+    """
+
 
 default_message_pool.register_message("mesh.v1", "ApplyConfigRequest", ApplyConfigRequest)
 

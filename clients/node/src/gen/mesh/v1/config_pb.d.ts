@@ -251,6 +251,14 @@ export declare type ApplyConfigRequest = Message<"mesh.v1.ApplyConfigRequest"> &
    * @generated from field: uint32 rollback_to = 5;
    */
   rollbackTo: number;
+
+  /**
+   * Go ahead past enforced policies that block the change: needs policy.override (and a fresh
+   * second factor bound to the change where step-up is on); recorded in the audit.
+   *
+   * @generated from field: bool override_policies = 6;
+   */
+  overridePolicies: boolean;
 };
 
 /**
