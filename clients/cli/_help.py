@@ -20,6 +20,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh config export > tidemesh.yaml   # the running mesh's manifest",
         "tidemesh config explain durability.fsync",
     ),
+    "init": (
+        "tidemesh init                                   # asks, writes tidemesh.yaml, ends with its plan",
+        "tidemesh init --answers answers.yaml -o mesh.yaml   # no questions: the answers from a file",
+        "tidemesh init --print-answers answers.yaml      # also keep the answers that reproduce it",
+        "tidemesh init --answers - --force                # the answers on stdin, over an existing file",
+    ),
     "config validate": ("tidemesh config validate -f tidemesh.yaml", "tidemesh config validate -f mesh.json -o json"),
     "config plan": (
         "tidemesh config plan -f tidemesh.yaml          # diff, steps and their cost, policy verdicts, simulation",

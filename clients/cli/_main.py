@@ -22,6 +22,7 @@ from clients.cli._dash import add_dash_command, dash_command
 from clients.cli._desktop import add_desktop_command, desktop_command
 from clients.cli._exit import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE
 from clients.cli._help import START_THE_MESH, attach_examples
+from clients.cli._init import add_init_command, init_command
 from clients.cli._load import add_load_command, load_command
 from clients.cli._models import add_model_commands, infer_command, model_command
 from clients.cli._ops import ca_command, dlq_command, plan_command, probe_command, status_command
@@ -235,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     add_schema_commands(sub, client_args)
     add_audit_commands(sub, client_args)
     add_config_commands(sub, add_output_args, os.environ.get("TIDEMESH_STATE_DIR", "state"), client_args)
+    add_init_command(sub)
 
     p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
     p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
@@ -350,8 +352,8 @@ def main(argv: list[str] | None = None) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s call %(message)s"))
         calls_log.addHandler(handler)
         calls_log.setLevel(logging.DEBUG)
-    try:
-        code = asyncio.run(_dispatch(args, out))
+    try:  # init outside asyncio: Ctrl-C at its prompts must stop a blocking read at once
+        code = init_command(args, out) if args.command == "init" else asyncio.run(_dispatch(args, out))
     except (MeshError, Declined) as exc:
         message, code = _failure(exc, args)
         print(f"tidemesh: {message}", file=sys.stderr)
