@@ -234,6 +234,7 @@ class ConfigController:
             new_plan = old_plan
             try:
                 new_plan = self._planner(document, state_dir, old_plan.ports())
+                supervisor.open_caps(new_plan)  # a change may bring CPU or GPU-memory caps
                 steps = rollout(old_plan, new_plan).steps
                 for step in steps:
                     self._check(abort)
@@ -294,7 +295,9 @@ class ConfigController:
     async def _start(self, spec: ProcessSpec) -> Child:
         """Start `spec` and wait until healthy; a restart before that fails the step."""
         supervisor = self._supervisor
-        child = Child(spec, Path(supervisor.plan.state_dir) / "logs", supervisor.plan.env)
+        child = Child(
+            spec, Path(supervisor.plan.state_dir) / "logs", supervisor.plan.env, supervisor.cpu, supervisor.gpu
+        )
         supervisor.children[spec.name] = child
         await child.start()
         waiting = asyncio.create_task(child.wait_healthy(self._health_timeout_s))

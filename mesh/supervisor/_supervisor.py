@@ -87,15 +87,19 @@ class Supervisor:
 
     def _open_caps(self) -> None:
         """The CPU limiter (its cgroups made, stale ones swept) and the GPU reader the caps need."""
-        specs = self.plan.processes
-        if self.plan.cpu_caps or any(spec.cpus for spec in specs):
+        self.open_caps(self.plan)
+        for child in self.children.values():
+            child.bind(self.cpu, self.gpu)
+
+    def open_caps(self, plan: Plan) -> None:
+        """Open what `plan`'s caps need and is not open yet (a change applied may bring caps)."""
+        specs = plan.processes
+        if self.cpu is None and (plan.cpu_caps or any(spec.cpus for spec in specs)):
             self.cpu = open_cpu_limiter()
-        if self.plan.gpu_memory_caps_mb or any(spec.gpu_memory_cap_mb for spec in specs):
+        if self.gpu is None and (plan.gpu_memory_caps_mb or any(spec.gpu_memory_cap_mb for spec in specs)):
             self.gpu = GpuMemory()
             if not self.gpu.available:
                 log.warning("GPU-memory caps are not read here", extra={"note": self.gpu.note})
-        for child in self.children.values():
-            child.bind(self.cpu, self.gpu)
 
     def caps_notes(self) -> list[str]:
         """How the caps act on this host, one line each (what `tidemesh up` prints)."""
