@@ -57,6 +57,13 @@ def add_change_commands(actions: argparse._SubParsersAction, client_args: Callab
     p_plan = actions.add_parser("plan", help="what a manifest would change in the running mesh, with a simulation")
     p_plan.add_argument("-f", "--file", required=True, metavar="MANIFEST", help="the new tidemesh.yaml (or JSON)")
     p_plan.add_argument("--out", default="tidemesh.plan.json", help="where the plan goes (what `apply` takes)")
+    p_plan.add_argument(
+        "--load-window",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the measured load the simulation runs on: the last SECONDS of it (default: the mesh's whole window)",
+    )
     p_apply = actions.add_parser("apply", help="apply a plan: roll out, watch the health gate, roll back if it trips")
     p_apply.add_argument("plan", help="the file `tidemesh config plan` wrote")
     p_apply.add_argument("--bake", type=float, default=30.0, metavar="SECONDS", help="how long the gate watches")
@@ -120,12 +127,12 @@ def simulate_change(before: Manifest, after: Manifest, loads: Sequence[Load]) ->
     return rows
 
 
-async def measured_loads(channel: grpc.aio.Channel) -> tuple[list[Load], str]:
+async def measured_loads(channel: grpc.aio.Channel, window_s: float = 0.0) -> tuple[list[Load], str]:
     """What the mesh measured over its load window (GetLoad), as loads; ([], why) without figures.
     A row whose arrivals have no finished attempt yet to time is left out, and said."""
     stub = gateway_pb2_grpc.GatewayServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
-        reply = await stub.GetLoad(gateway_pb2.GetLoadRequest(), timeout=TIMEOUT_S)
+        reply = await stub.GetLoad(gateway_pb2.GetLoadRequest(window_s=window_s), timeout=TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
         return [], f"the mesh's load figures cannot be read: {exc.details()}"
     loads, untimed = [], []
@@ -185,7 +192,11 @@ async def _current(stub: config_pb2_grpc.ConfigServiceStub, revision: int = 0) -
 
 
 async def make_plan(
-    stub: config_pb2_grpc.ConfigServiceStub, channel: grpc.aio.Channel, new: Manifest, source: str
+    stub: config_pb2_grpc.ConfigServiceStub,
+    channel: grpc.aio.Channel,
+    new: Manifest,
+    source: str,
+    load_window_s: float = 0.0,
 ) -> dict[str, Any]:
     """The plan of `new` against the running mesh (what `apply` takes)."""
     current = await _current(stub)
@@ -194,7 +205,7 @@ async def make_plan(
     planned = await stub.PlanConfig(
         config_pb2.PlanConfigRequest(manifest_json=json.dumps(document)), timeout=TIMEOUT_S * 2
     )
-    loads, why = await measured_loads(channel)
+    loads, why = await measured_loads(channel, load_window_s)
     verdicts = evaluate(new)
     return {
         "apiVersion": "tidemesh.dev/v1alpha1",
@@ -210,6 +221,17 @@ async def make_plan(
         "policies": [v.to_json() for v in verdicts.violations],
         "blocked": [f"{v.rule} at {v.path or 'the mesh'}: {v.message}" for v in verdicts.blocking],
         "simulation": simulate_change(live, new, loads),
+        "load": [
+            {
+                "pool": load.pool,
+                "priorityClass": load.priority_class,
+                "arrivalPerSecond": load.arrival_per_s,
+                "serviceMeanSeconds": load.mean_service_s,
+                "serviceSamples": len(load.service_s),
+                "backlog": load.backlog,
+            }
+            for load in loads
+        ],
         "simulationNote": why,
     }
 
@@ -266,7 +288,7 @@ async def _plan(
     stub: config_pb2_grpc.ConfigServiceStub, channel: grpc.aio.Channel, args: argparse.Namespace, out: Output
 ) -> int:
     new = resolve(read(args.file), args.file)
-    plan = await make_plan(stub, channel, new, args.file)
+    plan = await make_plan(stub, channel, new, args.file, args.load_window)
     _write_plan(args.out, plan)
 
     def table() -> None:
