@@ -94,6 +94,9 @@ class ConfigController:
             self._nc = await connect(plan.nats_servers, name="tidemesh-config")
         replicas = min(3, sum(p.name == "nats" or p.name.startswith("nats-") for p in plan.processes))
         self._store = await RevisionStore.open(self._nc.jetstream(), replicas=replicas)
+        for left in await self._store.list(limit=20):  # an apply its supervisor did not live to finish
+            if left.state == "applying":
+                await self._store.finish(left, "failed", "interrupted: the supervisor stopped during the apply")
         current = await self._store.current()
         if current is None or current.digest != digest_of(self.document):
             started = await self._store.begin(

@@ -93,9 +93,16 @@ class Auditor:
             await self.log.append(entry)
 
     async def refused(
-        self, principal: Principal | None, action: str, resource: str, surface: str, exc: MeshError
+        self,
+        principal: Principal | None,
+        action: str,
+        resource: str,
+        surface: str,
+        exc: MeshError,
+        policy_ids: tuple[str, ...] = (),
     ) -> None:
-        """Record a refused attempt, best effort: the caller is refused whether or not it is stored."""
+        """Record a refused attempt, best effort: the caller is refused whether or not it is stored.
+        `policy_ids`: the policies that refused it."""
         entry = Entry(
             actor_of(principal),
             action,
@@ -104,6 +111,7 @@ class Auditor:
             REFUSED,
             surface=surface,
             detail=f"{exc.grpc_code}: {exc.message}",
+            policy_ids=policy_ids,
             trace_id=current_trace_id(),
         )
         try:
@@ -127,6 +135,7 @@ class AuditedAction:
         self._detail = ""
         self._after = ""
         self._before = ""
+        self._failed = False
 
     def _entry(self, decision: str, outcome: str, detail: str) -> Entry:
         return Entry(
@@ -164,6 +173,10 @@ class AuditedAction:
         """What the action did, for its outcome record (never a secret)."""
         self._detail, self._after = detail, after
 
+    def failed(self, detail: str) -> None:
+        """The action ran and did not do what it was for (a change rolled back): its outcome is failed."""
+        self._detail, self._failed = detail, True
+
     async def __aenter__(self) -> AuditedAction:
         return self
 
@@ -177,7 +190,7 @@ class AuditedAction:
                 raise RuntimeError(f"audited action {self.action} ended without recording that it started")
             return  # refused for another reason (bad input, not found) before anything was done
         if exc is None:
-            outcome, detail = SUCCEEDED, self._detail
+            outcome, detail = (FAILED if self._failed else SUCCEEDED), self._detail
         elif isinstance(exc, MeshError):
             outcome, detail = FAILED, f"{exc.grpc_code}: {exc.message}"
         elif isinstance(exc, asyncio.CancelledError):

@@ -79,6 +79,14 @@ def _document(text: str) -> dict[str, Any]:
     return document
 
 
+class PolicyBlocked(Conflict):
+    """An enforced policy refuses the change; `rules` names them (recorded as the audit's policy ids)."""
+
+    def __init__(self, message: str, rules: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.rules = rules
+
+
 async def blocking_policies(document: dict[str, Any]) -> list[str]:
     """The enforced policies (`mesh.policy`) `document` violates, one line each."""
     try:
@@ -206,7 +214,11 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
                 current = await (await self._revisions()).current()
                 if current is not None and current.manifest.get("preset") == "prod":
                     act.approved(await self._guard.approve(principal, "config.apply", resource))
-                overridden = await self._check_policies(principal, document, resource, request.override_policies)
+                try:
+                    overridden = await self._check_policies(principal, document, resource, request.override_policies)
+                except PolicyBlocked as exc:
+                    await self._auditor.refused(principal, "config.apply", resource, surface, exc, exc.rules)
+                    raise
                 await act.allowed(before=request.base_digest)
                 body = {
                     "manifest": document,
@@ -233,7 +245,7 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
                     note = f" past enforced policies ({'; '.join(overridden)})" if overridden else ""
                     act.done(f"revision {last.get('revision')} applied{note}", after=digest_of(document))
                 else:
-                    act.done(f"revision {last.get('revision')} rolled back: {last.get('message', '')}")
+                    act.failed(f"revision {last.get('revision')} rolled back: {last.get('message', '')}")
         except MeshError as exc:
             await abort_with(context, exc)
 
@@ -247,9 +259,10 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
         if not blocking:
             return []
         if not override:
-            raise Conflict(
+            raise PolicyBlocked(
                 "enforced policies block this change: " + "; ".join(blocking) + " (policy.override with "
-                "--override-policies goes ahead)"
+                "--override-policies goes ahead)",
+                tuple(line.split(" ", 1)[0] for line in blocking),
             )
         self._guard.check(principal, "policy.override")
         await self._guard.approve(principal, "policy.override", resource)

@@ -174,6 +174,15 @@ async def test_plan_apply_gate_rollback_history_on_a_running_mesh(tmp_path: Path
             (5, "applied", "rollback"),
             (4, "rolled-back", "apply"),
         ]
+        # Every apply is in the audit, with its outcome.
+        code, out, err = await _cli("audit", "list", "--action", "config.apply", *at, "-o", "json")
+        assert code == 0, err
+        records = json.loads(out)
+        outcomes = [r["outcome"] for r in records]
+        # failed: the stale plan (refused by the supervisor), the bad change and the interrupted one (rolled back)
+        assert outcomes.count("succeeded") == 2 and outcomes.count("failed") == 3, outcomes
+        refused = [r for r in records if r["outcome"] == "refused"]
+        assert [r["policy_ids"] for r in refused] == [["small-workers"]], refused
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
     finally:
