@@ -16,7 +16,7 @@ from mesh.policy._engine import VARIABLES, compiled
 from mesh.policy._evaluate import Verdicts, Violation, environment_of, evaluate, inputs_of, routes_of, rules_of
 from mesh.policy._live import LiveFigures
 from mesh.policy._rules import BUILTIN, BUILTIN_BY_NAME, ENVIRONMENTS, MODES, RUNBOOK, SEVERITIES, Rule, mode_of
-from mesh.policy._watch import ALERT_PREFIX, PolicyWatch, WatchState, alert_subject
+from mesh.policy._watch import ALERT_PREFIX, AlertCounter, PolicyWatch, WatchState, alert_subject
 
 __all__ = [
     "ALERT_PREFIX",
@@ -27,6 +27,7 @@ __all__ = [
     "RUNBOOK",
     "SEVERITIES",
     "VARIABLES",
+    "AlertCounter",
     "LiveFigures",
     "PolicyWatch",
     "Rule",

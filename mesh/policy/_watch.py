@@ -235,3 +235,34 @@ class SupervisorLink:
         if self._nc is not None:
             await self._nc.close()
             self._nc = None
+
+
+class AlertCounter:
+    """Counts the policy alerts the watch publishes into this process's metrics — the scheduler runs
+    one, so ``tidemesh_policy_violations_total`` reaches Prometheus (`tidemesh up`, where the watch
+    runs, serves no metrics). Cleared ones are not counted; junk is ignored."""
+
+    def __init__(self, nc: Client, metrics: Metrics = METRICS) -> None:
+        self._nc = nc
+        self._metrics = metrics
+        self._sub: Any = None
+        self.counted = 0
+
+    async def __aenter__(self) -> AlertCounter:
+        self._sub = await self._nc.subscribe(f"{POLICY_ALERT_PREFIX}.>", cb=self._on_alert)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+
+    async def _on_alert(self, msg: Any) -> None:
+        try:
+            alert = json.loads(msg.data)
+            if alert.get("state") != "violated":
+                return
+            labels = (str(alert["rule"]), str(alert["severity"]), str(alert["mode"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        self._metrics.policy_violations.labels(*labels).inc()
+        self.counted += 1

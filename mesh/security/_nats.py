@@ -357,7 +357,7 @@ def _role(component: str, pools: Iterable[str] | None) -> tuple[list[str], list[
             *_kv_watch(KINDS_BUCKET),
             *_kv_read(SCHEMAS_BUCKET),  # payloads of user kinds are checked against their schema
         ]
-        return publish, inbox
+        return publish, [*inbox, f"{POLICY_ALERT_PREFIX}.>"]  # policy alerts, counted in its metrics
     if component == "worker":
         scoped = list(pools) if pools is not None else list(POOLS)
         unknown = set(scoped) - set(POOLS)

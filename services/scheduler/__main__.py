@@ -21,6 +21,7 @@ from mesh.fabric import (
     ensure_topology,
 )
 from mesh.load import DEFAULT_WINDOW_S, LoadWindow
+from mesh.policy import AlertCounter
 from mesh.runtime import ServiceHost, base_parser, connect_nats, run_service
 from mesh.schemas import SchemaRegistry
 from mesh.tasks import Limits
@@ -61,6 +62,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         reconciler = Reconciler(js, events, admitter, ReconcilePolicy(grace_s=args.reconcile_grace))
         host = ServiceHost("scheduler", args.grpc, args.http, grace_s=args.grace, transport=args.transport)
         load = LoadWindow(args.load_window, pools=POOLS)  # the measured load that GetLoadReport serves
+        await stack.enter_async_context(AlertCounter(nc))  # policy alerts, counted in its /metrics
         host.add(
             scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
             Scheduler(

@@ -15,6 +15,7 @@ from mesh.policy import PolicyWatch
 from mesh.policy._watch import SupervisorLink
 from mesh.telemetry import Metrics
 from tests.conftest import eventually
+from tests.integration._metrics import scrape
 from tests.integration.conftest import Mesh
 
 pytestmark = pytest.mark.integration
@@ -83,3 +84,10 @@ async def test_a_violating_running_mesh_raises_policy_alerts_and_counts_them(mes
     # Three evaluations saw them; each was announced and counted once.
     assert len(received) == len(wanted), received
     assert counted("lean-workers", "high", "warn") == len(workers) and counted("tenant-quota", "medium", "audit") == 1
+
+    # The scheduler counts the alerts into the /metrics Prometheus scrapes (`up` serves none).
+    async def scheduler_counted() -> bool:
+        found = await scrape(mesh, "scheduler")
+        return found.total("tidemesh_policy_violations_total", rule="lean-workers", mode="warn") >= len(workers)
+
+    await eventually(scheduler_counted, timeout_s=10, what="the scheduler's count of the alerts")
