@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
-from clients.cli._stepup import StepUp, with_step_up
+from clients.cli._stepup import step_up_on, with_step_up
 from clients.cli._style import Style
 from clients.sdk._client import STEP_UP_HEADER, mesh_channel
 from mesh.audit import (
@@ -45,7 +45,7 @@ from mesh.audit import (
 )
 from mesh.errors import InvalidArgument
 from mesh.rpc import raise_from_rpc_error
-from mesh.v1 import access_pb2, access_pb2_grpc, audit_pb2, audit_pb2_grpc
+from mesh.v1 import audit_pb2, audit_pb2_grpc
 
 __all__ = ["add_audit_commands", "audit_command"]
 
@@ -99,7 +99,7 @@ async def audit_command(args: argparse.Namespace, transport: dict[str, Any], cre
                 return await _list(stub, args, out)
             if args.audit_action == "show":
                 return await _show(stub, args.seq, out)
-            export = await with_step_up(out, _step_up_on(channel), lambda token: _fetch(stub, token))
+            export = await with_step_up(out, step_up_on(channel), lambda token: _fetch(stub, token))
         except grpc.aio.AioRpcError as exc:
             raise_from_rpc_error(exc)
     if args.audit_action == "export":
@@ -124,20 +124,6 @@ def _key(pem: str, flag: str) -> Ed25519PublicKey:
         return load_public_key(pem)
     except SigningKeyError as exc:
         raise InvalidArgument(flag, str(exc)) from exc
-
-
-def _step_up_on(channel: grpc.aio.Channel) -> StepUp:
-    access = access_pb2_grpc.AccessServiceStub(channel)  # type: ignore[no-untyped-call]
-
-    async def step_up(action: str, resource: str, code: str) -> str:
-        request = access_pb2.StepUpRequest(action=action, resource=resource, code=code)
-        try:
-            reply = await access.StepUp(request, timeout=TIMEOUT_S)
-        except grpc.aio.AioRpcError as exc:
-            raise_from_rpc_error(exc)
-        return str(reply.token)
-
-    return step_up
 
 
 async def _fetch(stub: audit_pb2_grpc.AuditServiceStub, step_up: str = "") -> Export:

@@ -36,6 +36,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh config apply change.json --bake 120   # Ctrl-C rolls it back",
     ),
     "config history": ("tidemesh config history", "tidemesh config history --limit 5 -o json"),
+    "config policy": (
+        "tidemesh config policy                        # the running mesh's manifest and live figures",
+        "tidemesh config policy -f tidemesh.yaml --no-live -o json",
+        "tidemesh config policy --rules                # every rule: built-in and yours, with its mode here",
+    ),
     "config rollback": (
         "tidemesh config rollback                      # the revision before the current one",
         "tidemesh config rollback 3 --bake 60",

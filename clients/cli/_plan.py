@@ -30,7 +30,7 @@ import grpc.aio
 
 from clients.cli._exit import EXIT_FAILED, EXIT_OK
 from clients.cli._output import Output
-from clients.cli._stepup import StepUp, with_step_up
+from clients.cli._stepup import step_up_on, with_step_up
 from clients.sdk._client import STEP_UP_HEADER, mesh_channel
 from mesh.capacity import Load, PoolPreview, preview
 from mesh.errors import InvalidArgument, MeshError
@@ -40,7 +40,7 @@ from mesh.manifest._model import POOL_NAMES
 from mesh.policy import evaluate
 from mesh.priority import class_name
 from mesh.rpc import raise_from_rpc_error
-from mesh.v1 import access_pb2, access_pb2_grpc, config_pb2, config_pb2_grpc, gateway_pb2, gateway_pb2_grpc
+from mesh.v1 import config_pb2, config_pb2_grpc, gateway_pb2, gateway_pb2_grpc
 
 __all__ = ["CHANGE_ACTIONS", "EXIT_CHANGES", "add_change_commands", "change_command", "masked_changes"]
 
@@ -151,19 +151,6 @@ async def measured_loads(channel: grpc.aio.Channel, window_s: float = 0.0) -> tu
 
 
 # --- the commands -------------------------------------------------------------------------------
-
-
-def _step_up_on(channel: grpc.aio.Channel) -> StepUp:
-    access = access_pb2_grpc.AccessServiceStub(channel)  # type: ignore[no-untyped-call]
-
-    async def step_up(action: str, resource: str, code: str) -> str:
-        request = access_pb2.StepUpRequest(action=action, resource=resource, code=code)
-        try:
-            return str((await access.StepUp(request, timeout=TIMEOUT_S)).token)
-        except grpc.aio.AioRpcError as exc:
-            raise_from_rpc_error(exc)
-
-    return step_up
 
 
 async def change_command(args: argparse.Namespace, transport: dict[str, Any], credential: str, out: Output) -> int:
@@ -349,7 +336,7 @@ async def _apply(
         return phase
 
     try:
-        phase = await with_step_up(out, _step_up_on(channel), call)
+        phase = await with_step_up(out, step_up_on(channel), call)
     except (KeyboardInterrupt, asyncio.CancelledError):
         revision = next((e["revision"] for e in events if e["revision"]), 0)
         out.note("interrupted: the mesh rolls the change back")

@@ -16,8 +16,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+import grpc.aio
+
 from clients.cli._output import Output
 from mesh.errors import InvalidArgument, StepUpRequired
+from mesh.rpc import raise_from_rpc_error
+from mesh.v1 import access_pb2, access_pb2_grpc
 
 if TYPE_CHECKING:
     from clients.sdk import Client
@@ -55,5 +59,20 @@ def step_up_of(client: Client) -> StepUp:
 
     async def step_up(action: str, resource: str, code: str) -> str:
         return (await client.step_up(action, resource, code)).token
+
+    return step_up
+
+
+def step_up_on(channel: grpc.aio.Channel, timeout_s: float = 30.0) -> StepUp:
+    """Step-up over a raw channel to the mesh (AccessService.StepUp), as `with_step_up` takes it."""
+    access = access_pb2_grpc.AccessServiceStub(channel)  # type: ignore[no-untyped-call]
+
+    async def step_up(action: str, resource: str, code: str) -> str:
+        request = access_pb2.StepUpRequest(action=action, resource=resource, code=code)
+        try:
+            reply = await access.StepUp(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise_from_rpc_error(exc)
+        return str(reply.token)
 
     return step_up
