@@ -12,6 +12,7 @@ import grpc.aio
 from mesh.access import RoleCatalog, RoleError, read_roles
 from mesh.audit import SIGNING_KEY_FILE as AUDIT_KEY_FILE
 from mesh.audit import AuditLog, JetStreamAuditStore, Signer, declare_audit_stream
+from mesh.errors import MeshError
 from mesh.fabric import (
     KINDS_BUCKET,
     SESSIONS_BUCKET,
@@ -184,6 +185,11 @@ async def _guard(args: argparse.Namespace, js, events: EventLog) -> Guard:  # ty
             second_factors = SecondFactors.from_dir(BucketEntries(store), directory)
         except ValueError as exc:
             raise SystemExit(f"--step-up: {exc}") from exc
+        try:  # used tokens recorded before their entries had a TTL expire too
+            if rewritten := await second_factors.expire_used():
+                log.info("used step-up tokens given a TTL", extra={"entries": rewritten})
+        except MeshError as exc:  # replay-safe either way: the entries stay, another start tries again
+            log.warning("used step-up tokens not given a TTL: %s", exc.message)
     log.info(
         "auth is on",
         extra={

@@ -7,7 +7,10 @@ sensitive action (`SENSITIVE`) the gateway wants a **step-up token**: `step_up` 
 and mints one — HS256, signed with the auth dir's ``step-up.secret``, lasting `TOKEN_TTL_S`,
 carrying ``amr: ["otp"]`` and the one action and resource it approves — which the call then brings
 in ``x-tidemesh-step-up``. `approve` takes it once: another action or resource, another credential,
-an expired or a used token is refused with a fresh challenge (`StepUpRequired`).
+an expired or a used token is refused with a fresh challenge (`StepUpRequired`). A used token is
+remembered (``stepup.<jti>``) only as long as it could be brought again: the entry carries a
+per-message TTL — the token's expiry plus `USED_MARGIN_S` — and the broker removes it then;
+`expire_used` gives such a TTL to entries written before there was one (at the gateway's start).
 
 Replay-safe: a code is taken once — each seed remembers the last time step it accepted, and a
 code of that step or before is refused, across replicas (the record is updated on its revision).
@@ -22,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -38,7 +42,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mesh.access import action_named
 from mesh.errors import Conflict, InvalidArgument, StepUpRequired, Unauthenticated, Unavailable
+from mesh.telemetry import get_logger
 from services.gateway._auth import CredentialStore, Principal
+
+log = get_logger(__name__)
 
 TOTP_KEY_FILE = "totp.key"  # 32 random bytes, base64: seals the seeds
 STEP_UP_SECRET_FILE = "step-up.secret"  # signs step-up tokens
@@ -46,6 +53,11 @@ TOKEN_TTL_S = 120.0
 TOKEN_AUDIENCE = "tidemesh-step-up"
 ISSUER = "tidemesh"
 STEP_UP_HEADER = "x-tidemesh-step-up"
+USED_PREFIX = "stepup."  # a used token's entry: stepup.<jti>
+# How long a used token's entry outlives the token: each gateway checks expiry on its own clock,
+# so one whose clock runs behind by less than this still finds the entry and refuses the replay.
+USED_MARGIN_S = 60.0
+_TTL_DISABLED = 10166  # JetStream's "per-message TTL is disabled" (a bucket made without allow_msg_ttl)
 # The actions that want a fresh second factor, and when (the handler asks `approve` then).
 SENSITIVE = {
     "dlq.purge": "always",
@@ -61,9 +73,12 @@ class Entries(Protocol):
     """The KV seam: entries with revisions (the credentials bucket; `MemoryEntries` in unit tests)."""
 
     async def get(self, key: str) -> tuple[bytes, int] | None: ...
-    async def create(self, key: str, value: bytes) -> None: ...  # Conflict if it exists
-    async def update(self, key: str, value: bytes, revision: int) -> None: ...  # Conflict if it moved on
+    # Conflict if it exists; `ttl_s`: the broker removes the entry that long after it is written.
+    async def create(self, key: str, value: bytes, ttl_s: float | None = None) -> None: ...
+    # Conflict if it moved on from `revision`.
+    async def update(self, key: str, value: bytes, revision: int, ttl_s: float | None = None) -> None: ...
     async def put(self, key: str, value: bytes) -> None: ...
+    async def scan(self, prefix: str) -> list[tuple[str, bytes, int]]: ...  # (key, value, revision) under prefix
 
 
 class BucketEntries:
@@ -71,6 +86,7 @@ class BucketEntries:
 
     def __init__(self, store: CredentialStore) -> None:
         self._store = store
+        self._ttl_refused = False  # the bucket takes no per-message TTL: said once, entries kept without
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
         try:
@@ -81,21 +97,63 @@ class BucketEntries:
             raise Unavailable(f"the credential store could not be read: {type(exc).__name__}") from exc
         return (entry.value, entry.revision or 0) if entry.value else None
 
-    async def create(self, key: str, value: bytes) -> None:
+    def _ttl(self, ttl_s: float | None) -> int | None:
+        """Whole seconds (JetStream's unit), at least 1; None when there is none or the bucket refused one."""
+        return None if ttl_s is None or self._ttl_refused else max(1, math.ceil(ttl_s))
+
+    def _refused_ttl(self, exc: nats.js.errors.APIError) -> bool:
+        if getattr(exc, "err_code", None) != _TTL_DISABLED or self._ttl_refused:
+            return False
+        self._ttl_refused = True
+        log.warning(
+            "the credentials bucket takes no per-message TTL: used step-up tokens are kept without one "
+            "(declare tm_credentials again to have them expire)"
+        )
+        return True
+
+    async def create(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         try:
-            await self._store.bucket.create(key, value)
+            try:
+                await self._store.bucket.create(key, value, msg_ttl=self._ttl(ttl_s))
+            except nats.js.errors.KeyWrongLastSequenceError:
+                raise
+            except nats.js.errors.APIError as exc:
+                if not self._refused_ttl(exc):
+                    raise
+                await self._store.bucket.create(key, value)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} exists") from exc
         except (TimeoutError, nats.errors.Error) as exc:
             raise Unavailable(f"the credential store could not record it: {type(exc).__name__}") from exc
 
-    async def update(self, key: str, value: bytes, revision: int) -> None:
+    async def update(self, key: str, value: bytes, revision: int, ttl_s: float | None = None) -> None:
+        bucket = self._store.bucket
         try:
-            await self._store.bucket.update(key, value, last=revision)
+            ttl = self._ttl(ttl_s)
+            if ttl is None:
+                await bucket.update(key, value, last=revision)
+            else:
+                # nats-py 2.16's public update takes no TTL; _update is what it and create call.
+                await bucket._update(key, value, last=revision, msg_ttl=ttl)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} changed meanwhile") from exc
         except (TimeoutError, nats.errors.Error) as exc:
             raise Unavailable(f"the credential store could not record it: {type(exc).__name__}") from exc
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes, int]]:
+        """The live entries whose key starts with `prefix` (which ends in a dot: a token of the key)."""
+        found: list[tuple[str, bytes, int]] = []
+        try:
+            watcher = await self._store.bucket.watch(f"{prefix}>", ignore_deletes=True)
+            try:
+                while (entry := await watcher.updates(timeout=5.0)) is not None:  # type: ignore[no-untyped-call]
+                    if entry.value:
+                        found.append((entry.key, entry.value, entry.revision or 0))
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise Unavailable(f"the credential store could not be read: {type(exc).__name__}") from exc
+        return found
 
     async def put(self, key: str, value: bytes) -> None:
         try:
@@ -105,31 +163,48 @@ class BucketEntries:
 
 
 class MemoryEntries:
-    """`Entries` in memory, for unit tests."""
+    """`Entries` in memory, for unit tests; an entry with a TTL is gone once `clock` passes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.values: dict[str, tuple[bytes, int]] = {}
+        self.expires: dict[str, float] = {}  # key → when the broker would remove it
         self._revision = 0
+        self._clock = clock
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for key in [k for k, at in self.expires.items() if at <= now]:
+            del self.expires[key], self.values[key]
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
+        self._expire()
         return self.values.get(key)
 
-    def _set(self, key: str, value: bytes) -> None:
+    def _set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         self._revision += 1
         self.values[key] = (value, self._revision)
+        self.expires.pop(key, None)
+        if ttl_s is not None:
+            self.expires[key] = self._clock() + max(1, math.ceil(ttl_s))
 
-    async def create(self, key: str, value: bytes) -> None:
+    async def create(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        self._expire()
         if key in self.values:
             raise Conflict(f"{key} exists")
-        self._set(key, value)
+        self._set(key, value, ttl_s)
 
-    async def update(self, key: str, value: bytes, revision: int) -> None:
+    async def update(self, key: str, value: bytes, revision: int, ttl_s: float | None = None) -> None:
+        self._expire()
         if key not in self.values or self.values[key][1] != revision:
             raise Conflict(f"{key} changed meanwhile")
-        self._set(key, value)
+        self._set(key, value, ttl_s)
 
     async def put(self, key: str, value: bytes) -> None:
         self._set(key, value)
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes, int]]:
+        self._expire()
+        return [(key, value, revision) for key, (value, revision) in self.values.items() if key.startswith(prefix)]
 
 
 @dataclass(frozen=True)
@@ -312,9 +387,31 @@ class SecondFactors:
             raise challenge("the step-up token was minted for another credential")
         if (claims.get("act"), claims.get("res")) != (action, resource):
             raise challenge(f"the step-up token approves {claims.get('act')} on {claims.get('res')}, not this")
+        # Kept while a gateway could still take the token (see USED_MARGIN_S), then removed by the broker.
+        kept_s = float(claims["exp"]) - self._clock() + USED_MARGIN_S
         try:
-            await self._entries.create(f"stepup.{claims['jti']}", json.dumps({"exp": claims["exp"]}).encode())
+            await self._entries.create(
+                f"{USED_PREFIX}{claims['jti']}", json.dumps({"exp": claims["exp"]}).encode(), ttl_s=kept_s
+            )
         except Conflict:
             raise challenge("the step-up token was used already") from None
         amr = tuple(a for a in claims.get("amr", ()) if isinstance(a, str))
         return replace(principal, amr=amr, step_up_token="")
+
+    async def expire_used(self) -> int:
+        """Give every used token's entry a TTL ending `USED_MARGIN_S` after its token's expiry (one
+        long expired: a second), written again on its revision; entries from before TTLs existed
+        are removed so. How many were rewritten; one another gateway rewrote meanwhile is left."""
+        rewritten = 0
+        now = self._clock()
+        for key, value, revision in await self._entries.scan(USED_PREFIX):
+            try:
+                expires_at = float(json.loads(value)["exp"])
+            except (ValueError, KeyError, TypeError):
+                expires_at = now  # unreadable: no token could be checked against it; let it go soon
+            try:
+                await self._entries.update(key, value, revision, ttl_s=max(1.0, expires_at + USED_MARGIN_S - now))
+            except Conflict:
+                continue
+            rewritten += 1
+        return rewritten

@@ -2,7 +2,8 @@
 a second factor is UNAUTHENTICATED with the RFC 9470 challenge and audited as refused; an operator
 enrols TOTP, steps up and purges, and the audit names amr otp; a used token and a used code are
 refused, a token for another resource too; an admin key needs a step-up, a viewer key does not;
-the CLI answers a challenge by itself with $TIDEMESH_OTP."""
+the CLI answers a challenge by itself with $TIDEMESH_OTP; on a bare nats-server, a used token's entry
+expires by the broker's per-message TTL."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import grpc.aio
+import nats.js.api
 import pyotp
 import pytest
+from nats.aio.client import Client as NATS
 
 from clients.sdk import Client
 from clients.sdk._client import mesh_channel
@@ -26,6 +30,9 @@ from mesh.errors import StepUpRequired, Unauthenticated
 from mesh.rpc import raise_from_rpc_error
 from mesh.supervisor import MeshSecurity, Supervisor, admin_key, build_plan
 from mesh.v1 import audit_pb2, audit_pb2_grpc, gateway_pb2, gateway_pb2_grpc
+from services.gateway._auth import CredentialStore
+from services.gateway._stepup import USED_PREFIX, BucketEntries
+from tests.conftest import eventually
 from tests.integration.conftest import Secured
 
 pytestmark = pytest.mark.integration
@@ -157,7 +164,7 @@ async def test_the_cli_answers_a_challenge_with_the_code_from_the_environment(st
 
 async def test_seeds_codes_and_tokens_never_reach_the_logs_or_the_bucket_in_the_clear(stepped: Stepped) -> None:
     """After an enrolment, a step-up and a purge, no log line holds the TOTP secret, the code or the
-    token, and the credentials bucket holds the seed sealed only."""
+    token, the credentials bucket holds the seed sealed only, and the used token's entry carries a TTL."""
     _, key, secret = await _operator(stepped)
     fresh = _code(secret, 1)
     async with Client(stepped.endpoint, tenant=TENANT, credential=key) as client:
@@ -168,4 +175,46 @@ async def test_seeds_codes_and_tokens_never_reach_the_logs_or_the_bucket_in_the_
     async with await MeshSecurity(stepped.state).connect_nats(stepped.nats_servers, "cli", "test-step-up") as nc:
         kv = await nc.jetstream().key_value("tm_credentials")
         values = [(await kv.get(name)).value or b"" for name in await kv.keys() if name.startswith("totp.")]
+        used = [name for name in await kv.keys() if name.startswith(USED_PREFIX)]
+        ttls = [
+            (await nc.jetstream().get_last_msg("KV_tm_credentials", f"$KV.tm_credentials.{name}")).headers or {}
+            for name in used
+        ]
     assert values and not any(secret.encode() in value for value in values)
+    # Each used token's entry goes when no gateway could take it: its lifetime (120 s) and the margin (60 s).
+    assert used and all(0 < int(headers.get("Nats-TTL", "0")) <= 180 for headers in ttls), ttls
+
+
+async def test_used_token_entries_expire_on_the_broker(nc: NATS) -> None:
+    """On the credentials bucket as the gateway declares it: an entry created with a TTL, and one
+    written without and given a TTL on its revision, are gone after it; scan lists what is live; a
+    bucket made without per-message TTLs still records the entry (kept without one)."""
+    js = nc.jetstream()
+    entries = BucketEntries(await CredentialStore.open(js))
+    run = os.urandom(4).hex()
+    fresh, legacy = f"{USED_PREFIX}{run}-fresh", f"{USED_PREFIX}{run}-legacy"
+    await entries.create(fresh, b'{"exp": 0}', ttl_s=1.0)
+    await entries.put(legacy, b'{"exp": 0}')
+    listed = {key: revision for key, _, revision in await entries.scan(USED_PREFIX)}
+    assert fresh in listed and legacy in listed
+    await entries.update(legacy, b'{"exp": 0}', listed[legacy], ttl_s=1.0)
+
+    async def gone() -> bool:
+        return await entries.get(fresh) is None and await entries.get(legacy) is None
+
+    await eventually(gone, timeout_s=10, what="the TTL'd entries removed by the broker")
+    assert not {key for key, _, _ in await entries.scan(USED_PREFIX)} & {fresh, legacy}
+
+    bucket = f"stepup_nottl_{run}"
+    await js.add_stream(
+        nats.js.api.StreamConfig(
+            name=f"KV_{bucket}", subjects=[f"$KV.{bucket}.>"], max_msgs_per_subject=1, allow_rollup_hdrs=True
+        )
+    )
+    try:
+        store = SimpleNamespace(bucket=await js.key_value(bucket))  # BucketEntries reads .bucket alone
+        plain = BucketEntries(store)  # type: ignore[arg-type]
+        await plain.create(fresh, b'{"exp": 0}', ttl_s=1.0)
+        assert await plain.get(fresh) is not None
+    finally:
+        await js.delete_stream(f"KV_{bucket}")

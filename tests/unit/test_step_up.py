@@ -1,7 +1,8 @@
 """Step-up (services.gateway._stepup) over in-memory entries and a clock of the test's own: TOTP
 enrolment and confirmation, codes taken once (replay-safe, also between two callers at once), and
 step-up tokens — required, accepted, replayed, expired, bound to another action, resource or
-credential — with the challenge on the wire (gRPC trailers, HTTP WWW-Authenticate)."""
+credential — with the challenge on the wire (gRPC trailers, HTTP WWW-Authenticate); a used token's
+entry expires once no gateway could take the token again, older entries too."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from mesh.supervisor._credentials import STEP_UP_SECRET_FILE, TOTP_KEY_FILE, ens
 from services.gateway import _stepup
 from services.gateway._auth import Principal
 from services.gateway._http import _error
-from services.gateway._stepup import TOKEN_TTL_S, MemoryEntries, SecondFactors
+from services.gateway._stepup import TOKEN_TTL_S, USED_MARGIN_S, USED_PREFIX, MemoryEntries, SecondFactors
 
 OPERATOR = Principal("key-ops", "acme", frozenset({"operator"}))
 OTHER = Principal("key-other", "acme", frozenset({"operator"}))
@@ -43,8 +44,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def entries() -> MemoryEntries:
-    return MemoryEntries()
+def entries(clock: Clock) -> MemoryEntries:
+    return MemoryEntries(clock)
 
 
 @pytest.fixture
@@ -214,3 +215,57 @@ def test_the_challenge_on_the_wire_grpc_and_http() -> None:
     assert isinstance(back, StepUpRequired) and (back.action, back.resource) == (PURGE, RESOURCE)
     response = _error(challenge)
     assert response.status == 401 and response.headers["WWW-Authenticate"] == header
+
+
+async def test_a_used_tokens_entry_expires_once_no_gateway_could_take_the_token(
+    factors: SecondFactors, entries: MemoryEntries, clock: Clock
+) -> None:
+    """The entry that refuses a replay lives the token's lifetime plus the clock margin, then the
+    broker removes it; the token is refused all along (used, then expired), and nothing stays."""
+    secret = await enrolled(factors, clock)
+    minted = await factors.step_up(OPERATOR, PURGE, RESOURCE, code(secret, clock))
+    clock.now += 30
+    bringing = replace(OPERATOR, step_up_token=minted.token)
+    await factors.approve(bringing, PURGE, RESOURCE)
+    (used,) = [key for key in entries.values if key.startswith(USED_PREFIX)]
+    assert entries.expires[used] == pytest.approx(minted.expires_at + USED_MARGIN_S, abs=1.0)
+    clock.now = minted.expires_at - 1
+    with pytest.raises(StepUpRequired, match="used already"):
+        await factors.approve(bringing, PURGE, RESOURCE)
+    clock.now = minted.expires_at + USED_MARGIN_S - 2
+    assert await entries.get(used) is not None  # a gateway whose clock is behind still finds it
+    clock.now = minted.expires_at + USED_MARGIN_S + 1
+    assert await entries.get(used) is None and not await entries.scan(USED_PREFIX)
+    with pytest.raises(StepUpRequired, match="expired"):
+        await factors.approve(bringing, PURGE, RESOURCE)
+    assert [key for key in entries.values if key.startswith("totp.")]  # the seed is no such entry
+
+
+async def test_entries_written_without_a_ttl_are_given_one(
+    factors: SecondFactors, entries: MemoryEntries, clock: Clock
+) -> None:
+    """expire_used: a live token's entry until its expiry plus the margin, a long-expired one's in a
+    second, an unreadable one's after the margin; an entry rewritten meanwhile is left to its writer."""
+    secret = await enrolled(factors, clock)
+    await entries.put(f"{USED_PREFIX}live", json.dumps({"exp": clock.now + 100}).encode())
+    await entries.put(f"{USED_PREFIX}old", json.dumps({"exp": clock.now - 86_400}).encode())
+    await entries.put(f"{USED_PREFIX}junk", b"not json")
+    assert not entries.expires
+    assert await factors.expire_used() == 3
+    assert entries.expires == {
+        f"{USED_PREFIX}live": clock.now + 100 + USED_MARGIN_S,
+        f"{USED_PREFIX}old": clock.now + 1,
+        f"{USED_PREFIX}junk": clock.now + USED_MARGIN_S,
+    }
+    clock.now += 100 + USED_MARGIN_S
+    assert not await entries.scan(USED_PREFIX)
+    await factors.verify(OPERATOR, code(secret, clock))  # the seed's record was not touched
+
+    class Moving(MemoryEntries):
+        async def update(self, key: str, value: bytes, revision: int, ttl_s: float | None = None) -> None:
+            await self.put(key, value)  # another gateway got there first
+            await super().update(key, value, revision, ttl_s)
+
+    moving = Moving(clock)
+    await moving.put(f"{USED_PREFIX}raced", b'{"exp": 0}')
+    assert await SecondFactors(moving, secrets.token_bytes(32), "s", clock).expire_used() == 0
