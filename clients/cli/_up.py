@@ -15,7 +15,8 @@ from clients.cli._output import Output
 from clients.cli._plan import controller_for
 from clients.cli._render import event_line
 from clients.sdk import Client
-from mesh.manifest import autoscale_bounds, record
+from mesh.errors import MeshError
+from mesh.manifest import autoscale_bounds, kind_declarations, record
 from mesh.policy import PolicyWatch
 from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key
 from mesh.telemetry import configure_console_logging
@@ -126,6 +127,8 @@ async def up(args: argparse.Namespace) -> int:
             print(f"  auth: on — admin API key in {Path(plan.state_dir) / 'auth' / 'admin.key'} (the CLI uses it)")
         else:
             print("  auth: OFF (--no-auth): every caller is let in")
+        if manifest.kinds:  # the manifest's own kinds, as `config apply` registers them
+            await register_kinds(endpoint, credential, plan.ca_path, manifest)
         if manifest.demo:
             await run_demo(endpoint, credential, plan.ca_path)
         print("Ctrl-C to stop.", flush=True)
@@ -139,6 +142,18 @@ async def up(args: argparse.Namespace) -> int:
         await supervisor.shutdown()
         print("stopped: no child process left.", flush=True)
     return 0
+
+
+async def register_kinds(endpoint: str, credential: str, ca: str, manifest: Any) -> None:
+    """Register the manifest's kinds (their schemas must be registered: a kind that cannot be is said)."""
+    async with Client(endpoint, tenant="default", credential=credential, ca=ca or None, insecure=not ca) as client:
+        for declaration in kind_declarations(manifest):
+            try:
+                reply = await client.register_kind(declaration)
+            except MeshError as exc:
+                print(f"  kind {declaration.name}: not registered — {exc}", flush=True)
+                continue
+            print(f"  kind {declaration.name}: {'registered' if reply.created else 'registered already'}", flush=True)
 
 
 async def run_demo(endpoint: str, credential: str = "", ca: str = "") -> None:

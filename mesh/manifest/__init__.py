@@ -21,6 +21,7 @@ from mesh.manifest._fields import (
     split_path,
     walk,
 )
+from mesh.manifest._kinds import kind_declarations
 from mesh.manifest._load import ManifestError, base_of, document_of, dump, parse, read, resolve
 from mesh.manifest._model import API_VERSION, KIND, Manifest, declared_only
 from mesh.manifest._presets import PRESETS, Choice, Preset
@@ -57,6 +58,7 @@ __all__ = [
     "explain",
     "exported",
     "find_field",
+    "kind_declarations",
     "matches",
     "merge",
     "observe",

@@ -739,10 +739,10 @@ class Manifest:
     )
     kinds: dict[str, KindSpec] = setting(
         default_factory=dict,
-        doc="Task kinds of your own, by name, and their routing.",
+        doc="Task kinds of your own, by name, and their routing: registered by `tidemesh up -f` and "
+        "`tidemesh config apply` (their input and output types must be registered schemas; a registered kind "
+        "is never changed or removed by a manifest — a changed one is refused, naming it).",
         key_pattern=KIND_PATTERN,
-        enforced=False,
-        later="registered by `tidemesh config apply` in a later release; `tidemesh kinds register` does it now",
     )
     endpoints: Endpoints = setting(default_factory=Endpoints, doc="Where the mesh is reached.")
     egress: Egress = setting(default_factory=Egress, doc="Where tasks may call out of the mesh.")

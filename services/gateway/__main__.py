@@ -42,7 +42,7 @@ from services.gateway._access import AccessApi
 from services.gateway._audit import Auditor
 from services.gateway._audit_api import AuditApi
 from services.gateway._auth import ANY_TENANT, Authenticator, CredentialStore, JwtSettings
-from services.gateway._config_api import ConfigApi, blocking_policies
+from services.gateway._config_api import ConfigApi, ManifestKinds, blocking_policies
 from services.gateway._guard import Guard
 from services.gateway._http import http_app
 from services.gateway._hub import EventHub
@@ -127,20 +127,17 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         host.add(schema_pb2_grpc.add_SchemaServiceServicer_to_server, schema_api, "mesh.v1.SchemaService")
         host.add(audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditApi(guard, auditor), "mesh.v1.AuditService")
         host.add(access_pb2_grpc.add_AccessServiceServicer_to_server, AccessApi(guard), "mesh.v1.AccessService")
-        host.add(
-            config_pb2_grpc.add_ConfigServiceServicer_to_server,
-            ConfigApi(nc, js, guard, auditor, policy=blocking_policies),
-            "mesh.v1.ConfigService",
-        )
         # Workers attach here and are relayed to the session hosts (worker processes), which run their steps.
         session_channels: list[grpc.aio.Channel] = []
         for target in filter(None, args.session_hosts.split(",")):
             session_channels.append(channel(target, args.transport))
             stack.push_async_callback(session_channels[-1].close)
+        kind_api = Kinds(kinds, guard, js, await js.key_value(SESSIONS_BUCKET), versions_of, missing_subjects)
+        host.add(kind_pb2_grpc.add_KindServiceServicer_to_server, kind_api, "mesh.v1.KindService")
         host.add(
-            kind_pb2_grpc.add_KindServiceServicer_to_server,
-            Kinds(kinds, guard, js, await js.key_value(SESSIONS_BUCKET), versions_of, missing_subjects),
-            "mesh.v1.KindService",
+            config_pb2_grpc.add_ConfigServiceServicer_to_server,
+            ConfigApi(nc, js, guard, auditor, policy=blocking_policies, kinds=ManifestKinds(kind_api, kinds)),
+            "mesh.v1.ConfigService",
         )
         if session_channels:
             proxy = SessionProxy([session_pb2_grpc.WorkerSessionServiceStub(c) for c in session_channels], guard)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,7 +28,7 @@ from nats.js.client import JetStreamContext
 
 from mesh.errors import Conflict, InvalidArgument, MeshError, NotFound, PermissionDenied, Unavailable
 from mesh.fabric import CONFIG_PREFIX
-from mesh.manifest import ManifestError, resolve
+from mesh.manifest import Manifest, ManifestError, kind_declarations, resolve
 from mesh.policy import evaluate
 from mesh.revisions import Revision, RevisionStore, digest_of
 from mesh.rpc import ServerContext as Context
@@ -87,24 +88,63 @@ class PolicyBlocked(Conflict):
         self.rules = rules
 
 
-async def blocking_policies(document: dict[str, Any]) -> list[str]:
-    """The enforced policies (`mesh.policy`) `document` violates, one line each."""
+def _manifest(document: dict[str, Any]) -> Manifest:
     try:
-        manifest = resolve(document, "manifest_json")
+        return resolve(document, "manifest_json")
     except ManifestError as exc:
         raise InvalidArgument("manifest_json", str(exc)) from None
-    return [f"{v.rule} at {v.path or 'the mesh'}: {v.message}" for v in evaluate(manifest).blocking]
+
+
+async def blocking_policies(document: dict[str, Any]) -> list[str]:
+    """The enforced policies (`mesh.policy`) `document` violates, one line each."""
+    return [f"{v.rule} at {v.path or 'the mesh'}: {v.message}" for v in evaluate(_manifest(document)).blocking]
+
+
+class ManifestKinds:
+    """The manifest's own kinds (``kinds``): checked before an apply — their types registered
+    schemas, none registered already with another declaration — and registered once it is live."""
+
+    def __init__(self, kinds: Any, store: Any) -> None:
+        self._kinds = kinds  # services.gateway._sessions.Kinds: its `register` checks a declaration
+        self._store = store  # mesh.fabric.KindStore
+
+    async def check(self, manifest: Any) -> list[Any]:
+        found = []
+        for declaration in kind_declarations(manifest):
+            where = f"kinds.{declaration.name}"
+            try:
+                kind = await self._kinds.register(declaration)
+            except InvalidArgument as exc:
+                field = exc.field.removeprefix("kind.").removeprefix("kind")
+                camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), field)
+                raise InvalidArgument(f"{where}.{camel}" if camel else where, exc.reason) from None
+            known = await self._store.ensure(declaration.name)
+            if known is not None and known != kind:
+                raise Conflict(f"{where}: registered with another declaration; a manifest never changes a kind", where)
+            found.append(kind)
+        return found
+
+    async def register(self, kinds: list[Any]) -> list[str]:
+        """The kinds registered now (those already there are not)."""
+        return [kind.name for kind in kinds if await self._store.register(kind)]
 
 
 class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
     def __init__(
-        self, nc: Nats, js: JetStreamContext, guard: Guard, auditor: Auditor, policy: PolicyCheck | None = None
+        self,
+        nc: Nats,
+        js: JetStreamContext,
+        guard: Guard,
+        auditor: Auditor,
+        policy: PolicyCheck | None = None,
+        kinds: ManifestKinds | None = None,
     ) -> None:
         self._nc = nc
         self._js = js
         self._guard = guard
         self._auditor = auditor
         self._policy = policy
+        self._kinds = kinds
         self._store: RevisionStore | None = None
 
     async def _revisions(self) -> RevisionStore:
@@ -219,6 +259,7 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
                 except PolicyBlocked as exc:
                     await self._auditor.refused(principal, "config.apply", resource, surface, exc, exc.rules)
                     raise
+                declared = await self._kinds.check(_manifest(document)) if self._kinds is not None else []
                 await act.allowed(before=request.base_digest)
                 body = {
                     "manifest": document,
@@ -233,6 +274,13 @@ class ConfigApi(config_pb2_grpc.ConfigServiceServicer):
                     last = answer
                     if answer.get("phase") == "refused":
                         raise Conflict(answer.get("message", "refused"))
+                    if answer.get("phase") == "applied" and declared and self._kinds is not None:
+                        created = await self._kinds.register(declared)
+                        if created:
+                            answer = {
+                                **answer,
+                                "message": f"{answer.get('message', '')}; kinds registered: {', '.join(created)}",
+                            }
                     yield config_pb2.ApplyConfigResponse(
                         phase=answer.get("phase", ""),
                         message=answer.get("message", ""),

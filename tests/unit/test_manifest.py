@@ -360,10 +360,7 @@ def test_declared_only_lists_the_unenforced_fields_a_manifest_sets() -> None:
             policies={"rules": [{"name": "r", "expression": "true"}]},
         )
     )
-    assert declared_only(encode(manifest)) == [
-        "tenants.named.acme.allowedKinds",
-        "kinds",
-    ]
+    assert declared_only(encode(manifest)) == ["tenants.named.acme.allowedKinds"]
 
 
 # -- the schema ------------------------------------------------------------------------------------------
