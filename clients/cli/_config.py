@@ -136,6 +136,14 @@ def _autoscale(text: str) -> dict[str, Any]:
     return out
 
 
+def _join(text: str) -> dict[str, Any]:
+    """``--join a,b,c``: the mesh's hosts, and one NATS node on each."""
+    hosts = [host.strip() for host in text.split(",") if host.strip()]
+    if not hosts:
+        return {}
+    return {"durability": {"cluster": {"hosts": hosts, "nodes": len(hosts)}}}
+
+
 def _repositories(given: Sequence[str]) -> dict[str, Any]:
     # --model-repository implies --triton
     triton: dict[str, Any] = {"modelRepositories": list(given)}
@@ -152,6 +160,8 @@ FLAGS: dict[str, Flag] = {
     "pool_workers": _per_pool("--pool-workers", "workers"),
     "pool_concurrency": _per_pool("--pool-concurrency", "concurrency"),
     "cluster": _one("--cluster", "durability.cluster.nodes"),
+    "join": Flag("--join", ("durability.cluster.hosts", "durability.cluster.nodes"), _join),
+    "host": _one("--host", "durability.cluster.host", lambda host: host or None),
     "gateways": _one("--gateways", "endpoints.public.gateways"),
     "fsync": _one("--fsync", "durability.fsync"),
     "ack_wait": _one("--ack-wait", "durability.ackWaitSeconds"),

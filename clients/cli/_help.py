@@ -13,6 +13,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh up --port 0 --workers 2        # free ports, two workers",
         "tidemesh up --model-repository ./models  # your Triton models beside the project's",
         "tidemesh up -f tidemesh.yaml -v         # from a manifest; flags given override it (-v says which)",
+        "tidemesh up --join 10.0.0.1,10.0.0.2,10.0.0.3   # this host's share of a mesh over three hosts",
     ),
     "plan": ("tidemesh plan", "tidemesh plan --gateways 2 -o json", "tidemesh plan -f tidemesh.yaml"),
     "config": (
@@ -142,7 +143,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "tidemesh audit verify --file audit.jsonl --public-key signing.pub   # off the mesh",
     ),
     "audit export": ("tidemesh audit export --file audit.jsonl",),
-    "ca": ("tidemesh ca", 'curl --cacert "$(tidemesh ca)" https://127.0.0.1:8080/v1/status'),
+    "ca": (
+        "tidemesh ca",
+        'curl --cacert "$(tidemesh ca)" https://127.0.0.1:8080/v1/status',
+        "tidemesh ca export mesh-identity/      # the first host's root, NATS users and keys, for the others",
+        "tidemesh ca import mesh-identity/ --state-dir state   # on another host, before its first up --join",
+    ),
     "probe": ("tidemesh probe gateway && echo healthy",),
     "worker": ("tidemesh worker run textpipe_worker:worker --register",),
     "worker run": (

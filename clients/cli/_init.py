@@ -203,6 +203,8 @@ def _flag_words(option: str, manifest: Manifest, changes: dict[str, Any]) -> lis
         return [option] if any(changes.values()) else []
     if option == "--no-auth":
         return [option] if False in changes.values() else []
+    if option == "--join":
+        return [option, ",".join(manifest.durability.cluster.hosts)]
     if option == "--model-repository":
         return [word for repo in manifest.inference.triton.model_repositories for word in (option, repo)]
     if option == "--autoscale":

@@ -79,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--pool-workers", default="", help="dedicated workers per pool, e.g. inference=2,ingestion=1")
         p.add_argument("--pool-concurrency", default="", help="concurrency of dedicated workers, e.g. inference=4")
         p.add_argument("--cluster", type=int, default=1, choices=[1, 3, 5], help="nats-server nodes (R3 streams)")
+        p.add_argument(
+            "--join",
+            default="",
+            metavar="HOSTS",
+            help="run this host's share of a mesh over these hosts (3 or 5, comma-separated, the same list on "
+            "each): a NATS node of their cluster and a full set of the services",
+        )
+        p.add_argument(
+            "--host",
+            default="",
+            help="this host's name or address: which of the --join hosts it is (default: the one whose address "
+            "it has); on one host, a name its leaves answer to (clients reaching it from elsewhere)",
+        )
         p.add_argument("--gateways", type=int, default=1, help="gateway replicas behind Envoy (sticky sessions)")
         p.add_argument(
             "--fsync",
@@ -238,7 +251,20 @@ def _parser() -> argparse.ArgumentParser:
     add_config_commands(sub, add_output_args, os.environ.get("TIDEMESH_STATE_DIR", "state"), client_args)
     add_init_command(sub)
 
-    p_ca = sub.add_parser("ca", help="print the path of the local mesh's root certificate (for clients)")
+    p_ca = sub.add_parser(
+        "ca",
+        help="print the path of the local mesh's root certificate (for clients); export or import the mesh's "
+        "identity (root, NATS users, keys) for its other hosts",
+    )
+    p_ca.add_argument(
+        "action",
+        nargs="?",
+        default="path",
+        choices=["path", "export", "import"],
+        help="path (default): the root's path; export FOLDER: the identity into a new folder; import FOLDER: "
+        "an exported identity into --state-dir",
+    )
+    p_ca.add_argument("folder", nargs="?", default="", help="where export writes, or import reads, the identity")
     p_ca.add_argument("--state-dir", default=os.environ.get("TIDEMESH_STATE_DIR", "state"))
     add_output_args(p_ca)
 

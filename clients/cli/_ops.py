@@ -129,10 +129,39 @@ async def _probe(health: Any, state_dir: str) -> bool:
 
 
 def ca_command(args: argparse.Namespace, out: Output) -> int:
+    action = getattr(args, "action", "path")
+    if action in ("export", "import"):
+        return _identity_command(action, args, out)
     root = MeshSecurity(Path(args.state_dir).resolve()).root
     if not root.exists():
         raise NotFound(f"no local CA in {args.state_dir} (is the mesh started with `tidemesh up`, not --insecure?)")
     out.data({"ca": str(root)}, table=lambda: out.line(str(root)))
+    return EXIT_OK
+
+
+def _identity_command(action: str, args: argparse.Namespace, out: Output) -> int:
+    """``ca export FOLDER`` / ``ca import FOLDER``: the mesh's identity, for its other hosts."""
+    from mesh.supervisor import IdentityError, export_identity, import_identity
+
+    if not args.folder:
+        raise InvalidArgument("folder", f"ca {action} needs a folder")
+    state, folder = Path(args.state_dir).resolve(), Path(args.folder).resolve()
+    try:
+        if action == "export":
+            written = export_identity(state, folder)
+        else:
+            written = import_identity(folder, state)
+    except IdentityError as exc:
+        raise InvalidArgument("folder", str(exc)) from None
+    out.data(
+        {"action": action, "files": [str(path) for path in written]},
+        table=lambda: out.line(
+            f"exported the mesh's identity ({len(written)} files) to {folder}: it holds the root's key and every "
+            "credential — copy it to the other hosts over a safe channel, `tidemesh ca import` it there, then delete it"
+            if action == "export"
+            else f"imported the mesh's identity into {state} ({len(written)} files new): `tidemesh up --join …` next"
+        ),
+    )
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from mesh.errors import MeshError
 from mesh.manifest import autoscale_bounds, kind_declarations, record
 from mesh.policy import PolicyWatch
 from mesh.supervisor import LocalAutoscaler, Supervisor, admin_key
+from mesh.supervisor._hosts import host_port
 from mesh.telemetry import configure_console_logging
 
 DEMO: list[tuple[str, dict[str, Any], str]] = [
@@ -91,7 +92,10 @@ async def up(args: argparse.Namespace) -> int:
     # The policies against the running mesh, every policies.watchSeconds (alerts: tm.alert.policy.<rule>).
     policy = PolicyWatch.of(supervisor)
     # Pools without autoscale bounds get 1:1: a standby worker whenever the pool has none alive.
-    autoscaler = LocalAutoscaler(supervisor, autoscale_bounds(manifest))
+    # Not across hosts: every host's scheduler sees its own host's workers only, and every
+    # supervisor would act on all of their recommendations (a host starting up, its workers not yet
+    # registered, would have every other host start standbys).
+    autoscaler = LocalAutoscaler(supervisor, {} if plan.hosts else autoscale_bounds(manifest))
     config = None
     try:
         # A signal while the autoscaler connects stops the mesh too (its connect is bounded, 30 s).
@@ -105,10 +109,19 @@ async def up(args: argparse.Namespace) -> int:
             return 130
         entering.result()
         await policy.__aenter__()
-        # Configuration changes (`tidemesh config plan|apply`), revisions kept in NATS.
-        config = await controller_for(supervisor, manifest).__aenter__()
-        endpoint = f"127.0.0.1:{plan.public_port}"
+        # Configuration changes (`tidemesh config plan|apply`), revisions kept in NATS: on one host
+        # only — every host's supervisor would hear a change and roll it out on its own.
+        if not plan.hosts:
+            config = await controller_for(supervisor, manifest).__aenter__()
+        endpoint = _endpoint(plan)
         print(f"tidemesh is up in {supervisor.boot_seconds:.2f}s — state in {plan.state_dir}")
+        if plan.hosts:
+            print(
+                f"  host {plan.host}: node tidemesh-{plan.hosts.index(plan.host)} of a mesh over "
+                f"{len(plan.hosts)} hosts ({', '.join(plan.hosts)}); changes: restart each host's "
+                "`tidemesh up` with the new manifest (`tidemesh config apply` runs on one host only); "
+                "each host runs its planned workers (no local autoscaling or standby across hosts)"
+            )
         for spec in plan.processes:
             pid = supervisor.children[spec.name].pid
             print(f"  {spec.name:<12} pid {pid:<8} {spec.address:<28} health {spec.health.url}")
@@ -142,6 +155,15 @@ async def up(args: argparse.Namespace) -> int:
         await supervisor.shutdown()
         print("stopped: no child process left.", flush=True)
     return 0
+
+
+def _endpoint(plan: Any) -> str:
+    """Where a client reaches this host's front door: loopback, or the host's name (`--host`)
+    when Envoy faces the network."""
+    listen = plan.by_name("envoy").address.rpartition(":")[0]
+    if plan.host and listen not in ("127.0.0.1", "localhost", "::1"):
+        return host_port(plan.host, plan.public_port)
+    return f"127.0.0.1:{plan.public_port}"
 
 
 async def register_kinds(endpoint: str, credential: str, ca: str, manifest: Any) -> None:

@@ -30,12 +30,16 @@ async def connect(
     tls: ssl.SSLContext | None = None,
     user_file: str | Path | None = None,
     start_timeout_s: float = 30.0,
+    in_order: bool = False,
 ) -> Client:
     """Connect with endless reconnects (to any listed node); `Unavailable` if no connection is
     made within `start_timeout_s` (no server, a refused user, a server TLS cannot verify).
 
     `tls` verifies the server against the mesh's root (``tls://`` URLs); `user_file` names the
-    component's own NATS user, read from its file so the password is never an argument."""
+    component's own NATS user, read from its file so the password is never an argument. Each
+    server's certificate must name the host its URL names (a node's leaf carries its host's
+    name). `in_order` tries the servers in the order given (a host's own node first), else at
+    random (clients of a cluster on one host spread over its nodes)."""
     urls = servers.split(",") if isinstance(servers, str) else servers
     user, password = read_nats_user(user_file) if user_file else (None, None)
 
@@ -68,8 +72,8 @@ async def connect(
             reconnected_cb=on_reconnect,
             error_cb=on_error,
             tls=tls,
-            tls_hostname="localhost" if tls else None,
             user=user,
+            dont_randomize=in_order,
             password=password,
         )
 

@@ -560,6 +560,8 @@ def _notes(manifest: Manifest, workloads: Sequence[Workload], autoscaled: Mappin
         if cap.gpu_memory_mb is not None:
             # `tidemesh up`'s supervisor reads NVML beside each worker; a pod has no supervisor.
             notes.append(f"pools.{name}.caps.gpuMemoryMb: no Kubernetes resource holds it; not enforced in pods")
+    if manifest.durability.cluster.hosts:
+        notes.append("durability.cluster.hosts: for hosts without Kubernetes; here the NATS pods spread over nodes")
     for path in declared_only(encode(manifest), base_of(manifest)):
         notes.append(f"{path} is declared in the manifest but not enforced yet")
     return notes
@@ -586,7 +588,9 @@ def render_kubernetes(
     configs = {"envoy.yaml": _edge_config(manifest, names, public_port), "nats.conf": _nats_config(manifest, names)}
     with tempfile.TemporaryDirectory(prefix="tidemesh-kube-") as temporary:
         # A throwaway plan: its commands are translated, its secrets die with the folder.
-        plan = build_plan((scratch or Path(temporary)) / "state", **plan_arguments(manifest))
+        # Kubernetes places the pods itself: durability.cluster.hosts (hosts without it) is not read.
+        arguments = {**plan_arguments(manifest), "hosts": (), "host": ""}
+        plan = build_plan((scratch or Path(temporary)) / "state", **arguments)
         triton = [p.command for p in plan.processes if p.name == "triton"]
         workloads = derive(
             plan,

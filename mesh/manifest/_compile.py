@@ -146,6 +146,8 @@ def plan_arguments(m: Manifest) -> dict[str, Any]:
         "trace_sampling_ratio": m.observability.tracing.sampling_ratio,
         "roles": {name: encode(role) for name, role in m.roles.items()},
         "step_up": public.auth.step_up == "required",
+        "hosts": m.durability.cluster.hosts,
+        "host": m.durability.cluster.host or "",
     }
 
 
@@ -214,7 +216,7 @@ _INFRASTRUCTURE = {
     "--nats", "--grpc", "--http", "--replicas", "--pki", "--nats-user", "--scheduler", "--inference",
     "--session-hosts", "--sessions", "--pools", "--concurrency", "--auth-dir", "--triton", "--model-repository",
     "--ack-wait", "--grace", "--ready-file", "--advertise", "--worker-id", "--audit-dir",
-    "--tenant-rate", "--tenant-burst", "--credential-rate", "--credential-burst",
+    "--tenant-rate", "--tenant-burst", "--credential-rate", "--credential-burst", "--nats-in-order",
 }  # fmt: skip
 _HELD = {
     "scheduler": {"--scale", "--lane-max-depth", "--tenant-max-depth"},
@@ -283,7 +285,12 @@ def observe(plan: Any) -> Observed:
         put("endpoints.public.host", envoy[0].address.rpartition(":")[0])
         _observe_envoy(Path(plan.state_dir) / "envoy.yaml", put)
     nats = by_role.get("nats", [])
-    put("durability.cluster.nodes", len(nats))
+    hosts = list(getattr(plan, "hosts", []))
+    put("durability.cluster.nodes", len(hosts) or len(nats))  # on one host of several: one node each
+    if hosts:
+        put("durability.cluster.hosts", hosts)
+    if getattr(plan, "host", ""):
+        put("durability.cluster.host", plan.host)
     if nats:
         config = Path(nats[0].command[nats[0].command.index("-c") + 1])
         # The config holds the NATS users' passwords: only its sync_interval line is looked at.

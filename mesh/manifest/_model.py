@@ -25,6 +25,8 @@ CLASS_NAMES = ("interactive", "standard", "batch")
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 KIND_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
 ACTION_PATTERN = r"^[a-z]+(\.[a-z]+)+$"  # an action's shape; which ones exist, Role.check says
+# A host of a mesh over several: a DNS name or an IP address (IPv4 matches the first form).
+HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^[0-9a-fA-F:]{2,39}$"
 APPLY_LATER = "`tidemesh config apply` acts on it in a later release"
 
 
@@ -503,14 +505,44 @@ class Inference:
 
 @dataclass(frozen=True)
 class Cluster:
-    """JetStream's nodes."""
+    """JetStream's nodes, and the hosts they run on."""
 
     nodes: Literal[1, 3, 5] = setting(
         1,
-        doc="nats-server nodes (`--cluster`); with 3 or 5, every stream has 3 replicas (R3).",
+        doc="nats-server nodes (`--cluster`); with 3 or 5, every stream has 3 replicas (R3). On one host they "
+        "share its loopback; with hosts, one runs on each.",
         tradeoff="R3 survives a node's loss without losing an acknowledged write; it costs a quorum round "
         "trip per write and three copies on disk.",
     )
+    hosts: tuple[str, ...] = setting(
+        (),
+        doc="A mesh over several hosts (`tidemesh up --join`): every host, by the name or address the others "
+        "reach it at, the same list in the same order on each. Each runs one NATS node of the cluster (nodes: "
+        "their number) and a full set of the services; every host uses the same ports (endpoints.public.port "
+        "and the ones after it). Empty: one host.",
+        pattern=HOST_PATTERN,
+        tradeoff="Three hosts survive losing one (R3 on three nodes keeps a quorum); five survive two, every "
+        "write still going to three of them.",
+    )
+    host: str | None = setting(
+        None,
+        doc="This host, by the name or address others reach it at (`--host`): one of hosts (null: the one "
+        "whose address this machine has); on one host, a name its leaves answer to besides localhost, for "
+        "clients that reach its front door from elsewhere.",
+        pattern=HOST_PATTERN,
+    )
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not self.hosts:
+            return
+        if len(self.hosts) not in (3, 5):
+            yield "hosts", f"a mesh over hosts needs 3 or 5 (a JetStream quorum), got {len(self.hosts)}"
+        elif self.nodes != len(self.hosts):
+            yield "nodes", f"must be the number of hosts ({len(self.hosts)}: one node on each), got {self.nodes}"
+        if len(set(self.hosts)) != len(self.hosts):
+            yield "hosts", "each host once"
+        if self.host is not None and self.host not in self.hosts:
+            yield "host", f"must be one of hosts ({', '.join(self.hosts)}), got {self.host!r}"
 
 
 @dataclass(frozen=True)
@@ -770,6 +802,11 @@ class Manifest:
     )
 
     def check(self) -> Iterator[tuple[str, str]]:
+        if self.durability.cluster.hosts:
+            if self.endpoints.public.port == 0:
+                yield "endpoints.public.port", "0 picks free ports on each host, which the other hosts cannot know"
+            if self.experiments.insecure:
+                yield "experiments.insecure", "a mesh over several hosts runs secure only"
         for name in self.roles:
             if name in BUILTIN_NAMES or name in ALIASES:
                 yield f"roles.{name}", f"{name!r} is a built-in role (or its alias): choose another name"

@@ -86,7 +86,13 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 async def connect_nats(args: argparse.Namespace, client_name: str) -> Nats:
     """This service's NATS connection: its own user, TLS verified against the mesh's root."""
     transport: Transport = args.transport
-    return await connect(args.nats, name=client_name, tls=transport.client_ssl_context(), user_file=args.nats_user)
+    return await connect(
+        args.nats,
+        name=client_name,
+        tls=transport.client_ssl_context(),
+        user_file=args.nats_user,
+        in_order=args.nats_in_order,
+    )
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -110,4 +116,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "--pki", default=os.environ.get("TIDEMESH_PKI", ""), help="the mesh's pki dir (root + leaves); none: plaintext"
     )
     parser.add_argument("--nats-user", default="", help="file with this component's NATS user and password")
+    parser.add_argument(
+        "--nats-in-order",
+        action="store_true",
+        help="try the --nats servers in the order given (this host's node first), not at random",
+    )
     return parser

@@ -162,14 +162,13 @@ class CertificateAuthority:
     ) -> LeafFiles:
         """A fresh leaf for `component` (server and client use), written over the old one.
 
-        `hosts` are DNS names the leaf also answers to (``*.name`` wildcards allowed): the names
-        other hosts reach it by, e.g. in-cluster service names (`mesh.kube`). `into` writes the
-        pair to another folder than the CA's own (the root stays where it is)."""
+        `hosts` are the names the leaf also answers to — DNS names (``*.name`` wildcards allowed)
+        or IP addresses: the names other hosts reach it by, e.g. in-cluster service names
+        (`mesh.kube`) or a host's address (`tidemesh up --join`). `into` writes the pair to another
+        folder than the CA's own (the root stays where it is)."""
         if not component or "/" in component or component.startswith("."):
             raise ValueError(f"component must be a plain name, got {component!r}")
-        for host in hosts:
-            if not host or any(c.isspace() for c in host) or "*" in host.removeprefix("*."):
-                raise ValueError(f"{component}: a leaf's host name must be a DNS name or *.name, got {host!r}")
+        names = [host_name(component, host) for host in dict.fromkeys(hosts)]
         root, root_key = self._load_root()
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
@@ -188,7 +187,7 @@ class CertificateAuthority:
                         x509.UniformResourceIdentifier(spiffe_id(component)),
                         x509.DNSName("localhost"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        *(x509.DNSName(host) for host in dict.fromkeys(hosts)),
+                        *(name for name in names if name not in _LOCAL_NAMES),
                     ]
                 ),
                 critical=False,
@@ -208,11 +207,24 @@ class CertificateAuthority:
         write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return files
 
-    def ensure_leaf(self, component: str) -> LeafFiles:
-        """The component's leaf, issued now if it is missing or due for renewal."""
-        if self.renew_due(component):
-            return self.issue(component)
+    def ensure_leaf(self, component: str, hosts: Sequence[str] = ()) -> LeafFiles:
+        """The component's leaf, issued now if it is missing, due for renewal, or does not answer
+        to every one of `hosts` (a state dir that joins a mesh of several hosts)."""
+        if self.renew_due(component) or not self.covers(component, hosts):
+            return self.issue(component, hosts=hosts)
         return self.files(component)
+
+    def covers(self, component: str, hosts: Sequence[str]) -> bool:
+        """Whether the component's leaf answers to every one of `hosts` (False when unreadable)."""
+        if not hosts:
+            return True
+        try:
+            cert = x509.load_pem_x509_certificate(self.files(component).cert.read_bytes())
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (OSError, ValueError, x509.ExtensionNotFound):
+            return False
+        held = {*san.get_values_for_type(x509.DNSName), *map(str, san.get_values_for_type(x509.IPAddress))}
+        return all(str(host_name(component, host).value) in held for host in hosts)
 
     def expires_at(self, component: str) -> dt.datetime | None:
         path = self.files(component).cert
@@ -233,6 +245,21 @@ class CertificateAuthority:
             return True
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
         return (now or _now()) >= start + (end - start) / 2
+
+
+_LOCAL_NAMES = (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+
+
+def host_name(component: str, host: str) -> x509.DNSName | x509.IPAddress:
+    """`host` as a subject alternative name: an IP address as one, else a DNS name (``*.name``
+    allowed); ValueError naming the component for anything else."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not host or any(c.isspace() for c in host) or "*" in host.removeprefix("*.") or ":" in host or "/" in host:
+        raise ValueError(f"{component}: a leaf's host name must be a DNS name, *.name or an IP address, got {host!r}")
+    return x509.DNSName(host)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

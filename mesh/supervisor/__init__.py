@@ -6,6 +6,7 @@ from mesh.supervisor._child import Child, ChildState
 from mesh.supervisor._cpu import CpuLimiter, open_cpu_limiter, probe_cpu_limiter
 from mesh.supervisor._credentials import admin_key
 from mesh.supervisor._gpu import GpuMemory
+from mesh.supervisor._hosts import IdentityError, export_identity, import_identity, this_host
 from mesh.supervisor._plan import (
     CREDENTIAL_LIMIT,
     NO_LIMIT,
@@ -31,6 +32,7 @@ __all__ = [
     "CpuLimiter",
     "GpuMemory",
     "Health",
+    "IdentityError",
     "LocalAutoscaler",
     "MeshSecurity",
     "Plan",
@@ -40,10 +42,13 @@ __all__ = [
     "admin_key",
     "build_plan",
     "check_model_repositories",
+    "export_identity",
     "find_binary",
     "free_port",
     "guarded",
+    "import_identity",
     "open_cpu_limiter",
     "pool_worker_spec",
     "probe_cpu_limiter",
+    "this_host",
 ]

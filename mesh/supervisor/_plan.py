@@ -23,9 +23,11 @@ from mesh.edge import EdgeConfig, EdgeTls, render_yaml, write_sds
 from mesh.fabric import POOLS
 from mesh.model_repository import MODEL_REPOSITORY
 from mesh.security import LeafFiles
-from mesh.security._ca import write_private
+from mesh.security._ca import host_name, write_private
+from mesh.security._nats import route_url
 from mesh.supervisor._binaries import find_binary
 from mesh.supervisor._credentials import ensure_credentials
+from mesh.supervisor._hosts import check_hosts, host_port, this_host
 from mesh.supervisor._nats import nats_command, nats_config
 from mesh.supervisor._security import MeshSecurity, nats_cluster_security, nats_security
 from mesh.supervisor._triton import triton_launch
@@ -43,6 +45,10 @@ STOP_MARGIN_S = 5.0
 # tests/integration/test_cpu_caps.py, which holds it below this), its steps' buffers come on top;
 # a cap below restarts it for nothing. No preset caps a worker below it (tests/unit/test_caps.py).
 WORKER_AT_REST_MB = 256
+# A mesh over several hosts: each node pings its clients and routes this often and gives one up
+# after this many unanswered pings, so a host that vanishes without closing its connections (a
+# power cut, a cable) is noticed in seconds rather than the server default's minutes.
+HOST_PING = ('ping_interval: "2s"', "ping_max: 3")
 
 
 @dataclass(frozen=True)
@@ -103,11 +109,16 @@ class Plan:
     gpu_memory_caps_mb: dict[str, int] = field(default_factory=dict)
     # Environment every process of the mesh starts with, scaled-out ones too (the OTLP exporter's).
     env: dict[str, str] = field(default_factory=dict)
+    # A mesh over several hosts (`tidemesh up --join`): every host, in the mesh's order, and this
+    # one; empty on one host.
+    hosts: list[str] = field(default_factory=list)
+    host: str = ""
 
     @property
     def security(self) -> MeshSecurity | None:
-        """Where the mesh keeps its CA and NATS users (None: it runs --insecure)."""
-        return MeshSecurity(Path(self.state_dir)) if self.secure else None
+        """Where the mesh keeps its CA and NATS users (None: it runs --insecure); this host's
+        leaves also answer to its name when the mesh spans hosts."""
+        return MeshSecurity(Path(self.state_dir), (self.host,) if self.host else ()) if self.secure else None
 
     @property
     def ca_path(self) -> str:
@@ -116,7 +127,8 @@ class Plan:
 
     @property
     def nats_servers(self) -> str:
-        """Every NATS node's client address, comma-separated (a client reconnects to any)."""
+        """Every NATS node of this plan's client address, comma-separated (a client reconnects to
+        any); on one host of several, this host's node."""
         return ",".join(p.address for p in self.processes if p.name == "nats" or p.name.startswith("nats-"))
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +146,8 @@ class Plan:
             cpu_caps=data.get("cpu_caps", {}),
             gpu_memory_caps_mb=data.get("gpu_memory_caps_mb", {}),
             env=data.get("env", {}),
+            hosts=data.get("hosts", []),
+            host=data.get("host", ""),
         )
 
     def by_name(self, name: str) -> ProcessSpec:
@@ -208,14 +222,16 @@ def _service(
     depends_on: list[str],
     pools: list[str] | None = None,
     secure: bool = False,
+    grpc_host: str = "127.0.0.1",
 ) -> ProcessSpec:
+    """A service; its gRPC port on `grpc_host` (where other hosts call it), its ops port on loopback."""
     return ProcessSpec(
         name=name,
-        command=[*base, "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"],
+        command=[*base, "--grpc", host_port(grpc_host, grpc_port), "--http", f"127.0.0.1:{http_port}"],
         ports={"grpc": grpc_port, "http": http_port},
         health=_http_health(http_port, "/healthz", secure),
         depends_on=depends_on,
-        address=f"127.0.0.1:{grpc_port}",
+        address=host_port(grpc_host, grpc_port),
         pools=pools or [],
     )
 
@@ -420,6 +436,8 @@ def build_plan(
     roles: Mapping[str, Mapping[str, Any]] | None = None,
     step_up: bool = False,
     reuse_ports: Mapping[str, Mapping[str, int]] | None = None,
+    hosts: Sequence[str] = (),
+    host: str = "",
 ) -> Plan:
     """The process table; also renders ``<state_dir>/envoy.yaml`` for it.
 
@@ -446,14 +464,37 @@ def build_plan(
     manifest's ``roles`` section holds them (`mesh.access`), are written to
     ``<state_dir>/auth/roles.json`` for every gateway (``--roles-file``). With `step_up`, sensitive
     actions want a fresh second factor (``--step-up``; see `services.gateway._stepup`). With
-    `reuse_ports` (`Plan.ports()` of a running mesh) every process it names keeps its ports."""
+    `reuse_ports` (`Plan.ports()` of a running mesh) every process it names keeps its ports.
+
+    With `hosts` (3 or 5: every host of the mesh, the same list in the same order on each) the plan
+    is this host's share of a mesh over several hosts — `host`, or the one of them whose address
+    this machine has: one NATS node of the cluster (`cluster` must be the number of hosts; its
+    client and route ports on the host's address and advertised there, routes to the same ports
+    on the other hosts, every connection checking the peer's name), and the whole set of services,
+    each connecting to every host's node, its own first. The inference services listen on the
+    host's address and register it (workers of every host call them); the rest stay on loopback,
+    but Envoy, on `listen_host`. Every host uses the same ports, derived from `public_port` (which
+    must be given). Leaves also answer to the host's name; the root and the users must be the
+    mesh's (`mesh.supervisor.import_identity`), or each host would make its own. Without `hosts`,
+    `host` is a name a single host faces the network by: its leaves answer to it too."""
     state_dir = state_dir.resolve()
+    if hosts:
+        hosts = check_hosts(hosts)
+        if cluster != len(hosts):
+            raise ValueError(f"cluster: a mesh over {len(hosts)} hosts runs {len(hosts)} nodes, got {cluster}")
+        if insecure:
+            raise ValueError("insecure: a mesh over several hosts runs secure only (TLS and NATS users across hosts)")
+        if not public_port:
+            raise ValueError("public_port: every host of a mesh uses the same ports; 0 (free ports) cannot be known")
+        host = this_host(hosts, host)
+    elif host:
+        host_name("host", host)  # one host, facing the network by this name
     caps = check_memory_caps(memory_caps_mb or {})
     cpus = check_cpu_caps(cpu_caps or {})
     gpu_caps = check_memory_caps(gpu_memory_caps_mb or {}, "GPU-memory", least=1)
     env = otlp_env(otlp_endpoint, otlp_protocol, trace_sampling_ratio)
     state_dir.mkdir(parents=True, exist_ok=True)
-    security = None if insecure else MeshSecurity.prepare(state_dir)
+    security = None if insecure else MeshSecurity.prepare(state_dir, hosts=(host,) if host else ())
     secure = security is not None
     gateway_args = (*_limit_args("tenant", *tenant_limit), *_limit_args("credential", *credential_limit), *gateway_args)
     if auth:
@@ -469,29 +510,39 @@ def build_plan(
     envoy_admin = ports.take("envoy", "admin")
     if cluster not in (1, 3, 5):
         raise ValueError("cluster must be 1, 3 or 5 nodes (JetStream needs a quorum)")
-    node_names = ["nats"] if cluster == 1 else [f"nats-{i}" for i in range(1, cluster + 1)]
+    # One node per host of several; else every node on this host's loopback.
+    node_names = ["nats"] if cluster == 1 or hosts else [f"nats-{i}" for i in range(1, cluster + 1)]
     node_ports = [
         (ports.take(n, "client"), ports.take(n, "monitor"), ports.take(n, "cluster") if cluster > 1 else 0)
         for n in node_names
     ]
+    nats_host = host if hosts else "127.0.0.1"
     nats_specs = []
     for index, (client_port, monitor_port, cluster_port) in enumerate(node_ports, start=1):
         name = node_names[index - 1]
-        store = state_dir / ("jetstream" if cluster == 1 else f"jetstream-{index}")
+        store = state_dir / ("jetstream" if len(node_names) == 1 else f"jetstream-{index}")
         config = state_dir / f"{name}.conf"
+        routes: tuple[int | str, ...] = (
+            tuple(route_url(cluster_port, host=other) for other in hosts if other != host)
+            if hosts
+            else tuple(p for _, _, p in node_ports if p != cluster_port)
+        )
         text = nats_config(
-            f"tidemesh-{index - 1}",
+            f"tidemesh-{hosts.index(host) if hosts else index - 1}",
             store,
             client_port,
             monitor_port,
             fsync,
             cluster_port,
-            tuple(p for _, _, p in node_ports if p != cluster_port),
+            routes,
             security=nats_security(security) if security else "",
             cluster_security=nats_cluster_security(security) if security and cluster_port else "",
+            listen_host=nats_host,
+            extra=HOST_PING if hosts else (),
+            advertise_host=host if hosts else "",
         )
         write_private(config, text.encode())  # it holds the users' passwords
-        address = f"{'tls' if secure else 'nats'}://127.0.0.1:{client_port}"
+        address = f"{'tls' if secure else 'nats'}://{host_port(nats_host, client_port)}"
         nats_specs.append(
             ProcessSpec(
                 name=name,
@@ -502,7 +553,7 @@ def build_plan(
                     **({"cluster": cluster_port} if cluster_port else {}),
                 },
                 health=(
-                    Health(url=address, host="127.0.0.1", port=client_port, path="", kind="nats")
+                    Health(url=address, host=nats_host, port=client_port, path="", kind="nats")
                     if secure
                     else _http_health(monitor_port, "/healthz?js-enabled-only=true")
                 ),
@@ -512,14 +563,30 @@ def build_plan(
         )
     nats_names = [spec.name for spec in nats_specs]
     nats_url = ",".join(spec.address for spec in nats_specs)
+    if hosts:  # every host's node, this host's first (the others' ports are this one's)
+        client_port = nats_specs[0].ports["client"]
+        others = [f"tls://{host_port(other, client_port)}" for other in hosts if other != host]
+        nats_url = ",".join([nats_specs[0].address, *others])
     py = sys.executable
     common = ["--nats", nats_url, "--ack-wait", str(ack_wait_s), "--replicas", str(min(cluster, 3))]
+    if hosts:  # its own host's node while it is up: the other hosts' only when it is not
+        common.append("--nats-in-order")
 
-    def service(name: str, module: str, extra: list[str], depends_on: list[str]) -> ProcessSpec:
+    def service(
+        name: str, module: str, extra: list[str], depends_on: list[str], grpc_host: str = "127.0.0.1"
+    ) -> ProcessSpec:
         grpc_port, http_port = ports.take(name, "grpc"), ports.take(name, "http")
         own = security.service_args(module.removeprefix("services.")) if security else []
+        if grpc_host != "127.0.0.1":  # called from other hosts: it registers where they reach it
+            extra = [*extra, "--advertise", host_port(grpc_host, grpc_port)]
         return _service(
-            name, [py, "-m", module, *common, *own, *extra], grpc_port, http_port, depends_on, secure=secure
+            name,
+            [py, "-m", module, *common, *own, *extra],
+            grpc_port,
+            http_port,
+            depends_on,
+            secure=secure,
+            grpc_host=grpc_host,
         )
 
     scheduler = service("scheduler", "services.scheduler", list(scheduler_args), nats_names)
@@ -553,6 +620,7 @@ def build_plan(
                 *inference_args,
             ],
             nats_names,  # it registers its backends in NATS
+            grpc_host=host if hosts else "127.0.0.1",  # workers of every host call it
         )
         for index in range(1, max(inference_replicas, 1) + 1)
     ]
@@ -666,4 +734,6 @@ def build_plan(
         cpu_caps=cpus,
         gpu_memory_caps_mb=gpu_caps,
         env=env,
+        hosts=list(hosts),
+        host=host,
     )

@@ -96,8 +96,7 @@ class Probe:
             try:
                 self._nats = await nats.connect(
                     servers=[self.health.url],
-                    tls=self._ssl(),
-                    tls_hostname="localhost",
+                    tls=self._ssl(),  # the node's leaf names the host its URL names
                     user=user,
                     password=password,
                     connect_timeout=self._timeout_s,

@@ -40,9 +40,11 @@ NATS_CLIENTS = ("scheduler", "inference", "worker", "gateway", "supervisor", "cl
 
 @dataclass(frozen=True)
 class MeshSecurity:
-    """Where a secure mesh keeps its material; `None` in a plan means --insecure."""
+    """Where a secure mesh keeps its material; `None` in a plan means --insecure. `hosts`: the
+    names this host's leaves also answer to (its address in a mesh of several hosts)."""
 
     state_dir: Path
+    hosts: tuple[str, ...] = ()
 
     @property
     def pki_dir(self) -> Path:
@@ -77,19 +79,23 @@ class MeshSecurity:
 
     @staticmethod
     def prepare(
-        state_dir: Path, leaf_lifetime: dt.timedelta | None = None, root_from: Path | str | None = None
+        state_dir: Path,
+        leaf_lifetime: dt.timedelta | None = None,
+        root_from: Path | str | None = None,
+        hosts: tuple[str, ...] = (),
     ) -> MeshSecurity:
         """Root, leaves and NATS users of the mesh in `state_dir`. `root_from` (default
         `TIDEMESH_CA_DIR`) is a folder with an existing ``ca.crt`` + ``ca.key`` — an organisation's
-        root, shared by meshes that must trust each other — adopted when this mesh has none yet."""
-        security = MeshSecurity(state_dir)
+        root, shared by meshes that must trust each other — adopted when this mesh has none yet.
+        Every leaf also answers to `hosts` (issued again if it does not)."""
+        security = MeshSecurity(state_dir, tuple(hosts))
         ca = CertificateAuthority(security.pki_dir, **({"leaf_lifetime": leaf_lifetime} if leaf_lifetime else {}))
         root_from = root_from or os.environ.get("TIDEMESH_CA_DIR", "")
         if root_from and not ca.root_path.exists():
             ca.adopt(Path(root_from))
         ca.ensure()
         for component in COMPONENTS:
-            ca.ensure_leaf(component)
+            ca.ensure_leaf(component, security.hosts)
         ensure_nats_users(security.nats_dir, NATS_CLIENTS)
         return security
 
@@ -140,7 +146,7 @@ class LeafRenewer:
         done = []
         for component in COMPONENTS:
             if everything or ca.renew_due(component):
-                ca.issue(component)
+                ca.issue(component, hosts=self._security.hosts)
                 self._after(component)
                 done.append(component)
                 log.info(

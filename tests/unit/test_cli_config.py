@@ -28,6 +28,8 @@ EXAMPLES: dict[str, list[str]] = {
     "pool_workers": ["--pool-workers", "inference=2,ingestion=1"],
     "pool_concurrency": ["--pool-concurrency", "inference=4"],
     "cluster": ["--cluster", "3"],
+    "join": ["--join", "10.0.0.1,10.0.0.2,10.0.0.3"],
+    "host": ["--host", "mesh.example.com"],
     "gateways": ["--gateways", "2"],
     "fsync": ["--fsync", "interval"],
     "ack_wait": ["--ack-wait", "5"],
