@@ -2,7 +2,9 @@
 
 Live figures come from WatchMeshStatus; a task's events from WatchTask. The task list and the
 dead letters have no stream: they are fetched again when the status stream says the mesh moved,
-at most once per `LIST_REFRESH_S`, and on `r`. Redraws go through one `Throttle`.
+at most once per `LIST_REFRESH_S`, and on `r`. Redraws go through one `Throttle`. A purge that
+meets a step-up challenge asks for a one-time code on the screen and runs again with the token
+(`tui._stepup`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tui._model import ALERT_AGE_S, DashModel
 from tui._motion import Motion
 from tui._palette import palette
 from tui._screen import DEAD_LETTER, STREAM, Screen, View
+from tui._stepup import with_step_up
 from tui._throttle import Throttle
 
 LIST_REFRESH_S = 2.0
@@ -97,6 +100,9 @@ class Dashboard:
 
     def replay(self, task_id: str) -> None:
         self._spawn(self._replay(task_id))
+
+    def purge(self, task_id: str) -> None:
+        self._spawn(self._purge(task_id))
 
     def submit(self, kind: str, payload: dict[str, Any], priority: str) -> None:
         self._spawn(self._submit(kind, payload, priority))
@@ -198,6 +204,26 @@ class Dashboard:
         again = " (it had been replayed already)" if replayed.deduplicated else ""
         self.screen.say(f"replayed {task_id} as {replayed.task_id}{again}")
         self._announce([f"dead letter {task_id} replayed as {replayed.task_id}"])
+        await self._fetch_lists()
+
+    async def _step_up(self, action: str, resource: str, code: str) -> str:
+        return (await self.client.step_up(action, resource, code)).token
+
+    async def _purge(self, task_id: str) -> None:
+        async def purge(token: str) -> int:
+            return await self.client.purge_dead_letters(task_id=task_id, step_up=token)
+
+        try:
+            purged = await with_step_up(self.screen.ask_code, self._step_up, purge)
+        except MeshError as exc:
+            self._trouble(f"purge of {task_id} refused: {exc.message}")
+            return
+        if purged is None:
+            self._trouble(f"purge of {task_id} cancelled: no second factor given, nothing purged")
+            return
+        done = f"purged the dead letter of {task_id}" if purged else f"no dead letter of {task_id} to purge"
+        self.screen.say(done)
+        self._announce([done])
         await self._fetch_lists()
 
     async def _tick(self) -> None:

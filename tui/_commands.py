@@ -1,5 +1,5 @@
 """The `:` command palette's language: the CLI's verbs as typed at the CLI (`submit echo --text hi`,
-`cancel ID`, `watch ID`, `get ID`, `replay ID` or `dlq replay|show ID`), read by the CLI's own
+`cancel ID`, `watch ID`, `get ID`, `replay ID` or `dlq replay|show|purge ID`), read by the CLI's own
 argparse parser, and the palette's own (`filter TEXT`, `theme NAME`, `help`, `quit`). A bad line
 is a `CommandError` saying what to type instead; nothing here exits or prints.
 """
@@ -26,6 +26,7 @@ USAGE = (
     "get ID",
     "replay ID",
     "dlq show ID",
+    "dlq purge ID",
     "filter TEXT",
     "theme " + "|".join(THEMES),
     "help",
@@ -39,7 +40,7 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True)
 class Command:
-    verb: str  # submit, cancel, watch, get, replay, show (a dead letter), filter, theme, help, quit
+    verb: str  # submit, cancel, watch, get, replay, show or purge (a dead letter), filter, theme, help, quit
     targets: tuple[str, ...] = ()  # task ids, the filter's text, the theme's name
     kind: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
@@ -77,9 +78,11 @@ def parse(line: str, parser: argparse.ArgumentParser) -> Command:
             raise CommandError("cancel takes task ids here (cancelling a whole tenant: the CLI's cancel --tenant)")
         return Command("cancel", tuple(args.task_ids))
     if args.command == "dlq":
-        if args.action not in ("replay", "show") or not args.task_id or args.tenant:
-            raise CommandError("the palette replays or shows one dead letter: replay ID, dlq show ID")
-        return Command("replay" if args.action == "replay" else "show", (args.task_id,))
+        if args.action not in ("replay", "show", "purge") or not args.task_id or args.tenant:
+            raise CommandError(
+                "the palette replays, shows or purges one dead letter: replay ID, dlq show ID, dlq purge ID"
+            )
+        return Command(args.action, (args.task_id,))
     return Command(args.command, (args.task_id,))  # watch, get
 
 

@@ -1,5 +1,6 @@
-"""The dashboard's widgets: rows that show focus without colour, panes of rows, the help overlay
-and the confirmation dialog. They draw `tui._views` lines and hold no mesh state.
+"""The dashboard's widgets: rows that show focus without colour, panes of rows, the help overlay,
+the confirmation dialog and the prompt for a one-time code. They draw `tui._views` lines and hold
+no mesh state.
 
 Focus never rests on colour alone: the focused row is drawn in reverse video behind a ``>``
 marker, the focused pane's title is ``> Title <``, and the terminal's cursor sits at the start of
@@ -8,6 +9,7 @@ the focused row (screen readers and BRLTTY follow it).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import urwid
@@ -142,6 +144,7 @@ HELP = (
     ("Enter", "open: a task's detail, a dead letter's diagnosis, an alert's view"),
     ("f", "follow the focused task's live stream (partial outputs)"),
     ("R", "replay the focused dead letter (asks first; Cancel is the default)"),
+    ("D", "purge the focused dead letter (asks first; then a one-time code where the mesh wants one)"),
     ("Esc", "back (closes this help, a dialog, the filter)"),
     ("/", "filter the task list (Enter keeps it, Esc clears it)"),
     (":", "a command, as typed at the CLI (below)"),
@@ -235,6 +238,111 @@ class ConfirmDialog(urwid.WidgetWrap[urwid.Widget]):
             return None
         if key in ("tab", "shift tab"):
             self.buttons.focus_position = 1 - self.buttons.focus_position
+            return None
+        unhandled = super().keypress(size, key)
+        return None if unhandled in MOVES else unhandled
+
+    def over(self, under: urwid.Widget) -> urwid.Overlay[urwid.Widget, urwid.Widget]:
+        return urwid.Overlay(self, under, "center", ("relative", 60), "middle", "pack")
+
+
+class CodeDialog(urwid.WidgetWrap[urwid.Widget]):
+    """The prompt for a one-time code after a step-up challenge (a `tui._stepup.CodePrompt`): what
+    the code approves, a labelled field with the cursor in it, the refusal of a code under it,
+    Cancel and Step up. Enter on the field (or Step up) offers the code, Esc or Cancel gives up;
+    Tab and Shift-Tab go round the field, Cancel and Step up and never leave the dialog. `linear`:
+    plain lines for the bottom of the screen, as the confirmation's."""
+
+    def __init__(
+        self,
+        action: str,
+        resource: str,
+        on_close: Callable[[], None],
+        on_refused: Callable[[str], None] = lambda message: None,
+        *,
+        linear: bool = False,
+    ) -> None:
+        self.action, self.resource = action, resource
+        self.on_close = on_close
+        self.on_refused = on_refused
+        self.linear = linear
+        self.closed = False
+        self.checking = False  # a code offered, its answer not in: keys but Esc wait
+        self._answers: asyncio.Queue[str | None] = asyncio.Queue()
+        self.field = urwid.Edit(("accent", "One-time code: "))
+        self.error = urwid.Text("")
+        self.buttons = urwid.Columns(
+            [Choice("Cancel", lambda: self._answer(None)), Choice("Step up", self._offer)], dividechars=2
+        )
+        self.question = (
+            f"{action} on {resource} wants a fresh second factor: "
+            "type a one-time code from your authenticator (6 digits)."
+        )
+        hint = urwid.Text(("muted", "Enter: step up · Tab: the buttons · Esc: cancel"))
+        heading: list[urwid.Widget] = (
+            [urwid.Text([("heading", "Second factor: "), self.question])]
+            if linear
+            else [urwid.Text(self.question), urwid.Divider()]
+        )
+        self.body = urwid.Pile([*heading, self.field, self.error, self.buttons, hint])
+        self._stops = [len(heading), len(heading) + 2]  # the field, the buttons: where Tab goes
+        self.body.focus_position = self._stops[0]
+        if linear:
+            super().__init__(urwid.AttrMap(self.body, "body"))
+        else:
+            super().__init__(urwid.AttrMap(urwid.LineBox(self.body, title="Second factor"), "body"))
+
+    # -- CodePrompt ---------------------------------------------------------------------------
+
+    async def code(self) -> str | None:
+        return await self._answers.get()
+
+    def refuse(self, message: str) -> None:
+        self.checking = False
+        self.error.set_text(("error", f"error: {message}"))
+        self.field.set_edit_text("")
+        self._focus(0)
+        self.on_refused(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.on_close()
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def _focus(self, stop: int, button: int = 0) -> None:
+        """Stop 0: the field; stop 1: the buttons, at `button` (0 Cancel, 1 Step up)."""
+        self.body.focus_position = self._stops[stop]
+        if stop == 1:
+            self.buttons.focus_position = button
+
+    def _answer(self, code: str | None) -> None:
+        self._answers.put_nowait(code)
+
+    def _offer(self) -> None:
+        self.checking = True
+        self.error.set_text("checking the code…")
+        self._answer(self.field.edit_text)
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        if key == "esc":
+            self._answer(None)
+            return None
+        if self.checking:
+            return None
+        on_field = self.body.focus_position == self._stops[0]
+        if key in ("tab", "shift tab"):  # round the field, Cancel and Step up, never out of the dialog
+            forward = key == "tab"
+            if on_field:
+                self._focus(1, 0 if forward else 1)
+            elif forward == (self.buttons.focus_position == 1):
+                self._focus(0)  # past Step up, or back before Cancel: the field
+            else:
+                self._focus(1, 1 - self.buttons.focus_position)
+            return None
+        if key == "enter" and on_field:
+            self._offer()
             return None
         unhandled = super().keypress(size, key)
         return None if unhandled in MOVES else unhandled

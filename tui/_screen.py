@@ -1,23 +1,26 @@
 """The dashboard's screen: the panes laid out (boxed, or linear for `--accessible`), the views one
 opens from them (a task's detail, its live stream, a dead letter's diagnosis), the help overlay,
-the replay dialog, and the keys. What the keys do to the mesh goes through `Actions`; the screen
-only reads the model.
+the replay and purge dialogs, the prompt for a one-time code (`ask_code`), and the keys. What the
+keys do to the mesh goes through `Actions`; the screen only reads the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import urwid
 
+from mesh.errors import StepUpRequired
 from tui import _views as views
 from tui._commands import Command, CommandError, complete, parse
 from tui._model import PANE_NAMES, DashModel
 from tui._motion import Motion
-from tui._panes import ConfirmDialog, Pane, Size, help_overlay
+from tui._panes import CodeDialog, ConfirmDialog, Pane, Size, help_overlay
+from tui._stepup import CodePrompt
 
 MAIN, TASK, STREAM, DEAD_LETTER = "main", "task", "stream", "dead letter"
 # The main view's panes by the names `--pane` and an alert's view give them, in Tab order.
@@ -30,6 +33,7 @@ class Actions(Protocol):
     def watch_task(self, task_id: str) -> None: ...
     def stop_watching(self) -> None: ...
     def replay(self, task_id: str) -> None: ...
+    def purge(self, task_id: str) -> None: ...
     def refresh(self) -> None: ...
     def toggle_pause(self) -> None: ...
     def quit(self) -> None: ...
@@ -79,8 +83,9 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self.panes.append(self.announced)
         self.focused = 0
         self.stack = [View(MAIN)]
-        self.overlay: str | None = None  # "help" or "dialog"
+        self.overlay: str | None = None  # "help", "dialog" (a confirmation) or "code" (a one-time code)
         self.dialog: ConfirmDialog | None = None
+        self.code_dialog: CodeDialog | None = None
         self.filter_edit = urwid.Edit(("accent", "/ filter tasks: "))
         self.filtering = False
         self.command_edit = urwid.Edit(("accent", ":"))
@@ -153,6 +158,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self._w = help_overlay(base, self.linear)
         elif self.overlay == "dialog" and self.dialog is not None and not self.linear:
             self._w = self.dialog.over(base)
+        elif self.overlay == "code" and self.code_dialog is not None and not self.linear:
+            self._w = self.code_dialog.over(base)
         else:
             self._w = base
         self._bottom()
@@ -163,6 +170,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         bottom: urwid.Widget = self.footer
         if self.overlay == "dialog" and self.linear and self.dialog is not None:
             bottom = self.dialog
+        elif self.overlay == "code" and self.linear and self.code_dialog is not None:
+            bottom = self.code_dialog
         elif self.filtering:
             bottom = self.filter_edit
         elif self.prompting:
@@ -220,11 +229,11 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
     def _hint(self) -> str:
         if self.view.kind == MAIN:
             return (
-                "Tab panes · ↑↓/jk move · Enter open · f follow · R replay · / filter · : command · p pause · "
-                "r refresh · ? help"
+                "Tab panes · ↑↓/jk move · Enter open · f follow · R replay · D purge · / filter · : command · "
+                "p pause · r refresh · ? help"
             )
         if self.view.kind == DEAD_LETTER:
-            return "R replay · Esc back · ? help"
+            return "R replay · D purge · Esc back · ? help"
         return "f live stream · Enter timeline · Esc back · ? help"
 
     def say(self, message: str) -> None:
@@ -237,7 +246,7 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         return True  # urwid gives keys only to a selectable top widget, and the help overlay is not one
 
     def keypress(self, size: Size, key: str) -> str | None:
-        if self.overlay == "dialog":
+        if self.overlay in ("dialog", "code"):
             return super().keypress(size, key)
         if self.overlay == "help":
             if key in ("esc", "?", "q"):
@@ -287,6 +296,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self._open(STREAM)
         elif key == "R":
             self._ask_replay()
+        elif key == "D":
+            self._ask_purge()
         else:
             return False
         return True
@@ -348,6 +359,8 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
             self.open(View({"watch": STREAM, "get": TASK, "show": DEAD_LETTER}[verb], targets[0]))
         elif verb == "replay":
             self._ask_replay(targets[0])
+        elif verb == "purge":
+            self._ask_purge(targets[0])
         elif verb == "filter":
             self.focus_named("tasks")
             self.model.task_filter = targets[0]
@@ -409,19 +422,21 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
         while len(self.stack) > 1:
             self._back()
 
-    def _ask_replay(self, named: str = "") -> None:
+    def _dead_letter_target(self, named: str, verb: str) -> str:
+        """The dead letter a key or a command is about: the one named, the one open, or the focused
+        row of the Dead letters pane; "" (said why) when there is none."""
         view = self.view
         if named:
-            task_id = named
-        elif view.kind == DEAD_LETTER:
-            task_id = view.key
-        elif view.kind == MAIN and self.panes[self.focused] is self.dead_letters:
-            task_id = self.dead_letters.focused_key() or ""
-        else:
-            self.say("R replays a dead letter: focus the Dead letters pane (Tab) first")
-            return
-        if not task_id:
-            return
+            return named
+        if view.kind == DEAD_LETTER:
+            return view.key
+        if view.kind == MAIN and self.panes[self.focused] is self.dead_letters:
+            return self.dead_letters.focused_key() or ""
+        self.say(f"{verb} a dead letter: focus the Dead letters pane (Tab) first")
+        return ""
+
+    def _confirm(self, question: str, button: str, on_confirm: Callable[[], None]) -> None:
+        """Ask `question` (Cancel focused); `on_confirm` runs after the dialog has closed."""
 
         def close() -> None:
             self.overlay, self.dialog = None, None
@@ -430,13 +445,64 @@ class Screen(urwid.WidgetWrap[urwid.Widget]):
 
         def confirm() -> None:
             close()
+            on_confirm()
+
+        self.dialog = ConfirmDialog(question, button, on_confirm=confirm, on_cancel=close, linear=self.linear)
+        self.overlay = "dialog"
+        if self.linear:
+            verb = button.lower()
+            self.announce([f"confirm: {question} Cancel is focused (Enter cancels); Right then Enter {verb}s"])
+            self.update()
+        self._compose()
+
+    def _ask_replay(self, named: str = "") -> None:
+        task_id = self._dead_letter_target(named, "R replays")
+        if not task_id:
+            return
+
+        def replay() -> None:
             self.say(f"replaying {task_id}…")
             self.actions.replay(task_id)
 
-        question = f"Replay dead-lettered task {task_id}? It runs again as a new task ({task_id}-r)."
-        self.dialog = ConfirmDialog(question, "Replay", on_confirm=confirm, on_cancel=close, linear=self.linear)
-        self.overlay = "dialog"
+        self._confirm(
+            f"Replay dead-lettered task {task_id}? It runs again as a new task ({task_id}-r).", "Replay", replay
+        )
+
+    def _ask_purge(self, named: str = "") -> None:
+        task_id = self._dead_letter_target(named, "D purges")
+        if not task_id:
+            return
+
+        def purge() -> None:
+            self.say(f"purging the dead letter of {task_id}…")
+            self.actions.purge(task_id)
+
+        question = (
+            f"Purge the dead letter of {task_id}? Its record is deleted: the task's events stay, and it "
+            "cannot be replayed afterwards."
+        )
+        self._confirm(question, "Purge", purge)
+
+    def ask_code(self, challenge: StepUpRequired) -> CodePrompt:
+        """Open the prompt for a one-time code that `challenge` wants (`tui._stepup.with_step_up`)."""
+
+        def close() -> None:
+            if self.code_dialog is dialog:
+                self.overlay, self.code_dialog = None, None
+                self._compose()
+            self.actions.redraw()
+
+        def refused(message: str) -> None:
+            if self.linear:
+                self.announce([f"the code was not taken: {message}; type another, or Esc to cancel"])
+            self.actions.redraw()
+
+        dialog = CodeDialog(challenge.action, challenge.resource, close, refused, linear=self.linear)
+        self.code_dialog, self.overlay = dialog, "code"
+        self.message = ""
         if self.linear:
-            self.announce([f"confirm: {question} Cancel is focused (Enter cancels); Right then Enter replays"])
+            self.announce([f"second factor: {dialog.question} Enter offers it; Esc cancels"])
             self.update()
         self._compose()
+        self.actions.redraw()
+        return dialog

@@ -21,7 +21,8 @@ def add_dash_command(sub: Any, client_args: Callable[[argparse.ArgumentParser], 
         help="the live dashboard: queues, workers, tasks, a task's stream, inference backends, dead letters, alerts",
         description="Keyboard only: Tab/Shift-Tab between panes, arrows or j/k inside, Enter opens (a task, a "
         "dead letter, an alert's view), Esc goes back, / filters the tasks, f follows a task's live stream, R "
-        "replays a dead letter, p pauses, r refreshes, ? lists every key, q quits.",
+        "replays a dead letter, D purges one (asking for a one-time code where the mesh wants a second factor), "
+        "p pauses, r refreshes, ? lists every key, q quits.",
     )
     p_dash.add_argument("--task", default="", metavar="ID", help="open this task's live stream")
     p_dash.add_argument("--dlq", default="", metavar="ID", help="open this dead letter's diagnosis")

@@ -2,16 +2,19 @@
 a second factor is UNAUTHENTICATED with the RFC 9470 challenge and audited as refused; an operator
 enrols TOTP, steps up and purges, and the audit names amr otp; a used token and a used code are
 refused, a token for another resource too; an admin key needs a step-up, a viewer key does not;
-the CLI answers a challenge by itself with $TIDEMESH_OTP; on a bare nats-server, a used token's entry
-expires by the broker's per-message TTL."""
+the CLI answers a challenge by itself with $TIDEMESH_OTP, and `tidemesh dash` asks for a code in a
+prompt (in tmux); on a bare nats-server, a used token's entry expires by the broker's per-message TTL."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,13 +30,15 @@ from nats.aio.client import Client as NATS
 from clients.sdk import Client
 from clients.sdk._client import mesh_channel
 from mesh.errors import StepUpRequired, Unauthenticated
+from mesh.fabric._deadletters import DeadLetterStore
 from mesh.rpc import raise_from_rpc_error
 from mesh.supervisor import MeshSecurity, Supervisor, admin_key, build_plan
-from mesh.v1 import audit_pb2, audit_pb2_grpc, gateway_pb2, gateway_pb2_grpc
+from mesh.v1 import audit_pb2, audit_pb2_grpc, deadletter_pb2, gateway_pb2, gateway_pb2_grpc
 from services.gateway._auth import CredentialStore
 from services.gateway._stepup import USED_PREFIX, BucketEntries
 from tests.conftest import eventually
 from tests.integration.conftest import Secured
+from tests.integration.test_dash import REPO, TMUX, Tmux
 
 pytestmark = pytest.mark.integration
 
@@ -160,6 +165,70 @@ async def test_the_cli_answers_a_challenge_with_the_code_from_the_environment(st
     code, out, err = await purge(_code(secret, 1))
     assert code == 0 and '"purged": 0' in out, err
     assert "dlq.purge on dlq:tenant=stepped wants a fresh second factor" in err
+
+
+async def _record_dead_letter(mesh: Stepped, task_id: str) -> None:
+    """A dead letter of TENANT on record, written as the scheduler would (no worker runs here)."""
+    letter = deadletter_pb2.DeadLetter(
+        task_id=task_id,
+        classification=deadletter_pb2.FAILURE_CLASS_POISON_INPUT,
+        error_class="invalid_input",
+        message="bad input",
+        attempts=1,
+    )
+    letter.spec.task_id, letter.spec.kind, letter.spec.tenant = task_id, "echo", TENANT
+    async with await MeshSecurity(mesh.state).connect_nats(mesh.nats_servers, "cli", "test-step-up") as nc:
+        await DeadLetterStore(nc.jetstream(), nc).record(letter, alert=False)
+
+
+def _wrong(secret: str) -> str:
+    """A code the gateway takes for no period it accepts now."""
+    totp = pyotp.TOTP(secret)
+    accepted = {totp.generate_otp(totp.timecode(time.time()) + offset) for offset in range(-2, 3)}
+    return next(code for code in (f"{n:06d}" for n in range(0, 10**6, 7919)) if code not in accepted)
+
+
+@pytest.fixture
+def dash_tmux() -> Iterator[Tmux]:
+    """A tmux server of the test's own (test_dash's), killed after it."""
+    server = Tmux(f"tidemesh-step-up-{uuid.uuid4().hex[:8]}")
+    try:
+        yield server
+    finally:
+        subprocess.run([TMUX, "-L", server.socket, "kill-server"], capture_output=True, timeout=10, check=False)
+
+
+async def test_the_dashboard_asks_for_a_code_and_purges_with_it(stepped: Stepped, dash_tmux: Tmux) -> None:
+    """`tidemesh dash` on a mesh with step-up on: D on a dead letter, Right, Enter; the challenge opens
+    the prompt for a code with the cursor in its field; a wrong code is said on the field; a good one
+    purges the record (gone from the mesh)."""
+    tmux = dash_tmux
+    _, key, secret = await _operator(stepped)
+    task_id = f"dash-purge-{uuid.uuid4().hex[:8]}"
+    await _record_dead_letter(stepped, task_id)
+    command = [TIDEMESH, "dash", "--endpoint", stepped.endpoint, "--state-dir", str(stepped.state), "--tenant", TENANT]
+    # The key through the environment tmux's server starts with, never its argv.
+    started = await asyncio.create_subprocess_exec(
+        TMUX, "-L", tmux.socket, "new-session", "-d", "-s", "dash", "-x", "160", "-y", "48", "-c", str(REPO),
+        shlex.join(command), env={**os.environ, "TIDEMESH_API_KEY": key, "TIDEMESH_OTP": ""},
+    )  # fmt: skip
+    assert await asyncio.wait_for(started.wait(), 10) == 0
+    tmux.wait_for(rf"{task_id}")
+    tmux.keys("Tab", "Tab", "Tab", "Tab")
+    tmux.wait_for(r"> Dead letters <")
+    tmux.keys("D")
+    tmux.wait_for(rf"Purge the dead letter of {task_id}\?")
+    tmux.keys("Right", "Enter")
+    tmux.wait_for(r"dlq\.purge on dlq:\S+ wants a fresh second factor")
+    x, y = tmux.cursor()
+    assert tmux.screen().splitlines()[y][:x].endswith("One-time code: "), "the cursor sits in the field"
+    tmux.keys(_wrong(secret), "Enter")
+    tmux.wait_for(r"error: code: the one-time code is wrong or too old")
+    tmux.keys(_code(secret, 1), "Enter")
+    tmux.wait_for(rf"purged the dead letter of {task_id}")
+    async with Client(stepped.endpoint, tenant=TENANT, credential=key) as client:
+        assert task_id not in [letter.task_id for letter in await client.dead_letters(limit=100)]
+    tmux.keys("q")
 
 
 async def test_seeds_codes_and_tokens_never_reach_the_logs_or_the_bucket_in_the_clear(stepped: Stepped) -> None:
