@@ -3,6 +3,7 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { AccessService } from "../gen/mesh/v1/access_pb.js";
 import { GatewayService } from "../gen/mesh/v1/gateway_pb.js";
 import { KindService } from "../gen/mesh/v1/kind_pb.js";
 import { SchemaService } from "../gen/mesh/v1/schema_pb.js";
@@ -35,6 +36,11 @@ export function kinds(): Client<typeof KindService> {
   return createClient(KindService, transport());
 }
 
+/** The caller's own access and second factor (StepUp: a token for one sensitive action). */
+export function access(): Client<typeof AccessService> {
+  return createClient(AccessService, transport());
+}
+
 /** The schema registry (GetSchema: a user kind's input type as a descriptor set). */
 export function schemas(): Client<typeof SchemaService> {
   return createClient(SchemaService, transport());
@@ -44,16 +50,24 @@ export interface Failure {
   code: Code;
   message: string;
   field: string | null; // tidemesh-field: the request field an INVALID_ARGUMENT is about
+  /** A step-up challenge (RFC 9470): the action and resource a second factor is wanted for. */
+  stepUp: { action: string; resource: string } | null;
 }
 
 export function failure(error: unknown): Failure {
   const connect = ConnectError.from(error);
-  return { code: connect.code, message: connect.rawMessage, field: connect.metadata.get("tidemesh-field") };
+  const action = connect.metadata.get("tidemesh-step-up-action");
+  const stepUp =
+    connect.code === Code.Unauthenticated && action
+      ? { action, resource: connect.metadata.get("tidemesh-step-up-resource") ?? "" }
+      : null;
+  return { code: connect.code, message: connect.rawMessage, field: connect.metadata.get("tidemesh-field"), stepUp };
 }
 
-/** A refused credential: the console asks for another one. */
+/** A refused credential: the console asks for another one (a step-up challenge is not one: the
+ * credential is good, the action wants a second factor too). */
 export function refused(f: Failure): boolean {
-  return f.code === Code.Unauthenticated;
+  return f.code === Code.Unauthenticated && f.stepUp === null;
 }
 
 /** Worth reopening a stream after: the connection, not the request, failed. */

@@ -1,11 +1,13 @@
 // One dead letter's diagnosis (GetDeadLetter): what failed where, how often and on which workers,
 // the fingerprint and trace id to search by, its runbook, and the commands that act on it (copyable).
-// Replay (a new task `<id>-r`) and Purge each ask first, saying what they touch.
+// Replay (a new task `<id>-r`) and Purge each ask first, saying what they touch; a purge the mesh
+// wants a second factor for asks for a one-time code (`../stepup.ts`).
 import { Code } from "@connectrpc/connect";
 import type { DeadLetter } from "../../gen/mesh/v1/deadletter_pb.js";
 import { classificationName, describe, failure, gateway, refused, runbookHref, time } from "../api.js";
 import { confirm } from "../dialog.js";
 import { h } from "../dom.js";
+import { stepUpOptions, withStepUp } from "../stepup.js";
 import type { Shell, View } from "../view.js";
 import { replayedAs } from "./dlq.js";
 
@@ -122,7 +124,11 @@ export function deadLetter(main: HTMLElement, shell: Shell, taskId: string): Vie
     });
     if (!confirmed) return;
     try {
-      const reply = await gateway().purgeDeadLetters({ taskId });
+      const reply = await withStepUp(purgeButton, (token) => gateway().purgeDeadLetters({ taskId }, stepUpOptions(token)));
+      if (!reply) {
+        outcome.replaceChildren(h("p", { role: "status" }, "Nothing purged: the second factor was cancelled."));
+        return;
+      }
       replayButton.disabled = true;
       purgeButton.disabled = true;
       outcome.replaceChildren(

@@ -1,10 +1,12 @@
 // Dead letters, newest first (ListDeadLetters), for one tenant or every tenant the credential may
 // read; the tenant is in the URL's query. A tenant's records can be purged at once, behind a
-// confirmation that shows how many records and which (the first ten ids).
+// confirmation that shows how many records and which (the first ten ids), and a one-time code where
+// the mesh wants a second factor (`../stepup.ts`).
 import type { DeadLetter } from "../../gen/mesh/v1/deadletter_pb.js";
 import { classificationName, describe, failure, gateway, refused, time } from "../api.js";
 import { confirm } from "../dialog.js";
 import { field, h, table } from "../dom.js";
+import { stepUpOptions, withStepUp } from "../stepup.js";
 import type { Shell, View } from "../view.js";
 
 const LIMIT = 100;
@@ -104,7 +106,11 @@ export function dlq(main: HTMLElement, shell: Shell): View {
     });
     if (!confirmed) return;
     try {
-      const reply = await gateway().purgeDeadLetters({ tenant: wanted });
+      const reply = await withStepUp(purge, (token) => gateway().purgeDeadLetters({ tenant: wanted }, stepUpOptions(token)));
+      if (!reply) {
+        outcome.replaceChildren(h("p", { role: "status" }, "Nothing purged: the second factor was cancelled."));
+        return;
+      }
       outcome.replaceChildren(h("p", { role: "status" }, `Purged ${reply.purged} dead-letter records of tenant ${wanted}.`));
       await load();
       if (purge.hidden) outcome.focus(); // the button it was on is gone with the records
