@@ -85,7 +85,8 @@ _HEADER = (
 _CORS_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
 # Request headers a browser may send (the preflight must list each, or Chromium blocks the call):
 # gRPC-Web's own (connect-web sends content-type, x-grpc-web, x-user-agent and grpc-timeout), both
-# credential forms the gateway accepts, and SSE's resume position. The session header is added per config.
+# credential forms the gateway accepts, a step-up token, and SSE's resume position. The session header
+# is added per config.
 _CORS_BASE_HEADERS = (
     "content-type",
     "x-grpc-web",
@@ -93,11 +94,13 @@ _CORS_BASE_HEADERS = (
     "grpc-timeout",
     "authorization",
     "x-api-key",
+    "x-tidemesh-step-up",
     "last-event-id",
 )
 # Response headers a browser script may read. Every unary error is trailers-only, so its status and
 # details arrive as headers: without these a page sees a bare code and no field. tidemesh-stream-id
-# (WatchTask's initial metadata) is what RefreshStreamCredential needs.
+# (WatchTask's initial metadata) is what RefreshStreamCredential needs; a step-up challenge names its
+# action and resource (and WWW-Authenticate, RFC 9470) so a page can ask for the second factor.
 _CORS_EXPOSE = (
     "grpc-status",
     "grpc-message",
@@ -106,6 +109,9 @@ _CORS_EXPOSE = (
     "tidemesh-error-class",
     "tidemesh-field",
     "tidemesh-stream-id",
+    "tidemesh-step-up-action",
+    "tidemesh-step-up-resource",
+    "www-authenticate",
     "x-tidemesh-replica",
     "x-request-id",
 )

@@ -22,6 +22,10 @@ MUST_EXPOSE = {
     "tidemesh-error-class",
     "tidemesh-stream-id",
     "x-tidemesh-replica",
+    # a step-up challenge: what it wants approved, and RFC 9470's WWW-Authenticate
+    "tidemesh-step-up-action",
+    "tidemesh-step-up-resource",
+    "www-authenticate",
 }
 # What connect-web's gRPC-Web transport sends, both credential forms, SSE resume and the session header.
 MUST_ALLOW = {
@@ -33,6 +37,7 @@ MUST_ALLOW = {
     "x-api-key",
     "last-event-id",
     "x-tidemesh-session",
+    "x-tidemesh-step-up",  # the step-up token a sensitive call brings
 }
 
 
