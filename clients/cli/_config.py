@@ -46,7 +46,7 @@ from mesh.manifest import (
     resolve,
     schema,
 )
-from mesh.supervisor import GpuMemory, build_plan, check_model_repositories, probe_cpu_limiter
+from mesh.supervisor import GpuMemory, HostError, build_plan, check_model_repositories, probe_cpu_limiter
 
 __all__ = [
     "FLAGS",
@@ -141,7 +141,8 @@ def _join(text: str) -> dict[str, Any]:
     hosts = [host.strip() for host in text.split(",") if host.strip()]
     if not hosts:
         return {}
-    return {"durability": {"cluster": {"hosts": hosts, "nodes": len(hosts)}}}
+    nodes = {"nodes": len(hosts)} if len(hosts) in (3, 5) else {}  # else the hosts' own check says why
+    return {"durability": {"cluster": {"hosts": hosts, **nodes}}}
 
 
 def _repositories(given: Sequence[str]) -> dict[str, Any]:
@@ -298,7 +299,10 @@ def _checked(resolved: Resolved) -> Resolved:
 
 def plan_for(manifest: Manifest):  # type: ignore[no-untyped-def]  # a mesh.supervisor.Plan
     """The process table `manifest` describes (`build_plan`), renders Envoy's config for it too."""
-    return build_plan(Path(manifest.state_dir), **plan_arguments(manifest))
+    try:
+        return build_plan(Path(manifest.state_dir), **plan_arguments(manifest))
+    except HostError as exc:  # which host this is: known only where the plan is built
+        raise InvalidArgument(exc.field, str(exc)) from None
 
 
 def say_resolved(resolved: Resolved, out: Output) -> None:

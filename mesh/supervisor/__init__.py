@@ -6,7 +6,7 @@ from mesh.supervisor._child import Child, ChildState
 from mesh.supervisor._cpu import CpuLimiter, open_cpu_limiter, probe_cpu_limiter
 from mesh.supervisor._credentials import admin_key
 from mesh.supervisor._gpu import GpuMemory
-from mesh.supervisor._hosts import IdentityError, export_identity, import_identity, this_host
+from mesh.supervisor._hosts import HostError, IdentityError, export_identity, import_identity, this_host
 from mesh.supervisor._plan import (
     CREDENTIAL_LIMIT,
     NO_LIMIT,
@@ -32,6 +32,7 @@ __all__ = [
     "CpuLimiter",
     "GpuMemory",
     "Health",
+    "HostError",
     "IdentityError",
     "LocalAutoscaler",
     "MeshSecurity",

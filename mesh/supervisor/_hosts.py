@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mesh.security._ca import host_name, write_private
@@ -28,6 +28,12 @@ IDENTITY: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audit", ("signing.key", "signing.pub")),
 )
 _PUBLIC = frozenset({"pki/ca.crt", "audit/signing.pub"})
+
+
+class HostError(ValueError):
+    """Which host this is cannot be told (the message says why; `field` is the manifest's)."""
+
+    field = "durability.cluster.host"
 
 
 class IdentityError(ValueError):
@@ -69,19 +75,19 @@ def _is_local(host: str) -> bool:
     return False
 
 
-def this_host(hosts: Sequence[str], given: str = "") -> str:
+def this_host(hosts: Sequence[str], given: str = "", is_local: Callable[[str], bool] = _is_local) -> str:
     """The one of `hosts` this machine is: `given` (which must be one of them), else the only one
-    whose address it holds; ValueError saying what to pass otherwise."""
+    whose address it holds; HostError saying what to pass otherwise."""
     if given:
         if given not in hosts:
-            raise ValueError(f"host {given!r} is not one of the mesh's hosts ({', '.join(hosts)})")
+            raise HostError(f"host {given!r} is not one of the mesh's hosts ({', '.join(hosts)})")
         return given
-    local = [host for host in hosts if _is_local(host)]
+    local = [host for host in hosts if is_local(host)]
     if len(local) == 1:
         return local[0]
     if not local:
-        raise ValueError(f"none of the hosts ({', '.join(hosts)}) is an address of this machine: name it with --host")
-    raise ValueError(f"several of the hosts ({', '.join(local)}) are addresses of this machine: name one with --host")
+        raise HostError(f"none of the hosts ({', '.join(hosts)}) is an address of this machine: name it with --host")
+    raise HostError(f"several of the hosts ({', '.join(local)}) are addresses of this machine: name one with --host")
 
 
 def _identity_files(state_dir: Path) -> list[str]:

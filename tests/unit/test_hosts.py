@@ -18,6 +18,7 @@ from clients.cli._main import _parser, main
 from mesh.manifest import ManifestError, observe, plan_arguments, resolve
 from mesh.security import CertificateAuthority
 from mesh.supervisor import (
+    HostError,
     IdentityError,
     MeshSecurity,
     build_plan,
@@ -123,13 +124,15 @@ def test_a_plan_over_hosts_refuses_what_cannot_work(tmp_path: Path, kwargs: dict
 
 
 def test_this_host_is_the_one_address_it_can_bind() -> None:
-    """Loopback is this machine's; documentation addresses are nobody's; two of its own are ambiguous."""
-    assert this_host(["192.0.2.1", "127.0.0.1", "198.51.100.7"]) == "127.0.0.1"
-    assert this_host(["192.0.2.1", "127.0.0.1"], given="192.0.2.1") == "192.0.2.1"
-    with pytest.raises(ValueError, match=r"none of the hosts .* name it with --host"):
-        this_host(["192.0.2.1", "198.51.100.7", "203.0.113.9"])
-    with pytest.raises(ValueError, match=r"several of the hosts \(127.0.0.1, 127.0.0.2\)"):
-        this_host(["127.0.0.1", "127.0.0.2", "192.0.2.1"])
+    """Loopback is this machine's, a name under .invalid nobody's; two of its own are ambiguous."""
+    assert this_host(["a.invalid", "127.0.0.1", "b.invalid"]) == "127.0.0.1"
+    assert this_host(["a.invalid", "127.0.0.1"], given="a.invalid") == "a.invalid"
+    with pytest.raises(HostError, match=r"none of the hosts .* name it with --host"):
+        this_host(["a.invalid", "b.invalid", "c.invalid"])
+    with pytest.raises(HostError, match=r"several of the hosts \(10.0.0.1, 10.0.0.2\)"):
+        this_host(["10.0.0.1", "10.0.0.2", "10.0.0.3"], is_local=lambda host: host != "10.0.0.3")
+    with pytest.raises(HostError, match="is not one of the mesh's hosts"):
+        this_host(["a.invalid", "b.invalid", "c.invalid"], given="d.invalid")
 
 
 def _mode(path: Path) -> int:
@@ -237,3 +240,15 @@ def test_ca_export_and_import_on_the_command_line(tmp_path: Path, capsys: pytest
     assert code == 0 and out.strip() == str(tmp_path / "second" / "pki" / "ca.crt")
     code, _, err = _run(["ca", "import", "--state-dir", str(tmp_path / "second")], capsys)
     assert code == 2 and "needs a folder" in err
+
+
+def test_plan_says_which_host_field_to_give(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """None of the hosts is this machine's: exit 2 naming durability.cluster.host and --host; two
+    hosts: exit 2 naming --join, not the node count it could not set."""
+    argv = ["plan", "--state-dir", str(tmp_path), "--join", "a.invalid,b.invalid,c.invalid"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "durability.cluster.host: none of the hosts" in err and "--host" in err
+    code, _, err = _run(["plan", "--state-dir", str(tmp_path), "--join", "a.invalid,b.invalid"], capsys)
+    assert code == 2 and "--join (durability.cluster.hosts): a mesh over hosts needs 3 or 5" in err
+    code, out, _ = _run([*argv, "--host", "b.invalid", "-o", "json"], capsys)
+    assert code == 0 and '"host": "b.invalid"' in out
