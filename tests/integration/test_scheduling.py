@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,23 +26,6 @@ async def _timeline(client: Client, task_id: str) -> tuple[float, float, float]:
     queued = _seconds(events[0].timestamp)
     running = next(_seconds(e.timestamp) for e in events if e.state == task_pb2.TASK_STATE_RUNNING)
     return queued, running, _seconds(events[-1].timestamp)
-
-
-async def test_interactive_overtakes_a_batch_backlog(tmp_path: Path) -> None:
-    """Interactive tasks submitted behind 300 queued batch tasks start at once and finish
-    before the backlog does."""
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, worker_concurrency=2)
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="lanes") as client:
-        backlog = await client.submit_many(
-            [client.spec("echo", {"text": str(i)}, priority="batch") for i in range(300)]
-        )
-        urgent = [await client.submit("echo", {"text": f"now {i}"}, priority="interactive") for i in range(5)]
-        urgent_times = [await _timeline(client, r.task_id) for r in urgent]
-        batch_times = [await _timeline(client, r.task_id) for r in backlog]
-    last_batch_start = max(running for _, running, _ in batch_times)
-    for queued, running, final in urgent_times:
-        assert running - queued < 0.5, f"interactive task waited {running - queued:.3f}s"
-        assert final < last_batch_start
 
 
 async def test_aging_bounds_batch_wait_under_continuous_interactive_load(tmp_path: Path) -> None:
@@ -76,65 +60,6 @@ async def test_aging_bounds_batch_wait_under_continuous_interactive_load(tmp_pat
     waits = [running - queued for queued, running, _ in batch_times]
     assert load_still_running, "batch tasks only ran once the interactive load stopped"
     assert max(waits) < bound_s, f"batch waits {waits} exceed the {bound_s}s bound"
-
-
-async def _completion_order(client: Client, submitted: dict[str, str]) -> list[str]:
-    """Tenants of `submitted` (task id → tenant) in the order their tasks finished."""
-    finals = {task_id: (await _timeline(client, task_id))[2] for task_id in submitted}
-    return [submitted[task_id] for task_id in sorted(finals, key=finals.__getitem__)]
-
-
-async def test_one_tenants_flood_does_not_starve_another(tmp_path: Path) -> None:
-    """Tenant `small` submits 20 tasks behind tenant `flood`'s 400 in the same lane; with fair
-    share they run in turn with the flood's, instead of after it."""
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=1, worker_concurrency=2)
-    endpoint = f"127.0.0.1:{plan.public_port}"
-    payload = {"text": "x", "chunks": 1, "chunk_delay_ms": 10}
-    async with (
-        Supervisor(plan) as _,
-        Client(endpoint, tenant="flood") as flood,
-        Client(endpoint, tenant="small") as small,
-    ):
-        flooded = await flood.submit_many([flood.spec("stream", payload, priority="batch") for _ in range(400)])
-        fair = await small.submit_many([small.spec("stream", payload, priority="batch") for _ in range(20)])
-        order = await _completion_order(
-            small, {**{r.task_id: "flood" for r in flooded}, **{r.task_id: "small" for r in fair}}
-        )
-    last_small = max(i for i, tenant in enumerate(order) if tenant == "small")
-    # Unfair (one line per lane) would put all 20 after the ~400 flood tasks still queued.
-    assert last_small < 120, f"small tenant's last task finished {last_small}th of {len(order)}"
-
-
-async def test_tenant_weights_divide_the_lane(tmp_path: Path) -> None:
-    """With weights heavy=3, light=1 and both tenants backlogged, heavy gets about three of
-    every four turns."""
-    plan = build_plan(
-        tmp_path / "mesh",
-        public_port=0,
-        workers=1,
-        worker_concurrency=2,
-        worker_args=("--tenant-weights", "heavy=3,light=1"),
-    )
-    endpoint = f"127.0.0.1:{plan.public_port}"
-    payload = {"text": "x", "chunks": 1, "chunk_delay_ms": 10}
-    async with (
-        Supervisor(plan) as _,
-        Client(endpoint, tenant="heavy") as heavy,
-        Client(endpoint, tenant="light") as light,
-    ):
-        specs_heavy = [heavy.spec("stream", payload, priority="batch") for _ in range(200)]
-        specs_light = [light.spec("stream", payload, priority="batch") for _ in range(200)]
-        heavy_ids, light_ids = await asyncio.gather(heavy.submit_many(specs_heavy), light.submit_many(specs_light))
-        order = await _completion_order(
-            heavy, {**{r.task_id: "heavy" for r in heavy_ids}, **{r.task_id: "light" for r in light_ids}}
-        )
-    # One tenant's batch may be admitted well before the other's, and while the later one is still
-    # being admitted it is not backlogged (the lane stays work-conserving): count from a little
-    # after both run.
-    both_from = max(order.index("heavy"), order.index("light")) + 40
-    window = order[both_from : both_from + 160]
-    share = window.count("heavy") / len(window)
-    assert 0.62 <= share <= 0.88, f"heavy got {share:.2f} of the turns (weight share 0.75)"
 
 
 def _most_at_once(intervals: list[tuple[float, float]]) -> int:
@@ -179,3 +104,78 @@ async def test_tenant_concurrency_cap_holds_across_the_lane(tmp_path: Path) -> N
         free_at_once = _most_at_once(await _emit_intervals(free, [r.task_id for r in free_ids]))
     assert capped_at_once <= 2
     assert free_at_once > 2  # the slots were there; only the cap held `capped` back
+
+
+# The tests above start meshes of their own; those below share one. A module fixture lives until the
+# module ends, so it comes after them: it never idles beside the timings they measure.
+@pytest.fixture(scope="module")
+async def two_slots(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One worker with 2 slots and fair-share weights heavy=3, light=1 (every other tenant weighs 1),
+    for the lane tests that need nothing else: each uses tenants of its own and waits for all of
+    its tasks, so the next starts on an idle mesh. Its endpoint."""
+    plan = build_plan(
+        tmp_path_factory.mktemp("two-slots"),
+        public_port=0,
+        workers=1,
+        worker_concurrency=2,
+        worker_args=("--tenant-weights", "heavy=3,light=1"),
+    )
+    async with Supervisor(plan):
+        yield f"127.0.0.1:{plan.public_port}"
+
+
+async def test_interactive_overtakes_a_batch_backlog(two_slots: str) -> None:
+    """Interactive tasks submitted behind 300 queued batch tasks start at once and finish
+    before the backlog does."""
+    async with Client(two_slots, tenant="lanes") as client:
+        backlog = await client.submit_many(
+            [client.spec("echo", {"text": str(i)}, priority="batch") for i in range(300)]
+        )
+        urgent = [await client.submit("echo", {"text": f"now {i}"}, priority="interactive") for i in range(5)]
+        urgent_times = [await _timeline(client, r.task_id) for r in urgent]
+        batch_times = [await _timeline(client, r.task_id) for r in backlog]
+    last_batch_start = max(running for _, running, _ in batch_times)
+    for queued, running, final in urgent_times:
+        assert running - queued < 0.5, f"interactive task waited {running - queued:.3f}s"
+        assert final < last_batch_start
+
+
+async def _completion_order(client: Client, submitted: dict[str, str]) -> list[str]:
+    """Tenants of `submitted` (task id → tenant) in the order their tasks finished."""
+    finals = {task_id: (await _timeline(client, task_id))[2] for task_id in submitted}
+    return [submitted[task_id] for task_id in sorted(finals, key=finals.__getitem__)]
+
+
+async def test_one_tenants_flood_does_not_starve_another(two_slots: str) -> None:
+    """Tenant `small` submits 20 tasks behind tenant `flood`'s 400 in the same lane; with fair
+    share they run in turn with the flood's, instead of after it."""
+    payload = {"text": "x", "chunks": 1, "chunk_delay_ms": 10}
+    async with Client(two_slots, tenant="flood") as flood, Client(two_slots, tenant="small") as small:
+        flooded = await flood.submit_many([flood.spec("stream", payload, priority="batch") for _ in range(400)])
+        fair = await small.submit_many([small.spec("stream", payload, priority="batch") for _ in range(20)])
+        order = await _completion_order(
+            small, {**{r.task_id: "flood" for r in flooded}, **{r.task_id: "small" for r in fair}}
+        )
+    last_small = max(i for i, tenant in enumerate(order) if tenant == "small")
+    # Unfair (one line per lane) would put all 20 after the ~400 flood tasks still queued.
+    assert last_small < 120, f"small tenant's last task finished {last_small}th of {len(order)}"
+
+
+async def test_tenant_weights_divide_the_lane(two_slots: str) -> None:
+    """With weights heavy=3, light=1 and both tenants backlogged, heavy gets about three of
+    every four turns."""
+    payload = {"text": "x", "chunks": 1, "chunk_delay_ms": 10}
+    async with Client(two_slots, tenant="heavy") as heavy, Client(two_slots, tenant="light") as light:
+        specs_heavy = [heavy.spec("stream", payload, priority="batch") for _ in range(200)]
+        specs_light = [light.spec("stream", payload, priority="batch") for _ in range(200)]
+        heavy_ids, light_ids = await asyncio.gather(heavy.submit_many(specs_heavy), light.submit_many(specs_light))
+        order = await _completion_order(
+            heavy, {**{r.task_id: "heavy" for r in heavy_ids}, **{r.task_id: "light" for r in light_ids}}
+        )
+    # One tenant's batch may be admitted well before the other's, and while the later one is still
+    # being admitted it is not backlogged (the lane stays work-conserving): count from a little
+    # after both run.
+    both_from = max(order.index("heavy"), order.index("light")) + 40
+    window = order[both_from : both_from + 160]
+    share = window.count("heavy") / len(window)
+    assert 0.62 <= share <= 0.88, f"heavy got {share:.2f} of the turns (weight share 0.75)"
