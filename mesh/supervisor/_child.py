@@ -279,21 +279,29 @@ class Child:
 
     async def _check_liveness(self, every_s: float, failures: int) -> None:
         missed = 0
-        armed = True  # count only after a success, so a restarting child gets its start-up time
+        # Misses count only against a life that has answered: a restarted one (after it exited, was
+        # killed or was found unresponsive) gets its start-up time, however long its model takes.
+        answered = self.pid  # watched once healthy
         async with Probe(self.spec.health, self._state_dir, timeout_s=every_s) as probe:
             while not self._stopping:
                 await asyncio.sleep(every_s)
+                pid = self.pid
                 healthy = await probe.check()
                 if healthy:
-                    missed, armed = 0, True
+                    missed = 0
+                    if self.pid == pid:
+                        answered = pid
+                    continue
+                process = self.process
+                if process is None or process.pid != answered:
+                    missed = 0
                     continue
                 missed += 1
-                process = self.process
-                if armed and missed >= failures and process is not None and process.returncode is None:
+                if missed >= failures and process.returncode is None:
                     log.warning("child unresponsive: killing it for a restart", extra={"child": self.spec.name})
                     if self._kill_for_restart({"reason": "unresponsive", "missed_checks": missed}):
                         self.unresponsive_kills += 1
-                    missed, armed = 0, False
+                    missed = 0
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace_s` (or the process's own `stop_grace_s`, when
