@@ -26,9 +26,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cel
+if TYPE_CHECKING:
+    import cel
 
 # What a rule may read: the manifest (encoded, as written), live figures of the running mesh,
 # each kind's step pools, and with `each` the entry and its key.
@@ -50,13 +51,23 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
+def _cel() -> Any:
+    """The CEL module, imported when a rule is first compiled or run: its package imports its own
+    command line (typer, rich, prompt_toolkit), ~0.25 s of start-up that every process importing
+    mesh.policy (the scheduler, the gateway, the CLI) paid before it read any rule."""
+    import cel
+
+    return cel
+
+
 @lru_cache(maxsize=2048)
 def compiled(text: str) -> cel.Program:
     """The program of `text`; ValueError with the parser's first complaint when it is not CEL."""
     if not text.strip():
         raise ValueError("is empty")
     try:
-        return cel.compile(text)
+        program: cel.Program = _cel().compile(text)
+        return program
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ValueError(f"is not CEL: {_first_line(exc)}") from None
 
@@ -92,7 +103,7 @@ class Scope:
 
     def __init__(self, inputs: Mapping[str, Any]) -> None:
         self._inputs = dict(inputs)
-        self._shared = cel.Context(variables=self._inputs)
+        self._shared: cel.Context = _cel().Context(variables=self._inputs)
         self._contexts: dict[frozenset[str], cel.Context] = {}
 
     def run(self, text: str, item: Any = None, key: Any = None, *, each: bool = False) -> Any:
@@ -109,5 +120,5 @@ class Scope:
         # One context per set of inputs a rule reads: adding its item and key to it costs far less
         # than converting the manifest again for every entry.
         if names not in self._contexts:
-            self._contexts[names] = cel.Context(variables={name: self._inputs[name] for name in names})
+            self._contexts[names] = _cel().Context(variables={name: self._inputs[name] for name in names})
         return self._contexts[names]
