@@ -169,82 +169,6 @@ async def test_cancelling_a_stream_cancels_the_request_inside_triton(triton: Tri
     assert 3 <= int(found.group(1)) < 400
 
 
-async def test_falls_back_to_cpu_when_triton_stops_mid_load_and_returns_after(tmp_path: Path, minilm: MiniLM) -> None:
-    """With Triton killed while 300 requests are in flight, every request is still answered — by CPU
-    once Triton is gone — with the right vector; Triton's circuit opens, and closes again (work goes
-    back to Triton) once it is restarted."""
-    server = TritonServer(tmp_path / "triton")
-    await server.start()
-    try:
-        async with inference_service(tmp_path, "--triton", server.address, "--triton-capacity", "2") as stub:
-            texts = [f"request {i}: the tide comes in over the mesh" for i in range(300)]
-            answered_by: list[str] = []
-
-            async def one(text: str) -> np.ndarray:
-                response = await stub.Infer(inference_pb2.InferRequest(texts=[text]), timeout=120)
-                answered_by.append(response.backend)
-                return _vectors(response)[0]
-
-            async def triton_answering() -> bool:
-                return answered_by.count("triton") >= 20
-
-            calls = [asyncio.create_task(one(t)) for t in texts]
-            await eventually(triton_answering, timeout_s=60, what="Triton answering")
-            stubs = server.stub_pids()
-            assert stubs, "the Python-backend stubs are running"
-            await server.stop(kill=True)  # SIGKILL: Triton cannot stop its stubs; stop() reaps them
-
-            async def stubs_gone() -> bool:
-                return not any(pid in server.stub_pids() for pid in stubs)
-
-            await eventually(stubs_gone, timeout_s=5, what="a killed Triton leaves no backend stub behind")
-            vectors = np.array(await asyncio.gather(*calls))
-            assert len(vectors) == 300  # no request failed
-            assert _cosines(vectors, minilm.encode(texts).astype(np.float64)).min() > 0.9999
-            assert answered_by.count("triton") >= 20 and answered_by.count("cpu") > 0, answered_by
-            down = await _backend(stub, "triton")
-            assert down.circuit in ("open", "half_open") and not down.models and down.failures >= 1
-
-            await server.start()
-
-            async def back() -> bool:
-                # A burst: the CPU backend (capacity 1) fills, so load sends the rest to Triton.
-                burst = [inference_pb2.InferRequest(texts=[f"is triton back? {i}"]) for i in range(16)]
-                replies = await asyncio.gather(*(stub.Infer(r, timeout=30) for r in burst))
-                return any(r.backend == "triton" for r in replies)
-
-            await eventually(back, timeout_s=30, what="requests routed to Triton again")
-            recovered = await _backend(stub, "triton")
-            assert recovered.circuit == "closed" and list(recovered.models) == [MODEL, f"{MODEL}-chunks"]
-    finally:
-        await server.stop()
-
-
-async def test_a_stream_cut_off_by_triton_is_finished_by_the_cpu_model(tmp_path: Path, minilm: MiniLM) -> None:
-    """Triton killed part-way through a document's stream: the stream goes on from the next chunk on
-    the CPU model — every chunk exactly once, in order, each the right vector."""
-    document = " ".join(f"wave{i}" for i in range(3000))  # 300 chunks of 10 words
-    chunks = split_words(document, 10)
-    server = TritonServer(tmp_path / "triton")
-    await server.start()
-    try:
-        async with inference_service(tmp_path, "--triton", server.address) as stub:
-            replies = []
-            async for reply in stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=10)):
-                replies.append(reply)
-                if len(replies) == 5:
-                    await server.stop(kill=True)
-            triton = await _backend(stub, "triton")
-    finally:
-        await server.stop()
-    partial = replies[:-1]
-    assert [r.sequence for r in partial] == list(range(1, 301)) and replies[-1].final
-    assert [r.chunk_text for r in partial] == chunks
-    got = np.array([list(r.embedding.values) for r in partial])
-    assert _cosines(got, minilm.encode(chunks).astype(np.float64)).min() > 0.9999
-    assert triton.failures >= 1 and triton.texts_served < 300  # Triton did not finish it
-
-
 def _model_workers(pid: int) -> list[int]:
     """Child processes of `pid` started by multiprocessing (the CPU model's workers)."""
     found = []
@@ -354,3 +278,82 @@ async def test_triton_answers_only_mesh_leaves_and_only_over_grpc(triton: Triton
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert set(triton.spec.ports) == {"grpc"} and "--grpc-use-ssl-mutual=true" in triton.spec.command
     assert triton.pid is not None and listening_ports(triton.pid) == {triton.spec.ports["grpc"]}
+
+
+# The last two kill the module's Triton: the first restarts it (that is under test), the second
+# leaves it stopped, so they come after every other test of it.
+
+
+async def test_falls_back_to_cpu_when_triton_stops_mid_load_and_returns_after(
+    triton: TritonServer, tmp_path: Path, minilm: MiniLM
+) -> None:
+    """With Triton killed while 300 requests are in flight, every request is still answered — by CPU
+    once Triton is gone — with the right vector; Triton's circuit opens, and closes again (work goes
+    back to Triton) once it is restarted."""
+    server = triton
+    try:
+        async with inference_service(tmp_path, "--triton", server.address, "--triton-capacity", "2") as stub:
+            texts = [f"request {i}: the tide comes in over the mesh" for i in range(300)]
+            answered_by: list[str] = []
+
+            async def one(text: str) -> np.ndarray:
+                response = await stub.Infer(inference_pb2.InferRequest(texts=[text]), timeout=120)
+                answered_by.append(response.backend)
+                return _vectors(response)[0]
+
+            async def triton_answering() -> bool:
+                return answered_by.count("triton") >= 20
+
+            calls = [asyncio.create_task(one(t)) for t in texts]
+            await eventually(triton_answering, timeout_s=60, what="Triton answering")
+            stubs = server.stub_pids()
+            assert stubs, "the Python-backend stubs are running"
+            await server.stop(kill=True)  # SIGKILL: Triton cannot stop its stubs; stop() reaps them
+
+            async def stubs_gone() -> bool:
+                return not any(pid in server.stub_pids() for pid in stubs)
+
+            await eventually(stubs_gone, timeout_s=5, what="a killed Triton leaves no backend stub behind")
+            vectors = np.array(await asyncio.gather(*calls))
+            assert len(vectors) == 300  # no request failed
+            assert _cosines(vectors, minilm.encode(texts).astype(np.float64)).min() > 0.9999
+            assert answered_by.count("triton") >= 20 and answered_by.count("cpu") > 0, answered_by
+            down = await _backend(stub, "triton")
+            assert down.circuit in ("open", "half_open") and not down.models and down.failures >= 1
+
+            await server.start()
+
+            async def back() -> bool:
+                # A burst: the CPU backend (capacity 1) fills, so load sends the rest to Triton.
+                burst = [inference_pb2.InferRequest(texts=[f"is triton back? {i}"]) for i in range(16)]
+                replies = await asyncio.gather(*(stub.Infer(r, timeout=30) for r in burst))
+                return any(r.backend == "triton" for r in replies)
+
+            await eventually(back, timeout_s=30, what="requests routed to Triton again")
+            recovered = await _backend(stub, "triton")
+            assert recovered.circuit == "closed" and list(recovered.models) == [MODEL, f"{MODEL}-chunks"]
+    finally:
+        if server.pid is None:  # failed before its restart: the next test still gets a Triton
+            await server.start()
+
+
+async def test_a_stream_cut_off_by_triton_is_finished_by_the_cpu_model(
+    triton: TritonServer, tmp_path: Path, minilm: MiniLM
+) -> None:
+    """Triton killed part-way through a document's stream: the stream goes on from the next chunk on
+    the CPU model — every chunk exactly once, in order, each the right vector."""
+    document = " ".join(f"wave{i}" for i in range(3000))  # 300 chunks of 10 words
+    chunks = split_words(document, 10)
+    async with inference_service(tmp_path, "--triton", triton.address) as stub:
+        replies = []
+        async for reply in stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=10)):
+            replies.append(reply)
+            if len(replies) == 5:
+                await triton.stop(kill=True)
+        backend = await _backend(stub, "triton")
+    partial = replies[:-1]
+    assert [r.sequence for r in partial] == list(range(1, 301)) and replies[-1].final
+    assert [r.chunk_text for r in partial] == chunks
+    got = np.array([list(r.embedding.values) for r in partial])
+    assert _cosines(got, minilm.encode(chunks).astype(np.float64)).min() > 0.9999
+    assert backend.failures >= 1 and backend.texts_served < 300  # Triton did not finish it
