@@ -83,7 +83,7 @@ def _document(text: str) -> dict[str, Any]:
 class PolicyBlocked(Conflict):
     """An enforced policy refuses the change; `rules` names them (recorded as the audit's policy ids)."""
 
-    def __init__(self, message: str, rules: tuple[str, ...]) -> None:
+    def __init__(self, message: str, rules: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.rules = rules
 
