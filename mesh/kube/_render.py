@@ -25,7 +25,8 @@ What it renders, and why this shape:
 - **Probes run in the pod** (`python -m mesh.kube probe`, standard library only): the ops ports want a
   client certificate of the mesh's root, which the kubelet has not.
 - **An autoscaler per autoscaled pool: a HorizontalPodAutoscaler on the external metric
-  `tidemesh_queue_pending{pool}`** (the scheduler's queue sampling; served to the HPA by
+  `tidemesh_scale_desired_replicas{pool}`** (the scheduler's scale recommendation — depth, the oldest
+  item's age, the measured drain rate — as a gauge, targeted at one per replica; served to the HPA by
   prometheus-adapter or KEDA's metrics server). An HPA validates offline against the built-in API; a
   KEDA ScaledObject is a CRD no offline schema covers, and needs KEDA installed.
 """
@@ -70,7 +71,7 @@ from mesh.supervisor._plan import _collector, otlp_url
 
 APP = "tidemesh"
 USER_ID = 10001
-METRIC = "tidemesh_queue_pending"
+METRIC = "tidemesh_scale_desired_replicas"  # the scheduler's ScaleRecommendation, per pool
 NATS_PID = f"{POD_STATE}/nats.pid"
 
 # Requests and limits where the manifest sets no cap: (cpu request, memory request MiB, memory limit MiB).
@@ -382,7 +383,6 @@ def _pdb(w: Workload, names: Names) -> dict[str, Any]:
 def _autoscaler(w: Workload, names: Names, manifest: Manifest, bounds: tuple[int, int]) -> dict[str, Any]:
     pool = w.pools[0]
     low, high = bounds
-    concurrency = manifest.pools.by_name()[pool].concurrency
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -396,8 +396,8 @@ def _autoscaler(w: Workload, names: Names, manifest: Manifest, bounds: tuple[int
                     "type": "External",
                     "external": {
                         "metric": {"name": METRIC, "selector": {"matchLabels": {"pool": pool}}},
-                        # A replica's worth of backlog: what one worker runs at once.
-                        "target": {"type": "AverageValue", "averageValue": str(concurrency)},
+                        # The scheduler's recommendation is a replica count: one per replica.
+                        "target": {"type": "AverageValue", "averageValue": "1"},
                     },
                 }
             ],

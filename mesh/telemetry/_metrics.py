@@ -255,6 +255,13 @@ class Metrics:
             ["pool", "priority_class", "tenant"],
             registry=r,
         )
+        self.scale_desired_replicas = Gauge(
+            "tidemesh_scale_desired_replicas",
+            "Workers the scheduler recommends for a pool (ScaleRecommendation.desired_replicas: its depth, oldest "
+            "item's age and measured drain rate); what a HorizontalPodAutoscaler targets",
+            ["pool"],
+            registry=r,
+        )
         self.queue_without_worker = Gauge(
             "tidemesh_queue_without_worker",
             "Work items waiting in a user kind's pool that no attached worker can read (no compatible worker)",

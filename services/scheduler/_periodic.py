@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from mesh.fabric import SCALE_PREFIX, WORK_PREFIX, WORK_STREAM
-from mesh.telemetry import get_logger
+from mesh.telemetry import METRICS, get_logger
 from services.scheduler._autoscale import ScaleHooks, Scaler
 from services.scheduler._flow import FlowControl
 from services.scheduler._queues import queue_status
@@ -82,6 +82,7 @@ class PeriodicRoles:
                 sample = await queue_status(self._js)
                 self._registry.forget_dead()
                 for recommendation in self._scaler.update(sample.lanes, sample.acked, self._registry.snapshot()):
+                    METRICS.scale_desired_replicas.labels(recommendation.pool).set(recommendation.desired_replicas)
                     await self._nc.publish(f"{SCALE_PREFIX}.{recommendation.pool}", recommendation.SerializeToString())
                     await self._hooks.deliver(recommendation)
             except Exception as exc:  # a sampling miss must not take the scheduler down

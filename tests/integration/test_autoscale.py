@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from clients.sdk import Client
-from mesh.supervisor import LocalAutoscaler, Supervisor, build_plan
+from mesh.supervisor import LocalAutoscaler, MeshSecurity, Supervisor, build_plan
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -48,6 +50,26 @@ async def test_backlog_scales_a_pool_out_and_idle_scales_it_in(tmp_path: Path) -
 
         await eventually(scaled_out, timeout_s=30, what="an extra post-processing worker")
 
+        async def gauge() -> float:  # what an HPA on Kubernetes targets: the scheduler's recommendation
+            http = plan.by_name("scheduler").ports["http"]
+            context = MeshSecurity(tmp_path / "mesh").transport("supervisor").client_ssl_context()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"https://127.0.0.1:{http}/metrics", ssl=context) as reply,
+            ):
+                text = await reply.text()
+            return sum(
+                s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.name == "tidemesh_scale_desired_replicas" and s.labels.get("pool") == "post-processing"
+            )
+
+        async def gauge_out() -> bool:
+            return await gauge() >= 2
+
+        await eventually(gauge_out, timeout_s=15, what="tidemesh_scale_desired_replicas{pool=post-processing} >= 2")
+
         async def serving() -> bool:
             status = await client.status()
             return sum("post-processing" in w.pools for w in status.workers) >= 2
@@ -69,4 +91,5 @@ async def test_backlog_scales_a_pool_out_and_idle_scales_it_in(tmp_path: Path) -
             return desired()[-1:] == [1]
 
         await eventually(hook_saw_scale_in, what="the hook received the scale-in recommendation")
+        assert await gauge() == 1
         assert max(desired()) >= 2, desired()

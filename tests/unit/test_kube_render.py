@@ -134,7 +134,8 @@ def test_every_workload_has_its_controller_probes_pdb_service_and_resources(prod
 
 
 def test_each_autoscaled_pool_has_an_autoscaler_on_its_queue_within_its_bounds(prod: Rendering) -> None:
-    """One HPA per pool with autoscale bounds, on tidemesh_queue_pending of that pool; none for others."""
+    """One HPA per pool with autoscale bounds, on the scheduler's recommendation for that pool
+    (tidemesh_scale_desired_replicas, one per replica); none for others."""
     autoscalers = _by(prod, "HorizontalPodAutoscaler")
     assert set(autoscalers) == {"tide-worker-ingestion", "tide-worker-orchestration", "tide-worker-inference"}
     inference = autoscalers["tide-worker-inference"]["spec"]
@@ -146,10 +147,10 @@ def test_each_autoscaled_pool_has_an_autoscaler_on_its_queue_within_its_bounds(p
     }
     (metric,) = inference["metrics"]
     assert metric["external"]["metric"] == {
-        "name": "tidemesh_queue_pending",
+        "name": "tidemesh_scale_desired_replicas",
         "selector": {"matchLabels": {"pool": "inference"}},
     }
-    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "16"}  # its concurrency
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}  # a replica each
 
 
 def test_resources_come_from_the_manifest_caps(prod: Rendering) -> None:
