@@ -32,8 +32,12 @@ $(STAMP): pyproject.toml
 run: venv ## boot the mesh (NATS, Envoy, all services), run the demo tasks, stay up until Ctrl-C
 	$(BIN)/tidemesh up --demo
 
+# The unit tests run no mesh and share no port or state dir, and are bound by the CPU: two processes
+# (CI's two cores), a module per process at a time. The rest start real meshes and measure latencies
+# and fairness on them: one at a time, as a second mesh on the same cores would skew what they measure.
 test: venv check browser ## contract/drift checks, then the whole test suite on real components
-	$(BIN)/pytest --durations=25  # the slowest tests, to keep the suite under 15 minutes
+	$(BIN)/pytest tests/unit -n 2 --dist loadfile --durations=10
+	$(BIN)/pytest --ignore=tests/unit --durations=25  # the slowest tests, to keep the suite under 15 minutes
 
 # tests/browser runs Debian's Chromium through Playwright (never `playwright install`, which downloads).
 CHROMIUM := /usr/bin/chromium
