@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -52,12 +53,30 @@ async def test_fan_out_embed_aggregates_the_mean_vector(mesh: Mesh) -> None:
     assert float(got @ expected) > 0.9999
 
 
-async def test_cancelling_a_parent_cancels_its_children(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+async def no_workers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Supervisor]:
+    """A mesh without workers, for the tests that start each pool's worker when they choose (and
+    stop it by their end, so the next starts with none again)."""
+    plan = build_plan(tmp_path_factory.mktemp("no-workers"), public_port=0, workers=0)
+    async with Supervisor(plan) as supervisor:
+        yield supervisor
+
+
+@contextlib.asynccontextmanager
+async def pool_worker(supervisor: Supervisor, pool: str) -> AsyncIterator[None]:
+    """One worker of `pool` for the block."""
+    child = await supervisor.add(pool_worker_spec(supervisor.plan, pool, 1))
+    try:
+        yield
+    finally:
+        await supervisor.remove(child.spec.name)
+
+
+async def test_cancelling_a_parent_cancels_its_children(no_workers: Supervisor) -> None:
     """With no worker for the children's pool they stay queued; cancelling the parent ends the
     parent's orchestration step and cancels every child."""
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=0)
-    async with Supervisor(plan) as supervisor, Client(f"127.0.0.1:{plan.public_port}", tenant="orch") as client:
-        await supervisor.add(pool_worker_spec(plan, "orchestration", 1))
+    endpoint = f"127.0.0.1:{no_workers.plan.public_port}"
+    async with pool_worker(no_workers, "orchestration"), Client(endpoint, tenant="orch") as client:
         submitted = await client.submit("fan_out", {"child_kind": "echo", "texts": ["a", "b", "c"]})
         children: list[str] = []
         async for event in client.watch(submitted.task_id):
@@ -69,11 +88,11 @@ async def test_cancelling_a_parent_cancels_its_children(tmp_path: Path) -> None:
             assert (await client.get(child_id)).state == task_pb2.TASK_STATE_CANCELLED
 
 
-async def test_children_waited_on_by_an_interactive_parent_are_boosted(tmp_path: Path) -> None:
+async def test_children_waited_on_by_an_interactive_parent_are_boosted(no_workers: Supervisor) -> None:
     """Children that already sit in the batch lane behind a 200-task backlog are boosted to the
     interactive parent's lane: they finish before the backlog, each running exactly once."""
-    plan = build_plan(tmp_path / "mesh", public_port=0, workers=0)
-    async with Supervisor(plan) as supervisor, Client(f"127.0.0.1:{plan.public_port}", tenant="orch") as client:
+    endpoint = f"127.0.0.1:{no_workers.plan.public_port}"
+    async with contextlib.AsyncExitStack() as workers, Client(endpoint, tenant="orch") as client:
         parent_id = "parent-boost-1"
         parent_mesh_id = scoped_task_id("orch", parent_id)  # a chosen id is scoped; children's keys name this
         backlog = await client.submit_many(
@@ -86,7 +105,7 @@ async def test_children_waited_on_by_an_interactive_parent_are_boosted(tmp_path:
                 for i, t in enumerate(["x", "y"])
             ]
         )
-        await supervisor.add(pool_worker_spec(plan, "orchestration", 1))
+        await workers.enter_async_context(pool_worker(no_workers, "orchestration"))
         parent = await client.submit(
             "fan_out", {"child_kind": "echo", "texts": ["x", "y"]}, priority="interactive", task_id=parent_id
         )
@@ -99,7 +118,7 @@ async def test_children_waited_on_by_an_interactive_parent_are_boosted(tmp_path:
             )
 
         await eventually(boosted_copies_queued, what="boosted child copies in the interactive lane")
-        await supervisor.add(pool_worker_spec(plan, "ingestion", 1))
+        await workers.enter_async_context(pool_worker(no_workers, "ingestion"))
         parent_events = [e async for e in client.watch(parent.task_id)]
         assert parent_events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
         assert parent_events[-1].output.text == "x\ny"
