@@ -511,24 +511,6 @@ async def test_paused_worker_is_declared_dead_and_its_task_moves(tmp_path: Path)
         assert [e.output.text for e in events if e.HasField("output") and not e.final] == words
 
 
-async def test_dedicated_pool_workers_run_a_multi_pool_pipeline(tmp_path: Path) -> None:
-    """With one dedicated worker per pool (no all-pool worker), a stream task crosses from the
-    ingestion worker to the post-processing worker, and each worker reports only its pool."""
-    pools = {"ingestion": 1, "orchestration": 1, "inference": 1, "post-processing": 1}
-    plan = build_plan(
-        tmp_path / "mesh", public_port=0, workers=0, pool_workers=pools, pool_concurrency={"inference": 2}
-    )
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="pools") as client:
-        submitted = await client.submit("stream", {"text": "a b", "chunks": 2})
-        events = [e async for e in client.watch(submitted.task_id)]
-        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
-        workers_by_step = {e.step: e.worker_id for e in events if e.worker_id}
-        assert workers_by_step["plan"] != workers_by_step["emit"]
-        status = await client.status()
-        assert sorted(tuple(w.pools) for w in status.workers) == sorted((pool,) for pool in pools)
-        assert {w.pools[0]: w.concurrency for w in status.workers}["inference"] == 2
-
-
 async def test_unresponsive_child_is_killed_and_restarted(healing_mesh: Supervisor) -> None:
     """Auto-healing: a worker that is alive but stops answering (SIGSTOP) is killed by the
     supervisor's liveness check and replaced; the replacement runs tasks."""
@@ -580,14 +562,50 @@ async def test_jetstream_state_and_a_running_task_survive_a_restart_of_the_whole
     assert [e.output.text for e in seen if e.HasField("output") and not e.final] == words
 
 
-async def test_sessions_stick_to_one_of_two_gateway_replicas(tmp_path: Path) -> None:
+# The last two share one mesh. A module fixture lives until the module ends, so it comes after every
+# other test here: it never idles beside their meshes.
+POOLS = {"ingestion": 1, "orchestration": 1, "inference": 1, "post-processing": 1}
+
+
+@pytest.fixture(scope="module")
+async def pools_and_replicas(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Supervisor]:
+    """Two gateway replicas and one dedicated worker per pool (no all-pool worker; inference's with
+    2 slots)."""
+    plan = build_plan(
+        tmp_path_factory.mktemp("pools"),
+        public_port=0,
+        workers=0,
+        pool_workers=POOLS,
+        pool_concurrency={"inference": 2},
+        gateways=2,
+    )
+    async with Supervisor(plan) as supervisor:
+        yield supervisor
+
+
+async def test_dedicated_pool_workers_run_a_multi_pool_pipeline(pools_and_replicas: Supervisor) -> None:
+    """With one dedicated worker per pool (no all-pool worker), a stream task crosses from the
+    ingestion worker to the post-processing worker, and each worker reports only its pool."""
+    pools = POOLS
+    async with Client(f"127.0.0.1:{pools_and_replicas.plan.public_port}", tenant="pools") as client:
+        submitted = await client.submit("stream", {"text": "a b", "chunks": 2})
+        events = [e async for e in client.watch(submitted.task_id)]
+        assert events[-1].state == task_pb2.TASK_STATE_SUCCEEDED
+        workers_by_step = {e.step: e.worker_id for e in events if e.worker_id}
+        assert workers_by_step["plan"] != workers_by_step["emit"]
+        status = await client.status()
+        assert sorted(tuple(w.pools) for w in status.workers) == sorted((pool,) for pool in pools)
+        assert {w.pools[0]: w.concurrency for w in status.workers}["inference"] == 2
+
+
+async def test_sessions_stick_to_one_of_two_gateway_replicas(pools_and_replicas: Supervisor) -> None:
     """`--gateways 2`: Envoy hashes x-tidemesh-session, so one session always reaches the same
     gateway replica while different sessions spread over both."""
     import aiohttp
 
-    plan = build_plan(tmp_path / "mesh", public_port=0, gateways=2)
+    plan = pools_and_replicas.plan
     assert [p.name for p in plan.processes if p.name.startswith("gateway")] == ["gateway-1", "gateway-2"]
-    async with Supervisor(plan) as _, Client(f"127.0.0.1:{plan.public_port}", tenant="sticky") as client:
+    async with Client(f"127.0.0.1:{plan.public_port}", tenant="sticky") as client:
         submitted = await client.submit("echo", {"text": "sticky"})
         url = f"https://127.0.0.1:{plan.public_port}/v1/tasks/{submitted.task_id}"
         async with aiohttp.ClientSession() as session:
