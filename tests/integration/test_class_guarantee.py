@@ -51,9 +51,11 @@ async def small_mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         # The interactive lane's default depth limit (5 000 queued + running) would refuse the last
         # of the 5 000 before the first finish: room for the whole flood.
         scheduler_args=("--lane-max-depth", "interactive=20000"),
+        worker_grace_s=2.0,
     )
-    # The fixture's end stops the mesh, and with it whatever is left of the flood: a short grace, as
-    # draining ten-second steps proves nothing here (test_shutdown.py covers graceful stops).
+    # The fixture's end stops the mesh, and with it whatever is left of the flood: a short grace (the
+    # worker's own too), as draining ten-second steps proves nothing here (test_shutdown.py covers
+    # graceful stops).
     async with Supervisor(plan, health_timeout_s=60, grace_s=2.0) as supervisor:
         yield Mesh(plan, supervisor)
 

@@ -43,10 +43,11 @@ class Edge:
 @pytest.fixture(scope="module")
 async def edge(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     state = tmp_path_factory.mktemp("json-surfaces")
-    plan = build_plan(state, public_port=0, workers=1, auth=True)
-    # A short grace: Schemathesis leaves long steps running (a stream of many slow chunks), and the
-    # worker would drain them for the whole default grace. How the mesh stops is not under test
-    # here (test_shutdown.py and test_up.py are); whatever is left is killed with its process group.
+    # A short grace, the worker's own included: Schemathesis leaves long steps running (a stream of
+    # many slow chunks), and the worker would drain them for the whole default grace. How the mesh
+    # stops is not under test here (test_shutdown.py and test_up.py are); whatever is left is killed
+    # with its process group.
+    plan = build_plan(state, public_port=0, workers=1, auth=True, worker_grace_s=2.0)
     async with Supervisor(plan, grace_s=2.0):
         gateway = f"127.0.0.1:{plan.by_name('gateway').ports['http']}"
         yield Edge(f"127.0.0.1:{plan.public_port}", admin_key(state), gateway, Mesh(plan).internal_ssl("envoy"))
