@@ -1,6 +1,8 @@
 """`tidemesh init`: answers (from a file, stdin or a terminal) → a manifest the loader takes back,
 each derived field explained, the equivalent commands, the plan and a capacity preview; bad
-answers named by key (and field), nothing written on a refusal or an abort. No mesh needed."""
+answers named by key (and field), nothing written on a refusal or an abort. No mesh needed; here
+with the serial tests because its terminal sessions time prompts and Ctrl-C on a pty, which a
+second test process on the same cores made miss (`make test` runs tests/unit in two)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from mesh.capacity import MMc
 from mesh.manifest import API_VERSION, KIND, Manifest, read, resolve
 
 TIDEMESH = str(Path(sys.executable).parent / "tidemesh")
+
+pytestmark = pytest.mark.integration
 
 
 @dataclass(frozen=True)
