@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -44,6 +45,25 @@ def minilm() -> MiniLM:
     return MiniLM.load()
 
 
+# The tests that only call a service started with the same arguments share it (each service's start
+# loads its model in a worker process of its own: seconds, on two cores).
+@pytest.fixture(scope="module")
+async def triton_only(
+    triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[InferenceProcess]:
+    """The inference service on the module's Triton alone (no CPU model)."""
+    workdir = tmp_path_factory.mktemp("triton-only")
+    async with inference_service(workdir, "--triton", triton.address, "--no-cpu") as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+async def cpu_only(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InferenceProcess]:
+    """The inference service on its embedded CPU model alone."""
+    async with inference_service(tmp_path_factory.mktemp("cpu-only")) as stub:
+        yield stub
+
+
 def _vectors(response: inference_pb2.InferResponse) -> np.ndarray:
     return np.array([list(e.values) for e in response.embeddings], dtype=np.float64)
 
@@ -57,15 +77,15 @@ async def _backend(stub: inference_pb2_grpc.InferenceServiceStub, name: str) -> 
     return next(b for b in listing.backends if b.backend == name)
 
 
-async def test_triton_serves_minilm_matching_the_reference(triton: TritonServer, tmp_path: Path) -> None:
+async def test_triton_serves_minilm_matching_the_reference(triton: TritonServer, triton_only: InferenceProcess) -> None:
     """Through Triton alone (no CPU backend), every reference sentence — non-English, emoji, one
     character, over the model's length — embeds within cosine 0.999 of sentence-transformers."""
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     # The service refuses empty text (INVALID_ARGUMENT); the reference set has one, for the bare model.
     pairs = [(s, v) for s, v in zip(reference["sentences"], reference["vectors"], strict=True) if s.strip()]
-    async with inference_service(tmp_path, "--triton", triton.address, "--no-cpu") as stub:
-        response = await stub.Infer(inference_pb2.InferRequest(texts=[s for s, _ in pairs]))
-        listing = await stub.ListModels(inference_pb2.ListModelsRequest())
+    stub = triton_only
+    response = await stub.Infer(inference_pb2.InferRequest(texts=[s for s, _ in pairs]))
+    listing = await stub.ListModels(inference_pb2.ListModelsRequest())
     assert response.backend == "triton"
     cos = _cosines(_vectors(response), np.array([v for _, v in pairs]))
     assert cos.min() >= 0.999, f"min cosine {cos.min():.6f}"
@@ -132,12 +152,12 @@ async def test_the_fp16_variant_loads_on_demand_stays_within_its_tolerance_and_s
     assert _cosines(spilled, _vectors(half)).min() >= FP16_MIN_COSINE
 
 
-async def test_triton_streams_a_document_chunk_by_chunk(triton: TritonServer, tmp_path: Path, minilm: MiniLM) -> None:
+async def test_triton_streams_a_document_chunk_by_chunk(triton_only: InferenceProcess, minilm: MiniLM) -> None:
     """The decoupled Triton model streams one response per chunk, in order, each the MiniLM vector of
     its chunk, with the fraction covered rising to 1; the final message is the document vector."""
     document = " ".join(f"word{i} about tide pools and meshes" for i in range(60))  # 360 words
-    async with inference_service(tmp_path, "--triton", triton.address, "--no-cpu") as stub:
-        replies = [r async for r in stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=50))]
+    stub = triton_only
+    replies = [r async for r in stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=50))]
     chunks = split_words(document, 50)
     partial, final = replies[:-1], replies[-1]
     assert [r.sequence for r in partial] == list(range(1, len(chunks) + 1))
@@ -149,23 +169,25 @@ async def test_triton_streams_a_document_chunk_by_chunk(triton: TritonServer, tm
     assert final.final and final.sequence == len(chunks) + 1
 
 
-async def test_cancelling_a_stream_cancels_the_request_inside_triton(triton: TritonServer, tmp_path: Path) -> None:
+async def test_cancelling_a_stream_cancels_the_request_inside_triton(
+    triton: TritonServer, triton_only: InferenceProcess
+) -> None:
     """A client that goes away mid-stream: Triton's model sees the request cancelled and stops
     (its log says after how many of the chunks), instead of embedding the rest of the document."""
     document = " ".join(f"token{i}" for i in range(4000))  # 400 chunks of 10 words
-    async with inference_service(tmp_path, "--triton", triton.address, "--no-cpu") as stub:
-        call = stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=10))
-        got = 0
-        async for _ in call:
-            got += 1
-            if got == 3:
-                call.cancel()
-                break
+    stub = triton_only
+    call = stub.InferStream(inference_pb2.InferStreamRequest(text=document, chunk_words=10))
+    got = 0
+    async for _ in call:
+        got += 1
+        if got == 3:
+            call.cancel()
+            break
 
-        async def stopped_early() -> re.Match[str] | None:
-            return re.search(r"cancelled after (\d+) of 400 chunks", triton.log())
+    async def stopped_early() -> re.Match[str] | None:
+        return re.search(r"cancelled after (\d+) of 400 chunks", triton.log())
 
-        found = await eventually(stopped_early, timeout_s=20, what="Triton logged the cancellation")
+    found = await eventually(stopped_early, timeout_s=20, what="Triton logged the cancellation")
     assert 3 <= int(found.group(1)) < 400
 
 
@@ -182,20 +204,20 @@ def _model_workers(pid: int) -> list[int]:
     return found
 
 
-async def test_the_cpu_model_runs_in_a_worker_process_that_is_replaced_when_it_dies(tmp_path: Path) -> None:
+async def test_the_cpu_model_runs_in_a_worker_process_that_is_replaced_when_it_dies(cpu_only: InferenceProcess) -> None:
     """The embedded model computes in a worker process (no GIL shared with the service); kill -9 of
     that worker costs no request — the next call gets a fresh worker."""
-    async with inference_service(tmp_path) as stub:
-        before = await stub.Infer(inference_pb2.InferRequest(texts=["first"]))
+    stub = cpu_only
+    before = await stub.Infer(inference_pb2.InferRequest(texts=["first"]))
 
-        async def worker() -> list[int]:
-            return _model_workers(stub.pid)
+    async def worker() -> list[int]:
+        return _model_workers(stub.pid)
 
-        [first_worker] = await eventually(worker, what="the CPU model's worker process")
-        os.kill(first_worker, signal.SIGKILL)
-        after = await stub.Infer(inference_pb2.InferRequest(texts=["first"]), timeout=60)
-        assert after.backend == "cpu" and list(after.embeddings[0].values) == list(before.embeddings[0].values)
-        assert first_worker not in await worker()
+    [first_worker] = await eventually(worker, what="the CPU model's worker process")
+    os.kill(first_worker, signal.SIGKILL)
+    after = await stub.Infer(inference_pb2.InferRequest(texts=["first"]), timeout=60)
+    assert after.backend == "cpu" and list(after.embeddings[0].values) == list(before.embeddings[0].values)
+    assert first_worker not in await worker()
 
 
 def _tensor(values: np.ndarray, datatype: str = "INT64", shape: list[int] | None = None) -> inference_pb2.Tensor:
@@ -204,7 +226,7 @@ def _tensor(values: np.ndarray, datatype: str = "INT64", shape: list[int] | None
     )
 
 
-async def test_token_ids_embed_like_their_text(tmp_path: Path, minilm: MiniLM) -> None:
+async def test_token_ids_embed_like_their_text(cpu_only: InferenceProcess, minilm: MiniLM) -> None:
     """Pre-tokenized input (padded rows plus an attention mask) gives the vectors of the texts."""
     texts = ["a short one", "a somewhat longer sentence about tides"]
     rows = [minilm._tok.encode(t).ids for t in texts]
@@ -214,14 +236,14 @@ async def test_token_ids_embed_like_their_text(tmp_path: Path, minilm: MiniLM) -
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
         mask[i, : len(row)] = 1
-    async with inference_service(tmp_path) as stub:
-        response = await stub.Infer(inference_pb2.InferRequest(input_ids=_tensor(ids), attention_mask=_tensor(mask)))
-        by_text = await stub.Infer(inference_pb2.InferRequest(texts=texts))
+    stub = cpu_only
+    response = await stub.Infer(inference_pb2.InferRequest(input_ids=_tensor(ids), attention_mask=_tensor(mask)))
+    by_text = await stub.Infer(inference_pb2.InferRequest(texts=texts))
     assert response.backend == "cpu"
     assert _cosines(_vectors(response), _vectors(by_text)).min() > 0.9999
 
 
-async def test_bad_input_is_invalid_argument_naming_the_field(tmp_path: Path) -> None:
+async def test_bad_input_is_invalid_argument_naming_the_field(cpu_only: InferenceProcess) -> None:
     ids = np.array([[101, 7592, 102]], dtype=np.int64)
     bad: list[tuple[inference_pb2.InferRequest, str]] = [
         (inference_pb2.InferRequest(), "texts"),
@@ -241,23 +263,23 @@ async def test_bad_input_is_invalid_argument_naming_the_field(tmp_path: Path) ->
         ),
         (inference_pb2.InferRequest(texts=["both"], input_ids=_tensor(ids)), "texts: send either"),
     ]
-    async with inference_service(tmp_path) as stub:
-        for request, message in bad:
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Infer(request)
-            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, (message, caught.value)
-            assert re.search(message, caught.value.details() or ""), (message, caught.value.details())
-        for request, field in [
-            (inference_pb2.InferStreamRequest(text=""), "text: is empty"),
-            (inference_pb2.InferStreamRequest(model="nope", text="a b c"), "model: unknown"),
-        ]:
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                async for _ in stub.InferStream(request):
-                    pass
-            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and field in (caught.value.details() or "")
-        # …and the service still answers good input afterwards.
-        ok = await stub.Infer(inference_pb2.InferRequest(texts=["fine"], priority_class=task_pb2.PRIORITY_CLASS_BATCH))
-        assert len(ok.embeddings[0].values) == 384
+    stub = cpu_only
+    for request, message in bad:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Infer(request)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, (message, caught.value)
+        assert re.search(message, caught.value.details() or ""), (message, caught.value.details())
+    for request, field in [
+        (inference_pb2.InferStreamRequest(text=""), "text: is empty"),
+        (inference_pb2.InferStreamRequest(model="nope", text="a b c"), "model: unknown"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.InferStream(request):
+                pass
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and field in (caught.value.details() or "")
+    # …and the service still answers good input afterwards.
+    ok = await stub.Infer(inference_pb2.InferRequest(texts=["fine"], priority_class=task_pb2.PRIORITY_CLASS_BATCH))
+    assert len(ok.embeddings[0].values) == 384
 
 
 async def test_triton_answers_only_mesh_leaves_and_only_over_grpc(triton: TritonServer) -> None:
