@@ -320,7 +320,8 @@ class _FakeNvml:
         return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in self.used.items()]
 
 
-# Writes its environment at start; its first life starts a grandchild (the fake NVML charges it).
+# Writes its environment at start (renamed into place, so a reader never sees half a file); its first
+# life starts a grandchild (the fake NVML charges it).
 _GPU_CHILD = """
 import json, os, pathlib, subprocess, sys, time
 out = pathlib.Path(sys.argv[1])
@@ -328,8 +329,10 @@ lives = sorted(out.glob("life-*"))
 env = {k: v for k, v in os.environ.items() if k.startswith(("TIDEMESH_", "CUPY_", "XLA_"))}
 if not lives:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    (out / "grandchild").write_text(str(child.pid))
-(out / f"life-{len(lives)}").write_text(json.dumps(env))
+    (out / "grandchild.tmp").write_text(str(child.pid))
+    os.replace(out / "grandchild.tmp", out / "grandchild")  # whole, or not there: the test polls for it
+(out / f".life-{len(lives)}").write_text(json.dumps(env))
+os.replace(out / f".life-{len(lives)}", out / f"life-{len(lives)}")
 time.sleep(60)
 """
 
