@@ -297,12 +297,7 @@ class ConfigController:
 
     async def _start(self, spec: ProcessSpec) -> Child:
         """Start `spec` and wait until healthy; a restart before that fails the step."""
-        supervisor = self._supervisor
-        child = Child(
-            spec, Path(supervisor.plan.state_dir) / "logs", supervisor.plan.env, supervisor.cpu, supervisor.gpu
-        )
-        supervisor.children[spec.name] = child
-        await child.start()
+        child = await self._supervisor.spawn(spec)
         waiting = asyncio.create_task(child.wait_healthy(self._health_timeout_s))
         try:
             while not waiting.done():
@@ -314,7 +309,7 @@ class ConfigController:
             raise Degraded(f"{spec.name} did not turn healthy: {exc}") from exc
         finally:
             waiting.cancel()
-        child.watch()
+        self._supervisor.watch(child)
         return child
 
     async def _bake(

@@ -119,7 +119,7 @@ class Supervisor:
                 await healthy[dependency]
             await child.start()
             waited = await child.wait_healthy(self._health_timeout_s)
-            child.watch(*self._liveness)
+            self.watch(child)
             if self.on_healthy is not None:
                 self.on_healthy(child.spec.name, waited)
             return waited
@@ -156,12 +156,21 @@ class Supervisor:
         """Start one more supervised child (e.g. a worker when scaling out) and wait until healthy."""
         if spec.name in self.children:
             raise ValueError(f"a child named {spec.name!r} exists")
+        child = await self.spawn(spec)
+        await child.wait_healthy(self._health_timeout_s)
+        self.watch(child)
+        return child
+
+    async def spawn(self, spec: ProcessSpec) -> Child:
+        """Start one more child with the mesh's environment and caps (not yet waited for or watched)."""
         child = Child(spec, Path(self.plan.state_dir) / "logs", self.plan.env, self.cpu, self.gpu)
         self.children[spec.name] = child
         await child.start()
-        await child.wait_healthy(self._health_timeout_s)
-        child.watch(*self._liveness)
         return child
+
+    def watch(self, child: Child) -> None:
+        """Auto-heal `child` from now on, with the mesh's liveness settings (`Child.watch`)."""
+        child.watch(*self._liveness)
 
     async def remove(self, name: str) -> None:
         """Stop a child gracefully (its in-flight work finishes or is handed back) and forget it."""
